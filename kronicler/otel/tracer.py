@@ -9,7 +9,7 @@ fast path:
    make a :class:`FastSpan` and make it current (a copied ``Context``, ``ContextVar.set``) so
    ``trace.get_current_span()``, ``propagate.inject`` and instrumented libraries see it;
 2. time the call with ``perf_counter_ns``; restore the context;
-3. append ``(site, t0, duration, seq, root, parent_seq)`` to the pipeline's list.
+3. extend the pipeline's flat list by ``(site, t0, duration, seq, root, parent_seq)``.
 
 That is ~1 us in total, against ~15-20 us for ``start_as_current_span`` on the SDK. Errors,
 attributes set during the call and foreign parents leave the fast path for :func:`_finish`.
@@ -203,7 +203,7 @@ def _finish(
         if error is not None:
             attrs = error_attributes(attrs if attrs is not None else site.attributes, *error)
         if span.root and not status and attrs is None and name is None:
-            PIPELINE.rows.append((index, t0, t1 - t0, span.seq, span.root, pseq))
+            PIPELINE.rows.extend((index, t0, t1 - t0, span.seq, span.root, pseq))
             return
         if isinstance(span, ForeignFastSpan):
             parent_id = span.parent_id
@@ -220,9 +220,9 @@ def _finish(
 def wrap_function(fn: Callable[..., Any], cs: CallSite) -> Callable[..., Any]:
     """Wrap a plain callable (function, method, builtin)."""
     index, site = cs.index, cs.site
-    rows_append = PIPELINE.rows.append
+    rows_extend = PIPELINE.rows.extend
     get, set_, reset, perf = _ctx_get, _ctx_set, _ctx_reset, perf_counter_ns
-    key, fast_span, make_ctx, dict_set = _SPAN_KEY, FastSpan, Context, dict.__setitem__
+    key, fast_span, make_ctx = _SPAN_KEY, FastSpan, Context
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if _src._TRACER_PROVIDER is not _expected:
@@ -237,16 +237,19 @@ def wrap_function(fn: Callable[..., Any], cs: CallSite) -> Callable[..., Any]:
             seq = next(_counter)
             if type(parent) is fast_span:
                 pseq = parent.seq
-                span = fast_span(seq, parent.root)
+                root = parent.root
+                span = fast_span(seq, root)
             elif parent is None:
                 pseq = 0
+                root = seq
                 span = fast_span(seq, seq)
             else:
                 pseq = 0
                 span = _foreign_span(parent, seq)
-            new = make_ctx(ctx)
-            dict_set(new, key, span)
-            token = set_(new)
+                root = span.root
+            values = ctx.copy()  # a plain dict: copying it and wrapping is ~40 ns cheaper
+            values[key] = span
+            token = set_(make_ctx(values))
         except Exception as exc:  # noqa: BLE001
             _internal_error("start", exc)
             return fn(*args, **kwargs)
@@ -266,8 +269,8 @@ def wrap_function(fn: Callable[..., Any], cs: CallSite) -> Callable[..., Any]:
         try:
             reset(token)
             st, span.state = span.state, ENDED
-            if st is None and span.root:
-                rows_append((index, t0, t1 - t0, seq, span.root, pseq))
+            if st is None and root:
+                rows_extend((index, t0, t1 - t0, seq, root, pseq))
             else:
                 _finish(span, st, index, site, t0, t1, pseq, None)
         except Exception as exc:  # noqa: BLE001
@@ -282,9 +285,9 @@ def wrap_coroutine_function(
 ) -> Callable[..., Coroutine[Any, Any, Any]]:
     """Wrap an ``async def``: the span covers the whole await, suspensions included."""
     index, site = cs.index, cs.site
-    rows_append = PIPELINE.rows.append
+    rows_extend = PIPELINE.rows.extend
     get, set_, reset, perf = _ctx_get, _ctx_set, _ctx_reset, perf_counter_ns
-    key, fast_span, make_ctx, dict_set = _SPAN_KEY, FastSpan, Context, dict.__setitem__
+    key, fast_span, make_ctx = _SPAN_KEY, FastSpan, Context
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         if _src._TRACER_PROVIDER is not _expected:
@@ -302,16 +305,19 @@ def wrap_coroutine_function(
             seq = next(_counter)
             if type(parent) is fast_span:
                 pseq = parent.seq
-                span = fast_span(seq, parent.root)
+                root = parent.root
+                span = fast_span(seq, root)
             elif parent is None:
                 pseq = 0
+                root = seq
                 span = fast_span(seq, seq)
             else:
                 pseq = 0
                 span = _foreign_span(parent, seq)
-            new = make_ctx(ctx)
-            dict_set(new, key, span)
-            token = set_(new)
+                root = span.root
+            values = ctx.copy()  # a plain dict: copying it and wrapping is ~40 ns cheaper
+            values[key] = span
+            token = set_(make_ctx(values))
         except Exception as exc:  # noqa: BLE001
             _internal_error("start", exc)
             return await fn(*args, **kwargs)
@@ -331,8 +337,8 @@ def wrap_coroutine_function(
         try:
             reset(token)
             st, span.state = span.state, ENDED
-            if st is None and span.root:
-                rows_append((index, t0, t1 - t0, seq, span.root, pseq))
+            if st is None and root:
+                rows_extend((index, t0, t1 - t0, seq, root, pseq))
             else:
                 _finish(span, st, index, site, t0, t1, pseq, None)
         except Exception as exc:  # noqa: BLE001
