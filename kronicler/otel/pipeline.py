@@ -123,18 +123,19 @@ class Pipeline:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._drain_lock:
-            dropped_before = self._dropped
+            lost_before = self._lost()
             self._drain(force=True)
             db = self._db
-            ok = self._carry is None and self._dropped == dropped_before
-        if db is None:
-            return ok
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        try:
-            return bool(db.flush(remaining)) and ok
-        except Exception as exc:  # noqa: BLE001 - flushing must never raise into the app
-            self._problem("flush", exc)
-            return False
+            ok = self._carry is None
+        if db is not None:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                ok = bool(db.flush(remaining)) and ok
+            except Exception as exc:  # noqa: BLE001 - flushing must never raise into the app
+                self._problem("flush", exc)
+                ok = False
+        # The database's flush succeeds even when its writer failed: compare loss counters.
+        return ok and self._lost() == lost_before
 
     def shutdown(self, timeout: float | None = _JOIN_TIMEOUT) -> bool:
         """Stop the thread, store what is pending, close the database (idempotent)."""
@@ -168,12 +169,16 @@ class Pipeline:
             self._db_dropped_base = int(getattr(db, "dropped", 0))
 
     def status(self) -> PipelineStatus:
+        db_drops = self._db_drops()
         return PipelineStatus(
-            stored=self._stored,
-            dropped=self._dropped + self._db_drops(),
+            stored=max(0, self._stored - db_drops),
+            dropped=self._dropped + db_drops,
             pending=self._pending(),
             path=self.settings.path,
-            error=self._error,
+            error=self._error or (
+                f"the database could not store {db_drops} rows (its log says why)"
+                if db_drops else None
+            ),
         )
 
     def after_fork_in_child(self) -> None:
@@ -217,11 +222,16 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001
             self._problem("exit", exc)
 
+    def _lost(self) -> int:
+        return self._dropped + self._db_drops()
+
     def _pending(self) -> int:
         return len(self.rows) // COMPACT_WIDTH + len(self.full) + (len(self._carry) if self._carry else 0)
 
     def _drain(self, *, force: bool) -> None:
         """Move buffered records into the database. Caller holds ``_drain_lock``."""
+        if not self._pending():
+            return  # nothing to store: do not even open the database
         db = self._database()
         if self._carry is not None:
             if db is None or not self._offer(db, self._carry, force=force):

@@ -164,12 +164,29 @@ def _after_fork_in_child() -> None:
     reset_resolution()
 
 
+class _WorkerExitHook:
+    """Stores a multiprocessing worker's records when it exits (workers skip ``atexit``)."""
+
+    def __call__(self, _: object) -> None:
+        from multiprocessing import util
+
+        # Higher priority than the database's own hook (10): our records go in before it closes.
+        util.Finalize(None, PIPELINE.shutdown, exitpriority=20)
+
+
+_WORKER_EXIT_HOOK = _WorkerExitHook()
+
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(
         before=PIPELINE.before_fork,
         after_in_parent=PIPELINE.after_fork_in_parent,
         after_in_child=_after_fork_in_child,
     )
+    # multiprocessing clears finalisers in a new worker after the os-level hooks ran, then calls
+    # its own after-fork hooks: the exit hook is registered there so it survives.
+    from multiprocessing import util as _mp_util
+
+    _mp_util.register_after_fork(_WORKER_EXIT_HOOK, _WORKER_EXIT_HOOK)
 
 
 # -- fast path pieces --------------------------------------------------------------------------

@@ -1,0 +1,242 @@
+"""Whole-process behaviour, each in a real subprocess: exit, switches, broken storage, fork, threads."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kronicler.db import Database
+from tests.otel.fixtures import read_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(script: str, cwd: Path, *, env: dict[str, str] | None = None,
+        prefix: list[str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("KRONICLER_", "OTEL_"))}
+    full_env["PYTHONPATH"] = str(ROOT)
+    full_env.update(env or {})
+    return subprocess.run(
+        [*(prefix or []), sys.executable, "-c", textwrap.dedent(script)],
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def test_normal_exit_stores_everything(tmp_path: Path) -> None:
+    # A long flush interval: only the exit hook can have stored these rows.
+    proc = run(
+        """
+        import kronicler
+
+        @kronicler.capture
+        def work(i):
+            return i * 2
+
+        print(sum(work(i) for i in range(5000)))
+        """,
+        tmp_path,
+        env={"KRONICLER_FLUSH_INTERVAL": "600", "OTEL_SERVICE_NAME": "exit-test"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(sum(i * 2 for i in range(5000)))
+    rows = read_rows(tmp_path / ".kronicler")
+    assert len(rows) == 5000
+    assert {r["name"] for r in rows} == {"__main__.work"}
+    assert {r["service"] for r in rows} == {"exit-test"}
+
+
+def test_kronicler_path_variable_moves_the_database(tmp_path: Path) -> None:
+    proc = run(
+        """
+        import kronicler
+        kronicler.capture(len)("abc")
+        """,
+        tmp_path,
+        env={"KRONICLER_PATH": str(tmp_path / "elsewhere")},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(read_rows(tmp_path / "elsewhere")) == 1
+    assert not (tmp_path / ".kronicler").exists()
+
+
+def test_disabled_by_environment_is_a_plain_call(tmp_path: Path) -> None:
+    proc = run(
+        """
+        import kronicler
+
+        def work(i):
+            return i + 1
+
+        captured = kronicler.capture(work)
+        assert captured is work, "disabled capture returns the function itself"
+        print(sum(captured(i) for i in range(100)))
+        kronicler.flush()
+        """,
+        tmp_path,
+        env={"KRONICLER_ENABLED": "0"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "5050"
+    assert not (tmp_path / ".kronicler").exists()
+
+
+@pytest.fixture
+def read_only_dir() -> Iterator[tuple[Path, list[str]]]:
+    """A database directory nobody may write to, and the command prefix that makes it so."""
+    base = Path(tempfile.mkdtemp(prefix="kronicler-ro-"))
+    os.chmod(base, 0o755)
+    db_dir = base / "db"
+    Database.open(db_dir).close()  # a valid, empty database
+    for path in [db_dir, *db_dir.rglob("*")]:
+        os.chmod(path, 0o555 if path.is_dir() else 0o444)
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # root ignores permissions unless it gives up the capability
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: cannot make a directory read-only")
+        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+    try:
+        yield db_dir, prefix
+    finally:
+        for path in [db_dir, *db_dir.rglob("*")]:
+            os.chmod(path, 0o755)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_read_only_database_directory_never_disturbs_the_app(
+    tmp_path: Path, read_only_dir: tuple[Path, list[str]]
+) -> None:
+    db_dir, prefix = read_only_dir
+    proc = run(
+        f"""
+        import kronicler
+
+        @kronicler.capture
+        def work(i):
+            return i + 1
+
+        total = 0
+        for i in range(3000):
+            total += work(i)
+        print(total)
+        print("flushed", kronicler.flush())
+        status = kronicler.status()
+        print("stored", status.stored, "dropped", status.dropped)
+        print("error", status.error)
+        """,
+        tmp_path,
+        env={"KRONICLER_PATH": str(db_dir)},
+        prefix=prefix,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == str(sum(range(1, 3001)))
+    assert lines[1] == "flushed False"
+    assert lines[2] == "stored 0 dropped 3000"
+    assert lines[3].startswith("error ") and lines[3] != "error None"
+    assert "Permission denied" in proc.stderr
+    # Logged once, however many calls were affected.
+    assert proc.stderr.count("Traceback") == 1, proc.stderr
+    assert len(read_rows(db_dir)) == 0
+
+
+def test_corrupt_database_never_disturbs_the_app(tmp_path: Path) -> None:
+    db_dir = tmp_path / "db"
+    db_dir.mkdir()
+    Database.open(db_dir).close()
+    for catalog in db_dir.glob("*.json"):
+        catalog.write_bytes(b"\x00garbage\xff")
+    proc = run(
+        """
+        import kronicler
+        work = kronicler.capture(lambda i: i)
+        print(sum(work(i) for i in range(100)), kronicler.status().dropped)
+        print(kronicler.flush(), kronicler.status().dropped)
+        """,
+        tmp_path,
+        env={"KRONICLER_PATH": str(db_dir)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    first, second = proc.stdout.splitlines()
+    assert first.startswith("4950 ")
+    assert second == "False 100"
+    assert proc.stderr.count("kronicler: open failed") == 1
+
+
+def test_fork_worker_pool_stores_every_workers_calls(tmp_path: Path) -> None:
+    proc = run(
+        """
+        import multiprocessing, os
+        import kronicler
+        from opentelemetry import trace
+
+        @kronicler.capture
+        def work(i):
+            trace.get_current_span().set_attribute("pid", os.getpid())
+            return i
+
+        def job(n):
+            for i in range(n):
+                work(i)
+            return os.getpid()
+
+        if __name__ == "__main__":
+            job(10)                     # the parent captures too, before forking
+            pool = multiprocessing.get_context("fork").Pool(3)
+            pids = pool.map(job, [1000] * 6)
+            pool.close()
+            pool.join()
+            print(" ".join(map(str, sorted(set(pids)))))
+            print(os.getpid())
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    worker_line, parent_line = proc.stdout.splitlines()
+    worker_pids = {int(p) for p in worker_line.split()}
+    rows = read_rows(tmp_path / ".kronicler")
+    by_pid: dict[int, int] = {}
+    for r in rows:
+        by_pid[r["attributes"]["pid"]] = by_pid.get(r["attributes"]["pid"], 0) + 1
+    assert by_pid.pop(int(parent_line)) == 10
+    assert set(by_pid) == worker_pids
+    assert sum(by_pid.values()) == 6000
+    assert len({r["span_id"] for r in rows}) == len(rows) == 6010
+
+
+def test_eight_threads_every_call_stored_nothing_dropped(tmp_path: Path) -> None:
+    proc = run(
+        """
+        import threading
+        import kronicler
+
+        @kronicler.capture
+        def work(i):
+            return i
+
+        def loop():
+            for i in range(100_000):
+                work(i)
+
+        threads = [threading.Thread(target=loop) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        print(kronicler.flush(), kronicler.status().dropped, kronicler.status().stored)
+        """,
+        tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "0", "800000"]
+    with Database.open(tmp_path / ".kronicler") as db:
+        assert db.stats("__main__.work").count == 800_000
