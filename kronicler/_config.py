@@ -82,7 +82,7 @@ class Settings:
         path = env.get("KRONICLER_PATH", "").strip() or _DEFAULT_PATH
         service = env.get("KRONICLER_SERVICE_NAME", "").strip() or default_service_name(env)
         interval = _parse_number(env, "KRONICLER_FLUSH_INTERVAL", _DEFAULT_FLUSH_INTERVAL, float)
-        pending = _parse_number(env, "KRONICLER_MAX_PENDING", _DEFAULT_MAX_PENDING, int)
+        pending = int(_parse_number(env, "KRONICLER_MAX_PENDING", _DEFAULT_MAX_PENDING, int))
         return cls(enabled, path, service, interval, pending)
 
 
@@ -109,4 +109,4 @@ def _parse_number(env: Mapping[str, str], key: str, default: float, kind: type) 
     if value is None or not value > 0:
         _log.warning("kronicler: ignoring %s=%r (expected a positive number)", key, raw)
         return default
-    return value  # type: ignore[no-any-return]
+    return float(value) if kind is float else int(value)

@@ -86,6 +86,7 @@ def _decorate(target: Any, name: str | None, attrs: dict[str, Any], kind: int) -
     qualified = qualified_name(target)
     site_attrs = {**code_attributes(target, qualified), **attrs}
     cs = tracer.new_site(name or qualified, kind, site_attrs, canonical_attributes(site_attrs))
+    wrapper: Callable[..., Any]
     if _is_async_gen(target):
         wrapper = tracer.wrap_async_generator_function(target, cs)
     elif _is_coroutine(target):
@@ -97,7 +98,7 @@ def _decorate(target: Any, name: str | None, attrs: dict[str, Any], kind: int) -
     try:
         functools.update_wrapper(wrapper, target)
     except (AttributeError, TypeError):  # objects without a __dict__ to copy from
-        wrapper.__wrapped__ = target  # type: ignore[attr-defined]
+        wrapper.__wrapped__ = target  # type: ignore[union-attr]
     return wrapper
 
 
@@ -121,29 +122,26 @@ def code_attributes(fn: Any, qualified: str) -> dict[str, Any]:
     inner = inspect.unwrap(fn) if hasattr(fn, "__wrapped__") else fn
     if isinstance(inner, functools.partial):
         inner = inner.func
-    code = getattr(inner, "__code__", None) or getattr(
-        getattr(inner, "__call__", None), "__code__", None
-    )
+    code = getattr(inner, "__code__", None) or getattr(_call_method(inner), "__code__", None)
     if code is not None:
         out[CODE_FILE] = code.co_filename
         out[CODE_LINE] = code.co_firstlineno
     return out
 
 
+def _call_method(fn: Any) -> Any:
+    """The ``__call__`` of a callable object (None for functions and methods)."""
+    if inspect.isfunction(fn) or inspect.ismethod(fn) or inspect.isbuiltin(fn):
+        return None
+    return getattr(type(fn), "__call__", None)  # noqa: B004 - the method itself is wanted
+
+
 def _is_coroutine(fn: Any) -> bool:
-    return inspect.iscoroutinefunction(fn) or (
-        not inspect.isfunction(fn)
-        and not inspect.ismethod(fn)
-        and inspect.iscoroutinefunction(getattr(fn, "__call__", None))
-    )
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(_call_method(fn))
 
 
 def _is_async_gen(fn: Any) -> bool:
-    return inspect.isasyncgenfunction(fn) or (
-        not inspect.isfunction(fn)
-        and not inspect.ismethod(fn)
-        and inspect.isasyncgenfunction(getattr(fn, "__call__", None))
-    )
+    return inspect.isasyncgenfunction(fn) or inspect.isasyncgenfunction(_call_method(fn))
 
 
 def _check_kind(kind: Any) -> int:

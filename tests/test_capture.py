@@ -17,7 +17,9 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 import kronicler
 from kronicler.otel.span import FastSpan
-from tests.otel.fixtures import SERVICE, Store, store  # noqa: F401
+from tests.otel.helpers import SERVICE, Store
+
+pytest_plugins = ["tests.otel.fixtures"]
 
 HERE = __name__
 
@@ -156,7 +158,7 @@ def test_current_span_is_recording_with_a_valid_context(store: Store) -> None:
     kids = by_name(rows, f"{HERE}.inner")
     assert parent["span_id"] == ctx.span_id and parent["trace_id"] == ctx.trace_id
     assert len(kids) == 2
-    for kid, span in zip(sorted(kids, key=lambda r: r["start"]), children):
+    for kid, span in zip(sorted(kids, key=lambda r: r["start"]), children, strict=True):
         assert kid["trace_id"] == ctx.trace_id
         assert kid["parent_span_id"] == ctx.span_id
         assert kid["span_id"] == span.get_span_context().span_id

@@ -12,7 +12,9 @@ import pytest
 from opentelemetry import trace
 
 import kronicler
-from tests.otel.fixtures import Store, store  # noqa: F401
+from tests.otel.helpers import Store
+
+pytest_plugins = ["tests.otel.fixtures"]
 
 HERE = __name__
 MS = 1_000_000
@@ -39,8 +41,7 @@ async def gather_two() -> Any:
 @kronicler.capture
 def count(n: int) -> Iterator[int]:
     """Counts."""
-    for i in range(n):
-        yield i
+    yield from range(n)
     return n
 
 

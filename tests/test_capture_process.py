@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from kronicler.db import Database
-from tests.otel.fixtures import read_rows
+from tests.otel.helpers import read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,7 +116,7 @@ def test_read_only_database_directory_never_disturbs_the_app(
 ) -> None:
     db_dir, prefix = read_only_dir
     proc = run(
-        f"""
+        """
         import kronicler
 
         @kronicler.capture

@@ -18,14 +18,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import kronicler
 from kronicler.otel import KroniclerSpanExporter
-from tests.otel.fixtures import (  # noqa: F401
-    SERVICE,
-    Store,
-    read_rows,
-    reset_global_provider,
-    sdk,
-    store,
-)
+from tests.otel.helpers import SERVICE, Store, read_rows, reset_global_provider
+
+pytest_plugins = ["tests.otel.fixtures"]
 
 HERE = __name__
 

@@ -64,7 +64,7 @@ class KroniclerSpanExporter(SpanExporter):
 
     @property
     def database(self) -> Database:
-        return self._db  # type: ignore[no-any-return]
+        return self._db
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -175,9 +174,11 @@ class Pipeline:
             dropped=self._dropped + db_drops,
             pending=self._pending(),
             path=self.settings.path,
-            error=self._error or (
+            error=self._error
+            or (
                 f"the database could not store {db_drops} rows (its log says why)"
-                if db_drops else None
+                if db_drops
+                else None
             ),
         )
 
@@ -226,7 +227,11 @@ class Pipeline:
         return self._dropped + self._db_drops()
 
     def _pending(self) -> int:
-        return len(self.rows) // COMPACT_WIDTH + len(self.full) + (len(self._carry) if self._carry else 0)
+        return (
+            len(self.rows) // COMPACT_WIDTH
+            + len(self.full)
+            + (len(self._carry) if self._carry else 0)
+        )
 
     def _drain(self, *, force: bool) -> None:
         """Move buffered records into the database. Caller holds ``_drain_lock``."""
@@ -359,4 +364,3 @@ class Pipeline:
                 "are counted as dropped (kronicler.status())",
                 where, type(exc).__name__, exc, exc_info=exc,
             )  # fmt: skip
-

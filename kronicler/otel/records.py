@@ -60,9 +60,7 @@ class FullRecord(NamedTuple):
     name: str | None  # None = the site's own name
 
 
-def error_attributes(
-    base: Mapping[str, Any] | None, exc_type: str, message: str
-) -> dict[str, Any]:
+def error_attributes(base: Mapping[str, Any] | None, exc_type: str, message: str) -> dict[str, Any]:
     """The attribute set stored for a failed call: the span's attributes plus exception text."""
     out = dict(base or {})
     out[EXCEPTION_TYPE] = exc_type

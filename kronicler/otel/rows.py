@@ -10,19 +10,26 @@ What a span becomes:
   last ``exception`` event (message cut at 1,024 characters). Other events, links and the
   stack trace are not stored: the table is for timing, not for logs.
 
-The per-span work is attribute reads into plain lists; everything else is done once per batch
-with numpy. Attribute sets repeat (a decorated function sends the same set on every call), so
+The conversion works column by column: each field of every span is read with one ``map`` over
+the batch (a C loop), ids and codes go straight into numpy arrays, and only attribute sets need
+a Python step per span. Attribute sets repeat (a decorated function sends the same set on every call), so
 their canonical text is cached by content, which turns the costliest step (``json.dumps``) into
 a dictionary lookup for all but the first span of each set.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import attrgetter, itemgetter, ne
 from typing import Any
 
 import numpy as np
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace import INVALID_SPAN_CONTEXT, SpanContext, SpanKind
 
 from kronicler.db.schema import SpanBatch, canonical_attributes
 from kronicler.otel.records import EXCEPTION_MESSAGE, EXCEPTION_TYPE, error_attributes
@@ -32,7 +39,11 @@ _MAX_MESSAGE = 1024
 _CACHE_LIMIT = 4096
 _DEFAULT_SERVICE = "unknown_service"
 
+
 _text_cache: dict[Any, str] = {}
+_by_name: dict[str, tuple[Mapping[str, Any], str]] = {}  # span name -> (last attributes, text)
+_UNSEEN: tuple[Any, str] = (object(), "")  # compares unequal to every attribute dict
+_ATTRS, _TEXT = itemgetter(0), itemgetter(1)
 
 
 def attributes_text(attrs: Mapping[str, Any] | None) -> str:
@@ -51,84 +62,225 @@ def attributes_text(attrs: Mapping[str, Any] | None) -> str:
     return text
 
 
-def _exception_of(events: Sequence[Any]) -> tuple[str, str] | None:
-    for event in reversed(events):
+def _exception_of(events: Iterable[Any]) -> tuple[str, str] | None:
+    found = None
+    for event in events:
         if event.name == "exception":
-            attrs = event.attributes or {}
-            return (
-                str(attrs.get(EXCEPTION_TYPE, "")),
-                str(attrs.get(EXCEPTION_MESSAGE, ""))[:_MAX_MESSAGE],
+            found = event
+    if found is None:
+        return None
+    attrs = found.attributes or {}
+    return (
+        str(attrs.get(EXCEPTION_TYPE, "")),
+        str(attrs.get(EXCEPTION_MESSAGE, ""))[:_MAX_MESSAGE],
+    )
+
+
+def _plain(mapping: Any) -> Mapping[str, Any]:
+    """The dict behind an SDK attribute container, without its per-item Python methods."""
+    if type(mapping) is dict:
+        return mapping
+    if isinstance(mapping, BoundedAttributes):
+        inner = getattr(mapping, "_dict", None)
+        if isinstance(inner, dict):
+            return inner
+    return dict(mapping) if mapping else {}
+
+
+def _sequence(events: Any) -> Sequence[Any]:
+    if isinstance(events, BoundedList):
+        inner = getattr(events, "_dq", None)
+        if inner is not None:
+            return inner
+    return events or ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Reader:
+    """How to read one field of every span of a batch in one C-level ``map``."""
+
+    name: Callable[[Any], Any]
+    start: Callable[[Any], Any]
+    end: Callable[[Any], Any]
+    status: Callable[[Any], Any]
+    kind: Callable[[Any], Any]
+    resource: Callable[[Any], Any]
+    context: Callable[[Any], Any]
+    parent: Callable[[Any], Any]
+    attributes: Callable[[Any], Any]
+    events: Callable[[Any], Any]
+
+
+_FIELDS = ("name", "start_time", "end_time", "status", "kind", "resource", "context", "parent",
+           "attributes", "events")  # fmt: skip
+_PUBLIC = _Reader(*map(attrgetter, _FIELDS))
+# A plain SDK span's own fields. Its public properties are Python descriptors, and two of them
+# copy the attributes or events under a lock on every access (~1 us a span together).
+_PRIVATE = _Reader(*map(attrgetter, [f"_{f}" for f in _FIELDS]))
+_SDK_SPAN = _Reader(
+    *map(attrgetter, [f"_{f}" for f in _FIELDS[:8]] + ["_attributes._dict", "_events._dq"])
+)
+_private_ok: dict[type, bool] = {}  # span class -> has the SDK's own fields
+
+
+def _reader_for(spans: Sequence[Any]) -> _Reader:
+    for cls in set(map(type, spans)):
+        ok = _private_ok.get(cls)
+        if ok is None:
+            sample = next(s for s in spans if type(s) is cls)
+            ok = _private_ok[cls] = (
+                issubclass(cls, ReadableSpan)
+                and cls.name is ReadableSpan.name
+                and all(hasattr(sample, f"_{f}") for f in _FIELDS)
             )
-    return None
+        if not ok:
+            return _PUBLIC
+    return _PRIVATE
+
+
+def _enum_codes(values: list[Any], members: Iterable[Any]) -> np.ndarray:
+    """OTel enum members -> uint8 values. ``list.count``/``index`` compare by identity in C;
+    hashing or comparing enum members would call Python code for every span."""
+    n = len(values)
+    out = np.zeros(n, dtype=np.uint8)
+    seen = 0
+    for member in members:
+        c = values.count(member)
+        if not c:
+            continue
+        if c == n:
+            out[:] = member.value
+            return out
+        seen += c
+        if member.value:
+            i = -1
+            for _ in range(c):
+                i = values.index(member, i + 1)
+                out[i] = member.value
+    if seen != n:  # values that are not members of the enum: ask each one
+        return np.array([int(getattr(v, "value", v)) for v in values], dtype=np.uint8)
+    return out
+
+
+def _status_column(statuses: list[Any]) -> np.ndarray:
+    """Status codes; spans share a handful of Status objects (the SDK's default is one)."""
+    codes: dict[int, int] = {}
+    if statuses and statuses.count(statuses[0]) == len(statuses):
+        return np.full(len(statuses), int(statuses[0].status_code.value), dtype=np.uint8)
+    for status in {id(s): s for s in statuses}.values():
+        codes[id(status)] = int(status.status_code.value)
+    if len(codes) == 1:
+        return np.full(len(statuses), next(iter(codes.values())), dtype=np.uint8)
+    return np.array(list(map(codes.__getitem__, map(id, statuses))), dtype=np.uint8)
+
+
+def _service_column(resources: list[Any], default: str) -> list[str]:
+    """``service.name`` per span; usually every span of a batch has the same Resource."""
+    names: dict[int, str] = {}
+    if resources and resources.count(resources[0]) == len(resources):
+        unique = [resources[0]]
+    else:
+        unique = list({id(r): r for r in resources}.values())
+    for resource in unique:
+        found = resource.attributes.get("service.name") if resource is not None else None
+        names[id(resource)] = str(found) if found else default
+    if len(unique) == 1:
+        return [names[id(unique[0])]] * len(resources)
+    return list(map(names.__getitem__, map(id, resources)))
+
+
+# SpanContext is a tuple (trace_id, span_id, ...) by its declared type; reading by index skips
+# two Python property calls per span. Checked once at import against the properties.
+_TRACE_ID: Callable[[Any], Any] = itemgetter(0)
+_SPAN_ID: Callable[[Any], Any] = itemgetter(1)
+_probe = SpanContext(trace_id=3, span_id=5, is_remote=False)
+if (_TRACE_ID(_probe), _SPAN_ID(_probe)) != (_probe.trace_id, _probe.span_id):  # pragma: no cover
+    _TRACE_ID, _SPAN_ID = attrgetter("trace_id"), attrgetter("span_id")
 
 
 def spans_to_batch(
     spans: Sequence[ReadableSpan], *, default_service: str = _DEFAULT_SERVICE
 ) -> SpanBatch:
-    """Rows for ``spans`` in order. Raises ``ValueError`` only for spans the schema rejects."""
+    """Rows for ``spans`` in order. Raises ``ValueError`` only for spans the schema rejects.
+
+    Works column by column: each field of every span is read in one ``map`` (a C loop), and
+    only the attribute sets need a Python step per span.
+    """
     n = len(spans)
-    names: list[str] = [""] * n
-    start = [0] * n
-    end = [0] * n
-    status = [0] * n
-    kind = [0] * n
-    services: list[str] = [""] * n
-    trace_hi = [0] * n
-    trace_lo = [0] * n
-    span_id = [0] * n
-    parent_id = [0] * n
-    attributes: list[str] = [""] * n
-    service_of: dict[int, str] = {}  # id(resource) -> service name, for this batch
+    read = _reader_for(spans)
+    names: list[str] = list(map(read.name, spans))
+    starts = list(map(read.start, spans))
+    ends = list(map(read.end, spans))
+    if None in starts or None in ends:  # unfinished spans: no duration
+        starts = [x or 0 for x in starts]
+        ends = [e or s for s, e in zip(starts, ends, strict=True)]
+    start = np.array(starts, dtype=np.int64)
+    duration = np.maximum(np.array(ends, dtype=np.int64) - start, 0)
+    status = _status_column(list(map(read.status, spans)))
+    kind = _enum_codes(list(map(read.kind, spans)), SpanKind)
+    services = _service_column(list(map(read.resource, spans)), default_service)
 
-    for i, span in enumerate(spans):
-        names[i] = span.name
-        s = span.start_time or 0
-        start[i] = s
-        end[i] = span.end_time or s
-        status[i] = span.status.status_code.value
-        kind[i] = span.kind.value
-        resource = span.resource
-        service = service_of.get(id(resource))
-        if service is None:
-            found = resource.attributes.get("service.name") if resource is not None else None
-            service = service_of[id(resource)] = str(found) if found else default_service
-        services[i] = service
-        ctx = span.context
-        if ctx is not None:
-            tid = ctx.trace_id
-            trace_hi[i] = tid >> 64
-            trace_lo[i] = tid & _M64
-            span_id[i] = ctx.span_id
-        parent = span.parent
-        if parent is not None:
-            parent_id[i] = parent.span_id
-        attrs = span.attributes
-        events = span.events
-        error = _exception_of(events) if events else None
-        if error is None:
-            attributes[i] = attributes_text(attrs)
-        else:
-            attributes[i] = canonical_attributes(error_attributes(attrs, *error))
+    contexts = list(map(read.context, spans))
+    parents = list(map(read.parent, spans))
+    if None in contexts:
+        contexts = [c if c is not None else INVALID_SPAN_CONTEXT for c in contexts]
+    trace_bytes = b"".join(t.to_bytes(16, "big") for t in map(_TRACE_ID, contexts))
+    span_id = np.array(list(map(_SPAN_ID, contexts)), dtype=np.uint64)
+    if None in parents:
+        parent_id = np.zeros(n, dtype=np.uint64)
+        present = [i for i, p in enumerate(parents) if p is not None]
+        if present:
+            parent_id[present] = [parents[i].span_id for i in present]
+    else:
+        parent_id = np.array(list(map(_SPAN_ID, parents)), dtype=np.uint64)
 
-    start_arr = np.array(start, dtype=np.int64)
-    duration = np.maximum(np.array(end, dtype=np.int64) - start_arr, 0)
+    raw_attrs: list[Any] | None = None
+    raw_events: list[Any] | None = None
+    if read is _PRIVATE:
+        try:  # plain SDK spans: straight to the dict and deque inside the containers
+            raw_attrs = list(map(_SDK_SPAN.attributes, spans))
+            raw_events = list(map(_SDK_SPAN.events, spans))
+        except AttributeError:
+            raw_attrs = raw_events = None
+    if raw_attrs is None or raw_events is None:
+        raw_attrs = [_plain(a) for a in map(read.attributes, spans)]
+        raw_events = [_sequence(e) for e in map(read.events, spans)]
+
+    # Spans of one function usually repeat one attribute set. Each name remembers its last set
+    # and text; one C-level pass of dict comparisons finds the spans that match it, and only the
+    # others (and spans with an exception event) take a Python step.
+    remembered = list(map(_by_name.get, names, repeat(_UNSEEN)))
+    attributes: list[str] = list(map(_TEXT, remembered))
+    for i in compress(range(n), map(ne, raw_attrs, map(_ATTRS, remembered))):
+        attrs = raw_attrs[i]
+        text = attributes[i] = attributes_text(attrs)
+        if len(_by_name) >= _CACHE_LIMIT:
+            _by_name.clear()
+        _by_name[names[i]] = (dict(attrs), text)
+    for i in compress(range(n), raw_events):
+        error = _exception_of(raw_events[i])
+        if error is not None:
+            attributes[i] = canonical_attributes(error_attributes(raw_attrs[i], *error))
+
+    if set(map(type, names)) == {str} and set(map(type, services)) == {str}:
+        # Every column is of its storage dtype by construction and the text columns were just
+        # checked, so the batch is assembled as is; SpanBatch.build would re-check each row.
+        halves = np.frombuffer(trace_bytes, dtype=">u8").reshape(n, 2)
+        return SpanBatch(
+            names=names, start=start, duration=duration, status=status, kind=kind,
+            services=services, trace_hi=halves[:, 0].astype(np.uint64),
+            trace_lo=halves[:, 1].astype(np.uint64), span_id=span_id,
+            parent_span_id=parent_id, attributes=attributes,
+        )  # fmt: skip
     return SpanBatch.build(
         names,
-        start_arr,
+        start,
         duration,
-        status=np.array(status, dtype=np.uint8),
-        kind=np.array(kind, dtype=np.uint8),
+        status=status,
+        kind=kind,
         service=services,
-        trace_id=_trace_bytes(trace_hi, trace_lo),
-        span_id=np.array(span_id, dtype=np.uint64),
-        parent_span_id=np.array(parent_id, dtype=np.uint64),
+        trace_id=np.frombuffer(trace_bytes, dtype=np.uint8).reshape(n, 16),
+        span_id=span_id,
+        parent_span_id=parent_id,
         attributes=attributes,
     )
-
-
-def _trace_bytes(hi: list[int], lo: list[int]) -> np.ndarray:
-    """128-bit trace ids as an (n, 16) big-endian byte array (the schema's vectorised form)."""
-    halves = np.empty((len(hi), 2), dtype=">u8")
-    halves[:, 0] = hi
-    halves[:, 1] = lo
-    return halves.view(np.uint8).reshape(len(hi), 16)

@@ -61,8 +61,11 @@ class SpanState:
 
     def changed(self) -> bool:
         """True when the stored row must differ from the decorator's default row."""
-        return bool(self.attributes) or bool(self.status) or self.exception is not None or (
-            self.name is not None
+        return (
+            bool(self.attributes)
+            or bool(self.status)
+            or self.exception is not None
+            or (self.name is not None)
         )
 
 

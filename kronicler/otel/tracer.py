@@ -82,7 +82,9 @@ if _var is not None:
     _ctx_get, _ctx_set, _ctx_reset = _var.get, _var.set, _var.reset
 else:  # pragma: no cover - exercised only with a custom OTEL_PYTHON_CONTEXT
     _ctx_get, _ctx_set, _ctx_reset = (
-        otel_context.get_current, otel_context.attach, otel_context.detach
+        otel_context.get_current,
+        otel_context.attach,
+        otel_context.detach,
     )
 
 _NEVER: Any = object()  # never equal to a provider: forces _resolve on the next call
@@ -582,4 +584,3 @@ def _enter(scope: _Scope) -> Any:
 def _leave(scope: _Scope, token: Any) -> None:
     if token is not None:
         _safe(scope.exit, token)
-

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from kronicler.db import Database
 from kronicler.otel import KroniclerSpanExporter
-from tests.otel.fixtures import read_rows
+from tests.otel.helpers import read_rows
 
 
 def _provider(*exporters: SpanExporter, batch: bool = False) -> TracerProvider:

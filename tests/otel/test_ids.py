@@ -13,7 +13,9 @@ def test_scalar_and_vector_ids_agree() -> None:
     arr = np.array(seqs, dtype=np.uint64)
     assert ids.span_ids(arr).tolist() == [ids.span_id(s) for s in seqs]
     hi, lo = ids.trace_halves(arr)
-    assert [int(h) << 64 | int(lo_) for h, lo_ in zip(hi, lo)] == [ids.trace_id(s) for s in seqs]
+    assert [int(h) << 64 | int(lo_) for h, lo_ in zip(hi, lo, strict=True)] == [
+        ids.trace_id(s) for s in seqs
+    ]
 
 
 def test_ids_are_distinct_nonzero_and_spread() -> None:

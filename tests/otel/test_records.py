@@ -9,7 +9,12 @@ from kronicler.otel import ids
 from kronicler.otel.records import FullRecord, Site, error_attributes, records_to_batch
 
 SITES = [
-    Site("app.a", 0, {"code.function.name": "app.a"}, canonical_attributes({"code.function.name": "app.a"})),
+    Site(
+        "app.a",
+        0,
+        {"code.function.name": "app.a"},
+        canonical_attributes({"code.function.name": "app.a"}),
+    ),
     Site("app.b", 2, {}, ""),
 ]
 
@@ -25,8 +30,10 @@ def test_compact_and_full_records_match_a_validated_batch() -> None:
     root, child = 1000, 1001
     compact = [0, 50, 7, root, root, 0, 1, 60, 3, child, root, root]
     exc = error_attributes(SITES[1].attributes, "ValueError", "bad")
-    full = [FullRecord(1, 70, 9, (5 << 64) | 6, 77, 88, 2, exc, None),
-            FullRecord(0, 80, 1, 1, 2, 0, 0, None, "renamed")]
+    full = [
+        FullRecord(1, 70, 9, (5 << 64) | 6, 77, 88, 2, exc, None),
+        FullRecord(0, 80, 1, 1, 2, 0, 0, None, "renamed"),
+    ]
     batch = records_to_batch(compact, full, SITES, service="svc", clock_offset=1_000)
     expected = SpanBatch.build(
         ["app.a", "app.b", "app.b", "renamed"],

@@ -23,9 +23,11 @@ def _spans(resource: Resource | None = None):  # type: ignore[no-untyped-def]
 
 def test_fields_of_a_small_trace() -> None:
     tracer, memory = _spans()
-    with tracer.start_as_current_span("outer", kind=SpanKind.SERVER, attributes={"route": "/x"}):
-        with tracer.start_as_current_span("inner", attributes={"n": 3, "tags": ["a", "b"]}) as s:
-            s.set_status(Status(StatusCode.OK))
+    with (
+        tracer.start_as_current_span("outer", kind=SpanKind.SERVER, attributes={"route": "/x"}),
+        tracer.start_as_current_span("inner", attributes={"n": 3, "tags": ["a", "b"]}) as s,
+    ):
+        s.set_status(Status(StatusCode.OK))
     with pytest.raises(KeyError), tracer.start_as_current_span("failing"):
         raise KeyError("missing")
     spans = memory.get_finished_spans()
@@ -75,3 +77,52 @@ def test_remote_parent_keeps_its_ids() -> None:
     batch = spans_to_batch(memory.get_finished_spans())
     assert (int(batch.trace_hi[0]), int(batch.trace_lo[0])) == (0, 0xABC)
     assert batch.parent_span_id[0] == 0xDEF
+
+
+def test_fast_assembly_equals_a_validated_batch() -> None:
+    from kronicler.db.schema import SpanBatch
+
+    tracer, memory = _spans()
+    for i in range(20):
+        with tracer.start_as_current_span(f"n{i % 3}", attributes={"i": i % 4}) as s:
+            if i % 7 == 0:
+                s.record_exception(ValueError("x"))
+                s.set_status(Status(StatusCode.ERROR))
+    batch = spans_to_batch(memory.get_finished_spans())
+    again = SpanBatch.build(
+        batch.names, batch.start, batch.duration, status=batch.status, kind=batch.kind,
+        service=batch.services, trace_id=[int(h) << 64 | int(lo) for h, lo in
+                                          zip(batch.trace_hi, batch.trace_lo, strict=True)],
+        span_id=batch.span_id, parent_span_id=batch.parent_span_id, attributes=batch.attributes,
+    )  # fmt: skip
+    for field in SpanBatch.__slots__:
+        a, b = getattr(batch, field), getattr(again, field)
+        assert type(a) is type(b), field
+        if hasattr(a, "dtype"):
+            assert a.dtype == b.dtype and a.tolist() == b.tolist(), field
+        else:
+            assert a == b, field
+
+
+class _OddSpan:
+    """Not an SDK span, only the ReadableSpan public surface: the public path is used."""
+
+    def __init__(self, span: object) -> None:
+        self._span = span
+
+    def __getattr__(self, name: str) -> object:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._span, name)
+
+
+def test_spans_without_sdk_internals_use_the_public_api() -> None:
+    tracer, memory = _spans()
+    with tracer.start_as_current_span("a", attributes={"k": 1}):
+        pass
+    [real] = memory.get_finished_spans()
+    plain = spans_to_batch([real])
+    odd = spans_to_batch([_OddSpan(real)])  # type: ignore[list-item]
+    assert odd.names == plain.names and odd.attributes == plain.attributes
+    assert odd.span_id.tolist() == plain.span_id.tolist()
+    assert odd.start.tolist() == plain.start.tolist()

@@ -1,1 +1,0 @@
-from tests.otel.fixtures import sdk, store  # noqa: F401
