@@ -26,13 +26,24 @@ DEFAULT_PATH = Path(".kronicler")
 
 def _filter_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("which calls")
-    g.add_argument("-f", "--function", action="append", default=[], metavar="NAME_OR_GLOB",
-                   help="function name or glob pattern (repeatable; default: all)")
+    g.add_argument(
+        "-f",
+        "--function",
+        action="append",
+        default=[],
+        metavar="NAME_OR_GLOB",
+        help="function name or glob pattern (repeatable; default: all)",
+    )
     g.add_argument("--service", help="only calls of this service")
     g.add_argument("--since", help="start of the range: 15m (ago), ISO date-time, @epoch-seconds")
     g.add_argument("--until", help="end of the range (exclusive), same forms as --since")
-    g.add_argument("--attr", action="append", default=[], metavar="KEY=VALUE",
-                   help="attribute equality (repeatable)")  # fmt: skip
+    g.add_argument(
+        "--attr",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="attribute equality (repeatable)",
+    )
 
 
 def _source_args(p: argparse.ArgumentParser) -> None:
@@ -41,8 +52,9 @@ def _source_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--address", help="ask the server at HOST:PORT")
     g.add_argument("--token", help="bearer token for the server (default: $KRONICLER_TOKEN)")
     g.add_argument("--tls", action="store_true", help="connect with TLS")
-    g.add_argument("--tls-ca", type=Path, help="CA certificate (PEM) to verify the server; "
-                   "implies --tls")  # fmt: skip
+    g.add_argument(
+        "--tls-ca", type=Path, help="CA certificate (PEM) to verify the server; implies --tls"
+    )
     g.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -76,33 +88,52 @@ def build_parser() -> argparse.ArgumentParser:
     qdefault = ",".join(f"{q:g}" for q in DEFAULT_QUANTILES)
 
     p = sub.add_parser("serve", help="run the gRPC server (queries + OTLP) on a database")
-    p.add_argument("--path", type=Path, default=DEFAULT_PATH, help="database directory "
-                   "(default: ./.kronicler)")  # fmt: skip
+    p.add_argument(
+        "--path", type=Path, default=DEFAULT_PATH, help="database directory (default: ./.kronicler)"
+    )
     p.add_argument("--address", help="HOST:PORT to listen on (default: 127.0.0.1:4317)")
     p.add_argument("--tls-cert", type=Path, help="server certificate (PEM)")
     p.add_argument("--tls-key", type=Path, help="server private key (PEM)")
     p.add_argument("--token", help="require this bearer token (default: $KRONICLER_TOKEN)")
-    p.add_argument("--max-message-bytes", type=int, default=16 << 20,
-                   help="largest request accepted (default: 16 MiB)")  # fmt: skip
+    p.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=16 << 20,
+        help="largest request accepted (default: 16 MiB)",
+    )
     p.add_argument("--no-otlp", action="store_true", help="do not host the OTLP TraceService")
 
-    for name, help_text in (("stats", "latency statistics per function (or service/attribute)"),
-                            ("top", "the functions with the worst figure (default: p99)")):  # fmt: skip
+    for name, help_text in (
+        ("stats", "latency statistics per function (or service/attribute)"),
+        ("top", "the functions with the worst figure (default: p99)"),
+    ):
         p = sub.add_parser(name, help=help_text)
         _filter_args(p)
         _source_args(p)
-        p.add_argument("--group-by", default="function",
-                       help="function, service or attribute:<key>")  # fmt: skip
-        p.add_argument("--quantiles", type=_quantiles, default=DEFAULT_QUANTILES,
-                       help=f"comma-separated (default: {qdefault})")  # fmt: skip
+        p.add_argument(
+            "--group-by", default="function", help="function, service or attribute:<key>"
+        )
+        p.add_argument(
+            "--quantiles",
+            type=_quantiles,
+            default=DEFAULT_QUANTILES,
+            help=f"comma-separated (default: {qdefault})",
+        )
         p.add_argument("--exact", action="store_true", help="exact quantiles from raw durations")
         if name == "stats":
-            p.add_argument("--order-by", default="key", help="key, count, errors, mean, max, "
-                           "total or a quantile label such as p99")  # fmt: skip
+            p.add_argument(
+                "--order-by",
+                default="key",
+                help="key, count, errors, mean, max, total or a quantile label such as p99",
+            )
             p.add_argument("--limit", type=int, help="show at most this many rows")
         else:
-            p.add_argument("--by", default="p99", help="figure to rank by (default: p99; also "
-                           "mean, max, total, count, errors, p50...)")  # fmt: skip
+            p.add_argument(
+                "--by",
+                default="p99",
+                help="figure to rank by (default: p99; also "
+                "mean, max, total, count, errors, p50...)",
+            )
             p.add_argument("-n", type=int, default=10, help="rows to show (default: 10)")
 
     p = sub.add_parser("slowest", help="the slowest calls, with trace and span ids")
@@ -113,8 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("series", help="statistics per time bucket")
     _filter_args(p)
     _source_args(p)
-    p.add_argument("--step", type=_typed(parse_duration), help="bucket width, e.g. 1m "
-                   "(default: a round width giving <= 60 buckets)")  # fmt: skip
+    p.add_argument(
+        "--step",
+        type=_typed(parse_duration),
+        help="bucket width, e.g. 1m (default: a round width giving <= 60 buckets)",
+    )
     p.add_argument("--group-by", default="function")
     p.add_argument("--quantiles", type=_quantiles, default=(0.5, 0.99))
     p.add_argument("--exact", action="store_true")
@@ -133,19 +167,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("anomalies", help="functions whose calls are sometimes much slower")
     _filter_args(p)
     _source_args(p)
-    p.add_argument("--min-count", type=int, help="judge only functions with this many calls "
-                   "(default: 50)")  # fmt: skip
+    p.add_argument(
+        "--min-count", type=int, help="judge only functions with this many calls (default: 50)"
+    )
     p.add_argument("--tail-threshold", type=float, help="p99/p50 ratio scoring 1 (default: 4)")
     p.add_argument("--spike-threshold", type=float, help="max/p50 ratio scoring 1 (default: 20)")
-    p.add_argument("--regression-threshold", type=float,
-                   help="recent/baseline p99 ratio scoring 1 (default: 2)")  # fmt: skip
-    p.add_argument("--recent", type=_typed(parse_duration),
-                   help="recent window, e.g. 10m (default: last tenth of the range)")  # fmt: skip
+    p.add_argument(
+        "--regression-threshold",
+        type=float,
+        help="recent/baseline p99 ratio scoring 1 (default: 2)",
+    )
+    p.add_argument(
+        "--recent",
+        type=_typed(parse_duration),
+        help="recent window, e.g. 10m (default: last tenth of the range)",
+    )
     p.add_argument("--limit", type=int, help="most findings (default: 20)")
 
     p = sub.add_parser("demo", help="run a small workload, serve it, and show what Kronicler finds")
-    p.add_argument("--path", type=Path, help="keep the demo database here (default: a temporary "
-                   "directory, deleted at exit)")  # fmt: skip
+    p.add_argument(
+        "--path",
+        type=Path,
+        help="keep the demo database here (default: a temporary directory, deleted at exit)",
+    )
     p.add_argument("--requests", type=int, default=600, help="requests to simulate")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -200,8 +244,9 @@ def run_query(args: argparse.Namespace) -> str:
 def _answer(args: argparse.Namespace, backend: Any, flt: Any) -> str:
     cmd, as_json = args.command, args.json
     if cmd in ("stats", "top"):
-        kw: dict[str, Any] = dict(group_by=args.group_by, quantiles=args.quantiles,
-                                  exact=args.exact)  # fmt: skip
+        kw: dict[str, Any] = dict(
+            group_by=args.group_by, quantiles=args.quantiles, exact=args.exact
+        )
         if cmd == "stats":
             kw.update(order_by=args.order_by, limit=args.limit)
         else:
@@ -210,10 +255,13 @@ def _answer(args: argparse.Namespace, backend: Any, flt: Any) -> str:
         return render.stats_json(t) if as_json else render.stats_table(t)
     if cmd == "slowest":
         calls = backend.slowest(flt, k=args.k)
-        return render.dumps([c.to_dict() for c in calls]) if as_json else render.slowest_table(calls)
+        return (
+            render.dumps([c.to_dict() for c in calls]) if as_json else render.slowest_table(calls)
+        )
     if cmd == "series":
-        s = backend.series(flt, step=args.step, group_by=args.group_by, quantiles=args.quantiles,
-                           exact=args.exact)  # fmt: skip
+        s = backend.series(
+            flt, step=args.step, group_by=args.group_by, quantiles=args.quantiles, exact=args.exact
+        )
         return render.dumps(s.to_dict()) if as_json else render.series_table(s)
     if cmd == "histogram":
         h = backend.histogram(args.name, flt, per_decade=args.per_decade, exact=args.exact)
@@ -222,10 +270,18 @@ def _answer(args: argparse.Namespace, backend: Any, flt: Any) -> str:
         fs = backend.list_functions(flt)
         return render.dumps([f.to_dict() for f in fs]) if as_json else render.functions_table(fs)
     assert cmd == "anomalies"
-    opts = {k: v for k, v in dict(
-        min_count=args.min_count, tail_threshold=args.tail_threshold,
-        spike_threshold=args.spike_threshold, regression_threshold=args.regression_threshold,
-        recent=args.recent, limit=args.limit).items() if v is not None}  # fmt: skip
+    opts = {
+        k: v
+        for k, v in dict(
+            min_count=args.min_count,
+            tail_threshold=args.tail_threshold,
+            spike_threshold=args.spike_threshold,
+            regression_threshold=args.regression_threshold,
+            recent=args.recent,
+            limit=args.limit,
+        ).items()
+        if v is not None
+    }
     found = backend.anomalies(flt, **opts)
     return render.dumps([a.to_dict() for a in found]) if as_json else render.anomalies_text(found)
 
@@ -252,9 +308,12 @@ def serve(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         server = KroniclerServer(db, options).start()
-        print(f"kronicler: serving {args.path} on {server.address} "
-              f"({'TLS' if server.tls else 'plaintext'}"
-              f"{', token required' if options.token else ''}); Ctrl-C to stop", flush=True)  # fmt: skip
+        print(
+            f"kronicler: serving {args.path} on {server.address} "
+            f"({'TLS' if server.tls else 'plaintext'}"
+            f"{', token required' if options.token else ''}); Ctrl-C to stop",
+            flush=True,
+        )
         stop.wait()
         server.stop(grace=2.0)
     finally:

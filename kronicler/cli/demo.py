@@ -14,6 +14,7 @@ behind; ``--path DIR`` keeps it for further ``kronicler ... --path DIR`` command
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import shutil
@@ -68,10 +69,8 @@ def build_workload(rng: random.Random, n_requests: int) -> Callable[[int], Any]:
         req = parse_request(i)
         user = load_user(req["user"])
         results = search_catalog(i)
-        try:
+        with contextlib.suppress(PaymentDeclined):
             charge_card(10.0 + len(req["items"]))
-        except PaymentDeclined:
-            pass
         return render_page(user, results)
 
     return handle_request
@@ -107,21 +106,31 @@ def run_demo(args: argparse.Namespace) -> int:
         finally:
             db.close()
         if args.json:
-            print(json.dumps({
-                "stats": [r.to_dict(table.key_name) for r in table.rows],
-                "anomalies": [a.to_dict() for a in found],
-            }, indent=2), file=out)  # fmt: skip
+            print(
+                json.dumps(
+                    {
+                        "stats": [r.to_dict(table.key_name) for r in table.rows],
+                        "anomalies": [a.to_dict() for a in found],
+                    },
+                    indent=2,
+                ),
+                file=out,
+            )
             return 0
         say("Latency by function (slowest total time first):")
         say(render.stats_table(table))
         say("\nAnomalies (functions whose calls are sometimes much slower than usual):")
         say(render.anomalies_text(found))
         if keep:
-            say(f"\nExplore further: kronicler stats --path {path}   (or: top, slowest, series, "
-                f"anomalies, histogram NAME)")  # fmt: skip
+            say(
+                f"\nExplore further: kronicler stats --path {path}   (or: top, slowest, series, "
+                f"anomalies, histogram NAME)"
+            )
         else:
-            say("\nRun `kronicler demo --path DIR` to keep the database and explore it with "
-                "`kronicler stats --path DIR`.")  # fmt: skip
+            say(
+                "\nRun `kronicler demo --path DIR` to keep the database and explore it with "
+                "`kronicler stats --path DIR`."
+            )
         return 0
     finally:
         if not keep:
