@@ -15,7 +15,12 @@ import grpc
 from kronicler import query
 from kronicler.proto.v1 import query_pb2 as pb
 from kronicler.proto.v1 import query_pb2_grpc as pb_grpc
-from kronicler.query import anomalies as anomalies_mod
+from kronicler.query.anomalies import (
+    DEFAULT_MIN_COUNT,
+    DEFAULT_REGRESSION_THRESHOLD,
+    DEFAULT_SPIKE_THRESHOLD,
+    DEFAULT_TAIL_THRESHOLD,
+)
 from kronicler.server import convert
 from kronicler.server.status import rpc_errors
 
@@ -99,16 +104,15 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
     def GetAnomalies(
         self, request: pb.GetAnomaliesRequest, context: grpc.ServicerContext
     ) -> pb.GetAnomaliesResponse:
-        m = anomalies_mod
         if request.recent_ns < 0:
             raise ValueError(f"recent_ns must be >= 0, got {request.recent_ns}")
         found = query.anomalies(
             self._db,
             convert.filter_from_proto(request.filter),
-            min_count=request.min_count or m.DEFAULT_MIN_COUNT,
-            tail_threshold=request.tail_threshold or m.DEFAULT_TAIL_THRESHOLD,
-            spike_threshold=request.spike_threshold or m.DEFAULT_SPIKE_THRESHOLD,
-            regression_threshold=request.regression_threshold or m.DEFAULT_REGRESSION_THRESHOLD,
+            min_count=request.min_count or DEFAULT_MIN_COUNT,
+            tail_threshold=request.tail_threshold or DEFAULT_TAIL_THRESHOLD,
+            spike_threshold=request.spike_threshold or DEFAULT_SPIKE_THRESHOLD,
+            regression_threshold=request.regression_threshold or DEFAULT_REGRESSION_THRESHOLD,
             recent=request.recent_ns or None,
             limit=request.limit or 20,
             exemplars=request.exemplars if request.HasField("exemplars") else 3,
