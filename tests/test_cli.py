@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.query.shop_data import ShopData, shop, shop_path  # noqa: F401
+from tests.query import shop_data
+from tests.query.shop_data import ShopData
+
+shop, shop_path = shop_data.shop, shop_data.shop_path  # fixtures shared with tests/query
 
 ROOT = Path(__file__).resolve().parents[1]
 STATS_KEYS = ["function", "count", "errors", "mean_ns", "stddev_ns", "stderr_ns", "min_ns",
