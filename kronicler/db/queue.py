@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEFAULT_CAPACITY_ROWS = 1_000_000
+DEFAULT_CAPACITY_ROWS = 250_000  # ~25 MB of queued spans with every column set
 DEFAULT_FLUSH_INTERVAL = 1.0
 
 

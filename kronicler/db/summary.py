@@ -42,8 +42,6 @@ _LOG_GAMMA = math.log(GAMMA)
 #: Largest bucket key an int64 duration can map to (2**63 - 1 ns).
 MAX_KEY = math.ceil(math.log(2.0**63) / _LOG_GAMMA)
 _INT64_MAX = np.iinfo(np.int64).max
-# Below this total count, float64 bincount weights add counts exactly.
-_EXACT_FLOAT_COUNT = 2**53
 
 
 def bucket_keys(values: np.ndarray) -> np.ndarray:
@@ -156,8 +154,14 @@ class Summary:
         mean = total / n
         m2 = float(np.square(vf - mean).sum())
         return cls(
-            n, total, m2, int(v.min()), int(v.max()), n - int(positive.size),
-            _readonly(keys), _readonly(counts),
+            n,
+            total,
+            m2,
+            int(v.min()),
+            int(v.max()),
+            n - int(positive.size),
+            _readonly(keys),
+            _readonly(counts),
         )
 
     # -- merging --------------------------------------------------------------------------------
@@ -178,23 +182,19 @@ class Summary:
             return Summary.empty()
         if len(items) == 1:
             return items[0]
-        ns = np.array([s.count for s in items], dtype=np.float64)
-        sums = np.array([s.sum for s in items], dtype=np.float64)
-        m2s = np.array([s.m2 for s in items], dtype=np.float64)
-        n = sum(s.count for s in items)
+        # One pass to transpose the scalars; everything after it is numpy.
+        counts_, sums_, m2s_, mins_, maxs_, zeros_, keys_, bucket_counts_ = zip(
+            *[(s.count, s.sum, s.m2, s.min, s.max, s.zero_count, s.keys, s.counts) for s in items],
+            strict=True,
+        )
+        n = sum(counts_)
+        ns = np.array(counts_, dtype=np.float64)
+        sums = np.array(sums_, dtype=np.float64)
         total = float(sums.sum())
         mean = total / n
-        m2 = float(m2s.sum() + (ns * np.square(sums / ns - mean)).sum())
-        keys, counts = _merge_buckets(
-            [s.keys for s in items], [s.counts for s in items], n
-        )
-        return Summary(
-            n, total, m2,
-            min(s.min for s in items),  # type: ignore[type-var]
-            max(s.max for s in items),  # type: ignore[type-var]
-            sum(s.zero_count for s in items),
-            keys, counts,
-        )
+        m2 = float(np.sum(m2s_) + (ns * np.square(sums / ns - mean)).sum())
+        keys, counts = _merge_buckets(keys_, bucket_counts_)
+        return Summary(n, total, m2, min(mins_), max(maxs_), sum(zeros_), keys, counts)
 
     # -- moments --------------------------------------------------------------------------------
 
@@ -292,46 +292,55 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form (for shipping a summary between nodes)."""
         return {
-            "count": self.count, "sum": self.sum, "m2": self.m2, "min": self.min,
-            "max": self.max, "zero_count": self.zero_count,
-            "keys": self.keys.tolist(), "counts": self.counts.tolist(),
+            "count": self.count,
+            "sum": self.sum,
+            "m2": self.m2,
+            "min": self.min,
+            "max": self.max,
+            "zero_count": self.zero_count,
+            "keys": self.keys.tolist(),
+            "counts": self.counts.tolist(),
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Summary:
         keys = np.asarray(d["keys"], dtype=np.int32)
         counts = np.asarray(d["counts"], dtype=np.int64)
-        if keys.shape != counts.shape or (keys.size and np.any(np.diff(keys) <= 0)):
-            raise ValueError("summary keys must be strictly increasing, one count per key")
+        if keys.ndim != 1 or keys.shape != counts.shape:
+            raise ValueError(f"summary needs one count per key, got {keys.shape} {counts.shape}")
+        if keys.size and (
+            np.any(np.diff(keys) <= 0) or keys[0] < 0 or keys[-1] > MAX_KEY or counts.min() < 1
+        ):
+            raise ValueError(
+                f"summary keys must increase strictly within [0, {MAX_KEY}] with counts >= 1"
+            )
+        if int(d["count"]) != int(d["zero_count"]) + int(counts.sum()):
+            raise ValueError(f"summary count {d['count']} is not zero_count plus bucket counts")
         return cls(
-            int(d["count"]), float(d["sum"]), float(d["m2"]),
+            int(d["count"]),
+            float(d["sum"]),
+            float(d["m2"]),
             None if d["min"] is None else int(d["min"]),
             None if d["max"] is None else int(d["max"]),
-            int(d["zero_count"]), _readonly(keys), _readonly(counts),
+            int(d["zero_count"]),
+            _readonly(keys),
+            _readonly(counts),
         )
 
 
 def _merge_buckets(
-    keys_list: list[np.ndarray], counts_list: list[np.ndarray], total: int
+    keys_list: Sequence[np.ndarray], counts_list: Sequence[np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Add counts per key over many (keys, counts) pairs; keys come back sorted and unique."""
     keys = np.concatenate(keys_list)
     if not keys.size:
         return _EMPTY_KEYS, _EMPTY_COUNTS
-    counts = np.concatenate(counts_list)
-    kmin = int(keys.min())
-    offsets = keys - kmin
-    if total < _EXACT_FLOAT_COUNT:
-        # Keys span at most MAX_KEY + 1 values, so a dense bincount beats sorting.
-        dense = np.bincount(offsets, weights=counts).astype(np.int64)
-    else:
-        dense = np.zeros(int(offsets.max()) + 1, dtype=np.int64)
-        np.add.at(dense, offsets, counts)
+    # Keys lie in [0, MAX_KEY], so a dense table indexed by key beats sorting; np.add.at on
+    # int64 stays exact for any count (bincount's float weights would not past 2**53).
+    dense = np.zeros(max(MAX_KEY, int(keys.max())) + 1, dtype=np.int64)
+    np.add.at(dense, keys, np.concatenate(counts_list))
     present = np.flatnonzero(dense)
-    return (
-        _readonly((present + kmin).astype(np.int32)),
-        _readonly(dense[present]),
-    )
+    return _readonly(present.astype(np.int32)), _readonly(dense[present])
 
 
 def summarize_groups(
@@ -405,15 +414,33 @@ def summarize_groups(
     for i, g in enumerate(present.tolist()):
         a, b = int(bounds[g]), int(bounds[g + 1])
         out[g] = Summary(
-            int(sizes[g]), float(sums[i]), float(m2s[i]), int(mins[i]), int(maxs[i]),
-            int(zeros[g]), all_keys[a:b], all_counts[a:b],
+            int(sizes[g]),
+            float(sums[i]),
+            float(m2s[i]),
+            int(mins[i]),
+            int(maxs[i]),
+            int(zeros[g]),
+            all_keys[a:b],
+            all_counts[a:b],
         )
     return out
 
 
-# The block codec lives in its own module (it imports Summary from here); re-exported so that
-# callers find the whole summary surface in one place.
-from kronicler.db.summary_codec import decode_summaries, encode_summaries  # noqa: E402
+# The block codec lives in its own module, which imports Summary from here; these wrappers keep the
+# whole summary surface in one place without a circular import.
+def encode_summaries(entries: Sequence[tuple[int, Summary]]) -> bytes:
+    """Pack (group id, Summary) pairs into one compact block (see kronicler.db.summary_codec)."""
+    from kronicler.db import summary_codec
+
+    return summary_codec.encode_summaries(entries)
+
+
+def decode_summaries(data: bytes | bytearray | memoryview) -> list[tuple[int, Summary]]:
+    """Inverse of :func:`encode_summaries`, exact (see kronicler.db.summary_codec)."""
+    from kronicler.db import summary_codec
+
+    return summary_codec.decode_summaries(data)
+
 
 __all__ = [
     "GAMMA",

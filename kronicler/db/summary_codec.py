@@ -5,20 +5,24 @@ stay within 6 bytes/row with the timing columns already taking ~5, so this block
 small fraction of a byte per row. Measured alternatives on that workload (bench/bench_summary.py;
 65,536 rows, 100 Zipf functions, lognormal durations, sigma 1):
 
-=====================================================  ========  ===========
-bucket layout, then zstd                                 bytes    compress
-=====================================================  ========  ===========
-sparse: key deltas (u8) + counts (u8), two frames        ~9.8 KB   0.1 ms
-presence bitmap + (count - 1) (u8)                       ~8.9 KB   0.1 ms
-dense counts as 4-bit nibbles + overflow  (chosen)       ~8.5 KB   0.1 ms
-=====================================================  ========  ===========
+=====================================================  ==========  ===========
+bucket streams only (scalars aside), then zstd-3         bytes        compress
+=====================================================  ==========  ===========
+sparse: key deltas (u8) + counts (u8), two frames        ~9.9 KB     0.1 ms
+presence bitmap + (count - 1) (u8)                       ~9.0 KB     0.1 ms
+dense counts as 4-bit nibbles + overflow  (chosen)       ~8.5 KB     0.1 ms
+=====================================================  ==========  ===========
+
+The whole block (scalars ~2.1 KB, header, checksums) comes to ~10.7 KB per page, 0.163 B/row;
+naive int32 keys + int64 counts + u8 scalars cost 190 KB raw and 18 KB under zstd.
 
 Dense nibbles win because most buckets hold 0-3 durations: a bucket costs half a byte before
 compression, and zero runs in the tails of small functions compress to almost nothing; counts of
 15 or more store 15 in the nibble and the rest in a width-minimised overflow column. Keys are not
 stored at all: they are the positions of the non-zero nibbles, offset by each summary's first key.
-zstd levels above 3 gained only ~2% for 10x the compression time, zlib -9 was ~10% larger and
-slower to decode, so the block uses zstd level 3.
+zstd levels above 3 gained only ~2% for 3-10x the compression time, and zlib -9 was ~1% larger
+and 3-4x slower to decompress, so the block uses zstd level 3 (each frame carries zstd's
+checksum, so damage is detected even without the page checksum around it).
 
 Scalars are stored as columns (struct of arrays), each integer column in the narrowest unsigned
 width that fits its largest value, and multi-byte columns byte-shuffled (all first bytes, then all
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import zstandard
@@ -54,7 +59,12 @@ HEADER = struct.Struct("<4sBB2xI6BBxIII")
 assert HEADER.size == 32
 
 _INT_COLUMNS = 6
-_WIDTH_DTYPES = {1: np.dtype("<u1"), 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8")}
+_WIDTH_DTYPES: dict[int, np.dtype[Any]] = {
+    1: np.dtype("<u1"),
+    2: np.dtype("<u2"),
+    4: np.dtype("<u4"),
+    8: np.dtype("<u8"),
+}
 
 
 def _width(max_value: int) -> int:
@@ -90,6 +100,12 @@ def encode_summaries(entries: Sequence[tuple[int, Summary]]) -> bytes:
 
     ends = np.cumsum(lens)
     starts = ends - lens
+    # count is not stored but rebuilt from the buckets, so it must agree with them.
+    cumulative = np.concatenate(([0], np.cumsum(counts)))
+    zero_counts = np.array([s.zero_count for s in summaries], dtype=np.int64).reshape(n)
+    totals = cumulative[ends] - cumulative[starts] + zero_counts
+    if n and not np.array_equal(totals, [s.count for s in summaries]):
+        raise ValueError("a summary's count differs from zero_count plus its bucket counts")
     has = lens > 0
     first = np.zeros(n, dtype=np.int64)
     span = np.zeros(n, dtype=np.int64)
@@ -109,7 +125,7 @@ def encode_summaries(entries: Sequence[tuple[int, Summary]]) -> bytes:
 
     int_columns = [
         groups,
-        np.array([s.zero_count for s in summaries], dtype=np.int64).reshape(n),
+        zero_counts,
         np.array([s.min or 0 for s in summaries], dtype=np.int64).reshape(n),
         np.array([s.max or 0 for s in summaries], dtype=np.int64).reshape(n),
         first,
@@ -120,10 +136,12 @@ def encode_summaries(entries: Sequence[tuple[int, Summary]]) -> bytes:
         _shuffle(c.astype(_WIDTH_DTYPES[w])) for c, w in zip(int_columns, widths, strict=True)
     ]
     floats = np.array([(s.sum, s.m2) for s in summaries], dtype="<f8").reshape(n, 2)
-    scalar_parts += [_shuffle(np.ascontiguousarray(floats[:, 0])),
-                     _shuffle(np.ascontiguousarray(floats[:, 1]))]
+    scalar_parts += [
+        _shuffle(np.ascontiguousarray(floats[:, 0])),
+        _shuffle(np.ascontiguousarray(floats[:, 1])),
+    ]
 
-    compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
+    compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL, write_checksum=True)
     frames = [
         compressor.compress(raw) if raw else b""
         for raw in (
@@ -207,8 +225,14 @@ def decode_summaries(data: bytes | bytearray | memoryview) -> list[tuple[int, Su
     out: list[tuple[int, Summary]] = []
     for i, (g, total, zc, lo, hi, s, m2) in enumerate(
         zip(
-            groups.tolist(), totals, zeros.tolist(), mins.tolist(), maxs.tolist(),
-            sums.tolist(), m2s.tolist(), strict=True,
+            groups.tolist(),
+            totals,
+            zeros.tolist(),
+            mins.tolist(),
+            maxs.tolist(),
+            sums.tolist(),
+            m2s.tolist(),
+            strict=True,
         )
     ):
         a, b = bounds[i], bounds[i + 1]
