@@ -154,3 +154,33 @@ def test_default_source_is_the_local_database_when_present(shop_path: Path, tmp_
     (tmp_path / ".kronicler").symlink_to(shop_path, target_is_directory=True)
     rows = json.loads(run("stats", "--json", cwd=tmp_path).stdout)
     assert len(rows) == 4
+
+
+def test_demo_runs_a_workload_serves_it_and_exits_cleanly(tmp_path: Path) -> None:
+    pytest.importorskip("kronicler.capture")
+    proc = run("demo", "--requests", "300", "--json", "--path", str(tmp_path / "demo"))
+    data = json.loads(proc.stdout)
+    rows = {r["function"].rsplit(".", 1)[-1]: r for r in data["stats"]}
+    assert {"handle_request", "parse_request", "load_user", "search_catalog", "charge_card",
+            "render_page"} <= set(rows)  # fmt: skip
+    assert rows["handle_request"]["count"] == 300
+    assert list(data["stats"][0]) == STATS_KEYS
+    assert 0 < rows["charge_card"]["errors"] < 300
+    flagged = {a["function"].rsplit(".", 1)[-1] for a in data["anomalies"]}
+    assert {"load_user", "search_catalog"} <= flagged
+    # the kept database answers the other commands
+    again = json.loads(run("stats", "--path", str(tmp_path / "demo"), "--json").stdout)
+    assert sum(r["count"] for r in again) == sum(r["count"] for r in data["stats"])
+
+
+def test_demo_prints_tables_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    pytest.importorskip("kronicler.capture")
+    work, tmp = tmp_path / "cwd", tmp_path / "tmp"
+    work.mkdir()
+    tmp.mkdir()
+    proc = run("demo", "--requests", "150", cwd=work, env={"TMPDIR": str(tmp)})
+    assert "Latency by function" in proc.stdout and "Anomalies" in proc.stdout
+    table = proc.stdout.split("Latency by function (slowest total time first):\n", 1)[1]
+    rows = parse_table(table.split("\n\n", 1)[0])
+    assert rows[0]["function"].endswith("handle_request")
+    assert list(work.iterdir()) == [] and list(tmp.iterdir()) == []

@@ -21,7 +21,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,47 +32,61 @@ class PaymentDeclined(Exception):
     """The card was declined (the demo's occasional error)."""
 
 
-def build_workload(rng: random.Random, n_requests: int) -> Callable[[int], Any]:
-    """The demo app: decorated functions closed over ``rng``; returns the request handler."""
-    regress_from = int(n_requests * 0.85)
+class _Shop:
+    """The demo's world: a seeded random source and the request where the regression starts."""
 
-    @kronicler.capture
-    def parse_request(i: int) -> dict[str, Any]:
-        return json.loads(json.dumps({"id": i, "user": i % 37, "items": list(range(i % 5))}))
+    rng = random.Random(7)
+    regress_from = 10**9
 
-    @kronicler.capture
-    def load_user(user_id: int) -> dict[str, Any]:
-        # 4% cache misses go to the "database": a classic occasionally-slow function.
-        time.sleep(0.008 if rng.random() < 0.04 else 0.0002)
-        return {"id": user_id, "name": f"user-{user_id}"}
 
-    @kronicler.capture
-    def search_catalog(i: int) -> list[int]:
-        # A deploy near the end of the run made searches several times slower.
-        time.sleep(0.0015 if i >= regress_from else 0.0003)
-        return sorted(rng.sample(range(1000), 20))
+@kronicler.capture
+def parse_request(i: int) -> dict[str, Any]:
+    return json.loads(json.dumps({"id": i, "user": i % 37, "items": list(range(i % 5))}))
 
-    @kronicler.capture
-    def charge_card(amount: float) -> str:
-        time.sleep(0.0005)
-        if rng.random() < 0.06:
-            raise PaymentDeclined(f"card declined for {amount:.2f}")
-        return "ok"
 
-    @kronicler.capture
-    def render_page(user: dict[str, Any], results: list[int]) -> str:
-        return "".join(f"<li>{r}</li>" for r in results) + user["name"]
+@kronicler.capture
+def load_user(user_id: int) -> dict[str, Any]:
+    # 4% cache misses go to the "database": a classic occasionally-slow function.
+    time.sleep(0.008 if _Shop.rng.random() < 0.04 else 0.0002)
+    return {"id": user_id, "name": f"user-{user_id}"}
 
-    @kronicler.capture
-    def handle_request(i: int) -> str:
-        req = parse_request(i)
-        user = load_user(req["user"])
-        results = search_catalog(i)
-        with contextlib.suppress(PaymentDeclined):
-            charge_card(10.0 + len(req["items"]))
-        return render_page(user, results)
 
-    return handle_request
+@kronicler.capture
+def search_catalog(i: int) -> list[int]:
+    # A deploy near the end of the run made searches several times slower.
+    time.sleep(0.0015 if i >= _Shop.regress_from else 0.0003)
+    return sorted(_Shop.rng.sample(range(1000), 20))
+
+
+@kronicler.capture
+def charge_card(amount: float) -> str:
+    time.sleep(0.0005)
+    if _Shop.rng.random() < 0.06:
+        raise PaymentDeclined(f"card declined for {amount:.2f}")
+    return "ok"
+
+
+@kronicler.capture
+def render_page(user: dict[str, Any], results: list[int]) -> str:
+    return "".join(f"<li>{r}</li>" for r in results) + user["name"]
+
+
+@kronicler.capture
+def handle_request(i: int) -> str:
+    req = parse_request(i)
+    user = load_user(req["user"])
+    results = search_catalog(i)
+    with contextlib.suppress(PaymentDeclined):
+        charge_card(10.0 + len(req["items"]))
+    return render_page(user, results)
+
+
+def run_workload(n_requests: int, seed: int) -> None:
+    """Serve ``n_requests`` simulated requests; the last 5% hit the slower search."""
+    _Shop.rng = random.Random(seed)
+    _Shop.regress_from = int(n_requests * 0.95)
+    for i in range(n_requests):
+        handle_request(i)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -87,10 +100,8 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         say(f"Kronicler demo: simulating {args.requests} requests of a small shop backend...")
         kronicler.configure(path=str(path), service_name="kronicler-demo")
-        handler = build_workload(random.Random(args.seed), args.requests)
         t0 = time.perf_counter()
-        for i in range(args.requests):
-            handler(i)
+        run_workload(args.requests, args.seed)
         kronicler.shutdown()  # flush every captured call into the database
         say(f"  done in {time.perf_counter() - t0:.1f} s; database: {path}")
         db = Database.open(path)

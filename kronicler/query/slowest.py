@@ -40,7 +40,8 @@ def slowest(db: Database, flt: Filter | None = None, *, k: int = 10) -> list[Slo
         return []
     if not flt.needs_scan and (names is None or len(names) <= _PER_NAME_LIMIT):
         calls: list[Any] = []
-        for name in names or [None]:
+        targets: list[str | None] = list(names) if names is not None else [None]
+        for name in targets:
             calls.extend(db.slowest(name, k=k, since=flt.since, until=flt.until))
         calls.sort(key=lambda c: (-c.duration, c.start))
         return [from_call(c) for c in calls[:k]]
