@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import weakref
+from functools import partial
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -186,7 +187,7 @@ class Database:
         ids = {f[:-5] for f in files if f.endswith(".kseg")}
         for gone in set(self._readers) - ids:
             self._readers.pop(gone).close()
-            self._pool.drop(lambda key, seg=gone: key[0] == seg)
+            self._pool.drop(partial(_in_segment, gone))
         for seg_id in sorted(ids - set(self._readers)):
             self._readers[seg_id] = SegmentReader(self._segdir, seg_id)
         for reader in self._readers.values():
@@ -210,7 +211,8 @@ class Database:
 
     def _chunk_summary(self, reader: SegmentReader, chunk: ChunkInfo) -> ChunkSummary:
         with self._pool.read_page((reader.id, chunk.seq, "summary")) as guard:
-            return guard.data.value  # type: ignore[no-any-return]
+            cached: _Cached = guard.data  # type: ignore[assignment]
+            return cached.value
 
     def _chunk_columns(
         self, reader: SegmentReader, chunk: ChunkInfo, columns: Iterable[str]
@@ -457,7 +459,7 @@ class Database:
                 reader = self._readers.pop(seg_id, None)
                 if reader is not None:
                     reader.close()
-                self._pool.drop(lambda key, seg=seg_id: key[0] == seg)
+                self._pool.drop(partial(_in_segment, seg_id))
             return len(removed)
 
     def size_bytes(self) -> int:
@@ -480,6 +482,10 @@ class _Cached:
     def __init__(self, value: ChunkSummary) -> None:
         self.value = value
         self.nbytes = 64 + sum(s.keys.nbytes + s.counts.nbytes + 96 for s in value.summaries)
+
+
+def _in_segment(segment: str, key: tuple[str, int, str]) -> bool:
+    return key[0] == segment
 
 
 def _check_names(names: Iterable[str]) -> list[str]:
