@@ -19,8 +19,8 @@ import logging
 import os
 import threading
 import weakref
-from functools import partial
 from collections.abc import Iterable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
