@@ -1,5 +1,98 @@
-"""Kronicler: capture call timings as OpenTelemetry spans and answer latency statistics fast."""
+"""Kronicler: capture call timings as OpenTelemetry spans and answer latency statistics fast.
+
+The public face::
+
+    import kronicler
+
+    @kronicler.capture
+    def handler(req): ...
+
+    kronicler.configure(path="./.kronicler", service_name="api")   # optional
+    kronicler.flush()          # make everything captured so far readable
+    kronicler.shutdown()       # flush and stop (also done at normal interpreter exit)
+    db = kronicler.open("./.kronicler")                               # read it back
+"""
 
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING, Any
+
+from kronicler.capture import capture
+from kronicler.otel import tracer as _tracer
+from kronicler.otel.pipeline import PipelineStatus
+
+if TYPE_CHECKING:
+    from kronicler.db import Database
+
 __version__ = "0.2.0"
+
+__all__ = [
+    "PipelineStatus",
+    "capture",
+    "configure",
+    "flush",
+    "open",
+    "shutdown",
+    "status",
+]
+
+
+def configure(
+    *,
+    path: str | os.PathLike[str] | None = None,
+    service_name: str | None = None,
+    enabled: bool | None = None,
+    flush_interval: float | None = None,
+    max_pending: int | None = None,
+    database: Database | None = None,
+) -> None:
+    """Change the default pipeline's settings; arguments left as None keep their value.
+
+    ``path``: database directory (default ``./.kronicler`` or ``KRONICLER_PATH``).
+    ``service_name``: service stored on every row (default ``KRONICLER_SERVICE_NAME``, then
+    ``OTEL_SERVICE_NAME``, then the OpenTelemetry SDK's ``unknown_service:<executable>``).
+    ``enabled``: False makes captured functions plain calls.
+    ``flush_interval``: seconds between background hand-offs to the database (default 0.1).
+    ``max_pending``: rows held in memory while the database lags; beyond that rows are dropped.
+    ``database``: an open ``kronicler.Database`` to store into instead of ``path`` (the caller
+    keeps ownership and closes it).
+
+    Records captured before the change are stored under the old settings first. Calling
+    ``configure`` after ``shutdown`` starts capturing again. Bad values raise ``ValueError``.
+    """
+    pipeline = _tracer.PIPELINE
+    settings = pipeline.settings.updated(
+        path=path,
+        service_name=service_name,
+        enabled=enabled,
+        flush_interval=flush_interval,
+        max_pending=max_pending,
+    )
+    pipeline.reconfigure(settings)
+    if database is not None:
+        pipeline.use_database(database)
+    _tracer.set_shut(False)
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Store everything captured so far; True when it is durable and readable. Never raises."""
+    return _tracer.PIPELINE.flush(timeout)
+
+
+def shutdown(timeout: float | None = 5.0) -> bool:
+    """Flush, stop the background thread and close the database. Later calls run uncaptured."""
+    _tracer.set_shut(True)
+    return _tracer.PIPELINE.shutdown(timeout)
+
+
+def status() -> PipelineStatus:
+    """Counters of the default pipeline: rows stored, dropped, pending; last error."""
+    return _tracer.PIPELINE.status()
+
+
+def open(path: str | os.PathLike[str] = "./.kronicler", **options: Any) -> Database:  # noqa: A001
+    """Open a Kronicler database for reading (and writing): ``kronicler.db.Database.open``."""
+    from kronicler.db import Database
+
+    return Database.open(os.fspath(path), **options)

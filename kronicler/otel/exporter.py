@@ -1,0 +1,117 @@
+"""``KroniclerSpanExporter``: an OpenTelemetry SDK ``SpanExporter`` that stores spans as rows.
+
+Put it behind a ``BatchSpanProcessor`` on any SDK ``TracerProvider`` and every span of the
+application (``@kronicler.capture`` spans and auto-instrumentation alike) lands in the database::
+
+    provider.add_span_processor(BatchSpanProcessor(KroniclerSpanExporter("./.kronicler")))
+
+``export`` converts the batch with :func:`spans_to_batch` and hands it to the database's
+non-blocking write queue. Like every SDK exporter it never raises: a conversion or storage
+problem is logged (once per kind) and reported as ``SpanExportResult.FAILURE``; so is any call
+after ``shutdown``. Instrumentation is suppressed while it runs, so storing spans cannot create
+spans.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from kronicler._config import default_service_name
+from kronicler.otel.rows import spans_to_batch
+
+if TYPE_CHECKING:
+    from kronicler.db import Database
+
+_log = logging.getLogger("kronicler")
+_SUPPRESS = otel_context._SUPPRESS_INSTRUMENTATION_KEY
+
+
+class KroniclerSpanExporter(SpanExporter):
+    """Stores exported spans in a Kronicler database.
+
+    ``target`` is a directory (opened now, closed by ``shutdown``) or an open ``Database``
+    (left open: its owner closes it). ``default_service`` names spans whose resource has no
+    ``service.name``.
+    """
+
+    def __init__(
+        self,
+        target: str | os.PathLike[str] | Database = "./.kronicler",
+        *,
+        default_service: str | None = None,
+    ) -> None:
+        if isinstance(target, (str, os.PathLike)):
+            from kronicler.db import Database
+
+            self._db: Any = Database.open(os.fspath(target))
+            self._owns_db = True
+        elif hasattr(target, "append_batch") and hasattr(target, "flush"):
+            self._db, self._owns_db = target, False
+        else:
+            raise ValueError(f"target must be a directory or a kronicler Database, got {target!r}")
+        self._default_service = default_service or default_service_name()
+        self._shutdown = False
+        self._lock = threading.Lock()  # guards _shutdown against a concurrent export
+        self._warned: set[str] = set()
+
+    @property
+    def database(self) -> Database:
+        return self._db  # type: ignore[no-any-return]
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._shutdown:
+            return SpanExportResult.FAILURE
+        if not spans:
+            return SpanExportResult.SUCCESS
+        token = otel_context.attach(otel_context.set_value(_SUPPRESS, True))
+        try:
+            batch = spans_to_batch(spans, default_service=self._default_service)
+            with self._lock:
+                if self._shutdown:
+                    return SpanExportResult.FAILURE
+                accepted = self._db.append_batch(batch)
+            # A full write queue drops (and counts) rows rather than block; say so to the SDK.
+            if accepted < len(batch):
+                return SpanExportResult.FAILURE
+            return SpanExportResult.SUCCESS
+        except Exception as exc:  # noqa: BLE001 - exporters report, they never raise
+            self._warn("export", exc)
+            return SpanExportResult.FAILURE
+        finally:
+            otel_context.detach(token)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        if self._shutdown:
+            return False
+        try:
+            return bool(self._db.flush(timeout_millis / 1000.0))
+        except Exception as exc:  # noqa: BLE001
+            self._warn("flush", exc)
+            return False
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._shutdown:
+                return
+            self._shutdown = True
+        try:
+            if self._owns_db:
+                self._db.close()
+            else:
+                self._db.flush()
+        except Exception as exc:  # noqa: BLE001
+            self._warn("shutdown", exc)
+
+    def _warn(self, what: str, exc: BaseException) -> None:
+        if what not in self._warned:
+            self._warned.add(what)
+            _log.warning("kronicler: span %s failed (%s: %s)", what, type(exc).__name__, exc,
+                         exc_info=exc)  # fmt: skip

@@ -1,0 +1,348 @@
+"""The default pipeline's back half: in-memory records -> database, on a background thread.
+
+Captured calls extend a shared flat list of ints by one 6-int record (``list.extend`` of a tuple
+is atomic under the GIL, ~50 ns). Every ``flush_interval`` (0.1 s) a daemon thread takes what has accumulated
+(``rows[:n]`` then ``del rows[:n]``: two atomic steps, so concurrent appends are never lost),
+converts it into one :class:`SpanBatch` with :func:`records_to_batch`, and hands it to
+``Database.append_batch``. The application thread never waits on the database, never sees its
+errors and never opens a file.
+
+Trade-offs:
+
+* Records wait in memory for up to one interval (plus the database's own queue), so a crash
+  can lose that much; a normal exit flushes everything (``atexit``).
+* Memory is bounded by ``max_pending`` rows: when the database cannot keep up or is unusable
+  (read-only directory, full disk, corrupt files) older records are dropped and counted, and the
+  problem is logged once. When the database's queue is full the batch is kept and offered again
+  after the database has drained, so a burst is absorbed here rather than dropped there.
+* ``fork``: the child forgets the parent's pending records and database handle (the parent
+  stores those) and lazily opens its own segment on its first flush.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from kronicler._config import Settings
+from kronicler.db.schema import SpanBatch
+from kronicler.otel.records import COMPACT_WIDTH, FullRecord, Site, records_to_batch
+
+_log = logging.getLogger("kronicler")
+
+_JOIN_TIMEOUT = 5.0  # seconds shutdown waits for the background thread
+_REOPEN_DELAY = 5.0  # seconds between attempts to open an unusable database
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineStatus:
+    """Counters of the default pipeline (since process start, or since the last fork).
+
+    Fields:
+        stored: rows handed to the database and accepted by it.
+        dropped: rows lost (database unusable, ``max_pending`` exceeded, or dropped by the
+            database's own full queue).
+        pending: rows waiting in memory right now.
+        path: the database directory in use.
+        error: text of the last problem, or None.
+    """
+
+    stored: int
+    dropped: int
+    pending: int
+    path: str
+    error: str | None
+
+
+class Pipeline:
+    """Owns the record buffers, the call-site table, the background thread and the database."""
+
+    def __init__(self, settings: Settings) -> None:
+        # Appended to by application threads without a lock; drained only under _drain_lock.
+        self.rows: list[int] = []  # flat compact records, COMPACT_WIDTH ints each
+        self.full: list[FullRecord] = []
+        self.settings = settings
+        self._sites: list[Site] = []
+        self._site_ids: dict[tuple[str, int, str], int] = {}
+        self._sites_lock = threading.Lock()  # protects _sites/_site_ids growth
+        # _drain_lock serialises drains, database open/close and settings changes; it is never
+        # taken on the capture path.
+        self._drain_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._db: Any = None
+        self._owns_db = False
+        self._db_failed_at = 0.0
+        self._carry: SpanBatch | None = None  # a batch the database's full queue refused
+        self._stored = 0
+        self._dropped = 0
+        self._db_dropped_base = 0
+        self._error: str | None = None
+        self._warned: set[str] = set()
+        self._atexit_registered = False
+        self._closed = False
+
+    # -- call sites --------------------------------------------------------------------------
+    def register_site(self, site: Site) -> int:
+        """Index of ``site`` in the call-site table (equal sites share one index)."""
+        key = (site.name, site.kind, site.attributes_text)
+        with self._sites_lock:
+            idx = self._site_ids.get(key)
+            if idx is None:
+                idx = self._site_ids[key] = len(self._sites)
+                self._sites.append(site)
+            return idx
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the background thread if it is not running (idempotent, cheap when running)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._sites_lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._closed = False
+            self._stop.clear()
+            thread = threading.Thread(target=self._run, name="kronicler-flush", daemon=True)
+            thread.start()
+            self._thread = thread
+        if not self._atexit_registered:
+            atexit.register(self._at_exit)
+            self._atexit_registered = True
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Hand everything recorded so far to the database and wait until it is durable."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._drain_lock:
+            self._drain(force=True)
+            db = self._db
+            ok = self._carry is None and not self.rows and not self.full
+        if db is None:
+            return ok and self._pending() == 0
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            return bool(db.flush(remaining)) and ok
+        except Exception as exc:  # noqa: BLE001 - flushing must never raise into the app
+            self._problem("flush", exc)
+            return False
+
+    def shutdown(self, timeout: float | None = _JOIN_TIMEOUT) -> bool:
+        """Stop the thread, store what is pending, close the database (idempotent)."""
+        thread = self._thread
+        self._stop.set()
+        self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        with self._drain_lock:
+            self._drain(force=True)
+            ok = self._close_db()
+            self._closed = True
+            self._thread = None
+        return ok
+
+    def reconfigure(self, settings: Settings) -> None:
+        """Store pending records under the old settings, then switch (reopen if path moved)."""
+        with self._drain_lock:
+            self._drain(force=True)
+            if settings.path != self.settings.path:
+                self._close_db()
+                self._db_failed_at = 0.0
+            self.settings = settings
+
+    def use_database(self, db: Any) -> None:
+        """Store into an already-open ``Database`` (the caller keeps ownership)."""
+        with self._drain_lock:
+            self._drain(force=True)
+            self._close_db()
+            self._db, self._owns_db = db, False
+            self._db_dropped_base = int(getattr(db, "dropped", 0))
+
+    def status(self) -> PipelineStatus:
+        return PipelineStatus(
+            stored=self._stored,
+            dropped=self._dropped + self._db_drops(),
+            pending=self._pending(),
+            path=self.settings.path,
+            error=self._error,
+        )
+
+    def after_fork_in_child(self) -> None:
+        """Forget the parent's records, thread and database; locks are made afresh."""
+        del self.rows[:]
+        del self.full[:]
+        self._carry = None
+        self._drain_lock = threading.Lock()
+        self._sites_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = None
+        self._db = None  # the parent's handle: its writer thread does not exist here
+        self._owns_db = False
+        self._db_failed_at = 0.0
+        self._stored = self._dropped = self._db_dropped_base = 0
+
+    def before_fork(self) -> None:
+        # A fork while the background thread is mid-drain would leave the child's copy of the
+        # lock held forever; waiting for the drain to end makes the child's state consistent.
+        self._drain_lock.acquire()
+
+    def after_fork_in_parent(self) -> None:
+        self._drain_lock.release()
+
+    # -- background work ---------------------------------------------------------------------
+    def _run(self) -> None:
+        stop, wake = self._stop, self._wake
+        while not stop.is_set():
+            wake.wait(self.settings.flush_interval)
+            wake.clear()
+            try:
+                with self._drain_lock:
+                    self._drain(force=False)
+            except Exception as exc:  # noqa: BLE001 - the thread must survive anything
+                self._problem("background", exc)
+
+    def _at_exit(self) -> None:
+        try:
+            self.shutdown()
+        except Exception as exc:  # noqa: BLE001
+            self._problem("exit", exc)
+
+    def _pending(self) -> int:
+        return len(self.rows) // COMPACT_WIDTH + len(self.full) + (len(self._carry) if self._carry else 0)
+
+    def _drain(self, *, force: bool) -> None:
+        """Move buffered records into the database. Caller holds ``_drain_lock``."""
+        db = self._database()
+        if self._carry is not None:
+            if db is None or not self._offer(db, self._carry, force=force):
+                self._trim()
+                return
+            self._carry = None
+        k, m = len(self.rows), len(self.full)
+        k -= k % COMPACT_WIDTH  # always 0: records are added whole
+        if not k and not m:
+            return
+        rows = self.rows[:k]
+        del self.rows[:k]
+        full = self.full[:m]
+        del self.full[:m]
+        n = k // COMPACT_WIDTH
+        if db is None:
+            self._dropped += n + m
+            return
+        try:
+            with self._sites_lock:
+                sites = list(self._sites)
+            offset = time.time_ns() - time.perf_counter_ns()
+            batch = records_to_batch(
+                rows, full, sites, service=self.settings.service_name, clock_offset=offset
+            )
+        except Exception as exc:  # noqa: BLE001
+            self._dropped += n + m
+            self._problem("convert", exc)
+            return
+        if not self._offer(db, batch, force=force):
+            self._carry = batch
+            self._trim()
+
+    def _offer(self, db: Any, batch: SpanBatch, *, force: bool) -> bool:
+        """Give ``batch`` to the database; False when its queue refused it (kept for later)."""
+        before = int(getattr(db, "dropped", 0))
+        try:
+            accepted = int(db.append_batch(batch))
+        except Exception as exc:  # noqa: BLE001 - a broken database drops, never raises
+            self._dropped += len(batch)
+            self._problem("append", exc)
+            return True
+        if accepted >= len(batch):
+            self._stored += accepted
+            return True
+        # The queue was full: undo the database's drop count (we still hold the rows), let the
+        # writer catch up, and offer the batch again on the next round.
+        self._db_dropped_base += int(getattr(db, "dropped", 0)) - before
+        self._stored += accepted
+        if force:
+            try:
+                db.flush(_JOIN_TIMEOUT)
+                return self._offer(db, batch, force=False)
+            except Exception as exc:  # noqa: BLE001
+                self._problem("flush", exc)
+        return False
+
+    def _trim(self) -> None:
+        """Drop the oldest records beyond ``max_pending`` (memory must stay bounded)."""
+        excess = self._pending() - self.settings.max_pending
+        if excess > 0 and self._carry is not None:
+            self._dropped += len(self._carry)
+            excess -= len(self._carry)
+            self._carry = None
+            self._problem("overflow", RuntimeError("database is not keeping up"))
+        if excess > 0:
+            take = min(excess, len(self.rows) // COMPACT_WIDTH)
+            del self.rows[: take * COMPACT_WIDTH]
+            self._dropped += take
+
+    def _database(self) -> Any:
+        if self._db is not None:
+            return self._db
+        if self._db_failed_at and time.monotonic() - self._db_failed_at < _REOPEN_DELAY:
+            return None
+        try:
+            from kronicler.db import Database
+
+            self._db = Database.open(self.settings.path)
+            self._owns_db = True
+            if self._atexit_registered:
+                # Run before any exit hook the database registered while opening (atexit is
+                # last-in, first-out), so pending records are stored before it closes.
+                atexit.unregister(self._at_exit)
+                atexit.register(self._at_exit)
+            self._db_dropped_base = int(getattr(self._db, "dropped", 0))
+            self._db_failed_at = 0.0
+        except Exception as exc:  # noqa: BLE001 - an unusable directory must not stop the app
+            self._db_failed_at = time.monotonic()
+            self._problem("open", exc)
+            return None
+        return self._db
+
+    def _close_db(self) -> bool:
+        db, owned = self._db, self._owns_db
+        self._db, self._owns_db = None, False
+        if db is None:
+            return True
+        try:
+            self._dropped += self._db_drops(db)
+            if owned:
+                db.close()
+            else:
+                db.flush()
+            return True
+        except Exception as exc:  # noqa: BLE001
+            self._problem("close", exc)
+            return False
+
+    def _db_drops(self, db: Any = None) -> int:
+        db = self._db if db is None else db
+        if db is None:
+            return 0
+        try:
+            return max(0, int(db.dropped) - self._db_dropped_base)
+        except Exception:  # noqa: BLE001
+            return 0
+
+    def _problem(self, where: str, exc: BaseException) -> None:
+        self._error = f"{where}: {type(exc).__name__}: {exc}"
+        if where not in self._warned:
+            self._warned.add(where)
+            _log.warning(
+                "kronicler: %s failed (%s: %s); the application continues, affected calls "
+                "are counted as dropped (kronicler.status())",
+                where, type(exc).__name__, exc, exc_info=exc,
+            )  # fmt: skip
+

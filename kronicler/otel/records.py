@@ -1,0 +1,149 @@
+"""Fast-pipeline call records -> one :class:`SpanBatch` (pure, vectorised).
+
+The decorator leaves two kinds of record in memory:
+
+* a *compact* record: six integers ``site, t0, duration, seq, root, parent_seq`` appended to one
+  flat list of ints (``list.extend`` of a 6-tuple, atomic under the GIL), for the common call:
+  nothing changed on its span and its trace began in this process. ``t0`` is a
+  ``perf_counter_ns`` reading; ids are ``seq`` numbers (see :mod:`kronicler.otel.ids`). A flat
+  list of ints costs the garbage collector nothing (a list of tuples would be scanned), and
+  converts to numpy at ~85 ns a record;
+* a *full* record :class:`FullRecord` for everything else (errors, attributes set during the
+  call, a renamed span, a trace that began elsewhere), with explicit ids.
+
+Compact records are turned into columns in one pass (``np.fromiter`` over the flat list) and the ids are derived with vectorised arithmetic; names and attribute text come
+from the call-site table by fancy indexing, so no per-row Python work happens beyond reading the
+tuples. Full records are rare and converted one by one.
+
+Both kinds store exactly what :func:`kronicler.otel.rows.spans_to_batch` stores for the same
+call made through the OpenTelemetry SDK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from kronicler.db.schema import SpanBatch, canonical_attributes
+from kronicler.otel import ids
+
+_M64 = (1 << 64) - 1
+COMPACT_WIDTH = 6  # ints per compact record
+EXCEPTION_TYPE = "exception.type"
+EXCEPTION_MESSAGE = "exception.message"
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """One decorated function as stored: span name, kind, attributes and their canonical text."""
+
+    name: str
+    kind: int
+    attributes: Mapping[str, Any]
+    attributes_text: str
+
+
+class FullRecord(NamedTuple):
+    """A call stored with explicit ids and its own attribute set."""
+
+    site: int
+    t0: int  # perf_counter_ns at the start
+    duration: int
+    trace_id: int
+    span_id: int
+    parent_span_id: int
+    status: int
+    attributes: Mapping[str, Any] | None  # merged attributes; None = the site's own
+    name: str | None  # None = the site's own name
+
+
+def error_attributes(
+    base: Mapping[str, Any] | None, exc_type: str, message: str
+) -> dict[str, Any]:
+    """The attribute set stored for a failed call: the span's attributes plus exception text."""
+    out = dict(base or {})
+    out[EXCEPTION_TYPE] = exc_type
+    out[EXCEPTION_MESSAGE] = message
+    return out
+
+
+def records_to_batch(
+    compact: Sequence[int],
+    full: Sequence[FullRecord],
+    sites: Sequence[Site],
+    *,
+    service: str,
+    clock_offset: int,
+) -> SpanBatch:
+    """Columns for ``compact`` (flat, 6 ints a record) then ``full`` records.
+
+    ``start = t0 + clock_offset``.
+    ``clock_offset`` is ``time_ns() - perf_counter_ns()`` taken when the batch is made, so
+    starts are wall-clock Unix nanoseconds while durations stay monotonic.
+    """
+    if len(compact) % COMPACT_WIDTH:
+        raise ValueError(f"compact records must hold 6 ints each, got {len(compact)} ints")
+    n = len(compact) // COMPACT_WIDTH
+    flat = np.fromiter(compact, dtype=np.int64, count=len(compact))
+    table = flat.reshape(n, COMPACT_WIDTH)
+    site_idx = table[:, 0]
+    seqs = table[:, 3].astype(np.uint64)
+    trace_hi, trace_lo = ids.trace_halves(table[:, 4].astype(np.uint64))
+    names_of = np.array([s.name for s in sites], dtype=object)
+    texts_of = np.array([s.attributes_text for s in sites], dtype=object)
+    kinds_of = np.array([s.kind for s in sites], dtype=np.uint8)
+
+    names: list[str] = names_of[site_idx].tolist()
+    attributes: list[str] = texts_of[site_idx].tolist()
+    start = table[:, 1] + np.int64(clock_offset)
+    duration = table[:, 2]
+    status = np.zeros(n, dtype=np.uint8)
+    kind = kinds_of[site_idx]
+    span_id = ids.span_ids(seqs)
+    parent = ids.span_ids(table[:, 5].astype(np.uint64))
+
+    if full:
+        m = len(full)
+        f_site = np.fromiter((r.site for r in full), dtype=np.int64, count=m)
+        names += [r.name if r.name is not None else sites[r.site].name for r in full]
+        attributes += [
+            sites[r.site].attributes_text if r.attributes is None
+            else canonical_attributes(r.attributes)
+            for r in full
+        ]  # fmt: skip
+        start = np.concatenate([start, _ints([r.t0 + clock_offset for r in full])])
+        duration = np.concatenate([duration, _ints([r.duration for r in full])])
+        status = np.concatenate([status, np.array([r.status for r in full], dtype=np.uint8)])
+        kind = np.concatenate([kind, kinds_of[f_site]])
+        trace_hi = np.concatenate([trace_hi, _u64([r.trace_id >> 64 for r in full])])
+        trace_lo = np.concatenate([trace_lo, _u64([r.trace_id & _M64 for r in full])])
+        span_id = np.concatenate([span_id, _u64([r.span_id for r in full])])
+        parent = np.concatenate([parent, _u64([r.parent_span_id for r in full])])
+
+    # Every column above is already of the storage dtype and checked by construction, so the
+    # batch is assembled directly rather than re-validated row by row in SpanBatch.build.
+    total = len(names)
+    return SpanBatch(
+        names=names,
+        start=np.ascontiguousarray(start, dtype=np.int64),
+        duration=np.ascontiguousarray(duration, dtype=np.int64),
+        status=status,
+        kind=np.ascontiguousarray(kind, dtype=np.uint8),
+        services=[service] * total,
+        trace_hi=np.ascontiguousarray(trace_hi, dtype=np.uint64),
+        trace_lo=np.ascontiguousarray(trace_lo, dtype=np.uint64),
+        span_id=np.ascontiguousarray(span_id, dtype=np.uint64),
+        parent_span_id=np.ascontiguousarray(parent, dtype=np.uint64),
+        attributes=attributes,
+    )
+
+
+def _ints(values: list[int]) -> np.ndarray:
+    return np.array(values, dtype=np.int64)
+
+
+def _u64(values: list[int]) -> np.ndarray:
+    return np.array(values, dtype=np.uint64)

@@ -1,0 +1,1 @@
+from tests.otel.fixtures import sdk, store  # noqa: F401
