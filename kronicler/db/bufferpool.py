@@ -1,8 +1,9 @@
 """A bounded cache of decoded pages, reached only through guards that pin them (after CMU BusTub).
 
-The pool knows nothing of files: the storage engine passes in ``load(key) -> ndarray`` (read and
-decode one page) and, if pages can change, ``store(key, ndarray)`` (encode and write one back).
-A page's cost is its ``nbytes``; the pool keeps the sum of cached pages within ``capacity_bytes``,
+The pool knows nothing of files: the storage engine passes in ``load(key) -> page`` (read and
+decode one page) and, if pages can change, ``store(key, page)`` (encode and write one back).
+A page is a numpy array, or any object with an int ``nbytes`` (a decoded summary block, say);
+its cost is that ``nbytes``; the pool keeps the sum of cached pages within ``capacity_bytes``,
 whatever the size of the database, by evicting unpinned pages in the order its replacer chooses
 (LRU-K by default, see :mod:`kronicler.db.replacer`).
 
@@ -50,8 +51,10 @@ from kronicler.db.replacer import LRUKReplacer
 from kronicler.errors import BufferPoolFullError
 
 PageKey = Hashable
-Loader = Callable[[Any], np.ndarray]
-Storer = Callable[[Any, np.ndarray], None]
+#: A page: a numpy array, or any object with an int ``nbytes`` (e.g. a decoded summary block).
+Page = Any
+Loader = Callable[[Any], Page]
+Storer = Callable[[Any, Page], None]
 
 __all__ = ["BufferPool", "BufferPoolStats", "PageKey", "ReadGuard", "WriteGuard"]
 
@@ -132,7 +135,7 @@ class BufferPool:
         self._require_store("write_page")
         return WriteGuard(self, key)
 
-    def new_page(self, key: PageKey, array: np.ndarray, *, dirty: bool = True) -> WriteGuard:
+    def new_page(self, key: PageKey, array: Page, *, dirty: bool = True) -> WriteGuard:
         """Put a page the caller built into the pool (the pool takes ownership of ``array``).
 
         With ``dirty=True`` (the default) it will be written through ``store`` before it leaves
@@ -264,7 +267,7 @@ class BufferPool:
 
     # -- bookkeeping (pool lock held unless said otherwise) ----------------------------------------
 
-    def _admit(self, key: PageKey, array: np.ndarray, *, dirty: bool) -> Frame:
+    def _admit(self, key: PageKey, array: Page, *, dirty: bool) -> Frame:
         """Cache a page that fits the capacity, evicting as needed; returns it unpinned, with
         its admission recorded as one access."""
         frame = Frame(key, array, dirty=dirty, state=CACHED)
@@ -392,7 +395,7 @@ class BufferPool:
             if frame.version == version:
                 frame.dirty = False
 
-    def _call_store(self, key: PageKey, array: np.ndarray) -> None:
+    def _call_store(self, key: PageKey, array: Page) -> None:
         assert self._store is not None
         self._store(key, readonly_view(array))
         with self._lock:
@@ -417,8 +420,9 @@ class BufferPool:
             )
 
 
-def _check_page(key: PageKey, array: object) -> None:
-    # Decoded pages are numpy arrays; other immutable decoded values (a chunk's summaries) may be
-    # cached too when they report their size as an int ``nbytes``.
-    if not isinstance(array, np.ndarray) and not isinstance(getattr(array, "nbytes", None), int):
-        raise ValueError(f"page {key!r} must be a numpy array, got {type(array).__name__}")
+def _check_page(key: PageKey, page: object) -> None:
+    nbytes = getattr(page, "nbytes", None)
+    if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes < 0:
+        raise ValueError(
+            f"page {key!r} must be a numpy array or have an int nbytes, got {type(page).__name__}"
+        )

@@ -2,8 +2,9 @@
 
 A guard is a context manager bound to one page key. Entering it asks the pool for the page
 (pinning it, so it cannot be evicted) and takes the page's readers-writer latch; leaving releases
-both. ``ReadGuard.data`` is a read-only view shared with other readers; ``WriteGuard.data`` is the
-page itself, exclusive, and the pool marks the page dirty. A guard is entered once and released
+both. ``ReadGuard.data`` is a read-only view shared with other readers (for a page that is not a
+numpy array, the object itself, which readers must treat as read-only); ``WriteGuard.data`` is
+the page itself, exclusive, and the pool marks the page dirty. A guard is entered once and released
 once; using ``data`` outside that window, entering twice or releasing twice raises RuntimeError,
 because each of those is a bug that would otherwise corrupt the pin counts.
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Hashable
 from types import TracebackType
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -67,7 +68,7 @@ class Frame:
         "version",
     )  # fmt: skip
 
-    def __init__(self, key: Hashable, data: np.ndarray, dirty: bool, state: str) -> None:
+    def __init__(self, key: Hashable, data: Any, dirty: bool, state: str) -> None:
         self.key = key
         self.data = data
         self.nbytes = int(data.nbytes)
@@ -102,15 +103,16 @@ class _Guard:
         self._key = key
         self._state = "new"
         self._frame: Frame | None = None
-        self._view: np.ndarray | None = None
+        self._view: Any = None
 
     @property
     def key(self) -> Hashable:
         return self._key
 
     @property
-    def data(self) -> np.ndarray:
-        if self._state != "held" or self._view is None:
+    def data(self) -> Any:
+        """The page: a numpy array (read-only in a read guard) or the object the loader gave."""
+        if self._state != "held":
             raise RuntimeError(f"the guard of page {self._key!r} is {self._state}, not held")
         return self._view
 
@@ -146,7 +148,7 @@ class _Guard:
         finally:
             self._pool._unpin(frame)
 
-    def _acquire(self, frame: Frame) -> np.ndarray:
+    def _acquire(self, frame: Frame) -> Any:
         raise NotImplementedError
 
     def _release(self, frame: Frame) -> None:
@@ -158,7 +160,7 @@ class ReadGuard(_Guard):
 
     __slots__ = ()
 
-    def _acquire(self, frame: Frame) -> np.ndarray:
+    def _acquire(self, frame: Frame) -> Any:
         frame.latch.acquire_read()
         return readonly_view(frame.data)
 
@@ -171,7 +173,7 @@ class WriteGuard(_Guard):
 
     __slots__ = ()
 
-    def _acquire(self, frame: Frame) -> np.ndarray:
+    def _acquire(self, frame: Frame) -> Any:
         frame.latch.acquire_write()
         try:
             self._pool._begin_write(frame)
@@ -187,9 +189,10 @@ class WriteGuard(_Guard):
             frame.latch.release_write()
 
 
-def readonly_view(array: np.ndarray) -> np.ndarray:
-    if not isinstance(array, np.ndarray):
-        return array  # immutable by contract (see bufferpool._check_page)
-    view = array.view()
+def readonly_view(page: Any) -> Any:
+    """A read-only view of a numpy page; other page objects are returned as they are."""
+    if not isinstance(page, np.ndarray):
+        return page
+    view = page.view()
     view.flags.writeable = False
     return view

@@ -170,8 +170,27 @@ def test_new_pages_are_cached_dirty_and_duplicates_are_refused() -> None:
     pool.new_page("other", np.zeros(PAGE, dtype=np.uint8))  # usable without entering the guard
     assert pool.flush_all_pages() == 2
     assert disk.pages["fresh"][0] == 99
-    with pytest.raises(ValueError, match="numpy array"):
-        pool.new_page("bad", [1, 2, 3])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="numpy array or have an int nbytes"):
+        pool.new_page("bad", [1, 2, 3])
+
+
+class Block:
+    """A page that is not an array: a decoded structure that knows its own size."""
+
+    def __init__(self, value: str, nbytes: int) -> None:
+        self.value, self.nbytes = value, nbytes
+
+
+def test_any_object_with_nbytes_can_be_a_page() -> None:
+    disk = Disk({k: Block(f"block {k}", PAGE) for k in range(3)})  # type: ignore[misc]
+    pool = BufferPool(2 * PAGE, load=lambda k: disk.pages[k])
+    for key in (0, 1, 2, 2):
+        with pool.read_page(key) as g:
+            assert g.data.value == f"block {key}"
+    assert pool.stats.bytes_in_use == 2 * PAGE and 0 not in pool
+    bad = BufferPool(2 * PAGE, load=lambda k: "no size")
+    with pytest.raises(ValueError, match="int nbytes"), bad.read_page(0):
+        pass
 
 
 def test_a_pool_without_store_is_a_read_only_cache() -> None:
