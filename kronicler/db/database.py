@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PATH = ".kronicler"
 DEFAULT_BUFFERPOOL_BYTES = 64 << 20
+DEFAULT_SEGMENT_ROWS = 1 << 24  # ~16.8M rows, ~90-280 MB; then the writer starts a new segment
 SEGMENTS = "segments"
 
 _open_databases: weakref.WeakSet[Database] = weakref.WeakSet()
@@ -59,6 +60,7 @@ class Database:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         queue_rows: int = DEFAULT_CAPACITY_ROWS,
         chunk_rows: int | None = None,
+        segment_rows: int = DEFAULT_SEGMENT_ROWS,
     ) -> None:
         self.path = Path(path)
         try:
@@ -71,6 +73,9 @@ class Database:
         self._flush_interval = flush_interval
         self._queue_rows = queue_rows
         self._chunk_rows = chunk_rows
+        if segment_rows <= 0:
+            raise ValueError(f"segment_rows must be positive, got {segment_rows}")
+        self._segment_rows = segment_rows
         # _read_lock protects the readers and the bufferpool bookkeeping of refreshes.
         self._read_lock = threading.RLock()
         self._readers: dict[str, SegmentReader] = {}
@@ -131,6 +136,10 @@ class Database:
         for batch in batches:
             self._writer.add(batch)
         self._writer.seal_full()
+        if self._writer.rows_sealed >= self._segment_rows:
+            # Rotate: the old segment seals its tail and closes, so retention can delete it whole.
+            self._writer.close()
+            self._writer = None
 
     def _writer_options(self) -> dict[str, Any]:
         return {} if self._chunk_rows is None else {"chunk_rows": self._chunk_rows}
