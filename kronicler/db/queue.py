@@ -14,15 +14,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from functools import partial
 from collections.abc import Callable
+from functools import partial
 from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEFAULT_CAPACITY_ROWS = 1_000_000
+DEFAULT_CAPACITY_ROWS = 250_000  # ~25 MB of queued spans with every column set
 DEFAULT_FLUSH_INTERVAL = 1.0
 
 

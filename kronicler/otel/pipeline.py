@@ -235,8 +235,8 @@ class Pipeline:
 
     def _drain(self, *, force: bool) -> None:
         """Move buffered records into the database. Caller holds ``_drain_lock``."""
-        if not self._pending():
-            return  # nothing to store: do not even open the database
+        if self._carry is None and not self.rows and not self.full:
+            return  # nothing to store: do not open (and so create) the database
         db = self._database()
         if self._carry is not None:
             if db is None or not self._offer(db, self._carry, force=force):

@@ -1,0 +1,311 @@
+"""Server benchmarks: GetStats round trips, OTLP ingest rate, query latency under ingest.
+
+Run by hand (takes a minute or two; needs ~2 GB of RAM for the DuckDB baseline):
+
+    PYTHONPATH=. python bench/bench_server.py                 # 10M spans
+    PYTHONPATH=. python bench/bench_server.py --spans 1000000 # quicker
+
+Figures, each next to its named baseline measured in the same run:
+
+1. GetStats for all functions over N stored spans, median round trip through a real gRPC
+   channel. Baselines: the same query in-process (no transport), and DuckDB computing the same
+   GROUP BY (count, mean, stddev, approx quantiles) over the same rows held in memory.
+2. OTLP receiver throughput. Server side: decode + convert + append of pre-encoded
+   ``ExportTraceServiceRequest`` bytes, in-process, until the database has flushed them.
+   Over the wire: pre-encoded requests from a client process, and the stock
+   ``OTLPSpanExporter``. Baseline: the stock exporter's own encode rate (it bounds what a
+   Python SDK client can send).
+3. GetStats latency (p50/p99) while a client process ingests over OTLP at full speed, against
+   the same figures with no ingest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+BASE_NS = 1_700_000_000_000_000_000
+FUNCTIONS = [f"app.module{i // 10}.handler_{i}" for i in range(50)]
+SERVICES = ["api", "worker", "billing", "search"]
+SPANS_PER_REQUEST = 1000
+
+
+def populate(path: Path, n: int) -> float:
+    from kronicler.db import Database
+
+    rng = np.random.default_rng(0)
+    names = np.array(FUNCTIONS)
+    services = np.array(SERVICES)
+    batch = 200_000
+    t0 = time.perf_counter()
+    with Database.open(path) as db:
+        for i in range(0, n, batch):
+            m = min(batch, n - i)
+            code = rng.zipf(1.3, m) % len(FUNCTIONS)
+            db.append(
+                names[code], BASE_NS + np.arange(i, i + m, dtype=np.int64) * 10_000,
+                (rng.lognormal(11.5, 0.8, m) * (1 + code % 7)).astype(np.int64),
+                status=np.where(rng.random(m) < 0.01, 2, 1).astype(np.uint8),
+                service=services[code % 4].tolist(),
+            )  # fmt: skip
+            if db.dropped:
+                raise RuntimeError("write queue dropped rows while populating")
+        db.flush()
+    return n / (time.perf_counter() - t0)
+
+
+def timed(fn, repeat: int) -> list[float]:  # type: ignore[no-untyped-def]
+    out = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def ms(xs: list[float], q: float = 0.5) -> str:
+    return f"{np.quantile(np.array(xs), q) * 1e3:8.2f} ms"
+
+
+def encoded_requests(count: int, seed: int = 0) -> list[bytes]:
+    """Pre-encoded OTLP requests of SPANS_PER_REQUEST realistic spans each."""
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
+    from opentelemetry.proto.common.v1 import common_pb2 as c
+    from opentelemetry.proto.resource.v1 import resource_pb2
+    from opentelemetry.proto.trace.v1 import trace_pb2
+
+    def kv(k: str, v: object) -> c.KeyValue:
+        value = c.AnyValue(string_value=v) if isinstance(v, str) else c.AnyValue(int_value=v)
+        return c.KeyValue(key=k, value=value)
+
+    rng = np.random.default_rng(seed)
+    out = []
+    now = time.time_ns()
+    for r in range(count):
+        spans = []
+        for i in range(SPANS_PER_REQUEST):
+            f = FUNCTIONS[int(rng.integers(0, len(FUNCTIONS)))]
+            start = now + (r * SPANS_PER_REQUEST + i) * 1000
+            spans.append(trace_pb2.Span(
+                trace_id=rng.bytes(16), span_id=rng.bytes(8), parent_span_id=rng.bytes(8),
+                name=f, kind=trace_pb2.Span.SPAN_KIND_SERVER, start_time_unix_nano=start,
+                end_time_unix_nano=start + int(rng.lognormal(11.5, 0.8)),
+                attributes=[kv("code.function", f.rsplit(".", 1)[1]),
+                            kv("http.route", f"/r{i % 8}"), kv("http.status_code", 200)],
+                status=trace_pb2.Status(code=1),
+            ))  # fmt: skip
+        req = otlp.ExportTraceServiceRequest(resource_spans=[trace_pb2.ResourceSpans(
+            resource=resource_pb2.Resource(attributes=[kv("service.name", "bench")]),
+            scope_spans=[trace_pb2.ScopeSpans(spans=spans)])])  # fmt: skip
+        out.append(req.SerializeToString())
+    return out
+
+
+def raw_export_stub(channel):  # type: ignore[no-untyped-def]
+    return channel.unary_unary(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        request_serializer=None, response_deserializer=None,
+    )  # fmt: skip
+
+
+def ingest_client(address: str, seconds: float, threads: int) -> None:
+    """Child process: send pre-encoded requests as fast as the server takes them."""
+    import grpc
+
+    reqs = encoded_requests(20, seed=os.getpid())
+    sent = [0] * threads
+    stop = time.monotonic() + seconds
+
+    def loop(t: int) -> None:
+        with grpc.insecure_channel(address) as ch:
+            export = raw_export_stub(ch)
+            i = 0
+            while time.monotonic() < stop:
+                export(reqs[i % len(reqs)], timeout=30)
+                sent[t] += SPANS_PER_REQUEST
+                i += 1
+
+    ts = [threading.Thread(target=loop, args=(t,)) for t in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    print(sum(sent), flush=True)
+
+
+def bench_get_stats(path: Path, n: int, repeat: int) -> None:
+    from kronicler import query
+    from kronicler.db import Database
+    from kronicler.server import Client, KroniclerServer, ServerOptions
+
+    with Database.open(path) as db, KroniclerServer(db, ServerOptions("127.0.0.1:0")) as srv:
+        client = Client(srv.address)
+        client.stats()  # warm: page summaries into the bufferpool
+        rpc = timed(client.stats, repeat)
+        local = timed(lambda: query.stats(db), repeat)
+        exact = timed(lambda: client.stats(exact=True), 3)
+        svc = timed(lambda: client.stats(group_by="service"), 3)
+        print(f"\n1. GetStats, all {len(client.stats().rows)} functions over {n:,} spans "
+              f"({repeat} runs)")  # fmt: skip
+        print(
+            f"   gRPC round trip        median {ms(rpc)}   p90 {ms(rpc, 0.9)}   (target <= 50 ms)"
+        )
+        print(f"   baseline in-process    median {ms(local)}")
+        print(f"   exact=True (decode)    median {ms(exact)}")
+        print(f"   group_by=service (scan) median {ms(svc)}")
+        try:
+            import duckdb
+        except ImportError:
+            print("   baseline DuckDB: not installed (pip install duckdb)")
+        else:
+            scan = db.scan(["name", "duration"])
+            con = duckdb.connect()
+            # dictionary codes, as Kronicler groups them (strings would only slow DuckDB down)
+            con.register("spans", {"name": scan.columns["name"].astype(np.int32),
+                                   "duration": scan.columns["duration"]})  # fmt: skip
+            sql = ("SELECT name, count(*), avg(duration), stddev_samp(duration), min(duration), "
+                   "max(duration), approx_quantile(duration, [0.5, 0.9, 0.95, 0.99, 0.999]) "
+                   "FROM spans GROUP BY name")  # fmt: skip
+            con.execute(sql).fetchall()
+            duck = timed(lambda: con.execute(sql).fetchall(), max(3, repeat // 5))
+            print(f"   baseline DuckDB (in-memory GROUP BY, same rows) median {ms(duck)}")
+        client.close()
+
+
+def bench_otlp(tmp: Path, requests: int) -> None:
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
+
+    from kronicler.db import Database
+    from kronicler.otel.otlp_rows import convert_resource_spans
+    from kronicler.server import KroniclerServer, ServerOptions
+
+    reqs = encoded_requests(requests)
+    spans = requests * SPANS_PER_REQUEST
+    print(f"\n2. OTLP receiver ({spans:,} spans, {SPANS_PER_REQUEST} per request, "
+          f"{len(reqs[0]):,} bytes each)")  # fmt: skip
+    with Database.open(tmp / "otlp-a") as db:
+        t = time.perf_counter()
+        for data in reqs:
+            msg = otlp.ExportTraceServiceRequest.FromString(data)
+            db.append_batch(convert_resource_spans(msg.resource_spans).batch)
+        db.flush()
+        dt = time.perf_counter() - t
+        print(f"   server side (decode+convert+store, flushed) {spans / dt:>10,.0f} spans/s "
+              f"(target >= 100,000)")  # fmt: skip
+    with (
+        Database.open(tmp / "otlp-b") as db,
+        KroniclerServer(db, ServerOptions("127.0.0.1:0")) as srv,
+    ):
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--ingest-client", srv.address, "--seconds", "5"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        t = time.perf_counter()
+        out, _ = proc.communicate(timeout=120)
+        db.flush()
+        dt = time.perf_counter() - t
+        print(f"   over gRPC, pre-encoded, client process      {int(out) / dt:>10,.0f} spans/s")
+    bench_stock_exporter(tmp)
+
+
+def bench_stock_exporter(tmp: Path) -> None:
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from kronicler.db import Database
+    from kronicler.server import KroniclerServer, ServerOptions
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "bench"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("bench")
+    for i in range(5000):
+        with tracer.start_as_current_span(FUNCTIONS[i % 50], attributes={"http.route": "/x"}):
+            pass
+    spans = list(memory.get_finished_spans())
+    batches = [spans[i : i + 512] for i in range(0, len(spans), 512)]
+    t = time.perf_counter()
+    for _ in range(4):
+        for b in batches:
+            encode_spans(b).SerializeToString()
+    enc = 4 * len(spans) / (time.perf_counter() - t)
+    with (
+        Database.open(tmp / "otlp-c") as db,
+        KroniclerServer(db, ServerOptions("127.0.0.1:0")) as srv,
+    ):
+        exporter = OTLPSpanExporter(endpoint=srv.address, insecure=True)
+        t = time.perf_counter()
+        for _ in range(4):
+            for b in batches:
+                exporter.export(b)
+        db.flush()
+        rate = 4 * len(spans) / (time.perf_counter() - t)
+        exporter.shutdown()
+    print(f"   stock OTLPSpanExporter, end to end          {rate:>10,.0f} spans/s")
+    print(f"   baseline: stock exporter encode only        {enc:>10,.0f} spans/s")
+
+
+def bench_under_ingest(path: Path, seconds: float) -> None:
+    from kronicler.db import Database
+    from kronicler.server import Client, KroniclerServer, ServerOptions
+
+    with Database.open(path) as db, KroniclerServer(db, ServerOptions("127.0.0.1:0")) as srv:
+        client = Client(srv.address)
+        client.stats()
+        idle = timed(client.stats, 50)
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--ingest-client", srv.address, "--seconds",
+             str(seconds)], stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(1.0)
+        busy: list[float] = []
+        deadline = time.monotonic() + seconds - 1.5
+        while time.monotonic() < deadline:
+            busy += timed(client.stats, 1)
+            time.sleep(0.01)
+        out, _ = proc.communicate(timeout=120)
+        db.flush()
+        client.close()
+    print(f"\n3. GetStats latency while ingesting over OTLP ({int(out) / seconds:,.0f} spans/s "
+          f"sent, {len(busy)} queries)")  # fmt: skip
+    print(f"   under ingest   p50 {ms(busy)}   p99 {ms(busy, 0.99)}")
+    print(f"   baseline idle  p50 {ms(idle)}   p99 {ms(idle, 0.99)}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spans", type=int, default=10_000_000)
+    ap.add_argument("--repeat", type=int, default=30)
+    ap.add_argument("--otlp-requests", type=int, default=200)
+    ap.add_argument("--ingest-seconds", type=float, default=8.0)
+    ap.add_argument("--ingest-client", metavar="ADDRESS", help=argparse.SUPPRESS)
+    ap.add_argument("--seconds", type=float, default=5.0, help=argparse.SUPPRESS)
+    ap.add_argument("--threads", type=int, default=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.ingest_client:
+        ingest_client(args.ingest_client, args.seconds, args.threads)
+        return
+    print(f"kronicler server benchmark; {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    with tempfile.TemporaryDirectory(prefix="kronicler-bench-") as d:
+        tmp = Path(d)
+        rate = populate(tmp / "db", args.spans)
+        print(f"populated {args.spans:,} spans at {rate:,.0f} spans/s")
+        bench_get_stats(tmp / "db", args.spans, args.repeat)
+        bench_otlp(tmp, args.otlp_requests)
+        bench_under_ingest(tmp / "db", args.ingest_seconds)
+
+
+if __name__ == "__main__":
+    main()

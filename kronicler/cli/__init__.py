@@ -1,0 +1,353 @@
+"""The ``kronicler`` command: run the server, ask it (or a local database) questions, try a demo.
+
+Query commands (``stats``, ``top``, ``slowest``, ``series``, ``histogram``, ``functions``,
+``anomalies``) read a local database with ``--path DIR`` or ask a server with ``--address``.
+With neither, they read ``./.kronicler`` when it exists (the embedded default) and otherwise
+ask the server at ``$KRONICLER_ADDRESS`` or ``127.0.0.1:4317``. Output is a table by default and
+JSON with ``--json``. Errors print one line to stderr and exit with status 1 (2 for usage).
+
+Environment (read here and nowhere else): ``KRONICLER_ADDRESS``, ``KRONICLER_TOKEN``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from kronicler.cli import render
+from kronicler.cli.units import parse_duration, parse_time
+
+DEFAULT_PATH = Path(".kronicler")
+
+
+def _filter_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("which calls")
+    g.add_argument(
+        "-f",
+        "--function",
+        action="append",
+        default=[],
+        metavar="NAME_OR_GLOB",
+        help="function name or glob pattern (repeatable; default: all)",
+    )
+    g.add_argument("--service", help="only calls of this service")
+    g.add_argument("--since", help="start of the range: 15m (ago), ISO date-time, @epoch-seconds")
+    g.add_argument("--until", help="end of the range (exclusive), same forms as --since")
+    g.add_argument(
+        "--attr",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="attribute equality (repeatable)",
+    )
+
+
+def _source_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("where to ask")
+    g.add_argument("--path", type=Path, help="read this database directly")
+    g.add_argument("--address", help="ask the server at HOST:PORT")
+    g.add_argument("--token", help="bearer token for the server (default: $KRONICLER_TOKEN)")
+    g.add_argument("--tls", action="store_true", help="connect with TLS")
+    g.add_argument(
+        "--tls-ca", type=Path, help="CA certificate (PEM) to verify the server; implies --tls"
+    )
+    g.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _quantiles(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad quantile list {text!r}") from None
+
+
+def _typed(fn: Any) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            return fn(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = fn.__name__
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from kronicler import __version__
+    from kronicler.query import DEFAULT_QUANTILES
+
+    parser = argparse.ArgumentParser(
+        prog="kronicler", description="Find the functions that are sometimes slow."
+    )
+    parser.add_argument("--version", action="version", version=f"kronicler {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    qdefault = ",".join(f"{q:g}" for q in DEFAULT_QUANTILES)
+
+    p = sub.add_parser("serve", help="run the gRPC server (queries + OTLP) on a database")
+    p.add_argument(
+        "--path", type=Path, default=DEFAULT_PATH, help="database directory (default: ./.kronicler)"
+    )
+    p.add_argument("--address", help="HOST:PORT to listen on (default: 127.0.0.1:4317)")
+    p.add_argument("--tls-cert", type=Path, help="server certificate (PEM)")
+    p.add_argument("--tls-key", type=Path, help="server private key (PEM)")
+    p.add_argument("--token", help="require this bearer token (default: $KRONICLER_TOKEN)")
+    p.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=16 << 20,
+        help="largest request accepted (default: 16 MiB)",
+    )
+    p.add_argument("--no-otlp", action="store_true", help="do not host the OTLP TraceService")
+
+    for name, help_text in (
+        ("stats", "latency statistics per function (or service/attribute)"),
+        ("top", "the functions with the worst figure (default: p99)"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        _filter_args(p)
+        _source_args(p)
+        p.add_argument(
+            "--group-by", default="function", help="function, service or attribute:<key>"
+        )
+        p.add_argument(
+            "--quantiles",
+            type=_quantiles,
+            default=DEFAULT_QUANTILES,
+            help=f"comma-separated (default: {qdefault})",
+        )
+        p.add_argument("--exact", action="store_true", help="exact quantiles from raw durations")
+        if name == "stats":
+            p.add_argument(
+                "--order-by",
+                default="key",
+                help="key, count, errors, mean, max, total or a quantile label such as p99",
+            )
+            p.add_argument("--limit", type=int, help="show at most this many rows")
+        else:
+            p.add_argument(
+                "--by",
+                default="p99",
+                help="figure to rank by (default: p99; also "
+                "mean, max, total, count, errors, p50...)",
+            )
+            p.add_argument("-n", type=int, default=10, help="rows to show (default: 10)")
+
+    p = sub.add_parser("slowest", help="the slowest calls, with trace and span ids")
+    _filter_args(p)
+    _source_args(p)
+    p.add_argument("-k", type=int, default=10, help="how many (default: 10)")
+
+    p = sub.add_parser("series", help="statistics per time bucket")
+    _filter_args(p)
+    _source_args(p)
+    p.add_argument(
+        "--step",
+        type=_typed(parse_duration),
+        help="bucket width, e.g. 1m (default: a round width giving <= 60 buckets)",
+    )
+    p.add_argument("--group-by", default="function")
+    p.add_argument("--quantiles", type=_quantiles, default=(0.5, 0.99))
+    p.add_argument("--exact", action="store_true")
+
+    p = sub.add_parser("histogram", help="log-scale latency histogram of one function")
+    p.add_argument("name", metavar="FUNCTION")
+    _filter_args(p)
+    _source_args(p)
+    p.add_argument("--per-decade", type=int, default=10, help="buckets per power of ten")
+    p.add_argument("--exact", action="store_true")
+
+    p = sub.add_parser("functions", help="functions recorded, with call counts")
+    _filter_args(p)
+    _source_args(p)
+
+    p = sub.add_parser("anomalies", help="functions whose calls are sometimes much slower")
+    _filter_args(p)
+    _source_args(p)
+    p.add_argument(
+        "--min-count", type=int, help="judge only functions with this many calls (default: 50)"
+    )
+    p.add_argument("--tail-threshold", type=float, help="p99/p50 ratio scoring 1 (default: 4)")
+    p.add_argument("--spike-threshold", type=float, help="max/p50 ratio scoring 1 (default: 20)")
+    p.add_argument(
+        "--regression-threshold",
+        type=float,
+        help="recent/baseline p99 ratio scoring 1 (default: 2)",
+    )
+    p.add_argument(
+        "--recent",
+        type=_typed(parse_duration),
+        help="recent window, e.g. 10m (default: last tenth of the range)",
+    )
+    p.add_argument("--limit", type=int, help="most findings (default: 20)")
+
+    p = sub.add_parser("demo", help="run a small workload, serve it, and show what Kronicler finds")
+    p.add_argument(
+        "--path",
+        type=Path,
+        help="keep the demo database here (default: a temporary directory, deleted at exit)",
+    )
+    p.add_argument("--requests", type=int, default=600, help="requests to simulate")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    return parser
+
+
+def make_filter(args: argparse.Namespace) -> Any:
+    from kronicler.query import Filter
+
+    attrs = {}
+    for pair in args.attr:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--attr needs KEY=VALUE, got {pair!r}")
+        attrs[key] = value
+    return Filter.make(
+        args.function,
+        service=args.service,
+        since=parse_time(args.since) if args.since else None,
+        until=parse_time(args.until) if args.until else None,
+        attributes=attrs,
+    )
+
+
+def open_backend(args: argparse.Namespace) -> Any:
+    """A :class:`~kronicler.cli.backend.Local` or a gRPC client, per the options (module doc)."""
+    if args.path is not None and args.address:
+        raise ValueError("give --path or --address, not both")
+    if args.path is not None or (not args.address and DEFAULT_PATH.is_dir()):
+        from kronicler.cli.backend import Local
+
+        return Local(args.path if args.path is not None else DEFAULT_PATH)
+    from kronicler.server import DEFAULT_ADDRESS, Client
+
+    return Client(
+        args.address or os.environ.get("KRONICLER_ADDRESS") or DEFAULT_ADDRESS,
+        token=args.token or os.environ.get("KRONICLER_TOKEN") or None,
+        tls=args.tls,
+        ca_cert=args.tls_ca,
+    )
+
+
+def run_query(args: argparse.Namespace) -> str:
+    flt = make_filter(args)
+    backend = open_backend(args)
+    try:
+        return _answer(args, backend, flt)
+    finally:
+        backend.close()
+
+
+def _answer(args: argparse.Namespace, backend: Any, flt: Any) -> str:
+    cmd, as_json = args.command, args.json
+    if cmd in ("stats", "top"):
+        kw: dict[str, Any] = dict(
+            group_by=args.group_by, quantiles=args.quantiles, exact=args.exact
+        )
+        if cmd == "stats":
+            kw.update(order_by=args.order_by, limit=args.limit)
+        else:
+            kw.update(order_by=args.by, limit=args.n)
+        t = backend.stats(flt, **kw)
+        return render.stats_json(t) if as_json else render.stats_table(t)
+    if cmd == "slowest":
+        calls = backend.slowest(flt, k=args.k)
+        return (
+            render.dumps([c.to_dict() for c in calls]) if as_json else render.slowest_table(calls)
+        )
+    if cmd == "series":
+        s = backend.series(
+            flt, step=args.step, group_by=args.group_by, quantiles=args.quantiles, exact=args.exact
+        )
+        return render.dumps(s.to_dict()) if as_json else render.series_table(s)
+    if cmd == "histogram":
+        h = backend.histogram(args.name, flt, per_decade=args.per_decade, exact=args.exact)
+        return render.dumps(h.to_dict()) if as_json else render.histogram_table(h)
+    if cmd == "functions":
+        fs = backend.list_functions(flt)
+        return render.dumps([f.to_dict() for f in fs]) if as_json else render.functions_table(fs)
+    assert cmd == "anomalies"
+    opts = {
+        k: v
+        for k, v in dict(
+            min_count=args.min_count,
+            tail_threshold=args.tail_threshold,
+            spike_threshold=args.spike_threshold,
+            regression_threshold=args.regression_threshold,
+            recent=args.recent,
+            limit=args.limit,
+        ).items()
+        if v is not None
+    }
+    found = backend.anomalies(flt, **opts)
+    return render.dumps([a.to_dict() for a in found]) if as_json else render.anomalies_text(found)
+
+
+def serve(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from kronicler.db import Database
+    from kronicler.server import DEFAULT_ADDRESS, KroniclerServer, ServerOptions
+
+    options = ServerOptions(
+        address=args.address or os.environ.get("KRONICLER_ADDRESS") or DEFAULT_ADDRESS,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        token=args.token or os.environ.get("KRONICLER_TOKEN") or None,
+        max_receive_bytes=args.max_message_bytes,
+        otlp=not args.no_otlp,
+    )
+    options.check()
+    db = Database.open(args.path)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        server = KroniclerServer(db, options).start()
+        print(
+            f"kronicler: serving {args.path} on {server.address} "
+            f"({'TLS' if server.tls else 'plaintext'}"
+            f"{', token required' if options.token else ''}); Ctrl-C to stop",
+            flush=True,
+        )
+        stop.wait()
+        server.stop(grace=2.0)
+    finally:
+        db.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            return serve(args)
+        if args.command == "demo":
+            from kronicler.cli.demo import run_demo
+
+            return run_demo(args)
+        print(run_query(args))
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one readable line, never a traceback, for expected failures
+        print(f"kronicler {args.command}: {_describe(exc)}", file=sys.stderr)
+        return 1
+
+
+def _describe(exc: BaseException) -> str:
+    import grpc
+
+    if isinstance(exc, grpc.RpcError):
+        code = exc.code() if hasattr(exc, "code") else None
+        details = exc.details() if hasattr(exc, "details") else str(exc)
+        name = code.name if code is not None else "ERROR"
+        return f"{name}: {details}"
+    if isinstance(exc, (ValueError, LookupError, OSError)):
+        return str(exc.args[0]) if exc.args and isinstance(exc, LookupError) else str(exc)
+    return f"{type(exc).__name__}: {exc}"

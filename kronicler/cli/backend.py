@@ -1,0 +1,47 @@
+"""Where CLI commands get answers: a local database or a server, behind one shape.
+
+:class:`Local` binds an open database to the :mod:`kronicler.query` functions; the gRPC
+:class:`kronicler.server.Client` has the same methods. Commands call ``backend.stats(...)``
+and never learn which one they got.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kronicler import query
+
+
+class Local:
+    """The query layer over a database opened from ``path`` (closed by :meth:`close`)."""
+
+    def __init__(self, path: Path) -> None:
+        from kronicler.db import Database
+
+        if not Path(path).is_dir():
+            raise FileNotFoundError(f"no Kronicler database at {str(path)!r}")
+        self.db = Database.open(path)
+
+    def list_functions(self, flt: query.Filter | None = None) -> list[query.FunctionInfo]:
+        return query.list_functions(self.db, flt)
+
+    def stats(self, flt: query.Filter | None = None, **kw: Any) -> query.StatsTable:
+        return query.stats(self.db, flt, **kw)
+
+    def series(self, flt: query.Filter | None = None, **kw: Any) -> query.SeriesTable:
+        return query.series(self.db, flt, **kw)
+
+    def histogram(
+        self, function: str, flt: query.Filter | None = None, **kw: Any
+    ) -> query.Histogram:
+        return query.histogram(self.db, function, flt, **kw)
+
+    def slowest(self, flt: query.Filter | None = None, **kw: Any) -> list[query.SlowCall]:
+        return query.slowest(self.db, flt, **kw)
+
+    def anomalies(self, flt: query.Filter | None = None, **kw: Any) -> list[query.Anomaly]:
+        return query.anomalies(self.db, flt, **kw)
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,148 @@
+"""``kronicler demo``: a small shop backend, captured, served, and asked what is slow.
+
+The workload is ordinary code marked with ``@kronicler.capture``: a fast parser, a user lookup
+that occasionally misses its cache (a heavy tail), a card payment that sometimes raises, a
+catalogue search that gets slower in the last part of the run (a regression), and the request
+handler calling them all. After the run the pipeline is flushed, a real gRPC server is started on
+a free loopback port over the same database, and the stats table and the anomalies are fetched
+through it, exactly as ``kronicler stats`` and ``kronicler anomalies`` would.
+
+The database goes to a temporary directory that is deleted at exit, so the demo leaves nothing
+behind; ``--path DIR`` keeps it for further ``kronicler ... --path DIR`` commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import kronicler
+from kronicler.cli import render
+
+
+class PaymentDeclined(Exception):
+    """The card was declined (the demo's occasional error)."""
+
+
+class _Shop:
+    """The demo's world: a seeded random source and the request where the regression starts."""
+
+    rng = random.Random(7)
+    regress_from = 10**9
+
+
+@kronicler.capture
+def parse_request(i: int) -> dict[str, Any]:
+    return json.loads(json.dumps({"id": i, "user": i % 37, "items": list(range(i % 5))}))
+
+
+@kronicler.capture
+def load_user(user_id: int) -> dict[str, Any]:
+    # 4% cache misses go to the "database": a classic occasionally-slow function.
+    time.sleep(0.008 if _Shop.rng.random() < 0.04 else 0.0002)
+    return {"id": user_id, "name": f"user-{user_id}"}
+
+
+@kronicler.capture
+def search_catalog(i: int) -> list[int]:
+    # A deploy near the end of the run made searches several times slower.
+    time.sleep(0.0015 if i >= _Shop.regress_from else 0.0003)
+    return sorted(_Shop.rng.sample(range(1000), 20))
+
+
+@kronicler.capture
+def charge_card(amount: float) -> str:
+    time.sleep(0.0005)
+    if _Shop.rng.random() < 0.06:
+        raise PaymentDeclined(f"card declined for {amount:.2f}")
+    return "ok"
+
+
+@kronicler.capture
+def render_page(user: dict[str, Any], results: list[int]) -> str:
+    return "".join(f"<li>{r}</li>" for r in results) + user["name"]
+
+
+@kronicler.capture
+def handle_request(i: int) -> str:
+    req = parse_request(i)
+    user = load_user(req["user"])
+    results = search_catalog(i)
+    with contextlib.suppress(PaymentDeclined):
+        charge_card(10.0 + len(req["items"]))
+    return render_page(user, results)
+
+
+def run_workload(n_requests: int, seed: int) -> None:
+    """Serve ``n_requests`` simulated requests; the last 5% hit the slower search."""
+    _Shop.rng = random.Random(seed)
+    _Shop.regress_from = int(n_requests * 0.95)
+    for i in range(n_requests):
+        handle_request(i)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from kronicler.db import Database
+    from kronicler.server import Client, KroniclerServer, ServerOptions
+
+    keep = args.path is not None
+    path = Path(args.path) if keep else Path(tempfile.mkdtemp(prefix="kronicler-demo-"))
+    out = sys.stdout
+    say = (lambda *a: None) if args.json else (lambda *a: print(*a, file=out, flush=True))
+    try:
+        say(f"Kronicler demo: simulating {args.requests} requests of a small shop backend...")
+        kronicler.configure(path=str(path), service_name="kronicler-demo")
+        t0 = time.perf_counter()
+        run_workload(args.requests, args.seed)
+        kronicler.shutdown()  # flush every captured call into the database
+        say(f"  done in {time.perf_counter() - t0:.1f} s; database: {path}")
+        db = Database.open(path)
+        try:
+            server = KroniclerServer(db, ServerOptions(address="127.0.0.1:0")).start()
+            try:
+                say(f"  gRPC server listening on {server.address}\n")
+                with Client(server.address) as client:
+                    table = client.stats(order_by="total")
+                    found = client.anomalies(min_count=30)
+            finally:
+                server.stop(grace=0.5)
+        finally:
+            db.close()
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "stats": [r.to_dict(table.key_name) for r in table.rows],
+                        "anomalies": [a.to_dict() for a in found],
+                    },
+                    indent=2,
+                ),
+                file=out,
+            )
+            return 0
+        say("Latency by function (slowest total time first):")
+        say(render.stats_table(table))
+        say("\nAnomalies (functions whose calls are sometimes much slower than usual):")
+        say(render.anomalies_text(found))
+        if keep:
+            say(
+                f"\nExplore further: kronicler stats --path {path}   (or: top, slowest, series, "
+                f"anomalies, histogram NAME)"
+            )
+        else:
+            say(
+                "\nRun `kronicler demo --path DIR` to keep the database and explore it with "
+                "`kronicler stats --path DIR`."
+            )
+        return 0
+    finally:
+        if not keep:
+            shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,66 @@
+"""Reading and writing times and durations the way people type and read them.
+
+Input: durations like ``250us``, ``1.5ms``, ``10s``, ``5m``, ``2h``, ``1d`` (a bare number is
+seconds); times as ``now``, a duration ago (``1h`` or ``-1h``: one hour before now), an ISO 8601
+date-time (``2024-05-01T12:00:00``, local time unless it names a zone) or Unix epoch seconds with
+a leading ``@`` (``@1714560000``). Output: durations in the unit that keeps 3-4 digits.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime
+
+_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+          "m": 60_000_000_000, "h": 3_600_000_000_000, "d": 86_400_000_000_000}  # fmt: skip
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ns|us|µs|ms|s|m|h|d)?\s*$")
+
+
+def parse_duration(text: str) -> int:
+    """``"1.5ms" -> 1_500_000`` ns; ``ValueError`` naming the text otherwise."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(f"bad duration {text!r}: use e.g. 500ms, 10s, 5m, 1h, 1d")
+    return int(round(float(m.group(1)) * _UNITS[m.group(2) or "s"]))
+
+
+def parse_time(text: str, *, now_ns: int | None = None) -> int:
+    """A point in time as Unix epoch ns (see the module doc for the accepted forms)."""
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    t = text.strip()
+    if t == "now":
+        return now_ns
+    if t.startswith("@"):
+        try:
+            return int(round(float(t[1:]) * 1e9))
+        except ValueError:
+            raise ValueError(f"bad time {text!r}: '@' needs Unix epoch seconds") from None
+    if _DURATION.match(t.lstrip("-")) and not t.lstrip("-").replace(".", "").isdigit():
+        return now_ns - parse_duration(t.lstrip("-"))
+    try:
+        dt = datetime.fromisoformat(t)
+    except ValueError:
+        raise ValueError(
+            f"bad time {text!r}: use now, 15m (ago), an ISO date-time or @epoch-seconds"
+        ) from None
+    return int(round(dt.timestamp() * 1e9))
+
+
+def format_ns(value: float | int | None) -> str:
+    """``1234567 -> "1.23 ms"``; ``None -> "-"``."""
+    if value is None:
+        return "-"
+    v = float(value)
+    for unit, size in (("s", 1e9), ("ms", 1e6), ("µs", 1e3), ("ns", 1.0)):
+        x = v / size
+        if abs(x) >= 1 or unit == "ns":
+            digits = 0 if abs(x) >= 100 or unit == "ns" else 1 if abs(x) >= 10 else 2
+            return f"{x:.{digits}f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def format_time(ns: int | None) -> str:
+    if ns is None:
+        return "-"
+    return datetime.fromtimestamp(ns / 1e9).isoformat(sep=" ", timespec="milliseconds")

@@ -1,0 +1,63 @@
+"""The standard OTLP/gRPC ``TraceService``: any OpenTelemetry SDK or Collector can send spans.
+
+``Export`` converts the request with :func:`kronicler.otel.otlp_rows.convert_resource_spans`
+(pure) and appends the well-formed spans to the database's write queue. Malformed spans are
+reported through ``partial_success`` and the rest stored, as the OTLP specification asks. When
+the write queue is full the database drops the batch rather than block; the receiver then
+answers ``UNAVAILABLE`` (nothing stored) so that exporters retry with backoff, or reports the
+dropped part through ``partial_success`` if only some rows were taken.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as otlp_grpc
+
+from kronicler.otel.otlp_rows import convert_resource_spans
+
+if TYPE_CHECKING:
+    from kronicler.db import Database
+
+log = logging.getLogger("kronicler.otel.receiver")
+
+TRACE_SERVICE_NAME = otlp.DESCRIPTOR.services_by_name["TraceService"].full_name
+
+
+class OTLPTraceReceiver(otlp_grpc.TraceServiceServicer):
+    """Stores spans exported over OTLP/gRPC into ``db``."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def Export(  # noqa: N802 - the OTLP method name
+        self, request: otlp.ExportTraceServiceRequest, context: grpc.ServicerContext
+    ) -> otlp.ExportTraceServiceResponse:
+        try:
+            converted = convert_resource_spans(request.resource_spans)
+            batch = converted.batch
+            accepted = self._db.append_batch(batch) if len(batch) else 0
+        except Exception:  # a receiver must answer with a status, never a traceback
+            log.exception("OTLP export failed")
+            context.abort(grpc.StatusCode.INTERNAL, "internal error storing spans")
+        if len(batch) and accepted == 0:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "write queue full; retry with backoff")
+        rejected = converted.rejected + (len(batch) - accepted)
+        response = otlp.ExportTraceServiceResponse()
+        if rejected:
+            message = converted.error_message
+            if accepted < len(batch):
+                dropped = f"{len(batch) - accepted} spans dropped: write queue full"
+                message = f"{message}; {dropped}" if message else dropped
+            response.partial_success.rejected_spans = rejected
+            response.partial_success.error_message = message
+        return response
+
+
+def add_to_server(db: Database, server: Any) -> OTLPTraceReceiver:
+    receiver = OTLPTraceReceiver(db)
+    otlp_grpc.add_TraceServiceServicer_to_server(receiver, server)
+    return receiver

@@ -1,0 +1,199 @@
+"""Which calls a query looks at: function names or globs, a service, a time range, attributes.
+
+A :class:`Filter` is a plain value. Two roads read the rows it selects:
+
+- the *summary road*: when only functions and a time range are filtered, the database's merged
+  per-function summaries answer without decoding durations (fast, <= 1% quantile error);
+- the *scan road*: a service or attribute filter, another grouping, or exact mode need the rows
+  themselves, so :func:`select` decodes the needed columns and narrows them with numpy masks.
+  Attribute sets are dictionary-coded, so an attribute filter is tested once per distinct set and
+  applied to all rows through a lookup table.
+
+Attribute equality compares text: a string value as itself, anything else in JSON form
+(``True -> "true"``, ``3 -> "3"``), so ``{"http.status_code": "500"}`` matches the integer 500.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from kronicler.db.schema import parse_attributes
+from kronicler.errors import NotFoundError
+
+if TYPE_CHECKING:
+    from kronicler.db import Database
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """Selects calls. Every field is optional; the empty filter selects everything.
+
+    Fields:
+        functions: function names or glob patterns (``*``, ``?``, ``[abc]``); empty = all.
+            A plain name that is not in the database is an error (``NotFoundError``); a glob
+            that matches nothing selects nothing.
+        service: only calls of this service (exact name).
+        since, until: Unix epoch ns; a call matches when ``since <= start < until``.
+        attributes: ``(key, value)`` pairs that must all be equal (text comparison).
+    """
+
+    functions: tuple[str, ...] = ()
+    service: str | None = None
+    since: int | None = None
+    until: int | None = None
+    attributes: tuple[tuple[str, str], ...] = field(default=())
+
+    @classmethod
+    def make(
+        cls,
+        functions: Iterable[str] | str | None = None,
+        *,
+        service: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> Filter:
+        """Build and check a filter from friendlier arguments (raises ``ValueError``)."""
+        if isinstance(functions, str):
+            functions = (functions,)
+        attrs = tuple(sorted((str(k), attribute_text(v)) for k, v in (attributes or {}).items()))
+        f = cls(tuple(functions or ()), service or None, since, until, attrs)
+        f.check()
+        return f
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first bad value."""
+        for pattern in self.functions:
+            check_glob(pattern)
+        for bound in ("since", "until"):
+            value = getattr(self, bound)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise ValueError(f"{bound} must be integer Unix epoch nanoseconds, got {value!r}")
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise ValueError(f"since ({self.since}) must be before until ({self.until})")
+        for key, _ in self.attributes:
+            if not key:
+                raise ValueError("attribute filter keys must not be empty")
+
+    @property
+    def needs_scan(self) -> bool:
+        """True when the summary road cannot answer (a service or attribute filter is set)."""
+        return self.service is not None or bool(self.attributes)
+
+    def with_range(self, since: int | None, until: int | None) -> Filter:
+        return Filter(self.functions, self.service, since, until, self.attributes)
+
+
+def attribute_text(value: Any) -> str:
+    """The text an attribute value is compared as: strings as themselves, others as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def check_glob(pattern: str) -> None:
+    """Raise ``ValueError`` for an empty pattern or one with an unclosed ``[``."""
+    if not isinstance(pattern, str) or not pattern:
+        raise ValueError(f"function name or pattern must be non-empty text, got {pattern!r}")
+    depth_open = pattern.rfind("[")
+    if depth_open != -1 and "]" not in pattern[depth_open + 2 :]:
+        raise ValueError(f"bad glob pattern {pattern!r}: '[' is never closed")
+
+
+def is_glob(pattern: str) -> bool:
+    return _GLOB_CHARS.search(pattern) is not None
+
+
+def resolve_functions(db: Database, patterns: Sequence[str]) -> list[str] | None:
+    """Names matching any of ``patterns`` (sorted), or ``None`` for "all" when there are none.
+
+    Raises ``NotFoundError`` for a plain name the database has never seen.
+    """
+    if not patterns:
+        return None
+    known = db.functions()
+    known_set = set(known)
+    chosen: set[str] = set()
+    for pattern in patterns:
+        check_glob(pattern)
+        if is_glob(pattern):
+            chosen.update(n for n in known if fnmatchcase(n, pattern))
+        elif pattern in known_set:
+            chosen.add(pattern)
+        else:
+            raise NotFoundError(f"unknown function {pattern!r}")
+    return sorted(chosen)
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Rows chosen by a filter, decoded: ``columns`` hold only the selected rows.
+
+    ``names``/``services``/``attributes`` map the int codes in the coded columns back to text.
+    """
+
+    columns: dict[str, np.ndarray]
+    names: list[str]
+    services: list[str]
+    attributes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.columns["duration"]) if "duration" in self.columns else 0
+
+
+def select(db: Database, flt: Filter, columns: Iterable[str]) -> Selection:
+    """Decode ``columns`` for the calls ``flt`` selects (plus whatever the masks need)."""
+    names = resolve_functions(db, flt.functions)
+    wanted = set(columns) | {"duration"}
+    if flt.service is not None:
+        wanted.add("service")
+    if flt.attributes:
+        wanted.add("attributes")
+    if names is not None and not names:
+        return Selection({c: np.empty(0, _dtype(c)) for c in wanted}, [], [], [])
+    scan = db.scan(sorted(wanted), names=names, since=flt.since, until=flt.until)
+    cols = dict(scan.columns)
+    mask: np.ndarray | None = None
+    if flt.service is not None:
+        code = scan.services.index(flt.service) if flt.service in scan.services else -1
+        mask = cols["service"] == code
+    if flt.attributes:
+        lut = attribute_lut(scan.attributes, flt.attributes)
+        amask = lut[cols["attributes"]]
+        mask = amask if mask is None else mask & amask
+    if mask is not None:
+        cols = {k: v[mask] for k, v in cols.items()}
+    return Selection(cols, list(scan.names), list(scan.services), list(scan.attributes))
+
+
+def attribute_lut(texts: Sequence[str], wanted: Sequence[tuple[str, str]]) -> np.ndarray:
+    """Boolean per attribute-set code: does the set hold every wanted ``(key, value)``?"""
+    lut = np.zeros(len(texts), dtype=bool)
+    for code, text in enumerate(texts):
+        attrs = parse_attributes(text)
+        lut[code] = all(k in attrs and attribute_text(attrs[k]) == v for k, v in wanted)
+    return lut
+
+
+def attribute_values(texts: Sequence[str], key: str) -> tuple[np.ndarray, list[str]]:
+    """Attribute-set code -> code of ``key``'s value (-1 if absent), and the value texts."""
+    values: dict[str, int] = {}
+    lut = np.full(len(texts), -1, dtype=np.int64)
+    for code, text in enumerate(texts):
+        attrs = parse_attributes(text)
+        if key in attrs:
+            lut[code] = values.setdefault(attribute_text(attrs[key]), len(values))
+    return lut, list(values)
+
+
+def _dtype(column: str) -> np.dtype[Any]:
+    from kronicler.db.schema import COLUMNS
+
+    return COLUMNS[column]

@@ -1,0 +1,191 @@
+"""Turning selected rows into groups, and groups into statistics, without a per-row Python loop.
+
+A group key is ``"function"``, ``"service"`` or ``"attribute:<key>"``. Rows become dense int
+group codes (dictionary codes already are); from there two aggregations exist:
+
+- *summaries*: one mergeable summary per group in one vectorised pass
+  (``kronicler.db.summary.summarize_groups``); quantiles within 1% relative error and the result
+  can still be merged with other ranges or nodes;
+- *exact*: one ``lexsort`` by (group, duration), after which every group's min, max and any
+  quantile are index arithmetic on the sorted array. The quantile q is the value at rank
+  ``floor(q * (count - 1))`` (numpy's ``method="lower"``), the definition the summaries
+  approximate, so both roads agree within 1%; cost is a full sort, so it is opt-in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from kronicler.db.schema import STATUS_ERROR
+from kronicler.query.filters import Filter, Selection, attribute_values, select
+from kronicler.query.results import GroupStats
+
+if TYPE_CHECKING:
+    from kronicler.db import Database
+    from kronicler.db.summary import Summary
+
+#: Most groups a query may return before it is refused as too costly.
+MAX_GROUPS = 10_000
+#: Most quantiles one query may ask for.
+MAX_QUANTILES = 32
+
+
+def parse_group_by(group_by: str) -> tuple[str, str | None]:
+    """``"function"`` / ``"service"`` / ``"attribute:<key>"`` -> ``(kind, attribute key)``."""
+    if group_by in ("function", "service"):
+        return group_by, None
+    if isinstance(group_by, str) and group_by.startswith("attribute:") and len(group_by) > 10:
+        return "attribute", group_by[10:]
+    raise ValueError(
+        f"unknown group key {group_by!r}: use 'function', 'service' or 'attribute:<key>'"
+    )
+
+
+def check_quantiles(quantiles: Sequence[float]) -> tuple[float, ...]:
+    """Validate requested quantiles (each in [0, 1], at most :data:`MAX_QUANTILES`)."""
+    qs = tuple(float(q) for q in quantiles)
+    if not qs:
+        raise ValueError("at least one quantile must be requested")
+    if len(qs) > MAX_QUANTILES:
+        raise ValueError(f"at most {MAX_QUANTILES} quantiles may be requested, got {len(qs)}")
+    for q in qs:
+        if not 0.0 <= q <= 1.0 or math.isnan(q):
+            raise ValueError(f"quantile must be between 0 and 1, got {q}")
+    return qs
+
+
+@dataclass(frozen=True, slots=True)
+class Grouped:
+    """Selected rows with a dense group code per row; ``keys[code]`` is the group's text."""
+
+    keys: list[str]
+    codes: np.ndarray
+    columns: dict[str, np.ndarray]
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.keys)
+
+
+def group_rows(
+    db: Database, flt: Filter, group_by: str, columns: Sequence[str] = ("duration", "status")
+) -> Grouped:
+    """Select rows with ``flt`` and give each a group code; rows lacking an attribute key drop."""
+    kind, key = parse_group_by(group_by)
+    need = set(columns)
+    need.add({"function": "name", "service": "service", "attribute": "attributes"}[kind])
+    sel: Selection = select(db, flt, need)
+    cols = sel.columns
+    if kind == "function":
+        codes, keys = cols["name"].astype(np.int64), sel.names
+    elif kind == "service":
+        codes, keys = cols["service"].astype(np.int64), sel.services
+    else:
+        assert key is not None
+        lut, keys = attribute_values(sel.attributes, key)
+        codes = lut[cols["attributes"]] if len(lut) else np.empty(0, np.int64)
+        keep = codes >= 0
+        if not keep.all():
+            codes = codes[keep]
+            cols = {c: v[keep] for c, v in cols.items()}
+    return Grouped(list(keys), codes, cols)
+
+
+def compact(grouped: Grouped, max_groups: int = MAX_GROUPS) -> Grouped:
+    """Renumber so only groups with rows remain, sorted by key; refuse more than ``max_groups``."""
+    present = np.flatnonzero(np.bincount(grouped.codes, minlength=grouped.n_groups))
+    if len(present) > max_groups:
+        raise ValueError(
+            f"query would return {len(present)} groups, more than the limit of {max_groups}; "
+            "narrow the filter"
+        )
+    order = sorted(present.tolist(), key=lambda c: grouped.keys[c])
+    remap = np.full(max(grouped.n_groups, 1), -1, dtype=np.int64)
+    remap[order] = np.arange(len(order))
+    codes = remap[grouped.codes] if len(grouped.codes) else grouped.codes
+    return Grouped([grouped.keys[c] for c in order], codes, grouped.columns)
+
+
+def error_counts(codes: np.ndarray, status: np.ndarray, n_groups: int) -> np.ndarray:
+    return np.bincount(codes[status == STATUS_ERROR], minlength=n_groups)
+
+
+def from_summary(
+    key: str, summary: Summary | None, errors: int, quantiles: Sequence[float]
+) -> GroupStats:
+    """GroupStats from a merged summary (``None`` or empty -> count 0, every figure ``None``)."""
+    if summary is None or not summary.count:
+        return GroupStats(key, 0, int(errors), None, None, None, None, None,
+                          tuple((q, None) for q in quantiles))  # fmt: skip
+    values = summary.quantiles(list(quantiles))
+    return GroupStats(
+        key,
+        int(summary.count),
+        int(errors),
+        _f(summary.mean),
+        _f(summary.stddev),
+        _f(summary.stderr),
+        _f(summary.min),
+        _f(summary.max),
+        tuple((q, _f(v)) for q, v in zip(quantiles, values, strict=True)),
+    )
+
+
+def summary_stats(grouped: Grouped, quantiles: Sequence[float]) -> list[GroupStats]:
+    """Per-group stats through mergeable summaries built in one vectorised pass."""
+    from kronicler.db.summary import summarize_groups
+
+    n = grouped.n_groups
+    summaries = summarize_groups(grouped.codes, grouped.columns["duration"], n) if n else []
+    errors = error_counts(grouped.codes, grouped.columns["status"], n)
+    return [
+        from_summary(grouped.keys[i], summaries[i], int(errors[i]), quantiles) for i in range(n)
+    ]
+
+
+def exact_stats(grouped: Grouped, quantiles: Sequence[float]) -> list[GroupStats]:
+    """Per-group stats from the raw durations: one lexsort, then index arithmetic."""
+    n = grouped.n_groups
+    if n == 0:
+        return []
+    codes = grouped.codes
+    d = grouped.columns["duration"]
+    counts = np.bincount(codes, minlength=n)
+    errors = error_counts(codes, grouped.columns["status"], n)
+    order = np.lexsort((d, codes))
+    sd = d[order].astype(np.float64)
+    offsets = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    safe = np.maximum(counts, 1)
+    mean = np.bincount(codes, weights=d.astype(np.float64), minlength=n) / safe
+    dev = d - mean[codes]
+    ss = np.bincount(codes, weights=dev * dev, minlength=n)
+    var = np.where(counts > 1, ss / np.maximum(counts - 1, 1), 0.0)
+    std = np.sqrt(var)
+    stderr = std / np.sqrt(safe)
+    last = offsets + safe - 1
+    qvals = []
+    for q in quantiles:
+        rank = np.floor(q * (safe - 1)).astype(np.int64)
+        qvals.append(sd[offsets + rank])
+    rows = []
+    for i in range(n):
+        if counts[i] == 0:
+            rows.append(from_summary(grouped.keys[i], None, int(errors[i]), quantiles))
+            continue
+        rows.append(
+            GroupStats(
+                grouped.keys[i], int(counts[i]), int(errors[i]), float(mean[i]), float(std[i]),
+                float(stderr[i]), float(sd[offsets[i]]), float(sd[last[i]]),
+                tuple((q, float(v[i])) for q, v in zip(quantiles, qvals, strict=True)),
+            )
+        )  # fmt: skip
+    return rows
+
+
+def _f(v: float | int | None) -> float | None:
+    return None if v is None else float(v)

@@ -1,0 +1,125 @@
+"""Statistics per time bucket, for charts: the same figures as ``stats``, once per ``step``.
+
+Each selected row gets one cell code, ``group * n_buckets + bucket``, and the cells are
+aggregated in one vectorised pass like any other grouping, so the cost is one scan of the range
+whatever the number of buckets. Every bucket is returned, empty ones with count 0, so a chart
+shows gaps where nothing ran. The number of buckets and of points (groups x buckets) is capped
+so that a careless ``step`` cannot ask the server for millions of points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from kronicler.query.filters import Filter
+from kronicler.query.grouping import (
+    MAX_GROUPS,
+    Grouped,
+    check_quantiles,
+    compact,
+    exact_stats,
+    group_rows,
+    parse_group_by,
+    summary_stats,
+)
+from kronicler.query.results import DEFAULT_QUANTILES, Series, SeriesPoint, SeriesTable
+
+if TYPE_CHECKING:
+    from kronicler.db import Database
+
+#: Most buckets one series may have.
+MAX_BUCKETS = 10_000
+#: Most points (groups x buckets) one query may return.
+MAX_POINTS = 200_000
+#: Steps chosen when the caller gives none: the smallest giving at most ``TARGET_BUCKETS``.
+NICE_STEPS_NS = tuple(
+    int(s * 1e9)
+    for s in (0.001, 0.01, 0.1, 1, 5, 10, 30, 60, 300, 600, 1800, 3600, 6 * 3600, 86400, 7 * 86400)
+)
+TARGET_BUCKETS = 60
+
+
+def series(
+    db: Database,
+    flt: Filter | None = None,
+    *,
+    step: int | None = None,
+    group_by: str = "function",
+    quantiles: Sequence[float] = DEFAULT_QUANTILES,
+    exact: bool = False,
+    max_buckets: int = MAX_BUCKETS,
+    max_points: int = MAX_POINTS,
+    max_groups: int = MAX_GROUPS,
+) -> SeriesTable:
+    """Per-group stats in buckets ``[since + i*step, since + (i+1)*step)``.
+
+    Args:
+        flt: which calls; its ``since``/``until`` bound the buckets. When missing they come from
+            the data, and ``since`` is then aligned down to a multiple of ``step``.
+        step: bucket width in ns; default: a round step giving at most 60 buckets.
+        group_by, quantiles, exact: as in :func:`kronicler.query.stats`.
+
+    Raises ``ValueError`` for a bad step or when the buckets or points exceed their caps.
+    """
+    flt = flt or Filter()
+    flt.check()
+    qs = check_quantiles(quantiles)
+    parse_group_by(group_by)
+    if step is not None and (not isinstance(step, int) or step <= 0):
+        raise ValueError(f"step must be a positive number of nanoseconds, got {step!r}")
+    since, until = flt.since, flt.until
+    if since is None or until is None:
+        span = db.time_range()
+        if span is None:
+            return SeriesTable(group_by, step or NICE_STEPS_NS[3], since or 0, until or 0,
+                               qs, exact, ())  # fmt: skip
+        until = until if until is not None else span[1] + 1
+        if since is None:
+            since = min(span[0], until - 1)
+            step = step or pick_step(until - since)
+            since -= since % step
+    step = step or pick_step(until - since)
+    if until <= since:
+        return SeriesTable(group_by, step, since, until, qs, exact, ())
+    n_buckets = -(-(until - since) // step)
+    if n_buckets > max_buckets:
+        raise ValueError(
+            f"step {step} ns over {until - since} ns gives {n_buckets} buckets, more than the "
+            f"limit of {max_buckets}; use a larger step"
+        )
+    grouped = compact(
+        group_rows(db, flt.with_range(since, until), group_by, ("duration", "status", "start")),
+        max_groups,
+    )
+    if grouped.n_groups * n_buckets > max_points:
+        raise ValueError(
+            f"{grouped.n_groups} groups x {n_buckets} buckets = "
+            f"{grouped.n_groups * n_buckets} points, more than the limit of {max_points}; "
+            "use a larger step or a narrower filter"
+        )
+    bucket = (grouped.columns["start"] - since) // step
+    cells = Grouped(
+        [""] * (grouped.n_groups * n_buckets),
+        grouped.codes * n_buckets + bucket.astype(np.int64),
+        grouped.columns,
+    )
+    rows = exact_stats(cells, qs) if exact else summary_stats(cells, qs)
+    out = []
+    for g, key in enumerate(grouped.keys):
+        points = tuple(
+            SeriesPoint(since + b * step, r.count, r.errors, r.mean, r.min, r.max, r.quantiles)
+            for b, r in enumerate(rows[g * n_buckets : (g + 1) * n_buckets])
+        )
+        out.append(Series(key, points))
+    return SeriesTable(group_by, step, since, until, qs, exact, tuple(out))
+
+
+def pick_step(width: int) -> int:
+    """The smallest round step that splits ``width`` ns into at most 60 buckets."""
+    for s in NICE_STEPS_NS:
+        if width <= s * TARGET_BUCKETS:
+            return s
+    return -(-width // TARGET_BUCKETS)

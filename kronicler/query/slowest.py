@@ -1,0 +1,87 @@
+"""The k slowest calls (exemplars): the concrete calls to open in a trace viewer.
+
+With only function and time filters the database answers from its index (``Database.slowest``
+skips pages whose max duration cannot make the top k). A service or attribute filter needs the
+rows: every column of the selected rows is decoded and ``argpartition`` picks the top k, which is
+linear in the rows and never sorts more than k of them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from kronicler.db.schema import parse_attributes
+from kronicler.query.filters import Filter, resolve_functions, select
+from kronicler.query.results import SlowCall
+
+if TYPE_CHECKING:
+    from kronicler.db import Database
+
+#: Most calls one query may return.
+MAX_K = 10_000
+#: Above this many matched functions one scan is cheaper than one index walk per function.
+_PER_NAME_LIMIT = 32
+_ALL_COLUMNS = (
+    "name", "service", "start", "duration", "status", "kind",
+    "trace_hi", "trace_lo", "span_id", "parent_span_id", "attributes",
+)  # fmt: skip
+
+
+def slowest(db: Database, flt: Filter | None = None, *, k: int = 10) -> list[SlowCall]:
+    """The ``k`` slowest calls matching ``flt``, slowest first (ties: earlier start first)."""
+    flt = flt or Filter()
+    flt.check()
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+        raise ValueError(f"k must be between 1 and {MAX_K}, got {k!r}")
+    names = resolve_functions(db, flt.functions)
+    if names == []:
+        return []
+    if not flt.needs_scan and (names is None or len(names) <= _PER_NAME_LIMIT):
+        calls: list[Any] = []
+        targets: list[str | None] = list(names) if names is not None else [None]
+        for name in targets:
+            calls.extend(db.slowest(name, k=k, since=flt.since, until=flt.until))
+        calls.sort(key=lambda c: (-c.duration, c.start))
+        return [from_call(c) for c in calls[:k]]
+    sel = select(db, flt, _ALL_COLUMNS)
+    cols = sel.columns
+    d = cols["duration"]
+    if len(d) == 0:
+        return []
+    top = np.argpartition(-d, k - 1)[:k] if len(d) > k else np.arange(len(d))
+    top = top[np.lexsort((cols["start"][top], -d[top]))]
+    out = []
+    for i in top.tolist():
+        out.append(
+            SlowCall(
+                function=sel.names[int(cols["name"][i])],
+                service=sel.services[int(cols["service"][i])],
+                start=int(cols["start"][i]),
+                duration=int(d[i]),
+                status=int(cols["status"][i]),
+                kind=int(cols["kind"][i]),
+                trace_id=(int(cols["trace_hi"][i]) << 64) | int(cols["trace_lo"][i]),
+                span_id=int(cols["span_id"][i]),
+                parent_span_id=int(cols["parent_span_id"][i]),
+                attributes=parse_attributes(sel.attributes[int(cols["attributes"][i])]),
+            )
+        )
+    return out
+
+
+def from_call(call: Any) -> SlowCall:
+    """Convert a ``kronicler.db.Call``."""
+    return SlowCall(
+        function=call.name,
+        service=call.service,
+        start=int(call.start),
+        duration=int(call.duration),
+        status=int(call.status),
+        kind=int(call.kind),
+        trace_id=int(call.trace_id),
+        span_id=int(call.span_id),
+        parent_span_id=int(call.parent_span_id),
+        attributes=dict(call.attributes),
+    )

@@ -1,0 +1,157 @@
+"""Assembling the one server process: queries, OTLP, health and reflection on one address.
+
+``KroniclerServer(db, ServerOptions(...))`` builds a ``grpc.server`` hosting
+
+- ``kronicler.v1.QueryService`` (:mod:`kronicler.server.query_service`),
+- ``opentelemetry.proto.collector.trace.v1.TraceService`` (:mod:`kronicler.otel.receiver`),
+- ``grpc.health.v1.Health`` (SERVING while up, NOT_SERVING while shutting down),
+- server reflection, so grpcurl / grpc_cli / Postman discover the API,
+
+bound to loopback unless the address says otherwise, with optional TLS and bearer token, and
+limits that keep one client from exhausting the process: message sizes, concurrent RPCs (excess
+calls get ``RESOURCE_EXHAUSTED``) and worker threads. Query cost is capped in the query layer.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from kronicler.otel.receiver import TRACE_SERVICE_NAME, add_to_server
+from kronicler.proto.v1 import query_pb2 as pb
+from kronicler.proto.v1 import query_pb2_grpc as pb_grpc
+from kronicler.server.auth import TokenInterceptor
+from kronicler.server.query_service import QueryServicer
+
+if TYPE_CHECKING:
+    from kronicler.db import Database
+
+log = logging.getLogger("kronicler.server")
+
+DEFAULT_ADDRESS = "127.0.0.1:4317"
+DEFAULT_MAX_RECEIVE_BYTES = 16 << 20
+DEFAULT_MAX_SEND_BYTES = 64 << 20
+DEFAULT_MAX_WORKERS = 8
+DEFAULT_MAX_CONCURRENT_RPCS = 64
+QUERY_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["QueryService"].full_name
+HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    """How the server listens and what it allows.
+
+    Fields:
+        address: ``host:port`` (``[v6]:port`` for IPv6); port 0 picks a free port.
+        tls_cert, tls_key: PEM files; both or neither. Without them the port is plaintext.
+        token: when set, every RPC except health needs ``authorization: Bearer <token>``.
+        max_receive_bytes, max_send_bytes: per-message limits.
+        max_workers: threads running RPCs; max_concurrent_rpcs: calls admitted at once.
+        otlp: also host the OTLP TraceService.
+    """
+
+    address: str = DEFAULT_ADDRESS
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    token: str | None = None
+    max_receive_bytes: int = DEFAULT_MAX_RECEIVE_BYTES
+    max_send_bytes: int = DEFAULT_MAX_SEND_BYTES
+    max_workers: int = DEFAULT_MAX_WORKERS
+    max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS
+    otlp: bool = True
+
+    def check(self) -> None:
+        split_address(self.address)
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both a certificate and a key (--tls-cert and --tls-key)")
+        for label, value in (("max_receive_bytes", self.max_receive_bytes),
+                             ("max_send_bytes", self.max_send_bytes),
+                             ("max_workers", self.max_workers),
+                             ("max_concurrent_rpcs", self.max_concurrent_rpcs)):  # fmt: skip
+            if value < 1:
+                raise ValueError(f"{label} must be >= 1, got {value}")
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``"127.0.0.1:4317" -> ("127.0.0.1", 4317)``; ``ValueError`` naming a bad address."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"address must be HOST:PORT, got {address!r}")
+    return host, int(port)
+
+
+class KroniclerServer:
+    """A running (after :meth:`start`) gRPC server over one open database.
+
+    The database stays the caller's: the server reads and appends, and never closes it.
+    """
+
+    def __init__(self, db: Database, options: ServerOptions | None = None) -> None:
+        self.options = options or ServerOptions()
+        self.options.check()
+        opts = self.options
+        interceptors = [TokenInterceptor(opts.token)] if opts.token else []
+        self._server = grpc.server(
+            ThreadPoolExecutor(max_workers=opts.max_workers, thread_name_prefix="kronicler-rpc"),
+            interceptors=interceptors,
+            options=[
+                ("grpc.max_receive_message_length", opts.max_receive_bytes),
+                ("grpc.max_send_message_length", opts.max_send_bytes),
+                ("grpc.so_reuseport", 0),
+            ],
+            maximum_concurrent_rpcs=opts.max_concurrent_rpcs,
+        )
+        pb_grpc.add_QueryServiceServicer_to_server(QueryServicer(db), self._server)
+        names = [QUERY_SERVICE_NAME]
+        if opts.otlp:
+            add_to_server(db, self._server)
+            names.append(TRACE_SERVICE_NAME)
+        self._health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            [*names, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME], self._server
+        )
+        self._services = names
+        if opts.tls_cert is not None and opts.tls_key is not None:
+            creds = grpc.ssl_server_credentials(
+                [(Path(opts.tls_key).read_bytes(), Path(opts.tls_cert).read_bytes())]
+            )
+            self.port = self._server.add_secure_port(opts.address, creds)
+        else:
+            self.port = self._server.add_insecure_port(opts.address)
+        if not self.port:
+            raise OSError(f"cannot listen on {opts.address}")
+        host, _ = split_address(opts.address)
+        self.address = f"{host}:{self.port}"
+
+    @property
+    def tls(self) -> bool:
+        return self.options.tls_cert is not None
+
+    def start(self) -> KroniclerServer:
+        self._server.start()
+        for name in ("", *self._services):
+            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("kronicler server listening on %s (tls=%s)", self.address, self.tls)
+        return self
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        """Report NOT_SERVING, finish in-flight calls for ``grace`` seconds, then stop."""
+        self._health.enter_graceful_shutdown()
+        self._server.stop(grace).wait()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return bool(self._server.wait_for_termination(timeout))
+
+    def __enter__(self) -> KroniclerServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,65 @@
+"""Bearer-token check for every RPC except health, as one server interceptor.
+
+Clients send the metadata ``authorization: Bearer <token>``. Health stays open so that load
+balancers and orchestrators can probe without the secret; reflection and OTLP need the token
+like queries do. Tokens are compared in constant time. A token only makes sense over TLS or
+loopback: on a plain network connection it travels in clear text.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
+_DENIED = "missing or wrong bearer token (send metadata 'authorization: Bearer <token>')"
+
+
+class TokenInterceptor(grpc.ServerInterceptor):
+    """Rejects calls without the right token with ``UNAUTHENTICATED``."""
+
+    def __init__(self, token: str, *, exempt: tuple[str, ...] = (HEALTH_PREFIX,)) -> None:
+        if not token:
+            raise ValueError("token must not be empty")
+        self._expected = f"Bearer {token}".encode()
+        self._exempt = exempt
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        method = handler_call_details.method or ""
+        if method.startswith(self._exempt):
+            return continuation(handler_call_details)
+        got = ""
+        for key, value in handler_call_details.invocation_metadata or ():
+            if key == "authorization":
+                got = value if isinstance(value, str) else value.decode("latin-1")
+                break
+        if hmac.compare_digest(got.encode("latin-1", "replace"), self._expected):
+            return continuation(handler_call_details)
+        handler = continuation(handler_call_details)
+        return None if handler is None else _denying(handler)
+
+
+def _deny(request: Any, context: grpc.ServicerContext) -> Any:
+    context.abort(grpc.StatusCode.UNAUTHENTICATED, _DENIED)
+
+
+def _denying(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """A handler of the same shape as ``handler`` that refuses the call before reading it."""
+    kwargs = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(_deny, **kwargs)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(_deny, **kwargs)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(_deny, **kwargs)
+    return grpc.unary_unary_rpc_method_handler(_deny, **kwargs)
