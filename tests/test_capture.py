@@ -387,3 +387,36 @@ def test_sys_recursion_limit_errors_are_recorded(store: Store) -> None:
         sys.setrecursionlimit(old)
     rows = store.rows()
     assert rows and all(r["status"] == 2 for r in rows)
+
+
+def test_a_small_database_queue_is_waited_for_not_dropped(tmp_path: Any) -> None:
+    from kronicler.db import Database
+
+    db = Database.open(tmp_path / "small", queue_rows=100)
+    kronicler.configure(database=db)
+    try:
+        before = kronicler.status()
+        for i in range(5000):
+            add(i)
+        assert kronicler.flush(30)
+        after = kronicler.status()
+        assert after.dropped == before.dropped
+        assert db.stats(f"{HERE}.add").count == 5000
+    finally:
+        kronicler.configure(path=tmp_path / "after")
+        db.close()
+
+
+def test_memory_stays_bounded_when_the_database_is_unusable(tmp_path: Any) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    kronicler.configure(path=blocker / "db", max_pending=1000)
+    try:
+        before = kronicler.status().dropped
+        for i in range(5000):
+            add(i)
+        kronicler.flush()
+        assert kronicler.status().pending == 0
+        assert kronicler.status().dropped - before == 5000
+    finally:
+        kronicler.configure(path=tmp_path / "ok", max_pending=2_000_000)

@@ -30,11 +30,19 @@ from typing import Any
 
 from kronicler._config import Settings
 from kronicler.db.schema import SpanBatch
-from kronicler.otel.records import COMPACT_WIDTH, FullRecord, Site, records_to_batch
+from kronicler.otel.records import (
+    COMPACT_WIDTH,
+    FullRecord,
+    Site,
+    records_to_batch,
+    split_batch,
+)
 
 _log = logging.getLogger("kronicler")
 
 _JOIN_TIMEOUT = 5.0  # seconds shutdown waits for the background thread
+BATCH_ROWS = 32_768  # rows per batch handed to the database
+_MAX_ATTEMPTS = 64  # refusals in a row a forced drain accepts before leaving the rest
 _REOPEN_DELAY = 5.0  # seconds between attempts to open an unusable database
 
 
@@ -78,7 +86,7 @@ class Pipeline:
         self._db: Any = None
         self._owns_db = False
         self._db_failed_at = 0.0
-        self._carry: SpanBatch | None = None  # a batch the database's full queue refused
+        self._carry: list[SpanBatch] = []  # converted batches waiting for room in the queue
         self._stored = 0
         self._dropped = 0
         self._db_dropped_base = 0
@@ -125,7 +133,7 @@ class Pipeline:
             lost_before = self._lost()
             self._drain(force=True)
             db = self._db
-            ok = self._carry is None
+            ok = not self._carry
         if db is not None:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
@@ -186,7 +194,7 @@ class Pipeline:
         """Forget the parent's records, thread and database; locks are made afresh."""
         del self.rows[:]
         del self.full[:]
-        self._carry = None
+        self._carry = []
         self._drain_lock = threading.Lock()
         self._sites_lock = threading.Lock()
         self._wake = threading.Event()
@@ -230,48 +238,81 @@ class Pipeline:
         return (
             len(self.rows) // COMPACT_WIDTH
             + len(self.full)
-            + (len(self._carry) if self._carry else 0)
+            + sum(map(len, self._carry))
         )
 
     def _drain(self, *, force: bool) -> None:
-        """Move buffered records into the database. Caller holds ``_drain_lock``."""
-        if self._carry is None and not self.rows and not self.full:
+        """Move the records present now into the database, one bounded batch at a time.
+
+        Caller holds ``_drain_lock``. Batches hold at most ``BATCH_ROWS`` rows so that each fits
+        the database's write queue and the conversion never holds the GIL for long.
+        """
+        if not self._carry and not self.rows and not self.full:
             return  # nothing to store: do not open (and so create) the database
         db = self._database()
-        if self._carry is not None:
-            if db is None or not self._offer(db, self._carry, force=force):
+        if self._carry and (db is None or not self._offer_carried(db, force=force)):
+            self._trim()
+            return
+        # Only what is here now: appends that race with the drain wait for the next round.
+        left_rows, left_full = len(self.rows) // COMPACT_WIDTH, len(self.full)
+        while left_rows or left_full:
+            n, m = min(left_rows, BATCH_ROWS), min(left_full, BATCH_ROWS)
+            left_rows, left_full = left_rows - n, left_full - m
+            k = n * COMPACT_WIDTH
+            rows = self.rows[:k]
+            del self.rows[:k]
+            full = self.full[:m]
+            del self.full[:m]
+            if db is None:
+                self._dropped += n + m
+                continue
+            try:
+                with self._sites_lock:
+                    sites = list(self._sites)
+                offset = time.time_ns() - time.perf_counter_ns()
+                batch = records_to_batch(
+                    rows, full, sites, service=self.settings.service_name, clock_offset=offset
+                )
+            except Exception as exc:  # noqa: BLE001
+                self._dropped += n + m
+                self._problem("convert", exc)
+                continue
+            self._carry.append(batch)
+            if not self._offer_carried(db, force=force):
                 self._trim()
                 return
-            self._carry = None
-        k, m = len(self.rows), len(self.full)
-        k -= k % COMPACT_WIDTH  # always 0: records are added whole
-        if not k and not m:
-            return
-        rows = self.rows[:k]
-        del self.rows[:k]
-        full = self.full[:m]
-        del self.full[:m]
-        n = k // COMPACT_WIDTH
-        if db is None:
-            self._dropped += n + m
-            return
-        try:
-            with self._sites_lock:
-                sites = list(self._sites)
-            offset = time.time_ns() - time.perf_counter_ns()
-            batch = records_to_batch(
-                rows, full, sites, service=self.settings.service_name, clock_offset=offset
-            )
-        except Exception as exc:  # noqa: BLE001
-            self._dropped += n + m
-            self._problem("convert", exc)
-            return
-        if not self._offer(db, batch, force=force):
-            self._carry = batch
-            self._trim()
 
-    def _offer(self, db: Any, batch: SpanBatch, *, force: bool) -> bool:
-        """Give ``batch`` to the database; False when its queue refused it (kept for later)."""
+    def _offer_carried(self, db: Any, *, force: bool) -> bool:
+        """Offer the waiting batches in order; True when all were taken.
+
+        A refused batch is split in two (it may be larger than the whole queue); with ``force``
+        the database is flushed to make room and the halves are offered at once, otherwise they
+        wait for the next round.
+        """
+        attempts = 0
+        while self._carry:
+            batch = self._carry[0]
+            if self._offer(db, batch):
+                self._carry.pop(0)
+                attempts = 0
+                continue
+            attempts += 1
+            if attempts > _MAX_ATTEMPTS:
+                return False
+            if len(batch) > 1:
+                self._carry[0:1] = list(split_batch(batch, len(batch) // 2))
+            if not force:
+                return False
+            try:
+                if not db.flush(_JOIN_TIMEOUT) and len(batch) == 1:
+                    return False
+            except Exception as exc:  # noqa: BLE001
+                self._problem("flush", exc)
+                return False
+        return True
+
+    def _offer(self, db: Any, batch: SpanBatch) -> bool:
+        """Give ``batch`` to the database; False when its queue refused it (we keep it)."""
         before = int(getattr(db, "dropped", 0))
         try:
             accepted = int(db.append_batch(batch))
@@ -279,29 +320,21 @@ class Pipeline:
             self._dropped += len(batch)
             self._problem("append", exc)
             return True
-        if accepted >= len(batch):
+        if accepted > 0:
             self._stored += accepted
             return True
-        # The queue was full: undo the database's drop count (we still hold the rows), let the
-        # writer catch up, and offer the batch again on the next round.
+        # Refused whole: undo the database's drop count, since we still hold the rows.
         self._db_dropped_base += int(getattr(db, "dropped", 0)) - before
-        self._stored += accepted
-        if force:
-            try:
-                db.flush(_JOIN_TIMEOUT)
-                return self._offer(db, batch, force=False)
-            except Exception as exc:  # noqa: BLE001
-                self._problem("flush", exc)
         return False
 
     def _trim(self) -> None:
         """Drop the oldest records beyond ``max_pending`` (memory must stay bounded)."""
         excess = self._pending() - self.settings.max_pending
-        if excess > 0 and self._carry is not None:
-            self._dropped += len(self._carry)
-            excess -= len(self._carry)
-            self._carry = None
-            self._problem("overflow", RuntimeError("database is not keeping up"))
+        while excess > 0 and self._carry:
+            batch = self._carry.pop(0)
+            self._dropped += len(batch)
+            excess -= len(batch)
+            self._problem("overflow", RuntimeError("the database is not keeping up"))
         if excess > 0:
             take = min(excess, len(self.rows) // COMPACT_WIDTH)
             del self.rows[: take * COMPACT_WIDTH]
