@@ -235,11 +235,7 @@ class Pipeline:
         return self._dropped + self._db_drops()
 
     def _pending(self) -> int:
-        return (
-            len(self.rows) // COMPACT_WIDTH
-            + len(self.full)
-            + sum(map(len, self._carry))
-        )
+        return len(self.rows) // COMPACT_WIDTH + len(self.full) + sum(map(len, self._carry))
 
     def _drain(self, *, force: bool) -> None:
         """Move the records present now into the database, one bounded batch at a time.
