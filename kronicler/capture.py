@@ -25,7 +25,7 @@ from opentelemetry.trace import SpanKind
 
 from kronicler._config import Settings
 from kronicler.db.schema import canonical_attributes
-from kronicler.otel import tracer
+from kronicler.otel import generators, tracer
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -88,11 +88,11 @@ def _decorate(target: Any, name: str | None, attrs: dict[str, Any], kind: int) -
     cs = tracer.new_site(name or qualified, kind, site_attrs, canonical_attributes(site_attrs))
     wrapper: Callable[..., Any]
     if _is_async_gen(target):
-        wrapper = tracer.wrap_async_generator_function(target, cs)
+        wrapper = generators.wrap_async_generator_function(target, cs)
     elif _is_coroutine(target):
         wrapper = tracer.wrap_coroutine_function(target, cs)
     elif inspect.isgeneratorfunction(target):
-        wrapper = tracer.wrap_generator_function(target, cs)
+        wrapper = generators.wrap_generator_function(target, cs)
     else:
         wrapper = tracer.wrap_function(target, cs)
     try:

@@ -12,7 +12,7 @@ fast path:
 3. extend the pipeline's flat list by ``(site, t0, duration, seq, root, parent_seq)``.
 
 That is ~1 us in total, against ~15-20 us for ``start_as_current_span`` on the SDK. Errors,
-attributes set during the call and foreign parents leave the fast path for :func:`_finish`.
+attributes set during the call and foreign parents leave the fast path for :func:`finish`.
 
 When the look-again question says yes, :func:`_resolve` decides: Kronicler disabled -> plain
 call; a global ``opentelemetry.sdk.trace.TracerProvider`` -> the call becomes a real SDK span
@@ -20,8 +20,7 @@ call; a global ``opentelemetry.sdk.trace.TracerProvider`` -> the call becomes a 
 else -> start the background thread if needed and remember the provider, so the next calls are
 fast again. Kronicler never sets the global provider itself.
 
-Generators and async generators are timed from their first resumption until they are exhausted,
-closed or fail; their span is current only while their own code runs, never in the consumer.
+Generators and async generators are wrapped by :mod:`kronicler.otel.generators`.
 
 Reading ``_TRACER_PROVIDER`` (a private module global of opentelemetry-api) is the one liberty
 taken for speed; if a future API version drops it, ``_PublicProviderSource`` falls back to the
@@ -33,7 +32,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from time import perf_counter_ns
 from typing import Any
@@ -41,7 +40,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context.context import Context
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation import _SPAN_KEY
 
 from kronicler._config import Settings
@@ -79,9 +78,9 @@ _src: Any = trace if hasattr(trace, "_TRACER_PROVIDER") else _PublicProviderSour
 _runtime = otel_context._RUNTIME_CONTEXT
 _var = getattr(_runtime, "_current_context", None)
 if _var is not None:
-    _ctx_get, _ctx_set, _ctx_reset = _var.get, _var.set, _var.reset
+    ctx_get, ctx_set, ctx_reset = _var.get, _var.set, _var.reset
 else:  # pragma: no cover - exercised only with a custom OTEL_PYTHON_CONTEXT
-    _ctx_get, _ctx_set, _ctx_reset = (
+    ctx_get, ctx_set, ctx_reset = (
         otel_context.get_current,
         otel_context.attach,
         otel_context.detach,
@@ -89,6 +88,7 @@ else:  # pragma: no cover - exercised only with a custom OTEL_PYTHON_CONTEXT
 
 _NEVER: Any = object()  # never equal to a provider: forces _resolve on the next call
 _PLAIN: Any = object()  # _resolve result: run the function as a plain call
+PLAIN = _PLAIN
 
 PIPELINE = Pipeline(Settings.from_env())
 _expected: Any = _NEVER
@@ -148,11 +148,20 @@ def _resolve() -> Any:
         _expected = _src._TRACER_PROVIDER
         return None
     except Exception as exc:  # noqa: BLE001 - decide "plain call" rather than fail the app
-        _internal_error("route", exc)
+        internal_error("route", exc)
         return _PLAIN
 
 
-def _internal_error(where: str, exc: BaseException) -> None:
+def route() -> Any:
+    """The route for a call starting now: None (fast pipeline), ``PLAIN`` or an SDK tracer."""
+    return _resolve() if _src._TRACER_PROVIDER is not _expected else None
+
+
+def next_seq() -> int:
+    return next(_counter)
+
+
+def internal_error(where: str, exc: BaseException) -> None:
     if where not in _warned:
         _warned.add(where)
         _log.warning("kronicler: internal error in %s; the call ran uncaptured", where,
@@ -192,7 +201,7 @@ if hasattr(os, "register_at_fork"):
 
 
 # -- fast path pieces --------------------------------------------------------------------------
-def _foreign_span(parent: object, seq: int) -> FastSpan:
+def foreign_span(parent: object, seq: int) -> FastSpan:
     found = parent_of(parent)
     if found is None:
         return FastSpan(seq, seq)
@@ -200,7 +209,7 @@ def _foreign_span(parent: object, seq: int) -> FastSpan:
     return ForeignFastSpan(seq, trace_id, parent_id, trace_state)
 
 
-def _finish(
+def finish(
     span: FastSpan, st: Any, index: int, site: Site, t0: int, t1: int, pseq: int,
     exc: BaseException | None,
 ) -> None:  # fmt: skip
@@ -232,7 +241,7 @@ def _finish(
             index, t0, t1 - t0, span.trace_id(), span.span_id(), parent_id, status, attrs, name,
         ))  # fmt: skip
     except Exception as err:  # noqa: BLE001
-        _internal_error("finish", err)
+        internal_error("finish", err)
 
 
 # -- wrappers ----------------------------------------------------------------------------------
@@ -240,7 +249,7 @@ def wrap_function(fn: Callable[..., Any], cs: CallSite) -> Callable[..., Any]:
     """Wrap a plain callable (function, method, builtin)."""
     index, site = cs.index, cs.site
     rows_extend = PIPELINE.rows.extend
-    get, set_, reset, perf = _ctx_get, _ctx_set, _ctx_reset, perf_counter_ns
+    get, set_, reset, perf = ctx_get, ctx_set, ctx_reset, perf_counter_ns
     key, fast_span, make_ctx = _SPAN_KEY, FastSpan, Context
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -264,13 +273,13 @@ def wrap_function(fn: Callable[..., Any], cs: CallSite) -> Callable[..., Any]:
                 span = fast_span(seq, seq)
             else:
                 pseq = 0
-                span = _foreign_span(parent, seq)
+                span = foreign_span(parent, seq)
                 root = span.root
             values = ctx.copy()  # a plain dict: copying it and wrapping is ~40 ns cheaper
             values[key] = span
             token = set_(make_ctx(values))
         except Exception as exc:  # noqa: BLE001
-            _internal_error("start", exc)
+            internal_error("start", exc)
             return fn(*args, **kwargs)
         t0 = perf()
         try:
@@ -282,7 +291,7 @@ def wrap_function(fn: Callable[..., Any], cs: CallSite) -> Callable[..., Any]:
                 st, span.state = span.state, ENDED
             except Exception:  # noqa: BLE001
                 st = None
-            _finish(span, st, index, site, t0, t1, pseq, exc)
+            finish(span, st, index, site, t0, t1, pseq, exc)
             raise
         t1 = perf()
         try:
@@ -291,9 +300,9 @@ def wrap_function(fn: Callable[..., Any], cs: CallSite) -> Callable[..., Any]:
             if st is None and root:
                 rows_extend((index, t0, t1 - t0, seq, root, pseq))
             else:
-                _finish(span, st, index, site, t0, t1, pseq, None)
+                finish(span, st, index, site, t0, t1, pseq, None)
         except Exception as exc:  # noqa: BLE001
-            _internal_error("end", exc)
+            internal_error("end", exc)
         return result
 
     return wrapper
@@ -305,7 +314,7 @@ def wrap_coroutine_function(
     """Wrap an ``async def``: the span covers the whole await, suspensions included."""
     index, site = cs.index, cs.site
     rows_extend = PIPELINE.rows.extend
-    get, set_, reset, perf = _ctx_get, _ctx_set, _ctx_reset, perf_counter_ns
+    get, set_, reset, perf = ctx_get, ctx_set, ctx_reset, perf_counter_ns
     key, fast_span, make_ctx = _SPAN_KEY, FastSpan, Context
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -332,13 +341,13 @@ def wrap_coroutine_function(
                 span = fast_span(seq, seq)
             else:
                 pseq = 0
-                span = _foreign_span(parent, seq)
+                span = foreign_span(parent, seq)
                 root = span.root
             values = ctx.copy()  # a plain dict: copying it and wrapping is ~40 ns cheaper
             values[key] = span
             token = set_(make_ctx(values))
         except Exception as exc:  # noqa: BLE001
-            _internal_error("start", exc)
+            internal_error("start", exc)
             return await fn(*args, **kwargs)
         t0 = perf()
         try:
@@ -350,7 +359,7 @@ def wrap_coroutine_function(
                 st, span.state = span.state, ENDED
             except Exception:  # noqa: BLE001
                 st = None
-            _finish(span, st, index, site, t0, t1, pseq, exc)
+            finish(span, st, index, site, t0, t1, pseq, exc)
             raise
         t1 = perf()
         try:
@@ -359,9 +368,9 @@ def wrap_coroutine_function(
             if st is None and root:
                 rows_extend((index, t0, t1 - t0, seq, root, pseq))
             else:
-                _finish(span, st, index, site, t0, t1, pseq, None)
+                finish(span, st, index, site, t0, t1, pseq, None)
         except Exception as exc:  # noqa: BLE001
-            _internal_error("end", exc)
+            internal_error("end", exc)
         return result
 
     return wrapper
@@ -372,215 +381,3 @@ def _sdk_call(tracer: Any, site: Site, fn: Callable[..., Any], args: Any, kwargs
         site.name, kind=SpanKind(site.kind), attributes=site.attributes
     ):
         return fn(*args, **kwargs)
-
-
-# -- generators --------------------------------------------------------------------------------
-class _Scope:
-    """A span that is made current only while the wrapped generator's own code runs."""
-
-    __slots__ = ()
-
-    def enter(self) -> Any:
-        raise NotImplementedError
-
-    def exit(self, token: Any) -> None:
-        raise NotImplementedError
-
-    def finish(self, exc: BaseException | None) -> None:
-        raise NotImplementedError
-
-
-class _FastScope(_Scope):
-    __slots__ = ("cs", "span", "pseq", "t0")
-
-    def __init__(self, cs: CallSite) -> None:
-        parent = _ctx_get().get(_SPAN_KEY)
-        seq = next(_counter)
-        if type(parent) is FastSpan:
-            self.pseq, self.span = parent.seq, FastSpan(seq, parent.root)
-        elif parent is None:
-            self.pseq, self.span = 0, FastSpan(seq, seq)
-        else:
-            self.pseq, self.span = 0, _foreign_span(parent, seq)
-        self.cs = cs
-        self.t0 = perf_counter_ns()
-
-    def enter(self) -> Any:
-        new = Context(_ctx_get())
-        dict.__setitem__(new, _SPAN_KEY, self.span)
-        return _ctx_set(new)
-
-    def exit(self, token: Any) -> None:
-        _ctx_reset(token)
-
-    def finish(self, exc: BaseException | None) -> None:
-        t1 = perf_counter_ns()
-        span = self.span
-        st, span.state = span.state, ENDED
-        _finish(span, st, self.cs.index, self.cs.site, self.t0, t1, self.pseq, exc)
-
-
-class _SdkScope(_Scope):
-    __slots__ = ("span",)
-
-    def __init__(self, tracer: Any, site: Site) -> None:
-        self.span = tracer.start_span(
-            site.name, kind=SpanKind(site.kind), attributes=site.attributes
-        )
-
-    def enter(self) -> Any:
-        return otel_context.attach(trace.set_span_in_context(self.span))
-
-    def exit(self, token: Any) -> None:
-        otel_context.detach(token)
-
-    def finish(self, exc: BaseException | None) -> None:
-        span = self.span
-        if isinstance(exc, Exception):  # what start_as_current_span does on an exception
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-        span.end()
-
-
-class _NullScope(_Scope):
-    """Kronicler is disabled: drive the generator without a span."""
-
-    __slots__ = ()
-
-    def enter(self) -> Any:
-        return None
-
-    def exit(self, token: Any) -> None:
-        return None
-
-    def finish(self, exc: BaseException | None) -> None:
-        return None
-
-
-_NULL_SCOPE = _NullScope()
-
-
-def _open_scope(cs: CallSite) -> _Scope | None:
-    """The scope for a generator starting now, or None for a plain (uncaptured) run."""
-    route = _resolve() if _src._TRACER_PROVIDER is not _expected else None
-    if route is _PLAIN:
-        return None
-    try:
-        return _FastScope(cs) if route is None else _SdkScope(route, cs.site)
-    except Exception as exc:  # noqa: BLE001
-        _internal_error("start", exc)
-        return None
-
-
-def _safe(call: Callable[..., None], *args: Any) -> None:
-    try:
-        call(*args)
-    except Exception as exc:  # noqa: BLE001
-        _internal_error("generator", exc)
-
-
-def wrap_generator_function(
-    fn: Callable[..., Generator[Any, Any, Any]], cs: CallSite
-) -> Callable[..., Generator[Any, Any, Any]]:
-    """Wrap a generator function; send/throw/close and the return value pass through."""
-
-    def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-        gen = fn(*args, **kwargs)
-        scope = _open_scope(cs)
-        if scope is None:
-            return (yield from gen)
-        sent: Any = None
-        thrown: BaseException | None = None
-        while True:
-            token = _enter(scope)
-            try:
-                if thrown is not None:
-                    exc, thrown = thrown, None
-                    value = gen.throw(exc)
-                else:
-                    value = gen.send(sent)
-            except StopIteration as stop:
-                _leave(scope, token)
-                _safe(scope.finish, None)
-                return stop.value
-            except BaseException as exc:
-                _leave(scope, token)
-                _safe(scope.finish, exc)
-                raise
-            _leave(scope, token)
-            try:
-                sent = yield value
-            except GeneratorExit as exit_:
-                token = _enter(scope)
-                try:
-                    gen.close()
-                except BaseException as exc:
-                    _leave(scope, token)
-                    _safe(scope.finish, exc)
-                    raise
-                _leave(scope, token)
-                _safe(scope.finish, exit_)
-                raise
-            except BaseException as exc:
-                thrown = exc
-
-    return wrapper
-
-
-def wrap_async_generator_function(
-    fn: Callable[..., AsyncGenerator[Any, Any]], cs: CallSite
-) -> Callable[..., AsyncGenerator[Any, Any]]:
-    """Wrap an async generator function; asend/athrow/aclose pass through."""
-
-    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-        agen = fn(*args, **kwargs)
-        scope = _open_scope(cs) or _NULL_SCOPE
-        sent: Any = None
-        thrown: BaseException | None = None
-        while True:
-            token = _enter(scope)
-            try:
-                if thrown is not None:
-                    exc, thrown = thrown, None
-                    value = await agen.athrow(exc)
-                else:
-                    value = await agen.asend(sent)
-            except StopAsyncIteration:
-                _leave(scope, token)
-                _safe(scope.finish, None)
-                return
-            except BaseException as exc:
-                _leave(scope, token)
-                _safe(scope.finish, exc)
-                raise
-            _leave(scope, token)
-            try:
-                sent = yield value
-            except GeneratorExit as exit_:
-                token = _enter(scope)
-                try:
-                    await agen.aclose()
-                except BaseException as exc:
-                    _leave(scope, token)
-                    _safe(scope.finish, exc)
-                    raise
-                _leave(scope, token)
-                _safe(scope.finish, exit_)
-                raise
-            except BaseException as exc:
-                thrown = exc
-
-    return wrapper
-
-
-def _enter(scope: _Scope) -> Any:
-    try:
-        return scope.enter()
-    except Exception as exc:  # noqa: BLE001
-        _internal_error("generator", exc)
-        return None
-
-
-def _leave(scope: _Scope, token: Any) -> None:
-    if token is not None:
-        _safe(scope.exit, token)
