@@ -113,6 +113,8 @@ def qualified_name(fn: Any) -> str:
     module = getattr(inner, "__module__", None)
     if not isinstance(module, str):
         module = type(inner).__module__
+    if module == "__mp_main__":  # the main script, as imported by multiprocessing's spawn
+        module = "__main__"
     return f"{module}.{qual}" if module else qual
 
 

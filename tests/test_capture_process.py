@@ -212,6 +212,40 @@ def test_fork_worker_pool_stores_every_workers_calls(tmp_path: Path) -> None:
     assert len({r["span_id"] for r in rows}) == len(rows) == 6010
 
 
+def test_spawned_workers_store_their_calls_under_the_same_name(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(textwrap.dedent(
+        """
+        import multiprocessing
+        import kronicler
+
+        @kronicler.capture
+        def work(i):
+            return i
+
+        def job(n):
+            for i in range(n):
+                work(i)
+            return n
+
+        if __name__ == "__main__":
+            work(-1)
+            pool = multiprocessing.get_context("spawn").Pool(2)
+            print(sum(pool.map(job, [100] * 4)))
+            pool.close()
+            pool.join()
+        """
+    ))  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KRONICLER_", "OTEL_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.run([sys.executable, "app.py"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "400"
+    with Database.open(tmp_path / ".kronicler") as db:
+        assert db.functions() == ["__main__.work"]
+        assert db.stats("__main__.work").count == 401
+
+
 def test_eight_threads_every_call_stored_nothing_dropped(tmp_path: Path) -> None:
     proc = run(
         """
