@@ -39,25 +39,25 @@ SPANS_PER_REQUEST = 1000
 
 
 def populate(path: Path, n: int) -> float:
-    from kronicler.db import Database
+    from kronicler.db import Database, SpanBatch
 
     rng = np.random.default_rng(0)
     names = np.array(FUNCTIONS)
     services = np.array(SERVICES)
-    batch = 200_000
+    step = 100_000
     t0 = time.perf_counter()
     with Database.open(path) as db:
-        for i in range(0, n, batch):
-            m = min(batch, n - i)
+        for i in range(0, n, step):
+            m = min(step, n - i)
             code = rng.zipf(1.3, m) % len(FUNCTIONS)
-            db.append(
+            batch = SpanBatch.build(
                 names[code], BASE_NS + np.arange(i, i + m, dtype=np.int64) * 10_000,
                 (rng.lognormal(11.5, 0.8, m) * (1 + code % 7)).astype(np.int64),
                 status=np.where(rng.random(m) < 0.01, 2, 1).astype(np.uint8),
                 service=services[code % 4].tolist(),
             )  # fmt: skip
-            if db.dropped:
-                raise RuntimeError("write queue dropped rows while populating")
+            while not db.append_batch(batch):  # the bounded write queue is full: wait
+                time.sleep(0.002)
         db.flush()
     return n / (time.perf_counter() - t0)
 
