@@ -30,3 +30,7 @@ class ClosedError(KroniclerError):
 
 class NotFoundError(KroniclerError, LookupError):
     """A named thing (function, segment) does not exist."""
+
+
+class BufferPoolFullError(KroniclerError):
+    """A page does not fit in the buffer pool because every cached page is pinned."""

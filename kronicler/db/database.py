@@ -20,6 +20,7 @@ import os
 import threading
 import weakref
 from collections.abc import Iterable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PATH = ".kronicler"
 DEFAULT_BUFFERPOOL_BYTES = 64 << 20
+DEFAULT_SEGMENT_ROWS = 1 << 24  # ~16.8M rows, ~90-280 MB; then the writer starts a new segment
 SEGMENTS = "segments"
 
 _open_databases: weakref.WeakSet[Database] = weakref.WeakSet()
@@ -58,6 +60,7 @@ class Database:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         queue_rows: int = DEFAULT_CAPACITY_ROWS,
         chunk_rows: int | None = None,
+        segment_rows: int = DEFAULT_SEGMENT_ROWS,
     ) -> None:
         self.path = Path(path)
         try:
@@ -70,6 +73,9 @@ class Database:
         self._flush_interval = flush_interval
         self._queue_rows = queue_rows
         self._chunk_rows = chunk_rows
+        if segment_rows <= 0:
+            raise ValueError(f"segment_rows must be positive, got {segment_rows}")
+        self._segment_rows = segment_rows
         # _read_lock protects the readers and the bufferpool bookkeeping of refreshes.
         self._read_lock = threading.RLock()
         self._readers: dict[str, SegmentReader] = {}
@@ -130,6 +136,10 @@ class Database:
         for batch in batches:
             self._writer.add(batch)
         self._writer.seal_full()
+        if self._writer.rows_sealed >= self._segment_rows:
+            # Rotate: the old segment seals its tail and closes, so retention can delete it whole.
+            self._writer.close()
+            self._writer = None
 
     def _writer_options(self) -> dict[str, Any]:
         return {} if self._chunk_rows is None else {"chunk_rows": self._chunk_rows}
@@ -186,7 +196,7 @@ class Database:
         ids = {f[:-5] for f in files if f.endswith(".kseg")}
         for gone in set(self._readers) - ids:
             self._readers.pop(gone).close()
-            self._pool.drop(lambda key, seg=gone: key[0] == seg)
+            self._pool.drop(partial(_in_segment, gone))
         for seg_id in sorted(ids - set(self._readers)):
             self._readers[seg_id] = SegmentReader(self._segdir, seg_id)
         for reader in self._readers.values():
@@ -210,7 +220,8 @@ class Database:
 
     def _chunk_summary(self, reader: SegmentReader, chunk: ChunkInfo) -> ChunkSummary:
         with self._pool.read_page((reader.id, chunk.seq, "summary")) as guard:
-            return guard.data.value  # type: ignore[no-any-return]
+            cached: _Cached = guard.data  # type: ignore[assignment]
+            return cached.value
 
     def _chunk_columns(
         self, reader: SegmentReader, chunk: ChunkInfo, columns: Iterable[str]
@@ -457,7 +468,7 @@ class Database:
                 reader = self._readers.pop(seg_id, None)
                 if reader is not None:
                     reader.close()
-                self._pool.drop(lambda key, seg=seg_id: key[0] == seg)
+                self._pool.drop(partial(_in_segment, seg_id))
             return len(removed)
 
     def size_bytes(self) -> int:
@@ -480,6 +491,10 @@ class _Cached:
     def __init__(self, value: ChunkSummary) -> None:
         self.value = value
         self.nbytes = 64 + sum(s.keys.nbytes + s.counts.nbytes + 96 for s in value.summaries)
+
+
+def _in_segment(segment: str, key: tuple[str, int, str]) -> bool:
+    return key[0] == segment
 
 
 def _check_names(names: Iterable[str]) -> list[str]:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from functools import partial
 from collections.abc import Callable
+from functools import partial
 from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)

@@ -102,6 +102,7 @@ class SegmentReader:
         self._end = 0  # bytes of the segment file covered by known chunks
         self._fd = -1
         self._wal_sig: tuple[int, int, int] | None = None
+        self._meta_sig: int | None = None
         self.tail: dict[str, np.ndarray] = {c: np.zeros(0, d) for c, d in COLUMNS.items()}
         self._tail_summary: ChunkSummary | None = None
 
@@ -124,9 +125,15 @@ class SegmentReader:
             size = os.stat(self.data_path).st_size
         except FileNotFoundError:
             return False
-        meta = load_json(self.meta_path)
-        if meta is not None:
-            self.closed = bool(meta.get("closed"))
+        if not self.closed:
+            try:
+                meta_sig = os.stat(self.meta_path).st_mtime_ns
+            except FileNotFoundError:
+                meta_sig = None
+            if meta_sig != self._meta_sig:
+                self._meta_sig = meta_sig
+                meta = load_json(self.meta_path)
+                self.closed = bool(meta and meta.get("closed"))
         if size <= self._end:
             return False
         fd = self._open()

@@ -162,7 +162,7 @@ def _text_column(what: str, values: Sequence[str] | np.ndarray | str) -> list[st
         raise ValueError(f"{what} must be a sequence of text, got a single value {values!r}")
     if isinstance(values, np.ndarray):
         if values.dtype.kind == "U":
-            return values.tolist()  # type: ignore[no-any-return]
+            return list(values.tolist())
         if values.dtype.kind != "O":
             raise ValueError(f"{what} must hold text, got an array of dtype {values.dtype}")
         values = values.tolist()

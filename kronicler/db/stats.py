@@ -50,9 +50,11 @@ class Stats:
         if summary.count == 0:
             return cls.empty()
         qs = summary.quantiles([q for _, q in QUANTILE_FIELDS])
+        p50, p90, p95, p99, p999 = qs
         return cls(
             summary.count, errors, summary.mean, summary.stddev, summary.stderr,
-            float(summary.min), float(summary.max), *qs, exact=False, _summary=summary,
+            float(summary.min or 0), float(summary.max or 0), p50, p90, p95, p99, p999,
+            exact=False, _summary=summary,
         )  # fmt: skip
 
     @classmethod
@@ -65,9 +67,10 @@ class Stats:
         mean = float(values.mean())
         stddev = float(values.std(ddof=1)) if n > 1 else 0.0
         qs = [_exact_quantile(values, q) for _, q in QUANTILE_FIELDS]
+        p50, p90, p95, p99, p999 = qs
         return cls(
             n, errors, mean, stddev, stddev / math.sqrt(n), float(values[0]), float(values[-1]),
-            *qs, exact=True, _sorted=values,
+            p50, p90, p95, p99, p999, exact=True, _sorted=values,
         )  # fmt: skip
 
     @classmethod

@@ -117,14 +117,18 @@ class Pipeline:
             self._atexit_registered = True
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Hand everything recorded so far to the database and wait until it is durable."""
+        """Hand everything recorded so far to the database and wait until it is durable.
+
+        False when some of it could not be stored (dropped) or ``timeout`` passed first.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._drain_lock:
+            dropped_before = self._dropped
             self._drain(force=True)
             db = self._db
-            ok = self._carry is None and not self.rows and not self.full
+            ok = self._carry is None and self._dropped == dropped_before
         if db is None:
-            return ok and self._pending() == 0
+            return ok
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
             return bool(db.flush(remaining)) and ok
@@ -218,6 +222,8 @@ class Pipeline:
 
     def _drain(self, *, force: bool) -> None:
         """Move buffered records into the database. Caller holds ``_drain_lock``."""
+        if self._carry is None and not self.rows and not self.full:
+            return  # nothing to store: do not open (and so create) the database
         db = self._database()
         if self._carry is not None:
             if db is None or not self._offer(db, self._carry, force=force):

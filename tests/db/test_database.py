@@ -229,3 +229,32 @@ def test_stats_value_type_is_frozen(tmp_path):
     with pytest.raises(AttributeError):
         st.count = 5  # type: ignore[misc]
     assert st.to_dict()["p50"] == 2.0
+
+
+def test_bufferpool_keeps_decoded_pages_within_its_budget(tmp_path):
+    batch = make_rows(40_000, seed=9)
+    with open_db(tmp_path, bufferpool_bytes=256 << 10) as db:
+        db.append(**batch)
+        db.flush()
+        start = batch["start_unix_nano"]
+        for i in range(0, 40_000, 3000):
+            db.stats(since=int(start[i]) + 1, until=int(start[min(i + 5000, 39_999)]))
+            db.slowest(k=3, since=int(start[i]))
+        db.scan(["duration", "span_id", "parent_span_id"])
+        stats = db._pool.stats
+        assert stats.bytes_in_use <= 256 << 10
+        assert stats.evictions > 0
+
+
+def test_long_running_writer_rotates_segments_and_retention_can_drop_old_ones(tmp_path):
+    db = Database.open(tmp_path, chunk_rows=500, segment_rows=2000)
+    for i in range(10):
+        db.append([f"f{i % 2}"] * 700, np.arange(700) + i * 700, np.full(700, i))
+        db.flush()
+    assert len(list((tmp_path / "segments").glob("*.kseg"))) >= 3
+    assert sum(s.count for s in db.stats().values()) == 7000
+    removed = db.retain(max_age_ns=10**9)  # starts near 1970: every closed segment is old
+    assert removed >= 2
+    left = sum(s.count for s in db.stats().values())
+    assert 0 < left < 7000  # the live segment stays
+    db.close()

@@ -170,3 +170,34 @@ def test_memory_stays_bounded_while_writing_and_reading(tmp_path):
     grew_mb = int(out.stdout.split()[-1])
     # 3M rows are ~190 MB as plain Python lists would be; the database must hold far less.
     assert grew_mb < 120, grew_mb
+
+
+STATS_CHILD = textwrap.dedent(
+    """
+    import json, sys
+    from kronicler.db import Database
+    with Database.open(sys.argv[1]) as db:
+        print(json.dumps({k: v.to_dict() for k, v in db.stats().items()}))
+    """
+)
+
+
+def test_a_new_process_sees_the_same_stats_after_restart(tmp_path):
+    import json
+
+    from .conftest import make_rows
+
+    with Database.open(tmp_path) as db:
+        db.append(**make_rows(70_000, seed=11))  # one sealed chunk and a tail
+        db.flush()
+        here = {k: v.to_dict() for k, v in db.stats().items()}
+        out = subprocess.run(
+            [sys.executable, "-c", STATS_CHILD, str(tmp_path)], capture_output=True, text=True,
+            env=_env(), check=True, timeout=60,
+        )  # fmt: skip
+        assert json.loads(out.stdout) == here  # a reader while the writer is still open
+    out = subprocess.run(
+        [sys.executable, "-c", STATS_CHILD, str(tmp_path)], capture_output=True, text=True,
+        env=_env(), check=True, timeout=60,
+    )  # fmt: skip
+    assert json.loads(out.stdout) == here  # and after the writer closed
