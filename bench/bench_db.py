@@ -75,13 +75,20 @@ def write(path: Path, data: dict[str, np.ndarray], full: bool) -> tuple[float, i
 
 
 RSS_CHILD = """
-import resource, sys
+import sys
+
+def hwm_mb():
+    # VmHWM belongs to this process image; ru_maxrss would include the forking parent's peak.
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+
 sys.path.insert(0, sys.argv[3])
 from bench_db import workload, FUNCTIONS
 from kronicler.db import Database
 n, path = int(sys.argv[1]), sys.argv[2]
 block = 100_000
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = hwm_mb()
 db = Database.open(path, **eval(sys.argv[4]) if len(sys.argv) > 4 else {})
 for b in range(n // block):
     data = workload(block, seed=b)
@@ -94,7 +101,7 @@ for b in range(n // block):
                             parent_span_id=data["parent"][i:j]):
             db.flush()
 db.close()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
+print(hwm_mb() - base)
 """
 
 

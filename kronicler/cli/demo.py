@@ -3,9 +3,10 @@
 The workload is ordinary code marked with ``@kronicler.capture``: a fast parser, a user lookup
 that occasionally misses its cache (a heavy tail), a card payment that sometimes raises, a
 catalogue search that gets slower in the last part of the run (a regression), and the request
-handler calling them all. After the run the pipeline is flushed, a real gRPC server is started on
-a free loopback port over the same database, and the stats table and the anomalies are fetched
-through it, exactly as ``kronicler stats`` and ``kronicler anomalies`` would.
+handler calling them all. It runs in its own process, like an application, which stores its
+captured calls on exit; then a real gRPC server is started on a free loopback port over the
+database, and the stats table and the anomalies are fetched through it, exactly as
+``kronicler stats`` and ``kronicler anomalies`` would.
 
 The database goes to a temporary directory that is deleted at exit, so the demo leaves nothing
 behind; ``--path DIR`` keeps it for further ``kronicler ... --path DIR`` commands.
@@ -16,8 +17,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -89,6 +92,20 @@ def run_workload(n_requests: int, seed: int) -> None:
         handle_request(i)
 
 
+def run_app_process(path: Path, n_requests: int, seed: int) -> None:
+    """Run the workload in its own process, as an application would, capturing into ``path``.
+
+    The database path and service name go through the environment the capture pipeline reads
+    at start-up; the process stores every captured call on its normal exit.
+    """
+    env = {**os.environ, "KRONICLER_PATH": str(path), "KRONICLER_SERVICE_NAME": "kronicler-demo",
+           "KRONICLER_ENABLED": "1"}  # fmt: skip
+    code = f"from kronicler.cli.demo import run_workload; run_workload({n_requests}, {seed})"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the demo workload failed: {proc.stderr.strip()[-2000:]}")
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from kronicler.db import Database
     from kronicler.server import Client, KroniclerServer, ServerOptions
@@ -99,10 +116,8 @@ def run_demo(args: argparse.Namespace) -> int:
     say = (lambda *a: None) if args.json else (lambda *a: print(*a, file=out, flush=True))
     try:
         say(f"Kronicler demo: simulating {args.requests} requests of a small shop backend...")
-        kronicler.configure(path=str(path), service_name="kronicler-demo")
         t0 = time.perf_counter()
-        run_workload(args.requests, args.seed)
-        kronicler.shutdown()  # flush every captured call into the database
+        run_app_process(path, args.requests, args.seed)
         say(f"  done in {time.perf_counter() - t0:.1f} s; database: {path}")
         db = Database.open(path)
         try:

@@ -17,6 +17,7 @@ import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as otlp_grpc
 
+from kronicler.errors import ClosedError
 from kronicler.otel.otlp_rows import convert_resource_spans
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ class OTLPTraceReceiver(otlp_grpc.TraceServiceServicer):
             converted = convert_resource_spans(request.resource_spans)
             batch = converted.batch
             accepted = self._db.append_batch(batch) if len(batch) else 0
+        except ClosedError:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the database is closed (shutting down)")
         except Exception:  # a receiver must answer with a status, never a traceback
             log.exception("OTLP export failed")
             context.abort(grpc.StatusCode.INTERNAL, "internal error storing spans")
