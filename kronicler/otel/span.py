@@ -37,7 +37,7 @@ from opentelemetry.util import types
 from kronicler.otel import ids
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_MAX_MESSAGE = 1024  # exception messages longer than this are cut before storage
+MAX_MESSAGE = 1024  # exception messages longer than this are cut before storage
 
 
 def exception_type_name(exc: BaseException) -> str:
@@ -152,7 +152,7 @@ class FastSpan(Span):
     ) -> None:
         st = self._live_state()
         if st is not None:
-            st.exception = (exception_type_name(exception), str(exception)[:_MAX_MESSAGE])
+            st.exception = (exception_type_name(exception), str(exception)[:MAX_MESSAGE])
 
     def add_event(
         self,

@@ -49,7 +49,7 @@ from kronicler.otel import ids
 from kronicler.otel.pipeline import Pipeline
 from kronicler.otel.records import FullRecord, Site, error_attributes
 from kronicler.otel.span import (
-    _MAX_MESSAGE,
+    MAX_MESSAGE,
     ENDED,
     FastSpan,
     ForeignFastSpan,
@@ -222,7 +222,7 @@ def finish(
                 attrs = {**site.attributes, **st.attributes}
         if isinstance(exc, Exception):  # as the SDK: BaseExceptions are not errors
             try:
-                message = str(exc)[:_MAX_MESSAGE]
+                message = str(exc)[:MAX_MESSAGE]
             except Exception:  # noqa: BLE001
                 message = "<unprintable exception>"
             error = (exception_type_name(exc), message)
