@@ -33,9 +33,9 @@ from opentelemetry.trace import INVALID_SPAN_CONTEXT, SpanContext, SpanKind
 
 from kronicler.db.schema import SpanBatch, canonical_attributes
 from kronicler.otel.records import EXCEPTION_MESSAGE, EXCEPTION_TYPE, error_attributes
+from kronicler.otel.span import MAX_MESSAGE
 
 _M64 = (1 << 64) - 1
-_MAX_MESSAGE = 1024
 _CACHE_LIMIT = 4096
 _DEFAULT_SERVICE = "unknown_service"
 
@@ -72,7 +72,7 @@ def _exception_of(events: Iterable[Any]) -> tuple[str, str] | None:
     attrs = found.attributes or {}
     return (
         str(attrs.get(EXCEPTION_TYPE, "")),
-        str(attrs.get(EXCEPTION_MESSAGE, ""))[:_MAX_MESSAGE],
+        str(attrs.get(EXCEPTION_MESSAGE, ""))[:MAX_MESSAGE],
     )
 
 

@@ -49,8 +49,8 @@ from kronicler.otel import ids
 from kronicler.otel.pipeline import Pipeline
 from kronicler.otel.records import FullRecord, Site, error_attributes
 from kronicler.otel.span import (
-    MAX_MESSAGE,
     ENDED,
+    MAX_MESSAGE,
     FastSpan,
     ForeignFastSpan,
     SpanState,
