@@ -220,7 +220,7 @@ class Database:
 
     def _chunk_summary(self, reader: SegmentReader, chunk: ChunkInfo) -> ChunkSummary:
         with self._pool.read_page((reader.id, chunk.seq, "summary")) as guard:
-            cached: _Cached = guard.data  # type: ignore[assignment]
+            cached: _Cached = guard.data
             return cached.value
 
     def _chunk_columns(
