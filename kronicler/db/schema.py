@@ -147,6 +147,11 @@ class SpanBatch:
         )  # fmt: skip
 
 
+def _constant(value: int, n: int, dtype: type) -> np.ndarray:
+    """A read-only length-n array of one value that takes no memory per row (zero stride)."""
+    return np.broadcast_to(np.array(value, dtype=dtype), (n,))
+
+
 def _check_len(what: str, got: int, n: int) -> None:
     if got != n:
         raise ValueError(f"{what} has {got} values but names has {n}")
@@ -192,7 +197,7 @@ def _int_column(what: str, values: Any, n: int) -> np.ndarray:
 
 def _small_column(what: str, values: Any, n: int, default: int, top: int) -> np.ndarray:
     if values is None:
-        return np.full(n, default, dtype=np.uint8)
+        return _constant(default, n, np.uint8)
     if isinstance(values, (int, np.integer)) and not isinstance(values, bool):
         values = np.full(n, int(values))
     arr = _int_column(what, [int(v) for v in values] if not isinstance(values, np.ndarray)
@@ -220,7 +225,7 @@ def _as_int_id(what: str, v: Any, bits: int) -> int:
 
 def _id64_column(what: str, values: Any, n: int) -> np.ndarray:
     if values is None:
-        return np.zeros(n, dtype=np.uint64)
+        return _constant(0, n, np.uint64)
     if isinstance(values, np.ndarray) and values.dtype.kind in "iu" and values.ndim == 1:
         _check_len(what, len(values), n)
         if values.dtype.kind == "i" and values.size and int(values.min()) < 0:
@@ -233,8 +238,7 @@ def _id64_column(what: str, values: Any, n: int) -> np.ndarray:
 
 def _trace_column(values: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     if values is None:
-        z = np.zeros(n, dtype=np.uint64)
-        return z, z.copy()
+        return _constant(0, n, np.uint64), _constant(0, n, np.uint64)
     if isinstance(values, np.ndarray) and values.dtype == np.uint8 and values.ndim == 2:
         if values.shape[1] != 16:
             raise ValueError(f"trace_id must be 16 bytes per row, got shape {values.shape}")

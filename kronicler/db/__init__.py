@@ -1,0 +1,17 @@
+"""Kronicler's embedded columnar span store.
+
+``Database`` is the one entry point; the modules below it are its parts (schema, codecs, pages,
+segments, the write queue, summaries, the bufferpool), each usable and tested on its own.
+"""
+
+from __future__ import annotations
+
+from kronicler.db.database import DEFAULT_PATH, Database
+from kronicler.db.scan import FunctionSummary, Scan, TimeRange
+from kronicler.db.schema import SpanBatch
+from kronicler.db.stats import Call, Stats
+
+__all__ = [
+    "DEFAULT_PATH", "Call", "Database", "FunctionSummary", "Scan", "SpanBatch", "Stats",
+    "TimeRange",
+]  # fmt: skip

@@ -1,0 +1,136 @@
+"""Chunks: a run of rows written as one page per column, a dictionary page and a summary page.
+
+Sealing a chunk computes, per function present, a mergeable summary of its durations plus its error
+count and first/last start time (the "summary page"). Queries over whole chunks merge these and never
+touch the column pages; only chunks cut by a time range are decoded.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from struct import Struct
+
+import numpy as np
+import zstandard
+
+from kronicler.db import codec
+from kronicler.db.page import DICT_PAGE, SUMMARY_PAGE, build_page
+from kronicler.db.schema import COLUMN_IDS, COLUMNS, STATUS_ERROR
+from kronicler.db.summary import Summary, summarize_groups
+from kronicler.db.summary_codec import decode_summaries, encode_summaries
+
+_SUMMARY_HEAD = Struct("<IIIII")  # entries, then byte lengths of codes, errors, first, last
+
+_zc = zstandard.ZstdCompressor(level=3)
+_zd = zstandard.ZstdDecompressor()
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkSummary:
+    """Per-function statistics of one chunk, in local name codes.
+
+    Fields:
+        codes: name codes present in the chunk (uint32, ascending).
+        summaries: one Summary per code.
+        errors: calls with status ERROR per code.
+        first_start, last_start: earliest and latest start time per code.
+    """
+
+    codes: np.ndarray
+    summaries: list[Summary]
+    errors: np.ndarray
+    first_start: np.ndarray
+    last_start: np.ndarray
+
+    @property
+    def max_duration(self) -> np.ndarray:
+        return np.array([s.max for s in self.summaries], dtype=np.int64)
+
+
+def summarize(columns: dict[str, np.ndarray]) -> ChunkSummary:
+    """Per-function summary of a set of rows (local name codes)."""
+    names = columns["name"].astype(np.int64)
+    n_groups = int(names.max()) + 1 if names.size else 0
+    per_group = summarize_groups(names, columns["duration"], n_groups)
+    codes = np.array([g for g, s in enumerate(per_group) if s is not None], dtype=np.uint32)
+    summaries = [s for s in per_group if s is not None]
+    errors = np.bincount(names[columns["status"] == STATUS_ERROR], minlength=n_groups)[codes]
+    start = columns["start"]
+    first = np.full(n_groups, np.iinfo(np.int64).max, dtype=np.int64)
+    last = np.full(n_groups, np.iinfo(np.int64).min, dtype=np.int64)
+    np.minimum.at(first, names, start)
+    np.maximum.at(last, names, start)
+    return ChunkSummary(codes, summaries, errors.astype(np.int64), first[codes], last[codes])
+
+
+def encode_summary(cs: ChunkSummary) -> bytes:
+    parts = [
+        codec.encode(cs.codes, codec.CODEC_NARROW),
+        codec.encode(cs.errors, codec.CODEC_NARROW),
+        codec.encode(cs.first_start, codec.CODEC_RAW),
+        codec.encode(cs.last_start, codec.CODEC_RAW),
+    ]
+    head = _SUMMARY_HEAD.pack(len(cs.codes), *(len(p) for p in parts))
+    body = encode_summaries(list(zip(cs.codes.tolist(), cs.summaries, strict=True)))
+    return head + b"".join(parts) + body
+
+
+def decode_summary(data: bytes | memoryview) -> ChunkSummary:
+    n, *lengths = _SUMMARY_HEAD.unpack_from(data, 0)
+    view = memoryview(data)
+    pos = _SUMMARY_HEAD.size
+    arrays = []
+    for length, dtype in zip(lengths, (np.uint32, np.int64, np.int64, np.int64), strict=True):
+        arrays.append(codec.decode(view[pos : pos + length], np.dtype(dtype)))
+        pos += length
+    entries = decode_summaries(bytes(view[pos:]))
+    summaries = [s for _, s in entries]
+    if len(summaries) != n:
+        raise ValueError(f"summary page holds {len(summaries)} summaries, header says {n}")
+    return ChunkSummary(arrays[0], summaries, arrays[1], arrays[2], arrays[3])
+
+
+def encode_entries(entries: dict[str, list[tuple[int, str]]]) -> bytes:
+    return _zc.compress(json.dumps(entries, separators=(",", ":")).encode())
+
+
+def decode_entries(data: bytes | memoryview) -> dict[str, list[tuple[int, str]]]:
+    raw = json.loads(_zd.decompress(bytes(data)))
+    return {k: [(int(c), str(t)) for c, t in v] for k, v in raw.items()}
+
+
+def encode_chunk(
+    seq: int,
+    columns: dict[str, np.ndarray],
+    entries: dict[str, list[tuple[int, str]]],
+    summary: ChunkSummary,
+) -> bytes:
+    """All pages of one chunk, in file order: columns, dictionary, summary (last)."""
+    rows = len(columns["start"])
+    pages = []
+    for name in COLUMNS:
+        values = columns[name]
+        if name == "parent_span_id":
+            payload = codec.encode_parents(values, columns["span_id"])
+        else:
+            payload = codec.encode(values, codec.COLUMN_CODECS[name])
+        lo = hi = 0
+        if name in ("start", "duration") and rows:
+            lo, hi = int(values.min()), int(values.max())
+        pages.append(build_page(COLUMN_IDS[name], seq, rows, payload, lo, hi))
+    pages.append(build_page(DICT_PAGE, seq, rows, encode_entries(entries)))
+    start = columns["start"]
+    lo, hi = (int(start.min()), int(start.max())) if rows else (0, 0)
+    pages.append(build_page(SUMMARY_PAGE, seq, rows, encode_summary(summary), lo, hi))
+    return b"".join(pages)
+
+
+def decode_column(
+    name: str, payload: bytes | memoryview, span_ids: np.ndarray | None
+) -> np.ndarray:
+    """Decode one column page; ``parent_span_id`` needs the chunk's span ids."""
+    if name == "parent_span_id":
+        assert span_ids is not None
+        return codec.decode_parents(payload, span_ids)
+    return codec.decode(payload, COLUMNS[name])

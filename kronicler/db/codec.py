@@ -1,0 +1,226 @@
+"""Column encodings: integer arrays in, compact bytes out, and back, all vectorised.
+
+Every codec is a pipeline of cheap numpy transforms followed by zstandard:
+
+* ``narrow``: store integers in the fewest whole bytes that hold the largest value (1, 2, 4 or 8);
+* ``delta``: consecutive differences, zig-zag mapped so small negative steps stay small (start times);
+* ``shuffle``: transpose the bytes of a fixed-width array so that byte 0 of every value comes first,
+  then byte 1, and so on; high bytes are mostly zero and compress to nothing (the Blosc idea);
+* ``table``: distinct values once, plus a small per-row index (trace ids shared by a trace's spans);
+* ``const``: one value for the whole page.
+
+Zstandard at a low level decodes at memory speed, so encoded pages cost little to read back. The codec
+is chosen per column (see :data:`COLUMN_CODECS`) from measurements on realistic spans; a codec falls
+back to the plain form when compression does not pay.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Final
+
+import numpy as np
+import zstandard
+
+CODEC_RAW: Final = 0
+CODEC_CONST: Final = 1
+CODEC_NARROW: Final = 2
+CODEC_DELTA: Final = 3
+CODEC_TABLE: Final = 4
+CODEC_REF: Final = 5  # parent span ids as references to rows of the same page (see encode_parents)
+
+_ZSTD_LEVEL = 3
+_WIDTHS = (1, 2, 4, 8)
+# Flags byte that follows the codec id: bit 0 = zstd-compressed, bits 4..7 = byte width.
+_HEAD = struct.Struct("<BBxxI")  # codec, flags, item count
+assert _HEAD.size == 8
+
+_compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
+_decompressor = zstandard.ZstdDecompressor()
+
+
+def _width(max_value: int) -> int:
+    for w in _WIDTHS:
+        if max_value < (1 << (8 * w)):
+            return w
+    return 8
+
+
+def _pack_uint(values: np.ndarray) -> tuple[int, bytes]:
+    """Narrow non-negative integers to their byte width and shuffle the bytes; returns (width, raw)."""
+    if values.size == 0:
+        return 1, b""
+    width = _width(int(values.max()))
+    narrow = values.astype(f"<u{width}", copy=False)
+    if width == 1:
+        return 1, narrow.tobytes()
+    shuffled = narrow.view(np.uint8).reshape(-1, width).T
+    return width, np.ascontiguousarray(shuffled).tobytes()
+
+
+def _unpack_uint(raw: bytes, width: int, count: int) -> np.ndarray:
+    planes = np.frombuffer(raw, dtype=np.uint8, count=count * width)
+    if width == 1:
+        return planes.astype(np.uint64)
+    narrow = np.ascontiguousarray(planes.reshape(width, count).T).view(f"<u{width}")
+    return narrow.reshape(count).astype(np.uint64)
+
+
+def _squeeze(raw: bytes) -> tuple[int, bytes]:
+    """Compress when it pays; returns (flag, payload)."""
+    if len(raw) < 64:
+        return 0, raw
+    packed = _compressor.compress(raw)
+    return (1, packed) if len(packed) < len(raw) else (0, raw)
+
+
+def _unsqueeze(flag: int, payload: bytes | memoryview, size: int) -> bytes:
+    if flag & 1:
+        return _decompressor.decompress(payload, max_output_size=size)
+    return bytes(payload)
+
+
+def zigzag(values: np.ndarray) -> np.ndarray:
+    v = values.astype(np.int64, copy=False)
+    return ((v << 1) ^ (v >> 63)).view(np.uint64)
+
+
+def unzigzag(values: np.ndarray) -> np.ndarray:
+    u = values.astype(np.uint64, copy=False)
+    return ((u >> np.uint64(1)).view(np.int64)) ^ -((u & np.uint64(1)).view(np.int64))
+
+
+def _as_u64(values: np.ndarray) -> np.ndarray:
+    """Reinterpret any integer array as uint64 bit patterns (lossless)."""
+    if values.dtype.kind == "i":
+        return values.astype(np.int64, copy=False).view(np.uint64)
+    return values.astype(np.uint64, copy=False)
+
+
+def encode(values: np.ndarray, codec: int) -> bytes:
+    """Encode a 1-D integer array with ``codec`` (or CONST when every value is equal)."""
+    n = int(values.size)
+    u = _as_u64(values)
+    if n and bool((u == u[0]).all()):
+        return _HEAD.pack(CODEC_CONST, 0, n) + struct.pack("<Q", int(u[0]))
+    if codec == CODEC_RAW:
+        return _HEAD.pack(CODEC_RAW, 0, n) + u.astype("<u8").tobytes()
+    if codec == CODEC_NARROW:
+        width, raw = _pack_uint(u)
+        flag, body = _squeeze(raw)
+        return _HEAD.pack(CODEC_NARROW, flag | width << 4, n) + body
+    if codec == CODEC_DELTA:
+        first = int(u[0]) if n else 0
+        steps = zigzag(np.diff(u.view(np.int64))) if n > 1 else np.zeros(0, np.uint64)
+        width, raw = _pack_uint(steps)
+        flag, body = _squeeze(raw)
+        return _HEAD.pack(CODEC_DELTA, flag | width << 4, n) + struct.pack("<Q", first) + body
+    if codec == CODEC_TABLE:
+        table, first_pos, inverse = np.unique(u, return_index=True, return_inverse=True)
+        # Renumber distinct values by first appearance so the index mostly counts up by 0 or 1.
+        order = np.argsort(first_pos, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        index = rank[inverse.reshape(-1)].astype(np.int64)
+        steps = zigzag(np.diff(index, prepend=0))
+        width, raw_index = _pack_uint(steps)
+        table_raw = table[order].astype("<u8").tobytes()
+        flag, body = _squeeze(table_raw + raw_index)
+        head = _HEAD.pack(CODEC_TABLE, flag | width << 4, n)
+        return head + struct.pack("<II", order.size, len(table_raw) + len(raw_index)) + body
+    raise ValueError(f"unknown codec {codec!r}")
+
+
+def decode(data: bytes | memoryview, dtype: np.dtype) -> np.ndarray:
+    """Inverse of :func:`encode`; returns an array of ``dtype``."""
+    codec, flags, n = _HEAD.unpack_from(data, 0)
+    body = memoryview(data)[_HEAD.size :]
+    width = flags >> 4
+    if codec == CODEC_CONST:
+        (value,) = struct.unpack_from("<Q", body, 0)
+        out = np.full(n, value, dtype=np.uint64)
+    elif codec == CODEC_RAW:
+        out = np.frombuffer(body, dtype="<u8", count=n).astype(np.uint64)
+    elif codec == CODEC_NARROW:
+        out = _unpack_uint(_unsqueeze(flags, body, n * width), width, n)
+    elif codec == CODEC_DELTA:
+        (first,) = struct.unpack_from("<Q", body, 0)
+        steps = _unpack_uint(_unsqueeze(flags, body[8:], (n - 1) * width), width, max(n - 1, 0))
+        out = np.empty(n, dtype=np.int64)
+        if n:
+            out[0] = np.uint64(first).view(np.int64)
+            np.cumsum(unzigzag(steps), out=out[1:])
+            out[1:] += out[0]
+        out = out.view(np.uint64)
+    elif codec == CODEC_TABLE:
+        distinct, size = struct.unpack_from("<II", body, 0)
+        raw = _unsqueeze(flags, body[8:], size)
+        table = np.frombuffer(raw, dtype="<u8", count=distinct)
+        steps = _unpack_uint(raw[distinct * 8 :], width, n)
+        index = np.cumsum(unzigzag(steps))
+        out = table[index].astype(np.uint64)
+    else:
+        raise ValueError(f"unknown codec id {codec} in page")
+    return out.view(np.int64).astype(dtype) if dtype.kind == "i" else out.astype(dtype)
+
+
+def encode_parents(parents: np.ndarray, span_ids: np.ndarray) -> bytes:
+    """Parent span ids as signed row distances to the parent's row within the same page.
+
+    A child span usually sits a few rows from its parent (children end, and are exported, just
+    before their parent), so the distance takes a byte where the id takes eight. Code 0 means no
+    parent; parents not found in the page go to an exception list.
+    """
+    n = int(parents.size)
+    parents = parents.astype(np.uint64, copy=False)
+    order = np.argsort(span_ids, kind="stable")
+    sorted_ids = span_ids[order]
+    pos = np.searchsorted(sorted_ids, parents)
+    pos_clipped = np.minimum(pos, max(n - 1, 0))
+    found = (
+        (n > 0) & (sorted_ids[pos_clipped] == parents) & (parents != 0) if n else np.zeros(0, bool)
+    )
+    rows = np.arange(n, dtype=np.int64)
+    codes = np.zeros(n, dtype=np.uint64)
+    dist = rows - order[pos_clipped].astype(np.int64)
+    codes[found] = zigzag(dist[found]) + np.uint64(2)
+    missing = (parents != 0) & ~found
+    codes[missing] = 1
+    exceptions = parents[missing].astype("<u8").tobytes()
+    width, raw = _pack_uint(codes)
+    flag, body = _squeeze(raw + exceptions)
+    head = _HEAD.pack(CODEC_REF, flag | width << 4, n)
+    return head + struct.pack("<II", int(missing.sum()), len(raw) + len(exceptions)) + body
+
+
+def decode_parents(data: bytes | memoryview, span_ids: np.ndarray) -> np.ndarray:
+    codec, flags, n = _HEAD.unpack_from(data, 0)
+    if codec != CODEC_REF:
+        return decode(data, np.dtype(np.uint64))
+    body = memoryview(data)[_HEAD.size :]
+    n_missing, size = struct.unpack_from("<II", body, 0)
+    width = flags >> 4
+    raw = _unsqueeze(flags, body[8:], size)
+    codes = _unpack_uint(raw, width, n)
+    out = np.zeros(n, dtype=np.uint64)
+    is_ref = codes >= 2
+    rows = np.nonzero(is_ref)[0]
+    out[is_ref] = span_ids[rows - unzigzag(codes[is_ref] - np.uint64(2))]
+    out[codes == 1] = np.frombuffer(raw, dtype="<u8", count=n_missing, offset=n * width)
+    return out
+
+
+#: The codec chosen for each physical column (measured with bench/bench_codecs.py).
+COLUMN_CODECS: dict[str, int] = {
+    "name": CODEC_NARROW,
+    "start": CODEC_DELTA,
+    "duration": CODEC_NARROW,
+    "status": CODEC_NARROW,
+    "kind": CODEC_NARROW,
+    "service": CODEC_NARROW,
+    "trace_hi": CODEC_TABLE,
+    "trace_lo": CODEC_TABLE,
+    "span_id": CODEC_RAW,
+    "parent_span_id": CODEC_REF,
+    "attributes": CODEC_NARROW,
+}

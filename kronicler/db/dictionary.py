@@ -1,0 +1,59 @@
+"""Dictionary encoding of text columns (function names, services, attribute sets).
+
+Each segment numbers the distinct texts it has seen, in order of first appearance, so a column of
+names becomes a column of small integers that compress to a byte or less per row. Codes are local to
+their segment; readers map them to one global numbering per query.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Dictionary:
+    """Text -> code, growing as new texts appear. Not thread-safe: one writer thread owns it."""
+
+    __slots__ = ("codes", "values")
+
+    def __init__(self) -> None:
+        self.codes: dict[str, int] = {}
+        self.values: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Codes of ``texts`` (uint32), adding unseen texts."""
+        n = len(texts)
+        if n == 0:
+            return np.zeros(0, dtype=np.uint32)
+        first = texts[0]
+        if texts.count(first) == n:  # one value for the whole batch: the common case for services
+            return np.full(n, self._code(first), dtype=np.uint32)
+        codes = self.codes
+        try:
+            return np.fromiter(map(codes.__getitem__, texts), dtype=np.uint32, count=n)
+        except KeyError:
+            for text in dict.fromkeys(texts):
+                self._code(text)
+            return np.fromiter(map(codes.__getitem__, texts), dtype=np.uint32, count=n)
+
+    def _code(self, text: str) -> int:
+        code = self.codes.get(text)
+        if code is None:
+            code = self.codes[text] = len(self.values)
+            self.values.append(text)
+        return code
+
+    def define(self, code: int, text: str) -> None:
+        """Record an entry read back from storage."""
+        if code == len(self.values):
+            self.values.append(text)
+            self.codes[text] = code
+        elif code > len(self.values):
+            self.values.extend([""] * (code - len(self.values)))
+            self.values.append(text)
+            self.codes[text] = code
+        else:
+            self.values[code] = text
+            self.codes.setdefault(text, code)

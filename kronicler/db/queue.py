@@ -1,0 +1,162 @@
+"""The write queue: application threads hand batches to one background writer thread.
+
+``put`` never blocks and never raises: it takes a lock for the time of a list append, and when the
+queue already holds ``capacity_rows`` rows the batch is dropped and counted instead. The writer
+thread takes everything queued at once, so it works in large, cheap steps however small the batches.
+
+Durability is tracked with sequence numbers: every accepted batch gets one; ``flush`` asks the writer
+to commit and waits until the committed sequence reaches the one it saw. The writer also commits on
+its own at least every ``flush_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from functools import partial
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_CAPACITY_ROWS = 1_000_000
+DEFAULT_FLUSH_INTERVAL = 1.0
+
+
+class WriteQueue(Generic[T]):
+    """Bounded hand-off to a writer thread that calls ``consume(items)`` then ``commit()``.
+
+    ``consume`` receives every item queued since its last call; ``commit`` must make them durable.
+    Exceptions from either are logged (once per kind) and the items are counted as lost.
+    """
+
+    def __init__(
+        self,
+        consume: Callable[[list[T]], None],
+        commit: Callable[[], None],
+        *,
+        size_of: Callable[[T], int] = len,  # type: ignore[assignment]
+        capacity_rows: int = DEFAULT_CAPACITY_ROWS,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        name: str = "kronicler-writer",
+    ) -> None:
+        if capacity_rows <= 0:
+            raise ValueError(f"capacity_rows must be positive, got {capacity_rows}")
+        if flush_interval <= 0:
+            raise ValueError(f"flush_interval must be positive, got {flush_interval}")
+        self._consume = consume
+        self._commit = commit
+        self._size_of = size_of
+        self.capacity_rows = capacity_rows
+        self.flush_interval = flush_interval
+        self._name = name
+        # _lock protects every field below it.
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._done = threading.Condition(self._lock)
+        self._items: list[T] = []
+        self._queued_rows = 0
+        self._seq = 0  # sequence number of the last accepted item
+        self._committed = 0  # every item up to this sequence number is durable
+        self._flush_wanted = False
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self.dropped = 0
+        self.lost = 0
+        self._errors_logged: set[str] = set()
+
+    def put(self, item: T) -> bool:
+        """Queue ``item``; False (and counted in ``dropped``) when full or closed. Never blocks."""
+        rows = self._size_of(item)
+        with self._lock:
+            if self._closing or self._queued_rows + rows > self.capacity_rows:
+                self.dropped += rows
+                return False
+            self._items.append(item)
+            self._queued_rows += rows
+            self._seq += 1
+            if self._thread is None:
+                self._start()
+            elif self._queued_rows >= self.capacity_rows // 4:
+                self._wake.notify()
+        return True
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._thread.start()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued before the call is durable; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            target = self._seq
+            if self._committed >= target:
+                return True
+            if self._thread is None:
+                self._start()
+            self._flush_wanted = True
+            self._wake.notify()
+            while self._committed < target:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                if self._thread is None or not self._thread.is_alive():
+                    return False
+                self._done.wait(remaining if remaining is not None else 1.0)
+        return True
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush, stop the writer thread; later puts are dropped. Idempotent."""
+        ok = self.flush(timeout)
+        with self._lock:
+            self._closing = True
+            self._wake.notify()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        return ok
+
+    def _run(self) -> None:
+        next_commit = time.monotonic() + self.flush_interval
+        while True:
+            with self._lock:
+                while not (self._items or self._flush_wanted or self._closing):
+                    wait = next_commit - time.monotonic()
+                    if wait <= 0:
+                        break
+                    self._wake.wait(wait)
+                items, self._items = self._items, []
+                self._queued_rows = 0
+                seq = self._seq
+                want_commit = self._flush_wanted or self._closing
+                self._flush_wanted = False
+                closing = self._closing and not items
+            if items:
+                rows = sum(map(self._size_of, items))
+                self._guard("write", partial(self._consume, items), rows)
+            now = time.monotonic()
+            if want_commit or now >= next_commit:
+                self._guard("commit", self._commit, 0)
+                next_commit = now + self.flush_interval
+                with self._lock:
+                    self._committed = max(self._committed, seq)
+                    self._done.notify_all()
+            if closing:
+                return
+
+    def _guard(self, what: str, fn: Callable[[], None], items: int) -> None:
+        try:
+            fn()
+        except Exception as exc:  # the writer thread must survive a full disk or a bad directory
+            self.lost += items
+            if what not in self._errors_logged:
+                self._errors_logged.add(what)
+                log.error("kronicler could not %s spans: %s", what, exc, exc_info=True)
+
+    @property
+    def pending_rows(self) -> int:
+        with self._lock:
+            return self._queued_rows

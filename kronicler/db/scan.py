@@ -1,0 +1,143 @@
+"""Query-side value types: time windows, decoded row sets and per-function summaries.
+
+A :class:`Scan` gathers rows from many segments; each segment numbers its texts (function names,
+services, attribute sets) on its own, so merging maps every segment's codes into one global
+numbering, vectorised with a lookup array per segment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from kronicler.db.schema import COLUMNS, STATUS_ERROR
+from kronicler.db.stats import Stats
+from kronicler.db.summary import Summary
+
+if TYPE_CHECKING:
+    from kronicler.db.reader import SegmentReader
+
+_TEXT = {"name": "name", "service": "service", "attributes": "attributes"}
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    """Rows with ``since <= start < until``; either bound may be open (None)."""
+
+    since: int | None
+    until: int | None
+
+    @classmethod
+    def of(cls, since: int | None, until: int | None) -> TimeRange:
+        for what, v in (("since", since), ("until", until)):
+            if v is not None and (not isinstance(v, (int, np.integer)) or isinstance(v, bool)):
+                raise ValueError(f"{what} must be Unix epoch nanoseconds (int), got {v!r}")
+        if since is not None and until is not None and since > until:
+            raise ValueError(f"since ({since}) is after until ({until})")
+        return cls(None if since is None else int(since), None if until is None else int(until))
+
+    @property
+    def everything(self) -> bool:
+        return self.since is None and self.until is None
+
+    def covers(self, lo: int, hi: int) -> int:
+        """0: [lo, hi] is outside the window; 1: partly inside; 2: wholly inside."""
+        after_start = self.since is None or lo >= self.since
+        before_end = self.until is None or hi < self.until
+        if after_start and before_end:
+            return 2
+        if (self.since is not None and hi < self.since) or (
+            self.until is not None and lo >= self.until
+        ):
+            return 0
+        return 1
+
+    def mask(self, start: np.ndarray) -> np.ndarray:
+        mask = np.ones(start.shape, dtype=bool)
+        if self.since is not None:
+            mask &= start >= self.since
+        if self.until is not None:
+            mask &= start < self.until
+        return mask
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionSummary:
+    """Merged statistics of one function over a query's range.
+
+    Fields:
+        summary: the mergeable latency summary; errors: calls with status ERROR;
+        first_start, last_start: earliest and latest start time (ns).
+    """
+
+    summary: Summary
+    errors: int
+    first_start: int
+    last_start: int
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """Decoded rows. ``name``/``service``/``attributes`` columns hold codes into the lists.
+
+    Fields:
+        columns: column name -> array, all of equal length.
+        names, services, attributes: code -> text (attributes in canonical JSON text).
+    """
+
+    columns: dict[str, np.ndarray]
+    names: list[str]
+    services: list[str]
+    attributes: list[str]
+
+    def __len__(self) -> int:
+        for arr in self.columns.values():
+            return len(arr)
+        return 0
+
+    def exact_stats(self) -> dict[str, Stats]:
+        """Exact statistics per function name (needs the name and duration columns)."""
+        codes, durations = self.columns["name"], self.columns["duration"]
+        status = self.columns.get("status")
+        order = np.argsort(codes, kind="stable")
+        codes_sorted = codes[order]
+        bounds = np.flatnonzero(np.diff(codes_sorted)) + 1
+        out = {}
+        for group in np.split(order, bounds):
+            if group.size == 0:
+                continue
+            errors = 0 if status is None else int((status[group] == STATUS_ERROR).sum())
+            out[self.names[int(codes[group[0]])]] = Stats.from_values(durations[group], errors)
+        return out
+
+
+def merge_scans(
+    pieces: list[tuple[SegmentReader, dict[str, np.ndarray]]], columns: list[str]
+) -> Scan:
+    """One Scan from per-segment row sets, with text codes mapped to a shared numbering."""
+    globals_: dict[str, tuple[list[str], dict[str, int]]] = {k: ([], {}) for k in _TEXT}
+    mapped: dict[str, list[np.ndarray]] = {c: [] for c in columns}
+    lookups: dict[tuple[str, str], np.ndarray] = {}
+    for seg, cols in pieces:
+        for c in columns:
+            arr = cols[c]
+            if c in _TEXT:
+                key = (seg.id, c)
+                table = lookups.get(key)
+                if table is None:
+                    values, index = globals_[c]
+                    local = seg.dicts[c].values
+                    table = np.empty(len(local), dtype=np.uint32)
+                    for code, text in enumerate(local):
+                        g = index.get(text)
+                        if g is None:
+                            g = index[text] = len(values)
+                            values.append(text)
+                        table[code] = g
+                    lookups[key] = table
+                arr = table[arr] if len(arr) else arr.astype(np.uint32)
+            mapped[c].append(arr)
+    out = {c: np.concatenate(p) if p else np.zeros(0, COLUMNS[c]) for c, p in mapped.items()}
+    return Scan(out, globals_["name"][0], globals_["service"][0], globals_["attributes"][0])

@@ -1,0 +1,428 @@
+"""Mergeable latency summaries with a guaranteed 1% relative error on quantiles.
+
+The idea is DDSketch's (Masson, Rim & Lee, VLDB 2019): map every positive duration ``v`` to the
+bucket ``k = ceil(log_gamma(v))`` with ``gamma = (1 + a) / (1 - a)`` and ``a = 0.01``, and keep only
+a count per bucket. Every value in bucket ``k`` lies in ``(gamma**(k-1), gamma**k]``, so answering a
+quantile with the bucket's representative ``2 * gamma**k / (gamma + 1)`` is off by at most ``a``
+relative to the true value at that rank. Durations of exactly zero have no logarithm and are
+counted on their own.
+
+The trade-off: the summary forgets individual values (one count per 2% of value range), and in
+return two summaries merge by adding counts per key. Merging is exact: the summary of a union is
+the merge of the summaries, whatever the split, so per-page summaries answer any time range, any
+set of pages and any number of nodes. Durations are integer nanoseconds, so keys stay within
+``[0, MAX_KEY]`` (about 2,200 buckets span 1 ns to 2**63 ns), which lets merges count with
+``np.bincount`` instead of sorting.
+
+Next to the buckets a summary keeps count, sum, ``m2``, min and max, so mean, variance, min and max
+are exact (up to float rounding) rather than estimated. ``m2`` is the sum of squared deviations
+from the mean, ``sum((x - mean)**2)``; it carries the same information as a raw sum of squares
+(``sumsq = m2 + sum**2 / count``) but merges with Chan et al.'s parallel formula without the
+catastrophic cancellation that ``sumsq - sum**2 / n`` suffers for large, tightly spread durations.
+
+The binary block format for many summaries lives in :mod:`kronicler.db.summary_codec`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+#: The guarantee: every quantile is within this relative error of the exact one.
+RELATIVE_ACCURACY = 0.01
+# The mapping uses a hair less (1e-8 absolute) so that float rounding in log() and pow(), which
+# can misplace a value sitting within ~1e-14 of a bucket boundary, never pushes the error past 1%.
+_MAPPING_ACCURACY = RELATIVE_ACCURACY * (1.0 - 1e-6)
+GAMMA = (1.0 + _MAPPING_ACCURACY) / (1.0 - _MAPPING_ACCURACY)
+_LOG_GAMMA = math.log(GAMMA)
+#: Largest bucket key an int64 duration can map to (2**63 - 1 ns).
+MAX_KEY = math.ceil(math.log(2.0**63) / _LOG_GAMMA)
+_INT64_MAX = np.iinfo(np.int64).max
+# Below this total count, float64 bincount weights add counts exactly.
+_EXACT_FLOAT_COUNT = 2**53
+
+
+def bucket_keys(values: np.ndarray) -> np.ndarray:
+    """Bucket key of each positive duration: ``ceil(log(v) / log(gamma))`` as int32.
+
+    The mapping is part of the on-disk format: changing it invalidates stored summaries.
+    """
+    return np.ceil(np.log(values.astype(np.float64)) / _LOG_GAMMA).astype(np.int32)
+
+
+def bucket_representatives(keys: np.ndarray) -> np.ndarray:
+    """Value reported for each bucket: ``2 * gamma**k / (gamma + 1)``, within 1% of any member.
+
+    Durations are integers, so the representative is also clamped into the integers the bucket
+    can hold; this only moves it closer to every member and makes tiny durations (1-50 ns) exact.
+    """
+    k = keys.astype(np.float64)
+    upper = GAMMA**k
+    rep = 2.0 * upper / (GAMMA + 1.0)
+    lowest_int = np.floor(GAMMA ** (k - 1.0)) + 1.0
+    highest_int = np.floor(upper)
+    return np.minimum(np.maximum(rep, lowest_int), highest_int)
+
+
+def as_durations(values: Any, what: str = "values") -> np.ndarray:
+    """``values`` as a 1-d int64 array of durations >= 0; ValueError naming what is wrong."""
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{what} must be one-dimensional, got shape {arr.shape}")
+    if arr.size == 0:
+        return np.empty(0, dtype=np.int64)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"{what} must be integer nanoseconds, got dtype {arr.dtype}")
+    if arr.dtype.kind == "u" and int(arr.max()) > _INT64_MAX:
+        raise ValueError(f"{what} holds {int(arr.max())}, larger than the int64 maximum")
+    arr = arr.astype(np.int64, copy=False)
+    if int(arr.min()) < 0:
+        raise ValueError(f"{what} must be >= 0, got {int(arr.min())}")
+    return arr
+
+
+def check_quantile(q: Any) -> float:
+    """``q`` as a float in [0, 1]; ValueError naming ``q`` otherwise (NaN included)."""
+    try:
+        qf = float(q)
+    except (TypeError, ValueError):
+        raise ValueError(f"quantile q must be a number in [0, 1], got {q!r}") from None
+    if not 0.0 <= qf <= 1.0:
+        raise ValueError(f"quantile q must be in [0, 1], got {q!r}")
+    return qf
+
+
+def _readonly(arr: np.ndarray) -> np.ndarray:
+    arr.setflags(write=False)
+    return arr
+
+
+_EMPTY_KEYS = _readonly(np.empty(0, dtype=np.int32))
+_EMPTY_COUNTS = _readonly(np.empty(0, dtype=np.int64))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Summary:
+    """A mergeable summary of durations (ns). Immutable; build with the class methods.
+
+    Fields:
+        count: number of durations summarised (zeros included).
+        sum: their sum (float64; exact while below 2**53).
+        m2: sum of squared deviations from the mean (see the module docstring).
+        min, max: smallest and largest duration, or None when count == 0.
+        zero_count: how many durations were exactly 0 (they have no bucket).
+        keys: sorted unique bucket keys of the positive durations (int32, read-only).
+        counts: durations per key (int64, same length as keys, all >= 1, read-only).
+    """
+
+    count: int
+    sum: float
+    m2: float
+    min: int | None
+    max: int | None
+    zero_count: int
+    keys: np.ndarray
+    counts: np.ndarray
+
+    # -- construction ---------------------------------------------------------------------------
+
+    @classmethod
+    def empty(cls) -> Summary:
+        return cls(0, 0.0, 0.0, None, None, 0, _EMPTY_KEYS, _EMPTY_COUNTS)
+
+    @classmethod
+    def from_values(cls, values: Any) -> Summary:
+        """Summary of integer durations >= 0 (any 1-d array-like), in one vectorised pass."""
+        v = as_durations(values)
+        n = int(v.size)
+        if n == 0:
+            return cls.empty()
+        positive = v[v > 0]
+        if positive.size:
+            k = bucket_keys(positive)
+            kmin = int(k.min())
+            dense = np.bincount(k - kmin)
+            present = np.flatnonzero(dense)
+            keys = (present + kmin).astype(np.int32)
+            counts = dense[present].astype(np.int64)
+        else:
+            keys, counts = _EMPTY_KEYS, _EMPTY_COUNTS
+        vf = v.astype(np.float64)
+        total = float(vf.sum())
+        mean = total / n
+        m2 = float(np.square(vf - mean).sum())
+        return cls(
+            n, total, m2, int(v.min()), int(v.max()), n - int(positive.size),
+            _readonly(keys), _readonly(counts),
+        )
+
+    # -- merging --------------------------------------------------------------------------------
+
+    def merge(self, other: Summary) -> Summary:
+        """Summary of both inputs' durations together (a new object)."""
+        return Summary.merge_all((self, other))
+
+    @staticmethod
+    def merge_all(summaries: Iterable[Summary | None]) -> Summary:
+        """Merge many summaries in one vectorised step (None entries are skipped).
+
+        Counts per key add exactly; count, sum, min, max and zero_count combine exactly; m2 uses
+        the k-way form of Chan et al.: ``sum(m2_i) + sum(n_i * (mean_i - mean)**2)``.
+        """
+        items = [s for s in summaries if s is not None and s.count]
+        if not items:
+            return Summary.empty()
+        if len(items) == 1:
+            return items[0]
+        ns = np.array([s.count for s in items], dtype=np.float64)
+        sums = np.array([s.sum for s in items], dtype=np.float64)
+        m2s = np.array([s.m2 for s in items], dtype=np.float64)
+        n = sum(s.count for s in items)
+        total = float(sums.sum())
+        mean = total / n
+        m2 = float(m2s.sum() + (ns * np.square(sums / ns - mean)).sum())
+        keys, counts = _merge_buckets(
+            [s.keys for s in items], [s.counts for s in items], n
+        )
+        return Summary(
+            n, total, m2,
+            min(s.min for s in items),  # type: ignore[type-var]
+            max(s.max for s in items),  # type: ignore[type-var]
+            sum(s.zero_count for s in items),
+            keys, counts,
+        )
+
+    # -- moments --------------------------------------------------------------------------------
+
+    @property
+    def mean(self) -> float | None:
+        return self.sum / self.count if self.count else None
+
+    @property
+    def variance(self) -> float | None:
+        """Sample variance (divides m2 by count - 1); 0.0 for a single duration."""
+        if not self.count:
+            return None
+        return self.m2 / (self.count - 1) if self.count > 1 else 0.0
+
+    @property
+    def stddev(self) -> float | None:
+        """Sample standard deviation (the square root of :attr:`variance`)."""
+        var = self.variance
+        return None if var is None else math.sqrt(var)
+
+    @property
+    def stderr(self) -> float | None:
+        """Standard error of the mean: ``stddev / sqrt(count)``."""
+        sd = self.stddev
+        return None if sd is None else sd / math.sqrt(self.count)
+
+    # -- quantiles ------------------------------------------------------------------------------
+
+    def quantile(self, q: float) -> float | None:
+        """Duration at rank ``floor(q * (count - 1))``, within 1% of the exact one; None if empty.
+
+        The exact counterpart is ``np.quantile(values, q, method="lower")``; q=0 gives min and q=1
+        gives max exactly.
+        """
+        check_quantile(q)
+        return self.quantiles([q])[0]
+
+    def quantiles(self, qs: Sequence[float] | np.ndarray) -> list[float | None]:
+        """:meth:`quantile` for many q at once (one searchsorted over the buckets)."""
+        qarr = np.array([check_quantile(q) for q in qs], dtype=np.float64)
+        if not self.count:
+            return [None] * len(qarr)
+        assert self.min is not None and self.max is not None
+        ranks = np.floor((self.count - 1) * qarr).astype(np.int64)
+        out = np.zeros(len(qarr), dtype=np.float64)
+        in_buckets = ranks >= self.zero_count
+        if in_buckets.any():
+            cumulative = np.cumsum(self.counts)
+            idx = np.searchsorted(cumulative, ranks[in_buckets] - self.zero_count, side="right")
+            reps = bucket_representatives(self.keys[idx])
+            out[in_buckets] = np.clip(reps, self.min, self.max)
+        out[qarr == 0.0] = self.min
+        out[qarr == 1.0] = self.max
+        return [float(x) for x in out]
+
+    def buckets(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Log-scale histogram: (lower bounds, upper bounds, counts); bucket k is (lower, upper].
+
+        Zero durations, if any, come first as the bucket [0, 0].
+        """
+        k = self.keys.astype(np.float64)
+        lower = GAMMA ** (k - 1.0)
+        upper = GAMMA**k
+        counts = self.counts.astype(np.int64)
+        if self.zero_count:
+            lower = np.concatenate(([0.0], lower))
+            upper = np.concatenate(([0.0], upper))
+            counts = np.concatenate(([self.zero_count], counts)).astype(np.int64)
+        return lower, upper, counts
+
+    # -- value semantics ------------------------------------------------------------------------
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Summary):
+            return NotImplemented
+        return (
+            self.count == other.count
+            and self.sum == other.sum
+            and self.m2 == other.m2
+            and self.min == other.min
+            and self.max == other.max
+            and self.zero_count == other.zero_count
+            and np.array_equal(self.keys, other.keys)
+            and np.array_equal(self.counts, other.counts)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # equality is by value over numpy arrays
+
+    def __repr__(self) -> str:
+        return (
+            f"Summary(count={self.count}, sum={self.sum!r}, min={self.min}, max={self.max}, "
+            f"zero_count={self.zero_count}, buckets={len(self.keys)})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form (for shipping a summary between nodes)."""
+        return {
+            "count": self.count, "sum": self.sum, "m2": self.m2, "min": self.min,
+            "max": self.max, "zero_count": self.zero_count,
+            "keys": self.keys.tolist(), "counts": self.counts.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Summary:
+        keys = np.asarray(d["keys"], dtype=np.int32)
+        counts = np.asarray(d["counts"], dtype=np.int64)
+        if keys.shape != counts.shape or (keys.size and np.any(np.diff(keys) <= 0)):
+            raise ValueError("summary keys must be strictly increasing, one count per key")
+        return cls(
+            int(d["count"]), float(d["sum"]), float(d["m2"]),
+            None if d["min"] is None else int(d["min"]),
+            None if d["max"] is None else int(d["max"]),
+            int(d["zero_count"]), _readonly(keys), _readonly(counts),
+        )
+
+
+def _merge_buckets(
+    keys_list: list[np.ndarray], counts_list: list[np.ndarray], total: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Add counts per key over many (keys, counts) pairs; keys come back sorted and unique."""
+    keys = np.concatenate(keys_list)
+    if not keys.size:
+        return _EMPTY_KEYS, _EMPTY_COUNTS
+    counts = np.concatenate(counts_list)
+    kmin = int(keys.min())
+    offsets = keys - kmin
+    if total < _EXACT_FLOAT_COUNT:
+        # Keys span at most MAX_KEY + 1 values, so a dense bincount beats sorting.
+        dense = np.bincount(offsets, weights=counts).astype(np.int64)
+    else:
+        dense = np.zeros(int(offsets.max()) + 1, dtype=np.int64)
+        np.add.at(dense, offsets, counts)
+    present = np.flatnonzero(dense)
+    return (
+        _readonly((present + kmin).astype(np.int32)),
+        _readonly(dense[present]),
+    )
+
+
+def summarize_groups(
+    group_codes: np.ndarray, values: np.ndarray, n_groups: int
+) -> list[Summary | None]:
+    """One Summary per group code in ``range(n_groups)`` (None where a group has no rows).
+
+    One vectorised pass: a radix argsort by group gives contiguous runs for min/max/sum/m2 via
+    ``reduceat``, and (group, key) pairs folded into one int64 are counted with ``bincount``.
+    Only the final construction loops in Python, once per non-empty group.
+    """
+    if isinstance(n_groups, bool) or not isinstance(n_groups, (int, np.integer)) or n_groups < 0:
+        raise ValueError(f"n_groups must be an int >= 0, got {n_groups!r}")
+    n_groups = int(n_groups)
+    v = as_durations(values, "values")
+    codes = np.asarray(group_codes)
+    if codes.ndim != 1 or codes.shape != v.shape:
+        raise ValueError(
+            f"group_codes has shape {codes.shape}, values has shape {v.shape}; they must match"
+        )
+    out: list[Summary | None] = [None] * n_groups
+    if not v.size:
+        return out
+    if codes.dtype.kind not in "iu":
+        raise ValueError(f"group_codes must be integers, got dtype {codes.dtype}")
+    lo, hi = int(codes.min()), int(codes.max())
+    if lo < 0 or hi >= n_groups:
+        bad = lo if lo < 0 else hi
+        raise ValueError(f"group_codes must be in [0, {n_groups}), got {bad}")
+    codes = codes.astype(np.int64, copy=False)
+
+    # Contiguous runs per group; a stable sort of 16-bit codes is a radix sort in numpy.
+    sort_codes = codes.astype(np.uint16) if n_groups <= 1 << 16 else codes
+    order = np.argsort(sort_codes, kind="stable")
+    sorted_values = v[order]
+    sizes = np.bincount(codes, minlength=n_groups)
+    present = np.flatnonzero(sizes)
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))[present]
+    vf = sorted_values.astype(np.float64)
+    sums = np.add.reduceat(vf, starts)
+    mins = np.minimum.reduceat(sorted_values, starts)
+    maxs = np.maximum.reduceat(sorted_values, starts)
+    means = sums / sizes[present]
+    m2s = np.add.reduceat(np.square(vf - np.repeat(means, sizes[present])), starts)
+
+    # (group, key) counts; key -1 stands for the zero durations.
+    keys = np.full(v.size, -1, dtype=np.int64)
+    positive = v > 0
+    keys[positive] = bucket_keys(v[positive])
+    kmin = int(keys[positive].min()) if positive.any() else 0
+    shifted = np.where(positive, keys - kmin + 1, 0)
+    span = int(shifted.max()) + 1
+    combined = codes * span + shifted
+    if (hi + 1) * span <= max(1 << 22, 8 * v.size):
+        dense = np.bincount(combined)
+        pairs = np.flatnonzero(dense)
+        pair_counts = dense[pairs]
+    else:  # very many groups: a dense table would be larger than sorting
+        pairs, pair_counts = np.unique(combined, return_counts=True)
+    pair_group = pairs // span
+    pair_slot = pairs % span
+    zeros = np.zeros(n_groups, dtype=np.int64)
+    is_zero = pair_slot == 0
+    zeros[pair_group[is_zero]] = pair_counts[is_zero]
+    all_keys = (pair_slot[~is_zero] - 1 + kmin).astype(np.int32)
+    all_counts = pair_counts[~is_zero].astype(np.int64)
+    bounds = np.searchsorted(pair_group[~is_zero], np.arange(n_groups + 1))
+    _readonly(all_keys)
+    _readonly(all_counts)
+
+    for i, g in enumerate(present.tolist()):
+        a, b = int(bounds[g]), int(bounds[g + 1])
+        out[g] = Summary(
+            int(sizes[g]), float(sums[i]), float(m2s[i]), int(mins[i]), int(maxs[i]),
+            int(zeros[g]), all_keys[a:b], all_counts[a:b],
+        )
+    return out
+
+
+# The block codec lives in its own module (it imports Summary from here); re-exported so that
+# callers find the whole summary surface in one place.
+from kronicler.db.summary_codec import decode_summaries, encode_summaries  # noqa: E402
+
+__all__ = [
+    "GAMMA",
+    "MAX_KEY",
+    "RELATIVE_ACCURACY",
+    "Summary",
+    "bucket_keys",
+    "bucket_representatives",
+    "decode_summaries",
+    "encode_summaries",
+    "summarize_groups",
+]

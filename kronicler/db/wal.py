@@ -1,0 +1,147 @@
+"""The tail log: rows not yet sealed into a chunk, made durable every flush.
+
+Pages are written a whole chunk (64k rows) at a time, but a process writing slowly must still make
+its rows durable within a second. Those rows go to a per-segment log: each flush appends one record
+holding the rows since the previous record (and any dictionary entries they introduced). When a
+chunk is sealed the log is rewritten, atomically, with only the rows after it.
+
+Each record carries the segment-wide row number of its first row, so a reader can tell which log rows
+already live in sealed chunks (a crash between sealing a chunk and rewriting the log leaves them in
+both places; the reader keeps the chunk's copy). A record torn by a crash fails its checksum; it and
+anything after it are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from struct import Struct
+from typing import Final
+
+import numpy as np
+import zstandard
+
+from kronicler.db.schema import COLUMNS
+
+MAGIC: Final = b"KWAL"
+#: magic, first row number, rows, payload length, crc32 (of the fields before it and the payload)
+RECORD = Struct("<4sQIII")
+assert RECORD.size == 24
+_CRC_AT: Final = RECORD.size - 4
+
+_compressor = zstandard.ZstdCompressor(level=1)
+_decompressor = zstandard.ZstdDecompressor()
+_LEN = Struct("<I")
+
+
+@dataclass(frozen=True, slots=True)
+class WalRecord:
+    """One decoded log record.
+
+    Fields:
+        first_row: segment-wide number of the record's first row.
+        columns: physical column name -> array (dictionary codes for text columns).
+        entries: dictionary name -> list of (code, text) first defined by this record.
+    """
+
+    first_row: int
+    columns: dict[str, np.ndarray]
+    entries: dict[str, list[tuple[int, str]]]
+
+    def __len__(self) -> int:
+        return len(self.columns["start"])
+
+
+def encode_record(
+    first_row: int, columns: dict[str, np.ndarray], entries: dict[str, list[tuple[int, str]]]
+) -> bytes:
+    rows = len(columns["start"])
+    meta = json.dumps(entries, separators=(",", ":")).encode()
+    parts = [_LEN.pack(len(meta)), meta]
+    parts += [np.ascontiguousarray(columns[c], dtype=dt).tobytes() for c, dt in COLUMNS.items()]
+    payload = _compressor.compress(b"".join(parts))
+    head = RECORD.pack(MAGIC, first_row, rows, len(payload), 0)[:_CRC_AT]
+    crc = zlib.crc32(payload, zlib.crc32(head))
+    return head + crc.to_bytes(4, "little") + payload
+
+
+def _decode_payload(first_row: int, rows: int, payload: bytes) -> WalRecord:
+    raw = _decompressor.decompress(payload)
+    (meta_len,) = _LEN.unpack_from(raw, 0)
+    entries = {
+        k: [(int(code), str(text)) for code, text in v]
+        for k, v in json.loads(raw[4 : 4 + meta_len]).items()
+    }
+    offset = 4 + meta_len
+    columns: dict[str, np.ndarray] = {}
+    for name, dtype in COLUMNS.items():
+        columns[name] = np.frombuffer(raw, dtype=dtype, count=rows, offset=offset)
+        offset += rows * dtype.itemsize
+    return WalRecord(first_row, columns, entries)
+
+
+def read_records(path: Path) -> Iterator[WalRecord]:
+    """Every valid record of the log, stopping at the first torn or damaged one."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return
+    pos = 0
+    while pos + RECORD.size <= len(data):
+        magic, first_row, rows, length, crc = RECORD.unpack_from(data, pos)
+        end = pos + RECORD.size + length
+        if magic != MAGIC or end > len(data):
+            return
+        payload = data[pos + RECORD.size : end]
+        if zlib.crc32(payload, zlib.crc32(data[pos : pos + _CRC_AT])) != crc:
+            return
+        try:
+            yield _decode_payload(first_row, rows, payload)
+        except (zstandard.ZstdError, ValueError):
+            return
+        pos = end
+
+
+class WalWriter:
+    """Appends records to a segment's log; owned by the segment writer's thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def append(self, record: bytes) -> None:
+        os.write(self._fd, record)
+        os.fdatasync(self._fd)
+
+    def rewrite(self, record: bytes | None) -> None:
+        """Atomically replace the log with ``record`` (or an empty log)."""
+        tmp = self.path.with_suffix(".wal.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            if record:
+                os.write(fd, record)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        os.close(self._fd)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+
+    def close(self, *, remove: bool = False) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if remove:
+            self.path.unlink(missing_ok=True)
+
+    def abandon(self) -> None:
+        """Forget the descriptor without touching the file (used in a forked child)."""
+        try:
+            os.close(self._fd)
+        except OSError:
+            pass
+        self._fd = -1

@@ -1,0 +1,161 @@
+"""The segment writer: one per writing process, append-only, no locks shared with anyone.
+
+Each process that writes gets its own segment, named by time, pid and a random tag, made of three
+files: ``<id>.kseg`` (chunks of pages, only ever appended), ``<id>.wal`` (rows not yet in a chunk)
+and ``<id>.meta`` (the chunk directory, replaced atomically). Because no two processes ever write the
+same file, gunicorn workers or a multiprocessing pool share one database directory without locking.
+
+The writer is driven by a single thread (the write queue's): ``add`` buffers rows, ``seal_full``
+writes every complete chunk, ``commit`` makes everything durable (fsync of the segment, then the
+catalog, then the log).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kronicler.db import wal
+from kronicler.db.chunk import encode_chunk, summarize
+from kronicler.db.dictionary import Dictionary
+from kronicler.db.metadata import save_json
+from kronicler.db.page import CHUNK_ROWS
+from kronicler.db.schema import COLUMNS, SCHEMA_VERSION, SpanBatch
+
+TEXT_COLUMNS = ("name", "service", "attributes")
+
+
+def new_segment_id() -> str:
+    return f"{time.time_ns():016x}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class SegmentWriter:
+    """Buffers, seals and persists the rows of one segment. Used by one thread at a time."""
+
+    def __init__(self, directory: Path, *, chunk_rows: int = CHUNK_ROWS) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.id = new_segment_id()
+        self.data_path = directory / f"{self.id}.kseg"
+        self.meta_path = directory / f"{self.id}.meta"
+        self._chunk_rows = chunk_rows
+        self._fd = os.open(self.data_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._wal = wal.WalWriter(directory / f"{self.id}.wal")
+        self.dicts = {name: Dictionary() for name in TEXT_COLUMNS}
+        # Dictionary codes below these are defined in a sealed chunk / in a chunk or the log.
+        self._in_chunks = dict.fromkeys(TEXT_COLUMNS, 0)
+        self._in_wal = dict.fromkeys(TEXT_COLUMNS, 0)
+        self._tail: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
+        self.tail_rows = 0
+        self._tail_in_wal = 0  # leading tail rows already written to the log
+        self.rows_sealed = 0
+        self._offset = 0
+        self._chunks: list[list[int]] = []
+        self._meta_stale = True
+        self.closed = False
+        self._save_meta()
+
+    def add(self, batch: SpanBatch) -> None:
+        n = len(batch)
+        if n == 0:
+            return
+        tail = self._tail
+        tail["name"].append(self.dicts["name"].encode(batch.names))
+        tail["service"].append(self.dicts["service"].encode(batch.services))
+        tail["attributes"].append(self.dicts["attributes"].encode(batch.attributes))
+        for column in ("start", "duration", "status", "kind", "trace_hi", "trace_lo", "span_id",
+                       "parent_span_id"):  # fmt: skip
+            tail[column].append(getattr(batch, column))
+        self.tail_rows += n
+
+    def _tail_columns(self) -> dict[str, np.ndarray]:
+        """The whole tail as one array per column (consolidating the buffered pieces)."""
+        out = {}
+        for column, pieces in self._tail.items():
+            arr = pieces[0] if len(pieces) == 1 else np.concatenate(pieces).astype(COLUMNS[column])
+            self._tail[column] = [arr]
+            out[column] = arr
+        return out
+
+    def _new_entries(self, since: dict[str, int]) -> dict[str, list[tuple[int, str]]]:
+        entries = {}
+        for name, d in self.dicts.items():
+            if len(d) > since[name]:
+                entries[name] = list(enumerate(d.values[since[name] :], start=since[name]))
+                since[name] = len(d)
+        return entries
+
+    def seal_full(self) -> int:
+        """Write every complete chunk of the tail; returns the number written."""
+        sealed = 0
+        while self.tail_rows >= self._chunk_rows:
+            self._seal(self._chunk_rows)
+            sealed += 1
+        return sealed
+
+    def _seal(self, rows: int) -> None:
+        columns = self._tail_columns()
+        chunk = {c: a[:rows] for c, a in columns.items()}
+        for c, a in columns.items():
+            self._tail[c] = [a[rows:]] if len(a) > rows else []
+        self.tail_rows -= rows
+        self._tail_in_wal = max(0, self._tail_in_wal - rows)
+        entries = self._new_entries(self._in_chunks)
+        data = encode_chunk(len(self._chunks), chunk, entries, summarize(chunk))
+        os.write(self._fd, data)
+        start = chunk["start"]
+        self._chunks.append([self._offset, len(data), rows, self.rows_sealed,
+                             int(start.min()), int(start.max())])  # fmt: skip
+        self._offset += len(data)
+        self.rows_sealed += rows
+        self._meta_stale = True
+
+    def commit(self) -> None:
+        """Make every added row durable: sealed chunks, then the catalog, then the log."""
+        if self._meta_stale:
+            os.fsync(self._fd)
+            self._save_meta()
+            # Everything the tail refers to is now defined in a chunk; the log restarts.
+            self._in_wal = dict(self._in_chunks)
+            self._wal.rewrite(self._record(0) if self.tail_rows else None)
+            self._tail_in_wal = self.tail_rows
+        elif self.tail_rows > self._tail_in_wal:
+            self._wal.append(self._record(self._tail_in_wal))
+            self._tail_in_wal = self.tail_rows
+
+    def _record(self, skip: int) -> bytes:
+        columns = {c: a[skip:] for c, a in self._tail_columns().items()}
+        entries = self._new_entries(self._in_wal)
+        return wal.encode_record(self.rows_sealed + skip, columns, entries)
+
+    def _save_meta(self, *, closed: bool = False) -> None:
+        save_json(self.meta_path, {
+            "segment": self.id, "pid": os.getpid(), "schema_version": SCHEMA_VERSION,
+            "chunk_rows": self._chunk_rows, "closed": closed, "chunks": self._chunks,
+        })  # fmt: skip
+        self._meta_stale = False
+
+    def close(self) -> None:
+        """Seal the remaining rows into a last (short) chunk and retire the log."""
+        if self.closed:
+            return
+        if self.tail_rows:
+            self._seal(self.tail_rows)
+        if self._meta_stale:
+            os.fsync(self._fd)
+        self._save_meta(closed=True)
+        self._wal.close(remove=True)
+        os.close(self._fd)
+        self.closed = True
+
+    def abandon(self) -> None:
+        """Drop file descriptors without writing (a forked child must not touch its parent's files)."""
+        self._wal.abandon()
+        try:
+            os.close(self._fd)
+        except OSError:
+            pass
+        self.closed = True

@@ -1,0 +1,231 @@
+"""The Database's public contract, exercised on real files in temporary directories."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kronicler.db import Database, Stats
+from kronicler.errors import ClosedError, SchemaVersionError
+
+from .conftest import BASE_NS, make_rows
+
+
+def exact_lower(values: np.ndarray, q: float) -> float:
+    return float(np.sort(values)[int(np.floor(q * (len(values) - 1)))])
+
+
+def open_db(path, **kw) -> Database:
+    kw.setdefault("chunk_rows", 2048)
+    return Database.open(path, **kw)
+
+
+def test_open_creates_directory_and_is_empty(tmp_path):
+    path = tmp_path / "nested" / "db"
+    with open_db(path) as db:
+        assert path.is_dir()
+        assert db.functions() == []
+        assert db.stats() == {}
+        assert db.stats("missing").count == 0
+        assert db.slowest() == []
+        assert db.time_range() is None
+
+
+def test_stats_agree_with_exact_values(tmp_path):
+    batch = make_rows(20_000, seed=1)
+    with open_db(tmp_path) as db:
+        db.append(**batch)
+        assert db.flush(10)
+        names = np.array(batch["names"])
+        durations = batch["duration_ns"]
+        stats = db.stats()
+        assert sorted(stats) == db.functions() == sorted(set(batch["names"]))
+        for name, st in stats.items():
+            mine = durations[names == name]
+            assert st.count == len(mine)
+            assert st.errors == int((batch["status"][names == name] == 2).sum())
+            assert st.min == mine.min() and st.max == mine.max()
+            assert st.mean == pytest.approx(mine.mean(), rel=1e-9)
+            assert st.stddev == pytest.approx(mine.std(ddof=1), rel=1e-6)
+            assert st.stderr == pytest.approx(mine.std(ddof=1) / np.sqrt(len(mine)), rel=1e-6)
+            for field, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999)):
+                exact = exact_lower(mine, q)
+                assert abs(getattr(st, field) - exact) <= 0.01 * exact, (name, field)
+            assert abs(st.quantile(0.75) - exact_lower(mine, 0.75)) <= 0.01 * exact_lower(
+                mine, 0.75
+            )
+        exact = db.stats(exact=True)
+        for name, st in exact.items():
+            mine = durations[names == name]
+            assert st.exact and st.count == len(mine)
+            assert st.p99 == exact_lower(mine, 0.99)
+            assert st.quantile(0.5) == exact_lower(mine, 0.5)
+
+
+def test_time_range_queries_match_a_filter_of_the_rows(tmp_path):
+    batch = make_rows(30_000, seed=2)
+    with open_db(tmp_path) as db:
+        db.append(**batch)
+        db.flush()
+        start = batch["start_unix_nano"]
+        since, until = int(start[3333]), int(start[21111])
+        names = np.array(batch["names"])
+        mask = (start >= since) & (start < until)
+        for name in set(batch["names"]):
+            want = batch["duration_ns"][mask & (names == name)]
+            got = db.stats(name, since=since, until=until)
+            assert got.count == len(want)
+            assert got.max == want.max() and got.min == want.min()
+            assert abs(got.p90 - exact_lower(want, 0.9)) <= 0.01 * exact_lower(want, 0.9)
+            exact = db.stats(name, since=since, until=until, exact=True)
+            assert exact.p90 == exact_lower(want, 0.9)
+        fs = db.summaries(since=since, until=until)
+        assert sum(f.summary.count for f in fs.values()) == int(mask.sum())
+        assert min(f.first_start for f in fs.values()) == int(start[mask].min())
+
+
+def test_slowest_returns_the_k_largest_with_ids_and_attributes(tmp_path):
+    batch = make_rows(10_000, seed=3)
+    with open_db(tmp_path) as db:
+        db.append(**batch)
+        db.flush()
+        calls = db.slowest(k=5)
+        order = np.argsort(-batch["duration_ns"], kind="stable")[:5]
+        assert [c.duration for c in calls] == batch["duration_ns"][order].tolist()
+        top = calls[0]
+        i = int(order[0])
+        assert top.name == batch["names"][i]
+        assert top.start == int(batch["start_unix_nano"][i])
+        assert top.span_id == int(batch["span_id"][i])
+        assert top.parent_span_id == int(batch["parent_span_id"][i])
+        assert top.trace_id == batch["trace_id"][i]
+        assert top.attributes == batch["attributes"][i]
+        assert top.service == "checkout"
+        name = batch["names"][0]
+        mine = np.sort(batch["duration_ns"][np.array(batch["names"]) == name])[::-1][:3]
+        assert [c.duration for c in db.slowest(name, k=3)] == mine.tolist()
+        since = int(batch["start_unix_nano"][5000])
+        late = db.slowest(k=4, since=since)
+        want = np.sort(batch["duration_ns"][batch["start_unix_nano"] >= since])[::-1][:4]
+        assert [c.duration for c in late] == want.tolist()
+
+
+def test_scan_returns_filtered_rows_with_text_tables(tmp_path):
+    batch = make_rows(6_000, seed=4)
+    with open_db(tmp_path) as db:
+        db.append(**batch)
+        db.flush()
+        scan = db.scan(["name", "duration", "attributes", "service"], names=["app.f1"])
+        names = np.array(batch["names"])
+        assert len(scan) == int((names == "app.f1").sum())
+        assert {scan.names[c] for c in np.unique(scan.columns["name"])} == {"app.f1"}
+        assert sorted(scan.columns["duration"]) == sorted(batch["duration_ns"][names == "app.f1"])
+        assert set(scan.services) == {"checkout"}
+        assert len(scan.attributes) == 3
+
+
+def test_bad_input_raises_value_error_and_stores_nothing(tmp_path):
+    with open_db(tmp_path) as db:
+        db.append(["ok"], [BASE_NS], [5])
+        db.flush()
+        bad_batches = [
+            (["a", "b"], [1], [1, 2]),  # length mismatch
+            (["a"], [1], [-5]),  # negative duration
+            (["a"], [1.5], [3]),  # wrong dtype
+            ([3], [1], [3]),  # name not text
+            (["a"], np.array([1.0]), [3]),
+        ]
+        for names, start, dur in bad_batches:
+            with pytest.raises(ValueError):
+                db.append(names, start, dur)
+        with pytest.raises(ValueError, match="status"):
+            db.append(["a"], [1], [1], status=[7])
+        with pytest.raises(ValueError, match="trace_id"):
+            db.append(["a"], [1], [1], trace_id=[b"short"])
+        with pytest.raises(ValueError, match="unknown column"):
+            db.append(["a"], [1], [1], colour=["red"])
+        with pytest.raises(ValueError, match="since"):
+            db.stats(since=10, until=5)
+        with pytest.raises(ValueError, match="k must"):
+            db.slowest(k=0)
+        with pytest.raises(ValueError, match="quantile"):
+            db.stats("ok").quantile(1.5)
+        db.flush()
+        assert db.functions() == ["ok"]
+        assert db.stats("ok").count == 1
+
+
+def test_restart_sees_everything_flushed(tmp_path):
+    batch = make_rows(9_000, seed=5)
+    with open_db(tmp_path) as db:
+        db.append(**batch)
+        db.flush()
+        before = db.stats()
+    with open_db(tmp_path) as db:
+        after = db.stats()
+    assert {k: (v.count, v.p99, v.max) for k, v in before.items()} == {
+        k: (v.count, v.p99, v.max) for k, v in after.items()
+    }
+
+
+def test_two_databases_on_one_directory_write_separate_segments(tmp_path):
+    a, b = open_db(tmp_path), open_db(tmp_path)
+    a.append(["x"] * 10, np.arange(10) + BASE_NS, np.arange(10))
+    b.append(["y"] * 20, np.arange(20) + BASE_NS, np.arange(20))
+    a.flush(), b.flush()
+    assert a.functions() == b.functions() == ["x", "y"]
+    assert b.stats("x").count == 10 and a.stats("y").count == 20
+    a.close(), b.close()
+    assert len(list((tmp_path / "segments").glob("*.kseg"))) == 2
+
+
+def test_full_queue_drops_and_counts_without_blocking(tmp_path):
+    db = Database.open(tmp_path, queue_rows=100)
+    accepted = sum(
+        db.append(["f"] * 60, np.arange(60) + BASE_NS, np.ones(60, int)) for _ in range(50)
+    )
+    db.flush()
+    assert accepted + db.dropped == 3000
+    assert db.stats("f").count == accepted
+    db.close()
+
+
+def test_closed_database_refuses_work(tmp_path):
+    db = open_db(tmp_path)
+    db.close()
+    db.close()  # idempotent
+    with pytest.raises(ClosedError):
+        db.append(["f"], [1], [1])
+    with pytest.raises(ClosedError):
+        db.stats()
+
+
+def test_schema_version_mismatch_is_reported(tmp_path):
+    open_db(tmp_path).close()
+    (tmp_path / "catalog.json").write_text('{"format": "kronicler", "schema_version": 999}')
+    with pytest.raises(SchemaVersionError, match="999"):
+        Database.open(tmp_path)
+
+
+def test_retention_deletes_old_closed_segments_only(tmp_path):
+    old = open_db(tmp_path)
+    old.append(["old"] * 5, np.full(5, BASE_NS), np.ones(5, int))
+    old.close()
+    live = open_db(tmp_path)
+    live.append(["new"] * 5, np.full(5, BASE_NS), np.ones(5, int))
+    live.flush()
+    assert live.functions() == ["new", "old"]
+    assert live.retain(max_age_ns=10**9) == 1  # BASE_NS is long ago; the live segment stays
+    assert live.functions() == ["new"]
+    live.close()
+    reader = open_db(tmp_path)
+    assert reader.retain(max_bytes=0) == 1
+    assert reader.functions() == []
+    reader.close()
+
+
+def test_stats_value_type_is_frozen(tmp_path):
+    st = Stats.from_values(np.array([1, 2, 3]))
+    with pytest.raises(AttributeError):
+        st.count = 5  # type: ignore[misc]
+    assert st.to_dict()["p50"] == 2.0
