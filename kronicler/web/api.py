@@ -26,6 +26,7 @@ from kronicler.web import views
 from kronicler.web.params import (
     DEFAULT_THRESHOLDS,
     MAX_SLOWEST,
+    MIN_COUNT,
     Window,
     check_int,
     check_threshold,
@@ -174,7 +175,7 @@ def anomalies(
     c: Common,
     function: Functions = None,
     min_count: Annotated[int, Query(description="judge only functions with this many calls")]
-    = 50,
+    = MIN_COUNT,
     tail_threshold: Annotated[float, Query(description="p99/p50 ratio scoring 1")]
     = DEFAULT_THRESHOLDS["tail"],
     spike_threshold: Annotated[float, Query(description="max/p50 ratio scoring 1")]

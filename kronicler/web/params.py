@@ -47,6 +47,9 @@ TARGET_POINTS = 120
 #: Anomaly thresholds the dashboard uses by default (the query layer's documented defaults).
 DEFAULT_THRESHOLDS: dict[str, float] = {"tail": 4.0, "spike": 20.0, "regression": 2.0}
 
+#: Functions with fewer calls in the window are not judged by the anomaly finder.
+MIN_COUNT = 50
+
 #: Most slowest calls one request may ask for.
 MAX_SLOWEST = 1000
 

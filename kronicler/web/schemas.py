@@ -158,6 +158,7 @@ class Detail(BaseModel):
     stats: FunctionRow | None = Field(description="null when no call falls in the window")
     anomaly: Evidence | None
     thresholds: dict[str, float]
+    min_count: int = Field(description="functions with fewer calls are not judged")
     series: DetailSeries
     histogram: HistogramOut
     slowest: list[SlowCall]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from kronicler import query as q
 from kronicler.web.params import (
     DEFAULT_THRESHOLDS,
+    MIN_COUNT,
     PRESETS,
     Window,
     aligned_start,
@@ -90,7 +91,8 @@ def functions_table(db: Database, window: Window, flt: q.Filter) -> dict[str, An
     table = q.stats(db, flt, quantiles=TABLE_QUANTILES)
     found = {
         a.function: evidence(a)
-        for a in q.anomalies(db, flt, limit=MAX_FLAGGED, exemplars=0, **_thresholds())
+        for a in q.anomalies(db, flt, limit=MAX_FLAGGED, exemplars=0, min_count=MIN_COUNT,
+                             **_thresholds())
     }
     return {
         "window": window.to_dict(),
@@ -157,7 +159,7 @@ def detail(
     """Everything the function view draws, in one answer (``flt`` must not name functions)."""
     one = q.Filter((function,), flt.service, flt.since, flt.until, flt.attributes)
     stats = q.stats(db, one, quantiles=TABLE_QUANTILES).rows
-    found = q.anomalies(db, one, limit=1, exemplars=0, **_thresholds())
+    found = q.anomalies(db, one, limit=1, exemplars=0, min_count=MIN_COUNT, **_thresholds())
     anomaly = evidence(found[0]) if found else None
     series = series_payload(db, window, one)
     return {
@@ -166,6 +168,7 @@ def detail(
         "stats": row(stats[0], window, anomaly) if stats else None,
         "anomaly": anomaly,
         "thresholds": dict(DEFAULT_THRESHOLDS),
+        "min_count": MIN_COUNT,
         "series": {
             **{k: v for k, v in series.items() if k != "series"},
             **(series["series"][0] if series["series"] else {"function": function}),
