@@ -61,7 +61,8 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _server(db: Database, sock: socket.socket, token: str | None, log_level: str) -> Any:
+def _server(db: Database, sock: socket.socket, token: str | None, log_level: str,
+            **app_options: Any) -> Any:
     try:
         import uvicorn
     except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -69,7 +70,7 @@ def _server(db: Database, sock: socket.socket, token: str | None, log_level: str
     from kronicler.web.app import create_app
 
     config = uvicorn.Config(
-        create_app(db, token=token), log_level=log_level, access_log=False, lifespan="off",
+        create_app(db, token=token, **app_options), log_level=log_level, access_log=False, lifespan="off",
         server_header=False, timeout_graceful_shutdown=2,
     )  # fmt: skip
     return uvicorn.Server(config)
@@ -115,9 +116,12 @@ class WebServer:
         *,
         token: str | None = None,
         log_level: str = "warning",
+        **app_options: Any,
     ) -> None:
+        """``app_options`` go to :func:`kronicler.web.app.create_app` (e.g. ``clock``)."""
         self._db, self._host, self._port = db, host, port
         self._token, self._log_level = token, log_level
+        self._app_options = app_options
         self._sock: socket.socket | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -128,7 +132,8 @@ class WebServer:
             raise RuntimeError("server already started")
         self._sock = bind(self._host, self._port)
         try:
-            self._server = _server(self._db, self._sock, self._token, self._log_level)
+            self._server = _server(self._db, self._sock, self._token, self._log_level,
+                                   **self._app_options)
         except BaseException:
             self._sock.close()
             self._sock = None

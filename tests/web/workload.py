@@ -28,6 +28,10 @@ class Shop:
     first: int
     last: int
     slowest: dict[str, tuple[int, str]]  # name -> (duration, trace id hex) of its slowest call
+    starts: dict[str, np.ndarray]  # name -> start of every call
+
+    def count_since(self, name: str, since: int) -> int:
+        return int((self.starts[name] >= since).sum())
 
 
 def fill(db: Database, now: int, *, requests: int = 3000, seed: int = 11) -> Shop:
@@ -56,7 +60,7 @@ def fill(db: Database, now: int, *, requests: int = 3000, seed: int = 11) -> Sho
     trace_lo = rng.integers(1, 2**63, requests, dtype=np.uint64)
     traces = [(int(h) << 64) | int(lo) for h, lo in zip(trace_hi, trace_lo, strict=True)]
     root_span = rng.integers(1, 2**63, requests, dtype=np.uint64)
-    counts, errors, slowest = {}, {}, {}
+    counts, errors, slowest, starts = {}, {}, {}, {}
     for name, d in durations.items():
         is_root = name == "shop.handle_request"
         span = root_span if is_root else rng.integers(1, 2**63, requests, dtype=np.uint64)
@@ -69,6 +73,7 @@ def fill(db: Database, now: int, *, requests: int = 3000, seed: int = 11) -> Sho
             parent_span_id=None if is_root else root_span, attributes=attrs,
         )  # fmt: skip
         counts[name] = requests
+        starts[name] = start + (0 if is_root else 1000)
         errors[name] = int((status[name] == 2).sum())
         i = int(np.argmax(d))
         slowest[name] = (int(d[i]), f"{traces[i]:032x}")
@@ -78,6 +83,7 @@ def fill(db: Database, now: int, *, requests: int = 3000, seed: int = 11) -> Sho
               service="mailer", trace_id=traces[:rare],
               span_id=rng.integers(1, 2**63, rare, dtype=np.uint64))  # fmt: skip
     counts["shop.send_email"], errors["shop.send_email"] = rare, 0
+    starts["shop.send_email"] = rare_start
     db.flush()
     return Shop(counts, errors, int(min(start[0], rare_start[0])),
-                int(max(start[-1] + 1000, rare_start[-1])), slowest)  # fmt: skip
+                int(max(start[-1] + 1000, rare_start[-1])), slowest, starts)  # fmt: skip

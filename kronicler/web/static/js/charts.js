@@ -109,7 +109,9 @@ export function latencyChart(el, series, { onZoom, recentSince } = {}) {
   return mount(el, {
     cursor: { sync: { key: 'kronicler-time' }, drag: { x: true, y: false } },
     scales: { x: { time: true, range: () => [min, max] }, y: { distr: 3, log: 10 } },
-    axes: [axis(timeValues), axis((u, splits) => splits.map(fmtDurShort), { size: 64, filter: oneTwoFive })],
+    axes: [axis(timeValues), axis((u, splits) => splits.map(fmtDurShort), { size: 64, filter: oneTwoFive,
+      grid: { stroke: COLORS.grid, width: 1, filter: oneTwoFive },
+      ticks: { stroke: COLORS.grid, width: 1, filter: oneTwoFive } })],
     series: [{ value: (u, v) => (v == null ? '–' : fmtTime(v * 1e9, { ms: false })) },
       line('p50', COLORS.p50), line('p90', COLORS.p90), line('p99', COLORS.p99)],
     hooks: { setSelect: onZoom ? [zoomHook(onZoom)] : [], drawClear: shade },

@@ -199,6 +199,10 @@ async function load() {
       + (state.refresh ? '' : ' · paused'));
     loads += 1;
     document.body.dataset.loads = String(loads);
+    if (!document.body.dataset.readyMs) {
+      // time from navigation start to the first drawn answer (read by bench/bench_web.py)
+      document.body.dataset.readyMs = String(Math.round(performance.now()));
+    }
     markState('ready');
   } catch (err) {
     if (err.name === 'AbortError' || my !== seq) return;
