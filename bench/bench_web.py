@@ -26,6 +26,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kronicler.db import Database  # noqa: E402
-from kronicler.web import WebServer  # noqa: E402
-from kronicler.web import views  # noqa: E402
+from kronicler.web import WebServer, views  # noqa: E402
 from kronicler.web.params import resolve_window  # noqa: E402
 
 N_FUNCTIONS = 100
@@ -64,8 +64,15 @@ def generate(path: Path, n: int, now: int, seed: int = 3) -> float:
         status = np.where(rng.random(m) < 0.01, 2, 0).astype(np.uint8)
         trace = rng.integers(0, 2**63, (m, 2), dtype=np.uint64).astype(">u8").view(np.uint8)
         span = rng.integers(1, 2**63, m, dtype=np.uint64)
-        while not db.append(names[codes], start, dur.astype(np.int64), status=status,
-                            service="bench", trace_id=trace.reshape(m, 16), span_id=span):
+        while not db.append(
+            names[codes],
+            start,
+            dur.astype(np.int64),
+            status=status,
+            service="bench",
+            trace_id=trace.reshape(m, 16),
+            span_id=span,
+        ):
             db.flush()  # queue full: a loader waits rather than drop
     db.close()
     return time.perf_counter() - t0
@@ -83,7 +90,8 @@ def median_ms(fn: Callable[[], Any], repeat: int = 10) -> float:
 
 def http_get(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=60) as r:
-        return r.read()  # type: ignore[no-any-return]
+        body: bytes = r.read()
+        return body
 
 
 def chromium() -> Any:
@@ -106,18 +114,18 @@ def chromium() -> Any:
     return webdriver.Chrome(service=Service(driver), options=opts)
 
 
-def page_load_ms(browser: Any, url: str) -> float:
+def page_load_ms(browser: Any, url: str) -> tuple[float, float]:
+    """(first answer drawn, everything drawn) in ms from navigation start, as the page saw it."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(url)
-    body = WebDriverWait(browser, 60).until(
-        lambda d: d.find_element(By.CSS_SELECTOR, "body[data-ready-ms]")
+    body = WebDriverWait(browser, 120).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, "body[data-complete-ms], body[data-state=error]")
     )
-    state = body.get_attribute("data-state")
-    if state != "ready":
-        raise RuntimeError(f"page ended in state {state}: {url}")
-    return float(body.get_attribute("data-ready-ms"))
+    if body.get_attribute("data-state") != "ready":
+        raise RuntimeError(f"{url}: {browser.find_element(By.ID, 'error').text}")
+    return float(body.get_attribute("data-ready-ms")), float(body.get_attribute("data-complete-ms"))
 
 
 def main() -> None:
@@ -125,6 +133,12 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--path", type=Path, help="database directory (reused when it exists)")
     ap.add_argument("--keep", action="store_true", help="keep the database")
+    ap.add_argument(
+        "--bufferpool-mb",
+        type=int,
+        default=64,
+        help="the database's cache of decoded pages (default: 64, the library's)",
+    )
     args = ap.parse_args()
     path = args.path or Path(tempfile.mkdtemp(prefix="kbench-web-")) / "db"
     now = time.time_ns()
@@ -133,35 +147,45 @@ def main() -> None:
         print(f"wrote {args.rows:,} spans, {N_FUNCTIONS} functions, over the last 24 h: "
               f"{elapsed:.1f} s")  # fmt: skip
     browser = chromium()  # started before the database opens, so its start-up is not counted
-    db = Database.open(path)
+    db = Database.open(path, bufferpool_bytes=args.bufferpool_mb << 20)
     span = db.time_range()
     assert span is not None
-    rows = sum(s.count for s in db.stats().values())
+    every = db.stats()
+    assert isinstance(every, dict)
+    rows = sum(s.count for s in every.values())
     top = db.functions()[0]
-    print(f"database: {path}  ({rows:,} spans, {len(db.functions())} functions)")
+    print(f"database: {path}  ({rows:,} spans, {len(db.functions())} functions; "
+          f"bufferpool {args.bufferpool_mb} MiB)")  # fmt: skip
     clock = (lambda: span[1] + 1) if args.path else (lambda: now)
     srv = WebServer(db, "127.0.0.1", 0, log_level="error", clock=clock).start()
     try:
         if browser is None:
             print("page load: skipped (chromium, chromedriver or selenium missing)")
         else:
-            print("page load in headless Chromium (navigation start -> first answer drawn):")
+            print(
+                "page load in headless Chromium, ms from navigation start to: first answer drawn"
+                " / everything drawn (detail: time charts come last)"
+            )
             for label, query in (("functions, 1h", "range=1h"), ("functions, 24h", "range=24h"),
                                  ("functions, all", "range=all"), ("functions, 15m", "range=15m"),
                                  ("detail, 1h", f"range=1h&fn={top}"),
                                  ("detail, 24h", f"range=24h&fn={top}")):  # fmt: skip
                 url = f"{srv.url}?{query}&refresh=0"
                 first = page_load_ms(browser, url)
-                again = statistics.median(page_load_ms(browser, url) for _ in range(5))
-                print(f"  {label:<16} first {first:7.0f} ms   then median {again:6.0f} ms")
+                again = [page_load_ms(browser, url) for _ in range(5)]
+                med = [statistics.median(x[i] for x in again) for i in (0, 1)]
+                print(
+                    f"  {label:<16} first load {first[0]:5.0f} / {first[1]:5.0f}   "
+                    f"then median of 5: {med[0]:5.0f} / {med[1]:5.0f}"
+                )
         print("JSON API over HTTP (median of 10 warm requests)  vs  query layer called directly:")
         for preset in ("15m", "1h", "24h", "all"):
             window = resolve_window(preset, None, None, now=clock(), data_range=db.time_range())
             flt = views.make_filter(window)
             url = f"{srv.url}api/v1/functions?range={preset}"
             size = len(http_get(url))
-            http_ms = median_ms(lambda u=url: http_get(u))
-            base_ms = median_ms(lambda w=window, f=flt: views.functions_table(db, w, f))
+            http_ms = median_ms(partial(http_get, url))
+            base_ms = median_ms(partial(views.functions_table, db, window, flt))
             print(f"  functions range={preset:<4} {http_ms:7.1f} ms ({size / 1024:5.1f} KiB)   "
                   f"direct {base_ms:7.1f} ms")  # fmt: skip
         for preset in ("1h", "24h"):
@@ -169,8 +193,8 @@ def main() -> None:
             flt = views.make_filter(window)
             url = f"{srv.url}api/v1/detail?range={preset}&function={top}"
             size = len(http_get(url))
-            http_ms = median_ms(lambda u=url: http_get(u))
-            base_ms = median_ms(lambda w=window, f=flt: views.detail(db, top, w, f))
+            http_ms = median_ms(partial(http_get, url))
+            base_ms = median_ms(partial(views.detail, db, top, window, flt))
             print(f"  detail    range={preset:<4} {http_ms:7.1f} ms ({size / 1024:5.1f} KiB)   "
                   f"direct {base_ms:7.1f} ms   ({top})")  # fmt: skip
         meta_ms = median_ms(lambda: http_get(f"{srv.url}api/v1/meta"))

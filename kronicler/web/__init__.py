@@ -28,5 +28,7 @@ def create_app(db: Database, *, token: str | None = None, **options: Any) -> Fas
     try:
         from kronicler.web.app import create_app as _create
     except ImportError as exc:
-        raise ImportError("the dashboard needs the web extra: pip install 'kronicler[web]'") from exc
+        raise ImportError(
+            "the dashboard needs the web extra: pip install 'kronicler[web]'"
+        ) from exc
     return _create(db, token=token, **options)

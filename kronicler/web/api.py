@@ -38,10 +38,16 @@ if TYPE_CHECKING:
     from kronicler.db import Database
 
 PREFIX = "/api/v1"
-_BAD = {400: {"model": s.ErrorBody, "description": "a bad parameter, named in the message"}}
-_AUTH = {401: {"model": s.ErrorBody, "description": "missing or wrong bearer token"}}
-_MISSING = {404: {"model": s.ErrorBody, "description": "unknown function"}}
-_QUERY = {**_BAD, **_AUTH, **_MISSING}
+_BAD: dict[int | str, dict[str, Any]] = {
+    400: {"model": s.ErrorBody, "description": "a bad parameter, named in the message"}
+}
+_AUTH: dict[int | str, dict[str, Any]] = {
+    401: {"model": s.ErrorBody, "description": "missing or wrong bearer token"}
+}
+_MISSING: dict[int | str, dict[str, Any]] = {
+    404: {"model": s.ErrorBody, "description": "unknown function"}
+}
+_QUERY: dict[int | str, dict[str, Any]] = {**_BAD, **_AUTH, **_MISSING}
 _bearer = HTTPBearer(auto_error=False, description="the server's token, when one is set")
 
 
@@ -55,7 +61,8 @@ class Context:
 
 
 def context(request: Request) -> Context:
-    return request.app.state.kronicler  # type: ignore[no-any-return]
+    ctx: Context = request.app.state.kronicler
+    return ctx
 
 
 def require_token(
@@ -129,11 +136,19 @@ def functions(ctx: Ctx, c: Common, function: Functions = None) -> Any:
 
 
 @data.get("/detail", response_model=s.Detail, responses=_QUERY, tags=["queries"])
-def detail(ctx: Ctx, c: Common, function: OneFunction, k: K = 20) -> Any:
+def detail(
+    ctx: Ctx,
+    c: Common,
+    function: OneFunction,
+    k: K = 20,
+    series: Annotated[bool, Query(description="include the time series (the part that reads "
+                                  "every call in the window; the page fetches it apart from "
+                                  "/series)")] = True,
+) -> Any:  # fmt: skip
     """Everything the function view shows, in one answer: stats, anomaly evidence,
     p50/p90/p99 and counts over time, log-scale histogram, slowest calls."""
     check_int("k", k, 1, MAX_SLOWEST)
-    return JSONResponse(views.detail(ctx.db, function, c.window, c.flt, k=k))
+    return JSONResponse(views.detail(ctx.db, function, c.window, c.flt, k=k, with_series=series))
 
 
 @data.get("/series", response_model=s.SeriesOut, responses=_QUERY, tags=["queries"])

@@ -159,7 +159,7 @@ class Detail(BaseModel):
     anomaly: Evidence | None
     thresholds: dict[str, float]
     min_count: int = Field(description="functions with fewer calls are not judged")
-    series: DetailSeries
+    series: DetailSeries | None = Field(description="null when asked with series=false")
     histogram: HistogramOut
     slowest: list[SlowCall]
 

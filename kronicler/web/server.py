@@ -61,12 +61,15 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _server(db: Database, sock: socket.socket, token: str | None, log_level: str,
-            **app_options: Any) -> Any:
+def _server(
+    db: Database, sock: socket.socket, token: str | None, log_level: str, **app_options: Any
+) -> Any:
     try:
         import uvicorn
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("the dashboard needs the web extra: pip install 'kronicler[web]'") from exc
+        raise ImportError(
+            "the dashboard needs the web extra: pip install 'kronicler[web]'"
+        ) from exc
     from kronicler.web.app import create_app
 
     config = uvicorn.Config(
@@ -132,8 +135,9 @@ class WebServer:
             raise RuntimeError("server already started")
         self._sock = bind(self._host, self._port)
         try:
-            self._server = _server(self._db, self._sock, self._token, self._log_level,
-                                   **self._app_options)
+            self._server = _server(
+                self._db, self._sock, self._token, self._log_level, **self._app_options
+            )
         except BaseException:
             self._sock.close()
             self._sock = None

@@ -90,9 +90,7 @@ def functions_table(db: Database, window: Window, flt: q.Filter) -> dict[str, An
     """Every function in the window with its figures and, when flagged, its anomaly evidence."""
     table = q.stats(db, flt, quantiles=TABLE_QUANTILES)
     found = {
-        a.function: evidence(a)
-        for a in q.anomalies(db, flt, limit=MAX_FLAGGED, exemplars=0, min_count=MIN_COUNT,
-                             **_thresholds())
+        a.function: evidence(a) for a in find_anomalies(db, flt, limit=MAX_FLAGGED, exemplars=0)
     }
     return {
         "window": window.to_dict(),
@@ -109,9 +107,7 @@ def series_payload(
         return {"step_ns": step, "since_unix_nano": None, "until_unix_nano": None, "series": []}
     step = step or chart_step(window.start, window.end)
     since = aligned_start(window.start, step)
-    table = q.series(
-        db, flt.with_range(since, window.end), step=step, quantiles=TABLE_QUANTILES
-    )
+    table = q.series(db, flt.with_range(since, window.end), step=step, quantiles=TABLE_QUANTILES)
     starts = [since + i * step for i in range(-(-(window.end - since) // step))]
     return {
         "step_ns": table.step,
@@ -147,35 +143,57 @@ def slowest_payload(db: Database, flt: q.Filter, *, k: int) -> list[dict[str, An
 
 
 def anomalies_payload(
-    db: Database, flt: q.Filter, *, thresholds: dict[str, float], **options: Any
+    db: Database,
+    flt: q.Filter,
+    *,
+    thresholds: dict[str, float],
+    min_count: int,
+    recent: int | None,
+    limit: int,
+    exemplars: int,
 ) -> list[dict[str, Any]]:
-    found = q.anomalies(db, flt, **_thresholds(thresholds), **options)
+    found = find_anomalies(db, flt, thresholds=thresholds, min_count=min_count, recent=recent,
+                           limit=limit, exemplars=exemplars)  # fmt: skip
     return [{"function": a.function, **evidence(a, thresholds)} for a in found]
 
 
 def detail(
-    db: Database, function: str, window: Window, flt: q.Filter, *, k: int = 20
+    db: Database,
+    function: str,
+    window: Window,
+    flt: q.Filter,
+    *,
+    k: int = 20,
+    with_series: bool = True,
 ) -> dict[str, Any]:
-    """Everything the function view draws, in one answer (``flt`` must not name functions)."""
+    """Everything the function view draws, in one answer (``flt`` must not name functions).
+
+    ``with_series=False`` leaves the time series out (``"series": null``): it is the one part
+    that reads every call of the function in the window, so the page asks for it separately
+    (``series_payload``) and shows the rest first.
+    """
     one = q.Filter((function,), flt.service, flt.since, flt.until, flt.attributes)
     stats = q.stats(db, one, quantiles=TABLE_QUANTILES).rows
-    found = q.anomalies(db, one, limit=1, exemplars=0, min_count=MIN_COUNT, **_thresholds())
+    found = find_anomalies(db, one, limit=1, exemplars=0)
     anomaly = evidence(found[0]) if found else None
-    series = series_payload(db, window, one)
-    return {
+    out = {
         "function": function,
         "window": window.to_dict(),
         "stats": row(stats[0], window, anomaly) if stats else None,
         "anomaly": anomaly,
         "thresholds": dict(DEFAULT_THRESHOLDS),
         "min_count": MIN_COUNT,
-        "series": {
-            **{k: v for k, v in series.items() if k != "series"},
-            **(series["series"][0] if series["series"] else {"function": function}),
-        },
+        "series": None,
         "histogram": histogram_payload(db, function, flt),
         "slowest": slowest_payload(db, one, k=k),
     }
+    if with_series:
+        series = series_payload(db, window, one)
+        out["series"] = {
+            **{key: v for key, v in series.items() if key != "series"},
+            **(series["series"][0] if series["series"] else {"function": function}),
+        }
+    return out
 
 
 def meta(db: Database, *, now: int, version: str, token_required: bool) -> dict[str, Any]:
@@ -198,9 +216,19 @@ def _data_range(db: Database) -> dict[str, int] | None:
     return {"first_start_unix_nano": span[0], "last_start_unix_nano": span[1]}
 
 
-def _thresholds(t: dict[str, float] = DEFAULT_THRESHOLDS) -> dict[str, float]:
-    return {
-        "tail_threshold": t["tail"],
-        "spike_threshold": t["spike"],
-        "regression_threshold": t["regression"],
-    }
+def find_anomalies(
+    db: Database,
+    flt: q.Filter,
+    *,
+    thresholds: dict[str, float] = DEFAULT_THRESHOLDS,
+    min_count: int = MIN_COUNT,
+    recent: int | None = None,
+    limit: int = 20,
+    exemplars: int = 3,
+) -> list[q.Anomaly]:
+    """:func:`kronicler.query.anomalies` with the thresholds as one dict."""
+    return q.anomalies(
+        db, flt, min_count=min_count, tail_threshold=thresholds["tail"],
+        spike_threshold=thresholds["spike"], regression_threshold=thresholds["regression"],
+        recent=recent, limit=limit, exemplars=exemplars,
+    )  # fmt: skip

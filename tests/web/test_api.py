@@ -23,7 +23,9 @@ def rows_by_name(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {r["function"]: r for r in body["rows"]}
 
 
-def test_functions_table_lists_every_function_with_its_counts(server: WebServer, shop: Shop) -> None:
+def test_functions_table_lists_every_function_with_its_counts(
+    server: WebServer, shop: Shop
+) -> None:
     status, body = get_json(server.url + "api/v1/functions")
     assert status == 200
     s.FunctionsTable.model_validate(body)
@@ -73,7 +75,9 @@ def test_presets_and_explicit_ranges_select_calls_by_start(server: WebServer, sh
 
 
 def test_filters_by_function_glob_service_and_attribute(server: WebServer) -> None:
-    body = get_json(server.url + "api/v1/functions?function=shop.load_*&function=shop.render_page")[1]
+    body = get_json(server.url + "api/v1/functions?function=shop.load_*&function=shop.render_page")[
+        1
+    ]
     assert {r["function"] for r in body["rows"]} == {"shop.load_user", "shop.render_page"}
     body = get_json(server.url + "api/v1/functions?service=mailer")[1]
     assert [r["function"] for r in body["rows"]] == ["shop.send_email"]
@@ -135,7 +139,9 @@ def test_detail_bundles_stats_series_histogram_slowest(server: WebServer, shop: 
     assert sum(b["count"] for b in d["histogram"]["buckets"]) == shop.counts["shop.load_user"]
     slow = d["slowest"]
     assert len(slow) == 7
-    assert [c["duration_ns"] for c in slow] == sorted((c["duration_ns"] for c in slow), reverse=True)
+    assert [c["duration_ns"] for c in slow] == sorted(
+        (c["duration_ns"] for c in slow), reverse=True
+    )
     assert (slow[0]["duration_ns"], slow[0]["trace_id"]) == shop.slowest["shop.load_user"]
     assert all(HEX32.match(c["trace_id"]) and HEX16.match(c["span_id"]) for c in slow)
     assert slow[0]["attributes"].keys() == {"shop.request"}
@@ -203,8 +209,16 @@ def test_page_assets_and_openapi_are_served(server: WebServer) -> None:
     assert "MIT License" in licence
     status, spec = get_json(server.url + "api/openapi.json")
     paths = set(spec["paths"])
-    assert {"/api/v1/functions", "/api/v1/detail", "/api/v1/series", "/api/v1/histogram",
-            "/api/v1/slowest", "/api/v1/anomalies", "/api/v1/meta", "/api/v1/health"} <= paths
+    assert {
+        "/api/v1/functions",
+        "/api/v1/detail",
+        "/api/v1/series",
+        "/api/v1/histogram",
+        "/api/v1/slowest",
+        "/api/v1/anomalies",
+        "/api/v1/meta",
+        "/api/v1/health",
+    } <= paths
     params = {p["name"] for p in spec["paths"]["/api/v1/functions"]["get"]["parameters"]}
     assert {"range", "since", "until", "service", "attr", "function"} <= params
     assert "400" in spec["paths"]["/api/v1/functions"]["get"]["responses"]

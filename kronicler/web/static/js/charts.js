@@ -27,6 +27,11 @@ function mount(el, opts, data) {
   return u;
 }
 
+/** Replace a chart with a line of text (no data, or still loading). */
+export function chartMessage(el, message) {
+  empty(el, message);
+}
+
 function empty(el, message) {
   const old = charts.get(el.id);
   if (old) old.destroy();

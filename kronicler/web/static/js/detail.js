@@ -1,7 +1,7 @@
 // The function view: headline figures, the anomaly evidence (or why it is not flagged), the
 // charts, and the slowest calls with the ids to look them up in a trace viewer.
 
-import { callsChart, histogramChart, latencyChart } from './charts.js';
+import { callsChart, chartMessage, histogramChart, latencyChart } from './charts.js';
 import {
   STATUS_NAMES, fmtCount, fmtDur, fmtPct, fmtRate, fmtRatio, fmtStep, fmtTime,
 } from './format.js';
@@ -113,18 +113,32 @@ function renderSlowest(table, calls) {
   table.tBodies[0].replaceWith(body);
 }
 
-/** Draw the whole function view from one /api/v1/detail answer. */
-export function renderDetail(d, { onZoom }) {
+/** Draw the function view from an /api/v1/detail answer (its series may come later). */
+export function renderDetail(d, { onZoom, seriesPending = false }) {
   document.getElementById('fn-name').textContent = d.function;
   renderCards(document.getElementById('cards'), d.stats);
   renderEvidence(document.getElementById('evidence'), d);
-  const a = d.anomaly;
-  const recent = a && a.signals.includes('regression') ? a.recent_since_unix_nano : null;
-  latencyChart(document.getElementById('chart-latency'), d.series, { onZoom, recentSince: recent });
-  callsChart(document.getElementById('chart-calls'), d.series, { onZoom });
-  const step = d.series.step_ns;
-  document.getElementById('calls-note').textContent = step ? `per ${fmtStep(step)}` : '';
   histogramChart(document.getElementById('chart-hist'), d.histogram,
     { p50: d.stats && d.stats.p50_ns, p99: d.stats && d.stats.p99_ns });
   renderSlowest(document.getElementById('slowest'), d.slowest);
+  if (d.series) renderSeries(d.series, d, { onZoom });
+  else if (seriesPending) {
+    for (const id of ['chart-latency', 'chart-calls']) chartMessage(document.getElementById(id), 'Loading…');
+  }
+}
+
+/** The two time charts, from the flattened series of one function. */
+export function renderSeries(series, d, { onZoom }) {
+  const a = d.anomaly;
+  const recent = a && a.signals.includes('regression') ? a.recent_since_unix_nano : null;
+  latencyChart(document.getElementById('chart-latency'), series, { onZoom, recentSince: recent });
+  callsChart(document.getElementById('chart-calls'), series, { onZoom });
+  const step = series.step_ns;
+  document.getElementById('calls-note').textContent = step ? `per ${fmtStep(step)}` : '';
+}
+
+/** One function's series out of an /api/v1/series answer, in the /detail shape. */
+export function flattenSeries(answer, fn) {
+  const { series, ...axis } = answer;
+  return { ...axis, ...(series.find((x) => x.function === fn) || { function: fn }) };
 }

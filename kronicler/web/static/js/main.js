@@ -3,8 +3,8 @@
 // every failure into a visible message (never a blank page).
 
 import { ApiError, adoptTokenFromUrl, getJson, setToken } from './api.js';
-import { resizeCharts } from './charts.js';
-import { renderDetail } from './detail.js';
+import { chartMessage, resizeCharts } from './charts.js';
+import { flattenSeries, renderDetail, renderSeries } from './detail.js';
 import {
   describeWindow, fmtCount, fmtTime, msToNsText, toLocalInput,
 } from './format.js';
@@ -20,6 +20,7 @@ let timer = null;
 let controller = null;
 let seq = 0;
 let loads = 0;
+let drawnSeries = null; // which function and window the time charts show
 
 function showError(message) {
   const box = $('error');
@@ -143,7 +144,8 @@ function drawFailure(message) {
     $('cards').append(p);
     $('evidence').textContent = '';
     $('evidence').className = 'evidence';
-    for (const id of ['chart-latency', 'chart-calls', 'chart-hist']) $(id).textContent = '';
+    for (const id of ['chart-latency', 'chart-calls', 'chart-hist']) chartMessage($(id), '');
+    drawnSeries = null;
     $('slowest').tBodies[0].textContent = '';
   } else {
     table = null;
@@ -175,12 +177,22 @@ async function load() {
   setStatus('Loading…');
   try {
     if (state.fn) {
+      // The time series reads every call in the window, so it comes second: figures,
+      // evidence, histogram and slowest calls show first.
       const params = windowParams(state);
       params.set('function', state.fn);
-      const detail = await getJson('detail', params, signal);
+      const fast = new URLSearchParams(params);
+      fast.set('series', 'false');
+      const key = params.toString();
+      const detail = await getJson('detail', fast, signal);
       if (my !== seq) return;
       lastWindow = detail.window;
-      renderDetail(detail, { onZoom });
+      renderDetail(detail, { onZoom, seriesPending: drawnSeries !== key });
+      firstContent();
+      const series = await getJson('series', params, signal);
+      if (my !== seq) return;
+      renderSeries(flattenSeries(series, state.fn), detail, { onZoom });
+      drawnSeries = key;
     } else {
       const [answer, meta] = await Promise.all([
         getJson('functions', windowParams(state), signal),
@@ -191,6 +203,7 @@ async function load() {
       lastWindow = answer.window;
       updateServices(meta.services);
       drawTable();
+      firstContent();
     }
     clearError();
     $('token-form').hidden = true;
@@ -199,9 +212,8 @@ async function load() {
       + (state.refresh ? '' : ' · paused'));
     loads += 1;
     document.body.dataset.loads = String(loads);
-    if (!document.body.dataset.readyMs) {
-      // time from navigation start to the first drawn answer (read by bench/bench_web.py)
-      document.body.dataset.readyMs = String(Math.round(performance.now()));
+    if (!document.body.dataset.completeMs) {
+      document.body.dataset.completeMs = String(Math.round(performance.now()));
     }
     markState('ready');
   } catch (err) {
@@ -217,6 +229,13 @@ async function load() {
     markState('error');
   } finally {
     if (my === seq) schedule();
+  }
+}
+
+/** Time from navigation start to the first drawn answer (read by bench/bench_web.py). */
+function firstContent() {
+  if (!document.body.dataset.readyMs) {
+    document.body.dataset.readyMs = String(Math.round(performance.now()));
   }
 }
 
