@@ -30,7 +30,7 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not in
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 WAIT = 20  # seconds; generous for a loaded CI machine (the page needs well under one)
 SHOTS = os.environ.get("KRONICLER_SCREENSHOTS")
@@ -105,7 +105,7 @@ def screenshot(driver: Any, name: str) -> None:
 
 def test_table_lists_the_captured_functions_with_their_counts(browser: Any, server: WebServer,
                                                               shop: Shop) -> None:  # fmt: skip
-    open_page(browser, server.url + "?refresh=0")
+    open_page(browser, server.url + "?refresh=300")
     assert sorted(names(browser)) == sorted(shop.counts)
     for row in table_rows(browser):
         cells = row.find_elements(By.TAG_NAME, "td")
@@ -116,11 +116,10 @@ def test_table_lists_the_captured_functions_with_their_counts(browser: Any, serv
                if "flagged" in r.get_attribute("class")}  # fmt: skip
     assert {"shop.load_user", "shop.search_catalog"} <= flagged
     assert "shop.parse_request" not in flagged
-    screenshot(browser, "functions")
 
 
 def test_sorting_by_any_column_and_the_url_keeps_it(browser: Any, server: WebServer) -> None:
-    open_page(browser, server.url + "?refresh=0")
+    open_page(browser, server.url + "?refresh=300")
     rows = get_json(server.url + "api/v1/functions")[1]["rows"]
     header = browser.find_element(By.CSS_SELECTOR, "#functions th[data-key='p99_ns']")
     header.click()
@@ -140,7 +139,7 @@ def test_sorting_by_any_column_and_the_url_keeps_it(browser: Any, server: WebSer
 
 
 def test_filter_box_narrows_the_table(browser: Any, server: WebServer) -> None:
-    open_page(browser, server.url + "?refresh=0")
+    open_page(browser, server.url + "?refresh=300")
     box = browser.find_element(By.ID, "filter")
     box.send_keys("load")
     assert names(browser) == ["shop.load_user"]
@@ -155,18 +154,19 @@ def test_filter_box_narrows_the_table(browser: Any, server: WebServer) -> None:
 
 
 def test_flag_shows_its_evidence_on_hover(browser: Any, server: WebServer) -> None:
-    open_page(browser, server.url + "?refresh=0")
+    open_page(browser, server.url + "?refresh=300")
     flag = browser.find_element(By.CSS_SELECTOR, "tr[data-function='shop.load_user'] .flag")
     assert "tail" in flag.text
     ActionChains(browser).move_to_element(flag).perform()
     tip = browser.find_element(By.ID, "tooltip")
     wait_for(browser, lambda d: tip.is_displayed())
     assert "Anomaly score" in tip.text and "median" in tip.text
+    screenshot(browser, "functions")
 
 
 def test_detail_view_draws_charts_and_lists_slowest_calls(browser: Any, server: WebServer,
                                                           shop: Shop) -> None:  # fmt: skip
-    open_page(browser, server.url + "?refresh=0")
+    open_page(browser, server.url + "?refresh=300")
     before = loads(browser)
     browser.find_element(By.LINK_TEXT, "shop.load_user").click()
     wait_for(browser, lambda d: loads(d) > before)
@@ -190,15 +190,15 @@ def test_detail_view_draws_charts_and_lists_slowest_calls(browser: Any, server: 
 
 
 def test_regression_detail_and_not_flagged_detail(browser: Any, server: WebServer) -> None:
-    open_page(browser, server.url + "?fn=shop.search_catalog&refresh=0")
+    open_page(browser, server.url + "?fn=shop.search_catalog&refresh=300")
     assert "Regression" in browser.find_element(By.ID, "evidence").text
     screenshot(browser, "regression")
-    open_page(browser, server.url + "?fn=shop.parse_request&refresh=0")
+    open_page(browser, server.url + "?fn=shop.parse_request&refresh=300")
     assert "Not flagged" in browser.find_element(By.ID, "evidence").text
 
 
 def test_presets_and_custom_range(browser: Any, server: WebServer, shop: Shop, now: int) -> None:
-    open_page(browser, server.url + "?refresh=0")
+    open_page(browser, server.url + "?refresh=300")
     before = loads(browser)
     browser.find_element(By.CSS_SELECTOR, "#presets [data-preset='15m']").click()
     wait_for(browser, lambda d: loads(d) > before)
@@ -214,13 +214,40 @@ def test_presets_and_custom_range(browser: Any, server: WebServer, shop: Shop, n
     assert "since=" in browser.current_url and "until=" in browser.current_url
 
 
+def test_service_filter(browser: Any, server: WebServer) -> None:
+    open_page(browser, server.url + "?refresh=300")
+    before = loads(browser)
+    Select(browser.find_element(By.ID, "service")).select_by_value("mailer")
+    wait_for(browser, lambda d: loads(d) > before)
+    assert names(browser) == ["shop.send_email"] and "service=mailer" in browser.current_url
+
+
+def test_dragging_across_a_time_chart_zooms_into_that_range(browser: Any, server: WebServer,
+                                                            now: int) -> None:  # fmt: skip
+    open_page(browser, server.url + "?fn=shop.parse_request&refresh=300")
+    over = browser.find_element(By.CSS_SELECTOR, "#chart-latency .u-over")
+    width = over.size["width"]
+    before = loads(browser)
+    ActionChains(browser).move_to_element_with_offset(over, -width // 4, 0).click_and_hold() \
+        .move_by_offset(width // 4, 0).release().perform()  # fmt: skip
+    wait_for(browser, lambda d: loads(d) > before)
+    params = dict(p.split("=", 1) for p in browser.current_url.split("?", 1)[1].split("&"))
+    since, until = int(params["since"]), int(params["until"])
+    hour = 3600 * 10**9
+    # the chart spans the last hour: a quarter of its width is about 15 minutes
+    assert now - hour < since < until < now and 0.15 * hour < until - since < 0.35 * hour
+    assert "range" not in params
+    custom = browser.find_element(By.ID, "custom-toggle")
+    assert custom.get_attribute("aria-pressed") == "true"
+
+
 def test_bad_range_shows_an_error_message_not_a_blank_page(browser: Any, server: WebServer) -> None:
-    open_page(browser, server.url + "?since=20&until=10&refresh=0", want="error")
+    open_page(browser, server.url + "?since=20&until=10&refresh=300", want="error")
     error = browser.find_element(By.ID, "error")
     assert error.is_displayed() and "since (20) must be before until (10)" in error.text
     assert "Could not load" in browser.find_element(By.ID, "functions").text
     screenshot(browser, "error")
-    open_page(browser, server.url + "?fn=shop.load_user&range=3w&refresh=0", want="error")
+    open_page(browser, server.url + "?fn=shop.load_user&range=3w&refresh=300", want="error")
     assert "unknown range '3w'" in browser.find_element(By.ID, "error").text
 
 
@@ -231,6 +258,8 @@ def test_auto_refresh_runs_and_pauses(browser: Any, server: WebServer) -> None:
     pause = browser.find_element(By.ID, "pause")
     pause.click()
     assert pause.text == "Resume" and "refresh=0" in browser.current_url
+    wait_for(browser, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state")
+             == "ready")  # a load already on its way may still land  # fmt: skip
     paused_at = loads(browser)
     browser.execute_script("return new Promise(r => setTimeout(r, 1500))")
     assert loads(browser) == paused_at
@@ -239,12 +268,12 @@ def test_auto_refresh_runs_and_pauses(browser: Any, server: WebServer) -> None:
 
 
 def test_token_from_the_url_is_kept_for_the_session(browser: Any, token_server: WebServer) -> None:
-    open_page(browser, token_server.url + "?refresh=0", want="error")
+    open_page(browser, token_server.url + "?refresh=300", want="error")
     assert browser.find_element(By.ID, "token-form").is_displayed()
     assert "token" in browser.find_element(By.ID, "error").text
-    open_page(browser, token_server.url + f"?token={TOKEN}&refresh=0")
+    open_page(browser, token_server.url + f"?token={TOKEN}&refresh=300")
     assert "token=" not in browser.current_url
     assert len(names(browser)) == 7
-    browser.get(token_server.url + "?refresh=0&range=all")  # same tab: sessionStorage holds it
+    browser.get(token_server.url + "?refresh=300&range=all")  # same tab: sessionStorage holds it
     wait_for(browser, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state")
              == "ready")  # fmt: skip

@@ -87,6 +87,17 @@ function oneTwoFive(u, splits) {
   });
 }
 
+/** Points with empty buckets on both sides: a line cannot show them, so they get a dot. */
+function isolated(u, seriesIdx, show) {
+  if (show) return null; // uPlot draws every point already
+  const ys = u.data[seriesIdx];
+  const out = [];
+  for (let i = 0; i < ys.length; i++) {
+    if (ys[i] != null && ys[i - 1] == null && ys[i + 1] == null) out.push(i);
+  }
+  return out.length ? out : null;
+}
+
 /** p50/p90/p99 per bucket, log y; the recent window is shaded when it regressed. */
 export function latencyChart(el, series, { onZoom, recentSince } = {}) {
   if (!series.count || !series.count.some((c) => c > 0)) {
@@ -97,7 +108,7 @@ export function latencyChart(el, series, { onZoom, recentSince } = {}) {
   const pos = (arr) => arr.map((v) => (v == null ? null : Math.max(v, 1)));
   const data = [xs, pos(series.p50_ns), pos(series.p90_ns), pos(series.p99_ns)];
   const line = (label, stroke) => ({ label, stroke, width: 2, spanGaps: false,
-    value: (u, v) => fmtDur(v), points: { size: 4 } });
+    value: (u, v) => fmtDur(v), points: { size: 5, filter: isolated } });
   const shade = recentSince == null ? [] : [(u) => {
     const x0 = u.valToPos(recentSince / 1e9, 'x', true);
     const x1 = u.bbox.left + u.bbox.width;
@@ -200,7 +211,7 @@ export function histogramChart(el, hist, { p50, p99 } = {}) {
   return mount(el, {
     cursor: { drag: { x: false, y: false } },
     scales: { x: { time: false, range: () => [lo, hi] },
-      y: { range: (u, a, b) => [0, Math.max(1, b * 1.08)] } },
+      y: { range: (u, a, b) => [0, Math.max(1, b * 1.2)] } },
     axes: [axis((u, splits) => splits.map((s) => fmtDurShort(10 ** s)), { splits: decades }),
       axis((u, splits) => splits.map((v) => (v == null ? '' : fmtCount(v))), { size: 56 })],
     series: [{ value: (u, v) => (v == null ? '–'

@@ -117,6 +117,7 @@ function emptyMessage() {
 
 function drawTable() {
   if (!table) return;
+  $('tooltip').hidden = true; // its flag is about to be replaced
   const rows = filterRows(table.rows, state.q);
   renderTable($('functions'), rows, {
     sort: state.sort,
@@ -175,6 +176,7 @@ async function load() {
   const started = performance.now();
   markState('loading');
   setStatus('Loading…');
+  let retry = true;
   try {
     if (state.fn) {
       // The time series reads every call in the window, so it comes second: figures,
@@ -219,6 +221,8 @@ async function load() {
   } catch (err) {
     if (err.name === 'AbortError' || my !== seq) return;
     const message = err instanceof ApiError ? err.message : `unexpected error: ${err.message}`;
+    // A request the server refused (4xx) fails again until the view changes: no retry timer.
+    retry = !(err instanceof ApiError && err.status >= 400 && err.status < 500);
     if (err instanceof ApiError && err.status === 401) {
       $('token-form').hidden = false;
       $('token-input').focus();
@@ -228,7 +232,7 @@ async function load() {
     setStatus('Failed');
     markState('error');
   } finally {
-    if (my === seq) schedule();
+    if (my === seq && retry) schedule();
   }
 }
 
