@@ -13,14 +13,29 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kronicler.web.server import DEFAULT_HOST, DEFAULT_PORT, WebServer, parse_address, serve
+from kronicler.web.server import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    MISSING_EXTRA,
+    WebServer,
+    parse_address,
+    serve,
+)
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from kronicler.db import Database
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "WebServer", "create_app", "parse_address", "serve"]
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "MISSING_EXTRA",
+    "WebServer",
+    "create_app",
+    "parse_address",
+    "serve",
+]
 
 
 def create_app(db: Database, *, token: str | None = None, **options: Any) -> FastAPI:
@@ -28,7 +43,5 @@ def create_app(db: Database, *, token: str | None = None, **options: Any) -> Fas
     try:
         from kronicler.web.app import create_app as _create
     except ImportError as exc:
-        raise ImportError(
-            "the dashboard needs the web extra: pip install 'kronicler[web]'"
-        ) from exc
+        raise ImportError(MISSING_EXTRA) from exc
     return _create(db, token=token, **options)

@@ -2,17 +2,20 @@
 
 uvicorn runs the app. The listening socket is bound here, before uvicorn starts, so that port 0
 works (the OS picks a free port and :attr:`WebServer.port` reports it) and a busy port fails in
-the caller with ``OSError`` instead of inside a thread. ``serve`` blocks until SIGINT/SIGTERM
-(uvicorn's own handlers, main thread only); ``WebServer`` is for embedding next to the gRPC
+the caller with ``OSError`` instead of inside a thread. ``serve`` blocks until SIGINT/SIGTERM and
+then returns (it runs a ``WebServer`` and waits on its own signal handlers, so uvicorn does not
+re-raise the signal after shutting down); ``WebServer`` is for embedding next to the gRPC
 server in one process (``kronicler serve --http``) and for tests. Access logs are off: the page
 URL may carry ``?token=``.
 """
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
+MISSING_EXTRA = "the dashboard needs the web extra: pip install 'kronicler[web]'"
 
 
 def parse_address(text: str, *, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
@@ -66,11 +70,10 @@ def _server(
 ) -> Any:
     try:
         import uvicorn
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the dashboard needs the web extra: pip install 'kronicler[web]'"
-        ) from exc
-    from kronicler.web.app import create_app
+
+        from kronicler.web.app import create_app
+    except ImportError as exc:  # depends on the environment
+        raise ImportError(MISSING_EXTRA) from exc
 
     config = uvicorn.Config(
         create_app(db, token=token, **app_options), log_level=log_level, access_log=False, lifespan="off",
@@ -91,21 +94,29 @@ def serve(
     *,
     token: str | None = None,
     log_level: str = "warning",
-    ready: Any = None,
+    ready: Callable[[str], object] | None = None,
 ) -> None:
-    """Serve the dashboard on ``host:port`` until SIGINT or SIGTERM; then return.
+    """Serve the dashboard on ``host:port`` until SIGINT or SIGTERM, then return normally.
 
-    ``ready``, if given, is called with the page URL once the socket listens (to print it).
-    The caller owns ``db`` and closes it afterwards.
+    ``ready``, if given, is called with the page URL once the server accepts requests (to print
+    it). Signals are caught only when called from the main thread (elsewhere, use
+    :class:`WebServer`); the previous handlers are put back on return. The caller owns ``db``
+    and closes it afterwards. Raises ``OSError`` when the address cannot be bound.
     """
-    sock = bind(host, port)
+    stop = threading.Event()
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
     try:
-        server = _server(db, sock, token, log_level)
-        if ready is not None:
-            ready(url_of(sock))
-        server.run(sockets=[sock])
+        with WebServer(db, host, port, token=token, log_level=log_level) as web:
+            if ready is not None:
+                ready(web.url)
+            while not stop.wait(0.5) and web.running:
+                pass
     finally:
-        sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class WebServer:
@@ -155,6 +166,11 @@ class WebServer:
             self.stop()
             raise RuntimeError("the dashboard server did not start")
         return self
+
+    @property
+    def running(self) -> bool:
+        """True while the server thread runs."""
+        return self._thread is not None and self._thread.is_alive()
 
     @property
     def port(self) -> int:
