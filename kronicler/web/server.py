@@ -106,8 +106,8 @@ def serve(
     stop = threading.Event()
     previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, lambda *_: stop.set())
+        for wanted in (signal.SIGINT, signal.SIGTERM):
+            previous[wanted] = signal.signal(wanted, lambda *_: stop.set())
     try:
         with WebServer(db, host, port, token=token, log_level=log_level) as web:
             if ready is not None:
@@ -115,8 +115,8 @@ def serve(
             while not stop.wait(0.5) and web.running:
                 pass
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 class WebServer:

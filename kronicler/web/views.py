@@ -4,7 +4,11 @@ Presentation only: every figure comes from a :mod:`kronicler.query` function, so
 gRPC service and the CLI agree. This module adds what a screen needs on top: rates and error
 ratios over the window, the anomaly evidence joined to the function's row, chart series in a
 columnar form (one array per line, the shape chart libraries take without copying), and one
-bundled answer for the detail view so a click costs one round trip instead of five.
+bundled answer for the detail view. The page asks for that answer without its series and then
+for the series alone, so figures show before the one part that reads every call in the window.
+
+Chart buckets start at a multiple of the step (see :func:`~kronicler.web.params.aligned_start`),
+so a refreshed chart keeps its buckets; the first bucket may reach a little before the window.
 
 Trade-off: the functions table asks for stats and anomalies separately (two passes over the
 summaries). Joining them in one pass would mean reaching into the query layer's internals; on
@@ -104,7 +108,8 @@ def series_payload(
 ) -> dict[str, Any]:
     """p50/p90/p99, mean, max, counts and errors per time bucket, columnar, per function."""
     if window.start is None or window.end is None:
-        return {"step_ns": step, "since_unix_nano": None, "until_unix_nano": None, "series": []}
+        return {"step_ns": step, "since_unix_nano": None, "until_unix_nano": None,
+                "start_unix_nano": [], "series": []}  # fmt: skip
     step = step or chart_step(window.start, window.end)
     since = aligned_start(window.start, step)
     table = q.series(db, flt.with_range(since, window.end), step=step, quantiles=TABLE_QUANTILES)
