@@ -1,0 +1,67 @@
+"""Fixtures for the dashboard: a real database with a small shop's calls, and real servers."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the dashboard needs the web extra (fastapi, uvicorn)")
+pytest.importorskip("uvicorn", reason="the dashboard needs the web extra (fastapi, uvicorn)")
+
+from kronicler.db import Database  # noqa: E402
+from kronicler.web import WebServer  # noqa: E402
+from tests.web.workload import Shop, fill  # noqa: E402
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture(scope="package")
+def now() -> int:
+    """The servers' clock, pinned, so presets cut the data at a known instant."""
+    return time.time_ns()
+
+
+@pytest.fixture(scope="package")
+def shop_db(tmp_path_factory: pytest.TempPathFactory, now: int) -> Iterator[tuple[Database, Shop]]:
+    db = Database.open(tmp_path_factory.mktemp("shop") / "db")
+    shop = fill(db, now)
+    yield db, shop
+    db.close()
+
+
+@pytest.fixture(scope="package")
+def shop(shop_db: tuple[Database, Shop]) -> Shop:
+    return shop_db[1]
+
+
+@pytest.fixture(scope="package")
+def server(shop_db: tuple[Database, Shop], now: int) -> Iterator[WebServer]:
+    with WebServer(shop_db[0], "127.0.0.1", 0, clock=lambda: now) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="package")
+def token_server(shop_db: tuple[Database, Shop], now: int) -> Iterator[WebServer]:
+    with WebServer(shop_db[0], "127.0.0.1", 0, token=TOKEN, clock=lambda: now) as srv:
+        yield srv
+
+
+def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """GET ``url``: status, headers (lower-case names) and body, errors included."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+def get_json(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    status, _, body = fetch(url, headers)
+    return status, json.loads(body)
