@@ -190,3 +190,63 @@ def test_demo_leaves_the_working_directory_alone(tmp_path: Path) -> None:
     pytest.importorskip("kronicler.capture")
     run("demo", "--requests", "20", cwd=tmp_path, env={"TMPDIR": str(tmp_path)})
     assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def _http_json(url: str, token: str | None = None) -> object:
+    import urllib.request
+
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "kronicler", *args], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+    )  # fmt: skip
+
+
+def _function_counts(url: str, token: str | None = None) -> dict[str, int]:
+    body = _http_json(f"{url}/api/v1/functions?range=all", token)
+    assert isinstance(body, dict)
+    return {row["function"]: row["count"] for row in body["rows"]}
+
+
+def test_dashboard_command_serves_the_page_and_api(shop_path: Path, shop: ShopData) -> None:
+    pytest.importorskip("fastapi")
+    proc = _start(["dashboard", "--path", str(shop_path), "--http", "127.0.0.1:0"], {})
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        m = re.search(r"on (http://127\.0\.0\.1:\d+)", line)
+        assert m, (line, proc.stderr.read() if proc.poll() is not None else "")
+        local = json.loads(run("functions", "--path", str(shop_path), "--json").stdout)
+        assert _function_counts(m.group(1)) == {f["function"]: f["count"] for f in local}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
+def test_serve_with_http_runs_grpc_and_dashboard_with_one_token(shop_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    proc = _start(["serve", "--path", str(shop_path), "--address", "127.0.0.1:0", "--http",
+                   "127.0.0.1:0"], {"KRONICLER_TOKEN": "s3cret"})  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        grpc_line, web_line = proc.stdout.readline(), proc.stdout.readline()
+        address = re.search(r"on (127\.0\.0\.1:\d+)", grpc_line)
+        url = re.search(r"on (http://127\.0\.0\.1:\d+)", web_line)
+        assert address and url, (grpc_line, web_line)
+        counts = _function_counts(url.group(1), "s3cret")
+        remote = run("functions", "--address", address.group(1), "--json",
+                     env={"KRONICLER_TOKEN": "s3cret"})  # fmt: skip
+        assert counts == {f["function"]: f["count"] for f in json.loads(remote.stdout)}
+        import urllib.error
+
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            _http_json(f"{url.group(1)}/api/v1/functions")
+        assert denied.value.code == 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0

@@ -102,6 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest request accepted (default: 16 MiB)",
     )
     p.add_argument("--no-otlp", action="store_true", help="do not host the OTLP TraceService")
+    p.add_argument("--http", metavar="HOST:PORT", help="also serve the web dashboard there")
+
+    p = sub.add_parser("dashboard", help="serve the web dashboard on a local database")
+    p.add_argument(
+        "--path", type=Path, default=DEFAULT_PATH, help="database directory (default: ./.kronicler)"
+    )
+    p.add_argument("--http", metavar="HOST:PORT", default="127.0.0.1:8080",
+                   help="where to serve it (default: 127.0.0.1:8080)")  # fmt: skip
+    p.add_argument("--token", help="require this bearer token (default: $KRONICLER_TOKEN)")
 
     for name, help_text in (
         ("stats", "latency statistics per function (or service/attribute)"),
@@ -306,6 +315,7 @@ def serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    web = None
     try:
         server = KroniclerServer(db, options).start()
         print(
@@ -314,8 +324,39 @@ def serve(args: argparse.Namespace) -> int:
             f"{', token required' if options.token else ''}); Ctrl-C to stop",
             flush=True,
         )
+        if args.http:
+            from kronicler.web import WebServer, parse_address
+
+            host, port = parse_address(args.http)
+            web = WebServer(db, host, port, token=options.token).start()
+            print(f"kronicler: dashboard on {web.url}", flush=True)
         stop.wait()
-        server.stop(grace=2.0)
+    finally:
+        if web is not None:
+            web.stop()
+        if "server" in locals():
+            server.stop(grace=2.0)
+        db.close()
+    return 0
+
+
+def dashboard(args: argparse.Namespace) -> int:
+    from kronicler.db import Database
+    from kronicler.web import parse_address
+    from kronicler.web import serve as serve_web
+
+    path: Path = args.path
+    if not path.is_dir():
+        raise ValueError(f"no Kronicler database at {path} (try: kronicler demo --path {path})")
+    host, port = parse_address(args.http)
+    token = args.token or os.environ.get("KRONICLER_TOKEN") or None
+    if host not in ("127.0.0.1", "localhost", "::1") and not token:
+        print("kronicler: warning: serving beyond loopback without --token", file=sys.stderr)
+    db = Database.open(path, bufferpool_bytes=256 << 20)  # wide charts decode many pages
+    try:
+        serve_web(db, host, port, token=token,
+                  ready=lambda url: print(f"kronicler: dashboard of {path} on {url}; "
+                                          "Ctrl-C to stop", flush=True))  # fmt: skip
     finally:
         db.close()
     return 0
@@ -327,6 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(args)
+        if args.command == "dashboard":
+            return dashboard(args)
         if args.command == "demo":
             from kronicler.cli.demo import run_demo
 
@@ -348,6 +391,6 @@ def _describe(exc: BaseException) -> str:
         details = exc.details() if hasattr(exc, "details") else str(exc)
         name = code.name if code is not None else "ERROR"
         return f"{name}: {details}"
-    if isinstance(exc, (ValueError, LookupError, OSError)):
+    if isinstance(exc, (ValueError, LookupError, OSError, ImportError)):
         return str(exc.args[0]) if exc.args and isinstance(exc, LookupError) else str(exc)
     return f"{type(exc).__name__}: {exc}"
