@@ -373,12 +373,13 @@ class Database:
                 if codes is not None and codes.size == 0:
                     continue
                 for chunk in seg.chunks:
-                    if window.covers(chunk.start_min, chunk.start_max) == 0:
+                    cover = window.covers(chunk.start_min, chunk.start_max)
+                    if cover == 0 or not _has_codes(chunk, codes):
                         continue
-                    if not _has_codes(chunk, codes):
-                        continue
+                    only = None if codes is None else codes[np.isin(codes, chunk.codes)]
                     cols = self._chunk_columns(seg, chunk, need)
-                    pieces.append((seg, _filter(cols, window, codes)))
+                    whole = cover == 2 and (only is None or chunk.codes.size == only.size)
+                    pieces.append((seg, cols if whole else _filter(cols, window, only)))
                 if len(seg.tail["start"]):
                     pieces.append((seg, _filter(seg.tail, window, codes)))
             return merge_scans(pieces, list(columns))
@@ -433,7 +434,7 @@ class Database:
     ) -> None:
         mask = window.mask(cols["start"])
         if codes is not None:
-            mask &= np.isin(cols["name"], codes)
+            mask &= _name_mask(cols["name"], codes)
         rows = np.nonzero(mask)[0]
         if rows.size == 0:
             return
@@ -519,16 +520,26 @@ def _has_codes(chunk: ChunkInfo, codes: np.ndarray | None) -> bool:
 
 
 def _select(cols: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
-    return {c: a[mask] for c, a in cols.items()}
+    rows = np.flatnonzero(mask)  # once, rather than once per column
+    return {c: a.take(rows) for c, a in cols.items()}
+
+
+def _name_mask(names: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    if codes.size == 1:
+        return names == codes[0]
+    return np.isin(names, codes, kind="table")
 
 
 def _filter(
     cols: dict[str, np.ndarray], window: TimeRange, codes: np.ndarray | None
 ) -> dict[str, np.ndarray]:
-    mask = window.mask(cols["start"])
+    mask = None if window.everything else window.mask(cols["start"])
     if codes is not None:
-        mask &= np.isin(cols["name"], codes)
-    return cols if bool(mask.all()) else _select(cols, mask)
+        by_name = _name_mask(cols["name"], codes)
+        mask = by_name if mask is None else mask & by_name
+    if mask is None or bool(mask.all()):
+        return cols
+    return _select(cols, mask)
 
 
 @atexit.register
