@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from pathlib import Path as _Path  # noqa: E402
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
@@ -45,6 +46,8 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
+
+sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # run from a checkout
 
 import kronicler
 from kronicler.db import Database

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
 BASE_NS = 1_700_000_000_000_000_000
 FUNCTIONS = [f"app.module{i // 10}.handler_{i}" for i in range(50)]
 SERVICES = ["api", "worker", "billing", "search"]

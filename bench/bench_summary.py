@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys  # noqa: E402
 import time
 import zlib
 from collections.abc import Callable
+from pathlib import Path as _Path  # noqa: E402
 
 import numpy as np
 import zstandard
+
+sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from kronicler.db import summary_codec
 from kronicler.db.summary import (
