@@ -60,10 +60,15 @@ class Stats:
     @classmethod
     def from_values(cls, durations: np.ndarray, errors: int = 0) -> Stats:
         """Exact statistics of raw durations."""
+        return cls.from_sorted(np.sort(durations), errors)
+
+    @classmethod
+    def from_sorted(cls, durations: np.ndarray, errors: int = 0) -> Stats:
+        """Exact statistics of raw durations already in ascending order."""
         n = int(durations.size)
         if n == 0:
             return cls.empty()
-        values = np.sort(durations.astype(np.float64))
+        values = durations.astype(np.float64)
         mean = float(values.mean())
         stddev = float(values.std(ddof=1)) if n > 1 else 0.0
         qs = [_exact_quantile(values, q) for _, q in QUANTILE_FIELDS]

@@ -6,7 +6,7 @@ group codes (dictionary codes already are); from there two aggregations exist:
 - *summaries*: one mergeable summary per group in one vectorised pass
   (``kronicler.db.summary.summarize_groups``); quantiles within 1% relative error and the result
   can still be merged with other ranges or nodes;
-- *exact*: one ``lexsort`` by (group, duration), after which every group's min, max and any
+- *exact*: one sort by (group, duration), after which every group's min, max and any
   quantile are index arithmetic on the sorted array. The quantile q is the value at rank
   ``floor(q * (count - 1))`` (numpy's ``method="lower"``), the definition the summaries
   approximate, so both roads agree within 1%; cost is a full sort, so it is opt-in.
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from kronicler.db.scan import sorted_within_groups
 from kronicler.db.schema import STATUS_ERROR
 from kronicler.query.filters import Filter, Selection, attribute_values, select
 from kronicler.query.results import GroupStats
@@ -149,7 +150,7 @@ def summary_stats(grouped: Grouped, quantiles: Sequence[float]) -> list[GroupSta
 
 
 def exact_stats(grouped: Grouped, quantiles: Sequence[float]) -> list[GroupStats]:
-    """Per-group stats from the raw durations: one lexsort, then index arithmetic."""
+    """Per-group stats from the raw durations: one sort, then index arithmetic."""
     n = grouped.n_groups
     if n == 0:
         return []
@@ -157,8 +158,7 @@ def exact_stats(grouped: Grouped, quantiles: Sequence[float]) -> list[GroupStats
     d = grouped.columns["duration"]
     counts = np.bincount(codes, minlength=n)
     errors = error_counts(codes, grouped.columns["status"], n)
-    order = np.lexsort((d, codes))
-    sd = d[order].astype(np.float64)
+    sd = sorted_within_groups(codes, d).astype(np.float64)
     offsets = np.concatenate(([0], np.cumsum(counts)[:-1]))
     safe = np.maximum(counts, 1)
     mean = np.bincount(codes, weights=d.astype(np.float64), minlength=n) / safe
