@@ -250,3 +250,25 @@ def test_serve_with_http_runs_grpc_and_dashboard_with_one_token(shop_path: Path)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def test_retain_deletes_old_closed_segments(tmp_path: Path) -> None:
+    import numpy as np
+
+    from kronicler.db import Database
+
+    path = tmp_path / "db"
+    with Database.open(path) as db:  # a segment whose calls are from 2001
+        db.append(["old.job"] * 10, np.full(10, 1_000_000_000 * 10**9), np.ones(10, int))
+    with Database.open(path) as db:  # and one from now
+        db.append(["new.job"] * 5, np.full(5, __import__("time").time_ns()), np.ones(5, int))
+    out = run("retain", "--path", str(path), "--max-age", "30d")
+    assert out.stdout.startswith("removed 1 segment(s)")
+    names = [
+        f["function"] for f in json.loads(run("functions", "--path", str(path), "--json").stdout)
+    ]
+    assert names == ["new.job"]
+    assert run("retain", "--path", str(path), "--max-size", "0").stdout.startswith("removed 1")
+    bad = run("retain", "--path", str(path), "--max-size", "lots", check=False)
+    assert bad.returncode == 1 and "bad size 'lots'" in bad.stderr
+    assert run("retain", "--path", str(path), check=False).returncode == 1

@@ -193,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--limit", type=int, help="most findings (default: 20)")
 
+    p = sub.add_parser("retain", help="delete old closed segments (by age and/or total size)")
+    p.add_argument(
+        "--path", type=Path, default=DEFAULT_PATH, help="database directory (default: ./.kronicler)"
+    )
+    p.add_argument("--max-age", help="delete segments whose newest call is older (e.g. 7d, 12h)")
+    p.add_argument("--max-size", help="then delete the oldest until the database fits (e.g. 10G)")
+
     p = sub.add_parser("demo", help="run a small workload, serve it, and show what Kronicler finds")
     p.add_argument(
         "--path",
@@ -340,6 +347,38 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+_SIZES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``"10G" -> 10 * 2**30`` bytes; ``ValueError`` naming the text otherwise."""
+    body = text.strip().lower().removesuffix("b").removesuffix("i")
+    unit = body[-1:] if body[-1:] in _SIZES and body[-1:] != "" else ""
+    try:
+        value = float(body[: len(body) - len(unit)])
+    except ValueError:
+        raise ValueError(f"bad size {text!r}: use e.g. 500M, 10G") from None
+    if value < 0:
+        raise ValueError(f"bad size {text!r}: must not be negative")
+    return int(value * _SIZES[unit])
+
+
+def retain(args: argparse.Namespace) -> int:
+    from kronicler.cli.units import parse_duration
+    from kronicler.db import Database
+
+    if args.max_age is None and args.max_size is None:
+        raise ValueError("say --max-age and/or --max-size")
+    max_age = None if args.max_age is None else parse_duration(args.max_age)
+    max_bytes = None if args.max_size is None else parse_size(args.max_size)
+    if not args.path.is_dir():
+        raise ValueError(f"no Kronicler database at {args.path}")
+    with Database.open(args.path) as db:
+        removed = db.retain(max_age_ns=max_age, max_bytes=max_bytes)
+        print(f"removed {removed} segment(s); {db.size_bytes():,} bytes left in {args.path}")
+    return 0
+
+
 def dashboard(args: argparse.Namespace) -> int:
     from kronicler.db import Database
     from kronicler.web import parse_address
@@ -370,6 +409,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(args)
         if args.command == "dashboard":
             return dashboard(args)
+        if args.command == "retain":
+            return retain(args)
         if args.command == "demo":
             from kronicler.cli.demo import run_demo
 
