@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from kronicler.db import compaction
 from kronicler.db.bufferpool import BufferPool
 from kronicler.db.chunk import ChunkSummary, summarize
 from kronicler.db.metadata import ensure_catalog
@@ -204,7 +205,7 @@ class Database:
                 reader.refresh()
             except OSError as exc:  # deleted under us by retention in another process
                 log.debug("segment %s unreadable: %s", reader.id, exc)
-        return [self._readers[i] for i in sorted(self._readers)]
+        return compaction.visible(self._readers[i] for i in sorted(self._readers))
 
     def _load_page(self, key: tuple[str, int, str]) -> Any:
         seg_id, seq, column = key
@@ -464,13 +465,47 @@ class Database:
         with self._read_lock:
             self._segments()
             own = None if self._writer is None else self._writer.id
-            removed = retain(self._segdir, self._readers, own, max_age_ns, max_bytes)
+            shown = {r.id: r for r in self._segments()}
+            removed = retain(self._segdir, shown, own, max_age_ns, max_bytes)
             for seg_id in removed:
                 reader = self._readers.pop(seg_id, None)
                 if reader is not None:
                     reader.close()
                 self._pool.drop(partial(_in_segment, seg_id))
             return len(removed)
+
+    def compact(
+        self,
+        *,
+        small_rows: int = compaction.DEFAULT_SMALL_ROWS,
+        group_rows: int = compaction.DEFAULT_GROUP_ROWS,
+    ) -> int:
+        """Merge small finished segments into larger ones; returns how many were replaced.
+
+        Safe to run while other processes write and read the directory (see compaction.py).
+        """
+        if small_rows <= 0 or group_rows <= 0:
+            raise ValueError(
+                f"small_rows and group_rows must be positive, got {small_rows}, {group_rows}"
+            )
+        with self._read_lock:
+            self._segments()
+            compaction.sweep(self._segdir, self._readers)
+            own = None if self._writer is None else self._writer.id
+            groups = compaction.plan(
+                {r.id: r for r in self._segments()}, own, small_rows=small_rows,
+                group_rows=group_rows,
+            )  # fmt: skip
+            for group in groups:
+                compaction.rewrite(self._segdir, group, self._chunk_rows)
+            self._segments()
+            replaced = compaction.sweep(self._segdir, self._readers)
+            for seg_id in replaced:
+                reader = self._readers.pop(seg_id, None)
+                if reader is not None:
+                    reader.close()
+                self._pool.drop(partial(_in_segment, seg_id))
+            return sum(len(g) for g in groups)
 
     def size_bytes(self) -> int:
         """Bytes taken by every file of the database directory."""

@@ -98,6 +98,8 @@ class SegmentReader:
         self.rollup = Rollup()
         self.rows_sealed = 0
         self.closed = False
+        self.replaces: tuple[str, ...] = ()  # segments this one (a compaction's output) replaces
+        self.pid: int | None = None
         self.version = 0  # bumped whenever what the segment holds changes
         self._end = 0  # bytes of the segment file covered by known chunks
         self._fd = -1
@@ -132,8 +134,11 @@ class SegmentReader:
                 meta_sig = None
             if meta_sig != self._meta_sig:
                 self._meta_sig = meta_sig
-                meta = load_json(self.meta_path)
-                self.closed = bool(meta and meta.get("closed"))
+                meta = load_json(self.meta_path) or {}
+                self.closed = bool(meta.get("closed"))
+                self.replaces = tuple(str(x) for x in meta.get("replaces", ()))
+                pid = meta.get("pid")
+                self.pid = pid if isinstance(pid, int) else None
         if size <= self._end:
             return False
         fd = self._open()

@@ -36,14 +36,17 @@ def new_segment_id() -> str:
 class SegmentWriter:
     """Buffers, seals and persists the rows of one segment. Used by one thread at a time."""
 
-    def __init__(self, directory: Path, *, chunk_rows: int = CHUNK_ROWS) -> None:
+    def __init__(
+        self, directory: Path, *, chunk_rows: int = CHUNK_ROWS, replaces: tuple[str, ...] = ()
+    ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.id = new_segment_id()
+        # A compaction's output names the segments it replaces; readers ignore it until it is
+        # closed, then ignore the replaced segments instead (see compaction.py).
+        self.replaces = replaces
         self.data_path = directory / f"{self.id}.kseg"
         self.meta_path = directory / f"{self.id}.meta"
         self._chunk_rows = chunk_rows
-        self._fd = os.open(self.data_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self._wal = wal.WalWriter(directory / f"{self.id}.wal")
         self.dicts = {name: Dictionary() for name in TEXT_COLUMNS}
         # Dictionary codes below these are defined in a sealed chunk / in a chunk or the log.
         self._in_chunks = dict.fromkeys(TEXT_COLUMNS, 0)
@@ -56,7 +59,10 @@ class SegmentWriter:
         self._chunks: list[list[int]] = []
         self._meta_stale = True
         self.closed = False
+        # The catalog exists before the segment file, so no reader sees a segment without it.
         self._save_meta()
+        self._fd = os.open(self.data_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._wal = wal.WalWriter(directory / f"{self.id}.wal")
 
     def add(self, batch: SpanBatch) -> None:
         n = len(batch)
@@ -135,6 +141,7 @@ class SegmentWriter:
         save_json(self.meta_path, {
             "segment": self.id, "pid": os.getpid(), "schema_version": SCHEMA_VERSION,
             "chunk_rows": self._chunk_rows, "closed": closed, "chunks": self._chunks,
+            "replaces": list(self.replaces),
         })  # fmt: skip
         self._meta_stale = False
 
