@@ -272,3 +272,18 @@ def test_retain_deletes_old_closed_segments(tmp_path: Path) -> None:
     bad = run("retain", "--path", str(path), "--max-size", "lots", check=False)
     assert bad.returncode == 1 and "bad size 'lots'" in bad.stderr
     assert run("retain", "--path", str(path), check=False).returncode == 1
+
+
+def test_compact_merges_small_segments(tmp_path: Path) -> None:
+    import numpy as np
+
+    from kronicler.db import Database
+
+    path = tmp_path / "db"
+    for i in range(3):
+        with Database.open(path) as db:
+            db.append([f"job{i}"] * 10, np.arange(10), np.ones(10, int))
+    before = run("stats", "--path", str(path), "--json").stdout
+    out = run("compact", "--path", str(path))
+    assert out.stdout.startswith("merged 3 segment(s); 1 segment(s) now in")
+    assert run("stats", "--path", str(path), "--json").stdout == before

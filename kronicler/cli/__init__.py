@@ -200,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-age", help="delete segments whose newest call is older (e.g. 7d, 12h)")
     p.add_argument("--max-size", help="then delete the oldest until the database fits (e.g. 10G)")
 
+    p = sub.add_parser("compact", help="merge small finished segments (safe while others write)")
+    p.add_argument(
+        "--path", type=Path, default=DEFAULT_PATH, help="database directory (default: ./.kronicler)"
+    )
+
     p = sub.add_parser("demo", help="run a small workload, serve it, and show what Kronicler finds")
     p.add_argument(
         "--path",
@@ -379,6 +384,18 @@ def retain(args: argparse.Namespace) -> int:
     return 0
 
 
+def compact(args: argparse.Namespace) -> int:
+    from kronicler.db import Database
+
+    if not args.path.is_dir():
+        raise ValueError(f"no Kronicler database at {args.path}")
+    with Database.open(args.path) as db:
+        merged = db.compact()
+        left = len(list((args.path / "segments").glob("*.kseg")))
+        print(f"merged {merged} segment(s); {left} segment(s) now in {args.path}")
+    return 0
+
+
 def dashboard(args: argparse.Namespace) -> int:
     from kronicler.db import Database
     from kronicler.web import parse_address
@@ -411,6 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return dashboard(args)
         if args.command == "retain":
             return retain(args)
+        if args.command == "compact":
+            return compact(args)
         if args.command == "demo":
             from kronicler.cli.demo import run_demo
 
