@@ -58,12 +58,27 @@ def _pack_uint(values: np.ndarray) -> tuple[int, bytes]:
     return width, np.ascontiguousarray(shuffled).tobytes()
 
 
-def _unpack_uint(raw: bytes, width: int, count: int) -> np.ndarray:
+def _unpack_narrow(raw: bytes, width: int, count: int) -> np.ndarray:
+    """Undo the shuffle; the values stay in their stored width (no widening copy)."""
     planes = np.frombuffer(raw, dtype=np.uint8, count=count * width)
     if width == 1:
-        return planes.astype(np.uint64)
-    narrow = np.ascontiguousarray(planes.reshape(width, count).T).view(f"<u{width}")
-    return narrow.reshape(count).astype(np.uint64)
+        return planes
+    return np.ascontiguousarray(planes.reshape(width, count).T).view(f"<u{width}").reshape(count)
+
+
+def _unpack_uint(raw: bytes, width: int, count: int) -> np.ndarray:
+    return _unpack_narrow(raw, width, count).astype(np.uint64)
+
+
+def _unzigzag_narrow(steps: np.ndarray) -> np.ndarray:
+    """unzigzag for values stored narrower than 8 bytes, widening to int64 in the same pass."""
+    if steps.dtype.itemsize == 8:
+        return unzigzag(steps)
+    s = steps.astype(np.int64)
+    s_low = s & 1
+    s >>= 1
+    s ^= -s_low
+    return s
 
 
 def _squeeze(raw: bytes) -> tuple[int, bytes]:
@@ -142,16 +157,18 @@ def decode(data: bytes | memoryview, dtype: np.dtype) -> np.ndarray:
     elif codec == CODEC_RAW:
         out = np.frombuffer(body, dtype="<u8", count=n).astype(np.uint64)
     elif codec == CODEC_NARROW:
-        out = _unpack_uint(_unsqueeze(flags, body, n * width), width, n)
+        narrow = _unpack_narrow(_unsqueeze(flags, body, n * width), width, n)
+        return narrow.astype(dtype)  # one widening copy, wrapping like a C cast
     elif codec == CODEC_DELTA:
         (first,) = struct.unpack_from("<Q", body, 0)
-        steps = _unpack_uint(_unsqueeze(flags, body[8:], (n - 1) * width), width, max(n - 1, 0))
-        out = np.empty(n, dtype=np.int64)
+        raw = _unsqueeze(flags, body[8:], (n - 1) * width)
+        steps = _unpack_narrow(raw, width, max(n - 1, 0))
+        start = np.empty(n, dtype=np.int64)
         if n:
-            out[0] = np.uint64(first).view(np.int64)
-            np.cumsum(unzigzag(steps), out=out[1:])
-            out[1:] += out[0]
-        out = out.view(np.uint64)
+            start[0] = np.uint64(first).view(np.int64)
+            np.cumsum(_unzigzag_narrow(steps), out=start[1:])
+            start[1:] += start[0]
+        return start.astype(dtype, copy=False)
     elif codec == CODEC_TABLE:
         distinct, size = struct.unpack_from("<II", body, 0)
         raw = _unsqueeze(flags, body[8:], size)
@@ -161,7 +178,9 @@ def decode(data: bytes | memoryview, dtype: np.dtype) -> np.ndarray:
         out = table[index].astype(np.uint64)
     else:
         raise ValueError(f"unknown codec id {codec} in page")
-    return out.view(np.int64).astype(dtype) if dtype.kind == "i" else out.astype(dtype)
+    if dtype.kind == "i":
+        return out.view(np.int64).astype(dtype, copy=False)
+    return out.astype(dtype, copy=False)
 
 
 def encode_parents(parents: np.ndarray, span_ids: np.ndarray) -> bytes:
