@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PATH = ".kronicler"
 DEFAULT_BUFFERPOOL_BYTES = 64 << 20
+_MAX_TAIL_CHUNKS = 4  # unwritten rows held while writes fail, in chunks
 DEFAULT_SEGMENT_ROWS = 1 << 24  # ~16.8M rows, ~90-280 MB; then the writer starts a new segment
 SEGMENTS = "segments"
 
@@ -63,6 +64,15 @@ class Database:
         chunk_rows: int | None = None,
         segment_rows: int = DEFAULT_SEGMENT_ROWS,
     ) -> None:
+        for what, value in (("bufferpool_bytes", bufferpool_bytes), ("queue_rows", queue_rows),
+                            ("segment_rows", segment_rows), ("chunk_rows", chunk_rows)):  # fmt: skip
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or value <= 0):  # fmt: skip
+                raise ValueError(f"{what} must be a positive integer, got {value!r}")
+        if not isinstance(flush_interval, (int, float)) or not flush_interval > 0:
+            raise ValueError(
+                f"flush_interval must be a positive number of seconds, got {flush_interval!r}"
+            )
         self.path = Path(path)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -74,14 +84,16 @@ class Database:
         self._flush_interval = flush_interval
         self._queue_rows = queue_rows
         self._chunk_rows = chunk_rows
-        if segment_rows <= 0:
-            raise ValueError(f"segment_rows must be positive, got {segment_rows}")
         self._segment_rows = segment_rows
         # _read_lock protects the readers and the bufferpool bookkeeping of refreshes.
         self._read_lock = threading.RLock()
         self._readers: dict[str, SegmentReader] = {}
         self._pool = BufferPool(bufferpool_bytes, load=self._load_page)
         self._writer: SegmentWriter | None = None
+        self._failures = 0  # failed writes and commits (see flush)
+        self._failures_seen = 0
+        self._lost_rows = 0  # rows given up after writes kept failing
+        self._logged: set[str] = set()
         self._queue = self._new_queue()
         self._closed = False
         _open_databases.add(self)
@@ -136,7 +148,12 @@ class Database:
             self._writer = SegmentWriter(self._segdir, **self._writer_options())
         for batch in batches:
             self._writer.add(batch)
-        self._writer.seal_full()
+        try:
+            self._writer.seal_full()
+        except OSError as exc:  # disk full, I/O error: the rows stay in the tail for a retry
+            self._failed("write", exc)
+            self._shed_if_stuck()
+            return
         if self._writer.rows_sealed >= self._segment_rows:
             # Rotate: the old segment seals its tail and closes, so retention can delete it whole.
             self._writer.close()
@@ -147,11 +164,42 @@ class Database:
 
     def _commit(self) -> None:
         if self._writer is not None:
-            self._writer.commit()
+            try:
+                self._writer.commit()
+            except OSError as exc:
+                self._failed("commit", exc)
+                self._shed_if_stuck()
+
+    def _failed(self, what: str, exc: OSError) -> None:
+        self._failures += 1
+        if what not in self._logged:
+            self._logged.add(what)
+            log.error("kronicler could not %s to %s: %s", what, self._segdir, exc)
+
+    def _shed_if_stuck(self) -> None:
+        """While writes fail, give up the segment once its unwritten tail grows too large.
+
+        What the segment already holds on disk stays readable; the rows only in memory are
+        counted as dropped; the next batch starts a new segment (which may find space again).
+        """
+        writer = self._writer
+        if writer is None or writer.tail_rows <= _MAX_TAIL_CHUNKS * writer.chunk_rows:
+            return
+        self._lost_rows += writer.tail_rows - writer.tail_in_wal
+        writer.abandon()
+        self._writer = None
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Make everything appended so far durable and visible; False if ``timeout`` passed."""
-        return self._queue.flush(timeout)
+        """Make everything appended so far durable and visible.
+
+        False if ``timeout`` passed, or if a write failed (disk full, I/O error) since the
+        previous flush: then some rows may be missing or not yet durable.
+        """
+        ok = self._queue.flush(timeout)
+        failures = self._failures + self._queue.lost
+        clean = failures == self._failures_seen
+        self._failures_seen = failures
+        return ok and clean
 
     def close(self, timeout: float | None = None) -> None:
         """Flush, seal this process's segment and release files. Idempotent."""
@@ -173,7 +221,7 @@ class Database:
     @property
     def dropped(self) -> int:
         """Rows dropped because the write queue was full (or lost to a write error)."""
-        return self._queue.dropped + self._queue.lost
+        return self._queue.dropped + self._queue.lost + self._lost_rows
 
     def _after_fork_in_child(self) -> None:
         # The parent's queue, thread and segment belong to the parent; start afresh, lazily.

@@ -25,6 +25,7 @@ from typing import Final
 import numpy as np
 import zstandard
 
+from kronicler.db.fileio import append_all, write_all
 from kronicler.db.schema import COLUMNS
 
 MAGIC: Final = b"KWAL"
@@ -112,9 +113,11 @@ class WalWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._size = os.fstat(self._fd).st_size
 
     def append(self, record: bytes) -> None:
-        os.write(self._fd, record)
+        append_all(self._fd, record, self._size)
+        self._size += len(record)
         os.fdatasync(self._fd)
 
     def rewrite(self, record: bytes | None) -> None:
@@ -123,13 +126,14 @@ class WalWriter:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             if record:
-                os.write(fd, record)
+                write_all(fd, record)
             os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, self.path)
         os.close(self._fd)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        self._size = len(record) if record else 0
 
     def close(self, *, remove: bool = False) -> None:
         if self._fd >= 0:

@@ -22,6 +22,7 @@ import numpy as np
 from kronicler.db import wal
 from kronicler.db.chunk import encode_chunk, summarize
 from kronicler.db.dictionary import Dictionary
+from kronicler.db.fileio import append_all
 from kronicler.db.metadata import save_json
 from kronicler.db.page import CHUNK_ROWS
 from kronicler.db.schema import COLUMNS, SCHEMA_VERSION, SpanBatch
@@ -46,6 +47,8 @@ class SegmentWriter:
         self.replaces = replaces
         self.data_path = directory / f"{self.id}.kseg"
         self.meta_path = directory / f"{self.id}.meta"
+        if chunk_rows <= 0:
+            raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
         self._chunk_rows = chunk_rows
         self.dicts = {name: Dictionary() for name in TEXT_COLUMNS}
         # Dictionary codes below these are defined in a sealed chunk / in a chunk or the log.
@@ -86,13 +89,15 @@ class SegmentWriter:
             out[column] = arr
         return out
 
-    def _new_entries(self, since: dict[str, int]) -> dict[str, list[tuple[int, str]]]:
+    def _entries_since(
+        self, since: dict[str, int]
+    ) -> tuple[dict[str, list[tuple[int, str]]], dict[str, int]]:
+        """Dictionary entries defined after ``since``, and the marks to record once they are stored."""
         entries = {}
         for name, d in self.dicts.items():
             if len(d) > since[name]:
                 entries[name] = list(enumerate(d.values[since[name] :], start=since[name]))
-                since[name] = len(d)
-        return entries
+        return entries, {name: len(d) for name, d in self.dicts.items()}
 
     def seal_full(self) -> int:
         """Write every complete chunk of the tail; returns the number written."""
@@ -103,15 +108,18 @@ class SegmentWriter:
         return sealed
 
     def _seal(self, rows: int) -> None:
+        # Nothing changes until the chunk is wholly written: a failed write (disk full) is cut
+        # off the file again, and the rows stay in the tail for the next attempt.
         columns = self._tail_columns()
         chunk = {c: a[:rows] for c, a in columns.items()}
+        entries, marks = self._entries_since(self._in_chunks)
+        data = encode_chunk(len(self._chunks), chunk, entries, summarize(chunk))
+        append_all(self._fd, data, self._offset)
+        self._in_chunks = marks
         for c, a in columns.items():
             self._tail[c] = [a[rows:]] if len(a) > rows else []
         self.tail_rows -= rows
         self._tail_in_wal = max(0, self._tail_in_wal - rows)
-        entries = self._new_entries(self._in_chunks)
-        data = encode_chunk(len(self._chunks), chunk, entries, summarize(chunk))
-        os.write(self._fd, data)
         start = chunk["start"]
         self._chunks.append([self._offset, len(data), rows, self.rows_sealed,
                              int(start.min()), int(start.max())])  # fmt: skip
@@ -124,18 +132,24 @@ class SegmentWriter:
         if self._meta_stale:
             os.fsync(self._fd)
             self._save_meta()
-            # Everything the tail refers to is now defined in a chunk; the log restarts.
-            self._in_wal = dict(self._in_chunks)
-            self._wal.rewrite(self._record(0) if self.tail_rows else None)
+            self._meta_stale = True  # until the log below is rewritten as well
+            # Everything the tail refers to up to the last chunk is defined in it; the log
+            # restarts with the tail and the entries defined since.
+            record, marks = self._record(0, self._in_chunks) if self.tail_rows else (None, None)
+            self._wal.rewrite(record)
+            self._in_wal = marks or dict(self._in_chunks)
             self._tail_in_wal = self.tail_rows
+            self._meta_stale = False
         elif self.tail_rows > self._tail_in_wal:
-            self._wal.append(self._record(self._tail_in_wal))
+            record, marks = self._record(self._tail_in_wal, self._in_wal)
+            self._wal.append(record)
+            self._in_wal = marks
             self._tail_in_wal = self.tail_rows
 
-    def _record(self, skip: int) -> bytes:
+    def _record(self, skip: int, since: dict[str, int]) -> tuple[bytes, dict[str, int]]:
         columns = {c: a[skip:] for c, a in self._tail_columns().items()}
-        entries = self._new_entries(self._in_wal)
-        return wal.encode_record(self.rows_sealed + skip, columns, entries)
+        entries, marks = self._entries_since(since)
+        return wal.encode_record(self.rows_sealed + skip, columns, entries), marks
 
     def _save_meta(self, *, closed: bool = False) -> None:
         save_json(self.meta_path, {
@@ -157,6 +171,15 @@ class SegmentWriter:
         self._wal.close(remove=True)
         os.close(self._fd)
         self.closed = True
+
+    @property
+    def chunk_rows(self) -> int:
+        return self._chunk_rows
+
+    @property
+    def tail_in_wal(self) -> int:
+        """Leading rows of the tail that are durable in the log already."""
+        return self._tail_in_wal
 
     def abandon(self) -> None:
         """Drop file descriptors without writing (a forked child must not touch its parent's files)."""

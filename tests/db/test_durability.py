@@ -209,3 +209,45 @@ def test_a_new_process_sees_the_same_stats_after_restart(tmp_path):
         env=_env(), check=True, timeout=60,
     )  # fmt: skip
     assert json.loads(out.stdout) == here  # and after the writer closed
+
+
+FULL_DISK = textwrap.dedent(
+    """
+    import json, resource, signal, sys, numpy as np
+    from kronicler.db import Database
+    # Files of this process may not grow past 300 KB: writes beyond fail like a full disk.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+    db = Database.open(sys.argv[1], chunk_rows=2000, flush_interval=0.05)
+    rng = np.random.default_rng(0)
+    flushes, appended = [], 0
+    for i in range(60):
+        n = 1000
+        appended += db.append(["f%d" % (i % 7)] * n, np.arange(appended, appended + n),
+                              np.arange(appended, appended + n), span_id=rng.integers(1, 2**63, n))
+        flushes.append(db.flush())
+    dropped = db.dropped
+    db.close()
+    print(json.dumps({"appended": appended, "dropped": db.dropped, "flushes": flushes}))
+    """
+)
+
+
+def test_a_full_disk_loses_only_what_it_must_and_says_so(tmp_path):
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, str(tmp_path)], capture_output=True, text=True,
+        env=_env(), timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert False in report["flushes"]  # failures were reported by flush
+    assert "could not write" in out.stderr and out.stderr.count("could not write") == 1
+    with Database.open(tmp_path) as db:
+        scan = db.scan(["duration"])
+        stored = scan.columns["duration"]
+        assert len(np.unique(stored)) == len(stored)  # nothing stored twice
+        assert len(stored) + report["dropped"] == report["appended"]  # every row accounted for
+        assert len(stored) > 0 and report["dropped"] > 0
+        assert sum(s.count for s in db.stats().values()) == len(stored)
