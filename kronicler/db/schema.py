@@ -166,7 +166,10 @@ def _text_column(what: str, values: Sequence[str] | np.ndarray | str) -> list[st
         if values.dtype.kind != "O":
             raise ValueError(f"{what} must hold text, got an array of dtype {values.dtype}")
         values = values.tolist()
-    out = list(values)
+    try:
+        out = list(values)
+    except TypeError:
+        raise ValueError(f"{what} must be a sequence of text, got {values!r}") from None
     for v in out:
         if type(v) is not str:  # the common case costs one identity test per row
             if isinstance(v, str):
@@ -198,10 +201,11 @@ def _int_column(what: str, values: Any, n: int) -> np.ndarray:
 def _small_column(what: str, values: Any, n: int, default: int, top: int) -> np.ndarray:
     if values is None:
         return _constant(default, n, np.uint8)
-    if isinstance(values, (int, np.integer)) and not isinstance(values, bool):
+    if isinstance(values, (int, np.integer)) and not isinstance(values, (bool, np.bool_)):
         values = np.full(n, int(values))
-    arr = _int_column(what, [int(v) for v in values] if not isinstance(values, np.ndarray)
-                      else values, n)  # fmt: skip
+    elif isinstance(values, (str, bytes, float, bool)) or not hasattr(values, "__len__"):
+        raise ValueError(f"{what} must be an int or a sequence of ints, got {values!r}")
+    arr = _int_column(what, values, n)
     if n and (int(arr.min()) < 0 or int(arr.max()) > top):
         bad = arr[(arr < 0) | (arr > top)][0]
         raise ValueError(f"{what} must be between 0 and {top}, got {int(bad)}")
@@ -252,18 +256,36 @@ def _trace_column(values: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     return hi, lo
 
 
+def _attributes_from_json(text: str) -> str:
+    if not text:
+        return ""
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"attributes given as text must be a JSON object, got {text!r}")
+    return canonical_attributes(parsed)
+
+
 def _attributes_column(values: Any, n: int) -> list[str]:
     if values is None:
         return [""] * n
     if isinstance(values, Mapping):
         return [canonical_attributes(values)] * n
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise ValueError(f"attributes must be a mapping or a sequence of mappings, got {values!r}")
     out: list[str] = []
     cache: dict[int, str] = {}
+    texts: dict[str, str] = {}
     for v in values:
         if v is None:
             out.append("")
-        elif isinstance(v, str):
-            out.append(v)
+        elif isinstance(v, str):  # JSON text of an object, e.g. read back from elsewhere
+            text = texts.get(v)
+            if text is None:
+                text = texts[v] = _attributes_from_json(v)
+            out.append(text)
         elif isinstance(v, Mapping):
             key = id(v)  # the same dict object is often reused across rows
             text = cache.get(key)

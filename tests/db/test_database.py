@@ -144,6 +144,16 @@ def test_bad_input_raises_value_error_and_stores_nothing(tmp_path):
             db.append(["a"], [1], [1], trace_id=[b"short"])
         with pytest.raises(ValueError, match="unknown column"):
             db.append(["a"], [1], [1], colour=["red"])
+        for bad in ({"status": [None]}, {"status": 2.0}, {"status": [1.7]}, {"status": ["2"]},
+                    {"kind": True}, {"service": 3}, {"attributes": "x"},
+                    {"attributes": ["not json"]}, {"attributes": ["[1, 2]"]}):  # fmt: skip
+            with pytest.raises(ValueError):
+                db.append(["a"], [1], [1], **bad)
+        with pytest.raises(ValueError, match="names"):
+            db.append(None, [1], [1])  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="chunk_rows"):
+            Database.open(tmp_path / "other", chunk_rows=0)
+        assert not (tmp_path / "other").exists()  # options are checked before anything is made
         with pytest.raises(ValueError, match="since"):
             db.stats(since=10, until=5)
         with pytest.raises(ValueError, match="k must"):
