@@ -135,13 +135,14 @@ class Database:
         batch = SpanBatch.build(names, start_unix_nano, duration_ns, **columns)
         return self.append_batch(batch)
 
-    def append_batch(self, batch: SpanBatch) -> int:
-        """Queue an already validated batch. Never blocks; a full queue drops and counts it."""
+    def append_batch(self, batch: SpanBatch, *, count_drop: bool = True) -> int:
+        """Queue an already validated batch. Never blocks; a full queue drops and counts it
+        (``count_drop=False``: refused but not counted, for a caller that will retry)."""
         if self._closed:
             raise ClosedError(f"{self!r} is closed")
         if len(batch) == 0:
             return 0
-        return len(batch) if self._queue.put(batch) else 0
+        return len(batch) if self._queue.put(batch, count_drop=count_drop) else 0
 
     def _consume(self, batches: list[SpanBatch]) -> None:
         if self._writer is None:

@@ -68,12 +68,17 @@ class WriteQueue(Generic[T]):
         self.lost = 0
         self._errors_logged: set[str] = set()
 
-    def put(self, item: T) -> bool:
-        """Queue ``item``; False (and counted in ``dropped``) when full or closed. Never blocks."""
+    def put(self, item: T, *, count_drop: bool = True) -> bool:
+        """Queue ``item``; False (and counted in ``dropped``) when full or closed. Never blocks.
+
+        ``count_drop=False`` leaves a refusal uncounted, for callers that will offer the item
+        again (an OTLP exporter told to retry) rather than lose it.
+        """
         rows = self._size_of(item)
         with self._lock:
             if self._closing or self._queued_rows + rows > self.capacity_rows:
-                self.dropped += rows
+                if count_drop:
+                    self.dropped += rows
                 return False
             self._items.append(item)
             self._queued_rows += rows

@@ -19,11 +19,14 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as otl
 
 from kronicler.errors import ClosedError
 from kronicler.otel.otlp_rows import convert_resource_spans
+from kronicler.otel.records import split_batch
 
 if TYPE_CHECKING:
-    from kronicler.db import Database
+    from kronicler.db import Database, SpanBatch
 
 log = logging.getLogger("kronicler.otel.receiver")
+
+PIECE_ROWS = 16_384  # rows handed to the write queue at a time
 
 TRACE_SERVICE_NAME = otlp.DESCRIPTOR.services_by_name["TraceService"].full_name
 
@@ -40,7 +43,7 @@ class OTLPTraceReceiver(otlp_grpc.TraceServiceServicer):
         try:
             converted = convert_resource_spans(request.resource_spans)
             batch = converted.batch
-            accepted = self._db.append_batch(batch) if len(batch) else 0
+            accepted = self._store(batch)
         except ClosedError:
             context.abort(grpc.StatusCode.UNAVAILABLE, "the database is closed (shutting down)")
         except Exception:  # a receiver must answer with a status, never a traceback
@@ -58,6 +61,19 @@ class OTLPTraceReceiver(otlp_grpc.TraceServiceServicer):
             response.partial_success.rejected_spans = rejected
             response.partial_success.error_message = message
         return response
+
+    def _store(self, batch: SpanBatch) -> int:
+        """Append in pieces (a request may hold more spans than the write queue); returns rows
+        taken. A refused first piece is not counted as dropped: the exporter will retry it."""
+        accepted = 0
+        rest = batch
+        while len(rest):
+            piece, rest = split_batch(rest, min(PIECE_ROWS, len(rest)))
+            taken = self._db.append_batch(piece, count_drop=accepted > 0)
+            if not taken and not accepted:
+                return 0  # nothing stored: the whole request will be retried
+            accepted += taken
+        return accepted
 
 
 def add_to_server(db: Database, server: Any) -> OTLPTraceReceiver:

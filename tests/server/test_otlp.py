@@ -150,3 +150,18 @@ def test_conversion_maps_every_field() -> None:
                                                  "a": [1, 2]}  # fmt: skip
     assert b.attributes[1] == ""
     assert len(convert_resource_spans([]).batch) == 0
+
+
+def test_a_request_larger_than_the_write_queue_is_stored_in_pieces(tmp_path) -> None:
+    n = 60_000
+    spans = [_span(f"bulk.{i % 3}", span_id=(i + 1).to_bytes(8, "big")) for i in range(n)]
+    with Database.open(tmp_path / "small-queue", queue_rows=40_000) as small, KroniclerServer(
+        small, ServerOptions(address="127.0.0.1:0")
+    ) as srv, grpc.insecure_channel(srv.address, options=[
+        ("grpc.max_send_message_length", 64 << 20)]) as channel:  # fmt: skip
+        reply = otlp_grpc.TraceServiceStub(channel).Export(_request(*spans), timeout=60)
+        rejected = reply.partial_success.rejected_spans
+        assert small.flush(timeout=30)
+        stored = sum(s.count for s in small.stats().values())
+        assert stored + rejected == n and stored >= 16_384  # the first piece always fits
+        assert small.dropped == rejected  # only what was finally refused counts as dropped
