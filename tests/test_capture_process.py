@@ -274,3 +274,28 @@ def test_eight_threads_every_call_stored_nothing_dropped(tmp_path: Path) -> None
     assert proc.stdout.split() == ["True", "0", "800000"]
     with Database.open(tmp_path / ".kronicler") as db:
         assert db.stats("__main__.work").count == 800_000
+
+
+def test_flush_reports_rows_lost_in_the_background_before_it_was_called(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the database should be")
+    proc = run(
+        """
+        import time
+        import kronicler
+
+        @kronicler.capture
+        def work(i):
+            return i
+
+        for i in range(500):
+            work(i)
+        time.sleep(1.0)  # the background thread tries, and fails, to store them
+        print("first", kronicler.flush(), kronicler.status().dropped)
+        print("second", kronicler.flush())
+        """,
+        tmp_path,
+        env={"KRONICLER_PATH": str(blocker / "db")},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["first False 500", "second True"]

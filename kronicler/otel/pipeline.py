@@ -74,6 +74,7 @@ class Pipeline:
         self.rows: list[int] = []  # flat compact records, COMPACT_WIDTH ints each
         self.full: list[FullRecord] = []
         self.settings = settings
+        self._lost_at_last_flush = 0
         self._sites: list[Site] = []
         self._site_ids: dict[tuple[str, int, str], int] = {}
         self._sites_lock = threading.Lock()  # protects _sites/_site_ids growth
@@ -126,11 +127,12 @@ class Pipeline:
     def flush(self, timeout: float | None = None) -> bool:
         """Hand everything recorded so far to the database and wait until it is durable.
 
-        False when some of it could not be stored (dropped) or ``timeout`` passed first.
+        False when something recorded since the previous flush could not be stored (dropped),
+        or ``timeout`` passed first.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._drain_lock:
-            lost_before = self._lost()
+            lost_before = self._lost_at_last_flush
             self._drain(force=True)
             db = self._db
             ok = not self._carry
@@ -141,8 +143,10 @@ class Pipeline:
             except Exception as exc:  # noqa: BLE001 - flushing must never raise into the app
                 self._problem("flush", exc)
                 ok = False
-        # The database's flush succeeds even when its writer failed: compare loss counters.
-        return ok and self._lost() == lost_before
+        # Rows may have been lost in the background since the last flush: compare counters.
+        lost_now = self._lost()
+        self._lost_at_last_flush = lost_now
+        return ok and lost_now == lost_before
 
     def shutdown(self, timeout: float | None = _JOIN_TIMEOUT) -> bool:
         """Stop the thread, store what is pending, close the database (idempotent)."""
@@ -203,7 +207,7 @@ class Pipeline:
         self._db = None  # the parent's handle: its writer thread does not exist here
         self._owns_db = False
         self._db_failed_at = 0.0
-        self._stored = self._dropped = self._db_dropped_base = 0
+        self._stored = self._dropped = self._db_dropped_base = self._lost_at_last_flush = 0
 
     def before_fork(self) -> None:
         # A fork while the background thread is mid-drain would leave the child's copy of the
