@@ -97,7 +97,7 @@ def _segment_rows(reader: SegmentReader) -> dict[str, np.ndarray]:
 
 
 def _texts(reader: SegmentReader, kind: str, codes: np.ndarray) -> list[str]:
-    table = np.array(reader.dicts[kind].values, dtype=object)
+    table = np.array(reader.dictionary(kind).values, dtype=object)
     return list(table[codes]) if len(codes) else []
 
 

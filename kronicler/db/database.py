@@ -18,6 +18,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Sequence
 from functools import partial
@@ -46,6 +47,8 @@ DEFAULT_PATH = ".kronicler"
 DEFAULT_BUFFERPOOL_BYTES = 64 << 20
 _MAX_TAIL_CHUNKS = 4  # unwritten rows held while writes fail, in chunks
 DEFAULT_SEGMENT_ROWS = 1 << 24  # ~16.8M rows, ~90-280 MB; then the writer starts a new segment
+DEFAULT_SEGMENT_SECONDS = 3600.0  # ...or after an hour, so retention by age can reach it
+_MAX_ATTRIBUTE_SETS = 200_000  # ...or when this many distinct attribute sets are held in memory
 SEGMENTS = "segments"
 
 _open_databases: weakref.WeakSet[Database] = weakref.WeakSet()
@@ -63,12 +66,15 @@ class Database:
         queue_rows: int = DEFAULT_CAPACITY_ROWS,
         chunk_rows: int | None = None,
         segment_rows: int = DEFAULT_SEGMENT_ROWS,
+        segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
     ) -> None:
         for what, value in (("bufferpool_bytes", bufferpool_bytes), ("queue_rows", queue_rows),
                             ("segment_rows", segment_rows), ("chunk_rows", chunk_rows)):  # fmt: skip
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                       or value <= 0):  # fmt: skip
                 raise ValueError(f"{what} must be a positive integer, got {value!r}")
+        if not isinstance(segment_seconds, (int, float)) or not segment_seconds > 0:
+            raise ValueError(f"segment_seconds must be positive, got {segment_seconds!r}")
         if not isinstance(flush_interval, (int, float)) or not flush_interval > 0:
             raise ValueError(
                 f"flush_interval must be a positive number of seconds, got {flush_interval!r}"
@@ -85,6 +91,7 @@ class Database:
         self._queue_rows = queue_rows
         self._chunk_rows = chunk_rows
         self._segment_rows = segment_rows
+        self._segment_seconds = float(segment_seconds)
         # _read_lock protects the readers and the bufferpool bookkeeping of refreshes.
         self._read_lock = threading.RLock()
         self._readers: dict[str, SegmentReader] = {}
@@ -155,9 +162,15 @@ class Database:
             self._failed("write", exc)
             self._shed_if_stuck()
             return
-        if self._writer.rows_sealed >= self._segment_rows:
-            # Rotate: the old segment seals its tail and closes, so retention can delete it whole.
-            self._writer.close()
+        writer = self._writer
+        if (
+            writer.rows_sealed >= self._segment_rows
+            or len(writer.dicts["attributes"]) >= _MAX_ATTRIBUTE_SETS
+            or time.monotonic() - writer.opened >= self._segment_seconds
+        ):
+            # Rotate: the old segment seals its tail and closes, so retention can delete it
+            # whole, and the writer's dictionaries (held in memory) start afresh.
+            writer.close()
             self._writer = None
 
     def _writer_options(self) -> dict[str, Any]:
@@ -505,7 +518,7 @@ class Database:
             start=int(v["start"]), duration=int(v["duration"]), status=int(v["status"]),
             kind=int(v["kind"]), trace_id=(int(v["trace_hi"]) << 64) | int(v["trace_lo"]),
             span_id=int(v["span_id"]), parent_span_id=int(v["parent_span_id"]),
-            attributes=parse_attributes(seg.dicts["attributes"].values[int(v["attributes"])]),
+            attributes=parse_attributes(seg.dictionary("attributes").values[int(v["attributes"])]),
         )  # fmt: skip
 
     # -- maintenance -----------------------------------------------------------------------------

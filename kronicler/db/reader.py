@@ -59,7 +59,7 @@ class ChunkInfo:
         offset, length: byte range of the chunk's pages in the segment file.
         rows, first_row: row count, and segment-wide number of the first row.
         start_min, start_max: time range of the chunk's start times (ns).
-        pages: column name -> (offset, length) of its page, header included.
+        pages: column name (and "dictionary") -> (offset, length) of its page, header included.
         codes: name codes present; ``max_duration``, ``counts``: per code.
     """
 
@@ -94,6 +94,7 @@ class SegmentReader:
         self.wal_path = directory / f"{segment_id}.wal"
         self.meta_path = directory / f"{segment_id}.meta"
         self.dicts = {name: Dictionary() for name in TEXT_COLUMNS}
+        self._attributes_loaded = False
         self.chunks: list[ChunkInfo] = []
         self.rollup = Rollup()
         self.rows_sealed = 0
@@ -191,17 +192,16 @@ class SegmentReader:
                     return None
                 if header.column == DICT_PAGE:
                     entries = decode_entries(payload)
+                    pages["dictionary"] = (pos, header.size)
                 else:
-                    if entries is None or len(pages) != len(COLUMNS):
+                    if entries is None or len(pages) != len(COLUMNS) + 1:
                         return None
                     try:
                         cs = decode_summary(payload)
                     except Exception:  # a damaged page that still passed its checksum
                         log.warning("unreadable summary in chunk %d of %s", seq, self.id)
                         return None
-                    for kind, items in entries.items():
-                        for code, text in items:
-                            self.dicts[kind].define(code, text)
+                    self._define(entries)
                     info = ChunkInfo(
                         seq, offset, pos + header.size - offset, header.rows, first_row,
                         header.min, header.max, pages, cs.codes, cs.max_duration,
@@ -226,9 +226,7 @@ class SegmentReader:
         self._wal_sig = sig
         pieces: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
         for record in wal.read_records(self.wal_path) if sig else ():
-            for kind, items in record.entries.items():
-                for code, text in items:
-                    self.dicts[kind].define(code, text)
+            self._define(record.entries)
             skip = self.rows_sealed - record.first_row
             if skip >= len(record):
                 continue
@@ -240,6 +238,32 @@ class SegmentReader:
         }
         self._tail_summary = None
         return chunks_changed or len(self.tail["start"]) != old_rows or sig is not None
+
+    def _define(self, entries: dict[str, list[tuple[int, str]]]) -> None:
+        for kind, items in entries.items():
+            if kind == "attributes" and not self._attributes_loaded:
+                continue  # loaded on first use: see dictionary()
+            d = self.dicts[kind]
+            for code, text in items:
+                d.define(code, text)
+
+    def dictionary(self, kind: str) -> Dictionary:
+        """The segment's dictionary of ``kind`` ("name", "service" or "attributes").
+
+        Attribute sets can be as many as the rows (a URL, a user id), so they are read from the
+        dictionary pages only when a query first needs them, not kept by every reader.
+        """
+        if kind == "attributes" and not self._attributes_loaded:
+            self._attributes_loaded = True
+            fd = self._open()
+            for chunk in self.chunks:
+                offset, size = chunk.pages["dictionary"]
+                raw = os.pread(fd, size, offset)
+                entries = decode_entries(verified_payload(raw, f"{self.data_path}@{offset}")[1])
+                self._define({"attributes": entries.get("attributes", [])})
+            for record in wal.read_records(self.wal_path):
+                self._define({"attributes": record.entries.get("attributes", [])})
+        return self.dicts[kind]
 
     # -- reading -------------------------------------------------------------------------------
     def tail_summary(self) -> ChunkSummary:

@@ -148,7 +148,7 @@ def merge_scans(
                 table = lookups.get(key)
                 if table is None:
                     values, index = globals_[c]
-                    local = seg.dicts[c].values
+                    local = seg.dictionary(c).values
                     table = np.empty(len(local), dtype=np.uint32)
                     for code, text in enumerate(local):
                         g = index.get(text)

@@ -62,6 +62,7 @@ class SegmentWriter:
         self._chunks: list[list[int]] = []
         self._meta_stale = True
         self.closed = False
+        self.opened = time.monotonic()
         # The catalog exists before the segment file, so no reader sees a segment without it.
         self._save_meta()
         self._fd = os.open(self.data_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

@@ -268,3 +268,22 @@ def test_long_running_writer_rotates_segments_and_retention_can_drop_old_ones(tm
     left = sum(s.count for s in db.stats().values())
     assert 0 < left < 7000  # the live segment stays
     db.close()
+
+
+def test_attribute_sets_are_loaded_only_when_a_query_needs_them(tmp_path, monkeypatch):
+    import kronicler.db.database as database_module
+
+    monkeypatch.setattr(database_module, "_MAX_ATTRIBUTE_SETS", 3000)  # rotate early
+    n = 10_000
+    with open_db(tmp_path, chunk_rows=1000) as db:
+        for lo in range(0, n, 1000):  # every row has its own attribute set (a request id)
+            db.append(["api.get"] * 1000, BASE_NS + np.arange(lo, lo + 1000),
+                      np.arange(lo, lo + 1000), attributes=[{"request": i} for i in range(lo, lo + 1000)])  # fmt: skip
+            db.flush()
+    assert len(list((tmp_path / "segments").glob("*.kseg"))) >= 3  # the writer rotated
+    with open_db(tmp_path) as db:
+        assert db.stats("api.get").count == n
+        readers = list(db._readers.values())
+        assert all(len(r.dicts["attributes"]) == 0 for r in readers)  # not loaded for stats
+        top = db.slowest("api.get", k=2)
+        assert [c.attributes for c in top] == [{"request": n - 1}, {"request": n - 2}]
