@@ -251,7 +251,7 @@ def test_bufferpool_keeps_decoded_pages_within_its_budget(tmp_path):
             db.stats(since=int(start[i]) + 1, until=int(start[min(i + 5000, 39_999)]))
             db.slowest(k=3, since=int(start[i]))
         db.scan(["duration", "span_id", "parent_span_id"])
-        stats = db._pool.stats
+        stats = db._reads.pool.stats
         assert stats.bytes_in_use <= 256 << 10
         assert stats.evictions > 0
 
@@ -283,7 +283,7 @@ def test_attribute_sets_are_loaded_only_when_a_query_needs_them(tmp_path, monkey
     assert len(list((tmp_path / "segments").glob("*.kseg"))) >= 3  # the writer rotated
     with open_db(tmp_path) as db:
         assert db.stats("api.get").count == n
-        readers = list(db._readers.values())
+        readers = list(db._reads.readers.values())
         assert all(len(r.dicts["attributes"]) == 0 for r in readers)  # not loaded for stats
         top = db.slowest("api.get", k=2)
         assert [c.attributes for c in top] == [{"request": n - 1}, {"request": n - 2}]
