@@ -100,7 +100,9 @@ def series(
             f"{grouped.n_groups * n_buckets} points, more than the limit of {max_points}; "
             "use a larger step or a narrower filter"
         )
-    bucket = (grouped.columns["start"] - since) // step
+    # start - since may not fit in int64 (since near -2**63) but always fits in uint64.
+    offset = grouped.columns["start"].astype(np.int64).view(np.uint64) - np.uint64(since % 2**64)
+    bucket = offset // np.uint64(step)
     cells = Grouped(
         [""] * (grouped.n_groups * n_buckets),
         grouped.codes * n_buckets + bucket.astype(np.int64),

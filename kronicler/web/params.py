@@ -110,6 +110,8 @@ def resolve_window(
             raise ValueError(f"{label} must be integer Unix epoch nanoseconds, got {value!r}")
         if value is not None and value < 0:
             raise ValueError(f"{label} must not be negative, got {value}")
+        if value is not None and value >= 2**63:
+            raise ValueError(f"{label} must fit in 64-bit Unix epoch nanoseconds, got {value}")
     if since is not None and until is not None and since >= until:
         raise ValueError(f"since ({since}) must be before until ({until})")
     if since is None and until is None:

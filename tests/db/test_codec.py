@@ -18,14 +18,24 @@ small = hnp.arrays(np.uint32, st.integers(0, 3000), elements=st.integers(0, 300)
 
 
 @settings(max_examples=60, deadline=None)
-@given(values=int64s, which=st.sampled_from([codec.CODEC_RAW, codec.CODEC_NARROW, codec.CODEC_DELTA, codec.CODEC_TABLE]))
+@given(
+    values=int64s,
+    which=st.sampled_from(
+        [codec.CODEC_RAW, codec.CODEC_NARROW, codec.CODEC_DELTA, codec.CODEC_TABLE]
+    ),
+)
 def test_int64_round_trip(values, which):
     out = codec.decode(codec.encode(values, which), np.dtype(np.int64))
     assert out.dtype == np.int64 and np.array_equal(out, values)
 
 
 @settings(max_examples=60, deadline=None)
-@given(values=uint64s, which=st.sampled_from([codec.CODEC_RAW, codec.CODEC_NARROW, codec.CODEC_DELTA, codec.CODEC_TABLE]))
+@given(
+    values=uint64s,
+    which=st.sampled_from(
+        [codec.CODEC_RAW, codec.CODEC_NARROW, codec.CODEC_DELTA, codec.CODEC_TABLE]
+    ),
+)
 def test_uint64_round_trip(values, which):
     assert np.array_equal(codec.decode(codec.encode(values, which), np.dtype(np.uint64)), values)
 
@@ -41,7 +51,9 @@ def test_dictionary_codes_round_trip_and_shrink(values):
 
 @settings(max_examples=60, deadline=None)
 @given(
-    span_ids=hnp.arrays(np.uint64, st.integers(1, 500), elements=st.integers(1, 2**64 - 1), unique=True),
+    span_ids=hnp.arrays(
+        np.uint64, st.integers(1, 500), elements=st.integers(1, 2**64 - 1), unique=True
+    ),
     data=st.data(),
 )
 def test_parent_references_round_trip(span_ids, data):
@@ -50,7 +62,9 @@ def test_parent_references_round_trip(span_ids, data):
     choice = data.draw(hnp.arrays(np.int8, n, elements=st.integers(0, 2)))
     rows = data.draw(hnp.arrays(np.int64, n, elements=st.integers(0, n - 1)))
     outside = data.draw(hnp.arrays(np.uint64, n, elements=st.integers(1, 2**64 - 1)))
-    parents = np.where(choice == 0, 0, np.where(choice == 1, span_ids[rows], outside)).astype(np.uint64)
+    parents = np.where(choice == 0, 0, np.where(choice == 1, span_ids[rows], outside)).astype(
+        np.uint64
+    )
     encoded = codec.encode_parents(parents, span_ids)
     assert np.array_equal(codec.decode_parents(encoded, span_ids), parents)
 

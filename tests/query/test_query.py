@@ -168,6 +168,13 @@ def test_series_buckets_add_up(shop_db, shop: ShopData) -> None:
     assert {s.key for s in exact.series} == {"api", "worker"}
 
 
+def test_series_over_the_widest_possible_range(shop_db, shop: ShopData) -> None:
+    table = q.series(shop_db, q.Filter(since=-(2**63), until=2**63 - 1), step=2**62)
+    assert len(table.series[0].points) == 4
+    total = sum(p.count for s in table.series for p in s.points)
+    assert total == sum(s.count for s in q.stats(shop_db).rows)
+
+
 def test_series_default_step_and_limits(shop_db) -> None:
     table = q.series(shop_db)
     n = len(table.series[0].points)

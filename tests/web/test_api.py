@@ -94,6 +94,7 @@ def test_filters_by_function_glob_service_and_attribute(server: WebServer) -> No
         ("functions?range=1h&since=5", "not both"),
         ("functions?since=yesterday", "since: "),
         ("functions?since=-3", "since must not be negative"),
+        ("functions?since=99999999999999999999999", "since must fit in 64-bit"),
         ("functions?function=[abc", "bad glob pattern"),
         ("functions?attr=novalue", "KEY=VALUE"),
         ("detail?function=shop.load_user&k=0", "k must be between 1 and 1000"),
