@@ -34,11 +34,15 @@ if TYPE_CHECKING:
 MAX_BUCKETS = 10_000
 #: Most points (groups x buckets) one query may return.
 MAX_POINTS = 200_000
-#: Steps chosen when the caller gives none: the smallest giving at most ``TARGET_BUCKETS``.
-NICE_STEPS_NS = tuple(
-    int(s * 1e9)
-    for s in (0.001, 0.01, 0.1, 1, 5, 10, 30, 60, 300, 600, 1800, 3600, 6 * 3600, 86400, 7 * 86400)
-)
+#: Round steps (ns) chosen when the caller gives none: the smallest giving at most the target.
+NICE_STEPS_NS: tuple[int, ...] = tuple(
+    int(s * 1_000_000_000)
+    for s in (
+        0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30,
+        60, 120, 300, 600, 900, 1800, 3600, 7200, 3 * 3600, 6 * 3600, 12 * 3600,
+        86400, 2 * 86400, 7 * 86400, 14 * 86400, 30 * 86400,
+    )
+)  # fmt: skip
 TARGET_BUCKETS = 60
 
 
@@ -119,9 +123,10 @@ def series(
     return SeriesTable(group_by, step, since, until, qs, exact, tuple(out))
 
 
-def pick_step(width: int) -> int:
-    """The smallest round step that splits ``width`` ns into at most 60 buckets."""
+def pick_step(width: int, target: int = TARGET_BUCKETS) -> int:
+    """The smallest round step that splits ``width`` ns into at most ``target`` buckets."""
+    width = max(width, 1)
     for s in NICE_STEPS_NS:
-        if width <= s * TARGET_BUCKETS:
+        if width <= s * target:
             return s
-    return -(-width // TARGET_BUCKETS)
+    return -(-width // target)

@@ -18,6 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kronicler.query.anomalies import (
+    DEFAULT_MIN_COUNT,
+    DEFAULT_REGRESSION_THRESHOLD,
+    DEFAULT_SPIKE_THRESHOLD,
+    DEFAULT_TAIL_THRESHOLD,
+)
+from kronicler.query.series import pick_step
+
 SECOND = 1_000_000_000
 MINUTE = 60 * SECOND
 HOUR = 60 * MINUTE
@@ -33,22 +41,18 @@ PRESETS: dict[str, int | None] = {
 }
 DEFAULT_PRESET = "1h"
 
-#: Round chart steps; the smallest one giving at most ``TARGET_POINTS`` buckets is chosen.
-NICE_STEPS: tuple[int, ...] = tuple(
-    int(s * SECOND)
-    for s in (
-        0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30,
-        60, 120, 300, 600, 900, 1800, 3600, 7200, 3 * 3600, 6 * 3600, 12 * 3600,
-        86400, 2 * 86400, 7 * 86400, 14 * 86400, 30 * 86400,
-    )
-)  # fmt: skip
+#: Buckets a chart aims for (the step is the smallest round one giving at most this many).
 TARGET_POINTS = 120
 
-#: Anomaly thresholds the dashboard uses by default (the query layer's documented defaults).
-DEFAULT_THRESHOLDS: dict[str, float] = {"tail": 4.0, "spike": 20.0, "regression": 2.0}
+#: Anomaly thresholds the dashboard uses by default: the query layer's defaults.
+DEFAULT_THRESHOLDS: dict[str, float] = {
+    "tail": DEFAULT_TAIL_THRESHOLD,
+    "spike": DEFAULT_SPIKE_THRESHOLD,
+    "regression": DEFAULT_REGRESSION_THRESHOLD,
+}
 
 #: Functions with fewer calls in the window are not judged by the anomaly finder.
-MIN_COUNT = 50
+MIN_COUNT = DEFAULT_MIN_COUNT
 
 #: Most slowest calls one request may ask for.
 MAX_SLOWEST = 1000
@@ -141,11 +145,7 @@ def _open_start(end: int, data_range: tuple[int, int] | None) -> int:
 
 def chart_step(start: int, end: int, *, target: int = TARGET_POINTS) -> int:
     """The smallest round step (ns) that splits ``[start, end)`` into at most ``target`` buckets."""
-    width = max(end - start, 1)
-    for step in NICE_STEPS:
-        if width <= step * target:
-            return step
-    return -(-width // target)
+    return pick_step(end - start, target)
 
 
 def aligned_start(start: int, step: int) -> int:
