@@ -7,28 +7,12 @@ reader in another process that still has the file open keeps reading it until it
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from kronicler.db.metadata import load_json
+from kronicler.db.compaction import finished
 from kronicler.db.reader import SegmentReader
-
-
-def _writer_alive(meta: dict[str, object] | None) -> bool:
-    if meta is None or meta.get("closed"):
-        return False
-    pid = meta.get("pid")
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _segment_bytes(directory: Path, seg_id: str) -> int:
@@ -56,7 +40,7 @@ def retain(
     deletable = []
     newest: dict[str, int] = {}
     for seg_id, reader in readers.items():
-        if seg_id == own_segment or _writer_alive(load_json(reader.meta_path)):
+        if seg_id == own_segment or not finished(reader):
             continue
         ends = [c.start_max for c in reader.chunks]
         if len(reader.tail["start"]):
