@@ -151,7 +151,9 @@ def _build(
         "name is empty": nlen > 0,
         "start time is 0": start > 0,
         "end time is before start time": end >= start,
-        "duration does not fit in int64": gap <= np.uint64(np.iinfo(np.int64).max),
+        # (an end before the start wraps the unsigned gap: reported once, by the check above)
+        "duration does not fit in int64": (end < start)
+        | (gap <= np.uint64(np.iinfo(np.int64).max)),
         "start time does not fit in int64": start <= np.iinfo(np.int64).max,
         "kind is not an OTLP span kind": (kind >= 0) & (kind <= 5),
         "status code is not an OTLP status code": (code >= 0) & (code <= 2),
