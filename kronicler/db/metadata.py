@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ FORMAT_NAME = "kronicler"
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that readers never see a partial file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.write(fd, data)
@@ -56,13 +57,20 @@ def load_json(path: Path) -> dict[str, Any] | None:
 def ensure_catalog(root: Path) -> dict[str, Any]:
     """Create the database's catalog if missing; check the format and schema version if present."""
     path = root / CATALOG
-    doc = load_json(path)
-    if doc is None:
-        if path.exists():
-            raise DatabaseError(f"{path} is not a Kronicler catalog")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        # Several processes may create it at once: each replaces it atomically with an
+        # equivalent document, so any of them may win.
         doc = {"format": FORMAT_NAME, "schema_version": SCHEMA_VERSION, "created": time.time_ns()}
         save_json(path, doc)
         return doc
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise DatabaseError(f"{path} is not a Kronicler catalog")
     if doc.get("format") != FORMAT_NAME:
         raise DatabaseError(f"{path} is not a Kronicler catalog (format {doc.get('format')!r})")
     version = doc.get("schema_version")
