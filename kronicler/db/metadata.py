@@ -62,9 +62,9 @@ def ensure_catalog(root: Path) -> dict[str, Any]:
     except FileNotFoundError:
         # Several processes may create it at once: each replaces it atomically with an
         # equivalent document, so any of them may win.
-        doc = {"format": FORMAT_NAME, "schema_version": SCHEMA_VERSION, "created": time.time_ns()}
-        save_json(path, doc)
-        return doc
+        new = {"format": FORMAT_NAME, "schema_version": SCHEMA_VERSION, "created": time.time_ns()}
+        save_json(path, new)
+        return new
     try:
         doc = json.loads(raw)
     except ValueError:
