@@ -42,26 +42,26 @@ class _Shop:
     regress_from = 10**9
 
 
-@kronicler.capture
+@kronicler.capture(name="shop.parse_request")
 def parse_request(i: int) -> dict[str, Any]:
     return json.loads(json.dumps({"id": i, "user": i % 37, "items": list(range(i % 5))}))
 
 
-@kronicler.capture
+@kronicler.capture(name="shop.load_user")
 def load_user(user_id: int) -> dict[str, Any]:
     # 4% cache misses go to the "database": a classic occasionally-slow function.
     time.sleep(0.008 if _Shop.rng.random() < 0.04 else 0.0002)
     return {"id": user_id, "name": f"user-{user_id}"}
 
 
-@kronicler.capture
+@kronicler.capture(name="shop.search_catalog")
 def search_catalog(i: int) -> list[int]:
     # A deploy near the end of the run made searches several times slower.
     time.sleep(0.0015 if i >= _Shop.regress_from else 0.0003)
     return sorted(_Shop.rng.sample(range(1000), 20))
 
 
-@kronicler.capture
+@kronicler.capture(name="shop.charge_card")
 def charge_card(amount: float) -> str:
     time.sleep(0.0005)
     if _Shop.rng.random() < 0.06:
@@ -69,12 +69,12 @@ def charge_card(amount: float) -> str:
     return "ok"
 
 
-@kronicler.capture
+@kronicler.capture(name="shop.render_page")
 def render_page(user: dict[str, Any], results: list[int]) -> str:
     return "".join(f"<li>{r}</li>" for r in results) + user["name"]
 
 
-@kronicler.capture
+@kronicler.capture(name="shop.handle_request")
 def handle_request(i: int) -> str:
     req = parse_request(i)
     user = load_user(req["user"])
