@@ -16,6 +16,7 @@ wait while readers keep overlapping (pages are read far more often than written 
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Hashable
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
@@ -93,7 +94,7 @@ class GuardedPool(Protocol):
 _G = TypeVar("_G", bound="_Guard")
 
 
-class _Guard:
+class _Guard(ABC):
     """Common life cycle of page guards: entered once, released once, data only in between."""
 
     __slots__ = ("_frame", "_key", "_pool", "_state", "_view")
@@ -148,11 +149,13 @@ class _Guard:
         finally:
             self._pool._unpin(frame)
 
+    @abstractmethod
     def _acquire(self, frame: Frame) -> Any:
-        raise NotImplementedError
+        """Take the page's latch; returns the view handed out as ``data``."""
 
+    @abstractmethod
     def _release(self, frame: Frame) -> None:
-        raise NotImplementedError
+        """Give the page's latch back."""
 
 
 class ReadGuard(_Guard):

@@ -17,6 +17,7 @@ for a global SDK provider, :class:`_NullScope` when Kronicler is disabled.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Callable, Generator
 from time import perf_counter_ns
 from typing import Any
@@ -33,19 +34,22 @@ from kronicler.otel.span import ENDED, FastSpan
 from kronicler.otel.tracer import CallSite, internal_error
 
 
-class _Scope:
+class _Scope(ABC):
     """A span that is made current only while the wrapped generator's own code runs."""
 
     __slots__ = ()
 
+    @abstractmethod
     def enter(self) -> Any:
-        raise NotImplementedError
+        """Make the span current; returns the token ``exit`` needs."""
 
+    @abstractmethod
     def exit(self, token: Any) -> None:
-        raise NotImplementedError
+        """Restore the context that was current before ``enter``."""
 
+    @abstractmethod
     def finish(self, exc: BaseException | None) -> None:
-        raise NotImplementedError
+        """End the span (with ``exc`` recorded when the generator raised)."""
 
 
 class _FastScope(_Scope):
