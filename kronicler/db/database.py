@@ -29,7 +29,7 @@ from kronicler.db.queue import DEFAULT_CAPACITY_ROWS, DEFAULT_FLUSH_INTERVAL, Wr
 from kronicler.db.reads import SegmentSet
 from kronicler.db.retention import retain
 from kronicler.db.scan import FunctionSummary, Scan
-from kronicler.db.schema import SpanBatch
+from kronicler.db.schema import OPTIONAL_COLUMNS, SpanBatch
 from kronicler.db.stats import Call, Stats
 from kronicler.db.writer import SegmentWriter
 from kronicler.errors import ClosedError, DatabaseError
@@ -125,9 +125,7 @@ class Database:
         **columns: Any,
     ) -> int:
         """Validate one batch (ValueError, nothing stored) and queue it; returns rows accepted."""
-        unknown = set(columns) - {
-            "status", "kind", "service", "trace_id", "span_id", "parent_span_id", "attributes",
-        }  # fmt: skip
+        unknown = set(columns) - set(OPTIONAL_COLUMNS)
         if unknown:
             raise ValueError(f"unknown column(s) {sorted(unknown)}")
         batch = SpanBatch.build(names, start_unix_nano, duration_ns, **columns)

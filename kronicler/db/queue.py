@@ -160,8 +160,3 @@ class WriteQueue(Generic[T]):
             if what not in self._errors_logged:
                 self._errors_logged.add(what)
                 log.error("kronicler could not %s spans: %s", what, exc, exc_info=True)
-
-    @property
-    def pending_rows(self) -> int:
-        with self._lock:
-            return self._queued_rows
