@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 _log = logging.getLogger("kronicler")
 
 _DEFAULT_PATH = "./.kronicler"
+#: The service of a span whose resource names none (the OpenTelemetry specification's default).
+DEFAULT_SERVICE = "unknown_service"
 _DEFAULT_FLUSH_INTERVAL = 0.1  # seconds between background hand-offs to the database
 _DEFAULT_MAX_PENDING = 2_000_000  # rows held in memory before new rows are dropped
 
@@ -34,7 +36,7 @@ def default_service_name(environ: Mapping[str, str] | None = None) -> str:
         key, sep, value = item.partition("=")
         if sep and key.strip() == "service.name" and value.strip():
             return value.strip()
-    base = "unknown_service"
+    base = DEFAULT_SERVICE
     return f"{base}:{os.path.basename(sys.executable)}" if sys.executable else base
 
 

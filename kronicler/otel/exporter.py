@@ -24,7 +24,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from kronicler._config import default_service_name
+from kronicler.otel.contract import DEFAULT_SERVICE
 from kronicler.otel.rows import spans_to_batch
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ class KroniclerSpanExporter(SpanExporter):
 
     ``target`` is a directory (opened now, closed by ``shutdown``) or an open ``Database``
     (left open: its owner closes it). ``default_service`` names spans whose resource has no
-    ``service.name``.
+    ``service.name`` (by default ``unknown_service``, as the OTLP receiver stores them).
     """
 
     def __init__(
@@ -57,7 +57,7 @@ class KroniclerSpanExporter(SpanExporter):
             self._db, self._owns_db = target, False
         else:
             raise ValueError(f"target must be a directory or a kronicler Database, got {target!r}")
-        self._default_service = default_service or default_service_name()
+        self._default_service = default_service or DEFAULT_SERVICE
         self._shutdown = False
         self._lock = threading.Lock()  # guards _shutdown against a concurrent export
         self._warned: set[str] = set()

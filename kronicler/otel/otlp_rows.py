@@ -7,11 +7,15 @@ ids are joined into one byte string and viewed as big-endian uint64 columns, and
 one boolean mask over all spans, so a request of 10,000 spans costs 10,000 attribute reads, not
 10,000 little validations.
 
-Mapping (the same meaning as the SDK exporter's rows):
+What a span becomes is the row contract of :mod:`kronicler.otel.contract`, shared with the SDK
+exporter and the fast path:
     name <- span.name; start <- start_time_unix_nano; duration <- end - start;
     status <- status.code (0 unset, 1 ok, 2 error); kind <- OTLP kind - 1 (unspecified -> internal,
-    so the values match the OTel Python API); service <- resource attribute ``service.name``;
-    trace/span/parent ids <- the raw bytes; attributes <- span attributes (canonical text).
+    so the values match the OTel Python API); service <- resource attribute ``service.name``
+    (``unknown_service`` when absent); trace/span/parent ids <- the raw bytes; attributes <- span
+    attributes, plus the last ``exception`` event's type and message and the status message
+    (``status.message``) by the contract's rules. Only spans with events or a status message
+    take that extra step.
 
 A span is *malformed*, and left out, when its trace id is not 16 non-zero bytes, its span id not
 8 non-zero bytes, its parent id neither empty nor 8 bytes, its name empty, its start 0, its end
@@ -31,7 +35,14 @@ from typing import Any
 
 import numpy as np
 
-from kronicler.db.schema import SpanBatch, canonical_attributes
+from kronicler.db.schema import SpanBatch
+from kronicler.otel.contract import (
+    DEFAULT_SERVICE,
+    attributes_text,
+    exception_info,
+    row_attributes,
+    service_text,
+)
 
 _ZERO8 = b"\x00" * 8
 _ZERO16 = b"\x00" * 16
@@ -53,7 +64,8 @@ class Converted:
 
 
 def any_value(v: Any) -> Any:
-    """An OTLP ``AnyValue`` as a plain Python value (arrays as lists, kvlists as dicts)."""
+    """An OTLP ``AnyValue`` as the Python value an SDK span would hold (arrays as lists,
+    kvlists as dicts, bytes as bytes); :func:`kronicler.otel.contract.render_value` renders it."""
     which = v.WhichOneof("value")
     if which is None:
         return None
@@ -61,17 +73,33 @@ def any_value(v: Any) -> Any:
         return [any_value(x) for x in v.array_value.values]
     if which == "kvlist_value":
         return {kv.key: any_value(kv.value) for kv in v.kvlist_value.values}
-    if which == "bytes_value":
-        return v.bytes_value.hex()
     return getattr(v, which)
 
 
-def service_name(resource: Any) -> str:
+def plain_attributes(attrs: Any) -> dict[str, Any]:
+    """Repeated OTLP ``KeyValue`` -> a dict of Python values (a later duplicate key wins)."""
+    return {kv.key: any_value(kv.value) for kv in attrs}
+
+
+def service_name(resource: Any, default: str = DEFAULT_SERVICE) -> str:
+    found = None
     for kv in resource.attributes:
         if kv.key == "service.name":
-            value = any_value(kv.value)
-            return value if isinstance(value, str) else str(value)
-    return ""
+            found = any_value(kv.value)
+    return service_text(found, default)
+
+
+def _extra_attributes(span: Any) -> str | None:
+    """Text of a span whose events or status message add attributes; None when none do."""
+    exception = None
+    for event in span.events:
+        if event.name == "exception":
+            exception = exception_info(plain_attributes(event.attributes))
+    added = row_attributes(
+        plain_attributes(span.attributes), exception=exception, status=span.status.code,
+        description=span.status.message,
+    )  # fmt: skip
+    return None if added is None else attributes_text(added)
 
 
 class _AttributeTexts:
@@ -86,13 +114,18 @@ class _AttributeTexts:
         key = tuple((kv.key, kv.value.SerializeToString()) for kv in attrs)
         text = self._cache.get(key)
         if text is None:
-            text = canonical_attributes({kv.key: any_value(kv.value) for kv in attrs})
+            text = attributes_text(plain_attributes(attrs))
             self._cache[key] = text
         return text
 
 
-def convert_resource_spans(resource_spans: Iterable[Any]) -> Converted:
-    """Convert every span of ``resource_spans``; malformed spans are counted, not raised."""
+def convert_resource_spans(
+    resource_spans: Iterable[Any], *, default_service: str = DEFAULT_SERVICE
+) -> Converted:
+    """Convert every span of ``resource_spans``; malformed spans are counted, not raised.
+
+    ``default_service`` is stored for spans whose resource has no ``service.name``.
+    """
     names: list[str] = []
     services: list[str] = []
     trace_ids: list[bytes] = []
@@ -105,7 +138,7 @@ def convert_resource_spans(resource_spans: Iterable[Any]) -> Converted:
     attrs: list[str] = []
     texts = _AttributeTexts()
     for rs in resource_spans:
-        service = service_name(rs.resource)
+        service = service_name(rs.resource, default_service)
         for ss in rs.scope_spans:
             spans = ss.spans
             if not spans:
@@ -119,7 +152,12 @@ def convert_resource_spans(resource_spans: Iterable[Any]) -> Converted:
             ends.extend([s.end_time_unix_nano for s in spans])
             kinds.extend([s.kind for s in spans])
             codes.extend([s.status.code for s in spans])
+            first = len(attrs)
             attrs.extend([texts(s.attributes) for s in spans])
+            for i in [i for i, s in enumerate(spans) if s.events or s.status.message]:
+                extra = _extra_attributes(spans[i])
+                if extra is not None:
+                    attrs[first + i] = extra
     return _build(names, services, trace_ids, span_ids, parents, starts, ends, kinds, codes, attrs)
 
 

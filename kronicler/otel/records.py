@@ -16,7 +16,9 @@ from the call-site table by fancy indexing, so no per-row Python work happens be
 tuples. Full records are rare and converted one by one.
 
 Both kinds store exactly what :func:`kronicler.otel.rows.spans_to_batch` stores for the same
-call made through the OpenTelemetry SDK.
+call made through the OpenTelemetry SDK: the row contract of :mod:`kronicler.otel.contract`.
+The decorator applies its exception and status rules when it ends a span (a full record carries
+the resulting attribute set); an empty service name is stored as ``unknown_service``.
 """
 
 from __future__ import annotations
@@ -27,13 +29,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from kronicler.db.schema import SpanBatch, canonical_attributes
+from kronicler.db.schema import SpanBatch
 from kronicler.otel import ids
+from kronicler.otel.contract import DEFAULT_SERVICE, attributes_text
 
 _M64 = (1 << 64) - 1
 COMPACT_WIDTH = 6  # ints per compact record
-EXCEPTION_TYPE = "exception.type"
-EXCEPTION_MESSAGE = "exception.message"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +61,6 @@ class FullRecord(NamedTuple):
     name: str | None  # None = the site's own name
 
 
-def error_attributes(base: Mapping[str, Any] | None, exc_type: str, message: str) -> dict[str, Any]:
-    """The attribute set stored for a failed call: the span's attributes plus exception text."""
-    out = dict(base or {})
-    out[EXCEPTION_TYPE] = exc_type
-    out[EXCEPTION_MESSAGE] = message
-    return out
-
-
 def records_to_batch(
     compact: Sequence[int],
     full: Sequence[FullRecord],
@@ -80,8 +73,10 @@ def records_to_batch(
 
     ``start = t0 + clock_offset``.
     ``clock_offset`` is ``time_ns() - perf_counter_ns()`` taken when the batch is made, so
-    starts are wall-clock Unix nanoseconds while durations stay monotonic.
+    starts are wall-clock Unix nanoseconds while durations stay monotonic. ``service`` is stored
+    on every row (``unknown_service`` when empty).
     """
+    service = service or DEFAULT_SERVICE
     if len(compact) % COMPACT_WIDTH:
         raise ValueError(f"compact records must hold 6 ints each, got {len(compact)} ints")
     n = len(compact) // COMPACT_WIDTH
@@ -109,7 +104,7 @@ def records_to_batch(
         names += [r.name if r.name is not None else sites[r.site].name for r in full]
         attributes += [
             sites[r.site].attributes_text if r.attributes is None
-            else canonical_attributes(r.attributes)
+            else attributes_text(r.attributes)
             for r in full
         ]  # fmt: skip
         start = np.concatenate([start, _ints([r.t0 + clock_offset for r in full])])

@@ -1,20 +1,17 @@
 """OpenTelemetry SDK spans (``ReadableSpan``) -> one :class:`SpanBatch` (pure).
 
-What a span becomes:
-
-* name, start (``start_time``), duration (``end_time - start_time``, never negative);
-* status: the ``StatusCode`` value (0 unset, 1 ok, 2 error); kind: the ``SpanKind`` value;
-* service: the ``service.name`` of the span's ``Resource`` (``default_service`` if absent);
-* trace id, span id, parent span id (0 for a root);
-* attributes: the span's attributes, plus ``exception.type`` and ``exception.message`` of its
-  last ``exception`` event (message cut at 1,024 characters). Other events, links and the
-  stack trace are not stored: the table is for timing, not for logs.
+What a span becomes is the row contract of :mod:`kronicler.otel.contract`, shared with the
+fast path and the OTLP receiver: name, start, duration (``end_time - start_time``, never
+negative; 0 for an unfinished span), status, kind, the resource's ``service.name``
+(``default_service`` if absent), ids, and the span's attributes plus the exception and status
+description attributes.
 
 The conversion works column by column: each field of every span is read with one ``map`` over
 the batch (a C loop), ids and codes go straight into numpy arrays, and only attribute sets need
-a Python step per span. Attribute sets repeat (a decorated function sends the same set on every call), so
-their canonical text is cached by content, which turns the costliest step (``json.dumps``) into
-a dictionary lookup for all but the first span of each set.
+a Python step per span. Attribute sets repeat (a decorated function sends the same set on every
+call): each span name remembers its last set and text, and one C-level pass of comparisons (of
+the values and of their types, since ``True == 1 == 1.0``) finds the spans that repeat it, so
+the costliest step (``json.dumps``) runs once per distinct set.
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
-from operator import attrgetter, itemgetter, ne
+from operator import attrgetter, itemgetter, ne, or_
 from typing import Any
 
 import numpy as np
@@ -31,35 +28,38 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import INVALID_SPAN_CONTEXT, SpanContext, SpanKind
 
-from kronicler.db.schema import SpanBatch, canonical_attributes
-from kronicler.otel.records import EXCEPTION_MESSAGE, EXCEPTION_TYPE, error_attributes
-from kronicler.otel.span import MAX_MESSAGE
+from kronicler.db.schema import SpanBatch
+from kronicler.otel.contract import (
+    DEFAULT_SERVICE,
+    attributes_text,
+    exception_info,
+    row_attributes,
+    service_text,
+)
 
 _M64 = (1 << 64) - 1
 _CACHE_LIMIT = 4096
-_DEFAULT_SERVICE = "unknown_service"
+_STATUS_ERROR = 2
+
+# span name -> (last attribute dict, the types of its values, its text)
+_by_name: dict[str, tuple[Mapping[str, Any], tuple[type, ...], str]] = {}
+_UNSEEN: tuple[Any, Any, str] = (object(), None, "")  # unequal to every attribute dict
+_ATTRS, _TYPES, _TEXT = itemgetter(0), itemgetter(1), itemgetter(2)
+# Values whose equality is exact once their type is equal too (0.0 is not: -0.0 == 0.0).
+_FLAT = frozenset({str, int, bool, bytes, type(None)})
 
 
-_text_cache: dict[Any, str] = {}
-_by_name: dict[str, tuple[Mapping[str, Any], str]] = {}  # span name -> (last attributes, text)
-_UNSEEN: tuple[Any, str] = (object(), "")  # compares unequal to every attribute dict
-_ATTRS, _TEXT = itemgetter(0), itemgetter(1)
-
-
-def attributes_text(attrs: Mapping[str, Any] | None) -> str:
-    """Canonical text of an attribute set, memoised by content when the values are hashable."""
-    if not attrs:
-        return ""
-    try:
-        key: Any = tuple(attrs.items())
-        text = _text_cache.get(key)
-    except TypeError:  # an unhashable value: no memo
-        return canonical_attributes(attrs)
-    if text is None:
-        if len(_text_cache) >= _CACHE_LIMIT:
-            _text_cache.clear()
-        text = _text_cache[key] = canonical_attributes(attrs)
-    return text
+def _rememberable(attrs: Mapping[str, Any]) -> bool:
+    """True when ``==`` plus equal value types prove two sets render alike (no nested values,
+    whose elements could be ``True`` in one and ``1`` in the other)."""
+    for v in attrs.values():
+        t = type(v)
+        if t in _FLAT or (t is float and v != 0.0):
+            continue
+        if t is tuple and all(type(x) is str for x in v):
+            continue
+        return False
+    return True
 
 
 def _exception_of(events: Iterable[Any]) -> tuple[str, str] | None:
@@ -67,13 +67,7 @@ def _exception_of(events: Iterable[Any]) -> tuple[str, str] | None:
     for event in events:
         if event.name == "exception":
             found = event
-    if found is None:
-        return None
-    attrs = found.attributes or {}
-    return (
-        str(attrs.get(EXCEPTION_TYPE, "")),
-        str(attrs.get(EXCEPTION_MESSAGE, ""))[:MAX_MESSAGE],
-    )
+    return None if found is None else exception_info(found.attributes)
 
 
 def _plain(mapping: Any) -> Mapping[str, Any]:
@@ -162,6 +156,18 @@ def _enum_codes(values: list[Any], members: Iterable[Any]) -> np.ndarray:
     return out
 
 
+def _descriptions(statuses: list[Any]) -> dict[int, str]:
+    """Span index -> description, for the spans whose status is ERROR with a description."""
+    described = {
+        id(s): s.description
+        for s in {id(s): s for s in statuses}.values()
+        if s.description and int(s.status_code.value) == _STATUS_ERROR
+    }
+    if not described:
+        return {}
+    return {i: described[k] for i, k in enumerate(map(id, statuses)) if k in described}
+
+
 def _status_column(statuses: list[Any]) -> np.ndarray:
     """Status codes; spans share a handful of Status objects (the SDK's default is one)."""
     codes: dict[int, int] = {}
@@ -183,7 +189,7 @@ def _service_column(resources: list[Any], default: str) -> list[str]:
         unique = list({id(r): r for r in resources}.values())
     for resource in unique:
         found = resource.attributes.get("service.name") if resource is not None else None
-        names[id(resource)] = str(found) if found else default
+        names[id(resource)] = service_text(found, default)
     if len(unique) == 1:
         return [names[id(unique[0])]] * len(resources)
     return list(map(names.__getitem__, map(id, resources)))
@@ -199,7 +205,7 @@ if (_TRACE_ID(_probe), _SPAN_ID(_probe)) != (_probe.trace_id, _probe.span_id):  
 
 
 def spans_to_batch(
-    spans: Sequence[ReadableSpan], *, default_service: str = _DEFAULT_SERVICE
+    spans: Sequence[ReadableSpan], *, default_service: str = DEFAULT_SERVICE
 ) -> SpanBatch:
     """Rows for ``spans`` in order. Raises ``ValueError`` only for spans the schema rejects.
 
@@ -216,7 +222,8 @@ def spans_to_batch(
         ends = [e or s for s, e in zip(starts, ends, strict=True)]
     start = np.array(starts, dtype=np.int64)
     duration = np.maximum(np.array(ends, dtype=np.int64) - start, 0)
-    status = _status_column(list(map(read.status, spans)))
+    statuses = list(map(read.status, spans))
+    status = _status_column(statuses)
     kind = _enum_codes(list(map(read.kind, spans)), SpanKind)
     services = _service_column(list(map(read.resource, spans)), default_service)
 
@@ -246,21 +253,33 @@ def spans_to_batch(
         raw_attrs = [_plain(a) for a in map(read.attributes, spans)]
         raw_events = [_sequence(e) for e in map(read.events, spans)]
 
-    # Spans of one function usually repeat one attribute set. Each name remembers its last set
-    # and text; one C-level pass of dict comparisons finds the spans that match it, and only the
-    # others (and spans with an exception event) take a Python step.
+    # Spans of one function usually repeat one attribute set. Each name remembers its last set,
+    # the types of its values and its text; one C-level pass of comparisons finds the spans that
+    # repeat it, and only the others take a Python step.
+    types = list(map(tuple, map(map, repeat(type), map(dict.values, raw_attrs))))
     remembered = list(map(_by_name.get, names, repeat(_UNSEEN)))
     attributes: list[str] = list(map(_TEXT, remembered))
-    for i in compress(range(n), map(ne, raw_attrs, map(_ATTRS, remembered))):
+    stale = map(
+        or_, map(ne, raw_attrs, map(_ATTRS, remembered)), map(ne, types, map(_TYPES, remembered))
+    )
+    for i in compress(range(n), stale):
         attrs = raw_attrs[i]
         text = attributes[i] = attributes_text(attrs)
-        if len(_by_name) >= _CACHE_LIMIT:
-            _by_name.clear()
-        _by_name[names[i]] = (dict(attrs), text)
-    for i in compress(range(n), raw_events):
-        error = _exception_of(raw_events[i])
-        if error is not None:
-            attributes[i] = canonical_attributes(error_attributes(raw_attrs[i], *error))
+        if _rememberable(attrs):
+            if len(_by_name) >= _CACHE_LIMIT:
+                _by_name.clear()
+            _by_name[names[i]] = (dict(attrs), types[i], text)
+        else:
+            _by_name.pop(names[i], None)
+    # Exceptions and status descriptions add attributes (the contract's one rule for both).
+    described = _descriptions(statuses)
+    for i in sorted(set(compress(range(n), raw_events)) | described.keys()):
+        added = row_attributes(
+            raw_attrs[i], exception=_exception_of(raw_events[i]), status=int(status[i]),
+            description=described.get(i),
+        )  # fmt: skip
+        if added is not None:
+            attributes[i] = attributes_text(added)
 
     if set(map(type, names)) == {str} and set(map(type, services)) == {str}:
         # Every column is of its storage dtype by construction and the text columns were just

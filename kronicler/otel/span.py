@@ -35,26 +35,25 @@ from opentelemetry.trace import (
 from opentelemetry.util import types
 
 from kronicler.otel import ids
+from kronicler.otel.contract import (
+    EXCEPTION_MESSAGE,
+    EXCEPTION_TYPE,
+    exception_info,
+    exception_type_name,
+)
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-MAX_MESSAGE = 1024  # exception messages longer than this are cut before storage
-
-
-def exception_type_name(exc: BaseException) -> str:
-    """``exception.type`` exactly as the OpenTelemetry SDK writes it."""
-    module = type(exc).__module__
-    qualname = type(exc).__qualname__
-    return f"{module}.{qualname}" if module and module != "builtins" else qualname
 
 
 class SpanState:
     """What user code changed on a live span; created on the first change."""
 
-    __slots__ = ("attributes", "status", "exception", "name", "span_context")
+    __slots__ = ("attributes", "status", "description", "exception", "name", "span_context")
 
     def __init__(self) -> None:
         self.attributes: BoundedAttributes | None = None
         self.status: int = 0
+        self.description: str | None = None  # of an ERROR status
         self.exception: tuple[str, str] | None = None
         self.name: str | None = None
         self.span_context: SpanContext | None = None
@@ -137,11 +136,16 @@ class FastSpan(Span):
             st.attributes[key] = value
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        """As the SDK's: OK is final, UNSET is ignored, a description is kept for ERROR only."""
         st = self._live_state()
-        if st is None or st.status == StatusCode.OK.value:  # OK is final, as in the SDK
+        if st is None or st.status == StatusCode.OK.value:
             return
-        code = status.status_code if isinstance(status, Status) else status
-        st.status = int(code.value)
+        if not isinstance(status, Status):
+            status = Status(status, description)  # drops a description that is not ERROR's
+        if status.status_code is StatusCode.UNSET:
+            return
+        st.status = int(status.status_code.value)
+        st.description = status.description
 
     def record_exception(
         self,
@@ -152,7 +156,14 @@ class FastSpan(Span):
     ) -> None:
         st = self._live_state()
         if st is not None:
-            st.exception = (exception_type_name(exception), str(exception)[:MAX_MESSAGE])
+            # The SDK's event attributes: its own keys, then the caller's over them.
+            event: dict[str, Any] = {
+                EXCEPTION_TYPE: exception_type_name(exception),
+                EXCEPTION_MESSAGE: str(exception),
+            }
+            if attributes:
+                event.update(attributes)
+            st.exception = exception_info(event)
 
     def add_event(
         self,

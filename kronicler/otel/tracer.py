@@ -47,16 +47,9 @@ from kronicler._config import Settings
 from kronicler.db.schema import STATUS_ERROR, STATUS_OK
 from kronicler.otel import ids
 from kronicler.otel.pipeline import Pipeline
-from kronicler.otel.records import FullRecord, Site, error_attributes
-from kronicler.otel.span import (
-    ENDED,
-    MAX_MESSAGE,
-    FastSpan,
-    ForeignFastSpan,
-    SpanState,
-    exception_type_name,
-    parent_of,
-)
+from kronicler.otel.contract import MAX_MESSAGE, exception_type_name, row_attributes
+from kronicler.otel.records import FullRecord, Site
+from kronicler.otel.span import ENDED, FastSpan, ForeignFastSpan, SpanState, parent_of
 
 _log = logging.getLogger("kronicler")
 _INSTRUMENTATION = "kronicler"
@@ -215,9 +208,9 @@ def finish(
 ) -> None:  # fmt: skip
     """End a span that needs more than a compact record. Never raises."""
     try:
-        status, attrs, name, error = 0, None, None, None
+        status, attrs, name, error, description = 0, None, None, None, None
         if isinstance(st, SpanState):
-            status, name, error = st.status, st.name, st.exception
+            status, name, error, description = st.status, st.name, st.exception, st.description
             if st.attributes:
                 attrs = {**site.attributes, **st.attributes}
         if isinstance(exc, Exception):  # as the SDK: BaseExceptions are not errors
@@ -226,10 +219,15 @@ def finish(
             except Exception:  # noqa: BLE001
                 message = "<unprintable exception>"
             error = (exception_type_name(exc), message)
-            if status != STATUS_OK:
+            if status != STATUS_OK:  # the status the SDK sets for an escaping exception
                 status = STATUS_ERROR
-        if error is not None:
-            attrs = error_attributes(attrs if attrs is not None else site.attributes, *error)
+                description = f"{type(exc).__name__}: {message}"
+        added = row_attributes(
+            attrs if attrs is not None else site.attributes, exception=error, status=status,
+            description=description,
+        )  # fmt: skip
+        if added is not None:
+            attrs = added
         if span.root and not status and attrs is None and name is None:
             PIPELINE.rows.extend((index, t0, t1 - t0, span.seq, span.root, pseq))
             return

@@ -6,7 +6,8 @@ import numpy as np
 
 from kronicler.db.schema import SpanBatch, canonical_attributes
 from kronicler.otel import ids
-from kronicler.otel.records import FullRecord, Site, error_attributes, records_to_batch
+from kronicler.otel.contract import error_attributes
+from kronicler.otel.records import FullRecord, Site, records_to_batch
 
 SITES = [
     Site(
