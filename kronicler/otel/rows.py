@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
-from operator import attrgetter, itemgetter, ne, or_
+from operator import attrgetter, itemgetter, ne
 from typing import Any
 
 import numpy as np
@@ -41,10 +41,10 @@ _M64 = (1 << 64) - 1
 _CACHE_LIMIT = 4096
 _STATUS_ERROR = 2
 
-# span name -> (last attribute dict, the types of its values, its text)
-_by_name: dict[str, tuple[Mapping[str, Any], tuple[type, ...], str]] = {}
-_UNSEEN: tuple[Any, Any, str] = (object(), None, "")  # unequal to every attribute dict
-_ATTRS, _TYPES, _TEXT = itemgetter(0), itemgetter(1), itemgetter(2)
+# span name -> ((last attribute dict, the types of its values), its text)
+_by_name: dict[str, tuple[tuple[Mapping[str, Any], tuple[type, ...]], str]] = {}
+_UNSEEN: tuple[Any, str] = ((object(), None), "")  # unequal to every (attributes, types)
+_KEY, _TEXT = itemgetter(0), itemgetter(1)
 # Values whose equality is exact once their type is equal too (0.0 is not: -0.0 == 0.0).
 _FLAT = frozenset({str, int, bool, bytes, type(None)})
 
@@ -156,28 +156,35 @@ def _enum_codes(values: list[Any], members: Iterable[Any]) -> np.ndarray:
     return out
 
 
-def _descriptions(statuses: list[Any]) -> dict[int, str]:
-    """Span index -> description, for the spans whose status is ERROR with a description."""
+def _status_column(statuses: list[Any]) -> tuple[np.ndarray, dict[int, str]]:
+    """Status codes, and span index -> description for the ERROR statuses that have one.
+
+    Spans share a handful of Status objects (the SDK's default is one), so each distinct object
+    is read once; only spans that raised (a Status each) make the per-span lists long.
+    """
+    n = len(statuses)
+    if not n:
+        return np.zeros(0, dtype=np.uint8), {}
+    if statuses.count(statuses[0]) == n:
+        unique = [statuses[0]]
+    else:
+        unique = list({id(s): s for s in statuses}.values())
+    codes = {id(s): int(s.status_code.value) for s in unique}
     described = {
         id(s): s.description
-        for s in {id(s): s for s in statuses}.values()
-        if s.description and int(s.status_code.value) == _STATUS_ERROR
-    }
+        for s in unique
+        if s.description and codes[id(s)] == _STATUS_ERROR
+    }  # fmt: skip
+    keys = None
+    if len(unique) == 1:
+        column = np.full(n, codes[id(unique[0])], dtype=np.uint8)
+    else:
+        keys = list(map(id, statuses))
+        column = np.array(list(map(codes.__getitem__, keys)), dtype=np.uint8)
     if not described:
-        return {}
-    return {i: described[k] for i, k in enumerate(map(id, statuses)) if k in described}
-
-
-def _status_column(statuses: list[Any]) -> np.ndarray:
-    """Status codes; spans share a handful of Status objects (the SDK's default is one)."""
-    codes: dict[int, int] = {}
-    if statuses and statuses.count(statuses[0]) == len(statuses):
-        return np.full(len(statuses), int(statuses[0].status_code.value), dtype=np.uint8)
-    for status in {id(s): s for s in statuses}.values():
-        codes[id(status)] = int(status.status_code.value)
-    if len(codes) == 1:
-        return np.full(len(statuses), next(iter(codes.values())), dtype=np.uint8)
-    return np.array(list(map(codes.__getitem__, map(id, statuses))), dtype=np.uint8)
+        return column, {}
+    keys = keys if keys is not None else list(map(id, statuses))
+    return column, {i: described[k] for i, k in enumerate(keys) if k in described}
 
 
 def _service_column(resources: list[Any], default: str) -> list[str]:
@@ -223,7 +230,7 @@ def spans_to_batch(
     start = np.array(starts, dtype=np.int64)
     duration = np.maximum(np.array(ends, dtype=np.int64) - start, 0)
     statuses = list(map(read.status, spans))
-    status = _status_column(statuses)
+    status, described = _status_column(statuses)
     kind = _enum_codes(list(map(read.kind, spans)), SpanKind)
     services = _service_column(list(map(read.resource, spans)), default_service)
 
@@ -259,20 +266,17 @@ def spans_to_batch(
     types = list(map(tuple, map(map, repeat(type), map(dict.values, raw_attrs))))
     remembered = list(map(_by_name.get, names, repeat(_UNSEEN)))
     attributes: list[str] = list(map(_TEXT, remembered))
-    stale = map(
-        or_, map(ne, raw_attrs, map(_ATTRS, remembered)), map(ne, types, map(_TYPES, remembered))
-    )
+    stale = map(ne, zip(raw_attrs, types, strict=True), map(_KEY, remembered))
     for i in compress(range(n), stale):
         attrs = raw_attrs[i]
         text = attributes[i] = attributes_text(attrs)
         if _rememberable(attrs):
             if len(_by_name) >= _CACHE_LIMIT:
                 _by_name.clear()
-            _by_name[names[i]] = (dict(attrs), types[i], text)
+            _by_name[names[i]] = ((dict(attrs), types[i]), text)
         else:
             _by_name.pop(names[i], None)
     # Exceptions and status descriptions add attributes (the contract's one rule for both).
-    described = _descriptions(statuses)
     for i in sorted(set(compress(range(n), raw_events)) | described.keys()):
         added = row_attributes(
             raw_attrs[i], exception=_exception_of(raw_events[i]), status=int(status[i]),

@@ -46,8 +46,8 @@ from opentelemetry.trace.propagation import _SPAN_KEY
 from kronicler._config import Settings
 from kronicler.db.schema import STATUS_ERROR, STATUS_OK
 from kronicler.otel import ids
-from kronicler.otel.pipeline import Pipeline
 from kronicler.otel.contract import MAX_MESSAGE, exception_type_name, row_attributes
+from kronicler.otel.pipeline import Pipeline
 from kronicler.otel.records import FullRecord, Site
 from kronicler.otel.span import ENDED, FastSpan, ForeignFastSpan, SpanState, parent_of
 

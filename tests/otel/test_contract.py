@@ -190,8 +190,10 @@ _scalars = (
 )  # fmt: skip
 _values = st.recursive(
     _scalars,
-    lambda inner: st.lists(inner, max_size=3).map(tuple)
-    | st.dictionaries(st.text(min_size=1, max_size=4), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(st.text(min_size=1, max_size=4), inner, max_size=3)
+    ),
     max_leaves=6,
 )
 _attrs = st.dictionaries(st.text(min_size=1, max_size=6), _values, max_size=5)
