@@ -63,7 +63,6 @@ __all__ = [
     "MAX_MESSAGE",
     "STATUS_DESCRIPTION",
     "attributes_text",
-    "error_attributes",
     "exception_info",
     "exception_type_name",
     "render_value",
@@ -140,13 +139,6 @@ def row_attributes(
         out[EXCEPTION_MESSAGE] = exception[1][:MAX_MESSAGE]
     if kept is not None:
         out[STATUS_DESCRIPTION] = kept
-    return out
-
-
-def error_attributes(base: Mapping[str, Any] | None, exc_type: str, message: str) -> dict[str, Any]:
-    """The attribute set stored for a call that raised: ``base`` plus the exception's text."""
-    out = row_attributes(base, exception=(exc_type, message))
-    assert out is not None
     return out
 
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from kronicler.db.schema import SpanBatch, canonical_attributes
 from kronicler.otel import ids
-from kronicler.otel.contract import error_attributes
+from kronicler.otel.contract import row_attributes
 from kronicler.otel.records import FullRecord, Site, records_to_batch
 
 SITES = [
@@ -30,7 +30,7 @@ def _fields(batch: SpanBatch) -> dict:
 def test_compact_and_full_records_match_a_validated_batch() -> None:
     root, child = 1000, 1001
     compact = [0, 50, 7, root, root, 0, 1, 60, 3, child, root, root]
-    exc = error_attributes(SITES[1].attributes, "ValueError", "bad")
+    exc = row_attributes(SITES[1].attributes, exception=("ValueError", "bad"))
     full = [
         FullRecord(1, 70, 9, (5 << 64) | 6, 77, 88, 2, exc, None),
         FullRecord(0, 80, 1, 1, 2, 0, 0, None, "renamed"),
