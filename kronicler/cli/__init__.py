@@ -103,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-otlp", action="store_true", help="do not host the OTLP TraceService")
     p.add_argument("--http", metavar="HOST:PORT", help="also serve the web dashboard there")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a host name the dashboard answers besides loopback names (repeatable)")  # fmt: skip
 
     p = sub.add_parser("dashboard", help="serve the web dashboard on a local database")
     p.add_argument(
@@ -111,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--http", metavar="HOST:PORT", default="127.0.0.1:8080",
                    help="where to serve it (default: 127.0.0.1:8080)")  # fmt: skip
     p.add_argument("--token", help="require this bearer token (default: $KRONICLER_TOKEN)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a host name the dashboard answers besides loopback names (repeatable)")  # fmt: skip
 
     for name, help_text in (
         ("stats", "latency statistics per function (or service/attribute)"),
@@ -313,6 +317,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from kronicler.db import Database
     from kronicler.server import DEFAULT_ADDRESS, KroniclerServer, ServerOptions
+    from kronicler.server.app import split_address
 
     options = ServerOptions(
         address=args.address or os.environ.get("KRONICLER_ADDRESS") or DEFAULT_ADDRESS,
@@ -323,6 +328,7 @@ def serve(args: argparse.Namespace) -> int:
         otlp=not args.no_otlp,
     )
     options.check()
+    _warn(exposure_warning(split_address(options.address)[0], options.token))
     db = Database.open(args.path)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -340,7 +346,10 @@ def serve(args: argparse.Namespace) -> int:
             from kronicler.web import WebServer, parse_address
 
             host, port = parse_address(args.http)
-            web = WebServer(db, host, port, token=options.token).start()
+            _warn(exposure_warning(host, options.token))
+            web = WebServer(
+                db, host, port, token=options.token, allowed_hosts=args.allow_host
+            ).start()
             print(f"kronicler: dashboard on {web.url}", flush=True)
         stop.wait()
     finally:
@@ -350,6 +359,23 @@ def serve(args: argparse.Namespace) -> int:
             server.stop(grace=2.0)
         db.close()
     return 0
+
+
+def exposure_warning(host: str, token: str | None) -> str | None:
+    """The warning for listening on ``host`` without a token, or None when it is loopback-only."""
+    from kronicler.server.auth import is_loopback
+
+    if token or is_loopback(host or "127.0.0.1"):
+        return None
+    return (
+        f"kronicler: warning: listening on {host} (beyond loopback) without --token: anyone who "
+        "can reach this address can read the data and send spans"
+    )
+
+
+def _warn(message: str | None) -> None:
+    if message:
+        print(message, file=sys.stderr, flush=True)
 
 
 _SIZES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -406,11 +432,10 @@ def dashboard(args: argparse.Namespace) -> int:
         raise ValueError(f"no Kronicler database at {path} (try: kronicler demo --path {path})")
     host, port = parse_address(args.http)
     token = args.token or os.environ.get("KRONICLER_TOKEN") or None
-    if host not in ("127.0.0.1", "localhost", "::1") and not token:
-        print("kronicler: warning: serving beyond loopback without --token", file=sys.stderr)
+    _warn(exposure_warning(host, token))
     db = Database.open(path, bufferpool_bytes=256 << 20)  # wide charts decode many pages
     try:
-        serve_web(db, host, port, token=token,
+        serve_web(db, host, port, token=token, allowed_hosts=args.allow_host,
                   ready=lambda url: print(f"kronicler: dashboard of {path} on {url}; "
                                           "Ctrl-C to stop", flush=True))  # fmt: skip
     finally:

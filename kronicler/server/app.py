@@ -28,6 +28,7 @@ from kronicler.otel.receiver import TRACE_SERVICE_NAME, add_to_server
 from kronicler.proto.v1 import query_pb2 as pb
 from kronicler.proto.v1 import query_pb2_grpc as pb_grpc
 from kronicler.server.auth import TokenInterceptor
+from kronicler.server.decoding import DecodeGuardInterceptor
 from kronicler.server.query_service import QueryServicer
 
 if TYPE_CHECKING:
@@ -97,7 +98,9 @@ class KroniclerServer:
         self.options = options or ServerOptions()
         self.options.check()
         opts = self.options
-        interceptors = [TokenInterceptor(opts.token)] if opts.token else []
+        interceptors: list[grpc.ServerInterceptor] = [DecodeGuardInterceptor()]
+        if opts.token:  # checked first: an unauthenticated call is refused before decoding
+            interceptors.insert(0, TokenInterceptor(opts.token))
         self._server = grpc.server(
             ThreadPoolExecutor(max_workers=opts.max_workers, thread_name_prefix="kronicler-rpc"),
             interceptors=interceptors,
