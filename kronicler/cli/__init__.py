@@ -22,6 +22,8 @@ from kronicler.cli import render
 from kronicler.cli.units import parse_duration, parse_time
 
 DEFAULT_PATH = Path(".kronicler")
+#: One ingest process per core but one (left to queries), between 1 and 4.
+DEFAULT_INGEST_WORKERS = max(1, min(4, (os.cpu_count() or 2) - 1))
 
 
 def _filter_args(p: argparse.ArgumentParser) -> None:
@@ -102,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest request accepted (default: 16 MiB)",
     )
     p.add_argument("--no-otlp", action="store_true", help="do not host the OTLP TraceService")
+    p.add_argument("--ingest-workers", type=int, default=DEFAULT_INGEST_WORKERS, metavar="N",
+                   help="processes decoding and storing OTLP, off the query process "
+                        f"(default: {DEFAULT_INGEST_WORKERS}; 0: in the server process)")  # fmt: skip
     p.add_argument("--http", metavar="HOST:PORT", help="also serve the web dashboard there")
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="a host name the dashboard answers besides loopback names (repeatable)")  # fmt: skip
@@ -326,6 +331,7 @@ def serve(args: argparse.Namespace) -> int:
         token=args.token or os.environ.get("KRONICLER_TOKEN") or None,
         max_receive_bytes=args.max_message_bytes,
         otlp=not args.no_otlp,
+        ingest_workers=args.ingest_workers,
     )
     options.check()
     _warn(exposure_warning(split_address(options.address)[0], options.token))

@@ -29,6 +29,7 @@ from kronicler.proto.v1 import query_pb2 as pb
 from kronicler.proto.v1 import query_pb2_grpc as pb_grpc
 from kronicler.server.auth import TokenInterceptor
 from kronicler.server.decoding import DecodeGuardInterceptor
+from kronicler.server.ingest import IngestPool, IngestServicer
 from kronicler.server.query_service import QueryServicer
 
 if TYPE_CHECKING:
@@ -56,6 +57,8 @@ class ServerOptions:
         max_receive_bytes, max_send_bytes: per-message limits.
         max_workers: threads running RPCs; max_concurrent_rpcs: calls admitted at once.
         otlp: also host the OTLP TraceService.
+        ingest_workers: decode and store OTLP in this many worker processes (each writes its
+            own segment), off the query process's GIL; 0 does it in the server process.
     """
 
     address: str = DEFAULT_ADDRESS
@@ -67,6 +70,7 @@ class ServerOptions:
     max_workers: int = DEFAULT_MAX_WORKERS
     max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS
     otlp: bool = True
+    ingest_workers: int = 0
 
     def check(self) -> None:
         split_address(self.address)
@@ -78,6 +82,8 @@ class ServerOptions:
                              ("max_concurrent_rpcs", self.max_concurrent_rpcs)):  # fmt: skip
             if value < 1:
                 raise ValueError(f"{label} must be >= 1, got {value}")
+        if not isinstance(self.ingest_workers, int) or self.ingest_workers < 0:
+            raise ValueError(f"ingest_workers must be >= 0, got {self.ingest_workers!r}")
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -101,19 +107,30 @@ class KroniclerServer:
         interceptors: list[grpc.ServerInterceptor] = [DecodeGuardInterceptor()]
         if opts.token:  # checked first: an unauthenticated call is refused before decoding
             interceptors.insert(0, TokenInterceptor(opts.token))
+        self.ingest: IngestPool | None = None
+        if opts.otlp and opts.ingest_workers:
+            self.ingest = IngestPool(db.path, opts.ingest_workers)
+        # Ingest calls wait on a worker process; they get threads of their own so that
+        # queries always find one.
+        extra = self.ingest.max_in_flight if self.ingest is not None else 0
         self._server = grpc.server(
-            ThreadPoolExecutor(max_workers=opts.max_workers, thread_name_prefix="kronicler-rpc"),
+            ThreadPoolExecutor(
+                max_workers=opts.max_workers + extra, thread_name_prefix="kronicler-rpc"
+            ),
             interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", opts.max_receive_bytes),
                 ("grpc.max_send_message_length", opts.max_send_bytes),
                 ("grpc.so_reuseport", 0),
             ],
-            maximum_concurrent_rpcs=opts.max_concurrent_rpcs,
+            maximum_concurrent_rpcs=opts.max_concurrent_rpcs + extra,
         )
         pb_grpc.add_QueryServiceServicer_to_server(QueryServicer(db), self._server)
         names = [QUERY_SERVICE_NAME]
-        if opts.otlp:
+        if self.ingest is not None:
+            self._server.add_generic_rpc_handlers((IngestServicer(self.ingest).handler(),))
+            names.append(TRACE_SERVICE_NAME)
+        elif opts.otlp:
             add_to_server(db, self._server)
             names.append(TRACE_SERVICE_NAME)
         self._health = health.HealthServicer()
@@ -139,6 +156,8 @@ class KroniclerServer:
         return self.options.tls_cert is not None
 
     def start(self) -> KroniclerServer:
+        if self.ingest is not None:
+            self.ingest.start()
         self._server.start()
         for name in ("", *self._services):
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -149,6 +168,8 @@ class KroniclerServer:
         """Report NOT_SERVING, finish in-flight calls for ``grace`` seconds, then stop."""
         self._health.enter_graceful_shutdown()
         self._server.stop(grace).wait()
+        if self.ingest is not None:
+            self.ingest.close()  # workers flush every row they accepted
 
     def wait(self, timeout: float | None = None) -> bool:
         return bool(self._server.wait_for_termination(timeout))
