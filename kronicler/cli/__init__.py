@@ -104,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest request accepted (default: 16 MiB)",
     )
     p.add_argument("--no-otlp", action="store_true", help="do not host the OTLP TraceService")
+    p.add_argument("--otlp-http", metavar="HOST:PORT",
+                   help="OTLP/HTTP address (default: the --address host, port 4318; port 0 when "
+                        "--address has port 0)")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="a browser origin allowed to send OTLP/HTTP (repeatable; * for any)")
     p.add_argument("--ingest-workers", type=int, default=DEFAULT_INGEST_WORKERS, metavar="N",
                    help="processes decoding and storing OTLP, off the query process "
                         f"(default: {DEFAULT_INGEST_WORKERS}; 0: in the server process)")  # fmt: skip
@@ -319,6 +324,7 @@ def _answer(args: argparse.Namespace, backend: Any, flt: Any) -> str:
 def serve(args: argparse.Namespace) -> int:
     import signal
     import threading
+    from dataclasses import replace
 
     from kronicler.db import Database
     from kronicler.server import DEFAULT_ADDRESS, KroniclerServer, ServerOptions
@@ -332,7 +338,10 @@ def serve(args: argparse.Namespace) -> int:
         max_receive_bytes=args.max_message_bytes,
         otlp=not args.no_otlp,
         ingest_workers=args.ingest_workers,
+        cors_origins=tuple(args.cors_origin),
     )
+    if not args.no_otlp:
+        options = replace(options, otlp_http=args.otlp_http or default_otlp_http(options.address))
     options.check()
     _warn(exposure_warning(split_address(options.address)[0], options.token))
     db = Database.open(args.path)
@@ -348,6 +357,8 @@ def serve(args: argparse.Namespace) -> int:
             f"{', token required' if options.token else ''}); Ctrl-C to stop",
             flush=True,
         )
+        if server.otlp_http is not None:
+            print(f"kronicler: OTLP/HTTP on {server.otlp_http.url}", flush=True)
         if args.http:
             from kronicler.web import WebServer, parse_address
 
@@ -365,6 +376,15 @@ def serve(args: argparse.Namespace) -> int:
             server.stop(grace=2.0)
         db.close()
     return 0
+
+
+def default_otlp_http(grpc_address: str) -> str:
+    """OTLP/HTTP beside gRPC: the same host, port 4318 (0 when the gRPC port is 0)."""
+    from kronicler.server.app import split_address
+
+    host, port = split_address(grpc_address)
+    host = f"[{host.strip('[]')}]" if ":" in host.strip("[]") else host
+    return f"{host}:{0 if port == 0 else 4318}"
 
 
 def exposure_warning(host: str, token: str | None) -> str | None:

@@ -29,7 +29,8 @@ from kronicler.proto.v1 import query_pb2 as pb
 from kronicler.proto.v1 import query_pb2_grpc as pb_grpc
 from kronicler.server.auth import TokenInterceptor
 from kronicler.server.decoding import DecodeGuardInterceptor
-from kronicler.server.ingest import IngestPool, IngestServicer
+from kronicler.server.ingest import IngestPool, IngestServicer, LocalIngest
+from kronicler.server.otlp_http import DEFAULT_MAX_BODY_BYTES, OTLPHTTPServer
 from kronicler.server.query_service import QueryServicer
 
 if TYPE_CHECKING:
@@ -59,6 +60,8 @@ class ServerOptions:
         otlp: also host the OTLP TraceService.
         ingest_workers: decode and store OTLP in this many worker processes (each writes its
             own segment), off the query process's GIL; 0 does it in the server process.
+        otlp_http: ``host:port`` for OTLP/HTTP (``POST /v1/traces``), or None for none.
+        cors_origins: browser origins allowed to send OTLP/HTTP (``*`` for any).
     """
 
     address: str = DEFAULT_ADDRESS
@@ -71,9 +74,13 @@ class ServerOptions:
     max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS
     otlp: bool = True
     ingest_workers: int = 0
+    otlp_http: str | None = None
+    cors_origins: tuple[str, ...] = ()
 
     def check(self) -> None:
         split_address(self.address)
+        if self.otlp_http is not None:
+            split_address(self.otlp_http)
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TLS needs both a certificate and a key (--tls-cert and --tls-key)")
         for label, value in (("max_receive_bytes", self.max_receive_bytes),
@@ -110,6 +117,15 @@ class KroniclerServer:
         self.ingest: IngestPool | None = None
         if opts.otlp and opts.ingest_workers:
             self.ingest = IngestPool(db.path, opts.ingest_workers)
+        self.otlp_http: OTLPHTTPServer | None = None
+        if opts.otlp and opts.otlp_http is not None:
+            http_host, http_port = split_address(opts.otlp_http)
+            http_host = http_host.strip("[]")
+            self.otlp_http = OTLPHTTPServer(
+                self.ingest if self.ingest is not None else LocalIngest(db), http_host, http_port,
+                token=opts.token, cors_origins=opts.cors_origins,
+                max_body_bytes=max(opts.max_receive_bytes, DEFAULT_MAX_BODY_BYTES),
+            )  # fmt: skip
         # Ingest calls wait on a worker process; they get threads of their own so that
         # queries always find one.
         extra = self.ingest.max_in_flight if self.ingest is not None else 0
@@ -147,6 +163,8 @@ class KroniclerServer:
         else:
             self.port = self._server.add_insecure_port(opts.address)
         if not self.port:
+            if self.otlp_http is not None:
+                self.otlp_http.stop()
             raise OSError(f"cannot listen on {opts.address}")
         host, _ = split_address(opts.address)
         self.address = f"{host}:{self.port}"
@@ -159,6 +177,8 @@ class KroniclerServer:
         if self.ingest is not None:
             self.ingest.start()
         self._server.start()
+        if self.otlp_http is not None:
+            self.otlp_http.start()
         for name in ("", *self._services):
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("kronicler server listening on %s (tls=%s)", self.address, self.tls)
@@ -167,6 +187,8 @@ class KroniclerServer:
     def stop(self, grace: float | None = 1.0) -> None:
         """Report NOT_SERVING, finish in-flight calls for ``grace`` seconds, then stop."""
         self._health.enter_graceful_shutdown()
+        if self.otlp_http is not None:
+            self.otlp_http.stop()
         self._server.stop(grace).wait()
         if self.ingest is not None:
             self.ingest.close()  # workers flush every row they accepted

@@ -264,6 +264,18 @@ class IngestPool:
             w.stop(max(deadline - time.monotonic(), 1.0))
 
 
+class LocalIngest:
+    """The same ``submit`` as :class:`IngestPool`, storing in this process (no workers)."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+
+    def submit(self, payload: bytes, timeout: float | None) -> Outcome:
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
+
+        return _store_one(self.db, otlp, _HEADER.pack(0) + payload)[1]
+
+
 class IngestServicer:
     """The OTLP ``TraceService/Export`` handler over an :class:`IngestPool` (bytes in, bytes out)."""
 
