@@ -104,11 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest request accepted (default: 16 MiB)",
     )
     p.add_argument("--no-otlp", action="store_true", help="do not host the OTLP TraceService")
-    p.add_argument("--otlp-http", metavar="HOST:PORT",
-                   help="OTLP/HTTP address (default: the --address host, port 4318; port 0 when "
-                        "--address has port 0)")
-    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
-                   help="a browser origin allowed to send OTLP/HTTP (repeatable; * for any)")
+    p.add_argument(
+        "--otlp-http",
+        metavar="HOST:PORT",
+        help="OTLP/HTTP address (default: the --address host, port 4318; port 0 when "
+        "--address has port 0)",
+    )
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a browser origin allowed to send OTLP/HTTP (repeatable; * for any)",
+    )
     p.add_argument("--ingest-workers", type=int, default=DEFAULT_INGEST_WORKERS, metavar="N",
                    help="processes decoding and storing OTLP, off the query process "
                         f"(default: {DEFAULT_INGEST_WORKERS}; 0: in the server process)")  # fmt: skip
