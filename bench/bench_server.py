@@ -15,8 +15,10 @@ Figures, each next to its named baseline measured in the same run:
    Over the wire: pre-encoded requests from a client process, and the stock
    ``OTLPSpanExporter``. Baseline: the stock exporter's own encode rate (it bounds what a
    Python SDK client can send).
-3. GetStats latency (p50/p99) while a client process ingests over OTLP at full speed, against
-   the same figures with no ingest.
+3. GetStats latency (p50/p99) while a client process ingests over OTLP (at full speed, and
+   paced at ``--ingest-rate`` spans/s), against the same figures with no ingest; once with OTLP
+   decoded in the server process (``ingest_workers=0``, the baseline) and once in
+   ``--ingest-workers`` worker processes (what ``kronicler serve`` does).
 """
 
 from __future__ import annotations
@@ -118,19 +120,25 @@ def raw_export_stub(channel):  # type: ignore[no-untyped-def]
     )  # fmt: skip
 
 
-def ingest_client(address: str, seconds: float, threads: int) -> None:
-    """Child process: send pre-encoded requests as fast as the server takes them."""
+def ingest_client(address: str, seconds: float, threads: int, rate: float) -> None:
+    """Child process: send pre-encoded requests, paced at ``rate`` spans/s (0: flat out)."""
     import grpc
 
     reqs = encoded_requests(20, seed=os.getpid())
     sent = [0] * threads
-    stop = time.monotonic() + seconds
+    begin = time.monotonic()
+    stop = begin + seconds
+    per_thread = rate / threads if rate else 0.0
 
     def loop(t: int) -> None:
         with grpc.insecure_channel(address) as ch:
             export = raw_export_stub(ch)
             i = 0
             while time.monotonic() < stop:
+                if per_thread:
+                    ahead = sent[t] / per_thread - (time.monotonic() - begin)
+                    if ahead > 0:
+                        time.sleep(ahead)
                 try:
                     export(reqs[i % len(reqs)], timeout=30)
                 except grpc.RpcError as exc:  # write queue full: back off like an exporter
@@ -188,7 +196,7 @@ def bench_get_stats(path: Path, n: int, repeat: int) -> None:
         client.close()
 
 
-def bench_otlp(tmp: Path, requests: int) -> None:
+def bench_otlp(tmp: Path, requests: int, workers: int) -> None:
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
 
     from kronicler.db import Database
@@ -212,19 +220,24 @@ def bench_otlp(tmp: Path, requests: int) -> None:
         dt = time.perf_counter() - t
         print(f"   server side (decode+convert+store, flushed) {spans / dt:>10,.0f} spans/s "
               f"(target >= 100,000; {retries} queue-full retries)")  # fmt: skip
-    with (
-        Database.open(tmp / "otlp-b") as db,
-        KroniclerServer(db, ServerOptions("127.0.0.1:0")) as srv,
-    ):
-        proc = subprocess.Popen(
-            [sys.executable, __file__, "--ingest-client", srv.address, "--seconds", "5"],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        t = time.perf_counter()
-        out, _ = proc.communicate(timeout=120)
-        db.flush()
-        dt = time.perf_counter() - t
-        print(f"   over gRPC, pre-encoded, client process      {int(out) / dt:>10,.0f} spans/s")
+    for n_workers in (0, workers):
+        with Database.open(tmp / f"otlp-b{n_workers}") as db:
+            srv = KroniclerServer(db, ServerOptions("127.0.0.1:0", ingest_workers=n_workers))
+            srv.start()
+            proc = subprocess.Popen(
+                [sys.executable, __file__, "--ingest-client", srv.address, "--seconds", "6",
+                 "--threads", str(max(2, 2 * n_workers))],
+                stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            t = time.perf_counter()
+            out, _ = proc.communicate(timeout=120)
+            srv.stop()  # workers flush what they acknowledged
+            db.flush()
+            dt = time.perf_counter() - t
+            stored = sum(fs.summary.count for fs in Database.open(db.path).summaries().values())
+        where = f"{n_workers} ingest workers" if n_workers else "in the server process"
+        print(f"   over gRPC, pre-encoded, {where:<22} {int(out) / dt:>10,.0f} spans/s "
+              f"({int(out):,} acknowledged, {stored:,} stored)")  # fmt: skip
     bench_stock_exporter(tmp)
 
 
@@ -269,31 +282,38 @@ def bench_stock_exporter(tmp: Path) -> None:
     print(f"   baseline: stock exporter encode only        {enc:>10,.0f} spans/s")
 
 
-def bench_under_ingest(path: Path, seconds: float) -> None:
+def bench_under_ingest(path: Path, seconds: float, workers: int, rate: float) -> None:
     from kronicler.db import Database
     from kronicler.server import Client, KroniclerServer, ServerOptions
 
-    with Database.open(path) as db, KroniclerServer(db, ServerOptions("127.0.0.1:0")) as srv:
-        client = Client(srv.address)
-        client.stats()
-        idle = timed(client.stats, 50)
-        proc = subprocess.Popen(
-            [sys.executable, __file__, "--ingest-client", srv.address, "--seconds",
-             str(seconds)], stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        time.sleep(1.0)
-        busy: list[float] = []
-        deadline = time.monotonic() + seconds - 1.5
-        while time.monotonic() < deadline:
-            busy += timed(client.stats, 1)
-            time.sleep(0.01)
-        out, _ = proc.communicate(timeout=120)
-        db.flush()
-        client.close()
-    print(f"\n3. GetStats latency while ingesting over OTLP ({int(out) / seconds:,.0f} spans/s "
-          f"sent, {len(busy)} queries)")  # fmt: skip
-    print(f"   under ingest   p50 {ms(busy)}   p99 {ms(busy, 0.99)}")
-    print(f"   baseline idle  p50 {ms(idle)}   p99 {ms(idle, 0.99)}")
+    print(f"\n3. GetStats latency while ingesting over OTLP ({seconds:g} s each)")
+    for n_workers in (0, workers):
+        for pace in (rate, 0.0):
+            with Database.open(path) as db:
+                srv = KroniclerServer(db, ServerOptions("127.0.0.1:0", ingest_workers=n_workers))
+                srv.start()
+                client = Client(srv.address)
+                client.stats()
+                idle = timed(client.stats, 100)
+                proc = subprocess.Popen(
+                    [sys.executable, __file__, "--ingest-client", srv.address, "--seconds",
+                     str(seconds), "--threads", str(max(2, 2 * n_workers)), "--rate", str(pace)],
+                    stdout=subprocess.PIPE, text=True,
+                )  # fmt: skip
+                time.sleep(1.0)
+                busy: list[float] = []
+                deadline = time.monotonic() + seconds - 1.5
+                while time.monotonic() < deadline:
+                    busy += timed(client.stats, 1)
+                    time.sleep(0.01)
+                out, _ = proc.communicate(timeout=120)
+                client.close()
+                srv.stop()
+            where = f"{n_workers} ingest workers" if n_workers else "OTLP in the server process"
+            print(f"   {where}, {int(out) / seconds:>9,.0f} spans/s "
+                  f"({'paced' if pace else 'flat out'}, {len(busy)} queries)")  # fmt: skip
+            print(f"      under ingest   p50 {ms(busy)}   p99 {ms(busy, 0.99)}")
+            print(f"      idle           p50 {ms(idle)}   p99 {ms(idle, 0.99)}")
 
 
 def main() -> None:
@@ -302,21 +322,30 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--otlp-requests", type=int, default=200)
     ap.add_argument("--ingest-seconds", type=float, default=8.0)
+    ap.add_argument("--ingest-workers", type=int, default=2)
+    ap.add_argument("--ingest-rate", type=float, default=100_000, help="paced ingest, spans/s")
+    ap.add_argument("--only", choices=["stats", "otlp", "ingest"], help="run one section")
     ap.add_argument("--ingest-client", metavar="ADDRESS", help=argparse.SUPPRESS)
     ap.add_argument("--seconds", type=float, default=5.0, help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=2, help=argparse.SUPPRESS)
+    ap.add_argument("--rate", type=float, default=0.0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.ingest_client:
-        ingest_client(args.ingest_client, args.seconds, args.threads)
+        ingest_client(args.ingest_client, args.seconds, args.threads, args.rate)
         return
     print(f"kronicler server benchmark; {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory(prefix="kronicler-bench-") as d:
         tmp = Path(d)
         rate = populate(tmp / "db", args.spans)
         print(f"populated {args.spans:,} spans at {rate:,.0f} spans/s")
-        bench_get_stats(tmp / "db", args.spans, args.repeat)
-        bench_otlp(tmp, args.otlp_requests)
-        bench_under_ingest(tmp / "db", args.ingest_seconds)
+        if args.only in (None, "stats"):
+            bench_get_stats(tmp / "db", args.spans, args.repeat)
+        if args.only in (None, "otlp"):
+            bench_otlp(tmp, args.otlp_requests, args.ingest_workers)
+        if args.only in (None, "ingest"):
+            bench_under_ingest(
+                tmp / "db", args.ingest_seconds, args.ingest_workers, args.ingest_rate
+            )
 
 
 if __name__ == "__main__":

@@ -34,3 +34,28 @@ class NotFoundError(KroniclerError, LookupError):
 
 class BufferPoolFullError(KroniclerError):
     """A page does not fit in the buffer pool because every cached page is pinned."""
+
+
+class DeadlineExceededError(KroniclerError):
+    """A query ran past its caller's deadline, or its caller went away; it was stopped."""
+
+
+class LimitExceededError(KroniclerError, ValueError):
+    """A request would cost more than a configured limit (rows read, points or bytes returned).
+
+    A ``ValueError`` too, so the query layer's callers treat it as a bad argument; servers answer
+    ``RESOURCE_EXHAUSTED`` with the limit named.
+    """
+
+
+def shorten(value: object, limit: int = 100) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, saying how long it was.
+
+    Error messages quote the bad value so users can find it, but a client-sent value can be
+    megabytes long; echoing it whole would bloat logs and exceed clients' metadata limits.
+    """
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = len(value) if isinstance(value, (str, bytes, list, tuple, dict)) else len(text)
+    return f"{text[:limit]}... ({size} long)"

@@ -22,6 +22,8 @@ from kronicler.cli import render
 from kronicler.cli.units import parse_duration, parse_time
 
 DEFAULT_PATH = Path(".kronicler")
+#: One ingest process per core but one (left to queries), between 1 and 4.
+DEFAULT_INGEST_WORKERS = max(1, min(4, (os.cpu_count() or 2) - 1))
 
 
 def _filter_args(p: argparse.ArgumentParser) -> None:
@@ -102,7 +104,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest request accepted (default: 16 MiB)",
     )
     p.add_argument("--no-otlp", action="store_true", help="do not host the OTLP TraceService")
+    p.add_argument(
+        "--otlp-http",
+        metavar="HOST:PORT",
+        help="OTLP/HTTP address (default: the --address host, port 4318; port 0 when "
+        "--address has port 0)",
+    )
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a browser origin allowed to send OTLP/HTTP (repeatable; * for any)",
+    )
+    p.add_argument("--ingest-workers", type=int, default=DEFAULT_INGEST_WORKERS, metavar="N",
+                   help="processes decoding and storing OTLP, off the query process "
+                        f"(default: {DEFAULT_INGEST_WORKERS}; 0: in the server process)")  # fmt: skip
     p.add_argument("--http", metavar="HOST:PORT", help="also serve the web dashboard there")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a host name the dashboard answers besides loopback names (repeatable)")  # fmt: skip
 
     p = sub.add_parser("dashboard", help="serve the web dashboard on a local database")
     p.add_argument(
@@ -111,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--http", metavar="HOST:PORT", default="127.0.0.1:8080",
                    help="where to serve it (default: 127.0.0.1:8080)")  # fmt: skip
     p.add_argument("--token", help="require this bearer token (default: $KRONICLER_TOKEN)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a host name the dashboard answers besides loopback names (repeatable)")  # fmt: skip
 
     for name, help_text in (
         ("stats", "latency statistics per function (or service/attribute)"),
@@ -310,9 +332,11 @@ def _answer(args: argparse.Namespace, backend: Any, flt: Any) -> str:
 def serve(args: argparse.Namespace) -> int:
     import signal
     import threading
+    from dataclasses import replace
 
     from kronicler.db import Database
     from kronicler.server import DEFAULT_ADDRESS, KroniclerServer, ServerOptions
+    from kronicler.server.app import split_address
 
     options = ServerOptions(
         address=args.address or os.environ.get("KRONICLER_ADDRESS") or DEFAULT_ADDRESS,
@@ -321,8 +345,13 @@ def serve(args: argparse.Namespace) -> int:
         token=args.token or os.environ.get("KRONICLER_TOKEN") or None,
         max_receive_bytes=args.max_message_bytes,
         otlp=not args.no_otlp,
+        ingest_workers=args.ingest_workers,
+        cors_origins=tuple(args.cors_origin),
     )
+    if not args.no_otlp:
+        options = replace(options, otlp_http=args.otlp_http or default_otlp_http(options.address))
     options.check()
+    _warn(exposure_warning(split_address(options.address)[0], options.token))
     db = Database.open(args.path)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -336,11 +365,16 @@ def serve(args: argparse.Namespace) -> int:
             f"{', token required' if options.token else ''}); Ctrl-C to stop",
             flush=True,
         )
+        if server.otlp_http is not None:
+            print(f"kronicler: OTLP/HTTP on {server.otlp_http.url}", flush=True)
         if args.http:
             from kronicler.web import WebServer, parse_address
 
             host, port = parse_address(args.http)
-            web = WebServer(db, host, port, token=options.token).start()
+            _warn(exposure_warning(host, options.token))
+            web = WebServer(
+                db, host, port, token=options.token, allowed_hosts=args.allow_host
+            ).start()
             print(f"kronicler: dashboard on {web.url}", flush=True)
         stop.wait()
     finally:
@@ -350,6 +384,32 @@ def serve(args: argparse.Namespace) -> int:
             server.stop(grace=2.0)
         db.close()
     return 0
+
+
+def default_otlp_http(grpc_address: str) -> str:
+    """OTLP/HTTP beside gRPC: the same host, port 4318 (0 when the gRPC port is 0)."""
+    from kronicler.server.app import split_address
+
+    host, port = split_address(grpc_address)
+    host = f"[{host.strip('[]')}]" if ":" in host.strip("[]") else host
+    return f"{host}:{0 if port == 0 else 4318}"
+
+
+def exposure_warning(host: str, token: str | None) -> str | None:
+    """The warning for listening on ``host`` without a token, or None when it is loopback-only."""
+    from kronicler.server.auth import is_loopback
+
+    if token or is_loopback(host or "127.0.0.1"):
+        return None
+    return (
+        f"kronicler: warning: listening on {host} (beyond loopback) without --token: anyone who "
+        "can reach this address can read the data and send spans"
+    )
+
+
+def _warn(message: str | None) -> None:
+    if message:
+        print(message, file=sys.stderr, flush=True)
 
 
 _SIZES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -406,11 +466,10 @@ def dashboard(args: argparse.Namespace) -> int:
         raise ValueError(f"no Kronicler database at {path} (try: kronicler demo --path {path})")
     host, port = parse_address(args.http)
     token = args.token or os.environ.get("KRONICLER_TOKEN") or None
-    if host not in ("127.0.0.1", "localhost", "::1") and not token:
-        print("kronicler: warning: serving beyond loopback without --token", file=sys.stderr)
+    _warn(exposure_warning(host, token))
     db = Database.open(path, bufferpool_bytes=256 << 20)  # wide charts decode many pages
     try:
-        serve_web(db, host, port, token=token,
+        serve_web(db, host, port, token=token, allowed_hosts=args.allow_host,
                   ready=lambda url: print(f"kronicler: dashboard of {path} on {url}; "
                                           "Ctrl-C to stop", flush=True))  # fmt: skip
     finally:

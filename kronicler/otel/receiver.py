@@ -41,39 +41,53 @@ class OTLPTraceReceiver(otlp_grpc.TraceServiceServicer):
         self, request: otlp.ExportTraceServiceRequest, context: grpc.ServicerContext
     ) -> otlp.ExportTraceServiceResponse:
         try:
-            converted = convert_resource_spans(request.resource_spans)
-            batch = converted.batch
-            accepted = self._store(batch)
-        except ClosedError:
-            context.abort(grpc.StatusCode.UNAVAILABLE, "the database is closed (shutting down)")
+            code, rejected, message = store_request(self._db, request)
         except Exception:  # a receiver must answer with a status, never a traceback
             log.exception("OTLP export failed")
             context.abort(grpc.StatusCode.INTERNAL, "internal error storing spans")
-        if len(batch) and accepted == 0:
-            context.abort(grpc.StatusCode.UNAVAILABLE, "write queue full; retry with backoff")
-        rejected = converted.rejected + (len(batch) - accepted)
+        if code == "retry":
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"{message}; retry with backoff")
         response = otlp.ExportTraceServiceResponse()
         if rejected:
-            message = converted.error_message
-            if accepted < len(batch):
-                dropped = f"{len(batch) - accepted} spans dropped: write queue full"
-                message = f"{message}; {dropped}" if message else dropped
             response.partial_success.rejected_spans = rejected
             response.partial_success.error_message = message
         return response
 
-    def _store(self, batch: SpanBatch) -> int:
-        """Append in pieces (a request may hold more spans than the write queue); returns rows
-        taken. A refused first piece is not counted as dropped: the exporter will retry it."""
-        accepted = 0
-        rest = batch
-        while len(rest):
-            piece, rest = split_batch(rest, min(PIECE_ROWS, len(rest)))
-            taken = self._db.append_batch(piece, count_drop=accepted > 0)
-            if not taken and not accepted:
-                return 0  # nothing stored: the whole request will be retried
-            accepted += taken
-        return accepted
+
+def store_request(db: Database, request: otlp.ExportTraceServiceRequest) -> tuple[str, int, str]:
+    """Store one request's well-formed spans: ``("ok", rejected, why)`` or ``("retry", 0, why)``.
+
+    ``"retry"`` means nothing was stored (write queue full, database closing): the exporter
+    should send the request again. Shared by the in-process receiver and the ingest workers.
+    """
+    converted = convert_resource_spans(request.resource_spans)
+    batch = converted.batch
+    try:
+        accepted = _store(db, batch)
+    except ClosedError:
+        return "retry", 0, "the database is closed (shutting down)"
+    if len(batch) and accepted == 0:
+        return "retry", 0, "write queue full"
+    rejected = converted.rejected + (len(batch) - accepted)
+    message = converted.error_message
+    if accepted < len(batch):
+        dropped = f"{len(batch) - accepted} spans dropped: write queue full"
+        message = f"{message}; {dropped}" if message else dropped
+    return "ok", rejected, message
+
+
+def _store(db: Database, batch: SpanBatch) -> int:
+    """Append in pieces (a request may hold more spans than the write queue); returns rows
+    taken. A refused first piece is not counted as dropped: the exporter will retry it."""
+    accepted = 0
+    rest = batch
+    while len(rest):
+        piece, rest = split_batch(rest, min(PIECE_ROWS, len(rest)))
+        taken = db.append_batch(piece, count_drop=accepted > 0)
+        if not taken and not accepted:
+            return 0  # nothing stored: the whole request will be retried
+        accepted += taken
+    return accepted
 
 
 def add_to_server(db: Database, server: Any) -> OTLPTraceReceiver:

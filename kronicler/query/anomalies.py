@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from kronicler.query.filters import Filter, resolve_functions
 from kronicler.query.grouping import compact, error_counts, group_rows
+from kronicler.query.limits import MAX_CALLS, MAX_EXEMPLARS, MAX_FINDINGS
 from kronicler.query.results import Anomaly
 from kronicler.query.slowest import slowest
 
@@ -70,8 +71,15 @@ def anomalies(
             raise ValueError(f"{label} must be > 1, got {t}")
     if min_count < 1:
         raise ValueError(f"min_count must be >= 1, got {min_count}")
-    if limit < 0 or exemplars < 0:
-        raise ValueError(f"limit and exemplars must be >= 0, got {limit} and {exemplars}")
+    for label, value, cap in (("limit", limit, MAX_FINDINGS), ("exemplars", exemplars,
+                                                                   MAX_EXEMPLARS)):  # fmt: skip
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= cap:
+            raise ValueError(f"{label} must be between 0 and {cap}, got {value!r}")
+    if limit * exemplars > MAX_CALLS:
+        raise ValueError(
+            f"limit x exemplars = {limit * exemplars} calls, more than the limit of {MAX_CALLS} "
+            "calls per query; ask for fewer findings or fewer exemplars"
+        )
     if recent is not None and recent <= 0:
         raise ValueError(f"recent must be a positive number of nanoseconds, got {recent}")
     span = db.time_range()

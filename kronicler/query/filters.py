@@ -24,13 +24,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kronicler import budget
 from kronicler.db.schema import parse_attributes
-from kronicler.errors import NotFoundError
+from kronicler.errors import LimitExceededError, NotFoundError, shorten
+from kronicler.query.limits import (
+    MAX_ATTRIBUTE_FILTERS,
+    MAX_FILTER_TEXT,
+    MAX_PATTERN_CHARS,
+    MAX_PATTERNS,
+    MAX_SCAN_ROWS,
+)
 
 if TYPE_CHECKING:
     from kronicler.db import Database
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,18 +80,34 @@ class Filter:
         return f
 
     def check(self) -> None:
-        """Raise ``ValueError`` naming the first bad value."""
+        """Raise ``ValueError`` naming the first bad value (see :mod:`kronicler.query.limits`)."""
+        if len(self.functions) > MAX_PATTERNS:
+            raise ValueError(
+                f"at most {MAX_PATTERNS} function names or patterns per filter, "
+                f"got {len(self.functions)}"
+            )
         for pattern in self.functions:
             check_glob(pattern)
         for bound in ("since", "until"):
             value = getattr(self, bound)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
                 raise ValueError(f"{bound} must be integer Unix epoch nanoseconds, got {value!r}")
+            if value is not None and not _INT64[0] <= value <= _INT64[1]:
+                raise ValueError(f"{bound} must fit in 64 bits (signed), got {value}")
         if self.since is not None and self.until is not None and self.since >= self.until:
             raise ValueError(f"since ({self.since}) must be before until ({self.until})")
-        for key, _ in self.attributes:
+        if self.service is not None:
+            _check_text("service", self.service)
+        if len(self.attributes) > MAX_ATTRIBUTE_FILTERS:
+            raise ValueError(
+                f"at most {MAX_ATTRIBUTE_FILTERS} attribute conditions per filter, "
+                f"got {len(self.attributes)}"
+            )
+        for key, value in self.attributes:
             if not key:
                 raise ValueError("attribute filter keys must not be empty")
+            _check_text("attribute key", key)
+            _check_text(f"value of attribute {shorten(key, 40)}", value)
 
     @property
     def needs_scan(self) -> bool:
@@ -98,13 +123,28 @@ def attribute_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
+def _check_text(what: str, text: Any) -> None:
+    if not isinstance(text, str):
+        raise ValueError(f"{what} must be text, got {shorten(text)}")
+    if len(text) > MAX_FILTER_TEXT:
+        raise ValueError(
+            f"{what} is {len(text)} characters, more than the limit of {MAX_FILTER_TEXT}: "
+            f"{shorten(text)}"
+        )
+
+
 def check_glob(pattern: str) -> None:
-    """Raise ``ValueError`` for an empty pattern or one with an unclosed ``[``."""
+    """Raise ``ValueError`` for an empty, over-long or unclosed-``[`` pattern."""
     if not isinstance(pattern, str) or not pattern:
-        raise ValueError(f"function name or pattern must be non-empty text, got {pattern!r}")
+        raise ValueError(f"function name or pattern must be non-empty text, got {shorten(pattern)}")
+    if len(pattern) > MAX_PATTERN_CHARS:
+        raise ValueError(
+            f"function name or pattern is {len(pattern)} characters, more than the limit of "
+            f"{MAX_PATTERN_CHARS}: {shorten(pattern)}"
+        )
     depth_open = pattern.rfind("[")
     if depth_open != -1 and "]" not in pattern[depth_open + 2 :]:
-        raise ValueError(f"bad glob pattern {pattern!r}: '[' is never closed")
+        raise ValueError(f"bad glob pattern {shorten(pattern)}: '[' is never closed")
 
 
 def is_glob(pattern: str) -> bool:
@@ -124,11 +164,12 @@ def resolve_functions(db: Database, patterns: Sequence[str]) -> list[str] | None
     for pattern in patterns:
         check_glob(pattern)
         if is_glob(pattern):
+            budget.check()
             chosen.update(n for n in known if fnmatchcase(n, pattern))
         elif pattern in known_set:
             chosen.add(pattern)
         else:
-            raise NotFoundError(f"unknown function {pattern!r}")
+            raise NotFoundError(f"unknown function {shorten(pattern)}")
     return sorted(chosen)
 
 
@@ -158,6 +199,7 @@ def select(db: Database, flt: Filter, columns: Iterable[str]) -> Selection:
         wanted.add("attributes")
     if names is not None and not names:
         return Selection({c: np.empty(0, _dtype(c)) for c in wanted}, [], [], [])
+    check_scan_rows(db, names, flt.since, flt.until)
     scan = db.scan(sorted(wanted), names=names, since=flt.since, until=flt.until)
     cols = dict(scan.columns)
     mask: np.ndarray | None = None
@@ -173,10 +215,28 @@ def select(db: Database, flt: Filter, columns: Iterable[str]) -> Selection:
     return Selection(cols, list(scan.names), list(scan.services), list(scan.attributes))
 
 
+def check_scan_rows(
+    db: Database, names: Sequence[str] | None, since: int | None, until: int | None
+) -> None:
+    """Refuse (before decoding anything) a scan over more than :data:`MAX_SCAN_ROWS` rows.
+
+    The merged summaries count the rows of the functions and time range exactly and cheaply; a
+    service or attribute filter only narrows the decoded rows afterwards, so it is not counted.
+    """
+    rows = sum(s.summary.count for s in db.summaries(names, since=since, until=until).values())
+    if rows > MAX_SCAN_ROWS:
+        raise LimitExceededError(
+            f"the query would read {rows} rows, more than the limit of {MAX_SCAN_ROWS}; "
+            "narrow the time range or the functions, or drop exact mode"
+        )
+
+
 def attribute_lut(texts: Sequence[str], wanted: Sequence[tuple[str, str]]) -> np.ndarray:
     """Boolean per attribute-set code: does the set hold every wanted ``(key, value)``?"""
     lut = np.zeros(len(texts), dtype=bool)
     for code, text in enumerate(texts):
+        if code % 4096 == 0:
+            budget.check()
         attrs = parse_attributes(text)
         lut[code] = all(k in attrs and attribute_text(attrs[k]) == v for k, v in wanted)
     return lut
@@ -187,6 +247,8 @@ def attribute_values(texts: Sequence[str], key: str) -> tuple[np.ndarray, list[s
     values: dict[str, int] = {}
     lut = np.full(len(texts), -1, dtype=np.int64)
     for code, text in enumerate(texts):
+        if code % 4096 == 0:
+            budget.check()
         attrs = parse_attributes(text)
         if key in attrs:
             lut[code] = values.setdefault(attribute_text(attrs[key]), len(values))

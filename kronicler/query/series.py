@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from kronicler import budget
+from kronicler.errors import LimitExceededError
 from kronicler.query.filters import Filter
 from kronicler.query.grouping import (
     MAX_GROUPS,
@@ -25,6 +27,7 @@ from kronicler.query.grouping import (
     parse_group_by,
     summary_stats,
 )
+from kronicler.query.limits import MAX_SERIES_VALUES
 from kronicler.query.results import DEFAULT_QUANTILES, Series, SeriesPoint, SeriesTable
 
 if TYPE_CHECKING:
@@ -33,7 +36,8 @@ if TYPE_CHECKING:
 #: Most buckets one series may have.
 MAX_BUCKETS = 10_000
 #: Most points (groups x buckets) one query may return.
-MAX_POINTS = 200_000
+MAX_POINTS = 100_000
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 #: Round steps (ns) chosen when the caller gives none: the smallest giving at most the target.
 NICE_STEPS_NS: tuple[int, ...] = tuple(
     int(s * 1_000_000_000)
@@ -77,17 +81,24 @@ def series(
     since, until = flt.since, flt.until
     if since is None or until is None:
         span = db.time_range()
-        if span is None:
-            return SeriesTable(group_by, step or NICE_STEPS_NS[3], since or 0, until or 0,
-                               qs, exact, ())  # fmt: skip
-        until = until if until is not None else span[1] + 1
+        lo = since if since is not None else (until if until is not None else 0)
+        if span is None or (since is None and lo <= _INT64_MIN):
+            return SeriesTable(group_by, step or NICE_STEPS_NS[3], lo,
+                               until if until is not None else lo, qs, exact, ())  # fmt: skip
+        # Bounds derived from the data stay within int64, as every time on the wire must.
+        if until is None:
+            until = min(span[1] + 1, _INT64_MAX)
+            if since is not None:
+                until = max(until, since)  # an empty series, never since > until
         if since is None:
             since = min(span[0], until - 1)
             step = step or pick_step(until - since)
-            since -= since % step
+            if since - since % step >= _INT64_MIN:
+                since -= since % step
     step = step or pick_step(until - since)
     if until <= since:
         return SeriesTable(group_by, step, since, until, qs, exact, ())
+    budget.check()
     n_buckets = -(-(until - since) // step)
     if n_buckets > max_buckets:
         raise ValueError(
@@ -98,6 +109,13 @@ def series(
         group_rows(db, flt.with_range(since, until), group_by, ("duration", "status", "start")),
         max_groups,
     )
+    values = grouped.n_groups * n_buckets * (5 + len(qs))
+    if values > MAX_SERIES_VALUES:
+        raise LimitExceededError(
+            f"{grouped.n_groups} groups x {n_buckets} buckets x {5 + len(qs)} figures = "
+            f"{values} numbers, more than the limit of {MAX_SERIES_VALUES}; "
+            "use a larger step, fewer quantiles or a narrower filter"
+        )
     if grouped.n_groups * n_buckets > max_points:
         raise ValueError(
             f"{grouped.n_groups} groups x {n_buckets} buckets = "

@@ -28,6 +28,9 @@ from kronicler.otel.receiver import TRACE_SERVICE_NAME, add_to_server
 from kronicler.proto.v1 import query_pb2 as pb
 from kronicler.proto.v1 import query_pb2_grpc as pb_grpc
 from kronicler.server.auth import TokenInterceptor
+from kronicler.server.decoding import DecodeGuardInterceptor
+from kronicler.server.ingest import IngestPool, IngestServicer, LocalIngest
+from kronicler.server.otlp_http import DEFAULT_MAX_BODY_BYTES, OTLPHTTPServer
 from kronicler.server.query_service import QueryServicer
 
 if TYPE_CHECKING:
@@ -55,6 +58,10 @@ class ServerOptions:
         max_receive_bytes, max_send_bytes: per-message limits.
         max_workers: threads running RPCs; max_concurrent_rpcs: calls admitted at once.
         otlp: also host the OTLP TraceService.
+        ingest_workers: decode and store OTLP in this many worker processes (each writes its
+            own segment), off the query process's GIL; 0 does it in the server process.
+        otlp_http: ``host:port`` for OTLP/HTTP (``POST /v1/traces``), or None for none.
+        cors_origins: browser origins allowed to send OTLP/HTTP (``*`` for any).
     """
 
     address: str = DEFAULT_ADDRESS
@@ -66,9 +73,14 @@ class ServerOptions:
     max_workers: int = DEFAULT_MAX_WORKERS
     max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS
     otlp: bool = True
+    ingest_workers: int = 0
+    otlp_http: str | None = None
+    cors_origins: tuple[str, ...] = ()
 
     def check(self) -> None:
         split_address(self.address)
+        if self.otlp_http is not None:
+            split_address(self.otlp_http)
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TLS needs both a certificate and a key (--tls-cert and --tls-key)")
         for label, value in (("max_receive_bytes", self.max_receive_bytes),
@@ -77,6 +89,8 @@ class ServerOptions:
                              ("max_concurrent_rpcs", self.max_concurrent_rpcs)):  # fmt: skip
             if value < 1:
                 raise ValueError(f"{label} must be >= 1, got {value}")
+        if not isinstance(self.ingest_workers, int) or self.ingest_workers < 0:
+            raise ValueError(f"ingest_workers must be >= 0, got {self.ingest_workers!r}")
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -97,20 +111,42 @@ class KroniclerServer:
         self.options = options or ServerOptions()
         self.options.check()
         opts = self.options
-        interceptors = [TokenInterceptor(opts.token)] if opts.token else []
+        interceptors: list[grpc.ServerInterceptor] = [DecodeGuardInterceptor()]
+        if opts.token:  # checked first: an unauthenticated call is refused before decoding
+            interceptors.insert(0, TokenInterceptor(opts.token))
+        self.ingest: IngestPool | None = None
+        if opts.otlp and opts.ingest_workers:
+            self.ingest = IngestPool(db.path, opts.ingest_workers)
+        self.otlp_http: OTLPHTTPServer | None = None
+        if opts.otlp and opts.otlp_http is not None:
+            http_host, http_port = split_address(opts.otlp_http)
+            http_host = http_host.strip("[]")
+            self.otlp_http = OTLPHTTPServer(
+                self.ingest if self.ingest is not None else LocalIngest(db), http_host, http_port,
+                token=opts.token, cors_origins=opts.cors_origins,
+                max_body_bytes=max(opts.max_receive_bytes, DEFAULT_MAX_BODY_BYTES),
+            )  # fmt: skip
+        # Ingest calls wait on a worker process; they get threads of their own so that
+        # queries always find one.
+        extra = self.ingest.max_in_flight if self.ingest is not None else 0
         self._server = grpc.server(
-            ThreadPoolExecutor(max_workers=opts.max_workers, thread_name_prefix="kronicler-rpc"),
+            ThreadPoolExecutor(
+                max_workers=opts.max_workers + extra, thread_name_prefix="kronicler-rpc"
+            ),
             interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", opts.max_receive_bytes),
                 ("grpc.max_send_message_length", opts.max_send_bytes),
                 ("grpc.so_reuseport", 0),
             ],
-            maximum_concurrent_rpcs=opts.max_concurrent_rpcs,
+            maximum_concurrent_rpcs=opts.max_concurrent_rpcs + extra,
         )
         pb_grpc.add_QueryServiceServicer_to_server(QueryServicer(db), self._server)
         names = [QUERY_SERVICE_NAME]
-        if opts.otlp:
+        if self.ingest is not None:
+            self._server.add_generic_rpc_handlers((IngestServicer(self.ingest).handler(),))
+            names.append(TRACE_SERVICE_NAME)
+        elif opts.otlp:
             add_to_server(db, self._server)
             names.append(TRACE_SERVICE_NAME)
         self._health = health.HealthServicer()
@@ -127,6 +163,8 @@ class KroniclerServer:
         else:
             self.port = self._server.add_insecure_port(opts.address)
         if not self.port:
+            if self.otlp_http is not None:
+                self.otlp_http.stop()
             raise OSError(f"cannot listen on {opts.address}")
         host, _ = split_address(opts.address)
         self.address = f"{host}:{self.port}"
@@ -136,7 +174,11 @@ class KroniclerServer:
         return self.options.tls_cert is not None
 
     def start(self) -> KroniclerServer:
+        if self.ingest is not None:
+            self.ingest.start()
         self._server.start()
+        if self.otlp_http is not None:
+            self.otlp_http.start()
         for name in ("", *self._services):
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("kronicler server listening on %s (tls=%s)", self.address, self.tls)
@@ -145,7 +187,11 @@ class KroniclerServer:
     def stop(self, grace: float | None = 1.0) -> None:
         """Report NOT_SERVING, finish in-flight calls for ``grace`` seconds, then stop."""
         self._health.enter_graceful_shutdown()
+        if self.otlp_http is not None:
+            self.otlp_http.stop()
         self._server.stop(grace).wait()
+        if self.ingest is not None:
+            self.ingest.close()  # workers flush every row they accepted
 
     def wait(self, timeout: float | None = None) -> bool:
         return bool(self._server.wait_for_termination(timeout))

@@ -1,6 +1,7 @@
-"""Bearer-token check for every RPC except health, as one server interceptor.
+"""Bearer-token check for every RPC except health, as one server interceptor; one token rule.
 
-Clients send the metadata ``authorization: Bearer <token>``. Health stays open so that load
+Clients send the metadata ``authorization: Bearer <token>`` (the HTTP API takes the same
+header); the scheme is case-insensitive as HTTP says (``bearer`` works too), the token is not. Health stays open so that load
 balancers and orchestrators can probe without the secret; reflection and OTLP need the token
 like queries do. Tokens are compared in constant time. A token only makes sense over TLS or
 loopback: on a plain network connection it travels in clear text.
@@ -9,6 +10,7 @@ loopback: on a plain network connection it travels in clear text.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from collections.abc import Callable
 from typing import Any
 
@@ -18,13 +20,35 @@ HEALTH_PREFIX = "/grpc.health.v1.Health/"
 _DENIED = "missing or wrong bearer token (send metadata 'authorization: Bearer <token>')"
 
 
+def bearer_matches(authorization: str | bytes | None, token: str) -> bool:
+    """Does an ``Authorization`` value carry ``token`` (``Bearer <token>``, any case of Bearer)?"""
+    if isinstance(authorization, bytes):
+        authorization = authorization.decode("latin-1")
+    scheme, _, given = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        given = ""
+    # compare_digest on bytes: constant time whatever the text holds
+    return hmac.compare_digest(given.strip().encode("utf-8", "replace"), token.encode("utf-8"))
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost``, ``*.localhost``, 127.0.0.0/8 and ``::1`` (brackets allowed)."""
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 class TokenInterceptor(grpc.ServerInterceptor):
     """Rejects calls without the right token with ``UNAUTHENTICATED``."""
 
     def __init__(self, token: str, *, exempt: tuple[str, ...] = (HEALTH_PREFIX,)) -> None:
         if not token:
             raise ValueError("token must not be empty")
-        self._expected = f"Bearer {token}".encode()
+        self._token = token
         self._exempt = exempt
 
     def intercept_service(
@@ -35,12 +59,12 @@ class TokenInterceptor(grpc.ServerInterceptor):
         method = handler_call_details.method or ""
         if method.startswith(self._exempt):
             return continuation(handler_call_details)
-        got = ""
+        got: str | bytes = ""
         for key, value in handler_call_details.invocation_metadata or ():
             if key == "authorization":
-                got = value if isinstance(value, str) else value.decode("latin-1")
+                got = value
                 break
-        if hmac.compare_digest(got.encode("latin-1", "replace"), self._expected):
+        if bearer_matches(got, self._token):
             return continuation(handler_call_details)
         handler = continuation(handler_call_details)
         return None if handler is None else _denying(handler)

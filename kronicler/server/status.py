@@ -14,7 +14,14 @@ from typing import Any, TypeVar
 
 import grpc
 
-from kronicler.errors import ClosedError, KroniclerError, NotFoundError
+from kronicler import budget
+from kronicler.errors import (
+    ClosedError,
+    DeadlineExceededError,
+    KroniclerError,
+    LimitExceededError,
+    NotFoundError,
+)
 
 log = logging.getLogger("kronicler.server")
 
@@ -25,6 +32,10 @@ def code_for(exc: BaseException) -> grpc.StatusCode:
     """The status code for an exception raised by the query layer or the database."""
     if isinstance(exc, NotFoundError):
         return grpc.StatusCode.NOT_FOUND
+    if isinstance(exc, LimitExceededError):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    if isinstance(exc, DeadlineExceededError):
+        return grpc.StatusCode.DEADLINE_EXCEEDED
     if isinstance(exc, (ValueError, TypeError, OverflowError)):
         return grpc.StatusCode.INVALID_ARGUMENT
     if isinstance(exc, ClosedError):
@@ -43,12 +54,17 @@ def message_for(exc: BaseException) -> str:
 
 
 def rpc_errors(method: F) -> F:
-    """Wrap a unary servicer method: errors become ``context.abort(code, message)``."""
+    """Wrap a unary servicer method: errors become ``context.abort(code, message)``.
+
+    The method runs within the call's deadline (:mod:`kronicler.budget`): long query loops stop
+    once the client's time is up or it cancelled, instead of computing an answer nobody reads.
+    """
 
     @functools.wraps(method)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
-            return method(self, request, context)
+            with budget.deadline(context.time_remaining(), cancelled=_gone(context)):
+                return method(self, request, context)
         except Exception as exc:
             code = code_for(exc)
             if code is grpc.StatusCode.INTERNAL:
@@ -56,3 +72,10 @@ def rpc_errors(method: F) -> F:
             context.abort(code, message_for(exc))
 
     return wrapper  # type: ignore[return-value]
+
+
+def _gone(context: grpc.ServicerContext) -> Any:
+    def gone() -> bool:
+        return not context.is_active()
+
+    return gone

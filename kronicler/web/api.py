@@ -9,7 +9,6 @@ handlers run in the server's thread pool; the database is thread-safe for reader
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
@@ -21,6 +20,7 @@ from starlette.exceptions import HTTPException
 
 from kronicler import __version__
 from kronicler import query as q
+from kronicler.server.auth import bearer_matches
 from kronicler.web import schemas as s
 from kronicler.web import views
 from kronicler.web.params import (
@@ -69,12 +69,16 @@ def require_token(
     request: Request,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    """401 unless the request carries ``Authorization: Bearer <token>`` (when a token is set)."""
+    """401 unless the request carries ``Authorization: Bearer <token>`` (when a token is set).
+
+    ``creds`` only declares the scheme in the OpenAPI description; the check is the gRPC
+    server's own (:func:`kronicler.server.auth.bearer_matches`), so both accept the same headers.
+    """
+    del creds
     token = context(request).token
     if not token:
         return
-    got = f"Bearer {creds.credentials}".encode() if creds else b""
-    if not hmac.compare_digest(got, f"Bearer {token}".encode()):
+    if not bearer_matches(request.headers.get("authorization"), token):
         raise HTTPException(401, "missing or wrong bearer token (send 'Authorization: Bearer "
                                  "<token>' or open the page with ?token=...)",
                             headers={"WWW-Authenticate": "Bearer"})  # fmt: skip

@@ -13,7 +13,7 @@ work offline; the description itself is served.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +27,15 @@ from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as ASGIScope
 
 from kronicler import __version__
-from kronicler.errors import ClosedError, KroniclerError, NotFoundError
+from kronicler.errors import (
+    ClosedError,
+    DeadlineExceededError,
+    KroniclerError,
+    LimitExceededError,
+    NotFoundError,
+    shorten,
+)
+from kronicler.server.auth import is_loopback
 from kronicler.web import api
 
 if TYPE_CHECKING:
@@ -43,8 +51,9 @@ _HEADERS = {
     "referrer-policy": "no-referrer",  # the page URL may carry ?token=
     "cache-control": "no-cache",
 }
-_REASONS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-            500: "Internal Server Error", 503: "Service Unavailable"}  # fmt: skip
+_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            405: "Method Not Allowed", 421: "Misdirected Request", 500: "Internal Server Error",
+            503: "Service Unavailable", 504: "Gateway Timeout"}  # fmt: skip
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -86,13 +95,62 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class HostGuard:
+    """Refuses requests whose ``Host`` (or ``Origin``) names a host outside the allow-list.
+
+    A dashboard bound to loopback is reachable from the user's browser, and so from any web page
+    the browser opens: DNS rebinding points a hostile name at 127.0.0.1, and the browser then
+    sends that name as ``Host``. Answering only loopback names (and the names the operator
+    allows) closes that door; ``Origin`` is checked too when a browser sends one, so another
+    site's script cannot read the API even with the right ``Host``.
+    """
+
+    def __init__(self, app: ASGIApp, allowed: Sequence[str]) -> None:
+        self.app = app
+        self.allowed = {a.lower().strip("[]") for a in allowed}
+
+    def ok(self, host: str) -> bool:
+        return is_loopback(host) or host.lower().strip("[]") in self.allowed
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        host = _hostname(headers.get(b"host", ""))
+        origin = headers.get(b"origin")
+        if not self.ok(host):
+            reply = error(421, f"host {shorten(host, 60)} is not served here; start the "
+                               "dashboard with --allow-host NAME to allow it")  # fmt: skip
+        elif origin not in (None, "null") and not self.ok(_hostname(origin.split("://")[-1])):
+            reply = error(403, f"cross-origin request from {shorten(origin, 60)} refused")
+        else:
+            await self.app(scope, receive, send)
+            return
+        await reply(scope, receive, send)
+
+
+def _hostname(netloc: str) -> str:
+    """``"example.com:8080" -> "example.com"``, ``"[::1]:80" -> "::1"``."""
+    netloc = netloc.strip().split("/")[0]
+    if netloc.startswith("["):
+        return netloc[1:].partition("]")[0]
+    return netloc.rpartition(":")[0] if netloc.count(":") == 1 else netloc
+
+
 def create_app(
-    db: Database, *, token: str | None = None, clock: Callable[[], int] = time.time_ns
+    db: Database,
+    *,
+    token: str | None = None,
+    clock: Callable[[], int] = time.time_ns,
+    allowed_hosts: Sequence[str] | None = None,
 ) -> FastAPI:
     """The dashboard over an open database; ``token`` (if set) guards the data routes.
 
     ``clock`` gives "now" in Unix epoch ns for the presets (a parameter so tests can pin it).
-    The caller keeps ownership of ``db`` and closes it after the server stops.
+    ``allowed_hosts``: when set, only requests whose ``Host`` is a loopback name or one of these
+    are answered (:class:`HostGuard`); ``None`` answers any host. The caller keeps ownership of
+    ``db`` and closes it after the server stops.
     """
     if token is not None and (not isinstance(token, str) or not token):
         raise ValueError(f"token must be None or non-empty text, got {token!r}")
@@ -125,6 +183,10 @@ def create_app(
     async def _kronicler_error(_: Request, exc: KroniclerError) -> JSONResponse:
         if isinstance(exc, NotFoundError):
             return error(404, str(exc.args[0]) if exc.args else "not found")
+        if isinstance(exc, LimitExceededError):
+            return error(400, str(exc))
+        if isinstance(exc, DeadlineExceededError):
+            return error(504, str(exc))
         return error(503 if isinstance(exc, ClosedError) else 500, f"{type(exc).__name__}: {exc}")
 
     index = (STATIC_DIR / "index.html").read_text("utf-8").replace("__VERSION__", __version__)
@@ -136,4 +198,6 @@ def create_app(
     app.mount("/assets", StaticFiles(directory=STATIC_DIR), name="assets")
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(SecurityHeaders)
+    if allowed_hosts is not None:
+        app.add_middleware(HostGuard, allowed=list(allowed_hosts))
     return app

@@ -15,7 +15,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -95,6 +95,7 @@ def serve(
     token: str | None = None,
     log_level: str = "warning",
     ready: Callable[[str], object] | None = None,
+    allowed_hosts: Sequence[str] = (),
 ) -> None:
     """Serve the dashboard on ``host:port`` until SIGINT or SIGTERM, then return normally.
 
@@ -109,7 +110,9 @@ def serve(
         for wanted in (signal.SIGINT, signal.SIGTERM):
             previous[wanted] = signal.signal(wanted, lambda *_: stop.set())
     try:
-        with WebServer(db, host, port, token=token, log_level=log_level) as web:
+        with WebServer(
+            db, host, port, token=token, log_level=log_level, allowed_hosts=allowed_hosts
+        ) as web:
             if ready is not None:
                 ready(web.url)
             while not stop.wait(0.5) and web.running:
@@ -130,9 +133,19 @@ class WebServer:
         *,
         token: str | None = None,
         log_level: str = "warning",
+        allowed_hosts: Sequence[str] = (),
         **app_options: Any,
     ) -> None:
-        """``app_options`` go to :func:`kronicler.web.app.create_app` (e.g. ``clock``)."""
+        """``app_options`` go to :func:`kronicler.web.app.create_app` (e.g. ``clock``).
+
+        Bound to loopback, the server answers only requests addressed to a loopback name or to
+        one of ``allowed_hosts`` (DNS-rebinding protection); bound elsewhere, it checks ``Host``
+        only when ``allowed_hosts`` is given.
+        """
+        from kronicler.server.auth import is_loopback
+
+        if allowed_hosts or is_loopback(host):
+            app_options.setdefault("allowed_hosts", list(allowed_hosts))
         self._db, self._host, self._port = db, host, port
         self._token, self._log_level = token, log_level
         self._app_options = app_options
