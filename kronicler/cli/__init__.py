@@ -227,6 +227,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--path", type=Path, default=DEFAULT_PATH, help="database directory (default: ./.kronicler)"
     )
 
+    p = sub.add_parser("export", help="write the stored calls to Parquet, CSV or JSON lines")
+    _filter_args(p)
+    p.add_argument(
+        "--path", type=Path, default=DEFAULT_PATH, help="database directory (default: ./.kronicler)"
+    )
+    p.add_argument("--format", choices=["parquet", "csv", "jsonl"],
+                   help="default: from OUT's extension (.parquet, .csv, .jsonl/.ndjson)")  # fmt: skip
+    p.add_argument("--columns", help="comma-separated subset of the columns (default: all)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show progress on stderr (default: when stderr is a terminal)")  # fmt: skip
+    p.add_argument("out", metavar="OUT", help="file to write, or - for standard output")
+
     p = sub.add_parser("demo", help="run a small workload, serve it, and show what Kronicler finds")
     p.add_argument(
         "--path",
@@ -456,6 +468,38 @@ def compact(args: argparse.Namespace) -> int:
     return 0
 
 
+_EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl",
+               ".ndjson": "jsonl", ".json": "jsonl"}  # fmt: skip
+
+
+def export(args: argparse.Namespace) -> int:
+    from kronicler.db import Database
+    from kronicler.query.export import export as write_export
+
+    fmt = args.format or _EXTENSIONS.get(Path(args.out).suffix.lower())
+    if fmt is None:
+        raise ValueError(f"say --format parquet|csv|jsonl (cannot tell from {args.out!r})")
+    if not (args.path / "catalog.json").is_file():
+        raise ValueError(f"not a Kronicler database: {args.path}")
+    columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    flt = make_filter(args)
+
+    def progress(done: int, total: int) -> None:
+        share = f" ({100 * done / total:.0f}%)" if total else ""
+        print(f"\rkronicler export: {done:,} of ~{total:,} rows{share}", end="",
+              file=sys.stderr, flush=True)  # fmt: skip
+
+    with Database.open(args.path) as db:
+        rows = write_export(db, args.out, format=fmt, flt=flt, columns=columns,
+                            progress=progress if show else None)  # fmt: skip
+    if show:
+        print(file=sys.stderr)
+    if args.out != "-":
+        print(f"exported {rows:,} calls to {args.out} ({fmt})", file=sys.stderr)
+    return 0
+
+
 def dashboard(args: argparse.Namespace) -> int:
     from kronicler.db import Database
     from kronicler.web import parse_address
@@ -489,6 +533,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return retain(args)
         if args.command == "compact":
             return compact(args)
+        if args.command == "export":
+            return export(args)
         if args.command == "demo":
             from kronicler.cli.demo import run_demo
 

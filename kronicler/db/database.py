@@ -270,6 +270,39 @@ class Database:
         """Decoded rows (``since <= start < until``, name in ``names``) of the given columns."""
         return self._open_reads().scan(columns, names=names, since=since, until=until)
 
+    def to_arrow(
+        self,
+        columns: Sequence[str] | None = None,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        where: Any = None,
+    ) -> Any:
+        """The stored calls as a ``pyarrow.Table`` of readable columns (needs pyarrow).
+
+        ``where``: a :class:`kronicler.query.Filter` (functions, service, attributes); ``since``
+        and ``until`` narrow its time range. Columns: :data:`kronicler.query.export.COLUMNS`.
+        A convenience over :func:`kronicler.query.export.to_arrow`, where the logic lives.
+        """
+        from kronicler.query import export
+        from kronicler.query.filters import Filter
+
+        flt = where if where is not None else Filter()
+        flt = flt.with_range(since if since is not None else flt.since,
+                             until if until is not None else flt.until)  # fmt: skip
+        return export.to_arrow(self, flt, columns=columns)
+
+    def to_pandas(
+        self,
+        columns: Sequence[str] | None = None,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        where: Any = None,
+    ) -> Any:
+        """:meth:`to_arrow` as a ``pandas.DataFrame`` (needs pyarrow and pandas)."""
+        return self.to_arrow(columns, since=since, until=until, where=where).to_pandas()
+
     def slowest(
         self,
         name: str | None = None,
