@@ -34,3 +34,7 @@ class NotFoundError(KroniclerError, LookupError):
 
 class BufferPoolFullError(KroniclerError):
     """A page does not fit in the buffer pool because every cached page is pinned."""
+
+
+class MaintenanceBusyError(KroniclerError):
+    """Another compaction or retention holds the database's maintenance lock."""
