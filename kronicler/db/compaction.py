@@ -315,7 +315,7 @@ def _sweep_orphans(directory: Path) -> None:
         # A writer saves its catalog just before creating its data file: leave a live one be.
         pid = None if doc is None else doc.get("pid")
         starting = doc is not None and not doc.get("closed") and not doc.get("replaces")
-        if starting and isinstance(pid, int) and pid != os.getpid() and _process_alive(pid):
+        if starting and isinstance(pid, int) and _process_alive(pid):
             continue
         delete_segment(directory, stem)
 
