@@ -288,3 +288,41 @@ def test_files_left_by_an_interrupted_deletion_are_swept(tmp_path):
     with Database.open(tmp_path) as db:
         assert db.compact() == 0
     assert sorted(p.name for p in segdir.iterdir()) == ["maintenance.lock"]
+
+
+def test_retention_sweeps_a_killed_compactions_leftovers_and_keeps_live_writers(tmp_path):
+    for i in range(2):
+        _closed_segment(tmp_path, f"old{i}")  # starts near 1970
+    proc = subprocess.run([sys.executable, "-c", ABANDON, str(tmp_path)], env=_env())
+    assert proc.returncode == -signal.SIGKILL  # an unpublished output is left behind
+    go, ready = tmp_path / "go", tmp_path / "ready"
+    pid = os.fork()
+    if pid == 0:  # a live writer in another process, its rows as old as the others
+        code = 1
+        try:
+            db = Database.open(tmp_path)
+            db.append(["live"] * 10, np.arange(10), np.ones(10, int))
+            db.flush()
+            ready.touch()
+            deadline = time.monotonic() + _LONG
+            while not go.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            db.close()
+            code = 0
+        finally:
+            os._exit(code)
+    try:
+        deadline = time.monotonic() + _LONG
+        while not ready.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        with Database.open(tmp_path) as db:
+            assert db.retain(max_age_ns=10**9) == 2  # the two old closed segments
+            assert {k: v.count for k, v in db.stats().items()} == {"live": 10}
+        assert len(_segments(tmp_path)) == 1  # and the leftover output is gone too
+    finally:
+        go.touch()
+        os.waitpid(pid, 0)
+    with Database.open(tmp_path) as db:
+        assert db.retain(max_age_ns=10**9) == 1  # closed now, so old enough to go
+    assert _segments(tmp_path) == []
