@@ -131,6 +131,7 @@ def open_readers(directory: Path) -> dict[str, SegmentReader]:
             log.debug("segment %s unreadable: %s", seg_id, exc)
             reader.close()
             continue
+        reader.close()  # its descriptor only: reopened on demand, so thousands of segments fit
         readers[seg_id] = reader
     return readers
 
@@ -202,17 +203,24 @@ def rewrite(
 ) -> str | None:
     """Write the rows of ``group`` as one new segment and publish it; returns its id.
 
-    None (and nothing published) when the re-check before publishing finds the group changed.
+    None (and nothing published) when a source is gone, or when the re-check before publishing
+    finds the group changed.
     """
     columns: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
     texts: dict[str, list[str]] = {k: [] for k in TEXT_COLUMNS}
     for reader in group:
-        rows = _segment_rows(reader)
+        try:
+            rows = _segment_rows(reader)
+            for k in TEXT_COLUMNS:
+                texts[k].extend(_texts(reader, k, rows[k]))
+        except FileNotFoundError as exc:  # deleted by a process that ignores the lock
+            log.warning("compaction skips a group: segment %s is gone (%s)", reader.id, exc)
+            return None
+        finally:
+            reader.close()
         for c in COLUMNS:
             if c not in TEXT_COLUMNS:
                 columns[c].append(rows[c])
-        for k in TEXT_COLUMNS:
-            texts[k].extend(_texts(reader, k, rows[k]))
     merged = {c: np.concatenate(p) for c, p in columns.items() if p}
     order = np.argsort(merged["start"], kind="stable")
     options = {} if chunk_rows is None else {"chunk_rows": chunk_rows}
