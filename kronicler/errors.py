@@ -48,6 +48,10 @@ class LimitExceededError(KroniclerError, ValueError):
     """
 
 
+class MaintenanceBusyError(KroniclerError):
+    """Another compaction or retention holds the database's maintenance lock."""
+
+
 def shorten(value: object, limit: int = 100) -> str:
     """``repr(value)`` cut to about ``limit`` characters, saying how long it was.
 

@@ -1,34 +1,59 @@
-"""Compaction: merge many small finished segments into one.
+"""Compaction: merge many small finished segments into one, exclusively, never duplicating a row.
 
 Every process that writes starts a segment, so short-lived writers (scripts, cron jobs, restarted
 workers) leave many small segments, each with a short, poorly compressed last chunk, and every
 query pays a little for each. Compaction rewrites a group of small finished segments as one new
 segment, rows ordered by start time, then deletes the old ones.
 
-It is safe against crashes and concurrent readers without any lock, through the new segment's
-catalog: it names the segments it ``replaces`` and is written before the new segment's data.
-Readers ignore a segment that replaces others until it is closed (a compaction in progress, or one
-whose process died: its leftovers are deleted by the next compaction), and from the moment it is
-closed they ignore the replaced segments instead. The replaced files are deleted afterwards; if
-that is interrupted, readers still ignore them and the next compaction deletes them.
+Publishing. The new segment's catalog names the segments it ``replaces`` and is written before its
+data. Readers ignore an output until it is closed; from the moment it is closed (one atomic catalog
+replace) they ignore the replaced segments instead. The replaced files are deleted afterwards.
+
+The rules that make it exclusive and exact (compaction and retention share them):
+
+* **One maintainer at a time.** A compaction holds the database's maintenance lock (``lock.py``,
+  a ``flock`` the kernel frees if the holder dies) from planning to the last deletion; retention
+  takes the same lock. A second compaction does not wait by default (``wait=0``): it raises
+  ``MaintenanceBusyError`` ("another compaction or retention is running"), since the running one is
+  doing its work; pass ``wait=`` seconds to wait, bounded.
+* **Re-check before publishing.** Just before closing its output, a compaction checks that every
+  segment it merged is still on disk and that no other published output already replaces one of
+  them; if either fails it deletes its output instead of publishing it.
+* **One winner per replaced segment.** If two published outputs ever claim the same segment (two
+  compactions that did not share the lock, e.g. from an older Kronicler), readers take the one
+  with the smaller id (created first) and ignore the other whole; the next maintenance run deletes
+  the loser. Never both, so never duplicated rows.
+* **Leaves first.** A segment is deleted only after every segment it replaces is gone (data file
+  first: readers find segments by it), so a crash at any point leaves no replaced rows uncovered.
+* **Leftovers.** Under the lock nobody else compacts, so an unpublished output whose process is
+  gone (or is this process) is a leftover of a killed compaction: the next run deletes it.
+* **Age is kept.** Only segments whose newest rows are within ``group_span_ns`` (an hour by
+  default) are merged together, so a merged segment does not keep old rows past their retention.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 
+from kronicler.db.lock import MaintenanceLock
+from kronicler.db.metadata import load_json
 from kronicler.db.reader import SegmentReader
 from kronicler.db.schema import COLUMNS, SpanBatch
 from kronicler.db.writer import TEXT_COLUMNS, SegmentWriter
+
+log = logging.getLogger(__name__)
 
 #: Segments with fewer rows than this are "small" and may be merged.
 DEFAULT_SMALL_ROWS = 1 << 20
 #: Upper bound on the rows one compaction reads into memory (~60 bytes each).
 DEFAULT_GROUP_ROWS = 1 << 22
+#: Segments are merged only with others whose newest row is at most this much newer or older.
+DEFAULT_GROUP_SPAN_NS = 3600 * 10**9
 
 
 def _process_alive(pid: int | None) -> bool:
@@ -48,15 +73,67 @@ def finished(reader: SegmentReader) -> bool:
     return reader.closed or not _process_alive(reader.pid)
 
 
+def _published(reader: SegmentReader) -> bool:
+    return bool(reader.replaces) and reader.closed
+
+
+def _unpublished(reader: SegmentReader) -> bool:
+    return bool(reader.replaces) and not reader.closed
+
+
+def claims(readers: Iterable[SegmentReader]) -> tuple[dict[str, str], set[str]]:
+    """(replaced segment -> the published output that replaces it, losing outputs).
+
+    Outputs are taken in id order (creation time); one that claims a segment an earlier output
+    already claims loses, whole: its rows are all in the winner or in segments still visible.
+    """
+    owner: dict[str, str] = {}
+    losers: set[str] = set()
+    for r in sorted((r for r in readers if _published(r)), key=lambda r: r.id):
+        if any(old in owner for old in r.replaces):
+            losers.add(r.id)
+        else:
+            owner.update(dict.fromkeys(r.replaces, r.id))
+    return owner, losers
+
+
 def visible(readers: Iterable[SegmentReader]) -> list[SegmentReader]:
-    """The segments a query should read: compactions in progress and replaced segments left out."""
+    """The segments a query should read: unpublished, losing and replaced segments left out."""
     readers = list(readers)
-    replaced = {old for r in readers if r.replaces and r.closed for old in r.replaces}
-    return [r for r in readers if r.id not in replaced and not (r.replaces and not r.closed)]
+    owner, losers = claims(readers)
+    return [r for r in readers if r.id not in owner and r.id not in losers and not _unpublished(r)]
 
 
 def rows_of(reader: SegmentReader) -> int:
     return reader.rows_sealed + len(reader.tail["start"])
+
+
+def newest_start(reader: SegmentReader) -> int | None:
+    """Start time of the segment's newest row (what retention ages it by); None when empty."""
+    ends = [c.start_max for c in reader.chunks]
+    if len(reader.tail["start"]):
+        ends.append(int(reader.tail["start"].max()))
+    return max(ends) if ends else None
+
+
+def open_readers(directory: Path) -> dict[str, SegmentReader]:
+    """A fresh reader of every segment in ``directory`` (maintenance's own view, not the cache's)."""
+    try:
+        ids = sorted(f[:-5] for f in os.listdir(directory) if f.endswith(".kseg"))
+    except FileNotFoundError:
+        ids = []
+    readers = {}
+    for seg_id in ids:
+        reader = SegmentReader(directory, seg_id)
+        try:
+            reader.refresh()
+        except OSError as exc:  # deleted meanwhile (by an older Kronicler without the lock)
+            log.debug("segment %s unreadable: %s", seg_id, exc)
+            reader.close()
+            continue
+        reader.close()  # its descriptor only: reopened on demand, so thousands of segments fit
+        readers[seg_id] = reader
+    return readers
 
 
 def plan(
@@ -65,18 +142,22 @@ def plan(
     *,
     small_rows: int = DEFAULT_SMALL_ROWS,
     group_rows: int = DEFAULT_GROUP_ROWS,
+    group_span_ns: int = DEFAULT_GROUP_SPAN_NS,
 ) -> list[list[SegmentReader]]:
-    """Groups (of two or more) of small finished segments, oldest first, each within group_rows."""
+    """Groups (of two or more) of small finished segments of similar age, each within group_rows."""
     candidates = [
         r for r in visible(readers.values())
         if r.id != own_segment and finished(r) and 0 < rows_of(r) < small_rows
     ]  # fmt: skip
-    candidates.sort(key=lambda r: r.id)  # ids start with the creation time
+    newest = {r.id: newest_start(r) or 0 for r in candidates}
+    candidates.sort(key=lambda r: (newest[r.id], r.id))
     groups: list[list[SegmentReader]] = []
     current: list[SegmentReader] = []
     total = 0
     for r in candidates:
-        if current and total + rows_of(r) > group_rows:
+        if current and (
+            total + rows_of(r) > group_rows or newest[r.id] - newest[current[0].id] > group_span_ns
+        ):
             groups.append(current)
             current, total = [], 0
         current.append(r)
@@ -101,50 +182,186 @@ def _texts(reader: SegmentReader, kind: str, codes: np.ndarray) -> list[str]:
     return list(table[codes]) if len(codes) else []
 
 
-def rewrite(directory: Path, group: list[SegmentReader], chunk_rows: int | None = None) -> str:
-    """Write the rows of ``group`` as one new segment (closed) and return its id."""
+def _conflict(directory: Path, sources: set[str], output: str) -> str | None:
+    """Why publishing ``output`` (replacing ``sources``) would be wrong now, or None."""
+    for seg in sorted(sources):
+        if not (directory / f"{seg}.kseg").exists():
+            return f"segment {seg} was deleted meanwhile"
+    for meta in directory.glob("*.meta"):
+        other = meta.stem
+        if other == output or other in sources or not (directory / f"{other}.kseg").exists():
+            continue
+        doc = load_json(meta) or {}
+        taken = sources.intersection(str(x) for x in doc.get("replaces", ()))
+        if doc.get("closed") and taken:
+            return f"segment {other} already replaces {sorted(taken)}"
+    return None
+
+
+def rewrite(
+    directory: Path, group: list[SegmentReader], chunk_rows: int | None = None
+) -> str | None:
+    """Write the rows of ``group`` as one new segment and publish it; returns its id.
+
+    None (and nothing published) when a source is gone, or when the re-check before publishing
+    finds the group changed.
+    """
     columns: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
     texts: dict[str, list[str]] = {k: [] for k in TEXT_COLUMNS}
     for reader in group:
-        rows = _segment_rows(reader)
+        try:
+            rows = _segment_rows(reader)
+            for k in TEXT_COLUMNS:
+                texts[k].extend(_texts(reader, k, rows[k]))
+        except FileNotFoundError as exc:  # deleted by a process that ignores the lock
+            log.warning("compaction skips a group: segment %s is gone (%s)", reader.id, exc)
+            return None
+        finally:
+            reader.close()
         for c in COLUMNS:
             if c not in TEXT_COLUMNS:
                 columns[c].append(rows[c])
-        for k in TEXT_COLUMNS:
-            texts[k].extend(_texts(reader, k, rows[k]))
     merged = {c: np.concatenate(p) for c, p in columns.items() if p}
     order = np.argsort(merged["start"], kind="stable")
     options = {} if chunk_rows is None else {"chunk_rows": chunk_rows}
     writer = SegmentWriter(directory, replaces=tuple(r.id for r in group), **options)
-    text_arrays = {k: np.array(texts[k], dtype=object) for k in TEXT_COLUMNS}
-    step = 1 << 16
-    for lo in range(0, len(order), step):
-        idx = order[lo : lo + step]
-        text = {k: text_arrays[k][idx].tolist() for k in TEXT_COLUMNS}
-        writer.add(SpanBatch(
-            text["name"], merged["start"][idx], merged["duration"][idx], merged["status"][idx],
-            merged["kind"][idx], text["service"], merged["trace_hi"][idx],
-            merged["trace_lo"][idx], merged["span_id"][idx], merged["parent_span_id"][idx],
-            text["attributes"],
-        ))  # fmt: skip
-        writer.seal_full()
-    writer.close()
+    try:
+        text_arrays = {k: np.array(texts[k], dtype=object) for k in TEXT_COLUMNS}
+        step = 1 << 16
+        for lo in range(0, len(order), step):
+            idx = order[lo : lo + step]
+            text = {k: text_arrays[k][idx].tolist() for k in TEXT_COLUMNS}
+            writer.add(SpanBatch(
+                text["name"], merged["start"][idx], merged["duration"][idx],
+                merged["status"][idx], merged["kind"][idx], text["service"],
+                merged["trace_hi"][idx], merged["trace_lo"][idx], merged["span_id"][idx],
+                merged["parent_span_id"][idx], text["attributes"],
+            ))  # fmt: skip
+            writer.seal_full()
+        why = _conflict(directory, {r.id for r in group}, writer.id)
+        if why is not None:
+            log.warning("compaction output %s not published: %s", writer.id, why)
+            writer.abandon()
+            delete_segment(directory, writer.id)
+            return None
+        writer.close()  # publishes: the closed catalog makes readers switch over
+    except BaseException:
+        writer.abandon()
+        delete_segment(directory, writer.id)
+        raise
     return writer.id
 
 
 def delete_segment(directory: Path, segment: str) -> None:
-    for suffix in (".meta", ".wal", ".kseg"):
+    # The data file first: readers find segments by it, so the segment vanishes at once, whole.
+    for suffix in (".kseg", ".wal", ".meta"):
         (directory / f"{segment}{suffix}").unlink(missing_ok=True)
 
 
+def delete_tree(directory: Path, segment: str, readers: Mapping[str, SegmentReader]) -> list[str]:
+    """Delete ``segment`` after every segment it replaces (recursively); returns the ids deleted.
+
+    Leaves first: until the segment is gone, its claim still hides the segments it replaces.
+    """
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(seg: str) -> None:
+        seen.add(seg)
+        reader = readers.get(seg)
+        for old in () if reader is None else reader.replaces:
+            if old in readers and old not in seen:
+                visit(old)
+        order.append(seg)
+
+    visit(segment)
+    for seg in order:
+        delete_segment(directory, seg)
+    return order
+
+
 def sweep(directory: Path, readers: Mapping[str, SegmentReader]) -> list[str]:
-    """Delete replaced segments, and outputs of compactions whose process died; returns ids."""
-    gone: list[str] = []
+    """Delete what earlier maintenance left behind; returns the segment ids deleted.
+
+    Call with the maintenance lock held: replaced segments, losing outputs (when every row they
+    hold is elsewhere), unpublished outputs of dead compactions, and catalog or log files whose
+    segment file is gone.
+    """
+    gone: dict[str, None] = {}  # ordered set
+    me = os.getpid()
     for r in readers.values():
-        if r.replaces and r.closed:
-            gone.extend(old for old in r.replaces if old in readers)
-        elif r.replaces and not _process_alive(r.pid):
-            gone.append(r.id)
-    for segment in gone:
-        delete_segment(directory, segment)
-    return gone
+        if _unpublished(r) and (r.pid == me or not _process_alive(r.pid)):
+            delete_segment(directory, r.id)
+            gone[r.id] = None
+    live = {k: v for k, v in readers.items() if k not in gone}
+    owner, losers = claims(live.values())
+    for old in sorted(owner):
+        if old in live and old not in gone:
+            gone.update(dict.fromkeys(delete_tree(directory, old, live)))
+    for loser in sorted(losers):
+        if all(old in owner or old in live for old in live[loser].replaces):
+            delete_segment(directory, loser)
+            gone[loser] = None
+        else:
+            log.warning("keeping segment %s: it alone holds rows of a deleted segment", loser)
+    _sweep_orphans(directory)
+    return list(gone)
+
+
+def _sweep_orphans(directory: Path) -> None:
+    """Catalog and log files left by a deletion that was interrupted after the data file went."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    data = {n[:-5] for n in names if n.endswith(".kseg")}
+    stems = {n.rsplit(".", 1)[0] for n in names if n.endswith((".meta", ".wal"))}
+    for stem in sorted(stems - data):
+        if (directory / f"{stem}.kseg").exists():
+            continue  # created since the listing
+        doc = load_json(directory / f"{stem}.meta")
+        # A writer saves its catalog just before creating its data file: leave a live one be.
+        pid = None if doc is None else doc.get("pid")
+        starting = doc is not None and not doc.get("closed") and not doc.get("replaces")
+        if starting and isinstance(pid, int) and _process_alive(pid):
+            continue
+        delete_segment(directory, stem)
+
+
+def compact(
+    directory: Path,
+    own_segment: str | None = None,
+    *,
+    small_rows: int = DEFAULT_SMALL_ROWS,
+    group_rows: int = DEFAULT_GROUP_ROWS,
+    group_span_ns: int = DEFAULT_GROUP_SPAN_NS,
+    chunk_rows: int | None = None,
+    wait: float = 0.0,
+) -> int:
+    """Merge small finished segments, holding the maintenance lock; returns how many were replaced.
+
+    Raises MaintenanceBusyError when another compaction or retention still holds the lock after
+    ``wait`` seconds.
+    """
+    for what, value in (("small_rows", small_rows), ("group_rows", group_rows),
+                        ("group_span_ns", group_span_ns)):  # fmt: skip
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    with MaintenanceLock(directory, wait=wait):
+        readers = open_readers(directory)
+        try:
+            for seg in sweep(directory, readers):
+                readers.pop(seg).close()
+            merged = 0
+            groups = plan(readers, own_segment, small_rows=small_rows, group_rows=group_rows,
+                          group_span_ns=group_span_ns)  # fmt: skip
+            for group in groups:
+                if rewrite(directory, group, chunk_rows) is None:
+                    continue
+                merged += len(group)
+                for r in group:
+                    delete_tree(directory, r.id, readers)
+            return merged
+        finally:
+            for reader in readers.values():
+                reader.close()

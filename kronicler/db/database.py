@@ -23,11 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from kronicler.db import compaction
+from kronicler.db import compaction, retention
 from kronicler.db.metadata import ensure_catalog
 from kronicler.db.queue import DEFAULT_CAPACITY_ROWS, DEFAULT_FLUSH_INTERVAL, WriteQueue
 from kronicler.db.reads import SegmentSet
-from kronicler.db.retention import retain
 from kronicler.db.scan import FunctionSummary, Scan
 from kronicler.db.schema import OPTIONAL_COLUMNS, SpanBatch
 from kronicler.db.stats import Call, Stats
@@ -339,47 +338,41 @@ class Database:
         return dict(sorted(result.items()))
 
     # -- maintenance -----------------------------------------------------------------------------
-    def retain(self, *, max_age_ns: int | None = None, max_bytes: int | None = None) -> int:
-        """Delete closed segments older than ``max_age_ns`` or beyond ``max_bytes``; returns count."""
-        reads = self._open_reads()
-        with reads.lock:
-            own = None if self._writer is None else self._writer.id
-            shown = {r.id: r for r in reads.refresh()}
-            removed = retain(self._segdir, shown, own, max_age_ns, max_bytes)
-            for seg_id in removed:
-                reads.forget(seg_id)
-            return len(removed)
+    def retain(
+        self,
+        *,
+        max_age_ns: int | None = None,
+        max_bytes: int | None = None,
+        wait: float = retention.DEFAULT_WAIT_SECONDS,
+    ) -> int:
+        """Delete closed segments older than ``max_age_ns`` or beyond ``max_bytes``; returns count.
+
+        Waits up to ``wait`` seconds for a running compaction (MaintenanceBusyError after that).
+        """
+        self._open_reads()
+        own = None if self._writer is None else self._writer.id
+        removed = retention.retain(self._segdir, own, max_age_ns, max_bytes, wait=wait)
+        return len(removed)
 
     def compact(
         self,
         *,
         small_rows: int = compaction.DEFAULT_SMALL_ROWS,
         group_rows: int = compaction.DEFAULT_GROUP_ROWS,
+        wait: float = 0.0,
     ) -> int:
         """Merge small finished segments into larger ones; returns how many were replaced.
 
-        Safe to run while other processes write and read the directory (see compaction.py).
+        Safe to run while other processes write and read the directory, and exclusive with
+        other compactions and retention: when one runs, waits up to ``wait`` seconds, then
+        raises MaintenanceBusyError (see compaction.py).
         """
-        if small_rows <= 0 or group_rows <= 0:
-            raise ValueError(
-                f"small_rows and group_rows must be positive, got {small_rows}, {group_rows}"
-            )
-        reads = self._open_reads()
-        with reads.lock:
-            reads.refresh()
-            compaction.sweep(self._segdir, reads.readers)
-            own = None if self._writer is None else self._writer.id
-            groups = compaction.plan(
-                {r.id: r for r in reads.refresh()}, own, small_rows=small_rows,
-                group_rows=group_rows,
-            )  # fmt: skip
-            for group in groups:
-                compaction.rewrite(self._segdir, group, self._chunk_rows)
-            reads.refresh()
-            replaced = compaction.sweep(self._segdir, reads.readers)
-            for seg_id in replaced:
-                reads.forget(seg_id)
-            return sum(len(g) for g in groups)
+        self._open_reads()
+        own = None if self._writer is None else self._writer.id
+        return compaction.compact(
+            self._segdir, own, small_rows=small_rows, group_rows=group_rows,
+            chunk_rows=self._chunk_rows, wait=wait,
+        )  # fmt: skip
 
     def size_bytes(self) -> int:
         """Bytes taken by every file of the database directory."""
