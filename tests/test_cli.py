@@ -234,10 +234,11 @@ def test_serve_with_http_runs_grpc_and_dashboard_with_one_token(shop_path: Path)
                    "127.0.0.1:0"], {"KRONICLER_TOKEN": "s3cret"})  # fmt: skip
     try:
         assert proc.stdout is not None
-        grpc_line, web_line = proc.stdout.readline(), proc.stdout.readline()
+        lines = [proc.stdout.readline() for _ in range(3)]  # gRPC, OTLP/HTTP, dashboard
+        grpc_line, web_line = lines[0], next(x for x in lines if "dashboard" in x)
         address = re.search(r"on (127\.0\.0\.1:\d+)", grpc_line)
         url = re.search(r"on (http://127\.0\.0\.1:\d+)", web_line)
-        assert address and url, (grpc_line, web_line)
+        assert address and url, lines
         counts = _function_counts(url.group(1), "s3cret")
         remote = run("functions", "--address", address.group(1), "--json",
                      env={"KRONICLER_TOKEN": "s3cret"})  # fmt: skip
