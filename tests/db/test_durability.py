@@ -309,3 +309,45 @@ def test_a_full_disk_with_attribute_heavy_rows_counts_every_row_it_loses(tmp_pat
         assert len(stored) + report["dropped"] == report["appended"]  # stored or counted
         assert len(stored) > 0 and report["dropped"] > 0
     assert not [p.name for p in (tmp_path / "segments").iterdir() if p.name.endswith(".tmp")]
+
+
+FULL_DISK_ROTATION = textwrap.dedent(
+    """
+    import json, resource, signal, sys, numpy as np
+    from pathlib import Path
+    from kronicler.db import Database
+    # A segment due to rotate after two chunks, and a file limit that fits exactly those two:
+    # sealing the short last chunk when the segment closes for rotation fails.
+    n = 5900
+    attrs = [{"user": "u%d" % i} for i in range(n)]
+    def write(path):
+        db = Database.open(path, chunk_rows=2000, segment_rows=4000)
+        db.append(["f"] * n, np.arange(n), np.arange(n), attributes=attrs)
+        db.close()
+        return db
+    write(sys.argv[2])  # unlimited: measure where the second chunk ends
+    first = min(Path(sys.argv[2], "segments").glob("*.meta"))
+    offset, length = json.loads(first.read_text())["chunks"][1][:2]
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (offset + length + 16, resource.RLIM_INFINITY))
+    db = write(sys.argv[1])
+    print(json.dumps({"appended": n, "dropped": db.dropped}))
+    """
+)
+
+
+def test_a_rotation_that_cannot_seal_keeps_its_rows_and_counts_nothing_twice(tmp_path):
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_ROTATION, str(tmp_path / "db"), str(tmp_path / "scratch")],
+        capture_output=True, text=True, env=_env(), timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert "could not close" in out.stderr
+    with Database.open(tmp_path / "db", readonly=True) as db:
+        stored = db.scan(["duration"]).columns["duration"]
+    assert len(np.unique(stored)) == len(stored)
+    assert len(stored) + report["dropped"] == report["appended"]
+    assert report["dropped"] == 0  # the unsealed rows were in the tail log all along
