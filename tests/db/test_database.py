@@ -392,3 +392,24 @@ def test_span_and_parent_ids_accept_big_endian_byte_arrays_like_trace_ids(tmp_pa
             b.append(["f"] * n, start, np.ones(n, int), span_id=as_bytes(trace, 16))
         with pytest.raises(ValueError, match="parent_span_id has 3 values"):
             b.append(["f"] * n, start, np.ones(n, int), parent_span_id=as_bytes(parent, 8)[:3])
+
+
+def test_a_chunk_defines_only_the_dictionary_entries_its_own_rows_use(tmp_path):
+    from kronicler.db.chunk import decode_entries
+    from kronicler.db.reader import SegmentReader
+
+    n = 250  # one batch: two full chunks of 100 and a tail, every row its own attribute set
+    with open_db(tmp_path, chunk_rows=100) as db:
+        db.append(["f"] * n, np.arange(n) + BASE_NS, np.ones(n, int),
+                  attributes=[{"row": i} for i in range(n)])  # fmt: skip
+    (seg,) = [p.stem for p in (tmp_path / "segments").glob("*.kseg")]
+    reader = SegmentReader(tmp_path / "segments", seg)
+    reader.refresh()
+    defined = []
+    for chunk in reader.chunks:
+        entries = decode_entries(reader.read_page(chunk, "dictionary"))
+        codes = reader.decode_page(chunk, "attributes")
+        defined.append([code for code, _ in entries.get("attributes", [])])
+        assert set(defined[-1]) == set(np.unique(codes).tolist())  # its own rows' values only
+    reader.close()
+    assert [len(d) for d in defined] == [100, 100, 50]
