@@ -60,8 +60,7 @@ def populate(path: Path, n: int) -> float:
                 status=np.where(rng.random(m) < 0.01, 2, 1).astype(np.uint8),
                 service=services[code % 4].tolist(),
             )  # fmt: skip
-            while not db.append_batch(batch):  # the bounded write queue is full: wait
-                time.sleep(0.002)
+            db.append_batch(batch)  # waits while the bounded write queue is full
         db.flush()
     return n / (time.perf_counter() - t0)
 
@@ -213,7 +212,7 @@ def bench_otlp(tmp: Path, requests: int, workers: int) -> None:
         for data in reqs:
             msg = otlp.ExportTraceServiceRequest.FromString(data)
             batch = convert_resource_spans(msg.resource_spans).batch
-            while not db.append_batch(batch):  # queue full: retry like an exporter would
+            while not db.append_batch(batch, block=False):  # full: retry as an exporter would
                 retries += 1
                 time.sleep(0.001)
         db.flush()

@@ -24,6 +24,15 @@ class SchemaVersionError(DatabaseError):
     """The database was written by an incompatible version of the format."""
 
 
+class ReadOnlyError(DatabaseError):
+    """A write was attempted on a database opened read-only."""
+
+
+class WriteTimeoutError(KroniclerError, TimeoutError):
+    """``Database.append`` waited its whole ``timeout`` for room in the write queue; nothing of
+    the batch was stored."""
+
+
 class ClosedError(KroniclerError):
     """An operation was attempted on a closed database or exporter."""
 

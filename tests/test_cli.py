@@ -109,7 +109,7 @@ def test_errors_are_one_line_with_exit_status_1(shop_path: Path, tmp_path: Path)
         (("stats", *p, "-f", "shop.nope"), "unknown function 'shop.nope'"),
         (("stats", *p, "--group-by", "colour"), "unknown group key"),
         (("stats", *p, "--since", "tomorrow-ish"), "bad time"),
-        (("stats", "--path", str(tmp_path / "missing")), "no Kronicler database"),
+        (("stats", "--path", str(tmp_path / "missing")), "not a Kronicler database"),
     ]:
         proc = run(*args, check=False)
         assert proc.returncode == 1, args
@@ -288,3 +288,29 @@ def test_compact_merges_small_segments(tmp_path: Path) -> None:
     out = run("compact", "--path", str(path))
     assert out.stdout.startswith("merged 3 segment(s); 1 segment(s) now in")
     assert run("stats", "--path", str(path), "--json").stdout == before
+
+
+def test_read_commands_never_write_and_name_a_directory_without_a_database(
+    shop_path: Path, tmp_path: Path
+) -> None:
+    def files(path: Path) -> list[tuple[str, int]]:
+        return sorted((str(p.relative_to(path)), p.stat().st_mtime_ns) for p in path.rglob("*"))
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "notes.txt").write_text("not a database")
+    missing = tmp_path / "missing"
+    for path in (plain, missing):
+        for args in (("functions",), ("stats",), ("slowest",), ("dashboard", "--http", "127.0.0.1:0"),
+                     ("compact",), ("retain", "--max-age", "1d")):  # fmt: skip
+            proc = run(*args, "--path", str(path), check=False)
+            assert proc.returncode == 1, (args, proc.stderr)
+            assert (
+                proc.stderr.strip() == f"kronicler {args[0]}: not a Kronicler database: {path}"
+                or (args[0] == "dashboard" and f"not a Kronicler database: {path}" in proc.stderr)
+            )
+    assert [f for f, _ in files(plain)] == ["notes.txt"] and not missing.exists()
+    before = files(shop_path)
+    for args in (("functions",), ("stats", "--json"), ("slowest",), ("top",)):
+        run(*args, "--path", str(shop_path))
+    assert files(shop_path) == before  # reading a database changes none of its files

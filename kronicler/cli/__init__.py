@@ -5,6 +5,9 @@ Query commands (``stats``, ``top``, ``slowest``, ``series``, ``histogram``, ``fu
 With neither, they read ``./.kronicler`` when it exists (the embedded default) and otherwise
 ask the server at ``$KRONICLER_ADDRESS`` or ``127.0.0.1:4317``. Output is a table by default and
 JSON with ``--json``. Errors print one line to stderr and exit with status 1 (2 for usage).
+Query commands and ``dashboard`` open the database read-only: they never create or change a file,
+and a directory without a database is an error ("not a Kronicler database: DIR"). ``retain`` and
+``compact`` change an existing database and never create one.
 
 Environment (read here and nowhere else): ``KRONICLER_ADDRESS``, ``KRONICLER_TOKEN``.
 """
@@ -448,9 +451,7 @@ def retain(args: argparse.Namespace) -> int:
         raise ValueError("say --max-age and/or --max-size")
     max_age = None if args.max_age is None else parse_duration(args.max_age)
     max_bytes = None if args.max_size is None else parse_size(args.max_size)
-    if not args.path.is_dir():
-        raise ValueError(f"no Kronicler database at {args.path}")
-    with Database.open(args.path) as db:
+    with Database.open(args.path, create=False) as db:
         removed = db.retain(max_age_ns=max_age, max_bytes=max_bytes)
         print(f"removed {removed} segment(s); {db.size_bytes():,} bytes left in {args.path}")
     return 0
@@ -459,9 +460,7 @@ def retain(args: argparse.Namespace) -> int:
 def compact(args: argparse.Namespace) -> int:
     from kronicler.db import Database
 
-    if not args.path.is_dir():
-        raise ValueError(f"no Kronicler database at {args.path}")
-    with Database.open(args.path) as db:
+    with Database.open(args.path, create=False) as db:
         merged = db.compact()
         left = len(list((args.path / "segments").glob("*.kseg")))
         print(f"merged {merged} segment(s); {left} segment(s) now in {args.path}")
@@ -479,8 +478,6 @@ def export(args: argparse.Namespace) -> int:
     fmt = args.format or _EXTENSIONS.get(Path(args.out).suffix.lower())
     if fmt is None:
         raise ValueError(f"say --format parquet|csv|jsonl (cannot tell from {args.out!r})")
-    if not (args.path / "catalog.json").is_file():
-        raise ValueError(f"not a Kronicler database: {args.path}")
     columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
     show = sys.stderr.isatty() if args.progress is None else args.progress
     flt = make_filter(args)
@@ -490,7 +487,7 @@ def export(args: argparse.Namespace) -> int:
         print(f"\rkronicler export: {done:,} of ~{total:,} rows{share}", end="",
               file=sys.stderr, flush=True)  # fmt: skip
 
-    with Database.open(args.path) as db:
+    with Database.open(args.path, readonly=True) as db:
         rows = write_export(db, args.out, format=fmt, flt=flt, columns=columns,
                             progress=progress if show else None)  # fmt: skip
     if show:
@@ -502,16 +499,18 @@ def export(args: argparse.Namespace) -> int:
 
 def dashboard(args: argparse.Namespace) -> int:
     from kronicler.db import Database
+    from kronicler.errors import DatabaseError
     from kronicler.web import parse_address
     from kronicler.web import serve as serve_web
 
     path: Path = args.path
-    if not path.is_dir():
-        raise ValueError(f"no Kronicler database at {path} (try: kronicler demo --path {path})")
     host, port = parse_address(args.http)
     token = args.token or os.environ.get("KRONICLER_TOKEN") or None
     _warn(exposure_warning(host, token))
-    db = Database.open(path, bufferpool_bytes=256 << 20)  # wide charts decode many pages
+    try:  # read-only: wide charts decode many pages, hence the larger bufferpool
+        db = Database.open(path, readonly=True, bufferpool_bytes=256 << 20)
+    except DatabaseError as exc:
+        raise DatabaseError(f"{exc} (try: kronicler demo --path {path})") from None
     try:
         serve_web(db, host, port, token=token, allowed_hosts=args.allow_host,
                   ready=lambda url: print(f"kronicler: dashboard of {path} on {url}; "
@@ -551,6 +550,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _describe(exc: BaseException) -> str:
     import grpc
 
+    from kronicler.errors import KroniclerError
+
+    if isinstance(exc, KroniclerError):
+        return str(exc)
     if isinstance(exc, grpc.RpcError):
         code = exc.code() if hasattr(exc, "code") else None
         details = exc.details() if hasattr(exc, "details") else str(exc)

@@ -14,14 +14,16 @@ from kronicler import query
 
 
 class Local:
-    """The query layer over a database opened from ``path`` (closed by :meth:`close`)."""
+    """The query layer over the database at ``path``, opened read-only (closed by :meth:`close`).
+
+    Asking never writes: a directory without a database raises ``DatabaseError``
+    ("not a Kronicler database: DIR") rather than becoming one.
+    """
 
     def __init__(self, path: Path) -> None:
         from kronicler.db import Database
 
-        if not Path(path).is_dir():
-            raise FileNotFoundError(f"no Kronicler database at {str(path)!r}")
-        self.db = Database.open(path)
+        self.db = Database.open(path, readonly=True)
 
     def list_functions(self, flt: query.Filter | None = None) -> list[query.FunctionInfo]:
         return query.list_functions(self.db, flt)

@@ -2,8 +2,15 @@
 
 Writes: ``append`` validates a batch in the caller's thread (so bad input fails loudly and stores
 nothing), then hands it to the write queue; one background thread per process owns this process's
-segment. Reads go to the segment set (``reads.py``): every segment of the directory, refreshed
-per query, with a bounded bufferpool of decoded pages.
+segment. ``append`` is a database API, so it never loses a row to a fast caller: when the queue is
+full it waits for room (backpressure), at most ``timeout`` seconds if given, after which it raises
+``WriteTimeoutError`` with nothing of the batch stored. Only the capture pipeline and the receivers,
+which must never stall their callers, use ``append_batch(block=False)`` and handle a refusal
+themselves. ``dropped`` counts rows lost after they were accepted (writes that kept failing), only.
+
+Reads go to the segment set (``reads.py``): every segment of the directory, refreshed per query,
+with a bounded bufferpool of decoded pages. ``readonly=True`` opens an existing database for
+queries only: it creates no file or directory, and any write raises ``ReadOnlyError``.
 
 Many processes may open the same directory: each writes its own segment and reads everybody's.
 After ``fork`` the child gets a fresh writer (its own segment) on first append; an ``atexit`` hook,
@@ -24,14 +31,14 @@ from typing import Any
 import numpy as np
 
 from kronicler.db import compaction, retention
-from kronicler.db.metadata import ensure_catalog
+from kronicler.db.metadata import ensure_catalog, load_catalog, remove_stale_temporaries
 from kronicler.db.queue import DEFAULT_CAPACITY_ROWS, DEFAULT_FLUSH_INTERVAL, WriteQueue
 from kronicler.db.reads import SegmentSet
 from kronicler.db.scan import FunctionSummary, Scan
 from kronicler.db.schema import OPTIONAL_COLUMNS, SpanBatch
 from kronicler.db.stats import Call, Stats
 from kronicler.db.writer import SegmentWriter
-from kronicler.errors import ClosedError, DatabaseError
+from kronicler.errors import ClosedError, DatabaseError, ReadOnlyError, WriteTimeoutError
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +66,8 @@ class Database:
         chunk_rows: int | None = None,
         segment_rows: int = DEFAULT_SEGMENT_ROWS,
         segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
+        readonly: bool = False,
+        create: bool = True,
     ) -> None:
         for what, value in (("bufferpool_bytes", bufferpool_bytes), ("queue_rows", queue_rows),
                             ("segment_rows", segment_rows), ("chunk_rows", chunk_rows)):  # fmt: skip
@@ -72,13 +81,19 @@ class Database:
                 f"flush_interval must be a positive number of seconds, got {flush_interval!r}"
             )
         self.path = Path(path)
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            (self.path / SEGMENTS).mkdir(exist_ok=True)
-        except OSError as exc:
-            raise DatabaseError(f"cannot create database directory {self.path}: {exc}") from exc
-        ensure_catalog(self.path)
+        self.readonly = bool(readonly)
         self._segdir = self.path / SEGMENTS
+        if self.readonly or not create:
+            load_catalog(self.path)  # "not a Kronicler database: DIR"; creates nothing
+        if not self.readonly:
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+                self._segdir.mkdir(exist_ok=True)
+            except OSError as exc:
+                raise DatabaseError(f"cannot create database directory {self.path}: {exc}") from exc
+            ensure_catalog(self.path)
+            for directory in (self.path, self._segdir):
+                remove_stale_temporaries(directory)
         self._flush_interval = flush_interval
         self._queue_rows = queue_rows
         self._chunk_rows = chunk_rows
@@ -97,7 +112,12 @@ class Database:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] = DEFAULT_PATH, **options: Any) -> Database:
-        """Open (creating if missing) the database at ``path``."""
+        """Open the database at ``path``, creating it if missing.
+
+        ``readonly=True`` opens an existing database for queries only; ``create=False`` opens an
+        existing one for writing. Either raises ``DatabaseError("not a Kronicler database: DIR")``
+        when ``path`` holds none, and creates nothing.
+        """
         return cls(path, **options)
 
     def __enter__(self) -> Database:
@@ -107,7 +127,7 @@ class Database:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Database({str(self.path)!r})"
+        return f"Database({str(self.path)!r}{', readonly=True' if self.readonly else ''})"
 
     # -- writing -------------------------------------------------------------------------------
     def _new_queue(self) -> WriteQueue[SpanBatch]:
@@ -121,23 +141,54 @@ class Database:
         names: Sequence[str] | np.ndarray,
         start_unix_nano: Sequence[int] | np.ndarray,
         duration_ns: Sequence[int] | np.ndarray,
+        *,
+        timeout: float | None = None,
         **columns: Any,
     ) -> int:
-        """Validate one batch (ValueError, nothing stored) and queue it; returns rows accepted."""
+        """Validate one batch (ValueError, nothing stored) and queue it; returns its row count.
+
+        Waits while the write queue is full (backpressure); with ``timeout`` (seconds) it waits
+        at most that long, then raises ``WriteTimeoutError`` having stored nothing of the batch.
+        ``flush`` makes the rows durable and visible.
+        """
         unknown = set(columns) - set(OPTIONAL_COLUMNS)
         if unknown:
             raise ValueError(f"unknown column(s) {sorted(unknown)}")
         batch = SpanBatch.build(names, start_unix_nano, duration_ns, **columns)
-        return self.append_batch(batch)
+        return self.append_batch(batch, timeout=timeout)
 
-    def append_batch(self, batch: SpanBatch, *, count_drop: bool = True) -> int:
-        """Queue an already validated batch. Never blocks; a full queue drops and counts it
-        (``count_drop=False``: refused but not counted, for a caller that will retry)."""
-        if self._closed:
-            raise ClosedError(f"{self!r} is closed")
+    def append_batch(
+        self, batch: SpanBatch, *, block: bool = True, timeout: float | None = None
+    ) -> int:
+        """Queue an already validated batch whole; returns its row count.
+
+        Blocking (the default) behaves like :meth:`append`. ``block=False`` never waits: a full
+        queue refuses the batch and 0 is returned; nothing is stored or counted, the caller still
+        holds the rows (the capture pipeline offers them again, a receiver answers "retry later").
+        """
+        if timeout is not None and (
+            not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0
+        ):
+            raise ValueError(f"timeout must be a non-negative number of seconds, got {timeout!r}")
+        self._check_writable()
         if len(batch) == 0:
             return 0
-        return len(batch) if self._queue.put(batch, count_drop=count_drop) else 0
+        if self._queue.put(batch, block=block, timeout=timeout):
+            return len(batch)
+        if self._closed:
+            raise ClosedError(f"{self!r} is closed")
+        if not block:
+            return 0
+        raise WriteTimeoutError(
+            f"the write queue of {self.path} stayed full for {timeout} s; "
+            f"none of the {len(batch)} rows were stored"
+        )
+
+    def _check_writable(self) -> None:
+        if self._closed:
+            raise ClosedError(f"{self!r} is closed")
+        if self.readonly:
+            raise ReadOnlyError(f"database {self.path} was opened read-only")
 
     def _consume(self, batches: list[SpanBatch]) -> None:
         if self._writer is None:
@@ -158,7 +209,12 @@ class Database:
         ):
             # Rotate: the old segment seals its tail and closes, so retention can delete it
             # whole, and the writer's dictionaries (held in memory) start afresh.
-            writer.close()
+            try:
+                writer.close()
+            except OSError as exc:  # the tail is still held: keep writing this segment
+                self._failed("close", exc)
+                self._shed_if_stuck()
+                return
             self._writer = None
 
     def _writer_options(self) -> dict[str, Any]:
@@ -192,7 +248,7 @@ class Database:
         self._writer = None
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Make everything appended so far durable and visible.
+        """Make everything appended so far durable and visible (read-only: nothing to do).
 
         False if ``timeout`` passed, or if a write failed (disk full, I/O error) since the
         previous flush: then some rows may be missing or not yet durable.
@@ -209,18 +265,31 @@ class Database:
             return
         self._closed = True
         self._queue.close(timeout)
-        if self._writer is not None:
+        writer = self._writer
+        if self._queue.running:
+            # The writer thread is still busy past ``timeout`` and owns the writer: leave both.
+            log.error("kronicler: %s closed while %d queued rows were still being written",
+                      self, self._queue.pending_rows)  # fmt: skip
+        elif writer is not None:
             try:
-                self._writer.close()
+                writer.close()
             except OSError as exc:
-                log.error("kronicler could not close segment %s: %s", self._writer.id, exc)
+                # Rows in the tail log stay readable; the rest existed only in memory.
+                self._lost_rows += writer.tail_rows - writer.tail_in_wal
+                writer.abandon()
+                log.error("kronicler could not close segment %s: %s", writer.id, exc)
+            self._writer = None
         self._reads.close()
         _open_databases.discard(self)
 
     @property
     def dropped(self) -> int:
-        """Rows dropped because the write queue was full (or lost to a write error)."""
-        return self._queue.dropped + self._queue.lost + self._lost_rows
+        """Rows accepted but then lost: writes that kept failing (a full disk, an I/O error).
+
+        A batch refused by a full queue is not counted: it was never accepted, and its caller
+        was told (``WriteTimeoutError``, or 0 from ``append_batch(block=False)``).
+        """
+        return self._queue.lost + self._lost_rows
 
     def _after_fork_in_child(self) -> None:
         # The parent's queue, thread and segment belong to the parent; start afresh, lazily.
@@ -349,6 +418,7 @@ class Database:
 
         Waits up to ``wait`` seconds for a running compaction (MaintenanceBusyError after that).
         """
+        self._check_writable()
         self._open_reads()
         own = None if self._writer is None else self._writer.id
         removed = retention.retain(self._segdir, own, max_age_ns, max_bytes, wait=wait)
@@ -367,6 +437,11 @@ class Database:
         other compactions and retention: when one runs, waits up to ``wait`` seconds, then
         raises MaintenanceBusyError (see compaction.py).
         """
+        if small_rows <= 0 or group_rows <= 0:
+            raise ValueError(
+                f"small_rows and group_rows must be positive, got {small_rows}, {group_rows}"
+            )
+        self._check_writable()
         self._open_reads()
         own = None if self._writer is None else self._writer.id
         return compaction.compact(

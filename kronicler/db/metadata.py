@@ -6,34 +6,56 @@ file, fsync it, ``os.replace`` it over the old one, fsync the directory. A reade
 old document or the new one, never half of either. The chunk directory is only a shortcut: the
 segment file is self-describing, so pages written after the last catalog save are still found by
 scanning, and a lost catalog costs a scan, not data.
+
+A save that fails (a full disk) removes its temporary file at once; temporary files left by a
+process that died mid-save are removed by the next writable open (:func:`remove_stale_temporaries`).
+Temporary names carry the writer's pid, so a file another live process is saving right now is kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import re
 import secrets
 import time
 from pathlib import Path
 from typing import Any
 
+from kronicler.db.fileio import write_all
 from kronicler.db.schema import SCHEMA_VERSION
 from kronicler.errors import DatabaseError, SchemaVersionError
 
+log = logging.getLogger(__name__)
+
 CATALOG = "catalog.json"
 FORMAT_NAME = "kronicler"
+#: ``.<name>.<pid>.<token>.tmp`` (atomic_write) and ``<segment id>.wal.tmp`` (the tail log's
+#: rewrite; a segment id is ``<time>-<pid>-<tag>``): the pid of the process writing it.
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.[0-9a-f]+\.tmp$|^[0-9a-f]+-(\d+)-[0-9a-f]+\.wal\.tmp$")
+_STALE_SECONDS = 600.0  # a temporary file this old is stale even if its pid runs (pid reuse)
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that readers never see a partial file."""
+    """Replace ``path`` with ``data`` so that readers never see a partial file.
+
+    On failure (disk full) the temporary file is removed and the old ``path`` left as it was.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            write_all(fd, data)  # os.write alone may write part of it on a nearly full disk
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -65,6 +87,25 @@ def ensure_catalog(root: Path) -> dict[str, Any]:
         new = {"format": FORMAT_NAME, "schema_version": SCHEMA_VERSION, "created": time.time_ns()}
         save_json(path, new)
         return new
+    return _check_catalog(root, path, raw)
+
+
+def load_catalog(root: Path) -> dict[str, Any]:
+    """Check an existing database's catalog without creating anything (a read-only open).
+
+    A missing directory or catalog raises ``DatabaseError("not a Kronicler database: DIR")``.
+    """
+    path = root / CATALOG
+    try:
+        raw = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        raise DatabaseError(f"not a Kronicler database: {root}") from None
+    except OSError as exc:
+        raise DatabaseError(f"cannot read {path}: {exc}") from exc
+    return _check_catalog(root, path, raw)
+
+
+def _check_catalog(root: Path, path: Path, raw: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(raw)
     except ValueError:
@@ -79,3 +120,46 @@ def ensure_catalog(root: Path) -> dict[str, Any]:
             f"{root} has schema version {version!r}; this Kronicler reads version {SCHEMA_VERSION}"
         )
     return doc
+
+
+def remove_stale_temporaries(directory: Path, *, now: float | None = None) -> int:
+    """Remove temporary files that a failed or interrupted save left in ``directory``.
+
+    A temporary file is stale when the process named in it no longer runs, or when it is older
+    than any save takes (its pid may have been reused). Returns how many were removed.
+    """
+    now = time.time() if now is None else now
+    removed = 0
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    for name in names:
+        m = _TEMPORARY.match(name)
+        if m is None:
+            continue
+        path = directory / name
+        try:
+            age = now - path.stat().st_mtime
+        except OSError:
+            continue  # renamed or removed by its writer meanwhile
+        if age < _STALE_SECONDS and _alive(int(m.group(1) or m.group(2))):
+            continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed += 1
+    if removed:
+        log.info("removed %d stale temporary file(s) from %s", removed, directory)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # ours: a save may be under way in another thread
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # runs, as another user
+    return True

@@ -1,8 +1,18 @@
 """The write queue: application threads hand batches to one background writer thread.
 
-``put`` never blocks and never raises: it takes a lock for the time of a list append, and when the
-queue already holds ``capacity_rows`` rows the batch is dropped and counted instead. The writer
-thread takes everything queued at once, so it works in large, cheap steps however small the batches.
+``put`` has two modes, one per kind of caller:
+
+* ``block=False`` (the capture path, the OTLP receiver): never waits; when the queue already holds
+  ``capacity_rows`` rows the item is refused and ``put`` returns False. The queue does not count a
+  refusal as a loss: the caller still holds the item and decides (keep it and offer it again,
+  answer "retry later", or count it as dropped).
+* blocking (``Database.append``): waits until there is room (backpressure), at most ``timeout``
+  seconds when one is given. A database API must not lose rows because its caller is fast.
+
+Either way an item is taken whole or not at all. An item larger than the whole capacity is taken
+when the queue is empty (its caller already holds it in memory), so no item can wait forever.
+The writer thread takes everything queued at once, so it works in large, cheap steps however small
+the batches.
 
 Durability is tracked with sequence numbers: every accepted batch gets one; ``flush`` asks the writer
 to commit and waits until the committed sequence reaches the one it saw. The writer also commits on
@@ -30,7 +40,7 @@ class WriteQueue(Generic[T]):
     """Bounded hand-off to a writer thread that calls ``consume(items)`` then ``commit()``.
 
     ``consume`` receives every item queued since its last call; ``commit`` must make them durable.
-    Exceptions from either are logged (once per kind) and the items are counted as lost.
+    Exceptions from either are logged (once per kind) and the items are counted in ``lost``.
     """
 
     def __init__(
@@ -57,6 +67,7 @@ class WriteQueue(Generic[T]):
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._done = threading.Condition(self._lock)
+        self._room = threading.Condition(self._lock)  # signalled when the writer empties the queue
         self._items: list[T] = []
         self._queued_rows = 0
         self._seq = 0  # sequence number of the last accepted item
@@ -64,21 +75,30 @@ class WriteQueue(Generic[T]):
         self._flush_wanted = False
         self._closing = False
         self._thread: threading.Thread | None = None
-        self.dropped = 0
-        self.lost = 0
+        self.lost = 0  # rows whose consume raised
         self._errors_logged: set[str] = set()
 
-    def put(self, item: T, *, count_drop: bool = True) -> bool:
-        """Queue ``item``; False (and counted in ``dropped``) when full or closed. Never blocks.
+    def put(self, item: T, *, block: bool = True, timeout: float | None = None) -> bool:
+        """Queue ``item`` whole; False when it was not taken (nothing of it is queued).
 
-        ``count_drop=False`` leaves a refusal uncounted, for callers that will offer the item
-        again (an OTLP exporter told to retry) rather than lose it.
+        ``block=False`` returns at once when there is no room. Otherwise waits for room, at most
+        ``timeout`` seconds (None: as long as it takes). Always False once the queue is closing.
         """
         rows = self._size_of(item)
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            if self._closing or self._queued_rows + rows > self.capacity_rows:
-                if count_drop:
-                    self.dropped += rows
+            while not self._closing and not self._fits(rows):
+                if not block:
+                    return False
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                if self._thread is None or not self._thread.is_alive():
+                    self._start()  # the writer makes the room we wait for
+                self._wake.notify()
+                # Bounded waits: a writer thread that died must not leave us waiting forever.
+                self._room.wait(1.0 if remaining is None else min(remaining, 1.0))
+            if self._closing:
                 return False
             self._items.append(item)
             self._queued_rows += rows
@@ -88,6 +108,20 @@ class WriteQueue(Generic[T]):
             elif self._queued_rows >= self.capacity_rows // 4:
                 self._wake.notify()
         return True
+
+    def _fits(self, rows: int) -> bool:
+        return self._queued_rows == 0 or self._queued_rows + rows <= self.capacity_rows
+
+    @property
+    def running(self) -> bool:
+        """True while the writer thread runs (after ``close``: still finishing its work)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def pending_rows(self) -> int:
+        """Rows queued and not yet taken by the writer thread."""
+        with self._lock:
+            return self._queued_rows
 
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
@@ -114,11 +148,12 @@ class WriteQueue(Generic[T]):
         return True
 
     def close(self, timeout: float | None = None) -> bool:
-        """Flush, stop the writer thread; later puts are dropped. Idempotent."""
+        """Flush, stop the writer thread; later puts are refused. Idempotent."""
         ok = self.flush(timeout)
         with self._lock:
             self._closing = True
             self._wake.notify()
+            self._room.notify_all()
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
@@ -135,6 +170,8 @@ class WriteQueue(Generic[T]):
                     self._wake.wait(wait)
                 items, self._items = self._items, []
                 self._queued_rows = 0
+                if items:
+                    self._room.notify_all()
                 seq = self._seq
                 want_commit = self._flush_wanted or self._closing
                 self._flush_wanted = False

@@ -6,7 +6,9 @@ once here. Validation is all-or-nothing, so a bad batch stores nothing and a goo
 further checks downstream.
 
 Ids follow OpenTelemetry: a trace id is a 128-bit integer (kept as two uint64 halves), a span id
-a 64-bit integer, and 0 means "no id" (a root span has parent span id 0).
+a 64-bit integer, and 0 means "no id" (a root span has parent span id 0). Every id column takes
+either form: integers (a sequence, or for span ids a 1-D integer array), or bytes (a sequence of
+``bytes``, or an ``(n, 16)`` / ``(n, 8)`` uint8 array), bytes read big-endian as OTel and OTLP do.
 """
 
 from __future__ import annotations
@@ -230,6 +232,12 @@ def _as_int_id(what: str, v: Any, bits: int) -> int:
 def _id64_column(what: str, values: Any, n: int) -> np.ndarray:
     if values is None:
         return _constant(0, n, np.uint64)
+    if isinstance(values, np.ndarray) and values.dtype == np.uint8 and values.ndim == 2:
+        if values.shape[1] != 8:
+            raise ValueError(f"{what} must be 8 bytes per row, got shape {values.shape}")
+        _check_len(what, len(values), n)
+        # Big-endian, like the (n, 16) form of trace_id and OTel's byte ids.
+        return np.ascontiguousarray(values).view(">u8")[:, 0].astype(np.uint64)
     if isinstance(values, np.ndarray) and values.dtype.kind in "iu" and values.ndim == 1:
         _check_len(what, len(values), n)
         if values.dtype.kind == "i" and values.size and int(values.min()) < 0:

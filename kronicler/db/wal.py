@@ -13,6 +13,7 @@ anything after it are ignored.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import zlib
@@ -123,14 +124,19 @@ class WalWriter:
     def rewrite(self, record: bytes | None) -> None:
         """Atomically replace the log with ``record`` (or an empty log)."""
         tmp = self.path.with_suffix(".wal.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            if record:
-                write_all(fd, record)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                if record:
+                    write_all(fd, record)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+        except BaseException:  # a full disk: the old log stays whole, the partial copy goes
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         os.close(self._fd)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         self._size = len(record) if record else 0

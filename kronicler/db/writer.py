@@ -100,6 +100,26 @@ class SegmentWriter:
                 entries[name] = list(enumerate(d.values[since[name] :], start=since[name]))
         return entries, {name: len(d) for name, d in self.dicts.items()}
 
+    def _entries_of(
+        self, chunk: dict[str, np.ndarray]
+    ) -> tuple[dict[str, list[tuple[int, str]]], dict[str, int]]:
+        """Dictionary entries first used by ``chunk``'s rows, and the marks once it is stored.
+
+        Codes are given in order of first use, so the new codes of a chunk are exactly those
+        from the previous mark up to its largest code. Entries first used by rows still in the
+        tail stay out of the chunk (they go to the log, then to the chunk that holds those rows):
+        a chunk is no larger than its rows need, and no later row depends on an earlier chunk's
+        dictionary page for a value that chunk does not hold.
+        """
+        entries, marks = {}, dict(self._in_chunks)
+        for name, d in self.dicts.items():
+            codes = chunk[name]
+            top = int(codes.max()) + 1 if len(codes) else 0
+            if top > marks[name]:
+                entries[name] = list(enumerate(d.values[marks[name] : top], start=marks[name]))
+                marks[name] = top
+        return entries, marks
+
     def seal_full(self) -> int:
         """Write every complete chunk of the tail; returns the number written."""
         sealed = 0
@@ -113,7 +133,7 @@ class SegmentWriter:
         # off the file again, and the rows stay in the tail for the next attempt.
         columns = self._tail_columns()
         chunk = {c: a[:rows] for c, a in columns.items()}
-        entries, marks = self._entries_since(self._in_chunks)
+        entries, marks = self._entries_of(chunk)
         data = encode_chunk(len(self._chunks), chunk, entries, summarize(chunk))
         append_all(self._fd, data, self._offset)
         self._in_chunks = marks

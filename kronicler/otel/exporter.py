@@ -5,11 +5,17 @@ application (``@kronicler.capture`` spans and auto-instrumentation alike) lands 
 
     provider.add_span_processor(BatchSpanProcessor(KroniclerSpanExporter("./.kronicler")))
 
-``export`` converts the batch with :func:`spans_to_batch` and hands it to the database's
-non-blocking write queue. Like every SDK exporter it never raises: a conversion or storage
-problem is logged (once per kind) and reported as ``SpanExportResult.FAILURE``; so is any call
-after ``shutdown``. Instrumentation is suppressed while it runs, so storing spans cannot create
-spans.
+``export`` converts the batch with :func:`spans_to_batch` and hands it to the database's write
+queue. When that queue is full it waits for room, at most ``export_timeout`` seconds: a
+``BatchSpanProcessor`` drops a batch whose export reports FAILURE (it never retries), whereas
+waiting only delays its worker thread while spans gather in its own queue, so a burst is
+absorbed without losing a span. (With a ``SimpleSpanProcessor`` the wait happens in the
+application thread, as every synchronous exporter's does.) Spans still refused after the wait are
+counted in ``dropped`` and reported as FAILURE.
+
+Like every SDK exporter it never raises: a conversion or storage problem is logged (once per
+kind) and reported as ``SpanExportResult.FAILURE``; so is any call after ``shutdown``.
+Instrumentation is suppressed while it runs, so storing spans cannot create spans.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("kronicler")
 _SUPPRESS = otel_context._SUPPRESS_INSTRUMENTATION_KEY
+#: Seconds ``export`` waits for room in a full write queue (the SDK's own export timeout).
+DEFAULT_EXPORT_TIMEOUT = 30.0
 
 
 class KroniclerSpanExporter(SpanExporter):
@@ -40,6 +48,7 @@ class KroniclerSpanExporter(SpanExporter):
     ``target`` is a directory (opened now, closed by ``shutdown``) or an open ``Database``
     (left open: its owner closes it). ``default_service`` names spans whose resource has no
     ``service.name`` (by default ``unknown_service``, as the OTLP receiver stores them).
+    ``export_timeout``: seconds an export waits for room in a full write queue.
     """
 
     def __init__(
@@ -47,7 +56,14 @@ class KroniclerSpanExporter(SpanExporter):
         target: str | os.PathLike[str] | Database = "./.kronicler",
         *,
         default_service: str | None = None,
+        export_timeout: float = DEFAULT_EXPORT_TIMEOUT,
     ) -> None:
+        if (
+            not isinstance(export_timeout, (int, float))
+            or isinstance(export_timeout, bool)
+            or not export_timeout >= 0
+        ):
+            raise ValueError(f"export_timeout must be >= 0 seconds, got {export_timeout!r}")
         if isinstance(target, (str, os.PathLike)):
             from kronicler.db import Database
 
@@ -58,6 +74,8 @@ class KroniclerSpanExporter(SpanExporter):
         else:
             raise ValueError(f"target must be a directory or a kronicler Database, got {target!r}")
         self._default_service = default_service or DEFAULT_SERVICE
+        self._export_timeout = float(export_timeout)
+        self.dropped = 0  # spans not stored: refused after export_timeout, or failing to convert
         self._shutdown = False
         self._lock = threading.Lock()  # guards _shutdown against a concurrent export
         self._warned: set[str] = set()
@@ -77,12 +95,11 @@ class KroniclerSpanExporter(SpanExporter):
             with self._lock:
                 if self._shutdown:
                     return SpanExportResult.FAILURE
-                accepted = self._db.append_batch(batch)
-            # A full write queue drops (and counts) rows rather than block; say so to the SDK.
-            if accepted < len(batch):
-                return SpanExportResult.FAILURE
+                # Waits while the write queue is full (see the module docstring).
+                self._db.append_batch(batch, timeout=self._export_timeout)
             return SpanExportResult.SUCCESS
         except Exception as exc:  # noqa: BLE001 - exporters report, they never raise
+            self.dropped += len(spans)
             self._warn("export", exc)
             return SpanExportResult.FAILURE
         finally:

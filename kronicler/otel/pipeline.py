@@ -313,9 +313,9 @@ class Pipeline:
 
     def _offer(self, db: Any, batch: SpanBatch) -> bool:
         """Give ``batch`` to the database; False when its queue refused it (we keep it)."""
-        before = int(getattr(db, "dropped", 0))
         try:
-            accepted = int(db.append_batch(batch))
+            # Never wait: a full queue refuses the whole batch, uncounted, and we keep it.
+            accepted = int(db.append_batch(batch, block=False))
         except Exception as exc:  # noqa: BLE001 - a broken database drops, never raises
             self._dropped += len(batch)
             self._problem("append", exc)
@@ -323,8 +323,6 @@ class Pipeline:
         if accepted > 0:
             self._stored += accepted
             return True
-        # Refused whole: undo the database's drop count, since we still hold the rows.
-        self._db_dropped_base += int(getattr(db, "dropped", 0)) - before
         return False
 
     def _trim(self) -> None:
@@ -369,7 +367,6 @@ class Pipeline:
         if db is None:
             return True
         try:
-            self._dropped += self._db_drops(db)
             if owned:
                 db.close()
             else:
@@ -378,6 +375,12 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001
             self._problem("close", exc)
             return False
+        finally:
+            # Counted after the close: rows the database loses while closing (a full disk
+            # failing its last seal) are lost too, and were counted as stored until now.
+            lost = self._db_drops(db)
+            self._dropped += lost
+            self._stored -= lost
 
     def _db_drops(self, db: Any = None) -> int:
         db = self._db if db is None else db

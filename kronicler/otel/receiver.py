@@ -2,10 +2,14 @@
 
 ``Export`` converts the request with :func:`kronicler.otel.otlp_rows.convert_resource_spans`
 (pure) and appends the well-formed spans to the database's write queue. Malformed spans are
-reported through ``partial_success`` and the rest stored, as the OTLP specification asks. When
-the write queue is full the database drops the batch rather than block; the receiver then
-answers ``UNAVAILABLE`` (nothing stored) so that exporters retry with backoff, or reports the
-dropped part through ``partial_success`` if only some rows were taken.
+reported through ``partial_success`` and the rest stored, as the OTLP specification asks.
+
+A request is stored whole or not at all. When the write queue is full the receiver waits for room
+briefly (at most ``QUEUE_WAIT`` seconds, and never past the client's deadline), so a burst is
+absorbed; if the queue is still full it answers ``UNAVAILABLE`` with nothing stored, which OTLP
+exporters retry with backoff. It never blocks a client indefinitely, and never drops spans it
+has acknowledged. :func:`store_request` is that logic alone, shared with the ingest workers of
+``kronicler serve`` (:mod:`kronicler.server.ingest`).
 """
 
 from __future__ import annotations
@@ -17,16 +21,15 @@ import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as otlp_grpc
 
-from kronicler.errors import ClosedError
+from kronicler.errors import ClosedError, WriteTimeoutError
 from kronicler.otel.otlp_rows import convert_resource_spans
-from kronicler.otel.records import split_batch
 
 if TYPE_CHECKING:
-    from kronicler.db import Database, SpanBatch
+    from kronicler.db import Database
 
 log = logging.getLogger("kronicler.otel.receiver")
 
-PIECE_ROWS = 16_384  # rows handed to the write queue at a time
+QUEUE_WAIT = 1.0  # seconds a request waits for room in a full write queue before UNAVAILABLE
 
 TRACE_SERVICE_NAME = otlp.DESCRIPTOR.services_by_name["TraceService"].full_name
 
@@ -34,14 +37,17 @@ TRACE_SERVICE_NAME = otlp.DESCRIPTOR.services_by_name["TraceService"].full_name
 class OTLPTraceReceiver(otlp_grpc.TraceServiceServicer):
     """Stores spans exported over OTLP/gRPC into ``db``."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, queue_wait: float = QUEUE_WAIT) -> None:
+        if not isinstance(queue_wait, (int, float)) or not queue_wait >= 0:
+            raise ValueError(f"queue_wait must be >= 0 seconds, got {queue_wait!r}")
         self._db = db
+        self._queue_wait = float(queue_wait)
 
     def Export(  # noqa: N802 - the OTLP method name
         self, request: otlp.ExportTraceServiceRequest, context: grpc.ServicerContext
     ) -> otlp.ExportTraceServiceResponse:
         try:
-            code, rejected, message = store_request(self._db, request)
+            code, rejected, message = store_request(self._db, request, wait=self._wait(context))
         except Exception:  # a receiver must answer with a status, never a traceback
             log.exception("OTLP export failed")
             context.abort(grpc.StatusCode.INTERNAL, "internal error storing spans")
@@ -53,41 +59,33 @@ class OTLPTraceReceiver(otlp_grpc.TraceServiceServicer):
             response.partial_success.error_message = message
         return response
 
+    def _wait(self, context: grpc.ServicerContext) -> float:
+        """Seconds to wait for room: ``queue_wait``, but leaving the client time for our answer."""
+        remaining = context.time_remaining()
+        if remaining is None:
+            return self._queue_wait
+        return max(0.0, min(self._queue_wait, remaining / 2))
 
-def store_request(db: Database, request: otlp.ExportTraceServiceRequest) -> tuple[str, int, str]:
-    """Store one request's well-formed spans: ``("ok", rejected, why)`` or ``("retry", 0, why)``.
 
-    ``"retry"`` means nothing was stored (write queue full, database closing): the exporter
-    should send the request again. Shared by the in-process receiver and the ingest workers.
+def store_request(
+    db: Database, request: otlp.ExportTraceServiceRequest, *, wait: float = QUEUE_WAIT
+) -> tuple[str, int, str]:
+    """Store one request's well-formed spans, whole or not at all.
+
+    Returns ``("ok", rejected, why)`` (``rejected`` malformed spans left out) or
+    ``("retry", 0, why)``: nothing was stored (the write queue stayed full for ``wait`` seconds,
+    or the database is closing) and the exporter should send the request again.
     """
     converted = convert_resource_spans(request.resource_spans)
     batch = converted.batch
     try:
-        accepted = _store(db, batch)
+        if len(batch) and not db.append_batch(batch, block=False):
+            db.append_batch(batch, timeout=wait)
+    except WriteTimeoutError:
+        return "retry", 0, "write queue full"
     except ClosedError:
         return "retry", 0, "the database is closed (shutting down)"
-    if len(batch) and accepted == 0:
-        return "retry", 0, "write queue full"
-    rejected = converted.rejected + (len(batch) - accepted)
-    message = converted.error_message
-    if accepted < len(batch):
-        dropped = f"{len(batch) - accepted} spans dropped: write queue full"
-        message = f"{message}; {dropped}" if message else dropped
-    return "ok", rejected, message
-
-
-def _store(db: Database, batch: SpanBatch) -> int:
-    """Append in pieces (a request may hold more spans than the write queue); returns rows
-    taken. A refused first piece is not counted as dropped: the exporter will retry it."""
-    accepted = 0
-    rest = batch
-    while len(rest):
-        piece, rest = split_batch(rest, min(PIECE_ROWS, len(rest)))
-        taken = db.append_batch(piece, count_drop=accepted > 0)
-        if not taken and not accepted:
-            return 0  # nothing stored: the whole request will be retried
-        accepted += taken
-    return accepted
+    return "ok", converted.rejected, converted.error_message
 
 
 def add_to_server(db: Database, server: Any) -> OTLPTraceReceiver:

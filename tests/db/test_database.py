@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from kronicler.db import Database, Stats
-from kronicler.errors import ClosedError, SchemaVersionError
+from kronicler.errors import (
+    ClosedError,
+    DatabaseError,
+    ReadOnlyError,
+    SchemaVersionError,
+    WriteTimeoutError,
+)
 
 from .conftest import BASE_NS, make_rows
 
@@ -189,14 +195,46 @@ def test_two_databases_on_one_directory_write_separate_segments(tmp_path):
     assert len(list((tmp_path / "segments").glob("*.kseg"))) == 2
 
 
-def test_full_queue_drops_and_counts_without_blocking(tmp_path):
-    db = Database.open(tmp_path, queue_rows=100)
+def test_an_append_loop_faster_than_the_writer_stores_every_row(tmp_path):
+    # A plain loop against a tiny write queue: append waits for room rather than dropping.
+    db = Database.open(tmp_path, queue_rows=100, chunk_rows=512)
     accepted = sum(
-        db.append(["f"] * 60, np.arange(60) + BASE_NS, np.ones(60, int)) for _ in range(50)
+        db.append(["f"] * 60, np.arange(60) + BASE_NS + i * 60, np.full(60, i)) for i in range(200)
     )
-    db.flush()
-    assert accepted + db.dropped == 3000
-    assert db.stats("f").count == accepted
+    assert accepted == 12_000
+    assert db.flush()
+    assert db.stats("f").count == 12_000 and db.dropped == 0
+    db.close()
+
+
+def test_append_with_a_timeout_raises_and_stores_nothing_of_a_refused_batch(tmp_path):
+    db = Database.open(tmp_path, queue_rows=100, chunk_rows=512)
+    stored = refused = 0
+    for i in range(2000):  # the writer drains between appends now and then; a refusal comes soon
+        try:
+            stored += db.append(["f"] * 60, np.arange(60) + BASE_NS, np.full(60, i), timeout=0)
+        except WriteTimeoutError as exc:
+            assert "none of the 60 rows were stored" in str(exc)
+            refused += 1
+            if refused == 3:
+                break
+    assert refused == 3
+    assert db.flush()
+    assert db.stats("f").count == stored and db.dropped == 0  # refusals are not losses
+    with pytest.raises(ValueError, match="timeout"):
+        db.append(["f"], [1], [1], timeout=-1)
+    db.close()
+
+
+def test_append_batch_without_blocking_refuses_whole_and_counts_nothing(tmp_path):
+    from kronicler.db import SpanBatch
+
+    db = Database.open(tmp_path, queue_rows=100, chunk_rows=512)
+    batch = SpanBatch.build(["f"] * 60, np.arange(60) + BASE_NS, np.ones(60, int))
+    taken = [db.append_batch(batch, block=False) for _ in range(500)]
+    assert set(taken) <= {0, 60} and 0 in taken  # all or nothing, and some refused
+    assert db.flush()
+    assert db.stats("f").count == sum(taken) and db.dropped == 0
     db.close()
 
 
@@ -287,3 +325,91 @@ def test_attribute_sets_are_loaded_only_when_a_query_needs_them(tmp_path, monkey
         assert all(len(r.dicts["attributes"]) == 0 for r in readers)  # not loaded for stats
         top = db.slowest("api.get", k=2)
         assert [c.attributes for c in top] == [{"request": n - 1}, {"request": n - 2}]
+
+
+def _files(path):
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+def test_a_read_only_open_answers_queries_and_never_writes(tmp_path):
+    with open_db(tmp_path) as db:
+        db.append(**make_rows(3000, seed=3))
+        db.flush()
+        expected = db.stats()
+    before = _files(tmp_path)
+    with Database.open(tmp_path, readonly=True) as ro:
+        assert ro.stats() == expected and ro.functions() == sorted(expected)
+        assert len(ro.slowest(k=3)) == 3
+        for write in (lambda: ro.append(["f"], [1], [1]), lambda: ro.compact(),
+                      lambda: ro.retain(max_age_ns=1)):  # fmt: skip
+            with pytest.raises(ReadOnlyError, match="read-only"):
+                write()
+        assert ro.flush()  # nothing to flush
+    assert _files(tmp_path) == before
+
+
+def test_a_read_only_open_of_a_directory_without_a_database_creates_nothing(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("mine")
+    for path in (empty, tmp_path / "missing", empty / "notes.txt"):
+        with pytest.raises(DatabaseError, match=f"not a Kronicler database: {path}"):
+            Database.open(path, readonly=True)
+        with pytest.raises(DatabaseError, match=f"not a Kronicler database: {path}"):
+            Database.open(path, create=False)
+    assert _files(empty) == ["notes.txt"] and not (tmp_path / "missing").exists()
+
+
+def test_span_and_parent_ids_accept_big_endian_byte_arrays_like_trace_ids(tmp_path):
+    rng = np.random.default_rng(4)
+    n = 50
+    span = [int(x) for x in rng.integers(1, 2**63, n, dtype=np.uint64)] + [2**64 - 1] * 2
+    parent = [0, 2**63] + [int(x) for x in rng.integers(1, 2**63, n, dtype=np.uint64)]
+    trace = [(a << 64) | b for a, b in zip(span, parent, strict=True)]
+    n += 2
+
+    def as_bytes(ids, width):
+        raw = b"".join(i.to_bytes(width, "big") for i in ids)
+        return np.frombuffer(raw, np.uint8).reshape(n, width)
+
+    start = np.arange(n) + BASE_NS
+    with open_db(tmp_path / "ints") as a, open_db(tmp_path / "bytes") as b:
+        a.append(["f"] * n, start, np.ones(n, int), trace_id=trace, span_id=span,
+                 parent_span_id=parent)  # fmt: skip
+        b.append(["f"] * n, start, np.ones(n, int), trace_id=as_bytes(trace, 16),
+                 span_id=as_bytes(span, 8), parent_span_id=as_bytes(parent, 8))  # fmt: skip
+        a.flush(), b.flush()
+        cols = ["start", "trace_hi", "trace_lo", "span_id", "parent_span_id"]
+        got_a, got_b = a.scan(cols).columns, b.scan(cols).columns
+        for c in cols:
+            assert got_a[c].tolist() == got_b[c].tolist(), c
+        order = np.argsort(got_b["start"])
+        assert got_b["span_id"][order].tolist() == span
+        assert got_b["parent_span_id"][order].tolist() == parent
+        hi, lo = got_b["trace_hi"][order], got_b["trace_lo"][order]
+        assert [(int(h) << 64) | int(lo_) for h, lo_ in zip(hi, lo, strict=True)] == trace
+        with pytest.raises(ValueError, match="span_id must be 8 bytes per row"):
+            b.append(["f"] * n, start, np.ones(n, int), span_id=as_bytes(trace, 16))
+        with pytest.raises(ValueError, match="parent_span_id has 3 values"):
+            b.append(["f"] * n, start, np.ones(n, int), parent_span_id=as_bytes(parent, 8)[:3])
+
+
+def test_a_chunk_defines_only_the_dictionary_entries_its_own_rows_use(tmp_path):
+    from kronicler.db.chunk import decode_entries
+    from kronicler.db.reader import SegmentReader
+
+    n = 250  # one batch: two full chunks of 100 and a tail, every row its own attribute set
+    with open_db(tmp_path, chunk_rows=100) as db:
+        db.append(["f"] * n, np.arange(n) + BASE_NS, np.ones(n, int),
+                  attributes=[{"row": i} for i in range(n)])  # fmt: skip
+    (seg,) = [p.stem for p in (tmp_path / "segments").glob("*.kseg")]
+    reader = SegmentReader(tmp_path / "segments", seg)
+    reader.refresh()
+    defined = []
+    for chunk in reader.chunks:
+        entries = decode_entries(reader.read_page(chunk, "dictionary"))
+        codes = reader.decode_page(chunk, "attributes")
+        defined.append([code for code, _ in entries.get("attributes", [])])
+        assert set(defined[-1]) == set(np.unique(codes).tolist())  # its own rows' values only
+    reader.close()
+    assert [len(d) for d in defined] == [100, 100, 50]

@@ -264,3 +264,90 @@ def test_a_full_disk_loses_only_what_it_must_and_says_so(tmp_path):
         assert len(stored) + report["dropped"] == report["appended"]  # every row accounted for
         assert len(stored) > 0 and report["dropped"] > 0
         assert sum(s.count for s in db.stats().values()) == len(stored)
+
+
+FULL_DISK_ATTRIBUTES = textwrap.dedent(
+    """
+    import json, resource, signal, sys, numpy as np
+    from kronicler.db import Database
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+    db = Database.open(sys.argv[1], chunk_rows=2000, flush_interval=0.05)
+    rng = np.random.default_rng(0)
+    appended = 0
+    def append(n):
+        global appended
+        # Every row its own attribute set, hard to compress: dictionary pages and log records
+        # are large, so the tail log fills up as well as the segment file.
+        attrs = [{"user": rng.bytes(48).hex()} for _ in range(n)]
+        appended += db.append(["f"] * n, np.arange(appended, appended + n),
+                              np.arange(appended, appended + n), attributes=attrs)
+    ok = True
+    while ok:  # until the segment file is full
+        append(2000)
+        ok = db.flush()
+    append(6000)  # more than the log can take, less than the writer holds before giving up
+    db.close()  # sealing the held rows fails: they are lost, and must be counted
+    print(json.dumps({"appended": appended, "dropped": db.dropped}))
+    """
+)
+
+
+def test_a_full_disk_with_attribute_heavy_rows_counts_every_row_it_loses(tmp_path):
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_ATTRIBUTES, str(tmp_path)], capture_output=True,
+        text=True, env=_env(), timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert "could not close segment" in out.stderr
+    with Database.open(tmp_path, readonly=True) as db:
+        stored = db.scan(["duration"]).columns["duration"]
+        assert len(np.unique(stored)) == len(stored)
+        assert len(stored) + report["dropped"] == report["appended"]  # stored or counted
+        assert len(stored) > 0 and report["dropped"] > 0
+    assert not [p.name for p in (tmp_path / "segments").iterdir() if p.name.endswith(".tmp")]
+
+
+FULL_DISK_ROTATION = textwrap.dedent(
+    """
+    import json, resource, signal, sys, numpy as np
+    from pathlib import Path
+    from kronicler.db import Database
+    # A segment due to rotate after two chunks, and a file limit that fits exactly those two:
+    # sealing the short last chunk when the segment closes for rotation fails.
+    n = 5900
+    attrs = [{"user": "u%d" % i} for i in range(n)]
+    def write(path):
+        db = Database.open(path, chunk_rows=2000, segment_rows=4000)
+        db.append(["f"] * n, np.arange(n), np.arange(n), attributes=attrs)
+        db.close()
+        return db
+    write(sys.argv[2])  # unlimited: measure where the second chunk ends
+    first = min(Path(sys.argv[2], "segments").glob("*.meta"))
+    offset, length = json.loads(first.read_text())["chunks"][1][:2]
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (offset + length + 16, resource.RLIM_INFINITY))
+    db = write(sys.argv[1])
+    print(json.dumps({"appended": n, "dropped": db.dropped}))
+    """
+)
+
+
+def test_a_rotation_that_cannot_seal_keeps_its_rows_and_counts_nothing_twice(tmp_path):
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_ROTATION, str(tmp_path / "db"), str(tmp_path / "scratch")],
+        capture_output=True, text=True, env=_env(), timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert "could not close" in out.stderr
+    with Database.open(tmp_path / "db", readonly=True) as db:
+        stored = db.scan(["duration"]).columns["duration"]
+    assert len(np.unique(stored)) == len(stored)
+    assert len(stored) + report["dropped"] == report["appended"]  # stored, or counted once
+    assert len(stored) >= 4000  # the two sealed chunks stay

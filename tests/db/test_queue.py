@@ -1,4 +1,5 @@
-"""The write queue on its own: hand-off, drops, flush semantics, errors, shutdown."""
+"""The write queue on its own: hand-off, backpressure and refusals, flush semantics, errors,
+shutdown."""
 
 from __future__ import annotations
 
@@ -40,22 +41,95 @@ def test_put_hands_items_to_the_writer_and_flush_waits_for_commit():
     q.close()
 
 
-def test_a_full_queue_drops_and_counts_rows_without_blocking():
+def test_a_full_queue_refuses_without_waiting_when_asked_not_to_block():
     sink = Sink()
     sink.gate.clear()  # the writer is stuck: nothing leaves the queue
     q = WriteQueue(sink.consume, sink.commit, capacity_rows=10, flush_interval=60)
     q.put([0])  # taken by the writer thread, which then blocks in consume
-    time.sleep(0.2)
-    started = time.monotonic()
-    results = [q.put(list(range(4))) for _ in range(5)]
-    assert time.monotonic() - started < 0.5
-    assert results == [True, True, False, False, False]
-    assert q.dropped == 12
+    _wait_until(lambda: q.pending_rows == 0)
+    results = [q.put(list(range(4)), block=False) for _ in range(5)]
+    assert results == [True, True, False, False, False]  # refused whole, and not counted lost
+    assert q.lost == 0 and q.pending_rows == 8
     assert not q.flush(0.2)  # times out rather than hanging
     sink.gate.set()
     assert q.flush(5)
     assert sum(len(i) for i in sink.consumed) == 9
     q.close()
+
+
+def test_a_blocking_put_waits_for_room_and_loses_nothing():
+    sink = Sink()
+    sink.gate.clear()
+    q = WriteQueue(sink.consume, sink.commit, capacity_rows=10, flush_interval=60)
+    q.put([0])
+    _wait_until(lambda: q.pending_rows == 0)
+    assert q.put([1, 2, 3, 4]) and q.put([5, 6, 7, 8])
+    done = threading.Event()
+
+    def producer() -> None:
+        for k in range(20):
+            q.put([100 + k] * 4)  # blocks while the queue is full
+        done.set()
+
+    t = threading.Thread(target=producer)
+    t.start()
+    assert not done.wait(0.3)  # held back while the writer is stuck...
+    sink.gate.set()  # ...and let through once it drains
+    t.join(10)
+    assert done.is_set()
+    assert q.flush(5)
+    assert sum(len(i) for i in sink.consumed) == 1 + 8 + 80
+    q.close()
+
+
+def test_a_blocking_put_gives_up_after_its_timeout_having_queued_nothing():
+    sink = Sink()
+    sink.gate.clear()
+    q = WriteQueue(sink.consume, sink.commit, capacity_rows=10, flush_interval=60)
+    q.put([0])
+    _wait_until(lambda: q.pending_rows == 0)
+    assert q.put(list(range(8)))
+    assert not q.put(list(range(4)), timeout=0.05)
+    assert q.pending_rows == 8 and q.lost == 0
+    sink.gate.set()
+    assert q.flush(5)
+    assert sum(len(i) for i in sink.consumed) == 9
+    q.close()
+
+
+def test_an_item_larger_than_the_queue_is_taken_when_the_queue_is_empty():
+    sink = Sink()
+    q = WriteQueue(sink.consume, sink.commit, capacity_rows=10, flush_interval=60)
+    assert q.put(list(range(25)))  # would wait forever if it had to fit
+    assert q.put(list(range(25)), block=False) or q.flush(5)
+    assert q.flush(5)
+    q.close()
+
+
+def test_close_releases_a_put_waiting_for_room():
+    sink = Sink()
+    sink.gate.clear()
+    q = WriteQueue(sink.consume, sink.commit, capacity_rows=10, flush_interval=60)
+    q.put([0])
+    _wait_until(lambda: q.pending_rows == 0)
+    q.put(list(range(8)))
+    got: list[bool] = []
+    t = threading.Thread(target=lambda: got.append(q.put(list(range(4)))))
+    t.start()
+    _wait_until(lambda: t.is_alive())
+    assert not q.close(0.1)  # the stuck writer cannot flush within the timeout...
+    t.join(10)
+    assert got == [False]  # ...and the waiting put is refused, not left hanging
+    sink.gate.set()
+    _wait_until(lambda: not q.running)
+    assert sum(len(i) for i in sink.consumed) == 9  # what was queued is still written
+
+
+def _wait_until(cond, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
 
 
 def test_commits_happen_on_their_own_at_the_flush_interval():
@@ -91,7 +165,7 @@ def test_close_flushes_and_later_puts_are_dropped():
     q.put([1])
     assert q.close(5)
     assert sink.consumed == [[1]]
-    assert not q.put([2]) and q.dropped == 1
+    assert not q.put([2]) and not q.put([2], block=False)
     assert q.close(5)  # idempotent
 
 

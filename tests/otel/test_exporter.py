@@ -104,3 +104,22 @@ def test_bad_target_is_a_value_error() -> None:
 
     with pytest.raises(ValueError, match="42"):
         KroniclerSpanExporter(42)  # type: ignore[arg-type]
+
+
+def test_a_batch_processor_faster_than_the_database_loses_no_span(tmp_path: Path) -> None:
+    # A write queue far smaller than one export batch: export waits for room, never fails.
+    with Database.open(tmp_path / "db", queue_rows=50) as db:
+        exporter = KroniclerSpanExporter(db)
+        provider = TracerProvider(resource=Resource.create({"service.name": "api"}))
+        provider.add_span_processor(
+            BatchSpanProcessor(exporter, max_queue_size=20_000, max_export_batch_size=512)
+        )
+        tracer = provider.get_tracer("t")
+        for _ in range(10_000):
+            with tracer.start_as_current_span("work"):
+                pass
+        assert provider.force_flush(60_000)
+        provider.shutdown()
+        assert db.flush()
+        assert db.stats("work").count == 10_000
+        assert exporter.dropped == 0 and db.dropped == 0
