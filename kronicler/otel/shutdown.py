@@ -1,0 +1,233 @@
+"""Store what was captured when the process is stopped by a signal (SIGTERM, SIGINT, SIGQUIT).
+
+Docker, Kubernetes and systemd stop a service with SIGTERM; a developer with Ctrl-C (SIGINT);
+gunicorn's quick shutdown with SIGQUIT. ``atexit`` hooks run only when the interpreter exits
+normally, and servers such as uvicorn end with the signal's *default* action: after their
+graceful shutdown they restore the handlers they found and raise the signal again, so the
+process dies without running any exit hook. Records still in memory (up to one flush interval)
+and rows still in a database's write queue would be lost. So Kronicler flushes in a signal
+handler, and then hands the signal on exactly as it would have gone without Kronicler:
+
+* to the handler that was there before ours, if that is a Python callable (uvicorn's
+  ``handle_exit``, gunicorn's worker handlers, Python's ``default_int_handler``);
+* if the previous disposition was ``SIG_DFL``: restore it and raise the signal again, so the
+  process still dies of that signal, with the status a supervisor expects;
+* nothing is installed over ``SIG_IGN`` (the process chose to ignore the signal) or over a
+  handler not set from Python (``signal.getsignal`` gives None, e.g. ``faulthandler``'s): we
+  could not hand the signal on to it.
+
+Handlers can only be set in the main thread; elsewhere :func:`on_stop_signal` only registers the
+flush and returns False. A server that installs its own handlers after ours (uvicorn's
+``capture_signals``) either restores ours when it finishes and re-raises (ours runs then, after
+its graceful shutdown: nothing captured during the drain is lost) or replaces ours for good; so
+:func:`on_stop_signal` is called again when capture starts and installs ours on top when it is
+missing, chaining to the server's handler (ours then runs first: what was captured until the
+signal is stored, the server then drains).
+
+The flush runs in a helper thread that the handler waits for, at most ``timeout`` seconds: the
+handler interrupts the main thread wherever it is, possibly holding a lock the flush needs (a
+flush or drain in progress). Waiting in another thread turns that deadlock into a bounded delay
+after which the signal goes on. A second signal during the flush is handed on at once (an
+impatient operator's second Ctrl-C must still work).
+
+Trade-off: the flush adds up to ``timeout`` seconds to a stop, and it runs before the
+previous handler. Orchestrators allow more (Docker 10 s, Kubernetes 30 s by default).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+_log = logging.getLogger("kronicler")
+
+DEFAULT_TIMEOUT = 5.0  # seconds a stop signal waits for the flush before it goes on
+STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGQUIT") if hasattr(signal, name)
+)
+
+Flush = Callable[[float], object]
+"""A flush: called with the seconds it may take; its result and exceptions are ignored."""
+
+# _lock serialises registration and installation. The handler itself takes no lock: it runs on
+# the main thread between two bytecodes, perhaps while that thread holds _lock.
+_lock = threading.Lock()
+_flushes: dict[object, Flush] = {}  # run in registration order
+_timeout = DEFAULT_TIMEOUT
+_flushing = False  # set while a handler's flush runs: a second signal goes on at once
+
+
+class _Handler:
+    """Our handler for one signal: flush, then hand the signal to ``previous``."""
+
+    __slots__ = ("previous", "signum")
+
+    def __init__(self, signum: int, previous: Any) -> None:
+        self.signum = signum
+        self.previous = previous
+
+    def __call__(self, signum: int, frame: FrameType | None) -> Any:
+        global _flushing
+        if not _flushing:
+            _flushing = True
+            try:
+                run_flushes(_timeout)
+            finally:
+                _flushing = False
+        return self._hand_on(signum, frame)
+
+    def _hand_on(self, signum: int, frame: FrameType | None) -> Any:
+        previous = self.previous
+        if callable(previous):
+            return previous(signum, frame)
+        if previous == signal.SIG_DFL:
+            # Die of the signal itself, as without us. raise_signal delivers it synchronously;
+            # if the default action does not end the process (SIGINT with a blocked mask, a
+            # non-fatal default) we are back here and put ourselves back in place.
+            signal.signal(signum, signal.SIG_DFL)
+            try:
+                signal.raise_signal(signum)
+            finally:
+                if threading.current_thread() is threading.main_thread():
+                    signal.signal(signum, self)
+        return None
+
+    def __repr__(self) -> str:
+        return f"<kronicler flush-on-{signal.Signals(self.signum).name} handler>"
+
+
+def on_stop_signal(key: object, flush: Flush) -> bool:
+    """Run ``flush`` when a stop signal arrives; install the handlers where they are missing.
+
+    ``key`` identifies the flush (registering the same key again replaces it). Safe to call
+    often and from any thread: True when our handler is in place for every stop signal that
+    can be handled from Python, False when this is not the main thread.
+    """
+    with _lock:
+        _flushes[key] = flush
+    return install_handlers()
+
+
+def forget(key: object) -> None:
+    """Stop running the flush registered under ``key`` (the handlers stay: they are harmless)."""
+    with _lock:
+        _flushes.pop(key, None)
+
+
+def set_timeout(seconds: float) -> None:
+    """Seconds a stop signal waits for the flushes (> 0)."""
+    global _timeout
+    if not seconds > 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {seconds!r}")
+    _timeout = float(seconds)
+
+
+def install_handlers() -> bool:
+    """Put our handler on every stop signal whose current handler is not ours (main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    with _lock:
+        for signum in STOP_SIGNALS:
+            try:
+                current = signal.getsignal(signum)
+                if isinstance(current, _Handler) or current is None:
+                    continue  # ours already, or set outside Python: leave it
+                if current == signal.SIG_IGN:
+                    continue  # the process ignores this signal; so do we
+                signal.signal(signum, _Handler(signum, current))
+            except (OSError, ValueError, RuntimeError) as exc:  # embedded interpreters, etc.
+                _log.warning("kronicler: cannot handle %s (%s); a stop by this signal may lose "
+                             "the last captured calls", signum, exc)  # fmt: skip
+        return True
+
+
+def installed(signum: int) -> bool:
+    """Whether our handler is the current handler of ``signum``."""
+    return isinstance(signal.getsignal(signum), _Handler)
+
+
+def run_flushes(timeout: float) -> bool:
+    """Run every registered flush in a helper thread; wait at most ``timeout`` seconds.
+
+    True when they all finished in time. Never raises.
+    """
+    flushes = list(_flushes.values())  # one atomic copy under the GIL, no lock (see _lock)
+    if not flushes:
+        return True
+    done = threading.Event()
+
+    def work() -> None:
+        deadline = time.monotonic() + timeout
+        for flush in flushes:
+            try:
+                flush(max(0.0, deadline - time.monotonic()))
+            except Exception as exc:  # noqa: BLE001 - a stop must go on whatever happens
+                _log.warning("kronicler: flush on stop signal failed (%s: %s)",
+                             type(exc).__name__, exc)  # fmt: skip
+        done.set()
+
+    try:
+        threading.Thread(target=work, name="kronicler-stop-flush", daemon=True).start()
+    except RuntimeError as exc:  # no more threads (interpreter finalising): flush here instead
+        _log.warning("kronicler: flushing on the signal's thread (%s)", exc)
+        work()
+    if done.wait(timeout):
+        return True
+    _log.warning("kronicler: the flush on a stop signal took over %.1f s; going on without it "
+                 "(pid %d)", timeout, os.getpid())  # fmt: skip
+    return False
+
+
+
+
+def install_shutdown_flush(provider: Any, *, timeout: float | None = None) -> bool:
+    """Flush an OpenTelemetry SDK ``TracerProvider`` and Kronicler's databases on a stop signal.
+
+    For the SDK path (``BatchSpanProcessor(KroniclerSpanExporter(...))``): the processor holds
+    spans in memory for up to its schedule delay, and the provider's own exit hook (``atexit``)
+    does not run when a server re-raises SIGTERM. On SIGTERM, SIGINT or SIGQUIT this calls
+    ``provider.force_flush()`` (every processor exports what it holds), then flushes every
+    Kronicler ``Database`` open in this process (the exporter's included), then hands the signal
+    on as described in this module. ``timeout`` (seconds, default :data:`DEFAULT_TIMEOUT` or
+    ``KRONICLER_STOP_TIMEOUT``) bounds the flush. Call it in the main thread, after creating the
+    provider; True when the handlers are in place.
+    """
+    force_flush = getattr(provider, "force_flush", None)
+    if not callable(force_flush):
+        raise ValueError(f"provider must be an OpenTelemetry TracerProvider, got {provider!r}")
+    if timeout is not None:
+        set_timeout(timeout)
+
+    def flush(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        force_flush(max(1, int(seconds * 1000)))
+        flush_databases(max(0.0, deadline - time.monotonic()))
+
+    return on_stop_signal(("provider", id(provider)), flush)
+
+
+def flush_databases(timeout: float) -> bool:
+    """Flush every Kronicler database open in this process (loaded only if one can be open)."""
+    import sys
+
+    if "kronicler.db.database" not in sys.modules:
+        return True
+    from kronicler.db.database import flush_all
+
+    return flush_all(timeout)
+
+
+def _after_fork_in_child() -> None:
+    global _lock, _flushing
+    _lock = threading.Lock()  # a thread of the parent may have held it at the fork
+    _flushing = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
