@@ -61,6 +61,9 @@ _lock = threading.Lock()
 _flushes: dict[object, Flush] = {}  # run in registration order
 _timeout = DEFAULT_TIMEOUT
 _flushing = False  # set while a handler's flush runs: a second signal goes on at once
+_drainer: threading.Thread | None = None  # keeps flushing while another handler drains
+DRAIN_PERIOD = 0.005  # seconds between flushes while another handler drains the process
+DRAIN_FOR = 120.0  # seconds that goes on at most (a process that did not stop after all)
 
 
 class _Handler:
@@ -85,6 +88,8 @@ class _Handler:
     def _hand_on(self, signum: int, frame: FrameType | None) -> Any:
         previous = self.previous
         if callable(previous):
+            if previous is not signal.default_int_handler:  # that one ends in a normal exit
+                _keep_flushing()
             return previous(signum, frame)
         if previous == signal.SIG_DFL:
             # Die of the signal itself, as without us. raise_signal delivers it synchronously;
@@ -100,6 +105,38 @@ class _Handler:
 
     def __repr__(self) -> str:
         return f"<kronicler flush-on-{signal.Signals(self.signum).name} handler>"
+
+
+def _keep_flushing() -> None:
+    """Flush every few milliseconds for a while: the process is draining under another handler.
+
+    A handler installed before ours (uvicorn's in a ``--workers`` child, which imports the
+    application inside its ``capture_signals``) gets the signal after our flush and drains the
+    requests in flight; it then restores the disposition it found (``SIG_DFL``) and raises the
+    signal again, so no handler of ours runs at the end. Calls ending during the drain are stored
+    by this loop instead: best effort, since a call ending in the last milliseconds before the
+    process dies can still be missed.
+    """
+    global _drainer
+    with _lock:
+        if _drainer is not None and _drainer.is_alive():
+            return
+        _drainer = threading.Thread(target=_drain_loop, name="kronicler-stop-drain", daemon=True)
+    try:
+        _drainer.start()
+    except RuntimeError:  # the interpreter is finalising: nothing left to drain into
+        pass
+
+
+def _drain_loop() -> None:
+    until = time.monotonic() + DRAIN_FOR
+    while time.monotonic() < until:
+        time.sleep(DRAIN_PERIOD)
+        for flush in list(_flushes.values()):
+            try:
+                flush(_timeout)
+            except Exception as exc:  # noqa: BLE001 - best effort, never raises
+                _log.debug("kronicler: flush while draining failed: %s", exc)
 
 
 def on_stop_signal(key: object, flush: Flush) -> bool:
@@ -224,9 +261,10 @@ def flush_databases(timeout: float) -> bool:
 
 
 def _after_fork_in_child() -> None:
-    global _lock, _flushing
+    global _lock, _flushing, _drainer
     _lock = threading.Lock()  # a thread of the parent may have held it at the fork
     _flushing = False
+    _drainer = None
 
 
 if hasattr(os, "register_at_fork"):

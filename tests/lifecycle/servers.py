@@ -29,7 +29,10 @@ FUNCTION = "lifecycle.work"
 _START_TIMEOUT = 60.0  # seconds for a server to answer its first request (a hang guard only)
 _EXIT_TIMEOUT = 60.0  # seconds for a stopped server to exit (a hang guard only)
 
+SLOW_FUNCTION = "lifecycle.slow_work"
+
 ASGI_APP = f'''
+import asyncio
 import os
 
 import kronicler
@@ -48,7 +51,19 @@ async def hit(request):
     return PlainTextResponse(str(os.getpid()))
 
 
-app = Starlette(routes=[Route("/hit", hit)])
+@kronicler.capture(name="{SLOW_FUNCTION}")
+async def slow_work():
+    with open("started.txt", "a") as f:  # tells the test this call is in flight
+        f.write("x\\n")
+    await asyncio.sleep(1.0)
+
+
+async def slow(request):
+    await slow_work()
+    return PlainTextResponse(str(os.getpid()))
+
+
+app = Starlette(routes=[Route("/hit", hit), Route("/slow", slow)])
 '''
 
 WSGI_APP = f'''
@@ -186,9 +201,43 @@ def load(port: int, n: int, *, clients: int = 4, per_connection: int = 1) -> set
     return pids
 
 
-def stop(server: Server, sig: int) -> int:
-    """Send ``sig`` to the server's main process and wait for it to exit; its return code."""
-    server.proc.send_signal(sig)
+def in_flight(port: int, directory: Path, k: int) -> tuple[list[threading.Thread], list[int]]:
+    """Start ``k`` requests to ``/slow`` and return once all ``k`` calls are running.
+
+    Returns the client threads and the list their response statuses are appended to.
+    """
+    statuses: list[int] = []
+
+    def client() -> None:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn.request("GET", "/slow")
+            response = conn.getresponse()
+            response.read()
+            statuses.append(response.status)
+            conn.close()
+        except OSError:
+            statuses.append(0)
+
+    threads = [threading.Thread(target=client) for _ in range(k)]
+    for t in threads:
+        t.start()
+    marker = directory / "started.txt"
+    deadline = time.monotonic() + _START_TIMEOUT
+    while not (marker.exists() and len(marker.read_text().split()) >= k):
+        if time.monotonic() > deadline:
+            raise AssertionError("the slow calls did not start")
+        time.sleep(0.01)
+    return threads, statuses
+
+
+def stop(server: Server, sig: int, *, group: bool = False) -> int:
+    """Send ``sig`` to the server's main process (or its whole process group, as a terminal's
+    Ctrl-C does) and wait for it to exit; its return code."""
+    if group:
+        os.killpg(server.proc.pid, sig)
+    else:
+        server.proc.send_signal(sig)
     try:
         return server.proc.wait(_EXIT_TIMEOUT)
     except subprocess.TimeoutExpired:

@@ -1,6 +1,7 @@
 """Real servers stopped as deployments stop them: every captured call answered must be stored.
 
-Docker, Kubernetes and systemd stop a service with SIGTERM; a developer with Ctrl-C (SIGINT).
+Docker and Kubernetes stop a service with SIGTERM to its main process, systemd with SIGTERM to
+every process of its group, a developer with Ctrl-C (SIGINT to the terminal's process group).
 uvicorn re-raises the signal with its default disposition after its graceful shutdown, so the
 interpreter's exit hooks never run: only a signal handler can store what was captured. Each test
 answers ``N`` requests, each making one captured call, signals the server right after the last
@@ -17,8 +18,24 @@ import pytest
 
 from tests.lifecycle import servers
 
-N = 2_000
-STOPS = [pytest.param(signal.SIGTERM, id="SIGTERM"), pytest.param(signal.SIGINT, id="SIGINT")]
+N = 1_000
+IN_FLIGHT = 6
+
+UVICORN = ["uvicorn", "lifeapp:app", "--host", "127.0.0.1", "--port", "{port}", "--no-access-log"]
+UVICORN_WORKERS = [*UVICORN, "--workers", "2"]
+# A short graceful timeout: gunicorn's quick shutdown (SIGINT to the master) sends the workers
+# SIGQUIT, which uvicorn workers do not act on, then SIGKILL after this many seconds.
+GUNICORN_UVICORN = ["gunicorn", "lifeapp:app", "-k", "uvicorn.workers.UvicornWorker", "-w", "2",
+                    "-b", "127.0.0.1:{port}", "--graceful-timeout", "3"]  # fmt: skip
+GUNICORN_SYNC = ["gunicorn", "lifeapp:app", "-w", "2", "-b", "127.0.0.1:{port}"]
+
+SIGTERM_MAIN = pytest.param(signal.SIGTERM, False, id="SIGTERM-main")  # docker stop, Kubernetes
+SIGINT_MAIN = pytest.param(signal.SIGINT, False, id="SIGINT-main")
+SIGTERM_GROUP = pytest.param(signal.SIGTERM, True, id="SIGTERM-group")  # systemd
+SIGINT_GROUP = pytest.param(signal.SIGINT, True, id="SIGINT-group")  # Ctrl-C in a terminal
+# Every server gets SIGTERM and SIGINT at its main process; the group deliveries are tried where
+# they take a different road (workers signalled directly as well as by their master).
+STOPS = [SIGTERM_MAIN, SIGINT_MAIN]
 
 
 @pytest.fixture
@@ -30,65 +47,81 @@ def started() -> Iterator[list[servers.Server]]:
         servers.reap_group(server)
 
 
-def serve_and_stop(tmp_path: Path, started: list[servers.Server], source: str,
-                   argv: list[str], sig: int) -> tuple[int, servers.Server]:  # fmt: skip
+def serve(tmp_path: Path, started: list[servers.Server], source: str, argv: list[str],
+          ) -> servers.Server:  # fmt: skip
     servers.write_app(tmp_path, source)
     port = servers.free_port()
     server = servers.start(tmp_path, [a.format(port=port) for a in argv], port)
     started.append(server)
-    servers.load(port, N)
-    code = servers.stop(server, sig)
-    return code, server
+    return server
 
 
-@pytest.mark.parametrize("sig", STOPS)
-def test_uvicorn_single_process(tmp_path: Path, started: list[servers.Server], sig: int) -> None:
-    code, server = serve_and_stop(
-        tmp_path, started, servers.ASGI_APP,
-        ["uvicorn", "lifeapp:app", "--host", "127.0.0.1", "--port", "{port}", "--no-access-log"], sig,
-    )  # fmt: skip
+def serve_load_stop(tmp_path: Path, started: list[servers.Server], source: str,
+                    argv: list[str], sig: int, group: bool) -> tuple[int, servers.Server]:  # fmt: skip
+    server = serve(tmp_path, started, source, argv)
+    servers.load(server.port, N)
+    return servers.stop(server, sig, group=group), server
+
+
+@pytest.mark.parametrize(("sig", "group"), STOPS)
+def test_uvicorn_single_process(tmp_path: Path, started: list[servers.Server], sig: int,
+                                group: bool) -> None:  # fmt: skip
+    code, server = serve_load_stop(tmp_path, started, servers.ASGI_APP, UVICORN, sig, group)
     assert servers.stored(tmp_path / "db") == N, server.output()
-    # The signal is not swallowed: SIGTERM still kills with its own status; SIGINT ends uvicorn
-    # through KeyboardInterrupt, which it turns into a normal exit.
+    # The signal is not swallowed: SIGTERM still ends the process with its own status; SIGINT
+    # ends uvicorn through KeyboardInterrupt, which it turns into a normal exit.
     assert code == (-signal.SIGTERM if sig == signal.SIGTERM else 0), server.output()
 
 
-@pytest.mark.parametrize("sig", STOPS)
-def test_uvicorn_workers(tmp_path: Path, started: list[servers.Server], sig: int) -> None:
-    code, server = serve_and_stop(
-        tmp_path, started, servers.ASGI_APP,
-        ["uvicorn", "lifeapp:app", "--host", "127.0.0.1", "--port", "{port}", "--no-access-log", "--workers", "2"],
-        sig,
-    )  # fmt: skip
+@pytest.mark.parametrize(("sig", "group"), [*STOPS, SIGTERM_GROUP])
+def test_uvicorn_workers(tmp_path: Path, started: list[servers.Server], sig: int,
+                         group: bool) -> None:  # fmt: skip
+    code, server = serve_load_stop(tmp_path, started, servers.ASGI_APP, UVICORN_WORKERS, sig,
+                                   group)  # fmt: skip
     assert servers.stored(tmp_path / "db") == N, server.output()
     assert code == 0, server.output()
 
 
-@pytest.mark.parametrize("sig", STOPS)
-def test_gunicorn_uvicorn_workers(tmp_path: Path, started: list[servers.Server], sig: int) -> None:
-    code, server = serve_and_stop(
-        tmp_path, started, servers.ASGI_APP,
-        ["gunicorn", "lifeapp:app", "-k", "uvicorn.workers.UvicornWorker", "-w", "2",
-         "-b", "127.0.0.1:{port}"],
-        sig,
-    )  # fmt: skip
+@pytest.mark.parametrize(("sig", "group"), [*STOPS, SIGINT_GROUP])
+def test_gunicorn_uvicorn_workers(tmp_path: Path, started: list[servers.Server], sig: int,
+                                  group: bool) -> None:  # fmt: skip
+    code, server = serve_load_stop(tmp_path, started, servers.ASGI_APP, GUNICORN_UVICORN, sig,
+                                   group)  # fmt: skip
     assert servers.stored(tmp_path / "db") == N, server.output()
     assert code == 0, server.output()
 
 
 def test_gunicorn_sync_workers(tmp_path: Path, started: list[servers.Server]) -> None:
-    code, server = serve_and_stop(
-        tmp_path, started, servers.WSGI_APP,
-        ["gunicorn", "lifeapp:app", "-w", "2", "-b", "127.0.0.1:{port}"], signal.SIGTERM,
-    )  # fmt: skip
+    code, server = serve_load_stop(tmp_path, started, servers.WSGI_APP, GUNICORN_SYNC,
+                                   signal.SIGTERM, False)  # fmt: skip
     assert servers.stored(tmp_path / "db") == N, server.output()
     assert code == 0, server.output()
 
 
 def test_sdk_exporter_under_uvicorn(tmp_path: Path, started: list[servers.Server]) -> None:
-    code, server = serve_and_stop(
-        tmp_path, started, servers.SDK_APP,
-        ["uvicorn", "lifeapp:app", "--host", "127.0.0.1", "--port", "{port}", "--no-access-log"], signal.SIGTERM,
-    )  # fmt: skip
+    code, server = serve_load_stop(tmp_path, started, servers.SDK_APP, UVICORN, signal.SIGTERM,
+                                   False)  # fmt: skip
     assert servers.stored(tmp_path / "db") == N, server.output()
     assert code == -signal.SIGTERM, server.output()
+
+
+@pytest.mark.parametrize(
+    "argv", [pytest.param(UVICORN, id="uvicorn"), pytest.param(GUNICORN_UVICORN, id="gunicorn")]
+)
+def test_calls_in_flight_at_sigterm_are_stored(tmp_path: Path, started: list[servers.Server],
+                                               argv: list[str]) -> None:  # fmt: skip
+    # The server drains: requests running when SIGTERM arrives are answered, and their calls,
+    # which end after the signal, are stored too: the application was imported before the
+    # server installed its handlers, so ours lies beneath the server's, which restores it and
+    # re-raises the signal after draining. (Under `uvicorn --workers` the application is imported
+    # after, and calls ending during the drain are stored by a best-effort flushing loop:
+    # test_signals.py checks that loop without depending on when the process dies.)
+    server = serve(tmp_path, started, servers.ASGI_APP, argv)
+    servers.load(server.port, N)
+    threads, statuses = servers.in_flight(server.port, tmp_path, IN_FLIGHT)
+    servers.stop(server, signal.SIGTERM)
+    for t in threads:
+        t.join()
+    assert statuses == [200] * IN_FLIGHT, server.output()
+    assert servers.stored(tmp_path / "db") == N, server.output()
+    assert servers.stored(tmp_path / "db", servers.SLOW_FUNCTION) == IN_FLIGHT, server.output()

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from tests.lifecycle.servers import ROOT, stored
@@ -232,3 +233,37 @@ def test_worker_pool_terminated_by_sigterm_stores_every_call(tmp_path: Path) -> 
     out, err = proc.communicate(timeout=_HANG_GUARD)
     assert (proc.returncode, out.split()) == (0, ["done"]), err
     assert stored(tmp_path / "db") == 2000
+
+
+def test_calls_ending_while_an_earlier_handler_drains_reach_the_database(tmp_path: Path) -> None:
+    # A server whose handler was installed before the application was imported (uvicorn
+    # --workers): ours runs first and hands the signal on; the server then drains, and will end
+    # with the default action (no handler of ours runs then). Calls made during the drain must
+    # reach the database on their own: the test waits until they are there, then SIGKILLs.
+    proc = spawn(tmp_path, """
+        for i in range(300):
+            work(i)
+        ready()
+        while not seen:
+            time.sleep(0.01)
+        for i in range(300, 420):      # the graceful drain
+            work(i)
+        print("drained", flush=True)
+        time.sleep(600)
+    """, prelude="""
+import signal, time
+seen = []
+signal.signal(signal.SIGTERM, lambda n, f: seen.append(n))
+""" + PRELUDE)  # fmt: skip
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.stdout.readline().strip() == "drained"
+    try:
+        deadline = time.monotonic() + _HANG_GUARD
+        while stored(tmp_path / "db") != 420 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=_HANG_GUARD)
+    assert stored(tmp_path / "db") == 420
