@@ -13,16 +13,24 @@ handler, and then hands the signal on exactly as it would have gone without Kron
 * if the previous disposition was ``SIG_DFL``: restore it and raise the signal again, so the
   process still dies of that signal, with the status a supervisor expects;
 * nothing is installed over ``SIG_IGN`` (the process chose to ignore the signal) or over a
-  handler not set from Python (``signal.getsignal`` gives None, e.g. ``faulthandler``'s): we
-  could not hand the signal on to it.
+  handler set by C code before Python started (``signal.getsignal`` gives None): we could not
+  hand the signal on to it.
 
 Handlers can only be set in the main thread; elsewhere :func:`on_stop_signal` only registers the
-flush and returns False. A server that installs its own handlers after ours (uvicorn's
-``capture_signals``) either restores ours when it finishes and re-raises (ours runs then, after
-its graceful shutdown: nothing captured during the drain is lost) or replaces ours for good; so
-:func:`on_stop_signal` is called again when capture starts and installs ours on top when it is
-missing, chaining to the server's handler (ours then runs first: what was captured until the
-signal is stored, the server then drains).
+flush and returns False. Servers install their own handlers, and the order decides what we see:
+
+* theirs after ours (``uvicorn app:app`` and gunicorn's uvicorn workers import the application,
+  hence decorate, before uvicorn's ``capture_signals``): uvicorn restores ours when its graceful
+  shutdown is over and re-raises, so ours runs last and nothing captured during the drain is
+  lost;
+* theirs before ours (``uvicorn --workers`` imports the application inside ``capture_signals``;
+  or theirs replaced ours): :func:`on_stop_signal` runs again when capture starts and puts ours
+  on top, chaining to theirs. Ours then runs first: what was captured until the signal is
+  stored; the server drains and ends with the default action, with no handler of ours at the
+  end. For that drain, handing the signal to a Python handler starts a loop that flushes every
+  :data:`DRAIN_PERIOD` seconds: best effort, a call ending in the last milliseconds before the
+  process dies can be missed (the application's lifespan shutdown is the exact place for a
+  ``kronicler.flush()``).
 
 The flush runs in a helper thread that the handler waits for, at most ``timeout`` seconds: the
 handler interrupts the main thread wherever it is, possibly holding a lock the flush needs (a
@@ -39,6 +47,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -118,10 +127,11 @@ def _keep_flushing() -> None:
     process dies can still be missed.
     """
     global _drainer
-    with _lock:
-        if _drainer is not None and _drainer.is_alive():
-            return
-        _drainer = threading.Thread(target=_drain_loop, name="kronicler-stop-drain", daemon=True)
+    # No lock (see _lock): handlers run only on the main thread, one bytecode at a time; at
+    # worst a second signal arriving right here starts a second, harmless, loop.
+    if _drainer is not None and _drainer.is_alive():
+        return
+    _drainer = threading.Thread(target=_drain_loop, name="kronicler-stop-drain", daemon=True)
     try:
         _drainer.start()
     except RuntimeError:  # the interpreter is finalising: nothing left to drain into
@@ -151,12 +161,6 @@ def on_stop_signal(key: object, flush: Flush) -> bool:
     return install_handlers()
 
 
-def forget(key: object) -> None:
-    """Stop running the flush registered under ``key`` (the handlers stay: they are harmless)."""
-    with _lock:
-        _flushes.pop(key, None)
-
-
 def set_timeout(seconds: float) -> None:
     """Seconds a stop signal waits for the flushes (> 0)."""
     global _timeout
@@ -182,11 +186,6 @@ def install_handlers() -> bool:
                 _log.warning("kronicler: cannot handle %s (%s); a stop by this signal may lose "
                              "the last captured calls", signum, exc)  # fmt: skip
         return True
-
-
-def installed(signum: int) -> bool:
-    """Whether our handler is the current handler of ``signum``."""
-    return isinstance(signal.getsignal(signum), _Handler)
 
 
 def run_flushes(timeout: float) -> bool:
@@ -221,8 +220,6 @@ def run_flushes(timeout: float) -> bool:
     return False
 
 
-
-
 def install_shutdown_flush(provider: Any, *, timeout: float | None = None) -> bool:
     """Flush an OpenTelemetry SDK ``TracerProvider`` and Kronicler's databases on a stop signal.
 
@@ -231,15 +228,18 @@ def install_shutdown_flush(provider: Any, *, timeout: float | None = None) -> bo
     does not run when a server re-raises SIGTERM. On SIGTERM, SIGINT or SIGQUIT this calls
     ``provider.force_flush()`` (every processor exports what it holds), then flushes every
     Kronicler ``Database`` open in this process (the exporter's included), then hands the signal
-    on as described in this module. ``timeout`` (seconds, default :data:`DEFAULT_TIMEOUT` or
-    ``KRONICLER_STOP_TIMEOUT``) bounds the flush. Call it in the main thread, after creating the
-    provider; True when the handlers are in place.
+    on as described in this module. ``timeout`` (seconds; default ``KRONICLER_STOP_TIMEOUT``, else
+    5) bounds the flush. Call it in the main thread, after creating the provider; True when the
+    handlers are in place.
     """
     force_flush = getattr(provider, "force_flush", None)
     if not callable(force_flush):
         raise ValueError(f"provider must be an OpenTelemetry TracerProvider, got {provider!r}")
-    if timeout is not None:
-        set_timeout(timeout)
+    if timeout is None:
+        from kronicler._config import Settings
+
+        timeout = Settings.from_env().stop_timeout
+    set_timeout(timeout)
 
     def flush(seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -251,8 +251,6 @@ def install_shutdown_flush(provider: Any, *, timeout: float | None = None) -> bo
 
 def flush_databases(timeout: float) -> bool:
     """Flush every Kronicler database open in this process (loaded only if one can be open)."""
-    import sys
-
     if "kronicler.db.database" not in sys.modules:
         return True
     from kronicler.db.database import flush_all

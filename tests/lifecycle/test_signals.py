@@ -15,6 +15,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.lifecycle.servers import ROOT, stored
 
 _HANG_GUARD = 60.0  # seconds; only ever reached if a process hangs
@@ -23,7 +25,7 @@ IMPORTS = """
 import os, signal, sys, threading, time
 import kronicler
 """
-PRELUDE = IMPORTS + """
+WORK = """
 @kronicler.capture(name="lifecycle.work")
 def work(i):
     return i * 2
@@ -31,6 +33,7 @@ def work(i):
 def ready():
     print("ready", flush=True)
 """
+PRELUDE = IMPORTS + WORK
 
 
 def spawn(tmp_path: Path, body: str, *, env: dict[str, str] | None = None,
@@ -267,3 +270,15 @@ signal.signal(signal.SIGTERM, lambda n, f: seen.append(n))
         proc.kill()
         proc.communicate(timeout=_HANG_GUARD)
     assert stored(tmp_path / "db") == 420
+
+
+def test_bad_stop_settings_raise_value_error_naming_the_value() -> None:
+    from kronicler._config import Settings
+    from kronicler.otel import install_shutdown_flush
+
+    with pytest.raises(ValueError, match="stop_timeout.*-1"):
+        Settings(stop_timeout=-1)
+    with pytest.raises(ValueError, match="provider.*'nope'"):
+        install_shutdown_flush("nope")
+    assert Settings.from_env({"KRONICLER_STOP_TIMEOUT": "soon"}).stop_timeout == 5.0
+    assert Settings.from_env({"KRONICLER_STOP_TIMEOUT": "0.25"}).stop_timeout == 0.25
