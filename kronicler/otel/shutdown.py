@@ -9,12 +9,17 @@ and rows still in a database's write queue would be lost. So Kronicler flushes i
 handler, and then hands the signal on exactly as it would have gone without Kronicler:
 
 * to the handler that was there before ours, if that is a Python callable (uvicorn's
-  ``handle_exit``, gunicorn's worker handlers, Python's ``default_int_handler``);
+  ``handle_exit``, gunicorn's worker handlers);
 * if the previous disposition was ``SIG_DFL``: restore it and raise the signal again, so the
   process still dies of that signal, with the status a supervisor expects;
 * nothing is installed over ``SIG_IGN`` (the process chose to ignore the signal) or over a
-  handler set by C code before Python started (``signal.getsignal`` gives None): we could not
-  hand the signal on to it.
+  handler set by C code before Python started (``signal.getsignal`` gives None: we could not
+  hand the signal on to it).
+
+SIGINT is handled only where its disposition is ``SIG_DFL`` (gunicorn's uvicorn workers set
+that): elsewhere it is Python's ``KeyboardInterrupt``, asyncio's task cancellation or someone's
+handler, all of which end in a normal exit that runs ``atexit``; and ``asyncio.run`` installs
+its task-cancelling Ctrl-C handler only when it finds Python's own in place.
 
 Handlers can only be set in the main thread; elsewhere :func:`on_stop_signal` only registers the
 flush and returns False. Servers install their own handlers, and the order decides what we see:
@@ -97,8 +102,7 @@ class _Handler:
     def _hand_on(self, signum: int, frame: FrameType | None) -> Any:
         previous = self.previous
         if callable(previous):
-            if previous is not signal.default_int_handler:  # that one ends in a normal exit
-                _keep_flushing()
+            _keep_flushing()
             return previous(signum, frame)
         if previous == signal.SIG_DFL:
             # Die of the signal itself, as without us. raise_signal delivers it synchronously;
@@ -181,6 +185,12 @@ def install_handlers() -> bool:
                     continue  # ours already, or set outside Python: leave it
                 if current == signal.SIG_IGN:
                     continue  # the process ignores this signal; so do we
+                if signum == signal.SIGINT and current != signal.SIG_DFL:
+                    # Python's KeyboardInterrupt, asyncio.run's task cancellation, a server's
+                    # or the application's handler: they end in a normal exit, which stores
+                    # everything (atexit). And asyncio.run puts its handler in place only if
+                    # it finds Python's own: leave them all.
+                    continue
                 signal.signal(signum, _Handler(signum, current))
             except (OSError, ValueError, RuntimeError) as exc:  # embedded interpreters, etc.
                 _log.warning("kronicler: cannot handle %s (%s); a stop by this signal may lose "

@@ -53,13 +53,15 @@ def spawn(tmp_path: Path, body: str, *, env: dict[str, str] | None = None,
 
 def signal_when_ready(proc: subprocess.Popen[str], sig: int) -> tuple[int, str, str]:
     assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if line.strip() != "ready":
-        out, err = proc.communicate(timeout=_HANG_GUARD)
-        raise AssertionError(f"not ready: {line!r}{out}\n{err}")
+    before = ""
+    while (line := proc.stdout.readline()).strip() != "ready":
+        before += line
+        if not line:
+            out, err = proc.communicate(timeout=_HANG_GUARD)
+            raise AssertionError(f"not ready: {before}{out}\n{err}")
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=_HANG_GUARD)
-    return proc.returncode, line + out, err
+    return proc.returncode, before + line + out, err
 
 
 def test_sigterm_with_default_disposition_stores_then_dies_of_the_signal(tmp_path: Path) -> None:
@@ -88,6 +90,38 @@ def test_sigint_still_raises_keyboard_interrupt(tmp_path: Path) -> None:
     code, out, err = signal_when_ready(proc, signal.SIGINT)
     assert (code, out.split()) == (7, ["ready", "interrupted"]), err
     assert stored(tmp_path / "db") == 300
+
+
+def test_asyncio_run_keeps_its_own_ctrl_c_handling(tmp_path: Path) -> None:
+    # asyncio.run turns Ctrl-C into a cancellation of its main task, delivered at the task's
+    # next await, instead of a KeyboardInterrupt wherever the code happens to be; it does so
+    # only if it finds Python's own SIGINT handler in place, which Kronicler therefore leaves
+    # alone (its KeyboardInterrupt ends in a normal exit, which stores everything anyway).
+    proc = spawn(tmp_path, """
+        import asyncio
+
+        async def main():
+            for i in range(200):
+                work(i)
+            ready()
+            while asyncio.current_task().cancelling() == 0:
+                pass          # no KeyboardInterrupt here: asyncio only asks the task to cancel
+            print("cancel requested", flush=True)
+            try:
+                await asyncio.sleep(600)
+            except asyncio.CancelledError:
+                print("cancelled", flush=True)
+                raise
+
+        try:
+            asyncio.run(main())
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+    """)  # fmt: skip
+    code, out, err = signal_when_ready(proc, signal.SIGINT)
+    assert code == 0, err
+    assert out.splitlines() == ["ready", "cancel requested", "cancelled", "interrupted"], err
+    assert stored(tmp_path / "db") == 200
 
 
 def test_previous_handler_runs_after_the_flush(tmp_path: Path) -> None:
