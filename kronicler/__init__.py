@@ -45,6 +45,7 @@ def configure(
     enabled: bool | None = None,
     flush_interval: float | None = None,
     max_pending: int | None = None,
+    stop_timeout: float | None = None,
     database: Database | None = None,
 ) -> None:
     """Change the default pipeline's settings; arguments left as None keep their value.
@@ -55,6 +56,8 @@ def configure(
     ``enabled``: False makes captured functions plain calls.
     ``flush_interval``: seconds between background hand-offs to the database (default 0.1).
     ``max_pending``: rows held in memory while the database lags; beyond that rows are dropped.
+    ``stop_timeout``: seconds a stop signal (SIGTERM, SIGINT, SIGQUIT) waits for captured calls
+    to be stored before the signal goes on (default 5).
     ``database``: an open ``kronicler.Database`` to store into instead of ``path`` (the caller
     keeps ownership and closes it).
 
@@ -68,11 +71,14 @@ def configure(
         enabled=enabled,
         flush_interval=flush_interval,
         max_pending=max_pending,
+        stop_timeout=stop_timeout,
     )
     pipeline.reconfigure(settings)
     if database is not None:
         pipeline.use_database(database)
     _tracer.set_shut(False)
+    if settings.enabled:
+        pipeline.arm_stop_signals()
 
 
 def flush(timeout: float | None = None) -> bool:

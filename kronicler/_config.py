@@ -21,6 +21,7 @@ _DEFAULT_PATH = "./.kronicler"
 DEFAULT_SERVICE = "unknown_service"
 _DEFAULT_FLUSH_INTERVAL = 0.1  # seconds between background hand-offs to the database
 _DEFAULT_MAX_PENDING = 2_000_000  # rows held in memory before new rows are dropped
+_DEFAULT_STOP_TIMEOUT = 5.0  # seconds a stop signal waits for captured calls to be stored
 
 _FALSE = {"0", "false", "no", "off"}
 _TRUE = {"1", "true", "yes", "on"}
@@ -51,6 +52,8 @@ class Settings:
         flush_interval: seconds between hand-offs of buffered rows to the database (> 0).
         max_pending: rows held in memory while the database cannot take them; beyond this new
             rows are dropped and counted (>= 1).
+        stop_timeout: seconds a stop signal (SIGTERM, SIGINT, SIGQUIT) waits for captured calls
+            to be stored before it goes on (> 0).
     """
 
     enabled: bool = True
@@ -58,6 +61,7 @@ class Settings:
     service_name: str = ""
     flush_interval: float = _DEFAULT_FLUSH_INTERVAL
     max_pending: int = _DEFAULT_MAX_PENDING
+    stop_timeout: float = _DEFAULT_STOP_TIMEOUT
 
     def __post_init__(self) -> None:
         if not isinstance(self.path, str) or not self.path:
@@ -68,6 +72,8 @@ class Settings:
             raise ValueError(f"flush_interval must be > 0 seconds, got {self.flush_interval!r}")
         if not isinstance(self.max_pending, int) or self.max_pending < 1:
             raise ValueError(f"max_pending must be an int >= 1, got {self.max_pending!r}")
+        if not self.stop_timeout > 0:
+            raise ValueError(f"stop_timeout must be > 0 seconds, got {self.stop_timeout!r}")
 
     def updated(self, **changes: object) -> Settings:
         """A copy with the given fields replaced (``None`` values mean "leave as is")."""
@@ -85,7 +91,8 @@ class Settings:
         service = env.get("KRONICLER_SERVICE_NAME", "").strip() or default_service_name(env)
         interval = _parse_number(env, "KRONICLER_FLUSH_INTERVAL", _DEFAULT_FLUSH_INTERVAL, float)
         pending = int(_parse_number(env, "KRONICLER_MAX_PENDING", _DEFAULT_MAX_PENDING, int))
-        return cls(enabled, path, service, interval, pending)
+        stop = _parse_number(env, "KRONICLER_STOP_TIMEOUT", _DEFAULT_STOP_TIMEOUT, float)
+        return cls(enabled, path, service, interval, pending, stop)
 
 
 def _parse_bool(env: Mapping[str, str], key: str, default: bool) -> bool:

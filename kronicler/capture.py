@@ -83,6 +83,7 @@ def _decorate(target: Any, name: str | None, attrs: dict[str, Any], kind: int) -
         raise ValueError(f"capture needs a callable, got {target!r}")
     if not _ENV_ENABLED:
         return target
+    tracer.PIPELINE.arm_stop_signals()
     qualified = qualified_name(target)
     site_attrs = {**code_attributes(target, qualified), **attrs}
     cs = tracer.new_site(name or qualified, kind, site_attrs, canonical_attributes(site_attrs))

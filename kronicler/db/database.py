@@ -470,6 +470,23 @@ def _close_all() -> None:
             log.error("kronicler could not close %r at exit: %s", db, exc)
 
 
+def flush_all(timeout: float | None = None) -> bool:
+    """Flush every database open in this process; True when all are durable within ``timeout``.
+
+    For exits that skip ``atexit`` (a stop signal whose default action ends the process).
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    ok = True
+    for db in list(_open_databases):
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            ok = db.flush(remaining) and ok
+        except Exception as exc:  # a stop must go on: report, never raise
+            log.error("kronicler could not flush %r on a stop signal: %s", db, exc)
+            ok = False
+    return ok
+
+
 def _after_fork_in_child() -> None:
     for db in list(_open_databases):
         db._after_fork_in_child()

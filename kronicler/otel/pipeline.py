@@ -10,7 +10,9 @@ errors and never opens a file.
 Trade-offs:
 
 * Records wait in memory for up to one interval (plus the database's own queue), so a crash
-  can lose that much; a normal exit flushes everything (``atexit``).
+  can lose that much; a normal exit flushes everything (``atexit``), and so do the stop
+  signals SIGTERM, SIGINT and SIGQUIT (:mod:`kronicler.otel.shutdown`), which end servers such
+  as uvicorn without running ``atexit``.
 * Memory is bounded by ``max_pending`` rows: when the database cannot keep up or is unusable
   (read-only directory, full disk, corrupt files) older records are dropped and counted, and the
   problem is logged once. When the database's queue is full the batch is kept and offered again
@@ -30,6 +32,7 @@ from typing import Any
 
 from kronicler._config import Settings
 from kronicler.db.schema import SpanBatch
+from kronicler.otel import shutdown as stop_signals
 from kronicler.otel.records import (
     COMPACT_WIDTH,
     FullRecord,
@@ -123,6 +126,23 @@ class Pipeline:
         if not self._atexit_registered:
             atexit.register(self._at_exit)
             self._atexit_registered = True
+        self.arm_stop_signals()
+
+    def arm_stop_signals(self) -> bool:
+        """Flush on SIGTERM/SIGINT/SIGQUIT; install the handlers where missing (main thread).
+
+        Called when a function is decorated (usually at import, before a server installs its
+        own handlers, which then restore ours when they finish) and when capture starts (for
+        servers that imported the application after installing theirs).
+        """
+        stop_signals.set_timeout(self.settings.stop_timeout)
+        return stop_signals.on_stop_signal(self, self._flush_on_stop)
+
+    def _flush_on_stop(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        self.flush(timeout)
+        # Rows appended by anything else in this process (an exporter, the application).
+        stop_signals.flush_databases(max(0.0, deadline - time.monotonic()))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Hand everything recorded so far to the database and wait until it is durable.
