@@ -30,6 +30,7 @@ from kronicler.db.reads import SegmentSet
 from kronicler.db.retention import retain
 from kronicler.db.scan import FunctionSummary, Scan
 from kronicler.db.schema import OPTIONAL_COLUMNS, SpanBatch
+from kronicler.db.snapshot import Damage
 from kronicler.db.stats import Call, Stats
 from kronicler.db.writer import SegmentWriter
 from kronicler.errors import ClosedError, DatabaseError
@@ -222,6 +223,11 @@ class Database:
     def dropped(self) -> int:
         """Rows dropped because the write queue was full (or lost to a write error)."""
         return self._queue.dropped + self._queue.lost + self._lost_rows
+
+    @property
+    def damaged(self) -> Damage:
+        """Rows lost to damaged bytes in the stored segments, counted (and logged once each)."""
+        return self._open_reads().damage()
 
     def _after_fork_in_child(self) -> None:
         # The parent's queue, thread and segment belong to the parent; start afresh, lazily.

@@ -90,9 +90,12 @@ class SegmentReader:
         self.wal_path = directory / f"{segment_id}.wal"
         self.meta_path = directory / f"{segment_id}.meta"
         self.dicts = {name: Dictionary() for name in TEXT_COLUMNS}
-        # Attribute entries are defined for the first _attr_chunks readable chunks only: they can
-        # be as many as the rows, so they are read when a query first needs them (or eagerly once
-        # the segment is damaged, to find the rows that depend on lost entries).
+        # Attribute entries are defined for the first _attr_chunks dictionary pages only: they
+        # can be as many as the rows, so they are read when a query first needs them (or eagerly
+        # once the segment is damaged, to find the rows that depend on lost entries).
+        self._dict_pages: list[
+            tuple[int, int, int]
+        ] = []  # (seq, offset, size), verified when found
         self._attr_chunks = 0
         self._attrs_eager = False
         self._chunks: list[ChunkInfo] = []
@@ -156,7 +159,8 @@ class SegmentReader:
                 tail=_readonly(self.tail), rollup=self._rollup, names=tuple(names.values),
                 name_codes=dict(names.codes), services=tuple(services.values),
                 service_defined=tuple(service_defined.tolist()),
-                tail_attributes=self._tail_attr_entries, closed=self.closed,
+                dict_pages=len(self._dict_pages), tail_attributes=self._tail_attr_entries,
+                closed=self.closed,
                 replaces=self.replaces, pid=self.pid, damage=self.damage,
             )  # fmt: skip
         return self._view
@@ -199,8 +203,10 @@ class SegmentReader:
         if isinstance(chunks, list):
             found = {}
             for entry in chunks:
-                if isinstance(entry, list) and len(entry) >= 4 and all(
-                    isinstance(x, int) for x in entry[:4]
+                if (
+                    isinstance(entry, list)
+                    and len(entry) >= 4
+                    and all(isinstance(x, int) for x in entry[:4])
                 ):
                     found[entry[0]] = (entry[1], entry[2], entry[3])
             self._meta_chunks = found
@@ -234,8 +240,9 @@ class SegmentReader:
             info, cs = got
             found.append(cs)
             self._chunks.append(info)
+            self._dict_pages.append((info.seq, *info.pages["dictionary"]))
             if self._attrs_eager:
-                self._attr_chunks = len(self._chunks)
+                self._attr_chunks = len(self._dict_pages)
             self._next_seq += 1
             self.rows_sealed = info.first_row + info.rows
             self._end = info.offset + info.length
@@ -363,7 +370,7 @@ class SegmentReader:
     def _make_eager(self) -> None:
         """From now on keep attribute entries defined as chunks are found (damaged segments)."""
         if not self._attrs_eager:
-            self._load_attributes(len(self._chunks))
+            self._load_attributes(len(self._dict_pages))
             self._attrs_eager = True
 
     def _check_dependents(
@@ -419,10 +426,6 @@ class SegmentReader:
                 continue
             for c, arr in record.columns.items():
                 pieces[c].append(arr[max(skip, 0) :])
-        if self._attrs_eager:
-            attributes = self.dicts["attributes"]
-            for code, text in attr_entries:
-                attributes.define(code, text)
         self._tail_attr_entries = tuple(attr_entries)
         tail = {c: np.concatenate(p) if p else np.zeros(0, COLUMNS[c]) for c, p in pieces.items()}
         lost_rows = gaps + self._log.trailing_rows
@@ -435,6 +438,9 @@ class SegmentReader:
                     self.id, self._log.damaged, lost_rows,
                 )  # fmt: skip
             self._make_eager()
+            attributes = self.dicts["attributes"]
+            for code, text in attr_entries:
+                attributes.define(code, text)
             keep = np.ones(len(tail["start"]), dtype=bool)
             for kind in TEXT_COLUMNS:
                 keep &= self.dicts[kind].defined(tail[kind])
@@ -447,11 +453,10 @@ class SegmentReader:
 
     # -- attribute texts ---------------------------------------------------------------------------
     def _load_attributes(self, upto: int) -> None:
-        """Define the attribute entries of the first ``upto`` readable chunks."""
+        """Define the attribute entries of the first ``upto`` dictionary pages."""
         attributes = self.dicts["attributes"]
         fd = self._open()
-        for chunk in self._chunks[self._attr_chunks : upto]:
-            offset, size = chunk.pages["dictionary"]
+        for seq, offset, size in self._dict_pages[self._attr_chunks : upto]:
             raw = os.pread(fd, size, offset)
             try:
                 payload = verified_payload(raw, f"{self.data_path}@{offset}")[1]
@@ -459,17 +464,17 @@ class SegmentReader:
             except CorruptPageError as exc:
                 # It passed its checksum when found: the file changed since. Its attribute
                 # texts read as "" (its rows stay: their names and durations are intact).
-                self._report(("attributes", chunk.seq), "segment %s: %s", self.id, str(exc))
+                self._report(("attributes", seq), "segment %s: %s", self.id, str(exc))
                 items = []
             for code, text in items:
                 attributes.define(code, text)
         self._attr_chunks = max(self._attr_chunks, upto)
 
     def attribute_dictionary(
-        self, chunks: int, tail_entries: Iterable[tuple[int, str]]
+        self, dict_pages: int, tail_entries: Iterable[tuple[int, str]]
     ) -> Dictionary:
-        """Attribute texts for a view holding the first ``chunks`` chunks and these log entries."""
-        self._load_attributes(chunks)
+        """Attribute texts defined by the first ``dict_pages`` dictionary pages and log entries."""
+        self._load_attributes(dict_pages)
         d = self.dicts["attributes"].copy()
         for code, text in tail_entries:
             d.define(code, text)
@@ -507,8 +512,7 @@ class SegmentReader:
             self._report(("chunk", c.seq), "segment %s: chunk %d (%d rows) is damaged and "
                          "dropped: %s", self.id, c.seq, c.kept_rows, condemned[c.seq])  # fmt: skip
             self._chunk_damage = self._chunk_damage + Damage(chunk_rows=c.kept_rows, chunks=1)
-        self._chunks = keep
-        self._attr_chunks = min(self._attr_chunks, len(keep))
+        self._chunks = keep  # their dictionary pages stay in _dict_pages: other rows use them
         self._rollup = _merged(Rollup(), summaries)
         return True
 
@@ -570,5 +574,3 @@ def _merged(rollup: Rollup, summaries: list[ChunkSummary]) -> Rollup:
         old = merged.get(code)
         merged[code] = Summary.merge_all(items if old is None else [old, *items])
     return Rollup(merged, errors, first, last)
-
-

@@ -125,6 +125,8 @@ class SegmentView:
         rollup: merged per-function statistics of ``chunks``.
         names, services: code -> text ("" for a code no readable entry defines).
         name_codes: text -> code of every defined name.
+        service_defined: per service code, whether a readable entry defines it.
+        dict_pages: how many of the segment's dictionary pages define this view's texts.
         tail_attributes: attribute entries (code, text) defined by the tail log at this refresh.
         closed, replaces, pid: from the segment's ``.meta`` (see compaction.py).
         damage: what the segment has lost to damaged bytes, as of this refresh.
@@ -139,6 +141,7 @@ class SegmentView:
     name_codes: Mapping[str, int]
     services: tuple[str, ...]
     service_defined: tuple[bool, ...]
+    dict_pages: int
     tail_attributes: tuple[tuple[int, str], ...]
     closed: bool
     replaces: tuple[str, ...]
@@ -177,7 +180,7 @@ class SegmentView:
                 d.values = list(self.services)
                 d.codes = {t: c for c, t in enumerate(self.services) if self.service_defined[c]}
             elif kind == "attributes":
-                d = self.reader.attribute_dictionary(len(self.chunks), self.tail_attributes)
+                d = self.reader.attribute_dictionary(self.dict_pages, self.tail_attributes)
             else:
                 raise ValueError(f"unknown dictionary {kind!r}; dictionaries are name, service, "
                                  "attributes")  # fmt: skip
