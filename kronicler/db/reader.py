@@ -383,12 +383,12 @@ class SegmentReader:
         # this one can have defined a code it uses: decode its text columns and check them.
         keep = np.ones(info.rows, dtype=bool)
         for kind in TEXT_COLUMNS:
-            keep &= self.dicts[kind].defined(self.decode_page(info, kind))
+            keep &= self.dicts[kind].defined(self.decode_stored(info, kind))
         if not bool(keep.all()):
             rows = np.flatnonzero(keep)
-            span_ids = self.decode_page(info, "span_id")
+            span_ids = self.decode_stored(info, "span_id")
             full = {
-                c: span_ids if c == "span_id" else self.decode_page(info, c, span_ids)
+                c: span_ids if c == "span_id" else self.decode_stored(info, c, span_ids)
                 for c in COLUMNS
             }
             kept = {c: a.take(rows) for c, a in full.items()}
@@ -527,9 +527,18 @@ class SegmentReader:
         return payload
 
     def decode_page(self, chunk: ChunkInfo, column: str, span_ids: np.ndarray | None = None) -> Any:
-        """One column of all the chunk's stored rows (``keep`` is not applied)."""
+        """One column of the chunk's kept rows (see ``ChunkInfo.keep``)."""
+        if chunk.keep is None:
+            return self.decode_stored(chunk, column, span_ids)
+        # parent ids refer to rows of the whole page: decode with all of its span ids
+        return self.decode_stored(chunk, column).take(chunk.keep)
+
+    def decode_stored(
+        self, chunk: ChunkInfo, column: str, span_ids: np.ndarray | None = None
+    ) -> np.ndarray:
+        """One column of every row stored in the chunk (``span_ids``: the whole page's)."""
         if column == "parent_span_id" and span_ids is None:
-            span_ids = self.decode_page(chunk, "span_id")
+            span_ids = self.decode_stored(chunk, "span_id")
         return decode_column(column, self.read_page(chunk, column), span_ids, rows=chunk.rows)
 
     def load_summary(self, chunk: ChunkInfo) -> ChunkSummary:

@@ -137,7 +137,7 @@ class SegmentSet:
         if key.column == "parent_span_id":
             with self.pool.read_page(_key(reader, chunk, "span_id")) as guard:
                 span_ids = guard.data
-        return reader.decode_page(chunk, key.column, span_ids)
+        return reader.decode_stored(chunk, key.column, span_ids)
 
     def chunk_summary(self, seg: SegmentView, chunk: ChunkInfo) -> ChunkSummary:
         if chunk.summary is not None:

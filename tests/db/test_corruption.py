@@ -353,3 +353,13 @@ def test_the_log_reader_steps_over_garbage(tmp_path):
         path.write_bytes(bad)
         found = wal.read_log(path)  # never raises
         assert all(len(r) == 10 for r in found.records)
+
+
+@pytest.mark.parametrize("kind", ["dictionary", "log"])
+def test_compacting_a_damaged_segment_keeps_exactly_the_survivors(layout, kind):
+    db_dir, seg, parts = layout
+    unit, lose_dictionary = _damage(db_dir, seg, kind)
+    parts["victim"] = _survivors(parts["victim"], unit, lose_dictionary)
+    with Database.open(db_dir) as db:
+        assert db.compact(small_rows=10_000) == 3
+        _check_against(db, _all(parts))
