@@ -27,7 +27,7 @@ from kronicler.query import Filter
 from kronicler.query import stats as q_stats
 
 ROOT = Path(__file__).resolve().parents[2]
-SECONDS = 4.0
+SECONDS = 3.0
 
 WRITER = textwrap.dedent(
     """
