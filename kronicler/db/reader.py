@@ -12,15 +12,16 @@ in a chunk the walk then finds: a refresh never misses rows that sealing moved, 
 reader holds never decrease. Each refresh that changes anything produces a new immutable
 :class:`~kronicler.db.snapshot.SegmentView`; queries read views, never the reader's moving state.
 
-Damage stays local. Every page of a new chunk is checked against its checksum when the chunk is
-first found (one sequential read of the chunk, ~0.2 ms per 64k rows, once per process; decoding the
-summary page already costs more). A chunk that fails, but that the segment's ``.meta`` lists as
+Damage stays local. Every page of a new chunk is checked when the chunk is first found (see
+:mod:`kronicler.db.chunk_walk`). A chunk that fails, but that the segment's ``.meta`` lists as
 written, is skipped using the ``.meta`` offsets, and the walk goes on with the next chunk. Its rows
-are lost, and so are the rows elsewhere in the segment that use dictionary entries only it defined
-(text codes are defined by the chunk that first used them): those are found, dropped and counted
-(:class:`~kronicler.db.snapshot.Damage`), and each damage is logged once. Damaged log records are
-skipped the same way. A page that passes its checksum but fails to decode later is reported by the
-query that met it (``condemn``): the chunk is dropped from the next refresh on.
+are lost. Its dictionary entries survive if its dictionary page is intact; otherwise the rows that
+use texts only it defined are lost too (a writer defines a text in the first chunk or log record it
+writes after meeting the text, so only that unit and later ones can use it): they are found,
+dropped and counted (:class:`~kronicler.db.snapshot.Damage`), and each damage is logged once.
+Damaged log records are skipped the same way (see :func:`kronicler.db.wal.read_log`). A page that
+passes its checksum but fails to decode later is reported by the query that met it (``condemn``):
+the chunk is dropped from the next refresh on, and the query runs again without it.
 
 Per chunk the reader keeps only a zone map (time range, functions present, their largest duration);
 column pages and full summaries are fetched through the bufferpool when a query needs them, so memory
@@ -47,28 +48,18 @@ from kronicler.db.chunk import (
     decode_summary,
     summarize,
 )
+from kronicler.db.chunk_walk import FoundChunk, salvage_entries, walk_chunk
 from kronicler.db.dictionary import Dictionary
 from kronicler.db.metadata import load_json
-from kronicler.db.page import (
-    DICT_PAGE,
-    HEADER_SIZE,
-    MAGIC,
-    SUMMARY_PAGE,
-    check_page,
-    parse_header,
-    verified_payload,
-)
-from kronicler.db.schema import COLUMN_IDS, COLUMNS
+from kronicler.db.page import HEADER_SIZE, SUMMARY_PAGE, parse_header, verified_payload
+from kronicler.db.schema import COLUMNS
 from kronicler.db.snapshot import ChunkInfo, Damage, Rollup, SegmentView
-from kronicler.db.summary import Summary
 from kronicler.db.writer import TEXT_COLUMNS
 from kronicler.errors import CorruptPageError
 
 __all__ = ["ChunkInfo", "Rollup", "SegmentReader"]
 
 log = logging.getLogger(__name__)
-
-_COLUMN_NAMES = {i: n for n, i in COLUMN_IDS.items()}
 
 
 def _readonly(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -220,6 +211,7 @@ class SegmentReader:
         if size <= self._end:
             return False
         fd = self._open()
+        where = str(self.data_path)
         found: list[ChunkSummary] = []
         start = self._end
         while self._end < size:
@@ -228,9 +220,7 @@ class SegmentReader:
             limit = size if listed is None else min(size, self._end + listed[0])
             problem = "a page reaches past the end of the chunk"
             try:
-                got = self._read_chunk(fd, self._end, limit, self._next_seq, self.rows_sealed)
-                if got is not None:
-                    got = self._check_dependents(*got)
+                got = self._found(walk_chunk(fd, where, self._end, limit, self._next_seq))
             except CorruptPageError as exc:
                 got, problem = None, str(exc)
             if got is None:
@@ -247,7 +237,7 @@ class SegmentReader:
             self.rows_sealed = info.first_row + info.rows
             self._end = info.offset + info.length
         if found:
-            self._rollup = _merged(self._rollup, found)
+            self._rollup = self._rollup.merged(found)
         return self._end != start
 
     def _skip_damaged(self, offset: int, size: int, problem: str) -> bool:
@@ -267,35 +257,13 @@ class SegmentReader:
         )  # fmt: skip
         self._chunk_damage = self._chunk_damage + Damage(chunk_rows=rows, chunks=1)
         self._make_eager()
-        entries = self._salvage_entries(offset, length, seq)
+        entries = salvage_entries(self._open(), offset, length, seq)
         if entries:
             self._define(entries, attributes=True)
         self._next_seq += 1
         self.rows_sealed = first_row + rows
         self._end = offset + length
         return True
-
-    def _salvage_entries(
-        self, offset: int, length: int, seq: int
-    ) -> dict[str, list[tuple[int, str]]] | None:
-        """The dictionary entries of a damaged chunk, if its dictionary page is intact.
-
-        Rows elsewhere that use the texts it defined then survive. The page is found by searching
-        the chunk's bytes for a page header, so damage to the pages before it does not hide it.
-        """
-        data = os.pread(self._open(), length, offset)
-        pos = data.find(MAGIC)
-        while pos >= 0:
-            header = parse_header(data[pos : pos + HEADER_SIZE])
-            if header is not None and header.column == DICT_PAGE and header.chunk == seq:
-                payload = data[pos + HEADER_SIZE : pos + header.size]
-                if check_page(header, data[pos : pos + HEADER_SIZE], payload):
-                    try:
-                        return decode_entries(payload)
-                    except CorruptPageError:
-                        return None
-            pos = data.find(MAGIC, pos + 1)
-        return None
 
     def _read_meta_now(self) -> None:
         if not self.closed:
@@ -307,55 +275,17 @@ class SegmentReader:
             self._reported.add(key)
             log.warning(msg, *args)
 
-    def _read_chunk(
-        self, fd: int, offset: int, size: int, seq: int, first_row: int
-    ) -> tuple[ChunkInfo, ChunkSummary] | None:
-        """Walk and check the pages of the chunk at ``offset``.
-
-        None when it is not wholly on disk yet; CorruptPageError when a page is damaged.
-        """
-        pages: dict[str, tuple[int, int]] = {}
-        pos = offset
-        entries: dict[str, list[tuple[int, str]]] | None = None
-        while pos + HEADER_SIZE <= size:
-            raw_head = os.pread(fd, HEADER_SIZE, pos)
-            header = parse_header(raw_head)
-            if header is None:
-                raise CorruptPageError(f"no page header at {self.data_path}@{pos}")
-            if header.chunk != seq:
-                raise CorruptPageError(
-                    f"page of chunk {header.chunk} where chunk {seq} should be at "
-                    f"{self.data_path}@{pos}"
-                )
-            if pos + header.size > size:
-                return None
-            payload = os.pread(fd, header.length, pos + HEADER_SIZE)
-            if not check_page(header, raw_head, payload):
-                raise CorruptPageError(f"checksum mismatch in page at {self.data_path}@{pos}")
-            if header.column == DICT_PAGE:
-                entries = decode_entries(payload)
-                pages["dictionary"] = (pos, header.size)
-            elif header.column == SUMMARY_PAGE:
-                if entries is None or len(pages) != len(COLUMNS) + 1:
-                    raise CorruptPageError(f"chunk {seq} of {self.data_path} lacks pages")
-                cs = decode_summary(payload)
-                if int(sum(s.count for s in cs.summaries)) != header.rows:
-                    raise CorruptPageError(f"summary of chunk {seq} of {self.data_path} "
-                                           f"counts other rows than its header")  # fmt: skip
-                self._define(entries, attributes=self._attrs_eager)
-                info = ChunkInfo(
-                    seq, offset, pos + header.size - offset, header.rows, first_row,
-                    header.min, header.max, pages, _frozen(cs.codes), _frozen(cs.max_duration),
-                )  # fmt: skip
-                return info, cs
-            else:
-                name = _COLUMN_NAMES.get(header.column)
-                if name is None or name in pages:
-                    raise CorruptPageError(f"unknown page kind {header.column} at "
-                                           f"{self.data_path}@{pos}")  # fmt: skip
-                pages[name] = (pos, header.size)
-            pos += header.size
-        return None
+    def _found(self, chunk: FoundChunk | None) -> tuple[ChunkInfo, ChunkSummary] | None:
+        """A chunk the walk found, its texts defined and its dependent rows checked."""
+        if chunk is None:
+            return None
+        self._define(chunk.entries, attributes=self._attrs_eager)
+        cs, head = chunk.summary, chunk.summary_header
+        info = ChunkInfo(
+            self._next_seq, self._end, chunk.length, head.rows, self.rows_sealed, head.min,
+            head.max, chunk.pages, _frozen(cs.codes), _frozen(cs.max_duration),
+        )  # fmt: skip
+        return self._check_dependents(info, cs)
 
     def _define(self, entries: dict[str, list[tuple[int, str]]], *, attributes: bool) -> None:
         for kind, items in entries.items():
@@ -513,7 +443,7 @@ class SegmentReader:
                          "dropped: %s", self.id, c.seq, c.kept_rows, condemned[c.seq])  # fmt: skip
             self._chunk_damage = self._chunk_damage + Damage(chunk_rows=c.kept_rows, chunks=1)
         self._chunks = keep  # their dictionary pages stay in _dict_pages: other rows use them
-        self._rollup = _merged(Rollup(), summaries)
+        self._rollup = Rollup().merged(summaries)
         return True
 
     # -- reading -------------------------------------------------------------------------------
@@ -565,21 +495,3 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a)
     a.setflags(write=False)
     return a
-
-
-def _merged(rollup: Rollup, summaries: list[ChunkSummary]) -> Rollup:
-    """A new roll-up: ``rollup`` plus the per-function summaries of more chunks."""
-    merged = dict(rollup.summaries)
-    errors, first, last = dict(rollup.errors), dict(rollup.first_start), dict(rollup.last_start)
-    per_code: dict[int, list[Summary]] = {}
-    for cs in summaries:
-        for i, code in enumerate(cs.codes.tolist()):
-            per_code.setdefault(code, []).append(cs.summaries[i])
-            errors[code] = errors.get(code, 0) + int(cs.errors[i])
-            f, la = int(cs.first_start[i]), int(cs.last_start[i])
-            first[code] = min(first.get(code, f), f)
-            last[code] = max(last.get(code, la), la)
-    for code, items in per_code.items():
-        old = merged.get(code)
-        merged[code] = Summary.merge_all(items if old is None else [old, *items])
-    return Rollup(merged, errors, first, last)

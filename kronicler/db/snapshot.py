@@ -76,6 +76,23 @@ class Rollup:
     first_start: Mapping[int, int] = field(default_factory=dict)
     last_start: Mapping[int, int] = field(default_factory=dict)
 
+    def merged(self, chunks: list[ChunkSummary]) -> Rollup:
+        """A new roll-up: this one plus the per-function summaries of more chunks."""
+        merged = dict(self.summaries)
+        errors, first, last = dict(self.errors), dict(self.first_start), dict(self.last_start)
+        per_code: dict[int, list[Summary]] = {}
+        for cs in chunks:
+            for i, code in enumerate(cs.codes.tolist()):
+                per_code.setdefault(code, []).append(cs.summaries[i])
+                errors[code] = errors.get(code, 0) + int(cs.errors[i])
+                f, la = int(cs.first_start[i]), int(cs.last_start[i])
+                first[code] = min(first.get(code, f), f)
+                last[code] = max(last.get(code, la), la)
+        for code, items in per_code.items():
+            old = merged.get(code)
+            merged[code] = Summary.merge_all(items if old is None else [old, *items])
+        return Rollup(merged, errors, first, last)
+
 
 @dataclass(frozen=True, slots=True)
 class Damage:
