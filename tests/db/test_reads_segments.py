@@ -10,6 +10,10 @@ them) and check each query against numpy over the very rows that were appended.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +23,7 @@ from kronicler.query import Filter
 from kronicler.query import slowest as q_slowest
 
 BASE = 1_700_000_000_000_000_000
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Rows:
@@ -158,3 +163,43 @@ def test_scan_and_summaries_map_every_segments_codes(restarted):
     for fn in set(names.tolist()):
         n = int(((names == fn) & (start >= mid)).sum())
         assert (sums[fn].summary.count if fn in sums else 0) == n, fn
+
+
+SCRIPT = """
+import sys, time
+import kronicler
+
+@kronicler.capture(name="x.slow")
+def slow():
+    time.sleep(0.004)
+
+@kronicler.capture(name="y.fast")
+def fast():
+    pass
+
+for _ in range(int(sys.argv[1])):
+    slow()
+for _ in range(50):
+    fast()
+"""
+
+
+def test_the_issue_repro_two_captured_runs_then_the_cli(tmp_path):
+    """Run a captured script twice (the second run without x.slow), then ask the CLI."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "KRONICLER_PATH": str(tmp_path / "db")}
+    for slow_calls in ("20", "0"):
+        subprocess.run([sys.executable, "-c", SCRIPT, slow_calls], env=env, check=True,
+                       timeout=120)  # fmt: skip
+
+    def cli(*args: str) -> list[dict]:
+        out = subprocess.run(
+            [sys.executable, "-m", "kronicler", *args, "--path", str(tmp_path / "db"), "--json"],
+            env=env, capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+        return json.loads(out.stdout)
+
+    fast = cli("slowest", "-f", "y.fast", "-k", "5")
+    assert len(fast) == 5 and {c["function"] for c in fast} == {"y.fast"}
+    slow = cli("slowest", "-f", "x.slow", "-k", "5")
+    assert len(slow) == 5 and {c["function"] for c in slow} == {"x.slow"}
+    assert min(c["duration_ns"] for c in slow) >= 4_000_000
