@@ -210,6 +210,10 @@ class SegmentView:
 class Snapshot:
     """The visible segments of a database as of one refresh: what one query reads.
 
+    What a snapshot holds never changes. Reading its pages or attribute texts goes through the
+    segments' readers, which are not thread-safe: do it holding the segment set's lock (as every
+    ``SegmentSet`` query does), and before the set forgets a deleted segment.
+
     Fields:
         segments: one view per visible segment (compactions in progress and replaced segments
             left out), ordered by segment id.
