@@ -19,6 +19,7 @@ from kronicler.db.page import DICT_PAGE, SUMMARY_PAGE, build_page
 from kronicler.db.schema import COLUMN_IDS, COLUMNS, STATUS_ERROR
 from kronicler.db.summary import Summary, summarize_groups
 from kronicler.db.summary_codec import decode_summaries, encode_summaries
+from kronicler.errors import CorruptPageError, SchemaVersionError
 
 _SUMMARY_HEAD = Struct("<IIIII")  # entries, then byte lengths of codes, errors, first, last
 
@@ -77,18 +78,32 @@ def encode_summary(cs: ChunkSummary) -> bytes:
 
 
 def decode_summary(data: bytes | memoryview) -> ChunkSummary:
-    n, *lengths = _SUMMARY_HEAD.unpack_from(data, 0)
-    view = memoryview(data)
+    """Inverse of :func:`encode_summary`; bytes that do not decode raise CorruptPageError."""
+    try:
+        return _decode_summary(memoryview(data))
+    except (*codec.BAD_BYTES, SchemaVersionError) as exc:  # a version byte is just bytes here
+        raise CorruptPageError(f"summary page does not decode: {exc}") from None
+
+
+def _decode_summary(view: memoryview) -> ChunkSummary:
+    n, *lengths = _SUMMARY_HEAD.unpack_from(view, 0)
     pos = _SUMMARY_HEAD.size
+    body = pos + sum(lengths)
+    if body > len(view):
+        raise CorruptPageError(f"summary page of {len(view)} bytes, its header says more")
+    # The summaries first: their block checks its own lengths, so ``n`` is known good before
+    # the arrays that depend on it are allocated.
+    summaries = [s for _, s in decode_summaries(bytes(view[body:]))]
+    if len(summaries) != n:
+        raise CorruptPageError(f"summary page holds {len(summaries)} summaries, header says {n}")
     arrays = []
     for length, dtype in zip(lengths, (np.uint32, np.int64, np.int64, np.int64), strict=True):
-        arrays.append(codec.decode(view[pos : pos + length], np.dtype(dtype)))
+        arrays.append(codec.decode(view[pos : pos + length], np.dtype(dtype), rows=n))
         pos += length
-    entries = decode_summaries(bytes(view[pos:]))
-    summaries = [s for _, s in entries]
-    if len(summaries) != n:
-        raise ValueError(f"summary page holds {len(summaries)} summaries, header says {n}")
-    return ChunkSummary(arrays[0], summaries, arrays[1], arrays[2], arrays[3])
+    codes = arrays[0]
+    if n and (np.any(np.diff(codes.astype(np.int64)) <= 0)):
+        raise CorruptPageError("summary page codes are not strictly ascending")
+    return ChunkSummary(codes, summaries, arrays[1], arrays[2], arrays[3])
 
 
 def encode_entries(entries: dict[str, list[tuple[int, str]]]) -> bytes:
@@ -96,8 +111,15 @@ def encode_entries(entries: dict[str, list[tuple[int, str]]]) -> bytes:
 
 
 def decode_entries(data: bytes | memoryview) -> dict[str, list[tuple[int, str]]]:
-    raw = json.loads(_zd.decompress(bytes(data)))
-    return {k: [(int(c), str(t)) for c, t in v] for k, v in raw.items()}
+    """Inverse of :func:`encode_entries`; bytes that do not decode raise CorruptPageError."""
+    try:
+        raw = json.loads(_zd.decompress(bytes(data)))
+        out = {str(k): [(int(c), str(t)) for c, t in v] for k, v in raw.items()}
+    except (*codec.BAD_BYTES, AttributeError, RecursionError) as exc:
+        raise CorruptPageError(f"dictionary page does not decode: {exc}") from None
+    if any(c < 0 for items in out.values() for c, _ in items):
+        raise CorruptPageError("dictionary page defines a negative code")
+    return out
 
 
 def encode_chunk(
@@ -127,10 +149,14 @@ def encode_chunk(
 
 
 def decode_column(
-    name: str, payload: bytes | memoryview, span_ids: np.ndarray | None
+    name: str, payload: bytes | memoryview, span_ids: np.ndarray | None, rows: int | None = None
 ) -> np.ndarray:
-    """Decode one column page; ``parent_span_id`` needs the chunk's span ids."""
+    """Decode one column page; ``parent_span_id`` needs the chunk's span ids.
+
+    ``rows``: the chunk's row count; a page holding another count raises CorruptPageError.
+    """
     if name == "parent_span_id":
-        assert span_ids is not None
-        return codec.decode_parents(payload, span_ids)
-    return codec.decode(payload, COLUMNS[name])
+        if span_ids is None:
+            raise ValueError("decoding parent_span_id needs the chunk's span ids")
+        return codec.decode_parents(payload, span_ids, rows)
+    return codec.decode(payload, COLUMNS[name], rows)

@@ -9,7 +9,10 @@ Every codec is a pipeline of cheap numpy transforms followed by zstandard:
 * ``table``: distinct values once, plus a small per-row index (trace ids shared by a trace's spans);
 * ``const``: one value for the whole page.
 
-Zstandard at a low level decodes at memory speed, so encoded pages cost little to read back. The codec
+Zstandard at a low level decodes at memory speed, so encoded pages cost little to read back.
+Decoding trusts nothing: bytes that do not decode (a page damaged in a way its checksum missed)
+raise :class:`~kronicler.errors.CorruptPageError`, and the item count is checked against the rows
+the page header promises before anything is allocated. The codec
 is chosen per column (see :data:`COLUMN_CODECS`) from measurements on realistic spans; a codec falls
 back to the plain form when compression does not pay.
 """
@@ -21,6 +24,8 @@ from typing import Final
 
 import numpy as np
 import zstandard
+
+from kronicler.errors import CorruptPageError
 
 CODEC_RAW: Final = 0
 CODEC_CONST: Final = 1
@@ -146,8 +151,33 @@ def encode(values: np.ndarray, codec: int) -> bytes:
     raise ValueError(f"unknown codec {codec!r}")
 
 
-def decode(data: bytes | memoryview, dtype: np.dtype) -> np.ndarray:
-    """Inverse of :func:`encode`; returns an array of ``dtype``."""
+#: What numpy, struct and zstandard raise on bytes that are not a valid encoding.
+BAD_BYTES = (
+    ValueError, IndexError, KeyError, TypeError, OverflowError, MemoryError, struct.error,
+    zstandard.ZstdError,
+)  # fmt: skip
+
+
+def decode(data: bytes | memoryview, dtype: np.dtype, rows: int | None = None) -> np.ndarray:
+    """Inverse of :func:`encode`; returns an array of ``dtype``.
+
+    ``rows``: the item count the caller expects (from the page header); bytes that say otherwise,
+    or that do not decode, raise CorruptPageError.
+    """
+    try:
+        _check_count(data, rows)
+        return _decode(data, dtype)
+    except BAD_BYTES as exc:
+        raise CorruptPageError(f"column page does not decode: {exc}") from None
+
+
+def _check_count(data: bytes | memoryview, rows: int | None) -> None:
+    _, _, n = _HEAD.unpack_from(data, 0)
+    if rows is not None and n != rows:
+        raise CorruptPageError(f"column page holds {n} values, its header says {rows}")
+
+
+def _decode(data: bytes | memoryview, dtype: np.dtype) -> np.ndarray:
     codec, flags, n = _HEAD.unpack_from(data, 0)
     body = memoryview(data)[_HEAD.size :]
     width = flags >> 4
@@ -177,7 +207,7 @@ def decode(data: bytes | memoryview, dtype: np.dtype) -> np.ndarray:
         index = np.cumsum(unzigzag(steps))
         out = table[index].astype(np.uint64)
     else:
-        raise ValueError(f"unknown codec id {codec} in page")
+        raise CorruptPageError(f"unknown codec id {codec} in page")
     if dtype.kind == "i":
         return out.view(np.int64).astype(dtype, copy=False)
     return out.astype(dtype, copy=False)
@@ -212,10 +242,25 @@ def encode_parents(parents: np.ndarray, span_ids: np.ndarray) -> bytes:
     return head + struct.pack("<II", int(missing.sum()), len(raw) + len(exceptions)) + body
 
 
-def decode_parents(data: bytes | memoryview, span_ids: np.ndarray) -> np.ndarray:
+def decode_parents(
+    data: bytes | memoryview, span_ids: np.ndarray, rows: int | None = None
+) -> np.ndarray:
+    """Inverse of :func:`encode_parents` (CorruptPageError on bad bytes, as :func:`decode`)."""
+    try:
+        _check_count(data, rows)
+        if rows is None and _HEAD.unpack_from(data, 0)[2] != span_ids.size:
+            raise CorruptPageError("parent page and span ids differ in length")
+        return _decode_parents(data, span_ids)
+    except BAD_BYTES as exc:
+        raise CorruptPageError(f"parent span page does not decode: {exc}") from None
+
+
+def _decode_parents(data: bytes | memoryview, span_ids: np.ndarray) -> np.ndarray:
     codec, flags, n = _HEAD.unpack_from(data, 0)
     if codec != CODEC_REF:
-        return decode(data, np.dtype(np.uint64))
+        return _decode(data, np.dtype(np.uint64))
+    if n != span_ids.size:
+        raise CorruptPageError(f"parent page holds {n} values for {span_ids.size} span ids")
     body = memoryview(data)[_HEAD.size :]
     n_missing, size = struct.unpack_from("<II", body, 0)
     width = flags >> 4

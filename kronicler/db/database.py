@@ -36,6 +36,7 @@ from kronicler.db.queue import DEFAULT_CAPACITY_ROWS, DEFAULT_FLUSH_INTERVAL, Wr
 from kronicler.db.reads import SegmentSet
 from kronicler.db.scan import FunctionSummary, Scan
 from kronicler.db.schema import OPTIONAL_COLUMNS, SpanBatch
+from kronicler.db.snapshot import Damage
 from kronicler.db.stats import Call, Stats
 from kronicler.db.writer import SegmentWriter
 from kronicler.errors import ClosedError, DatabaseError, ReadOnlyError, WriteTimeoutError
@@ -290,6 +291,11 @@ class Database:
         was told (``WriteTimeoutError``, or 0 from ``append_batch(block=False)``).
         """
         return self._queue.lost + self._lost_rows
+
+    @property
+    def damaged(self) -> Damage:
+        """Rows lost to damaged bytes in the stored segments, counted (and logged once each)."""
+        return self._open_reads().damage()
 
     def _after_fork_in_child(self) -> None:
         # The parent's queue, thread and segment belong to the parent; start afresh, lazily.

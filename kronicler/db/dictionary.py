@@ -3,6 +3,10 @@
 Each segment numbers the distinct texts it has seen, in order of first appearance, so a column of
 names becomes a column of small integers that compress to a byte or less per row. Codes are local to
 their segment; readers map them to one global numbering per query.
+
+A reader rebuilds a dictionary from the entries stored with each chunk and log record. When one of
+those is damaged its entries are lost, leaving codes that no readable entry defines; the
+dictionary remembers them (``missing``) so the rows that use them can be found and dropped.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ import numpy as np
 class Dictionary:
     """Text -> code, growing as new texts appear. Not thread-safe: one writer thread owns it."""
 
-    __slots__ = ("codes", "values")
+    __slots__ = ("codes", "missing", "values")
 
     def __init__(self) -> None:
         self.codes: dict[str, int] = {}
         self.values: list[str] = []
+        self.missing: set[int] = set()  # codes below len(values) that no entry defined
 
     def __len__(self) -> int:
         return len(self.values)
@@ -51,9 +56,23 @@ class Dictionary:
             self.values.append(text)
             self.codes[text] = code
         elif code > len(self.values):
+            self.missing.update(range(len(self.values), code))
             self.values.extend([""] * (code - len(self.values)))
             self.values.append(text)
             self.codes[text] = code
         else:
             self.values[code] = text
             self.codes.setdefault(text, code)
+            self.missing.discard(code)
+
+    def defined(self, codes: np.ndarray) -> np.ndarray:
+        """For each code, whether an entry defines it (vectorised)."""
+        ok = codes < len(self.values)
+        if self.missing:
+            ok &= ~np.isin(codes, np.fromiter(self.missing, np.int64, len(self.missing)))
+        return ok
+
+    def copy(self) -> Dictionary:
+        out = Dictionary()
+        out.codes, out.values, out.missing = dict(self.codes), list(self.values), set(self.missing)
+        return out

@@ -2,9 +2,26 @@
 
 A reader follows a segment that another thread or process may still be writing. ``refresh`` looks at
 the file sizes: new complete chunks are discovered by walking page headers from where the previous
-refresh stopped, and a changed log is re-read. (The segment file is self-describing, so the walk needs no catalog.) A chunk that is
-only partly on disk (its writer is mid-write, or was killed) stops the walk;
-the next refresh tries again from the same place, so readers never see half a chunk.
+refresh stopped, and a changed log is re-read. (The segment file is self-describing, so the walk
+needs no catalog.) A chunk that is only partly on disk (its writer is mid-write, or was killed)
+stops the walk; the next refresh tries again from the same place, so readers never see half a chunk.
+
+Consistency. The log is read *before* the chunks are walked. A writer seals a chunk (and fsyncs it)
+before it rewrites the log without the chunk's rows, so every row of the log read is either in it or
+in a chunk the walk then finds: a refresh never misses rows that sealing moved, and the rows a
+reader holds never decrease. Each refresh that changes anything produces a new immutable
+:class:`~kronicler.db.snapshot.SegmentView`; queries read views, never the reader's moving state.
+
+Damage stays local. Every page of a new chunk is checked when the chunk is first found (see
+:mod:`kronicler.db.chunk_walk`). A chunk that fails, but that the segment's ``.meta`` lists as
+written, is skipped using the ``.meta`` offsets, and the walk goes on with the next chunk. Its rows
+are lost. Its dictionary entries survive if its dictionary page is intact; otherwise the rows that
+use texts only it defined are lost too (a writer defines a text in the first chunk or log record it
+writes after meeting the text, so only that unit and later ones can use it): they are found,
+dropped and counted (:class:`~kronicler.db.snapshot.Damage`), and each damage is logged once.
+Damaged log records are skipped the same way (see :func:`kronicler.db.wal.read_log`). A page that
+passes its checksum but fails to decode later is reported by the query that met it (``condemn``):
+the chunk is dropped from the next refresh on, and the query runs again without it.
 
 Per chunk the reader keeps only a zone map (time range, functions present, their largest duration);
 column pages and full summaries are fetched through the bufferpool when a query needs them, so memory
@@ -17,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,62 +48,32 @@ from kronicler.db.chunk import (
     decode_summary,
     summarize,
 )
+from kronicler.db.chunk_walk import FoundChunk, salvage_entries, walk_chunk
 from kronicler.db.dictionary import Dictionary
 from kronicler.db.metadata import load_json
-from kronicler.db.page import (
-    DICT_PAGE,
-    HEADER_SIZE,
-    SUMMARY_PAGE,
-    check_page,
-    parse_header,
-    verified_payload,
-)
-from kronicler.db.schema import COLUMN_IDS, COLUMNS
-from kronicler.db.summary import Summary
+from kronicler.db.page import HEADER_SIZE, SUMMARY_PAGE, parse_header, verified_payload
+from kronicler.db.schema import COLUMNS
+from kronicler.db.snapshot import ChunkInfo, Damage, Rollup, SegmentView
 from kronicler.db.writer import TEXT_COLUMNS
+from kronicler.errors import CorruptPageError
+
+__all__ = ["ChunkInfo", "Rollup", "SegmentReader"]
 
 log = logging.getLogger(__name__)
 
-_COLUMN_NAMES = {i: n for n, i in COLUMN_IDS.items()}
 
-
-@dataclass(slots=True)
-class ChunkInfo:
-    """Where a chunk lives and what it holds (its zone map).
-
-    Fields:
-        seq: chunk number in the segment.
-        offset, length: byte range of the chunk's pages in the segment file.
-        rows, first_row: row count, and segment-wide number of the first row.
-        start_min, start_max: time range of the chunk's start times (ns).
-        pages: column name (and "dictionary") -> (offset, length) of its page, header included.
-        codes: name codes present; ``max_duration``, ``counts``: per code.
-    """
-
-    seq: int
-    offset: int
-    length: int
-    rows: int
-    first_row: int
-    start_min: int
-    start_max: int
-    pages: dict[str, tuple[int, int]] = field(default_factory=dict)
-    codes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint32))
-    max_duration: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-
-
-@dataclass(slots=True)
-class Rollup:
-    """Merged per-function statistics of every sealed chunk of a segment (local name codes)."""
-
-    summaries: dict[int, Summary] = field(default_factory=dict)
-    errors: dict[int, int] = field(default_factory=dict)
-    first_start: dict[int, int] = field(default_factory=dict)
-    last_start: dict[int, int] = field(default_factory=dict)
+def _readonly(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = {}
+    for c, a in arrays.items():
+        v = a.view()
+        v.setflags(write=False)
+        out[c] = v
+    return out
 
 
 class SegmentReader:
-    """Read access to one segment; ``refresh`` before use to pick up what was written since."""
+    """Read access to one segment; ``refresh`` picks up what was written since, ``view`` is the
+    immutable state as of the last refresh. Not thread-safe: the segment set's lock guards it."""
 
     def __init__(self, directory: Path, segment_id: str) -> None:
         self.id = segment_id
@@ -94,10 +81,18 @@ class SegmentReader:
         self.wal_path = directory / f"{segment_id}.wal"
         self.meta_path = directory / f"{segment_id}.meta"
         self.dicts = {name: Dictionary() for name in TEXT_COLUMNS}
-        self._attributes_loaded = False
-        self.chunks: list[ChunkInfo] = []
-        self.rollup = Rollup()
-        self.rows_sealed = 0
+        # Attribute entries are defined for the first _attr_chunks dictionary pages only: they
+        # can be as many as the rows, so they are read when a query first needs them (or eagerly
+        # once the segment is damaged, to find the rows that depend on lost entries).
+        self._dict_pages: list[
+            tuple[int, int, int]
+        ] = []  # (seq, offset, size), verified when found
+        self._attr_chunks = 0
+        self._attrs_eager = False
+        self._chunks: list[ChunkInfo] = []
+        self._rollup = Rollup()
+        self.rows_sealed = 0  # rows of every chunk found, damaged ones included
+        self._next_seq = 0
         self.closed = False
         self.replaces: tuple[str, ...] = ()  # segments this one (a compaction's output) replaces
         self.pid: int | None = None
@@ -106,170 +101,354 @@ class SegmentReader:
         self._fd = -1
         self._wal_sig: tuple[int, int, int] | None = None
         self._meta_sig: int | None = None
+        self._meta_chunks: dict[int, tuple[int, int, int]] = {}  # offset -> (length, rows, first)
+        self._log = wal.WalLog((), 0, 0)
+        self._tail_attr_entries: tuple[tuple[int, str], ...] = ()
         self.tail: dict[str, np.ndarray] = {c: np.zeros(0, d) for c, d in COLUMNS.items()}
-        self._tail_summary: ChunkSummary | None = None
+        # damage: permanent (chunks) and as of the last log read (log records, tail dependents)
+        self._chunk_damage = Damage()
+        self._tail_damage = Damage()
+        self._reported: set[tuple[str, int]] = set()
+        self._condemned: list[tuple[int, str]] = []
+        self._view: SegmentView | None = None
+
+    @property
+    def chunks(self) -> list[ChunkInfo]:
+        """The readable chunks found so far, in order."""
+        return self._chunks
+
+    @property
+    def rollup(self) -> Rollup:
+        return self._rollup
+
+    @property
+    def damage(self) -> Damage:
+        return self._chunk_damage + self._tail_damage
 
     # -- refreshing ----------------------------------------------------------------------------
     def refresh(self) -> bool:
         """Pick up new chunks and log rows; returns True when anything changed."""
-        changed = self._refresh_chunks()
-        changed = self._refresh_tail(changed) or changed
-        if changed:
+        # The log first, then the chunks: see the module docstring.
+        log_changed = self._read_log()
+        changed = self._drop_condemned()
+        changed = self._read_meta() or changed
+        changed = self._refresh_chunks() or changed
+        if changed or log_changed:
+            self._build_tail()
             self.version += 1
-        return changed
+            self._view = None
+            return True
+        return False
+
+    def view(self) -> SegmentView:
+        """The segment as of the last refresh (immutable; the same object until it changes)."""
+        if self._view is None:
+            names, services = self.dicts["name"], self.dicts["service"]
+            service_defined = services.defined(np.arange(len(services), dtype=np.int64))
+            self._view = SegmentView(
+                reader=self, version=self.version, chunks=tuple(self._chunks),
+                tail=_readonly(self.tail), rollup=self._rollup, names=tuple(names.values),
+                name_codes=dict(names.codes), services=tuple(services.values),
+                service_defined=tuple(service_defined.tolist()),
+                dict_pages=len(self._dict_pages), tail_attributes=self._tail_attr_entries,
+                closed=self.closed,
+                replaces=self.replaces, pid=self.pid, damage=self.damage,
+            )  # fmt: skip
+        return self._view
 
     def _open(self) -> int:
         if self._fd < 0:
             self._fd = os.open(self.data_path, os.O_RDONLY)
         return self._fd
 
+    def _read_log(self) -> bool:
+        try:
+            st = os.stat(self.wal_path)
+            sig: tuple[int, int, int] | None = (st.st_size, st.st_mtime_ns, st.st_ino)
+        except FileNotFoundError:
+            sig = None
+        if sig == self._wal_sig:
+            return False
+        self._wal_sig = sig
+        self._log = wal.read_log(self.wal_path) if sig else wal.WalLog((), 0, 0)
+        return True
+
+    def _read_meta(self) -> bool:
+        """Re-read the segment's catalog if it changed; True when its flags changed."""
+        if self.closed:
+            return False  # a closed segment's catalog no longer changes
+        try:
+            meta_sig = os.stat(self.meta_path).st_mtime_ns
+        except FileNotFoundError:
+            meta_sig = None
+        if meta_sig == self._meta_sig:
+            return False
+        self._meta_sig = meta_sig
+        before = (self.closed, self.replaces, self.pid)
+        meta = load_json(self.meta_path) or {}
+        self.closed = bool(meta.get("closed"))
+        self.replaces = tuple(str(x) for x in meta.get("replaces", ()))
+        pid = meta.get("pid")
+        self.pid = pid if isinstance(pid, int) else None
+        chunks = meta.get("chunks")
+        if isinstance(chunks, list):
+            found = {}
+            for entry in chunks:
+                if (
+                    isinstance(entry, list)
+                    and len(entry) >= 4
+                    and all(isinstance(x, int) for x in entry[:4])
+                ):
+                    found[entry[0]] = (entry[1], entry[2], entry[3])
+            self._meta_chunks = found
+        return before != (self.closed, self.replaces, self.pid)
+
     def _refresh_chunks(self) -> bool:
         try:
             size = os.stat(self.data_path).st_size
         except FileNotFoundError:
             return False
-        if not self.closed:
-            try:
-                meta_sig = os.stat(self.meta_path).st_mtime_ns
-            except FileNotFoundError:
-                meta_sig = None
-            if meta_sig != self._meta_sig:
-                self._meta_sig = meta_sig
-                meta = load_json(self.meta_path) or {}
-                self.closed = bool(meta.get("closed"))
-                self.replaces = tuple(str(x) for x in meta.get("replaces", ()))
-                pid = meta.get("pid")
-                self.pid = pid if isinstance(pid, int) else None
         if size <= self._end:
             return False
         fd = self._open()
-        found: list[tuple[ChunkInfo, ChunkSummary]] = []
+        where = str(self.data_path)
+        found: list[ChunkSummary] = []
+        start = self._end
         while self._end < size:
-            first_row = found[-1][0].first_row + found[-1][0].rows if found else self.rows_sealed
-            got = self._read_chunk(fd, self._end, size, len(self.chunks) + len(found), first_row)
+            # A chunk the catalog lists is wholly written: no page of it may reach past its end.
+            listed = self._meta_chunks.get(self._end)
+            limit = size if listed is None else min(size, self._end + listed[0])
+            problem = "a page reaches past the end of the chunk"
+            try:
+                got = self._found(walk_chunk(fd, where, self._end, limit, self._next_seq))
+            except CorruptPageError as exc:
+                got, problem = None, str(exc)
             if got is None:
-                break
-            found.append(got)
-            self._end = got[0].offset + got[0].length
-        if not found:
-            return False
-        for info, _ in found:
-            self.chunks.append(info)
+                if not self._skip_damaged(self._end, size, problem):
+                    break  # not (yet) complete: its writer is mid-write, or died writing it
+                continue
+            info, cs = got
+            found.append(cs)
+            self._chunks.append(info)
+            self._dict_pages.append((info.seq, *info.pages["dictionary"]))
+            if self._attrs_eager:
+                self._attr_chunks = len(self._dict_pages)
+            self._next_seq += 1
             self.rows_sealed = info.first_row + info.rows
-        self._merge_rollup([cs for _, cs in found])
+            self._end = info.offset + info.length
+        if found:
+            self._rollup = self._rollup.merged(found)
+        return self._end != start
+
+    def _skip_damaged(self, offset: int, size: int, problem: str) -> bool:
+        """Step over the chunk at ``offset`` if the catalog says it was wholly written."""
+        listed = self._meta_chunks.get(offset)
+        if listed is None:
+            self._read_meta_now()
+            listed = self._meta_chunks.get(offset)
+        if listed is None or offset + listed[0] > size or listed[0] <= 0:
+            return False
+        length, rows, first_row = listed
+        seq = self._next_seq
+        self._report(
+            ("chunk", seq),
+            "segment %s: chunk %d (%d rows) is damaged and skipped: %s",
+            self.id, seq, rows, problem or "unreadable pages",
+        )  # fmt: skip
+        self._chunk_damage = self._chunk_damage + Damage(chunk_rows=rows, chunks=1)
+        self._make_eager()
+        entries = salvage_entries(self._open(), offset, length, seq)
+        if entries:
+            self._define(entries, attributes=True)
+        self._next_seq += 1
+        self.rows_sealed = first_row + rows
+        self._end = offset + length
         return True
 
-    def _merge_rollup(self, summaries: list[ChunkSummary]) -> None:
-        per_code: dict[int, list[Summary]] = {}
-        for cs in summaries:
-            for i, code in enumerate(cs.codes.tolist()):
-                per_code.setdefault(code, []).append(cs.summaries[i])
-                r = self.rollup
-                r.errors[code] = r.errors.get(code, 0) + int(cs.errors[i])
-                f, la = int(cs.first_start[i]), int(cs.last_start[i])
-                r.first_start[code] = min(r.first_start.get(code, f), f)
-                r.last_start[code] = max(r.last_start.get(code, la), la)
-        for code, items in per_code.items():
-            old = self.rollup.summaries.get(code)
-            self.rollup.summaries[code] = Summary.merge_all(items if old is None else [old, *items])
+    def _read_meta_now(self) -> None:
+        if not self.closed:
+            self._meta_sig = None
+            self._read_meta()
 
-    def _read_chunk(
-        self, fd: int, offset: int, size: int, seq: int, first_row: int
-    ) -> tuple[ChunkInfo, ChunkSummary] | None:
-        """Walk the pages of the chunk at ``offset``; None when it is not complete and valid."""
-        pages: dict[str, tuple[int, int]] = {}
-        pos = offset
-        entries: dict[str, list[tuple[int, str]]] | None = None
-        while pos + HEADER_SIZE <= size:
-            raw_head = os.pread(fd, HEADER_SIZE, pos)
-            header = parse_header(raw_head)
-            if header is None or header.chunk != seq or pos + header.size > size:
-                return None
-            if header.column in (DICT_PAGE, SUMMARY_PAGE):
-                payload = os.pread(fd, header.length, pos + HEADER_SIZE)
-                if not check_page(header, raw_head, payload):
-                    log.warning("dropping torn chunk %d of segment %s", seq, self.id)
-                    return None
-                if header.column == DICT_PAGE:
-                    entries = decode_entries(payload)
-                    pages["dictionary"] = (pos, header.size)
-                else:
-                    if entries is None or len(pages) != len(COLUMNS) + 1:
-                        return None
-                    try:
-                        cs = decode_summary(payload)
-                    except Exception:  # a damaged page that still passed its checksum
-                        log.warning("unreadable summary in chunk %d of %s", seq, self.id)
-                        return None
-                    self._define(entries)
-                    info = ChunkInfo(
-                        seq, offset, pos + header.size - offset, header.rows, first_row,
-                        header.min, header.max, pages, cs.codes, cs.max_duration,
-                    )  # fmt: skip
-                    return info, cs
-            else:
-                name = _COLUMN_NAMES.get(header.column)
-                if name is None:
-                    return None
-                pages[name] = (pos, header.size)
-            pos += header.size
-        return None
+    def _report(self, key: tuple[str, int], msg: str, *args: object) -> None:
+        if key not in self._reported:
+            self._reported.add(key)
+            log.warning(msg, *args)
 
-    def _refresh_tail(self, chunks_changed: bool) -> bool:
-        try:
-            st = os.stat(self.wal_path)
-            sig = (st.st_size, st.st_mtime_ns, st.st_ino)
-        except FileNotFoundError:
-            sig = None
-        if sig == self._wal_sig and not chunks_changed:
-            return False
-        self._wal_sig = sig
+    def _found(self, chunk: FoundChunk | None) -> tuple[ChunkInfo, ChunkSummary] | None:
+        """A chunk the walk found, its texts defined and its dependent rows checked."""
+        if chunk is None:
+            return None
+        self._define(chunk.entries, attributes=self._attrs_eager)
+        cs, head = chunk.summary, chunk.summary_header
+        info = ChunkInfo(
+            self._next_seq, self._end, chunk.length, head.rows, self.rows_sealed, head.min,
+            head.max, chunk.pages, _frozen(cs.codes), _frozen(cs.max_duration),
+        )  # fmt: skip
+        return self._check_dependents(info, cs)
+
+    def _define(self, entries: dict[str, list[tuple[int, str]]], *, attributes: bool) -> None:
+        for kind, items in entries.items():
+            if kind == "attributes" and not attributes:
+                continue  # loaded on first use: see attribute_dictionary()
+            d = self.dicts.get(kind)
+            if d is None:
+                continue
+            for code, text in items:
+                d.define(code, text)
+
+    def _make_eager(self) -> None:
+        """From now on keep attribute entries defined as chunks are found (damaged segments)."""
+        if not self._attrs_eager:
+            self._load_attributes(len(self._dict_pages))
+            self._attrs_eager = True
+
+    def _check_dependents(
+        self, info: ChunkInfo, cs: ChunkSummary
+    ) -> tuple[ChunkInfo, ChunkSummary]:
+        """Drop the rows of a chunk that use entries only a damaged chunk defined."""
+        if self._chunk_damage.chunks == 0:
+            return info, cs
+        # Texts are defined by the chunk that first used them, so only a damaged chunk before
+        # this one can have defined a code it uses: decode its text columns and check them.
+        keep = np.ones(info.rows, dtype=bool)
+        for kind in TEXT_COLUMNS:
+            keep &= self.dicts[kind].defined(self.decode_stored(info, kind))
+        if not bool(keep.all()):
+            rows = np.flatnonzero(keep)
+            span_ids = self.decode_stored(info, "span_id")
+            full = {
+                c: span_ids if c == "span_id" else self.decode_stored(info, c, span_ids)
+                for c in COLUMNS
+            }
+            kept = {c: a.take(rows) for c, a in full.items()}
+            dropped = info.rows - int(rows.size)
+            self._chunk_damage = self._chunk_damage + Damage(dependent_rows=dropped)
+            self._report(
+                ("dependents", info.seq),
+                "segment %s: %d rows of chunk %d use texts defined only in a damaged chunk; "
+                "dropped", self.id, dropped, info.seq,
+            )  # fmt: skip
+            cs = summarize(kept)
+            start = kept["start"]
+            lo, hi = (int(start.min()), int(start.max())) if rows.size else (0, -1)
+            info = ChunkInfo(
+                info.seq, info.offset, info.length, info.rows, info.first_row, lo, hi,
+                info.pages, _frozen(cs.codes), _frozen(cs.max_duration), _frozen(rows), cs,
+            )  # fmt: skip
+        return info, cs
+
+    def _build_tail(self) -> None:
+        """The log rows not in a chunk, minus those that use entries no readable record defines."""
         pieces: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
-        for record in wal.read_records(self.wal_path) if sig else ():
-            self._define(record.entries)
+        attr_entries: list[tuple[int, str]] = []
+        expected = self.rows_sealed  # the row number the next log row should carry
+        gaps = 0
+        for record in self._log.records:
+            self._define(record.entries, attributes=False)
+            attr_entries.extend(record.entries.get("attributes", ()))
+            end = record.first_row + len(record)
+            if record.first_row > expected:
+                gaps += record.first_row - expected  # rows of damaged records before this one
             skip = self.rows_sealed - record.first_row
+            expected = max(expected, end)
             if skip >= len(record):
                 continue
             for c, arr in record.columns.items():
                 pieces[c].append(arr[max(skip, 0) :])
-        old_rows = len(self.tail["start"])
-        self.tail = {
-            c: np.concatenate(p) if p else np.zeros(0, COLUMNS[c]) for c, p in pieces.items()
-        }
-        self._tail_summary = None
-        return chunks_changed or len(self.tail["start"]) != old_rows or sig is not None
+        self._tail_attr_entries = tuple(attr_entries)
+        tail = {c: np.concatenate(p) if p else np.zeros(0, COLUMNS[c]) for c, p in pieces.items()}
+        lost_rows = gaps + self._log.trailing_rows
+        damage = Damage(log_rows=lost_rows, records=self._log.damaged)
+        if self._log.damaged or self._chunk_damage.chunks:
+            if self._log.damaged:
+                self._report(
+                    ("log", self._wal_sig[2] if self._wal_sig else 0),
+                    "segment %s: %d damaged tail-log record(s) skipped (%d rows)",
+                    self.id, self._log.damaged, lost_rows,
+                )  # fmt: skip
+            self._make_eager()
+            attributes = self.dicts["attributes"]
+            for code, text in attr_entries:
+                attributes.define(code, text)
+            keep = np.ones(len(tail["start"]), dtype=bool)
+            for kind in TEXT_COLUMNS:
+                keep &= self.dicts[kind].defined(tail[kind])
+            if not bool(keep.all()):
+                rows = np.flatnonzero(keep)
+                damage = damage + Damage(dependent_rows=int(keep.size - rows.size))
+                tail = {c: a.take(rows) for c, a in tail.items()}
+        self._tail_damage = damage
+        self.tail = tail
 
-    def _define(self, entries: dict[str, list[tuple[int, str]]]) -> None:
-        for kind, items in entries.items():
-            if kind == "attributes" and not self._attributes_loaded:
-                continue  # loaded on first use: see dictionary()
-            d = self.dicts[kind]
+    # -- attribute texts ---------------------------------------------------------------------------
+    def _load_attributes(self, upto: int) -> None:
+        """Define the attribute entries of the first ``upto`` dictionary pages."""
+        attributes = self.dicts["attributes"]
+        fd = self._open()
+        for seq, offset, size in self._dict_pages[self._attr_chunks : upto]:
+            raw = os.pread(fd, size, offset)
+            try:
+                payload = verified_payload(raw, f"{self.data_path}@{offset}")[1]
+                items = decode_entries(payload).get("attributes", [])
+            except CorruptPageError as exc:
+                # It passed its checksum when found: the file changed since. Its attribute
+                # texts read as "" (its rows stay: their names and durations are intact).
+                self._report(("attributes", seq), "segment %s: %s", self.id, str(exc))
+                items = []
             for code, text in items:
-                d.define(code, text)
+                attributes.define(code, text)
+        self._attr_chunks = max(self._attr_chunks, upto)
+
+    def attribute_dictionary(
+        self, dict_pages: int, tail_entries: Iterable[tuple[int, str]]
+    ) -> Dictionary:
+        """Attribute texts defined by the first ``dict_pages`` dictionary pages and log entries."""
+        self._load_attributes(dict_pages)
+        d = self.dicts["attributes"].copy()
+        for code, text in tail_entries:
+            d.define(code, text)
+        return d
 
     def dictionary(self, kind: str) -> Dictionary:
-        """The segment's dictionary of ``kind`` ("name", "service" or "attributes").
+        """The segment's dictionary of ``kind`` as of the last refresh (see SegmentView)."""
+        return self.view().dictionary(kind)
 
-        Attribute sets can be as many as the rows (a URL, a user id), so they are read from the
-        dictionary pages only when a query first needs them, not kept by every reader.
-        """
-        if kind == "attributes" and not self._attributes_loaded:
-            self._attributes_loaded = True
-            fd = self._open()
-            for chunk in self.chunks:
-                offset, size = chunk.pages["dictionary"]
-                raw = os.pread(fd, size, offset)
-                entries = decode_entries(verified_payload(raw, f"{self.data_path}@{offset}")[1])
-                self._define({"attributes": entries.get("attributes", [])})
-            for record in wal.read_records(self.wal_path):
-                self._define({"attributes": record.entries.get("attributes", [])})
-        return self.dicts[kind]
+    # -- damage found by queries -------------------------------------------------------------------
+    def condemn(self, seq: int, reason: str) -> None:
+        """A query found chunk ``seq`` unreadable: drop it from the next refresh on."""
+        self._condemned.append((seq, reason))
+
+    def _drop_condemned(self) -> bool:
+        if not self._condemned:
+            return False
+        condemned = dict(self._condemned)
+        self._condemned.clear()
+        keep: list[ChunkInfo] = []
+        lost: list[ChunkInfo] = []
+        for c in self._chunks:
+            (lost if c.seq in condemned else keep).append(c)
+        if not lost:
+            return False
+        summaries = []
+        for c in list(keep):
+            try:
+                summaries.append(c.summary if c.summary is not None else self.load_summary(c))
+            except CorruptPageError as exc:
+                keep.remove(c)
+                lost.append(c)
+                condemned[c.seq] = str(exc)
+        for c in lost:
+            self._report(("chunk", c.seq), "segment %s: chunk %d (%d rows) is damaged and "
+                         "dropped: %s", self.id, c.seq, c.kept_rows, condemned[c.seq])  # fmt: skip
+            self._chunk_damage = self._chunk_damage + Damage(chunk_rows=c.kept_rows, chunks=1)
+        self._chunks = keep  # their dictionary pages stay in _dict_pages: other rows use them
+        self._rollup = Rollup().merged(summaries)
+        return True
 
     # -- reading -------------------------------------------------------------------------------
     def tail_summary(self) -> ChunkSummary:
-        if self._tail_summary is None:
-            self._tail_summary = summarize(self.tail)
-        return self._tail_summary
+        return self.view().tail_summary()
 
     def read_page(self, chunk: ChunkInfo, column: str) -> bytes | memoryview:
         offset, size = chunk.pages[column]
@@ -278,24 +457,41 @@ class SegmentReader:
         return payload
 
     def decode_page(self, chunk: ChunkInfo, column: str, span_ids: np.ndarray | None = None) -> Any:
-        return decode_column(column, self.read_page(chunk, column), span_ids)
+        """One column of the chunk's kept rows (see ``ChunkInfo.keep``)."""
+        if chunk.keep is None:
+            return self.decode_stored(chunk, column, span_ids)
+        # parent ids refer to rows of the whole page: decode with all of its span ids
+        return self.decode_stored(chunk, column).take(chunk.keep)
+
+    def decode_stored(
+        self, chunk: ChunkInfo, column: str, span_ids: np.ndarray | None = None
+    ) -> np.ndarray:
+        """One column of every row stored in the chunk (``span_ids``: the whole page's)."""
+        if column == "parent_span_id" and span_ids is None:
+            span_ids = self.decode_stored(chunk, "span_id")
+        return decode_column(column, self.read_page(chunk, column), span_ids, rows=chunk.rows)
 
     def load_summary(self, chunk: ChunkInfo) -> ChunkSummary:
-        offset = chunk.offset + chunk.length
-        # The summary page is the chunk's last page; find it from the last column page.
-        last_col = max(chunk.pages.values())
-        pos = last_col[0] + last_col[1]
+        """The chunk's summary: of its kept rows when some were dropped, else its summary page."""
+        if chunk.summary is not None:
+            return chunk.summary
+        # The summary page is the chunk's last page: it follows the dictionary page.
+        offset, size = chunk.pages["dictionary"]
+        pos = offset + size
         fd = self._open()
-        while pos < offset:
-            header = parse_header(os.pread(fd, HEADER_SIZE, pos))
-            assert header is not None
-            if header.column == SUMMARY_PAGE:
-                raw = os.pread(fd, header.size, pos)
-                return decode_summary(verified_payload(raw, f"{self.data_path}@{pos}")[1])
-            pos += header.size
-        raise AssertionError("chunk without summary page")
+        header = parse_header(os.pread(fd, HEADER_SIZE, pos))
+        if header is None or header.column != SUMMARY_PAGE:
+            raise CorruptPageError(f"no summary page at {self.data_path}@{pos}")
+        raw = os.pread(fd, header.size, pos)
+        return decode_summary(verified_payload(raw, f"{self.data_path}@{pos}")[1])
 
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    a.setflags(write=False)
+    return a

@@ -1,9 +1,19 @@
 """The read side of a database: every segment, kept current, and the queries over them.
 
-A query first refreshes the segment readers (a few ``stat`` calls when nothing changed), then works
-from roll-ups, zone maps and per-chunk summaries, decoding column pages only where a time range
-cuts a chunk or raw rows are asked for. Decoded pages and chunk summaries are cached in one
-byte-bounded bufferpool. Segments a compaction has replaced, or is still writing, are left out.
+A query first takes a :class:`~kronicler.db.snapshot.Snapshot`: one refresh of the segment readers
+(a few ``stat`` calls when nothing changed) fixes, per segment, the chunk list, the tail rows and the
+dictionaries; every read of the query then goes through that snapshot, so a chunk sealed while the
+query runs is neither counted twice nor missed, and text codes always resolve. The query works from
+roll-ups, zone maps and per-chunk summaries, decoding column pages only where a time range cuts a
+chunk or raw rows are asked for. Decoded pages and chunk summaries are cached in one byte-bounded
+bufferpool. Segments a compaction has replaced, or is still writing, are left out.
+
+Name codes are local to a segment: every lookup (codes of the wanted functions, texts of a result)
+uses the dictionary of the segment the rows come from, never another segment's.
+
+A page that passed its checksum when its chunk was found but fails to decode when a query reads it
+is reported to its reader (``condemn``) and the query runs again on a fresh snapshot without that
+chunk, so the damage costs the chunk, not the answer.
 """
 
 from __future__ import annotations
@@ -11,23 +21,48 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from kronicler.db import compaction
 from kronicler.db.bufferpool import BufferPool
 from kronicler.db.chunk import ChunkSummary, summarize
-from kronicler.db.reader import ChunkInfo, SegmentReader
+from kronicler.db.reader import SegmentReader
 from kronicler.db.scan import FunctionSummary, Scan, TimeRange, merge_scans
 from kronicler.db.schema import COLUMNS, parse_attributes
+from kronicler.db.snapshot import ChunkInfo, Damage, SegmentView, Snapshot
 from kronicler.db.stats import Call
 from kronicler.db.summary import Summary
+from kronicler.errors import CorruptPageError
 
 log = logging.getLogger("kronicler.db.database")
+
+T = TypeVar("T")
+_RETRIES = 3  # fresh snapshots a query may take after finding damaged pages
+
+
+@dataclass(frozen=True, slots=True)
+class _PageKey:
+    """A page in the bufferpool; carries its reader and chunk so a snapshot can load it later."""
+
+    segment: str
+    seq: int
+    column: str
+    reader: SegmentReader = field(compare=False, hash=False, repr=False)
+    chunk: ChunkInfo = field(compare=False, hash=False, repr=False)
+
+
+class _Damaged(Exception):
+    """A chunk's page failed to decode during a query (raised to the retry loop)."""
+
+    def __init__(self, reader: SegmentReader, seq: int, cause: CorruptPageError) -> None:
+        super().__init__(str(cause))
+        self.reader, self.seq, self.cause = reader, seq, cause
 
 
 class SegmentSet:
@@ -35,7 +70,8 @@ class SegmentSet:
 
     def __init__(self, directory: Path, bufferpool_bytes: int) -> None:
         self._segdir = directory
-        # lock protects readers (and their refreshes); the pool has its own lock.
+        # lock protects readers (and their refreshes) and is held for a whole query, so no
+        # reader is closed under one; the pool has its own lock.
         self.lock = threading.RLock()
         self.readers: dict[str, SegmentReader] = {}
         self.pool = BufferPool(bufferpool_bytes, load=self._load_page)
@@ -71,56 +107,94 @@ class SegmentSet:
                 log.debug("segment %s unreadable: %s", reader.id, exc)
         return compaction.visible(self.readers[i] for i in sorted(self.readers))
 
-    def _load_page(self, key: tuple[str, int, str]) -> Any:
-        seg_id, seq, column = key
-        reader = self.readers[seg_id]
-        chunk = reader.chunks[seq]
-        if column == "summary":
+    def snapshot(self) -> Snapshot:
+        """Refresh once and return every visible segment's state as of now (immutable)."""
+        with self.lock:
+            return Snapshot(tuple(r.view() for r in self.refresh()))
+
+    def damage(self) -> Damage:
+        """Rows the visible segments have lost to damaged bytes (counted, logged once each)."""
+        return self.snapshot().damage
+
+    def _run(self, snapshot: Snapshot | None, query: Callable[[Snapshot], T]) -> T:
+        """Run ``query`` on ``snapshot`` (or a fresh one), again without any chunk it finds damaged."""
+        with self.lock:
+            for attempt in range(_RETRIES + 1):
+                snap = self.snapshot() if snapshot is None else snapshot
+                try:
+                    return query(snap)
+                except _Damaged as exc:
+                    exc.reader.condemn(exc.seq, str(exc.cause))
+                    if snapshot is not None or attempt == _RETRIES:
+                        raise exc.cause from None
+            raise AssertionError("unreachable")
+
+    def _load_page(self, key: _PageKey) -> Any:
+        reader, chunk = key.reader, key.chunk
+        if key.column == "summary":
             return _Cached(reader.load_summary(chunk))
         span_ids = None
-        if column == "parent_span_id":
-            with self.pool.read_page((seg_id, seq, "span_id")) as guard:
+        if key.column == "parent_span_id":
+            with self.pool.read_page(_key(reader, chunk, "span_id")) as guard:
                 span_ids = guard.data
-        return reader.decode_page(chunk, column, span_ids)
+        return reader.decode_stored(chunk, key.column, span_ids)
 
-    def chunk_summary(self, reader: SegmentReader, chunk: ChunkInfo) -> ChunkSummary:
-        with self.pool.read_page((reader.id, chunk.seq, "summary")) as guard:
-            cached: _Cached = guard.data
-            return cached.value
+    def chunk_summary(self, seg: SegmentView, chunk: ChunkInfo) -> ChunkSummary:
+        if chunk.summary is not None:
+            return chunk.summary
+        try:
+            with self.pool.read_page(_key(seg.reader, chunk, "summary")) as guard:
+                cached: _Cached = guard.data
+                return cached.value
+        except CorruptPageError as exc:
+            raise _Damaged(seg.reader, chunk.seq, exc) from None
 
     def chunk_columns(
-        self, reader: SegmentReader, chunk: ChunkInfo, columns: Iterable[str]
+        self, seg: SegmentView, chunk: ChunkInfo, columns: Iterable[str]
     ) -> dict[str, np.ndarray]:
+        """Columns of the chunk's kept rows (rows depending on damaged entries left out)."""
         out = {}
-        for column in columns:
-            with self.pool.read_page((reader.id, chunk.seq, column)) as guard:
-                out[column] = guard.data
+        try:
+            for column in columns:
+                with self.pool.read_page(_key(seg.reader, chunk, column)) as guard:
+                    out[column] = guard.data
+        except CorruptPageError as exc:
+            raise _Damaged(seg.reader, chunk.seq, exc) from None
+        if chunk.keep is not None:
+            return {c: a.take(chunk.keep) for c, a in out.items()}
         return out
 
-    def functions(self) -> list[str]:
+    def functions(self, *, snapshot: Snapshot | None = None) -> list[str]:
         """Names of every function with at least one stored call, sorted."""
-        with self.lock:
+
+        def run(snap: Snapshot) -> list[str]:
             names: set[str] = set()
-            for seg in self.refresh():
-                values = seg.dicts["name"].values
+            for seg in snap.segments:
+                values = seg.names
                 names.update(values[c] for c in seg.rollup.summaries)
                 names.update(values[c] for c in np.unique(seg.tail["name"]).tolist())
             return sorted(names)
 
-    def services(self) -> list[str]:
-        with self.lock:
+        return self._run(snapshot, run)
+
+    def services(self, *, snapshot: Snapshot | None = None) -> list[str]:
+        def run(snap: Snapshot) -> list[str]:
             out: set[str] = set()
-            for seg in self.refresh():
-                out.update(v for v in seg.dicts["service"].values)
+            for seg in snap.segments:
+                out.update(v for v, ok in zip(seg.services, seg.service_defined, strict=True) if ok)
             return sorted(out)
 
-    def time_range(self) -> tuple[int, int] | None:
+        return self._run(snapshot, run)
+
+    def time_range(self, *, snapshot: Snapshot | None = None) -> tuple[int, int] | None:
         """(earliest, latest) start time over every stored call, or None when empty."""
-        with self.lock:
+
+        def run(snap: Snapshot) -> tuple[int, int] | None:
             lo, hi = None, None
-            for seg in self.refresh():
-                starts = [c.start_min for c in seg.chunks]
-                ends = [c.start_max for c in seg.chunks]
+            for seg in snap.segments:
+                live = [c for c in seg.chunks if c.kept_rows]
+                starts = [c.start_min for c in live]
+                ends = [c.start_max for c in live]
                 if len(seg.tail["start"]):
                     starts.append(int(seg.tail["start"].min()))
                     ends.append(int(seg.tail["start"].max()))
@@ -129,20 +203,28 @@ class SegmentSet:
                     hi = max(ends) if hi is None else max(hi, *ends)
             return None if lo is None or hi is None else (lo, hi)
 
+        return self._run(snapshot, run)
+
     def summaries(
         self,
         names: Sequence[str] | None = None,
         *,
         since: int | None = None,
         until: int | None = None,
+        snapshot: Snapshot | None = None,
     ) -> dict[str, FunctionSummary]:
         """Merged summary per function over ``since <= start < until`` (exact at the edges)."""
         window = TimeRange.of(since, until)
         wanted = None if names is None else set(_check_names(names))
+        return self._run(snapshot, partial(self._summaries, window=window, wanted=wanted))
+
+    def _summaries(
+        self, snap: Snapshot, *, window: TimeRange, wanted: set[str] | None
+    ) -> dict[str, FunctionSummary]:
         parts: dict[str, list[tuple[Summary, int, int, int]]] = {}
 
-        def take(seg: SegmentReader, cs: ChunkSummary) -> None:
-            values = seg.dicts["name"].values
+        def take(seg: SegmentView, cs: ChunkSummary) -> None:
+            values = seg.names
             for i, code in enumerate(cs.codes.tolist()):
                 name = values[code]
                 if wanted is None or name in wanted:
@@ -151,36 +233,35 @@ class SegmentSet:
                         int(cs.first_start[i]), int(cs.last_start[i]),
                     ))  # fmt: skip
 
-        with self.lock:
-            for seg in self.refresh():
-                codes = _wanted_codes(seg, wanted)
-                if codes is not None and codes.size == 0:
-                    continue
-                if window.everything:
-                    r = seg.rollup
-                    for code, summary in r.summaries.items():
-                        name = seg.dicts["name"].values[code]
-                        if wanted is None or name in wanted:
-                            parts.setdefault(name, []).append((
-                                summary, r.errors[code], r.first_start[code], r.last_start[code],
-                            ))  # fmt: skip
-                else:
-                    for chunk in seg.chunks:
-                        cover = window.covers(chunk.start_min, chunk.start_max)
-                        if cover == 0 or not _has_codes(chunk, codes):
-                            continue
-                        if cover == 2:
-                            take(seg, self.chunk_summary(seg, chunk))
-                        else:
-                            cols = self.chunk_columns(seg, chunk, ("name", "start", "duration",
-                                                                    "status"))  # fmt: skip
-                            take(seg, summarize(_select(cols, window.mask(cols["start"]))))
-                tail = seg.tail
-                if len(tail["start"]):
-                    if window.everything:
-                        take(seg, seg.tail_summary())
+        for seg in snap.segments:
+            codes = _wanted_codes(seg, wanted)
+            if codes is not None and codes.size == 0:
+                continue
+            if window.everything:
+                r = seg.rollup
+                for code, summary in r.summaries.items():
+                    name = seg.names[code]
+                    if wanted is None or name in wanted:
+                        parts.setdefault(name, []).append((
+                            summary, r.errors[code], r.first_start[code], r.last_start[code],
+                        ))  # fmt: skip
+            else:
+                for chunk in seg.chunks:
+                    cover = window.covers(chunk.start_min, chunk.start_max)
+                    if cover == 0 or not _has_codes(chunk, codes):
+                        continue
+                    if cover == 2:
+                        take(seg, self.chunk_summary(seg, chunk))
                     else:
-                        take(seg, summarize(_select(tail, window.mask(tail["start"]))))
+                        cols = self.chunk_columns(seg, chunk, ("name", "start", "duration",
+                                                                "status"))  # fmt: skip
+                        take(seg, summarize(_select(cols, window.mask(cols["start"]))))
+            tail = seg.tail
+            if len(tail["start"]):
+                if window.everything:
+                    take(seg, seg.tail_summary())
+                else:
+                    take(seg, summarize(_select(dict(tail), window.mask(tail["start"]))))
         out = {}
         for name, items in parts.items():
             out[name] = FunctionSummary(
@@ -196,6 +277,7 @@ class SegmentSet:
         names: Sequence[str] | None = None,
         since: int | None = None,
         until: int | None = None,
+        snapshot: Snapshot | None = None,
     ) -> Scan:
         """Decoded rows (``since <= start < until``, name in ``names``) of the given columns."""
         if isinstance(columns, str):
@@ -205,24 +287,29 @@ class SegmentSet:
             raise ValueError(f"unknown column(s) {bad}; columns are {list(COLUMNS)}")
         window = TimeRange.of(since, until)
         wanted = None if names is None else set(_check_names(names))
+        run = partial(self._scan, columns=list(columns), window=window, wanted=wanted)
+        return self._run(snapshot, run)
+
+    def _scan(
+        self, snap: Snapshot, *, columns: list[str], window: TimeRange, wanted: set[str] | None
+    ) -> Scan:
         need = list(dict.fromkeys([*columns, "name", "start"]))
-        pieces = []
-        with self.lock:
-            for seg in self.refresh():
-                codes = _wanted_codes(seg, wanted)
-                if codes is not None and codes.size == 0:
+        pieces: list[tuple[SegmentView, dict[str, np.ndarray]]] = []
+        for seg in snap.segments:
+            codes = _wanted_codes(seg, wanted)
+            if codes is not None and codes.size == 0:
+                continue
+            for chunk in seg.chunks:
+                cover = window.covers(chunk.start_min, chunk.start_max)
+                if cover == 0 or not _has_codes(chunk, codes):
                     continue
-                for chunk in seg.chunks:
-                    cover = window.covers(chunk.start_min, chunk.start_max)
-                    if cover == 0 or not _has_codes(chunk, codes):
-                        continue
-                    only = None if codes is None else codes[np.isin(codes, chunk.codes)]
-                    cols = self.chunk_columns(seg, chunk, need)
-                    whole = cover == 2 and (only is None or chunk.codes.size == only.size)
-                    pieces.append((seg, cols if whole else _filter(cols, window, only)))
-                if len(seg.tail["start"]):
-                    pieces.append((seg, _filter(seg.tail, window, codes)))
-            return merge_scans(pieces, list(columns))
+                only = None if codes is None else codes[np.isin(codes, chunk.codes)]
+                cols = self.chunk_columns(seg, chunk, need)
+                whole = cover == 2 and (only is None or chunk.codes.size == only.size)
+                pieces.append((seg, cols if whole else _filter(cols, window, only)))
+            if len(seg.tail["start"]):
+                pieces.append((seg, _filter(dict(seg.tail), window, codes)))
+        return merge_scans(pieces, columns)
 
     def slowest(
         self,
@@ -231,46 +318,53 @@ class SegmentSet:
         k: int = 10,
         since: int | None = None,
         until: int | None = None,
+        snapshot: Snapshot | None = None,
     ) -> list[Call]:
         """The ``k`` slowest calls (of ``name``, or of any function), slowest first."""
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         window = TimeRange.of(since, until)
         wanted = None if name is None else set(_check_names([name]))
-        with self.lock:
-            best: list[tuple[int, SegmentReader, ChunkInfo | None, int]] = []
-            candidates = []
-            for seg in self.refresh():
-                codes = _wanted_codes(seg, wanted)
-                if codes is not None and codes.size == 0:
+        return self._run(snapshot, partial(self._slowest, k=k, window=window, wanted=wanted))
+
+    def _slowest(
+        self, snap: Snapshot, *, k: int, window: TimeRange, wanted: set[str] | None
+    ) -> list[Call]:
+        best: list[_Row] = []
+        # (largest duration bound, segment, chunk, the segment's wanted codes): codes are local
+        # to their segment and must travel with its chunks.
+        candidates: list[tuple[int, SegmentView, ChunkInfo, np.ndarray | None]] = []
+        for seg in snap.segments:
+            codes = _wanted_codes(seg, wanted)
+            if codes is not None and codes.size == 0:
+                continue
+            if len(seg.tail["start"]):
+                self._top_rows(seg, None, dict(seg.tail), window, codes, k, best)
+            for chunk in seg.chunks:
+                if window.covers(chunk.start_min, chunk.start_max) == 0:
                     continue
-                if len(seg.tail["start"]):
-                    self._top_rows(seg, None, seg.tail, window, codes, k, best)
-                for chunk in seg.chunks:
-                    if window.covers(chunk.start_min, chunk.start_max) == 0:
-                        continue
-                    present = chunk.max_duration
-                    if codes is not None:
-                        present = present[np.isin(chunk.codes, codes)]
-                    if present.size:
-                        candidates.append((int(present.max()), seg, chunk))
-            candidates.sort(key=lambda c: -c[0])
-            for bound, seg, chunk in candidates:
-                if len(best) >= k and bound <= best[-1][0]:
-                    break  # no row of this or any later chunk can enter the top k
-                cols = self.chunk_columns(seg, chunk, ("name", "start", "duration"))
-                self._top_rows(seg, chunk, cols, window, codes, k, best)
-            return [self._call(seg, chunk, row) for _, seg, chunk, row in best]
+                present = chunk.max_duration
+                if codes is not None:
+                    present = present[np.isin(chunk.codes, codes)]
+                if present.size:
+                    candidates.append((int(present.max()), seg, chunk, codes))
+        candidates.sort(key=lambda c: -c[0])
+        for bound, seg, chunk, codes in candidates:
+            if len(best) >= k and bound <= best[-1][0]:
+                break  # no row of this or any later chunk can enter the top k
+            cols = self.chunk_columns(seg, chunk, ("name", "start", "duration"))
+            self._top_rows(seg, chunk, cols, window, codes, k, best)
+        return [self._call(seg, chunk, row) for _, seg, chunk, row in best]
 
     def _top_rows(
         self,
-        seg: SegmentReader,
+        seg: SegmentView,
         chunk: ChunkInfo | None,
         cols: dict[str, np.ndarray],
         window: TimeRange,
         codes: np.ndarray | None,
         k: int,
-        best: list[tuple[int, SegmentReader, ChunkInfo | None, int]],
+        best: list[_Row],
     ) -> None:
         mask = window.mask(cols["start"])
         if codes is not None:
@@ -286,17 +380,20 @@ class SegmentSet:
         best.sort(key=lambda item: -item[0])
         del best[k:]
 
-    def _call(self, seg: SegmentReader, chunk: ChunkInfo | None, row: int) -> Call:
-        cols = seg.tail if chunk is None else self.chunk_columns(seg, chunk, COLUMNS)
+    def _call(self, seg: SegmentView, chunk: ChunkInfo | None, row: int) -> Call:
+        cols = dict(seg.tail) if chunk is None else self.chunk_columns(seg, chunk, COLUMNS)
         v = {c: cols[c][row] for c in COLUMNS}
         return Call(
-            name=seg.dicts["name"].values[int(v["name"])],
-            service=seg.dicts["service"].values[int(v["service"])],
+            name=seg.names[int(v["name"])],
+            service=seg.services[int(v["service"])],
             start=int(v["start"]), duration=int(v["duration"]), status=int(v["status"]),
             kind=int(v["kind"]), trace_id=(int(v["trace_hi"]) << 64) | int(v["trace_lo"]),
             span_id=int(v["span_id"]), parent_span_id=int(v["parent_span_id"]),
             attributes=parse_attributes(seg.dictionary("attributes").values[int(v["attributes"])]),
         )  # fmt: skip
+
+
+_Row = tuple[int, SegmentView, ChunkInfo | None, int]  # (duration, segment, chunk, row in chunk)
 
 
 class _Cached:
@@ -309,8 +406,12 @@ class _Cached:
         self.nbytes = 64 + sum(s.keys.nbytes + s.counts.nbytes + 96 for s in value.summaries)
 
 
-def _in_segment(segment: str, key: tuple[str, int, str]) -> bool:
-    return key[0] == segment
+def _key(reader: SegmentReader, chunk: ChunkInfo, column: str) -> _PageKey:
+    return _PageKey(reader.id, chunk.seq, column, reader, chunk)
+
+
+def _in_segment(segment: str, key: _PageKey) -> bool:
+    return key.segment == segment
 
 
 def _check_names(names: Iterable[str]) -> list[str]:
@@ -323,10 +424,11 @@ def _check_names(names: Iterable[str]) -> list[str]:
     return out
 
 
-def _wanted_codes(seg: SegmentReader, wanted: set[str] | None) -> np.ndarray | None:
+def _wanted_codes(seg: SegmentView, wanted: set[str] | None) -> np.ndarray | None:
+    """The segment's own codes of the wanted names (None: every name)."""
     if wanted is None:
         return None
-    codes = seg.dicts["name"].codes
+    codes = seg.name_codes
     return np.array(sorted(codes[n] for n in wanted if n in codes), dtype=np.uint32)
 
 

@@ -17,7 +17,7 @@ from kronicler.db.stats import Stats
 from kronicler.db.summary import Summary
 
 if TYPE_CHECKING:
-    from kronicler.db.reader import SegmentReader
+    from kronicler.db.snapshot import SegmentView
 
 _TEXT = {"name": "name", "service": "service", "attributes": "attributes"}
 
@@ -134,9 +134,13 @@ def sorted_within_groups(codes: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def merge_scans(
-    pieces: list[tuple[SegmentReader, dict[str, np.ndarray]]], columns: list[str]
+    pieces: list[tuple[SegmentView, dict[str, np.ndarray]]], columns: list[str]
 ) -> Scan:
-    """One Scan from per-segment row sets, with text codes mapped to a shared numbering."""
+    """One Scan from per-segment row sets, with text codes mapped to a shared numbering.
+
+    Each piece's codes are looked up in the dictionaries of its own segment view, which cover
+    every code the view's rows use.
+    """
     globals_: dict[str, tuple[list[str], dict[str, int]]] = {k: ([], {}) for k in _TEXT}
     mapped: dict[str, list[np.ndarray]] = {c: [] for c in columns}
     lookups: dict[tuple[str, str], np.ndarray] = {}

@@ -157,8 +157,18 @@ def encode_summaries(entries: Sequence[tuple[int, Summary]]) -> bytes:
 
 
 def decode_summaries(data: bytes | bytearray | memoryview) -> list[tuple[int, Summary]]:
-    """Inverse of :func:`encode_summaries`: the same pairs, in the same order, bit for bit."""
-    view = memoryview(data)
+    """Inverse of :func:`encode_summaries`: the same pairs, in the same order, bit for bit.
+
+    Bytes that are not such a block raise CorruptPageError (SchemaVersionError for a block of an
+    unknown version).
+    """
+    try:
+        return _decode_summaries(memoryview(data))
+    except (ValueError, IndexError, TypeError, OverflowError, MemoryError, struct.error) as exc:
+        raise CorruptPageError(f"summary block does not decode: {exc}") from None
+
+
+def _decode_summaries(view: memoryview) -> list[tuple[int, Summary]]:
     if len(view) < HEADER.size:
         raise CorruptPageError(f"summary block of {len(view)} bytes is shorter than its header")
     magic, version, codec, n, *rest = HEADER.unpack_from(view, 0)

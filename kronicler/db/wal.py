@@ -87,25 +87,82 @@ def _decode_payload(first_row: int, rows: int, payload: bytes) -> WalRecord:
 
 
 def read_records(path: Path) -> Iterator[WalRecord]:
-    """Every valid record of the log, stopping at the first torn or damaged one."""
+    """Every valid record of the log (damaged ones skipped: see :func:`read_log`)."""
+    yield from read_log(path).records
+
+
+@dataclass(frozen=True, slots=True)
+class WalLog:
+    """What a read of the log found.
+
+    Fields:
+        records: the valid records, in file order. Rows missing between them (and before the
+            first) belonged to damaged records: the reader, which knows where the log starts,
+            counts them from the row numbers.
+        trailing_rows: rows of a damaged last record (from its header), with no valid record
+            after it. A record cut short by a crash at the end of the log was never durable and
+            is neither counted nor reported as damage.
+        damaged: how many damaged stretches were skipped.
+    """
+
+    records: tuple[WalRecord, ...]
+    trailing_rows: int
+    damaged: int
+
+
+def _record_at(data: bytes, pos: int) -> tuple[WalRecord | None, bool, int, int]:
+    """(record or None, magic ok, end offset, header row count) of the record at ``pos``."""
+    magic, first_row, rows, length, crc = RECORD.unpack_from(data, pos)
+    end = pos + RECORD.size + length
+    if magic != MAGIC or end > len(data):
+        return None, magic == MAGIC, end, rows
+    payload = data[pos + RECORD.size : end]
+    if zlib.crc32(payload, zlib.crc32(data[pos : pos + _CRC_AT])) != crc:
+        return None, True, end, rows
+    try:
+        return _decode_payload(first_row, rows, payload), True, end, rows
+    except (zstandard.ZstdError, ValueError, KeyError, TypeError, AttributeError):
+        return None, True, end, rows
+
+
+def read_log(path: Path) -> WalLog:
+    """Every valid record of the log, stepping over damaged ones.
+
+    After a record that fails its check, the next record is found by searching for the next
+    record magic that starts a record passing its checksum (a chance match in a payload fails it).
+    """
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return
+        return WalLog((), 0, 0)
+    records: list[WalRecord] = []
+    damaged = 0
+    bad: tuple[bool, int, int] | None = None  # (magic ok, end, rows) of the damage being skipped
     pos = 0
     while pos + RECORD.size <= len(data):
-        magic, first_row, rows, length, crc = RECORD.unpack_from(data, pos)
-        end = pos + RECORD.size + length
-        if magic != MAGIC or end > len(data):
-            return
-        payload = data[pos + RECORD.size : end]
-        if zlib.crc32(payload, zlib.crc32(data[pos : pos + _CRC_AT])) != crc:
-            return
-        try:
-            yield _decode_payload(first_row, rows, payload)
-        except (zstandard.ZstdError, ValueError):
-            return
-        pos = end
+        record, magic_ok, end, rows = _record_at(data, pos)
+        if record is not None:
+            damaged += bad is not None
+            bad = None
+            records.append(record)
+            pos = end
+            continue
+        if bad is None:
+            bad = (magic_ok, end, rows)
+        nxt = data.find(MAGIC, pos + 1)
+        if nxt < 0:
+            break
+        pos = nxt
+    trailing = 0
+    if bad is not None:
+        magic_ok, end, rows = bad
+        if end <= len(data):
+            damaged += 1
+            trailing = rows
+        elif not magic_ok:
+            damaged += 1  # garbage where a record should start: its rows cannot be known
+        # else: a record whose extent passes the end of the file: an append cut short
+    return WalLog(tuple(records), trailing, damaged)
 
 
 class WalWriter:

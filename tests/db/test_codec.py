@@ -98,7 +98,7 @@ def _columns(n: int, first: int) -> dict[str, np.ndarray]:
     return cols
 
 
-def test_log_reader_stops_at_a_torn_record(tmp_path):
+def test_log_reader_ignores_a_torn_record_and_steps_over_a_damaged_one(tmp_path):
     path = tmp_path / "seg.wal"
     writer = wal.WalWriter(path)
     writer.append(wal.encode_record(0, _columns(10, 0), {"name": [(0, "f")]}))
@@ -109,7 +109,17 @@ def test_log_reader_stops_at_a_torn_record(tmp_path):
     for cut in range(len(whole) - 1, len(whole) - 60, -9):
         path.write_bytes(whole[:cut])
         assert [len(r) for r in wal.read_records(path)] == [10]
+        assert wal.read_log(path).damaged == 0  # cut short by a crash: never durable, no damage
     damaged = bytearray(whole)
     damaged[30] ^= 1
     path.write_bytes(bytes(damaged))
-    assert list(wal.read_records(path)) == []
+    found = wal.read_log(path)
+    # The damaged first record is skipped; the next one is found and its row numbers say
+    # what is missing before it.
+    assert [r.first_row for r in found.records] == [10] and found.damaged == 1
+    damaged = bytearray(whole)
+    damaged[-3] ^= 1  # the last record
+    path.write_bytes(bytes(damaged))
+    found = wal.read_log(path)
+    assert [len(r) for r in found.records] == [10]
+    assert (found.damaged, found.trailing_rows) == (1, 5)

@@ -1,0 +1,235 @@
+"""Snapshots: what one query reads, fixed as of one refresh of every segment.
+
+Segments change under a reader: writers seal chunks, rewrite their tail logs and define new
+dictionary entries while a query runs. If a query looked at a segment's files more than once it
+could see a chunk list from one moment and a tail or a dictionary from another (rows counted twice
+or not at all, codes with no text). So a refresh produces, per segment, an immutable
+:class:`SegmentView` (chunk directory, roll-up, tail rows, dictionaries), and a :class:`Snapshot`
+is the tuple of views of the visible segments. Every read of one query goes through one snapshot.
+
+The trade-off: a view copies the small name and service dictionaries and the tail arrays' handles
+on every refresh that changed the segment; attribute texts (possibly one per row) are not copied
+but read from the segment's dictionary pages when a query first needs them, restricted to the
+view's chunks plus the tail-log entries the view captured, so the view stays self-consistent.
+Chunk pages never change once written, so a view can read them later without seeing newer data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from kronicler.db.chunk import ChunkSummary, summarize
+from kronicler.db.dictionary import Dictionary
+from kronicler.db.summary import Summary
+
+if TYPE_CHECKING:
+    from kronicler.db.reader import SegmentReader
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkInfo:
+    """Where a chunk lives and what it holds (its zone map).
+
+    Fields:
+        seq: chunk number in the segment.
+        offset, length: byte range of the chunk's pages in the segment file.
+        rows, first_row: rows stored in the chunk, and segment-wide number of its first row.
+        start_min, start_max: time range of the chunk's (kept) start times (ns).
+        pages: column name (and "dictionary") -> (offset, length) of its page, header included.
+        codes: name codes present; ``max_duration``: the largest duration per code.
+        keep: None, or the rows kept when some rows use dictionary entries that only a damaged
+            chunk or log record defined (those rows are dropped and counted).
+        summary: with ``keep``, the summary of the kept rows (the stored one covers all rows).
+    """
+
+    seq: int
+    offset: int
+    length: int
+    rows: int
+    first_row: int
+    start_min: int
+    start_max: int
+    pages: dict[str, tuple[int, int]] = field(default_factory=dict)
+    codes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint32))
+    max_duration: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    keep: np.ndarray | None = None
+    summary: ChunkSummary | None = None
+
+    @property
+    def kept_rows(self) -> int:
+        return self.rows if self.keep is None else int(self.keep.size)
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """Merged per-function statistics of every sealed chunk of a segment (local name codes).
+
+    Treated as immutable: a refresh that adds chunks builds a new Rollup.
+    """
+
+    summaries: Mapping[int, Summary] = field(default_factory=dict)
+    errors: Mapping[int, int] = field(default_factory=dict)
+    first_start: Mapping[int, int] = field(default_factory=dict)
+    last_start: Mapping[int, int] = field(default_factory=dict)
+
+    def merged(self, chunks: list[ChunkSummary]) -> Rollup:
+        """A new roll-up: this one plus the per-function summaries of more chunks."""
+        merged = dict(self.summaries)
+        errors, first, last = dict(self.errors), dict(self.first_start), dict(self.last_start)
+        per_code: dict[int, list[Summary]] = {}
+        for cs in chunks:
+            for i, code in enumerate(cs.codes.tolist()):
+                per_code.setdefault(code, []).append(cs.summaries[i])
+                errors[code] = errors.get(code, 0) + int(cs.errors[i])
+                f, la = int(cs.first_start[i]), int(cs.last_start[i])
+                first[code] = min(first.get(code, f), f)
+                last[code] = max(last.get(code, la), la)
+        for code, items in per_code.items():
+            old = merged.get(code)
+            merged[code] = Summary.merge_all(items if old is None else [old, *items])
+        return Rollup(merged, errors, first, last)
+
+
+@dataclass(frozen=True, slots=True)
+class Damage:
+    """Rows a segment (or a whole snapshot) lost to damaged bytes.
+
+    Fields:
+        chunk_rows: rows of chunks with a damaged page (found through the segment's ``.meta``).
+        log_rows: rows of damaged tail-log records.
+        dependent_rows: readable rows dropped because a text they use (function name, service,
+            attribute set) was defined only in a damaged chunk's or record's dictionary entries.
+        chunks, records: how many chunks and log records were damaged.
+    """
+
+    chunk_rows: int = 0
+    log_rows: int = 0
+    dependent_rows: int = 0
+    chunks: int = 0
+    records: int = 0
+
+    @property
+    def rows(self) -> int:
+        """Every row lost, whatever the cause."""
+        return self.chunk_rows + self.log_rows + self.dependent_rows
+
+    def __add__(self, other: Damage) -> Damage:
+        return Damage(
+            self.chunk_rows + other.chunk_rows, self.log_rows + other.log_rows,
+            self.dependent_rows + other.dependent_rows, self.chunks + other.chunks,
+            self.records + other.records,
+        )  # fmt: skip
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "rows": self.rows, "chunk_rows": self.chunk_rows, "log_rows": self.log_rows,
+            "dependent_rows": self.dependent_rows, "chunks": self.chunks, "records": self.records,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SegmentView:
+    """One segment as of one refresh. Immutable; read its pages through ``reader``.
+
+    Fields:
+        reader: the segment's reader (page reads and attribute texts come through it).
+        version: the reader's version this view was taken at.
+        chunks: the readable chunks, in order; tail: log rows not in any chunk (read-only arrays).
+        rollup: merged per-function statistics of ``chunks``.
+        names, services: code -> text ("" for a code no readable entry defines).
+        name_codes: text -> code of every defined name.
+        service_defined: per service code, whether a readable entry defines it.
+        dict_pages: how many of the segment's dictionary pages define this view's texts.
+        tail_attributes: attribute entries (code, text) defined by the tail log at this refresh.
+        closed, replaces, pid: from the segment's ``.meta`` (see compaction.py).
+        damage: what the segment has lost to damaged bytes, as of this refresh.
+    """
+
+    reader: SegmentReader
+    version: int
+    chunks: tuple[ChunkInfo, ...]
+    tail: Mapping[str, np.ndarray]
+    rollup: Rollup
+    names: tuple[str, ...]
+    name_codes: Mapping[str, int]
+    services: tuple[str, ...]
+    service_defined: tuple[bool, ...]
+    dict_pages: int
+    tail_attributes: tuple[tuple[int, str], ...]
+    closed: bool
+    replaces: tuple[str, ...]
+    pid: int | None
+    damage: Damage
+    _cache: dict[str, object] = field(default_factory=dict, repr=False)
+
+    @property
+    def id(self) -> str:
+        return self.reader.id
+
+    @property
+    def tail_rows(self) -> int:
+        return len(self.tail["start"])
+
+    @property
+    def rows(self) -> int:
+        """Rows this view holds (readable chunk rows plus tail rows)."""
+        return sum(c.kept_rows for c in self.chunks) + self.tail_rows
+
+    def tail_summary(self) -> ChunkSummary:
+        cached = self._cache.get("tail_summary")
+        if cached is None:
+            cached = self._cache["tail_summary"] = summarize(dict(self.tail))
+        assert isinstance(cached, ChunkSummary)
+        return cached
+
+    def dictionary(self, kind: str) -> Dictionary:
+        """Code -> text of ``kind`` ("name", "service" or "attributes") for this view's rows."""
+        cached = self._cache.get(kind)
+        if cached is None:
+            d = Dictionary()
+            if kind == "name":
+                d.values, d.codes = list(self.names), dict(self.name_codes)
+            elif kind == "service":
+                d.values = list(self.services)
+                d.codes = {t: c for c, t in enumerate(self.services) if self.service_defined[c]}
+            elif kind == "attributes":
+                d = self.reader.attribute_dictionary(self.dict_pages, self.tail_attributes)
+            else:
+                raise ValueError(f"unknown dictionary {kind!r}; dictionaries are name, service, "
+                                 "attributes")  # fmt: skip
+            cached = self._cache[kind] = d
+        assert isinstance(cached, Dictionary)
+        return cached
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The visible segments of a database as of one refresh: what one query reads.
+
+    What a snapshot holds never changes. Reading its pages or attribute texts goes through the
+    segments' readers, which are not thread-safe: do it holding the segment set's lock (as every
+    ``SegmentSet`` query does), and before the set forgets a deleted segment.
+
+    Fields:
+        segments: one view per visible segment (compactions in progress and replaced segments
+            left out), ordered by segment id.
+    """
+
+    segments: tuple[SegmentView, ...]
+
+    @property
+    def rows(self) -> int:
+        """Rows the snapshot holds."""
+        return sum(v.rows for v in self.segments)
+
+    @property
+    def damage(self) -> Damage:
+        """What the visible segments have lost to damaged bytes."""
+        total = Damage()
+        for v in self.segments:
+            total = total + v.damage
+        return total
