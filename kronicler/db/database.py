@@ -49,6 +49,7 @@ _MAX_TAIL_CHUNKS = 4  # unwritten rows held while writes fail, in chunks
 DEFAULT_SEGMENT_ROWS = 1 << 24  # ~16.8M rows, ~90-280 MB; then the writer starts a new segment
 DEFAULT_SEGMENT_SECONDS = 3600.0  # ...or after an hour, so retention by age can reach it
 _MAX_ATTRIBUTE_SETS = 200_000  # ...or when this many distinct attribute sets are held in memory
+_MAX_ATTRIBUTE_CHARS = 32 << 20  # ...or when their text passes this size (a few huge values)
 SEGMENTS = "segments"
 
 _open_databases: weakref.WeakSet[Database] = weakref.WeakSet()
@@ -206,6 +207,7 @@ class Database:
         if (
             writer.rows_sealed >= self._segment_rows
             or len(writer.dicts["attributes"]) >= _MAX_ATTRIBUTE_SETS
+            or writer.dicts["attributes"].chars >= _MAX_ATTRIBUTE_CHARS
             or time.monotonic() - writer.opened >= self._segment_seconds
         ):
             # Rotate: the old segment seals its tail and closes, so retention can delete it

@@ -17,12 +17,13 @@ import numpy as np
 class Dictionary:
     """Text -> code, growing as new texts appear. Not thread-safe: one writer thread owns it."""
 
-    __slots__ = ("codes", "missing", "values")
+    __slots__ = ("chars", "codes", "missing", "values")
 
     def __init__(self) -> None:
         self.codes: dict[str, int] = {}
         self.values: list[str] = []
         self.missing: set[int] = set()  # codes below len(values) that no entry defined
+        self.chars = 0  # total length of the texts added: what the dictionary costs in memory
 
     def __len__(self) -> int:
         return len(self.values)
@@ -48,6 +49,7 @@ class Dictionary:
         if code is None:
             code = self.codes[text] = len(self.values)
             self.values.append(text)
+            self.chars += len(text)
         return code
 
     def define(self, code: int, text: str) -> None:
@@ -75,4 +77,5 @@ class Dictionary:
     def copy(self) -> Dictionary:
         out = Dictionary()
         out.codes, out.values, out.missing = dict(self.codes), list(self.values), set(self.missing)
+        out.chars = self.chars
         return out

@@ -413,3 +413,33 @@ def test_a_chunk_defines_only_the_dictionary_entries_its_own_rows_use(tmp_path):
         assert set(defined[-1]) == set(np.unique(codes).tolist())  # its own rows' values only
     reader.close()
     assert [len(d) for d in defined] == [100, 100, 50]
+
+
+def test_huge_attribute_values_rotate_the_segment_so_writer_memory_stays_bounded(tmp_path):
+    """Distinct megabyte-sized attribute values (a hostile or careless client) cannot grow one
+    segment's in-memory attribute dictionary without bound: its text size rotates the segment."""
+    import kronicler.db.database as database_module
+
+    limit = 4 << 20
+    big = 1 << 20
+    with open_db(tmp_path, chunk_rows=1000) as db:
+        database_module_limit = database_module._MAX_ATTRIBUTE_CHARS
+        try:  # a small limit (the default is 32M characters) keeps the test small
+            database_module._MAX_ATTRIBUTE_CHARS = limit
+            for i in range(20):
+                db.append(
+                    ["ingest"],
+                    [BASE_NS + i],
+                    [i + 1],
+                    attributes=[{"blob": f"{i:04d}" * (big // 4)}],
+                )
+                db.flush()
+                writer = db._writer  # None right after a rotation, until the next append
+                assert writer is None or writer.dicts["attributes"].chars <= limit + big
+        finally:
+            database_module._MAX_ATTRIBUTE_CHARS = database_module_limit
+    assert len(list((tmp_path / "segments").glob("*.kseg"))) >= 4
+    with open_db(tmp_path) as db:
+        assert db.stats("ingest").count == 20
+        (call,) = db.slowest("ingest", k=1)
+        assert call.attributes == {"blob": "0019" * (big // 4)}
