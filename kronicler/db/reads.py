@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from kronicler import budget
 from kronicler.db import compaction
 from kronicler.db.bufferpool import BufferPool
 from kronicler.db.chunk import ChunkSummary, summarize
@@ -247,6 +248,7 @@ class SegmentSet:
                         ))  # fmt: skip
             else:
                 for chunk in seg.chunks:
+                    budget.check()  # stop when the caller's deadline passed
                     cover = window.covers(chunk.start_min, chunk.start_max)
                     if cover == 0 or not _has_codes(chunk, codes):
                         continue
@@ -300,6 +302,7 @@ class SegmentSet:
             if codes is not None and codes.size == 0:
                 continue
             for chunk in seg.chunks:
+                budget.check()  # stop when the caller's deadline passed
                 cover = window.covers(chunk.start_min, chunk.start_max)
                 if cover == 0 or not _has_codes(chunk, codes):
                     continue
@@ -341,6 +344,7 @@ class SegmentSet:
             if len(seg.tail["start"]):
                 self._top_rows(seg, None, dict(seg.tail), window, codes, k, best)
             for chunk in seg.chunks:
+                budget.check()  # stop when the caller's deadline passed
                 if window.covers(chunk.start_min, chunk.start_max) == 0:
                     continue
                 present = chunk.max_duration

@@ -361,3 +361,26 @@ def test_after_fuzzing_the_server_is_serving_and_bounded(
     health = health_pb2_grpc.HealthStub(channel)
     reply = health.Check(health_pb2.HealthCheckRequest(), timeout=10)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize("what", ["summaries", "scan", "slowest"])
+def test_the_database_loops_over_chunks_honour_the_budget(shop_path: Path, what: str) -> None:
+    from tests.query.shop_data import BASE_NS
+
+    checks = 0
+
+    def gone() -> bool:
+        nonlocal checks
+        checks += 1
+        return checks > 2  # gone once the chunk loop is under way
+
+    with Database.open(shop_path) as db:
+        run = {
+            "summaries": lambda: db.summaries(since=BASE_NS + 1),
+            "scan": lambda: db.scan(["duration"]),
+            "slowest": lambda: db.slowest(k=10_000),
+        }[what]
+        with pytest.raises(DeadlineExceededError), budget.deadline(None, cancelled=gone):
+            run()
+        assert checks == 3
+        run()  # outside a budget nothing is checked
