@@ -156,6 +156,8 @@ def generate(
     """
     if not 0 <= lane < LANES:
         raise ValueError(f"lane must be in [0, {LANES}), got {lane}")
+    if n == 0:
+        return Rows.empty()
     names = np.array([functions[i] for i in rng.integers(0, len(functions), n)], dtype=object)
     gaps = rng.integers(1, max(2, 2 * span // max(n, 1) // LANES), n)
     start = base + (np.cumsum(gaps) - gaps[0]) * LANES + lane
