@@ -1,0 +1,50 @@
+"""Minimal reproductions of wrong answers the oracle found beyond issue 8's list.
+
+Each is the smallest database that shows one defect; the sweeps in ``test_answers.py`` and the
+properties in ``test_properties.py`` found them on larger data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kronicler import query as kq
+from kronicler.db import Database
+
+
+def test_exact_series_with_an_empty_last_bucket(tmp_path: Path) -> None:
+    """``series(exact=True)`` raised IndexError when the last group's last bucket was empty:
+    an empty cell's offset is one past the sorted durations, and its quantile was read there."""
+    with Database.open(tmp_path / "db") as db:
+        db.append(["f", "f", "g"], [0, 10, 5], [100, 200, 300])
+        assert db.flush(10)
+        got = kq.series(db, kq.Filter(since=0, until=20), step=10, exact=True)
+    assert [(s.key, [p.count for p in s.points]) for s in got.series] == [
+        ("f", [1, 1]), ("g", [1, 0])]  # fmt: skip
+    g_last = got.series[1].points[1]
+    assert g_last.max is None and g_last.quantiles[0][1] is None
+
+
+def test_slowest_ties_go_to_the_earliest_calls_on_the_scan_road(tmp_path: Path) -> None:
+    """Ties: earlier start first (the documented order). With a service or attribute filter
+    the top k was picked by ``argpartition``, which keeps arbitrary tied rows."""
+    with Database.open(tmp_path / "db") as db:
+        starts = list(range(1040, 1000, -1))  # appended latest first
+        db.append(["f"] * 40, starts, [7] * 40, service="api")
+        assert db.flush(10)
+        got = kq.slowest(db, kq.Filter.make(service="api"), k=3)
+    assert [c.start for c in got] == [1001, 1002, 1003]
+
+
+def test_slowest_ties_go_to_the_earliest_calls_on_the_index_road(tmp_path: Path) -> None:
+    """The same through the index (``Database.slowest``): the tied calls of a later-searched
+    chunk are skipped (``bound <= best[-1][0]``), and ``_top_rows`` keeps arbitrary ties."""
+    with Database.open(tmp_path / "db", chunk_rows=20) as db:
+        db.append(["f"] * 20, list(range(2000, 2020)), [7] * 20)
+        assert db.flush(10)
+        db.append(["f"] * 20, list(range(1000, 1020)), [7] * 20)
+        assert db.flush(10)
+        by_query = [c.start for c in kq.slowest(db, kq.Filter.make("f"), k=3)]
+        by_db = sorted(c.start for c in db.slowest("f", k=3))
+    assert by_query == [1000, 1001, 1002]
+    assert by_db == [1000, 1001, 1002]
