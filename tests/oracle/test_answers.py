@@ -182,8 +182,9 @@ def test_series(layout: Layout, db: Database, exact: bool) -> None:
                     if not p.count:
                         assert p.max is None and p.min is None
                         continue
-                    inside = (sel.name == s.key) & (sel.start >= p.start) & (
-                        sel.start < p.start + step)
+                    inside = (
+                        (sel.name == s.key) & (sel.start >= p.start) & (sel.start < p.start + step)
+                    )
                     e = Expected.of(sel.duration[inside], sel.status[inside])
                     assert (p.min, p.max) == (e.min, e.max), f"{s.key} bucket {i}"
                     for qv, v in p.quantiles:

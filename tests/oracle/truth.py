@@ -389,8 +389,10 @@ def check_exact_histogram(hist: dict[str, Any], durations: np.ndarray, where: st
         lo, hi, c = b["lower_ns"], b["upper_ns"], b["count"]
         assert lo >= prev_upper * (1 - 1e-12), f"{where}: buckets overlap at {lo}"
         prev_upper = hi
-        inside = int(((d >= lo * (1 - 1e-12)) & (d < hi * (1 - 1e-12))).sum()) if lo > 0 else int(
-            (d < hi).sum()
+        inside = (
+            int(((d >= lo * (1 - 1e-12)) & (d < hi * (1 - 1e-12))).sum())
+            if lo > 0
+            else int((d < hi).sum())
         )
         assert c == inside, f"{where}: bucket [{lo}, {hi}) has {c}, want {inside}"
         total += c

@@ -101,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "spawn":
         ctx = multiprocessing.get_context("spawn")
         procs = [
-            ctx.Process(target=_spawned, args=(args.path, args.rows, i, args.workers, opts,
-                                                args.batches))  # fmt: skip
+            ctx.Process(
+                target=_spawned, args=(args.path, args.rows, i, args.workers, opts, args.batches)
+            )  # fmt: skip
             for i in range(args.workers)
         ]
         for proc in procs:
