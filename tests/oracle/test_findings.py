@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kronicler import query as kq
 from kronicler.db import Database
+from tests.oracle.interfaces import CliApi
 
 
 def test_exact_series_with_an_empty_last_bucket(tmp_path: Path) -> None:
@@ -48,3 +49,21 @@ def test_slowest_ties_go_to_the_earliest_calls_on_the_index_road(tmp_path: Path)
         by_db = sorted(c.start for c in db.slowest("f", k=3))
     assert by_query == [1000, 1001, 1002]
     assert by_db == [1000, 1001, 1002]
+
+
+def test_cli_time_bounds_are_exact_to_the_nanosecond(tmp_path: Path) -> None:
+    """``--since @SECONDS.NANOS`` (a call's start copied from ``slowest --json``) and ISO times
+    with microseconds must select exactly: they went through a float and moved by ~100 ns."""
+    s = 1_795_812_263_631_638_353
+    iso_ns = 1_795_780_800_000_001_000  # 2026-11-27T12:00:00.000001Z
+    with Database.open(tmp_path / "db") as db:
+        db.append(["f"] * 4, [s - 50, s, iso_ns - 1, iso_ns], [1, 2, 3, 4])
+        assert db.flush(10)
+    since = CliApi(path=tmp_path / "db").run(
+        "functions", "--since", f"@{s // 10**9}.{s % 10**9:09d}"
+    )
+    assert [(f["count"], f["first_start_unix_nano"]) for f in since] == [(1, s)]
+    iso = CliApi(path=tmp_path / "db").run(
+        "functions", "--since", "2026-11-27T12:00:00.000001+00:00", "--until", f"@{s // 10**9}"
+    )
+    assert [(f["count"], f["first_start_unix_nano"]) for f in iso] == [(1, iso_ns)]
