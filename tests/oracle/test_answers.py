@@ -27,6 +27,7 @@ from tests.oracle.truth import (
     expected_series_counts,
     expected_slowest,
     expected_stats,
+    group_keys,
     mask,
 )
 
@@ -54,6 +55,35 @@ def test_stats_grouped(layout: Layout, db: Database, group_by: str, exact: bool)
         failures.check(q.label(), lambda q=q, want=want: check_table(
             api.stats(q, group_by=group_by, exact=exact), key_name, want, QUANTILES, exact,
             group_by))  # fmt: skip
+    failures.assert_none()
+
+
+@pytest.mark.parametrize("order_by", ["count", "errors", "max", "total", "p99", "key"])
+def test_stats_ordered_and_limited(layout: Layout, db: Database, order_by: str) -> None:
+    """``order_by`` (descending, ties by key) and ``limit`` on exact figures, against the brute
+    force's order (quantiles exact here, so that the order has one right answer)."""
+    api, failures = PythonApi(db), Failures()
+    for q in standard_queries(layout.truth)[::4]:
+        for group_by in ("function", "service"):
+
+            def check(q: Query = q, group_by: str = group_by) -> None:
+                t = kq.stats(db, kq.Filter.make(list(q.functions), service=q.service,
+                                                since=q.since, until=q.until,
+                                                attributes=dict(q.attributes)),
+                             group_by=group_by, exact=True, order_by=order_by, limit=3)  # fmt: skip
+                want = expected_stats(layout.truth, q, group_by)
+
+                def figure(key: str) -> float:
+                    e = want[key]
+                    return {"count": e.count, "errors": e.errors, "max": e.max,
+                            "total": e.mean * e.count, "p99": e.quantile(0.99)}[order_by]  # fmt: skip
+
+                order = sorted(want) if order_by == "key" else sorted(
+                    want, key=lambda k: (-figure(k), k))  # fmt: skip
+                assert [r.key for r in t.rows] == order[:3]
+
+            failures.check(f"{group_by} {q.label()}", check)
+    del api
     failures.assert_none()
 
 
@@ -145,17 +175,19 @@ def test_database_facade(layout: Layout, db: Database) -> None:
     failures.assert_none()
 
 
-def _series_cases(layout: Layout) -> list[tuple[Query, int, int, int]]:
+def _series_cases(layout: Layout) -> list[tuple[Query, int, int, int, str]]:
     bounds = time_bounds(layout.truth)
     a, b = bounds["middle third"]
     lo, hi = bounds["all, tight"]
     assert lo is not None and hi is not None and a is not None and b is not None
     return [
-        (Query(), a, b, (b - a) // 7 + 1),
-        (Query(("app.*",)), a + 1, b + 1, (b - a) // 13 + 3),
-        (Query(service="worker"), a, b, (b - a) // 5),
-        (Query(attributes=(("route", "/b"),)), lo, hi, (hi - lo) // 40 + 1),
-        (Query(), lo, hi, hi - lo),  # one bucket
+        (Query(), a, b, (b - a) // 7 + 1, "function"),
+        (Query(("app.*",)), a + 1, b + 1, (b - a) // 13 + 3, "function"),
+        (Query(service="worker"), a, b, (b - a) // 5, "function"),
+        (Query(attributes=(("route", "/b"),)), lo, hi, (hi - lo) // 40 + 1, "function"),
+        (Query(), lo, hi, hi - lo, "function"),  # one bucket
+        (Query(), a, b, (b - a) // 4 + 1, "service"),
+        (Query(("app.*", "job.*")), a, b, (b - a) // 3 + 1, "attribute:route"),
     ]
 
 
@@ -163,17 +195,19 @@ def _series_cases(layout: Layout) -> list[tuple[Query, int, int, int]]:
 def test_series(layout: Layout, db: Database, exact: bool) -> None:
     failures = Failures()
     qs = (0.5, 0.99)
-    for q, since, until, step in _series_cases(layout):
+    for q, since, until, step, group_by in _series_cases(layout):
 
-        def check(q: Query = q, since: int = since, until: int = until, step: int = step) -> None:
+        def check(q: Query = q, since: int = since, until: int = until, step: int = step,
+                  group_by: str = group_by) -> None:  # fmt: skip
             flt = kq.Filter.make(list(q.functions), service=q.service, since=since, until=until,
                                  attributes=dict(q.attributes))  # fmt: skip
-            got = kq.series(db, flt, step=step, quantiles=qs, exact=exact)
+            got = kq.series(db, flt, step=step, quantiles=qs, exact=exact, group_by=group_by)
             assert (got.since, got.until, got.step) == (since, until, step)
-            want = expected_series_counts(layout.truth, q, since, until, step)
+            want = expected_series_counts(layout.truth, q, since, until, step, group_by)
             assert [s.key for s in got.series] == sorted(want)
             window = Query(q.functions, q.service, since, until, q.attributes)
             sel = layout.truth.take(np.flatnonzero(mask(layout.truth, window)))
+            keys = group_keys(sel, group_by)
             for s in got.series:
                 counts = [(p.count, p.errors) for p in s.points]
                 assert counts == want[s.key], f"{s.key}: bucket counts differ"
@@ -182,9 +216,7 @@ def test_series(layout: Layout, db: Database, exact: bool) -> None:
                     if not p.count:
                         assert p.max is None and p.min is None
                         continue
-                    inside = (
-                        (sel.name == s.key) & (sel.start >= p.start) & (sel.start < p.start + step)
-                    )
+                    inside = (keys == s.key) & (sel.start >= p.start) & (sel.start < p.start + step)
                     e = Expected.of(sel.duration[inside], sel.status[inside])
                     assert (p.min, p.max) == (e.min, e.max), f"{s.key} bucket {i}"
                     for qv, v in p.quantiles:
@@ -193,7 +225,7 @@ def test_series(layout: Layout, db: Database, exact: bool) -> None:
                         else:
                             close(v, e.quantile(qv), QUANTILE_TOLERANCE, f"{s.key} b{i} q{qv}")
 
-        failures.check(f"{q.label()} [{since},{until}) step {step}", check)
+        failures.check(f"{group_by} {q.label()} [{since},{until}) step {step}", check)
 
     def default_range() -> None:
         got = kq.series(db, kq.Filter(), quantiles=qs, exact=exact)
