@@ -6,10 +6,13 @@ properties in ``test_properties.py`` found them on larger data.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from kronicler import query as kq
 from kronicler.db import Database
+from kronicler.server import Client, KroniclerServer, ServerOptions
 from tests.oracle.interfaces import CliApi
 
 
@@ -67,3 +70,24 @@ def test_cli_time_bounds_are_exact_to_the_nanosecond(tmp_path: Path) -> None:
         "functions", "--since", "2026-11-27T12:00:00.000001+00:00", "--until", f"@{s // 10**9}"
     )
     assert [(f["count"], f["first_start_unix_nano"]) for f in iso] == [(1, iso_ns)]
+
+
+def _outcome(ask: Callable[[], Any]) -> Any:
+    try:
+        return [r.key for r in ask().rows]
+    except ValueError as exc:
+        return ("ValueError", "limit" in str(exc))
+
+
+def test_stats_limit_zero_means_the_same_locally_and_through_grpc(tmp_path: Path) -> None:
+    """``limit=0`` kept no rows in the Python API (and ``kronicler stats --limit 0 --path``),
+    but the gRPC request cannot tell 0 from "unset" (0 = all), so the server returned every row
+    (``--address``). Either answer may be right; the two roads must give the same one."""
+    with Database.open(tmp_path / "db") as db:
+        db.append(["f", "g"], [1, 2], [10, 20])
+        assert db.flush(10)
+        local = _outcome(lambda: kq.stats(db, limit=0))
+        with KroniclerServer(db, ServerOptions(address="127.0.0.1:0", otlp=False)) as server, \
+                Client(server.address, timeout=30) as client:  # fmt: skip
+            remote = _outcome(lambda: client.stats(limit=0))
+    assert remote == local
