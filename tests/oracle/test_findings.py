@@ -91,3 +91,24 @@ def test_stats_limit_zero_means_the_same_locally_and_through_grpc(tmp_path: Path
                 Client(server.address, timeout=30) as client:  # fmt: skip
             remote = _outcome(lambda: client.stats(limit=0))
     assert remote == local
+
+
+def test_cli_anomalies_limit_zero_is_the_same_on_path_and_address(tmp_path: Path) -> None:
+    """``kronicler anomalies --limit 0``: no findings on ``--path`` (the query layer keeps 0),
+    the default 20 on ``--address`` (the gRPC request reads 0 as "the server's default")."""
+    with Database.open(tmp_path / "db") as db:
+        n = 200
+        durations = [1000] * (n - 2) + [10**9, 10**9]  # a spike: max/p50 = 10^6
+        db.append(["spiky"] * n, list(range(n)), durations)
+        assert db.flush(10)
+        local = _cli_outcome(CliApi(path=tmp_path / "db"), "anomalies", "--limit", "0")
+        with KroniclerServer(db, ServerOptions(address="127.0.0.1:0", otlp=False)) as server:
+            remote = _cli_outcome(CliApi(address=server.address), "anomalies", "--limit", "0")
+    assert remote == local
+
+
+def _cli_outcome(cli: CliApi, *args: str) -> Any:
+    try:
+        return [a["function"] for a in cli.run(*args)]
+    except AssertionError as exc:  # a non-zero exit: compare that it failed, and why
+        return ("failed", "limit" in str(exc))
