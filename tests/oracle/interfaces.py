@@ -208,7 +208,7 @@ class HttpApi:
     def anomalies(self, q: Query, *, exemplars: int = 3) -> list[dict[str, Any]]:
         return self.get("anomalies", [*self.params(q), ("exemplars", exemplars)])  # type: ignore[no-any-return]
 
-    def detail(self, function: str, q: Query, k: int) -> dict[str, Any]:
+    def detail(self, function: str, q: Query, k: int, *, series: bool = False) -> dict[str, Any]:
         params = [("function", function), *self.params(q, functions=False), ("k", k),
-                  ("series", "false")]  # fmt: skip
+                  ("series", "true" if series else "false")]  # fmt: skip
         return self.get("detail", params)  # type: ignore[no-any-return]
