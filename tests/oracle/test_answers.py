@@ -62,7 +62,7 @@ def test_stats_grouped(layout: Layout, db: Database, group_by: str, exact: bool)
 def test_stats_ordered_and_limited(layout: Layout, db: Database, order_by: str) -> None:
     """``order_by`` (descending, ties by key) and ``limit`` on exact figures, against the brute
     force's order (quantiles exact here, so that the order has one right answer)."""
-    api, failures = PythonApi(db), Failures()
+    failures = Failures()
     for q in standard_queries(layout.truth)[::4]:
         for group_by in ("function", "service"):
 
@@ -83,7 +83,6 @@ def test_stats_ordered_and_limited(layout: Layout, db: Database, order_by: str) 
                 assert [r.key for r in t.rows] == order[:3]
 
             failures.check(f"{group_by} {q.label()}", check)
-    del api
     failures.assert_none()
 
 

@@ -31,7 +31,6 @@ QUANTILE_TOLERANCE = 0.01 + 1e-9
 #: Relative tolerance on mean, stddev and stderr (float rounding of merged moments).
 MOMENT_TOLERANCE = 1e-7
 
-_U64 = (1 << 64) - 1
 #: Generators with different lanes interleave their start times without collisions.
 LANES = 16
 
@@ -397,7 +396,3 @@ def check_exact_histogram(hist: dict[str, Any], durations: np.ndarray, where: st
         assert c == inside, f"{where}: bucket [{lo}, {hi}) has {c}, want {inside}"
         total += c
     assert total == len(durations), f"{where}: buckets add to {total}, want {len(durations)}"
-
-
-def u64(x: int) -> int:
-    return x & _U64
