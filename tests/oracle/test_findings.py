@@ -6,6 +6,8 @@ properties in ``test_properties.py`` found them on larger data.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from kronicler import query as kq
 from kronicler.db import Database
 from kronicler.server import Client, KroniclerServer, ServerOptions
 from tests.oracle.interfaces import CliApi
+from tests.oracle.layouts import ROOT, writer_env
 
 
 def test_exact_series_with_an_empty_last_bucket(tmp_path: Path) -> None:
@@ -112,3 +115,45 @@ def _cli_outcome(cli: CliApi, *args: str) -> Any:
         return [a["function"] for a in cli.run(*args)]
     except AssertionError as exc:  # a non-zero exit: compare that it failed, and why
         return ("failed", "limit" in str(exc))
+
+
+_TWO_DATABASES = """
+import sys, tempfile, threading
+import numpy as np
+from kronicler.db import Database
+
+def fill(path, seed, out):
+    rng = np.random.default_rng(seed)
+    db = Database.open(path, chunk_rows=256, flush_interval=0.01)
+    for _ in range(40):
+        names = [f"f{i}" for i in rng.integers(0, 5, 500).tolist()]
+        assert db.append(names, rng.integers(0, 10**12, 500), rng.integers(0, 10**6, 500)) == 500
+        db.flush()
+    db.close()
+    out[path] = 40 * 500
+
+for attempt in range(3):
+    base, out = tempfile.mkdtemp(), {}
+    paths = [f"{base}/db{i}" for i in range(6)]
+    threads = [threading.Thread(target=fill, args=(p, i, out)) for i, p in enumerate(paths)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for p in paths:
+        with Database.open(p) as db:
+            assert len(db.scan(["duration"])) == out[p], p
+print("ok")
+"""
+
+
+def test_databases_written_from_several_threads_of_one_process(tmp_path: Path) -> None:
+    """Six databases in one process, each written by its own thread (an app with the
+    zero-config pipeline and an SDK exporter, a server hosting OTLP and an exporter, or a
+    compaction running beside the writer thread): the process crashed (SIGSEGV, SIGABRT
+    "corrupted size vs. prev_size") or wrote pages that fail with ZstdError. ``codec.py``,
+    ``wal.py`` and ``chunk.py`` share one module-level ``ZstdCompressor``/``ZstdDecompressor``
+    between threads, which python-zstandard does not allow. Run in a subprocess: it crashes."""
+    proc = subprocess.run([sys.executable, "-c", _TWO_DATABASES], capture_output=True, text=True,
+                          env=writer_env(), cwd=ROOT, timeout=300)  # fmt: skip
+    assert (proc.returncode, proc.stdout.strip()) == (0, "ok"), proc.stderr[-2000:]
