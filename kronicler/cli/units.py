@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
 
 _UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
           "m": 60_000_000_000, "h": 3_600_000_000_000, "d": 86_400_000_000_000}  # fmt: skip
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ns|us|µs|ms|s|m|h|d)?\s*$")
 
 
@@ -32,10 +34,15 @@ def parse_time(text: str, *, now_ns: int | None = None) -> int:
     if t == "now":
         return now_ns
     if t.startswith("@"):
+        # Decimal, not float: a float holds epoch nanoseconds only to ~256 ns, so a bound
+        # copied from a call's start time would let neighbouring calls in or out.
         try:
-            return int(round(float(t[1:]) * 1e9))
-        except ValueError:
+            seconds = Decimal(t[1:])
+        except InvalidOperation:
             raise ValueError(f"bad time {text!r}: '@' needs Unix epoch seconds") from None
+        if not seconds.is_finite():
+            raise ValueError(f"bad time {text!r}: '@' needs Unix epoch seconds")
+        return int((seconds * 1_000_000_000).to_integral_value())
     if _DURATION.match(t.lstrip("-")) and not t.lstrip("-").replace(".", "").isdigit():
         return now_ns - parse_duration(t.lstrip("-"))
     try:
@@ -44,7 +51,10 @@ def parse_time(text: str, *, now_ns: int | None = None) -> int:
         raise ValueError(
             f"bad time {text!r}: use now, 15m (ago), an ISO date-time or @epoch-seconds"
         ) from None
-    return int(round(dt.timestamp() * 1e9))
+    if dt.tzinfo is None:
+        dt = dt.astimezone()  # local time, as ``timestamp()`` reads it
+    # Whole microseconds in integers (``timestamp()`` is a float, off by up to ~250 ns).
+    return (dt - _EPOCH) // timedelta(microseconds=1) * 1_000
 
 
 def format_ns(value: float | int | None) -> str:

@@ -168,10 +168,13 @@ def exact_stats(grouped: Grouped, quantiles: Sequence[float]) -> list[GroupStats
     std = np.sqrt(var)
     stderr = std / np.sqrt(safe)
     last = offsets + safe - 1
+    # An empty group (a series cell with no calls) after the last non-empty one has its offset
+    # one past the sorted values; its figures are never read, so clip its index into range.
+    top = max(len(sd) - 1, 0)
     qvals = []
     for q in quantiles:
         rank = np.floor(q * (safe - 1)).astype(np.int64)
-        qvals.append(sd[offsets + rank])
+        qvals.append(sd[np.minimum(offsets + rank, top)] if len(sd) else np.zeros(n))
     rows = []
     for i in range(n):
         if counts[i] == 0:

@@ -2,8 +2,9 @@
 
 With only function and time filters the database answers from its index (``Database.slowest``
 skips pages whose max duration cannot make the top k). A service or attribute filter needs the
-rows: every column of the selected rows is decoded and ``argpartition`` picks the top k, which is
-linear in the rows and never sorts more than k of them.
+rows: every column of the selected rows is decoded and a partition picks the top k, which is
+linear in the rows and sorts only the top k and the calls tied with the k-th (ties go to the
+earlier start, the order every road promises).
 """
 
 from __future__ import annotations
@@ -50,8 +51,7 @@ def slowest(db: Database, flt: Filter | None = None, *, k: int = 10) -> list[Slo
     d = cols["duration"]
     if len(d) == 0:
         return []
-    top = np.argpartition(-d, k - 1)[:k] if len(d) > k else np.arange(len(d))
-    top = top[np.lexsort((cols["start"][top], -d[top]))]
+    top = top_k(d, cols["start"], k)
     out = []
     for i in top.tolist():
         out.append(
@@ -69,6 +69,26 @@ def slowest(db: Database, flt: Filter | None = None, *, k: int = 10) -> list[Slo
             )
         )
     return out
+
+
+def top_k(duration: np.ndarray, start: np.ndarray, k: int) -> np.ndarray:
+    """Row indexes of the ``k`` slowest rows, slowest first, ties going to the earlier start.
+
+    Linear in the rows: one partition finds the k-th largest duration; every row above it is
+    in, and only the rows tied with it are ordered by start to fill the remaining places
+    (``argpartition`` alone would keep arbitrary tied rows).
+    """
+    if len(duration) > k:
+        kth = np.partition(duration, len(duration) - k)[len(duration) - k]
+        above = np.flatnonzero(duration > kth)
+        tied = np.flatnonzero(duration == kth)
+        need = k - len(above)
+        if len(tied) > need:
+            tied = tied[np.argsort(start[tied], kind="stable")[:need]]
+        top = np.concatenate((above, tied))
+    else:
+        top = np.arange(len(duration))
+    return top[np.lexsort((start[top], -duration[top]))]
 
 
 def from_call(call: Any) -> SlowCall:

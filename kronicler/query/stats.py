@@ -63,7 +63,7 @@ def stats(
         exact: decode raw durations and compute exact quantiles instead of merging summaries.
         order_by: ``"key"`` (ascending) or, descending, ``count``/``errors``/``mean``/``stddev``/
             ``min``/``max``/``total`` (mean * count) or a requested quantile label (``"p99"``).
-        limit: keep only the first ``limit`` rows after ordering.
+        limit: keep only the first ``limit`` rows (>= 1) after ordering; ``None`` keeps all.
         max_groups: refuse (``ValueError``) a query that would return more groups.
 
     Raises:
@@ -74,8 +74,7 @@ def stats(
     qs = check_quantiles(quantiles)
     kind, _ = parse_group_by(group_by)
     check_order(order_by, qs)
-    if limit is not None and limit < 0:
-        raise ValueError(f"limit must be >= 0, got {limit}")
+    check_limit(limit)
     if kind == "function" and not exact and not flt.needs_scan:
         names = resolve_functions(db, flt.functions)
         sums = {} if names == [] else db.summaries(names, since=flt.since, until=flt.until)
@@ -96,6 +95,13 @@ def stats(
     if limit is not None:
         rows = rows[:limit]
     return StatsTable(group_by, qs, exact, tuple(rows))
+
+
+def check_limit(limit: int | None) -> None:
+    """``limit`` is ``None`` (all rows) or >= 1: on the wire (gRPC) 0 means "all", so a 0 here
+    would answer differently locally and through a server."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive number of rows, got {limit!r}")
 
 
 def check_order(order_by: str, quantiles: Sequence[float]) -> None:

@@ -27,6 +27,7 @@ from kronicler.query import (
     SlowCall,
     StatsTable,
 )
+from kronicler.query.stats import check_limit
 from kronicler.server import convert
 from kronicler.server.app import DEFAULT_ADDRESS, DEFAULT_MAX_SEND_BYTES
 
@@ -91,6 +92,7 @@ class Client:
         order_by: str = "key",
         limit: int | None = None,
     ) -> StatsTable:
+        check_limit(limit)  # 0 would reach the server as "unset", i.e. every row
         req = pb.GetStatsRequest(
             filter=convert.filter_to_proto(flt), group_by=group_by, quantiles=list(quantiles),
             exact=exact, order_by=order_by, limit=limit or 0,
