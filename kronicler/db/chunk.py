@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from struct import Struct
 
 import numpy as np
-import zstandard
 
-from kronicler.db import codec
+from kronicler.db import codec, zstd
 from kronicler.db.page import DICT_PAGE, SUMMARY_PAGE, build_page
 from kronicler.db.schema import COLUMN_IDS, COLUMNS, STATUS_ERROR
 from kronicler.db.summary import Summary, summarize_groups
@@ -22,9 +21,6 @@ from kronicler.db.summary_codec import decode_summaries, encode_summaries
 from kronicler.errors import CorruptPageError, SchemaVersionError
 
 _SUMMARY_HEAD = Struct("<IIIII")  # entries, then byte lengths of codes, errors, first, last
-
-_zc = zstandard.ZstdCompressor(level=3)
-_zd = zstandard.ZstdDecompressor()
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,13 +103,13 @@ def _decode_summary(view: memoryview) -> ChunkSummary:
 
 
 def encode_entries(entries: dict[str, list[tuple[int, str]]]) -> bytes:
-    return _zc.compress(json.dumps(entries, separators=(",", ":")).encode())
+    return zstd.compressor(3).compress(json.dumps(entries, separators=(",", ":")).encode())
 
 
 def decode_entries(data: bytes | memoryview) -> dict[str, list[tuple[int, str]]]:
     """Inverse of :func:`encode_entries`; bytes that do not decode raise CorruptPageError."""
     try:
-        raw = json.loads(_zd.decompress(bytes(data)))
+        raw = json.loads(zstd.decompressor().decompress(bytes(data)))
         out = {str(k): [(int(c), str(t)) for c, t in v] for k, v in raw.items()}
     except (*codec.BAD_BYTES, AttributeError, RecursionError) as exc:
         raise CorruptPageError(f"dictionary page does not decode: {exc}") from None

@@ -25,6 +25,7 @@ from typing import Final
 import numpy as np
 import zstandard
 
+from kronicler.db import zstd
 from kronicler.errors import CorruptPageError
 
 CODEC_RAW: Final = 0
@@ -39,9 +40,6 @@ _WIDTHS = (1, 2, 4, 8)
 # Flags byte that follows the codec id: bit 0 = zstd-compressed, bits 4..7 = byte width.
 _HEAD = struct.Struct("<BBxxI")  # codec, flags, item count
 assert _HEAD.size == 8
-
-_compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
-_decompressor = zstandard.ZstdDecompressor()
 
 
 def _width(max_value: int) -> int:
@@ -90,13 +88,13 @@ def _squeeze(raw: bytes) -> tuple[int, bytes]:
     """Compress when it pays; returns (flag, payload)."""
     if len(raw) < 64:
         return 0, raw
-    packed = _compressor.compress(raw)
+    packed = zstd.compressor(_ZSTD_LEVEL).compress(raw)
     return (1, packed) if len(packed) < len(raw) else (0, raw)
 
 
 def _unsqueeze(flag: int, payload: bytes | memoryview, size: int) -> bytes:
     if flag & 1:
-        return _decompressor.decompress(payload, max_output_size=size)
+        return zstd.decompressor().decompress(payload, max_output_size=size)
     return bytes(payload)
 
 

@@ -34,7 +34,7 @@ from kronicler.db import compaction
 from kronicler.db.bufferpool import BufferPool
 from kronicler.db.chunk import ChunkSummary, summarize
 from kronicler.db.reader import SegmentReader
-from kronicler.db.scan import FunctionSummary, Scan, TimeRange, merge_scans
+from kronicler.db.scan import FunctionSummary, Scan, TimeRange, merge_scans, top_k
 from kronicler.db.schema import COLUMNS, parse_attributes
 from kronicler.db.snapshot import ChunkInfo, Damage, SegmentView, Snapshot
 from kronicler.db.stats import Call
@@ -354,11 +354,12 @@ class SegmentSet:
                     candidates.append((int(present.max()), seg, chunk, codes))
         candidates.sort(key=lambda c: -c[0])
         for bound, seg, chunk, codes in candidates:
-            if len(best) >= k and bound <= best[-1][0]:
-                break  # no row of this or any later chunk can enter the top k
+            if len(best) >= k and bound < best[-1][0]:
+                break  # no row of this or any later chunk can enter the top k (a chunk whose
+                # bound equals the k-th may hold an earlier call of that duration: ties go to it)
             cols = self.chunk_columns(seg, chunk, ("name", "start", "duration"))
             self._top_rows(seg, chunk, cols, window, codes, k, best)
-        return [self._call(seg, chunk, row) for _, seg, chunk, row in best]
+        return [self._call(seg, chunk, row) for _, _, seg, chunk, row in best]
 
     def _top_rows(
         self,
@@ -376,12 +377,12 @@ class SegmentSet:
         rows = np.nonzero(mask)[0]
         if rows.size == 0:
             return
-        durations = cols["duration"][rows]
-        if rows.size > k:
-            top = np.argpartition(durations, -k)[-k:]
-            rows, durations = rows[top], durations[top]
-        best.extend((int(d), seg, chunk, int(r)) for d, r in zip(durations, rows, strict=True))
-        best.sort(key=lambda item: -item[0])
+        durations, starts = cols["duration"][rows], cols["start"][rows]
+        top = top_k(durations, starts, k)  # slowest first, ties to the earlier start
+        best.extend(
+            (int(durations[i]), int(starts[i]), seg, chunk, int(rows[i])) for i in top.tolist()
+        )
+        best.sort(key=lambda item: (-item[0], item[1]))
         del best[k:]
 
     def _call(self, seg: SegmentView, chunk: ChunkInfo | None, row: int) -> Call:
@@ -397,7 +398,8 @@ class SegmentSet:
         )  # fmt: skip
 
 
-_Row = tuple[int, SegmentView, ChunkInfo | None, int]  # (duration, segment, chunk, row in chunk)
+# (duration, start, segment, chunk, row in chunk)
+_Row = tuple[int, int, SegmentView, ChunkInfo | None, int]
 
 
 class _Cached:

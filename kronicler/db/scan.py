@@ -165,3 +165,23 @@ def merge_scans(
             mapped[c].append(arr)
     out = {c: np.concatenate(p) if p else np.zeros(0, COLUMNS[c]) for c, p in mapped.items()}
     return Scan(out, globals_["name"][0], globals_["service"][0], globals_["attributes"][0])
+
+
+def top_k(duration: np.ndarray, start: np.ndarray, k: int) -> np.ndarray:
+    """Row indexes of the ``k`` slowest rows, slowest first, ties going to the earlier start.
+
+    Linear in the rows: one partition finds the k-th largest duration; every row above it is
+    in, and only the rows tied with it are ordered by start to fill the remaining places
+    (``argpartition`` alone would keep arbitrary tied rows).
+    """
+    if len(duration) > k:
+        kth = np.partition(duration, len(duration) - k)[len(duration) - k]
+        above = np.flatnonzero(duration > kth)
+        tied = np.flatnonzero(duration == kth)
+        need = k - len(above)
+        if len(tied) > need:
+            tied = tied[np.argsort(start[tied], kind="stable")[:need]]
+        top = np.concatenate((above, tied))
+    else:
+        top = np.arange(len(duration))
+    return top[np.lexsort((start[top], -duration[top]))]

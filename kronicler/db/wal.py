@@ -26,6 +26,7 @@ from typing import Final
 import numpy as np
 import zstandard
 
+from kronicler.db import zstd
 from kronicler.db.fileio import append_all, write_all
 from kronicler.db.schema import COLUMNS
 
@@ -35,8 +36,6 @@ RECORD = Struct("<4sQIII")
 assert RECORD.size == 24
 _CRC_AT: Final = RECORD.size - 4
 
-_compressor = zstandard.ZstdCompressor(level=1)
-_decompressor = zstandard.ZstdDecompressor()
 _LEN = Struct("<I")
 
 
@@ -65,14 +64,14 @@ def encode_record(
     meta = json.dumps(entries, separators=(",", ":")).encode()
     parts = [_LEN.pack(len(meta)), meta]
     parts += [np.ascontiguousarray(columns[c], dtype=dt).tobytes() for c, dt in COLUMNS.items()]
-    payload = _compressor.compress(b"".join(parts))
+    payload = zstd.compressor(1).compress(b"".join(parts))
     head = RECORD.pack(MAGIC, first_row, rows, len(payload), 0)[:_CRC_AT]
     crc = zlib.crc32(payload, zlib.crc32(head))
     return head + crc.to_bytes(4, "little") + payload
 
 
 def _decode_payload(first_row: int, rows: int, payload: bytes) -> WalRecord:
-    raw = _decompressor.decompress(payload)
+    raw = zstd.decompressor().decompress(payload)
     (meta_len,) = _LEN.unpack_from(raw, 0)
     entries = {
         k: [(int(code), str(text)) for code, text in v]

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from kronicler.db.scan import top_k
 from kronicler.db.schema import parse_attributes
 from kronicler.query.filters import Filter, resolve_functions, select
 from kronicler.query.results import SlowCall
@@ -69,26 +68,6 @@ def slowest(db: Database, flt: Filter | None = None, *, k: int = 10) -> list[Slo
             )
         )
     return out
-
-
-def top_k(duration: np.ndarray, start: np.ndarray, k: int) -> np.ndarray:
-    """Row indexes of the ``k`` slowest rows, slowest first, ties going to the earlier start.
-
-    Linear in the rows: one partition finds the k-th largest duration; every row above it is
-    in, and only the rows tied with it are ordered by start to fill the remaining places
-    (``argpartition`` alone would keep arbitrary tied rows).
-    """
-    if len(duration) > k:
-        kth = np.partition(duration, len(duration) - k)[len(duration) - k]
-        above = np.flatnonzero(duration > kth)
-        tied = np.flatnonzero(duration == kth)
-        need = k - len(above)
-        if len(tied) > need:
-            tied = tied[np.argsort(start[tied], kind="stable")[:need]]
-        top = np.concatenate((above, tied))
-    else:
-        top = np.arange(len(duration))
-    return top[np.lexsort((start[top], -duration[top]))]
 
 
 def from_call(call: Any) -> SlowCall:
