@@ -71,10 +71,11 @@ def anomalies(
             raise ValueError(f"{label} must be > 1, got {t}")
     if min_count < 1:
         raise ValueError(f"min_count must be >= 1, got {min_count}")
-    for label, value, cap in (("limit", limit, MAX_FINDINGS), ("exemplars", exemplars,
-                                                                   MAX_EXEMPLARS)):  # fmt: skip
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= cap:
-            raise ValueError(f"{label} must be between 0 and {cap}, got {value!r}")
+    # limit 0 would answer nothing here but "the default" through gRPC (proto3 zero): refused
+    for label, value, low, cap in (("limit", limit, 1, MAX_FINDINGS),
+                                   ("exemplars", exemplars, 0, MAX_EXEMPLARS)):  # fmt: skip
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= cap:
+            raise ValueError(f"{label} must be between {low} and {cap}, got {value!r}")
     if limit * exemplars > MAX_CALLS:
         raise ValueError(
             f"limit x exemplars = {limit * exemplars} calls, more than the limit of {MAX_CALLS} "

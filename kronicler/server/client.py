@@ -133,19 +133,27 @@ class Client:
         self,
         flt: Filter | None = None,
         *,
-        min_count: int = 0,
+        min_count: int | None = None,
         tail_threshold: float = 0.0,
         spike_threshold: float = 0.0,
         regression_threshold: float = 0.0,
         recent: int | None = None,
-        limit: int = 0,
+        limit: int | None = None,
         exemplars: int = 3,
     ) -> list[Anomaly]:
-        """Zero for any figure means the server's default (see kronicler.query.anomalies)."""
+        """None (or 0 for a threshold) means the server's default (kronicler.query.anomalies).
+
+        ``limit`` and ``min_count`` must be >= 1 when given, as locally: on the wire 0 means
+        "the default", so a 0 would answer differently here and on a local database.
+        """
+        for label, value in (("limit", limit), ("min_count", min_count)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):  # fmt: skip
+                raise ValueError(f"{label} must be >= 1, got {value!r}")
         req = pb.GetAnomaliesRequest(
-            filter=convert.filter_to_proto(flt), min_count=min_count,
+            filter=convert.filter_to_proto(flt), min_count=min_count or 0,
             tail_threshold=tail_threshold, spike_threshold=spike_threshold,
-            regression_threshold=regression_threshold, recent_ns=recent or 0, limit=limit,
+            regression_threshold=regression_threshold, recent_ns=recent or 0, limit=limit or 0,
             exemplars=exemplars,
         )  # fmt: skip
         reply = self._call(self._stub.GetAnomalies, req)

@@ -8,6 +8,7 @@ renamed or re-encoded (optional floats, hex ids, attribute text), never derived.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -118,6 +119,7 @@ def call_to_proto(c: SlowCall) -> pb.Call:
         duration_ns=c.duration, status=c.status, kind=c.kind, trace_id=c.trace_id_hex,
         span_id=c.span_id_hex, parent_span_id=f"{c.parent_span_id:016x}",
         attributes={k: attribute_text(v) for k, v in c.attributes.items()},
+        attributes_json=json.dumps(c.attributes, separators=(",", ":"), ensure_ascii=False),
     )  # fmt: skip
 
 
@@ -187,8 +189,20 @@ def call_from_proto(c: pb.Call) -> SlowCall:
         function=c.function, service=c.service, start=c.start_unix_nano, duration=c.duration_ns,
         status=c.status, kind=c.kind, trace_id=int(c.trace_id or "0", 16),
         span_id=int(c.span_id or "0", 16), parent_span_id=int(c.parent_span_id or "0", 16),
-        attributes=dict(c.attributes),
+        attributes=_attributes(c),
     )  # fmt: skip
+
+
+def _attributes(c: pb.Call) -> dict[str, Any]:
+    """The typed attributes (``attributes_json``); servers before it sent only the text map."""
+    if c.attributes_json:
+        try:
+            parsed = json.loads(c.attributes_json)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            return parsed
+    return dict(c.attributes)
 
 
 def anomaly_from_proto(a: pb.Anomaly) -> Anomaly:

@@ -203,7 +203,7 @@ def anomalies(
                                                  "scoring 1")] = DEFAULT_THRESHOLDS["regression"],
     recent: Annotated[int | None, Query(description="recent window in ns (default: the last "
                                         "tenth of the range)")] = None,
-    limit: Annotated[int, Query(description="most findings, 0..10000")] = 20,
+    limit: Annotated[int, Query(description="most findings, 1..10000")] = 20,
     exemplars: Annotated[int, Query(description="slowest calls per finding, 0..100")] = 3,
 ) -> Any:  # fmt: skip
     """Functions whose calls are sometimes much slower than usual, ranked by score."""
@@ -212,7 +212,7 @@ def anomalies(
         "spike": check_threshold("spike_threshold", spike_threshold),
         "regression": check_threshold("regression_threshold", regression_threshold),
     }
-    check_int("limit", limit, 0, 10_000)
+    check_int("limit", limit, 1, 10_000)
     check_int("exemplars", exemplars, 0, 100)
     return JSONResponse(views.anomalies_payload(
         ctx.db, views.narrow(c.flt, function), thresholds=thresholds, min_count=min_count,

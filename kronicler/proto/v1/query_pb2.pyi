@@ -210,7 +210,7 @@ class GetHistogramResponse(_message.Message):
     def __init__(self, function: _Optional[str] = ..., count: _Optional[int] = ..., per_decade: _Optional[int] = ..., exact: _Optional[bool] = ..., buckets: _Optional[_Iterable[_Union[HistogramBucket, _Mapping]]] = ...) -> None: ...
 
 class Call(_message.Message):
-    __slots__ = ("function", "service", "start_unix_nano", "duration_ns", "status", "kind", "trace_id", "span_id", "parent_span_id", "attributes")
+    __slots__ = ("function", "service", "start_unix_nano", "duration_ns", "status", "kind", "trace_id", "span_id", "parent_span_id", "attributes", "attributes_json")
     class AttributesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -228,6 +228,7 @@ class Call(_message.Message):
     SPAN_ID_FIELD_NUMBER: _ClassVar[int]
     PARENT_SPAN_ID_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_JSON_FIELD_NUMBER: _ClassVar[int]
     function: str
     service: str
     start_unix_nano: int
@@ -238,7 +239,8 @@ class Call(_message.Message):
     span_id: str
     parent_span_id: str
     attributes: _containers.ScalarMap[str, str]
-    def __init__(self, function: _Optional[str] = ..., service: _Optional[str] = ..., start_unix_nano: _Optional[int] = ..., duration_ns: _Optional[int] = ..., status: _Optional[int] = ..., kind: _Optional[int] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., parent_span_id: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    attributes_json: str
+    def __init__(self, function: _Optional[str] = ..., service: _Optional[str] = ..., start_unix_nano: _Optional[int] = ..., duration_ns: _Optional[int] = ..., status: _Optional[int] = ..., kind: _Optional[int] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., parent_span_id: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., attributes_json: _Optional[str] = ...) -> None: ...
 
 class GetSlowestRequest(_message.Message):
     __slots__ = ("filter", "k")
