@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Any
 
 import pytest
@@ -39,7 +39,7 @@ async def gather_two() -> Any:
 
 
 @kronicler.capture
-def count(n: int) -> Iterator[int]:
+def count(n: int) -> Generator[int, None, int]:
     """Counts."""
     yield from range(n)
     return n
@@ -137,7 +137,7 @@ def test_generator_closed_early_is_stored_without_error(store: Store) -> None:
 
 def test_generator_send_and_throw_pass_through(store: Store) -> None:
     @kronicler.capture
-    def echo() -> Iterator[Any]:
+    def echo() -> Generator[Any, Any, None]:
         got = None
         while True:
             try:
@@ -186,7 +186,7 @@ def test_async_generator_is_timed_and_passes_values(store: Store) -> None:
 
 def test_async_generator_asend_athrow_aclose(store: Store) -> None:
     @kronicler.capture
-    async def echo() -> AsyncIterator[Any]:
+    async def echo() -> AsyncGenerator[Any, Any]:
         got = None
         while True:
             try:

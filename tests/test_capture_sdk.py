@@ -90,11 +90,13 @@ def test_sdk_spans_carry_name_kind_attributes_and_parents(sdk: SDK, store: Store
     assert set(spans) == {f"{HERE}.{n}" for n in ("handle", "step", "risky", "items")}
     top = spans[f"{HERE}.handle"]
     assert top.kind is SpanKind.SERVER
+    assert top.attributes is not None and top.instrumentation_scope is not None
     assert top.attributes["layer"] == "api" and top.attributes["request.index"] == 1
     assert top.attributes["code.function.name"] == f"{HERE}.handle"
     assert top.instrumentation_scope.name == "kronicler"
     for name in ("step", "risky", "items"):
         child = spans[f"{HERE}.{name}"]
+        assert child.parent is not None
         assert child.parent.span_id == top.context.span_id
         assert child.context.trace_id == top.context.trace_id
     assert store.rows() == []  # the SDK route does not write to the default pipeline
@@ -108,7 +110,7 @@ def test_sdk_exceptions_are_events_with_error_status(sdk: SDK) -> None:
     assert span.status.status_code is StatusCode.ERROR
     assert span.status.description == "LookupError: no item 1"
     [event] = span.events
-    assert event.name == "exception"
+    assert event.name == "exception" and event.attributes is not None
     assert event.attributes["exception.type"] == "LookupError"
 
 
@@ -143,6 +145,7 @@ def test_provider_set_mid_call_continues_the_trace(store: Store) -> None:
         provider.shutdown()
         reset_global_provider()
     [span] = memory.get_finished_spans()
+    assert span.parent is not None
     assert span.parent.span_id == ours.span_id and span.context.trace_id == ours.trace_id
     [row] = store.rows()
     assert row["span_id"] == ours.span_id

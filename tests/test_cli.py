@@ -127,7 +127,7 @@ def served(shop_path: Path) -> Iterator[str]:
          "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
-        assert proc.stdout is not None
+        assert proc.stdout is not None and proc.stderr is not None
         line = proc.stdout.readline()
         m = re.search(r"on (127\.0\.0\.1:\d+)", line)
         assert m, (line, proc.stderr.read() if proc.poll() is not None else "")
@@ -217,7 +217,7 @@ def test_dashboard_command_serves_the_page_and_api(shop_path: Path, shop: ShopDa
     pytest.importorskip("fastapi")
     proc = _start(["dashboard", "--path", str(shop_path), "--http", "127.0.0.1:0"], {})
     try:
-        assert proc.stdout is not None
+        assert proc.stdout is not None and proc.stderr is not None
         line = proc.stdout.readline()
         m = re.search(r"on (http://127\.0\.0\.1:\d+)", line)
         assert m, (line, proc.stderr.read() if proc.poll() is not None else "")
@@ -311,6 +311,6 @@ def test_read_commands_never_write_and_name_a_directory_without_a_database(
             )
     assert [f for f, _ in files(plain)] == ["notes.txt"] and not missing.exists()
     before = files(shop_path)
-    for args in (("functions",), ("stats", "--json"), ("slowest",), ("top",)):
-        run(*args, "--path", str(shop_path))
+    for read_args in (("functions",), ("stats", "--json"), ("slowest",), ("top",)):
+        run(*read_args, "--path", str(shop_path))
     assert files(shop_path) == before  # reading a database changes none of its files

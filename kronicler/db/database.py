@@ -26,7 +26,7 @@ import time
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -389,6 +389,28 @@ class Database:
     ) -> list[Call]:
         """The ``k`` slowest calls (of ``name``, or of any function), slowest first."""
         return self._open_reads().slowest(name, k=k, since=since, until=until)
+
+    # A name selects one function's Stats; no name gives every function's. The overloads let
+    # callers use either result without narrowing it themselves.
+    @overload
+    def stats(
+        self,
+        name: str,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        exact: bool = False,
+    ) -> Stats: ...
+
+    @overload
+    def stats(
+        self,
+        name: None = None,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        exact: bool = False,
+    ) -> dict[str, Stats]: ...
 
     def stats(
         self,

@@ -18,6 +18,7 @@ import sys
 import textwrap
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -96,7 +97,7 @@ def _healthy(tmp_path: Path, seed: int, names: list[str], t0: int) -> dict[str, 
 
 def _killed_writer(tmp_path: Path, rows: dict[str, np.ndarray]) -> str:
     data = tmp_path / "rows.npz"
-    np.savez(data, **rows)
+    np.savez(data, allow_pickle=False, **rows)  # plain arrays, as np.load in WRITER expects
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     before = set(os.listdir(tmp_path / "db" / "segments"))
     proc = subprocess.Popen(
@@ -198,8 +199,8 @@ def _check_against(db: Database, survivors: dict[str, np.ndarray]) -> None:
         errors = int((survivors["status"][names == fn] == 2).sum())
         assert (st.count, st.errors, st.min, st.max) == (d.size, errors, d[0], d[-1]), fn
         assert st.mean == pytest.approx(d.mean(), rel=1e-9)
-        for q, got in ((0.5, st.p50), (0.99, st.p99)):
-            assert got == pytest.approx(np.quantile(d, q, method="lower"), rel=0.0101), (fn, q)
+        for q, got_q in ((0.5, st.p50), (0.99, st.p99)):
+            assert got_q == pytest.approx(np.quantile(d, q, method="lower"), rel=0.0101), (fn, q)
         exact = db.stats(fn, exact=True)
         assert (exact.count, exact.p50) == (d.size, np.quantile(d, 0.5, method="lower")), fn
     scan = db.scan(["name", "duration", "service", "attributes"])
@@ -211,10 +212,10 @@ def _check_against(db: Database, survivors: dict[str, np.ndarray]) -> None:
     want = sorted(zip(names.tolist(), duration.tolist(), survivors["service"].tolist(),
                       [json.loads(a) for a in survivors["attrs"]], strict=True), key=repr)  # fmt: skip
     assert got == want
-    for fn in (None, "b.new", "d.tail"):
-        mask = np.ones(names.size, bool) if fn is None else names == fn
+    for only in (None, "b.new", "d.tail"):
+        mask = np.ones(names.size, bool) if only is None else names == only
         want_top = sorted(duration[mask].tolist(), reverse=True)[:6]
-        assert [c.duration for c in db.slowest(fn, k=6)] == want_top, fn
+        assert [c.duration for c in db.slowest(only, k=6)] == want_top, only
     since, until = BASE + 250 * 1000, BASE + 650 * 1000 + 1
     window = db.summaries(since=since, until=until)
     in_window = (start >= since) & (start < until)
@@ -298,7 +299,7 @@ def test_decoders_raise_only_corrupt_page_errors_on_bad_bytes():
     rng = np.random.default_rng(3)
     n = 300
     span = rng.integers(1, 2**63, n, dtype=np.uint64)
-    columns = {
+    raw: dict[str, Any] = {
         "name": rng.integers(0, 4, n).astype(np.uint32), "start": BASE + np.arange(n) * 17,
         "duration": rng.integers(1, 10**7, n), "status": np.zeros(n, np.uint8),
         "kind": np.ones(n, np.uint8), "service": np.zeros(n, np.uint32),
@@ -307,7 +308,7 @@ def test_decoders_raise_only_corrupt_page_errors_on_bad_bytes():
         "span_id": span, "parent_span_id": np.where(np.arange(n) % 2 == 0, np.roll(span, 1), 0),
         "attributes": rng.integers(0, 50, n).astype(np.uint32),
     }  # fmt: skip
-    columns = {c: np.asarray(a, dtype=COLUMNS[c]) for c, a in columns.items()}
+    columns = {c: np.asarray(a, dtype=COLUMNS[c]) for c, a in raw.items()}
     entries = {"name": [(0, "a"), (1, "b")], "attributes": [(0, '{"k":1}')]}
     cs = chunk.summarize(columns)
     pages = chunk.encode_chunk(0, columns, entries, cs)

@@ -248,7 +248,7 @@ def test_maintenance_beside_a_live_writer_keeps_every_row(tmp_path):
         stop.touch()
         assert _reap(live) == 0
     segments_written = int(count.read_text())
-    live_rows = Counter()
+    live_rows: Counter[tuple[str, int, int]] = Counter()
     for s in range(segments_written):
         names, start, duration = segment_rows(99, s, recent, n=100)
         live_rows.update(zip(names, start.tolist(), duration.tolist(), strict=True))

@@ -169,8 +169,8 @@ def test_close_flushes_and_later_puts_are_dropped():
     assert q.close(5)  # idempotent
 
 
-def test_bad_settings_are_refused():
+def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="capacity_rows"):
-        WriteQueue(list.append, lambda: None, capacity_rows=0)  # type: ignore[arg-type]
+        WriteQueue(lambda batch: None, lambda: None, capacity_rows=0)
     with pytest.raises(ValueError, match="flush_interval"):
-        WriteQueue(list.append, lambda: None, flush_interval=0)  # type: ignore[arg-type]
+        WriteQueue(lambda batch: None, lambda: None, flush_interval=0)

@@ -64,7 +64,7 @@ def _batch(rng, names: list[str], n: int, t0: int, durations_seen: set[int]):
     picked = [names[i] for i in rng.integers(0, len(names), n)]
     start = t0 + np.arange(n, dtype=np.int64) * 1000
     # distinct durations, so "the k slowest" names exactly one set of rows
-    duration = []
+    duration: list[int] = []
     while len(duration) < n:
         d = int(rng.integers(1_000, 10_000_000))
         if d not in durations_seen:

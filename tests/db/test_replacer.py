@@ -104,7 +104,7 @@ def test_unknown_frames_and_bad_k_are_rejected() -> None:
         LRUKReplacer().set_evictable("ghost", True)
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="k must be"):
-            LRUKReplacer(bad)  # type: ignore[arg-type]
+            LRUKReplacer(bad)  # type: ignore[arg-type]  # 1.5: a wrong type on purpose
 
 
 class ModelLRUK:

@@ -74,7 +74,17 @@ SPANS: list[tuple[Any, ...]] = [
 ]  # fmt: skip
 
 
-def sdk_span(name, sid, parent, kind, code, description, attrs, events, service) -> ReadableSpan:  # type: ignore[no-untyped-def]
+def sdk_span(
+    name: str,
+    sid: int,
+    parent: int,
+    kind: SpanKind,
+    code: StatusCode,
+    description: str | None,
+    attrs: dict[str, Any],
+    events: list[tuple[str, dict[str, Any]]],
+    service: str | None,
+) -> ReadableSpan:
     resource = Resource({"host.name": "h1"} if service is None else {"service.name": service})
     ctx = SpanContext(TRACE, sid, is_remote=False, trace_flags=TraceFlags(1))
     return ReadableSpan(
@@ -109,15 +119,28 @@ def key_values(attrs: dict[str, Any]) -> list[common_pb2.KeyValue]:
     return [common_pb2.KeyValue(key=k, value=any_value(v)) for k, v in attrs.items()]
 
 
-def otlp_span(name, sid, parent, kind, code, description, attrs, events, service) -> trace_pb2.Span:  # type: ignore[no-untyped-def]
+def otlp_span(
+    name: str,
+    sid: int,
+    parent: int,
+    kind: SpanKind,
+    code: StatusCode,
+    description: str | None,
+    attrs: dict[str, Any],
+    events: list[tuple[str, dict[str, Any]]],
+    service: str | None,
+) -> trace_pb2.Span:
+    # the same names on both sides; OTLP's kinds are the SDK's shifted by one (0 = UNSPECIFIED)
+    otlp_kind = trace_pb2.Span.SpanKind.Value(f"SPAN_KIND_{kind.name}")
+    otlp_code = trace_pb2.Status.StatusCode.Value(f"STATUS_CODE_{code.name}")
     return trace_pb2.Span(
         trace_id=TRACE.to_bytes(16, "big"), span_id=sid.to_bytes(8, "big"),
         parent_span_id=parent.to_bytes(8, "big") if parent else b"", name=name,
-        kind=kind.value + 1, start_time_unix_nano=T0 + sid, end_time_unix_nano=T0 + sid * 1000,
+        kind=otlp_kind, start_time_unix_nano=T0 + sid, end_time_unix_nano=T0 + sid * 1000,
         attributes=key_values(attrs),
         events=[trace_pb2.Span.Event(time_unix_nano=T0 + 5, name=n, attributes=key_values(a))
                 for n, a in events],
-        status=trace_pb2.Status(code=code.value, message=description or ""),
+        status=trace_pb2.Status(code=otlp_code, message=description or ""),
     )  # fmt: skip
 
 

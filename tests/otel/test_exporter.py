@@ -54,6 +54,7 @@ def test_same_rows_as_the_spans_it_was_given(tmp_path: Path) -> None:
     spans = {s.context.span_id: s for s in memory.get_finished_spans()}
     for row in read_rows(tmp_path / "db"):
         span = spans.pop(row["span_id"])
+        assert span.start_time is not None and span.end_time is not None
         assert row["name"] == span.name
         assert row["start"] == span.start_time
         assert row["duration"] == span.end_time - span.start_time
@@ -82,6 +83,7 @@ def test_failure_after_shutdown_and_never_raises(tmp_path: Path) -> None:
     borrowed = KroniclerSpanExporter(db)
     db.close()  # closed under the exporter: storing fails, nothing raises
     assert borrowed.export(spans) is SpanExportResult.FAILURE
+    # a wrong item type on purpose: export reports FAILURE rather than raising
     assert borrowed.export(["not a span"]) is SpanExportResult.FAILURE  # type: ignore[list-item]
     borrowed.shutdown()
 
@@ -103,7 +105,7 @@ def test_bad_target_is_a_value_error() -> None:
     import pytest
 
     with pytest.raises(ValueError, match="42"):
-        KroniclerSpanExporter(42)  # type: ignore[arg-type]
+        KroniclerSpanExporter(42)  # type: ignore[arg-type]  # a wrong type on purpose
 
 
 def test_a_batch_processor_faster_than_the_database_loses_no_span(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from kronicler.db.schema import parse_attributes
 from kronicler.otel.rows import spans_to_batch
 
 
-def _spans(resource: Resource | None = None):  # type: ignore[no-untyped-def]
+def _spans(resource: Resource | None = None) -> tuple[trace.Tracer, InMemorySpanExporter]:
     provider = TracerProvider(resource=resource or Resource.create({"service.name": "shop"}))
     memory = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(memory))
@@ -37,6 +37,7 @@ def test_fields_of_a_small_trace() -> None:
     assert batch.kind.tolist() == [0, 1, 0]
     assert batch.status.tolist() == [1, 0, 2]
     for i, span in enumerate(spans):
+        assert span.start_time is not None and span.end_time is not None
         assert batch.start[i] == span.start_time
         assert batch.duration[i] == span.end_time - span.start_time
         assert int(batch.trace_hi[i]) << 64 | int(batch.trace_lo[i]) == span.context.trace_id
@@ -122,7 +123,7 @@ def test_spans_without_sdk_internals_use_the_public_api() -> None:
         pass
     [real] = memory.get_finished_spans()
     plain = spans_to_batch([real])
-    odd = spans_to_batch([_OddSpan(real)])  # type: ignore[list-item]
+    odd = spans_to_batch([_OddSpan(real)])  # type: ignore[list-item]  # not a ReadableSpan, on purpose
     assert odd.names == plain.names and odd.attributes == plain.attributes
     assert odd.span_id.tolist() == plain.span_id.tolist()
     assert odd.start.tolist() == plain.start.tolist()

@@ -9,11 +9,16 @@ Everything is deterministic (seeded) and the raw columns are kept for exact comp
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
+
+if TYPE_CHECKING:
+    from kronicler.db import Database
 
 BASE_NS = 1_700_000_000_000_000_000
 SPAN_NS = 100 * 1_000_000_000  # the data covers 100 s
@@ -64,16 +69,16 @@ def make_shop(seed: int = 1) -> ShopData:
         )
     cols = [np.concatenate(c) for c in zip(*parts, strict=True)]
     order = np.argsort(cols[1], kind="stable")
-    cols = [c[order] for c in cols]
+    names, starts, durations, statuses, services, routes = (c[order] for c in cols)
     span_id = np.arange(1, len(order) + 1, dtype=np.uint64)
-    return ShopData(*cols, span_id=span_id)
+    return ShopData(names, starts, durations, statuses, services, routes, span_id=span_id)
 
 
 def write_shop(path: Path, data: ShopData, *, chunk_rows: int = 512) -> None:
     """Store ``data`` into a new database at ``path`` (several chunks plus a tail)."""
     from kronicler.db import Database
 
-    attrs = []
+    attrs: list[dict[str, Any] | None] = []
     for name, route in zip(data.names, data.route, strict=True):
         if not route:
             attrs.append(None)
@@ -117,7 +122,7 @@ def shop_path(tmp_path_factory: pytest.TempPathFactory, shop: ShopData) -> Path:
 
 
 @pytest.fixture
-def shop_db(shop_path: Path):  # type: ignore[no-untyped-def]
+def shop_db(shop_path: Path) -> Iterator[Database]:
     from kronicler.db import Database
 
     db = Database.open(shop_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -69,8 +70,8 @@ def test_stock_exporter_spans_are_queryable(db: Database, server: KroniclerServe
     assert s.kind == 1 and s.service == "otlp-test" and s.attributes["route"] == "/pay"
 
 
-def _span(name: str = "ok", **over) -> trace_pb2.Span:
-    fields = dict(
+def _span(name: str = "ok", **over: Any) -> trace_pb2.Span:
+    fields: dict[str, Any] = dict(
         trace_id=bytes(range(1, 17)), span_id=bytes(range(1, 9)), name=name,
         start_time_unix_nano=1_700_000_000_000_000_000,
         end_time_unix_nano=1_700_000_000_000_500_000, kind=trace_pb2.Span.SPAN_KIND_CLIENT,
@@ -131,10 +132,11 @@ def test_conversion_maps_every_field() -> None:
         common_pb2.KeyValue(key="a", value=common_pb2.AnyValue(array_value=common_pb2.ArrayValue(
             values=[common_pb2.AnyValue(int_value=1), common_pb2.AnyValue(int_value=2)]))),
     ]  # fmt: skip
+    error, ok = trace_pb2.Status.STATUS_CODE_ERROR, trace_pb2.Status.STATUS_CODE_OK
     spans = [
-        _span("f", attributes=attrs, status=trace_pb2.Status(code=2),
+        _span("f", attributes=attrs, status=trace_pb2.Status(code=error),
               kind=trace_pb2.Span.SPAN_KIND_UNSPECIFIED),
-        _span("g", kind=trace_pb2.Span.SPAN_KIND_CONSUMER, status=trace_pb2.Status(code=1)),
+        _span("g", kind=trace_pb2.Span.SPAN_KIND_CONSUMER, status=trace_pb2.Status(code=ok)),
     ]  # fmt: skip
     out = convert_resource_spans(_request(*spans, service="shop").resource_spans)
     b = out.batch

@@ -8,6 +8,7 @@ import http.client
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from google.protobuf import json_format
@@ -90,7 +91,7 @@ def test_the_stock_http_exporter_stores_exact_counts(
     assert stored(tmp_path / "db") == {"http.handler": 1500}
 
 
-def otlp_json(trace_id: str, span_id: str, parent: str = "") -> dict[str, object]:
+def otlp_json(trace_id: str, span_id: str, parent: str = "") -> dict[str, Any]:
     return {
         "resourceSpans": [{
             "resource": {"attributes": [{"key": "service.name",
@@ -131,9 +132,9 @@ def test_otlp_json_with_hex_ids(served: KroniclerServer, tmp_path: Path) -> None
 
 def test_gzip_json_and_partial_success(served: KroniclerServer) -> None:
     doc = otlp_json("5B8EFFF798038103D269B633813FC60C", "EEE19B7EC3C1B174")
-    bad = json.loads(json.dumps(doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]))  # type: ignore[index]
+    bad = json.loads(json.dumps(doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]))
     bad["spanId"] = "00"  # one byte: malformed, rejected alone
-    doc["resourceSpans"][0]["scopeSpans"][0]["spans"].append(bad)  # type: ignore[index]
+    doc["resourceSpans"][0]["scopeSpans"][0]["spans"].append(bad)
     status, _, body = post(
         served, gzip.compress(json.dumps(doc).encode()),
         {"Content-Type": "application/json", "Content-Encoding": "gzip",
@@ -214,7 +215,8 @@ def test_serve_listens_on_both_ports(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        lines = [proc.stdout.readline() for _ in range(2)]  # type: ignore[union-attr]
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(2)]
         assert "OTLP/HTTP on http://127.0.0.1:" in lines[1], lines
         url = lines[1].split(" on ", 1)[1].strip()
         host_port = url.removeprefix("http://").split("/")[0]

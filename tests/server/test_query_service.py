@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -119,4 +120,4 @@ def test_options_are_checked(shop_db) -> None:
     with pytest.raises(ValueError, match="HOST:PORT"):
         KroniclerServer(shop_db, ServerOptions(address="localhost"))
     with pytest.raises(ValueError, match="both"):
-        KroniclerServer(shop_db, ServerOptions(address="127.0.0.1:0", tls_cert="c.pem"))
+        KroniclerServer(shop_db, ServerOptions(address="127.0.0.1:0", tls_cert=Path("c.pem")))
