@@ -38,7 +38,7 @@ def retained(deployment: Layout, oracle_work: Path) -> Layout:
 
 @pytest.fixture(scope="session", params=LAYOUTS)
 def layout(request: pytest.FixtureRequest) -> Layout:
-    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
+    return request.getfixturevalue(request.param)
 
 
 @pytest.fixture(scope="session")

@@ -134,13 +134,13 @@ class CliApi:
               quantiles: Sequence[float] = QUANTILES, exact: bool = False) -> list[dict[str, Any]]:  # fmt: skip
         args = ["stats", *self.flags(q), "--group-by", group_by, "--quantiles",
                 ",".join(f"{x:g}" for x in quantiles)]  # fmt: skip
-        return self.run(*args, *(["--exact"] if exact else []))  # type: ignore[no-any-return]
+        return self.run(*args, *(["--exact"] if exact else []))
 
     def functions(self, q: Query) -> list[dict[str, Any]]:
-        return self.run("functions", *self.flags(q))  # type: ignore[no-any-return]
+        return self.run("functions", *self.flags(q))
 
     def slowest(self, q: Query, k: int) -> list[dict[str, Any]]:
-        return self.run("slowest", *self.flags(q), "-k", str(k))  # type: ignore[no-any-return]
+        return self.run("slowest", *self.flags(q), "-k", str(k))
 
     def series(self, q: Query, *, step: int | None, group_by: str = "function",
                quantiles: Sequence[float] = (0.5, 0.99)) -> dict[str, Any]:  # fmt: skip
@@ -148,15 +148,15 @@ class CliApi:
                 ",".join(f"{x:g}" for x in quantiles)]  # fmt: skip
         if step is not None:
             args += ["--step", f"{step}ns"]
-        return self.run(*args)  # type: ignore[no-any-return]
+        return self.run(*args)
 
     def histogram(self, function: str, q: Query, *, exact: bool = False) -> dict[str, Any]:
         args = ["histogram", function, *self.flags(q), *(["--exact"] if exact else [])]
-        return self.run(*args)  # type: ignore[no-any-return]
+        return self.run(*args)
 
     def anomalies(self, q: Query, *, exemplars: int = 3) -> list[dict[str, Any]]:
         assert exemplars == 3, "the CLI always asks for the default 3 exemplars"
-        return self.run("anomalies", *self.flags(q))  # type: ignore[no-any-return]
+        return self.run("anomalies", *self.flags(q))
 
 
 class HttpApi:
@@ -193,22 +193,22 @@ class HttpApi:
 
     def table(self, q: Query) -> list[dict[str, Any]]:
         """The functions table (stats with p50/p90/p99, plus rates and anomaly evidence)."""
-        return self.get("functions", self.params(q))["rows"]  # type: ignore[no-any-return]
+        return self.get("functions", self.params(q))["rows"]
 
     def slowest(self, q: Query, k: int) -> list[dict[str, Any]]:
-        return self.get("slowest", [*self.params(q), ("k", k)])  # type: ignore[no-any-return]
+        return self.get("slowest", [*self.params(q), ("k", k)])
 
     def histogram(self, function: str, q: Query) -> dict[str, Any]:
         params = [("function", function), *self.params(q, functions=False)]
-        return self.get("histogram", params)  # type: ignore[no-any-return]
+        return self.get("histogram", params)
 
     def series(self, q: Query, *, step: int) -> dict[str, Any]:
-        return self.get("series", [*self.params(q), ("step", step)])  # type: ignore[no-any-return]
+        return self.get("series", [*self.params(q), ("step", step)])
 
     def anomalies(self, q: Query, *, exemplars: int = 3) -> list[dict[str, Any]]:
-        return self.get("anomalies", [*self.params(q), ("exemplars", exemplars)])  # type: ignore[no-any-return]
+        return self.get("anomalies", [*self.params(q), ("exemplars", exemplars)])
 
     def detail(self, function: str, q: Query, k: int, *, series: bool = False) -> dict[str, Any]:
         params = [("function", function), *self.params(q, functions=False), ("k", k),
                   ("series", "true" if series else "false")]  # fmt: skip
-        return self.get("detail", params)  # type: ignore[no-any-return]
+        return self.get("detail", params)

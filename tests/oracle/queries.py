@@ -50,6 +50,7 @@ def standard_queries(truth: Rows) -> list[Query]:
     services = sorted(set(truth.service.tolist()) - {""})
     bounds = time_bounds(truth)
     a, b = bounds["middle third"]
+    assert a is not None and b is not None
     qs = [Query()]
     qs += [Query((n,)) for n in names]
     qs += [Query(("app.*",)), Query(("*.[fs]*",)), Query(("no.such.*",)), Query(tuple(names[:2]))]
@@ -72,7 +73,7 @@ class Failures:
     def __init__(self) -> None:
         self.items: list[str] = []
 
-    def check(self, label: str, fn: Callable[[], object]) -> None:
+    def check(self, label: str, fn: Callable[..., object]) -> None:
         try:
             fn()
         except AssertionError as exc:

@@ -136,6 +136,7 @@ def test_http_equals_python_and_brute_force(layout: Layout, db: Database, http: 
 
         def series(q: Query = q, step: int = step) -> None:
             got = http.series(q, step=step)
+            assert q.since is not None
             since = q.since - q.since % step  # the dashboard aligns buckets to the step
             want = expected_series_counts(t, q, since, b, step)
             assert got["since_unix_nano"] == since and got["step_ns"] == step

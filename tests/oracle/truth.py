@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -50,9 +50,9 @@ class Rows:
     span_id: np.ndarray  # uint64
     parent_span_id: np.ndarray  # uint64
     attributes: np.ndarray  # object (canonical JSON text, "" = none)
-    _parsed: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    _parsed: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False, init=False)
 
-    FIELDS = (
+    FIELDS: ClassVar[tuple[str, ...]] = (
         "name", "start", "duration", "status", "kind", "service", "trace_hi", "trace_lo",
         "span_id", "parent_span_id", "attributes",
     )  # fmt: skip
@@ -73,10 +73,10 @@ class Rows:
                 np.empty(0, np.uint64), np.empty(0, np.uint64), np.empty(0, np.uint64),
                 np.empty(0, np.uint64), np.empty(0, object),
             )  # fmt: skip
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.FIELDS))
+        return cls(**{f: np.concatenate([getattr(p, f) for p in parts]) for f in cls.FIELDS})
 
     def take(self, index: np.ndarray) -> Rows:
-        return Rows(*(getattr(self, f)[index] for f in self.FIELDS))
+        return Rows(**{f: getattr(self, f)[index] for f in self.FIELDS})
 
     def trace_id(self, i: int) -> int:
         return (int(self.trace_hi[i]) << 64) | int(self.trace_lo[i])

@@ -117,15 +117,15 @@ def main(argv: list[str] | None = None) -> int:
     shares = np.array_split(np.arange(len(rows)), args.workers + 1)
     db = Database.open(args.path, **opts)
     append_all(db, rows.take(shares[0]), args.batches)
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_forked, args=(db, rows.take(s), args.batches))
-             for s in shares[1:]]  # fmt: skip
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join()
-        if proc.exitcode != 0:
-            raise SystemExit(f"forked writer exited with {proc.exitcode}")
+    fork = multiprocessing.get_context("fork")
+    children = [fork.Process(target=_forked, args=(db, rows.take(s), args.batches))
+                for s in shares[1:]]  # fmt: skip
+    for child in children:
+        child.start()
+    for child in children:
+        child.join()
+        if child.exitcode != 0:
+            raise SystemExit(f"forked writer exited with {child.exitcode}")
     _finish(db, args.then)
     return 0
 
