@@ -42,6 +42,8 @@ log = logging.getLogger("kronicler.server.ingest")
 EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 _HEADER = struct.Struct("<Q")  # request id before the request bytes
 _STOP = b""  # an empty message tells a worker to finish
+_READY = 0  # the request id of the message a worker sends once its database is open
+_START_TIMEOUT = 60.0
 _RESTART_DELAY = 0.5  # seconds between a worker's death and its replacement
 _GROUP = 64  # requests stored before one flush makes them all durable
 _FLUSH_TIMEOUT = 30.0
@@ -69,6 +71,7 @@ def _worker_main(path: str, conn: Connection) -> None:
     from kronicler.db import Database
 
     db = Database.open(path)
+    conn.send((_READY, Outcome("ok")))
     try:
         while True:
             try:
@@ -118,6 +121,7 @@ class _Worker:
         self.process.start()
         child.close()
         self.pending: dict[int, Future[Outcome]] = {}
+        self.ready = threading.Event()  # set once the worker opened its database
         self.send_lock = threading.Lock()  # one message on the pipe at a time
         self.reader = threading.Thread(target=self._read, name="kronicler-ingest-read", daemon=True)
         self.reader.start()
@@ -128,6 +132,9 @@ class _Worker:
                 request_id, outcome = self.conn.recv()
             except (EOFError, OSError):
                 break
+            if request_id == _READY:
+                self.ready.set()
+                continue
             future = self.pending.pop(request_id, None)
             if future is not None:
                 future.set_result(outcome)
@@ -184,9 +191,19 @@ class IngestPool:
         self._stop = threading.Event()
         self._supervisor: threading.Thread | None = None
 
-    def start(self) -> IngestPool:
+    def start(self, timeout: float = _START_TIMEOUT) -> IngestPool:
+        """Start the workers and wait (up to ``timeout``) until each has opened the database."""
         with self._lock:
             self._workers = [_Worker(self._ctx, self.path) for _ in range(self.size)]
+        deadline = time.monotonic() + timeout
+        for w in self._workers:
+            while not w.ready.wait(0.05):
+                if not w.process.is_alive() or time.monotonic() > deadline:
+                    self.close(timeout=5.0)
+                    raise RuntimeError(
+                        f"ingest worker did not start (exit code {w.process.exitcode}); "
+                        "see the log above"
+                    )
         self._supervisor = threading.Thread(
             target=self._supervise, name="kronicler-ingest-supervisor", daemon=True
         )
