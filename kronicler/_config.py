@@ -86,7 +86,10 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Settings from ``KRONICLER_*`` and OpenTelemetry variables; bad values are logged."""
         env = os.environ if environ is None else environ
-        enabled = _parse_bool(env, "KRONICLER_ENABLED", True)
+        # OTEL_SDK_DISABLED=true turns every part of OpenTelemetry off, the decorator included
+        enabled = _parse_bool(env, "KRONICLER_ENABLED", True) and not _parse_bool(
+            env, "OTEL_SDK_DISABLED", False
+        )
         path = env.get("KRONICLER_PATH", "").strip() or _DEFAULT_PATH
         service = env.get("KRONICLER_SERVICE_NAME", "").strip() or default_service_name(env)
         interval = _parse_number(env, "KRONICLER_FLUSH_INTERVAL", _DEFAULT_FLUSH_INTERVAL, float)
