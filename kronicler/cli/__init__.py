@@ -24,7 +24,8 @@ from typing import Any
 from kronicler.cli import render
 from kronicler.cli.units import parse_duration, parse_time
 
-DEFAULT_PATH = Path(".kronicler")
+#: The database the commands use without --path: $KRONICLER_PATH, as the decorator writes to.
+DEFAULT_PATH = Path(os.environ.get("KRONICLER_PATH", "").strip() or ".kronicler")
 #: One ingest process per core but one (left to queries), between 1 and 4.
 DEFAULT_INGEST_WORKERS = max(1, min(4, (os.cpu_count() or 2) - 1))
 
@@ -94,7 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the gRPC server (queries + OTLP) on a database")
     p.add_argument(
-        "--path", type=Path, default=DEFAULT_PATH, help="database directory (default: ./.kronicler)"
+        "--path",
+        type=Path,
+        default=DEFAULT_PATH,
+        help="database directory (default: $KRONICLER_PATH or ./.kronicler)",
     )
     p.add_argument("--address", help="HOST:PORT to listen on (default: 127.0.0.1:4317)")
     p.add_argument("--tls-cert", type=Path, help="server certificate (PEM)")
@@ -129,7 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dashboard", help="serve the web dashboard on a local database")
     p.add_argument(
-        "--path", type=Path, default=DEFAULT_PATH, help="database directory (default: ./.kronicler)"
+        "--path",
+        type=Path,
+        default=DEFAULT_PATH,
+        help="database directory (default: $KRONICLER_PATH or ./.kronicler)",
     )
     p.add_argument("--http", metavar="HOST:PORT", default="127.0.0.1:8080",
                    help="where to serve it (default: 127.0.0.1:8080)")  # fmt: skip
@@ -220,20 +227,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("retain", help="delete old closed segments (by age and/or total size)")
     p.add_argument(
-        "--path", type=Path, default=DEFAULT_PATH, help="database directory (default: ./.kronicler)"
+        "--path",
+        type=Path,
+        default=DEFAULT_PATH,
+        help="database directory (default: $KRONICLER_PATH or ./.kronicler)",
     )
     p.add_argument("--max-age", help="delete segments whose newest call is older (e.g. 7d, 12h)")
     p.add_argument("--max-size", help="then delete the oldest until the database fits (e.g. 10G)")
 
     p = sub.add_parser("compact", help="merge small finished segments (safe while others write)")
     p.add_argument(
-        "--path", type=Path, default=DEFAULT_PATH, help="database directory (default: ./.kronicler)"
+        "--path",
+        type=Path,
+        default=DEFAULT_PATH,
+        help="database directory (default: $KRONICLER_PATH or ./.kronicler)",
     )
 
     p = sub.add_parser("export", help="write the stored calls to Parquet, CSV or JSON lines")
     _filter_args(p)
     p.add_argument(
-        "--path", type=Path, default=DEFAULT_PATH, help="database directory (default: ./.kronicler)"
+        "--path",
+        type=Path,
+        default=DEFAULT_PATH,
+        help="database directory (default: $KRONICLER_PATH or ./.kronicler)",
     )
     p.add_argument("--format", choices=["parquet", "csv", "jsonl"],
                    help="default: from OUT's extension (.parquet, .csv, .jsonl/.ndjson)")  # fmt: skip
@@ -276,6 +292,10 @@ def open_backend(args: argparse.Namespace) -> Any:
     """A :class:`~kronicler.cli.backend.Local` or a gRPC client, per the options (module doc)."""
     if args.path is not None and args.address:
         raise ValueError("give --path or --address, not both")
+    if args.address:
+        from kronicler.server.app import split_address
+
+        split_address(args.address)  # "HOST:PORT", checked before any name lookup
     if args.path is not None or (not args.address and DEFAULT_PATH.is_dir()):
         from kronicler.cli.backend import Local
 
@@ -291,10 +311,20 @@ def open_backend(args: argparse.Namespace) -> Any:
 
 
 def run_query(args: argparse.Namespace) -> str:
+    import grpc
+
     flt = make_filter(args)
     backend = open_backend(args)
     try:
         return _answer(args, backend, flt)
+    except grpc.RpcError as exc:
+        chose = args.path is not None or args.address or os.environ.get("KRONICLER_ADDRESS")
+        if exc.code() == grpc.StatusCode.UNAVAILABLE and not chose:
+            raise ValueError(
+                f"no database at {DEFAULT_PATH} and no server at {backend.address}; "
+                "use --path DIR or --address HOST:PORT"
+            ) from None
+        raise
     finally:
         backend.close()
 
@@ -539,6 +569,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_demo(args)
         print(run_query(args))
+        sys.stdout.flush()
+        return 0
+    except BrokenPipeError:  # `kronicler series | head`: the reader has all it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the exit-time flush does not fail again
         return 0
     except KeyboardInterrupt:
         return 130
@@ -558,6 +593,8 @@ def _describe(exc: BaseException) -> str:
         code = exc.code() if hasattr(exc, "code") else None
         details = exc.details() if hasattr(exc, "details") else str(exc)
         name = code.name if code is not None else "ERROR"
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            details = f"{details}; give the server's token with --token or KRONICLER_TOKEN"
         return f"{name}: {details}"
     if isinstance(exc, (ValueError, LookupError, OSError, ImportError)):
         return str(exc.args[0]) if exc.args and isinstance(exc, LookupError) else str(exc)

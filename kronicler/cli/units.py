@@ -9,6 +9,7 @@ a leading ``@`` (``@1714560000``). Output: durations in the unit that keeps 3-4 
 from __future__ import annotations
 
 import re
+import sys
 import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -57,12 +58,22 @@ def parse_time(text: str, *, now_ns: int | None = None) -> int:
     return (dt - _EPOCH) // timedelta(microseconds=1) * 1_000
 
 
+def micro_unit() -> str:
+    """``µs``, or ``us`` where standard output cannot encode ``µ`` (an ASCII or Latin-9 locale)."""
+    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        "µ".encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return "us"
+    return "µs"
+
+
 def format_ns(value: float | int | None) -> str:
     """``1234567 -> "1.23 ms"``; ``None -> "-"``."""
     if value is None:
         return "-"
     v = float(value)
-    for unit, size in (("s", 1e9), ("ms", 1e6), ("µs", 1e3), ("ns", 1.0)):
+    for unit, size in (("s", 1e9), ("ms", 1e6), (micro_unit(), 1e3), ("ns", 1.0)):
         x = v / size
         if abs(x) >= 1 or unit == "ns":
             digits = 0 if abs(x) >= 100 or unit == "ns" else 1 if abs(x) >= 10 else 2

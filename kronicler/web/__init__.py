@@ -1,6 +1,6 @@
 """The web dashboard: a JSON API over :mod:`kronicler.query` and one static page that draws it.
 
-Needs the ``web`` extra (``pip install 'kronicler[web]'``: FastAPI and uvicorn); importing this
+Needs the ``web`` extra (FastAPI and uvicorn: ``pip install '.[web]'`` in a checkout); importing this
 package does not, so the CLI can offer the commands and explain what is missing. Entry points:
 
 - ``create_app(db, *, token=None)``: the ASGI application (mount it in your own server);

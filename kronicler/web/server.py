@@ -23,7 +23,10 @@ if TYPE_CHECKING:
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
-MISSING_EXTRA = "the dashboard needs the web extra: pip install 'kronicler[web]'"
+MISSING_EXTRA = (
+    "the dashboard needs FastAPI and uvicorn: pip install '.[web]' in a Kronicler checkout, or "
+    "pip install 'fastapi>=0.110' 'uvicorn>=0.29'"
+)
 
 
 def parse_address(text: str, *, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
