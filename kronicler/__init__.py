@@ -15,7 +15,6 @@ The public face::
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -27,10 +26,6 @@ if TYPE_CHECKING:
     from kronicler.db import Database
 
 __version__ = "0.2.0"
-
-# A library leaves logging to the application: without a configured handler, nothing is printed
-# (warnings would otherwise reach stderr through logging's last-resort handler).
-logging.getLogger("kronicler").addHandler(logging.NullHandler())
 
 __all__ = [
     "PipelineStatus",

@@ -3,7 +3,6 @@ that are not UTF-8 or close early."""
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import subprocess
@@ -73,8 +72,3 @@ def test_an_ascii_terminal_gets_us_not_micro(shop_path: Path) -> None:
     assert "µ" not in proc.stdout and " us" in proc.stdout
     assert micro_unit() in ("µs", "us")
     assert format_ns(1500).endswith("s")
-
-
-def test_the_library_logs_nothing_unless_the_application_says_so() -> None:
-    handlers = logging.getLogger("kronicler").handlers
-    assert any(isinstance(h, logging.NullHandler) for h in handlers)
