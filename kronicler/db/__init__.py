@@ -10,8 +10,9 @@ from kronicler.db.database import DEFAULT_PATH, Database
 from kronicler.db.scan import FunctionSummary, Scan, TimeRange
 from kronicler.db.schema import SpanBatch
 from kronicler.db.stats import Call, Stats
+from kronicler.db.view import ReadView
 
 __all__ = [
-    "DEFAULT_PATH", "Call", "Database", "FunctionSummary", "Scan", "SpanBatch", "Stats",
-    "TimeRange",
+    "DEFAULT_PATH", "Call", "Database", "FunctionSummary", "ReadView", "Scan", "SpanBatch",
+    "Stats", "TimeRange",
 ]  # fmt: skip

@@ -8,9 +8,11 @@ full it waits for room (backpressure), at most ``timeout`` seconds if given, aft
 which must never stall their callers, use ``append_batch(block=False)`` and handle a refusal
 themselves. ``dropped`` counts rows lost after they were accepted (writes that kept failing), only.
 
-Reads go to the segment set (``reads.py``): every segment of the directory, refreshed per query,
-with a bounded bufferpool of decoded pages. ``readonly=True`` opens an existing database for
-queries only: it creates no file or directory, and any write raises ``ReadOnlyError``.
+Reads go to the segment set (``reads.py``): every segment of the directory, refreshed per read,
+with a bounded bufferpool of decoded pages. A question needing several reads takes one
+``snapshot()`` (``view.py``): a view with the same read methods, all answered from one refresh.
+``readonly=True`` opens an existing database for queries only: it creates no file or directory,
+and any write raises ``ReadOnlyError``.
 
 Many processes may open the same directory: each writes its own segment and reads everybody's.
 After ``fork`` the child gets a fresh writer (its own segment) on first append; an ``atexit`` hook,
@@ -26,7 +28,7 @@ import time
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +39,8 @@ from kronicler.db.reads import SegmentSet
 from kronicler.db.scan import FunctionSummary, Scan
 from kronicler.db.schema import OPTIONAL_COLUMNS, SpanBatch
 from kronicler.db.snapshot import Damage
-from kronicler.db.stats import Call, Stats
+from kronicler.db.stats import Call
+from kronicler.db.view import ReadAPI, ReadView
 from kronicler.db.writer import SegmentWriter
 from kronicler.errors import ClosedError, DatabaseError, ReadOnlyError, WriteTimeoutError
 
@@ -55,7 +58,7 @@ SEGMENTS = "segments"
 _open_databases: weakref.WeakSet[Database] = weakref.WeakSet()
 
 
-class Database:
+class Database(ReadAPI):
     """A Kronicler span database in a directory. Thread-safe."""
 
     def __init__(
@@ -313,6 +316,15 @@ class Database:
             raise ClosedError(f"{self!r} is closed")
         return self._reads
 
+    def snapshot(self) -> ReadView:
+        """A view answering every read from one snapshot of the database, taken now.
+
+        The view has this object's read methods; each call reads the same data, whatever is
+        appended, sealed or deleted meanwhile. Use it for one question and close it
+        (``with db.snapshot() as view: ...``): it holds its segments' files open.
+        """
+        return ReadView(self._open_reads(), self._open_reads)
+
     def functions(self) -> list[str]:
         """Names of every function with at least one stored call, sorted."""
         return self._open_reads().functions()
@@ -346,39 +358,6 @@ class Database:
         """Decoded rows (``since <= start < until``, name in ``names``) of the given columns."""
         return self._open_reads().scan(columns, names=names, since=since, until=until)
 
-    def to_arrow(
-        self,
-        columns: Sequence[str] | None = None,
-        *,
-        since: int | None = None,
-        until: int | None = None,
-        where: Any = None,
-    ) -> Any:
-        """The stored calls as a ``pyarrow.Table`` of readable columns (needs pyarrow).
-
-        ``where``: a :class:`kronicler.query.Filter` (functions, service, attributes); ``since``
-        and ``until`` narrow its time range. Columns: :data:`kronicler.query.export.COLUMNS`.
-        A convenience over :func:`kronicler.query.export.to_arrow`, where the logic lives.
-        """
-        from kronicler.query import export
-        from kronicler.query.filters import Filter
-
-        flt = where if where is not None else Filter()
-        flt = flt.with_range(since if since is not None else flt.since,
-                             until if until is not None else flt.until)  # fmt: skip
-        return export.to_arrow(self, flt, columns=columns)
-
-    def to_pandas(
-        self,
-        columns: Sequence[str] | None = None,
-        *,
-        since: int | None = None,
-        until: int | None = None,
-        where: Any = None,
-    ) -> Any:
-        """:meth:`to_arrow` as a ``pandas.DataFrame`` (needs pyarrow and pandas)."""
-        return self.to_arrow(columns, since=since, until=until, where=where).to_pandas()
-
     def slowest(
         self,
         name: str | None = None,
@@ -389,52 +368,6 @@ class Database:
     ) -> list[Call]:
         """The ``k`` slowest calls (of ``name``, or of any function), slowest first."""
         return self._open_reads().slowest(name, k=k, since=since, until=until)
-
-    # A name selects one function's Stats; no name gives every function's. The overloads let
-    # callers use either result without narrowing it themselves.
-    @overload
-    def stats(
-        self,
-        name: str,
-        *,
-        since: int | None = None,
-        until: int | None = None,
-        exact: bool = False,
-    ) -> Stats: ...
-
-    @overload
-    def stats(
-        self,
-        name: None = None,
-        *,
-        since: int | None = None,
-        until: int | None = None,
-        exact: bool = False,
-    ) -> dict[str, Stats]: ...
-
-    def stats(
-        self,
-        name: str | None = None,
-        *,
-        since: int | None = None,
-        until: int | None = None,
-        exact: bool = False,
-    ) -> Stats | dict[str, Stats]:
-        """Statistics of one function (a ``Stats``) or of every function (name -> ``Stats``)."""
-        if name is not None and not isinstance(name, str):
-            raise ValueError(f"name must be text, got {name!r}")
-        names = None if name is None else [name]
-        if exact:
-            scan = self.scan(("name", "duration", "status"), names=names, since=since, until=until)
-            result = scan.exact_stats()
-        else:
-            result = {
-                n: Stats.from_summary(fs.summary, fs.errors)
-                for n, fs in self.summaries(names, since=since, until=until).items()
-            }
-        if name is not None:
-            return result.get(name, Stats.empty())
-        return dict(sorted(result.items()))
 
     # -- maintenance -----------------------------------------------------------------------------
     def retain(

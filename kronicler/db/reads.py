@@ -6,7 +6,9 @@ dictionaries; every read of the query then goes through that snapshot, so a chun
 query runs is neither counted twice nor missed, and text codes always resolve. The query works from
 roll-ups, zone maps and per-chunk summaries, decoding column pages only where a time range cuts a
 chunk or raw rows are asked for. Decoded pages and chunk summaries are cached in one byte-bounded
-bufferpool. Segments a compaction has replaced, or is still writing, are left out.
+bufferpool. Segments a compaction has replaced, or is still writing, are left out. Each query
+method takes ``snapshot=`` to read a given snapshot; a pinned one (``pin``/``unpin``) keeps its
+segments readable between calls, which is what :mod:`kronicler.db.view` builds on.
 
 Name codes are local to a segment: every lookup (codes of the wanted functions, texts of a result)
 uses the dictionary of the segment the rows come from, never another segment's.
@@ -76,19 +78,31 @@ class SegmentSet:
         self.lock = threading.RLock()
         self.readers: dict[str, SegmentReader] = {}
         self.pool = BufferPool(bufferpool_bytes, load=self._load_page)
+        # Also under lock: how many open read views (see view.py) hold each segment, and the
+        # readers of deleted segments that a view still holds, closed when the last one is let go.
+        self._pins: dict[str, int] = {}
+        self._retired: dict[str, SegmentReader] = {}
 
     def forget(self, segment: str) -> None:
-        """Drop a deleted segment's reader and cached pages (call with ``lock`` held)."""
+        """Drop a deleted segment's reader and cached pages (call with ``lock`` held).
+
+        A segment an open read view holds keeps its reader (its file stays open, so the view can
+        still read it) until :meth:`unpin` lets the last such view go.
+        """
         reader = self.readers.pop(segment, None)
         if reader is not None:
-            reader.close()
+            if self._pins.get(segment):
+                self._retired[segment] = reader
+            else:
+                reader.close()
         self.pool.drop(partial(_in_segment, segment))
 
     def close(self) -> None:
         with self.lock:
-            for reader in self.readers.values():
+            for reader in (*self.readers.values(), *self._retired.values()):
                 reader.close()
             self.readers.clear()
+            self._retired.clear()
 
     def refresh(self) -> list[SegmentReader]:
         """Refresh and return the visible segments' readers (call with ``lock`` held)."""
@@ -112,6 +126,28 @@ class SegmentSet:
         """Refresh once and return every visible segment's state as of now (immutable)."""
         with self.lock:
             return Snapshot(tuple(r.view() for r in self.refresh()))
+
+    def pin(self) -> Snapshot:
+        """A snapshot whose segments stay readable, even once deleted, until ``unpin``."""
+        with self.lock:
+            snap = self.snapshot()
+            for seg in snap.segments:
+                self._pins[seg.id] = self._pins.get(seg.id, 0) + 1
+            return snap
+
+    def unpin(self, snap: Snapshot) -> None:
+        """Let go of a pinned snapshot; close the readers of deleted segments it held last."""
+        with self.lock:
+            for seg in snap.segments:
+                left = self._pins.get(seg.id, 0) - 1
+                if left > 0:
+                    self._pins[seg.id] = left
+                    continue
+                self._pins.pop(seg.id, None)
+                reader = self._retired.pop(seg.id, None)
+                if reader is not None:
+                    reader.close()
+                    self.pool.drop(partial(_in_segment, seg.id))  # pages the view read again
 
     def damage(self) -> Damage:
         """Rows the visible segments have lost to damaged bytes (counted, logged once each)."""

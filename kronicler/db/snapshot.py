@@ -212,7 +212,8 @@ class Snapshot:
 
     What a snapshot holds never changes. Reading its pages or attribute texts goes through the
     segments' readers, which are not thread-safe: do it holding the segment set's lock (as every
-    ``SegmentSet`` query does), and before the set forgets a deleted segment.
+    ``SegmentSet`` query does), and either before the set forgets a deleted segment or with the
+    snapshot pinned (``SegmentSet.pin``, as a :class:`~kronicler.db.view.ReadView` does).
 
     Fields:
         segments: one view per visible segment (compactions in progress and replaced segments

@@ -1,9 +1,10 @@
 """Query layer: pure functions over a :class:`kronicler.db.Database`, no transport inside.
 
 Everything that answers a question about latency lives here, so the gRPC server, the CLI and
-the web dashboard give the same answers. Each function takes an open database and a
-:class:`Filter`, reads only the database's public read methods (``functions``, ``time_range``,
-``summaries``, ``slowest``, ``scan``) and returns frozen dataclasses with ``to_dict()``.
+the web dashboard give the same answers. Each function takes an open database (or a view of one,
+``Database.snapshot()``) and a :class:`Filter`, reads only the public read methods (``functions``,
+``time_range``, ``summaries``, ``slowest``, ``scan``) of one snapshot, taken once at its start, so
+every part of an answer sees the same data, and returns frozen dataclasses with ``to_dict()``.
 Bad arguments raise ``ValueError`` naming the value; an unknown function name raises
 ``kronicler.errors.NotFoundError``.
 """

@@ -15,8 +15,10 @@ reported when its score is >= 1, and findings are ranked by score. Functions wit
 ``min_count`` baseline calls and ``max(10, min_count // 5)`` recent calls.
 
 Trade-off: ratios of quantiles from summaries carry the summaries' 1% relative error, far below
-the thresholds; three merged summaries per function (whole range, recent, baseline) keep this as
-cheap as a stats query.
+the thresholds. Two merged summaries per function (recent and baseline) keep this as cheap as a
+stats query: the whole range is their merge (summaries merge exactly), not a third read. Every read
+of one question (the ranges, the summaries, the exemplars) comes from one snapshot, so a finding's
+count is the sum of its recent and baseline counts even while writers append.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import math
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from kronicler.db.summary import Summary, summarize_groups
+from kronicler.db.view import answer
 from kronicler.query.filters import Filter, resolve_functions
 from kronicler.query.grouping import compact, error_counts, group_rows
 from kronicler.query.limits import MAX_CALLS, MAX_EXEMPLARS, MAX_FINDINGS
@@ -32,8 +36,7 @@ from kronicler.query.results import Anomaly
 from kronicler.query.slowest import slowest
 
 if TYPE_CHECKING:
-    from kronicler.db import Database
-    from kronicler.db.summary import Summary
+    from kronicler.db.view import ReadAPI, ReadView
 
 DEFAULT_MIN_COUNT = 50
 DEFAULT_TAIL_THRESHOLD = 4.0
@@ -43,7 +46,7 @@ DEFAULT_RECENT_FRACTION = 0.1
 
 
 def anomalies(
-    db: Database,
+    db: ReadAPI,
     flt: Filter | None = None,
     *,
     min_count: int = DEFAULT_MIN_COUNT,
@@ -83,6 +86,21 @@ def anomalies(
         )
     if recent is not None and recent <= 0:
         raise ValueError(f"recent must be a positive number of nanoseconds, got {recent}")
+    thresholds = (tail_threshold, spike_threshold, regression_threshold)
+    return answer(db, lambda view: _anomalies(
+        view, flt, min_count, thresholds, recent, limit, exemplars))  # fmt: skip
+
+
+def _anomalies(
+    db: ReadView,
+    flt: Filter,
+    min_count: int,
+    thresholds: tuple[float, float, float],
+    recent: int | None,
+    limit: int,
+    exemplars: int,
+) -> list[Anomaly]:
+    tail_threshold, spike_threshold, regression_threshold = thresholds
     span = db.time_range()
     if span is None or resolve_functions(db, flt.functions) == []:
         return []
@@ -92,9 +110,12 @@ def anomalies(
         return []
     width = recent if recent is not None else max(1, int((until - since) * DEFAULT_RECENT_FRACTION))
     split = max(since, until - width)
-    whole = function_summaries(db, flt.with_range(since, until))
-    recent_s = function_summaries(db, flt.with_range(split, until)) if split > since else {}
-    base_s = function_summaries(db, flt.with_range(since, split)) if split > since else {}
+    if split > since:
+        recent_s = function_summaries(db, flt.with_range(split, until))
+        base_s = function_summaries(db, flt.with_range(since, split))
+        whole = merge_summaries(recent_s, base_s)
+    else:  # the recent window is the whole range: no baseline, no regression signal
+        whole, recent_s, base_s = function_summaries(db, flt.with_range(since, until)), {}, {}
     min_recent = max(10, min_count // 5)
     found = []
     for name, (s, errors) in whole.items():
@@ -149,22 +170,35 @@ def _signal(ratio: float | None, threshold: float) -> float:
     return math.log(ratio) / math.log(threshold)
 
 
-def _with_exemplars(db: Database, flt: Filter, a: Anomaly, k: int) -> Anomaly:
+def _with_exemplars(db: ReadView, flt: Filter, a: Anomaly, k: int) -> Anomaly:
     one = Filter((a.function,), flt.service, flt.since, flt.until, flt.attributes)
     calls = tuple(slowest(db, one, k=k))
     return replace(a, exemplars=calls)
 
 
-def function_summaries(db: Database, flt: Filter) -> dict[str, tuple[Summary | None, int]]:
+def merge_summaries(
+    *parts: dict[str, tuple[Summary | None, int]],
+) -> dict[str, tuple[Summary | None, int]]:
+    """Per function, the summaries of disjoint ranges merged and their error counts added."""
+    out: dict[str, tuple[Summary | None, int]] = {}
+    for name in sorted({n for part in parts for n in part}):
+        items = [part[name] for part in parts if name in part]
+        out[name] = (Summary.merge_all(s for s, _ in items), sum(e for _, e in items))
+    return out
+
+
+def function_summaries(db: ReadAPI, flt: Filter) -> dict[str, tuple[Summary | None, int]]:
     """Merged summary and error count per function: from the index when possible, else a scan."""
+    return answer(db, lambda view: _function_summaries(view, flt))
+
+
+def _function_summaries(db: ReadView, flt: Filter) -> dict[str, tuple[Summary | None, int]]:
     if not flt.needs_scan:
         names = resolve_functions(db, flt.functions)
         if names == []:
             return {}
         sums = db.summaries(names, since=flt.since, until=flt.until)
         return {n: (fs.summary, int(fs.errors)) for n, fs in sums.items()}
-    from kronicler.db.summary import summarize_groups
-
     g = compact(group_rows(db, flt, "function"))
     if not g.n_groups:
         return {}

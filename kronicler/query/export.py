@@ -23,7 +23,9 @@ Rows come in pieces of at most ``piece_rows`` (1M by default) so that an export 
 in bounded memory: the time range is split, using the index's exact per-range counts, into
 windows small enough, and each window is read, sorted by start time and converted on its own.
 Text columns convert once per distinct value (names, services, attribute sets), ids through
-vectorised hex; nothing loops per row except the CSV and JSON writers.
+vectorised hex; nothing loops per row except the CSV and JSON writers. One export reads one
+snapshot of the database (held until its last piece), so rows appended meanwhile are neither
+half-included nor counted in ``total`` and missing from the pieces.
 """
 
 from __future__ import annotations
@@ -40,10 +42,11 @@ from typing import TYPE_CHECKING, Any, TextIO
 import numpy as np
 
 from kronicler.db.schema import parse_attributes
+from kronicler.db.view import answer, snapshot_of
 from kronicler.query.filters import Filter, attribute_text, resolve_functions, select
 
 if TYPE_CHECKING:
-    from kronicler.db import Database
+    from kronicler.db.view import ReadAPI, ReadView
 
 COLUMNS = (
     "name", "service", "start", "duration_ns", "status", "kind",
@@ -93,18 +96,27 @@ def check_columns(columns: Sequence[str] | None) -> tuple[str, ...]:
 
 
 def pieces(
-    db: Database,
+    db: ReadAPI,
     flt: Filter | None = None,
     *,
     columns: Sequence[str] | None = None,
     piece_rows: int = DEFAULT_PIECE_ROWS,
 ) -> Iterator[Piece]:
-    """The calls ``flt`` selects, in pieces of at most ``piece_rows``, oldest first."""
+    """The calls ``flt`` selects, in pieces of at most ``piece_rows``, oldest first.
+
+    Every piece comes from one snapshot of ``db`` (``db`` itself when it is a view), taken at
+    the first piece and released when the iterator ends or is closed.
+    """
     flt = flt or Filter()
     flt.check()
     cols = check_columns(columns)
     if not isinstance(piece_rows, int) or piece_rows < 1:
         raise ValueError(f"piece_rows must be a positive integer, got {piece_rows!r}")
+    with snapshot_of(db) as view:
+        yield from _pieces(view, flt, cols, piece_rows)
+
+
+def _pieces(db: ReadView, flt: Filter, cols: tuple[str, ...], piece_rows: int) -> Iterator[Piece]:
     names = resolve_functions(db, flt.functions)
     if names == []:
         return
@@ -122,9 +134,13 @@ def pieces(
         yield Piece(_readable({k: v[order] for k, v in sel.columns.items()}, sel, cols))
 
 
-def total_rows(db: Database, flt: Filter | None = None) -> int:
+def total_rows(db: ReadAPI, flt: Filter | None = None) -> int:
     """Rows in the functions and time range of ``flt`` (an upper bound with other filters)."""
     flt = flt or Filter()
+    return answer(db, lambda view: _total_rows(view, flt))
+
+
+def _total_rows(db: ReadView, flt: Filter) -> int:
     names = resolve_functions(db, flt.functions)
     if names == []:
         return 0
@@ -133,7 +149,7 @@ def total_rows(db: Database, flt: Filter | None = None) -> int:
 
 
 def _windows(
-    db: Database, names: list[str] | None, since: int, until: int, piece_rows: int
+    db: ReadView, names: list[str] | None, since: int, until: int, piece_rows: int
 ) -> Iterator[tuple[int, int]]:
     """``[lo, hi)`` windows covering ``[since, until)`` holding at most ``piece_rows`` rows each
     (a window one nanosecond wide is returned whatever it holds)."""
@@ -234,17 +250,21 @@ def piece_to_arrow(piece: Piece, schema: Any) -> Any:
 
 
 def to_arrow(
-    db: Database, flt: Filter | None = None, *, columns: Sequence[str] | None = None
+    db: ReadAPI, flt: Filter | None = None, *, columns: Sequence[str] | None = None
 ) -> Any:
     """Every selected call as one ``pyarrow.Table`` (readable columns, oldest first)."""
     pa = _pyarrow()
     schema = arrow_schema(columns)
-    tables = [piece_to_arrow(p, schema) for p in pieces(db, flt, columns=columns)]
+
+    def ask(view: ReadView) -> list[Any]:
+        return [piece_to_arrow(p, schema) for p in pieces(view, flt, columns=columns)]
+
+    tables = answer(db, ask)
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
 def to_pandas(
-    db: Database, flt: Filter | None = None, *, columns: Sequence[str] | None = None
+    db: ReadAPI, flt: Filter | None = None, *, columns: Sequence[str] | None = None
 ) -> Any:
     """:func:`to_arrow` as a ``pandas.DataFrame`` (attributes as lists of (key, value))."""
     return to_arrow(db, flt, columns=columns).to_pandas()
@@ -254,7 +274,7 @@ def to_pandas(
 
 
 def export(
-    db: Database,
+    db: ReadAPI,
     out: str | Path | TextIO,
     *,
     format: str,  # noqa: A002 - the natural word for the option
@@ -272,12 +292,25 @@ def export(
     if format not in FORMATS:
         raise ValueError(f"format must be one of {list(FORMATS)}, got {format!r}")
     cols = check_columns(columns)
-    total = total_rows(db, flt)
+    if format == "parquet" and (not isinstance(out, (str, Path)) or str(out) == "-"):
+        raise ValueError("Parquet export needs a file path")
+    with snapshot_of(db) as view:
+        total = total_rows(view, flt)
+        stream = pieces(view, flt, columns=cols, piece_rows=piece_rows)
+        return _write(stream, out, format, cols, total, progress)
+
+
+def _write(
+    stream: Iterator[Piece],
+    out: str | Path | TextIO,
+    format: str,  # noqa: A002 - as in export()
+    cols: tuple[str, ...],
+    total: int,
+    progress: Callable[[int, int], object] | None,
+) -> int:
     done = 0
-    stream = pieces(db, flt, columns=cols, piece_rows=piece_rows)
     if format == "parquet":
-        if not isinstance(out, (str, Path)) or str(out) == "-":
-            raise ValueError("Parquet export needs a file path")
+        assert isinstance(out, (str, Path))
         import pyarrow.parquet as pq
 
         schema = arrow_schema(cols)

@@ -26,6 +26,7 @@ import numpy as np
 
 from kronicler import budget
 from kronicler.db.schema import parse_attributes
+from kronicler.db.view import answer
 from kronicler.errors import LimitExceededError, NotFoundError, shorten
 from kronicler.query.limits import (
     MAX_ATTRIBUTE_FILTERS,
@@ -36,7 +37,7 @@ from kronicler.query.limits import (
 )
 
 if TYPE_CHECKING:
-    from kronicler.db import Database
+    from kronicler.db.view import ReadAPI, ReadView
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _INT64 = (-(2**63), 2**63 - 1)
@@ -151,7 +152,7 @@ def is_glob(pattern: str) -> bool:
     return _GLOB_CHARS.search(pattern) is not None
 
 
-def resolve_functions(db: Database, patterns: Sequence[str]) -> list[str] | None:
+def resolve_functions(db: ReadAPI, patterns: Sequence[str]) -> list[str] | None:
     """Names matching any of ``patterns`` (sorted), or ``None`` for "all" when there are none.
 
     Raises ``NotFoundError`` for a plain name the database has never seen.
@@ -189,10 +190,17 @@ class Selection:
         return len(self.columns["duration"]) if "duration" in self.columns else 0
 
 
-def select(db: Database, flt: Filter, columns: Iterable[str]) -> Selection:
-    """Decode ``columns`` for the calls ``flt`` selects (plus whatever the masks need)."""
-    names = resolve_functions(db, flt.functions)
+def select(db: ReadAPI, flt: Filter, columns: Iterable[str]) -> Selection:
+    """Decode ``columns`` for the calls ``flt`` selects (plus whatever the masks need).
+
+    Names, row count and rows are read from one snapshot of ``db`` (``db`` itself if a view).
+    """
     wanted = set(columns) | {"duration"}
+    return answer(db, lambda view: _select(view, flt, wanted))
+
+
+def _select(db: ReadView, flt: Filter, wanted: set[str]) -> Selection:
+    names = resolve_functions(db, flt.functions)
     if flt.service is not None:
         wanted.add("service")
     if flt.attributes:
@@ -216,7 +224,7 @@ def select(db: Database, flt: Filter, columns: Iterable[str]) -> Selection:
 
 
 def check_scan_rows(
-    db: Database, names: Sequence[str] | None, since: int | None, until: int | None
+    db: ReadAPI, names: Sequence[str] | None, since: int | None, until: int | None
 ) -> None:
     """Refuse (before decoding anything) a scan over more than :data:`MAX_SCAN_ROWS` rows.
 

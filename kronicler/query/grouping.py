@@ -27,8 +27,8 @@ from kronicler.query.filters import Filter, Selection, attribute_values, select
 from kronicler.query.results import GroupStats
 
 if TYPE_CHECKING:
-    from kronicler.db import Database
     from kronicler.db.summary import Summary
+    from kronicler.db.view import ReadAPI
 
 #: Most groups a query may return before it is refused as too costly.
 MAX_GROUPS = 10_000
@@ -74,7 +74,7 @@ class Grouped:
 
 
 def group_rows(
-    db: Database, flt: Filter, group_by: str, columns: Sequence[str] = ("duration", "status")
+    db: ReadAPI, flt: Filter, group_by: str, columns: Sequence[str] = ("duration", "status")
 ) -> Grouped:
     """Select rows with ``flt`` and give each a group code; rows lacking an attribute key drop."""
     kind, key = parse_group_by(group_by)

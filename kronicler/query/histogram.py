@@ -15,17 +15,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from kronicler.db.view import answer
 from kronicler.query.filters import Filter, is_glob, resolve_functions, select
 from kronicler.query.results import Histogram, HistogramBucket
 
 if TYPE_CHECKING:
-    from kronicler.db import Database
+    from kronicler.db.view import ReadAPI, ReadView
 
 MAX_PER_DECADE = 100
 
 
 def histogram(
-    db: Database,
+    db: ReadAPI,
     function: str,
     flt: Filter | None = None,
     *,
@@ -48,6 +49,10 @@ def histogram(
         raise ValueError(f"histogram needs one function name, not a pattern: {function!r}")
     if not isinstance(per_decade, int) or not 1 <= per_decade <= MAX_PER_DECADE:
         raise ValueError(f"per_decade must be between 1 and {MAX_PER_DECADE}, got {per_decade!r}")
+    return answer(db, lambda view: _histogram(view, function, flt, per_decade, exact))
+
+
+def _histogram(db: ReadView, function: str, flt: Filter, per_decade: int, exact: bool) -> Histogram:
     resolve_functions(db, [function])  # NotFoundError for an unknown name
     if exact or flt.needs_scan:
         sel = select(db, Filter((function,), flt.service, flt.since, flt.until, flt.attributes),

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kronicler import budget
+from kronicler.db.view import answer
 from kronicler.errors import LimitExceededError
 from kronicler.query.filters import Filter
 from kronicler.query.grouping import (
@@ -31,7 +32,7 @@ from kronicler.query.limits import MAX_SERIES_VALUES
 from kronicler.query.results import DEFAULT_QUANTILES, Series, SeriesPoint, SeriesTable
 
 if TYPE_CHECKING:
-    from kronicler.db import Database
+    from kronicler.db.view import ReadAPI, ReadView
 
 #: Most buckets one series may have.
 MAX_BUCKETS = 10_000
@@ -51,7 +52,7 @@ TARGET_BUCKETS = 60
 
 
 def series(
-    db: Database,
+    db: ReadAPI,
     flt: Filter | None = None,
     *,
     step: int | None = None,
@@ -78,6 +79,21 @@ def series(
     parse_group_by(group_by)
     if step is not None and (not isinstance(step, int) or step <= 0):
         raise ValueError(f"step must be a positive number of nanoseconds, got {step!r}")
+    return answer(db, lambda view: _series(
+        view, flt, step, group_by, qs, exact, max_buckets, max_points, max_groups))  # fmt: skip
+
+
+def _series(
+    db: ReadView,
+    flt: Filter,
+    step: int | None,
+    group_by: str,
+    qs: tuple[float, ...],
+    exact: bool,
+    max_buckets: int,
+    max_points: int,
+    max_groups: int,
+) -> SeriesTable:
     since, until = flt.since, flt.until
     if since is None or until is None:
         span = db.time_range()

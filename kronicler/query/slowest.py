@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from kronicler.db.scan import top_k
 from kronicler.db.schema import parse_attributes
+from kronicler.db.view import answer
 from kronicler.query.filters import Filter, resolve_functions, select
 from kronicler.query.results import SlowCall
 
 if TYPE_CHECKING:
-    from kronicler.db import Database
+    from kronicler.db.view import ReadAPI, ReadView
 
 #: Most calls one query may return.
 MAX_K = 10_000
@@ -29,12 +30,16 @@ _ALL_COLUMNS = (
 )  # fmt: skip
 
 
-def slowest(db: Database, flt: Filter | None = None, *, k: int = 10) -> list[SlowCall]:
+def slowest(db: ReadAPI, flt: Filter | None = None, *, k: int = 10) -> list[SlowCall]:
     """The ``k`` slowest calls matching ``flt``, slowest first (ties: earlier start first)."""
     flt = flt or Filter()
     flt.check()
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
         raise ValueError(f"k must be between 1 and {MAX_K}, got {k!r}")
+    return answer(db, lambda view: _slowest(view, flt, k))
+
+
+def _slowest(db: ReadView, flt: Filter, k: int) -> list[SlowCall]:
     names = resolve_functions(db, flt.functions)
     if names == []:
         return []

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kronicler.db.schema import STATUS_ERROR
+from kronicler.db.view import answer
 from kronicler.query.filters import Filter, resolve_functions, select
 from kronicler.query.grouping import (
     MAX_GROUPS,
@@ -35,14 +36,14 @@ from kronicler.query.results import (
 )
 
 if TYPE_CHECKING:
-    from kronicler.db import Database
+    from kronicler.db.view import ReadAPI, ReadView
 
 #: Orderings accepted by ``stats(order_by=...)`` besides quantile labels such as ``"p99"``.
 ORDERS = ("key", "count", "errors", "mean", "stddev", "min", "max", "total")
 
 
 def stats(
-    db: Database,
+    db: ReadAPI,
     flt: Filter | None = None,
     *,
     group_by: str = "function",
@@ -55,7 +56,7 @@ def stats(
     """Count, errors, mean, stddev, stderr, min, max and ``quantiles`` for each group.
 
     Args:
-        db: an open database.
+        db: an open database, or a view of one (every read of the query uses one snapshot).
         flt: which calls (default: all).
         group_by: ``"function"``, ``"service"`` or ``"attribute:<key>"`` (calls without that
             attribute are left out).
@@ -75,23 +76,25 @@ def stats(
     kind, _ = parse_group_by(group_by)
     check_order(order_by, qs)
     check_limit(limit)
-    if kind == "function" and not exact and not flt.needs_scan:
-        names = resolve_functions(db, flt.functions)
-        sums = {} if names == [] else db.summaries(names, since=flt.since, until=flt.until)
-        if len(sums) > max_groups:
-            raise ValueError(
-                f"query would return {len(sums)} groups, more than the limit of {max_groups}; "
-                "narrow the filter"
-            )
-        rows = [
-            from_summary(name, fs.summary, fs.errors, qs)
-            for name, fs in sorted(sums.items())
-            if fs.summary is not None and fs.summary.count
-        ]
-    else:
-        grouped = compact(group_rows(db, flt, group_by), max_groups)
-        rows = exact_stats(grouped, qs) if exact else summary_stats(grouped, qs)
-    rows = order_rows(rows, order_by)
+
+    def ask(view: ReadView) -> list[GroupStats]:
+        if kind == "function" and not exact and not flt.needs_scan:
+            names = resolve_functions(view, flt.functions)
+            sums = {} if names == [] else view.summaries(names, since=flt.since, until=flt.until)
+            if len(sums) > max_groups:
+                raise ValueError(
+                    f"query would return {len(sums)} groups, more than the limit of "
+                    f"{max_groups}; narrow the filter"
+                )
+            return [
+                from_summary(name, fs.summary, fs.errors, qs)
+                for name, fs in sorted(sums.items())
+                if fs.summary is not None and fs.summary.count
+            ]
+        grouped = compact(group_rows(view, flt, group_by), max_groups)
+        return exact_stats(grouped, qs) if exact else summary_stats(grouped, qs)
+
+    rows = order_rows(answer(db, ask), order_by)
     if limit is not None:
         rows = rows[:limit]
     return StatsTable(group_by, qs, exact, tuple(rows))
@@ -130,10 +133,14 @@ def order_rows(rows: list[GroupStats], order_by: str) -> list[GroupStats]:
     return sorted(rows, key=lambda r: (-figure(r), r.key))
 
 
-def list_functions(db: Database, flt: Filter | None = None) -> list[FunctionInfo]:
+def list_functions(db: ReadAPI, flt: Filter | None = None) -> list[FunctionInfo]:
     """Every function with calls in the filter, sorted by name: counts and first/last start."""
     flt = flt or Filter()
     flt.check()
+    return answer(db, lambda view: _list_functions(view, flt))
+
+
+def _list_functions(db: ReadView, flt: Filter) -> list[FunctionInfo]:
     if not flt.needs_scan:
         names = resolve_functions(db, flt.functions)
         if names == []:

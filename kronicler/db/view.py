@@ -1,0 +1,300 @@
+"""Read views: a database's read API answering every call from one snapshot.
+
+``Database.snapshot()`` refreshes the segment set once and returns a :class:`ReadView`: the same
+read methods as the database (``functions``, ``services``, ``time_range``, ``summaries``, ``scan``,
+``slowest``, ``stats``, ``to_arrow``), all reading the same segment views, chunk lists, tails and
+dictionaries. A question that needs several reads (a filter resolved against the function list,
+then a row count, then a scan; an anomaly's recent and baseline windows, then its slowest calls)
+asks them of one view, so its parts never disagree, however fast writers append.
+
+The view may be used outside the segment set's lock, for as long as it is open: each call takes
+the lock (segment readers are not thread-safe), and the view *pins* its segments, so a segment
+that retention or compaction deletes meanwhile keeps its reader (and open file) until the last
+view holding it closes. The trade-off: an open view holds those files open and sees no newer
+data, so views are meant to live for one query; close them (``with db.snapshot() as view:``), or
+let them be collected, which closes them too.
+
+A page that passed its checksum when its chunk was found but fails to decode is reported when a
+view meets it, and the call raises ``CorruptPageError``: one snapshot cannot drop the chunk.
+:func:`answer` runs a whole question on a fresh view again, without that chunk, so the damage
+costs the chunk, not the answer. The query layer asks every question through :func:`answer`.
+"""
+
+from __future__ import annotations
+
+import weakref
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from kronicler.db.scan import FunctionSummary, Scan
+from kronicler.db.snapshot import Damage, Snapshot
+from kronicler.db.stats import Call, Stats
+from kronicler.errors import ClosedError, CorruptPageError
+
+if TYPE_CHECKING:
+    from kronicler.db.reads import SegmentSet
+
+T = TypeVar("T")
+_RETRIES = 3  # fresh views a question may take after meeting damaged pages
+
+
+class ReadAPI(ABC):
+    """The read methods a :class:`~kronicler.db.Database` and a :class:`ReadView` share.
+
+    Subclasses give the primitives (``snapshot``, ``functions``, ``services``, ``time_range``,
+    ``summaries``, ``scan``, ``slowest``); statistics and exports are built on them here, once.
+    """
+
+    @abstractmethod
+    def snapshot(self) -> ReadView:
+        """A view answering every read from one snapshot (a view returns itself)."""
+
+    @abstractmethod
+    def functions(self) -> list[str]:
+        """Names of every function with at least one stored call, sorted."""
+
+    @abstractmethod
+    def services(self) -> list[str]:
+        """Service names seen, sorted."""
+
+    @abstractmethod
+    def time_range(self) -> tuple[int, int] | None:
+        """(earliest, latest) start time over every stored call, or None when empty."""
+
+    @abstractmethod
+    def summaries(
+        self,
+        names: Sequence[str] | None = None,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+    ) -> dict[str, FunctionSummary]:
+        """Merged summary per function over ``since <= start < until`` (exact at the edges)."""
+
+    @abstractmethod
+    def scan(
+        self,
+        columns: Sequence[str],
+        *,
+        names: Sequence[str] | None = None,
+        since: int | None = None,
+        until: int | None = None,
+    ) -> Scan:
+        """Decoded rows (``since <= start < until``, name in ``names``) of the given columns."""
+
+    @abstractmethod
+    def slowest(
+        self,
+        name: str | None = None,
+        *,
+        k: int = 10,
+        since: int | None = None,
+        until: int | None = None,
+    ) -> list[Call]:
+        """The ``k`` slowest calls (of ``name``, or of any function), slowest first."""
+
+    # A name selects one function's Stats; no name gives every function's. The overloads let
+    # callers use either result without narrowing it themselves.
+    @overload
+    def stats(
+        self, name: str, *, since: int | None = None, until: int | None = None,
+        exact: bool = False,
+    ) -> Stats: ...  # fmt: skip
+
+    @overload
+    def stats(
+        self, name: None = None, *, since: int | None = None, until: int | None = None,
+        exact: bool = False,
+    ) -> dict[str, Stats]: ...  # fmt: skip
+
+    def stats(
+        self,
+        name: str | None = None,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        exact: bool = False,
+    ) -> Stats | dict[str, Stats]:
+        """Statistics of one function (a ``Stats``) or of every function (name -> ``Stats``)."""
+        if name is not None and not isinstance(name, str):
+            raise ValueError(f"name must be text, got {name!r}")
+        names = None if name is None else [name]
+        if exact:
+            scan = self.scan(("name", "duration", "status"), names=names, since=since, until=until)
+            result = scan.exact_stats()
+        else:
+            result = {
+                n: Stats.from_summary(fs.summary, fs.errors)
+                for n, fs in self.summaries(names, since=since, until=until).items()
+            }
+        if name is not None:
+            return result.get(name, Stats.empty())
+        return dict(sorted(result.items()))
+
+    def to_arrow(
+        self,
+        columns: Sequence[str] | None = None,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        where: Any = None,
+    ) -> Any:
+        """The stored calls as a ``pyarrow.Table`` of readable columns (needs pyarrow).
+
+        ``where``: a :class:`kronicler.query.Filter` (functions, service, attributes); ``since``
+        and ``until`` narrow its time range. Columns: :data:`kronicler.query.export.COLUMNS`.
+        A convenience over :func:`kronicler.query.export.to_arrow`, where the logic lives.
+        """
+        from kronicler.query import export
+        from kronicler.query.filters import Filter
+
+        flt = where if where is not None else Filter()
+        flt = flt.with_range(since if since is not None else flt.since,
+                             until if until is not None else flt.until)  # fmt: skip
+        return export.to_arrow(self, flt, columns=columns)
+
+    def to_pandas(
+        self,
+        columns: Sequence[str] | None = None,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        where: Any = None,
+    ) -> Any:
+        """:meth:`to_arrow` as a ``pandas.DataFrame`` (needs pyarrow and pandas)."""
+        return self.to_arrow(columns, since=since, until=until, where=where).to_pandas()
+
+
+class ReadView(ReadAPI):
+    """A database's reads as of one snapshot (see the module docstring). Thread-safe.
+
+    Made by ``Database.snapshot()``; a context manager. Reading a closed view (or a view of a
+    closed database) raises ``ClosedError``.
+    """
+
+    def __init__(self, reads: SegmentSet, check_open: Callable[[], object]) -> None:
+        self._reads = reads
+        self._check_open = check_open  # raises ClosedError once the database is closed
+        check_open()
+        snapshot = reads.pin()
+        self._snapshot = snapshot
+        # Unpins on close() or when the view is collected; holds no reference to the view.
+        self._release = weakref.finalize(self, reads.unpin, snapshot)
+        self._functions: list[str] | None = None
+
+    def __enter__(self) -> ReadView:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "" if self._release.alive else ", closed"
+        return f"ReadView({len(self._snapshot.segments)} segments, {self.rows} rows{state})"
+
+    def close(self) -> None:
+        """Release the view's segments (a segment deleted meanwhile is closed now). Idempotent."""
+        self._release()
+
+    @property
+    def closed(self) -> bool:
+        return not self._release.alive
+
+    @property
+    def rows(self) -> int:
+        """Rows the view holds."""
+        return self._snapshot.rows
+
+    @property
+    def damage(self) -> Damage:
+        """What the view's segments had lost to damaged bytes when it was taken."""
+        return self._snapshot.damage
+
+    def _open(self) -> Snapshot:
+        if not self._release.alive:
+            raise ClosedError(f"{self!r} is closed")
+        self._check_open()
+        return self._snapshot
+
+    def snapshot(self) -> ReadView:
+        """This view: it already is one snapshot."""
+        self._open()
+        return self
+
+    def functions(self) -> list[str]:
+        # Asked by every filter of a question (resolving names and globs): one walk per view.
+        if self._functions is None:
+            self._functions = self._reads.functions(snapshot=self._open())
+        else:
+            self._open()
+        return list(self._functions)
+
+    def services(self) -> list[str]:
+        return self._reads.services(snapshot=self._open())
+
+    def time_range(self) -> tuple[int, int] | None:
+        return self._reads.time_range(snapshot=self._open())
+
+    def summaries(
+        self,
+        names: Sequence[str] | None = None,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+    ) -> dict[str, FunctionSummary]:
+        snap = self._open()
+        return self._reads.summaries(names, since=since, until=until, snapshot=snap)
+
+    def scan(
+        self,
+        columns: Sequence[str],
+        *,
+        names: Sequence[str] | None = None,
+        since: int | None = None,
+        until: int | None = None,
+    ) -> Scan:
+        snap = self._open()
+        return self._reads.scan(columns, names=names, since=since, until=until, snapshot=snap)
+
+    def slowest(
+        self,
+        name: str | None = None,
+        *,
+        k: int = 10,
+        since: int | None = None,
+        until: int | None = None,
+    ) -> list[Call]:
+        snap = self._open()
+        return self._reads.slowest(name, k=k, since=since, until=until, snapshot=snap)
+
+
+@contextmanager
+def snapshot_of(source: ReadAPI) -> Iterator[ReadView]:
+    """One view of ``source`` for a ``with`` block: ``source`` itself when it is a view (left
+    open: its owner closes it), else a fresh view, closed when the block ends."""
+    if isinstance(source, ReadView):
+        yield source.snapshot()
+        return
+    with source.snapshot() as view:
+        yield view
+
+
+def answer(source: ReadAPI, question: Callable[[ReadView], T]) -> T:
+    """``question`` asked of one view of ``source``: every read it makes sees the same data.
+
+    Given a view, asks it (a damaged page raises ``CorruptPageError`` to whoever took the view).
+    Given a database, takes a view, and a fresh one (up to 3 times) when the question meets a
+    damaged page, which the next view leaves out.
+    """
+    if isinstance(source, ReadView):
+        return question(source.snapshot())
+    for attempt in range(_RETRIES + 1):
+        with source.snapshot() as view:
+            try:
+                return question(view)
+            except CorruptPageError:
+                if attempt == _RETRIES:
+                    raise
+    raise AssertionError("unreachable")
