@@ -19,10 +19,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kronicler.cli import render
 from kronicler.cli.units import parse_duration, parse_time
+
+if TYPE_CHECKING:
+    from kronicler.query import Filter
+    from kronicler.query.backend import QueryBackend
 
 DEFAULT_PATH = Path(".kronicler")
 #: One ingest process per core but one (left to queries), between 1 and 4.
@@ -272,7 +276,7 @@ def make_filter(args: argparse.Namespace) -> Any:
     )
 
 
-def open_backend(args: argparse.Namespace) -> Any:
+def open_backend(args: argparse.Namespace) -> QueryBackend:
     """A :class:`~kronicler.cli.backend.Local` or a gRPC client, per the options (module doc)."""
     if args.path is not None and args.address:
         raise ValueError("give --path or --address, not both")
@@ -299,7 +303,7 @@ def run_query(args: argparse.Namespace) -> str:
         backend.close()
 
 
-def _answer(args: argparse.Namespace, backend: Any, flt: Any) -> str:
+def _answer(args: argparse.Namespace, backend: QueryBackend, flt: Filter) -> str:
     cmd, as_json = args.command, args.json
     if cmd in ("stats", "top"):
         kw: dict[str, Any] = dict(
