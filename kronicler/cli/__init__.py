@@ -277,11 +277,11 @@ def make_filter(args: argparse.Namespace) -> Any:
 
 
 def open_backend(args: argparse.Namespace) -> QueryBackend:
-    """A :class:`~kronicler.cli.backend.Local` or a gRPC client, per the options (module doc)."""
+    """A :class:`~kronicler.query.local.Local` or a gRPC client, per the options (module doc)."""
     if args.path is not None and args.address:
         raise ValueError("give --path or --address, not both")
     if args.path is not None or (not args.address and DEFAULT_PATH.is_dir()):
-        from kronicler.cli.backend import Local
+        from kronicler.query.local import Local
 
         return Local(args.path if args.path is not None else DEFAULT_PATH)
     from kronicler.server import DEFAULT_ADDRESS, Client

@@ -1,6 +1,6 @@
 """``QueryBackend``: what the CLI and the dashboard read from.
 
-Two implementations answer the same questions: :class:`kronicler.cli.backend.Local` binds an open
+Two implementations answer the same questions: :class:`kronicler.query.local.Local` binds an open
 database to the :mod:`kronicler.query` functions, and :class:`kronicler.server.Client` asks a
 server over gRPC. Callers hold a ``QueryBackend`` and never learn which one they got, so a command
 or a page that works on a local directory works against a server by swapping the object.

@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 
 from kronicler import query as q
-from kronicler.cli.backend import Local
 from kronicler.db import Database
 from kronicler.errors import NotFoundError
 from kronicler.query.backend import QueryBackend
+from kronicler.query.local import Local
 from kronicler.server import Client, KroniclerServer, ServerOptions
 from tests.query.shop_data import BASE_NS, SPAN_NS
 

@@ -1,9 +1,8 @@
-"""Where CLI commands get answers: a local database or a server, behind one shape.
+"""``Local``: the query layer over a local database, as a :class:`QueryBackend`.
 
-:class:`Local` binds an open database to the :mod:`kronicler.query` functions; the gRPC
-:class:`kronicler.server.Client` has the same methods. Both are a
-:class:`~kronicler.query.backend.QueryBackend`: commands call ``backend.stats(...)`` and never
-learn which one they got.
+It binds an open database to the :mod:`kronicler.query` functions, so the CLI and the dashboard
+read a local directory through the same interface as a server (:class:`kronicler.server.Client`);
+they call ``backend.stats(...)`` and never learn which one they got.
 """
 
 from __future__ import annotations
