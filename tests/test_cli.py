@@ -147,7 +147,9 @@ def test_commands_against_a_server(served: str, shop_path: Path) -> None:
     denied = run("stats", "--address", served, check=False)
     assert denied.returncode == 1 and "UNAUTHENTICATED" in denied.stderr
     missing = run("stats", "--address", served, "-f", "shop.nope", "--token", "t0k", check=False)
-    assert missing.returncode == 1 and "NOT_FOUND: unknown function 'shop.nope'" in missing.stderr
+    here = run("stats", "--path", str(shop_path), "-f", "shop.nope", check=False)
+    assert missing.returncode == here.returncode == 1
+    assert missing.stderr == here.stderr == "kronicler stats: unknown function 'shop.nope'\n"
 
 
 def test_default_source_is_the_local_database_when_present(shop_path: Path, tmp_path: Path) -> None:

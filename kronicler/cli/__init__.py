@@ -19,10 +19,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kronicler.cli import render
 from kronicler.cli.units import parse_duration, parse_time
+
+if TYPE_CHECKING:
+    from kronicler.query import Filter
+    from kronicler.query.backend import QueryBackend
 
 #: The database the commands use without --path: $KRONICLER_PATH, as the decorator writes to.
 DEFAULT_PATH = Path(os.environ.get("KRONICLER_PATH", "").strip() or ".kronicler")
@@ -288,8 +292,8 @@ def make_filter(args: argparse.Namespace) -> Any:
     )
 
 
-def open_backend(args: argparse.Namespace) -> Any:
-    """A :class:`~kronicler.cli.backend.Local` or a gRPC client, per the options (module doc)."""
+def open_backend(args: argparse.Namespace) -> QueryBackend:
+    """A :class:`~kronicler.query.local.Local` or a gRPC client, per the options (module doc)."""
     if args.path is not None and args.address:
         raise ValueError("give --path or --address, not both")
     if args.address:
@@ -297,7 +301,7 @@ def open_backend(args: argparse.Namespace) -> Any:
 
         split_address(args.address)  # "HOST:PORT", checked before any name lookup
     if args.path is not None or (not args.address and DEFAULT_PATH.is_dir()):
-        from kronicler.cli.backend import Local
+        from kronicler.query.local import Local
 
         return Local(args.path if args.path is not None else DEFAULT_PATH)
     from kronicler.server import DEFAULT_ADDRESS, Client
@@ -320,8 +324,10 @@ def run_query(args: argparse.Namespace) -> str:
     except grpc.RpcError as exc:
         chose = args.path is not None or args.address or os.environ.get("KRONICLER_ADDRESS")
         if exc.code() == grpc.StatusCode.UNAVAILABLE and not chose:
+            from kronicler.server import DEFAULT_ADDRESS
+
             raise ValueError(
-                f"no database at {DEFAULT_PATH} and no server at {backend.address}; "
+                f"no database at {DEFAULT_PATH} and no server at {DEFAULT_ADDRESS}; "
                 "use --path DIR or --address HOST:PORT"
             ) from None
         raise
@@ -329,7 +335,7 @@ def run_query(args: argparse.Namespace) -> str:
         backend.close()
 
 
-def _answer(args: argparse.Namespace, backend: Any, flt: Any) -> str:
+def _answer(args: argparse.Namespace, backend: QueryBackend, flt: Filter) -> str:
     cmd, as_json = args.command, args.json
     if cmd in ("stats", "top"):
         kw: dict[str, Any] = dict(

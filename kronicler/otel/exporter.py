@@ -24,17 +24,14 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from kronicler.db.sink import SpanSink
 from kronicler.otel.contract import DEFAULT_SERVICE
 from kronicler.otel.rows import spans_to_batch
-
-if TYPE_CHECKING:
-    from kronicler.db import Database
 
 _log = logging.getLogger("kronicler")
 _SUPPRESS = otel_context._SUPPRESS_INSTRUMENTATION_KEY
@@ -45,15 +42,15 @@ DEFAULT_EXPORT_TIMEOUT = 30.0
 class KroniclerSpanExporter(SpanExporter):
     """Stores exported spans in a Kronicler database.
 
-    ``target`` is a directory (opened now, closed by ``shutdown``) or an open ``Database``
-    (left open: its owner closes it). ``default_service`` names spans whose resource has no
+    ``target`` is a directory (opened now, closed by ``shutdown``) or an open
+    :class:`~kronicler.db.sink.SpanSink` such as a ``Database`` (left open: its owner closes it). ``default_service`` names spans whose resource has no
     ``service.name`` (by default ``unknown_service``, as the OTLP receiver stores them).
     ``export_timeout``: seconds an export waits for room in a full write queue.
     """
 
     def __init__(
         self,
-        target: str | os.PathLike[str] | Database = "./.kronicler",
+        target: str | os.PathLike[str] | SpanSink = "./.kronicler",
         *,
         default_service: str | None = None,
         export_timeout: float = DEFAULT_EXPORT_TIMEOUT,
@@ -67,12 +64,15 @@ class KroniclerSpanExporter(SpanExporter):
         if isinstance(target, (str, os.PathLike)):
             from kronicler.db import Database
 
-            self._db: Any = Database.open(os.fspath(target))
+            self._db: SpanSink = Database.open(os.fspath(target))
             self._owns_db = True
-        elif hasattr(target, "append_batch") and hasattr(target, "flush"):
+        elif isinstance(target, SpanSink):
             self._db, self._owns_db = target, False
         else:
-            raise ValueError(f"target must be a directory or a kronicler Database, got {target!r}")
+            raise ValueError(
+                f"target must be a directory or an open SpanSink (a kronicler Database), "
+                f"got {target!r}"
+            )
         self._default_service = default_service or DEFAULT_SERVICE
         self._export_timeout = float(export_timeout)
         self.dropped = 0  # spans not stored: refused after export_timeout, or failing to convert
@@ -81,7 +81,8 @@ class KroniclerSpanExporter(SpanExporter):
         self._warned: set[str] = set()
 
     @property
-    def database(self) -> Database:
+    def database(self) -> SpanSink:
+        """Where exported spans go (the ``Database`` opened or passed in)."""
         return self._db
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:

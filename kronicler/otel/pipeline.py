@@ -28,10 +28,10 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from kronicler._config import Settings
 from kronicler.db.schema import SpanBatch
+from kronicler.db.sink import SpanSink
 from kronicler.otel import shutdown as stop_signals
 from kronicler.otel.records import (
     COMPACT_WIDTH,
@@ -87,7 +87,7 @@ class Pipeline:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._db: Any = None
+        self._db: SpanSink | None = None
         self._owns_db = False
         self._db_failed_at = 0.0
         self._carry: list[SpanBatch] = []  # converted batches waiting for room in the queue
@@ -191,13 +191,13 @@ class Pipeline:
                 self._db_failed_at = 0.0
             self.settings = settings
 
-    def use_database(self, db: Any) -> None:
-        """Store into an already-open ``Database`` (the caller keeps ownership)."""
+    def use_database(self, db: SpanSink) -> None:
+        """Store into an already-open ``Database`` or other sink (the caller keeps ownership)."""
         with self._drain_lock:
             self._drain(force=True)
             self._close_db()
             self._db, self._owns_db = db, False
-            self._db_dropped_base = int(getattr(db, "dropped", 0))
+            self._db_dropped_base = db.dropped
 
     def status(self) -> PipelineStatus:
         db_drops = self._db_drops()
@@ -302,7 +302,7 @@ class Pipeline:
                 self._trim()
                 return
 
-    def _offer_carried(self, db: Any, *, force: bool) -> bool:
+    def _offer_carried(self, db: SpanSink, *, force: bool) -> bool:
         """Offer the waiting batches in order; True when all were taken.
 
         A refused batch is split in two (it may be larger than the whole queue); with ``force``
@@ -331,7 +331,7 @@ class Pipeline:
                 return False
         return True
 
-    def _offer(self, db: Any, batch: SpanBatch) -> bool:
+    def _offer(self, db: SpanSink, batch: SpanBatch) -> bool:
         """Give ``batch`` to the database; False when its queue refused it (we keep it)."""
         try:
             # Never wait: a full queue refuses the whole batch, uncounted, and we keep it.
@@ -358,7 +358,7 @@ class Pipeline:
             del self.rows[: take * COMPACT_WIDTH]
             self._dropped += take
 
-    def _database(self) -> Any:
+    def _database(self) -> SpanSink | None:
         if self._db is not None:
             return self._db
         if self._db_failed_at and time.monotonic() - self._db_failed_at < _REOPEN_DELAY:
@@ -366,14 +366,14 @@ class Pipeline:
         try:
             from kronicler.db import Database
 
-            self._db = Database.open(self.settings.path)
+            self._db = db = Database.open(self.settings.path)
             self._owns_db = True
             if self._atexit_registered:
                 # Run before any exit hook the database registered while opening (atexit is
                 # last-in, first-out), so pending records are stored before it closes.
                 atexit.unregister(self._at_exit)
                 atexit.register(self._at_exit)
-            self._db_dropped_base = int(getattr(self._db, "dropped", 0))
+            self._db_dropped_base = db.dropped
             self._db_failed_at = 0.0
         except Exception as exc:  # noqa: BLE001 - an unusable directory must not stop the app
             self._db_failed_at = time.monotonic()
@@ -402,7 +402,7 @@ class Pipeline:
             self._dropped += lost
             self._stored -= lost
 
-    def _db_drops(self, db: Any = None) -> int:
+    def _db_drops(self, db: SpanSink | None = None) -> int:
         db = self._db if db is None else db
         if db is None:
             return 0

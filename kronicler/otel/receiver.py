@@ -15,7 +15,7 @@ has acknowledged. :func:`store_request` is that logic alone, shared with the ing
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
@@ -25,7 +25,7 @@ from kronicler.errors import ClosedError, WriteTimeoutError
 from kronicler.otel.otlp_rows import convert_resource_spans
 
 if TYPE_CHECKING:
-    from kronicler.db import Database
+    from kronicler.db.sink import SpanSink
 
 log = logging.getLogger("kronicler.otel.receiver")
 
@@ -35,9 +35,9 @@ TRACE_SERVICE_NAME = otlp.DESCRIPTOR.services_by_name["TraceService"].full_name
 
 
 class OTLPTraceReceiver(otlp_grpc.TraceServiceServicer):
-    """Stores spans exported over OTLP/gRPC into ``db``."""
+    """Stores spans exported over OTLP/gRPC into ``db`` (any :class:`SpanSink`)."""
 
-    def __init__(self, db: Database, *, queue_wait: float = QUEUE_WAIT) -> None:
+    def __init__(self, db: SpanSink, *, queue_wait: float = QUEUE_WAIT) -> None:
         if not isinstance(queue_wait, (int, float)) or not queue_wait >= 0:
             raise ValueError(f"queue_wait must be >= 0 seconds, got {queue_wait!r}")
         self._db = db
@@ -68,7 +68,7 @@ class OTLPTraceReceiver(otlp_grpc.TraceServiceServicer):
 
 
 def store_request(
-    db: Database, request: otlp.ExportTraceServiceRequest, *, wait: float = QUEUE_WAIT
+    db: SpanSink, request: otlp.ExportTraceServiceRequest, *, wait: float = QUEUE_WAIT
 ) -> tuple[str, int, str]:
     """Store one request's well-formed spans, whole or not at all.
 
@@ -88,7 +88,7 @@ def store_request(
     return "ok", converted.rejected, converted.error_message
 
 
-def add_to_server(db: Database, server: Any) -> OTLPTraceReceiver:
+def add_to_server(db: SpanSink, server: grpc.Server) -> OTLPTraceReceiver:
     receiver = OTLPTraceReceiver(db)
     otlp_grpc.add_TraceServiceServicer_to_server(receiver, server)
     return receiver

@@ -1,9 +1,16 @@
 """A typed client of ``kronicler.v1.QueryService`` that returns the query layer's dataclasses.
 
-Its methods mirror :mod:`kronicler.query` (same names, same keyword arguments, same result
-types, minus the database argument), so code written against a local database works against a
-server by swapping the object. Failures surface as ``grpc.RpcError`` with the server's status
-code and message.
+It is a :class:`~kronicler.query.backend.QueryBackend`: its methods mirror :mod:`kronicler.query`
+(same names, same keyword arguments and defaults, same result types, minus the database
+argument), so code written against a local database works against a server by swapping the object.
+
+Errors are the query layer's too: a bad argument raises ``ValueError`` (status
+``INVALID_ARGUMENT``) and an unknown function :class:`~kronicler.errors.NotFoundError`
+(``NOT_FOUND``), each with the server's message and the ``grpc.RpcError`` as its ``__cause__``.
+On the wire 0 and "" mean "the default", so values the server could not tell from a missing one
+(``k=0``, ``step=0``, no quantiles...) are refused here with the local layer's message. Every other
+failure (unreachable server, wrong token, ``RESOURCE_EXHAUSTED``, which the server also uses for
+"too many concurrent calls") surfaces as ``grpc.RpcError`` with its status code and message.
 """
 
 from __future__ import annotations
@@ -15,10 +22,12 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from kronicler.errors import NotFoundError
 from kronicler.proto.v1 import query_pb2 as pb
 from kronicler.proto.v1 import query_pb2_grpc as pb_grpc
 from kronicler.query import (
     DEFAULT_QUANTILES,
+    MAX_K,
     Anomaly,
     Filter,
     FunctionInfo,
@@ -27,9 +36,25 @@ from kronicler.query import (
     SlowCall,
     StatsTable,
 )
-from kronicler.query.stats import check_limit
+from kronicler.query.anomalies import (
+    DEFAULT_MIN_COUNT,
+    DEFAULT_REGRESSION_THRESHOLD,
+    DEFAULT_SPIKE_THRESHOLD,
+    DEFAULT_TAIL_THRESHOLD,
+)
+from kronicler.query.backend import QueryBackend
+from kronicler.query.grouping import check_quantiles, parse_group_by
+from kronicler.query.histogram import MAX_PER_DECADE
+from kronicler.query.limits import MAX_EXEMPLARS, MAX_FINDINGS
+from kronicler.query.stats import check_limit, check_order
 from kronicler.server import convert
 from kronicler.server.app import DEFAULT_ADDRESS, DEFAULT_MAX_SEND_BYTES
+
+#: Status codes that mean what the local query layer says with an exception of this type.
+_LOCAL_ERRORS: dict[grpc.StatusCode, type[Exception]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: ValueError,
+    grpc.StatusCode.NOT_FOUND: NotFoundError,
+}
 
 
 class Client:
@@ -70,7 +95,13 @@ class Client:
         self.address = address
 
     def _call(self, method: Any, request: Any) -> Any:
-        return method(request, timeout=self.timeout, metadata=self._metadata)
+        try:
+            return method(request, timeout=self.timeout, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            local = _LOCAL_ERRORS.get(exc.code()) if isinstance(exc, grpc.Call) else None
+            if local is None:
+                raise
+            raise local(exc.details()) from exc
 
     def health(self, service: str = "") -> str:
         """The health status name (``"SERVING"``...) of ``service`` ("" = the whole server)."""
@@ -82,6 +113,13 @@ class Client:
         req = pb.ListFunctionsRequest(filter=convert.filter_to_proto(flt))
         return convert.functions_from_proto(self._call(self._stub.ListFunctions, req))
 
+    def time_range(self) -> tuple[int, int] | None:
+        """(earliest, latest) start over every stored call, or None when nothing is stored."""
+        reply = self._call(self._stub.ListFunctions, pb.ListFunctionsRequest())
+        if not reply.HasField("first_start_unix_nano"):
+            return None
+        return reply.first_start_unix_nano, reply.last_start_unix_nano
+
     def stats(
         self,
         flt: Filter | None = None,
@@ -92,7 +130,11 @@ class Client:
         order_by: str = "key",
         limit: int | None = None,
     ) -> StatsTable:
-        check_limit(limit)  # 0 would reach the server as "unset", i.e. every row
+        # Checked here: an empty group key, order or quantile list reaches the server as "unset"
+        # (the default), and a 0 limit as "every row".
+        check_order(order_by, check_quantiles(quantiles))
+        parse_group_by(group_by)
+        check_limit(limit)
         req = pb.GetStatsRequest(
             filter=convert.filter_to_proto(flt), group_by=group_by, quantiles=list(quantiles),
             exact=exact, order_by=order_by, limit=limit or 0,
@@ -108,6 +150,10 @@ class Client:
         quantiles: Sequence[float] = DEFAULT_QUANTILES,
         exact: bool = False,
     ) -> SeriesTable:
+        check_quantiles(quantiles)  # an empty list and "" are "unset" on the wire
+        parse_group_by(group_by)
+        if step is not None and (not isinstance(step, int) or isinstance(step, bool) or step <= 0):
+            raise ValueError(f"step must be a positive number of nanoseconds, got {step!r}")
         req = pb.GetSeriesRequest(
             filter=convert.filter_to_proto(flt), step_ns=step or 0, group_by=group_by,
             quantiles=list(quantiles), exact=exact,
@@ -118,6 +164,10 @@ class Client:
         self, function: str, flt: Filter | None = None, *, per_decade: int = 10,
         exact: bool = False,
     ) -> Histogram:  # fmt: skip
+        if not isinstance(per_decade, int) or not 1 <= per_decade <= MAX_PER_DECADE:
+            raise ValueError(
+                f"per_decade must be between 1 and {MAX_PER_DECADE}, got {per_decade!r}"
+            )  # 0 would reach the server as "unset"
         req = pb.GetHistogramRequest(
             function=function, filter=convert.filter_to_proto(flt), per_decade=per_decade,
             exact=exact,
@@ -125,6 +175,8 @@ class Client:
         return convert.histogram_from_proto(self._call(self._stub.GetHistogram, req))
 
     def slowest(self, flt: Filter | None = None, *, k: int = 10) -> list[SlowCall]:
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+            raise ValueError(f"k must be between 1 and {MAX_K}, got {k!r}")  # 0 = "unset"
         req = pb.GetSlowestRequest(filter=convert.filter_to_proto(flt), k=k)
         reply = self._call(self._stub.GetSlowest, req)
         return [convert.call_from_proto(c) for c in reply.calls]
@@ -133,23 +185,38 @@ class Client:
         self,
         flt: Filter | None = None,
         *,
-        min_count: int | None = None,
-        tail_threshold: float = 0.0,
-        spike_threshold: float = 0.0,
-        regression_threshold: float = 0.0,
+        min_count: int | None = DEFAULT_MIN_COUNT,
+        tail_threshold: float = DEFAULT_TAIL_THRESHOLD,
+        spike_threshold: float = DEFAULT_SPIKE_THRESHOLD,
+        regression_threshold: float = DEFAULT_REGRESSION_THRESHOLD,
         recent: int | None = None,
-        limit: int | None = None,
+        limit: int | None = 20,
         exemplars: int = 3,
     ) -> list[Anomaly]:
-        """None (or 0 for a threshold) means the server's default (kronicler.query.anomalies).
+        """As :func:`kronicler.query.anomalies`; None for ``min_count`` or ``limit`` also means
+        the default.
 
-        ``limit`` and ``min_count`` must be >= 1 when given, as locally: on the wire 0 means
-        "the default", so a 0 would answer differently here and on a local database.
+        Values the wire cannot carry (a 0 count or limit, a threshold of 0, ``recent=0``: each
+        means "the default" there) are refused here as locally, so both answer alike.
         """
-        for label, value in (("limit", limit), ("min_count", min_count)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value < 1):  # fmt: skip
-                raise ValueError(f"{label} must be >= 1, got {value!r}")
+        for label, t in (("tail_threshold", tail_threshold), ("spike_threshold", spike_threshold),
+                         ("regression_threshold", regression_threshold)):  # fmt: skip
+            if not t > 1.0:
+                raise ValueError(f"{label} must be > 1, got {t}")
+        if min_count is not None and (isinstance(min_count, bool) or not isinstance(min_count, int)
+                                      or min_count < 1):  # fmt: skip
+            raise ValueError(f"min_count must be >= 1, got {min_count}")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or not 1 <= limit <= MAX_FINDINGS):  # fmt: skip
+            raise ValueError(f"limit must be between 1 and {MAX_FINDINGS}, got {limit!r}")
+        if (
+            not isinstance(exemplars, int)
+            or isinstance(exemplars, bool)
+            or not (0 <= exemplars <= MAX_EXEMPLARS)
+        ):  # unsigned on the wire
+            raise ValueError(f"exemplars must be between 0 and {MAX_EXEMPLARS}, got {exemplars!r}")
+        if recent is not None and recent <= 0:
+            raise ValueError(f"recent must be a positive number of nanoseconds, got {recent}")
         req = pb.GetAnomaliesRequest(
             filter=convert.filter_to_proto(flt), min_count=min_count or 0,
             tail_threshold=tail_threshold, spike_threshold=spike_threshold,
@@ -167,3 +234,6 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_: type[QueryBackend] = Client  # mypy holds the client to the QueryBackend contract

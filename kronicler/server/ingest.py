@@ -33,9 +33,12 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
+
+if TYPE_CHECKING:
+    from kronicler.db.sink import SpanSink
 
 log = logging.getLogger("kronicler.server.ingest")
 
@@ -95,7 +98,7 @@ def _worker_main(path: str, conn: Connection) -> None:
         conn.close()
 
 
-def _store_one(db: Any, otlp: Any, message: bytes) -> tuple[int, Outcome]:
+def _store_one(db: SpanSink, otlp: Any, message: bytes) -> tuple[int, Outcome]:
     from kronicler.otel.receiver import store_request
 
     (request_id,) = _HEADER.unpack_from(message)
@@ -284,7 +287,7 @@ class IngestPool:
 class LocalIngest:
     """The same ``submit`` as :class:`IngestPool`, storing in this process (no workers)."""
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: SpanSink) -> None:
         self.db = db
 
     def submit(self, payload: bytes, timeout: float | None) -> Outcome:

@@ -1,8 +1,9 @@
 """The JSON API routes (``/api/v1``): thin handlers over :mod:`kronicler.web.views`.
 
 Each handler parses its parameters (FastAPI checks types, :mod:`kronicler.web.params` checks
-meaning), calls one view and sends the view's dict as it is. The database, the clock and the
-token live on ``app.state`` (set by :func:`kronicler.web.app.create_app`), so the routes are
+meaning), calls one view and sends the view's dict as it is. The query backend (the app's
+database bound by :class:`~kronicler.query.local.Local`), the clock and the token live on
+``app.state`` (set by :func:`kronicler.web.app.create_app`), so the routes are
 plain module-level functions and the OpenAPI description can read their signatures. Sync
 handlers run in the server's thread pool; the database is thread-safe for readers.
 """
@@ -36,6 +37,7 @@ from kronicler.web.params import (
 
 if TYPE_CHECKING:
     from kronicler.db import Database
+    from kronicler.query.backend import QueryBackend
 
 PREFIX = "/api/v1"
 _BAD: dict[int | str, dict[str, Any]] = {
@@ -53,8 +55,12 @@ _bearer = HTTPBearer(auto_error=False, description="the server's token, when one
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What every handler reads from the app: the database, the clock, the token."""
+    """What every handler reads from the app: where queries go, the clock, the token.
 
+    ``db`` is read only for the catalogue (services, function names) that :func:`meta` shows.
+    """
+
+    backend: QueryBackend
     db: Database
     clock: Callable[[], int]
     token: str | None
@@ -103,7 +109,7 @@ def selected(
                                             "(repeatable)")] = None,
 ) -> Selected:  # fmt: skip
     window = resolve_window(range_, since, until, now=ctx.clock(),
-                            data_range=ctx.db.time_range())  # fmt: skip
+                            data_range=ctx.backend.time_range())  # fmt: skip
     flt = views.make_filter(window, service=service, attributes=parse_attributes(attr))
     return Selected(window, flt)
 
@@ -128,15 +134,16 @@ def health() -> Any:
 @data.get("/meta", response_model=s.Meta, tags=["service"])
 def meta(ctx: Ctx) -> Any:
     """Version, the stored time range, services, number of functions, presets."""
-    return JSONResponse(views.meta(ctx.db, now=ctx.clock(), version=__version__,
-                                   token_required=bool(ctx.token)))  # fmt: skip
+    return JSONResponse(views.meta(ctx.backend, services=ctx.db.services(),
+                                   functions=len(ctx.db.functions()), now=ctx.clock(),
+                                   version=__version__, token_required=bool(ctx.token)))  # fmt: skip
 
 
 @data.get("/functions", response_model=s.FunctionsTable, responses=_QUERY, tags=["queries"])
 def functions(ctx: Ctx, c: Common, function: Functions = None) -> Any:
     """The functions table: per function calls, calls/s over the window, error rate, mean,
     p50, p90, p99, max, standard error, and the anomaly evidence when flagged."""
-    return JSONResponse(views.functions_table(ctx.db, c.window, views.narrow(c.flt, function)))
+    return JSONResponse(views.functions_table(ctx.backend, c.window, views.narrow(c.flt, function)))
 
 
 @data.get("/detail", response_model=s.Detail, responses=_QUERY, tags=["queries"])
@@ -152,7 +159,9 @@ def detail(
     """Everything the function view shows, in one answer: stats, anomaly evidence,
     p50/p90/p99 and counts over time, log-scale histogram, slowest calls."""
     check_int("k", k, 1, MAX_SLOWEST)
-    return JSONResponse(views.detail(ctx.db, function, c.window, c.flt, k=k, with_series=series))
+    return JSONResponse(
+        views.detail(ctx.backend, function, c.window, c.flt, k=k, with_series=series)
+    )
 
 
 @data.get("/series", response_model=s.SeriesOut, responses=_QUERY, tags=["queries"])
@@ -167,7 +176,7 @@ def series(
     if step is not None:
         check_int("step", step, 1, 2**62)
     flt = views.narrow(c.flt, function)
-    return JSONResponse(views.series_payload(ctx.db, c.window, flt, step=step))
+    return JSONResponse(views.series_payload(ctx.backend, c.window, flt, step=step))
 
 
 @data.get("/histogram", response_model=s.HistogramOut, responses=_QUERY, tags=["queries"])
@@ -178,14 +187,16 @@ def histogram(
     per_decade: Annotated[int, Query(description="buckets per power of ten, 1..100")] = 10,
 ) -> Any:
     """Log-scale latency histogram of one function: only non-empty buckets, increasing."""
-    return JSONResponse(views.histogram_payload(ctx.db, function, c.flt, per_decade=per_decade))
+    return JSONResponse(
+        views.histogram_payload(ctx.backend, function, c.flt, per_decade=per_decade)
+    )
 
 
 @data.get("/slowest", response_model=list[s.SlowCall], responses=_QUERY, tags=["queries"])
 def slowest(ctx: Ctx, c: Common, function: Functions = None, k: K = 20) -> Any:
     """The slowest calls, slowest first, with trace and span ids and attributes."""
     check_int("k", k, 1, MAX_SLOWEST)
-    return JSONResponse(views.slowest_payload(ctx.db, views.narrow(c.flt, function), k=k))
+    return JSONResponse(views.slowest_payload(ctx.backend, views.narrow(c.flt, function), k=k))
 
 
 @data.get("/anomalies", response_model=list[s.AnomalyOut], responses=_QUERY, tags=["queries"])
@@ -215,6 +226,6 @@ def anomalies(
     check_int("limit", limit, 1, 10_000)
     check_int("exemplars", exemplars, 0, 100)
     return JSONResponse(views.anomalies_payload(
-        ctx.db, views.narrow(c.flt, function), thresholds=thresholds, min_count=min_count,
+        ctx.backend, views.narrow(c.flt, function), thresholds=thresholds, min_count=min_count,
         recent=recent, limit=limit, exemplars=exemplars,
     ))  # fmt: skip

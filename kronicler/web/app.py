@@ -35,6 +35,7 @@ from kronicler.errors import (
     NotFoundError,
     shorten,
 )
+from kronicler.query.local import Local
 from kronicler.server.auth import is_loopback
 from kronicler.web import api
 
@@ -163,7 +164,7 @@ def create_app(
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
-    app.state.kronicler = api.Context(db, clock, token)
+    app.state.kronicler = api.Context(Local(db), db, clock, token)
     app.include_router(api.router)
     app.include_router(api.data)
 

@@ -10,6 +10,11 @@ for the series alone, so figures show before the one part that reads every call 
 Chart buckets start at a multiple of the step (see :func:`~kronicler.web.params.aligned_start`),
 so a refreshed chart keeps its buckets; the first bucket may reach a little before the window.
 
+Every query goes through a :class:`~kronicler.query.backend.QueryBackend` (the same interface the
+CLI reads from), never the database: the app binds its database to one with
+:class:`~kronicler.query.local.Local`. Only :func:`meta` takes the catalogue facts (services,
+function count) from its caller, as no backend question answers them cheaply.
+
 Trade-off: the functions table asks for stats and anomalies separately (two passes over the
 summaries). Joining them in one pass would mean reaching into the query layer's internals; on
 merged summaries both passes stay cheap (see ``bench/bench_web.py``).
@@ -32,7 +37,7 @@ from kronicler.web.params import (
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from kronicler.db import Database
+    from kronicler.query.backend import QueryBackend
 
 TABLE_QUANTILES = (0.5, 0.9, 0.99)
 #: Most functions the anomaly finder ranks for the table (the table flags each of them).
@@ -90,21 +95,22 @@ def row(g: q.GroupStats, window: Window, anomaly: dict[str, Any] | None) -> dict
     }
 
 
-def functions_table(db: Database, window: Window, flt: q.Filter) -> dict[str, Any]:
+def functions_table(backend: QueryBackend, window: Window, flt: q.Filter) -> dict[str, Any]:
     """Every function in the window with its figures and, when flagged, its anomaly evidence."""
-    table = q.stats(db, flt, quantiles=TABLE_QUANTILES)
+    table = backend.stats(flt, quantiles=TABLE_QUANTILES)
     found = {
-        a.function: evidence(a) for a in find_anomalies(db, flt, limit=MAX_FLAGGED, exemplars=0)
+        a.function: evidence(a)
+        for a in find_anomalies(backend, flt, limit=MAX_FLAGGED, exemplars=0)
     }
     return {
         "window": window.to_dict(),
-        "data_range": _data_range(db),
+        "data_range": _data_range(backend),
         "rows": [row(g, window, found.get(g.key)) for g in table.rows],
     }
 
 
 def series_payload(
-    db: Database, window: Window, flt: q.Filter, *, step: int | None = None
+    backend: QueryBackend, window: Window, flt: q.Filter, *, step: int | None = None
 ) -> dict[str, Any]:
     """p50/p90/p99, mean, max, counts and errors per time bucket, columnar, per function."""
     if window.start is None or window.end is None:
@@ -112,7 +118,7 @@ def series_payload(
                 "start_unix_nano": [], "series": []}  # fmt: skip
     step = step or chart_step(window.start, window.end)
     since = aligned_start(window.start, step)
-    table = q.series(db, flt.with_range(since, window.end), step=step, quantiles=TABLE_QUANTILES)
+    table = backend.series(flt.with_range(since, window.end), step=step, quantiles=TABLE_QUANTILES)
     starts = [since + i * step for i in range(-(-(window.end - since) // step))]
     return {
         "step_ns": table.step,
@@ -138,17 +144,17 @@ def _columns(s: q.Series) -> dict[str, Any]:
 
 
 def histogram_payload(
-    db: Database, function: str, flt: q.Filter, *, per_decade: int = 10
+    backend: QueryBackend, function: str, flt: q.Filter, *, per_decade: int = 10
 ) -> dict[str, Any]:
-    return q.histogram(db, function, flt, per_decade=per_decade).to_dict()
+    return backend.histogram(function, flt, per_decade=per_decade).to_dict()
 
 
-def slowest_payload(db: Database, flt: q.Filter, *, k: int) -> list[dict[str, Any]]:
-    return [c.to_dict() for c in q.slowest(db, flt, k=k)]
+def slowest_payload(backend: QueryBackend, flt: q.Filter, *, k: int) -> list[dict[str, Any]]:
+    return [c.to_dict() for c in backend.slowest(flt, k=k)]
 
 
 def anomalies_payload(
-    db: Database,
+    backend: QueryBackend,
     flt: q.Filter,
     *,
     thresholds: dict[str, float],
@@ -157,13 +163,13 @@ def anomalies_payload(
     limit: int,
     exemplars: int,
 ) -> list[dict[str, Any]]:
-    found = find_anomalies(db, flt, thresholds=thresholds, min_count=min_count, recent=recent,
+    found = find_anomalies(backend, flt, thresholds=thresholds, min_count=min_count, recent=recent,
                            limit=limit, exemplars=exemplars)  # fmt: skip
     return [{"function": a.function, **evidence(a, thresholds)} for a in found]
 
 
 def detail(
-    db: Database,
+    backend: QueryBackend,
     function: str,
     window: Window,
     flt: q.Filter,
@@ -178,8 +184,8 @@ def detail(
     (``series_payload``) and shows the rest first.
     """
     one = q.Filter((function,), flt.service, flt.since, flt.until, flt.attributes)
-    stats = q.stats(db, one, quantiles=TABLE_QUANTILES).rows
-    found = find_anomalies(db, one, limit=1, exemplars=0)
+    stats = backend.stats(one, quantiles=TABLE_QUANTILES).rows
+    found = find_anomalies(backend, one, limit=1, exemplars=0)
     anomaly = evidence(found[0]) if found else None
     out = {
         "function": function,
@@ -189,11 +195,11 @@ def detail(
         "thresholds": dict(DEFAULT_THRESHOLDS),
         "min_count": MIN_COUNT,
         "series": None,
-        "histogram": histogram_payload(db, function, flt),
-        "slowest": slowest_payload(db, one, k=k),
+        "histogram": histogram_payload(backend, function, flt),
+        "slowest": slowest_payload(backend, one, k=k),
     }
     if with_series:
-        series = series_payload(db, window, one)
+        series = series_payload(backend, window, one)
         out["series"] = {
             **{key: v for key, v in series.items() if key != "series"},
             **(series["series"][0] if series["series"] else {"function": function}),
@@ -201,28 +207,36 @@ def detail(
     return out
 
 
-def meta(db: Database, *, now: int, version: str, token_required: bool) -> dict[str, Any]:
+def meta(
+    backend: QueryBackend,
+    *,
+    services: Sequence[str],
+    functions: int,
+    now: int,
+    version: str,
+    token_required: bool,
+) -> dict[str, Any]:
     """What the page needs once: version, stored time range, services, function count."""
     return {
         "version": version,
         "now_unix_nano": now,
-        "data_range": _data_range(db),
-        "services": [s for s in db.services() if s],
-        "functions": len(db.functions()),
+        "data_range": _data_range(backend),
+        "services": [s for s in services if s],
+        "functions": functions,
         "presets": list(PRESETS),
         "token_required": token_required,
     }
 
 
-def _data_range(db: Database) -> dict[str, int] | None:
-    span = db.time_range()
+def _data_range(backend: QueryBackend) -> dict[str, int] | None:
+    span = backend.time_range()
     if span is None:
         return None
     return {"first_start_unix_nano": span[0], "last_start_unix_nano": span[1]}
 
 
 def find_anomalies(
-    db: Database,
+    backend: QueryBackend,
     flt: q.Filter,
     *,
     thresholds: dict[str, float] = DEFAULT_THRESHOLDS,
@@ -232,8 +246,8 @@ def find_anomalies(
     exemplars: int = 3,
 ) -> list[q.Anomaly]:
     """:func:`kronicler.query.anomalies` with the thresholds as one dict."""
-    return q.anomalies(
-        db, flt, min_count=min_count, tail_threshold=thresholds["tail"],
+    return backend.anomalies(
+        flt, min_count=min_count, tail_threshold=thresholds["tail"],
         spike_threshold=thresholds["spike"], regression_threshold=thresholds["regression"],
         recent=recent, limit=limit, exemplars=exemplars,
     )  # fmt: skip

@@ -10,6 +10,7 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from kronicler import query as q
+from kronicler.errors import NotFoundError
 from kronicler.proto.v1 import query_pb2 as pb
 from kronicler.proto.v1 import query_pb2_grpc as pb_grpc
 from kronicler.server import Client, KroniclerServer, ServerOptions
@@ -76,33 +77,58 @@ def test_list_functions_reports_the_time_range(shop_db, server: KroniclerServer)
     assert len(reply.functions) == 4
 
 
+F = pb.Filter
+
+
 @pytest.mark.parametrize(
-    ("call", "code", "message"),
+    ("method", "request_", "code", "message"),
     [
-        (lambda c: c.stats(q.Filter(("shop.[ab",))), "INVALID_ARGUMENT", "bad glob"),
-        (lambda c: c.stats(group_by="colour"), "INVALID_ARGUMENT", "unknown group key"),
-        (lambda c: c.stats(q.Filter(since=20, until=10)), "INVALID_ARGUMENT", "must be before"),
-        (lambda c: c.stats(quantiles=(2.0,)), "INVALID_ARGUMENT", "between 0 and 1"),
-        (lambda c: c.stats(q.Filter(("shop.nope",))), "NOT_FOUND", "unknown function"),
-        (lambda c: c.histogram("shop.nope"), "NOT_FOUND", "shop.nope"),
-        (lambda c: c.histogram("shop.*"), "INVALID_ARGUMENT", "pattern"),
-        (lambda c: c.series(step=1), "INVALID_ARGUMENT", "buckets"),
-        (lambda c: c.slowest(k=10**6), "INVALID_ARGUMENT", "k must be"),
-        (lambda c: c.anomalies(tail_threshold=0.5), "INVALID_ARGUMENT", "tail_threshold"),
+        ("GetStats", pb.GetStatsRequest(filter=F(functions=["shop.[ab"])), "INVALID_ARGUMENT",
+         "bad glob"),
+        ("GetStats", pb.GetStatsRequest(group_by="colour"), "INVALID_ARGUMENT", "unknown group key"),
+        ("GetStats", pb.GetStatsRequest(filter=F(since_unix_nano=20, until_unix_nano=10)),
+         "INVALID_ARGUMENT", "must be before"),
+        ("GetStats", pb.GetStatsRequest(quantiles=[2.0]), "INVALID_ARGUMENT", "between 0 and 1"),
+        ("GetStats", pb.GetStatsRequest(filter=F(functions=["shop.nope"])), "NOT_FOUND",
+         "unknown function"),
+        ("GetHistogram", pb.GetHistogramRequest(function="shop.nope"), "NOT_FOUND", "shop.nope"),
+        ("GetHistogram", pb.GetHistogramRequest(function="shop.*"), "INVALID_ARGUMENT", "pattern"),
+        ("GetSeries", pb.GetSeriesRequest(step_ns=1), "INVALID_ARGUMENT", "buckets"),
+        ("GetSlowest", pb.GetSlowestRequest(k=10**6), "INVALID_ARGUMENT", "k must be"),
+        ("GetAnomalies", pb.GetAnomaliesRequest(tail_threshold=0.5), "INVALID_ARGUMENT",
+         "tail_threshold"),
     ],
-)
-def test_bad_input_gets_its_status_code(client: Client, call, code: str, message: str) -> None:
-    with pytest.raises(grpc.RpcError) as info:
-        call(client)
+)  # fmt: skip
+def test_bad_input_gets_its_status_code(
+    server: KroniclerServer, method: str, request_: object, code: str, message: str
+) -> None:
+    # The status codes themselves; the Client turns them back into the query layer's exceptions
+    # (tests/contracts/test_query_backend.py).
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.QueryServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            getattr(stub, method)(request_, timeout=10)
     assert info.value.code().name == code
     assert message in info.value.details()
     assert "Traceback" not in info.value.details()
 
 
+def test_the_client_raises_the_query_layers_errors_with_the_status_as_cause(client: Client) -> None:
+    with pytest.raises(ValueError, match="bad glob") as bad:
+        client.stats(q.Filter(("shop.[ab",)))
+    assert isinstance(bad.value.__cause__, grpc.RpcError)
+    assert bad.value.__cause__.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(NotFoundError, match="shop.nope") as missing:
+        client.histogram("shop.nope")
+    assert isinstance(missing.value.__cause__, grpc.RpcError)
+    assert missing.value.__cause__.code() == grpc.StatusCode.NOT_FOUND
+
+
 def test_a_burst_of_bad_requests_leaves_the_server_serving(client: Client) -> None:
     for i in range(200):
-        with pytest.raises(grpc.RpcError):
-            client.stats(group_by=f"bad{i}")
+        with pytest.raises(ValueError, match="bad glob") as info:
+            client.stats(q.Filter((f"bad[{i}",)))
+        assert isinstance(info.value.__cause__, grpc.RpcError)  # refused by the server
     assert client.health() == "SERVING"
     assert len(client.stats().rows) == 4
 
