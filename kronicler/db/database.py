@@ -36,6 +36,7 @@ from kronicler.db.queue import DEFAULT_CAPACITY_ROWS, DEFAULT_FLUSH_INTERVAL, Wr
 from kronicler.db.reads import SegmentSet
 from kronicler.db.scan import FunctionSummary, Scan
 from kronicler.db.schema import OPTIONAL_COLUMNS, SpanBatch
+from kronicler.db.site_batch import SiteBatch
 from kronicler.db.snapshot import Damage
 from kronicler.db.stats import Call, Stats
 from kronicler.db.writer import SegmentWriter
@@ -132,7 +133,7 @@ class Database:
         return f"Database({str(self.path)!r}{', readonly=True' if self.readonly else ''})"
 
     # -- writing -------------------------------------------------------------------------------
-    def _new_queue(self) -> WriteQueue[SpanBatch]:
+    def _new_queue(self) -> WriteQueue[SpanBatch | SiteBatch]:
         return WriteQueue(
             self._consume, self._commit, capacity_rows=self._queue_rows,
             flush_interval=self._flush_interval,
@@ -160,9 +161,12 @@ class Database:
         return self.append_batch(batch, timeout=timeout)
 
     def append_batch(
-        self, batch: SpanBatch, *, block: bool = True, timeout: float | None = None
+        self, batch: SpanBatch | SiteBatch, *, block: bool = True, timeout: float | None = None
     ) -> int:
         """Queue an already validated batch whole; returns its row count.
+
+        A :class:`SiteBatch` (the capture path's) carries its text as per-site tables, which
+        the writer codes once per site instead of once per row.
 
         Blocking (the default) behaves like :meth:`append`. ``block=False`` never waits: a full
         queue refuses the batch and 0 is returned; nothing is stored or counted, the caller still
@@ -192,7 +196,7 @@ class Database:
         if self.readonly:
             raise ReadOnlyError(f"database {self.path} was opened read-only")
 
-    def _consume(self, batches: list[SpanBatch]) -> None:
+    def _consume(self, batches: list[SpanBatch | SiteBatch]) -> None:
         if self._writer is None:
             self._writer = SegmentWriter(self._segdir, **self._writer_options())
         for batch in batches:

@@ -3,7 +3,8 @@
 Captured calls extend a shared flat list of ints by one 6-int record (``list.extend`` of a tuple
 is atomic under the GIL, ~50 ns). Every ``flush_interval`` (0.1 s) a daemon thread takes what has accumulated
 (``rows[:n]`` then ``del rows[:n]``: two atomic steps, so concurrent appends are never lost),
-converts it into one :class:`SpanBatch` with :func:`records_to_batch`, and hands it to
+converts it into one :class:`SiteBatch` with :func:`records_to_site_batch` (rows point into the
+call-site table; no text per row, the writer codes each site once), and hands it to
 ``Database.append_batch``. The application thread never waits on the database, never sees its
 errors and never opens a file.
 
@@ -31,14 +32,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from kronicler._config import Settings
-from kronicler.db.schema import SpanBatch
+from kronicler.db.site_batch import SiteBatch
 from kronicler.otel import shutdown as stop_signals
 from kronicler.otel.records import (
     COMPACT_WIDTH,
     FullRecord,
     Site,
-    records_to_batch,
-    split_batch,
+    records_to_site_batch,
 )
 
 _log = logging.getLogger("kronicler")
@@ -90,7 +90,7 @@ class Pipeline:
         self._db: Any = None
         self._owns_db = False
         self._db_failed_at = 0.0
-        self._carry: list[SpanBatch] = []  # converted batches waiting for room in the queue
+        self._carry: list[SiteBatch] = []  # converted batches waiting for room in the queue
         self._stored = 0
         self._dropped = 0
         self._db_dropped_base = 0
@@ -290,7 +290,7 @@ class Pipeline:
                 with self._sites_lock:
                     sites = list(self._sites)
                 offset = time.time_ns() - time.perf_counter_ns()
-                batch = records_to_batch(
+                batch = records_to_site_batch(
                     rows, full, sites, service=self.settings.service_name, clock_offset=offset
                 )
             except Exception as exc:  # noqa: BLE001
@@ -320,7 +320,7 @@ class Pipeline:
             if attempts > _MAX_ATTEMPTS:
                 return False
             if len(batch) > 1:
-                self._carry[0:1] = list(split_batch(batch, len(batch) // 2))
+                self._carry[0:1] = list(batch.split(len(batch) // 2))
             if not force:
                 return False
             try:
@@ -331,7 +331,7 @@ class Pipeline:
                 return False
         return True
 
-    def _offer(self, db: Any, batch: SpanBatch) -> bool:
+    def _offer(self, db: Any, batch: SiteBatch) -> bool:
         """Give ``batch`` to the database; False when its queue refused it (we keep it)."""
         try:
             # Never wait: a full queue refuses the whole batch, uncounted, and we keep it.
