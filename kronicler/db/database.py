@@ -24,7 +24,7 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, overload
 
@@ -189,6 +189,26 @@ class Database:
             f"the write queue of {self.path} stayed full for {timeout} s; "
             f"none of the {len(batch)} rows were stored"
         )
+
+    def attach_source(self, source: Callable[[], Sequence[SiteBatch]], *, interval: float) -> None:
+        """Have this database's writer thread take batches from ``source()`` itself.
+
+        The writer calls ``source`` every ``interval`` seconds and on every flush and close, so
+        its records reach the segment in one hand-off (see :mod:`kronicler.db.queue`); the
+        source keeps its own buffer bounded and counts its own drops. Rows the writer then
+        fails to store are counted in :attr:`dropped` as usual.
+        """
+        self._check_writable()
+        if not self._queue.attach(source, interval=interval):
+            raise ClosedError(f"{self!r} is closed")
+
+    def detach_source(self, source: Callable[[], Sequence[SiteBatch]]) -> None:
+        """Stop taking from ``source``."""
+        self._queue.detach(source)
+
+    def takes_from(self, source: Callable[[], Sequence[SiteBatch]]) -> bool:
+        """True while the writer takes from ``source`` (False once this database closed)."""
+        return self._queue.attached(source)
 
     def _check_writable(self) -> None:
         if self._closed:
