@@ -437,7 +437,7 @@ def test_closing_the_database_stores_what_capture_still_holds(tmp_path: Any) -> 
         db.close()
         assert kronicler.status().dropped == before.dropped
         with Database.open(tmp_path / "closing", readonly=True) as reopened:
-            assert reopened.stats(f"{HERE}.add").count == 300  # type: ignore[union-attr]
+            assert reopened.stats(f"{HERE}.add").count == 300
     finally:
         kronicler.configure(path=tmp_path / "after", flush_interval=0.1)
         db.close()
