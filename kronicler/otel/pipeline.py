@@ -383,7 +383,11 @@ class Pipeline:
                 # last-in, first-out), so pending records are stored before it closes.
                 atexit.unregister(self._at_exit)
                 atexit.register(self._at_exit)
-            db.attach_source(self._take_fn, interval=self.settings.flush_interval)
+            try:
+                db.attach_source(self._take_fn, interval=self.settings.flush_interval)
+            except Exception:
+                db.close()  # opened for us and unusable: do not leave it open
+                raise
             self._db, self._owns_db = db, True
             self._db_dropped_base = int(getattr(db, "dropped", 0))
             self._db_failed_at = 0.0
