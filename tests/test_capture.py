@@ -421,3 +421,45 @@ def test_memory_stays_bounded_when_the_database_is_unusable(tmp_path: Any) -> No
         assert kronicler.status().dropped - before == 5000
     finally:
         kronicler.configure(path=tmp_path / "ok", max_pending=2_000_000)
+
+
+def test_closing_the_database_stores_what_capture_still_holds(tmp_path: Any) -> None:
+    # The writer takes the capture buffer itself, on close too: calls recorded just before
+    # their database closes are stored, not dropped, however long the hand-off interval.
+    from kronicler.db import Database
+
+    db = Database.open(tmp_path / "closing")
+    kronicler.configure(database=db, flush_interval=60.0)
+    try:
+        before = kronicler.status()
+        for i in range(300):
+            add(i)
+        db.close()
+        assert kronicler.status().dropped == before.dropped
+        with Database.open(tmp_path / "closing", readonly=True) as reopened:
+            assert reopened.stats(f"{HERE}.add").count == 300
+    finally:
+        kronicler.configure(path=tmp_path / "after", flush_interval=0.1)
+        db.close()
+
+
+def test_threads_capturing_through_repeated_flushes_store_each_call_once(store: Store) -> None:
+    calls, threads = 3000, 4
+
+    def loop() -> None:
+        for i in range(calls):
+            add(i)
+
+    workers = [threading.Thread(target=loop) for _ in range(threads)]
+    before = kronicler.status()
+    for w in workers:
+        w.start()
+    while any(w.is_alive() for w in workers):
+        kronicler.flush()
+    for w in workers:
+        w.join()
+    assert kronicler.flush()
+    after = kronicler.status()
+    assert after.dropped == before.dropped
+    assert after.stored - before.stored == calls * threads
+    assert len(by_name(store.rows(), f"{HERE}.add")) == calls * threads

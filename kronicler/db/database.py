@@ -26,7 +26,7 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from kronicler.db.queue import DEFAULT_CAPACITY_ROWS, DEFAULT_FLUSH_INTERVAL, Wr
 from kronicler.db.reads import SegmentSet
 from kronicler.db.scan import FunctionSummary, Scan
 from kronicler.db.schema import OPTIONAL_COLUMNS, SpanBatch
+from kronicler.db.site_batch import SiteBatch
 from kronicler.db.snapshot import Damage
 from kronicler.db.stats import Call
 from kronicler.db.view import ReadAPI, ReadView
@@ -135,7 +136,7 @@ class Database(ReadAPI):
         return f"Database({str(self.path)!r}{', readonly=True' if self.readonly else ''})"
 
     # -- writing -------------------------------------------------------------------------------
-    def _new_queue(self) -> WriteQueue[SpanBatch]:
+    def _new_queue(self) -> WriteQueue[SpanBatch | SiteBatch]:
         return WriteQueue(
             self._consume, self._commit, capacity_rows=self._queue_rows,
             flush_interval=self._flush_interval,
@@ -163,9 +164,12 @@ class Database(ReadAPI):
         return self.append_batch(batch, timeout=timeout)
 
     def append_batch(
-        self, batch: SpanBatch, *, block: bool = True, timeout: float | None = None
+        self, batch: SpanBatch | SiteBatch, *, block: bool = True, timeout: float | None = None
     ) -> int:
         """Queue an already validated batch whole; returns its row count.
+
+        A :class:`SiteBatch` (the capture path's) carries its text as per-site tables, which
+        the writer codes once per site instead of once per row.
 
         Blocking (the default) behaves like :meth:`append`. ``block=False`` never waits: a full
         queue refuses the batch and 0 is returned; nothing is stored or counted, the caller still
@@ -189,13 +193,33 @@ class Database(ReadAPI):
             f"none of the {len(batch)} rows were stored"
         )
 
+    def attach_source(self, source: Callable[[], Sequence[SiteBatch]], *, interval: float) -> None:
+        """Have this database's writer thread take batches from ``source()`` itself.
+
+        The writer calls ``source`` every ``interval`` seconds and on every flush and close, so
+        its records reach the segment in one hand-off (see :mod:`kronicler.db.queue`); the
+        source keeps its own buffer bounded and counts its own drops. Rows the writer then
+        fails to store are counted in :attr:`dropped` as usual.
+        """
+        self._check_writable()
+        if not self._queue.attach(source, interval=interval):
+            raise ClosedError(f"{self!r} is closed")
+
+    def detach_source(self, source: Callable[[], Sequence[SiteBatch]]) -> None:
+        """Stop taking from ``source``."""
+        self._queue.detach(source)
+
+    def takes_from(self, source: Callable[[], Sequence[SiteBatch]]) -> bool:
+        """True while the writer takes from ``source`` (False once this database closed)."""
+        return self._queue.attached(source)
+
     def _check_writable(self) -> None:
         if self._closed:
             raise ClosedError(f"{self!r} is closed")
         if self.readonly:
             raise ReadOnlyError(f"database {self.path} was opened read-only")
 
-    def _consume(self, batches: list[SpanBatch]) -> None:
+    def _consume(self, batches: list[SpanBatch | SiteBatch]) -> None:
         if self._writer is None:
             self._writer = SegmentWriter(self._segdir, **self._writer_options())
         for batch in batches:

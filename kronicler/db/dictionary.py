@@ -11,6 +11,8 @@ dictionary remembers them (``missing``) so the rows that use them can be found a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -43,6 +45,35 @@ class Dictionary:
             for text in dict.fromkeys(texts):
                 self._code(text)
             return np.fromiter(map(codes.__getitem__, texts), dtype=np.uint32, count=n)
+
+    def encode_indexed(self, table: Sequence[str], index: np.ndarray) -> np.ndarray:
+        """Codes of ``table[index[i]]`` for every row ``i`` (uint32), coding each entry once.
+
+        Only the entries ``index`` uses are looked up (O(entries) dictionary work, one numpy
+        gather for the rows). Unseen texts get codes in order of first use by the rows, as
+        :meth:`encode` gives them, so a chunk's new codes stay a contiguous run.
+        """
+        n = len(index)
+        if n == 0:
+            return np.zeros(0, dtype=np.uint32)
+        index = np.asarray(index, dtype=np.int64)
+        used = np.flatnonzero(np.bincount(index, minlength=len(table)))
+        lut = np.zeros(len(table), dtype=np.uint32)
+        codes = self.codes
+        new: list[int] = []
+        for i in used.tolist():
+            code = codes.get(table[i])
+            if code is None:
+                new.append(i)
+            else:
+                lut[i] = code
+        if len(new) > 1:  # rare: only when texts appear for the first time
+            entries, first = np.unique(index, return_index=True)
+            first_use = dict(zip(entries.tolist(), first.tolist(), strict=True))
+            new.sort(key=first_use.__getitem__)
+        for i in new:
+            lut[i] = self._code(table[i])
+        return lut[index]
 
     def _code(self, text: str) -> int:
         code = self.codes.get(text)

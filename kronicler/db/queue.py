@@ -14,9 +14,16 @@ when the queue is empty (its caller already holds it in memory), so no item can 
 The writer thread takes everything queued at once, so it works in large, cheap steps however small
 the batches.
 
+A producer that must never wait (the capture path) can instead *attach* a source: a callable the
+writer thread calls itself, every ``interval`` seconds and on every flush and close, which returns
+the items to write. Then the records are handed over once (application thread -> the source's
+buffer -> the writer), with no queue in between to fill up, refuse, split or retry; the source keeps
+its own buffer bounded and counts what it drops.
+
 Durability is tracked with sequence numbers: every accepted batch gets one; ``flush`` asks the writer
-to commit and waits until the committed sequence reaches the one it saw. The writer also commits on
-its own at least every ``flush_interval`` seconds.
+to commit and waits until the committed sequence reaches the one it saw (with sources attached a
+flush takes a number of its own, so the cycle that satisfies it takes from them after the flush
+began). The writer also commits on its own at least every ``flush_interval`` seconds.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Generic, TypeVar
 
@@ -75,8 +82,37 @@ class WriteQueue(Generic[T]):
         self._flush_wanted = False
         self._closing = False
         self._thread: threading.Thread | None = None
+        # source -> seconds between its takes
+        self._sources: dict[Callable[[], Sequence[T]], float] = {}
         self.lost = 0  # rows whose consume raised
         self._errors_logged: set[str] = set()
+
+    def attach(self, source: Callable[[], Sequence[T]], *, interval: float) -> bool:
+        """Have the writer call ``source()`` every ``interval`` seconds and on each flush/close.
+
+        ``source`` returns the items to write now (it must not raise, block or call back into
+        this queue). Attaching again changes the interval. False once the queue is closing.
+        """
+        if not interval > 0:
+            raise ValueError(f"interval must be positive, got {interval!r}")
+        with self._lock:
+            if self._closing:
+                return False
+            self._sources[source] = float(interval)
+            if self._thread is None or not self._thread.is_alive():
+                self._start()
+            self._wake.notify()
+        return True
+
+    def detach(self, source: Callable[[], Sequence[T]]) -> None:
+        """Stop calling ``source`` (what it still holds stays with it)."""
+        with self._lock:
+            self._sources.pop(source, None)
+
+    def attached(self, source: Callable[[], Sequence[T]]) -> bool:
+        """True while the writer takes from ``source`` (False after detach or close)."""
+        with self._lock:
+            return source in self._sources
 
     def put(self, item: T, *, block: bool = True, timeout: float | None = None) -> bool:
         """Queue ``item`` whole; False when it was not taken (nothing of it is queued).
@@ -131,6 +167,8 @@ class WriteQueue(Generic[T]):
         """Wait until everything queued before the call is durable; False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
+            if self._sources:
+                self._seq += 1  # whatever the sources hold now is taken by a cycle after this
             target = self._seq
             if self._committed >= target:
                 return True
@@ -161,13 +199,17 @@ class WriteQueue(Generic[T]):
 
     def _run(self) -> None:
         next_commit = time.monotonic() + self.flush_interval
+        next_take = time.monotonic()
         while True:
             with self._lock:
+                take_every = min(self._sources.values(), default=None)
                 while not (self._items or self._flush_wanted or self._closing):
-                    wait = next_commit - time.monotonic()
+                    due = next_commit if take_every is None else min(next_commit, next_take)
+                    wait = due - time.monotonic()
                     if wait <= 0:
                         break
                     self._wake.wait(wait)
+                    take_every = min(self._sources.values(), default=None)
                 items, self._items = self._items, []
                 self._queued_rows = 0
                 if items:
@@ -176,6 +218,16 @@ class WriteQueue(Generic[T]):
                 want_commit = self._flush_wanted or self._closing
                 self._flush_wanted = False
                 closing = self._closing and not items
+                sources = list(self._sources)
+                if closing:
+                    self._sources.clear()  # this is their last take
+            now = time.monotonic()
+            if sources and (want_commit or now >= next_take):
+                for source in sources:
+                    # Outside the lock: a source converts its records here, and producers
+                    # must be able to put meanwhile.
+                    items.extend(self._take(source))
+                next_take = now + (take_every or 0.0)
             if items:
                 rows = sum(map(self._size_of, items))
                 self._guard("write", partial(self._consume, items), rows)
@@ -188,6 +240,16 @@ class WriteQueue(Generic[T]):
                     self._done.notify_all()
             if closing:
                 return
+
+    def _take(self, source: Callable[[], Sequence[T]]) -> Sequence[T]:
+        try:
+            return source()
+        except Exception as exc:  # a source must not raise; if it does, it kept its records
+            if "take" not in self._errors_logged:
+                self._errors_logged.add("take")
+                log.error("kronicler could not take records from %r: %s", source, exc,
+                          exc_info=True)  # fmt: skip
+            return []
 
     def _guard(self, what: str, fn: Callable[[], None], items: int) -> None:
         try:

@@ -24,12 +24,14 @@ suite, not ``isinstance``, is what guarantees their meaning.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from kronicler.db.schema import SpanBatch
+    from kronicler.db.site_batch import SiteBatch
 
-__all__ = ["SpanSink"]
+__all__ = ["CaptureSink", "SpanSink"]
 
 
 @runtime_checkable
@@ -53,4 +55,27 @@ class SpanSink(Protocol):
 
     def close(self) -> None:
         """Flush and release; later appends raise ``ClosedError``. Idempotent."""
+        ...
+
+
+@runtime_checkable
+class CaptureSink(SpanSink, Protocol):
+    """A sink whose writer takes the capture path's records itself (one hand-off per call).
+
+    ``attach_source(source, interval=...)``: the writer calls ``source()`` every ``interval``
+    seconds and on every flush and close, storing the site-coded batches it returns;
+    ``detach_source(source)`` stops that; ``takes_from(source)`` is True while it goes on (False
+    once the sink closed).
+    """
+
+    def attach_source(self, source: Callable[[], Sequence[SiteBatch]], *, interval: float) -> None:
+        """Have the writer take batches from ``source()`` itself."""
+        ...
+
+    def detach_source(self, source: Callable[[], Sequence[SiteBatch]]) -> None:
+        """Stop taking from ``source``."""
+        ...
+
+    def takes_from(self, source: Callable[[], Sequence[SiteBatch]]) -> bool:
+        """True while the writer takes from ``source``."""
         ...

@@ -26,6 +26,7 @@ from kronicler.db.fileio import append_all
 from kronicler.db.metadata import save_json
 from kronicler.db.page import CHUNK_ROWS
 from kronicler.db.schema import COLUMNS, SCHEMA_VERSION, SpanBatch
+from kronicler.db.site_batch import SiteBatch
 
 TEXT_COLUMNS = ("name", "service", "attributes")
 
@@ -68,14 +69,23 @@ class SegmentWriter:
         self._fd = os.open(self.data_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._wal = wal.WalWriter(directory / f"{self.id}.wal")
 
-    def add(self, batch: SpanBatch) -> None:
+    def add(self, batch: SpanBatch | SiteBatch) -> None:
+        """Buffer ``batch``'s rows; text is dictionary-coded here (per site for a SiteBatch)."""
         n = len(batch)
         if n == 0:
             return
-        tail = self._tail
-        tail["name"].append(self.dicts["name"].encode(batch.names))
-        tail["service"].append(self.dicts["service"].encode(batch.services))
-        tail["attributes"].append(self.dicts["attributes"].encode(batch.attributes))
+        tail, dicts = self._tail, self.dicts
+        if isinstance(batch, SiteBatch):
+            tail["name"].append(dicts["name"].encode_indexed(batch.names, batch.site))
+            service = dicts["service"].encode([batch.service])[0]
+            tail["service"].append(np.full(n, service, dtype=np.uint32))
+            tail["attributes"].append(
+                dicts["attributes"].encode_indexed(batch.attributes, batch.site)
+            )
+        else:
+            tail["name"].append(dicts["name"].encode(batch.names))
+            tail["service"].append(dicts["service"].encode(batch.services))
+            tail["attributes"].append(dicts["attributes"].encode(batch.attributes))
         for column in ("start", "duration", "status", "kind", "trace_hi", "trace_lo", "span_id",
                        "parent_span_id"):  # fmt: skip
             tail[column].append(getattr(batch, column))

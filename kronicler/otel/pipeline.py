@@ -1,24 +1,31 @@
-"""The default pipeline's back half: in-memory records -> database, on a background thread.
+"""The default pipeline's back half: in-memory records -> the database's writer, in one hand-off.
 
 Captured calls extend a shared flat list of ints by one 6-int record (``list.extend`` of a tuple
-is atomic under the GIL, ~50 ns). Every ``flush_interval`` (0.1 s) a daemon thread takes what has accumulated
-(``rows[:n]`` then ``del rows[:n]``: two atomic steps, so concurrent appends are never lost),
-converts it into one :class:`SpanBatch` with :func:`records_to_batch`, and hands it to
-``Database.append_batch``. The application thread never waits on the database, never sees its
-errors and never opens a file.
+is atomic under the GIL, ~50 ns). That list is the capture path's one buffer: the database's
+writer thread takes from it itself (:meth:`Database.attach_source`) every ``flush_interval``
+(0.1 s) and on every flush: it takes what has accumulated (``rows[:n]`` then ``del rows[:n]``: two
+atomic steps, so concurrent appends are never lost), converts it with
+:func:`records_to_site_batch` (rows point into the call-site table; no text per row, the writer
+dictionary-codes each site once) and writes it into its segment. There is no queue between the
+two to fill up, refuse, split or retry. The application thread never waits on the database,
+never sees its errors and never opens a file.
+
+A small ``kronicler-flush`` thread only looks after the buffer: it opens the database once
+something was recorded (again every few seconds while that fails), drops and counts what cannot
+be stored (no usable database), and drops the oldest records beyond ``max_pending`` when the
+writer falls behind, so memory stays bounded.
 
 Trade-offs:
 
-* Records wait in memory for up to one interval (plus the database's own queue), so a crash
+* Records wait in memory for up to one interval (plus the writer's commit interval), so a crash
   can lose that much; a normal exit flushes everything (``atexit``), and so do the stop
   signals SIGTERM, SIGINT and SIGQUIT (:mod:`kronicler.otel.shutdown`), which end servers such
-  as uvicorn without running ``atexit``.
-* Memory is bounded by ``max_pending`` rows: when the database cannot keep up or is unusable
-  (read-only directory, full disk, corrupt files) older records are dropped and counted, and the
-  problem is logged once. When the database's queue is full the batch is kept and offered again
-  after the database has drained, so a burst is absorbed here rather than dropped there.
+  as uvicorn without running ``atexit``. Closing the database also takes what is buffered.
+* Drops are counted in two places only because losses happen in two places: here (no usable
+  database, ``max_pending`` exceeded) and in the writer (writes that kept failing), whose
+  counter the status reads relative to its value when this pipeline started using it.
 * ``fork``: the child forgets the parent's pending records and database handle (the parent
-  stores those) and lazily opens its own segment on its first flush.
+  stores those) and lazily opens its own segment when it next has something to store.
 """
 
 from __future__ import annotations
@@ -30,22 +37,21 @@ import time
 from dataclasses import dataclass
 
 from kronicler._config import Settings
-from kronicler.db.schema import SpanBatch
-from kronicler.db.sink import SpanSink
+from kronicler.db.sink import CaptureSink
+from kronicler.db.site_batch import SiteBatch
+from kronicler.errors import ClosedError
 from kronicler.otel import shutdown as stop_signals
 from kronicler.otel.records import (
     COMPACT_WIDTH,
     FullRecord,
     Site,
-    records_to_batch,
-    split_batch,
+    records_to_site_batch,
 )
 
 _log = logging.getLogger("kronicler")
 
 _JOIN_TIMEOUT = 5.0  # seconds shutdown waits for the background thread
-BATCH_ROWS = 32_768  # rows per batch handed to the database
-_MAX_ATTEMPTS = 64  # refusals in a row a forced drain accepts before leaving the rest
+BATCH_ROWS = 32_768  # rows per batch the writer takes (bounds each conversion's GIL hold)
 _REOPEN_DELAY = 5.0  # seconds between attempts to open an unusable database
 
 
@@ -70,10 +76,10 @@ class PipelineStatus:
 
 
 class Pipeline:
-    """Owns the record buffers, the call-site table, the background thread and the database."""
+    """Owns the record buffers, the call-site table, the looking-after thread and the database."""
 
     def __init__(self, settings: Settings) -> None:
-        # Appended to by application threads without a lock; drained only under _drain_lock.
+        # Appended to by application threads without a lock; taken from only under _take_lock.
         self.rows: list[int] = []  # flat compact records, COMPACT_WIDTH ints each
         self.full: list[FullRecord] = []
         self.settings = settings
@@ -81,16 +87,20 @@ class Pipeline:
         self._sites: list[Site] = []
         self._site_ids: dict[tuple[str, int, str], int] = {}
         self._sites_lock = threading.Lock()  # protects _sites/_site_ids growth
-        # _drain_lock serialises drains, database open/close and settings changes; it is never
-        # taken on the capture path.
+        # _drain_lock serialises database open/close/switch and settings changes; never taken
+        # on the capture path nor by the writer's take (so holding it while the database
+        # flushes or closes is safe). Order: _drain_lock before _take_lock.
         self._drain_lock = threading.Lock()
+        # _take_lock serialises removing records from the buffers and the counters it moves
+        # (the writer's take, dropping, trimming).
+        self._take_lock = threading.Lock()
+        self._take_fn = self._take  # one bound method: the database knows the source by it
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._db: SpanSink | None = None
+        self._db: CaptureSink | None = None
         self._owns_db = False
         self._db_failed_at = 0.0
-        self._carry: list[SpanBatch] = []  # converted batches waiting for room in the queue
         self._stored = 0
         self._dropped = 0
         self._db_dropped_base = 0
@@ -145,7 +155,7 @@ class Pipeline:
         stop_signals.flush_databases(max(0.0, deadline - time.monotonic()))
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Hand everything recorded so far to the database and wait until it is durable.
+        """Have the writer take everything recorded so far and wait until it is durable.
 
         False when something recorded since the previous flush could not be stored (dropped),
         or ``timeout`` passed first.
@@ -153,13 +163,12 @@ class Pipeline:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._drain_lock:
             lost_before = self._lost_at_last_flush
-            self._drain(force=True)
-            db = self._db
-            ok = not self._carry
+            db = self._attach()
+        ok = True
         if db is not None:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                ok = bool(db.flush(remaining)) and ok
+                ok = bool(db.flush(remaining))
             except Exception as exc:  # noqa: BLE001 - flushing must never raise into the app
                 self._problem("flush", exc)
                 ok = False
@@ -176,7 +185,7 @@ class Pipeline:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
         with self._drain_lock:
-            self._drain(force=True)
+            self._attach()
             ok = self._close_db()
             self._closed = True
             self._thread = None
@@ -185,19 +194,22 @@ class Pipeline:
     def reconfigure(self, settings: Settings) -> None:
         """Store pending records under the old settings, then switch (reopen if path moved)."""
         with self._drain_lock:
-            self._drain(force=True)
+            self._store_pending()
             if settings.path != self.settings.path:
                 self._close_db()
                 self._db_failed_at = 0.0
             self.settings = settings
+            if self._db is not None:  # the writer takes at the new interval
+                self._attach_to(self._db)
 
-    def use_database(self, db: SpanSink) -> None:
-        """Store into an already-open ``Database`` or other sink (the caller keeps ownership)."""
+    def use_database(self, db: CaptureSink) -> None:
+        """Store into an already-open ``Database`` (the caller keeps ownership)."""
         with self._drain_lock:
-            self._drain(force=True)
+            self._store_pending()
             self._close_db()
             self._db, self._owns_db = db, False
             self._db_dropped_base = db.dropped
+            self._attach_to(db)
 
     def status(self) -> PipelineStatus:
         db_drops = self._db_drops()
@@ -218,8 +230,8 @@ class Pipeline:
         """Forget the parent's records, thread and database; locks are made afresh."""
         del self.rows[:]
         del self.full[:]
-        self._carry = []
         self._drain_lock = threading.Lock()
+        self._take_lock = threading.Lock()
         self._sites_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -230,12 +242,48 @@ class Pipeline:
         self._stored = self._dropped = self._db_dropped_base = self._lost_at_last_flush = 0
 
     def before_fork(self) -> None:
-        # A fork while the background thread is mid-drain would leave the child's copy of the
-        # lock held forever; waiting for the drain to end makes the child's state consistent.
+        # A fork while a thread is mid-take would leave the child's copy of a lock held
+        # forever; waiting for the take to end makes the child's state consistent.
         self._drain_lock.acquire()
+        self._take_lock.acquire()
 
     def after_fork_in_parent(self) -> None:
+        self._take_lock.release()
         self._drain_lock.release()
+
+    # -- the writer's side -------------------------------------------------------------------
+    def _take(self) -> list[SiteBatch]:
+        """Everything recorded now, as batches of at most ``BATCH_ROWS`` rows (writer thread).
+
+        Never raises: records that cannot be converted are dropped and counted.
+        """
+        with self._take_lock:
+            out: list[SiteBatch] = []
+            # Only what is here now: appends that race with the take wait for the next one.
+            left_rows, left_full = len(self.rows) // COMPACT_WIDTH, len(self.full)
+            while left_rows or left_full:
+                n, m = min(left_rows, BATCH_ROWS), min(left_full, BATCH_ROWS)
+                left_rows, left_full = left_rows - n, left_full - m
+                k = n * COMPACT_WIDTH
+                rows = self.rows[:k]
+                del self.rows[:k]
+                full = self.full[:m]
+                del self.full[:m]
+                try:
+                    with self._sites_lock:
+                        sites = list(self._sites)
+                    offset = time.time_ns() - time.perf_counter_ns()
+                    batch = records_to_site_batch(
+                        rows, full, sites, service=self.settings.service_name,
+                        clock_offset=offset,
+                    )  # fmt: skip
+                except Exception as exc:  # noqa: BLE001
+                    self._dropped += n + m
+                    self._problem("convert", exc)
+                    continue
+                self._stored += len(batch)
+                out.append(batch)
+            return out
 
     # -- background work ---------------------------------------------------------------------
     def _run(self) -> None:
@@ -245,7 +293,8 @@ class Pipeline:
             wake.clear()
             try:
                 with self._drain_lock:
-                    self._drain(force=False)
+                    self._attach()
+                self._trim()
             except Exception as exc:  # noqa: BLE001 - the thread must survive anything
                 self._problem("background", exc)
 
@@ -259,106 +308,68 @@ class Pipeline:
         return self._dropped + self._db_drops()
 
     def _pending(self) -> int:
-        return len(self.rows) // COMPACT_WIDTH + len(self.full) + sum(map(len, self._carry))
+        return len(self.rows) // COMPACT_WIDTH + len(self.full)
 
-    def _drain(self, *, force: bool) -> None:
-        """Move the records present now into the database, one bounded batch at a time.
+    def _attach(self) -> CaptureSink | None:
+        """The database the writer takes our records into, opened when records wait for one.
 
-        Caller holds ``_drain_lock``. Batches hold at most ``BATCH_ROWS`` rows so that each fits
-        the database's write queue and the conversion never holds the GIL for long.
+        Caller holds ``_drain_lock``. With no usable database, what is pending is dropped and
+        counted (memory must stay bounded, and nothing would take it).
         """
-        if not self._carry and not self.rows and not self.full:
-            return  # nothing to store: do not open (and so create) the database
+        if not self.rows and not self.full:
+            return self._db  # nothing to store: do not open (and so create) the database
         db = self._database()
-        if self._carry and (db is None or not self._offer_carried(db, force=force)):
-            self._trim()
-            return
-        # Only what is here now: appends that race with the drain wait for the next round.
-        left_rows, left_full = len(self.rows) // COMPACT_WIDTH, len(self.full)
-        while left_rows or left_full:
-            n, m = min(left_rows, BATCH_ROWS), min(left_full, BATCH_ROWS)
-            left_rows, left_full = left_rows - n, left_full - m
-            k = n * COMPACT_WIDTH
-            rows = self.rows[:k]
-            del self.rows[:k]
-            full = self.full[:m]
-            del self.full[:m]
-            if db is None:
-                self._dropped += n + m
-                continue
-            try:
-                with self._sites_lock:
-                    sites = list(self._sites)
-                offset = time.time_ns() - time.perf_counter_ns()
-                batch = records_to_batch(
-                    rows, full, sites, service=self.settings.service_name, clock_offset=offset
-                )
-            except Exception as exc:  # noqa: BLE001
-                self._dropped += n + m
-                self._problem("convert", exc)
-                continue
-            self._carry.append(batch)
-            if not self._offer_carried(db, force=force):
-                self._trim()
-                return
+        if db is not None and not self._takes_from(db):
+            # Closed under us (by its owner): nothing takes our records any more.
+            self._problem("append", ClosedError(f"{db!r} is closed"))
+            db = None
+        if db is None:
+            self._drop_pending()
+        return db
 
-    def _offer_carried(self, db: SpanSink, *, force: bool) -> bool:
-        """Offer the waiting batches in order; True when all were taken.
+    def _takes_from(self, db: CaptureSink) -> bool:
+        try:
+            return bool(db.takes_from(self._take_fn))
+        except Exception:  # noqa: BLE001
+            return False
 
-        A refused batch is split in two (it may be larger than the whole queue); with ``force``
-        the database is flushed to make room and the halves are offered at once, otherwise they
-        wait for the next round.
-        """
-        attempts = 0
-        while self._carry:
-            batch = self._carry[0]
-            if self._offer(db, batch):
-                self._carry.pop(0)
-                attempts = 0
-                continue
-            attempts += 1
-            if attempts > _MAX_ATTEMPTS:
-                return False
-            if len(batch) > 1:
-                self._carry[0:1] = list(split_batch(batch, len(batch) // 2))
-            if not force:
-                return False
+    def _attach_to(self, db: CaptureSink) -> None:
+        try:
+            db.attach_source(self._take_fn, interval=self.settings.flush_interval)
+        except Exception as exc:  # noqa: BLE001 - found out (and counted) by _attach
+            self._problem("append", exc)
+
+    def _store_pending(self) -> None:
+        """Store what is recorded now into the current database (caller holds _drain_lock)."""
+        db = self._attach()
+        if db is not None:
             try:
-                if not db.flush(_JOIN_TIMEOUT) and len(batch) == 1:
-                    return False
+                db.flush(_JOIN_TIMEOUT)
             except Exception as exc:  # noqa: BLE001
                 self._problem("flush", exc)
-                return False
-        return True
 
-    def _offer(self, db: SpanSink, batch: SpanBatch) -> bool:
-        """Give ``batch`` to the database; False when its queue refused it (we keep it)."""
-        try:
-            # Never wait: a full queue refuses the whole batch, uncounted, and we keep it.
-            accepted = int(db.append_batch(batch, block=False))
-        except Exception as exc:  # noqa: BLE001 - a broken database drops, never raises
-            self._dropped += len(batch)
-            self._problem("append", exc)
-            return True
-        if accepted > 0:
-            self._stored += accepted
-            return True
-        return False
+    def _drop_pending(self) -> None:
+        with self._take_lock:
+            n, m = len(self.rows) // COMPACT_WIDTH, len(self.full)
+            del self.rows[: n * COMPACT_WIDTH]
+            del self.full[:m]
+            self._dropped += n + m
 
     def _trim(self) -> None:
         """Drop the oldest records beyond ``max_pending`` (memory must stay bounded)."""
-        excess = self._pending() - self.settings.max_pending
-        while excess > 0 and self._carry:
-            batch = self._carry.pop(0)
-            self._dropped += len(batch)
-            excess -= len(batch)
-            self._problem("overflow", RuntimeError("the database is not keeping up"))
-        if excess > 0:
-            take = min(excess, len(self.rows) // COMPACT_WIDTH)
+        if self._pending() <= self.settings.max_pending:
+            return
+        with self._take_lock:
+            excess = self._pending() - self.settings.max_pending
+            take = min(max(excess, 0), len(self.rows) // COMPACT_WIDTH)
             del self.rows[: take * COMPACT_WIDTH]
-            self._dropped += take
+            excess -= take
+            if excess > 0:
+                del self.full[:excess]
+            self._dropped += take + max(excess, 0)
+        self._problem("overflow", RuntimeError("the database is not keeping up"))
 
-    def _database(self) -> SpanSink | None:
+    def _database(self) -> CaptureSink | None:
         if self._db is not None:
             return self._db
         if self._db_failed_at and time.monotonic() - self._db_failed_at < _REOPEN_DELAY:
@@ -366,13 +377,18 @@ class Pipeline:
         try:
             from kronicler.db import Database
 
-            self._db = db = Database.open(self.settings.path)
-            self._owns_db = True
+            db = Database.open(self.settings.path)
             if self._atexit_registered:
                 # Run before any exit hook the database registered while opening (atexit is
                 # last-in, first-out), so pending records are stored before it closes.
                 atexit.unregister(self._at_exit)
                 atexit.register(self._at_exit)
+            try:
+                db.attach_source(self._take_fn, interval=self.settings.flush_interval)
+            except Exception:
+                db.close()  # opened for us and unusable: do not leave it open
+                raise
+            self._db, self._owns_db = db, True
             self._db_dropped_base = db.dropped
             self._db_failed_at = 0.0
         except Exception as exc:  # noqa: BLE001 - an unusable directory must not stop the app
@@ -388,7 +404,7 @@ class Pipeline:
             return True
         try:
             if owned:
-                db.close()
+                db.close()  # its writer takes what we hold a last time, then closes
             else:
                 db.flush()
             return True
@@ -396,13 +412,17 @@ class Pipeline:
             self._problem("close", exc)
             return False
         finally:
+            try:
+                db.detach_source(self._take_fn)
+            except Exception:  # noqa: BLE001
+                pass
             # Counted after the close: rows the database loses while closing (a full disk
             # failing its last seal) are lost too, and were counted as stored until now.
             lost = self._db_drops(db)
             self._dropped += lost
             self._stored -= lost
 
-    def _db_drops(self, db: SpanSink | None = None) -> int:
+    def _db_drops(self, db: CaptureSink | None = None) -> int:
         db = self._db if db is None else db
         if db is None:
             return 0

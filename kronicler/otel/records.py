@@ -11,9 +11,10 @@ The decorator leaves two kinds of record in memory:
 * a *full* record :class:`FullRecord` for everything else (errors, attributes set during the
   call, a renamed span, a trace that began elsewhere), with explicit ids.
 
-Compact records are turned into columns in one pass (``np.fromiter`` over the flat list) and the ids are derived with vectorised arithmetic; names and attribute text come
-from the call-site table by fancy indexing, so no per-row Python work happens beyond reading the
-tuples. Full records are rare and converted one by one.
+Compact records are turned into columns in one pass (``np.fromiter`` over the flat list) and the
+ids are derived with vectorised arithmetic. Text is not spelt out per row: the result is a
+:class:`~kronicler.db.site_batch.SiteBatch` whose rows point into the call-site table, and the
+segment writer dictionary-codes each site once. Full records are rare and converted one by one.
 
 Both kinds store exactly what :func:`kronicler.otel.rows.spans_to_batch` stores for the same
 call made through the OpenTelemetry SDK: the row contract of :mod:`kronicler.otel.contract`.
@@ -24,12 +25,13 @@ the resulting attribute set); an empty service name is stored as ``unknown_servi
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from kronicler.db.schema import SpanBatch
+from kronicler.db.site_batch import SiteBatch
 from kronicler.otel import ids
 from kronicler.otel.contract import DEFAULT_SERVICE, attributes_text
 
@@ -61,20 +63,22 @@ class FullRecord(NamedTuple):
     name: str | None  # None = the site's own name
 
 
-def records_to_batch(
+def records_to_site_batch(
     compact: Sequence[int],
     full: Sequence[FullRecord],
     sites: Sequence[Site],
     *,
     service: str,
     clock_offset: int,
-) -> SpanBatch:
-    """Columns for ``compact`` (flat, 6 ints a record) then ``full`` records.
+) -> SiteBatch:
+    """Columns for ``compact`` (flat, 6 ints a record) then ``full`` records, text by site.
 
     ``start = t0 + clock_offset``.
     ``clock_offset`` is ``time_ns() - perf_counter_ns()`` taken when the batch is made, so
     starts are wall-clock Unix nanoseconds while durations stay monotonic. ``service`` is stored
-    on every row (``unknown_service`` when empty).
+    on every row (``unknown_service`` when empty). Rows refer to the call-site table by index;
+    a full record with its own name or attribute set gets a table entry of its own, so no text
+    is made per row (the writer codes each entry once).
     """
     service = service or DEFAULT_SERVICE
     if len(compact) % COMPACT_WIDTH:
@@ -85,12 +89,10 @@ def records_to_batch(
     site_idx = table[:, 0]
     seqs = table[:, 3].astype(np.uint64)
     trace_hi, trace_lo = ids.trace_halves(table[:, 4].astype(np.uint64))
-    names_of = np.array([s.name for s in sites], dtype=object)
-    texts_of = np.array([s.attributes_text for s in sites], dtype=object)
+    names: list[str] = [s.name for s in sites]
+    texts: list[str] = [s.attributes_text for s in sites]
     kinds_of = np.array([s.kind for s in sites], dtype=np.uint8)
 
-    names: list[str] = names_of[site_idx].tolist()
-    attributes: list[str] = texts_of[site_idx].tolist()
     start = table[:, 1] + np.int64(clock_offset)
     duration = table[:, 2]
     status = np.zeros(n, dtype=np.uint8)
@@ -101,12 +103,17 @@ def records_to_batch(
     if full:
         m = len(full)
         f_site = np.fromiter((r.site for r in full), dtype=np.int64, count=m)
-        names += [r.name if r.name is not None else sites[r.site].name for r in full]
-        attributes += [
-            sites[r.site].attributes_text if r.attributes is None
-            else attributes_text(r.attributes)
-            for r in full
-        ]  # fmt: skip
+        f_entry = f_site.copy()
+        for j, r in enumerate(full):
+            if r.name is not None or r.attributes is not None:
+                site = sites[r.site]
+                f_entry[j] = len(names)
+                names.append(site.name if r.name is None else r.name)
+                texts.append(
+                    site.attributes_text if r.attributes is None
+                    else attributes_text(r.attributes)
+                )  # fmt: skip
+        site_idx = np.concatenate([site_idx, f_entry])
         start = np.concatenate([start, _ints([r.t0 + clock_offset for r in full])])
         duration = np.concatenate([duration, _ints([r.duration for r in full])])
         status = np.concatenate([status, np.array([r.status for r in full], dtype=np.uint8)])
@@ -116,22 +123,35 @@ def records_to_batch(
         span_id = np.concatenate([span_id, _u64([r.span_id for r in full])])
         parent = np.concatenate([parent, _u64([r.parent_span_id for r in full])])
 
-    # Every column above is already of the storage dtype and checked by construction, so the
-    # batch is assembled directly rather than re-validated row by row in SpanBatch.build.
-    total = len(names)
-    return SpanBatch(
+    # Every column above is already of the storage dtype and checked by construction.
+    return SiteBatch(
+        site=np.ascontiguousarray(site_idx, dtype=np.int64),
         names=names,
+        attributes=texts,
+        service=service,
         start=np.ascontiguousarray(start, dtype=np.int64),
         duration=np.ascontiguousarray(duration, dtype=np.int64),
         status=status,
         kind=np.ascontiguousarray(kind, dtype=np.uint8),
-        services=[service] * total,
         trace_hi=np.ascontiguousarray(trace_hi, dtype=np.uint64),
         trace_lo=np.ascontiguousarray(trace_lo, dtype=np.uint64),
         span_id=np.ascontiguousarray(span_id, dtype=np.uint64),
         parent_span_id=np.ascontiguousarray(parent, dtype=np.uint64),
-        attributes=attributes,
     )
+
+
+def records_to_batch(
+    compact: Sequence[int],
+    full: Sequence[FullRecord],
+    sites: Sequence[Site],
+    *,
+    service: str,
+    clock_offset: int,
+) -> SpanBatch:
+    """:func:`records_to_site_batch` with the text spelt out per row (the row contract's form)."""
+    return records_to_site_batch(
+        compact, full, sites, service=service, clock_offset=clock_offset
+    ).to_span_batch()
 
 
 def _ints(values: list[int]) -> np.ndarray:
@@ -140,10 +160,3 @@ def _ints(values: list[int]) -> np.ndarray:
 
 def _u64(values: list[int]) -> np.ndarray:
     return np.array(values, dtype=np.uint64)
-
-
-def split_batch(batch: SpanBatch, at: int) -> tuple[SpanBatch, SpanBatch]:
-    """``batch[:at]`` and ``batch[at:]`` (every column sliced alike)."""
-    head = {f.name: getattr(batch, f.name)[:at] for f in fields(batch)}
-    tail = {f.name: getattr(batch, f.name)[at:] for f in fields(batch)}
-    return SpanBatch(**head), SpanBatch(**tail)

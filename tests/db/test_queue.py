@@ -174,3 +174,84 @@ def test_bad_settings_are_refused() -> None:
         WriteQueue(lambda batch: None, lambda: None, capacity_rows=0)
     with pytest.raises(ValueError, match="flush_interval"):
         WriteQueue(lambda batch: None, lambda: None, flush_interval=0)
+
+
+class Source:
+    """A producer the writer takes from itself: hands over what it holds, once."""
+
+    def __init__(self) -> None:
+        self.held: list[list[int]] = []
+        self.lock = threading.Lock()
+        self.takes = 0
+
+    def add(self, item: list[int]) -> None:
+        with self.lock:
+            self.held.append(item)
+
+    def __call__(self) -> list[list[int]]:
+        with self.lock:
+            self.takes += 1
+            out, self.held = self.held, []
+            return out
+
+
+def test_an_attached_source_is_taken_by_the_writer_on_flush():
+    sink, source = Sink(), Source()
+    q = WriteQueue(sink.consume, sink.commit, flush_interval=60)
+    assert q.attach(source, interval=60)
+    source.add([1, 2])
+    assert q.flush(5)  # nothing was put: the flush still takes what the source holds now
+    assert sink.consumed == [[1, 2]]
+    source.add([3])
+    assert q.flush(5)
+    assert sink.consumed == [[1, 2], [3]]
+    q.close()
+
+
+def test_an_attached_source_is_taken_at_its_interval_without_a_flush():
+    sink, source = Sink(), Source()
+    q = WriteQueue(sink.consume, sink.commit, flush_interval=60)
+    q.attach(source, interval=0.01)
+    source.add([7])
+    _wait_until(lambda: sink.consumed == [[7]])
+    q.close()
+
+
+def test_close_takes_a_last_time_then_the_source_is_let_go():
+    sink, source = Sink(), Source()
+    q = WriteQueue(sink.consume, sink.commit, flush_interval=60)
+    q.attach(source, interval=60)
+    source.add([1])
+    q.close(5)
+    assert sink.consumed == [[1]]
+    assert not q.attached(source)
+    assert not q.attach(source, interval=60)  # a closed queue takes nothing more
+
+
+def test_a_detached_source_is_no_longer_taken():
+    sink, source = Sink(), Source()
+    q = WriteQueue(sink.consume, sink.commit, flush_interval=60)
+    q.attach(source, interval=60)
+    q.detach(source)
+    source.add([1])
+    assert q.flush(5)
+    assert sink.consumed == [] and source.held == [[1]]
+    q.close()
+
+
+def test_a_raising_source_is_logged_and_the_writer_goes_on(caplog):
+    sink, source = Sink(), Source()
+
+    def broken() -> list[list[int]]:
+        raise RuntimeError("bug in a source")
+
+    q = WriteQueue(sink.consume, sink.commit, flush_interval=60)
+    q.attach(broken, interval=60)
+    q.attach(source, interval=60)
+    source.add([5])
+    assert q.flush(5)
+    assert sink.consumed == [[5]]
+    assert "could not take records" in caplog.text
+    with pytest.raises(ValueError, match="interval"):
+        q.attach(source, interval=0)
+    q.close()

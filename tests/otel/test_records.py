@@ -7,7 +7,7 @@ import numpy as np
 from kronicler.db.schema import SpanBatch, canonical_attributes
 from kronicler.otel import ids
 from kronicler.otel.contract import row_attributes
-from kronicler.otel.records import FullRecord, Site, records_to_batch
+from kronicler.otel.records import FullRecord, Site, records_to_batch, records_to_site_batch
 
 SITES = [
     Site(
@@ -57,3 +57,19 @@ def test_compact_and_full_records_match_a_validated_batch() -> None:
 def test_empty_input_gives_an_empty_batch() -> None:
     batch = records_to_batch([], [], SITES, service="svc", clock_offset=0)
     assert len(batch) == 0
+
+
+def test_site_batch_points_rows_at_sites_and_gives_own_text_its_own_entry() -> None:
+    root = 1000
+    compact = [1, 50, 7, root, root, 0, 0, 60, 3, root + 1, root, root]
+    full = [
+        FullRecord(1, 70, 9, 1, 2, 0, 2, None, None),  # the site's own text: no new entry
+        FullRecord(0, 80, 1, 1, 3, 0, 0, None, "renamed"),
+        FullRecord(1, 90, 1, 1, 4, 0, 0, {"x": 1}, None),
+    ]
+    batch = records_to_site_batch(compact, full, SITES, service="", clock_offset=0)
+    assert batch.site.tolist() == [1, 0, 1, 2, 3]
+    assert list(batch.names) == ["app.a", "app.b", "renamed", "app.b"]
+    assert list(batch.attributes)[2:] == [SITES[0].attributes_text, canonical_attributes({"x": 1})]
+    assert batch.service == "unknown_service"
+    assert batch.kind.tolist() == [2, 0, 2, 0, 2]
