@@ -8,6 +8,12 @@ roll-ups, zone maps and per-chunk summaries, decoding column pages only where a 
 chunk or raw rows are asked for. Decoded pages and chunk summaries are cached in one byte-bounded
 bufferpool. Segments a compaction has replaced, or is still writing, are left out.
 
+A query uses a page's data only while it holds the page's pin (``chunk_columns`` and
+``chunk_summary`` are context managers); what it keeps afterwards is its own copy. Where copying
+would cost (a scan's whole chunks, the summaries of a long time range) it keeps the pins instead,
+up to a quarter of the pool, then copies or merges what it has and lets them go. So the pool's
+budget counts every page a query holds, and no page in use is evicted as if it were free.
+
 Name codes are local to a segment: every lookup (codes of the wanted functions, texts of a result)
 uses the dictionary of the segment the rows come from, never another segment's.
 
