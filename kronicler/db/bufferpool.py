@@ -18,8 +18,8 @@ pages (evicting unpinned ones as needed). One that does not (larger than the who
 wanted while pins fill the pool) is served as a one-off: loaded, counted while a guard holds it,
 never cached, released with its last guard. Refusing it instead would make a small pool unable to
 answer at all; growing silently would hide it: ``bytes_in_use`` above ``capacity_bytes`` shows
-exactly this case. Kronicler's queries pin one chunk's columns plus at most a quarter of the
-capacity (see :mod:`kronicler.db.reads`), so a one-off means a pool smaller than about one chunk's
+exactly this case. Kronicler's queries pin one chunk's columns plus at most half the
+capacity (see :mod:`kronicler.db.reads`), so a one-off means a pool smaller than about two chunks'
 columns. An array being loaded exists before the pool can count it (one per loading thread).
 
 Decision: a read-only pool; the write half (write guards, dirty pages, ``store`` write-back,

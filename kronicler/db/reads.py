@@ -11,7 +11,7 @@ bufferpool. Segments a compaction has replaced, or is still writing, are left ou
 A query uses a page's data only while it holds the page's pin (``chunk_columns`` and
 ``chunk_summary`` are context managers); what it keeps afterwards is its own copy. Where copying
 would cost (a scan's whole chunks, the summaries of a long time range) it keeps the pins instead,
-up to a quarter of the pool, then copies or merges what it has and lets them go. So the pool's
+up to half the pool, then copies or merges what it has and lets them go. So the pool's
 budget counts every page a query holds, and no page in use is evicted as if it were free.
 
 Name codes are local to a segment: every lookup (codes of the wanted functions, texts of a result)
@@ -53,9 +53,10 @@ log = logging.getLogger("kronicler.db.database")
 
 T = TypeVar("T")
 _RETRIES = 3  # fresh snapshots a query may take after finding damaged pages
-# A query keeps at most 1/_HOLD_SHARE of the pool pinned past the chunk it reads, so the pages it
-# holds never crowd out the chunk it reads next (nor, by much, another thread's).
-_HOLD_SHARE = 4
+# A query keeps at most 1/_HOLD_SHARE of the pool pinned past the chunk it reads: a scan of up to
+# half the pool copies nothing more than it used to, and the other half leaves room for the chunk
+# it reads next. (Queries of one SegmentSet run one at a time, under ``lock``.)
+_HOLD_SHARE = 2
 _SUMMARY_COLUMNS = ("name", "start", "duration", "status")
 
 
@@ -364,8 +365,8 @@ class SegmentSet:
                     if cover == 0 or not _has_codes(chunk, codes):
                         continue
                     only = None if codes is None else codes[np.isin(codes, chunk.codes)]
-                    with self.chunk_columns(seg, chunk, need) as (cols, pins):
-                        whole = cover == 2 and (only is None or chunk.codes.size == only.size)
+                    whole = cover == 2 and (only is None or chunk.codes.size == only.size)
+                    with self.chunk_columns(seg, chunk, columns if whole else need) as (cols, pins):
                         piece = cols if whole else _filter(cols, window, only)
                         if piece is cols:  # the chunk's own arrays: keep them pinned, or copy
                             if not len(pins) or held.nbytes + pins.nbytes <= self._hold_bytes:
