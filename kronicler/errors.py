@@ -41,10 +41,6 @@ class NotFoundError(KroniclerError, LookupError):
     """A named thing (function, segment) does not exist."""
 
 
-class BufferPoolFullError(KroniclerError):
-    """A page does not fit in the buffer pool because every cached page is pinned."""
-
-
 class DeadlineExceededError(KroniclerError):
     """A query ran past its caller's deadline, or its caller went away; it was stopped."""
 

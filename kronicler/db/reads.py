@@ -10,6 +10,12 @@ bufferpool. Segments a compaction has replaced, or is still writing, are left ou
 method takes ``snapshot=`` to read a given snapshot; a pinned one (``pin``/``unpin``) keeps its
 segments readable between calls, which is what :mod:`kronicler.db.view` builds on.
 
+A query uses a page's data only while it holds the page's pin (``chunk_columns`` and
+``chunk_summary`` are context managers); what it keeps afterwards is its own copy. Where copying
+would cost (a scan's whole chunks, the summaries of a long time range) it keeps the pins instead,
+up to half the pool, then copies or merges what it has and lets them go. So the pool's
+budget counts every page a query holds, and no page in use is evicted as if it were free.
+
 Name codes are local to a segment: every lookup (codes of the wanted functions, texts of a result)
 uses the dictionary of the segment the rows come from, never another segment's.
 
@@ -23,8 +29,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +42,7 @@ from kronicler import budget
 from kronicler.db import compaction
 from kronicler.db.bufferpool import BufferPool
 from kronicler.db.chunk import ChunkSummary, summarize
+from kronicler.db.page_guard import PinnedPages
 from kronicler.db.reader import SegmentReader
 from kronicler.db.scan import FunctionSummary, Scan, TimeRange, merge_scans, top_k
 from kronicler.db.schema import COLUMNS, parse_attributes
@@ -47,6 +55,11 @@ log = logging.getLogger("kronicler.db.database")
 
 T = TypeVar("T")
 _RETRIES = 3  # fresh snapshots a query may take after finding damaged pages
+# A query keeps at most 1/_HOLD_SHARE of the pool pinned past the chunk it reads: a scan of up to
+# half the pool copies nothing more than it used to, and the other half leaves room for the chunk
+# it reads next. (Queries of one SegmentSet run one at a time, under ``lock``.)
+_HOLD_SHARE = 2
+_SUMMARY_COLUMNS = ("name", "start", "duration", "status")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +95,8 @@ class SegmentSet:
         # readers of deleted segments that a view still holds, closed when the last one is let go.
         self._pins: dict[str, int] = {}
         self._retired: dict[str, SegmentReader] = {}
+        # What one query may keep pinned beyond the chunk it is reading (see _summaries, _scan).
+        self._hold_bytes = bufferpool_bytes // _HOLD_SHARE
 
     def forget(self, segment: str) -> None:
         """Drop a deleted segment's reader and cached pages (call with ``lock`` held).
@@ -170,36 +185,54 @@ class SegmentSet:
         reader, chunk = key.reader, key.chunk
         if key.column == "summary":
             return _Cached(reader.load_summary(chunk))
-        span_ids = None
-        if key.column == "parent_span_id":
-            with self.pool.read_page(_key(reader, chunk, "span_id")) as guard:
-                span_ids = guard.data
-        return reader.decode_stored(chunk, key.column, span_ids)
+        if key.column != "parent_span_id":
+            return reader.decode_stored(chunk, key.column)
+        # Parent ids are stored as rows of the page's span ids: decode them while pinned.
+        with self.pool.read_page(_key(reader, chunk, "span_id")) as guard:
+            return reader.decode_stored(chunk, key.column, guard.data)
 
-    def chunk_summary(self, seg: SegmentView, chunk: ChunkInfo) -> ChunkSummary:
-        if chunk.summary is not None:
-            return chunk.summary
-        try:
-            with self.pool.read_page(_key(seg.reader, chunk, "summary")) as guard:
-                cached: _Cached = guard.data
-                return cached.value
-        except CorruptPageError as exc:
-            raise _Damaged(seg.reader, chunk.seq, exc) from None
+    @contextmanager
+    def chunk_summary(
+        self, seg: SegmentView, chunk: ChunkInfo
+    ) -> Iterator[tuple[ChunkSummary, PinnedPages]]:
+        """The chunk's summary, pinned until the block ends: ``(summary, pins)``.
 
+        Hand ``pins`` to a longer-lived set to keep using the summary after the block; the
+        summary of a chunk with dropped rows belongs to the snapshot and needs no pin.
+        """
+        with PinnedPages() as pins:
+            if chunk.summary is not None:
+                yield chunk.summary, pins
+                return
+            try:
+                cached: _Cached = pins.pin(self.pool, _key(seg.reader, chunk, "summary"))
+            except CorruptPageError as exc:
+                raise _Damaged(seg.reader, chunk.seq, exc) from None
+            yield cached.value, pins
+
+    @contextmanager
     def chunk_columns(
         self, seg: SegmentView, chunk: ChunkInfo, columns: Iterable[str]
-    ) -> dict[str, np.ndarray]:
-        """Columns of the chunk's kept rows (rows depending on damaged entries left out)."""
-        out = {}
-        try:
-            for column in columns:
-                with self.pool.read_page(_key(seg.reader, chunk, column)) as guard:
-                    out[column] = guard.data
-        except CorruptPageError as exc:
-            raise _Damaged(seg.reader, chunk.seq, exc) from None
-        if chunk.keep is not None:
-            return {c: a.take(chunk.keep) for c, a in out.items()}
-        return out
+    ) -> Iterator[tuple[dict[str, np.ndarray], PinnedPages]]:
+        """Columns of the chunk's kept rows, pinned until the block ends: ``(columns, pins)``.
+
+        The arrays are the pool's pages: read them inside the block, keep copies (a take, a
+        mask), or hand ``pins`` to a longer-lived set and copy the dict (it is emptied when the
+        block ends) to keep the arrays themselves. When rows depending on damaged entries are
+        left out the columns are copies already, with no pins.
+        """
+        with PinnedPages() as pins:
+            try:
+                cols = {c: pins.pin(self.pool, _key(seg.reader, chunk, c)) for c in columns}
+            except CorruptPageError as exc:
+                raise _Damaged(seg.reader, chunk.seq, exc) from None
+            if chunk.keep is not None:
+                cols = {c: a.take(chunk.keep) for c, a in cols.items()}
+                pins.release()
+            try:
+                yield cols, pins
+            finally:
+                cols.clear()  # past the block the caller's names no longer reach the pages
 
     def functions(self, *, snapshot: Snapshot | None = None) -> list[str]:
         """Names of every function with at least one stored call, sorted."""
@@ -258,54 +291,76 @@ class SegmentSet:
     def _summaries(
         self, snap: Snapshot, *, window: TimeRange, wanted: set[str] | None
     ) -> dict[str, FunctionSummary]:
-        parts: dict[str, list[tuple[Summary, int, int, int]]] = {}
+        # (summary, errors, first start, last start, whether the summary is a pinned page's)
+        parts: dict[str, list[tuple[Summary, int, int, int, bool]]] = {}
+        held = PinnedPages()  # summary pages whose summaries ``parts`` still refers to
 
-        def take(seg: SegmentView, cs: ChunkSummary) -> None:
+        def take(seg: SegmentView, cs: ChunkSummary, pinned: bool) -> None:
             values = seg.names
             for i, code in enumerate(cs.codes.tolist()):
                 name = values[code]
                 if wanted is None or name in wanted:
                     parts.setdefault(name, []).append((
                         cs.summaries[i], int(cs.errors[i]),
-                        int(cs.first_start[i]), int(cs.last_start[i]),
+                        int(cs.first_start[i]), int(cs.last_start[i]), pinned,
                     ))  # fmt: skip
 
-        for seg in snap.segments:
-            codes = _wanted_codes(seg, wanted)
-            if codes is not None and codes.size == 0:
-                continue
-            if window.everything:
-                r = seg.rollup
-                for code, summary in r.summaries.items():
-                    name = seg.names[code]
-                    if wanted is None or name in wanted:
-                        parts.setdefault(name, []).append((
-                            summary, r.errors[code], r.first_start[code], r.last_start[code],
-                        ))  # fmt: skip
-            else:
-                for chunk in seg.chunks:
-                    budget.check()  # stop when the caller's deadline passed
-                    cover = window.covers(chunk.start_min, chunk.start_max)
-                    if cover == 0 or not _has_codes(chunk, codes):
-                        continue
-                    if cover == 2:
-                        take(seg, self.chunk_summary(seg, chunk))
-                    else:
-                        cols = self.chunk_columns(seg, chunk, ("name", "start", "duration",
-                                                                "status"))  # fmt: skip
-                        take(seg, summarize(_select(cols, window.mask(cols["start"]))))
-            tail = seg.tail
-            if len(tail["start"]):
+        def settle() -> None:
+            """Merge what the held pages contributed into summaries of the query's own, then
+            unpin them: the query never keeps a page's summaries past its pin."""
+            for name, items in parts.items():
+                if any(item[4] for item in items):
+                    s, e, f, la = _merge_parts(items)
+                    if any(s is item[0] for item in items):  # one page's summary: copy it
+                        s = _own(s)
+                    parts[name] = [(s, e, f, la, False)]
+            held.release()
+
+        def take_page(seg: SegmentView, chunk: ChunkInfo) -> None:
+            # A function of its own, so no name outlives the pin but the ones ``held`` keeps.
+            with self.chunk_summary(seg, chunk) as (cs, pins):
+                if held.nbytes + pins.nbytes > self._hold_bytes:
+                    settle()
+                take(seg, cs, bool(len(pins)))
+                pins.move_to(held)
+
+        with held:
+            for seg in snap.segments:
+                codes = _wanted_codes(seg, wanted)
+                if codes is not None and codes.size == 0:
+                    continue
                 if window.everything:
-                    take(seg, seg.tail_summary())
+                    r = seg.rollup
+                    for code, summary in r.summaries.items():
+                        name = seg.names[code]
+                        if wanted is None or name in wanted:
+                            parts.setdefault(name, []).append((
+                                summary, r.errors[code], r.first_start[code], r.last_start[code],
+                                False,
+                            ))  # fmt: skip
                 else:
-                    take(seg, summarize(_select(dict(tail), window.mask(tail["start"]))))
+                    for chunk in seg.chunks:
+                        budget.check()  # stop when the caller's deadline passed
+                        cover = window.covers(chunk.start_min, chunk.start_max)
+                        if cover == 0 or not _has_codes(chunk, codes):
+                            continue
+                        if cover == 2:
+                            take_page(seg, chunk)
+                        else:
+                            with self.chunk_columns(seg, chunk, _SUMMARY_COLUMNS) as (cols, _):
+                                rows = _select(cols, window.mask(cols["start"]))
+                            take(seg, summarize(rows), False)
+                tail = seg.tail
+                if len(tail["start"]):
+                    if window.everything:
+                        take(seg, seg.tail_summary(), False)
+                    else:
+                        take(seg, summarize(_select(dict(tail), window.mask(tail["start"]))), False)
+            if len(held):
+                settle()
         out = {}
         for name, items in parts.items():
-            out[name] = FunctionSummary(
-                Summary.merge_all(s for s, _, _, _ in items), sum(e for _, e, _, _ in items),
-                min(f for _, _, f, _ in items), max(la for _, _, _, la in items),
-            )  # fmt: skip
+            out[name] = FunctionSummary(*_merge_parts(items))
         return out
 
     def scan(
@@ -333,22 +388,32 @@ class SegmentSet:
     ) -> Scan:
         need = list(dict.fromkeys([*columns, "name", "start"]))
         pieces: list[tuple[SegmentView, dict[str, np.ndarray]]] = []
-        for seg in snap.segments:
-            codes = _wanted_codes(seg, wanted)
-            if codes is not None and codes.size == 0:
-                continue
-            for chunk in seg.chunks:
-                budget.check()  # stop when the caller's deadline passed
-                cover = window.covers(chunk.start_min, chunk.start_max)
-                if cover == 0 or not _has_codes(chunk, codes):
+        # Pages whose arrays are pieces themselves (whole chunks), kept pinned until the merge
+        # has copied them; past the allowance a whole chunk is copied instead.
+        with PinnedPages() as held:
+            for seg in snap.segments:
+                codes = _wanted_codes(seg, wanted)
+                if codes is not None and codes.size == 0:
                     continue
-                only = None if codes is None else codes[np.isin(codes, chunk.codes)]
-                cols = self.chunk_columns(seg, chunk, need)
-                whole = cover == 2 and (only is None or chunk.codes.size == only.size)
-                pieces.append((seg, cols if whole else _filter(cols, window, only)))
-            if len(seg.tail["start"]):
-                pieces.append((seg, _filter(dict(seg.tail), window, codes)))
-        return merge_scans(pieces, columns)
+                for chunk in seg.chunks:
+                    budget.check()  # stop when the caller's deadline passed
+                    cover = window.covers(chunk.start_min, chunk.start_max)
+                    if cover == 0 or not _has_codes(chunk, codes):
+                        continue
+                    only = None if codes is None else codes[np.isin(codes, chunk.codes)]
+                    whole = cover == 2 and (only is None or chunk.codes.size == only.size)
+                    with self.chunk_columns(seg, chunk, columns if whole else need) as (cols, pins):
+                        piece = cols if whole else _filter(cols, window, only)
+                        if piece is cols:  # the chunk's own arrays: keep them pinned, or copy
+                            if not len(pins) or held.nbytes + pins.nbytes <= self._hold_bytes:
+                                pins.move_to(held)
+                                piece = dict(cols)
+                            else:
+                                piece = {c: a.copy() for c, a in cols.items()}
+                    pieces.append((seg, piece))
+                if len(seg.tail["start"]):
+                    pieces.append((seg, _filter(dict(seg.tail), window, codes)))
+            return merge_scans(pieces, columns)
 
     def slowest(
         self,
@@ -393,8 +458,8 @@ class SegmentSet:
             if len(best) >= k and bound < best[-1][0]:
                 break  # no row of this or any later chunk can enter the top k (a chunk whose
                 # bound equals the k-th may hold an earlier call of that duration: ties go to it)
-            cols = self.chunk_columns(seg, chunk, ("name", "start", "duration"))
-            self._top_rows(seg, chunk, cols, window, codes, k, best)
+            with self.chunk_columns(seg, chunk, ("name", "start", "duration")) as (cols, _):
+                self._top_rows(seg, chunk, cols, window, codes, k, best)
         return [self._call(seg, chunk, row) for _, _, seg, chunk, row in best]
 
     def _top_rows(
@@ -422,8 +487,11 @@ class SegmentSet:
         del best[k:]
 
     def _call(self, seg: SegmentView, chunk: ChunkInfo | None, row: int) -> Call:
-        cols = dict(seg.tail) if chunk is None else self.chunk_columns(seg, chunk, COLUMNS)
-        v = {c: cols[c][row] for c in COLUMNS}
+        if chunk is None:
+            v = {c: seg.tail[c][row] for c in COLUMNS}
+        else:
+            with self.chunk_columns(seg, chunk, COLUMNS) as (cols, _):
+                v = {c: cols[c][row] for c in COLUMNS}  # numpy scalars: copies
         return Call(
             name=seg.names[int(v["name"])],
             service=seg.services[int(v["service"])],
@@ -446,6 +514,25 @@ class _Cached:
     def __init__(self, value: ChunkSummary) -> None:
         self.value = value
         self.nbytes = 64 + sum(s.keys.nbytes + s.counts.nbytes + 96 for s in value.summaries)
+
+
+def _merge_parts(
+    items: Sequence[tuple[Summary, int, int, int, bool]],
+) -> tuple[Summary, int, int, int]:
+    return (
+        Summary.merge_all(item[0] for item in items), sum(item[1] for item in items),
+        min(item[2] for item in items), max(item[3] for item in items),
+    )  # fmt: skip
+
+
+def _own(s: Summary) -> Summary:
+    """A copy of a summary that belongs to a pooled page (its arrays are the page's)."""
+    return replace(s, keys=_frozen(s.keys.copy()), counts=_frozen(s.counts.copy()))
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
 
 
 def _key(reader: SegmentReader, chunk: ChunkInfo, column: str) -> _PageKey:

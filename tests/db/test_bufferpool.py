@@ -1,33 +1,37 @@
-"""Buffer pool contract: hits and misses, eviction, pinning, write-back, guards, concurrency.
+"""Buffer pool contract: hits and misses, eviction, pinning, one-offs, guards, concurrency.
 
-The "disk" is a dict of arrays behind the pool's load/store callbacks, so every test can count
-exactly what the pool read and wrote.
+The "disk" is a dict of arrays behind the pool's load callback, so every test can count exactly
+what the pool read. The last tests watch the pool under the database's own queries.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+import weakref
 from collections import Counter
 from collections.abc import Hashable
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from kronicler.db import Database
 from kronicler.db.bufferpool import BufferPool, BufferPoolStats
+from kronicler.db.page_guard import PinnedPages
 from kronicler.db.replacer import LRUKReplacer
-from kronicler.errors import BufferPoolFullError, KroniclerError
+
+from .conftest import make_rows
 
 PAGE = 100  # bytes per test page (uint8 arrays)
 
 
 class Disk:
-    """Pages at rest; counts loads and stores, and can hold a load until released."""
+    """Pages at rest; counts loads, and can hold a load until released."""
 
     def __init__(self, pages: dict[Hashable, np.ndarray] | None = None) -> None:
         self.pages = dict(pages or {})
         self.loads: Counter[Hashable] = Counter()
-        self.stores: Counter[Hashable] = Counter()
         self.gates: dict[Hashable, threading.Event] = {}
         self.started: dict[Hashable, threading.Event] = {}
         self.lock = threading.Lock()
@@ -42,12 +46,6 @@ class Disk:
             assert gate.wait(10), "test gate never opened"
         with self.lock:
             return self.pages[key].copy()
-
-    def store(self, key: Hashable, array: np.ndarray) -> None:
-        assert not array.flags.writeable, "the pool must hand store a read-only view"
-        with self.lock:
-            self.pages[key] = array.copy()
-            self.stores[key] += 1
 
     def hold(self, key: Hashable) -> threading.Event:
         gate = self.gates[key] = threading.Event()
@@ -95,17 +93,20 @@ def test_a_replacer_can_be_passed_in() -> None:
     assert 1 not in pool and 0 in pool
 
 
-def test_pinned_pages_are_never_evicted_and_a_full_pool_says_so() -> None:
+def test_pinned_pages_are_never_evicted_and_a_page_with_no_room_is_a_counted_one_off() -> None:
     disk = make_disk(5)
     pool = BufferPool(2 * PAGE, load=disk.load)
     with pool.read_page(0) as g0, pool.read_page(1) as g1:
-        with pytest.raises(BufferPoolFullError, match="pinned") as info:
-            read(pool, 2)
-        assert isinstance(info.value, KroniclerError)
+        with pool.read_page(2) as g2:  # no room beside two pinned pages: served, not cached
+            assert g2.data[0] == 2 and 2 not in pool
+            s = pool.stats
+            assert (s.bytes_in_use, s.pinned_bytes, s.pages) == (3 * PAGE, 3 * PAGE, 2)
+        assert pool.stats.bytes_in_use == 2 * PAGE  # the one-off's memory is free again
         assert g0.data[0] == 0 and g1.data[0] == 1
-        assert 0 in pool and 1 in pool and 2 not in pool
-    assert read(pool, 2)[0] == 2  # room again once the guards are gone
-    assert pool.stats.bytes_in_use <= 2 * PAGE
+        assert 0 in pool and 1 in pool
+    assert read(pool, 2)[0] == 2 and 2 in pool  # room again once the guards are gone
+    s = pool.stats
+    assert s.bytes_in_use <= 2 * PAGE and s.pinned_bytes == 0 and s.evictions == 1
 
 
 def test_one_pinned_page_stays_while_others_churn() -> None:
@@ -118,60 +119,13 @@ def test_one_pinned_page_stays_while_others_churn() -> None:
             assert pool.stats.bytes_in_use <= 3 * PAGE
 
 
-def test_read_guards_are_read_only_and_write_guards_change_the_page() -> None:
+def test_pages_are_read_only_and_shared() -> None:
     disk = make_disk(2)
-    pool = BufferPool(4 * PAGE, load=disk.load, store=disk.store)
-    with pool.read_page(0) as g, pytest.raises(ValueError):
-        g.data[0] = 9
-    with pool.write_page(0) as w:
-        w.data[:10] = 42
-    assert read(pool, 0)[:10].tolist() == [42] * 10
-    assert disk.stores[0] == 0  # not yet written: still cached and dirty
-
-
-def test_dirty_pages_are_written_back_when_evicted_and_clean_ones_are_not() -> None:
-    disk = make_disk(4)
-    pool = BufferPool(2 * PAGE, load=disk.load, store=disk.store)
-    with pool.write_page(0) as w:
-        w.data[0] = 200
-    read(pool, 1)
-    read(pool, 2)  # evicts 0 (seen once, oldest): dirty, so stored first
-    read(pool, 3)
-    assert 0 not in pool
-    assert disk.stores == Counter({0: 1})
-    assert disk.pages[0][0] == 200
-    assert read(pool, 0)[0] == 200  # reloaded from the "disk"
-    assert pool.stats.write_backs == 1
-
-
-def test_flush_writes_dirty_pages_once_and_keeps_them_cached() -> None:
-    disk = make_disk(3)
-    pool = BufferPool(5 * PAGE, load=disk.load, store=disk.store)
-    for key in (0, 1):
-        with pool.write_page(key) as w:
-            w.data[1] = 7
-    read(pool, 2)
-    assert pool.flush_page(0) is True
-    assert pool.flush_page(0) is False  # clean now
-    assert pool.flush_page("absent") is False
-    assert pool.flush_all_pages() == 1  # only page 1 was still dirty
-    assert disk.stores == Counter({0: 1, 1: 1})
-    assert disk.pages[1][1] == 7 and 0 in pool and 1 in pool
-
-
-def test_new_pages_are_cached_dirty_and_duplicates_are_refused() -> None:
-    disk = Disk()
-    pool = BufferPool(3 * PAGE, load=disk.load, store=disk.store)
-    with pool.new_page("fresh", np.arange(PAGE, dtype=np.uint8)) as w:
-        w.data[0] = 99
-    assert disk.loads["fresh"] == 0 and "fresh" in pool
-    with pytest.raises(ValueError, match="already in the buffer pool"):
-        pool.new_page("fresh", np.zeros(PAGE, dtype=np.uint8))
-    pool.new_page("other", np.zeros(PAGE, dtype=np.uint8))  # usable without entering the guard
-    assert pool.flush_all_pages() == 2
-    assert disk.pages["fresh"][0] == 99
-    with pytest.raises(ValueError, match="numpy array or have an int nbytes"):
-        pool.new_page("bad", [1, 2, 3])
+    pool = BufferPool(4 * PAGE, load=disk.load)
+    with pool.read_page(0) as g, pool.read_page(0) as h:
+        assert g.data is h.data and g.nbytes == PAGE
+        with pytest.raises(ValueError, match="read-only"):
+            g.data[0] = 9
 
 
 class Block:
@@ -193,31 +147,16 @@ def test_any_object_with_nbytes_can_be_a_page() -> None:
         pass
 
 
-def test_a_pool_without_store_is_a_read_only_cache() -> None:
-    disk = make_disk(2)
-    pool = BufferPool(3 * PAGE, load=disk.load)
-    with pytest.raises(ValueError, match="store"):
-        pool.write_page(0)
-    with pytest.raises(ValueError, match="store"):
-        pool.new_page(5, np.zeros(3))
-    guard = pool.new_page(5, np.zeros(3), dirty=False)  # a cache fill of a page already stored
-    assert 5 in pool
-    with pytest.raises(ValueError, match="store"), guard:
-        pass
-    assert read(pool, 5).tolist() == [0, 0, 0]
-
-
-def test_pages_larger_than_the_pool_are_served_once_and_not_cached() -> None:
+def test_pages_larger_than_the_pool_are_one_offs_counted_while_held() -> None:
     disk = Disk({"big": np.ones(10 * PAGE, dtype=np.uint8), 0: np.zeros(PAGE, dtype=np.uint8)})
-    pool = BufferPool(2 * PAGE, load=disk.load, store=disk.store)
+    pool = BufferPool(2 * PAGE, load=disk.load)
     read(pool, 0)
-    assert int(read(pool, "big").sum()) == 10 * PAGE
+    with pool.read_page("big") as g:
+        assert int(g.data.sum()) == 10 * PAGE
+        assert pool.stats.bytes_in_use == 11 * PAGE and pool.stats.pinned_bytes == 10 * PAGE
     assert "big" not in pool and 0 in pool and pool.stats.bytes_in_use == PAGE
-    with pool.write_page("big") as w:
-        w.data[:] = 3
-    assert disk.stores["big"] == 1 and disk.pages["big"][0] == 3  # written through
-    pool.new_page("huge", np.zeros(5 * PAGE, dtype=np.uint8))
-    assert disk.stores["huge"] == 1 and "huge" not in pool
+    read(pool, "big")
+    assert disk.loads["big"] == 2
 
 
 def test_guard_misuse_raises() -> None:
@@ -242,18 +181,17 @@ def test_guard_misuse_raises() -> None:
     read(pool, 0)  # the pin count survived the misuse
 
 
-def test_dropping_pages_forgets_them_without_writing_back() -> None:
+def test_dropping_pages_forgets_them() -> None:
     disk = make_disk(6)
-    pool = BufferPool(10 * PAGE, load=disk.load, store=disk.store)
+    pool = BufferPool(10 * PAGE, load=disk.load)
     for key in range(6):
-        with pool.write_page(key) as w:
-            w.data[0] = 50
+        read(pool, key)
     assert pool.drop_page(0) is True and pool.drop_page(0) is False
     assert pool.drop(lambda k: isinstance(k, int) and k >= 4) == 2
     assert sorted(k for k in range(6) if k in pool) == [1, 2, 3]
     assert pool.stats.bytes_in_use == 3 * PAGE
-    assert sum(disk.stores.values()) == 0
-    assert read(pool, 0)[0] == 0  # reloaded: the unsaved change was discarded
+    disk.pages[0][:] = 77  # the segment changed on disk: a dropped page is loaded afresh
+    assert read(pool, 0)[0] == 77 and disk.loads[0] == 2
 
 
 def test_a_page_dropped_while_pinned_stays_usable_until_released() -> None:
@@ -347,14 +285,13 @@ def test_bad_capacity_is_rejected() -> None:
             BufferPool(bad, load=make_disk(1).load)  # type: ignore[arg-type]  # 1.5: on purpose
 
 
-def test_random_workload_from_four_threads_stays_within_capacity_and_loses_no_write() -> None:
+def test_random_workload_from_four_threads_stays_within_capacity() -> None:
     # Pages of 80-312 bytes: room for ~8 of 40, and always for the 4 that threads can pin.
     n_pages, capacity = 40, 1600
     rng = np.random.default_rng(11)
     sizes = rng.integers(10, 40, n_pages)
-    disk = Disk({k: np.zeros(int(sizes[k]), dtype=np.int64) for k in range(n_pages)})
-    pool = BufferPool(capacity, load=disk.load, store=disk.store)
-    increments: list[Counter[int]] = [Counter() for _ in range(4)]
+    disk = Disk({k: np.full(int(sizes[k]), k, dtype=np.int64) for k in range(n_pages)})
+    pool = BufferPool(capacity, load=disk.load)
     failures: list[BaseException] = []
 
     def worker(i: int) -> None:
@@ -362,14 +299,10 @@ def test_random_workload_from_four_threads_stays_within_capacity_and_loses_no_wr
         try:
             for _ in range(2500):  # 4 threads x 2,500 = 10,000 accesses
                 key = min(int(rnd.paretovariate(1.0)) - 1, n_pages - 1)  # skewed: hot pages
-                if rnd.random() < 0.2:
-                    with pool.write_page(key) as w:
-                        w.data[0] += 1
-                    increments[i][key] += 1
-                else:
-                    with pool.read_page(key) as g:
-                        assert g.data.size == sizes[key]
-                assert pool.stats.bytes_in_use <= capacity
+                with pool.read_page(key) as g:
+                    assert g.data.size == sizes[key] and int(g.data[0]) == key
+                    assert key in pool  # pinned: cached, and never evicted while held
+                    assert pool.stats.bytes_in_use <= capacity
         except BaseException as exc:
             failures.append(exc)
 
@@ -381,9 +314,118 @@ def test_random_workload_from_four_threads_stays_within_capacity_and_loses_no_wr
     assert not failures, failures[:3]
     stats = pool.stats
     assert stats.hits + stats.misses == 10_000
-    assert stats.evictions > 0 and stats.bytes_in_use <= capacity
-    pool.flush_all_pages()
-    total = sum(increments, Counter())
-    assert {k: int(disk.pages[k][0]) for k in total} == dict(total)
+    assert stats.evictions > 0 and stats.bytes_in_use <= capacity and stats.pinned_bytes == 0
     cached = [k for k in range(n_pages) if k in pool]
     assert stats.bytes_in_use == sum(int(sizes[k]) * 8 for k in cached)
+
+
+def test_pinned_pages_move_between_sets_and_release_once() -> None:
+    disk = make_disk(4)
+    pool = BufferPool(3 * PAGE, load=disk.load)
+    held = PinnedPages()
+    with PinnedPages() as chunk:
+        assert chunk.pin(pool, 0)[0] == 0 and chunk.pin(pool, 1)[0] == 1
+        assert (len(chunk), chunk.nbytes, pool.stats.pinned_bytes) == (2, 2 * PAGE, 2 * PAGE)
+        chunk.move_to(held)
+        assert (len(chunk), chunk.nbytes, held.nbytes) == (0, 0, 2 * PAGE)
+    assert pool.stats.pinned_bytes == 2 * PAGE  # leaving the chunk's block kept the moved pins
+    for key in (2, 3, 2, 3):  # churn through the one free frame: 0 and 1 stay
+        read(pool, key)
+    assert 0 in pool and 1 in pool
+    held.release()
+    held.release()  # nothing left to release
+    assert pool.stats.pinned_bytes == 0
+    read(pool, 2)
+    read(pool, 3)
+    assert pool.stats.bytes_in_use <= 3 * PAGE
+
+
+# -- the pool under the database's own queries -------------------------------------------------
+
+
+class LivePages:
+    """Wraps a pool's loader to follow every decoded array it hands out until it is garbage:
+    ``live`` is the memory the pool's pages really take, whatever the pool believes."""
+
+    def __init__(self, pool: BufferPool) -> None:
+        self.pool = pool
+        self.inner = pool._load
+        self.lock = threading.Lock()
+        self.live = self.peak = 0
+        pool._load = self.load  # the test watches the real loader
+
+    def load(self, key: Hashable) -> object:
+        page = self.inner(key)
+        if isinstance(page, np.ndarray):
+            with self.lock:
+                self.live += page.nbytes
+                self.peak = max(self.peak, self.live - page.nbytes)  # this one is in flight
+            weakref.finalize(page, self.freed, page.nbytes)
+        return page
+
+    def freed(self, nbytes: int) -> None:
+        with self.lock:
+            self.live -= nbytes
+
+
+def filled_db(path: Path, capacity: int) -> Database:
+    db = Database.open(path, chunk_rows=2048, bufferpool_bytes=capacity)
+    db.append(**make_rows(40_000, seed=9))  # 20 chunks of 2,048 rows: ~2.5 MB decoded
+    db.flush()
+    return db
+
+
+def test_pages_a_query_holds_stay_within_the_budget_while_threads_query(tmp_path: Path) -> None:
+    capacity = 256 << 10
+    with filled_db(tmp_path / "db", capacity) as db:
+        pool = db._reads.pool
+        live = LivePages(pool)
+        lo, hi = db.time_range() or (0, 0)
+        failures: list[BaseException] = []
+
+        def worker(i: int) -> None:
+            try:
+                for j in range(3):
+                    cut = lo + (hi - lo) * (i + j) // 8
+                    db.scan(["duration", "span_id", "parent_span_id"])  # every chunk, whole
+                    db.scan(["duration", "kind"], names=["app.f1"], since=cut)
+                    db.stats(since=cut + 1, until=hi)
+                    db.slowest(k=3, since=cut)
+                    assert pool.stats.bytes_in_use <= capacity
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not failures, failures[:3]
+        s = pool.stats
+        assert s.evictions > 0 and s.bytes_in_use <= capacity and s.pinned_bytes == 0
+        # What the pool counts is what its pages take: no evicted page lived on in a query.
+        assert live.peak <= capacity
+        assert live.live == s.bytes_in_use - sum(  # cached pages that are not arrays
+            f.nbytes for f in pool._frames.values() if not isinstance(f.data, np.ndarray)
+        )
+
+
+def test_a_chunk_a_query_reads_stays_pinned_while_other_queries_churn(tmp_path: Path) -> None:
+    capacity = 512 << 10
+    with filled_db(tmp_path / "db", capacity) as db:
+        reads = db._reads
+        seg = reads.snapshot().segments[0]
+        chunk = seg.chunks[3]
+        with reads.chunk_columns(seg, chunk, ["start", "duration"]) as (cols, pins):
+            before = {c: a.copy() for c, a in cols.items()}
+            assert reads.pool.stats.pinned_bytes == pins.nbytes == 2048 * 16
+            churn = threading.Thread(target=db.scan, args=(["duration", "trace_hi", "attributes"],))
+            churn.start()
+            churn.join(60)
+            assert reads.pool.stats.evictions > 0
+            keys = [k for k in reads.pool._frames
+                    if getattr(k, "seq", None) == chunk.seq and getattr(k, "segment", None) == seg.id]  # fmt: skip
+            assert {getattr(k, "column", None) for k in keys} >= {"start", "duration"}
+            for c, a in cols.items():
+                np.testing.assert_array_equal(a, before[c])
+        assert reads.pool.stats.pinned_bytes == 0
