@@ -54,7 +54,7 @@ from kronicler.errors import CorruptPageError
 log = logging.getLogger("kronicler.db.database")
 
 T = TypeVar("T")
-_RETRIES = 3  # fresh snapshots a query may take after finding damaged pages
+DAMAGE_RETRIES = 3  # fresh snapshots a query (or a view's question) may take after damaged pages
 # A query keeps at most 1/_HOLD_SHARE of the pool pinned past the chunk it reads: a scan of up to
 # half the pool copies nothing more than it used to, and the other half leaves room for the chunk
 # it reads next. (Queries of one SegmentSet run one at a time, under ``lock``.)
@@ -171,13 +171,13 @@ class SegmentSet:
     def _run(self, snapshot: Snapshot | None, query: Callable[[Snapshot], T]) -> T:
         """Run ``query`` on ``snapshot`` (or a fresh one), again without any chunk it finds damaged."""
         with self.lock:
-            for attempt in range(_RETRIES + 1):
+            for attempt in range(DAMAGE_RETRIES + 1):
                 snap = self.snapshot() if snapshot is None else snapshot
                 try:
                     return query(snap)
                 except _Damaged as exc:
                     exc.reader.condemn(exc.seq, str(exc.cause))
-                    if snapshot is not None or attempt == _RETRIES:
+                    if snapshot is not None or attempt == DAMAGE_RETRIES:
                         raise exc.cause from None
             raise AssertionError("unreachable")
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from kronicler.db.reads import DAMAGE_RETRIES
 from kronicler.db.scan import FunctionSummary, Scan
 from kronicler.db.snapshot import Damage, Snapshot
 from kronicler.db.stats import Call, Stats
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
     from kronicler.db.reads import SegmentSet
 
 T = TypeVar("T")
-_RETRIES = 3  # fresh views a question may take after meeting damaged pages
 
 
 class ReadAPI(ABC):
@@ -290,11 +290,11 @@ def answer(source: ReadAPI, question: Callable[[ReadView], T]) -> T:
     """
     if isinstance(source, ReadView):
         return question(source.snapshot())
-    for attempt in range(_RETRIES + 1):
+    for attempt in range(DAMAGE_RETRIES + 1):
         with source.snapshot() as view:
             try:
                 return question(view)
             except CorruptPageError:
-                if attempt == _RETRIES:
+                if attempt == DAMAGE_RETRIES:
                     raise
     raise AssertionError("unreachable")

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from kronicler.db import Database, ReadView
-from kronicler.db.reads import SegmentSet
 from kronicler.errors import ClosedError
 
 BASE = 1_700_000_000_000_000_000
@@ -31,20 +29,6 @@ def _append(db: Database, n: int, *, first: int, names: tuple[str, ...] = ("a", 
         service="svc", attributes=[{"k": int(k) % 7} for k in i.tolist()],
     )  # fmt: skip
     assert db.flush(timeout=30)
-
-
-@pytest.fixture
-def refreshes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """Counts SegmentSet.refresh calls (the real method runs)."""
-    count = [0]
-    real = SegmentSet.refresh
-
-    def counted(self: SegmentSet) -> list:
-        count[0] += 1
-        return real(self)
-
-    monkeypatch.setattr(SegmentSet, "refresh", counted)
-    yield count
 
 
 def _reads(source: Database | ReadView) -> dict[str, object]:

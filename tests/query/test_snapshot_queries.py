@@ -28,7 +28,6 @@ import pytest
 from kronicler import query as q
 from kronicler.db import Database
 from kronicler.db.page import HEADER_SIZE
-from kronicler.db.reads import SegmentSet
 from kronicler.query import Filter, export
 from kronicler.query.filters import resolve_functions, select
 from tests.db.test_corruption import _pages
@@ -38,20 +37,6 @@ SECONDS = 2.0
 BASE = 1_700_000_000_000_000_000
 
 pytest.importorskip("pyarrow")
-
-
-@pytest.fixture
-def refreshes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """Counts SegmentSet.refresh calls (the real method runs)."""
-    count = [0]
-    real = SegmentSet.refresh
-
-    def counted(self: SegmentSet) -> list:
-        count[0] += 1
-        return real(self)
-
-    monkeypatch.setattr(SegmentSet, "refresh", counted)
-    yield count
 
 
 API, ROUTE_B = Filter.make(service="api"), Filter.make(attributes={"http.route": "/b"})
