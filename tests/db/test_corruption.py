@@ -258,17 +258,22 @@ def test_a_damaged_page_costs_only_its_rows(layout, kind, caplog):
         assert len(caplog.records) == reported
 
 
-def test_a_page_that_passes_its_checksum_but_does_not_decode(layout):
-    """Garbage with a valid checksum: the query that meets it drops the chunk and answers."""
-    db_dir, seg, parts = layout
-    segdir = db_dir / "segments"
-    offset, size = _pages(segdir, seg, 1)["duration"]
+def poison_page(segdir: Path, seg: str, chunk: int, column: str) -> None:
+    """Make a page undecodable (an unknown codec id) while its checksum stays valid."""
+    offset, size = _pages(segdir, seg, chunk)[column]
     data = bytearray((segdir / f"{seg}.kseg").read_bytes())
     data[offset + HEADER_SIZE] = 0x63  # an unknown codec id
     head = bytes(data[offset : offset + HEADER_SIZE - 4])
     crc = zlib.crc32(bytes(data[offset + HEADER_SIZE : offset + size]), zlib.crc32(head))
     data[offset + HEADER_SIZE - 4 : offset + HEADER_SIZE] = crc.to_bytes(4, "little")
     (segdir / f"{seg}.kseg").write_bytes(bytes(data))
+
+
+def test_a_page_that_passes_its_checksum_but_does_not_decode(layout):
+    """Garbage with a valid checksum: the query that meets it drops the chunk and answers."""
+    db_dir, seg, parts = layout
+    segdir = db_dir / "segments"
+    poison_page(segdir, seg, 1, "duration")
     parts["victim"] = _survivors(parts["victim"], 1, False)
     with Database.open(db_dir) as db:
         survivors = _all(parts)

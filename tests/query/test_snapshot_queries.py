@@ -16,7 +16,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,10 +26,9 @@ import pytest
 
 from kronicler import query as q
 from kronicler.db import Database
-from kronicler.db.page import HEADER_SIZE
 from kronicler.query import Filter, export
 from kronicler.query.filters import resolve_functions, select
-from tests.db.test_corruption import _pages
+from tests.db.test_corruption import poison_page
 
 ROOT = Path(__file__).resolve().parents[2]
 SECONDS = 2.0
@@ -189,13 +187,7 @@ def test_a_page_that_fails_to_decode_costs_its_chunk_not_the_answer(tmp_path: Pa
         assert db.flush(timeout=30)
     segdir = tmp_path / "segments"
     (seg,) = {f[:-5] for f in os.listdir(segdir) if f.endswith(".kseg")}
-    offset, size = _pages(segdir, seg, 1)["duration"]
-    data = bytearray((segdir / f"{seg}.kseg").read_bytes())
-    data[offset + HEADER_SIZE] = 0x63  # an unknown codec id
-    head = bytes(data[offset : offset + HEADER_SIZE - 4])
-    crc = zlib.crc32(bytes(data[offset + HEADER_SIZE : offset + size]), zlib.crc32(head))
-    data[offset + HEADER_SIZE - 4 : offset + HEADER_SIZE] = crc.to_bytes(4, "little")
-    (segdir / f"{seg}.kseg").write_bytes(bytes(data))
+    poison_page(segdir, seg, 1, "duration")
     with Database.open(tmp_path, readonly=True) as db:
         table = q.stats(db, Filter.make(attributes={"r": 2}), exact=True)
         survivors = np.r_[0:64, 128:n]  # chunk 1 (rows 64..127) is lost
