@@ -288,15 +288,16 @@ def _child_findings(
     check_scan_rows(db, None, lo, hi)
     kids = db.scan(_CHILD_COLUMNS, since=lo, until=hi)
     kc = kids.columns
-    pi, keep = _join_parents(pc, kc)
-    f = kc["name"][keep].astype(np.int64)
-    kd = kc["duration"][keep].astype(np.int64)
+    pi, ci = _join_parents(pc, kc)
+    f = kc["name"][ci].astype(np.int64)
+    kd = kc["duration"][ci].astype(np.int64)
     nf = max(len(kids.names), 1)
     sflag = slow[pi].astype(np.int64)
     key = f * 2 + sflag
     time = np.bincount(key, weights=kd, minlength=2 * nf).astype(np.int64)
     calls = np.bincount(key, minlength=2 * nf)
-    pairs = np.unique(pi * nf + f)
+    pairs = np.sort(pi * nf + f)  # distinct (parent, child function) pairs, without a hash
+    pairs = pairs[np.r_[True, pairs[1:] != pairs[:-1]]] if len(pairs) else pairs
     pair_key = (pairs % nf) * 2 + slow[pairs // nf]
     with_child = np.bincount(pair_key, minlength=2 * nf)
     s_total, b_total = int(slow.sum()), n - int(slow.sum())
@@ -335,20 +336,51 @@ def _child_findings(
 def _join_parents(
     parents: dict[str, np.ndarray], kids: dict[str, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """For each child row whose parent is one of ``parents`` (same trace, parent span id = the
-    parent's span id): the parent's row index, and the mask of such child rows."""
-    ids = parents["span_id"]
-    order = np.argsort(ids, kind="stable")
-    sorted_ids = ids[order]
-    want = kids["parent_span_id"]
-    pos = np.minimum(np.searchsorted(sorted_ids, want), max(len(ids) - 1, 0))
-    keep = (want != 0) & (sorted_ids[pos] == want) if len(ids) else np.zeros(len(want), bool)
-    pi = order[pos[keep]]
-    same_trace = (parents["trace_hi"][pi] == kids["trace_hi"][keep]) & (
-        parents["trace_lo"][pi] == kids["trace_lo"][keep]
+    """Child rows whose parent is one of ``parents`` (same trace, parent span id = the parent's
+    span id): the parent's row index and the child's row index, one pair per child.
+
+    One ``np.sort`` of packed keys instead of ``argsort`` + ``searchsorted`` (about 10x slower
+    on a million random ids): each key holds the id's top bits, a parent/child tag and the row
+    index, so after the sort every child follows the parents sharing its top bits. Candidates
+    are then checked on the whole id and the trace; the rare child whose top bits several
+    parents share is looked up exactly.
+    """
+    ids = parents["span_id"].astype(np.uint64)
+    want = kids["parent_span_id"].astype(np.uint64)
+    ci_all = np.flatnonzero(want != 0)
+    empty = np.empty(0, np.int64)
+    if len(ids) == 0 or len(ci_all) == 0:
+        return empty, empty
+    bits = max(len(ids), len(ci_all)).bit_length()
+    shift = np.uint64(bits + 1)
+    index_mask = np.uint64((1 << bits) - 1)
+    tag = np.uint64(1 << bits)
+    keys = np.concatenate((
+        ((ids >> shift) << shift) | np.arange(len(ids), dtype=np.uint64),
+        ((want[ci_all] >> shift) << shift) | tag | np.arange(len(ci_all), dtype=np.uint64),
+    ))  # fmt: skip
+    keys.sort()
+    budget.check()
+    is_child = (keys & tag) != 0
+    last_parent = np.where(is_child, -1, np.arange(len(keys)))
+    np.maximum.accumulate(last_parent, out=last_parent)
+    cand = np.flatnonzero(is_child & (last_parent >= 0))
+    child_keys, parent_keys = keys[cand], keys[last_parent[cand]]
+    same_top = ((child_keys ^ parent_keys) >> shift) == 0
+    pi = (parent_keys[same_top] & index_mask).astype(np.int64)
+    ci = ci_all[(child_keys[same_top] & index_mask).astype(np.int64)]
+    exact = ids[pi] == want[ci]
+    if not exact.all():  # top bits shared by several parents: look those children up exactly
+        order = np.argsort(ids, kind="stable")
+        miss = ci[~exact]
+        at = np.minimum(np.searchsorted(ids[order], want[miss]), len(ids) - 1)
+        found = ids[order][at] == want[miss]
+        pi = np.concatenate((pi[exact], order[at[found]]))
+        ci = np.concatenate((ci[exact], miss[found]))
+    same = (parents["trace_hi"][pi] == kids["trace_hi"][ci]) & (
+        parents["trace_lo"][pi] == kids["trace_lo"][ci]
     )
-    keep[np.flatnonzero(keep)[~same_trace]] = False
-    return pi[same_trace].astype(np.int64), keep
+    return pi[same], ci[same]
 
 
 def _top_parents(parents: Scan, weight: np.ndarray) -> tuple[Any, ...]:
