@@ -229,14 +229,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--limit", type=int, help="most findings (default: 20)")
 
-    p = sub.add_parser("explain", help="why some calls of one function are slow: attributes, "
-                       "child calls, time and releases of its slow calls against the rest")
+    p = sub.add_parser(
+        "explain",
+        help="why some calls of one function are slow: attributes, "
+        "child calls, time and releases of its slow calls against the rest",
+    )
     p.add_argument("name", metavar="FUNCTION")
     p.add_argument("--since", help="start of the range: 15m (ago), ISO date-time, @epoch-seconds")
     p.add_argument("--until", help="end of the range (exclusive), same forms as --since")
-    p.add_argument("--slow", type=_typed(parse_slow), default=None, metavar="p99|250ms",
-                   help="slow calls: above this quantile of the function in the range, or this "
-                        "duration (default: p99)")
+    p.add_argument(
+        "--slow",
+        type=_typed(parse_slow),
+        default=None,
+        metavar="p99|250ms",
+        help="slow calls: above this quantile of the function in the range, or this "
+        "duration (default: p99)",
+    )
     _source_args(p)
 
     p = sub.add_parser("retain", help="delete old closed segments (by age and/or total size)")

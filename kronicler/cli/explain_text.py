@@ -87,7 +87,7 @@ def _when_line(e: Explanation) -> str:
     peak = max(e.series, key=lambda b: (b.slow / b.calls if b.calls else 0.0, b.slow))
     how = "clustered in time" if e.clustered else "spread over the range"
     return (
-        f"When: slow calls are {how} (cluster score {e.cluster_score:.1f}; about 1 = even); "
-        f"the highest slow share is {_pct(peak.slow, peak.calls)} of {peak.calls:,} calls in "
+        f"When: slow calls are {how} (cluster score {e.cluster_score:.2f}; about 1 = even, "
+        f">= 3 clustered); the highest slow share is {_pct(peak.slow, peak.calls)} of {peak.calls:,} calls in "
         f"the {format_ns(e.step)} from {format_time(peak.start)}"
     )

@@ -141,7 +141,8 @@ ANSWERS: dict[str, Ask] = {
     ),  # fmt: skip
     "explain": lambda b: b.explain("shop.tail"),
     "explain with options": lambda b: b.explain(
-        "shop.search", since=BASE_NS + SPAN_NS // 2, until=BASE_NS + SPAN_NS, slow="p95"),
+        "shop.search", since=BASE_NS + SPAN_NS // 2, until=BASE_NS + SPAN_NS, slow="p95"
+    ),
     "explain over an absolute threshold": lambda b: b.explain("shop.pay", slow=2_100_000),
 }
 

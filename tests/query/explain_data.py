@@ -121,9 +121,3 @@ def write_explain_data(path: Path, data: ExplainData, *, chunk_rows: int = 1024)
         assert db.flush(timeout=60)
     finally:
         db.close()
-
-
-def truth_threshold(durations: np.ndarray, q: float) -> float:
-    """The exact quantile Kronicler promises: the value at rank floor(q * (n - 1))."""
-    s = np.sort(durations)
-    return float(s[int(np.floor(q * (len(s) - 1)))])

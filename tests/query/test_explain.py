@@ -24,9 +24,9 @@ from tests.query.explain_data import (
     SPAN_NS,
     ExplainData,
     make_explain_data,
-    truth_threshold,
     write_explain_data,
 )
+from tests.query.shop_data import lower_quantile
 
 NOISE_KEYS = {"http.route", "host.name", "request.id"}
 
@@ -46,7 +46,7 @@ def db(tmp_path_factory: pytest.TempPathFactory, data: ExplainData) -> Iterator[
 
 def slow_mask(data: ExplainData, fn: str, q_: float = 0.99) -> tuple[np.ndarray, float]:
     _, d, _ = data.rows(fn)
-    limit = truth_threshold(d, q_)
+    limit = lower_quantile(d, q_)
     return d > limit, limit
 
 

@@ -24,7 +24,11 @@ CAUSES = [
 
 @pytest.mark.parametrize(("function", "section", "first"), CAUSES)
 def test_the_panel_shows_the_planted_cause_first(
-    browser: Any, web: WebServer, function: str, section: str, first: str  # noqa: F811
+    browser: Any,  # noqa: F811 - the imported fixture
+    web: WebServer,  # noqa: F811
+    function: str,
+    section: str,
+    first: str,
 ) -> None:
     open_page(browser, f"{web.url}?fn={function}&range=all&refresh=300")
     css = f"#explain table[data-section='{section}'] tbody tr td"

@@ -2,16 +2,10 @@
 // (attribute values, child functions, releases) and one sentence about time, each finding with
 // its counts and an example slow call's trace id.
 
+import { el } from './detail.js';
 import { fmtCount, fmtDur, fmtPct, fmtStep, fmtTime } from './format.js';
 
 const TOP = 5;
-
-function el(tag, className, text) {
-  const e = document.createElement(tag);
-  if (className) e.className = className;
-  if (text != null) e.textContent = text;
-  return e;
-}
 
 function grid(section, headers, rows) {
   const table = el('table', 'grid explain-table');
