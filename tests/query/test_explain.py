@@ -209,3 +209,44 @@ def test_the_answer_is_json_ready(db: Database, tmp_path: Path) -> None:
     assert json.loads(json.dumps(d)) == d
     assert d["children"][0]["function"] == "cache.fill"
     assert d["self_time"]["function"] == "(self time)"
+
+
+def test_children_join_on_the_whole_span_id_and_the_trace(tmp_path: Path) -> None:
+    # Small sequential span ids share all their top bits (the sort's shortcut cannot tell them
+    # apart, so each is looked up exactly); a child in another trace is not a child.
+    n = 50
+    start = BASE_NS + np.arange(n, dtype=np.int64) * 1_000_000
+    with Database.open(tmp_path / "db") as w:
+        w.append(["p.fn"] * n, start, np.arange(1, n + 1) * 10_000, trace_id=[1] * n,
+                 span_id=np.arange(1, n + 1, dtype=np.uint64))  # fmt: skip
+        w.append(["c.fn"] * n, start + 10, np.full(n, 5_000), trace_id=[1] * n,
+                 span_id=np.arange(1001, 1001 + n, dtype=np.uint64),
+                 parent_span_id=np.arange(1, n + 1, dtype=np.uint64))  # fmt: skip
+        w.append(["x.decoy"], start[:1] + 20, [9_000_000], trace_id=[2], span_id=[5000],
+                 parent_span_id=[n])  # fmt: skip
+        assert w.flush(timeout=30)
+    with Database.open(tmp_path / "db", readonly=True) as db:
+        e = q.explain(db, "p.fn", slow=n * 10_000 - 1)
+    assert [c.function for c in e.children] == ["c.fn"]
+    c = e.children[0]
+    assert (c.slow_children, c.baseline_children, c.slow_calls, c.baseline_calls) == (1, n - 1, 1,
+                                                                                       n - 1)  # fmt: skip
+    assert (c.slow_time, c.baseline_time) == (5_000, 5_000 * (n - 1))
+    assert e.self_time is not None and e.self_time.slow_time == n * 10_000 - 5_000
+
+
+def test_a_near_unique_value_must_cluster_in_a_tenth_of_the_slow_calls(tmp_path: Path) -> None:
+    # 1,000 calls with a unique url each, except "/dup" on 3 slow calls and "/hot" on 20: with
+    # 100 slow calls, "/dup" repeats (and would score) but stays under a tenth of them.
+    n = 1000
+    duration = np.where(np.arange(n) < 100, 5_000_000, 1_000_000)
+    urls = [f"/item/{i}" for i in range(n)]
+    urls[:3] = ["/dup"] * 3
+    urls[10:30] = ["/hot"] * 20
+    with Database.open(tmp_path / "db") as w:
+        w.append(["f"] * n, BASE_NS + np.arange(n, dtype=np.int64), duration,
+                 attributes=[{"url": u} for u in urls])  # fmt: skip
+        assert w.flush(timeout=30)
+    with Database.open(tmp_path / "db", readonly=True) as db:
+        e = q.explain(db, "f", slow=2_000_000)
+    assert [(a.value, a.slow, a.baseline) for a in e.attributes] == [("/hot", 20, 0)]
