@@ -126,11 +126,10 @@ def main() -> None:
     tmp = args.keep or Path(tempfile.mkdtemp(prefix="kronicler-bench-explain-"))
     try:
         t0 = time.perf_counter()
-        if args.keep is not None and (tmp / "db").exists():
-            texts = build(None, args.calls, args.unique_ids)
-        else:
-            texts = build(tmp / "db", args.calls, args.unique_ids)
-        print(f"wrote {args.calls:,} calls (+ children) in {time.perf_counter() - t0:.1f} s")
+        reuse = args.keep is not None and (tmp / "db").exists()
+        texts = build(None if reuse else tmp / "db", args.calls, args.unique_ids)
+        done = "reused" if reuse else "wrote"
+        print(f"{done} {args.calls:,} calls (+ children) in {time.perf_counter() - t0:.1f} s")
         with Database.open(tmp / "db", readonly=True) as db:
             times, cpu = [], []
             for _ in range(args.repeat):

@@ -208,11 +208,29 @@ def _row_attributes(scan: Scan) -> tuple[np.ndarray, list[dict[str, str]]]:
     present = np.flatnonzero(np.bincount(codes, minlength=len(texts))).tolist()
     parsed = json.loads("[" + ",".join(texts[c] or "{}" for c in present) + "]")
     sets: list[dict[str, str]] = [{} for _ in texts]
+    as_text = _TextCache()
     for i, (code, attrs) in enumerate(zip(present, parsed, strict=True)):
         if i % 4096 == 0:
             budget.check()
-        sets[code] = {k: attribute_text(v) for k, v in attrs.items()}
+        sets[code] = {k: v if type(v) is str else as_text(v) for k, v in attrs.items()}
     return codes, sets
+
+
+class _TextCache:
+    """:func:`attribute_text` of non-string values, remembered (sets repeat the same numbers)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[type, Any], str] = {}
+
+    def __call__(self, value: Any) -> str:
+        try:
+            key = (type(value), value)  # the type keeps True apart from 1
+            text = self._seen.get(key)
+        except TypeError:  # a list: not hashable
+            return attribute_text(value)
+        if text is None:
+            text = self._seen[key] = attribute_text(value)
+        return text
 
 
 def _attribute_findings(
@@ -224,39 +242,42 @@ def _attribute_findings(
     s_total, b_total = int(slow.sum()), int(len(slow) - slow.sum())
     if s_total == 0:
         return ()
-    # (key, value) -> [slow calls, baseline calls, set codes]; per distinct set, not per row
-    counts: dict[tuple[str, str], list[Any]] = {}
-    distinct: dict[str, int] = {}
-    carrying: dict[str, int] = {}
+    # Per key: value -> value code, and one (set code, value code) pair per distinct set that
+    # has the key. The counts per value are then bincounts, so a near-unique key costs one
+    # dictionary step per set and no Python work per value.
+    per_key: dict[str, tuple[dict[str, int], list[int], list[int]]] = {}
     for i, code in enumerate(np.flatnonzero(slow_per_set + base_per_set).tolist()):
         if i % 4096 == 0:
             budget.check()
-        sc, bc = int(slow_per_set[code]), int(base_per_set[code])
-        for kv in sets[code].items():
-            entry = counts.get(kv)
+        for key, value in sets[code].items():
+            entry = per_key.get(key)
             if entry is None:
-                entry = counts[kv] = [0, 0, []]
-                distinct[kv[0]] = distinct.get(kv[0], 0) + 1
-            entry[0] += sc
-            entry[1] += bc
-            entry[2].append(code)
-            carrying[kv[0]] = carrying.get(kv[0], 0) + sc + bc
+                entry = per_key[key] = ({}, [], [])
+            values, set_codes, value_codes = entry
+            set_codes.append(code)
+            value_codes.append(values.setdefault(value, len(values)))
     found = []
     cluster_min = max(MIN_SLOW_CALLS, math.ceil(CLUSTER_SHARE * s_total))
-    for (key, value), (sc, bc, set_codes) in counts.items():
-        if sc < MIN_SLOW_CALLS:
-            continue
-        if distinct[key] > NEAR_UNIQUE * carrying[key] and sc < cluster_min:
-            continue
-        score, lift, z = _compare(sc, s_total, bc, b_total)
-        if score <= 0 or z < MIN_Z:
-            continue
-        found.append((score, z, key, value, sc, bc, lift, set_codes))
+    for key, (values, set_list, value_list) in per_key.items():
+        budget.check()
+        set_codes, value_codes = np.array(set_list), np.array(value_list)
+        slow_n = np.bincount(value_codes, weights=slow_per_set[set_codes], minlength=len(values))
+        base_n = np.bincount(value_codes, weights=base_per_set[set_codes], minlength=len(values))
+        near_unique = len(values) > NEAR_UNIQUE * (slow_n.sum() + base_n.sum())
+        need = cluster_min if near_unique else MIN_SLOW_CALLS
+        names = None
+        for v in np.flatnonzero(slow_n >= need).tolist():
+            sc, bc = int(slow_n[v]), int(base_n[v])
+            score, lift, z = _compare(sc, s_total, bc, b_total)
+            if score <= 0 or z < MIN_Z:
+                continue
+            names = names or list(values)
+            found.append((score, z, key, names[v], sc, bc, lift, set_codes[value_codes == v]))
     found.sort(key=lambda f: (-f[0], -f[1], f[2], f[3]))
     out = []
-    for score, z, key, value, sc, bc, lift, set_codes in found[:MAX_EXPLAIN_FINDINGS]:
+    for score, z, key, value, sc, bc, lift, with_value in found[:MAX_EXPLAIN_FINDINGS]:
         has = np.zeros(n_sets, dtype=bool)
-        has[set_codes] = True
+        has[with_value] = True
         rows = np.flatnonzero(slow & has[codes])
         out.append(AttributeFinding(key, value, sc, bc, s_total, b_total, round(score, 12), lift,
                                     round(z, 9), _examples(scan, rows)))  # fmt: skip
