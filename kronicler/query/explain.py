@@ -46,7 +46,13 @@ import numpy as np
 from kronicler import budget
 from kronicler.db.scan import Scan, top_k
 from kronicler.db.view import answer
-from kronicler.query.filters import attribute_text, check_scan_rows, is_glob, resolve_functions
+from kronicler.query.filters import (
+    Filter,
+    attribute_text,
+    check_scan_rows,
+    is_glob,
+    resolve_functions,
+)
 from kronicler.query.limits import (
     MAX_EXPLAIN_EXAMPLES,
     MAX_EXPLAIN_FINDINGS,
@@ -57,6 +63,7 @@ from kronicler.query.results import (
     ChildFinding,
     Explanation,
     Release,
+    SlowCall,
     SlowShareBucket,
     quantile_label,
 )
@@ -139,8 +146,6 @@ def explain(
     if not isinstance(function, str) or not function or is_glob(function):
         raise ValueError(f"explain needs one function name, not a pattern: {function!r}")
     threshold = parse_slow(slow)
-    from kronicler.query.filters import Filter
-
     Filter((function,), since=since, until=until).check()  # bounds: ints, since < until
     return answer(db, lambda view: _explain(view, function, since, until, threshold))
 
@@ -185,11 +190,11 @@ def _explain(
     )  # fmt: skip
 
 
-def _call(scan: Scan, i: int) -> Any:
+def _call(scan: Scan, i: int) -> SlowCall:
     return call_at(scan.columns, scan.names, scan.services, scan.attributes, i)
 
 
-def _examples(scan: Scan, rows: np.ndarray) -> tuple[Any, ...]:
+def _examples(scan: Scan, rows: np.ndarray) -> tuple[SlowCall, ...]:
     """The slowest of ``rows`` (indexes into ``scan``) as calls, slowest first."""
     if len(rows) == 0:
         return ()
@@ -330,7 +335,7 @@ def _child_findings(
     budget.check()
 
     def finding(name: str, sc: int, bc: int, skids: int, bkids: int, st: int, bt: int,
-                examples: tuple[Any, ...]) -> ChildFinding:  # fmt: skip
+                examples: tuple[SlowCall, ...]) -> ChildFinding:  # fmt: skip
         return ChildFinding(name, sc, bc, skids, bkids, st, bt, s_total, b_total, s_time, b_time,
                             examples)  # fmt: skip
 
@@ -408,7 +413,7 @@ def _join_parents(
     return pi[same], ci[same]
 
 
-def _top_parents(parents: Scan, weight: np.ndarray) -> tuple[Any, ...]:
+def _top_parents(parents: Scan, weight: np.ndarray) -> tuple[SlowCall, ...]:
     """The calls with the largest ``weight`` (> 0), largest first."""
     rows = np.flatnonzero(weight > 0)
     if len(rows) == 0:
