@@ -262,9 +262,9 @@ def _attribute_findings(
             entry = per_key.get(key)
             if entry is None:
                 entry = per_key[key] = ({}, [], [])
-            values, set_codes, value_codes = entry
-            set_codes.append(code)
-            value_codes.append(values.setdefault(value, len(values)))
+            values, sets_with_key, value_of_set = entry
+            sets_with_key.append(code)
+            value_of_set.append(values.setdefault(value, len(values)))
     found = []
     cluster_min = max(MIN_SLOW_CALLS, math.ceil(CLUSTER_SHARE * s_total))
     for key, (values, set_list, value_list) in per_key.items():
