@@ -169,10 +169,16 @@ def test_demo_runs_a_workload_serves_it_and_exits_cleanly(tmp_path: Path) -> Non
     assert list(data["stats"][0]) == STATS_KEYS
     assert 0 < rows["charge_card"]["errors"] < 300
     flagged = {a["function"].rsplit(".", 1)[-1] for a in data["anomalies"]}
-    assert "load_user" in flagged  # 4% of its calls take 8 ms instead of 0.2 ms
+    assert "load_user" in flagged  # 4% of its calls take 15 ms instead of 0.2 ms
+    assert data["explain"]["function"] == data["anomalies"][0]["function"]
     # the kept database answers the other commands
     again = json.loads(run("stats", "--path", str(tmp_path / "demo"), "--json").stdout)
     assert sum(r["count"] for r in again) == sum(r["count"] for r in data["stats"])
+    # explain finds the planted cause: the cache misses' child call
+    why = json.loads(run("explain", "shop.load_user", "--path", str(tmp_path / "demo"),
+                         "--json").stdout)  # fmt: skip
+    assert why["count"] == 300 and why["children"][0]["function"] == "shop.fetch_user_row"
+    assert why["children"][0]["extra_ns"] > 0
 
 
 def test_demo_prints_tables_and_leaves_nothing_behind(tmp_path: Path) -> None:

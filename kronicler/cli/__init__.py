@@ -1,7 +1,7 @@
 """The ``kronicler`` command: run the server, ask it (or a local database) questions, try a demo.
 
 Query commands (``stats``, ``top``, ``slowest``, ``series``, ``histogram``, ``functions``,
-``anomalies``) read a local database with ``--path DIR`` or ask a server with ``--address``.
+``anomalies``, ``explain``) read a local database with ``--path DIR`` or ask a server with ``--address``.
 With neither, they read ``./.kronicler`` when it exists (the embedded default) and otherwise
 ask the server at ``$KRONICLER_ADDRESS`` or ``127.0.0.1:4317``. Output is a table by default and
 JSON with ``--json``. Errors print one line to stderr and exit with status 1 (2 for usage).
@@ -229,6 +229,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--limit", type=int, help="most findings (default: 20)")
 
+    p = sub.add_parser(
+        "explain",
+        help="why some calls of one function are slow: attributes, "
+        "child calls, time and releases of its slow calls against the rest",
+    )
+    p.add_argument("name", metavar="FUNCTION")
+    p.add_argument("--since", help="start of the range: 15m (ago), ISO date-time, @epoch-seconds")
+    p.add_argument("--until", help="end of the range (exclusive), same forms as --since")
+    p.add_argument(
+        "--slow",
+        type=_typed(parse_slow),
+        default=None,
+        metavar="p99|250ms",
+        help="slow calls: above this quantile of the function in the range, or this "
+        "duration (default: p99)",
+    )
+    _source_args(p)
+
     p = sub.add_parser("retain", help="delete old closed segments (by age and/or total size)")
     p.add_argument(
         "--path",
@@ -274,18 +292,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_slow(text: str) -> int | str:
+    """``"p99"`` stays a quantile label; anything else is a duration (``"250ms"`` -> ns)."""
+    from kronicler.query.explain import parse_slow as check
+
+    slow: int | str = text if text.strip().startswith("p") else parse_duration(text)
+    check(slow)
+    return slow
+
+
 def make_filter(args: argparse.Namespace) -> Any:
     from kronicler.query import Filter
 
     attrs = {}
-    for pair in args.attr:
+    for pair in getattr(args, "attr", ()):
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"--attr needs KEY=VALUE, got {pair!r}")
         attrs[key] = value
     return Filter.make(
-        args.function,
-        service=args.service,
+        getattr(args, "function", ()),
+        service=getattr(args, "service", None),
         since=parse_time(args.since) if args.since else None,
         until=parse_time(args.until) if args.until else None,
         attributes=attrs,
@@ -363,6 +390,11 @@ def _answer(args: argparse.Namespace, backend: QueryBackend, flt: Filter) -> str
     if cmd == "functions":
         fs = backend.list_functions(flt)
         return render.dumps([f.to_dict() for f in fs]) if as_json else render.functions_table(fs)
+    if cmd == "explain":
+        from kronicler.cli.explain_text import explain_text
+
+        e = backend.explain(args.name, since=flt.since, until=flt.until, slow=args.slow)
+        return render.dumps(e.to_dict()) if as_json else explain_text(e)
     assert cmd == "anomalies"
     opts = {
         k: v

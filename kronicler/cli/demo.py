@@ -1,12 +1,15 @@
 """``kronicler demo``: a small shop backend, captured, served, and asked what is slow.
 
 The workload is ordinary code marked with ``@kronicler.capture``: a fast parser, a user lookup
-that occasionally misses its cache (a heavy tail), a card payment that sometimes raises, a
-catalogue search that gets slower in the last part of the run (a regression), and the request
-handler calling them all. It runs in its own process, like an application, which stores its
+that occasionally misses its cache and reads the row from the "database" (a heavy tail, caused by a
+child call), a card payment that sometimes raises and is slow with one payment provider (an
+attribute), a catalogue search that gets slower after a release near the end of the run (a
+regression, with ``service.version`` on each call), and the request handler calling them all.
+``kronicler explain`` finds each cause. It runs in its own process, like an application, which stores its
 captured calls on exit; then a real gRPC server is started on a free loopback port over the
-database, and the stats table and the anomalies are fetched through it, exactly as
-``kronicler stats`` and ``kronicler anomalies`` would.
+database, and the stats table the anomalies and the explanation of the top
+anomaly are fetched through it, exactly as ``kronicler stats``, ``kronicler anomalies`` and
+``kronicler explain`` would.
 
 The database goes to a temporary directory that is deleted at exit, so the demo leaves nothing
 behind; ``--path DIR`` keeps it for further ``kronicler ... --path DIR`` commands.
@@ -27,8 +30,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import trace
+
 import kronicler
 from kronicler.cli import render
+from kronicler.cli.explain_text import explain_text
+
+#: The release the catalogue search regressed in, and the one before it.
+RELEASES = ("1.4.0", "1.5.0")
+#: The payment provider whose calls are slow.
+SLOW_PROVIDER = "slowpay"
 
 
 class PaymentDeclined(Exception):
@@ -47,23 +58,36 @@ def parse_request(i: int) -> dict[str, Any]:
     return json.loads(json.dumps({"id": i, "user": i % 37, "items": list(range(i % 5))}))
 
 
+@kronicler.capture(name="shop.fetch_user_row")
+def fetch_user_row(user_id: int) -> dict[str, Any]:
+    time.sleep(0.015)  # the "database" behind the cache
+    return {"id": user_id, "name": f"user-{user_id}"}
+
+
 @kronicler.capture(name="shop.load_user")
 def load_user(user_id: int) -> dict[str, Any]:
-    # 4% cache misses go to the "database": a classic occasionally-slow function.
-    time.sleep(0.008 if _Shop.rng.random() < 0.04 else 0.0002)
+    # 4% cache misses read the row from the "database": a classic occasionally-slow function.
+    time.sleep(0.0002)
+    if _Shop.rng.random() < 0.04:
+        return fetch_user_row(user_id)
     return {"id": user_id, "name": f"user-{user_id}"}
 
 
 @kronicler.capture(name="shop.search_catalog")
 def search_catalog(i: int) -> list[int]:
-    # A deploy near the end of the run made searches several times slower.
-    time.sleep(0.0015 if i >= _Shop.regress_from else 0.0003)
+    # Release 1.5.0, deployed near the end of the run, made searches much slower.
+    late = i >= _Shop.regress_from
+    trace.get_current_span().set_attribute("service.version", RELEASES[late])
+    time.sleep(0.01 if late else 0.0003)
     return sorted(_Shop.rng.sample(range(1000), 20))
 
 
 @kronicler.capture(name="shop.charge_card")
 def charge_card(amount: float) -> str:
-    time.sleep(0.0005)
+    # One payment provider in eight answers in 12 ms instead of 0.5 ms.
+    provider = SLOW_PROVIDER if _Shop.rng.random() < 0.125 else _Shop.rng.choice(["acme", "paynow"])
+    trace.get_current_span().set_attribute("payment.provider", provider)
+    time.sleep(0.012 if provider == SLOW_PROVIDER else 0.0005)
     if _Shop.rng.random() < 0.06:
         raise PaymentDeclined(f"card declined for {amount:.2f}")
     return "ok"
@@ -127,6 +151,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 with Client(server.address) as client:
                     table = client.stats(order_by="total")
                     found = client.anomalies(min_count=30)
+                    why = client.explain(found[0].function) if found else None
             finally:
                 server.stop(grace=0.5)
         finally:
@@ -137,6 +162,7 @@ def run_demo(args: argparse.Namespace) -> int:
                     {
                         "stats": [r.to_dict(table.key_name) for r in table.rows],
                         "anomalies": [a.to_dict() for a in found],
+                        "explain": None if why is None else why.to_dict(),
                     },
                     indent=2,
                 ),
@@ -147,10 +173,13 @@ def run_demo(args: argparse.Namespace) -> int:
         say(render.stats_table(table))
         say("\nAnomalies (functions whose calls are sometimes much slower than usual):")
         say(render.anomalies_text(found))
+        if why is not None:
+            say(f"\nWhy is {why.function} sometimes slow? (kronicler explain {why.function})")
+            say(explain_text(why))
         if keep:
             say(
                 f"\nExplore further: kronicler stats --path {path}   (or: top, slowest, series, "
-                f"anomalies, histogram NAME)"
+                f"anomalies, histogram NAME, explain NAME)"
             )
         else:
             say(

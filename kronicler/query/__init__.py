@@ -12,20 +12,26 @@ Bad arguments raise ``ValueError`` naming the value; an unknown function name ra
 from __future__ import annotations
 
 from kronicler.query.anomalies import anomalies
+from kronicler.query.explain import explain
 from kronicler.query.filters import Filter, resolve_functions
 from kronicler.query.grouping import MAX_GROUPS, MAX_QUANTILES, parse_group_by
 from kronicler.query.histogram import histogram
 from kronicler.query.results import (
     DEFAULT_QUANTILES,
     Anomaly,
+    AttributeFinding,
+    ChildFinding,
+    Explanation,
     FunctionInfo,
     GroupStats,
     Histogram,
     HistogramBucket,
+    Release,
     Series,
     SeriesPoint,
     SeriesTable,
     SlowCall,
+    SlowShareBucket,
     StatsTable,
     quantile_label,
 )
@@ -35,8 +41,9 @@ from kronicler.query.stats import list_functions, stats
 
 __all__ = [
     "DEFAULT_QUANTILES", "MAX_BUCKETS", "MAX_GROUPS", "MAX_K", "MAX_POINTS", "MAX_QUANTILES",
-    "Anomaly", "Filter", "FunctionInfo", "GroupStats", "Histogram", "HistogramBucket", "Series",
-    "SeriesPoint", "SeriesTable", "SlowCall", "StatsTable",
-    "anomalies", "histogram", "list_functions", "parse_group_by", "quantile_label",
+    "Anomaly", "AttributeFinding", "ChildFinding", "Explanation", "Filter", "FunctionInfo",
+    "GroupStats", "Histogram", "HistogramBucket", "Release", "Series", "SeriesPoint",
+    "SeriesTable", "SlowCall", "SlowShareBucket", "StatsTable",
+    "anomalies", "explain", "histogram", "list_functions", "parse_group_by", "quantile_label",
     "resolve_functions", "series", "slowest", "stats",
 ]  # fmt: skip

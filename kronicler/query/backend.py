@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from kronicler.query.filters import Filter
     from kronicler.query.results import (
         Anomaly,
+        Explanation,
         FunctionInfo,
         Histogram,
         SeriesTable,
@@ -91,6 +92,17 @@ class QueryBackend(Protocol):
         limit: int = ...,
         exemplars: int = ...,
     ) -> list[Anomaly]: ...
+
+    def explain(
+        self,
+        function: str,
+        *,
+        since: int | None = ...,
+        until: int | None = ...,
+        slow: int | str | None = ...,
+    ) -> Explanation:
+        """Why some calls of ``function`` are slow (:func:`kronicler.query.explain`)."""
+        ...
 
     def close(self) -> None:
         """Release what the backend holds (a database it opened, a channel). Idempotent."""

@@ -28,3 +28,8 @@ MAX_EXEMPLARS = 100
 MAX_CALLS = 10_000
 #: Numbers in one series answer (points x (5 + quantiles)): ~8 bytes each on the wire.
 MAX_SERIES_VALUES = 1_000_000
+#: Findings per section of one explain answer (attribute values, child functions), example calls
+#: attached to each finding, and release values compared.
+MAX_EXPLAIN_FINDINGS = 20
+MAX_EXPLAIN_EXAMPLES = 3
+MAX_EXPLAIN_RELEASES = 50

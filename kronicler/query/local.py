@@ -102,6 +102,16 @@ class Local:
             recent=recent, limit=limit, exemplars=exemplars,
         )  # fmt: skip
 
+    def explain(
+        self,
+        function: str,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        slow: int | str | None = None,
+    ) -> query.Explanation:
+        return query.explain(self.db, function, since=since, until=until, slow=slow)
+
     def close(self) -> None:
         if self._owns_db:
             self.db.close()

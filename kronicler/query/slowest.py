@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 MAX_K = 10_000
 #: Above this many matched functions one scan is cheaper than one index walk per function.
 _PER_NAME_LIMIT = 32
-_ALL_COLUMNS = (
+#: The columns a :class:`SlowCall` is built from.
+CALL_COLUMNS = (
     "name", "service", "start", "duration", "status", "kind",
     "trace_hi", "trace_lo", "span_id", "parent_span_id", "attributes",
 )  # fmt: skip
@@ -50,29 +51,31 @@ def _slowest(db: ReadView, flt: Filter, k: int) -> list[SlowCall]:
             calls.extend(db.slowest(name, k=k, since=flt.since, until=flt.until))
         calls.sort(key=lambda c: (-c.duration, c.start))
         return [from_call(c) for c in calls[:k]]
-    sel = select(db, flt, _ALL_COLUMNS)
+    sel = select(db, flt, CALL_COLUMNS)
     cols = sel.columns
     d = cols["duration"]
     if len(d) == 0:
         return []
     top = top_k(d, cols["start"], k)
-    out = []
-    for i in top.tolist():
-        out.append(
-            SlowCall(
-                function=sel.names[int(cols["name"][i])],
-                service=sel.services[int(cols["service"][i])],
-                start=int(cols["start"][i]),
-                duration=int(d[i]),
-                status=int(cols["status"][i]),
-                kind=int(cols["kind"][i]),
-                trace_id=(int(cols["trace_hi"][i]) << 64) | int(cols["trace_lo"][i]),
-                span_id=int(cols["span_id"][i]),
-                parent_span_id=int(cols["parent_span_id"][i]),
-                attributes=parse_attributes(sel.attributes[int(cols["attributes"][i])]),
-            )
-        )
-    return out
+    return [call_at(cols, sel.names, sel.services, sel.attributes, i) for i in top.tolist()]
+
+
+def call_at(
+    cols: dict[str, Any], names: list[str], services: list[str], attributes: list[str], i: int
+) -> SlowCall:
+    """Row ``i`` of decoded columns (every column of :data:`CALL_COLUMNS`) as a call."""
+    return SlowCall(
+        function=names[int(cols["name"][i])],
+        service=services[int(cols["service"][i])],
+        start=int(cols["start"][i]),
+        duration=int(cols["duration"][i]),
+        status=int(cols["status"][i]),
+        kind=int(cols["kind"][i]),
+        trace_id=(int(cols["trace_hi"][i]) << 64) | int(cols["trace_lo"][i]),
+        span_id=int(cols["span_id"][i]),
+        parent_span_id=int(cols["parent_span_id"][i]),
+        attributes=parse_attributes(attributes[int(cols["attributes"][i])]),
+    )
 
 
 def from_call(call: Any) -> SlowCall:

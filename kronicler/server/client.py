@@ -29,6 +29,7 @@ from kronicler.query import (
     DEFAULT_QUANTILES,
     MAX_K,
     Anomaly,
+    Explanation,
     Filter,
     FunctionInfo,
     Histogram,
@@ -43,6 +44,7 @@ from kronicler.query.anomalies import (
     DEFAULT_TAIL_THRESHOLD,
 )
 from kronicler.query.backend import QueryBackend
+from kronicler.query.explain import parse_slow
 from kronicler.query.grouping import check_quantiles, parse_group_by
 from kronicler.query.histogram import MAX_PER_DECADE
 from kronicler.query.limits import MAX_EXEMPLARS, MAX_FINDINGS
@@ -225,6 +227,25 @@ class Client:
         )  # fmt: skip
         reply = self._call(self._stub.GetAnomalies, req)
         return [convert.anomaly_from_proto(a) for a in reply.anomalies]
+
+    def explain(
+        self,
+        function: str,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        slow: int | str | None = None,
+    ) -> Explanation:
+        threshold = parse_slow(slow)  # 0 and "" would reach the server as "the default"
+        req = pb.ExplainRequest(
+            function=function, slow_ns=threshold.ns or 0,
+            slow_quantile=slow if isinstance(slow, str) else "",
+        )  # fmt: skip
+        if since is not None:
+            req.since_unix_nano = since
+        if until is not None:
+            req.until_unix_nano = until
+        return convert.explain_from_proto(self._call(self._stub.Explain, req))
 
     def close(self) -> None:
         self._channel.close()

@@ -15,15 +15,20 @@ from typing import Any
 from kronicler.proto.v1 import query_pb2 as pb
 from kronicler.query import (
     Anomaly,
+    AttributeFinding,
+    ChildFinding,
+    Explanation,
     Filter,
     FunctionInfo,
     GroupStats,
     Histogram,
     HistogramBucket,
+    Release,
     Series,
     SeriesPoint,
     SeriesTable,
     SlowCall,
+    SlowShareBucket,
     StatsTable,
 )
 from kronicler.query.filters import attribute_text
@@ -135,6 +140,52 @@ def anomaly_to_proto(a: Anomaly) -> pb.Anomaly:
     return msg
 
 
+def _child_to_proto(c: ChildFinding) -> pb.ChildFinding:
+    return pb.ChildFinding(
+        function=c.function, slow_calls=c.slow_calls, baseline_calls=c.baseline_calls,
+        slow_children=c.slow_children, baseline_children=c.baseline_children,
+        slow_time_ns=c.slow_time, baseline_time_ns=c.baseline_time, slow_total=c.slow_total,
+        baseline_total=c.baseline_total, slow_parent_time_ns=c.slow_parent_time,
+        baseline_parent_time_ns=c.baseline_parent_time,
+        examples=[call_to_proto(x) for x in c.examples],
+    )  # fmt: skip
+
+
+def explain_to_proto(e: Explanation) -> pb.ExplainResponse:
+    msg = pb.ExplainResponse(
+        function=e.function, count=e.count, slow_count=e.slow_count, slow_time_ns=e.slow_time,
+        baseline_time_ns=e.baseline_time, step_ns=e.step, cluster_score=e.cluster_score,
+        attributes=[
+            pb.AttributeFinding(
+                key=a.key, value=a.value, slow=a.slow, baseline=a.baseline,
+                slow_total=a.slow_total, baseline_total=a.baseline_total, score=a.score, z=a.z,
+                examples=[call_to_proto(x) for x in a.examples],
+            )
+            for a in e.attributes
+        ],
+        children=[_child_to_proto(c) for c in e.children],
+        series=[pb.SlowShareBucket(start_unix_nano=b.start, calls=b.calls, slow=b.slow)
+                for b in e.series],
+        releases=[
+            pb.Release(
+                key=r.key, version=r.version, calls=r.calls, slow=r.slow,
+                first_start_unix_nano=r.first_start, last_start_unix_nano=r.last_start,
+                before_calls=r.before_calls, before_slow=r.before_slow,
+                after_calls=r.after_calls, after_slow=r.after_slow, z=r.z, lines_up=r.lines_up,
+            )
+            for r in e.releases
+        ],
+        examples=[call_to_proto(x) for x in e.examples],
+    )  # fmt: skip
+    for a, am in zip(e.attributes, msg.attributes, strict=True):
+        _opt(am, lift=a.lift)
+    if e.self_time is not None:
+        msg.self_time.CopyFrom(_child_to_proto(e.self_time))
+    _opt(msg, since_unix_nano=e.since, until_unix_nano=e.until, quantile=e.quantile,
+         threshold_ns=e.threshold)  # fmt: skip
+    return msg
+
+
 # ---- messages -> results (client side) --------------------------------------------------------
 
 
@@ -213,4 +264,39 @@ def anomaly_from_proto(a: pb.Anomaly) -> Anomaly:
         recent_count=a.recent_count, recent_p99=_get(a, "recent_p99_ns"),
         baseline_p99=_get(a, "baseline_p99_ns"), regression_ratio=_get(a, "regression_ratio"),
         exemplars=tuple(call_from_proto(c) for c in a.exemplars),
+    )  # fmt: skip
+
+
+def _child_from_proto(c: pb.ChildFinding) -> ChildFinding:
+    return ChildFinding(
+        c.function, c.slow_calls, c.baseline_calls, c.slow_children, c.baseline_children,
+        c.slow_time_ns, c.baseline_time_ns, c.slow_total, c.baseline_total,
+        c.slow_parent_time_ns, c.baseline_parent_time_ns,
+        tuple(call_from_proto(x) for x in c.examples),
+    )  # fmt: skip
+
+
+def explain_from_proto(m: pb.ExplainResponse) -> Explanation:
+    return Explanation(
+        function=m.function, since=_get(m, "since_unix_nano"), until=_get(m, "until_unix_nano"),
+        quantile=_get(m, "quantile"), threshold=_get(m, "threshold_ns"), count=m.count,
+        slow_count=m.slow_count, slow_time=m.slow_time_ns, baseline_time=m.baseline_time_ns,
+        attributes=tuple(
+            AttributeFinding(a.key, a.value, a.slow, a.baseline, a.slow_total, a.baseline_total,
+                             a.score, _get(a, "lift"), a.z,
+                             tuple(call_from_proto(x) for x in a.examples))
+            for a in m.attributes
+        ),
+        children=tuple(_child_from_proto(c) for c in m.children),
+        self_time=_child_from_proto(m.self_time) if m.HasField("self_time") else None,
+        step=m.step_ns,
+        series=tuple(SlowShareBucket(b.start_unix_nano, b.calls, b.slow) for b in m.series),
+        cluster_score=m.cluster_score,
+        releases=tuple(
+            Release(r.key, r.version, r.calls, r.slow, r.first_start_unix_nano,
+                    r.last_start_unix_nano, r.before_calls, r.before_slow, r.after_calls,
+                    r.after_slow, r.z, r.lines_up)
+            for r in m.releases
+        ),
+        examples=tuple(call_from_proto(x) for x in m.examples),
     )  # fmt: skip

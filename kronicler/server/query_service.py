@@ -118,3 +118,18 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
             exemplars=request.exemplars if request.HasField("exemplars") else 3,
         )
         return pb.GetAnomaliesResponse(anomalies=[convert.anomaly_to_proto(a) for a in found])
+
+    @rpc_errors
+    def Explain(
+        self, request: pb.ExplainRequest, context: grpc.ServicerContext
+    ) -> pb.ExplainResponse:
+        if request.slow_quantile and request.slow_ns:
+            raise ValueError("give slow_quantile or slow_ns, not both")
+        found = query.explain(
+            self._db,
+            request.function,
+            since=request.since_unix_nano if request.HasField("since_unix_nano") else None,
+            until=request.until_unix_nano if request.HasField("until_unix_nano") else None,
+            slow=request.slow_ns or request.slow_quantile or None,
+        )
+        return convert.explain_to_proto(found)

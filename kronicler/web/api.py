@@ -32,6 +32,7 @@ from kronicler.web.params import (
     check_int,
     check_threshold,
     parse_attributes,
+    parse_slow,
     resolve_window,
 )
 
@@ -229,3 +230,23 @@ def anomalies(
         ctx.backend, views.narrow(c.flt, function), thresholds=thresholds, min_count=min_count,
         recent=recent, limit=limit, exemplars=exemplars,
     ))  # fmt: skip
+
+
+@data.get("/explain", response_model=s.ExplainOut, responses=_QUERY, tags=["queries"])
+def explain(
+    ctx: Ctx,
+    function: OneFunction,
+    range_: Annotated[str | None, Query(alias="range", description="preset: 15m, 1h, 24h, 7d "
+                                        "or all (default 1h unless since/until are given)")] = None,
+    since: Annotated[int | None, Query(description="Unix epoch ns, inclusive")] = None,
+    until: Annotated[int | None, Query(description="Unix epoch ns, exclusive")] = None,
+    slow: Annotated[str | None, Query(description="slow calls: above this quantile of the "
+                                      "function in the window (p99, p95, p999; default p99) or "
+                                      "this many ns")] = None,
+) -> Any:  # fmt: skip
+    """Why some calls of one function are slow: attribute values over-represented among its
+    slow calls, child functions' extra time, the slow share over time and releases."""
+    window = resolve_window(range_, since, until, now=ctx.clock(),
+                            data_range=ctx.backend.time_range())  # fmt: skip
+    return JSONResponse(views.explain_payload(ctx.backend, function, window,
+                                              slow=parse_slow(slow)))  # fmt: skip

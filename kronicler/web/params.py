@@ -175,3 +175,10 @@ def parse_attributes(pairs: list[str] | None) -> dict[str, str]:
             raise ValueError(f"attribute filter must be KEY=VALUE, got {pair!r}")
         out[key] = value
     return out
+
+
+def parse_slow(text: str | None) -> int | str | None:
+    """``?slow=p99`` (a quantile label) or ``?slow=250000000`` (ns); absent: the default."""
+    if text is None:
+        return None
+    return int(text) if text.strip().isdigit() else text

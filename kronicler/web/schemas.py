@@ -176,3 +176,95 @@ class Meta(BaseModel):
 
 class Health(BaseModel):
     status: str = Field(examples=["ok"])
+
+
+class AttributeFindingOut(BaseModel):
+    """An attribute value over-represented among the slow calls, with its counts."""
+
+    key: str
+    value: str = Field(description="as text (non-strings in JSON form)")
+    slow: int = Field(description="slow calls carrying it")
+    baseline: int = Field(description="other calls carrying it")
+    slow_total: int
+    baseline_total: int
+    slow_share: float
+    baseline_share: float
+    score: float = Field(description="slow_share - baseline_share")
+    lift: float | None = Field(description="slow_share / baseline_share; null when 0 baseline")
+    z: float = Field(description="two-proportion z statistic")
+    examples: list[SlowCall]
+
+
+class ChildFindingOut(BaseModel):
+    """A child function's time inside slow calls against inside the others (sums in ns)."""
+
+    function: str = Field(description="child function name, or '(self time)'")
+    slow_calls: int
+    baseline_calls: int
+    slow_children: int
+    baseline_children: int
+    slow_time_ns: int
+    baseline_time_ns: int
+    slow_total: int
+    baseline_total: int
+    slow_parent_time_ns: int
+    baseline_parent_time_ns: int
+    slow_mean_ns: float | None = Field(description="child time per slow call")
+    baseline_mean_ns: float | None
+    slow_share: float | None = Field(description="of the slow calls' time")
+    baseline_share: float | None
+    extra_ns: float = Field(description="slow_mean_ns - baseline_mean_ns")
+    examples: list[SlowCall]
+
+
+class SlowShareBucketOut(BaseModel):
+    start_unix_nano: int
+    calls: int
+    slow: int
+    slow_share: float | None
+
+
+class ReleaseOut(BaseModel):
+    """One service.version and the slow share before and after its first call."""
+
+    key: str
+    version: str
+    calls: int
+    slow: int
+    first_start_unix_nano: int
+    last_start_unix_nano: int
+    before_calls: int
+    before_slow: int
+    before_slow_share: float | None
+    after_calls: int
+    after_slow: int
+    after_slow_share: float | None
+    z: float
+    lines_up: bool = Field(description="the release after which the slow share rose most")
+
+
+class ExplainOut(BaseModel):
+    """Why some calls of one function are slow: its slow calls against the rest."""
+
+    window: WindowOut
+    function: str
+    since_unix_nano: int | None
+    until_unix_nano: int | None
+    quantile: float | None = Field(description="null for an absolute threshold")
+    threshold_ns: float | None = Field(description="slow calls: duration > threshold_ns")
+    count: int
+    slow_count: int
+    baseline_count: int
+    slow_time_ns: int
+    baseline_time_ns: int
+    slow_mean_ns: float | None
+    baseline_mean_ns: float | None
+    attributes: list[AttributeFindingOut]
+    children: list[ChildFindingOut]
+    self_time: ChildFindingOut | None
+    step_ns: int
+    series: list[SlowShareBucketOut]
+    cluster_score: float
+    clustered: bool
+    releases: list[ReleaseOut]
+    examples: list[SlowCall]

@@ -207,6 +207,14 @@ def detail(
     return out
 
 
+def explain_payload(
+    backend: QueryBackend, function: str, window: Window, *, slow: int | str | None = None
+) -> dict[str, Any]:
+    """Why some calls of ``function`` in the window are slow (:func:`kronicler.query.explain`)."""
+    found = backend.explain(function, since=window.since, until=window.until, slow=slow)
+    return {"window": window.to_dict(), **found.to_dict()}
+
+
 def meta(
     backend: QueryBackend,
     *,

@@ -60,6 +60,9 @@ class Reference:
     def anomalies(self, flt: q.Filter | None = None, **kw: Any) -> list[q.Anomaly]:
         return q.anomalies(self.db, flt, **kw)
 
+    def explain(self, function: str, **kw: Any) -> q.Explanation:
+        return q.explain(self.db, function, **kw)
+
 
 @pytest.fixture(scope="module")
 def served(shop_path: Path) -> Iterator[KroniclerServer]:
@@ -136,6 +139,11 @@ ANSWERS: dict[str, Ask] = {
             exemplars=0,
         )
     ),  # fmt: skip
+    "explain": lambda b: b.explain("shop.tail"),
+    "explain with options": lambda b: b.explain(
+        "shop.search", since=BASE_NS + SPAN_NS // 2, until=BASE_NS + SPAN_NS, slow="p95"
+    ),
+    "explain over an absolute threshold": lambda b: b.explain("shop.pay", slow=2_100_000),
 }
 
 
@@ -154,6 +162,8 @@ def test_the_dataset_answers_are_not_trivial(reference: Reference) -> None:
     assert {a.function for a in reference.anomalies()} == {"shop.tail", "shop.search"}
     assert reference.histogram("shop.tail").count == 1500
     assert len(reference.series(WINDOW, step=10**10).series) == 4
+    assert reference.explain("shop.tail").slow_count == 15
+    assert reference.explain("shop.search", slow="p95").releases == ()
 
 
 # Bad questions: every backend raises the query layer's exception type with its message.
@@ -188,6 +198,12 @@ ERRORS: dict[str, Ask] = {
     "negative exemplars": lambda b: b.anomalies(exemplars=-1),
     "too many exemplars": lambda b: b.anomalies(limit=1000, exemplars=100),
     "zero recent window": lambda b: b.anomalies(recent=0),
+    "explain a pattern": lambda b: b.explain("shop.*"),
+    "explain an unknown function": lambda b: b.explain("shop.nope"),
+    "explain zero threshold": lambda b: b.explain("shop.tail", slow=0),
+    "explain empty threshold": lambda b: b.explain("shop.tail", slow=""),
+    "explain p100": lambda b: b.explain("shop.tail", slow="p100"),
+    "explain since after until": lambda b: b.explain("shop.tail", since=20, until=10),
 }
 
 

@@ -55,6 +55,8 @@ QUESTIONS: dict[str, Callable[[Any], object]] = {
     "slowest attribute": lambda db: q.slowest(db, ROUTE_B, k=5),
     "anomalies": lambda db: q.anomalies(db),
     "anomalies service": lambda db: q.anomalies(db, Filter.make(service="worker"), min_count=10),
+    "explain": lambda db: q.explain(db, "shop.tail"),
+    "explain in a range": lambda db: q.explain(db, "shop.pay", since=BASE, slow=2_000_000),
     "resolve_functions": lambda db: resolve_functions(db, ["shop.*"]),
     "select": lambda db: len(select(db, Filter.make("shop.pay", since=BASE), ["duration"])),
     "total_rows": lambda db: export.total_rows(db, API),

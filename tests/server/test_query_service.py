@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -68,6 +69,10 @@ def test_every_rpc_answers_like_the_query_layer(shop_db, client: Client) -> None
     found = client.anomalies()
     assert [a.function for a in found] == [a.function for a in q.anomalies(shop_db)]
     assert found[0].to_dict()["exemplars"] == q.anomalies(shop_db)[0].to_dict()["exemplars"]
+    asks: list[dict[str, Any]] = [{}, {"slow": "p95", "since": BASE_NS + SPAN_NS // 2},
+                                  {"slow": 5_000_000}]  # fmt: skip
+    for ask in asks:
+        assert client.explain("shop.tail", **ask) == q.explain(shop_db, "shop.tail", **ask)
 
 
 def test_list_functions_reports_the_time_range(shop_db, server: KroniclerServer) -> None:
@@ -97,6 +102,14 @@ F = pb.Filter
         ("GetSlowest", pb.GetSlowestRequest(k=10**6), "INVALID_ARGUMENT", "k must be"),
         ("GetAnomalies", pb.GetAnomaliesRequest(tail_threshold=0.5), "INVALID_ARGUMENT",
          "tail_threshold"),
+        ("Explain", pb.ExplainRequest(function="shop.*"), "INVALID_ARGUMENT", "not a pattern"),
+        ("Explain", pb.ExplainRequest(function="shop.nope"), "NOT_FOUND", "shop.nope"),
+        ("Explain", pb.ExplainRequest(function="shop.tail", slow_quantile="p99", slow_ns=5),
+         "INVALID_ARGUMENT", "not both"),
+        ("Explain", pb.ExplainRequest(function="shop.tail", slow_ns=-1), "INVALID_ARGUMENT",
+         "positive number of nanoseconds"),
+        ("Explain", pb.ExplainRequest(function="shop.tail", slow_quantile="p100"),
+         "INVALID_ARGUMENT", "'p100'"),
     ],
 )  # fmt: skip
 def test_bad_input_gets_its_status_code(

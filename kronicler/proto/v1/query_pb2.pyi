@@ -317,3 +317,145 @@ class GetAnomaliesResponse(_message.Message):
     ANOMALIES_FIELD_NUMBER: _ClassVar[int]
     anomalies: _containers.RepeatedCompositeFieldContainer[Anomaly]
     def __init__(self, anomalies: _Optional[_Iterable[_Union[Anomaly, _Mapping]]] = ...) -> None: ...
+
+class ExplainRequest(_message.Message):
+    __slots__ = ("function", "since_unix_nano", "until_unix_nano", "slow_quantile", "slow_ns")
+    FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    SINCE_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    SLOW_QUANTILE_FIELD_NUMBER: _ClassVar[int]
+    SLOW_NS_FIELD_NUMBER: _ClassVar[int]
+    function: str
+    since_unix_nano: int
+    until_unix_nano: int
+    slow_quantile: str
+    slow_ns: int
+    def __init__(self, function: _Optional[str] = ..., since_unix_nano: _Optional[int] = ..., until_unix_nano: _Optional[int] = ..., slow_quantile: _Optional[str] = ..., slow_ns: _Optional[int] = ...) -> None: ...
+
+class AttributeFinding(_message.Message):
+    __slots__ = ("key", "value", "slow", "baseline", "slow_total", "baseline_total", "score", "lift", "z", "examples")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    SLOW_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    SLOW_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    LIFT_FIELD_NUMBER: _ClassVar[int]
+    Z_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: str
+    slow: int
+    baseline: int
+    slow_total: int
+    baseline_total: int
+    score: float
+    lift: float
+    z: float
+    examples: _containers.RepeatedCompositeFieldContainer[Call]
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ..., slow: _Optional[int] = ..., baseline: _Optional[int] = ..., slow_total: _Optional[int] = ..., baseline_total: _Optional[int] = ..., score: _Optional[float] = ..., lift: _Optional[float] = ..., z: _Optional[float] = ..., examples: _Optional[_Iterable[_Union[Call, _Mapping]]] = ...) -> None: ...
+
+class ChildFinding(_message.Message):
+    __slots__ = ("function", "slow_calls", "baseline_calls", "slow_children", "baseline_children", "slow_time_ns", "baseline_time_ns", "slow_total", "baseline_total", "slow_parent_time_ns", "baseline_parent_time_ns", "examples")
+    FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    SLOW_CALLS_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_CALLS_FIELD_NUMBER: _ClassVar[int]
+    SLOW_CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    SLOW_TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    SLOW_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    SLOW_PARENT_TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_PARENT_TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    function: str
+    slow_calls: int
+    baseline_calls: int
+    slow_children: int
+    baseline_children: int
+    slow_time_ns: int
+    baseline_time_ns: int
+    slow_total: int
+    baseline_total: int
+    slow_parent_time_ns: int
+    baseline_parent_time_ns: int
+    examples: _containers.RepeatedCompositeFieldContainer[Call]
+    def __init__(self, function: _Optional[str] = ..., slow_calls: _Optional[int] = ..., baseline_calls: _Optional[int] = ..., slow_children: _Optional[int] = ..., baseline_children: _Optional[int] = ..., slow_time_ns: _Optional[int] = ..., baseline_time_ns: _Optional[int] = ..., slow_total: _Optional[int] = ..., baseline_total: _Optional[int] = ..., slow_parent_time_ns: _Optional[int] = ..., baseline_parent_time_ns: _Optional[int] = ..., examples: _Optional[_Iterable[_Union[Call, _Mapping]]] = ...) -> None: ...
+
+class SlowShareBucket(_message.Message):
+    __slots__ = ("start_unix_nano", "calls", "slow")
+    START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    SLOW_FIELD_NUMBER: _ClassVar[int]
+    start_unix_nano: int
+    calls: int
+    slow: int
+    def __init__(self, start_unix_nano: _Optional[int] = ..., calls: _Optional[int] = ..., slow: _Optional[int] = ...) -> None: ...
+
+class Release(_message.Message):
+    __slots__ = ("key", "version", "calls", "slow", "first_start_unix_nano", "last_start_unix_nano", "before_calls", "before_slow", "after_calls", "after_slow", "z", "lines_up")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    SLOW_FIELD_NUMBER: _ClassVar[int]
+    FIRST_START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    LAST_START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_CALLS_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_SLOW_FIELD_NUMBER: _ClassVar[int]
+    AFTER_CALLS_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SLOW_FIELD_NUMBER: _ClassVar[int]
+    Z_FIELD_NUMBER: _ClassVar[int]
+    LINES_UP_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    version: str
+    calls: int
+    slow: int
+    first_start_unix_nano: int
+    last_start_unix_nano: int
+    before_calls: int
+    before_slow: int
+    after_calls: int
+    after_slow: int
+    z: float
+    lines_up: bool
+    def __init__(self, key: _Optional[str] = ..., version: _Optional[str] = ..., calls: _Optional[int] = ..., slow: _Optional[int] = ..., first_start_unix_nano: _Optional[int] = ..., last_start_unix_nano: _Optional[int] = ..., before_calls: _Optional[int] = ..., before_slow: _Optional[int] = ..., after_calls: _Optional[int] = ..., after_slow: _Optional[int] = ..., z: _Optional[float] = ..., lines_up: _Optional[bool] = ...) -> None: ...
+
+class ExplainResponse(_message.Message):
+    __slots__ = ("function", "since_unix_nano", "until_unix_nano", "quantile", "threshold_ns", "count", "slow_count", "slow_time_ns", "baseline_time_ns", "attributes", "children", "self_time", "step_ns", "series", "cluster_score", "releases", "examples")
+    FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    SINCE_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    QUANTILE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_NS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    SLOW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SLOW_TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    SELF_TIME_FIELD_NUMBER: _ClassVar[int]
+    STEP_NS_FIELD_NUMBER: _ClassVar[int]
+    SERIES_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_SCORE_FIELD_NUMBER: _ClassVar[int]
+    RELEASES_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    function: str
+    since_unix_nano: int
+    until_unix_nano: int
+    quantile: float
+    threshold_ns: float
+    count: int
+    slow_count: int
+    slow_time_ns: int
+    baseline_time_ns: int
+    attributes: _containers.RepeatedCompositeFieldContainer[AttributeFinding]
+    children: _containers.RepeatedCompositeFieldContainer[ChildFinding]
+    self_time: ChildFinding
+    step_ns: int
+    series: _containers.RepeatedCompositeFieldContainer[SlowShareBucket]
+    cluster_score: float
+    releases: _containers.RepeatedCompositeFieldContainer[Release]
+    examples: _containers.RepeatedCompositeFieldContainer[Call]
+    def __init__(self, function: _Optional[str] = ..., since_unix_nano: _Optional[int] = ..., until_unix_nano: _Optional[int] = ..., quantile: _Optional[float] = ..., threshold_ns: _Optional[float] = ..., count: _Optional[int] = ..., slow_count: _Optional[int] = ..., slow_time_ns: _Optional[int] = ..., baseline_time_ns: _Optional[int] = ..., attributes: _Optional[_Iterable[_Union[AttributeFinding, _Mapping]]] = ..., children: _Optional[_Iterable[_Union[ChildFinding, _Mapping]]] = ..., self_time: _Optional[_Union[ChildFinding, _Mapping]] = ..., step_ns: _Optional[int] = ..., series: _Optional[_Iterable[_Union[SlowShareBucket, _Mapping]]] = ..., cluster_score: _Optional[float] = ..., releases: _Optional[_Iterable[_Union[Release, _Mapping]]] = ..., examples: _Optional[_Iterable[_Union[Call, _Mapping]]] = ...) -> None: ...

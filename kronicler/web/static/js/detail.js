@@ -6,7 +6,7 @@ import {
   STATUS_NAMES, fmtCount, fmtDur, fmtPct, fmtRate, fmtRatio, fmtStep, fmtTime,
 } from './format.js';
 
-function el(tag, className, text) {
+export function el(tag, className, text) {
   const e = document.createElement(tag);
   if (className) e.className = className;
   if (text != null) e.textContent = text;

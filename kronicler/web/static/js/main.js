@@ -5,6 +5,7 @@
 import { ApiError, adoptTokenFromUrl, getJson, setToken } from './api.js';
 import { chartMessage, resizeCharts } from './charts.js';
 import { flattenSeries, renderDetail, renderSeries } from './detail.js';
+import { explainFailed, explainPending, renderExplain } from './explain.js';
 import {
   describeWindow, fmtCount, fmtTime, msToNsText, toLocalInput,
 } from './format.js';
@@ -189,12 +190,25 @@ async function load() {
       const detail = await getJson('detail', fast, signal);
       if (my !== seq) return;
       lastWindow = detail.window;
+      if (drawnSeries !== key) explainPending($('explain'));
       renderDetail(detail, { onZoom, seriesPending: drawnSeries !== key });
       firstContent();
       const series = await getJson('series', params, signal);
       if (my !== seq) return;
       renderSeries(flattenSeries(series, state.fn), detail, { onZoom });
       drawnSeries = key;
+      // Explain reads every call of the function and its children: last of all.
+      const why = new URLSearchParams(params);
+      why.delete('service');
+      why.delete('attr');
+      try {
+        const explained = await getJson('explain', why, signal);
+        if (my !== seq) return;
+        renderExplain($('explain'), explained);
+      } catch (err) {
+        if (err.name === 'AbortError' || !(err instanceof ApiError)) throw err;
+        explainFailed($('explain'), err.message);
+      }
     } else {
       const [answer, meta] = await Promise.all([
         getJson('functions', windowParams(state), signal),

@@ -1,0 +1,479 @@
+"""Why a function is sometimes slow: its slow calls against the rest, in one snapshot.
+
+The *selection* is the function's calls slower than a threshold (by default its exact p99 in the
+range; or any quantile, or an absolute duration), the *baseline* the other calls of the same
+function in the same range. Three questions are answered side by side:
+
+- **attributes**: per attribute key, the values over-represented among slow calls, scored by the
+  difference of shares (``slow_share - baseline_share``: the part of the slow calls a value
+  explains beyond its usual share; bounded, so a value seen in 2 calls cannot outrank one seen in
+  most slow calls, as a lift would let it), with the two-proportion z statistic as the bar a
+  finding must clear. A value must be seen in at least 2 slow calls (one call is an anecdote, and
+  ids never repeat); for a *near-unique* key (more distinct values than half the calls carrying
+  it: ids, URLs) a value must also cluster, in at least a tenth of the slow calls.
+- **child calls**: rows of the same trace whose parent span id is one of the calls' span id,
+  grouped by child function: mean child time per slow call against per baseline call, the share
+  of the parent's time, and the *self time* left (the parent's duration minus its children's).
+- **when**: the slow share per time bucket, a chi-square score of how unevenly slow calls fall
+  in time, and each ``service.version`` with the slow share before and after its first call.
+
+Cost, bounded: one scan of the function's rows (start, duration, ids, attribute codes) and one of
+every function's rows in the window the calls cover (name, duration, ids: the children), both
+refused beyond :data:`~kronicler.query.limits.MAX_SCAN_ROWS`; everything per row is numpy
+(bincounts over attribute-set codes, one sort of packed keys to join children). Python work is
+per *distinct attribute set* (each parsed once, in one ``json.loads``, then one dictionary step
+per key), so 1M calls in 1,024 sets take ~0.8 s of CPU (``bench/bench_explain.py``), but a
+unique id in every call costs ~15 us per call: the trade-off of storing attribute sets as
+dictionary-coded JSON. Not done: skipping the parse of near-unique keys (a key-per-column
+dictionary written at seal, or stripping such keys from the set texts before deduplicating
+them) would make that case cost what the 1,024-set case costs. Findings and examples are
+capped (:mod:`kronicler.query.limits`).
+
+Every figure in the answer is a count or a sum, so answers of several nodes over one agreed
+threshold add up; shares, means and scores are derived from them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from kronicler import budget
+from kronicler.db.scan import Scan, top_k
+from kronicler.db.view import answer
+from kronicler.query.filters import (
+    Filter,
+    attribute_text,
+    check_scan_rows,
+    is_glob,
+    resolve_functions,
+)
+from kronicler.query.limits import (
+    MAX_EXPLAIN_EXAMPLES,
+    MAX_EXPLAIN_FINDINGS,
+    MAX_EXPLAIN_RELEASES,
+)
+from kronicler.query.results import (
+    AttributeFinding,
+    ChildFinding,
+    Explanation,
+    Release,
+    SlowCall,
+    SlowShareBucket,
+    quantile_label,
+)
+from kronicler.query.series import pick_step
+from kronicler.query.slowest import CALL_COLUMNS, call_at
+
+if TYPE_CHECKING:
+    from kronicler.db.view import ReadAPI, ReadView
+
+#: The threshold when none is given: the function's p99 in the range.
+DEFAULT_SLOW = "p99"
+#: Keys whose values are releases (the lead adds ``resource:service.version`` with resources).
+RELEASE_KEYS = ("service.version",)
+#: Columns of the function's own rows that :func:`_row_attributes` reads.
+ATTRIBUTE_COLUMNS = ("attributes",)
+#: A value must be seen in this many slow calls to be a finding.
+MIN_SLOW_CALLS = 2
+#: ... and clear this z statistic (two proportions).
+MIN_Z = 2.0
+#: A key is near-unique when its distinct values exceed this share of the calls carrying it;
+#: its values must then be seen in this share of the slow calls too.
+NEAR_UNIQUE = 0.5
+CLUSTER_SHARE = 0.1
+#: Time buckets of the slow-share series (at most).
+SERIES_BUCKETS = 60
+#: A release lines up with the slow calls when the slow share rose after it with this z.
+RELEASE_Z = 3.0
+#: Name of the self-time row.
+SELF_TIME = "(self time)"
+
+_QUANTILE = re.compile(r"^p(\d{1,6})$")
+_CHILD_COLUMNS = ("name", "duration", "trace_hi", "trace_lo", "parent_span_id")
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """What "slow" means for one question: a quantile of the range, or nanoseconds."""
+
+    quantile: float | None
+    ns: int | None
+
+
+def parse_slow(slow: int | str | None) -> Threshold:
+    """``None``/``"p99"``/``"p95"``/``"p999"`` (a quantile) or a positive int (ns); else
+    ``ValueError`` naming the value."""
+    if slow is None:
+        slow = DEFAULT_SLOW
+    if isinstance(slow, bool):
+        raise ValueError(f"slow must be a quantile such as 'p99' or nanoseconds, got {slow!r}")
+    if isinstance(slow, (int, np.integer)):
+        if not 0 < int(slow) < 2**63:
+            raise ValueError(f"slow must be a positive number of nanoseconds, got {slow!r}")
+        return Threshold(None, int(slow))
+    if isinstance(slow, str):
+        m = _QUANTILE.match(slow)
+        if m:
+            digits = m.group(1)
+            q = float(digits[:2] + "." + digits[2:]) / 100
+            if 0 < q < 1 and quantile_label(q) == slow:
+                return Threshold(q, None)
+    raise ValueError(
+        f"slow must be a quantile such as 'p99', 'p95', 'p999' or a positive number of "
+        f"nanoseconds, got {slow!r}"
+    )
+
+
+def explain(
+    db: ReadAPI,
+    function: str,
+    *,
+    since: int | None = None,
+    until: int | None = None,
+    slow: int | str | None = None,
+) -> Explanation:
+    """Why some calls of ``function`` in ``since <= start < until`` are slow (module doc).
+
+    ``slow``: ``"p99"`` (default) or another quantile label, or a duration in ns; calls
+    strictly slower are the selection. ``NotFoundError`` for an unknown function.
+    """
+    if not isinstance(function, str) or not function or is_glob(function):
+        raise ValueError(f"explain needs one function name, not a pattern: {function!r}")
+    threshold = parse_slow(slow)
+    Filter((function,), since=since, until=until).check()  # bounds: ints, since < until
+    return answer(db, lambda view: _explain(view, function, since, until, threshold))
+
+
+def _explain(
+    db: ReadView, function: str, since: int | None, until: int | None, threshold: Threshold
+) -> Explanation:
+    resolve_functions(db, [function])  # NotFoundError for an unknown name
+    check_scan_rows(db, [function], since, until)
+    cols = db.scan(sorted({*CALL_COLUMNS, *ATTRIBUTE_COLUMNS}), names=[function], since=since,
+                   until=until)  # fmt: skip
+    d = cols.columns["duration"]
+    start = cols.columns["start"]
+    n = len(d)
+    if n == 0:
+        return Explanation(function, since, until, threshold.quantile, None, 0, 0, 0, 0, (), (),
+                           None, 0, (), 0.0, (), ())  # fmt: skip
+    if threshold.quantile is not None:
+        rank = int(math.floor(threshold.quantile * (n - 1)))
+        limit = float(np.partition(d, rank)[rank])
+    else:
+        limit = float(threshold.ns or 0)
+    slow = d > limit
+    n_slow = int(slow.sum())
+    lo = since if since is not None else int(start.min())
+    hi = until if until is not None else int(start.max()) + 1
+    budget.check()
+    codes, sets = _row_attributes(cols)
+    attrs = _attribute_findings(cols, codes, sets, slow)
+    budget.check()
+    children, self_time = _child_findings(db, cols, slow)
+    budget.check()
+    step, series, cluster = _when(start, slow, lo, hi)
+    releases = _releases(start, codes, sets, slow)
+    top = top_k(d, start, MAX_EXPLAIN_EXAMPLES) if n_slow else np.empty(0, np.int64)
+    return Explanation(
+        function=function, since=lo, until=hi, quantile=threshold.quantile, threshold=limit,
+        count=n, slow_count=n_slow, slow_time=int(d[slow].sum()), baseline_time=int(d[~slow].sum()),
+        attributes=attrs, children=children, self_time=self_time, step=step, series=series,
+        cluster_score=cluster, releases=releases,
+        examples=tuple(_call(cols, int(i)) for i in top[: min(n_slow, len(top))]),
+    )  # fmt: skip
+
+
+def _call(scan: Scan, i: int) -> SlowCall:
+    return call_at(scan.columns, scan.names, scan.services, scan.attributes, i)
+
+
+def _examples(scan: Scan, rows: np.ndarray) -> tuple[SlowCall, ...]:
+    """The slowest of ``rows`` (indexes into ``scan``) as calls, slowest first."""
+    if len(rows) == 0:
+        return ()
+    d, s = scan.columns["duration"][rows], scan.columns["start"][rows]
+    return tuple(_call(scan, int(rows[i])) for i in top_k(d, s, MAX_EXPLAIN_EXAMPLES))
+
+
+# ---- attributes -------------------------------------------------------------------------------
+
+
+def _row_attributes(scan: Scan) -> tuple[np.ndarray, list[dict[str, str]]]:
+    """Per row a code into ``sets``, and per code the row's attributes as ``key -> value text``.
+
+    The one place that reads attributes: keys are handled generically downstream, so resource
+    attributes join here (as ``resource:KEY``, a code per distinct pair of sets). Only sets some
+    row uses are parsed, all in one ``json.loads``; the others stay empty.
+    """
+    codes = scan.columns["attributes"].astype(np.int64)
+    texts = scan.attributes
+    present = np.flatnonzero(np.bincount(codes, minlength=len(texts))).tolist()
+    parsed = json.loads("[" + ",".join(texts[c] or "{}" for c in present) + "]")
+    sets: list[dict[str, str]] = [{} for _ in texts]
+    as_text = _TextCache()
+    for i, (code, attrs) in enumerate(zip(present, parsed, strict=True)):
+        if i % 4096 == 0:
+            budget.check()
+        sets[code] = {k: v if type(v) is str else as_text(v) for k, v in attrs.items()}
+    return codes, sets
+
+
+class _TextCache:
+    """:func:`attribute_text` of non-string values, remembered (sets repeat the same numbers)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[type, Any], str] = {}
+
+    def __call__(self, value: Any) -> str:
+        try:
+            key = (type(value), value)  # the type keeps True apart from 1
+            text = self._seen.get(key)
+        except TypeError:  # a list: not hashable
+            return attribute_text(value)
+        if text is None:
+            text = self._seen[key] = attribute_text(value)
+        return text
+
+
+def _attribute_findings(
+    scan: Scan, codes: np.ndarray, sets: list[dict[str, str]], slow: np.ndarray
+) -> tuple[AttributeFinding, ...]:
+    n_sets = len(sets)
+    slow_per_set = np.bincount(codes[slow], minlength=n_sets)
+    base_per_set = np.bincount(codes[~slow], minlength=n_sets)
+    s_total, b_total = int(slow.sum()), int(len(slow) - slow.sum())
+    if s_total == 0:
+        return ()
+    # Per key: value -> value code, and one (set code, value code) pair per distinct set that
+    # has the key. The counts per value are then bincounts, so a near-unique key costs one
+    # dictionary step per set and no Python work per value.
+    per_key: dict[str, tuple[dict[str, int], list[int], list[int]]] = {}
+    for i, code in enumerate(np.flatnonzero(slow_per_set + base_per_set).tolist()):
+        if i % 4096 == 0:
+            budget.check()
+        for key, value in sets[code].items():
+            entry = per_key.get(key)
+            if entry is None:
+                entry = per_key[key] = ({}, [], [])
+            values, sets_with_key, value_of_set = entry
+            sets_with_key.append(code)
+            value_of_set.append(values.setdefault(value, len(values)))
+    found = []
+    cluster_min = max(MIN_SLOW_CALLS, math.ceil(CLUSTER_SHARE * s_total))
+    for key, (values, set_list, value_list) in per_key.items():
+        budget.check()
+        set_codes, value_codes = np.array(set_list), np.array(value_list)
+        slow_n = np.bincount(value_codes, weights=slow_per_set[set_codes], minlength=len(values))
+        base_n = np.bincount(value_codes, weights=base_per_set[set_codes], minlength=len(values))
+        near_unique = len(values) > NEAR_UNIQUE * (slow_n.sum() + base_n.sum())
+        need = cluster_min if near_unique else MIN_SLOW_CALLS
+        names = None
+        for v in np.flatnonzero(slow_n >= need).tolist():
+            sc, bc = int(slow_n[v]), int(base_n[v])
+            score, lift, z = _compare(sc, s_total, bc, b_total)
+            if score <= 0 or z < MIN_Z:
+                continue
+            names = names or list(values)
+            found.append((score, z, key, names[v], sc, bc, lift, set_codes[value_codes == v]))
+    found.sort(key=lambda f: (-f[0], -f[1], f[2], f[3]))
+    out = []
+    for score, z, key, value, sc, bc, lift, with_value in found[:MAX_EXPLAIN_FINDINGS]:
+        has = np.zeros(n_sets, dtype=bool)
+        has[with_value] = True
+        rows = np.flatnonzero(slow & has[codes])
+        out.append(AttributeFinding(key, value, sc, bc, s_total, b_total, round(score, 12), lift,
+                                    round(z, 9), _examples(scan, rows)))  # fmt: skip
+    return tuple(out)
+
+
+def _compare(a: int, a_total: int, b: int, b_total: int) -> tuple[float, float | None, float]:
+    """(share difference, lift, two-proportion z) of ``a / a_total`` against ``b / b_total``."""
+    pa = a / a_total if a_total else 0.0
+    pb = b / b_total if b_total else 0.0
+    lift = pa / pb if pb > 0 else None
+    if not a_total or not b_total:
+        return pa - pb, lift, 0.0
+    pooled = (a + b) / (a_total + b_total)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / a_total + 1 / b_total))
+    return pa - pb, lift, ((pa - pb) / se if se > 0 else 0.0)
+
+
+# ---- child calls ------------------------------------------------------------------------------
+
+
+def _child_findings(
+    db: ReadView, parents: Scan, slow: np.ndarray
+) -> tuple[tuple[ChildFinding, ...], ChildFinding | None]:
+    pc = parents.columns
+    d, start = pc["duration"], pc["start"]
+    n = len(d)
+    lo, hi = int(start.min()), int((start + d).max()) + 1
+    check_scan_rows(db, None, lo, hi)
+    kids = db.scan(_CHILD_COLUMNS, since=lo, until=hi)
+    kc = kids.columns
+    pi, ci = _join_parents(pc, kc)
+    f = kc["name"][ci].astype(np.int64)
+    kd = kc["duration"][ci].astype(np.int64)
+    nf = max(len(kids.names), 1)
+    sflag = slow[pi].astype(np.int64)
+    key = f * 2 + sflag
+    time = np.bincount(key, weights=kd, minlength=2 * nf).astype(np.int64)
+    calls = np.bincount(key, minlength=2 * nf)
+    pairs = np.sort(pi * nf + f)  # distinct (parent, child function) pairs, without a hash
+    pairs = pairs[np.r_[True, pairs[1:] != pairs[:-1]]] if len(pairs) else pairs
+    pair_key = (pairs % nf) * 2 + slow[pairs // nf]
+    with_child = np.bincount(pair_key, minlength=2 * nf)
+    s_total, b_total = int(slow.sum()), n - int(slow.sum())
+    s_time, b_time = int(d[slow].sum()), int(d[~slow].sum())
+    budget.check()
+
+    def finding(name: str, sc: int, bc: int, skids: int, bkids: int, st: int, bt: int,
+                examples: tuple[SlowCall, ...]) -> ChildFinding:  # fmt: skip
+        return ChildFinding(name, sc, bc, skids, bkids, st, bt, s_total, b_total, s_time, b_time,
+                            examples)  # fmt: skip
+
+    ranked = []
+    for code in np.flatnonzero(calls[0::2] + calls[1::2]).tolist():
+        extra = time[2 * code + 1] / max(s_total, 1) - time[2 * code] / max(b_total, 1)
+        ranked.append((-extra if s_total and b_total else -time[2 * code + 1], kids.names[code],
+                       code))  # fmt: skip
+    ranked.sort()
+    out = []
+    for _, name, code in ranked[:MAX_EXPLAIN_FINDINGS]:
+        mine = (f == code) & (sflag == 1)
+        per_parent = np.bincount(pi[mine], weights=kd[mine], minlength=n)
+        out.append(finding(name, int(with_child[2 * code + 1]), int(with_child[2 * code]),
+                           int(calls[2 * code + 1]), int(calls[2 * code]), int(time[2 * code + 1]),
+                           int(time[2 * code]), _top_parents(parents, per_parent)))  # fmt: skip
+    child_time = np.bincount(pi, weights=kd, minlength=n)
+    own = np.maximum(d - child_time, 0).astype(np.int64)
+    alone = np.bincount(pi, minlength=n) == 0
+    self_time = finding(
+        SELF_TIME, int((alone & slow).sum()), int((alone & ~slow).sum()), 0, 0,
+        int(own[slow].sum()), int(own[~slow].sum()),
+        _top_parents(parents, np.where(slow, own, 0)),
+    )  # fmt: skip
+    return tuple(out), self_time
+
+
+def _join_parents(
+    parents: dict[str, np.ndarray], kids: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Child rows whose parent is one of ``parents`` (same trace, parent span id = the parent's
+    span id): the parent's row index and the child's row index, one pair per child.
+
+    One ``np.sort`` of packed keys instead of ``argsort`` + ``searchsorted`` (about 10x slower
+    on a million random ids): each key holds the id's top bits, a parent/child tag and the row
+    index, so after the sort every child follows the parents sharing its top bits. Candidates
+    are then checked on the whole id and the trace; the rare child whose top bits several
+    parents share is looked up exactly.
+    """
+    ids = parents["span_id"].astype(np.uint64)
+    want = kids["parent_span_id"].astype(np.uint64)
+    ci_all = np.flatnonzero(want != 0)
+    empty = np.empty(0, np.int64)
+    if len(ids) == 0 or len(ci_all) == 0:
+        return empty, empty
+    bits = max(len(ids), len(ci_all)).bit_length()
+    shift = np.uint64(bits + 1)
+    index_mask = np.uint64((1 << bits) - 1)
+    tag = np.uint64(1 << bits)
+    keys = np.concatenate((
+        ((ids >> shift) << shift) | np.arange(len(ids), dtype=np.uint64),
+        ((want[ci_all] >> shift) << shift) | tag | np.arange(len(ci_all), dtype=np.uint64),
+    ))  # fmt: skip
+    keys.sort()
+    budget.check()
+    is_child = (keys & tag) != 0
+    last_parent = np.where(is_child, -1, np.arange(len(keys)))
+    np.maximum.accumulate(last_parent, out=last_parent)
+    cand = np.flatnonzero(is_child & (last_parent >= 0))
+    child_keys, parent_keys = keys[cand], keys[last_parent[cand]]
+    same_top = ((child_keys ^ parent_keys) >> shift) == 0
+    pi = (parent_keys[same_top] & index_mask).astype(np.int64)
+    ci = ci_all[(child_keys[same_top] & index_mask).astype(np.int64)]
+    exact = ids[pi] == want[ci]
+    if not exact.all():  # top bits shared by several parents: look those children up exactly
+        order = np.argsort(ids, kind="stable")
+        miss = ci[~exact]
+        at = np.minimum(np.searchsorted(ids[order], want[miss]), len(ids) - 1)
+        found = ids[order][at] == want[miss]
+        pi = np.concatenate((pi[exact], order[at[found]]))
+        ci = np.concatenate((ci[exact], miss[found]))
+    same = (parents["trace_hi"][pi] == kids["trace_hi"][ci]) & (
+        parents["trace_lo"][pi] == kids["trace_lo"][ci]
+    )
+    return pi[same], ci[same]
+
+
+def _top_parents(parents: Scan, weight: np.ndarray) -> tuple[SlowCall, ...]:
+    """The calls with the largest ``weight`` (> 0), largest first."""
+    rows = np.flatnonzero(weight > 0)
+    if len(rows) == 0:
+        return ()
+    top = top_k(weight[rows], parents.columns["start"][rows], MAX_EXPLAIN_EXAMPLES)
+    return tuple(_call(parents, int(rows[i])) for i in top)
+
+
+# ---- when -------------------------------------------------------------------------------------
+
+
+def _when(
+    start: np.ndarray, slow: np.ndarray, lo: int, hi: int
+) -> tuple[int, tuple[SlowShareBucket, ...], float]:
+    """The slow share per bucket, and chi-square / dof of the slow counts against an even
+    spread (binomial variance per bucket; 0 when there is nothing to compare)."""
+    step = pick_step(hi - lo, SERIES_BUCKETS)
+    buckets = -(-(hi - lo) // step)
+    b = ((start - lo) // step).astype(np.int64)
+    calls = np.bincount(b, minlength=buckets)
+    slows = np.bincount(b[slow], minlength=buckets)
+    series = tuple(SlowShareBucket(lo + i * step, int(c), int(s))
+                   for i, (c, s) in enumerate(zip(calls.tolist(), slows.tolist(), strict=True)))  # fmt: skip
+    p = slows.sum() / max(calls.sum(), 1)
+    used = calls > 0
+    if p <= 0 or p >= 1 or used.sum() < 2:
+        return step, series, 0.0
+    expected = calls[used] * p
+    chi2 = float((((slows[used] - expected) ** 2) / (expected * (1 - p))).sum())
+    return step, series, round(chi2 / (int(used.sum()) - 1), 9)
+
+
+def _releases(
+    start: np.ndarray, codes: np.ndarray, sets: list[dict[str, str]], slow: np.ndarray
+) -> tuple[Release, ...]:
+    out: list[Release] = []
+    for key in RELEASE_KEYS:
+        values: dict[str, int] = {}
+        lut = np.full(max(len(sets), 1), -1, dtype=np.int64)
+        for code, attrs in enumerate(sets):
+            if key in attrs:
+                lut[code] = values.setdefault(attrs[key], len(values))
+        if not values:
+            continue
+        version = lut[codes]
+        counts = np.bincount(version[version >= 0], minlength=len(values))
+        keep = np.argsort(-counts, kind="stable")[:MAX_EXPLAIN_RELEASES]
+        names = list(values)
+        found = []
+        for v in keep.tolist():
+            budget.check()
+            mine = version == v
+            first, last = int(start[mine].min()), int(start[mine].max())
+            before = start < first
+            bc, bs = int(before.sum()), int((before & slow).sum())
+            ac, as_ = len(start) - bc, int(slow.sum()) - bs
+            _, _, z = _compare(as_, ac, bs, bc)
+            found.append(Release(key, names[v], int(counts[v]), int((mine & slow).sum()), first,
+                                 last, bc, bs, ac, as_, round(z, 9), False))  # fmt: skip
+        best = max(found, key=lambda r: r.z)
+        found = [replace(r, lines_up=True) if r is best and r.z >= RELEASE_Z else r for r in found]
+        out.extend(sorted(found, key=lambda r: (r.first_start, r.version)))
+    return tuple(out)

@@ -1,0 +1,252 @@
+"""``explain``: each planted cause ranked first, with the counts brute force gives.
+
+The dataset (``explain_data.py``) plants one cause per function: an attribute value, a child
+function, a release, a clustering value of a near-unique key. Every count below is recomputed
+from the raw rows: the threshold as the exact quantile, the slow set as ``duration >
+threshold``, children by (trace id, parent span id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from kronicler import query as q
+from kronicler.db import Database
+from kronicler.errors import NotFoundError
+from kronicler.query.filters import attribute_text
+from tests.query.explain_data import (
+    BASE_NS,
+    SPAN_NS,
+    ExplainData,
+    make_explain_data,
+    write_explain_data,
+)
+from tests.query.shop_data import lower_quantile
+
+NOISE_KEYS = {"http.route", "host.name", "request.id"}
+
+
+@pytest.fixture(scope="module")
+def data() -> ExplainData:
+    return make_explain_data()
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory, data: ExplainData) -> Iterator[Database]:
+    path = tmp_path_factory.mktemp("explain") / "db"
+    write_explain_data(path, data, chunk_rows=512)
+    with Database.open(path, readonly=True) as opened:
+        yield opened
+
+
+def slow_mask(data: ExplainData, fn: str, q_: float = 0.99) -> tuple[np.ndarray, float]:
+    _, d, _ = data.rows(fn)
+    limit = lower_quantile(d, q_)
+    return d > limit, limit
+
+
+def value_counts(attrs: list[dict[str, Any]], slow: np.ndarray, key: str, value: str) -> tuple[
+        int, int]:  # fmt: skip
+    has = np.array([key in a and attribute_text(a[key]) == value for a in attrs])
+    return int((has & slow).sum()), int((has & ~slow).sum())
+
+
+def test_an_attribute_cause_ranks_first_with_exact_counts(db: Database, data: ExplainData) -> None:
+    e = q.explain(db, "api.lookup")
+    slow, limit = slow_mask(data, "api.lookup")
+    _, d, attrs = data.rows("api.lookup")
+    assert (e.count, e.slow_count, e.threshold, e.quantile) == (len(d), int(slow.sum()), limit,
+                                                                0.99)  # fmt: skip
+    assert (e.slow_time, e.baseline_time) == (int(d[slow].sum()), int(d[~slow].sum()))
+    top = e.attributes[0]
+    assert (top.key, top.value) == ("db.shard", "7")
+    assert (top.slow, top.baseline) == value_counts(attrs, slow, "db.shard", "7")
+    assert (top.slow_total, top.baseline_total) == (int(slow.sum()), int((~slow).sum()))
+    assert top.score == pytest.approx(top.slow_share - top.baseline_share)
+    # the evidence: the slowest calls carrying the value, with their trace ids
+    assert top.examples and all(c.attributes["db.shard"] == 7 for c in top.examples)
+    assert top.examples[0].duration == d[slow].max()
+    assert len(top.examples[0].to_dict()["trace_id"]) == 32
+
+
+def test_noise_and_unique_ids_stay_out_of_the_top(db: Database) -> None:
+    for fn in ("api.lookup", "api.render", "api.search", "api.fetch"):
+        e = q.explain(db, fn)
+        assert all(a.key != "request.id" for a in e.attributes), fn
+        if e.attributes:
+            assert e.attributes[0].key not in NOISE_KEYS, fn
+        for a in e.attributes:
+            if a.key in NOISE_KEYS:
+                assert a.score < 0.5 * e.attributes[0].score, (fn, a)
+
+
+def test_a_child_cause_ranks_first_with_exact_times(db: Database, data: ExplainData) -> None:
+    e = q.explain(db, "api.render")
+    slow, _ = slow_mask(data, "api.render")
+    _, d, _ = data.rows("api.render")
+    kids = data.children_of("api.render")
+    top = e.children[0]
+    assert top.function == "cache.fill"
+    fill = [(k, dur) for k, name, dur in kids if name == "cache.fill"]
+    assert top.slow_children == sum(1 for k, _ in fill if slow[k])
+    assert top.baseline_children == sum(1 for k, _ in fill if not slow[k])
+    assert top.slow_calls == len({k for k, _ in fill if slow[k]})
+    assert top.baseline_calls == len({k for k, _ in fill if not slow[k]})
+    assert top.slow_time == sum(dur for k, dur in fill if slow[k])
+    assert top.baseline_time == sum(dur for k, dur in fill if not slow[k])
+    assert top.slow_parent_time == int(d[slow].sum())
+    assert top.slow_mean == pytest.approx(top.slow_time / slow.sum())
+    assert top.extra > 0.5 * (d[slow].mean() - d[~slow].mean())
+    # self time: the parent's duration minus all its children's
+    child_time = np.zeros(len(d), np.int64)
+    for k, _, dur in kids:
+        child_time[k] += dur
+    own = np.maximum(d - child_time, 0)
+    assert e.self_time is not None
+    assert (e.self_time.slow_time, e.self_time.baseline_time) == (int(own[slow].sum()),
+                                                                  int(own[~slow].sum()))  # fmt: skip
+    assert {c.function for c in e.children} == {"cache.fill", "tmpl.compile", "log.write"}
+    assert all(c.function == "api.render" and c.trace_id for c in top.examples)
+
+
+def test_a_release_lines_up_with_the_slow_calls(db: Database, data: ExplainData) -> None:
+    e = q.explain(db, "api.search")
+    slow, _ = slow_mask(data, "api.search")
+    start, _, attrs = data.rows("api.search")
+    version = np.array([a["service.version"] for a in attrs])
+    lined = [r for r in e.releases if r.lines_up]
+    assert [r.version for r in lined] == ["1.5.0"]
+    r = lined[0]
+    mine = version == "1.5.0"
+    first = int(start[mine].min())
+    assert (r.calls, r.slow, r.first_start, r.last_start) == (int(mine.sum()),
+        int((mine & slow).sum()), first, int(start[mine].max()))  # fmt: skip
+    before = start < first
+    assert (r.before_calls, r.before_slow) == (int(before.sum()), int((before & slow).sum()))
+    assert (r.after_calls, r.after_slow) == (int((~before).sum()), int((~before & slow).sum()))
+    assert [x.version for x in e.releases] == ["1.4.0", "1.5.0"]  # by first appearance
+    assert (e.attributes[0].key, e.attributes[0].value) == ("service.version", "1.5.0")
+    # the slow share over time: every slow call is in a bucket from 70 s on
+    assert sum(b.slow for b in e.series) == e.slow_count
+    assert sum(b.calls for b in e.series) == e.count
+    early = [b for b in e.series if b.start + e.step <= BASE_NS + int(SPAN_NS * 0.7)]
+    assert early and all(b.slow == 0 for b in early)
+
+
+def test_no_release_lines_up_where_the_version_never_changes(db: Database) -> None:
+    e = q.explain(db, "api.lookup")
+    assert [(r.version, r.lines_up) for r in e.releases] == [("1.4.0", False)]
+
+
+def test_a_near_unique_key_counts_only_where_a_value_clusters(
+    db: Database, data: ExplainData
+) -> None:
+    e = q.explain(db, "api.fetch")
+    slow, _ = slow_mask(data, "api.fetch")
+    _, _, attrs = data.rows("api.fetch")
+    urls = [a for a in e.attributes if a.key == "url"]
+    assert [(a.value, a.slow, a.baseline) for a in urls] == [
+        ("/export/all", *value_counts(attrs, slow, "url", "/export/all"))]  # fmt: skip
+    assert e.attributes[0] is urls[0]
+
+
+def test_an_absolute_threshold_and_a_time_range(db: Database, data: ExplainData) -> None:
+    since, until = BASE_NS + SPAN_NS // 4, BASE_NS + 3 * SPAN_NS // 4
+    e = q.explain(db, "api.lookup", since=since, until=until, slow=5_000_000)
+    start, d, attrs = data.rows("api.lookup")
+    inside = (start >= since) & (start < until)
+    slow = d[inside] > 5_000_000
+    assert (e.count, e.slow_count, e.quantile, e.threshold) == (int(inside.sum()),
+                                                                int(slow.sum()), None, 5e6)  # fmt: skip
+    assert (e.since, e.until) == (since, until)
+    top = e.attributes[0]
+    kept = [a for a, i in zip(attrs, inside, strict=True) if i]
+    assert (top.key, top.value, top.slow, top.baseline) == (
+        "db.shard", "7", *value_counts(kept, slow, "db.shard", "7"))  # fmt: skip
+    assert q.explain(db, "api.lookup", slow="p95").slow_count == int(
+        slow_mask(data, "api.lookup", 0.95)[0].sum())  # fmt: skip
+
+
+def test_an_empty_range_and_a_threshold_nothing_exceeds(db: Database) -> None:
+    e = q.explain(db, "api.lookup", since=1, until=2)
+    assert (e.count, e.slow_count, e.attributes, e.children, e.threshold) == (0, 0, (), (), None)
+    e = q.explain(db, "api.lookup", slow=10**15)
+    assert e.count == 2000 and e.slow_count == 0 and e.attributes == () and e.examples == ()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(function="api.*"), "one function name, not a pattern"),
+        (dict(function=""), "one function name"),
+        (dict(function="api.lookup", slow=0), "positive number of nanoseconds"),
+        (dict(function="api.lookup", slow=-5), "positive number of nanoseconds"),
+        (dict(function="api.lookup", slow="p100"), "'p100'"),
+        (dict(function="api.lookup", slow="fast"), "'fast'"),
+        (dict(function="api.lookup", slow=True), "True"),
+        (dict(function="api.lookup", since=5, until=5), "since (5) must be before until (5)"),
+    ],
+)
+def test_bad_arguments_name_the_value(db: Database, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        q.explain(db, **kwargs)
+
+
+def test_an_unknown_function_is_not_found(db: Database) -> None:
+    with pytest.raises(NotFoundError, match="api.nope"):
+        q.explain(db, "api.nope")
+
+
+def test_the_answer_is_json_ready(db: Database, tmp_path: Path) -> None:
+    import json
+
+    d = q.explain(db, "api.render").to_dict()
+    assert json.loads(json.dumps(d)) == d
+    assert d["children"][0]["function"] == "cache.fill"
+    assert d["self_time"]["function"] == "(self time)"
+
+
+def test_children_join_on_the_whole_span_id_and_the_trace(tmp_path: Path) -> None:
+    # Small sequential span ids share all their top bits (the sort's shortcut cannot tell them
+    # apart, so each is looked up exactly); a child in another trace is not a child.
+    n = 50
+    start = BASE_NS + np.arange(n, dtype=np.int64) * 1_000_000
+    with Database.open(tmp_path / "db") as w:
+        w.append(["p.fn"] * n, start, np.arange(1, n + 1) * 10_000, trace_id=[1] * n,
+                 span_id=np.arange(1, n + 1, dtype=np.uint64))  # fmt: skip
+        w.append(["c.fn"] * n, start + 10, np.full(n, 5_000), trace_id=[1] * n,
+                 span_id=np.arange(1001, 1001 + n, dtype=np.uint64),
+                 parent_span_id=np.arange(1, n + 1, dtype=np.uint64))  # fmt: skip
+        w.append(["x.decoy"], start[:1] + 20, [9_000_000], trace_id=[2], span_id=[5000],
+                 parent_span_id=[n])  # fmt: skip
+        assert w.flush(timeout=30)
+    with Database.open(tmp_path / "db", readonly=True) as db:
+        e = q.explain(db, "p.fn", slow=n * 10_000 - 1)
+    assert [c.function for c in e.children] == ["c.fn"]
+    c = e.children[0]
+    assert (c.slow_children, c.baseline_children, c.slow_calls, c.baseline_calls) == (1, n - 1, 1,
+                                                                                       n - 1)  # fmt: skip
+    assert (c.slow_time, c.baseline_time) == (5_000, 5_000 * (n - 1))
+    assert e.self_time is not None and e.self_time.slow_time == n * 10_000 - 5_000
+
+
+def test_a_near_unique_value_must_cluster_in_a_tenth_of_the_slow_calls(tmp_path: Path) -> None:
+    # 1,000 calls with a unique url each, except "/dup" on 3 slow calls and "/hot" on 20: with
+    # 100 slow calls, "/dup" repeats (and would score) but stays under a tenth of them.
+    n = 1000
+    duration = np.where(np.arange(n) < 100, 5_000_000, 1_000_000)
+    urls = [f"/item/{i}" for i in range(n)]
+    urls[:3] = ["/dup"] * 3
+    urls[10:30] = ["/hot"] * 20
+    with Database.open(tmp_path / "db") as w:
+        w.append(["f"] * n, BASE_NS + np.arange(n, dtype=np.int64), duration,
+                 attributes=[{"url": u} for u in urls])  # fmt: skip
+        assert w.flush(timeout=30)
+    with Database.open(tmp_path / "db", readonly=True) as db:
+        e = q.explain(db, "f", slow=2_000_000)
+    assert [(a.value, a.slow, a.baseline) for a in e.attributes] == [("/hot", 20, 0)]
