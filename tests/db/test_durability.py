@@ -25,6 +25,7 @@ WRITER = textwrap.dedent(
     from kronicler.db import Database
     path, run, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
     db = Database.open(path, chunk_rows=4096, flush_interval=0.05)
+    print("open", flush=True)
     i = 0
     while True:
         n = batch
@@ -52,6 +53,10 @@ def test_sigkill_at_random_moments_leaves_an_intact_prefix(tmp_path):
             [sys.executable, "-c", WRITER, str(tmp_path), run, str(rng.choice([100, 700, 3000]))],
             stdout=subprocess.PIPE, text=True, env=_env(),
         )  # fmt: skip
+        # The random moment counts from the open database, not from interpreter start-up, which
+        # on a loaded machine can take longer than the whole window.
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "open"
         time.sleep(rng.uniform(0.3, 1.2))
         proc.send_signal(signal.SIGKILL)
         out, _ = proc.communicate()
