@@ -15,7 +15,6 @@ import asyncio
 import http.client
 import signal
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,11 @@ import kronicler
 from kronicler.otel import server_span
 from kronicler.otel.server_span import SERVER_KIND
 from tests.lifecycle import servers
+from tests.lifecycle.test_servers import started
 from tests.otel.helpers import Store, read_rows
 
 pytest_plugins = ["tests.otel.fixtures"]
+__all__ = ["started"]  # the fixture: servers started by a test are killed after it
 
 TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
 PARENT_ID = 0xB7AD6B7169203331
@@ -155,14 +156,6 @@ REQUESTS: list[tuple[str, str, int, int]] = [
     ("GET", "/no/such/page", 404, 3),
     ("GET", "/other-missing", 404, 1),
 ]
-
-
-@pytest.fixture
-def started() -> Iterator[list[servers.Server]]:
-    running: list[servers.Server] = []
-    yield running
-    for server in running:
-        servers.reap_group(server)
 
 
 def serve(tmp_path: Path, started: list[servers.Server], source: str, argv: list[str],

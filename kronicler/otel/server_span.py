@@ -133,22 +133,30 @@ def exchange_attributes(ex: Exchange, error_type: str | None) -> dict[str, Any]:
 
 
 class _SiteTable:
-    """Call sites of finished requests, one per distinct (name, attributes); bounded."""
+    """Call sites of finished requests, one per distinct exchange; bounded.
+
+    Looked up by a tuple of the exchange's fields (a hash, no text made per request); the
+    attribute set and its canonical text are made once, when a site is first seen.
+    """
 
     def __init__(self) -> None:
-        self._sites: dict[tuple[str, str], CallSite] = {}
+        self._sites: dict[tuple[Any, ...], CallSite] = {}
         self._lock = threading.Lock()  # protects growth of _sites
 
-    def get(self, name: str, attrs: dict[str, Any]) -> CallSite | None:
-        text = canonical_attributes(attrs)
-        key = (name, text)
+    def get(self, ex: Exchange, error_type: str | None) -> CallSite | None:
+        key = (normal_method(ex.method), ex.route, ex.status, ex.scheme, ex.address, ex.port,
+               ex.protocol, error_type)  # fmt: skip
         found = self._sites.get(key)
         if found is not None:
             return found
         with self._lock:
             found = self._sites.get(key)
             if found is None and len(self._sites) < MAX_SITES:
-                found = self._sites[key] = tracer.new_site(name, SERVER_KIND, attrs, text)
+                attrs = exchange_attributes(ex, error_type)
+                found = self._sites[key] = tracer.new_site(
+                    span_name(attrs[METHOD], ex.route), SERVER_KIND, attrs,
+                    canonical_attributes(attrs),
+                )  # fmt: skip
             return found
 
     def __len__(self) -> int:
@@ -273,31 +281,31 @@ class RequestSpan:
         try:
             t1 = self._t1 if self._t1 is not None else perf_counter_ns()
             error_type = _error_type(ex, exc)
-            attrs = exchange_attributes(ex, error_type)
-            name = span_name(attrs[METHOD], ex.route)
             server_error = ex.status is not None and ex.status >= 500
             if self._fast is None:
-                self._finish_sdk(name, attrs, exc, server_error, t1)
+                self._finish_sdk(ex, error_type, exc, server_error, t1)
                 return
             span = self._fast
             if server_error:
                 span.set_status(Status(StatusCode.ERROR))  # kept OK if the app said OK
-            cs = SITES.get(name, attrs)
+            cs = SITES.get(ex, error_type)
             if cs is None:  # the table is full: this request carries its own name and attributes
+                attrs = exchange_attributes(ex, error_type)
                 cs = _generic_site(attrs[METHOD])
                 span.set_attributes(attrs)
-                span.update_name(name)
+                span.update_name(span_name(attrs[METHOD], ex.route))
             st, span.state = span.state, ENDED
             tracer.finish(span, st, cs.index, cs.site, self._t0, t1, self._pseq, exc)
         except Exception as err:  # noqa: BLE001
             internal_error("request finish", err)
 
     def _finish_sdk(
-        self, name: str, attrs: dict[str, Any], exc: BaseException | None, server_error: bool,
-        t1: int,
+        self, ex: Exchange, error_type: str | None, exc: BaseException | None,
+        server_error: bool, t1: int,
     ) -> None:  # fmt: skip
+        attrs = exchange_attributes(ex, error_type)
         span = self._sdk
-        span.update_name(name)
+        span.update_name(span_name(attrs[METHOD], ex.route))
         span.set_attributes(attrs)
         if isinstance(exc, Exception):
             span.record_exception(exc)
