@@ -72,6 +72,19 @@ def time_wsgi(app: Callable[..., Any], n: int) -> float:
     return (time.perf_counter_ns() - t0) / n
 
 
+def time_capture(n: int) -> float:
+    """One ``@kronicler.capture`` call of a function doing nothing, for scale."""
+
+    @kronicler.capture(name="bench.noop")
+    def noop() -> None:
+        return None
+
+    t0 = time.perf_counter_ns()
+    for _ in range(n):
+        noop()
+    return (time.perf_counter_ns() - t0) / n
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20_000)
@@ -83,6 +96,7 @@ def main() -> None:
         rows.append(("KroniclerMiddleware (fast pipeline)",
                      time_asgi(AsgiMiddleware(asgi_app), n),
                      time_wsgi(WsgiMiddleware(wsgi_app), n)))  # fmt: skip
+        capture_ns = time_capture(n)
         kronicler.flush()
 
         from opentelemetry import trace
@@ -104,6 +118,7 @@ def main() -> None:
     for label, a, w in rows:
         print(f"  {label:42s} ASGI {a / 1e3:7.2f} (+{(a - bare_a) / 1e3:6.2f})"
               f"   WSGI {w / 1e3:7.2f} (+{(w - bare_w) / 1e3:6.2f})")  # fmt: skip
+    print(f"  for scale, one @kronicler.capture call of a no-op: {capture_ns / 1e3:.2f} us")
 
 
 if __name__ == "__main__":

@@ -110,11 +110,16 @@ class _Body:
         self._status = status
         self._error: BaseException | None = None
         self._done = False
+        self._plain = isinstance(body, (list, tuple))
 
     def __iter__(self) -> Iterator[bytes]:
         return self
 
     def __next__(self) -> bytes:
+        if self._plain:  # a list or tuple: no application code runs while it is read
+            if self._iter is None:
+                self._iter = iter(self._body)
+            return next(self._iter)
         token = self._span.enter()
         try:
             if self._iter is None:

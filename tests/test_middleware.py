@@ -142,6 +142,73 @@ def ping():
 app.wsgi_app = KroniclerMiddleware(app.wsgi_app)
 """.replace("PAUSE", str(STREAM_PAUSE))
 
+DJANGO_APP = """
+import time
+
+import django
+from django.conf import settings
+from django.http import HttpResponse, StreamingHttpResponse
+from django.urls import path
+
+import kronicler
+from kronicler.wsgi import KroniclerMiddleware
+
+settings.configure(
+    DEBUG=False,
+    ALLOWED_HOSTS=["127.0.0.1"],
+    ROOT_URLCONF=__name__,
+    SECRET_KEY="test",
+    MIDDLEWARE=["kronicler.wsgi.DjangoRoute"],
+    LOGGING_CONFIG=None,
+)
+django.setup()
+
+
+@kronicler.capture(name="work")
+def work():
+    return 1
+
+
+def item(request, item_id):
+    work()
+    return HttpResponse("item")
+
+
+def boom(request):
+    raise RuntimeError("boom")
+
+
+def unavailable(request):
+    return HttpResponse("later", status=503)
+
+
+def stream(request):
+    def body():
+        yield b"first "
+        time.sleep(PAUSE)
+        work()
+        yield b"second"
+
+    return StreamingHttpResponse(body())
+
+
+def ping(request):
+    return HttpResponse("pong")
+
+
+urlpatterns = [
+    path("items/<int:item_id>", item),
+    path("boom", boom),
+    path("unavailable", unavailable),
+    path("stream", stream),
+    path("ping", ping),
+]
+
+from django.core.wsgi import get_wsgi_application
+
+app = KroniclerMiddleware(get_wsgi_application())
+""".replace("PAUSE", str(STREAM_PAUSE))
+
 UVICORN = ["uvicorn", "mwapp:app", "--host", "127.0.0.1", "--port", "{port}", "--no-access-log"]
 GUNICORN_SYNC = ["gunicorn", "mwapp:app", "-w", "2", "-b", "127.0.0.1:{port}"]
 
@@ -249,6 +316,25 @@ def test_asgi_under_uvicorn(tmp_path: Path, started: list[servers.Server]) -> No
 
 def test_wsgi_flask_under_gunicorn(tmp_path: Path, started: list[servers.Server]) -> None:
     server = serve(tmp_path, started, WSGI_APP, GUNICORN_SYNC)
+    send_mix(server.port, [])
+    assert servers.stop(server, signal.SIGTERM) == 0, server.output()
+    all_rows = read_rows(tmp_path / "db")
+    rows = request_rows(tmp_path / "db")
+    assert summary(rows) == {
+        ("GET /items/<int:item_id>", 200, 0): 5 + 4 + 1,
+        ("POST /items/<int:item_id>", 200, 0): 3,
+        ("GET /boom", 500, 2): 3,
+        ("GET /unavailable", 503, 2): 2,
+        ("GET /stream", 200, 0): 2,
+        ("GET", 404, 0): 4,
+    }, server.output()
+    assert sum(1 for r in all_rows if r["name"] == "work") == 5 + 4 + 3 + 1 + 2
+    check_common(rows, all_rows, server.port)
+
+
+def test_wsgi_django_under_gunicorn(tmp_path: Path, started: list[servers.Server]) -> None:
+    pytest.importorskip("django")
+    server = serve(tmp_path, started, DJANGO_APP, GUNICORN_SYNC)
     send_mix(server.port, [])
     assert servers.stop(server, signal.SIGTERM) == 0, server.output()
     all_rows = read_rows(tmp_path / "db")
