@@ -210,6 +210,8 @@ app = KroniclerMiddleware(get_wsgi_application())
 """.replace("PAUSE", str(STREAM_PAUSE))
 
 UVICORN = ["uvicorn", "mwapp:app", "--host", "127.0.0.1", "--port", "{port}", "--no-access-log"]
+GUNICORN_UVICORN = ["gunicorn", "mwapp:app", "-k", "uvicorn.workers.UvicornWorker", "-w", "2",
+                    "-b", "127.0.0.1:{port}"]  # fmt: skip
 GUNICORN_SYNC = ["gunicorn", "mwapp:app", "-w", "2", "-b", "127.0.0.1:{port}"]
 
 # (method, path, expected status code), and how many times each is sent.
@@ -294,10 +296,18 @@ def check_common(rows: list[dict[str, Any]], all_rows: list[dict[str, Any]], por
     assert len(streamed) == 2 and all(r["duration"] >= STREAM_PAUSE * 1e9 for r in streamed)
 
 
-def test_asgi_under_uvicorn(tmp_path: Path, started: list[servers.Server]) -> None:
-    server = serve(tmp_path, started, ASGI_APP, UVICORN)
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        pytest.param(UVICORN, -signal.SIGTERM, id="uvicorn"),
+        pytest.param(GUNICORN_UVICORN, 0, id="gunicorn-uvicorn-workers"),
+    ],
+)
+def test_asgi_under_uvicorn(tmp_path: Path, started: list[servers.Server], argv: list[str],
+                            code: int) -> None:  # fmt: skip
+    server = serve(tmp_path, started, ASGI_APP, argv)
     send_mix(server.port, [("GET", "/api/v/2", 200, 2)])
-    assert servers.stop(server, signal.SIGTERM) == -signal.SIGTERM, server.output()
+    assert servers.stop(server, signal.SIGTERM) == code, server.output()
     all_rows = read_rows(tmp_path / "db")
     rows = request_rows(tmp_path / "db")
     assert summary(rows) == {
