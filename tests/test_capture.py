@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 import kronicler
@@ -192,8 +193,19 @@ def test_is_recording_inside_and_propagation_writes_traceparent(store: Store) ->
     assert (row["trace_id"], row["span_id"]) == (ctx.trace_id, ctx.span_id)
 
 
+def _noop_tracer_keeps_parent() -> bool:
+    """Whether the API's no-op tracer continues its parent's trace (not Kronicler's doing)."""
+    parent = trace.NonRecordingSpan(
+        trace.SpanContext(1, 1, is_remote=False, trace_flags=trace.TraceFlags(1))
+    )
+    child = trace.NoOpTracer().start_span("x", context=trace.set_span_in_context(parent))
+    return bool(child.get_span_context().trace_id == 1)
+
+
 def test_instrumented_libraries_see_the_right_parent(store: Store) -> None:
     """A library using the OTel API without an SDK gets a non-recording child of our span."""
+    if not _noop_tracer_keeps_parent():
+        pytest.skip("this OpenTelemetry API's no-op tracer drops the parent (older versions)")
     lib = trace.get_tracer("some.library")
     seen: dict[str, Any] = {}
 
@@ -276,7 +288,11 @@ def test_span_api_inside_the_call_is_stored(store: Store) -> None:
     assert row["name"] == "renamed"
     assert row["status"] == StatusCode.OK.value
     assert row["attributes"]["user.id"] == 42 and row["attributes"]["cache"] == "hit"
-    assert row["attributes"]["fixed"] == 1 and row["attributes"]["skip"] is None  # as the SDK
+    assert row["attributes"]["fixed"] == 1
+    # None is kept where the installed OpenTelemetry API keeps it (newer versions), as the SDK
+    sdk_kept = BoundedAttributes(attributes={"skip": None})
+    assert ("skip" in row["attributes"]) == ("skip" in sdk_kept)
+    assert row["attributes"].get("skip") is None
 
 
 def test_changes_after_the_end_are_ignored(store: Store) -> None:
@@ -349,7 +365,9 @@ def test_unusable_database_directory_never_reaches_the_caller(
         assert kronicler.flush() is False
         assert kronicler.status().dropped - before == 100
         assert kronicler.status().error
-        warnings = [r for r in caplog.records if r.name == "kronicler" and "open" in r.message]
+        warnings = [
+            r for r in caplog.records if r.name == "kronicler" and "cannot be used" in r.message
+        ]
         assert len(warnings) == 1
     finally:
         kronicler.configure(path=tmp_path / "ok")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kronicler.cli import render
-from kronicler.cli.units import parse_duration, parse_time
+from kronicler.cli.units import format_time, in_typed_units, parse_duration, parse_time
 
 if TYPE_CHECKING:
     from kronicler.query import Filter
@@ -75,7 +75,24 @@ def _quantiles(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"bad quantile list {text!r}") from None
 
 
+class _DurationArg(argparse.Action):
+    """A duration option: stored in ns, and what was typed remembered for error messages."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:  # fmt: skip
+        try:
+            ns = parse_duration(str(values))
+        except ValueError as exc:
+            raise argparse.ArgumentError(self, str(exc)) from None
+        if ns <= 0:
+            raise argparse.ArgumentError(self, f"must be longer than 0, got {values!r}")
+        setattr(namespace, self.dest, ns)
+        _typed_values(namespace)[ns] = str(values)
+
+
 def _typed(fn: Any) -> Any:
+    """An argparse ``type=`` from a parser raising ValueError (argparse then names the option)."""
+
     def parse(text: str) -> Any:
         try:
             return fn(text)
@@ -84,6 +101,14 @@ def _typed(fn: Any) -> Any:
 
     parse.__name__ = fn.__name__
     return parse
+
+
+def _typed_values(args: argparse.Namespace) -> dict[int, str]:
+    """Values (ns) the user typed as times or durations, with their text (for errors)."""
+    typed = getattr(args, "typed_ns", None)
+    if typed is None:
+        typed = args.typed_ns = {}
+    return typed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     _source_args(p)
     p.add_argument(
         "--step",
-        type=_typed(parse_duration),
+        action=_DurationArg,
         help="bucket width, e.g. 1m (default: a round width giving <= 60 buckets)",
     )
     p.add_argument("--group-by", default="function")
@@ -224,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--recent",
-        type=_typed(parse_duration),
+        action=_DurationArg,
         help="recent window, e.g. 10m (default: last tenth of the range)",
     )
     p.add_argument("--limit", type=int, help="most findings (default: 20)")
@@ -310,11 +335,22 @@ def make_filter(args: argparse.Namespace) -> Any:
         if not sep or not key:
             raise ValueError(f"--attr needs KEY=VALUE, got {pair!r}")
         attrs[key] = value
+    since = parse_time(args.since) if args.since else None
+    until = parse_time(args.until) if args.until else None
+    typed = _typed_values(args)
+    for value, text in ((since, args.since), (until, args.until)):
+        if value is not None:
+            typed[value] = text
+    if since is not None and until is not None and since >= until:
+        raise ValueError(
+            f"--since {args.since} ({format_time(since)}) is not before "
+            f"--until {args.until} ({format_time(until)})"
+        )
     return Filter.make(
         getattr(args, "function", ()),
         service=getattr(args, "service", None),
-        since=parse_time(args.since) if args.since else None,
-        until=parse_time(args.until) if args.until else None,
+        since=since,
+        until=until,
         attributes=attrs,
     )
 
@@ -616,7 +652,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # one readable line, never a traceback, for expected failures
-        print(f"kronicler {args.command}: {_describe(exc)}", file=sys.stderr)
+        message = in_typed_units(_describe(exc), _typed_values(args))
+        print(f"kronicler {args.command}: {message}", file=sys.stderr)
         return 1
 
 

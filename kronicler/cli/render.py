@@ -2,15 +2,21 @@
 
 Tables right-align numbers and show durations in human units; JSON keeps raw nanoseconds
 and uses the result types' ``to_dict`` so the shapes match the Python and gRPC APIs.
+
+Tables fit the terminal's width: the least useful columns (standard deviation and error, span
+ids) go first, then long names are cut with an ellipsis; numbers are always shown whole.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import sys
 from collections.abc import Sequence
 from typing import Any
 
-from kronicler.cli.units import format_ns, format_time
+from kronicler.cli.units import ellipsis, format_ns, format_time
 from kronicler.query import (
     Anomaly,
     FunctionInfo,
@@ -22,19 +28,65 @@ from kronicler.query import (
 )
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
-    """Columns padded to fit; the first ``left`` columns left-aligned, the rest right-aligned."""
+def terminal_width() -> int | None:
+    """Columns of the terminal the tables go to; None (no limit) when output is not a terminal.
+
+    ``COLUMNS`` overrides, as for other command-line tools. Piped output is not cut, so that
+    ``grep`` and files see whole names.
+    """
+    if os.environ.get("COLUMNS", "").strip().isdigit():
+        return max(20, int(os.environ["COLUMNS"]))
+    try:
+        if not sys.stdout.isatty():
+            return None
+    except (AttributeError, ValueError):  # replaced or closed stdout
+        return None
+    return max(20, shutil.get_terminal_size().columns)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1, *,
+          width: int | None = None, optional: Sequence[int] = ()) -> str:  # fmt: skip
+    """Columns padded to fit; the first ``left`` columns left-aligned, the rest right-aligned.
+
+    When the table is wider than ``width`` (default: :func:`terminal_width`), the columns in
+    ``optional`` are left out, in that order, until it fits; then the left-aligned text columns
+    (names) are cut with an ellipsis, down to :data:`MIN_TEXT` characters. Numbers are never
+    cut: a table of numbers alone wider than the terminal stays wider.
+    """
+    width = terminal_width() if width is None else width
+    keep = list(range(len(headers)))
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
 
+    def total() -> int:
+        return sum(widths[i] for i in keep) + 2 * (len(keep) - 1)
+
+    if width is not None:
+        for col in optional:
+            if total() <= width:
+                break
+            if col in keep and col >= left:
+                keep.remove(col)
+        for col in range(left):
+            over = total() - width
+            if over > 0:
+                widths[col] = max(len(headers[col]), MIN_TEXT, widths[col] - over)
+    dots = ellipsis()
+
+    def cell(text: str, col: int) -> str:
+        w = widths[col]
+        if len(text) > w:
+            text = text[: max(0, w - len(dots))] + dots
+        return text.ljust(w) if col < left else text.rjust(w)
+
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i < left else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
+        return "  ".join(cell(cells[i], i) for i in keep).rstrip()
 
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+MIN_TEXT = 16  # characters a cut name keeps (with its ellipsis)
 
 
 def dumps(data: Any) -> str:
@@ -46,6 +98,7 @@ def stats_table(t: StatsTable) -> str:
         return "no calls match"
     qs = [quantile_label(q) for q in t.quantiles]
     headers = [t.key_name, "calls", "errors", "mean", "stddev", "stderr", "min", *qs, "max"]
+    optional = [5, 4, 6]  # stderr, stddev, min: the first to go on a narrow terminal
     rows = [
         [
             r.key,
@@ -60,7 +113,7 @@ def stats_table(t: StatsTable) -> str:
         ]
         for r in t.rows
     ]
-    return table(headers, rows)
+    return table(headers, rows, optional=optional)
 
 
 def stats_json(t: StatsTable) -> str:
@@ -97,7 +150,8 @@ def slowest_table(calls: Sequence[SlowCall]) -> str:
         ]
         for c in calls
     ]
-    return table(["function", "duration", "started", "status", "trace id", "span id"], rows)
+    headers = ["function", "duration", "started", "status", "trace id", "span id"]
+    return table(headers, rows, optional=[5])
 
 
 def series_table(t: SeriesTable) -> str:

@@ -4,6 +4,10 @@ Input: durations like ``250us``, ``1.5ms``, ``10s``, ``5m``, ``2h``, ``1d`` (a b
 seconds); times as ``now``, a duration ago (``1h`` or ``-1h``: one hour before now), an ISO 8601
 date-time (``2024-05-01T12:00:00``, local time unless it names a zone) or Unix epoch seconds with
 a leading ``@`` (``@1714560000``). Output: durations in the unit that keeps 3-4 digits.
+
+Error messages of the query layer speak nanoseconds (they serve the Python and gRPC APIs too);
+:func:`in_typed_units` rewrites them for people: a figure the user typed is shown as typed
+(``--step 1us``, not ``1000 ns``), any other duration in readable units, an epoch time as a date.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import re
 import sys
 import time
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 
@@ -60,12 +65,21 @@ def parse_time(text: str, *, now_ns: int | None = None) -> int:
 
 def micro_unit() -> str:
     """``µs``, or ``us`` where standard output cannot encode ``µ`` (an ASCII or Latin-9 locale)."""
+    return "µs" if _stdout_encodes("µ") else "us"
+
+
+def ellipsis() -> str:
+    """``…``, or ``...`` where standard output cannot encode it."""
+    return "…" if _stdout_encodes("…") else "..."
+
+
+def _stdout_encodes(text: str) -> bool:
     encoding = getattr(sys.stdout, "encoding", None) or "ascii"
     try:
-        "µ".encode(encoding)
+        text.encode(encoding)
     except (UnicodeEncodeError, LookupError):
-        return "us"
-    return "µs"
+        return False
+    return True
 
 
 def format_ns(value: float | int | None) -> str:
@@ -85,3 +99,25 @@ def format_time(ns: int | None) -> str:
     if ns is None:
         return "-"
     return datetime.fromtimestamp(ns / 1e9).isoformat(sep=" ", timespec="milliseconds")
+
+
+_NS_FIGURE = re.compile(r"(?<![\w.])(-?\d+) ns\b")
+_EPOCH_NS = re.compile(r"(?<![\w.@])(\d{16,19})(?![\w.])")  # times after 2001, in ns
+
+
+def in_typed_units(message: str, typed: Mapping[int, str]) -> str:
+    """``message`` with its nanosecond figures as the user typed them, or else readable.
+
+    ``typed`` maps each value the user gave (in ns) to the text they typed for it.
+    ``"step 1000 ns over 587755630 ns"`` with ``{1000: "1us"}`` -> ``"step 1us over 588 ms"``.
+    """
+
+    def duration(m: re.Match[str]) -> str:
+        n = int(m.group(1))
+        return typed.get(n) or format_ns(n)
+
+    def moment(m: re.Match[str]) -> str:
+        n = int(m.group(1))
+        return typed.get(n) or format_time(n)
+
+    return _EPOCH_NS.sub(moment, _NS_FIGURE.sub(duration, message))

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 from kronicler._config import Settings
 from kronicler.db.sink import CaptureSink
 from kronicler.db.site_batch import SiteBatch
-from kronicler.errors import ClosedError
+from kronicler.errors import ClosedError, DatabaseError
 from kronicler.otel import shutdown as stop_signals
 from kronicler.otel.records import (
     COMPACT_WIDTH,
@@ -435,8 +436,28 @@ class Pipeline:
         self._error = f"{where}: {type(exc).__name__}: {exc}"
         if where not in self._warned:
             self._warned.add(where)
+            if where == "open" and isinstance(exc, (DatabaseError, OSError)):
+                # A user's mistake (a file, an unwritable place), not ours: one line, no trace.
+                _log.warning(
+                    "kronicler: %s; captured calls are not stored (the application continues; "
+                    "kronicler.status() counts them)", unusable_path(self.settings.path, exc),
+                )  # fmt: skip
+                return
             _log.warning(
                 "kronicler: %s failed (%s: %s); the application continues, affected calls "
                 "are counted as dropped (kronicler.status())",
                 where, type(exc).__name__, exc, exc_info=exc,
             )  # fmt: skip
+
+
+def unusable_path(path: str, exc: BaseException) -> str:
+    """Why the database directory ``path`` cannot be used, in one line, naming where it came from."""
+    from_env = os.environ.get("KRONICLER_PATH", "").strip() == path
+    label = f"KRONICLER_PATH {path}" if from_env else f"the database path {path}"
+    if os.path.exists(path) and not os.path.isdir(path):
+        return f"{label} is a file, not a directory"
+    if os.path.isdir(path) and not os.access(path, os.W_OK | os.X_OK):
+        return f"{label} is a directory this process cannot write to"
+    cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+    reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
+    return f"{label} cannot be used: {reason}"

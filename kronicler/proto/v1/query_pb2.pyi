@@ -1,249 +1,304 @@
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class Filter(_message.Message):
-    __slots__ = ("functions", "service", "since_unix_nano", "until_unix_nano", "attributes")
+class Anomaly(_message.Message):
+    __slots__ = ["baseline_p99_ns", "count", "errors", "exemplars", "function", "max_ns", "p50_ns", "p99_ns", "reasons", "recent_count", "recent_p99_ns", "recent_since_unix_nano", "regression_ratio", "score", "spike_ratio", "tail_ratio"]
+    BASELINE_P99_NS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    EXEMPLARS_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    MAX_NS_FIELD_NUMBER: _ClassVar[int]
+    P50_NS_FIELD_NUMBER: _ClassVar[int]
+    P99_NS_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    RECENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    RECENT_P99_NS_FIELD_NUMBER: _ClassVar[int]
+    RECENT_SINCE_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    REGRESSION_RATIO_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    SPIKE_RATIO_FIELD_NUMBER: _ClassVar[int]
+    TAIL_RATIO_FIELD_NUMBER: _ClassVar[int]
+    baseline_p99_ns: float
+    count: int
+    errors: int
+    exemplars: _containers.RepeatedCompositeFieldContainer[Call]
+    function: str
+    max_ns: float
+    p50_ns: float
+    p99_ns: float
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    recent_count: int
+    recent_p99_ns: float
+    recent_since_unix_nano: int
+    regression_ratio: float
+    score: float
+    spike_ratio: float
+    tail_ratio: float
+    def __init__(self, function: _Optional[str] = ..., score: _Optional[float] = ..., reasons: _Optional[_Iterable[str]] = ..., count: _Optional[int] = ..., errors: _Optional[int] = ..., p50_ns: _Optional[float] = ..., p99_ns: _Optional[float] = ..., max_ns: _Optional[float] = ..., tail_ratio: _Optional[float] = ..., spike_ratio: _Optional[float] = ..., recent_since_unix_nano: _Optional[int] = ..., recent_count: _Optional[int] = ..., recent_p99_ns: _Optional[float] = ..., baseline_p99_ns: _Optional[float] = ..., regression_ratio: _Optional[float] = ..., exemplars: _Optional[_Iterable[_Union[Call, _Mapping]]] = ...) -> None: ...
+
+class AttributeFinding(_message.Message):
+    __slots__ = ["baseline", "baseline_total", "examples", "key", "lift", "score", "slow", "slow_total", "value", "z"]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    LIFT_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    SLOW_FIELD_NUMBER: _ClassVar[int]
+    SLOW_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    Z_FIELD_NUMBER: _ClassVar[int]
+    baseline: int
+    baseline_total: int
+    examples: _containers.RepeatedCompositeFieldContainer[Call]
+    key: str
+    lift: float
+    score: float
+    slow: int
+    slow_total: int
+    value: str
+    z: float
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ..., slow: _Optional[int] = ..., baseline: _Optional[int] = ..., slow_total: _Optional[int] = ..., baseline_total: _Optional[int] = ..., score: _Optional[float] = ..., lift: _Optional[float] = ..., z: _Optional[float] = ..., examples: _Optional[_Iterable[_Union[Call, _Mapping]]] = ...) -> None: ...
+
+class Call(_message.Message):
+    __slots__ = ["attributes", "attributes_json", "duration_ns", "function", "kind", "parent_span_id", "service", "span_id", "start_unix_nano", "status", "trace_id"]
     class AttributesEntry(_message.Message):
-        __slots__ = ("key", "value")
+        __slots__ = ["key", "value"]
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_JSON_FIELD_NUMBER: _ClassVar[int]
+    DURATION_NS_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PARENT_SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+    START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    attributes: _containers.ScalarMap[str, str]
+    attributes_json: str
+    duration_ns: int
+    function: str
+    kind: int
+    parent_span_id: str
+    service: str
+    span_id: str
+    start_unix_nano: int
+    status: int
+    trace_id: str
+    def __init__(self, function: _Optional[str] = ..., service: _Optional[str] = ..., start_unix_nano: _Optional[int] = ..., duration_ns: _Optional[int] = ..., status: _Optional[int] = ..., kind: _Optional[int] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., parent_span_id: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., attributes_json: _Optional[str] = ...) -> None: ...
+
+class ChildFinding(_message.Message):
+    __slots__ = ["baseline_calls", "baseline_children", "baseline_parent_time_ns", "baseline_time_ns", "baseline_total", "examples", "function", "slow_calls", "slow_children", "slow_parent_time_ns", "slow_time_ns", "slow_total"]
+    BASELINE_CALLS_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_PARENT_TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    SLOW_CALLS_FIELD_NUMBER: _ClassVar[int]
+    SLOW_CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    SLOW_PARENT_TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    SLOW_TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    SLOW_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    baseline_calls: int
+    baseline_children: int
+    baseline_parent_time_ns: int
+    baseline_time_ns: int
+    baseline_total: int
+    examples: _containers.RepeatedCompositeFieldContainer[Call]
+    function: str
+    slow_calls: int
+    slow_children: int
+    slow_parent_time_ns: int
+    slow_time_ns: int
+    slow_total: int
+    def __init__(self, function: _Optional[str] = ..., slow_calls: _Optional[int] = ..., baseline_calls: _Optional[int] = ..., slow_children: _Optional[int] = ..., baseline_children: _Optional[int] = ..., slow_time_ns: _Optional[int] = ..., baseline_time_ns: _Optional[int] = ..., slow_total: _Optional[int] = ..., baseline_total: _Optional[int] = ..., slow_parent_time_ns: _Optional[int] = ..., baseline_parent_time_ns: _Optional[int] = ..., examples: _Optional[_Iterable[_Union[Call, _Mapping]]] = ...) -> None: ...
+
+class ExplainRequest(_message.Message):
+    __slots__ = ["function", "since_unix_nano", "slow_ns", "slow_quantile", "until_unix_nano"]
+    FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    SINCE_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    SLOW_NS_FIELD_NUMBER: _ClassVar[int]
+    SLOW_QUANTILE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    function: str
+    since_unix_nano: int
+    slow_ns: int
+    slow_quantile: str
+    until_unix_nano: int
+    def __init__(self, function: _Optional[str] = ..., since_unix_nano: _Optional[int] = ..., until_unix_nano: _Optional[int] = ..., slow_quantile: _Optional[str] = ..., slow_ns: _Optional[int] = ...) -> None: ...
+
+class ExplainResponse(_message.Message):
+    __slots__ = ["attributes", "baseline_time_ns", "children", "cluster_score", "count", "examples", "function", "quantile", "releases", "self_time", "series", "since_unix_nano", "slow_count", "slow_time_ns", "step_ns", "threshold_ns", "until_unix_nano"]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_SCORE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    QUANTILE_FIELD_NUMBER: _ClassVar[int]
+    RELEASES_FIELD_NUMBER: _ClassVar[int]
+    SELF_TIME_FIELD_NUMBER: _ClassVar[int]
+    SERIES_FIELD_NUMBER: _ClassVar[int]
+    SINCE_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    SLOW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SLOW_TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    STEP_NS_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_NS_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    attributes: _containers.RepeatedCompositeFieldContainer[AttributeFinding]
+    baseline_time_ns: int
+    children: _containers.RepeatedCompositeFieldContainer[ChildFinding]
+    cluster_score: float
+    count: int
+    examples: _containers.RepeatedCompositeFieldContainer[Call]
+    function: str
+    quantile: float
+    releases: _containers.RepeatedCompositeFieldContainer[Release]
+    self_time: ChildFinding
+    series: _containers.RepeatedCompositeFieldContainer[SlowShareBucket]
+    since_unix_nano: int
+    slow_count: int
+    slow_time_ns: int
+    step_ns: int
+    threshold_ns: float
+    until_unix_nano: int
+    def __init__(self, function: _Optional[str] = ..., since_unix_nano: _Optional[int] = ..., until_unix_nano: _Optional[int] = ..., quantile: _Optional[float] = ..., threshold_ns: _Optional[float] = ..., count: _Optional[int] = ..., slow_count: _Optional[int] = ..., slow_time_ns: _Optional[int] = ..., baseline_time_ns: _Optional[int] = ..., attributes: _Optional[_Iterable[_Union[AttributeFinding, _Mapping]]] = ..., children: _Optional[_Iterable[_Union[ChildFinding, _Mapping]]] = ..., self_time: _Optional[_Union[ChildFinding, _Mapping]] = ..., step_ns: _Optional[int] = ..., series: _Optional[_Iterable[_Union[SlowShareBucket, _Mapping]]] = ..., cluster_score: _Optional[float] = ..., releases: _Optional[_Iterable[_Union[Release, _Mapping]]] = ..., examples: _Optional[_Iterable[_Union[Call, _Mapping]]] = ...) -> None: ...
+
+class Filter(_message.Message):
+    __slots__ = ["attributes", "functions", "service", "since_unix_nano", "until_unix_nano"]
+    class AttributesEntry(_message.Message):
+        __slots__ = ["key", "value"]
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     SINCE_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     UNTIL_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
-    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    attributes: _containers.ScalarMap[str, str]
     functions: _containers.RepeatedScalarFieldContainer[str]
     service: str
     since_unix_nano: int
     until_unix_nano: int
-    attributes: _containers.ScalarMap[str, str]
     def __init__(self, functions: _Optional[_Iterable[str]] = ..., service: _Optional[str] = ..., since_unix_nano: _Optional[int] = ..., until_unix_nano: _Optional[int] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
-class Quantile(_message.Message):
-    __slots__ = ("q", "value_ns")
-    Q_FIELD_NUMBER: _ClassVar[int]
-    VALUE_NS_FIELD_NUMBER: _ClassVar[int]
-    q: float
-    value_ns: float
-    def __init__(self, q: _Optional[float] = ..., value_ns: _Optional[float] = ...) -> None: ...
-
-class GroupStats(_message.Message):
-    __slots__ = ("key", "count", "errors", "mean_ns", "stddev_ns", "stderr_ns", "min_ns", "max_ns", "quantiles")
-    KEY_FIELD_NUMBER: _ClassVar[int]
-    COUNT_FIELD_NUMBER: _ClassVar[int]
-    ERRORS_FIELD_NUMBER: _ClassVar[int]
-    MEAN_NS_FIELD_NUMBER: _ClassVar[int]
-    STDDEV_NS_FIELD_NUMBER: _ClassVar[int]
-    STDERR_NS_FIELD_NUMBER: _ClassVar[int]
-    MIN_NS_FIELD_NUMBER: _ClassVar[int]
-    MAX_NS_FIELD_NUMBER: _ClassVar[int]
-    QUANTILES_FIELD_NUMBER: _ClassVar[int]
-    key: str
-    count: int
-    errors: int
-    mean_ns: float
-    stddev_ns: float
-    stderr_ns: float
-    min_ns: float
-    max_ns: float
-    quantiles: _containers.RepeatedCompositeFieldContainer[Quantile]
-    def __init__(self, key: _Optional[str] = ..., count: _Optional[int] = ..., errors: _Optional[int] = ..., mean_ns: _Optional[float] = ..., stddev_ns: _Optional[float] = ..., stderr_ns: _Optional[float] = ..., min_ns: _Optional[float] = ..., max_ns: _Optional[float] = ..., quantiles: _Optional[_Iterable[_Union[Quantile, _Mapping]]] = ...) -> None: ...
-
 class FunctionInfo(_message.Message):
-    __slots__ = ("name", "count", "errors", "first_start_unix_nano", "last_start_unix_nano")
-    NAME_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ["count", "errors", "first_start_unix_nano", "last_start_unix_nano", "name"]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
     FIRST_START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     LAST_START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
-    name: str
+    NAME_FIELD_NUMBER: _ClassVar[int]
     count: int
     errors: int
     first_start_unix_nano: int
     last_start_unix_nano: int
+    name: str
     def __init__(self, name: _Optional[str] = ..., count: _Optional[int] = ..., errors: _Optional[int] = ..., first_start_unix_nano: _Optional[int] = ..., last_start_unix_nano: _Optional[int] = ...) -> None: ...
 
-class ListFunctionsRequest(_message.Message):
-    __slots__ = ("filter",)
+class GetAnomaliesRequest(_message.Message):
+    __slots__ = ["exemplars", "filter", "limit", "min_count", "recent_ns", "regression_threshold", "spike_threshold", "tail_threshold"]
+    EXEMPLARS_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
-    filter: Filter
-    def __init__(self, filter: _Optional[_Union[Filter, _Mapping]] = ...) -> None: ...
-
-class ListFunctionsResponse(_message.Message):
-    __slots__ = ("functions", "first_start_unix_nano", "last_start_unix_nano")
-    FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
-    FIRST_START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
-    LAST_START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
-    functions: _containers.RepeatedCompositeFieldContainer[FunctionInfo]
-    first_start_unix_nano: int
-    last_start_unix_nano: int
-    def __init__(self, functions: _Optional[_Iterable[_Union[FunctionInfo, _Mapping]]] = ..., first_start_unix_nano: _Optional[int] = ..., last_start_unix_nano: _Optional[int] = ...) -> None: ...
-
-class GetStatsRequest(_message.Message):
-    __slots__ = ("filter", "group_by", "quantiles", "exact", "order_by", "limit")
-    FILTER_FIELD_NUMBER: _ClassVar[int]
-    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
-    QUANTILES_FIELD_NUMBER: _ClassVar[int]
-    EXACT_FIELD_NUMBER: _ClassVar[int]
-    ORDER_BY_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    MIN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    RECENT_NS_FIELD_NUMBER: _ClassVar[int]
+    REGRESSION_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    SPIKE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    TAIL_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    exemplars: int
     filter: Filter
-    group_by: str
-    quantiles: _containers.RepeatedScalarFieldContainer[float]
-    exact: bool
-    order_by: str
     limit: int
-    def __init__(self, filter: _Optional[_Union[Filter, _Mapping]] = ..., group_by: _Optional[str] = ..., quantiles: _Optional[_Iterable[float]] = ..., exact: _Optional[bool] = ..., order_by: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+    min_count: int
+    recent_ns: int
+    regression_threshold: float
+    spike_threshold: float
+    tail_threshold: float
+    def __init__(self, filter: _Optional[_Union[Filter, _Mapping]] = ..., min_count: _Optional[int] = ..., tail_threshold: _Optional[float] = ..., spike_threshold: _Optional[float] = ..., regression_threshold: _Optional[float] = ..., recent_ns: _Optional[int] = ..., limit: _Optional[int] = ..., exemplars: _Optional[int] = ...) -> None: ...
 
-class GetStatsResponse(_message.Message):
-    __slots__ = ("group_by", "quantiles", "exact", "groups")
-    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
-    QUANTILES_FIELD_NUMBER: _ClassVar[int]
-    EXACT_FIELD_NUMBER: _ClassVar[int]
-    GROUPS_FIELD_NUMBER: _ClassVar[int]
-    group_by: str
-    quantiles: _containers.RepeatedScalarFieldContainer[float]
-    exact: bool
-    groups: _containers.RepeatedCompositeFieldContainer[GroupStats]
-    def __init__(self, group_by: _Optional[str] = ..., quantiles: _Optional[_Iterable[float]] = ..., exact: _Optional[bool] = ..., groups: _Optional[_Iterable[_Union[GroupStats, _Mapping]]] = ...) -> None: ...
-
-class SeriesPoint(_message.Message):
-    __slots__ = ("start_unix_nano", "count", "errors", "mean_ns", "min_ns", "max_ns", "quantiles_ns")
-    START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
-    COUNT_FIELD_NUMBER: _ClassVar[int]
-    ERRORS_FIELD_NUMBER: _ClassVar[int]
-    MEAN_NS_FIELD_NUMBER: _ClassVar[int]
-    MIN_NS_FIELD_NUMBER: _ClassVar[int]
-    MAX_NS_FIELD_NUMBER: _ClassVar[int]
-    QUANTILES_NS_FIELD_NUMBER: _ClassVar[int]
-    start_unix_nano: int
-    count: int
-    errors: int
-    mean_ns: float
-    min_ns: float
-    max_ns: float
-    quantiles_ns: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, start_unix_nano: _Optional[int] = ..., count: _Optional[int] = ..., errors: _Optional[int] = ..., mean_ns: _Optional[float] = ..., min_ns: _Optional[float] = ..., max_ns: _Optional[float] = ..., quantiles_ns: _Optional[_Iterable[float]] = ...) -> None: ...
-
-class Series(_message.Message):
-    __slots__ = ("key", "points")
-    KEY_FIELD_NUMBER: _ClassVar[int]
-    POINTS_FIELD_NUMBER: _ClassVar[int]
-    key: str
-    points: _containers.RepeatedCompositeFieldContainer[SeriesPoint]
-    def __init__(self, key: _Optional[str] = ..., points: _Optional[_Iterable[_Union[SeriesPoint, _Mapping]]] = ...) -> None: ...
-
-class GetSeriesRequest(_message.Message):
-    __slots__ = ("filter", "step_ns", "group_by", "quantiles", "exact")
-    FILTER_FIELD_NUMBER: _ClassVar[int]
-    STEP_NS_FIELD_NUMBER: _ClassVar[int]
-    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
-    QUANTILES_FIELD_NUMBER: _ClassVar[int]
-    EXACT_FIELD_NUMBER: _ClassVar[int]
-    filter: Filter
-    step_ns: int
-    group_by: str
-    quantiles: _containers.RepeatedScalarFieldContainer[float]
-    exact: bool
-    def __init__(self, filter: _Optional[_Union[Filter, _Mapping]] = ..., step_ns: _Optional[int] = ..., group_by: _Optional[str] = ..., quantiles: _Optional[_Iterable[float]] = ..., exact: _Optional[bool] = ...) -> None: ...
-
-class GetSeriesResponse(_message.Message):
-    __slots__ = ("group_by", "step_ns", "since_unix_nano", "until_unix_nano", "quantiles", "exact", "series")
-    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
-    STEP_NS_FIELD_NUMBER: _ClassVar[int]
-    SINCE_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
-    UNTIL_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
-    QUANTILES_FIELD_NUMBER: _ClassVar[int]
-    EXACT_FIELD_NUMBER: _ClassVar[int]
-    SERIES_FIELD_NUMBER: _ClassVar[int]
-    group_by: str
-    step_ns: int
-    since_unix_nano: int
-    until_unix_nano: int
-    quantiles: _containers.RepeatedScalarFieldContainer[float]
-    exact: bool
-    series: _containers.RepeatedCompositeFieldContainer[Series]
-    def __init__(self, group_by: _Optional[str] = ..., step_ns: _Optional[int] = ..., since_unix_nano: _Optional[int] = ..., until_unix_nano: _Optional[int] = ..., quantiles: _Optional[_Iterable[float]] = ..., exact: _Optional[bool] = ..., series: _Optional[_Iterable[_Union[Series, _Mapping]]] = ...) -> None: ...
-
-class HistogramBucket(_message.Message):
-    __slots__ = ("lower_ns", "upper_ns", "count")
-    LOWER_NS_FIELD_NUMBER: _ClassVar[int]
-    UPPER_NS_FIELD_NUMBER: _ClassVar[int]
-    COUNT_FIELD_NUMBER: _ClassVar[int]
-    lower_ns: float
-    upper_ns: float
-    count: int
-    def __init__(self, lower_ns: _Optional[float] = ..., upper_ns: _Optional[float] = ..., count: _Optional[int] = ...) -> None: ...
+class GetAnomaliesResponse(_message.Message):
+    __slots__ = ["anomalies"]
+    ANOMALIES_FIELD_NUMBER: _ClassVar[int]
+    anomalies: _containers.RepeatedCompositeFieldContainer[Anomaly]
+    def __init__(self, anomalies: _Optional[_Iterable[_Union[Anomaly, _Mapping]]] = ...) -> None: ...
 
 class GetHistogramRequest(_message.Message):
-    __slots__ = ("function", "filter", "per_decade", "exact")
-    FUNCTION_FIELD_NUMBER: _ClassVar[int]
-    FILTER_FIELD_NUMBER: _ClassVar[int]
-    PER_DECADE_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ["exact", "filter", "function", "per_decade"]
     EXACT_FIELD_NUMBER: _ClassVar[int]
-    function: str
-    filter: Filter
-    per_decade: int
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    PER_DECADE_FIELD_NUMBER: _ClassVar[int]
     exact: bool
-    def __init__(self, function: _Optional[str] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., per_decade: _Optional[int] = ..., exact: _Optional[bool] = ...) -> None: ...
+    filter: Filter
+    function: str
+    per_decade: int
+    def __init__(self, function: _Optional[str] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., per_decade: _Optional[int] = ..., exact: bool = ...) -> None: ...
 
 class GetHistogramResponse(_message.Message):
-    __slots__ = ("function", "count", "per_decade", "exact", "buckets")
-    FUNCTION_FIELD_NUMBER: _ClassVar[int]
-    COUNT_FIELD_NUMBER: _ClassVar[int]
-    PER_DECADE_FIELD_NUMBER: _ClassVar[int]
-    EXACT_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ["buckets", "count", "exact", "function", "per_decade"]
     BUCKETS_FIELD_NUMBER: _ClassVar[int]
-    function: str
-    count: int
-    per_decade: int
-    exact: bool
-    buckets: _containers.RepeatedCompositeFieldContainer[HistogramBucket]
-    def __init__(self, function: _Optional[str] = ..., count: _Optional[int] = ..., per_decade: _Optional[int] = ..., exact: _Optional[bool] = ..., buckets: _Optional[_Iterable[_Union[HistogramBucket, _Mapping]]] = ...) -> None: ...
-
-class Call(_message.Message):
-    __slots__ = ("function", "service", "start_unix_nano", "duration_ns", "status", "kind", "trace_id", "span_id", "parent_span_id", "attributes", "attributes_json")
-    class AttributesEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: str
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
     FUNCTION_FIELD_NUMBER: _ClassVar[int]
-    SERVICE_FIELD_NUMBER: _ClassVar[int]
-    START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
-    DURATION_NS_FIELD_NUMBER: _ClassVar[int]
-    STATUS_FIELD_NUMBER: _ClassVar[int]
-    KIND_FIELD_NUMBER: _ClassVar[int]
-    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
-    SPAN_ID_FIELD_NUMBER: _ClassVar[int]
-    PARENT_SPAN_ID_FIELD_NUMBER: _ClassVar[int]
-    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
-    ATTRIBUTES_JSON_FIELD_NUMBER: _ClassVar[int]
+    PER_DECADE_FIELD_NUMBER: _ClassVar[int]
+    buckets: _containers.RepeatedCompositeFieldContainer[HistogramBucket]
+    count: int
+    exact: bool
     function: str
-    service: str
-    start_unix_nano: int
-    duration_ns: int
-    status: int
-    kind: int
-    trace_id: str
-    span_id: str
-    parent_span_id: str
-    attributes: _containers.ScalarMap[str, str]
-    attributes_json: str
-    def __init__(self, function: _Optional[str] = ..., service: _Optional[str] = ..., start_unix_nano: _Optional[int] = ..., duration_ns: _Optional[int] = ..., status: _Optional[int] = ..., kind: _Optional[int] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., parent_span_id: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., attributes_json: _Optional[str] = ...) -> None: ...
+    per_decade: int
+    def __init__(self, function: _Optional[str] = ..., count: _Optional[int] = ..., per_decade: _Optional[int] = ..., exact: bool = ..., buckets: _Optional[_Iterable[_Union[HistogramBucket, _Mapping]]] = ...) -> None: ...
+
+class GetSeriesRequest(_message.Message):
+    __slots__ = ["exact", "filter", "group_by", "quantiles", "step_ns"]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    QUANTILES_FIELD_NUMBER: _ClassVar[int]
+    STEP_NS_FIELD_NUMBER: _ClassVar[int]
+    exact: bool
+    filter: Filter
+    group_by: str
+    quantiles: _containers.RepeatedScalarFieldContainer[float]
+    step_ns: int
+    def __init__(self, filter: _Optional[_Union[Filter, _Mapping]] = ..., step_ns: _Optional[int] = ..., group_by: _Optional[str] = ..., quantiles: _Optional[_Iterable[float]] = ..., exact: bool = ...) -> None: ...
+
+class GetSeriesResponse(_message.Message):
+    __slots__ = ["exact", "group_by", "quantiles", "series", "since_unix_nano", "step_ns", "until_unix_nano"]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    QUANTILES_FIELD_NUMBER: _ClassVar[int]
+    SERIES_FIELD_NUMBER: _ClassVar[int]
+    SINCE_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    STEP_NS_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    exact: bool
+    group_by: str
+    quantiles: _containers.RepeatedScalarFieldContainer[float]
+    series: _containers.RepeatedCompositeFieldContainer[Series]
+    since_unix_nano: int
+    step_ns: int
+    until_unix_nano: int
+    def __init__(self, group_by: _Optional[str] = ..., step_ns: _Optional[int] = ..., since_unix_nano: _Optional[int] = ..., until_unix_nano: _Optional[int] = ..., quantiles: _Optional[_Iterable[float]] = ..., exact: bool = ..., series: _Optional[_Iterable[_Union[Series, _Mapping]]] = ...) -> None: ...
 
 class GetSlowestRequest(_message.Message):
-    __slots__ = ("filter", "k")
+    __slots__ = ["filter", "k"]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     filter: Filter
@@ -251,211 +306,155 @@ class GetSlowestRequest(_message.Message):
     def __init__(self, filter: _Optional[_Union[Filter, _Mapping]] = ..., k: _Optional[int] = ...) -> None: ...
 
 class GetSlowestResponse(_message.Message):
-    __slots__ = ("calls",)
+    __slots__ = ["calls"]
     CALLS_FIELD_NUMBER: _ClassVar[int]
     calls: _containers.RepeatedCompositeFieldContainer[Call]
     def __init__(self, calls: _Optional[_Iterable[_Union[Call, _Mapping]]] = ...) -> None: ...
 
-class GetAnomaliesRequest(_message.Message):
-    __slots__ = ("filter", "min_count", "tail_threshold", "spike_threshold", "regression_threshold", "recent_ns", "limit", "exemplars")
+class GetStatsRequest(_message.Message):
+    __slots__ = ["exact", "filter", "group_by", "limit", "order_by", "quantiles"]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
-    MIN_COUNT_FIELD_NUMBER: _ClassVar[int]
-    TAIL_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
-    SPIKE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
-    REGRESSION_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
-    RECENT_NS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
-    EXEMPLARS_FIELD_NUMBER: _ClassVar[int]
+    ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    QUANTILES_FIELD_NUMBER: _ClassVar[int]
+    exact: bool
     filter: Filter
-    min_count: int
-    tail_threshold: float
-    spike_threshold: float
-    regression_threshold: float
-    recent_ns: int
+    group_by: str
     limit: int
-    exemplars: int
-    def __init__(self, filter: _Optional[_Union[Filter, _Mapping]] = ..., min_count: _Optional[int] = ..., tail_threshold: _Optional[float] = ..., spike_threshold: _Optional[float] = ..., regression_threshold: _Optional[float] = ..., recent_ns: _Optional[int] = ..., limit: _Optional[int] = ..., exemplars: _Optional[int] = ...) -> None: ...
+    order_by: str
+    quantiles: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, filter: _Optional[_Union[Filter, _Mapping]] = ..., group_by: _Optional[str] = ..., quantiles: _Optional[_Iterable[float]] = ..., exact: bool = ..., order_by: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
 
-class Anomaly(_message.Message):
-    __slots__ = ("function", "score", "reasons", "count", "errors", "p50_ns", "p99_ns", "max_ns", "tail_ratio", "spike_ratio", "recent_since_unix_nano", "recent_count", "recent_p99_ns", "baseline_p99_ns", "regression_ratio", "exemplars")
-    FUNCTION_FIELD_NUMBER: _ClassVar[int]
-    SCORE_FIELD_NUMBER: _ClassVar[int]
-    REASONS_FIELD_NUMBER: _ClassVar[int]
+class GetStatsResponse(_message.Message):
+    __slots__ = ["exact", "group_by", "groups", "quantiles"]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    QUANTILES_FIELD_NUMBER: _ClassVar[int]
+    exact: bool
+    group_by: str
+    groups: _containers.RepeatedCompositeFieldContainer[GroupStats]
+    quantiles: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, group_by: _Optional[str] = ..., quantiles: _Optional[_Iterable[float]] = ..., exact: bool = ..., groups: _Optional[_Iterable[_Union[GroupStats, _Mapping]]] = ...) -> None: ...
+
+class GroupStats(_message.Message):
+    __slots__ = ["count", "errors", "key", "max_ns", "mean_ns", "min_ns", "quantiles", "stddev_ns", "stderr_ns"]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
-    P50_NS_FIELD_NUMBER: _ClassVar[int]
-    P99_NS_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
     MAX_NS_FIELD_NUMBER: _ClassVar[int]
-    TAIL_RATIO_FIELD_NUMBER: _ClassVar[int]
-    SPIKE_RATIO_FIELD_NUMBER: _ClassVar[int]
-    RECENT_SINCE_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
-    RECENT_COUNT_FIELD_NUMBER: _ClassVar[int]
-    RECENT_P99_NS_FIELD_NUMBER: _ClassVar[int]
-    BASELINE_P99_NS_FIELD_NUMBER: _ClassVar[int]
-    REGRESSION_RATIO_FIELD_NUMBER: _ClassVar[int]
-    EXEMPLARS_FIELD_NUMBER: _ClassVar[int]
-    function: str
-    score: float
-    reasons: _containers.RepeatedScalarFieldContainer[str]
+    MEAN_NS_FIELD_NUMBER: _ClassVar[int]
+    MIN_NS_FIELD_NUMBER: _ClassVar[int]
+    QUANTILES_FIELD_NUMBER: _ClassVar[int]
+    STDDEV_NS_FIELD_NUMBER: _ClassVar[int]
+    STDERR_NS_FIELD_NUMBER: _ClassVar[int]
     count: int
     errors: int
-    p50_ns: float
-    p99_ns: float
-    max_ns: float
-    tail_ratio: float
-    spike_ratio: float
-    recent_since_unix_nano: int
-    recent_count: int
-    recent_p99_ns: float
-    baseline_p99_ns: float
-    regression_ratio: float
-    exemplars: _containers.RepeatedCompositeFieldContainer[Call]
-    def __init__(self, function: _Optional[str] = ..., score: _Optional[float] = ..., reasons: _Optional[_Iterable[str]] = ..., count: _Optional[int] = ..., errors: _Optional[int] = ..., p50_ns: _Optional[float] = ..., p99_ns: _Optional[float] = ..., max_ns: _Optional[float] = ..., tail_ratio: _Optional[float] = ..., spike_ratio: _Optional[float] = ..., recent_since_unix_nano: _Optional[int] = ..., recent_count: _Optional[int] = ..., recent_p99_ns: _Optional[float] = ..., baseline_p99_ns: _Optional[float] = ..., regression_ratio: _Optional[float] = ..., exemplars: _Optional[_Iterable[_Union[Call, _Mapping]]] = ...) -> None: ...
-
-class GetAnomaliesResponse(_message.Message):
-    __slots__ = ("anomalies",)
-    ANOMALIES_FIELD_NUMBER: _ClassVar[int]
-    anomalies: _containers.RepeatedCompositeFieldContainer[Anomaly]
-    def __init__(self, anomalies: _Optional[_Iterable[_Union[Anomaly, _Mapping]]] = ...) -> None: ...
-
-class ExplainRequest(_message.Message):
-    __slots__ = ("function", "since_unix_nano", "until_unix_nano", "slow_quantile", "slow_ns")
-    FUNCTION_FIELD_NUMBER: _ClassVar[int]
-    SINCE_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
-    UNTIL_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
-    SLOW_QUANTILE_FIELD_NUMBER: _ClassVar[int]
-    SLOW_NS_FIELD_NUMBER: _ClassVar[int]
-    function: str
-    since_unix_nano: int
-    until_unix_nano: int
-    slow_quantile: str
-    slow_ns: int
-    def __init__(self, function: _Optional[str] = ..., since_unix_nano: _Optional[int] = ..., until_unix_nano: _Optional[int] = ..., slow_quantile: _Optional[str] = ..., slow_ns: _Optional[int] = ...) -> None: ...
-
-class AttributeFinding(_message.Message):
-    __slots__ = ("key", "value", "slow", "baseline", "slow_total", "baseline_total", "score", "lift", "z", "examples")
-    KEY_FIELD_NUMBER: _ClassVar[int]
-    VALUE_FIELD_NUMBER: _ClassVar[int]
-    SLOW_FIELD_NUMBER: _ClassVar[int]
-    BASELINE_FIELD_NUMBER: _ClassVar[int]
-    SLOW_TOTAL_FIELD_NUMBER: _ClassVar[int]
-    BASELINE_TOTAL_FIELD_NUMBER: _ClassVar[int]
-    SCORE_FIELD_NUMBER: _ClassVar[int]
-    LIFT_FIELD_NUMBER: _ClassVar[int]
-    Z_FIELD_NUMBER: _ClassVar[int]
-    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
     key: str
-    value: str
-    slow: int
-    baseline: int
-    slow_total: int
-    baseline_total: int
-    score: float
-    lift: float
-    z: float
-    examples: _containers.RepeatedCompositeFieldContainer[Call]
-    def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ..., slow: _Optional[int] = ..., baseline: _Optional[int] = ..., slow_total: _Optional[int] = ..., baseline_total: _Optional[int] = ..., score: _Optional[float] = ..., lift: _Optional[float] = ..., z: _Optional[float] = ..., examples: _Optional[_Iterable[_Union[Call, _Mapping]]] = ...) -> None: ...
+    max_ns: float
+    mean_ns: float
+    min_ns: float
+    quantiles: _containers.RepeatedCompositeFieldContainer[Quantile]
+    stddev_ns: float
+    stderr_ns: float
+    def __init__(self, key: _Optional[str] = ..., count: _Optional[int] = ..., errors: _Optional[int] = ..., mean_ns: _Optional[float] = ..., stddev_ns: _Optional[float] = ..., stderr_ns: _Optional[float] = ..., min_ns: _Optional[float] = ..., max_ns: _Optional[float] = ..., quantiles: _Optional[_Iterable[_Union[Quantile, _Mapping]]] = ...) -> None: ...
 
-class ChildFinding(_message.Message):
-    __slots__ = ("function", "slow_calls", "baseline_calls", "slow_children", "baseline_children", "slow_time_ns", "baseline_time_ns", "slow_total", "baseline_total", "slow_parent_time_ns", "baseline_parent_time_ns", "examples")
-    FUNCTION_FIELD_NUMBER: _ClassVar[int]
-    SLOW_CALLS_FIELD_NUMBER: _ClassVar[int]
-    BASELINE_CALLS_FIELD_NUMBER: _ClassVar[int]
-    SLOW_CHILDREN_FIELD_NUMBER: _ClassVar[int]
-    BASELINE_CHILDREN_FIELD_NUMBER: _ClassVar[int]
-    SLOW_TIME_NS_FIELD_NUMBER: _ClassVar[int]
-    BASELINE_TIME_NS_FIELD_NUMBER: _ClassVar[int]
-    SLOW_TOTAL_FIELD_NUMBER: _ClassVar[int]
-    BASELINE_TOTAL_FIELD_NUMBER: _ClassVar[int]
-    SLOW_PARENT_TIME_NS_FIELD_NUMBER: _ClassVar[int]
-    BASELINE_PARENT_TIME_NS_FIELD_NUMBER: _ClassVar[int]
-    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
-    function: str
-    slow_calls: int
-    baseline_calls: int
-    slow_children: int
-    baseline_children: int
-    slow_time_ns: int
-    baseline_time_ns: int
-    slow_total: int
-    baseline_total: int
-    slow_parent_time_ns: int
-    baseline_parent_time_ns: int
-    examples: _containers.RepeatedCompositeFieldContainer[Call]
-    def __init__(self, function: _Optional[str] = ..., slow_calls: _Optional[int] = ..., baseline_calls: _Optional[int] = ..., slow_children: _Optional[int] = ..., baseline_children: _Optional[int] = ..., slow_time_ns: _Optional[int] = ..., baseline_time_ns: _Optional[int] = ..., slow_total: _Optional[int] = ..., baseline_total: _Optional[int] = ..., slow_parent_time_ns: _Optional[int] = ..., baseline_parent_time_ns: _Optional[int] = ..., examples: _Optional[_Iterable[_Union[Call, _Mapping]]] = ...) -> None: ...
+class HistogramBucket(_message.Message):
+    __slots__ = ["count", "lower_ns", "upper_ns"]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    LOWER_NS_FIELD_NUMBER: _ClassVar[int]
+    UPPER_NS_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    lower_ns: float
+    upper_ns: float
+    def __init__(self, lower_ns: _Optional[float] = ..., upper_ns: _Optional[float] = ..., count: _Optional[int] = ...) -> None: ...
 
-class SlowShareBucket(_message.Message):
-    __slots__ = ("start_unix_nano", "calls", "slow")
-    START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
-    CALLS_FIELD_NUMBER: _ClassVar[int]
-    SLOW_FIELD_NUMBER: _ClassVar[int]
-    start_unix_nano: int
-    calls: int
-    slow: int
-    def __init__(self, start_unix_nano: _Optional[int] = ..., calls: _Optional[int] = ..., slow: _Optional[int] = ...) -> None: ...
+class ListFunctionsRequest(_message.Message):
+    __slots__ = ["filter"]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    filter: Filter
+    def __init__(self, filter: _Optional[_Union[Filter, _Mapping]] = ...) -> None: ...
+
+class ListFunctionsResponse(_message.Message):
+    __slots__ = ["first_start_unix_nano", "functions", "last_start_unix_nano"]
+    FIRST_START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
+    LAST_START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    first_start_unix_nano: int
+    functions: _containers.RepeatedCompositeFieldContainer[FunctionInfo]
+    last_start_unix_nano: int
+    def __init__(self, functions: _Optional[_Iterable[_Union[FunctionInfo, _Mapping]]] = ..., first_start_unix_nano: _Optional[int] = ..., last_start_unix_nano: _Optional[int] = ...) -> None: ...
+
+class Quantile(_message.Message):
+    __slots__ = ["q", "value_ns"]
+    Q_FIELD_NUMBER: _ClassVar[int]
+    VALUE_NS_FIELD_NUMBER: _ClassVar[int]
+    q: float
+    value_ns: float
+    def __init__(self, q: _Optional[float] = ..., value_ns: _Optional[float] = ...) -> None: ...
 
 class Release(_message.Message):
-    __slots__ = ("key", "version", "calls", "slow", "first_start_unix_nano", "last_start_unix_nano", "before_calls", "before_slow", "after_calls", "after_slow", "z", "lines_up")
-    KEY_FIELD_NUMBER: _ClassVar[int]
-    VERSION_FIELD_NUMBER: _ClassVar[int]
-    CALLS_FIELD_NUMBER: _ClassVar[int]
-    SLOW_FIELD_NUMBER: _ClassVar[int]
-    FIRST_START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
-    LAST_START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
-    BEFORE_CALLS_FIELD_NUMBER: _ClassVar[int]
-    BEFORE_SLOW_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ["after_calls", "after_slow", "before_calls", "before_slow", "calls", "first_start_unix_nano", "key", "last_start_unix_nano", "lines_up", "slow", "version", "z"]
     AFTER_CALLS_FIELD_NUMBER: _ClassVar[int]
     AFTER_SLOW_FIELD_NUMBER: _ClassVar[int]
-    Z_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_CALLS_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_SLOW_FIELD_NUMBER: _ClassVar[int]
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    LAST_START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     LINES_UP_FIELD_NUMBER: _ClassVar[int]
-    key: str
-    version: str
-    calls: int
-    slow: int
-    first_start_unix_nano: int
-    last_start_unix_nano: int
-    before_calls: int
-    before_slow: int
+    SLOW_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    Z_FIELD_NUMBER: _ClassVar[int]
     after_calls: int
     after_slow: int
-    z: float
+    before_calls: int
+    before_slow: int
+    calls: int
+    first_start_unix_nano: int
+    key: str
+    last_start_unix_nano: int
     lines_up: bool
-    def __init__(self, key: _Optional[str] = ..., version: _Optional[str] = ..., calls: _Optional[int] = ..., slow: _Optional[int] = ..., first_start_unix_nano: _Optional[int] = ..., last_start_unix_nano: _Optional[int] = ..., before_calls: _Optional[int] = ..., before_slow: _Optional[int] = ..., after_calls: _Optional[int] = ..., after_slow: _Optional[int] = ..., z: _Optional[float] = ..., lines_up: _Optional[bool] = ...) -> None: ...
+    slow: int
+    version: str
+    z: float
+    def __init__(self, key: _Optional[str] = ..., version: _Optional[str] = ..., calls: _Optional[int] = ..., slow: _Optional[int] = ..., first_start_unix_nano: _Optional[int] = ..., last_start_unix_nano: _Optional[int] = ..., before_calls: _Optional[int] = ..., before_slow: _Optional[int] = ..., after_calls: _Optional[int] = ..., after_slow: _Optional[int] = ..., z: _Optional[float] = ..., lines_up: bool = ...) -> None: ...
 
-class ExplainResponse(_message.Message):
-    __slots__ = ("function", "since_unix_nano", "until_unix_nano", "quantile", "threshold_ns", "count", "slow_count", "slow_time_ns", "baseline_time_ns", "attributes", "children", "self_time", "step_ns", "series", "cluster_score", "releases", "examples")
-    FUNCTION_FIELD_NUMBER: _ClassVar[int]
-    SINCE_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
-    UNTIL_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
-    QUANTILE_FIELD_NUMBER: _ClassVar[int]
-    THRESHOLD_NS_FIELD_NUMBER: _ClassVar[int]
+class Series(_message.Message):
+    __slots__ = ["key", "points"]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    points: _containers.RepeatedCompositeFieldContainer[SeriesPoint]
+    def __init__(self, key: _Optional[str] = ..., points: _Optional[_Iterable[_Union[SeriesPoint, _Mapping]]] = ...) -> None: ...
+
+class SeriesPoint(_message.Message):
+    __slots__ = ["count", "errors", "max_ns", "mean_ns", "min_ns", "quantiles_ns", "start_unix_nano"]
     COUNT_FIELD_NUMBER: _ClassVar[int]
-    SLOW_COUNT_FIELD_NUMBER: _ClassVar[int]
-    SLOW_TIME_NS_FIELD_NUMBER: _ClassVar[int]
-    BASELINE_TIME_NS_FIELD_NUMBER: _ClassVar[int]
-    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
-    CHILDREN_FIELD_NUMBER: _ClassVar[int]
-    SELF_TIME_FIELD_NUMBER: _ClassVar[int]
-    STEP_NS_FIELD_NUMBER: _ClassVar[int]
-    SERIES_FIELD_NUMBER: _ClassVar[int]
-    CLUSTER_SCORE_FIELD_NUMBER: _ClassVar[int]
-    RELEASES_FIELD_NUMBER: _ClassVar[int]
-    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
-    function: str
-    since_unix_nano: int
-    until_unix_nano: int
-    quantile: float
-    threshold_ns: float
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    MAX_NS_FIELD_NUMBER: _ClassVar[int]
+    MEAN_NS_FIELD_NUMBER: _ClassVar[int]
+    MIN_NS_FIELD_NUMBER: _ClassVar[int]
+    QUANTILES_NS_FIELD_NUMBER: _ClassVar[int]
+    START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     count: int
-    slow_count: int
-    slow_time_ns: int
-    baseline_time_ns: int
-    attributes: _containers.RepeatedCompositeFieldContainer[AttributeFinding]
-    children: _containers.RepeatedCompositeFieldContainer[ChildFinding]
-    self_time: ChildFinding
-    step_ns: int
-    series: _containers.RepeatedCompositeFieldContainer[SlowShareBucket]
-    cluster_score: float
-    releases: _containers.RepeatedCompositeFieldContainer[Release]
-    examples: _containers.RepeatedCompositeFieldContainer[Call]
-    def __init__(self, function: _Optional[str] = ..., since_unix_nano: _Optional[int] = ..., until_unix_nano: _Optional[int] = ..., quantile: _Optional[float] = ..., threshold_ns: _Optional[float] = ..., count: _Optional[int] = ..., slow_count: _Optional[int] = ..., slow_time_ns: _Optional[int] = ..., baseline_time_ns: _Optional[int] = ..., attributes: _Optional[_Iterable[_Union[AttributeFinding, _Mapping]]] = ..., children: _Optional[_Iterable[_Union[ChildFinding, _Mapping]]] = ..., self_time: _Optional[_Union[ChildFinding, _Mapping]] = ..., step_ns: _Optional[int] = ..., series: _Optional[_Iterable[_Union[SlowShareBucket, _Mapping]]] = ..., cluster_score: _Optional[float] = ..., releases: _Optional[_Iterable[_Union[Release, _Mapping]]] = ..., examples: _Optional[_Iterable[_Union[Call, _Mapping]]] = ...) -> None: ...
+    errors: int
+    max_ns: float
+    mean_ns: float
+    min_ns: float
+    quantiles_ns: _containers.RepeatedScalarFieldContainer[float]
+    start_unix_nano: int
+    def __init__(self, start_unix_nano: _Optional[int] = ..., count: _Optional[int] = ..., errors: _Optional[int] = ..., mean_ns: _Optional[float] = ..., min_ns: _Optional[float] = ..., max_ns: _Optional[float] = ..., quantiles_ns: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class SlowShareBucket(_message.Message):
+    __slots__ = ["calls", "slow", "start_unix_nano"]
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    SLOW_FIELD_NUMBER: _ClassVar[int]
+    START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    calls: int
+    slow: int
+    start_unix_nano: int
+    def __init__(self, start_unix_nano: _Optional[int] = ..., calls: _Optional[int] = ..., slow: _Optional[int] = ...) -> None: ...
