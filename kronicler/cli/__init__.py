@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kronicler import _config
 from kronicler.cli import render
 from kronicler.cli.units import parse_duration, parse_time
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from kronicler.query.backend import QueryBackend
 
 #: The database the commands use without --path: $KRONICLER_PATH, as the decorator writes to.
-DEFAULT_PATH = Path(os.environ.get("KRONICLER_PATH", "").strip() or ".kronicler")
+DEFAULT_PATH = Path(os.environ.get("KRONICLER_PATH", "").strip() or _config.DEFAULT_PATH)
 #: One ingest process per core but one (left to queries), between 1 and 4.
 DEFAULT_INGEST_WORKERS = max(1, min(4, (os.cpu_count() or 2) - 1))
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from kronicler._config import DEFAULT_PATH
 from kronicler.db import compaction, retention
 from kronicler.db.metadata import ensure_catalog, load_catalog, remove_stale_temporaries
 from kronicler.db.queue import DEFAULT_CAPACITY_ROWS, DEFAULT_FLUSH_INTERVAL, WriteQueue
@@ -47,7 +48,6 @@ from kronicler.errors import ClosedError, DatabaseError, ReadOnlyError, WriteTim
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PATH = ".kronicler"
 DEFAULT_BUFFERPOOL_BYTES = 64 << 20
 _MAX_TAIL_CHUNKS = 4  # unwritten rows held while writes fail, in chunks
 DEFAULT_SEGMENT_ROWS = 1 << 24  # ~16.8M rows, ~90-280 MB; then the writer starts a new segment

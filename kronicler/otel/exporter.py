@@ -29,6 +29,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from kronicler._config import DEFAULT_PATH
 from kronicler.db.sink import SpanSink
 from kronicler.otel.contract import DEFAULT_SERVICE
 from kronicler.otel.rows import spans_to_batch
@@ -50,7 +51,7 @@ class KroniclerSpanExporter(SpanExporter):
 
     def __init__(
         self,
-        target: str | os.PathLike[str] | SpanSink = "./.kronicler",
+        target: str | os.PathLike[str] | SpanSink = DEFAULT_PATH,
         *,
         default_service: str | None = None,
         export_timeout: float = DEFAULT_EXPORT_TIMEOUT,

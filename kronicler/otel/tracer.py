@@ -43,6 +43,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from kronicler._config import Settings
+from kronicler._version import __version__
 from kronicler.db.schema import STATUS_ERROR, STATUS_OK
 from kronicler.otel import current, ids
 from kronicler.otel.contract import MAX_MESSAGE, exception_type_name, row_attributes
@@ -117,8 +118,6 @@ def _resolve() -> Any:
         provider = trace.get_tracer_provider()
         sdk = sys.modules.get("opentelemetry.sdk.trace")
         if sdk is not None and isinstance(provider, sdk.TracerProvider):
-            from kronicler import __version__
-
             _sdk_tracer = provider.get_tracer(_INSTRUMENTATION, __version__)
             _sdk_provider = provider
             _expected = _NEVER

@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from kronicler._config import DEFAULT_ADDRESS, DEFAULT_MAX_SEND_BYTES
 from kronicler.errors import NotFoundError
 from kronicler.proto.v1 import query_pb2 as pb
 from kronicler.proto.v1 import query_pb2_grpc as pb_grpc
@@ -48,7 +49,6 @@ from kronicler.query.histogram import MAX_PER_DECADE
 from kronicler.query.limits import MAX_EXEMPLARS, MAX_FINDINGS
 from kronicler.query.stats import check_limit, check_order
 from kronicler.server import convert
-from kronicler.server.app import DEFAULT_ADDRESS, DEFAULT_MAX_SEND_BYTES
 
 #: Status codes that mean what the local query layer says with an exception of this type.
 _LOCAL_ERRORS: dict[grpc.StatusCode, type[Exception]] = {
