@@ -15,7 +15,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-_log = logging.getLogger("kronicler")
+_log = logging.getLogger(__name__)
 
 #: The embedded database's directory, for capture, ``kronicler.open``, the exporter and the CLI.
 DEFAULT_PATH = ".kronicler"

@@ -349,7 +349,9 @@ def test_unusable_database_directory_never_reaches_the_caller(
         assert kronicler.flush() is False
         assert kronicler.status().dropped - before == 100
         assert kronicler.status().error
-        warnings = [r for r in caplog.records if r.name == "kronicler" and "open" in r.message]
+        warnings = [
+            r for r in caplog.records if r.name == "kronicler.otel.pipeline" and "open" in r.message
+        ]
         assert len(warnings) == 1
     finally:
         kronicler.configure(path=tmp_path / "ok")

@@ -90,6 +90,7 @@ def _typed(fn: Any) -> Any:
 def build_parser() -> argparse.ArgumentParser:
     from kronicler import __version__
     from kronicler.query import DEFAULT_QUANTILES
+    from kronicler.query.defaults import ANOMALY_LIMIT, PER_DECADE, SLOWEST_K
 
     parser = argparse.ArgumentParser(
         prog="kronicler", description="Find the functions that are sometimes slow."
@@ -185,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("slowest", help="the slowest calls, with trace and span ids")
     _filter_args(p)
     _source_args(p)
-    p.add_argument("-k", type=int, default=10, help="how many (default: 10)")
+    p.add_argument("-k", type=int, default=SLOWEST_K, help=f"how many (default: {SLOWEST_K})")
 
     p = sub.add_parser("series", help="statistics per time bucket")
     _filter_args(p)
@@ -203,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="FUNCTION")
     _filter_args(p)
     _source_args(p)
-    p.add_argument("--per-decade", type=int, default=10, help="buckets per power of ten")
+    p.add_argument("--per-decade", type=int, default=PER_DECADE, help="buckets per power of ten")
     p.add_argument("--exact", action="store_true")
 
     p = sub.add_parser("functions", help="functions recorded, with call counts")
@@ -228,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_typed(parse_duration),
         help="recent window, e.g. 10m (default: last tenth of the range)",
     )
-    p.add_argument("--limit", type=int, help="most findings (default: 20)")
+    p.add_argument("--limit", type=int, help=f"most findings (default: {ANOMALY_LIMIT})")
 
     p = sub.add_parser("retain", help="delete old closed segments (by age and/or total size)")
     p.add_argument(

@@ -10,7 +10,9 @@ writers until something opens a database.
 
 from __future__ import annotations
 
+import atexit
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 from kronicler._config import DEFAULT_PATH
@@ -37,6 +39,17 @@ _HOMES = {
     "SpanBatch": "schema", "CaptureSink": "sink", "SpanSink": "sink", "Call": "stats",
     "Stats": "stats", "ReadView": "view",
 }  # fmt: skip
+
+
+@atexit.register
+def _close_open_databases() -> None:
+    # Registered when the package is first imported (as the decorator, an exporter or a
+    # receiver is), not when the first database opens: atexit runs hooks last-in, first-out, so
+    # the databases close after whatever set up their writers (an SDK provider's own exit
+    # flush), as they did when this package loaded every module at once.
+    database = sys.modules.get("kronicler.db.database")
+    if database is not None:
+        database.close_all()
 
 
 def __getattr__(name: str) -> Any:

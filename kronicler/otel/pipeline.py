@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass
 
 from kronicler._config import Settings
+from kronicler._log import LogOnce
 from kronicler.db.sink import CaptureSink
 from kronicler.db.site_batch import SiteBatch
 from kronicler.errors import ClosedError
@@ -48,7 +49,7 @@ from kronicler.otel.records import (
     records_to_site_batch,
 )
 
-_log = logging.getLogger("kronicler")
+_log = logging.getLogger(__name__)
 
 _JOIN_TIMEOUT = 5.0  # seconds shutdown waits for the background thread
 BATCH_ROWS = 32_768  # rows per batch the writer takes (bounds each conversion's GIL hold)
@@ -105,7 +106,7 @@ class Pipeline:
         self._dropped = 0
         self._db_dropped_base = 0
         self._error: str | None = None
-        self._warned: set[str] = set()
+        self._log_once = LogOnce(_log)
         self._atexit_registered = False
         self._closed = False
 
@@ -433,10 +434,9 @@ class Pipeline:
 
     def _problem(self, where: str, exc: BaseException) -> None:
         self._error = f"{where}: {type(exc).__name__}: {exc}"
-        if where not in self._warned:
-            self._warned.add(where)
-            _log.warning(
-                "kronicler: %s failed (%s: %s); the application continues, affected calls "
-                "are counted as dropped (kronicler.status())",
-                where, type(exc).__name__, exc, exc_info=exc,
-            )  # fmt: skip
+        self._log_once(
+            where, logging.WARNING,
+            "kronicler: %s failed (%s: %s); the application continues, affected calls "
+            "are counted as dropped (kronicler.status())",
+            where, type(exc).__name__, exc, exc_info=exc,
+        )  # fmt: skip

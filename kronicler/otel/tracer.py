@@ -43,6 +43,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from kronicler._config import Settings
+from kronicler._log import LogOnce
 from kronicler._version import __version__
 from kronicler.db.schema import STATUS_ERROR, STATUS_OK
 from kronicler.otel import current, ids
@@ -52,7 +53,7 @@ from kronicler.otel.pipeline import Pipeline
 from kronicler.otel.records import FullRecord, Site
 from kronicler.otel.span import FastSpan, ForeignFastSpan, SpanState
 
-_log = logging.getLogger("kronicler")
+_log_once = LogOnce(logging.getLogger(__name__))
 _INSTRUMENTATION = "kronicler"
 
 
@@ -76,7 +77,6 @@ _counter = ids.new_counter()
 _shut = False
 _sdk_provider: Any = None
 _sdk_tracer: Any = None
-_warned: set[str] = set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +140,8 @@ def next_seq() -> int:
 
 
 def internal_error(where: str, exc: BaseException) -> None:
-    if where not in _warned:
-        _warned.add(where)
-        _log.warning("kronicler: internal error in %s; the call ran uncaptured", where,
-                     exc_info=exc)  # fmt: skip
+    _log_once(where, logging.WARNING, "kronicler: internal error in %s; the call ran uncaptured",
+              where, exc_info=exc)  # fmt: skip
 
 
 def _after_fork_in_child() -> None:

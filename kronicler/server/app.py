@@ -37,7 +37,7 @@ from kronicler.server.query_service import QueryServicer
 if TYPE_CHECKING:
     from kronicler.db import Database
 
-log = logging.getLogger("kronicler.server")
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_WORKERS = 8
 DEFAULT_MAX_CONCURRENT_RPCS = 64
