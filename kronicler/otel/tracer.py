@@ -12,8 +12,9 @@ fast path:
 2. time the call with ``perf_counter_ns``; reset the variable;
 3. extend the pipeline's flat list by ``(site, t0, duration, seq, root, parent_seq)``.
 
-That is ~0.6 us in total, against ~15-20 us for ``start_as_current_span`` on the SDK. Errors,
-spans changed during the call and foreign parents leave the fast path for :func:`finish`.
+That is about 4x the cost of a bare ``perf_counter_ns`` wrapper (0.9 us of CPU against 0.23 us,
+measured on 2026-11-29), against ~150x for ``start_as_current_span`` on the SDK. Errors, spans
+changed during the call and foreign parents leave the fast path for :func:`finish`.
 
 When the look-again question says yes, :func:`_resolve` decides: Kronicler disabled -> plain
 call; a global ``opentelemetry.sdk.trace.TracerProvider`` -> the call becomes a real SDK span
