@@ -26,12 +26,8 @@ import zstandard
 sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from kronicler.db import summary_codec
-from kronicler.db.summary import (
-    Summary,
-    decode_summaries,
-    encode_summaries,
-    summarize_groups,
-)
+from kronicler.db.summary import Summary, summarize_groups
+from kronicler.db.summary_codec import decode_summaries, encode_summaries
 
 ROWS_PER_PAGE = 65_536
 FUNCTIONS = 100

@@ -18,6 +18,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from kronicler._config import DEFAULT_PATH
+from kronicler._version import __version__
 from kronicler.capture import capture
 from kronicler.otel import tracer as _tracer
 from kronicler.otel.pipeline import PipelineStatus
@@ -25,10 +27,10 @@ from kronicler.otel.pipeline import PipelineStatus
 if TYPE_CHECKING:
     from kronicler.db import Database
 
-__version__ = "0.2.0"
 
 __all__ = [
     "PipelineStatus",
+    "__version__",
     "capture",
     "configure",
     "flush",
@@ -97,7 +99,7 @@ def status() -> PipelineStatus:
     return _tracer.PIPELINE.status()
 
 
-def open(path: str | os.PathLike[str] = "./.kronicler", **options: Any) -> Database:  # noqa: A001
+def open(path: str | os.PathLike[str] = DEFAULT_PATH, **options: Any) -> Database:  # noqa: A001
     """Open a Kronicler database for reading (and writing): ``kronicler.db.Database.open``."""
     from kronicler.db import Database
 

@@ -1,4 +1,5 @@
-"""Settings of the zero-configuration capture pipeline, and the one place environment is read.
+"""Settings of the zero-configuration capture pipeline, the one place environment is read, and
+the defaults several parts share (the database directory, the server address, message sizes).
 
 Precedence, highest first: ``kronicler.configure(...)`` arguments, ``KRONICLER_*`` variables, the
 standard OpenTelemetry variables (``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``), defaults.
@@ -14,9 +15,14 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-_log = logging.getLogger("kronicler")
+_log = logging.getLogger(__name__)
 
-_DEFAULT_PATH = "./.kronicler"
+#: The embedded database's directory, for capture, ``kronicler.open``, the exporter and the CLI.
+DEFAULT_PATH = ".kronicler"
+#: Where ``kronicler serve`` listens and the client connects (loopback, OTLP's standard port).
+DEFAULT_ADDRESS = "127.0.0.1:4317"
+DEFAULT_MAX_RECEIVE_BYTES = 16 << 20  # gRPC messages the server accepts
+DEFAULT_MAX_SEND_BYTES = 64 << 20  # gRPC answers the server sends and the client accepts
 #: The service of a span whose resource names none (the OpenTelemetry specification's default).
 DEFAULT_SERVICE = "unknown_service"
 _DEFAULT_FLUSH_INTERVAL = 0.1  # seconds between background hand-offs to the database
@@ -57,7 +63,7 @@ class Settings:
     """
 
     enabled: bool = True
-    path: str = _DEFAULT_PATH
+    path: str = DEFAULT_PATH
     service_name: str = ""
     flush_interval: float = _DEFAULT_FLUSH_INTERVAL
     max_pending: int = _DEFAULT_MAX_PENDING
@@ -90,7 +96,7 @@ class Settings:
         enabled = _parse_bool(env, "KRONICLER_ENABLED", True) and not _parse_bool(
             env, "OTEL_SDK_DISABLED", False
         )
-        path = env.get("KRONICLER_PATH", "").strip() or _DEFAULT_PATH
+        path = env.get("KRONICLER_PATH", "").strip() or DEFAULT_PATH
         service = env.get("KRONICLER_SERVICE_NAME", "").strip() or default_service_name(env)
         interval = _parse_number(env, "KRONICLER_FLUSH_INTERVAL", _DEFAULT_FLUSH_INTERVAL, float)
         pending = int(_parse_number(env, "KRONICLER_MAX_PENDING", _DEFAULT_MAX_PENDING, int))

@@ -24,8 +24,8 @@ from typing import Any, TypeVar, overload
 from opentelemetry.trace import SpanKind
 
 from kronicler._config import Settings
-from kronicler.db.schema import canonical_attributes
 from kronicler.otel import generators, tracer
+from kronicler.otel.contract import attributes_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -86,7 +86,7 @@ def _decorate(target: Any, name: str | None, attrs: dict[str, Any], kind: int) -
     tracer.PIPELINE.arm_stop_signals()
     qualified = qualified_name(target)
     site_attrs = {**code_attributes(target, qualified), **attrs}
-    cs = tracer.new_site(name or qualified, kind, site_attrs, canonical_attributes(site_attrs))
+    cs = tracer.new_site(name or qualified, kind, site_attrs, attributes_text(site_attrs))
     wrapper: Callable[..., Any]
     if _is_async_gen(target):
         wrapper = generators.wrap_async_generator_function(target, cs)

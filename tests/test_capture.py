@@ -366,7 +366,9 @@ def test_unusable_database_directory_never_reaches_the_caller(
         assert kronicler.status().dropped - before == 100
         assert kronicler.status().error
         warnings = [
-            r for r in caplog.records if r.name == "kronicler" and "cannot be used" in r.message
+            r
+            for r in caplog.records
+            if r.name == "kronicler.otel.pipeline" and "cannot be used" in r.message
         ]
         assert len(warnings) == 1
     finally:

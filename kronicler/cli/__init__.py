@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kronicler import _config
 from kronicler.cli import render
 from kronicler.cli.units import format_time, in_typed_units, parse_duration, parse_time
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from kronicler.query.backend import QueryBackend
 
 #: The database the commands use without --path: $KRONICLER_PATH, as the decorator writes to.
-DEFAULT_PATH = Path(os.environ.get("KRONICLER_PATH", "").strip() or ".kronicler")
+DEFAULT_PATH = Path(os.environ.get("KRONICLER_PATH", "").strip() or _config.DEFAULT_PATH)
 #: One ingest process per core but one (left to queries), between 1 and 4.
 DEFAULT_INGEST_WORKERS = max(1, min(4, (os.cpu_count() or 2) - 1))
 
@@ -114,6 +115,7 @@ def _typed_values(args: argparse.Namespace) -> dict[int, str]:
 def build_parser() -> argparse.ArgumentParser:
     from kronicler import __version__
     from kronicler.query import DEFAULT_QUANTILES
+    from kronicler.query.defaults import ANOMALY_LIMIT, PER_DECADE, SLOWEST_K
 
     parser = argparse.ArgumentParser(
         prog="kronicler", description="Find the functions that are sometimes slow."
@@ -209,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("slowest", help="the slowest calls, with trace and span ids")
     _filter_args(p)
     _source_args(p)
-    p.add_argument("-k", type=int, default=10, help="how many (default: 10)")
+    p.add_argument("-k", type=int, default=SLOWEST_K, help=f"how many (default: {SLOWEST_K})")
 
     p = sub.add_parser("series", help="statistics per time bucket")
     _filter_args(p)
@@ -227,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="FUNCTION")
     _filter_args(p)
     _source_args(p)
-    p.add_argument("--per-decade", type=int, default=10, help="buckets per power of ten")
+    p.add_argument("--per-decade", type=int, default=PER_DECADE, help="buckets per power of ten")
     p.add_argument("--exact", action="store_true")
 
     p = sub.add_parser("functions", help="functions recorded, with call counts")
@@ -252,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         action=_DurationArg,
         help="recent window, e.g. 10m (default: last tenth of the range)",
     )
-    p.add_argument("--limit", type=int, help="most findings (default: 20)")
+    p.add_argument("--limit", type=int, help=f"most findings (default: {ANOMALY_LIMIT})")
 
     p = sub.add_parser(
         "explain",

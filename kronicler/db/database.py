@@ -21,7 +21,6 @@ and a multiprocessing finaliser in forked children, flush what is queued on a no
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import time
@@ -32,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from kronicler._config import DEFAULT_PATH
+from kronicler._log import LogOnce
 from kronicler.db import compaction, retention
 from kronicler.db.metadata import ensure_catalog, load_catalog, remove_stale_temporaries
 from kronicler.db.queue import DEFAULT_CAPACITY_ROWS, DEFAULT_FLUSH_INTERVAL, WriteQueue
@@ -47,7 +48,6 @@ from kronicler.errors import ClosedError, DatabaseError, ReadOnlyError, WriteTim
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PATH = ".kronicler"
 DEFAULT_BUFFERPOOL_BYTES = 64 << 20
 _MAX_TAIL_CHUNKS = 4  # unwritten rows held while writes fail, in chunks
 DEFAULT_SEGMENT_ROWS = 1 << 24  # ~16.8M rows, ~90-280 MB; then the writer starts a new segment
@@ -111,7 +111,7 @@ class Database(ReadAPI):
         self._failures = 0  # failed writes and commits (see flush)
         self._failures_seen = 0
         self._lost_rows = 0  # rows given up after writes kept failing
-        self._logged: set[str] = set()
+        self._log_once = LogOnce(log)
         self._queue = self._new_queue()
         self._closed = False
         _open_databases.add(self)
@@ -260,9 +260,8 @@ class Database(ReadAPI):
 
     def _failed(self, what: str, exc: OSError) -> None:
         self._failures += 1
-        if what not in self._logged:
-            self._logged.add(what)
-            log.error("kronicler could not %s to %s: %s", what, self._segdir, exc)
+        self._log_once(what, logging.ERROR, "kronicler could not %s to %s: %s", what, self._segdir,
+                       exc)  # fmt: skip
 
     def _shed_if_stuck(self) -> None:
         """While writes fail, give up the segment once its unwritten tail grows too large.
@@ -448,8 +447,8 @@ class Database(ReadAPI):
         return total
 
 
-@atexit.register
-def _close_all() -> None:
+def close_all() -> None:
+    """Close every database open in this process (at exit: see ``kronicler.db``)."""
     for db in list(_open_databases):
         try:
             db.close(timeout=10.0)
@@ -485,7 +484,7 @@ class _ForkHook:
     def __call__(self, _: object) -> None:
         from multiprocessing import util
 
-        util.Finalize(None, _close_all, exitpriority=10)
+        util.Finalize(None, close_all, exitpriority=10)
 
 
 _FORK_HOOK = _ForkHook()

@@ -35,6 +35,8 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Generic, TypeVar
 
+from kronicler._log import LogOnce
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -85,7 +87,7 @@ class WriteQueue(Generic[T]):
         # source -> seconds between its takes
         self._sources: dict[Callable[[], Sequence[T]], float] = {}
         self.lost = 0  # rows whose consume raised
-        self._errors_logged: set[str] = set()
+        self._log_once = LogOnce(log)
 
     def attach(self, source: Callable[[], Sequence[T]], *, interval: float) -> bool:
         """Have the writer call ``source()`` every ``interval`` seconds and on each flush/close.
@@ -245,10 +247,8 @@ class WriteQueue(Generic[T]):
         try:
             return source()
         except Exception as exc:  # a source must not raise; if it does, it kept its records
-            if "take" not in self._errors_logged:
-                self._errors_logged.add("take")
-                log.error("kronicler could not take records from %r: %s", source, exc,
-                          exc_info=True)  # fmt: skip
+            self._log_once("take", logging.ERROR, "kronicler could not take records from %r: %s",
+                           source, exc, exc_info=True)  # fmt: skip
             return []
 
     def _guard(self, what: str, fn: Callable[[], None], items: int) -> None:
@@ -256,6 +256,5 @@ class WriteQueue(Generic[T]):
             fn()
         except Exception as exc:  # the writer thread must survive a full disk or a bad directory
             self.lost += items
-            if what not in self._errors_logged:
-                self._errors_logged.add(what)
-                log.error("kronicler could not %s spans: %s", what, exc, exc_info=True)
+            self._log_once(what, logging.ERROR, "kronicler could not %s spans: %s", what, exc,
+                           exc_info=True)  # fmt: skip

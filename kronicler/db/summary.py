@@ -426,22 +426,6 @@ def summarize_groups(
     return out
 
 
-# The block codec lives in its own module, which imports Summary from here; these wrappers keep the
-# whole summary surface in one place without a circular import.
-def encode_summaries(entries: Sequence[tuple[int, Summary]]) -> bytes:
-    """Pack (group id, Summary) pairs into one compact block (see kronicler.db.summary_codec)."""
-    from kronicler.db import summary_codec
-
-    return summary_codec.encode_summaries(entries)
-
-
-def decode_summaries(data: bytes | bytearray | memoryview) -> list[tuple[int, Summary]]:
-    """Inverse of :func:`encode_summaries`, exact (see kronicler.db.summary_codec)."""
-    from kronicler.db import summary_codec
-
-    return summary_codec.decode_summaries(data)
-
-
 __all__ = [
     "GAMMA",
     "MAX_KEY",
@@ -449,7 +433,5 @@ __all__ = [
     "Summary",
     "bucket_keys",
     "bucket_representatives",
-    "decode_summaries",
-    "encode_summaries",
     "summarize_groups",
 ]

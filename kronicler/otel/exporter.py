@@ -29,11 +29,13 @@ from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from kronicler._config import DEFAULT_PATH
+from kronicler._log import LogOnce
 from kronicler.db.sink import SpanSink
 from kronicler.otel.contract import DEFAULT_SERVICE
 from kronicler.otel.rows import spans_to_batch
 
-_log = logging.getLogger("kronicler")
+_log = logging.getLogger(__name__)
 _SUPPRESS = otel_context._SUPPRESS_INSTRUMENTATION_KEY
 #: Seconds ``export`` waits for room in a full write queue (the SDK's own export timeout).
 DEFAULT_EXPORT_TIMEOUT = 30.0
@@ -50,7 +52,7 @@ class KroniclerSpanExporter(SpanExporter):
 
     def __init__(
         self,
-        target: str | os.PathLike[str] | SpanSink = "./.kronicler",
+        target: str | os.PathLike[str] | SpanSink = DEFAULT_PATH,
         *,
         default_service: str | None = None,
         export_timeout: float = DEFAULT_EXPORT_TIMEOUT,
@@ -78,7 +80,7 @@ class KroniclerSpanExporter(SpanExporter):
         self.dropped = 0  # spans not stored: refused after export_timeout, or failing to convert
         self._shutdown = False
         self._lock = threading.Lock()  # guards _shutdown against a concurrent export
-        self._warned: set[str] = set()
+        self._log_once = LogOnce(_log)
 
     @property
     def database(self) -> SpanSink:
@@ -129,7 +131,5 @@ class KroniclerSpanExporter(SpanExporter):
             self._warn("shutdown", exc)
 
     def _warn(self, what: str, exc: BaseException) -> None:
-        if what not in self._warned:
-            self._warned.add(what)
-            _log.warning("kronicler: span %s failed (%s: %s)", what, type(exc).__name__, exc,
-                         exc_info=exc)  # fmt: skip
+        self._log_once(what, logging.WARNING, "kronicler: span %s failed (%s: %s)", what,
+                       type(exc).__name__, exc, exc_info=exc)  # fmt: skip

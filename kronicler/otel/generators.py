@@ -24,13 +24,10 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.context.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from opentelemetry.trace.propagation import _SPAN_KEY
 
-from kronicler.otel import tracer
+from kronicler.otel import current, tracer
 from kronicler.otel.records import Site
-from kronicler.otel.span import ENDED, FastSpan
 from kronicler.otel.tracer import CallSite, internal_error
 
 
@@ -56,30 +53,24 @@ class _FastScope(_Scope):
     __slots__ = ("cs", "span", "pseq", "t0")
 
     def __init__(self, cs: CallSite) -> None:
-        parent = tracer.ctx_get().get(_SPAN_KEY)
-        seq = tracer.next_seq()
-        if type(parent) is FastSpan:
-            self.pseq, self.span = parent.seq, FastSpan(seq, parent.root)
-        elif parent is None:
-            self.pseq, self.span = 0, FastSpan(seq, seq)
-        else:
-            self.pseq, self.span = 0, tracer.foreign_span(parent, seq)
+        # The span is made at once: every resumption puts it in a frame of its own.
+        frame, self.pseq = current.start(current.value_get(), tracer.next_seq())
+        self.span = current.span_of(frame)
         self.cs = cs
         self.t0 = perf_counter_ns()
 
     def enter(self) -> Any:
-        new = Context(tracer.ctx_get())
-        dict.__setitem__(new, _SPAN_KEY, self.span)
-        return tracer.ctx_set(new)
+        span, base = self.span, current.base_of(current.value_get())
+        return current.value_set([span.seq, span.root, base, span, None])
 
     def exit(self, token: Any) -> None:
-        tracer.ctx_reset(token)
+        current.value_reset(token)
 
     def finish(self, exc: BaseException | None) -> None:
         t1 = perf_counter_ns()
         span = self.span
-        st, span.state = span.state, ENDED
-        tracer.finish(span, st, self.cs.index, self.cs.site, self.t0, t1, self.pseq, exc)
+        frame = [span.seq, span.root, None, span, None]
+        tracer.finish(frame, self.cs.index, self.cs.site, self.t0, t1, self.pseq, exc)
 
 
 class _SdkScope(_Scope):

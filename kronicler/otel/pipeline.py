@@ -38,6 +38,7 @@ import time
 from dataclasses import dataclass
 
 from kronicler._config import Settings
+from kronicler._log import LogOnce
 from kronicler.db.sink import CaptureSink
 from kronicler.db.site_batch import SiteBatch
 from kronicler.errors import ClosedError, DatabaseError
@@ -49,7 +50,7 @@ from kronicler.otel.records import (
     records_to_site_batch,
 )
 
-_log = logging.getLogger("kronicler")
+_log = logging.getLogger(__name__)
 
 _JOIN_TIMEOUT = 5.0  # seconds shutdown waits for the background thread
 BATCH_ROWS = 32_768  # rows per batch the writer takes (bounds each conversion's GIL hold)
@@ -106,7 +107,7 @@ class Pipeline:
         self._dropped = 0
         self._db_dropped_base = 0
         self._error: str | None = None
-        self._warned: set[str] = set()
+        self._log_once = LogOnce(_log)
         self._atexit_registered = False
         self._closed = False
 
@@ -434,20 +435,20 @@ class Pipeline:
 
     def _problem(self, where: str, exc: BaseException) -> None:
         self._error = f"{where}: {type(exc).__name__}: {exc}"
-        if where not in self._warned:
-            self._warned.add(where)
-            if where == "open" and isinstance(exc, (DatabaseError, OSError)):
-                # A user's mistake (a file, an unwritable place), not ours: one line, no trace.
-                _log.warning(
-                    "kronicler: %s; captured calls are not stored (the application continues; "
-                    "kronicler.status() counts them)", unusable_path(self.settings.path, exc),
-                )  # fmt: skip
-                return
-            _log.warning(
-                "kronicler: %s failed (%s: %s); the application continues, affected calls "
-                "are counted as dropped (kronicler.status())",
-                where, type(exc).__name__, exc, exc_info=exc,
+        if where == "open" and isinstance(exc, (DatabaseError, OSError)):
+            # A user's mistake (a file, an unwritable place), not ours: one line, no trace.
+            self._log_once(
+                where, logging.WARNING,
+                "kronicler: %s; captured calls are not stored (the application continues; "
+                "kronicler.status() counts them)", unusable_path(self.settings.path, exc),
             )  # fmt: skip
+            return
+        self._log_once(
+            where, logging.WARNING,
+            "kronicler: %s failed (%s: %s); the application continues, affected calls "
+            "are counted as dropped (kronicler.status())",
+            where, type(exc).__name__, exc, exc_info=exc,
+        )  # fmt: skip
 
 
 def unusable_path(path: str, exc: BaseException) -> str:

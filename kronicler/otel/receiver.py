@@ -27,7 +27,7 @@ from kronicler.otel.otlp_rows import convert_resource_spans
 if TYPE_CHECKING:
     from kronicler.db.sink import SpanSink
 
-log = logging.getLogger("kronicler.otel.receiver")
+log = logging.getLogger(__name__)
 
 QUEUE_WAIT = 1.0  # seconds a request waits for room in a full write queue before UNAVAILABLE
 

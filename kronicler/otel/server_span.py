@@ -4,7 +4,7 @@ A request's span is started before the application runs (so calls captured insid
 children) but its name is known only afterwards: the route template (``GET /items/{id}``) is
 found by the framework's routing, and the status code by the response. The fast pipeline allows
 that cheaply because a compact record names its call site only when it is written: the span
-starts as a :class:`~kronicler.otel.span.FastSpan` like a decorated call's, and at the end the
+starts as a frame like a decorated call's (:mod:`kronicler.otel.current`), and at the end the
 middleware picks the call site for ``(method, route, status, scheme, server)`` from a small
 table, registering it with the pipeline the first time. An ordinary request therefore costs what
 a decorated call costs plus one dictionary look-up, and its attributes are stored as a
@@ -48,12 +48,11 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from opentelemetry.trace.propagation import _SPAN_KEY
 
 from kronicler.db.schema import canonical_attributes
-from kronicler.otel import tracer
+from kronicler.otel import current, tracer
 from kronicler.otel.contract import exception_type_name
-from kronicler.otel.span import ENDED, FastSpan
+from kronicler.otel.current import Frame
 from kronicler.otel.tracer import CallSite, internal_error
 
 KNOWN_METHODS = frozenset(
@@ -201,10 +200,10 @@ class RequestSpan:
     exc)`` once.
     """
 
-    __slots__ = ("_fast", "_sdk", "_pseq", "_t0", "_t1", "_base", "_method")
+    __slots__ = ("_frame", "_sdk", "_pseq", "_t0", "_t1", "_base", "_method")
 
     def __init__(self) -> None:
-        self._fast: FastSpan | None = None
+        self._frame: Frame | None = None
         self._sdk: Any = None
         self._pseq = 0
         self._t0 = 0
@@ -230,16 +229,10 @@ class RequestSpan:
                 )  # fmt: skip
                 self._base = parent_ctx
             else:
-                self._base = parent_ctx
-                ctx = parent_ctx if parent_ctx is not None else tracer.ctx_get()
-                parent = ctx.get(_SPAN_KEY)
-                seq = tracer.next_seq()
-                if type(parent) is FastSpan:
-                    self._pseq, self._fast = parent.seq, FastSpan(seq, parent.root)
-                elif parent is None:
-                    self._fast = FastSpan(seq, seq)
-                else:
-                    self._fast = tracer.foreign_span(parent, seq)
+                # A frame, as a decorated call's (see kronicler.otel.current): under the
+                # caller's remote context if the request carried one, else under what is current.
+                under = parent_ctx if parent_ctx is not None else current.value_get()
+                self._frame, self._pseq = current.start(under, tracer.next_seq())
             self._t0 = perf_counter_ns()
             return self
         except Exception as exc:  # noqa: BLE001 - the request runs uncaptured
@@ -249,13 +242,10 @@ class RequestSpan:
     def enter(self) -> Any:
         """Make the span current (with the caller's baggage, if any); a token for ``exit``."""
         try:
-            base = self._base if self._base is not None else tracer.ctx_get()
-            span = self._fast if self._fast is not None else self._sdk
-            if self._fast is None:
-                return otel_context.attach(trace.set_span_in_context(span, base))
-            values = dict(base)
-            values[_SPAN_KEY] = span
-            return tracer.ctx_set(Context(values))
+            if self._frame is not None:
+                return current.value_set(self._frame)
+            base = self._base if self._base is not None else otel_context.get_current()
+            return otel_context.attach(trace.set_span_in_context(self._sdk, base))
         except Exception as exc:  # noqa: BLE001
             internal_error("request enter", exc)
             return None
@@ -264,10 +254,10 @@ class RequestSpan:
         if token is None:
             return
         try:
-            if self._fast is None:
+            if self._frame is None:
                 otel_context.detach(token)
             else:
-                tracer.ctx_reset(token)
+                current.value_reset(token)
         except Exception as exc:  # noqa: BLE001
             internal_error("request exit", exc)
 
@@ -282,20 +272,20 @@ class RequestSpan:
             t1 = self._t1 if self._t1 is not None else perf_counter_ns()
             error_type = _error_type(ex, exc)
             server_error = ex.status is not None and ex.status >= 500
-            if self._fast is None:
+            frame = self._frame
+            if frame is None:
                 self._finish_sdk(ex, error_type, exc, server_error, t1)
                 return
-            span = self._fast
-            if server_error:
-                span.set_status(Status(StatusCode.ERROR))  # kept OK if the app said OK
+            if server_error:  # kept OK if the app said OK
+                current.span_of(frame).set_status(Status(StatusCode.ERROR))
             cs = SITES.get(ex, error_type)
             if cs is None:  # the table is full: this request carries its own name and attributes
                 attrs = exchange_attributes(ex, error_type)
                 cs = _generic_site(attrs[METHOD])
+                span = current.span_of(frame)
                 span.set_attributes(attrs)
                 span.update_name(span_name(attrs[METHOD], ex.route))
-            st, span.state = span.state, ENDED
-            tracer.finish(span, st, cs.index, cs.site, self._t0, t1, self._pseq, exc)
+            tracer.finish(frame, cs.index, cs.site, self._t0, t1, self._pseq, exc)
         except Exception as err:  # noqa: BLE001
             internal_error("request finish", err)
 

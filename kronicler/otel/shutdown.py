@@ -59,7 +59,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-_log = logging.getLogger("kronicler")
+_log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 5.0  # seconds a stop signal waits for the flush before it goes on
 STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(

@@ -5,14 +5,16 @@ _expected`` (~15 ns): has the global provider changed since we last looked, or d
 ask to look again (configure, fork, shutdown)? Usually the answer is no and the call takes the
 fast path:
 
-1. read the current OTel ``Context`` straight from its ``ContextVar``, take the next ``seq``,
-   make a :class:`FastSpan` and make it current (a copied ``Context``, ``ContextVar.set``) so
-   ``trace.get_current_span()``, ``propagate.inject`` and instrumented libraries see it;
-2. time the call with ``perf_counter_ns``; restore the context;
+1. read the one current value (OTel's context variable, see :mod:`kronicler.otel.current`),
+   take the next ``seq`` and set a *frame* (a five-item list) current in its place: no span
+   object and no ``Context`` are made unless ``trace.get_current_span()``, ``propagate.inject``
+   or an instrumented library asks for them;
+2. time the call with ``perf_counter_ns``; reset the variable;
 3. extend the pipeline's flat list by ``(site, t0, duration, seq, root, parent_seq)``.
 
-That is ~1 us in total, against ~15-20 us for ``start_as_current_span`` on the SDK. Errors,
-attributes set during the call and foreign parents leave the fast path for :func:`finish`.
+That is about 4x the cost of a bare ``perf_counter_ns`` wrapper (0.9 us of CPU against 0.23 us,
+measured on 2026-11-29), against ~150x for ``start_as_current_span`` on the SDK. Errors, spans
+changed during the call and foreign parents leave the fast path for :func:`finish`.
 
 When the look-again question says yes, :func:`_resolve` decides: Kronicler disabled -> plain
 call; a global ``opentelemetry.sdk.trace.TracerProvider`` -> the call becomes a real SDK span
@@ -22,8 +24,9 @@ fast again. Kronicler never sets the global provider itself.
 
 Generators and async generators are wrapped by :mod:`kronicler.otel.generators`.
 
-Reading ``_TRACER_PROVIDER`` (a private module global of opentelemetry-api) is the one liberty
-taken for speed; if a future API version drops it, ``_PublicProviderSource`` falls back to the
+Reading ``_TRACER_PROVIDER`` (a private module global of opentelemetry-api) is one of two
+liberties taken for speed (the other: :mod:`kronicler.otel.current` uses the runtime context's
+variable); if a future API version drops it, ``_PublicProviderSource`` falls back to the
 public ``get_tracer_provider()`` at ~0.2 us a call.
 """
 
@@ -37,21 +40,21 @@ from dataclasses import dataclass
 from time import perf_counter_ns
 from typing import Any
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.context.context import Context
 from opentelemetry.trace import SpanKind
-from opentelemetry.trace.propagation import _SPAN_KEY
 
 from kronicler._config import Settings
+from kronicler._log import LogOnce
+from kronicler._version import __version__
 from kronicler.db.schema import STATUS_ERROR, STATUS_OK
-from kronicler.otel import ids
+from kronicler.otel import current, ids
 from kronicler.otel.contract import MAX_MESSAGE, exception_type_name, row_attributes
+from kronicler.otel.current import DONE, ROOT, SEQ, Frame, value_get, value_reset, value_set
 from kronicler.otel.pipeline import Pipeline
 from kronicler.otel.records import FullRecord, Site
-from kronicler.otel.span import ENDED, FastSpan, ForeignFastSpan, SpanState, parent_of
+from kronicler.otel.span import FastSpan, ForeignFastSpan, SpanState
 
-_log = logging.getLogger("kronicler")
+_log_once = LogOnce(logging.getLogger(__name__))
 _INSTRUMENTATION = "kronicler"
 
 
@@ -65,20 +68,6 @@ class _PublicProviderSource:
 
 _src: Any = trace if hasattr(trace, "_TRACER_PROVIDER") else _PublicProviderSource()
 
-# The runtime context is a ContextVar holding an immutable Context (a dict). Using the variable
-# directly saves the attach/detach indirection (~70 ns); other runtime contexts (configured via
-# OTEL_PYTHON_CONTEXT) are served through the public attach/detach API.
-_runtime = otel_context._RUNTIME_CONTEXT
-_var = getattr(_runtime, "_current_context", None)
-if _var is not None:
-    ctx_get, ctx_set, ctx_reset = _var.get, _var.set, _var.reset
-else:  # pragma: no cover - exercised only with a custom OTEL_PYTHON_CONTEXT
-    ctx_get, ctx_set, ctx_reset = (
-        otel_context.get_current,
-        otel_context.attach,
-        otel_context.detach,
-    )
-
 _NEVER: Any = object()  # never equal to a provider: forces _resolve on the next call
 _PLAIN: Any = object()  # _resolve result: run the function as a plain call
 PLAIN = _PLAIN
@@ -89,7 +78,6 @@ _counter = ids.new_counter()
 _shut = False
 _sdk_provider: Any = None
 _sdk_tracer: Any = None
-_warned: set[str] = set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +119,6 @@ def _resolve() -> Any:
         provider = trace.get_tracer_provider()
         sdk = sys.modules.get("opentelemetry.sdk.trace")
         if sdk is not None and isinstance(provider, sdk.TracerProvider):
-            from kronicler import __version__
-
             _sdk_tracer = provider.get_tracer(_INSTRUMENTATION, __version__)
             _sdk_provider = provider
             _expected = _NEVER
@@ -155,10 +141,8 @@ def next_seq() -> int:
 
 
 def internal_error(where: str, exc: BaseException) -> None:
-    if where not in _warned:
-        _warned.add(where)
-        _log.warning("kronicler: internal error in %s; the call ran uncaptured", where,
-                     exc_info=exc)  # fmt: skip
+    _log_once(where, logging.WARNING, "kronicler: internal error in %s; the call ran uncaptured",
+              where, exc_info=exc)  # fmt: skip
 
 
 def _after_fork_in_child() -> None:
@@ -194,20 +178,14 @@ if hasattr(os, "register_at_fork"):
 
 
 # -- fast path pieces --------------------------------------------------------------------------
-def foreign_span(parent: object, seq: int) -> FastSpan:
-    found = parent_of(parent)
-    if found is None:
-        return FastSpan(seq, seq)
-    trace_id, parent_id, trace_state = found
-    return ForeignFastSpan(seq, trace_id, parent_id, trace_state)
-
-
 def finish(
-    span: FastSpan, st: Any, index: int, site: Site, t0: int, t1: int, pseq: int,
-    exc: BaseException | None,
-) -> None:  # fmt: skip
-    """End a span that needs more than a compact record. Never raises."""
+    frame: Frame, index: int, site: Site, t0: int, t1: int, pseq: int, exc: BaseException | None
+) -> None:
+    """End a call that may need more than a compact record. Never raises."""
     try:
+        span, st = current.end(frame)
+        if span is None:  # nobody asked for it: only its ids are needed
+            span = FastSpan(frame[SEQ], frame[ROOT])
         status, attrs, name, error, description = 0, None, None, None, None
         if isinstance(st, SpanState):
             status, name, error, description = st.status, st.name, st.exception, st.description
@@ -243,12 +221,14 @@ def finish(
 
 
 # -- wrappers ----------------------------------------------------------------------------------
+# The two wrappers below share their body line for line (one is a coroutine): the common cases
+# are written inline because a helper call would cost ~10% of the whole decorator.
 def wrap_function(fn: Callable[..., Any], cs: CallSite) -> Callable[..., Any]:
     """Wrap a plain callable (function, method, builtin)."""
     index, site = cs.index, cs.site
     rows_extend = PIPELINE.rows.extend
-    get, set_, reset, perf = ctx_get, ctx_set, ctx_reset, perf_counter_ns
-    key, fast_span, make_ctx = _SPAN_KEY, FastSpan, Context
+    get, set_, reset, perf = value_get, value_set, value_reset, perf_counter_ns
+    start, done = current.start, DONE
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if _src._TRACER_PROVIDER is not _expected:
@@ -258,24 +238,15 @@ def wrap_function(fn: Callable[..., Any], cs: CallSite) -> Callable[..., Any]:
                     return fn(*args, **kwargs)
                 return _sdk_call(route, site, fn, args, kwargs)
         try:
-            ctx = get()
-            parent = ctx.get(key)
+            value = get()
             seq = next(_counter)
-            if type(parent) is fast_span:
-                pseq = parent.seq
-                root = parent.root
-                span = fast_span(seq, root)
-            elif parent is None:
-                pseq = 0
-                root = seq
-                span = fast_span(seq, seq)
+            if type(value) is list and value[1]:  # a call of this process's trace is current
+                frame, pseq = [seq, value[1], value[2], None, None], value[0]
+            elif not value:  # an empty OTel context: a new trace
+                frame, pseq = [seq, seq, value, None, None], 0
             else:
-                pseq = 0
-                span = foreign_span(parent, seq)
-                root = span.root
-            values = ctx.copy()  # a plain dict: copying it and wrapping is ~40 ns cheaper
-            values[key] = span
-            token = set_(make_ctx(values))
+                frame, pseq = start(value, seq)
+            token = set_(frame)
         except Exception as exc:  # noqa: BLE001
             internal_error("start", exc)
             return fn(*args, **kwargs)
@@ -286,19 +257,18 @@ def wrap_function(fn: Callable[..., Any], cs: CallSite) -> Callable[..., Any]:
             t1 = perf()
             try:
                 reset(token)
-                st, span.state = span.state, ENDED
-            except Exception:  # noqa: BLE001
-                st = None
-            finish(span, st, index, site, t0, t1, pseq, exc)
+            except Exception as err:  # noqa: BLE001
+                internal_error("end", err)
+            finish(frame, index, site, t0, t1, pseq, exc)
             raise
         t1 = perf()
         try:
             reset(token)
-            st, span.state = span.state, ENDED
-            if st is None and root:
-                rows_extend((index, t0, t1 - t0, seq, root, pseq))
+            if frame[3] is None:  # nobody asked for the span: nothing changed on it
+                frame[3] = done
+                rows_extend((index, t0, t1 - t0, seq, frame[1], pseq))
             else:
-                finish(span, st, index, site, t0, t1, pseq, None)
+                finish(frame, index, site, t0, t1, pseq, None)
         except Exception as exc:  # noqa: BLE001
             internal_error("end", exc)
         return result
@@ -312,8 +282,8 @@ def wrap_coroutine_function(
     """Wrap an ``async def``: the span covers the whole await, suspensions included."""
     index, site = cs.index, cs.site
     rows_extend = PIPELINE.rows.extend
-    get, set_, reset, perf = ctx_get, ctx_set, ctx_reset, perf_counter_ns
-    key, fast_span, make_ctx = _SPAN_KEY, FastSpan, Context
+    get, set_, reset, perf = value_get, value_set, value_reset, perf_counter_ns
+    start, done = current.start, DONE
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         if _src._TRACER_PROVIDER is not _expected:
@@ -326,24 +296,15 @@ def wrap_coroutine_function(
                 ):
                     return await fn(*args, **kwargs)
         try:
-            ctx = get()
-            parent = ctx.get(key)
+            value = get()
             seq = next(_counter)
-            if type(parent) is fast_span:
-                pseq = parent.seq
-                root = parent.root
-                span = fast_span(seq, root)
-            elif parent is None:
-                pseq = 0
-                root = seq
-                span = fast_span(seq, seq)
+            if type(value) is list and value[1]:  # a call of this process's trace is current
+                frame, pseq = [seq, value[1], value[2], None, None], value[0]
+            elif not value:  # an empty OTel context: a new trace
+                frame, pseq = [seq, seq, value, None, None], 0
             else:
-                pseq = 0
-                span = foreign_span(parent, seq)
-                root = span.root
-            values = ctx.copy()  # a plain dict: copying it and wrapping is ~40 ns cheaper
-            values[key] = span
-            token = set_(make_ctx(values))
+                frame, pseq = start(value, seq)
+            token = set_(frame)
         except Exception as exc:  # noqa: BLE001
             internal_error("start", exc)
             return await fn(*args, **kwargs)
@@ -354,19 +315,18 @@ def wrap_coroutine_function(
             t1 = perf()
             try:
                 reset(token)
-                st, span.state = span.state, ENDED
-            except Exception:  # noqa: BLE001
-                st = None
-            finish(span, st, index, site, t0, t1, pseq, exc)
+            except Exception as err:  # noqa: BLE001
+                internal_error("end", err)
+            finish(frame, index, site, t0, t1, pseq, exc)
             raise
         t1 = perf()
         try:
             reset(token)
-            st, span.state = span.state, ENDED
-            if st is None and root:
-                rows_extend((index, t0, t1 - t0, seq, root, pseq))
+            if frame[3] is None:  # nobody asked for the span: nothing changed on it
+                frame[3] = done
+                rows_extend((index, t0, t1 - t0, seq, frame[1], pseq))
             else:
-                finish(span, st, index, site, t0, t1, pseq, None)
+                finish(frame, index, site, t0, t1, pseq, None)
         except Exception as exc:  # noqa: BLE001
             internal_error("end", exc)
         return result

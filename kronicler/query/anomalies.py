@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from kronicler.db.summary import Summary, summarize_groups
 from kronicler.db.view import answer
+from kronicler.query.defaults import ANOMALY_EXEMPLARS, ANOMALY_LIMIT
 from kronicler.query.filters import Filter, resolve_functions
 from kronicler.query.grouping import compact, error_counts, group_rows
 from kronicler.query.limits import MAX_CALLS, MAX_EXEMPLARS, MAX_FINDINGS
@@ -54,8 +55,8 @@ def anomalies(
     spike_threshold: float = DEFAULT_SPIKE_THRESHOLD,
     regression_threshold: float = DEFAULT_REGRESSION_THRESHOLD,
     recent: int | None = None,
-    limit: int = 20,
-    exemplars: int = 3,
+    limit: int = ANOMALY_LIMIT,
+    exemplars: int = ANOMALY_EXEMPLARS,
 ) -> list[Anomaly]:
     """Rank functions by how much slower than usual their slow calls are (see module doc).
 

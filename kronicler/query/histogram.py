@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kronicler.db.view import answer
+from kronicler.query.defaults import PER_DECADE
 from kronicler.query.filters import Filter, is_glob, resolve_functions, select
 from kronicler.query.results import Histogram, HistogramBucket
 
@@ -30,7 +31,7 @@ def histogram(
     function: str,
     flt: Filter | None = None,
     *,
-    per_decade: int = 10,
+    per_decade: int = PER_DECADE,
     exact: bool = False,
 ) -> Histogram:
     """Log-scale histogram of one function's durations.

@@ -19,6 +19,7 @@ from kronicler.query.anomalies import (
     DEFAULT_TAIL_THRESHOLD,
 )
 from kronicler.query.backend import QueryBackend
+from kronicler.query.defaults import ANOMALY_EXEMPLARS, ANOMALY_LIMIT, PER_DECADE, SLOWEST_K
 
 if TYPE_CHECKING:
     from kronicler.db import Database
@@ -76,12 +77,14 @@ class Local:
         function: str,
         flt: query.Filter | None = None,
         *,
-        per_decade: int = 10,
+        per_decade: int = PER_DECADE,
         exact: bool = False,
     ) -> query.Histogram:
         return query.histogram(self.db, function, flt, per_decade=per_decade, exact=exact)
 
-    def slowest(self, flt: query.Filter | None = None, *, k: int = 10) -> list[query.SlowCall]:
+    def slowest(
+        self, flt: query.Filter | None = None, *, k: int = SLOWEST_K
+    ) -> list[query.SlowCall]:
         return query.slowest(self.db, flt, k=k)
 
     def anomalies(
@@ -93,8 +96,8 @@ class Local:
         spike_threshold: float = DEFAULT_SPIKE_THRESHOLD,
         regression_threshold: float = DEFAULT_REGRESSION_THRESHOLD,
         recent: int | None = None,
-        limit: int = 20,
-        exemplars: int = 3,
+        limit: int = ANOMALY_LIMIT,
+        exemplars: int = ANOMALY_EXEMPLARS,
     ) -> list[query.Anomaly]:
         return query.anomalies(
             self.db, flt, min_count=min_count, tail_threshold=tail_threshold,

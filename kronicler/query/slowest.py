@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from kronicler.db.scan import top_k
 from kronicler.db.schema import parse_attributes
 from kronicler.db.view import answer
+from kronicler.query.defaults import SLOWEST_K
 from kronicler.query.filters import Filter, resolve_functions, select
 from kronicler.query.results import SlowCall
 
@@ -31,7 +32,7 @@ CALL_COLUMNS = (
 )  # fmt: skip
 
 
-def slowest(db: ReadAPI, flt: Filter | None = None, *, k: int = 10) -> list[SlowCall]:
+def slowest(db: ReadAPI, flt: Filter | None = None, *, k: int = SLOWEST_K) -> list[SlowCall]:
     """The ``k`` slowest calls matching ``flt``, slowest first (ties: earlier start first)."""
     flt = flt or Filter()
     flt.check()

@@ -5,7 +5,8 @@ Business logic lives in :mod:`kronicler.query`; this package converts messages a
 
 from __future__ import annotations
 
-from kronicler.server.app import DEFAULT_ADDRESS, KroniclerServer, ServerOptions
+from kronicler._config import DEFAULT_ADDRESS
+from kronicler.server.app import KroniclerServer, ServerOptions
 from kronicler.server.client import Client
 
 __all__ = ["DEFAULT_ADDRESS", "Client", "KroniclerServer", "ServerOptions"]

@@ -24,6 +24,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from kronicler._config import DEFAULT_ADDRESS, DEFAULT_MAX_RECEIVE_BYTES, DEFAULT_MAX_SEND_BYTES
 from kronicler.otel.receiver import TRACE_SERVICE_NAME, add_to_server
 from kronicler.proto.v1 import query_pb2 as pb
 from kronicler.proto.v1 import query_pb2_grpc as pb_grpc
@@ -36,11 +37,8 @@ from kronicler.server.query_service import QueryServicer
 if TYPE_CHECKING:
     from kronicler.db import Database
 
-log = logging.getLogger("kronicler.server")
+log = logging.getLogger(__name__)
 
-DEFAULT_ADDRESS = "127.0.0.1:4317"
-DEFAULT_MAX_RECEIVE_BYTES = 16 << 20
-DEFAULT_MAX_SEND_BYTES = 64 << 20
 DEFAULT_MAX_WORKERS = 8
 DEFAULT_MAX_CONCURRENT_RPCS = 64
 QUERY_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["QueryService"].full_name

@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from kronicler._config import DEFAULT_ADDRESS, DEFAULT_MAX_SEND_BYTES
 from kronicler.errors import NotFoundError
 from kronicler.proto.v1 import query_pb2 as pb
 from kronicler.proto.v1 import query_pb2_grpc as pb_grpc
@@ -44,13 +45,13 @@ from kronicler.query.anomalies import (
     DEFAULT_TAIL_THRESHOLD,
 )
 from kronicler.query.backend import QueryBackend
+from kronicler.query.defaults import ANOMALY_EXEMPLARS, ANOMALY_LIMIT, PER_DECADE, SLOWEST_K
 from kronicler.query.explain import parse_slow
 from kronicler.query.grouping import check_quantiles, parse_group_by
 from kronicler.query.histogram import MAX_PER_DECADE
 from kronicler.query.limits import MAX_EXEMPLARS, MAX_FINDINGS
 from kronicler.query.stats import check_limit, check_order
 from kronicler.server import convert
-from kronicler.server.app import DEFAULT_ADDRESS, DEFAULT_MAX_SEND_BYTES
 
 #: Status codes that mean what the local query layer says with an exception of this type.
 _LOCAL_ERRORS: dict[grpc.StatusCode, type[Exception]] = {
@@ -163,7 +164,7 @@ class Client:
         return convert.series_from_proto(self._call(self._stub.GetSeries, req))
 
     def histogram(
-        self, function: str, flt: Filter | None = None, *, per_decade: int = 10,
+        self, function: str, flt: Filter | None = None, *, per_decade: int = PER_DECADE,
         exact: bool = False,
     ) -> Histogram:  # fmt: skip
         if not isinstance(per_decade, int) or not 1 <= per_decade <= MAX_PER_DECADE:
@@ -176,7 +177,7 @@ class Client:
         )  # fmt: skip
         return convert.histogram_from_proto(self._call(self._stub.GetHistogram, req))
 
-    def slowest(self, flt: Filter | None = None, *, k: int = 10) -> list[SlowCall]:
+    def slowest(self, flt: Filter | None = None, *, k: int = SLOWEST_K) -> list[SlowCall]:
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
             raise ValueError(f"k must be between 1 and {MAX_K}, got {k!r}")  # 0 = "unset"
         req = pb.GetSlowestRequest(filter=convert.filter_to_proto(flt), k=k)
@@ -192,8 +193,8 @@ class Client:
         spike_threshold: float = DEFAULT_SPIKE_THRESHOLD,
         regression_threshold: float = DEFAULT_REGRESSION_THRESHOLD,
         recent: int | None = None,
-        limit: int | None = 20,
-        exemplars: int = 3,
+        limit: int | None = ANOMALY_LIMIT,
+        exemplars: int = ANOMALY_EXEMPLARS,
     ) -> list[Anomaly]:
         """As :func:`kronicler.query.anomalies`; None for ``min_count`` or ``limit`` also means
         the default.

@@ -40,7 +40,7 @@ import grpc
 if TYPE_CHECKING:
     from kronicler.db.sink import SpanSink
 
-log = logging.getLogger("kronicler.server.ingest")
+log = logging.getLogger(__name__)
 
 EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 _HEADER = struct.Struct("<Q")  # request id before the request bytes

@@ -40,7 +40,7 @@ from kronicler.errors import shorten
 from kronicler.server.auth import bearer_matches
 from kronicler.server.ingest import Outcome
 
-log = logging.getLogger("kronicler.server.otlp_http")
+log = logging.getLogger(__name__)
 
 TRACES_PATH = "/v1/traces"
 DEFAULT_PORT = 4318

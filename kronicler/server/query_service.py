@@ -21,6 +21,7 @@ from kronicler.query.anomalies import (
     DEFAULT_SPIKE_THRESHOLD,
     DEFAULT_TAIL_THRESHOLD,
 )
+from kronicler.query.defaults import ANOMALY_EXEMPLARS, ANOMALY_LIMIT, PER_DECADE, SLOWEST_K
 from kronicler.server import convert
 from kronicler.server.status import rpc_errors
 
@@ -86,7 +87,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
             self._db,
             request.function,
             convert.filter_from_proto(request.filter),
-            per_decade=request.per_decade or 10,
+            per_decade=request.per_decade or PER_DECADE,
             exact=request.exact,
         )
         return convert.histogram_to_proto(h)
@@ -96,7 +97,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         self, request: pb.GetSlowestRequest, context: grpc.ServicerContext
     ) -> pb.GetSlowestResponse:
         calls = query.slowest(
-            self._db, convert.filter_from_proto(request.filter), k=request.k or 10
+            self._db, convert.filter_from_proto(request.filter), k=request.k or SLOWEST_K
         )
         return pb.GetSlowestResponse(calls=[convert.call_to_proto(c) for c in calls])
 
@@ -114,8 +115,8 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
             spike_threshold=request.spike_threshold or DEFAULT_SPIKE_THRESHOLD,
             regression_threshold=request.regression_threshold or DEFAULT_REGRESSION_THRESHOLD,
             recent=request.recent_ns or None,
-            limit=request.limit or 20,
-            exemplars=request.exemplars if request.HasField("exemplars") else 3,
+            limit=request.limit or ANOMALY_LIMIT,
+            exemplars=request.exemplars if request.HasField("exemplars") else ANOMALY_EXEMPLARS,
         )
         return pb.GetAnomaliesResponse(anomalies=[convert.anomaly_to_proto(a) for a in found])
 

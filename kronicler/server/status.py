@@ -23,7 +23,7 @@ from kronicler.errors import (
     NotFoundError,
 )
 
-log = logging.getLogger("kronicler.server")
+log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

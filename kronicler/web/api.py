@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 
 from kronicler import __version__
 from kronicler import query as q
+from kronicler.query.defaults import ANOMALY_EXEMPLARS, ANOMALY_LIMIT, PER_DECADE
 from kronicler.server.auth import bearer_matches
 from kronicler.web import schemas as s
 from kronicler.web import views
@@ -28,6 +29,7 @@ from kronicler.web.params import (
     DEFAULT_THRESHOLDS,
     MAX_SLOWEST,
     MIN_COUNT,
+    SLOWEST_SHOWN,
     Window,
     check_int,
     check_threshold,
@@ -152,7 +154,7 @@ def detail(
     ctx: Ctx,
     c: Common,
     function: OneFunction,
-    k: K = 20,
+    k: K = SLOWEST_SHOWN,
     series: Annotated[bool, Query(description="include the time series (the part that reads "
                                   "every call in the window; the page fetches it apart from "
                                   "/series)")] = True,
@@ -185,7 +187,7 @@ def histogram(
     ctx: Ctx,
     c: Common,
     function: OneFunction,
-    per_decade: Annotated[int, Query(description="buckets per power of ten, 1..100")] = 10,
+    per_decade: Annotated[int, Query(description="buckets per power of ten, 1..100")] = PER_DECADE,
 ) -> Any:
     """Log-scale latency histogram of one function: only non-empty buckets, increasing."""
     return JSONResponse(
@@ -194,7 +196,7 @@ def histogram(
 
 
 @data.get("/slowest", response_model=list[s.SlowCall], responses=_QUERY, tags=["queries"])
-def slowest(ctx: Ctx, c: Common, function: Functions = None, k: K = 20) -> Any:
+def slowest(ctx: Ctx, c: Common, function: Functions = None, k: K = SLOWEST_SHOWN) -> Any:
     """The slowest calls, slowest first, with trace and span ids and attributes."""
     check_int("k", k, 1, MAX_SLOWEST)
     return JSONResponse(views.slowest_payload(ctx.backend, views.narrow(c.flt, function), k=k))
@@ -215,8 +217,9 @@ def anomalies(
                                                  "scoring 1")] = DEFAULT_THRESHOLDS["regression"],
     recent: Annotated[int | None, Query(description="recent window in ns (default: the last "
                                         "tenth of the range)")] = None,
-    limit: Annotated[int, Query(description="most findings, 1..10000")] = 20,
-    exemplars: Annotated[int, Query(description="slowest calls per finding, 0..100")] = 3,
+    limit: Annotated[int, Query(description="most findings, 1..10000")] = ANOMALY_LIMIT,
+    exemplars: Annotated[int, Query(description="slowest calls per finding, 0..100")]
+    = ANOMALY_EXEMPLARS,
 ) -> Any:  # fmt: skip
     """Functions whose calls are sometimes much slower than usual, ranked by score."""
     thresholds = {

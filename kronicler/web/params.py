@@ -41,6 +41,9 @@ PRESETS: dict[str, int | None] = {
 }
 DEFAULT_PRESET = "1h"
 
+#: Slowest calls the dashboard lists: a page, longer than ``query.defaults.SLOWEST_K``.
+SLOWEST_SHOWN = 20
+
 #: Buckets a chart aims for (the step is the smallest round one giving at most this many).
 TARGET_POINTS = 120
 

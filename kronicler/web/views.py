@@ -25,10 +25,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kronicler import query as q
+from kronicler.query.defaults import ANOMALY_EXEMPLARS, ANOMALY_LIMIT, PER_DECADE
 from kronicler.web.params import (
     DEFAULT_THRESHOLDS,
     MIN_COUNT,
     PRESETS,
+    SLOWEST_SHOWN,
     Window,
     aligned_start,
     chart_step,
@@ -144,7 +146,7 @@ def _columns(s: q.Series) -> dict[str, Any]:
 
 
 def histogram_payload(
-    backend: QueryBackend, function: str, flt: q.Filter, *, per_decade: int = 10
+    backend: QueryBackend, function: str, flt: q.Filter, *, per_decade: int = PER_DECADE
 ) -> dict[str, Any]:
     return backend.histogram(function, flt, per_decade=per_decade).to_dict()
 
@@ -174,7 +176,7 @@ def detail(
     window: Window,
     flt: q.Filter,
     *,
-    k: int = 20,
+    k: int = SLOWEST_SHOWN,
     with_series: bool = True,
 ) -> dict[str, Any]:
     """Everything the function view draws, in one answer (``flt`` must not name functions).
@@ -250,8 +252,8 @@ def find_anomalies(
     thresholds: dict[str, float] = DEFAULT_THRESHOLDS,
     min_count: int = MIN_COUNT,
     recent: int | None = None,
-    limit: int = 20,
-    exemplars: int = 3,
+    limit: int = ANOMALY_LIMIT,
+    exemplars: int = ANOMALY_EXEMPLARS,
 ) -> list[q.Anomaly]:
     """:func:`kronicler.query.anomalies` with the thresholds as one dict."""
     return backend.anomalies(

@@ -16,10 +16,9 @@ from kronicler.db.summary import (
     Summary,
     bucket_keys,
     bucket_representatives,
-    decode_summaries,
-    encode_summaries,
     summarize_groups,
 )
+from kronicler.db.summary_codec import decode_summaries, encode_summaries
 from kronicler.errors import CorruptPageError, SchemaVersionError
 
 QS = [0.0, 0.001, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0]
