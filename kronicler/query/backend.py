@@ -92,6 +92,12 @@ class QueryBackend(Protocol):
         exemplars: int = ...,
     ) -> list[Anomaly]: ...
 
+    def missing_peers(self) -> tuple[str, ...]:
+        """The peers (``host:port: reason``) whose data the calling thread's last answer lacks:
+        always empty but for a cluster frontend, which answers with the peers that did answer
+        and names the others here (and to gRPC clients in trailing metadata)."""
+        ...
+
     def close(self) -> None:
         """Release what the backend holds (a database it opened, a channel). Idempotent."""
         ...

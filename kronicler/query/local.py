@@ -102,6 +102,9 @@ class Local:
             recent=recent, limit=limit, exemplars=exemplars,
         )  # fmt: skip
 
+    def missing_peers(self) -> tuple[str, ...]:
+        return ()  # one database: every answer is whole
+
     def close(self) -> None:
         if self._owns_db:
             self.db.close()

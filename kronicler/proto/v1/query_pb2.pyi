@@ -317,3 +317,77 @@ class GetAnomaliesResponse(_message.Message):
     ANOMALIES_FIELD_NUMBER: _ClassVar[int]
     anomalies: _containers.RepeatedCompositeFieldContainer[Anomaly]
     def __init__(self, anomalies: _Optional[_Iterable[_Union[Anomaly, _Mapping]]] = ...) -> None: ...
+
+class TimeRangeQuestion(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PartialRequest(_message.Message):
+    __slots__ = ("version", "time_range", "list_functions", "stats", "series", "histogram", "slowest", "per_function")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TIME_RANGE_FIELD_NUMBER: _ClassVar[int]
+    LIST_FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    SERIES_FIELD_NUMBER: _ClassVar[int]
+    HISTOGRAM_FIELD_NUMBER: _ClassVar[int]
+    SLOWEST_FIELD_NUMBER: _ClassVar[int]
+    PER_FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    time_range: TimeRangeQuestion
+    list_functions: ListFunctionsRequest
+    stats: GetStatsRequest
+    series: GetSeriesRequest
+    histogram: GetHistogramRequest
+    slowest: GetSlowestRequest
+    per_function: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, version: _Optional[int] = ..., time_range: _Optional[_Union[TimeRangeQuestion, _Mapping]] = ..., list_functions: _Optional[_Union[ListFunctionsRequest, _Mapping]] = ..., stats: _Optional[_Union[GetStatsRequest, _Mapping]] = ..., series: _Optional[_Union[GetSeriesRequest, _Mapping]] = ..., histogram: _Optional[_Union[GetHistogramRequest, _Mapping]] = ..., slowest: _Optional[_Union[GetSlowestRequest, _Mapping]] = ..., per_function: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PartialCells(_message.Message):
+    __slots__ = ("keys", "per_key", "summaries", "errors", "exact", "rows", "cell_ids", "durations", "statuses")
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    PER_KEY_FIELD_NUMBER: _ClassVar[int]
+    SUMMARIES_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    CELL_IDS_FIELD_NUMBER: _ClassVar[int]
+    DURATIONS_FIELD_NUMBER: _ClassVar[int]
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    per_key: int
+    summaries: bytes
+    errors: _containers.RepeatedScalarFieldContainer[int]
+    exact: bool
+    rows: int
+    cell_ids: bytes
+    durations: bytes
+    statuses: bytes
+    def __init__(self, keys: _Optional[_Iterable[str]] = ..., per_key: _Optional[int] = ..., summaries: _Optional[bytes] = ..., errors: _Optional[_Iterable[int]] = ..., exact: _Optional[bool] = ..., rows: _Optional[int] = ..., cell_ids: _Optional[bytes] = ..., durations: _Optional[bytes] = ..., statuses: _Optional[bytes] = ...) -> None: ...
+
+class CallList(_message.Message):
+    __slots__ = ("calls",)
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    calls: _containers.RepeatedCompositeFieldContainer[Call]
+    def __init__(self, calls: _Optional[_Iterable[_Union[Call, _Mapping]]] = ...) -> None: ...
+
+class PartialResponse(_message.Message):
+    __slots__ = ("version", "unknown_functions", "first_start_unix_nano", "last_start_unix_nano", "functions", "cells", "histogram", "calls", "per_function")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    LAST_START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
+    CELLS_FIELD_NUMBER: _ClassVar[int]
+    HISTOGRAM_FIELD_NUMBER: _ClassVar[int]
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    PER_FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    unknown_functions: _containers.RepeatedScalarFieldContainer[str]
+    first_start_unix_nano: int
+    last_start_unix_nano: int
+    functions: _containers.RepeatedCompositeFieldContainer[FunctionInfo]
+    cells: PartialCells
+    histogram: GetHistogramResponse
+    calls: _containers.RepeatedCompositeFieldContainer[Call]
+    per_function: _containers.RepeatedCompositeFieldContainer[CallList]
+    def __init__(self, version: _Optional[int] = ..., unknown_functions: _Optional[_Iterable[str]] = ..., first_start_unix_nano: _Optional[int] = ..., last_start_unix_nano: _Optional[int] = ..., functions: _Optional[_Iterable[_Union[FunctionInfo, _Mapping]]] = ..., cells: _Optional[_Union[PartialCells, _Mapping]] = ..., histogram: _Optional[_Union[GetHistogramResponse, _Mapping]] = ..., calls: _Optional[_Iterable[_Union[Call, _Mapping]]] = ..., per_function: _Optional[_Iterable[_Union[CallList, _Mapping]]] = ...) -> None: ...

@@ -65,6 +65,11 @@ class QueryServiceStub:
                 request_serializer=kronicler_dot_proto_dot_v1_dot_query__pb2.GetAnomaliesRequest.SerializeToString,
                 response_deserializer=kronicler_dot_proto_dot_v1_dot_query__pb2.GetAnomaliesResponse.FromString,
                 _registered_method=True)
+        self.Partial = channel.unary_unary(
+                '/kronicler.v1.QueryService/Partial',
+                request_serializer=kronicler_dot_proto_dot_v1_dot_query__pb2.PartialRequest.SerializeToString,
+                response_deserializer=kronicler_dot_proto_dot_v1_dot_query__pb2.PartialResponse.FromString,
+                _registered_method=True)
 
 
 class QueryServiceServicer:
@@ -113,6 +118,13 @@ class QueryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Partial(self, request, context):
+        """One node's mergeable part of an answer, for a cluster frontend (`kronicler serve --peers`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +157,11 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     servicer.GetAnomalies,
                     request_deserializer=kronicler_dot_proto_dot_v1_dot_query__pb2.GetAnomaliesRequest.FromString,
                     response_serializer=kronicler_dot_proto_dot_v1_dot_query__pb2.GetAnomaliesResponse.SerializeToString,
+            ),
+            'Partial': grpc.unary_unary_rpc_method_handler(
+                    servicer.Partial,
+                    request_deserializer=kronicler_dot_proto_dot_v1_dot_query__pb2.PartialRequest.FromString,
+                    response_serializer=kronicler_dot_proto_dot_v1_dot_query__pb2.PartialResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -310,6 +327,33 @@ class QueryService:
             '/kronicler.v1.QueryService/GetAnomalies',
             kronicler_dot_proto_dot_v1_dot_query__pb2.GetAnomaliesRequest.SerializeToString,
             kronicler_dot_proto_dot_v1_dot_query__pb2.GetAnomaliesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Partial(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kronicler.v1.QueryService/Partial',
+            kronicler_dot_proto_dot_v1_dot_query__pb2.PartialRequest.SerializeToString,
+            kronicler_dot_proto_dot_v1_dot_query__pb2.PartialResponse.FromString,
             options,
             channel_credentials,
             insecure,
