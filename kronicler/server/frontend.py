@@ -12,8 +12,9 @@ would give: counts, errors, min, max and the slowest calls exact, quantiles with
 The frontend holds no data of its own: it stores nothing and hosts no OTLP receiver (spans go to
 the nodes), so there is one road for data and a node's answer never counts twice.
 
-Failures: each peer call gets the question's remaining deadline (the gRPC caller's, capped by
-``timeout``), so a down or stalled peer costs at most that. A peer that fails (unreachable,
+Failures: each peer call gets the question's remaining deadline (the gRPC caller's less a fifth,
+at most 1 s, kept for merging and replying; capped by ``timeout``), so a down or stalled peer
+costs at most that and the caller still gets the other peers' answer in time. A peer that fails (unreachable,
 timed out, wrong token, another release's partial format) is left out and named in
 :meth:`missing_peers` (``host:port: reason``), which the gRPC service sends as trailing metadata
 and the CLI and dashboard show: an answer is never silently partial. When no peer answers the
@@ -90,6 +91,9 @@ from kronicler.server.client import Client
 #: Seconds a peer call may outlive its deadline before the frontend stops waiting for it (gRPC
 #: ends the call at the deadline; this only guards against a transport that does not).
 _GRACE = 0.5
+#: Of a caller's remaining deadline, the part kept for merging and replying (at most 1 s): the
+#: peers get the rest, so a stalled peer is dropped while the caller still waits for the answer.
+_HEADROOM, _HEADROOM_MAX = 0.2, 1.0
 
 
 class Frontend:
@@ -145,7 +149,9 @@ class Frontend:
         """Every request to every peer (in parallel across peers): the replies of each peer that
         answered them all. Peers that did not are recorded as missing."""
         remaining = budget.remaining()
-        limit = self.timeout if remaining is None else min(self.timeout, remaining)
+        limit = self.timeout
+        if remaining is not None:  # leave the caller time to receive the merged answer
+            limit = min(limit, remaining - min(_HEADROOM_MAX, _HEADROOM * remaining))
         ends = time.monotonic() + limit
 
         def one_peer(client: Client) -> list[pb.PartialResponse]:
