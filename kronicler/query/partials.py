@@ -51,7 +51,7 @@ from kronicler.query.grouping import (
     parse_group_by,
 )
 from kronicler.query.results import FunctionInfo, GroupStats, Histogram, HistogramBucket, SlowCall
-from kronicler.query.series import check_buckets, cell_codes
+from kronicler.query.series import cell_codes, check_buckets
 
 if TYPE_CHECKING:
     from kronicler.db.view import ReadAPI, ReadView
@@ -125,7 +125,9 @@ def stats_cells(view: ReadView, flt: Filter, group_by: str, exact: bool) -> Cell
     if kind == "function" and not exact and not flt.needs_scan:
         names = resolve_functions(view, flt.functions)
         sums = {} if names == [] else view.summaries(names, since=flt.since, until=flt.until)
-        live = sorted((n, fs) for n, fs in sums.items() if fs.summary is not None and fs.summary.count)
+        live = sorted(
+            (n, fs) for n, fs in sums.items() if fs.summary is not None and fs.summary.count
+        )
         _check_groups(len(live))
         return Cells(
             tuple(n for n, _ in live), 1,
@@ -135,9 +137,7 @@ def stats_cells(view: ReadView, flt: Filter, group_by: str, exact: bool) -> Cell
     return _cells(compact(group_rows(view, flt, group_by)), None, 1, exact)
 
 
-def series_cells(
-    view: ReadView, flt: Filter, step: int, group_by: str, exact: bool
-) -> Cells:
+def series_cells(view: ReadView, flt: Filter, step: int, group_by: str, exact: bool) -> Cells:
     """One node's part of a series answer over ``flt``'s explicit ``[since, until)``."""
     if flt.since is None or flt.until is None or flt.until <= flt.since:
         raise ValueError("a series partial needs since < until")
@@ -162,9 +162,7 @@ def _cells(grouped: Grouped, cells: np.ndarray | None, per_key: int, exact: bool
     n = len(keys) * per_key
     sums = summarize_groups(codes, duration, n) if len(codes) else []
     errors = error_counts(codes, status, n)
-    live = tuple(
-        (i, s, int(errors[i])) for i, s in enumerate(sums) if s is not None and s.count
-    )
+    live = tuple((i, s, int(errors[i])) for i, s in enumerate(sums) if s is not None and s.count)
     return Cells(keys, per_key, live)
 
 
@@ -264,19 +262,18 @@ def cell_stats(cells: Cells, quantiles: Sequence[float], *, every_cell: bool) ->
                           {"duration": d, "status": st})  # fmt: skip
         rows = exact_stats(grouped, quantiles)
         return rows if every_cell else [r for r in rows if r.count]
-    have = {c: (s, e) for c, s, e in cells.summaries}
-    ids = range(n) if every_cell else sorted(have)
-    return [
-        from_summary(cells.keys[c // cells.per_key], *have.get(c, (None, 0)), quantiles)
-        for c in ids
-    ]
+    have: dict[int, tuple[Summary | None, int]] = {c: (s, e) for c, s, e in cells.summaries}
+    out = []
+    for c in range(n) if every_cell else sorted(have):
+        summary, errors = have.get(c, (None, 0))
+        out.append(from_summary(cells.keys[c // cells.per_key], summary, errors, quantiles))
+    return out
 
 
 def _check_groups(n: int, max_groups: int = MAX_GROUPS) -> None:
     if n > max_groups:
         raise ValueError(
-            f"query would return {n} groups, more than the limit of {max_groups}; "
-            "narrow the filter"
+            f"query would return {n} groups, more than the limit of {max_groups}; narrow the filter"
         )
 
 

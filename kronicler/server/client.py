@@ -119,9 +119,12 @@ class Client:
         last answer; empty for a single server or a whole answer."""
         return tuple(getattr(self._local, "missing", ()))
 
-    def partial(self, request: pb.PartialRequest, timeout: float | None = None) -> pb.PartialResponse:
+    def partial(
+        self, request: pb.PartialRequest, timeout: float | None = None
+    ) -> pb.PartialResponse:
         """One node's mergeable part of an answer (what a cluster frontend asks its peers)."""
-        return self._call(self._stub.Partial, request, timeout)  # type: ignore[no-any-return]
+        reply: pb.PartialResponse = self._call(self._stub.Partial, request, timeout)
+        return reply
 
     def health(self, service: str = "") -> str:
         """The health status name (``"SERVING"``...) of ``service`` ("" = the whole server)."""

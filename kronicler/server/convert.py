@@ -254,10 +254,14 @@ def cells_from_proto(msg: pb.PartialCells) -> Cells:
             try:
                 raw = decompressor.decompress(getattr(msg, field), max_output_size=size)
             except zstandard.ZstdError as exc:
-                raise CorruptPageError(f"partial column {field} does not decompress: {exc}") from None
+                raise CorruptPageError(
+                    f"partial column {field} does not decompress: {exc}"
+                ) from None
             if len(raw) != size:
                 raise CorruptPageError(f"partial column {field} has {len(raw)} bytes, not {size}")
-            columns.append(np.frombuffer(raw, dtype=dtype).astype(np.dtype(dtype).newbyteorder("=")))
+            columns.append(
+                np.frombuffer(raw, dtype=dtype).astype(np.dtype(dtype).newbyteorder("="))
+            )
         cell = columns[0]
         if len(cell) and (int(cell.min()) < 0 or int(cell.max()) >= n_cells):
             raise CorruptPageError("partial cell ids out of range")

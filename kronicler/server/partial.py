@@ -15,6 +15,7 @@ import numpy as np
 from kronicler import query
 from kronicler.proto.v1 import query_pb2 as pb
 from kronicler.query.grouping import check_quantiles, parse_group_by
+from kronicler.query.limits import MAX_CALLS
 from kronicler.query.partials import (
     PARTIAL_VERSION,
     Cells,
@@ -22,11 +23,13 @@ from kronicler.query.partials import (
     series_cells,
     stats_cells,
 )
-from kronicler.query.limits import MAX_CALLS
 from kronicler.server import convert
 
 if TYPE_CHECKING:
     from kronicler.db import Database
+
+
+_NO_CALLS: list[query.SlowCall] = []
 
 
 def answer(db: Database, request: pb.PartialRequest) -> pb.PartialResponse:
@@ -39,7 +42,10 @@ def answer(db: Database, request: pb.PartialRequest) -> pb.PartialResponse:
             out.first_start_unix_nano, out.last_start_unix_nano = span
     elif which == "list_functions":
         flt = convert.filter_from_proto(request.list_functions.filter)
-        found, unknown = on_node(db, flt, query.list_functions, [])
+        no_functions: list[query.FunctionInfo] = []
+        found, unknown = on_node(
+            db, flt, lambda view, f: query.list_functions(view, f), no_functions
+        )
         out.functions.extend(convert.function_to_proto(f) for f in found)
     elif which == "stats":
         req = request.stats
@@ -106,7 +112,7 @@ def _slowest(db: Database, request: pb.PartialRequest, out: pb.PartialResponse) 
     flt = convert.filter_from_proto(request.slowest.filter)
     k = request.slowest.k or 10
     if not request.per_function:
-        calls, unknown = on_node(db, flt, lambda view, f: query.slowest(view, f, k=k), [])
+        calls, unknown = on_node(db, flt, lambda view, f: query.slowest(view, f, k=k), _NO_CALLS)
         out.calls.extend(convert.call_to_proto(c) for c in calls)
         return unknown
     if len(request.per_function) * k > MAX_CALLS:
@@ -115,6 +121,6 @@ def _slowest(db: Database, request: pb.PartialRequest, out: pb.PartialResponse) 
         )
     for name in request.per_function:
         one = query.Filter((name,), flt.service, flt.since, flt.until, flt.attributes)
-        calls, _ = on_node(db, one, lambda view, f: query.slowest(view, f, k=k), [])
+        calls, _ = on_node(db, one, lambda view, f: query.slowest(view, f, k=k), _NO_CALLS)
         out.per_function.add().calls.extend(convert.call_to_proto(c) for c in calls)
     return ()

@@ -53,7 +53,10 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         missing = self._backend.missing_peers()
         if missing:
             context.set_trailing_metadata(
-                [(MISSING_PEER_KEY, m.encode("ascii", "backslashreplace").decode()) for m in missing]
+                [
+                    (MISSING_PEER_KEY, m.encode("ascii", "backslashreplace").decode())
+                    for m in missing
+                ]
             )
         return reply
 
@@ -116,7 +119,9 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         self, request: pb.GetSlowestRequest, context: grpc.ServicerContext
     ) -> pb.GetSlowestResponse:
         calls = self._backend.slowest(convert.filter_from_proto(request.filter), k=request.k or 10)
-        return self._reply(context, pb.GetSlowestResponse(calls=[convert.call_to_proto(c) for c in calls]))
+        return self._reply(
+            context, pb.GetSlowestResponse(calls=[convert.call_to_proto(c) for c in calls])
+        )
 
     @rpc_errors
     def GetAnomalies(

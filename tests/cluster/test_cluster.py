@@ -187,9 +187,7 @@ def _frontends(cluster: Cluster) -> list[tuple[str, QueryBackend]]:
 
 
 @pytest.mark.parametrize("query", QUERIES, ids=[x.label() for x in QUERIES])
-def test_every_question_equals_the_brute_force_and_one_node(
-    cluster: Cluster, query: Query
-) -> None:
+def test_every_question_equals_the_brute_force_and_one_node(cluster: Cluster, query: Query) -> None:
     truth, flt = cluster.truth, _filter(query)
     single = Client(cluster.single.address)
     qs = (0.5, 0.9, 0.99)
@@ -280,7 +278,9 @@ def _spawn_node(path: Path) -> tuple[subprocess.Popen[str], str]:
 
 
 @pytest.fixture
-def third_in_a_process(cluster: Cluster, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Rows]]:
+def third_in_a_process(
+    cluster: Cluster, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[str], str, Rows]]:
     """Node 2's data served by a separate process the test may kill or stop."""
     import shutil
 
@@ -358,16 +358,18 @@ def test_no_peer_answering_is_an_error_naming_them(tmp_path: Path) -> None:
     with Frontend(["127.0.0.1:1", "127.0.0.1:2"], timeout=5) as front:
         with pytest.raises(UnavailableError, match=r"127\.0\.0\.1:1: UNAVAILABLE.*127\.0\.0\.1:2"):
             front.stats()
-        with KroniclerServer(front, ServerOptions(address="127.0.0.1:0")) as server:
-            with pytest.raises(grpc.RpcError) as err:
-                Client(server.address).stats()
+        with (
+            KroniclerServer(front, ServerOptions(address="127.0.0.1:0")) as server,
+            pytest.raises(grpc.RpcError) as err,
+        ):
+            Client(server.address).stats()
     assert err.value.code() is grpc.StatusCode.UNAVAILABLE
 
 
 def test_bad_peers_are_refused() -> None:
     for peers in ([], ["nope"], ["127.0.0.1:1", "127.0.0.1:1"], "127.0.0.1:1"):
         with pytest.raises(ValueError):
-            Frontend(peers)  # type: ignore[arg-type]
+            Frontend(peers)
 
 
 def test_local_and_single_server_answers_are_whole(cluster: Cluster) -> None:

@@ -200,7 +200,9 @@ def same(got: Any, want: Any, rel: float) -> bool:
     if isinstance(want, dict) and isinstance(got, dict):
         return got.keys() == want.keys() and all(same(got[k], want[k], rel) for k in want)
     if isinstance(want, list) and isinstance(got, list):
-        return len(got) == len(want) and all(same(g, w, rel) for g, w in zip(got, want))
+        return len(got) == len(want) and all(
+            same(g, w, rel) for g, w in zip(got, want, strict=True)
+        )
     return bool(got == want)
 
 
