@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from kronicler.db.summary import Summary, summarize_groups
+from kronicler.db.summary import MAX_KEY, Summary, bucket_representatives, summarize_groups
 from kronicler.db.view import answer
 from kronicler.errors import LimitExceededError, NotFoundError, shorten
 from kronicler.query.filters import Filter, is_glob, resolve_functions
@@ -229,18 +229,122 @@ def merge_cells(parts: Sequence[Cells]) -> Cells:
         rows = (np.concatenate(ids) if ids else np.empty(0, np.int64),
                 np.concatenate(durations), np.concatenate(statuses))  # fmt: skip
         return Cells(keys, per_key, rows=rows)
-    by_cell: dict[int, list[tuple[Summary, int]]] = {}
+    ids: list[np.ndarray] = []
+    entries: list[tuple[Summary, int]] = []
     for p in parts:
-        if not p.summaries:
-            continue
-        ids_local = np.array([c for c, _, _ in p.summaries], dtype=np.int64)
-        for gid, (_, s, e) in zip(_remap(p, index, ids_local).tolist(), p.summaries, strict=True):
-            by_cell.setdefault(gid, []).append((s, e))
-    merged = tuple(
-        (c, Summary.merge_all(s for s, _ in items), sum(e for _, e in items))
-        for c, items in sorted(by_cell.items())
+        if p.summaries:
+            local = np.array([c for c, _, _ in p.summaries], dtype=np.int64)
+            ids.append(_remap(p, index, local))
+            entries.extend((s, e) for _, s, e in p.summaries)
+    if not entries:
+        return Cells(keys, per_key)
+    return Cells(keys, per_key, merge_summaries(np.concatenate(ids), entries))
+
+
+def merge_summaries(
+    cell: np.ndarray, entries: Sequence[tuple[Summary, int]]
+) -> tuple[tuple[int, Summary, int], ...]:
+    """Every ``(summary, errors)`` merged into its cell, all cells in one numpy pass.
+
+    The batched form of :meth:`Summary.merge_all` (the same k-way moments, counts added per
+    bucket key): a frontend merges thousands of cells, and one merge call per cell would cost
+    more than the nodes' whole answers.
+    """
+    cols = _columns([s for s, _ in entries])
+    cells, inv = np.unique(cell, return_inverse=True)
+    n = np.bincount(inv, weights=cols.count, minlength=len(cells))
+    total = np.bincount(inv, weights=cols.sum, minlength=len(cells))
+    mean = total / n
+    spread = cols.count * np.square(cols.sum / cols.count - mean[inv])
+    m2 = np.bincount(inv, weights=cols.m2, minlength=len(cells)) + np.bincount(
+        inv, weights=spread, minlength=len(cells)
     )
-    return Cells(keys, per_key, merged)
+    lo = np.full(len(cells), np.iinfo(np.int64).max, dtype=np.int64)
+    hi = np.full(len(cells), -1, dtype=np.int64)
+    np.minimum.at(lo, inv, cols.min)
+    np.maximum.at(hi, inv, cols.max)
+    zeros = np.zeros(len(cells), dtype=np.int64)
+    errors = np.zeros(len(cells), dtype=np.int64)
+    counts = np.zeros(len(cells), dtype=np.int64)
+    np.add.at(zeros, inv, cols.zero)
+    np.add.at(errors, inv, np.array([e for _, e in entries], dtype=np.int64))
+    np.add.at(counts, inv, cols.count.astype(np.int64))  # exact, unlike float weights
+    # (cell, key) pairs folded into one int64 and added (keys lie in [0, MAX_KEY]).
+    pair = np.repeat(inv.astype(np.int64), cols.lengths) * _KEY_SPAN + cols.keys
+    pairs, where = np.unique(pair, return_inverse=True)
+    pair_counts = np.zeros(len(pairs), dtype=np.int64)
+    np.add.at(pair_counts, where, cols.counts)
+    pair_cell = pairs // _KEY_SPAN
+    pair_keys = (pairs % _KEY_SPAN).astype(np.int32)
+    pair_keys.setflags(write=False)
+    pair_counts.setflags(write=False)
+    bounds = np.searchsorted(pair_cell, np.arange(len(cells) + 1)).tolist()
+    return tuple(
+        (int(cells[i]), Summary(int(counts[i]), float(total[i]), float(m2[i]), int(lo[i]),
+                                int(hi[i]), int(zeros[i]), pair_keys[bounds[i] : bounds[i + 1]],
+                                pair_counts[bounds[i] : bounds[i + 1]]), int(errors[i]))
+        for i in range(len(cells))
+    )  # fmt: skip
+
+
+_KEY_SPAN = MAX_KEY + 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """Many summaries as arrays: scalars per summary, buckets concatenated in order."""
+
+    count: np.ndarray  # float64, for moment arithmetic
+    sum: np.ndarray
+    m2: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+    zero: np.ndarray
+    lengths: np.ndarray
+    keys: np.ndarray
+    counts: np.ndarray
+
+
+def _columns(summaries: Sequence[Summary]) -> _Columns:
+    keys = [s.keys for s in summaries]
+    return _Columns(
+        np.array([s.count for s in summaries], dtype=np.float64),
+        np.array([s.sum for s in summaries], dtype=np.float64),
+        np.array([s.m2 for s in summaries], dtype=np.float64),
+        np.array([s.min for s in summaries], dtype=np.int64),
+        np.array([s.max for s in summaries], dtype=np.int64),
+        np.array([s.zero_count for s in summaries], dtype=np.int64),
+        np.array([len(k) for k in keys], dtype=np.int64),
+        np.concatenate(keys).astype(np.int64) if keys else np.empty(0, np.int64),
+        np.concatenate([s.counts for s in summaries]) if keys else np.empty(0, np.int64),
+    )
+
+
+def batch_quantiles(summaries: Sequence[Summary], qs: Sequence[float]) -> np.ndarray:
+    """``[s.quantiles(qs) for s in summaries]`` as one (summaries x qs) array, in one pass.
+
+    The batched form of :meth:`Summary.quantile` (rank ``floor(q * (count - 1))``, zeros first,
+    then the bucket holding the rank, its representative clipped to [min, max]); every summary
+    must be non-empty.
+    """
+    cols = _columns(summaries)
+    count = cols.count.astype(np.int64)
+    cumulative = np.cumsum(cols.counts)
+    # Buckets before each summary's first: the cumulative count its ranks start from.
+    base = np.concatenate(([0], cumulative))[np.cumsum(cols.lengths) - cols.lengths]
+    out = np.zeros((len(summaries), len(qs)), dtype=np.float64)
+    for j, q in enumerate(qs):
+        rank = np.floor((count - 1) * q).astype(np.int64)
+        inside = rank >= cols.zero
+        if inside.any():
+            idx = np.searchsorted(cumulative, (base + rank - cols.zero)[inside], side="right")
+            reps = bucket_representatives(cols.keys[idx])
+            out[inside, j] = np.clip(reps, cols.min[inside], cols.max[inside])
+        if q == 0.0:
+            out[:, j] = cols.min
+        elif q == 1.0:
+            out[:, j] = cols.max
+    return out
 
 
 def _remap(part: Cells, index: dict[str, int], cell: np.ndarray) -> np.ndarray:
@@ -262,11 +366,20 @@ def cell_stats(cells: Cells, quantiles: Sequence[float], *, every_cell: bool) ->
                           {"duration": d, "status": st})  # fmt: skip
         rows = exact_stats(grouped, quantiles)
         return rows if every_cell else [r for r in rows if r.count]
-    have: dict[int, tuple[Summary | None, int]] = {c: (s, e) for c, s, e in cells.summaries}
+    values = batch_quantiles([s for _, s, _ in cells.summaries], quantiles) if cells.summaries \
+        else np.zeros((0, len(quantiles)))  # fmt: skip
+    have = {c: i for i, (c, _, _) in enumerate(cells.summaries)}
     out = []
     for c in range(n) if every_cell else sorted(have):
-        summary, errors = have.get(c, (None, 0))
-        out.append(from_summary(cells.keys[c // cells.per_key], summary, errors, quantiles))
+        key = cells.keys[c // cells.per_key]
+        i = have.get(c)
+        if i is None:
+            out.append(from_summary(key, None, 0, quantiles))
+            continue
+        _, s, errors = cells.summaries[i]
+        qv = tuple(zip(quantiles, values[i].tolist(), strict=True))
+        out.append(GroupStats(key, int(s.count), errors, s.mean, s.stddev, s.stderr,
+                              float(s.min or 0), float(s.max or 0), qv))  # fmt: skip
     return out
 
 

@@ -161,7 +161,7 @@ class Frontend:
             peer: self._pool.submit(one_peer, client) for peer, client in self._clients.items()
         }
         wait(futures.values(), timeout=limit + _GRACE)
-        missing: dict[str, str] = self._local.missing
+        missing: dict[str, str] = self._local.__dict__.setdefault("missing", {})
         replies: list[list[pb.PartialResponse]] = []
         refusal: Exception | None = None
         for peer, fut in futures.items():
