@@ -229,16 +229,16 @@ def merge_cells(parts: Sequence[Cells]) -> Cells:
         rows = (np.concatenate(ids) if ids else np.empty(0, np.int64),
                 np.concatenate(durations), np.concatenate(statuses))  # fmt: skip
         return Cells(keys, per_key, rows=rows)
-    ids: list[np.ndarray] = []
+    cell_ids: list[np.ndarray] = []
     entries: list[tuple[Summary, int]] = []
     for p in parts:
         if p.summaries:
             local = np.array([c for c, _, _ in p.summaries], dtype=np.int64)
-            ids.append(_remap(p, index, local))
+            cell_ids.append(_remap(p, index, local))
             entries.extend((s, e) for _, s, e in p.summaries)
     if not entries:
         return Cells(keys, per_key)
-    return Cells(keys, per_key, merge_summaries(np.concatenate(ids), entries))
+    return Cells(keys, per_key, merge_summaries(np.concatenate(cell_ids), entries))
 
 
 def merge_summaries(

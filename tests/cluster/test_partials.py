@@ -22,7 +22,8 @@ def _values(rng: np.random.Generator, n: int) -> np.ndarray:
 @pytest.mark.parametrize("seed", range(5))
 def test_merged_cells_equal_merging_each_cell(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    parts, raw = [], {}
+    parts: list[Cells] = []
+    raw: dict[tuple[str, int], tuple[np.ndarray, int]] = {}
     for _ in range(3):
         keys = tuple(
             sorted(rng.choice(["a", "b", "c", "d"], int(rng.integers(1, 5)), replace=False))
@@ -51,10 +52,10 @@ def test_merged_cells_equal_merging_each_cell(seed: int) -> None:
         assert s.m2 == pytest.approx(want.m2, rel=1e-9)
     # Stats rows: the batched quantiles are exactly each summary's own.
     rows = cell_stats(merged, QS, every_cell=True)
-    by_id = {c: (s, e) for c, s, e in merged.summaries}
+    by_id: dict[int, tuple[Summary | None, int]] = {c: (s, e) for c, s, e in merged.summaries}
     for c, row in enumerate(rows):
-        s, e = by_id.get(c, (None, 0))
-        assert row == from_summary(merged.keys[c // 3], s, e, QS)
+        summary, e = by_id.get(c, (None, 0))
+        assert row == from_summary(merged.keys[c // 3], summary, e, QS)
 
 
 def test_batch_quantiles_of_only_zeros_and_single_values() -> None:
