@@ -382,3 +382,18 @@ def test_local_and_single_server_answers_are_whole(cluster: Cluster) -> None:
     with Client(cluster.single.address) as client:
         client.stats()
         assert client.missing_peers() == ()
+
+
+def test_the_token_reaches_the_peers(cluster: Cluster) -> None:
+    db = Database.open(cluster.node_paths[1], readonly=True)
+    try:
+        options = ServerOptions(address="127.0.0.1:0", token="s3cret")
+        with KroniclerServer(db, options) as guarded:
+            with Frontend([guarded.address], token="s3cret") as front:
+                assert front.stats().rows and front.missing_peers() == ()
+            with Frontend([guarded.address, cluster.peers[0]]) as front:  # no token
+                front.stats()
+                (missing,) = front.missing_peers()
+                assert missing.startswith(f"{guarded.address}: UNAUTHENTICATED")
+    finally:
+        db.close()
