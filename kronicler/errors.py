@@ -53,6 +53,10 @@ class LimitExceededError(KroniclerError, ValueError):
     """
 
 
+class UnavailableError(KroniclerError):
+    """Nothing could answer: every peer of a cluster frontend failed or timed out (each named)."""
+
+
 class MaintenanceBusyError(KroniclerError):
     """Another compaction or retention holds the database's maintenance lock."""
 

@@ -161,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--http", metavar="HOST:PORT", help="also serve the web dashboard there")
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="a host name the dashboard answers besides loopback names (repeatable)")  # fmt: skip
+    p.add_argument("--peers", metavar="HOST:PORT,...",
+                   help="be a cluster frontend: answer every query from these nodes (merged), "
+                        "store nothing and host no OTLP (docs/cluster.md)")  # fmt: skip
+    p.add_argument("--peer-token", help="bearer token for the peers (default: --token)")
+    p.add_argument("--peer-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="longest a query waits for the peers (default: 30; a caller's shorter "
+                        "deadline wins)")  # fmt: skip
 
     p = sub.add_parser("dashboard", help="serve the web dashboard on a local database")
     p.add_argument(
@@ -385,7 +392,12 @@ def run_query(args: argparse.Namespace) -> str:
     flt = make_filter(args)
     backend = open_backend(args)
     try:
-        return _answer(args, backend, flt)
+        out = _answer(args, backend, flt)
+        missing = backend.missing_peers()
+        if missing:
+            _warn(f"kronicler: warning: partial answer: {len(missing)} peer(s) did not answer, "
+                  f"their data is missing: {'; '.join(missing)}")  # fmt: skip
+        return out
     except grpc.RpcError as exc:
         chose = args.path is not None or args.address or os.environ.get("KRONICLER_ADDRESS")
         if exc.code() == grpc.StatusCode.UNAVAILABLE and not chose:
@@ -471,6 +483,8 @@ def serve(args: argparse.Namespace) -> int:
     )
     if not args.no_otlp:
         options = replace(options, otlp_http=args.otlp_http or default_otlp_http(options.address))
+    if args.peers:
+        return serve_frontend(args, options)
     options.check()
     _warn(exposure_warning(split_address(options.address)[0], options.token))
     db = Database.open(args.path)
@@ -504,6 +518,38 @@ def serve(args: argparse.Namespace) -> int:
         if "server" in locals():
             server.stop(grace=2.0)
         db.close()
+    return 0
+
+
+def serve_frontend(args: argparse.Namespace, options: Any) -> int:
+    """``serve --peers``: the QueryService over a :class:`~kronicler.server.frontend.Frontend`."""
+    import signal
+    import threading
+    from dataclasses import replace
+
+    from kronicler.server import KroniclerServer
+    from kronicler.server.app import split_address
+    from kronicler.server.frontend import Frontend
+
+    if args.http:
+        raise ValueError("--http is not available with --peers yet; run the dashboard on a node")
+    options = replace(options, otlp=False, otlp_http=None, ingest_workers=0)
+    options.check()
+    _warn(exposure_warning(split_address(options.address)[0], options.token))
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    frontend = Frontend(peers, token=args.peer_token or options.token, timeout=args.peer_timeout)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        server = KroniclerServer(frontend, options).start()
+        print(f"kronicler: frontend for {', '.join(peers)} on {server.address} "
+              f"({'TLS' if server.tls else 'plaintext'}"
+              f"{', token required' if options.token else ''}); Ctrl-C to stop", flush=True)  # fmt: skip
+        stop.wait()
+        server.stop(grace=2.0)
+    finally:
+        frontend.close()
     return 0
 
 

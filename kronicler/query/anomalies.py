@@ -67,6 +67,22 @@ def anomalies(
         recent: width in ns of the recent window at the end of the range (default: a tenth).
         limit: most findings returned; exemplars: slowest calls attached to each finding.
     """
+    thresholds = (tail_threshold, spike_threshold, regression_threshold)
+    flt = check_anomalies(flt, min_count, thresholds, recent, limit, exemplars)
+    return answer(db, lambda view: _anomalies(
+        view, flt, min_count, thresholds, recent, limit, exemplars))  # fmt: skip
+
+
+def check_anomalies(
+    flt: Filter | None,
+    min_count: int,
+    thresholds: tuple[float, float, float],
+    recent: int | None,
+    limit: int,
+    exemplars: int,
+) -> Filter:
+    """The checked filter, or ``ValueError`` naming the bad argument."""
+    tail_threshold, spike_threshold, regression_threshold = thresholds
     flt = flt or Filter()
     flt.check()
     for label, t in (("tail_threshold", tail_threshold), ("spike_threshold", spike_threshold),
@@ -87,9 +103,7 @@ def anomalies(
         )
     if recent is not None and recent <= 0:
         raise ValueError(f"recent must be a positive number of nanoseconds, got {recent}")
-    thresholds = (tail_threshold, spike_threshold, regression_threshold)
-    return answer(db, lambda view: _anomalies(
-        view, flt, min_count, thresholds, recent, limit, exemplars))  # fmt: skip
+    return flt
 
 
 def _anomalies(
@@ -101,22 +115,55 @@ def _anomalies(
     limit: int,
     exemplars: int,
 ) -> list[Anomaly]:
-    tail_threshold, spike_threshold, regression_threshold = thresholds
     span = db.time_range()
     if span is None or resolve_functions(db, flt.functions) == []:
         return []
-    since = flt.since if flt.since is not None else span[0]
-    until = flt.until if flt.until is not None else span[1] + 1
-    if until <= since:
+    window = anomaly_window(span, flt, recent)
+    if window is None:
         return []
-    width = recent if recent is not None else max(1, int((until - since) * DEFAULT_RECENT_FRACTION))
-    split = max(since, until - width)
+    since, split, until = window
     if split > since:
         recent_s = function_summaries(db, flt.with_range(split, until))
         base_s = function_summaries(db, flt.with_range(since, split))
-        whole = merge_summaries(recent_s, base_s)
     else:  # the recent window is the whole range: no baseline, no regression signal
-        whole, recent_s, base_s = function_summaries(db, flt.with_range(since, until)), {}, {}
+        recent_s, base_s = function_summaries(db, flt.with_range(since, until)), {}
+    found = judge(recent_s, base_s, split > since, split, min_count, thresholds, limit)
+    if exemplars:
+        found = [_with_exemplars(db, flt.with_range(since, until), a, exemplars) for a in found]
+    return found
+
+
+def anomaly_window(
+    span: tuple[int, int], flt: Filter, recent: int | None
+) -> tuple[int, int, int] | None:
+    """``(since, split, until)``: the range judged and where its recent window starts, given
+    the data's ``span``; None for an empty range. A frontend passes the merged span."""
+    since = flt.since if flt.since is not None else span[0]
+    until = flt.until if flt.until is not None else span[1] + 1
+    if until <= since:
+        return None
+    width = recent if recent is not None else max(1, int((until - since) * DEFAULT_RECENT_FRACTION))
+    return since, max(since, until - width), until
+
+
+def judge(
+    recent_s: dict[str, tuple[Summary | None, int]],
+    base_s: dict[str, tuple[Summary | None, int]],
+    has_baseline: bool,
+    split: int,
+    min_count: int,
+    thresholds: tuple[float, float, float],
+    limit: int,
+) -> list[Anomaly]:
+    """The findings (without exemplars), ranked and cut to ``limit``, from merged summaries.
+
+    ``recent_s`` covers the whole range when there is no baseline (``has_baseline`` False).
+    """
+    tail_threshold, spike_threshold, regression_threshold = thresholds
+    if has_baseline:
+        whole = merge_summaries(recent_s, base_s)
+    else:
+        whole, recent_s = recent_s, {}
     min_recent = max(10, min_count // 5)
     found = []
     for name, (s, errors) in whole.items():
@@ -159,10 +206,7 @@ def _anomalies(
             )
         )  # fmt: skip
     found.sort(key=lambda a: (-a.score, -a.count, a.function))
-    found = found[:limit]
-    if exemplars:
-        found = [_with_exemplars(db, flt.with_range(since, until), a, exemplars) for a in found]
-    return found
+    return found[:limit]
 
 
 def _signal(ratio: float | None, threshold: float) -> float:

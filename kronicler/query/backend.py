@@ -102,6 +102,11 @@ class QueryBackend(Protocol):
         slow: int | str | None = ...,
     ) -> Explanation:
         """Why some calls of ``function`` are slow (:func:`kronicler.query.explain`)."""
+
+    def missing_peers(self) -> tuple[str, ...]:
+        """The peers (``host:port: reason``) whose data the calling thread's last answer lacks:
+        always empty but for a cluster frontend, which answers with the peers that did answer
+        and names the others here (and to gRPC clients in trailing metadata)."""
         ...
 
     def close(self) -> None:

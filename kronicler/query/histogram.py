@@ -42,6 +42,12 @@ def histogram(
         per_decade: buckets per power of ten, 1..100.
         exact: bin raw durations instead of the summaries' buckets.
     """
+    flt = check_histogram(function, flt, per_decade)
+    return answer(db, lambda view: _histogram(view, function, flt, per_decade, exact))
+
+
+def check_histogram(function: str, flt: Filter | None, per_decade: int) -> Filter:
+    """The checked filter, or ``ValueError`` naming the bad argument."""
     flt = flt or Filter()
     flt.check()
     if flt.functions:
@@ -50,7 +56,7 @@ def histogram(
         raise ValueError(f"histogram needs one function name, not a pattern: {function!r}")
     if not isinstance(per_decade, int) or not 1 <= per_decade <= MAX_PER_DECADE:
         raise ValueError(f"per_decade must be between 1 and {MAX_PER_DECADE}, got {per_decade!r}")
-    return answer(db, lambda view: _histogram(view, function, flt, per_decade, exact))
+    return flt
 
 
 def _histogram(db: ReadView, function: str, flt: Filter, per_decade: int, exact: bool) -> Histogram:

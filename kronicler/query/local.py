@@ -115,6 +115,9 @@ class Local:
     ) -> query.Explanation:
         return query.explain(self.db, function, since=since, until=until, slow=slow)
 
+    def missing_peers(self) -> tuple[str, ...]:
+        return ()  # one database: every answer is whole
+
     def close(self) -> None:
         if self._owns_db:
             self.db.close()

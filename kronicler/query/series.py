@@ -10,6 +10,7 @@ so that a careless ``step`` cannot ask the server for millions of points.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,7 +30,13 @@ from kronicler.query.grouping import (
     summary_stats,
 )
 from kronicler.query.limits import MAX_SERIES_VALUES
-from kronicler.query.results import DEFAULT_QUANTILES, Series, SeriesPoint, SeriesTable
+from kronicler.query.results import (
+    DEFAULT_QUANTILES,
+    GroupStats,
+    Series,
+    SeriesPoint,
+    SeriesTable,
+)
 
 if TYPE_CHECKING:
     from kronicler.db.view import ReadAPI, ReadView
@@ -73,14 +80,22 @@ def series(
 
     Raises ``ValueError`` for a bad step or when the buckets or points exceed their caps.
     """
+    flt, qs = check_series(flt, step, group_by, quantiles)
+    return answer(db, lambda view: _series(
+        view, flt, step, group_by, qs, exact, max_buckets, max_points, max_groups))  # fmt: skip
+
+
+def check_series(
+    flt: Filter | None, step: int | None, group_by: str, quantiles: Sequence[float]
+) -> tuple[Filter, tuple[float, ...]]:
+    """The checked filter and quantiles, or ``ValueError`` naming the bad argument."""
     flt = flt or Filter()
     flt.check()
     qs = check_quantiles(quantiles)
     parse_group_by(group_by)
     if step is not None and (not isinstance(step, int) or step <= 0):
         raise ValueError(f"step must be a positive number of nanoseconds, got {step!r}")
-    return answer(db, lambda view: _series(
-        view, flt, step, group_by, qs, exact, max_buckets, max_points, max_groups))  # fmt: skip
+    return flt, qs
 
 
 def _series(
@@ -94,13 +109,40 @@ def _series(
     max_points: int,
     max_groups: int,
 ) -> SeriesTable:
+    bounds = series_bounds(db.time_range(), flt, step)
+    if isinstance(bounds, tuple):
+        since, until, step = bounds
+    else:
+        return replace(bounds, group_by=group_by, quantiles=qs, exact=exact)
+    n_buckets = check_buckets(since, until, step, max_buckets)
+    grouped = compact(
+        group_rows(db, flt.with_range(since, until), group_by, ("duration", "status", "start")),
+        max_groups,
+    )
+    check_points(grouped.n_groups, n_buckets, len(qs), max_points)
+    cells = Grouped(
+        [""] * (grouped.n_groups * n_buckets),
+        cell_codes(grouped, since, step, n_buckets),
+        grouped.columns,
+    )
+    rows = exact_stats(cells, qs) if exact else summary_stats(cells, qs)
+    return assemble(grouped.keys, rows, (group_by, step, since, until, qs, exact), n_buckets)
+
+
+def series_bounds(
+    span: tuple[int, int] | None, flt: Filter, step: int | None
+) -> tuple[int, int, int] | SeriesTable:
+    """``(since, until, step)`` of the buckets, given the data's ``span``; or the empty table
+    (its group key, quantiles and ``exact`` to be filled in) when there is nothing to bucket.
+
+    A frontend merging many nodes calls this with the merged span, so every node buckets alike.
+    """
     since, until = flt.since, flt.until
     if since is None or until is None:
-        span = db.time_range()
         lo = since if since is not None else (until if until is not None else 0)
         if span is None or (since is None and lo <= _INT64_MIN):
-            return SeriesTable(group_by, step or NICE_STEPS_NS[3], lo,
-                               until if until is not None else lo, qs, exact, ())  # fmt: skip
+            return SeriesTable("", step or NICE_STEPS_NS[3], lo,
+                               until if until is not None else lo, (), False, ())  # fmt: skip
         # Bounds derived from the data stay within int64, as every time on the wire must.
         if until is None:
             until = min(span[1] + 1, _INT64_MAX)
@@ -113,7 +155,12 @@ def _series(
                 since -= since % step
     step = step or pick_step(until - since)
     if until <= since:
-        return SeriesTable(group_by, step, since, until, qs, exact, ())
+        return SeriesTable("", step, since, until, (), False, ())
+    return since, until, step
+
+
+def check_buckets(since: int, until: int, step: int, max_buckets: int = MAX_BUCKETS) -> int:
+    """The number of buckets, or ``ValueError`` when there are more than ``max_buckets``."""
     budget.check()
     n_buckets = -(-(until - since) // step)
     if n_buckets > max_buckets:
@@ -121,34 +168,44 @@ def _series(
             f"step {step} ns over {until - since} ns gives {n_buckets} buckets, more than the "
             f"limit of {max_buckets}; use a larger step"
         )
-    grouped = compact(
-        group_rows(db, flt.with_range(since, until), group_by, ("duration", "status", "start")),
-        max_groups,
-    )
-    values = grouped.n_groups * n_buckets * (5 + len(qs))
+    return n_buckets
+
+
+def check_points(n_groups: int, n_buckets: int, n_quantiles: int, max_points: int) -> None:
+    """Refuse an answer with too many numbers or points (checked on the groups found)."""
+    values = n_groups * n_buckets * (5 + n_quantiles)
     if values > MAX_SERIES_VALUES:
         raise LimitExceededError(
-            f"{grouped.n_groups} groups x {n_buckets} buckets x {5 + len(qs)} figures = "
+            f"{n_groups} groups x {n_buckets} buckets x {5 + n_quantiles} figures = "
             f"{values} numbers, more than the limit of {MAX_SERIES_VALUES}; "
             "use a larger step, fewer quantiles or a narrower filter"
         )
-    if grouped.n_groups * n_buckets > max_points:
+    if n_groups * n_buckets > max_points:
         raise ValueError(
-            f"{grouped.n_groups} groups x {n_buckets} buckets = "
-            f"{grouped.n_groups * n_buckets} points, more than the limit of {max_points}; "
+            f"{n_groups} groups x {n_buckets} buckets = "
+            f"{n_groups * n_buckets} points, more than the limit of {max_points}; "
             "use a larger step or a narrower filter"
         )
+
+
+def cell_codes(grouped: Grouped, since: int, step: int, n_buckets: int) -> np.ndarray:
+    """Each row's cell, ``group * n_buckets + bucket``."""
     # start - since may not fit in int64 (since near -2**63) but always fits in uint64.
     offset = grouped.columns["start"].astype(np.int64).view(np.uint64) - np.uint64(since % 2**64)
     bucket = offset // np.uint64(step)
-    cells = Grouped(
-        [""] * (grouped.n_groups * n_buckets),
-        grouped.codes * n_buckets + bucket.astype(np.int64),
-        grouped.columns,
-    )
-    rows = exact_stats(cells, qs) if exact else summary_stats(cells, qs)
+    return np.asarray(grouped.codes * n_buckets + bucket.astype(np.int64))
+
+
+def assemble(
+    keys: Sequence[str],
+    rows: Sequence[GroupStats],
+    head: tuple[str, int, int, int, tuple[float, ...], bool],
+    n_buckets: int,
+) -> SeriesTable:
+    """The table from one stats row per cell (``rows[g * n_buckets + b]``)."""
+    group_by, step, since, until, qs, exact = head
     out = []
-    for g, key in enumerate(grouped.keys):
+    for g, key in enumerate(keys):
         points = tuple(
             SeriesPoint(since + b * step, r.count, r.errors, r.mean, r.min, r.max, r.quantiles)
             for b, r in enumerate(rows[g * n_buckets : (g + 1) * n_buckets])

@@ -34,11 +34,17 @@ CALL_COLUMNS = (
 
 def slowest(db: ReadAPI, flt: Filter | None = None, *, k: int = SLOWEST_K) -> list[SlowCall]:
     """The ``k`` slowest calls matching ``flt``, slowest first (ties: earlier start first)."""
+    flt = check_slowest(flt, k)
+    return answer(db, lambda view: _slowest(view, flt, k))
+
+
+def check_slowest(flt: Filter | None, k: int) -> Filter:
+    """The checked filter, or ``ValueError`` naming the bad argument."""
     flt = flt or Filter()
     flt.check()
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
         raise ValueError(f"k must be between 1 and {MAX_K}, got {k!r}")
-    return answer(db, lambda view: _slowest(view, flt, k))
+    return flt
 
 
 def _slowest(db: ReadView, flt: Filter, k: int) -> list[SlowCall]:

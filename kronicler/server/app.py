@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +36,7 @@ from kronicler.server.query_service import QueryServicer
 
 if TYPE_CHECKING:
     from kronicler.db import Database
+    from kronicler.query.backend import QueryBackend
 
 log = logging.getLogger(__name__)
 
@@ -100,23 +101,29 @@ def split_address(address: str) -> tuple[str, int]:
 
 
 class KroniclerServer:
-    """A running (after :meth:`start`) gRPC server over one open database.
+    """A running (after :meth:`start`) gRPC server over one open database, or over a query
+    backend that stores nothing (a cluster frontend, :mod:`kronicler.server.frontend`).
 
-    The database stays the caller's: the server reads and appends, and never closes it.
+    The database or backend stays the caller's: the server reads and appends, and never closes
+    it. A backend gets the QueryService alone: no OTLP (spans go to the nodes, not through it).
     """
 
-    def __init__(self, db: Database, options: ServerOptions | None = None) -> None:
+    def __init__(self, db: Database | QueryBackend, options: ServerOptions | None = None) -> None:
+        from kronicler.db import Database
+
         self.options = options or ServerOptions()
+        if not isinstance(db, Database):
+            self.options = replace(self.options, otlp=False, ingest_workers=0, otlp_http=None)
         self.options.check()
         opts = self.options
         interceptors: list[grpc.ServerInterceptor] = [DecodeGuardInterceptor()]
         if opts.token:  # checked first: an unauthenticated call is refused before decoding
             interceptors.insert(0, TokenInterceptor(opts.token))
         self.ingest: IngestPool | None = None
-        if opts.otlp and opts.ingest_workers:
+        if opts.otlp and opts.ingest_workers and isinstance(db, Database):
             self.ingest = IngestPool(db.path, opts.ingest_workers)
         self.otlp_http: OTLPHTTPServer | None = None
-        if opts.otlp and opts.otlp_http is not None:
+        if opts.otlp and opts.otlp_http is not None and isinstance(db, Database):
             http_host, http_port = split_address(opts.otlp_http)
             http_host = http_host.strip("[]")
             self.otlp_http = OTLPHTTPServer(
@@ -144,7 +151,7 @@ class KroniclerServer:
         if self.ingest is not None:
             self._server.add_generic_rpc_handlers((IngestServicer(self.ingest).handler(),))
             names.append(TRACE_SERVICE_NAME)
-        elif opts.otlp:
+        elif opts.otlp and isinstance(db, Database):
             add_to_server(db, self._server)
             names.append(TRACE_SERVICE_NAME)
         self._health = health.HealthServicer()

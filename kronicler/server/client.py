@@ -15,6 +15,7 @@ failure (unreachable server, wrong token, ``RESOURCE_EXHAUSTED``, which the serv
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ from kronicler.query.histogram import MAX_PER_DECADE
 from kronicler.query.limits import MAX_EXEMPLARS, MAX_FINDINGS
 from kronicler.query.stats import check_limit, check_order
 from kronicler.server import convert
+from kronicler.server.query_service import MISSING_PEER_KEY
 
 #: Status codes that mean what the local query layer says with an exception of this type.
 _LOCAL_ERRORS: dict[grpc.StatusCode, type[Exception]] = {
@@ -96,15 +98,36 @@ class Client:
         self._metadata = [("authorization", f"Bearer {token}")] if token else []
         self.timeout = timeout
         self.address = address
+        self._local = threading.local()  # per calling thread: the last answer's missing peers
 
-    def _call(self, method: Any, request: Any) -> Any:
+    def _call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
+        self._local.missing = ()
         try:
-            return method(request, timeout=self.timeout, metadata=self._metadata)
+            reply, call = method.with_call(
+                request, timeout=self.timeout if timeout is None else timeout,
+                metadata=self._metadata,
+            )  # fmt: skip
+            self._local.missing = tuple(
+                str(v) for k, v in call.trailing_metadata() or () if k == MISSING_PEER_KEY
+            )
+            return reply
         except grpc.RpcError as exc:
             local = _LOCAL_ERRORS.get(exc.code()) if isinstance(exc, grpc.Call) else None
             if local is None:
                 raise
             raise local(exc.details()) from exc
+
+    def missing_peers(self) -> tuple[str, ...]:
+        """Peers (``host:port: reason``) a cluster frontend named as missing from this thread's
+        last answer; empty for a single server or a whole answer."""
+        return tuple(getattr(self._local, "missing", ()))
+
+    def partial(
+        self, request: pb.PartialRequest, timeout: float | None = None
+    ) -> pb.PartialResponse:
+        """One node's mergeable part of an answer (what a cluster frontend asks its peers)."""
+        reply: pb.PartialResponse = self._call(self._stub.Partial, request, timeout)
+        return reply
 
     def health(self, service: str = "") -> str:
         """The health status name (``"SERVING"``...) of ``service`` ("" = the whole server)."""

@@ -12,6 +12,11 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+import zstandard
+
+from kronicler.db.summary_codec import decode_summaries, encode_summaries
+from kronicler.errors import CorruptPageError
 from kronicler.proto.v1 import query_pb2 as pb
 from kronicler.query import (
     Anomaly,
@@ -32,6 +37,7 @@ from kronicler.query import (
     StatsTable,
 )
 from kronicler.query.filters import attribute_text
+from kronicler.query.partials import Cells
 
 # ---- requests -> query arguments (server side) ------------------------------------------------
 
@@ -205,7 +211,9 @@ def stats_from_proto(msg: pb.GetStatsResponse) -> StatsTable:
     return StatsTable(msg.group_by, tuple(msg.quantiles), msg.exact, rows)
 
 
-def functions_from_proto(msg: pb.ListFunctionsResponse) -> list[FunctionInfo]:
+def functions_from_proto(
+    msg: pb.ListFunctionsResponse | pb.PartialResponse,
+) -> list[FunctionInfo]:
     return [
         FunctionInfo(f.name, f.count, f.errors, _get(f, "first_start_unix_nano"),
                      _get(f, "last_start_unix_nano"))
@@ -300,3 +308,52 @@ def explain_from_proto(m: pb.ExplainResponse) -> Explanation:
         ),
         examples=tuple(call_from_proto(x) for x in m.examples),
     )  # fmt: skip
+
+
+# ---- cluster partials (both sides) ------------------------------------------------------------
+
+_RAW_COLUMNS = (("cell_ids", "<i8"), ("durations", "<i8"), ("statuses", "u1"))
+
+
+def cells_to_proto(cells: Cells) -> pb.PartialCells:
+    msg = pb.PartialCells(keys=list(cells.keys), per_key=cells.per_key, exact=cells.exact)
+    if cells.rows is not None:
+        msg.rows = len(cells.rows[0])
+        compressor = zstandard.ZstdCompressor(level=1)
+        for (field, dtype), column in zip(_RAW_COLUMNS, cells.rows, strict=True):
+            setattr(msg, field, compressor.compress(column.astype(dtype).tobytes()))
+    elif cells.summaries:
+        msg.summaries = encode_summaries([(c, s) for c, s, _ in cells.summaries])
+        msg.errors.extend(e for _, _, e in cells.summaries)
+    return msg
+
+
+def cells_from_proto(msg: pb.PartialCells) -> Cells:
+    """The cells a node sent; ``CorruptPageError`` for bytes that do not decode."""
+    keys, per_key = tuple(msg.keys), max(msg.per_key, 1)
+    n_cells = len(keys) * per_key
+    if msg.exact:
+        columns = []
+        decompressor = zstandard.ZstdDecompressor()
+        for field, dtype in _RAW_COLUMNS:
+            size = msg.rows * np.dtype(dtype).itemsize
+            try:
+                raw = decompressor.decompress(getattr(msg, field), max_output_size=size)
+            except zstandard.ZstdError as exc:
+                raise CorruptPageError(
+                    f"partial column {field} does not decompress: {exc}"
+                ) from None
+            if len(raw) != size:
+                raise CorruptPageError(f"partial column {field} has {len(raw)} bytes, not {size}")
+            columns.append(
+                np.frombuffer(raw, dtype=dtype).astype(np.dtype(dtype).newbyteorder("="))
+            )
+        cell = columns[0]
+        if len(cell) and (int(cell.min()) < 0 or int(cell.max()) >= n_cells):
+            raise CorruptPageError("partial cell ids out of range")
+        return Cells(keys, per_key, rows=(cell, columns[1], columns[2]))
+    entries = decode_summaries(msg.summaries) if msg.summaries else []
+    if len(entries) != len(msg.errors) or any(not 0 <= c < n_cells for c, _ in entries):
+        raise CorruptPageError("partial summaries and error counts do not line up")
+    return Cells(keys, per_key, tuple(
+        (c, s, int(e)) for (c, s), e in zip(entries, msg.errors, strict=True)))  # fmt: skip

@@ -21,6 +21,7 @@ from kronicler.errors import (
     KroniclerError,
     LimitExceededError,
     NotFoundError,
+    UnavailableError,
 )
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def code_for(exc: BaseException) -> grpc.StatusCode:
         return grpc.StatusCode.DEADLINE_EXCEEDED
     if isinstance(exc, (ValueError, TypeError, OverflowError)):
         return grpc.StatusCode.INVALID_ARGUMENT
-    if isinstance(exc, ClosedError):
+    if isinstance(exc, (ClosedError, UnavailableError)):
         return grpc.StatusCode.UNAVAILABLE
     if isinstance(exc, KroniclerError):
         return grpc.StatusCode.FAILED_PRECONDITION

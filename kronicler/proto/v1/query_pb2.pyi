@@ -98,6 +98,12 @@ class Call(_message.Message):
     trace_id: str
     def __init__(self, function: _Optional[str] = ..., service: _Optional[str] = ..., start_unix_nano: _Optional[int] = ..., duration_ns: _Optional[int] = ..., status: _Optional[int] = ..., kind: _Optional[int] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., parent_span_id: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., attributes_json: _Optional[str] = ...) -> None: ...
 
+class CallList(_message.Message):
+    __slots__ = ["calls"]
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    calls: _containers.RepeatedCompositeFieldContainer[Call]
+    def __init__(self, calls: _Optional[_Iterable[_Union[Call, _Mapping]]] = ...) -> None: ...
+
 class ChildFinding(_message.Message):
     __slots__ = ["baseline_calls", "baseline_children", "baseline_parent_time_ns", "baseline_time_ns", "baseline_total", "examples", "function", "slow_calls", "slow_children", "slow_parent_time_ns", "slow_time_ns", "slow_total"]
     BASELINE_CALLS_FIELD_NUMBER: _ClassVar[int]
@@ -387,6 +393,70 @@ class ListFunctionsResponse(_message.Message):
     last_start_unix_nano: int
     def __init__(self, functions: _Optional[_Iterable[_Union[FunctionInfo, _Mapping]]] = ..., first_start_unix_nano: _Optional[int] = ..., last_start_unix_nano: _Optional[int] = ...) -> None: ...
 
+class PartialCells(_message.Message):
+    __slots__ = ["cell_ids", "durations", "errors", "exact", "keys", "per_key", "rows", "statuses", "summaries"]
+    CELL_IDS_FIELD_NUMBER: _ClassVar[int]
+    DURATIONS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    PER_KEY_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    SUMMARIES_FIELD_NUMBER: _ClassVar[int]
+    cell_ids: bytes
+    durations: bytes
+    errors: _containers.RepeatedScalarFieldContainer[int]
+    exact: bool
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    per_key: int
+    rows: int
+    statuses: bytes
+    summaries: bytes
+    def __init__(self, keys: _Optional[_Iterable[str]] = ..., per_key: _Optional[int] = ..., summaries: _Optional[bytes] = ..., errors: _Optional[_Iterable[int]] = ..., exact: bool = ..., rows: _Optional[int] = ..., cell_ids: _Optional[bytes] = ..., durations: _Optional[bytes] = ..., statuses: _Optional[bytes] = ...) -> None: ...
+
+class PartialRequest(_message.Message):
+    __slots__ = ["histogram", "list_functions", "per_function", "series", "slowest", "stats", "time_range", "version"]
+    HISTOGRAM_FIELD_NUMBER: _ClassVar[int]
+    LIST_FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
+    PER_FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    SERIES_FIELD_NUMBER: _ClassVar[int]
+    SLOWEST_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    TIME_RANGE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    histogram: GetHistogramRequest
+    list_functions: ListFunctionsRequest
+    per_function: _containers.RepeatedScalarFieldContainer[str]
+    series: GetSeriesRequest
+    slowest: GetSlowestRequest
+    stats: GetStatsRequest
+    time_range: TimeRangeQuestion
+    version: int
+    def __init__(self, version: _Optional[int] = ..., time_range: _Optional[_Union[TimeRangeQuestion, _Mapping]] = ..., list_functions: _Optional[_Union[ListFunctionsRequest, _Mapping]] = ..., stats: _Optional[_Union[GetStatsRequest, _Mapping]] = ..., series: _Optional[_Union[GetSeriesRequest, _Mapping]] = ..., histogram: _Optional[_Union[GetHistogramRequest, _Mapping]] = ..., slowest: _Optional[_Union[GetSlowestRequest, _Mapping]] = ..., per_function: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PartialResponse(_message.Message):
+    __slots__ = ["calls", "cells", "first_start_unix_nano", "functions", "histogram", "last_start_unix_nano", "per_function", "unknown_functions", "version"]
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    CELLS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
+    HISTOGRAM_FIELD_NUMBER: _ClassVar[int]
+    LAST_START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    PER_FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    calls: _containers.RepeatedCompositeFieldContainer[Call]
+    cells: PartialCells
+    first_start_unix_nano: int
+    functions: _containers.RepeatedCompositeFieldContainer[FunctionInfo]
+    histogram: GetHistogramResponse
+    last_start_unix_nano: int
+    per_function: _containers.RepeatedCompositeFieldContainer[CallList]
+    unknown_functions: _containers.RepeatedScalarFieldContainer[str]
+    version: int
+    def __init__(self, version: _Optional[int] = ..., unknown_functions: _Optional[_Iterable[str]] = ..., first_start_unix_nano: _Optional[int] = ..., last_start_unix_nano: _Optional[int] = ..., functions: _Optional[_Iterable[_Union[FunctionInfo, _Mapping]]] = ..., cells: _Optional[_Union[PartialCells, _Mapping]] = ..., histogram: _Optional[_Union[GetHistogramResponse, _Mapping]] = ..., calls: _Optional[_Iterable[_Union[Call, _Mapping]]] = ..., per_function: _Optional[_Iterable[_Union[CallList, _Mapping]]] = ...) -> None: ...
+
 class Quantile(_message.Message):
     __slots__ = ["q", "value_ns"]
     Q_FIELD_NUMBER: _ClassVar[int]
@@ -458,3 +528,7 @@ class SlowShareBucket(_message.Message):
     slow: int
     start_unix_nano: int
     def __init__(self, start_unix_nano: _Optional[int] = ..., calls: _Optional[int] = ..., slow: _Optional[int] = ...) -> None: ...
+
+class TimeRangeQuestion(_message.Message):
+    __slots__ = []
+    def __init__(self) -> None: ...

@@ -50,6 +50,11 @@ class QueryServiceStub(object):
                 request_serializer=kronicler_dot_proto_dot_v1_dot_query__pb2.ExplainRequest.SerializeToString,
                 response_deserializer=kronicler_dot_proto_dot_v1_dot_query__pb2.ExplainResponse.FromString,
                 )
+        self.Partial = channel.unary_unary(
+                '/kronicler.v1.QueryService/Partial',
+                request_serializer=kronicler_dot_proto_dot_v1_dot_query__pb2.PartialRequest.SerializeToString,
+                response_deserializer=kronicler_dot_proto_dot_v1_dot_query__pb2.PartialResponse.FromString,
+                )
 
 
 class QueryServiceServicer(object):
@@ -105,6 +110,13 @@ class QueryServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Partial(self, request, context):
+        """One node's mergeable part of an answer, for a cluster frontend (`kronicler serve --peers`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -142,6 +154,11 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     servicer.Explain,
                     request_deserializer=kronicler_dot_proto_dot_v1_dot_query__pb2.ExplainRequest.FromString,
                     response_serializer=kronicler_dot_proto_dot_v1_dot_query__pb2.ExplainResponse.SerializeToString,
+            ),
+            'Partial': grpc.unary_unary_rpc_method_handler(
+                    servicer.Partial,
+                    request_deserializer=kronicler_dot_proto_dot_v1_dot_query__pb2.PartialRequest.FromString,
+                    response_serializer=kronicler_dot_proto_dot_v1_dot_query__pb2.PartialResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -270,5 +287,22 @@ class QueryService(object):
         return grpc.experimental.unary_unary(request, target, '/kronicler.v1.QueryService/Explain',
             kronicler_dot_proto_dot_v1_dot_query__pb2.ExplainRequest.SerializeToString,
             kronicler_dot_proto_dot_v1_dot_query__pb2.ExplainResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def Partial(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/kronicler.v1.QueryService/Partial',
+            kronicler_dot_proto_dot_v1_dot_query__pb2.PartialRequest.SerializeToString,
+            kronicler_dot_proto_dot_v1_dot_query__pb2.PartialResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

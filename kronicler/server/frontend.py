@@ -1,0 +1,382 @@
+"""``Frontend``: one query answering for several Kronicler nodes, as a :class:`QueryBackend`.
+
+When one node's disk or CPU is not enough, spans go to several nodes (the OpenTelemetry
+Collector's ``loadbalancing`` exporter routes them by trace id or service; docs/cluster.md) and
+``kronicler serve --peers host:port,...`` runs this frontend. Every question fans out to all
+peers in parallel as a ``Partial`` RPC; each peer answers with mergeable pieces and the frontend
+merges them (:mod:`kronicler.query.partials`) into the answer one node holding all the data
+would give: counts, errors, min, max and the slowest calls exact, quantiles within the same 1%
+(the same histograms merged), anomalies judged on the merged summaries. Because it is a
+``QueryBackend``, the gRPC service, the CLI and the dashboard run on it unchanged.
+
+The frontend holds no data of its own: it stores nothing and hosts no OTLP receiver (spans go to
+the nodes), so there is one road for data and a node's answer never counts twice.
+
+Failures: each peer call gets the question's remaining deadline (the gRPC caller's less a fifth,
+at most 1 s, kept for merging and replying; capped by ``timeout``), so a down or stalled peer
+costs at most that and the caller still gets the other peers' answer in time. A peer that fails (unreachable,
+timed out, wrong token, another release's partial format) is left out and named in
+:meth:`missing_peers` (``host:port: reason``), which the gRPC service sends as trailing metadata
+and the CLI and dashboard show: an answer is never silently partial. When no peer answers the
+question fails with :class:`~kronicler.errors.UnavailableError`. A peer's refusal of the
+question itself (a bad argument, a limit) is the answer, raised as the query layer raises it.
+
+Trade-off: questions whose range comes from the data (series, anomalies without bounds) cost one
+more round trip (the merged time range first), and exact quantiles ship the selected rows
+(refused beyond :data:`~kronicler.query.partials.MAX_PARTIAL_ROWS` per node).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import replace
+from pathlib import Path
+
+import grpc
+
+from kronicler import budget
+from kronicler.errors import (
+    KroniclerError,
+    LimitExceededError,
+    NotFoundError,
+    UnavailableError,
+    shorten,
+)
+from kronicler.proto.v1 import query_pb2 as pb
+from kronicler.query import DEFAULT_QUANTILES, Explanation, Filter
+from kronicler.query.anomalies import (
+    DEFAULT_MIN_COUNT,
+    DEFAULT_REGRESSION_THRESHOLD,
+    DEFAULT_SPIKE_THRESHOLD,
+    DEFAULT_TAIL_THRESHOLD,
+    anomaly_window,
+    check_anomalies,
+    judge,
+)
+from kronicler.query.backend import QueryBackend
+from kronicler.query.defaults import ANOMALY_EXEMPLARS, ANOMALY_LIMIT, PER_DECADE, SLOWEST_K
+from kronicler.query.grouping import check_quantiles, parse_group_by
+from kronicler.query.histogram import check_histogram
+from kronicler.query.partials import (
+    PARTIAL_VERSION,
+    Cells,
+    cell_stats,
+    cell_summaries,
+    check_groups,
+    check_unknown,
+    merge_cells,
+    merge_functions,
+    merge_histograms,
+    merge_slowest,
+    merge_span,
+)
+from kronicler.query.results import (
+    Anomaly,
+    FunctionInfo,
+    Histogram,
+    SeriesTable,
+    SlowCall,
+    StatsTable,
+)
+from kronicler.query.series import (
+    MAX_POINTS,
+    assemble,
+    check_buckets,
+    check_points,
+    check_series,
+    series_bounds,
+)
+from kronicler.query.slowest import check_slowest
+from kronicler.query.stats import check_limit, check_order, order_rows
+from kronicler.server import convert
+from kronicler.server.app import split_address
+from kronicler.server.client import Client
+
+#: Seconds a peer call may outlive its deadline before the frontend stops waiting for it (gRPC
+#: ends the call at the deadline; this only guards against a transport that does not).
+_GRACE = 0.5
+#: Of a caller's remaining deadline, the part kept for merging and replying (at most 1 s): the
+#: peers get the rest, so a stalled peer is dropped while the caller still waits for the answer.
+_HEADROOM, _HEADROOM_MAX = 0.2, 1.0
+
+
+class Frontend:
+    """Fans every question out to ``peers`` and merges their partial answers.
+
+    Args:
+        peers: ``host:port`` of each node (at least one, no repeats).
+        token: bearer token sent to every peer (the nodes' ``--token``).
+        tls, ca_cert, server_name: as for :class:`~kronicler.server.Client`, for every peer.
+        timeout: seconds a question may take at most (a gRPC caller's shorter deadline wins).
+    """
+
+    def __init__(
+        self,
+        peers: Sequence[str],
+        *,
+        token: str | None = None,
+        tls: bool = False,
+        ca_cert: Path | None = None,
+        server_name: str | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        if isinstance(peers, str) or not peers:
+            raise ValueError(f"a frontend needs a list of peers (host:port), got {shorten(peers)}")
+        for peer in peers:
+            split_address(peer)
+        if len(set(peers)) != len(peers):
+            raise ValueError(f"peers must not repeat, got {shorten(list(peers))}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        self.peers = tuple(peers)
+        self.timeout = timeout
+        self._clients = {
+            p: Client(p, token=token, tls=tls, ca_cert=ca_cert, server_name=server_name,
+                      timeout=timeout)
+            for p in self.peers
+        }  # fmt: skip
+        self._pool = ThreadPoolExecutor(
+            max_workers=min(64, 8 * len(self.peers)), thread_name_prefix="kronicler-peer"
+        )
+        self._local = threading.local()  # per calling thread: peers missing from its question
+
+    # ---- fan-out -----------------------------------------------------------------------------
+
+    def missing_peers(self) -> tuple[str, ...]:
+        missing: dict[str, str] = getattr(self._local, "missing", {})
+        return tuple(f"{peer}: {reason}" for peer, reason in missing.items())
+
+    def _begin(self) -> None:
+        self._local.missing = {}
+
+    def _ask(self, *requests: pb.PartialRequest) -> list[list[pb.PartialResponse]]:
+        """Every request to every peer (in parallel across peers): the replies of each peer that
+        answered them all. Peers that did not are recorded as missing."""
+        remaining = budget.remaining()
+        limit = self.timeout
+        if remaining is not None:  # leave the caller time to receive the merged answer
+            limit = min(limit, remaining - min(_HEADROOM_MAX, _HEADROOM * remaining))
+        ends = time.monotonic() + limit
+
+        def one_peer(client: Client) -> list[pb.PartialResponse]:
+            return [client.partial(r, max(ends - time.monotonic(), 0.0)) for r in requests]
+
+        futures: dict[str, Future[list[pb.PartialResponse]]] = {
+            peer: self._pool.submit(one_peer, client) for peer, client in self._clients.items()
+        }
+        wait(futures.values(), timeout=limit + _GRACE)
+        missing: dict[str, str] = self._local.__dict__.setdefault("missing", {})
+        replies: list[list[pb.PartialResponse]] = []
+        refusal: Exception | None = None
+        for peer, fut in futures.items():
+            if not fut.done():
+                missing[peer] = f"no answer within {limit:.3g} s"
+                continue
+            exc = fut.exception()
+            if exc is None:
+                got = fut.result()
+                bad = [r.version for r in got if r.version != PARTIAL_VERSION]
+                if bad:
+                    missing[peer] = f"answered in partial format version {bad[0]}"
+                else:
+                    replies.append(got)
+            elif isinstance(exc, (ValueError, NotFoundError)):
+                refusal = refusal or exc  # the question itself is refused
+            elif isinstance(exc, grpc.Call) and exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:
+                refusal = refusal or LimitExceededError(exc.details())
+            elif isinstance(exc, grpc.Call):
+                missing[peer] = f"{exc.code().name}: {shorten(exc.details(), 200)}"
+            else:
+                missing[peer] = f"{type(exc).__name__}: {shorten(str(exc), 200)}"
+        if refusal is not None:
+            raise refusal
+        budget.check()  # our own caller's time is up: say so, not "no peer answered"
+        if not replies:
+            raise UnavailableError(
+                "no peer answered: " + "; ".join(f"{p}: {r}" for p, r in missing.items())
+            )
+        return replies
+
+    def _replies(self, request: pb.PartialRequest) -> list[pb.PartialResponse]:
+        return [r[0] for r in self._ask(request)]
+
+    def _cells(self, replies: Sequence[pb.PartialResponse], patterns: Sequence[str]) -> Cells:
+        check_unknown(patterns, (r.unknown_functions for r in replies))
+        return merge_cells([convert.cells_from_proto(r.cells) for r in replies])
+
+    def _span(self) -> tuple[int, int] | None:
+        replies = self._replies(_partial(time_range=pb.TimeRangeQuestion()))
+        return merge_span(
+            (r.first_start_unix_nano, r.last_start_unix_nano)
+            if r.HasField("first_start_unix_nano") else None
+            for r in replies
+        )  # fmt: skip
+
+    # ---- QueryBackend ------------------------------------------------------------------------
+
+    def time_range(self) -> tuple[int, int] | None:
+        self._begin()
+        return self._span()
+
+    def list_functions(self, flt: Filter | None = None) -> list[FunctionInfo]:
+        self._begin()
+        flt = flt or Filter()
+        flt.check()
+        req = pb.ListFunctionsRequest(filter=convert.filter_to_proto(flt))
+        replies = self._replies(_partial(list_functions=req))
+        check_unknown(flt.functions, (r.unknown_functions for r in replies))
+        return merge_functions(convert.functions_from_proto(r) for r in replies)
+
+    def stats(
+        self,
+        flt: Filter | None = None,
+        *,
+        group_by: str = "function",
+        quantiles: Sequence[float] = DEFAULT_QUANTILES,
+        exact: bool = False,
+        order_by: str = "key",
+        limit: int | None = None,
+    ) -> StatsTable:
+        self._begin()
+        flt = flt or Filter()
+        flt.check()
+        qs = check_quantiles(quantiles)
+        parse_group_by(group_by)
+        check_order(order_by, qs)
+        check_limit(limit)
+        req = pb.GetStatsRequest(filter=convert.filter_to_proto(flt), group_by=group_by,
+                                 quantiles=list(qs), exact=exact)  # fmt: skip
+        cells = self._cells(self._replies(_partial(stats=req)), flt.functions)
+        check_groups(cells)
+        rows = order_rows(cell_stats(cells, qs, every_cell=False), order_by)
+        return StatsTable(group_by, qs, exact, tuple(rows[:limit] if limit else rows))
+
+    def series(
+        self,
+        flt: Filter | None = None,
+        *,
+        step: int | None = None,
+        group_by: str = "function",
+        quantiles: Sequence[float] = DEFAULT_QUANTILES,
+        exact: bool = False,
+    ) -> SeriesTable:
+        self._begin()
+        flt, qs = check_series(flt, step, group_by, quantiles)
+        span = self._span() if flt.since is None or flt.until is None else None
+        bounds = series_bounds(span, flt, step)
+        if not isinstance(bounds, tuple):
+            return replace(bounds, group_by=group_by, quantiles=qs, exact=exact)
+        since, until, step = bounds
+        n_buckets = check_buckets(since, until, step)
+        req = pb.GetSeriesRequest(
+            filter=convert.filter_to_proto(flt.with_range(since, until)), step_ns=step,
+            group_by=group_by, quantiles=list(qs), exact=exact,
+        )  # fmt: skip
+        cells = self._cells(self._replies(_partial(series=req)), flt.functions)
+        check_groups(cells)
+        check_points(len(cells.keys), n_buckets, len(qs), MAX_POINTS)
+        rows = cell_stats(cells, qs, every_cell=True)
+        return assemble(cells.keys, rows, (group_by, step, since, until, qs, exact), n_buckets)
+
+    def histogram(
+        self, function: str, flt: Filter | None = None, *, per_decade: int = PER_DECADE,
+        exact: bool = False,
+    ) -> Histogram:  # fmt: skip
+        self._begin()
+        flt = check_histogram(function, flt, per_decade)
+        req = pb.GetHistogramRequest(function=function, filter=convert.filter_to_proto(flt),
+                                     per_decade=per_decade, exact=exact)  # fmt: skip
+        replies = self._replies(_partial(histogram=req))
+        check_unknown([function], (r.unknown_functions for r in replies))
+        return merge_histograms(
+            function, per_decade, exact or flt.needs_scan,
+            (convert.histogram_from_proto(r.histogram) for r in replies),
+        )  # fmt: skip
+
+    def slowest(self, flt: Filter | None = None, *, k: int = SLOWEST_K) -> list[SlowCall]:
+        self._begin()
+        flt = check_slowest(flt, k)
+        req = pb.GetSlowestRequest(filter=convert.filter_to_proto(flt), k=k)
+        replies = self._replies(_partial(slowest=req))
+        check_unknown(flt.functions, (r.unknown_functions for r in replies))
+        return merge_slowest(([convert.call_from_proto(c) for c in r.calls] for r in replies), k)
+
+    def anomalies(
+        self,
+        flt: Filter | None = None,
+        *,
+        min_count: int = DEFAULT_MIN_COUNT,
+        tail_threshold: float = DEFAULT_TAIL_THRESHOLD,
+        spike_threshold: float = DEFAULT_SPIKE_THRESHOLD,
+        regression_threshold: float = DEFAULT_REGRESSION_THRESHOLD,
+        recent: int | None = None,
+        limit: int = ANOMALY_LIMIT,
+        exemplars: int = ANOMALY_EXEMPLARS,
+    ) -> list[Anomaly]:
+        self._begin()
+        thresholds = (tail_threshold, spike_threshold, regression_threshold)
+        flt = check_anomalies(flt, min_count, thresholds, recent, limit, exemplars)
+        span = self._span()
+        window = None if span is None else anomaly_window(span, flt, recent)
+        if window is None:
+            return []
+        since, split, until = window
+        ranges = [(split, until), (since, split)] if split > since else [(since, until)]
+        asked = [
+            _partial(stats=pb.GetStatsRequest(
+                filter=convert.filter_to_proto(flt.with_range(lo, hi)), group_by="function"))
+            for lo, hi in ranges
+        ]  # fmt: skip
+        replies = self._ask(*asked)
+        parts = [self._cells([r[i] for r in replies], flt.functions) for i in range(len(ranges))]
+        found = judge(
+            cell_summaries(parts[0]), cell_summaries(parts[1]) if len(parts) > 1 else {},
+            split > since, split, min_count, thresholds, limit,
+        )  # fmt: skip
+        if not exemplars or not found:
+            return found
+        req = _partial(slowest=pb.GetSlowestRequest(
+            filter=convert.filter_to_proto(flt.with_range(since, until)), k=exemplars))  # fmt: skip
+        req.per_function.extend(a.function for a in found)
+        lists = [r.per_function for r in self._replies(req)]
+        return [
+            replace(a, exemplars=tuple(merge_slowest(
+                ([convert.call_from_proto(c) for c in per[i].calls] for per in lists), exemplars)))
+            for i, a in enumerate(found)
+        ]  # fmt: skip
+
+    def explain(
+        self,
+        function: str,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        slow: int | str | None = None,
+    ) -> Explanation:
+        # Explanations rank and cut their findings per database, so they do not merge; a partial
+        # of raw (attribute, slow, baseline) counts under one global threshold would.
+        raise KroniclerError(
+            f"explain {shorten(function)!r} is not answered by a cluster frontend: ask one of "
+            f"its nodes ({', '.join(self._clients)}) directly"
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for client in self._clients.values():
+            client.close()
+
+    def __enter__(self) -> Frontend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _partial(**question: object) -> pb.PartialRequest:
+    return pb.PartialRequest(version=PARTIAL_VERSION, **question)  # type: ignore[arg-type]
+
+
+_: type[QueryBackend] = Frontend  # mypy holds the frontend to the QueryBackend contract

@@ -1,0 +1,81 @@
+"""Cluster test parts: spans sharded by trace id as the Collector's ``loadbalancing`` exporter
+routes them, and databases split the same way.
+
+The Collector hashes the trace id onto a ring of backends, so every span of one trace reaches
+the same node; any stable hash of the trace id has that property, which is all the frontend
+relies on (it merges whatever split the nodes hold).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from kronicler.db import Database
+from tests.oracle.truth import Rows
+
+ALL = ("name", "start", "duration", "status", "kind", "service", "trace_hi", "trace_lo",
+       "span_id", "parent_span_id", "attributes")  # fmt: skip
+
+
+def shard_of(trace_id: int, n: int) -> int:
+    """The node a trace goes to: a stable hash of its 16 id bytes, as the Collector's ring."""
+    return zlib.crc32(trace_id.to_bytes(16, "big")) % n
+
+
+class TraceIdSharder(SpanExporter):
+    """Routes each span to ``exporters[shard_of(trace id)]``: the loadbalancing exporter's
+    ``routing_key: traceID`` in one process."""
+
+    def __init__(self, exporters: Sequence[SpanExporter]) -> None:
+        self._exporters = list(exporters)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        parts: dict[int, list[ReadableSpan]] = {}
+        for span in spans:
+            ctx = span.get_span_context()
+            assert ctx is not None
+            parts.setdefault(shard_of(ctx.trace_id, len(self._exporters)), []).append(span)
+        results = [self._exporters[i].export(batch) for i, batch in sorted(parts.items())]
+        ok = all(r is SpanExportResult.SUCCESS for r in results)
+        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        for e in self._exporters:
+            e.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+def stored(path: Path) -> Rows:
+    """Every row of the database at ``path`` (an exact scan)."""
+    with Database.open(path, readonly=True) as db:
+        s = db.scan(list(ALL))
+    c = s.columns
+
+    def text(codes: Any, table: Sequence[str]) -> np.ndarray:
+        return np.array([table[i] for i in codes.tolist()], dtype=object)
+
+    return Rows(
+        text(c["name"], s.names), c["start"], c["duration"], c["status"], c["kind"],
+        text(c["service"], s.services), c["trace_hi"], c["trace_lo"], c["span_id"],
+        c["parent_span_id"], text(c["attributes"], s.attributes),
+    )  # fmt: skip
+
+
+def split_database(rows: Rows, dirs: Sequence[Path], chunk_rows: int = 64) -> None:
+    """Write ``rows`` into one database per dir, each trace wholly in one of them."""
+    shards = np.array([shard_of(rows.trace_id(i), len(dirs)) for i in range(len(rows))])
+    for n, path in enumerate(dirs):
+        part = rows.take(np.flatnonzero(shards == n))
+        with Database.open(path, chunk_rows=chunk_rows) as db:
+            if len(part):
+                db.append(**part.append_kwargs())
+            assert db.flush(30)
