@@ -54,6 +54,11 @@ DEFAULT_SEGMENT_ROWS = 1 << 24  # ~16.8M rows, ~90-280 MB; then the writer start
 DEFAULT_SEGMENT_SECONDS = 3600.0  # ...or after an hour, so retention by age can reach it
 _MAX_ATTRIBUTE_SETS = 200_000  # ...or when this many distinct attribute sets are held in memory
 _MAX_ATTRIBUTE_CHARS = 32 << 20  # ...or when their text passes this size (a few huge values)
+# Resource sets are few (one per process or OTLP request), and every reader holds a segment's
+# resource texts in memory, so their bound is tighter: a sender that varies its resource on
+# every request costs segments, not reader memory.
+_MAX_RESOURCE_SETS = 4096
+_MAX_RESOURCE_CHARS = 4 << 20
 SEGMENTS = "segments"
 
 _open_databases: weakref.WeakSet[Database] = weakref.WeakSet()
@@ -235,6 +240,8 @@ class Database(ReadAPI):
             writer.rows_sealed >= self._segment_rows
             or len(writer.dicts["attributes"]) >= _MAX_ATTRIBUTE_SETS
             or writer.dicts["attributes"].chars >= _MAX_ATTRIBUTE_CHARS
+            or len(writer.dicts["resource"]) >= _MAX_RESOURCE_SETS
+            or writer.dicts["resource"].chars >= _MAX_RESOURCE_CHARS
             or time.monotonic() - writer.opened >= self._segment_seconds
         ):
             # Rotate: the old segment seals its tail and closes, so retention can delete it
