@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kronicler.db.scan import top_k
-from kronicler.db.schema import parse_attributes
+from kronicler.db.schema import otlp_kind, parse_attributes
 from kronicler.db.view import answer
 from kronicler.query.filters import Filter, resolve_functions, select
 from kronicler.query.results import SlowCall
@@ -26,7 +26,7 @@ MAX_K = 10_000
 _PER_NAME_LIMIT = 32
 _ALL_COLUMNS = (
     "name", "service", "start", "duration", "status", "kind",
-    "trace_hi", "trace_lo", "span_id", "parent_span_id", "attributes",
+    "trace_hi", "trace_lo", "span_id", "parent_span_id", "attributes", "resource",
 )  # fmt: skip
 
 
@@ -65,18 +65,19 @@ def _slowest(db: ReadView, flt: Filter, k: int) -> list[SlowCall]:
                 start=int(cols["start"][i]),
                 duration=int(d[i]),
                 status=int(cols["status"][i]),
-                kind=int(cols["kind"][i]),
+                kind=otlp_kind(cols["kind"][i]),
                 trace_id=(int(cols["trace_hi"][i]) << 64) | int(cols["trace_lo"][i]),
                 span_id=int(cols["span_id"][i]),
                 parent_span_id=int(cols["parent_span_id"][i]),
                 attributes=parse_attributes(sel.attributes[int(cols["attributes"][i])]),
+                resource=parse_attributes(sel.resources[int(cols["resource"][i])]),
             )
         )
     return out
 
 
 def from_call(call: Any) -> SlowCall:
-    """Convert a ``kronicler.db.Call``."""
+    """Convert a ``kronicler.db.Call`` (whose kind is already OTLP's)."""
     return SlowCall(
         function=call.name,
         service=call.service,
@@ -88,4 +89,5 @@ def from_call(call: Any) -> SlowCall:
         span_id=int(call.span_id),
         parent_span_id=int(call.parent_span_id),
         attributes=dict(call.attributes),
+        resource=dict(call.resource),
     )

@@ -1,4 +1,5 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -6,9 +7,31 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SpanKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SPAN_KIND_UNSPECIFIED: _ClassVar[SpanKind]
+    SPAN_KIND_INTERNAL: _ClassVar[SpanKind]
+    SPAN_KIND_SERVER: _ClassVar[SpanKind]
+    SPAN_KIND_CLIENT: _ClassVar[SpanKind]
+    SPAN_KIND_PRODUCER: _ClassVar[SpanKind]
+    SPAN_KIND_CONSUMER: _ClassVar[SpanKind]
+SPAN_KIND_UNSPECIFIED: SpanKind
+SPAN_KIND_INTERNAL: SpanKind
+SPAN_KIND_SERVER: SpanKind
+SPAN_KIND_CLIENT: SpanKind
+SPAN_KIND_PRODUCER: SpanKind
+SPAN_KIND_CONSUMER: SpanKind
+
 class Filter(_message.Message):
-    __slots__ = ("functions", "service", "since_unix_nano", "until_unix_nano", "attributes")
+    __slots__ = ("functions", "service", "since_unix_nano", "until_unix_nano", "attributes", "resource")
     class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class ResourceEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -20,12 +43,14 @@ class Filter(_message.Message):
     SINCE_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     UNTIL_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
     functions: _containers.RepeatedScalarFieldContainer[str]
     service: str
     since_unix_nano: int
     until_unix_nano: int
     attributes: _containers.ScalarMap[str, str]
-    def __init__(self, functions: _Optional[_Iterable[str]] = ..., service: _Optional[str] = ..., since_unix_nano: _Optional[int] = ..., until_unix_nano: _Optional[int] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    resource: _containers.ScalarMap[str, str]
+    def __init__(self, functions: _Optional[_Iterable[str]] = ..., service: _Optional[str] = ..., since_unix_nano: _Optional[int] = ..., until_unix_nano: _Optional[int] = ..., attributes: _Optional[_Mapping[str, str]] = ..., resource: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Quantile(_message.Message):
     __slots__ = ("q", "value_ns")
@@ -210,8 +235,15 @@ class GetHistogramResponse(_message.Message):
     def __init__(self, function: _Optional[str] = ..., count: _Optional[int] = ..., per_decade: _Optional[int] = ..., exact: _Optional[bool] = ..., buckets: _Optional[_Iterable[_Union[HistogramBucket, _Mapping]]] = ...) -> None: ...
 
 class Call(_message.Message):
-    __slots__ = ("function", "service", "start_unix_nano", "duration_ns", "status", "kind", "trace_id", "span_id", "parent_span_id", "attributes", "attributes_json")
+    __slots__ = ("function", "service", "start_unix_nano", "duration_ns", "status", "kind", "trace_id", "span_id", "parent_span_id", "attributes", "attributes_json", "resource", "resource_json")
     class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class ResourceEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -229,18 +261,22 @@ class Call(_message.Message):
     PARENT_SPAN_ID_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_JSON_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_JSON_FIELD_NUMBER: _ClassVar[int]
     function: str
     service: str
     start_unix_nano: int
     duration_ns: int
     status: int
-    kind: int
+    kind: SpanKind
     trace_id: str
     span_id: str
     parent_span_id: str
     attributes: _containers.ScalarMap[str, str]
     attributes_json: str
-    def __init__(self, function: _Optional[str] = ..., service: _Optional[str] = ..., start_unix_nano: _Optional[int] = ..., duration_ns: _Optional[int] = ..., status: _Optional[int] = ..., kind: _Optional[int] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., parent_span_id: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., attributes_json: _Optional[str] = ...) -> None: ...
+    resource: _containers.ScalarMap[str, str]
+    resource_json: str
+    def __init__(self, function: _Optional[str] = ..., service: _Optional[str] = ..., start_unix_nano: _Optional[int] = ..., duration_ns: _Optional[int] = ..., status: _Optional[int] = ..., kind: _Optional[_Union[SpanKind, str]] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., parent_span_id: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., attributes_json: _Optional[str] = ..., resource: _Optional[_Mapping[str, str]] = ..., resource_json: _Optional[str] = ...) -> None: ...
 
 class GetSlowestRequest(_message.Message):
     __slots__ = ("filter", "k")
