@@ -15,6 +15,7 @@ The public face::
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,10 @@ from kronicler.otel.pipeline import PipelineStatus
 
 if TYPE_CHECKING:
     from kronicler.db import Database
+
+# A library leaves output to the application's logging setup. Calls that cannot be stored are
+# also issued as warnings (kronicler.errors.DataLossWarning), which reach stderr without it.
+logging.getLogger("kronicler").addHandler(logging.NullHandler())
 
 __version__ = "0.2.0"
 

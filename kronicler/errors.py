@@ -7,6 +7,9 @@ opened, a page that fails its checksum, a call on something already closed.
 
 from __future__ import annotations
 
+import logging
+import warnings
+
 
 class KroniclerError(Exception):
     """Base class of Kronicler's own errors."""
@@ -55,6 +58,34 @@ class LimitExceededError(KroniclerError, ValueError):
 
 class MaintenanceBusyError(KroniclerError):
     """Another compaction or retention holds the database's maintenance lock."""
+
+
+class KroniclerWarning(UserWarning):
+    """Base class of the warnings Kronicler issues."""
+
+
+class DataLossWarning(KroniclerWarning):
+    """Calls could not be stored: they are counted as dropped (``kronicler.status()``,
+    ``Database.dropped``) and the application goes on."""
+
+
+def warn_data_loss(
+    message: str,
+    log: logging.Logger,
+    *,
+    level: int = logging.ERROR,
+    exc_info: BaseException | bool | None = None,
+) -> None:
+    """Tell the user that calls are being lost, however logging is set up: log ``message`` to
+    ``log`` (with ``exc_info``), and issue it as a :class:`DataLossWarning`.
+
+    The ``kronicler`` logger has a ``NullHandler`` (a library does not print through logging's
+    last-resort handler), so in an application that never configures logging the log record
+    alone would go unseen. The warning is shown on stderr by default (once per message), is
+    collected by test runners, and ``logging.captureWarnings(True)`` routes it into logging.
+    """
+    log.log(level, "%s", message, exc_info=exc_info)
+    warnings.warn(message, DataLossWarning, stacklevel=2)
 
 
 def shorten(value: object, limit: int = 100) -> str:

@@ -43,7 +43,13 @@ from kronicler.db.snapshot import Damage
 from kronicler.db.stats import Call
 from kronicler.db.view import ReadAPI, ReadView
 from kronicler.db.writer import SegmentWriter
-from kronicler.errors import ClosedError, DatabaseError, ReadOnlyError, WriteTimeoutError
+from kronicler.errors import (
+    ClosedError,
+    DatabaseError,
+    ReadOnlyError,
+    WriteTimeoutError,
+    warn_data_loss,
+)
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +275,7 @@ class Database(ReadAPI):
         self._failures += 1
         if what not in self._logged:
             self._logged.add(what)
-            log.error("kronicler could not %s to %s: %s", what, self._segdir, exc)
+            warn_data_loss(f"kronicler could not {what} to {self._segdir}: {exc}", log)
 
     def _shed_if_stuck(self) -> None:
         """While writes fail, give up the segment once its unwritten tail grows too large.
@@ -305,8 +311,8 @@ class Database(ReadAPI):
         writer = self._writer
         if self._queue.running:
             # The writer thread is still busy past ``timeout`` and owns the writer: leave both.
-            log.error("kronicler: %s closed while %d queued rows were still being written",
-                      self, self._queue.pending_rows)  # fmt: skip
+            warn_data_loss(f"kronicler: {self} closed while {self._queue.pending_rows} queued "
+                           "rows were still being written", log)  # fmt: skip
         elif writer is not None:
             try:
                 writer.close()
@@ -314,7 +320,7 @@ class Database(ReadAPI):
                 # Rows in the tail log stay readable; the rest existed only in memory.
                 self._lost_rows += writer.tail_rows - writer.tail_in_wal
                 writer.abandon()
-                log.error("kronicler could not close segment %s: %s", writer.id, exc)
+                warn_data_loss(f"kronicler could not close segment {writer.id}: {exc}", log)
             self._writer = None
         self._reads.close()
         _open_databases.discard(self)
@@ -461,7 +467,7 @@ def _close_all() -> None:
         try:
             db.close(timeout=10.0)
         except Exception as exc:  # exiting: report, never raise
-            log.error("kronicler could not close %r at exit: %s", db, exc)
+            warn_data_loss(f"kronicler could not close {db!r} at exit: {exc}", log)
 
 
 def flush_all(timeout: float | None = None) -> bool:
@@ -476,7 +482,7 @@ def flush_all(timeout: float | None = None) -> bool:
         try:
             ok = db.flush(remaining) and ok
         except Exception as exc:  # a stop must go on: report, never raise
-            log.error("kronicler could not flush %r on a stop signal: %s", db, exc)
+            warn_data_loss(f"kronicler could not flush {db!r} on a stop signal: {exc}", log)
             ok = False
     return ok
 

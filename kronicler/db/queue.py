@@ -35,6 +35,8 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Generic, TypeVar
 
+from kronicler.errors import warn_data_loss
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -247,8 +249,8 @@ class WriteQueue(Generic[T]):
         except Exception as exc:  # a source must not raise; if it does, it kept its records
             if "take" not in self._errors_logged:
                 self._errors_logged.add("take")
-                log.error("kronicler could not take records from %r: %s", source, exc,
-                          exc_info=True)  # fmt: skip
+                warn_data_loss(f"kronicler could not take records from {source!r}: {exc}", log,
+                               exc_info=True)  # fmt: skip
             return []
 
     def _guard(self, what: str, fn: Callable[[], None], items: int) -> None:
@@ -258,4 +260,4 @@ class WriteQueue(Generic[T]):
             self.lost += items
             if what not in self._errors_logged:
                 self._errors_logged.add(what)
-                log.error("kronicler could not %s spans: %s", what, exc, exc_info=True)
+                warn_data_loss(f"kronicler could not {what} spans: {exc}", log, exc_info=True)

@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from kronicler.db.sink import SpanSink
+from kronicler.errors import warn_data_loss
 from kronicler.otel.contract import DEFAULT_SERVICE
 from kronicler.otel.rows import spans_to_batch
 
@@ -131,5 +132,5 @@ class KroniclerSpanExporter(SpanExporter):
     def _warn(self, what: str, exc: BaseException) -> None:
         if what not in self._warned:
             self._warned.add(what)
-            _log.warning("kronicler: span %s failed (%s: %s)", what, type(exc).__name__, exc,
-                         exc_info=exc)  # fmt: skip
+            warn_data_loss(f"kronicler: span {what} failed ({type(exc).__name__}: {exc})", _log,
+                           level=logging.WARNING, exc_info=exc)  # fmt: skip

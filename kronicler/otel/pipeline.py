@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from kronicler._config import Settings
 from kronicler.db.sink import CaptureSink
 from kronicler.db.site_batch import SiteBatch
-from kronicler.errors import ClosedError
+from kronicler.errors import ClosedError, warn_data_loss
 from kronicler.otel import shutdown as stop_signals
 from kronicler.otel.contract import process_resource, resource_text
 from kronicler.otel.records import (
@@ -446,8 +446,8 @@ class Pipeline:
         self._error = f"{where}: {type(exc).__name__}: {exc}"
         if where not in self._warned:
             self._warned.add(where)
-            _log.warning(
-                "kronicler: %s failed (%s: %s); the application continues, affected calls "
-                "are counted as dropped (kronicler.status())",
-                where, type(exc).__name__, exc, exc_info=exc,
-            )  # fmt: skip
+            message = (
+                f"kronicler: {where} failed ({type(exc).__name__}: {exc}); the application "
+                "continues, affected calls are counted as dropped (kronicler.status())"
+            )
+            warn_data_loss(message, _log, level=logging.WARNING, exc_info=exc)

@@ -45,7 +45,8 @@ def test_stats_by_function(layout: Layout, db: Database, exact: bool) -> None:
     failures.assert_none()
 
 
-@pytest.mark.parametrize("group_by", ["service", "attribute:route", "attribute:code"])
+@pytest.mark.parametrize("group_by", ["service", "attribute:route", "attribute:code",
+                                      "resource:service.version", "resource:cpu.count"])
 @pytest.mark.parametrize("exact", [False, True], ids=["summaries", "exact"])
 def test_stats_grouped(layout: Layout, db: Database, group_by: str, exact: bool) -> None:
     api, failures = PythonApi(db), Failures()
@@ -187,6 +188,8 @@ def _series_cases(layout: Layout) -> list[tuple[Query, int, int, int, str]]:
         (Query(), lo, hi, hi - lo, "function"),  # one bucket
         (Query(), a, b, (b - a) // 4 + 1, "service"),
         (Query(("app.*", "job.*")), a, b, (b - a) // 3 + 1, "attribute:route"),
+        (Query(resource=(("host.name", "web-1"),)), a, b, (b - a) // 6 + 1,
+         "resource:service.version"),
     ]
 
 
