@@ -115,8 +115,7 @@ class Filter:
         conditions = len(self.attributes) + len(self.resource)
         if conditions > MAX_ATTRIBUTE_FILTERS:
             raise ValueError(
-                f"at most {MAX_ATTRIBUTE_FILTERS} attribute conditions per filter, "
-                f"got {conditions}"
+                f"at most {MAX_ATTRIBUTE_FILTERS} attribute conditions per filter, got {conditions}"
             )
         for what, pairs in (("attribute", self.attributes), ("resource attribute", self.resource)):
             for key, value in pairs:
