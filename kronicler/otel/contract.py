@@ -10,8 +10,9 @@ rules live here once and the three converters call them:
 * **start**: Unix epoch nanoseconds; **duration**: ``end - start`` in nanoseconds.
 * **status**: the status code (0 unset, 1 ok, 2 error), with the SDK's rules on a live span:
   OK is final, setting UNSET is ignored, an escaping ``Exception`` makes it ERROR.
-* **kind**: the OTel Python ``SpanKind`` value (0 internal ... 4 consumer); OTLP's
-  ``SPAN_KIND_UNSPECIFIED`` counts as internal.
+* **kind**: stored as the OTel Python ``SpanKind`` value (0 internal ... 4 consumer); OTLP's
+  ``SPAN_KIND_UNSPECIFIED`` counts as internal. (Every API returns OTLP's numbering,
+  :func:`kronicler.db.schema.otlp_kind`.)
 * **service**: the resource's ``service.name`` as text; when the resource has none (or an
   empty one) :data:`DEFAULT_SERVICE`, ``unknown_service``, as the OTel specification says. The
   fast path has no resource: it stores the configured service name, which by default is what
