@@ -26,7 +26,7 @@ from kronicler.query import (
     SlowCall,
     StatsTable,
 )
-from kronicler.query.filters import attribute_text, split_conditions
+from kronicler.query.filters import RESOURCE_PREFIX, attribute_text, split_conditions
 
 # ---- requests -> query arguments (server side) ------------------------------------------------
 
@@ -57,7 +57,9 @@ def filter_to_proto(flt: Filter | None) -> pb.Filter:
     if flt.until is not None:
         msg.until_unix_nano = flt.until
     msg.attributes.update(dict(flt.attributes))
-    msg.resource.update(dict(flt.resource))
+    # Resource conditions travel as "resource:KEY" attributes: a server from before resources
+    # then selects nothing (no span has such an attribute) instead of ignoring the condition.
+    msg.attributes.update({RESOURCE_PREFIX + k: v for k, v in flt.resource})
     return msg
 
 

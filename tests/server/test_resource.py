@@ -191,3 +191,19 @@ def test_export_carries_the_resource_and_duckdb_reads_it(stored: Stored, tmp_pat
     (env,) = duckdb.sql(f"SELECT DISTINCT resource['deployment.environment.name'] "
                         f"FROM '{out}'").fetchall()  # fmt: skip
     assert env == ("prod",)
+
+
+def test_resource_conditions_on_the_wire() -> None:
+    """The ``resource`` field and ``resource:KEY`` attributes mean the same; the client sends the
+    latter, which a server from before resources answers with nothing rather than everything."""
+    from kronicler.proto.v1 import query_pb2 as pb
+    from kronicler.server.convert import filter_from_proto, filter_to_proto
+
+    flt = q.Filter.make(attributes={"code": 500}, resource={"service.version": "1.1"})
+    msg = filter_to_proto(flt)
+    assert dict(msg.attributes) == {"code": "500", "resource:service.version": "1.1"}
+    assert filter_from_proto(msg) == flt
+    by_field = pb.Filter(attributes={"code": "500"}, resource={"service.version": "1.1"})
+    assert filter_from_proto(by_field) == flt
+    with pytest.raises(ValueError, match="resource attribute filter keys must not be empty"):
+        filter_from_proto(pb.Filter(attributes={"resource:": "x"}))
