@@ -5,6 +5,11 @@ of three chunks (120 rows) and a segment whose writer died after a flush (30 row
 tail log). Its chunks lack the resource page and its log records the resource column; both read
 as "no resource", the catalog is upgraded when the database is opened for writing, and a
 compaction carries old and new rows together.
+
+The fixture was made with the code of commit 807e0de (schema 1): one process appended 120 rows
+(``v1.a``/``v1.b``, durations 10..1200 ns, kind SERVER, service ``old``, attributes
+``{"route": "/x"}``) with ``chunk_rows=50`` and closed; a second appended 30 rows (``v1.tail``,
+durations 100..3000 ns, kind CLIENT), flushed and ended with ``os._exit`` (no close).
 """
 
 from __future__ import annotations
