@@ -85,7 +85,17 @@ def warn_data_loss(
     collected by test runners, and ``logging.captureWarnings(True)`` routes it into logging.
     """
     log.log(level, "%s", message, exc_info=exc_info)
-    warnings.warn(message, DataLossWarning, stacklevel=2)
+    try:
+        # Attributed to "kronicler", not to a line of its code (often a background thread's):
+        # shown as one line, and filterable by category or by module "kronicler".
+        warnings.warn_explicit(message, DataLossWarning, "kronicler", 0, module="kronicler",
+                               registry=_warned)  # fmt: skip
+    except Exception:  # noqa: BLE001 - warnings made errors: still never raise into the app
+        pass
+
+
+# The warnings registry of warn_data_loss: each message once (the "default" action).
+_warned: dict[str | tuple[str, type[Warning], int], int] = {}
 
 
 def shorten(value: object, limit: int = 100) -> str:

@@ -92,3 +92,16 @@ def test_lost_calls_reach_stderr_in_an_app_without_logging_setup(tmp_path: Path)
     assert report == {"flushed": False, "dropped": 50, "null_handler": True, "root_handlers": 0}
     assert out.stderr.count("DataLossWarning") == 1, out.stderr
     assert "open failed" in out.stderr and "counted as dropped" in out.stderr
+
+
+def test_data_loss_warnings_made_errors_never_raise_into_the_app(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    script = "import warnings\nfrom kronicler.errors import DataLossWarning\n" \
+             "warnings.simplefilter('error', DataLossWarning)\n" + UNUSABLE_PATH  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(blocker / "db")], capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["dropped"] == 50
