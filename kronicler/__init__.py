@@ -15,6 +15,7 @@ The public face::
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,9 @@ from kronicler.otel.pipeline import PipelineStatus
 if TYPE_CHECKING:
     from kronicler.db import Database
 
+# A library leaves output to the application's logging setup. Calls that cannot be stored are
+# also issued as warnings (kronicler.errors.DataLossWarning), which reach stderr without it.
+logging.getLogger("kronicler").addHandler(logging.NullHandler())
 
 __all__ = [
     "PipelineStatus",

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Hashable
 
+from kronicler.errors import warn_data_loss
+
 
 class LogOnce:
     """Logs the first message of each kind to ``logger``; later ones of that kind are dropped.
@@ -26,11 +28,19 @@ class LogOnce:
 
     def __call__(
         self, kind: Hashable, level: int, message: str, *args: object,
-        exc_info: BaseException | bool | None = None,
+        exc_info: BaseException | bool | None = None, loss: bool = False,
     ) -> bool:  # fmt: skip
-        """Log ``message % args`` if no message of ``kind`` was logged yet; True if it was now."""
+        """Log ``message % args`` if no message of ``kind`` was logged yet; True if it was now.
+
+        ``loss``: the message says calls are being lost, so it is also issued as a
+        :class:`~kronicler.errors.DataLossWarning`, which reaches the user however logging is set
+        up (see :func:`~kronicler.errors.warn_data_loss`).
+        """
         if kind in self._seen:
             return False
         self._seen.add(kind)
-        self._logger.log(level, message, *args, exc_info=exc_info)
+        if loss:
+            warn_data_loss(message % args, self._logger, level=level, exc_info=exc_info)
+        else:
+            self._logger.log(level, message, *args, exc_info=exc_info)
         return True

@@ -7,6 +7,9 @@ opened, a page that fails its checksum, a call on something already closed.
 
 from __future__ import annotations
 
+import logging
+import warnings
+
 
 class KroniclerError(Exception):
     """Base class of Kronicler's own errors."""
@@ -59,6 +62,44 @@ class UnavailableError(KroniclerError):
 
 class MaintenanceBusyError(KroniclerError):
     """Another compaction or retention holds the database's maintenance lock."""
+
+
+class KroniclerWarning(UserWarning):
+    """Base class of the warnings Kronicler issues."""
+
+
+class DataLossWarning(KroniclerWarning):
+    """Calls could not be stored: they are counted as dropped (``kronicler.status()``,
+    ``Database.dropped``) and the application goes on."""
+
+
+def warn_data_loss(
+    message: str,
+    log: logging.Logger,
+    *,
+    level: int = logging.ERROR,
+    exc_info: BaseException | bool | None = None,
+) -> None:
+    """Tell the user that calls are being lost, however logging is set up: log ``message`` to
+    ``log`` (with ``exc_info``), and issue it as a :class:`DataLossWarning`.
+
+    The ``kronicler`` logger has a ``NullHandler`` (a library does not print through logging's
+    last-resort handler), so in an application that never configures logging the log record
+    alone would go unseen. The warning is shown on stderr by default (once per message), is
+    collected by test runners, and ``logging.captureWarnings(True)`` routes it into logging.
+    """
+    log.log(level, "%s", message, exc_info=exc_info)
+    try:
+        # Attributed to "kronicler", not to a line of its code (often a background thread's):
+        # shown as one line, and filterable by category or by module "kronicler".
+        warnings.warn_explicit(message, DataLossWarning, "kronicler", 0, module="kronicler",
+                               registry=_warned)  # fmt: skip
+    except Exception:  # noqa: BLE001 - warnings made errors: still never raise into the app
+        pass
+
+
+# The warnings registry of warn_data_loss: each message once (the "default" action).
+_warned: dict[str | tuple[str, type[Warning], int], int] = {}
 
 
 def shorten(value: object, limit: int = 100) -> str:

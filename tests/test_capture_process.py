@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from kronicler.db import Database
+from kronicler.db.reader import SegmentReader
 from tests.otel.helpers import read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +52,52 @@ def test_normal_exit_stores_everything(tmp_path: Path) -> None:
     assert len(rows) == 5000
     assert {r["name"] for r in rows} == {"__main__.work"}
     assert {r["service"] for r in rows} == {"exit-test"}
+
+
+def test_the_decorator_stores_the_process_resource_once(tmp_path: Path) -> None:
+    """OTEL_RESOURCE_ATTRIBUTES and the SDK's own keys reach every row; the resource text is
+    coded once per pipeline (one dictionary entry), and a forked child is another instance."""
+    proc = run(
+        """
+        import os
+        import kronicler
+
+        @kronicler.capture
+        def work(i):
+            return i
+
+        for i in range(3000):
+            work(i)
+        kronicler.flush()
+        pid = os.fork()
+        if pid == 0:
+            work(-1)
+            kronicler.flush()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        """,
+        tmp_path,
+        env={"OTEL_SERVICE_NAME": "shop",
+             "OTEL_RESOURCE_ATTRIBUTES": "service.version=2.1,deployment.environment.name=ci"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = read_rows(tmp_path / ".kronicler")
+    assert len(rows) == 3001
+    parent = [r["resource"] for r in rows if r["name"].endswith("work")][:3000]
+    first = parent[0]
+    assert all(r == first for r in parent)
+    assert {k: first[k] for k in ("service.name", "service.version",
+                                  "deployment.environment.name", "telemetry.sdk.language")} == {
+        "service.name": "shop", "service.version": "2.1", "deployment.environment.name": "ci",
+        "telemetry.sdk.language": "python"}  # fmt: skip
+    instances = {r["resource"]["service.instance.id"] for r in rows}
+    assert len(instances) == 2  # the forked child is another service instance
+    segdir = tmp_path / ".kronicler" / "segments"
+    for kseg in segdir.glob("*.kseg"):  # one per process: "" (code 0) and its one resource
+        reader = SegmentReader(segdir, kseg.stem)
+        reader.refresh()
+        assert len(reader.view().resources) == 2
+        reader.close()
 
 
 def test_kronicler_path_variable_moves_the_database(tmp_path: Path) -> None:
@@ -143,8 +190,9 @@ def test_read_only_database_directory_never_disturbs_the_app(
     assert lines[2] == "stored 0 dropped 3000"
     assert lines[3].startswith("error ") and lines[3] != "error None"
     assert "Permission denied" in proc.stderr
-    # Logged once, however many calls were affected.
-    assert proc.stderr.count("Traceback") == 1, proc.stderr
+    # Told once, as one warning line (no traceback), however many calls were affected.
+    assert proc.stderr.count("DataLossWarning") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
     assert len(read_rows(db_dir)) == 0
 
 

@@ -53,7 +53,8 @@ def _filter_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="attribute equality (repeatable)",
+        help="attribute equality (repeatable); resource:KEY=VALUE for a resource attribute, "
+        "e.g. resource:service.version=1.1",
     )
 
 
@@ -190,7 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
         _filter_args(p)
         _source_args(p)
         p.add_argument(
-            "--group-by", default="function", help="function, service or attribute:<key>"
+            "--group-by",
+            default="function",
+            help="function, service, attribute:<key> or resource:<key> (e.g. "
+            "resource:service.version)",
         )
         p.add_argument(
             "--quantiles",

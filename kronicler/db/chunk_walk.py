@@ -28,10 +28,13 @@ from kronicler.db.page import (
     check_page,
     parse_header,
 )
-from kronicler.db.schema import COLUMN_IDS, COLUMNS
+from kronicler.db.schema import COLUMN_IDS, COLUMNS, LATER_COLUMNS
 from kronicler.errors import CorruptPageError
 
 _COLUMN_NAMES = {i: n for n, i in COLUMN_IDS.items()}
+# Pages every chunk has: its dictionary and every column but those added by later schemas
+# (a chunk written before them reads them as code 0, see kronicler.db.schema).
+_REQUIRED = frozenset(COLUMNS).difference(LATER_COLUMNS) | {"dictionary"}
 
 Entries = dict[str, list[tuple[int, str]]]
 
@@ -74,7 +77,7 @@ def walk_chunk(fd: int, where: str, offset: int, limit: int, seq: int) -> FoundC
             entries = decode_entries(payload)
             pages["dictionary"] = (pos, header.size)
         elif header.column == SUMMARY_PAGE:
-            if entries is None or len(pages) != len(COLUMNS) + 1:
+            if entries is None or not _REQUIRED.issubset(pages):
                 raise CorruptPageError(f"chunk {seq} at {where}@{offset} lacks pages")
             summary = decode_summary(payload)
             if sum(s.count for s in summary.summaries) != header.rows:

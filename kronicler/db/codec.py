@@ -285,4 +285,5 @@ COLUMN_CODECS: dict[str, int] = {
     "span_id": CODEC_RAW,
     "parent_span_id": CODEC_REF,
     "attributes": CODEC_NARROW,
+    "resource": CODEC_NARROW,
 }

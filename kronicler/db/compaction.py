@@ -235,7 +235,7 @@ def rewrite(
                 text["name"], merged["start"][idx], merged["duration"][idx],
                 merged["status"][idx], merged["kind"][idx], text["service"],
                 merged["trace_hi"][idx], merged["trace_lo"][idx], merged["span_id"][idx],
-                merged["parent_span_id"][idx], text["attributes"],
+                merged["parent_span_id"][idx], text["attributes"], text["resource"],
             ))  # fmt: skip
             writer.seal_full()
         why = _conflict(directory, {r.id for r in group}, writer.id)

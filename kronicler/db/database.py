@@ -44,7 +44,13 @@ from kronicler.db.snapshot import Damage
 from kronicler.db.stats import Call
 from kronicler.db.view import ReadAPI, ReadView
 from kronicler.db.writer import SegmentWriter
-from kronicler.errors import ClosedError, DatabaseError, ReadOnlyError, WriteTimeoutError
+from kronicler.errors import (
+    ClosedError,
+    DatabaseError,
+    ReadOnlyError,
+    WriteTimeoutError,
+    warn_data_loss,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +60,11 @@ DEFAULT_SEGMENT_ROWS = 1 << 24  # ~16.8M rows, ~90-280 MB; then the writer start
 DEFAULT_SEGMENT_SECONDS = 3600.0  # ...or after an hour, so retention by age can reach it
 _MAX_ATTRIBUTE_SETS = 200_000  # ...or when this many distinct attribute sets are held in memory
 _MAX_ATTRIBUTE_CHARS = 32 << 20  # ...or when their text passes this size (a few huge values)
+# Resource sets are few (one per process or OTLP request), and every reader holds a segment's
+# resource texts in memory, so their bound is tighter: a sender that varies its resource on
+# every request costs segments, not reader memory.
+_MAX_RESOURCE_SETS = 4096
+_MAX_RESOURCE_CHARS = 4 << 20
 SEGMENTS = "segments"
 
 _open_databases: weakref.WeakSet[Database] = weakref.WeakSet()
@@ -235,6 +246,8 @@ class Database(ReadAPI):
             writer.rows_sealed >= self._segment_rows
             or len(writer.dicts["attributes"]) >= _MAX_ATTRIBUTE_SETS
             or writer.dicts["attributes"].chars >= _MAX_ATTRIBUTE_CHARS
+            or len(writer.dicts["resource"]) >= _MAX_RESOURCE_SETS
+            or writer.dicts["resource"].chars >= _MAX_RESOURCE_CHARS
             or time.monotonic() - writer.opened >= self._segment_seconds
         ):
             # Rotate: the old segment seals its tail and closes, so retention can delete it
@@ -261,7 +274,7 @@ class Database(ReadAPI):
     def _failed(self, what: str, exc: OSError) -> None:
         self._failures += 1
         self._log_once(what, logging.ERROR, "kronicler could not %s to %s: %s", what, self._segdir,
-                       exc)  # fmt: skip
+                       exc, loss=True)  # fmt: skip
 
     def _shed_if_stuck(self) -> None:
         """While writes fail, give up the segment once its unwritten tail grows too large.
@@ -297,8 +310,8 @@ class Database(ReadAPI):
         writer = self._writer
         if self._queue.running:
             # The writer thread is still busy past ``timeout`` and owns the writer: leave both.
-            log.error("kronicler: %s closed while %d queued rows were still being written",
-                      self, self._queue.pending_rows)  # fmt: skip
+            warn_data_loss(f"kronicler: {self} closed while {self._queue.pending_rows} queued "
+                           "rows were still being written", log)  # fmt: skip
         elif writer is not None:
             try:
                 writer.close()
@@ -306,7 +319,7 @@ class Database(ReadAPI):
                 # Rows in the tail log stay readable; the rest existed only in memory.
                 self._lost_rows += writer.tail_rows - writer.tail_in_wal
                 writer.abandon()
-                log.error("kronicler could not close segment %s: %s", writer.id, exc)
+                warn_data_loss(f"kronicler could not close segment {writer.id}: {exc}", log)
             self._writer = None
         self._reads.close()
         _open_databases.discard(self)
@@ -453,7 +466,7 @@ def close_all() -> None:
         try:
             db.close(timeout=10.0)
         except Exception as exc:  # exiting: report, never raise
-            log.error("kronicler could not close %r at exit: %s", db, exc)
+            warn_data_loss(f"kronicler could not close {db!r} at exit: {exc}", log)
 
 
 def flush_all(timeout: float | None = None) -> bool:
@@ -468,7 +481,7 @@ def flush_all(timeout: float | None = None) -> bool:
         try:
             ok = db.flush(remaining) and ok
         except Exception as exc:  # a stop must go on: report, never raise
-            log.error("kronicler could not flush %r on a stop signal: %s", db, exc)
+            warn_data_loss(f"kronicler could not flush {db!r} on a stop signal: {exc}", log)
             ok = False
     return ok
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from kronicler.db.fileio import write_all
-from kronicler.db.schema import SCHEMA_VERSION
+from kronicler.db.schema import READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION
 from kronicler.errors import DatabaseError, SchemaVersionError
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,13 @@ def ensure_catalog(root: Path) -> dict[str, Any]:
         new = {"format": FORMAT_NAME, "schema_version": SCHEMA_VERSION, "created": time.time_ns()}
         save_json(path, new)
         return new
-    return _check_catalog(root, path, raw)
+    doc = _check_catalog(root, path, raw)
+    if doc.get("schema_version") != SCHEMA_VERSION:
+        # An older (readable) version: this process is about to write segments of the current
+        # one, which older Kroniclers cannot read; the catalog says so, and they refuse to open.
+        doc = {**doc, "schema_version": SCHEMA_VERSION}
+        save_json(path, doc)
+    return doc
 
 
 def load_catalog(root: Path) -> dict[str, Any]:
@@ -115,9 +121,10 @@ def _check_catalog(root: Path, path: Path, raw: bytes) -> dict[str, Any]:
     if doc.get("format") != FORMAT_NAME:
         raise DatabaseError(f"{path} is not a Kronicler catalog (format {doc.get('format')!r})")
     version = doc.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_SCHEMA_VERSIONS:
+        readable = ", ".join(map(str, READABLE_SCHEMA_VERSIONS))
         raise SchemaVersionError(
-            f"{root} has schema version {version!r}; this Kronicler reads version {SCHEMA_VERSION}"
+            f"{root} has schema version {version!r}; this Kronicler reads versions {readable}"
         )
     return doc
 

@@ -248,7 +248,7 @@ class WriteQueue(Generic[T]):
             return source()
         except Exception as exc:  # a source must not raise; if it does, it kept its records
             self._log_once("take", logging.ERROR, "kronicler could not take records from %r: %s",
-                           source, exc, exc_info=True)  # fmt: skip
+                           source, exc, exc_info=True, loss=True)  # fmt: skip
             return []
 
     def _guard(self, what: str, fn: Callable[[], None], items: int) -> None:
@@ -257,4 +257,4 @@ class WriteQueue(Generic[T]):
         except Exception as exc:  # the writer thread must survive a full disk or a bad directory
             self.lost += items
             self._log_once(what, logging.ERROR, "kronicler could not %s spans: %s", what, exc,
-                           exc_info=True)  # fmt: skip
+                           exc_info=True, loss=True)  # fmt: skip

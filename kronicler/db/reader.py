@@ -81,6 +81,7 @@ class SegmentReader:
         self.wal_path = directory / f"{segment_id}.wal"
         self.meta_path = directory / f"{segment_id}.meta"
         self.dicts = {name: Dictionary() for name in TEXT_COLUMNS}
+        self.dicts["resource"].define(0, "")  # every writer's first resource code (see schema)
         # Attribute entries are defined for the first _attr_chunks dictionary pages only: they
         # can be as many as the rows, so they are read when a query first needs them (or eagerly
         # once the segment is damaged, to find the rows that depend on lost entries).
@@ -150,6 +151,7 @@ class SegmentReader:
                 tail=_readonly(self.tail), rollup=self._rollup, names=tuple(names.values),
                 name_codes=dict(names.codes), services=tuple(services.values),
                 service_defined=tuple(service_defined.tolist()),
+                resources=tuple(self.dicts["resource"].values),
                 dict_pages=len(self._dict_pages), tail_attributes=self._tail_attr_entries,
                 closed=self.closed,
                 replaces=self.replaces, pid=self.pid, damage=self.damage,
@@ -467,6 +469,8 @@ class SegmentReader:
         self, chunk: ChunkInfo, column: str, span_ids: np.ndarray | None = None
     ) -> np.ndarray:
         """One column of every row stored in the chunk (``span_ids``: the whole page's)."""
+        if column not in chunk.pages:  # a column added after the chunk was written
+            return np.zeros(chunk.rows, dtype=COLUMNS[column])
         if column == "parent_span_id" and span_ids is None:
             span_ids = self.decode_stored(chunk, "span_id")
         return decode_column(column, self.read_page(chunk, column), span_ids, rows=chunk.rows)

@@ -45,7 +45,7 @@ from kronicler.db.chunk import ChunkSummary, summarize
 from kronicler.db.page_guard import PinnedPages
 from kronicler.db.reader import SegmentReader
 from kronicler.db.scan import FunctionSummary, Scan, TimeRange, merge_scans, top_k
-from kronicler.db.schema import COLUMNS, parse_attributes
+from kronicler.db.schema import COLUMNS, otlp_kind, parse_attributes
 from kronicler.db.snapshot import ChunkInfo, Damage, SegmentView, Snapshot
 from kronicler.db.stats import Call
 from kronicler.db.summary import Summary
@@ -496,9 +496,10 @@ class SegmentSet:
             name=seg.names[int(v["name"])],
             service=seg.services[int(v["service"])],
             start=int(v["start"]), duration=int(v["duration"]), status=int(v["status"]),
-            kind=int(v["kind"]), trace_id=(int(v["trace_hi"]) << 64) | int(v["trace_lo"]),
+            kind=otlp_kind(v["kind"]), trace_id=(int(v["trace_hi"]) << 64) | int(v["trace_lo"]),
             span_id=int(v["span_id"]), parent_span_id=int(v["parent_span_id"]),
             attributes=parse_attributes(seg.dictionary("attributes").values[int(v["attributes"])]),
+            resource=parse_attributes(seg.resources[int(v["resource"])]),
         )  # fmt: skip
 
 

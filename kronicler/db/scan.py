@@ -1,7 +1,7 @@
 """Query-side value types: time windows, decoded row sets and per-function summaries.
 
 A :class:`Scan` gathers rows from many segments; each segment numbers its texts (function names,
-services, attribute sets) on its own, so merging maps every segment's codes into one global
+services, attribute and resource sets) on its own, so merging maps every segment's codes into one global
 numbering, vectorised with a lookup array per segment.
 """
 
@@ -19,7 +19,7 @@ from kronicler.db.summary import Summary
 if TYPE_CHECKING:
     from kronicler.db.snapshot import SegmentView
 
-_TEXT = {"name": "name", "service": "service", "attributes": "attributes"}
+_TEXT = ("name", "service", "attributes", "resource")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,17 +80,20 @@ class FunctionSummary:
 
 @dataclass(frozen=True, slots=True)
 class Scan:
-    """Decoded rows. ``name``/``service``/``attributes`` columns hold codes into the lists.
+    """Decoded rows. ``name``/``service``/``attributes``/``resource`` columns hold codes into
+    the lists.
 
     Fields:
         columns: column name -> array, all of equal length.
-        names, services, attributes: code -> text (attributes in canonical JSON text).
+        names, services, attributes, resources: code -> text (attribute and resource sets in
+            canonical JSON text, ``""`` for none).
     """
 
     columns: dict[str, np.ndarray]
     names: list[str]
     services: list[str]
     attributes: list[str]
+    resources: list[str]
 
     def __len__(self) -> int:
         for arr in self.columns.values():
@@ -164,7 +167,8 @@ def merge_scans(
                 arr = table[arr] if len(arr) else arr.astype(np.uint32)
             mapped[c].append(arr)
     out = {c: np.concatenate(p) if p else np.zeros(0, COLUMNS[c]) for c, p in mapped.items()}
-    return Scan(out, globals_["name"][0], globals_["service"][0], globals_["attributes"][0])
+    return Scan(out, globals_["name"][0], globals_["service"][0], globals_["attributes"][0],
+                globals_["resource"][0])  # fmt: skip
 
 
 def top_k(duration: np.ndarray, start: np.ndarray, k: int) -> np.ndarray:

@@ -9,6 +9,12 @@ Ids follow OpenTelemetry: a trace id is a 128-bit integer (kept as two uint64 ha
 a 64-bit integer, and 0 means "no id" (a root span has parent span id 0). Every id column takes
 either form: integers (a sequence, or for span ids a 1-D integer array), or bytes (a sequence of
 ``bytes``, or an ``(n, 16)`` / ``(n, 8)`` uint8 array), bytes read big-endian as OTel and OTLP do.
+
+Resource attributes (``service.version``, ``host.name``, ...) are stored per row as the code of
+the row's canonical resource attribute set, like span attributes: a process or an OTLP request
+has one resource, so the column costs about nothing. Columns added after the first schema version
+(:data:`LATER_COLUMNS`) may be missing from older segments; they read as code 0, which every
+segment's dictionary defines as ``""`` (no resource).
 """
 
 from __future__ import annotations
@@ -20,14 +26,22 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+#: Version 2 added the ``resource`` column; version 1 databases are read (the column reads as
+#: "no resource") and upgraded when opened for writing.
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
 
-# Status codes and span kinds use the OpenTelemetry Python API enum values.
+# Status codes and span kinds are stored as the OpenTelemetry Python API enum values. Every API
+# that returns a kind gives OTLP's numbering (0 unspecified, 1 internal, 2 server, ...):
+# :func:`otlp_kind` converts at that edge.
 STATUS_UNSET, STATUS_OK, STATUS_ERROR = 0, 1, 2
 KIND_INTERNAL, KIND_SERVER, KIND_CLIENT, KIND_PRODUCER, KIND_CONSUMER = 0, 1, 2, 3, 4
+#: Span kind names by stored value (OTLP's names without the ``SPAN_KIND_`` prefix).
+KIND_NAMES = ("INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 
 #: Physical columns in storage order, with their numpy dtype.
-#: ``name``, ``service`` and ``attributes`` hold dictionary codes.
+#: ``name``, ``service``, ``attributes`` and ``resource`` hold dictionary codes. New columns go
+#: at the end (a column's id is its position) and into :data:`LATER_COLUMNS`.
 COLUMNS: dict[str, np.dtype[Any]] = {
     "name": np.dtype(np.uint32),
     "start": np.dtype(np.int64),
@@ -40,8 +54,12 @@ COLUMNS: dict[str, np.dtype[Any]] = {
     "span_id": np.dtype(np.uint64),
     "parent_span_id": np.dtype(np.uint64),
     "attributes": np.dtype(np.uint32),
+    "resource": np.dtype(np.uint32),
 }
 COLUMN_IDS: dict[str, int] = {name: i for i, name in enumerate(COLUMNS)}
+#: Columns that segments (chunks, log records) written by an older schema lack: they read as
+#: code 0, which each segment's dictionary of that column defines as the empty text.
+LATER_COLUMNS = ("resource",)
 
 #: Names accepted as optional keyword columns by ``Database.append``.
 OPTIONAL_COLUMNS = (
@@ -52,6 +70,7 @@ OPTIONAL_COLUMNS = (
     "span_id",
     "parent_span_id",
     "attributes",
+    "resource",
 )
 
 _U64_MASK = (1 << 64) - 1
@@ -74,8 +93,18 @@ def canonical_attributes(attrs: Mapping[str, Any] | None) -> str:
 
 
 def parse_attributes(text: str) -> dict[str, Any]:
-    """Inverse of :func:`canonical_attributes`."""
+    """Inverse of :func:`canonical_attributes` (also of a resource's canonical text)."""
     return json.loads(text) if text else {}
+
+
+def otlp_kind(kind: int) -> int:
+    """A stored (OTel Python) span kind in OTLP's numbering, which every API returns."""
+    return int(kind) + 1
+
+
+def stored_kind(otlp: np.ndarray) -> np.ndarray:
+    """OTLP span kinds as stored (uint8; ``SPAN_KIND_UNSPECIFIED`` counts as internal)."""
+    return np.maximum(np.asarray(otlp, dtype=np.int64) - 1, 0).astype(np.uint8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +121,7 @@ class SpanBatch:
         trace_hi, trace_lo: high and low 64 bits of the 128-bit trace id (0, 0 = none).
         span_id, parent_span_id: 64-bit ids (0 = none).
         attributes: canonical attribute-set text per row (``""`` = no attributes).
+        resources: canonical resource attribute-set text per row (``""`` = none known).
     """
 
     names: list[str]
@@ -105,6 +135,7 @@ class SpanBatch:
     span_id: np.ndarray
     parent_span_id: np.ndarray
     attributes: list[str]
+    resources: list[str]
 
     def __len__(self) -> int:
         return len(self.names)
@@ -123,6 +154,7 @@ class SpanBatch:
         span_id: Sequence[int | bytes] | np.ndarray | None = None,
         parent_span_id: Sequence[int | bytes | None] | np.ndarray | None = None,
         attributes: Sequence[Mapping[str, Any] | str | None] | Mapping[str, Any] | None = None,
+        resource: Sequence[Mapping[str, Any] | str | None] | Mapping[str, Any] | None = None,
     ) -> SpanBatch:
         """Check and normalise one batch; raises ``ValueError`` naming the first problem."""
         name_list = _text_column("names", names)
@@ -142,10 +174,11 @@ class SpanBatch:
         trace_hi, trace_lo = _trace_column(trace_id, n)
         span = _id64_column("span_id", span_id, n)
         parent = _id64_column("parent_span_id", parent_span_id, n)
-        attrs = _attributes_column(attributes, n)
+        attrs = _attributes_column("attributes", attributes, n)
+        resources = _attributes_column("resource", resource, n)
         return cls(
             name_list, start, duration, status_arr, kind_arr, services,
-            trace_hi, trace_lo, span, parent, attrs,
+            trace_hi, trace_lo, span, parent, attrs, resources,
         )  # fmt: skip
 
 
@@ -264,7 +297,7 @@ def _trace_column(values: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     return hi, lo
 
 
-def _attributes_from_json(text: str) -> str:
+def _attributes_from_json(what: str, text: str) -> str:
     if not text:
         return ""
     try:
@@ -272,17 +305,18 @@ def _attributes_from_json(text: str) -> str:
     except ValueError:
         parsed = None
     if not isinstance(parsed, dict):
-        raise ValueError(f"attributes given as text must be a JSON object, got {text!r}")
+        raise ValueError(f"{what} given as text must be a JSON object, got {text!r}")
     return canonical_attributes(parsed)
 
 
-def _attributes_column(values: Any, n: int) -> list[str]:
+def _attributes_column(what: str, values: Any, n: int) -> list[str]:
+    """Canonical attribute-set text per row (span attributes, or a resource's attributes)."""
     if values is None:
         return [""] * n
     if isinstance(values, Mapping):
         return [canonical_attributes(values)] * n
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        raise ValueError(f"attributes must be a mapping or a sequence of mappings, got {values!r}")
+        raise ValueError(f"{what} must be a mapping or a sequence of mappings, got {values!r}")
     out: list[str] = []
     cache: dict[int, str] = {}
     texts: dict[str, str] = {}
@@ -292,7 +326,7 @@ def _attributes_column(values: Any, n: int) -> list[str]:
         elif isinstance(v, str):  # JSON text of an object, e.g. read back from elsewhere
             text = texts.get(v)
             if text is None:
-                text = texts[v] = _attributes_from_json(v)
+                text = texts[v] = _attributes_from_json(what, v)
             out.append(text)
         elif isinstance(v, Mapping):
             key = id(v)  # the same dict object is often reused across rows
@@ -301,6 +335,6 @@ def _attributes_column(values: Any, n: int) -> list[str]:
                 text = cache[key] = canonical_attributes(v)
             out.append(text)
         else:
-            raise ValueError(f"attributes must be mappings, got {v!r}")
-    _check_len("attributes", len(out), n)
+            raise ValueError(f"{what} must be mappings, got {v!r}")
+    _check_len(what, len(out), n)
     return out

@@ -4,7 +4,7 @@ The capture path knows, for every call, which decorated function (call site) mad
 index into a name and an attribute text per row, only for the segment writer to turn each text back
 into a dictionary code, cost two Python-level passes per row. A :class:`SiteBatch` keeps the index
 instead: row ``i`` has name ``names[site[i]]``, attribute set ``attributes[site[i]]`` and the
-batch's one ``service``. The writer codes each table entry used by the batch once
+batch's one ``service`` and ``resource``. The writer codes each table entry used by the batch once
 (:meth:`kronicler.db.dictionary.Dictionary.encode_indexed`) and gathers the row codes with one
 numpy fancy index, so text costs O(sites) per batch and nothing per row.
 
@@ -35,6 +35,7 @@ class SiteBatch:
         names: span name per table entry.
         attributes: canonical attribute text per table entry (same length as ``names``).
         service: the service name of every row.
+        resource: the canonical resource attribute text of every row (the pipeline's resource).
         start, duration, status, kind, trace_hi, trace_lo, span_id, parent_span_id: one value
             per row, of the storage dtypes of :class:`kronicler.db.schema.SpanBatch`.
     """
@@ -43,6 +44,7 @@ class SiteBatch:
     names: Sequence[str]
     attributes: Sequence[str]
     service: str
+    resource: str
     start: np.ndarray
     duration: np.ndarray
     status: np.ndarray
@@ -76,7 +78,7 @@ class SiteBatch:
 
     def _with(self, rows: dict[str, np.ndarray]) -> SiteBatch:
         return SiteBatch(names=self.names, attributes=self.attributes, service=self.service,
-                         **rows)  # fmt: skip
+                         resource=self.resource, **rows)  # fmt: skip
 
     def to_span_batch(self) -> SpanBatch:
         """The same rows with their text spelt out per row (for comparison and other writers)."""
@@ -95,4 +97,5 @@ class SiteBatch:
             span_id=self.span_id,
             parent_span_id=self.parent_span_id,
             attributes=attributes,
+            resources=[self.resource] * len(self),
         )

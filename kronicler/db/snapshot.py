@@ -7,7 +7,7 @@ or not at all, codes with no text). So a refresh produces, per segment, an immut
 :class:`SegmentView` (chunk directory, roll-up, tail rows, dictionaries), and a :class:`Snapshot`
 is the tuple of views of the visible segments. Every read of one query goes through one snapshot.
 
-The trade-off: a view copies the small name and service dictionaries and the tail arrays' handles
+The trade-off: a view copies the small name, service and resource dictionaries and the tail arrays' handles
 on every refresh that changed the segment; attribute texts (possibly one per row) are not copied
 but read from the segment's dictionary pages when a query first needs them, restricted to the
 view's chunks plus the tail-log entries the view captured, so the view stays self-consistent.
@@ -140,7 +140,7 @@ class SegmentView:
         version: the reader's version this view was taken at.
         chunks: the readable chunks, in order; tail: log rows not in any chunk (read-only arrays).
         rollup: merged per-function statistics of ``chunks``.
-        names, services: code -> text ("" for a code no readable entry defines).
+        names, services, resources: code -> text ("" for a code no readable entry defines).
         name_codes: text -> code of every defined name.
         service_defined: per service code, whether a readable entry defines it.
         dict_pages: how many of the segment's dictionary pages define this view's texts.
@@ -158,6 +158,7 @@ class SegmentView:
     name_codes: Mapping[str, int]
     services: tuple[str, ...]
     service_defined: tuple[bool, ...]
+    resources: tuple[str, ...]
     dict_pages: int
     tail_attributes: tuple[tuple[int, str], ...]
     closed: bool
@@ -187,7 +188,8 @@ class SegmentView:
         return cached
 
     def dictionary(self, kind: str) -> Dictionary:
-        """Code -> text of ``kind`` ("name", "service" or "attributes") for this view's rows."""
+        """Code -> text of ``kind`` ("name", "service", "attributes" or "resource") for this
+        view's rows."""
         cached = self._cache.get(kind)
         if cached is None:
             d = Dictionary()
@@ -196,11 +198,14 @@ class SegmentView:
             elif kind == "service":
                 d.values = list(self.services)
                 d.codes = {t: c for c, t in enumerate(self.services) if self.service_defined[c]}
+            elif kind == "resource":
+                d.values = list(self.resources)
+                d.codes = {t: c for c, t in reversed(list(enumerate(self.resources)))}
             elif kind == "attributes":
                 d = self.reader.attribute_dictionary(self.dict_pages, self.tail_attributes)
             else:
                 raise ValueError(f"unknown dictionary {kind!r}; dictionaries are name, service, "
-                                 "attributes")  # fmt: skip
+                                 "attributes, resource")  # fmt: skip
             cached = self._cache[kind] = d
         assert isinstance(cached, Dictionary)
         return cached

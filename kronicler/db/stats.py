@@ -109,7 +109,12 @@ def _exact_quantile(sorted_values: np.ndarray, q: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """One stored call (span row)."""
+    """One stored call (span row).
+
+    ``kind`` is in OTLP's numbering (0 unspecified, 1 internal, 2 server, 3 client, 4 producer,
+    5 consumer), as every API returns it; ``resource`` holds the resource attributes of the
+    process or service that sent the span (``{}`` when none is known).
+    """
 
     name: str
     service: str
@@ -121,6 +126,7 @@ class Call:
     span_id: int
     parent_span_id: int
     attributes: dict[str, Any]
+    resource: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -128,4 +134,5 @@ class Call:
             "duration": self.duration, "status": self.status, "kind": self.kind,
             "trace_id": f"{self.trace_id:032x}", "span_id": f"{self.span_id:016x}",
             "parent_span_id": f"{self.parent_span_id:016x}", "attributes": self.attributes,
+            "resource": self.resource,
         }  # fmt: skip

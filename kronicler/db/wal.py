@@ -28,7 +28,7 @@ import zstandard
 
 from kronicler.db import zstd
 from kronicler.db.fileio import append_all, write_all
-from kronicler.db.schema import COLUMNS
+from kronicler.db.schema import COLUMNS, LATER_COLUMNS
 
 MAGIC: Final = b"KWAL"
 #: magic, first row number, rows, payload length, crc32 (of the fields before it and the payload)
@@ -80,6 +80,10 @@ def _decode_payload(first_row: int, rows: int, payload: bytes) -> WalRecord:
     offset = 4 + meta_len
     columns: dict[str, np.ndarray] = {}
     for name, dtype in COLUMNS.items():
+        if offset == len(raw) and rows and name in LATER_COLUMNS:
+            # a record of an older schema: it ends before the columns added since
+            columns[name] = np.zeros(rows, dtype=dtype)
+            continue
         columns[name] = np.frombuffer(raw, dtype=dtype, count=rows, offset=offset)
         offset += rows * dtype.itemsize
     return WalRecord(first_row, columns, entries)

@@ -28,7 +28,7 @@ from kronicler.db.page import CHUNK_ROWS
 from kronicler.db.schema import COLUMNS, SCHEMA_VERSION, SpanBatch
 from kronicler.db.site_batch import SiteBatch
 
-TEXT_COLUMNS = ("name", "service", "attributes")
+TEXT_COLUMNS = ("name", "service", "attributes", "resource")
 
 
 def new_segment_id() -> str:
@@ -52,6 +52,9 @@ class SegmentWriter:
             raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
         self._chunk_rows = chunk_rows
         self.dicts = {name: Dictionary() for name in TEXT_COLUMNS}
+        # Resource code 0 is the empty resource in every segment, so that rows of segments
+        # written before the column existed (read as code 0) mean "no resource".
+        self.dicts["resource"].encode([""])
         # Dictionary codes below these are defined in a sealed chunk / in a chunk or the log.
         self._in_chunks = dict.fromkeys(TEXT_COLUMNS, 0)
         self._in_wal = dict.fromkeys(TEXT_COLUMNS, 0)
@@ -82,10 +85,13 @@ class SegmentWriter:
             tail["attributes"].append(
                 dicts["attributes"].encode_indexed(batch.attributes, batch.site)
             )
+            resource = dicts["resource"].encode([batch.resource])[0]  # one per pipeline
+            tail["resource"].append(np.full(n, resource, dtype=np.uint32))
         else:
             tail["name"].append(dicts["name"].encode(batch.names))
             tail["service"].append(dicts["service"].encode(batch.services))
             tail["attributes"].append(dicts["attributes"].encode(batch.attributes))
+            tail["resource"].append(dicts["resource"].encode(batch.resources))
         for column in ("start", "duration", "status", "kind", "trace_hi", "trace_lo", "span_id",
                        "parent_span_id"):  # fmt: skip
             tail[column].append(getattr(batch, column))

@@ -10,12 +10,21 @@ rules live here once and the three converters call them:
 * **start**: Unix epoch nanoseconds; **duration**: ``end - start`` in nanoseconds.
 * **status**: the status code (0 unset, 1 ok, 2 error), with the SDK's rules on a live span:
   OK is final, setting UNSET is ignored, an escaping ``Exception`` makes it ERROR.
-* **kind**: the OTel Python ``SpanKind`` value (0 internal ... 4 consumer); OTLP's
-  ``SPAN_KIND_UNSPECIFIED`` counts as internal.
+* **kind**: stored as the OTel Python ``SpanKind`` value (0 internal ... 4 consumer); OTLP's
+  ``SPAN_KIND_UNSPECIFIED`` counts as internal. (Every API returns OTLP's numbering,
+  :func:`kronicler.db.schema.otlp_kind`.)
 * **service**: the resource's ``service.name`` as text; when the resource has none (or an
   empty one) :data:`DEFAULT_SERVICE`, ``unknown_service``, as the OTel specification says. The
   fast path has no resource: it stores the configured service name, which by default is what
   the SDK's ``Resource.create()`` would say (``unknown_service:<executable>``).
+* **resource**: every attribute of the span's resource (``service.name``, ``service.version``,
+  ``deployment.environment.name``, ``host.name``, ``service.instance.id``...), values rendered
+  as attribute values are, stored as canonical text (:func:`resource_text`, ``""`` for an empty
+  resource). The fast path has no SDK resource: it stores, once per pipeline, the resource the
+  SDK's ``Resource.create()`` gives in that process (``OTEL_RESOURCE_ATTRIBUTES``,
+  ``OTEL_SERVICE_NAME``, the ``telemetry.sdk.*`` keys, a ``service.instance.id``) with
+  ``service.name`` set to the configured service (left out when that is empty):
+  :func:`process_resource`.
 * **trace id / span id / parent span id**: as in the span; 0 for "none" (a root's parent).
 * **attributes**: the span's own attributes, plus, in this order (later keys win):
 
@@ -28,8 +37,8 @@ rules live here once and the three converters call them:
     :data:`MAX_MESSAGE` characters. The key is the one OTel uses for formats without a status
     description field.
 
-  Other events, links, instrumentation scope, trace state, flags and resource attributes other
-  than ``service.name`` are not stored: the table is for timing, not for logs.
+  Other events, links, instrumentation scope, trace state and flags are not stored: the table
+  is for timing, not for logs.
 * **attribute values** (:func:`render_value`): text, bool, int, float and null stay as they
   are; arrays (tuples, lists, OTLP ``array_value``) become JSON arrays; maps (OTLP
   ``kvlist_value``, SDK mappings) become JSON objects; bytes become base64 text (as in OTLP/JSON);
@@ -65,7 +74,9 @@ __all__ = [
     "attributes_text",
     "exception_info",
     "exception_type_name",
+    "process_resource",
     "render_value",
+    "resource_text",
     "row_attributes",
     "service_text",
 ]
@@ -191,3 +202,27 @@ def attributes_text(attrs: Mapping[str, Any] | None) -> str:
             _text_cache.clear()
         text = _text_cache[key] = _render_text(attrs)
     return text
+
+
+def resource_text(attrs: Mapping[str, Any] | None) -> str:
+    """Canonical text of a resource's attributes (``""`` when it has none)."""
+    return attributes_text(attrs)
+
+
+def process_resource(service_name: str) -> dict[str, Any]:
+    """The resource of this process as the SDK's ``Resource.create()`` makes it, with
+    ``service.name`` the configured ``service_name`` (left out when empty).
+
+    Made once per pipeline (in its background thread), not per call: the SDK reads the
+    environment and runs its resource detectors here.
+    """
+    try:
+        from opentelemetry.sdk.resources import Resource
+
+        attrs = dict(Resource.create().attributes)
+    except Exception:  # noqa: BLE001 - a broken detector must not cost the rows
+        attrs = {}
+    attrs.pop("service.name", None)
+    if service_name:
+        attrs["service.name"] = service_name
+    return attrs

@@ -132,4 +132,4 @@ class KroniclerSpanExporter(SpanExporter):
 
     def _warn(self, what: str, exc: BaseException) -> None:
         self._log_once(what, logging.WARNING, "kronicler: span %s failed (%s: %s)", what,
-                       type(exc).__name__, exc, exc_info=exc)  # fmt: skip
+                       type(exc).__name__, exc, exc_info=exc, loss=True)  # fmt: skip

@@ -12,7 +12,8 @@ exporter and the fast path:
     name <- span.name; start <- start_time_unix_nano; duration <- end - start;
     status <- status.code (0 unset, 1 ok, 2 error); kind <- OTLP kind - 1 (unspecified -> internal,
     so the values match the OTel Python API); service <- resource attribute ``service.name``
-    (``unknown_service`` when absent); trace/span/parent ids <- the raw bytes; attributes <- span
+    (``unknown_service`` when absent); resource <- every resource attribute, one text per
+    ``ResourceSpans`` (not per span); trace/span/parent ids <- the raw bytes; attributes <- span
     attributes, plus the last ``exception`` event's type and message and the status message
     (``status.message``) by the contract's rules. Only spans with events or a status message
     take that extra step.
@@ -35,11 +36,12 @@ from typing import Any
 
 import numpy as np
 
-from kronicler.db.schema import SpanBatch
+from kronicler.db.schema import SpanBatch, stored_kind
 from kronicler.otel.contract import (
     DEFAULT_SERVICE,
     attributes_text,
     exception_info,
+    resource_text,
     row_attributes,
     service_text,
 )
@@ -81,12 +83,10 @@ def plain_attributes(attrs: Any) -> dict[str, Any]:
     return {kv.key: any_value(kv.value) for kv in attrs}
 
 
-def service_name(resource: Any, default: str = DEFAULT_SERVICE) -> str:
-    found = None
-    for kv in resource.attributes:
-        if kv.key == "service.name":
-            found = any_value(kv.value)
-    return service_text(found, default)
+def resource_of(resource: Any, default: str = DEFAULT_SERVICE) -> tuple[str, str]:
+    """``(service, canonical resource text)`` of an OTLP ``Resource``."""
+    attrs = plain_attributes(resource.attributes)
+    return service_text(attrs.get("service.name"), default), resource_text(attrs)
 
 
 def _extra_attributes(span: Any) -> str | None:
@@ -128,6 +128,7 @@ def convert_resource_spans(
     """
     names: list[str] = []
     services: list[str] = []
+    resources: list[str] = []
     trace_ids: list[bytes] = []
     span_ids: list[bytes] = []
     parents: list[bytes] = []
@@ -138,13 +139,14 @@ def convert_resource_spans(
     attrs: list[str] = []
     texts = _AttributeTexts()
     for rs in resource_spans:
-        service = service_name(rs.resource, default_service)
+        service, resource = resource_of(rs.resource, default_service)
         for ss in rs.scope_spans:
             spans = ss.spans
             if not spans:
                 continue
             names.extend([s.name for s in spans])
             services.extend([service] * len(spans))
+            resources.extend([resource] * len(spans))
             trace_ids.extend([s.trace_id for s in spans])
             span_ids.extend([s.span_id for s in spans])
             parents.extend([s.parent_span_id for s in spans])
@@ -158,13 +160,14 @@ def convert_resource_spans(
                 extra = _extra_attributes(spans[i])
                 if extra is not None:
                     attrs[first + i] = extra
-    return _build(names, services, trace_ids, span_ids, parents, starts, ends, kinds, codes, attrs)
+    return _build(names, services, trace_ids, span_ids, parents, starts, ends, kinds, codes, attrs,
+                  resources)  # fmt: skip
 
 
 def _build(
     names: list[str], services: list[str], trace_ids: list[bytes], span_ids: list[bytes],
     parents: list[bytes], starts: list[int], ends: list[int], kinds: list[int],
-    codes: list[int], attrs: list[str],
+    codes: list[int], attrs: list[str], resources: list[str],
 ) -> Converted:  # fmt: skip
     n = len(names)
     if n == 0:
@@ -204,6 +207,7 @@ def _build(
         names = list(compress(names, keep))
         services = list(compress(services, keep))
         attrs = list(compress(attrs, keep))
+        resources = list(compress(resources, keep))
         start, gap, kind, code = start[ok], gap[ok], kind[ok], code[ok]
         trace, span, parent = trace[ok], span[ok], parent[ok]
     batch = SpanBatch(
@@ -211,13 +215,14 @@ def _build(
         start=start.astype(np.int64),
         duration=gap.astype(np.int64),
         status=code.astype(np.uint8),
-        kind=np.maximum(kind - 1, 0).astype(np.uint8),
+        kind=stored_kind(kind),
         services=services,
         trace_hi=np.ascontiguousarray(trace[:, 0]),
         trace_lo=np.ascontiguousarray(trace[:, 1]),
         span_id=np.ascontiguousarray(span),
         parent_span_id=np.ascontiguousarray(parent),
         attributes=attrs,
+        resources=resources,
     )
     return Converted(batch, rejected, reasons)
 

@@ -43,6 +43,7 @@ from kronicler.db.sink import CaptureSink
 from kronicler.db.site_batch import SiteBatch
 from kronicler.errors import ClosedError, DatabaseError
 from kronicler.otel import shutdown as stop_signals
+from kronicler.otel.contract import process_resource, resource_text
 from kronicler.otel.records import (
     COMPACT_WIDTH,
     FullRecord,
@@ -108,6 +109,7 @@ class Pipeline:
         self._db_dropped_base = 0
         self._error: str | None = None
         self._log_once = LogOnce(_log)
+        self._resource: tuple[str, str] | None = None  # (service name, its resource's text)
         self._atexit_registered = False
         self._closed = False
 
@@ -242,6 +244,7 @@ class Pipeline:
         self._owns_db = False
         self._db_failed_at = 0.0
         self._stored = self._dropped = self._db_dropped_base = self._lost_at_last_flush = 0
+        self._resource = None  # the child is another service instance
 
     def before_fork(self) -> None:
         # A fork while a thread is mid-take would leave the child's copy of a lock held
@@ -277,7 +280,7 @@ class Pipeline:
                     offset = time.time_ns() - time.perf_counter_ns()
                     batch = records_to_site_batch(
                         rows, full, sites, service=self.settings.service_name,
-                        clock_offset=offset,
+                        clock_offset=offset, resource=self._resource_text(),
                     )  # fmt: skip
                 except Exception as exc:  # noqa: BLE001
                     self._dropped += n + m
@@ -286,6 +289,14 @@ class Pipeline:
                 self._stored += len(batch)
                 out.append(batch)
             return out
+
+    def _resource_text(self) -> str:
+        """The pipeline's resource, made once per service name (not per call, not per row)."""
+        service = self.settings.service_name
+        made = self._resource
+        if made is None or made[0] != service:
+            made = self._resource = (service, resource_text(process_resource(service)))
+        return made[1]
 
     # -- background work ---------------------------------------------------------------------
     def _run(self) -> None:
@@ -441,13 +452,14 @@ class Pipeline:
                 where, logging.WARNING,
                 "kronicler: %s; captured calls are not stored (the application continues; "
                 "kronicler.status() counts them)", unusable_path(self.settings.path, exc),
+                loss=True,
             )  # fmt: skip
             return
         self._log_once(
             where, logging.WARNING,
             "kronicler: %s failed (%s: %s); the application continues, affected calls "
             "are counted as dropped (kronicler.status())",
-            where, type(exc).__name__, exc, exc_info=exc,
+            where, type(exc).__name__, exc, exc_info=exc, loss=True,
         )  # fmt: skip
 
 

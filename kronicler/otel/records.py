@@ -70,13 +70,15 @@ def records_to_site_batch(
     *,
     service: str,
     clock_offset: int,
+    resource: str = "",
 ) -> SiteBatch:
     """Columns for ``compact`` (flat, 6 ints a record) then ``full`` records, text by site.
 
     ``start = t0 + clock_offset``.
     ``clock_offset`` is ``time_ns() - perf_counter_ns()`` taken when the batch is made, so
     starts are wall-clock Unix nanoseconds while durations stay monotonic. ``service`` is stored
-    on every row (``unknown_service`` when empty). Rows refer to the call-site table by index;
+    on every row (``unknown_service`` when empty), and so is ``resource`` (the canonical text of
+    the pipeline's resource, :func:`kronicler.otel.contract.process_resource`). Rows refer to the call-site table by index;
     a full record with its own name or attribute set gets a table entry of its own, so no text
     is made per row (the writer codes each entry once).
     """
@@ -129,6 +131,7 @@ def records_to_site_batch(
         names=names,
         attributes=texts,
         service=service,
+        resource=resource,
         start=np.ascontiguousarray(start, dtype=np.int64),
         duration=np.ascontiguousarray(duration, dtype=np.int64),
         status=status,
@@ -147,10 +150,11 @@ def records_to_batch(
     *,
     service: str,
     clock_offset: int,
+    resource: str = "",
 ) -> SpanBatch:
     """:func:`records_to_site_batch` with the text spelt out per row (the row contract's form)."""
     return records_to_site_batch(
-        compact, full, sites, service=service, clock_offset=clock_offset
+        compact, full, sites, service=service, clock_offset=clock_offset, resource=resource
     ).to_span_batch()
 
 

@@ -3,8 +3,8 @@
 What a span becomes is the row contract of :mod:`kronicler.otel.contract`, shared with the
 fast path and the OTLP receiver: name, start, duration (``end_time - start_time``, never
 negative; 0 for an unfinished span), status, kind, the resource's ``service.name``
-(``default_service`` if absent), ids, and the span's attributes plus the exception and status
-description attributes.
+(``default_service`` if absent) and all its attributes, ids, and the span's attributes plus the
+exception and status description attributes.
 
 The conversion works column by column: each field of every span is read with one ``map`` over
 the batch (a C loop), ids and codes go straight into numpy arrays, and only attribute sets need
@@ -33,6 +33,7 @@ from kronicler.otel.contract import (
     DEFAULT_SERVICE,
     attributes_text,
     exception_info,
+    resource_text,
     row_attributes,
     service_text,
 )
@@ -187,19 +188,23 @@ def _status_column(statuses: list[Any]) -> tuple[np.ndarray, dict[int, str]]:
     return column, {i: described[k] for i, k in enumerate(keys) if k in described}
 
 
-def _service_column(resources: list[Any], default: str) -> list[str]:
-    """``service.name`` per span; usually every span of a batch has the same Resource."""
-    names: dict[int, str] = {}
+def _resource_columns(resources: list[Any], default: str) -> tuple[list[str], list[str]]:
+    """``service.name`` and the resource's text per span; usually every span of a batch has
+    the same Resource, so each distinct one is read once."""
+    names: dict[int, tuple[str, str]] = {}
     if resources and resources.count(resources[0]) == len(resources):
         unique = [resources[0]]
     else:
         unique = list({id(r): r for r in resources}.values())
     for resource in unique:
-        found = resource.attributes.get("service.name") if resource is not None else None
-        names[id(resource)] = service_text(found, default)
+        attrs = resource.attributes if resource is not None else {}
+        names[id(resource)] = (service_text(attrs.get("service.name"), default),
+                               resource_text(attrs))  # fmt: skip
     if len(unique) == 1:
-        return [names[id(unique[0])]] * len(resources)
-    return list(map(names.__getitem__, map(id, resources)))
+        service, text = names[id(unique[0])]
+        return [service] * len(resources), [text] * len(resources)
+    pairs = list(map(names.__getitem__, map(id, resources)))
+    return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
 # SpanContext is a tuple (trace_id, span_id, ...) by its declared type; reading by index skips
@@ -232,7 +237,7 @@ def spans_to_batch(
     statuses = list(map(read.status, spans))
     status, described = _status_column(statuses)
     kind = _enum_codes(list(map(read.kind, spans)), SpanKind)
-    services = _service_column(list(map(read.resource, spans)), default_service)
+    services, resources = _resource_columns(list(map(read.resource, spans)), default_service)
 
     contexts = list(map(read.context, spans))
     parents = list(map(read.parent, spans))
@@ -293,7 +298,7 @@ def spans_to_batch(
             names=names, start=start, duration=duration, status=status, kind=kind,
             services=services, trace_hi=halves[:, 0].astype(np.uint64),
             trace_lo=halves[:, 1].astype(np.uint64), span_id=span_id,
-            parent_span_id=parent_id, attributes=attributes,
+            parent_span_id=parent_id, attributes=attributes, resources=resources,
         )  # fmt: skip
     return SpanBatch.build(
         names,
@@ -306,4 +311,5 @@ def spans_to_batch(
         span_id=span_id,
         parent_span_id=parent_id,
         attributes=attributes,
+        resource=resources,
     )

@@ -59,6 +59,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from kronicler.errors import warn_data_loss
+
 _log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 5.0  # seconds a stop signal waits for the flush before it goes on
@@ -193,8 +195,9 @@ def install_handlers() -> bool:
                     continue
                 signal.signal(signum, _Handler(signum, current))
             except (OSError, ValueError, RuntimeError) as exc:  # embedded interpreters, etc.
-                _log.warning("kronicler: cannot handle %s (%s); a stop by this signal may lose "
-                             "the last captured calls", signum, exc)  # fmt: skip
+                warn_data_loss(f"kronicler: cannot handle {signum} ({exc}); a stop by this "
+                               "signal may lose the last captured calls", _log,
+                               level=logging.WARNING)  # fmt: skip
         return True
 
 
@@ -214,8 +217,8 @@ def run_flushes(timeout: float) -> bool:
             try:
                 flush(max(0.0, deadline - time.monotonic()))
             except Exception as exc:  # noqa: BLE001 - a stop must go on whatever happens
-                _log.warning("kronicler: flush on stop signal failed (%s: %s)",
-                             type(exc).__name__, exc)  # fmt: skip
+                warn_data_loss(f"kronicler: flush on stop signal failed ({type(exc).__name__}: "
+                               f"{exc})", _log, level=logging.WARNING)  # fmt: skip
         done.set()
 
     try:
@@ -225,8 +228,8 @@ def run_flushes(timeout: float) -> bool:
         work()
     if done.wait(timeout):
         return True
-    _log.warning("kronicler: the flush on a stop signal took over %.1f s; going on without it "
-                 "(pid %d)", timeout, os.getpid())  # fmt: skip
+    warn_data_loss(f"kronicler: the flush on a stop signal took over {timeout:.1f} s; going on "
+                   f"without it (pid {os.getpid()})", _log, level=logging.WARNING)  # fmt: skip
     return False
 
 

@@ -216,7 +216,7 @@ def _signal(ratio: float | None, threshold: float) -> float:
 
 
 def _with_exemplars(db: ReadView, flt: Filter, a: Anomaly, k: int) -> Anomaly:
-    one = Filter((a.function,), flt.service, flt.since, flt.until, flt.attributes)
+    one = flt.with_functions((a.function,))
     calls = tuple(slowest(db, one, k=k))
     return replace(a, exemplars=calls)
 

@@ -47,6 +47,7 @@ from kronicler import budget
 from kronicler.db.scan import Scan, top_k
 from kronicler.db.view import answer
 from kronicler.query.filters import (
+    RESOURCE_PREFIX,
     Filter,
     attribute_text,
     check_scan_rows,
@@ -75,10 +76,10 @@ if TYPE_CHECKING:
 
 #: The threshold when none is given: the function's p99 in the range.
 DEFAULT_SLOW = "p99"
-#: Keys whose values are releases (the lead adds ``resource:service.version`` with resources).
-RELEASE_KEYS = ("service.version",)
+#: Keys whose values are releases: the resource's (as OTel SDKs set it), or a span attribute.
+RELEASE_KEYS = (RESOURCE_PREFIX + "service.version", "service.version")
 #: Columns of the function's own rows that :func:`_row_attributes` reads.
-ATTRIBUTE_COLUMNS = ("attributes",)
+ATTRIBUTE_COLUMNS = ("attributes", "resource")
 #: A value must be seen in this many slow calls to be a finding.
 MIN_SLOW_CALLS = 2
 #: ... and clear this z statistic (two proportions).
@@ -191,7 +192,7 @@ def _explain(
 
 
 def _call(scan: Scan, i: int) -> SlowCall:
-    return call_at(scan.columns, scan.names, scan.services, scan.attributes, i)
+    return call_at(scan.columns, scan.names, scan.services, scan.attributes, scan.resources, i)
 
 
 def _examples(scan: Scan, rows: np.ndarray) -> tuple[SlowCall, ...]:
@@ -208,21 +209,40 @@ def _examples(scan: Scan, rows: np.ndarray) -> tuple[SlowCall, ...]:
 def _row_attributes(scan: Scan) -> tuple[np.ndarray, list[dict[str, str]]]:
     """Per row a code into ``sets``, and per code the row's attributes as ``key -> value text``.
 
-    The one place that reads attributes: keys are handled generically downstream, so resource
-    attributes join here (as ``resource:KEY``, a code per distinct pair of sets). Only sets some
-    row uses are parsed, all in one ``json.loads``; the others stay empty.
+    The one place that reads attributes: keys are handled generically downstream. Resource
+    attributes join here as ``resource:KEY``: a code is a distinct pair (attribute set, resource
+    set). Only sets some row uses are parsed, each in one ``json.loads`` per column.
     """
-    codes = scan.columns["attributes"].astype(np.int64)
-    texts = scan.attributes
-    present = np.flatnonzero(np.bincount(codes, minlength=len(texts))).tolist()
+    attr = scan.columns["attributes"].astype(np.int64)
+    res = scan.columns["resource"].astype(np.int64)
+    pairs, codes = np.unique(attr * max(len(scan.resources), 1) + res, return_inverse=True)
+    a_of, r_of = np.divmod(pairs, max(len(scan.resources), 1))
+    a_sets = _parse_sets(scan.attributes, a_of, "")
+    r_sets = _parse_sets(scan.resources, r_of, RESOURCE_PREFIX)
+    sets: list[dict[str, str]] = []
+    for i, (a, r) in enumerate(zip(a_of.tolist(), r_of.tolist(), strict=True)):
+        if i % 4096 == 0:
+            budget.check()
+        sets.append({**r_sets[r], **a_sets[a]} if r_sets[r] else a_sets[a])
+    return codes.reshape(-1), sets
+
+
+_EMPTY: dict[str, str] = {}
+
+
+def _parse_sets(texts: list[str], used: np.ndarray, prefix: str) -> dict[int, dict[str, str]]:
+    """The sets ``used`` (codes into ``texts``) parsed, keys prefixed, values as text."""
+    present = np.unique(used).tolist()
     parsed = json.loads("[" + ",".join(texts[c] or "{}" for c in present) + "]")
-    sets: list[dict[str, str]] = [{} for _ in texts]
     as_text = _TextCache()
+    out: dict[int, dict[str, str]] = {}
     for i, (code, attrs) in enumerate(zip(present, parsed, strict=True)):
         if i % 4096 == 0:
             budget.check()
-        sets[code] = {k: v if type(v) is str else as_text(v) for k, v in attrs.items()}
-    return codes, sets
+        out[code] = {
+            prefix + k: v if type(v) is str else as_text(v) for k, v in attrs.items()
+        } if attrs else _EMPTY  # fmt: skip
+    return out
 
 
 class _TextCache:

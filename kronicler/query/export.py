@@ -17,12 +17,14 @@ column                value
 ``parent_span_id``    16 hex digits, or null for a root span
 ``attributes``        a map of text to text (values as in filters: strings as themselves,
                       other types in JSON), a JSON object in CSV and JSON lines
+``resource``          the resource attributes (``service.version``, ``host.name``...), a map
+                      like ``attributes``
 ====================  ======================================================================
 
 Rows come in pieces of at most ``piece_rows`` (1M by default) so that an export of any size runs
 in bounded memory: the time range is split, using the index's exact per-range counts, into
 windows small enough, and each window is read, sorted by start time and converted on its own.
-Text columns convert once per distinct value (names, services, attribute sets), ids through
+Text columns convert once per distinct value (names, services, attribute and resource sets), ids through
 vectorised hex; nothing loops per row except the CSV and JSON writers. One export reads one
 snapshot of the database (held until its last piece), so rows appended meanwhile are neither
 half-included nor counted in ``total`` and missing from the pieces.
@@ -41,6 +43,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
+from kronicler.db.schema import KIND_NAMES as _KIND_NAMES
 from kronicler.db.schema import parse_attributes
 from kronicler.db.view import answer, snapshot_of
 from kronicler.query.filters import Filter, attribute_text, resolve_functions, select
@@ -50,17 +53,20 @@ if TYPE_CHECKING:
 
 COLUMNS = (
     "name", "service", "start", "duration_ns", "status", "kind",
-    "trace_id", "span_id", "parent_span_id", "attributes",
+    "trace_id", "span_id", "parent_span_id", "attributes", "resource",
 )  # fmt: skip
+#: Columns holding a map of text to text (one dict per row, shared by equal sets).
+MAP_COLUMNS = ("attributes", "resource")
 FORMATS = ("parquet", "csv", "jsonl")
 DEFAULT_PIECE_ROWS = 1_000_000
 STATUS_NAMES = np.array(["UNSET", "OK", "ERROR"], dtype=object)
-KIND_NAMES = np.array(["INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER"], dtype=object)
+KIND_NAMES = np.array(_KIND_NAMES, dtype=object)
 _RAW = {
     "name": ("name",), "service": ("service",), "start": ("start",),
     "duration_ns": ("duration",), "status": ("status",), "kind": ("kind",),
     "trace_id": ("trace_hi", "trace_lo"), "span_id": ("span_id",),
     "parent_span_id": ("parent_span_id",), "attributes": ("attributes",),
+    "resource": ("resource",),
 }  # fmt: skip
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
@@ -70,8 +76,8 @@ class Piece:
     """Rows of one window, sorted by start, as readable columns.
 
     ``columns`` maps each requested column to an array (object arrays of text, ``int64`` for
-    ``start`` and ``duration_ns``, text or None for ``parent_span_id``); ``attributes`` holds one
-    ``dict`` per row, shared between rows with the same attribute set.
+    ``start`` and ``duration_ns``, text or None for ``parent_span_id``); ``attributes`` and
+    ``resource`` hold one ``dict`` per row, shared between rows with the same set.
     """
 
     columns: dict[str, np.ndarray]
@@ -191,11 +197,12 @@ def _readable(raw: dict[str, np.ndarray], sel: Any, cols: tuple[str, ...]) -> di
             text = hex_ids(parents)
             text[parents == 0] = None
             out[c] = text
-        elif c == "attributes":
-            maps = np.empty(len(sel.attributes), dtype=object)
-            for code, blob in enumerate(sel.attributes):
+        elif c in MAP_COLUMNS:
+            texts = sel.attributes if c == "attributes" else sel.resources
+            maps = np.empty(len(texts), dtype=object)
+            for code, blob in enumerate(texts):
                 maps[code] = {k: attribute_text(v) for k, v in parse_attributes(blob).items()}
-            out[c] = maps[raw["attributes"]]
+            out[c] = maps[raw[c]]
     return out
 
 
@@ -233,6 +240,7 @@ def arrow_schema(columns: Sequence[str] | None = None) -> Any:
         "duration_ns": pa.int64(), "status": pa.string(), "kind": pa.string(),
         "trace_id": pa.string(), "span_id": pa.string(), "parent_span_id": pa.string(),
         "attributes": pa.map_(pa.string(), pa.string()),
+        "resource": pa.map_(pa.string(), pa.string()),
     }  # fmt: skip
     return pa.schema([(c, types[c]) for c in check_columns(columns)])
 
@@ -242,7 +250,7 @@ def piece_to_arrow(piece: Piece, schema: Any) -> Any:
     arrays = []
     for field in schema:
         values = piece.columns[field.name]
-        if field.name == "attributes":
+        if field.name in MAP_COLUMNS:
             arrays.append(pa.array([list(m.items()) for m in values], type=field.type))
         else:
             arrays.append(pa.array(values, type=field.type))
@@ -357,7 +365,7 @@ def _write_csv(out: TextIO, cols: tuple[str, ...]) -> Callable[[Piece], None]:
             v = piece.columns[c]
             if c == "start":
                 values.append(_iso(v))
-            elif c == "attributes":
+            elif c in MAP_COLUMNS:
                 values.append([json.dumps(m, separators=(",", ":"), ensure_ascii=False) for m in v])
             elif c == "parent_span_id":
                 values.append(["" if p is None else p for p in v])

@@ -1,4 +1,5 @@
-"""Which calls a query looks at: function names or globs, a service, a time range, attributes.
+"""Which calls a query looks at: function names or globs, a service, a time range, attributes
+and resource attributes.
 
 A :class:`Filter` is a plain value. Two roads read the rows it selects:
 
@@ -11,6 +12,9 @@ A :class:`Filter` is a plain value. Two roads read the rows it selects:
 
 Attribute equality compares text: a string value as itself, anything else in JSON form
 (``True -> "true"``, ``3 -> "3"``), so ``{"http.status_code": "500"}`` matches the integer 500.
+Resource attributes (``service.version``, ``host.name``...) filter the same way; wherever a
+condition is given as ``KEY=VALUE`` text, ``resource:KEY`` names a resource attribute
+(:func:`split_conditions`), as ``resource:KEY`` names one in a group-by.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +44,8 @@ if TYPE_CHECKING:
     from kronicler.db.view import ReadAPI, ReadView
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
+#: A condition or group key starting with this names a resource attribute.
+RESOURCE_PREFIX = "resource:"
 _INT64 = (-(2**63), 2**63 - 1)
 
 
@@ -54,6 +60,7 @@ class Filter:
         service: only calls of this service (exact name).
         since, until: Unix epoch ns; a call matches when ``since <= start < until``.
         attributes: ``(key, value)`` pairs that must all be equal (text comparison).
+        resource: ``(key, value)`` pairs the call's resource attributes must all equal.
     """
 
     functions: tuple[str, ...] = ()
@@ -61,6 +68,7 @@ class Filter:
     since: int | None = None
     until: int | None = None
     attributes: tuple[tuple[str, str], ...] = field(default=())
+    resource: tuple[tuple[str, str], ...] = field(default=())
 
     @classmethod
     def make(
@@ -71,12 +79,17 @@ class Filter:
         since: int | None = None,
         until: int | None = None,
         attributes: Mapping[str, Any] | None = None,
+        resource: Mapping[str, Any] | None = None,
     ) -> Filter:
-        """Build and check a filter from friendlier arguments (raises ``ValueError``)."""
+        """Build and check a filter from friendlier arguments (raises ``ValueError``).
+
+        An ``attributes`` key ``resource:KEY`` is a condition on resource attribute ``KEY``.
+        """
         if isinstance(functions, str):
             functions = (functions,)
-        attrs = tuple(sorted((str(k), attribute_text(v)) for k, v in (attributes or {}).items()))
-        f = cls(tuple(functions or ()), service or None, since, until, attrs)
+        attrs, res = split_conditions((attributes or {}).items())
+        res += tuple((str(k), attribute_text(v)) for k, v in (resource or {}).items())
+        f = cls(tuple(functions or ()), service or None, since, until, attrs, tuple(sorted(res)))
         f.check()
         return f
 
@@ -99,29 +112,52 @@ class Filter:
             raise ValueError(f"since ({self.since}) must be before until ({self.until})")
         if self.service is not None:
             _check_text("service", self.service)
-        if len(self.attributes) > MAX_ATTRIBUTE_FILTERS:
+        conditions = len(self.attributes) + len(self.resource)
+        if conditions > MAX_ATTRIBUTE_FILTERS:
             raise ValueError(
-                f"at most {MAX_ATTRIBUTE_FILTERS} attribute conditions per filter, "
-                f"got {len(self.attributes)}"
+                f"at most {MAX_ATTRIBUTE_FILTERS} attribute conditions per filter, got {conditions}"
             )
-        for key, value in self.attributes:
-            if not key:
-                raise ValueError("attribute filter keys must not be empty")
-            _check_text("attribute key", key)
-            _check_text(f"value of attribute {shorten(key, 40)}", value)
+        for what, pairs in (("attribute", self.attributes), ("resource attribute", self.resource)):
+            for key, value in pairs:
+                if not key:
+                    raise ValueError(f"{what} filter keys must not be empty")
+                _check_text(f"{what} key", key)
+                _check_text(f"value of {what} {shorten(key, 40)}", value)
 
     @property
     def needs_scan(self) -> bool:
-        """True when the summary road cannot answer (a service or attribute filter is set)."""
-        return self.service is not None or bool(self.attributes)
+        """True when the summary road cannot answer (a service, attribute or resource filter)."""
+        return self.service is not None or bool(self.attributes) or bool(self.resource)
 
     def with_range(self, since: int | None, until: int | None) -> Filter:
-        return Filter(self.functions, self.service, since, until, self.attributes)
+        return replace(self, since=since, until=until)
+
+    def with_functions(self, functions: Iterable[str]) -> Filter:
+        return replace(self, functions=tuple(functions))
 
 
 def attribute_text(value: Any) -> str:
     """The text an attribute value is compared as: strings as themselves, others as JSON."""
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def split_conditions(
+    pairs: Iterable[tuple[Any, Any]],
+) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    """``(key, value)`` conditions -> (attribute conditions, resource conditions), sorted.
+
+    A key ``resource:KEY`` is a condition on resource attribute ``KEY``; values become the text
+    they compare as (:func:`attribute_text`).
+    """
+    attrs: list[tuple[str, str]] = []
+    res: list[tuple[str, str]] = []
+    for key, value in pairs:
+        key = str(key)
+        if key.startswith(RESOURCE_PREFIX):
+            res.append((key[len(RESOURCE_PREFIX) :], attribute_text(value)))
+        else:
+            attrs.append((key, attribute_text(value)))
+    return tuple(sorted(attrs)), tuple(sorted(res))
 
 
 def _check_text(what: str, text: Any) -> None:
@@ -178,13 +214,15 @@ def resolve_functions(db: ReadAPI, patterns: Sequence[str]) -> list[str] | None:
 class Selection:
     """Rows chosen by a filter, decoded: ``columns`` hold only the selected rows.
 
-    ``names``/``services``/``attributes`` map the int codes in the coded columns back to text.
+    ``names``/``services``/``attributes``/``resources`` map the int codes in the coded columns
+    back to text (attribute and resource sets as canonical JSON text, ``""`` for none).
     """
 
     columns: dict[str, np.ndarray]
     names: list[str]
     services: list[str]
     attributes: list[str]
+    resources: list[str]
 
     def __len__(self) -> int:
         return len(self.columns["duration"]) if "duration" in self.columns else 0
@@ -205,8 +243,10 @@ def _select(db: ReadView, flt: Filter, wanted: set[str]) -> Selection:
         wanted.add("service")
     if flt.attributes:
         wanted.add("attributes")
+    if flt.resource:
+        wanted.add("resource")
     if names is not None and not names:
-        return Selection({c: np.empty(0, _dtype(c)) for c in wanted}, [], [], [])
+        return Selection({c: np.empty(0, _dtype(c)) for c in wanted}, [], [], [], [])
     check_scan_rows(db, names, flt.since, flt.until)
     scan = db.scan(sorted(wanted), names=names, since=flt.since, until=flt.until)
     cols = dict(scan.columns)
@@ -218,9 +258,13 @@ def _select(db: ReadView, flt: Filter, wanted: set[str]) -> Selection:
         lut = attribute_lut(scan.attributes, flt.attributes)
         amask = lut[cols["attributes"]]
         mask = amask if mask is None else mask & amask
+    if flt.resource:
+        rmask = attribute_lut(scan.resources, flt.resource)[cols["resource"]]
+        mask = rmask if mask is None else mask & rmask
     if mask is not None:
         cols = {k: v[mask] for k, v in cols.items()}
-    return Selection(cols, list(scan.names), list(scan.services), list(scan.attributes))
+    return Selection(cols, list(scan.names), list(scan.services), list(scan.attributes),
+                     list(scan.resources))  # fmt: skip
 
 
 def check_scan_rows(
@@ -229,7 +273,7 @@ def check_scan_rows(
     """Refuse (before decoding anything) a scan over more than :data:`MAX_SCAN_ROWS` rows.
 
     The merged summaries count the rows of the functions and time range exactly and cheaply; a
-    service or attribute filter only narrows the decoded rows afterwards, so it is not counted.
+    service, attribute or resource filter only narrows the decoded rows afterwards, so it is not counted.
     """
     rows = sum(s.summary.count for s in db.summaries(names, since=since, until=until).values())
     if rows > MAX_SCAN_ROWS:

@@ -1,7 +1,9 @@
 """Turning selected rows into groups, and groups into statistics, without a per-row Python loop.
 
-A group key is ``"function"``, ``"service"`` or ``"attribute:<key>"``. Rows become dense int
-group codes (dictionary codes already are); from there two aggregations exist:
+A group key is ``"function"``, ``"service"``, ``"attribute:<key>"`` or ``"resource:<key>"`` (a
+resource attribute such as ``service.version``, to compare two releases). Rows become dense int
+group codes (dictionary codes already are; attribute and resource values go through one lookup
+table per distinct set, :func:`key_codes`); from there two aggregations exist:
 
 - *summaries*: one mergeable summary per group in one vectorised pass
   (``kronicler.db.summary.summarize_groups``); quantiles within 1% relative error and the result
@@ -23,7 +25,7 @@ import numpy as np
 
 from kronicler.db.scan import sorted_within_groups
 from kronicler.db.schema import STATUS_ERROR
-from kronicler.query.filters import Filter, Selection, attribute_values, select
+from kronicler.query.filters import RESOURCE_PREFIX, Filter, Selection, attribute_values, select
 from kronicler.query.results import GroupStats
 
 if TYPE_CHECKING:
@@ -36,15 +38,44 @@ MAX_GROUPS = 10_000
 MAX_QUANTILES = 32
 
 
+#: The column each kind of group key reads.
+KEY_COLUMNS = {"function": "name", "service": "service", "attribute": "attributes",
+               "resource": "resource"}  # fmt: skip
+_KEYED = ("attribute:", RESOURCE_PREFIX)
+
+
 def parse_group_by(group_by: str) -> tuple[str, str | None]:
-    """``"function"`` / ``"service"`` / ``"attribute:<key>"`` -> ``(kind, attribute key)``."""
+    """``"function"`` / ``"service"`` / ``"attribute:<key>"`` / ``"resource:<key>"`` ->
+    ``(kind, attribute key)``."""
     if group_by in ("function", "service"):
         return group_by, None
-    if isinstance(group_by, str) and group_by.startswith("attribute:") and len(group_by) > 10:
-        return "attribute", group_by[10:]
+    if isinstance(group_by, str):
+        for prefix in _KEYED:
+            if group_by.startswith(prefix) and len(group_by) > len(prefix):
+                return prefix[:-1], group_by[len(prefix) :]
     raise ValueError(
-        f"unknown group key {group_by!r}: use 'function', 'service' or 'attribute:<key>'"
+        f"unknown group key {group_by!r}: use 'function', 'service', 'attribute:<key>' or "
+        "'resource:<key>'"
     )
+
+
+def key_codes(sel: Selection, group_by: str) -> tuple[np.ndarray, list[str]]:
+    """Per selected row, the code of its value of ``group_by`` (-1: the row lacks that
+    attribute or resource attribute), and the value texts by code.
+
+    The one way to read a group key off selected rows: attribute and resource keys alike go
+    through one lookup per distinct (canonical) set, never per row. ``sel`` must hold the
+    key's column (:data:`KEY_COLUMNS`).
+    """
+    kind, key = parse_group_by(group_by)
+    column = sel.columns[KEY_COLUMNS[kind]]
+    if kind == "function":
+        return column.astype(np.int64), list(sel.names)
+    if kind == "service":
+        return column.astype(np.int64), list(sel.services)
+    assert key is not None
+    lut, keys = attribute_values(sel.attributes if kind == "attribute" else sel.resources, key)
+    return (lut[column] if len(lut) else np.empty(0, np.int64)), keys
 
 
 def check_quantiles(quantiles: Sequence[float]) -> tuple[float, ...]:
@@ -77,24 +108,17 @@ def group_rows(
     db: ReadAPI, flt: Filter, group_by: str, columns: Sequence[str] = ("duration", "status")
 ) -> Grouped:
     """Select rows with ``flt`` and give each a group code; rows lacking an attribute key drop."""
-    kind, key = parse_group_by(group_by)
+    kind, _ = parse_group_by(group_by)
     need = set(columns)
-    need.add({"function": "name", "service": "service", "attribute": "attributes"}[kind])
+    need.add(KEY_COLUMNS[kind])
     sel: Selection = select(db, flt, need)
     cols = sel.columns
-    if kind == "function":
-        codes, keys = cols["name"].astype(np.int64), sel.names
-    elif kind == "service":
-        codes, keys = cols["service"].astype(np.int64), sel.services
-    else:
-        assert key is not None
-        lut, keys = attribute_values(sel.attributes, key)
-        codes = lut[cols["attributes"]] if len(lut) else np.empty(0, np.int64)
-        keep = codes >= 0
-        if not keep.all():
-            codes = codes[keep]
-            cols = {c: v[keep] for c, v in cols.items()}
-    return Grouped(list(keys), codes, cols)
+    codes, keys = key_codes(sel, group_by)
+    keep = codes >= 0
+    if not keep.all():
+        codes = codes[keep]
+        cols = {c: v[keep] for c, v in cols.items()}
+    return Grouped(keys, codes, cols)
 
 
 def compact(grouped: Grouped, max_groups: int = MAX_GROUPS) -> Grouped:

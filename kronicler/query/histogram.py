@@ -62,7 +62,7 @@ def check_histogram(function: str, flt: Filter | None, per_decade: int) -> Filte
 def _histogram(db: ReadView, function: str, flt: Filter, per_decade: int, exact: bool) -> Histogram:
     resolve_functions(db, [function])  # NotFoundError for an unknown name
     if exact or flt.needs_scan:
-        sel = select(db, Filter((function,), flt.service, flt.since, flt.until, flt.attributes),
+        sel = select(db, flt.with_functions((function,)),
                      ("duration",))  # fmt: skip
         values = sel.columns["duration"].astype(np.float64)
         weights = np.ones(len(values), dtype=np.int64)

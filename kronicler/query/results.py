@@ -9,7 +9,7 @@ them; ``quantile_label(0.99) == "p99"`` names them in tables and JSON.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 #: Quantiles reported when the caller names none.
@@ -73,7 +73,7 @@ class GroupStats:
 class StatsTable:
     """Result of :func:`kronicler.query.stats`: one :class:`GroupStats` per group.
 
-    ``group_by`` is ``"function"``, ``"service"`` or ``"attribute:<key>"``; ``exact`` says whether
+    ``group_by`` is ``"function"``, ``"service"``, ``"attribute:<key>"`` or ``"resource:<key>"``; ``exact`` says whether
     quantiles come from raw durations (True) or from merged summaries (<= 1% relative error).
     """
 
@@ -217,7 +217,11 @@ class SlowCall:
     """One recorded call (an exemplar): enough to find the trace in any trace viewer.
 
     ``trace_id`` (128-bit), ``span_id`` and ``parent_span_id`` (64-bit) are ints, 0 = none;
-    ``to_dict`` writes them as 32/16 lowercase hex digits.
+    ``to_dict`` writes them as 32/16 lowercase hex digits. ``kind`` is OTLP's span kind number
+    (0 unspecified, 1 internal, 2 server, 3 client, 4 producer, 5 consumer); ``status`` OTel's
+    status code (0 unset, 1 ok, 2 error). ``resource`` holds the resource attributes of the
+    process or service that sent the call (``service.version``, ``host.name``...), ``{}`` when
+    none are known.
     """
 
     function: str
@@ -230,6 +234,7 @@ class SlowCall:
     span_id: int
     parent_span_id: int
     attributes: dict[str, Any]
+    resource: dict[str, Any] = field(default_factory=dict)
 
     @property
     def trace_id_hex(self) -> str:
@@ -251,6 +256,7 @@ class SlowCall:
             "span_id": self.span_id_hex,
             "parent_span_id": f"{self.parent_span_id:016x}",
             "attributes": dict(self.attributes),
+            "resource": dict(self.resource),
         }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kronicler.db.scan import top_k
-from kronicler.db.schema import parse_attributes
+from kronicler.db.schema import otlp_kind, parse_attributes
 from kronicler.db.view import answer
 from kronicler.query.defaults import SLOWEST_K
 from kronicler.query.filters import Filter, resolve_functions, select
@@ -28,7 +28,7 @@ _PER_NAME_LIMIT = 32
 #: The columns a :class:`SlowCall` is built from.
 CALL_COLUMNS = (
     "name", "service", "start", "duration", "status", "kind",
-    "trace_hi", "trace_lo", "span_id", "parent_span_id", "attributes",
+    "trace_hi", "trace_lo", "span_id", "parent_span_id", "attributes", "resource",
 )  # fmt: skip
 
 
@@ -64,11 +64,19 @@ def _slowest(db: ReadView, flt: Filter, k: int) -> list[SlowCall]:
     if len(d) == 0:
         return []
     top = top_k(d, cols["start"], k)
-    return [call_at(cols, sel.names, sel.services, sel.attributes, i) for i in top.tolist()]
+    return [
+        call_at(cols, sel.names, sel.services, sel.attributes, sel.resources, i)
+        for i in top.tolist()
+    ]
 
 
 def call_at(
-    cols: dict[str, Any], names: list[str], services: list[str], attributes: list[str], i: int
+    cols: dict[str, Any],
+    names: list[str],
+    services: list[str],
+    attributes: list[str],
+    resources: list[str],
+    i: int,
 ) -> SlowCall:
     """Row ``i`` of decoded columns (every column of :data:`CALL_COLUMNS`) as a call."""
     return SlowCall(
@@ -77,16 +85,17 @@ def call_at(
         start=int(cols["start"][i]),
         duration=int(cols["duration"][i]),
         status=int(cols["status"][i]),
-        kind=int(cols["kind"][i]),
+        kind=otlp_kind(cols["kind"][i]),
         trace_id=(int(cols["trace_hi"][i]) << 64) | int(cols["trace_lo"][i]),
         span_id=int(cols["span_id"][i]),
         parent_span_id=int(cols["parent_span_id"][i]),
         attributes=parse_attributes(attributes[int(cols["attributes"][i])]),
+        resource=parse_attributes(resources[int(cols["resource"][i])]),
     )
 
 
 def from_call(call: Any) -> SlowCall:
-    """Convert a ``kronicler.db.Call``."""
+    """Convert a ``kronicler.db.Call`` (whose kind is already OTLP's)."""
     return SlowCall(
         function=call.name,
         service=call.service,
@@ -98,4 +107,5 @@ def from_call(call: Any) -> SlowCall:
         span_id=int(call.span_id),
         parent_span_id=int(call.parent_span_id),
         attributes=dict(call.attributes),
+        resource=dict(call.resource),
     )

@@ -58,7 +58,7 @@ def stats(
     Args:
         db: an open database, or a view of one (every read of the query uses one snapshot).
         flt: which calls (default: all).
-        group_by: ``"function"``, ``"service"`` or ``"attribute:<key>"`` (calls without that
+        group_by: ``"function"``, ``"service"``, ``"attribute:<key>"`` or ``"resource:<key>"`` (calls without that
             attribute are left out).
         quantiles: each in [0, 1]; reported in this order.
         exact: decode raw durations and compute exact quantiles instead of merging summaries.

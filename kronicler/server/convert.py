@@ -36,20 +36,25 @@ from kronicler.query import (
     SlowShareBucket,
     StatsTable,
 )
-from kronicler.query.filters import attribute_text
+from kronicler.query.filters import RESOURCE_PREFIX, attribute_text, split_conditions
 from kronicler.query.partials import Cells
 
 # ---- requests -> query arguments (server side) ------------------------------------------------
 
 
 def filter_from_proto(msg: pb.Filter) -> Filter:
-    """A checked :class:`Filter` (``ValueError`` for a bad glob or since >= until)."""
+    """A checked :class:`Filter` (``ValueError`` for a bad glob or since >= until).
+
+    An ``attributes`` key ``resource:KEY`` is a resource condition, as everywhere.
+    """
+    attributes, resource = split_conditions(msg.attributes.items())
     flt = Filter(
         functions=tuple(msg.functions),
         service=msg.service or None,
         since=msg.since_unix_nano if msg.HasField("since_unix_nano") else None,
         until=msg.until_unix_nano if msg.HasField("until_unix_nano") else None,
-        attributes=tuple(sorted(msg.attributes.items())),
+        attributes=attributes,
+        resource=tuple(sorted({**dict(resource), **dict(msg.resource)}.items())),
     )
     flt.check()
     return flt
@@ -63,6 +68,9 @@ def filter_to_proto(flt: Filter | None) -> pb.Filter:
     if flt.until is not None:
         msg.until_unix_nano = flt.until
     msg.attributes.update(dict(flt.attributes))
+    # Resource conditions travel as "resource:KEY" attributes: a server from before resources
+    # then selects nothing (no span has such an attribute) instead of ignoring the condition.
+    msg.attributes.update({RESOURCE_PREFIX + k: v for k, v in flt.resource})
     return msg
 
 
@@ -127,10 +135,13 @@ def histogram_to_proto(h: Histogram) -> pb.GetHistogramResponse:
 def call_to_proto(c: SlowCall) -> pb.Call:
     return pb.Call(
         function=c.function, service=c.service, start_unix_nano=c.start,
-        duration_ns=c.duration, status=c.status, kind=c.kind, trace_id=c.trace_id_hex,
+        duration_ns=c.duration, status=c.status, kind=pb.SpanKind.ValueType(c.kind),
+        trace_id=c.trace_id_hex,
         span_id=c.span_id_hex, parent_span_id=f"{c.parent_span_id:016x}",
         attributes={k: attribute_text(v) for k, v in c.attributes.items()},
         attributes_json=json.dumps(c.attributes, separators=(",", ":"), ensure_ascii=False),
+        resource={k: attribute_text(v) for k, v in c.resource.items()},
+        resource_json=json.dumps(c.resource, separators=(",", ":"), ensure_ascii=False),
     )  # fmt: skip
 
 
@@ -248,20 +259,21 @@ def call_from_proto(c: pb.Call) -> SlowCall:
         function=c.function, service=c.service, start=c.start_unix_nano, duration=c.duration_ns,
         status=c.status, kind=c.kind, trace_id=int(c.trace_id or "0", 16),
         span_id=int(c.span_id or "0", 16), parent_span_id=int(c.parent_span_id or "0", 16),
-        attributes=_attributes(c),
+        attributes=_typed(c.attributes_json, c.attributes),
+        resource=_typed(c.resource_json, c.resource),
     )  # fmt: skip
 
 
-def _attributes(c: pb.Call) -> dict[str, Any]:
-    """The typed attributes (``attributes_json``); servers before it sent only the text map."""
-    if c.attributes_json:
+def _typed(blob: str, texts: Any) -> dict[str, Any]:
+    """The typed values of a ``*_json`` field; servers before it sent only the text map."""
+    if blob:
         try:
-            parsed = json.loads(c.attributes_json)
+            parsed = json.loads(blob)
         except ValueError:
             parsed = None
         if isinstance(parsed, dict):
             return parsed
-    return dict(c.attributes)
+    return dict(texts)
 
 
 def anomaly_from_proto(a: pb.Anomaly) -> Anomaly:

@@ -109,7 +109,8 @@ def selected(
     until: Annotated[int | None, Query(description="Unix epoch ns, exclusive")] = None,
     service: Annotated[str | None, Query(description="only calls of this service")] = None,
     attr: Annotated[list[str] | None, Query(description="KEY=VALUE attribute equality "
-                                            "(repeatable)")] = None,
+                                            "(repeatable); resource:KEY=VALUE for a resource "
+                                            "attribute")] = None,
 ) -> Selected:  # fmt: skip
     window = resolve_window(range_, since, until, now=ctx.clock(),
                             data_range=ctx.backend.time_range())  # fmt: skip

@@ -46,11 +46,16 @@ class SlowCall(BaseModel):
     start_unix_nano: int
     duration_ns: int
     status: int = Field(description="0 unset, 1 ok, 2 error")
-    kind: int = Field(description="0 internal, 1 server, 2 client, 3 producer, 4 consumer")
+    kind: int = Field(
+        description="OTLP span kind: 1 internal, 2 server, 3 client, 4 producer, 5 consumer"
+    )
     trace_id: str = Field(description="32 lowercase hex digits")
     span_id: str = Field(description="16 lowercase hex digits")
     parent_span_id: str
     attributes: dict[str, Any]
+    resource: dict[str, Any] = Field(
+        description="resource attributes: service.version, host.name, ..."
+    )
 
 
 class Evidence(BaseModel):

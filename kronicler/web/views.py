@@ -61,7 +61,7 @@ def make_filter(
 
 def narrow(flt: q.Filter, functions: Sequence[str] | None) -> q.Filter:
     """``flt`` limited to ``functions`` (names or globs; none = all), checked."""
-    out = q.Filter(tuple(functions or ()), flt.service, flt.since, flt.until, flt.attributes)
+    out = flt.with_functions(functions or ())
     out.check()
     return out
 
@@ -185,7 +185,7 @@ def detail(
     that reads every call of the function in the window, so the page asks for it separately
     (``series_payload``) and shows the rest first.
     """
-    one = q.Filter((function,), flt.service, flt.since, flt.until, flt.attributes)
+    one = flt.with_functions((function,))
     stats = backend.stats(one, quantiles=TABLE_QUANTILES).rows
     found = find_anomalies(backend, one, limit=1, exemplars=0)
     anomaly = evidence(found[0]) if found else None

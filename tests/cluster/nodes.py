@@ -21,7 +21,7 @@ from kronicler.db import Database
 from tests.oracle.truth import Rows
 
 ALL = ("name", "start", "duration", "status", "kind", "service", "trace_hi", "trace_lo",
-       "span_id", "parent_span_id", "attributes")  # fmt: skip
+       "span_id", "parent_span_id", "attributes", "resource")  # fmt: skip
 
 
 def shard_of(trace_id: int, n: int) -> int:
@@ -66,7 +66,7 @@ def stored(path: Path) -> Rows:
     return Rows(
         text(c["name"], s.names), c["start"], c["duration"], c["status"], c["kind"],
         text(c["service"], s.services), c["trace_hi"], c["trace_lo"], c["span_id"],
-        c["parent_span_id"], text(c["attributes"], s.attributes),
+        c["parent_span_id"], text(c["attributes"], s.attributes), text(c["resource"], s.resources),
     )  # fmt: skip
 
 

@@ -37,6 +37,7 @@ from kronicler import query as q
 from kronicler.db import Database
 from kronicler.db.schema import canonical_attributes
 from kronicler.errors import KroniclerError, NotFoundError, UnavailableError
+from kronicler.otel.contract import resource_text
 from kronicler.proto.v1 import query_pb2 as pb
 from kronicler.query.backend import QueryBackend
 from kronicler.query.local import Local
@@ -115,6 +116,7 @@ def _emit(providers: dict[str, TracerProvider], rng: np.random.Generator, n: int
             cols["span_id"].append(sc.span_id)
             cols["parent_span_id"].append(parent_id if depth else 0)
             cols["attributes"].append(canonical_attributes(attrs))
+            cols["resource"].append(resource_text(providers[service].resource.attributes))
             parent_ctx, parent_id = trace.set_span_in_context(span), sc.span_id
             i += 1
     dtypes = {"start": np.int64, "duration": np.int64, "status": np.uint8, "kind": np.uint8,

@@ -312,6 +312,7 @@ def test_decoders_raise_only_corrupt_page_errors_on_bad_bytes():
         "trace_lo": np.repeat(rng.integers(0, 2**63, n // 10, dtype=np.uint64), 10),
         "span_id": span, "parent_span_id": np.where(np.arange(n) % 2 == 0, np.roll(span, 1), 0),
         "attributes": rng.integers(0, 50, n).astype(np.uint32),
+        "resource": rng.integers(0, 3, n).astype(np.uint32),
     }  # fmt: skip
     columns = {c: np.asarray(a, dtype=COLUMNS[c]) for c, a in raw.items()}
     entries = {"name": [(0, "a"), (1, "b")], "attributes": [(0, '{"k":1}')]}

@@ -446,3 +446,25 @@ def test_huge_attribute_values_rotate_the_segment_so_writer_memory_stays_bounded
         assert db.stats("ingest").count == 20
         (call,) = db.slowest("ingest", k=1)
         assert call.attributes == {"blob": "0019" * (big // 4)}
+
+
+def test_distinct_resources_rotate_the_segment_so_reader_memory_stays_bounded(tmp_path):
+    """Every reader holds a segment's resource texts in memory, so a sender that varies its
+    resource on every request (a random instance id per batch) costs segments, not memory."""
+    n, per = 5001, 500
+    with open_db(tmp_path, chunk_rows=1000) as db:
+        for lo in range(0, n, per):
+            hi = min(lo + per, n)
+            db.append(["ingest"] * (hi - lo), BASE_NS + np.arange(lo, hi), np.arange(lo, hi),
+                      resource=[{"service.instance.id": f"i-{i}"} for i in range(lo, hi)])  # fmt: skip
+            assert db.flush()
+        writer = db._writer
+        assert writer is not None and len(writer.dicts["resource"]) < 4096
+    assert len(list((tmp_path / "segments").glob("*.kseg"))) == 2  # rotated at 4096 resources
+    with open_db(tmp_path) as db:
+        db.stats("ingest")
+        readers = list(db._reads.readers.values())
+        assert len(readers) == 2 and max(len(r.dicts["resource"]) for r in readers) <= 4096 + per
+        scan = db.scan(["duration", "resource"])
+        got = {int(d): scan.resources[r] for d, r in zip(*scan.columns.values(), strict=True)}
+        assert got == {i: f'{{"service.instance.id":"i-{i}"}}' for i in range(n)}

@@ -25,6 +25,7 @@ def site_batch(site: list[int], *, offset: int = 0, service: str = "svc") -> Sit
         names=NAMES,
         attributes=TEXTS,
         service=service,
+        resource='{"host.name":"web-1","service.version":"1.1"}',
         start=(BASE + seq * 1000).astype(np.int64),
         duration=(seq * 7 + 1).astype(np.int64),
         status=(seq % 3 == 0).astype(np.uint8) * 2,
@@ -59,7 +60,7 @@ def test_writer_stores_a_site_batch_as_it_stores_the_spelt_out_batch(tmp_path: P
         spelt.add(batch.to_span_batch())
         coded.seal_full()
         spelt.seal_full()
-    for name in ("name", "service", "attributes"):
+    for name in ("name", "service", "attributes", "resource"):
         assert coded.dicts[name].values == spelt.dicts[name].values, name
     assert coded.rows_sealed == spelt.rows_sealed == 12
     a, b = coded._tail_columns(), spelt._tail_columns()
@@ -74,7 +75,7 @@ def test_a_site_batch_reads_back_with_its_text_per_row(tmp_path: Path) -> None:
         assert db.append_batch(site_batch(sites[:6]), block=False) == 6
         assert db.append_batch(site_batch(sites[6:], offset=6, service="other"), block=False) == 4
         assert db.flush()
-        scan = db.scan(["name", "service", "attributes", "start", "duration"])
+        scan = db.scan(["name", "service", "attributes", "resource", "start", "duration"])
     order = np.argsort(scan.columns["start"])
     names = [scan.names[c] for c in scan.columns["name"][order]]
     texts = [scan.attributes[c] for c in scan.columns["attributes"][order]]
@@ -82,6 +83,8 @@ def test_a_site_batch_reads_back_with_its_text_per_row(tmp_path: Path) -> None:
     assert names == [NAMES[s] for s in sites]
     assert texts == [TEXTS[s] for s in sites]
     assert services == ["svc"] * 6 + ["other"] * 4
+    resources = {scan.resources[c] for c in scan.columns["resource"]}
+    assert resources == {'{"host.name":"web-1","service.version":"1.1"}'}
     assert scan.columns["duration"][order].tolist() == [i * 7 + 1 for i in range(10)]
 
 

@@ -29,7 +29,7 @@ QUANTILES = kq.DEFAULT_QUANTILES
 
 def to_filter(q: Query) -> kq.Filter:
     return kq.Filter.make(list(q.functions), service=q.service, since=q.since, until=q.until,
-                          attributes=dict(q.attributes))  # fmt: skip
+                          attributes=dict(q.attributes), resource=dict(q.resource))  # fmt: skip
 
 
 class PythonApi:
@@ -128,6 +128,8 @@ class CliApi:
             out += ["--until", _seconds(q.until)]
         for k, v in q.attributes:
             out += ["--attr", f"{k}={v}"]
+        for k, v in q.resource:
+            out += ["--attr", f"resource:{k}={v}"]
         return out
 
     def stats(self, q: Query, *, group_by: str = "function",
@@ -189,6 +191,7 @@ class HttpApi:
         if q.service:
             out.append(("service", q.service))
         out += [("attr", f"{k}={v}") for k, v in q.attributes]
+        out += [("attr", f"resource:{k}={v}") for k, v in q.resource]
         return out
 
     def table(self, q: Query) -> list[dict[str, Any]]:

@@ -24,6 +24,14 @@ ATTRIBUTE_FILTERS: tuple[tuple[tuple[str, str], ...], ...] = (
 )
 
 
+RESOURCE_FILTERS: tuple[tuple[tuple[str, str], ...], ...] = (
+    (("service.version", "1.1"),),
+    (("service.version", "1.1"), ("host.name", "web-1")),
+    (("cpu.count", "8"),),
+    (("service.version", "9.9"),),
+)
+
+
 def time_bounds(truth: Rows) -> dict[str, tuple[int | None, int | None]]:
     starts = np.sort(truth.start)
     n = len(starts)
@@ -56,6 +64,9 @@ def standard_queries(truth: Rows) -> list[Query]:
     qs += [Query(("app.*",)), Query(("*.[fs]*",)), Query(("no.such.*",)), Query(tuple(names[:2]))]
     qs += [Query(service=s) for s in services]
     qs += [Query(attributes=attrs) for attrs in ATTRIBUTE_FILTERS]
+    if any(truth.resource.tolist()):  # layouts written with resources (not every road has one)
+        qs += [Query(resource=res) for res in RESOURCE_FILTERS]
+        qs += [Query(("app.*",), resource=RESOURCE_FILTERS[0], attributes=(("route", "/b"),))]
     qs += [Query(since=s, until=u) for s, u in bounds.values()]
     qs += [
         Query((names[0],), since=a, until=b),

@@ -7,13 +7,14 @@ answer at once, labelled with the query, so one failing run shows the whole patt
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from kronicler import query as kq
 from kronicler.db import Database
-from tests.oracle.interfaces import QUANTILES, PythonApi
+from tests.oracle.interfaces import QUANTILES, PythonApi, to_filter
 from tests.oracle.layouts import Layout
 from tests.oracle.queries import Failures, standard_queries, time_bounds
 from tests.oracle.truth import (
@@ -45,7 +46,12 @@ def test_stats_by_function(layout: Layout, db: Database, exact: bool) -> None:
     failures.assert_none()
 
 
-@pytest.mark.parametrize("group_by", ["service", "attribute:route", "attribute:code"])
+WEB_1 = (("host.name", "web-1"),)
+GROUP_KEYS = ["service", "attribute:route", "attribute:code", "resource:service.version",
+              "resource:cpu.count"]  # fmt: skip
+
+
+@pytest.mark.parametrize("group_by", GROUP_KEYS)
 @pytest.mark.parametrize("exact", [False, True], ids=["summaries", "exact"])
 def test_stats_grouped(layout: Layout, db: Database, group_by: str, exact: bool) -> None:
     api, failures = PythonApi(db), Failures()
@@ -67,10 +73,8 @@ def test_stats_ordered_and_limited(layout: Layout, db: Database, order_by: str) 
         for group_by in ("function", "service"):
 
             def check(q: Query = q, group_by: str = group_by) -> None:
-                t = kq.stats(db, kq.Filter.make(list(q.functions), service=q.service,
-                                                since=q.since, until=q.until,
-                                                attributes=dict(q.attributes)),
-                             group_by=group_by, exact=True, order_by=order_by, limit=3)  # fmt: skip
+                t = kq.stats(db, to_filter(q), group_by=group_by, exact=True, order_by=order_by,
+                             limit=3)  # fmt: skip
                 want = expected_stats(layout.truth, q, group_by)
 
                 def figure(key: str) -> float:
@@ -187,6 +191,7 @@ def _series_cases(layout: Layout) -> list[tuple[Query, int, int, int, str]]:
         (Query(), lo, hi, hi - lo, "function"),  # one bucket
         (Query(), a, b, (b - a) // 4 + 1, "service"),
         (Query(("app.*", "job.*")), a, b, (b - a) // 3 + 1, "attribute:route"),
+        (Query(resource=WEB_1), a, b, (b - a) // 6 + 1, "resource:service.version"),
     ]
 
 
@@ -198,13 +203,12 @@ def test_series(layout: Layout, db: Database, exact: bool) -> None:
 
         def check(q: Query = q, since: int = since, until: int = until, step: int = step,
                   group_by: str = group_by) -> None:  # fmt: skip
-            flt = kq.Filter.make(list(q.functions), service=q.service, since=since, until=until,
-                                 attributes=dict(q.attributes))  # fmt: skip
+            flt = to_filter(replace(q, since=since, until=until))
             got = kq.series(db, flt, step=step, quantiles=qs, exact=exact, group_by=group_by)
             assert (got.since, got.until, got.step) == (since, until, step)
             want = expected_series_counts(layout.truth, q, since, until, step, group_by)
             assert [s.key for s in got.series] == sorted(want)
-            window = Query(q.functions, q.service, since, until, q.attributes)
+            window = replace(q, since=since, until=until)
             sel = layout.truth.take(np.flatnonzero(mask(layout.truth, window)))
             keys = group_keys(sel, group_by)
             for s in got.series:
@@ -247,12 +251,9 @@ def test_histogram(layout: Layout, db: Database, exact: bool) -> None:
         for name in sorted(set(t.name.tolist())):
 
             def check(q: Query = q, name: str = name) -> None:
-                flt = kq.Filter.make(service=q.service, since=q.since, until=q.until,
-                                     attributes=dict(q.attributes))  # fmt: skip
-                got = kq.histogram(db, name, flt, exact=exact).to_dict()
-                d = t.duration[mask(t, Query((name,), q.service, q.since, q.until,
-                                             q.attributes))]  # fmt: skip
-                if exact or q.service or q.attributes:
+                got = kq.histogram(db, name, to_filter(q), exact=exact).to_dict()
+                d = t.duration[mask(t, replace(q, functions=(name,)))]
+                if exact or q.service or q.attributes or q.resource:
                     check_exact_histogram(got, d, "histogram")
                 else:  # summaries: a call may move to a neighbour bucket, never get lost
                     assert got["count"] == len(d)

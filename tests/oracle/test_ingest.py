@@ -49,7 +49,7 @@ from tests.oracle.truth import Rows, check_table, expected_slowest, expected_sta
 BASE = 1_790_000_000_000_000_000
 NAMES = ("http.get", "db.query", "cache.get")
 ALL = ("name", "start", "duration", "status", "kind", "service", "trace_hi", "trace_lo",
-       "span_id", "parent_span_id", "attributes")  # fmt: skip
+       "span_id", "parent_span_id", "attributes", "resource")  # fmt: skip
 
 
 def stored(path: Path) -> Rows:
@@ -63,6 +63,7 @@ def stored(path: Path) -> Rows:
         np.array([s.services[i] for i in c["service"].tolist()], dtype=object),
         c["trace_hi"], c["trace_lo"], c["span_id"], c["parent_span_id"],
         np.array([s.attributes[i] for i in c["attributes"].tolist()], dtype=object),
+        np.array([s.resources[i] for i in c["resource"].tolist()], dtype=object),
     )  # fmt: skip
 
 
@@ -86,6 +87,7 @@ def _emit(provider: TracerProvider, rng: np.random.Generator, n: int) -> Rows:
     start = BASE
     parent_ctx = None
     parent_id = 0
+    resource = canonical_attributes(dict(provider.resource.attributes))  # the whole resource
     for i in range(n):
         name = NAMES[int(rng.integers(0, len(NAMES)))]
         start += int(rng.integers(1, 5_000_000))
@@ -115,6 +117,7 @@ def _emit(provider: TracerProvider, rng: np.random.Generator, n: int) -> Rows:
         cols["span_id"].append(sc.span_id)
         cols["parent_span_id"].append(0 if root else parent_id)
         cols["attributes"].append(canonical_attributes(attrs))
+        cols["resource"].append(resource)
     dtypes = {"start": np.int64, "duration": np.int64, "status": np.uint8, "kind": np.uint8,
               "trace_hi": np.uint64, "trace_lo": np.uint64, "span_id": np.uint64,
               "parent_span_id": np.uint64}  # fmt: skip

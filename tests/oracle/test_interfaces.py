@@ -35,6 +35,7 @@ from kronicler.web import WebServer  # noqa: E402
 
 SECOND = 1_000_000_000
 TABLE_QUANTILES = (0.5, 0.9, 0.99)
+RELEASE = "resource:service.version"
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +60,8 @@ def test_grpc_equals_python(layout: Layout, db: Database, grpc_client: Client) -
                 rpc.stats(q, exact=exact), py.stats(q, exact=exact)))  # fmt: skip
         failures.check(f"stats by service {label}", lambda q=q: _same(
             rpc.stats(q, group_by="service"), py.stats(q, group_by="service")))  # fmt: skip
+        failures.check(f"stats by release {label}", lambda q=q: _same(
+            rpc.stats(q, group_by=RELEASE), py.stats(q, group_by=RELEASE)))  # fmt: skip
         failures.check(f"functions {label}", lambda q=q: _same(rpc.functions(q),
                                                                py.functions(q)))  # fmt: skip
         # attribute values keep their types over gRPC (``attributes_json``): 500 stays a number
@@ -112,14 +115,14 @@ def test_http_equals_python_and_brute_force(layout: Layout, db: Database, http: 
 
                 def detail(q: Query = q, name: str = name) -> None:
                     d = http.detail(name, q, 5, series=True)
-                    one = Query((name,), q.service, q.since, q.until, q.attributes)
+                    one = Query((name,), q.service, q.since, q.until, q.attributes, q.resource)
                     _same(d["slowest"], py.slowest(one, 5))
                     want = expected_stats(t, one)
                     # The chart's first bucket starts at a multiple of the step, a little
                     # before the window (documented in kronicler/web/views.py).
                     chart = d["series"]
                     drawn = Query((name,), q.service, chart["since_unix_nano"],
-                                  chart["until_unix_nano"], q.attributes)  # fmt: skip
+                                  chart["until_unix_nano"], q.attributes, q.resource)  # fmt: skip
                     assert q.since is None or chart["since_unix_nano"] <= q.since
                     assert sum(chart.get("count", [])) == int(mask(t, drawn).sum()), "chart"
                     if name in want:
@@ -160,6 +163,8 @@ def _cli_queries(layout: Layout) -> list[tuple[str, Query]]:
         ("functions", Query(until=window.until)),
         ("slowest", Query((names[-1],))),
         ("slowest", Query(service="api", attributes=(("route", "/b"),))),
+        ("stats-release", Query(("app.*",), resource=(("host.name", "web-1"),))),
+        ("slowest", Query(resource=(("service.version", "1.1"),))),
         ("series", window),
         ("histogram", Query(service="worker")),
         ("anomalies", Query()),
@@ -173,6 +178,8 @@ def _ask(api: Any, what: str, q: Query, layout: Layout) -> Any:
         return api.stats(q, exact=True)
     if what == "stats-route":
         return api.stats(q, group_by="attribute:route", quantiles=(0.5, 0.99))
+    if what == "stats-release":
+        return api.stats(q, group_by=RELEASE, quantiles=(0.5, 0.99))
     if what == "functions":
         return api.functions(q)
     if what == "slowest":
@@ -200,6 +207,9 @@ def test_cli_on_path_equals_python_and_brute_force(layout: Layout, db: Database)
             if what in ("stats", "stats-exact"):
                 check_table(got, "function", expected_stats(layout.truth, q),
                             (0.5, 0.9, 0.95, 0.99, 0.999), what == "stats-exact", "cli")  # fmt: skip
+            if what == "stats-release":
+                check_table(got, "service.version", expected_stats(layout.truth, q, RELEASE),
+                            (0.5, 0.99), False, "cli")  # fmt: skip
 
         failures.check(f"{what} {q.label()}", check)
     failures.assert_none()

@@ -4,7 +4,7 @@ Every answer here is computed the slow, obvious way with numpy over all the rows
 Kronicler's summaries, chunks, zone maps and dictionaries, following only the *documented*
 definitions: a call matches a filter when ``since <= start < until``, its name matches a name or
 glob, its service is equal, and every wanted attribute compares equal as text (strings as
-themselves, other values in JSON form); quantile q is the value at rank ``floor(q * (n - 1))`` of
+themselves, other values in JSON form), and so does every wanted resource attribute; quantile q is the value at rank ``floor(q * (n - 1))`` of
 the sorted durations (numpy's ``method="lower"``); stddev is the sample deviation; the slowest
 calls are ordered by duration (descending) then start (ascending).
 
@@ -50,12 +50,14 @@ class Rows:
     span_id: np.ndarray  # uint64
     parent_span_id: np.ndarray  # uint64
     attributes: np.ndarray  # object (canonical JSON text, "" = none)
+    resource: np.ndarray  # object (canonical JSON text of the resource, "" = none)
     _parsed: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False, init=False)
 
     FIELDS: ClassVar[tuple[str, ...]] = (
         "name", "start", "duration", "status", "kind", "service", "trace_hi", "trace_lo",
-        "span_id", "parent_span_id", "attributes",
+        "span_id", "parent_span_id", "attributes", "resource",
     )  # fmt: skip
+    TEXT: ClassVar[tuple[str, ...]] = ("name", "service", "attributes", "resource")
 
     def __len__(self) -> int:
         return len(self.start)
@@ -71,7 +73,7 @@ class Rows:
                 np.empty(0, object), np.empty(0, np.int64), np.empty(0, np.int64),
                 np.empty(0, np.uint8), np.empty(0, np.uint8), np.empty(0, object),
                 np.empty(0, np.uint64), np.empty(0, np.uint64), np.empty(0, np.uint64),
-                np.empty(0, np.uint64), np.empty(0, object),
+                np.empty(0, np.uint64), np.empty(0, object), np.empty(0, object),
             )  # fmt: skip
         return cls(**{f: np.concatenate([getattr(p, f) for p in parts]) for f in cls.FIELDS})
 
@@ -81,8 +83,8 @@ class Rows:
     def trace_id(self, i: int) -> int:
         return (int(self.trace_hi[i]) << 64) | int(self.trace_lo[i])
 
-    def attrs(self, i: int) -> dict[str, Any]:
-        text = str(self.attributes[i])
+    def attrs(self, i: int, column: str = "attributes") -> dict[str, Any]:
+        text = str(getattr(self, column)[i])
         got = self._parsed.get(text)
         if got is None:
             got = self._parsed[text] = parse_attributes(text)
@@ -102,11 +104,12 @@ class Rows:
             "span_id": self.span_id,
             "parent_span_id": self.parent_span_id,
             "attributes": [str(a) for a in self.attributes],
+            "resource": [str(a) for a in self.resource],
         }
 
     def save(self, path: Path) -> None:
         arrays = {f: getattr(self, f) for f in self.FIELDS}
-        for f in ("name", "service", "attributes"):
+        for f in self.TEXT:
             arrays[f] = np.array([json.dumps(str(v)) for v in arrays[f]], dtype=np.str_)
         np.savez(path, **arrays)
 
@@ -114,7 +117,7 @@ class Rows:
     def load(cls, path: Path) -> Rows:
         with np.load(path) as data:
             cols = {f: data[f] for f in cls.FIELDS}
-        for f in ("name", "service", "attributes"):
+        for f in cls.TEXT:
             cols[f] = np.array([json.loads(str(v)) for v in cols[f]], dtype=object)
         return cls(**cols)
 
@@ -126,11 +129,12 @@ class Rows:
             "start_unix_nano": int(self.start[i]),
             "duration_ns": int(self.duration[i]),
             "status": int(self.status[i]),
-            "kind": int(self.kind[i]),
+            "kind": int(self.kind[i]) + 1,  # every API gives OTLP's numbering
             "trace_id": f"{self.trace_id(i):032x}",
             "span_id": f"{int(self.span_id[i]):016x}",
             "parent_span_id": f"{int(self.parent_span_id[i]):016x}",
             "attributes": dict(self.attrs(i)),
+            "resource": dict(self.attrs(i, "resource")),
         }
 
 
@@ -188,8 +192,19 @@ def generate(
         canonical_attributes({"route": "/c", "ratio": 0.5, "tags": ["x", "y"]}),
     ]
     attributes = np.array([choices[i] for i in rng.integers(0, len(choices), n)], dtype=object)
+    resource = np.array([RESOURCES[i] for i in rng.integers(0, len(RESOURCES), n)], dtype=object)
     return Rows(names, start.astype(np.int64), dur, status, kind, service, trace_hi, trace_lo,
-                span_id, parent, attributes)  # fmt: skip
+                span_id, parent, attributes, resource)  # fmt: skip
+
+
+#: Resource attribute sets rows draw from: two releases on two hosts, a typed value, none.
+RESOURCES = [
+    "",
+    canonical_attributes({"service.version": "1.0", "host.name": "web-1"}),
+    canonical_attributes({"service.version": "1.1", "host.name": "web-1",
+                          "deployment.environment.name": "prod"}),
+    canonical_attributes({"service.version": "1.1", "host.name": "web-2", "cpu.count": 8}),
+]  # fmt: skip
 
 
 # ---- filters ------------------------------------------------------------------------------------
@@ -204,6 +219,7 @@ class Query:
     since: int | None = None
     until: int | None = None
     attributes: tuple[tuple[str, str], ...] = ()
+    resource: tuple[tuple[str, str], ...] = ()
 
     def label(self) -> str:
         parts = []
@@ -215,6 +231,8 @@ class Query:
             parts.append(f"t=[{self.since},{self.until})")
         if self.attributes:
             parts.append("attr=" + ",".join(f"{k}={v}" for k, v in self.attributes))
+        if self.resource:
+            parts.append("resource=" + ",".join(f"{k}={v}" for k, v in self.resource))
         return " ".join(parts) or "all"
 
 
@@ -235,12 +253,14 @@ def mask(rows: Rows, q: Query) -> np.ndarray:
         m &= rows.start >= q.since
     if q.until is not None:
         m &= rows.start < q.until
-    if q.attributes:
-        ok = {}
-        for text in set(rows.attributes.tolist()):
-            attrs = parse_attributes(text)
-            ok[text] = all(k in attrs and _attr_text(attrs[k]) == v for k, v in q.attributes)
-        m &= np.array([ok[t] for t in rows.attributes.tolist()], dtype=bool)
+    for column, wanted in (("attributes", q.attributes), ("resource", q.resource)):
+        if wanted:
+            texts = getattr(rows, column).tolist()
+            ok = {}
+            for text in set(texts):
+                attrs = parse_attributes(text)
+                ok[text] = all(k in attrs and _attr_text(attrs[k]) == v for k, v in wanted)
+            m &= np.array([ok[t] for t in texts], dtype=bool)
     return m
 
 
@@ -250,10 +270,11 @@ def group_keys(rows: Rows, group_by: str) -> np.ndarray:
         return rows.name
     if group_by == "service":
         return rows.service
-    key = group_by.split(":", 1)[1]
+    kind, key = group_by.split(":", 1)
+    column = {"attribute": "attributes", "resource": "resource"}[kind]
     out = np.empty(len(rows), dtype=object)
     for i in range(len(rows)):
-        a = rows.attrs(i)
+        a = rows.attrs(i, column)
         out[i] = _attr_text(a[key]) if key in a else None
     return out
 
@@ -365,7 +386,7 @@ def expected_series_counts(
 ) -> dict[str, list[tuple[int, int]]]:
     """(count, errors) per bucket ``[since + i*step, +step)`` per group key."""
     sel = rows.take(np.flatnonzero(mask(rows, Query(q.functions, q.service, since, until,
-                                                      q.attributes))))  # fmt: skip
+                                                      q.attributes, q.resource))))  # fmt: skip
     keys = group_keys(sel, group_by)
     n_buckets = -(-(until - since) // step)
     out = {}

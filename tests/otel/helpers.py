@@ -15,7 +15,7 @@ from kronicler.otel import tracer
 
 SERVICE = "capture-tests"
 ROW_COLUMNS = ["name", "start", "duration", "status", "kind", "service", "trace_hi", "trace_lo",
-               "span_id", "parent_span_id", "attributes"]  # fmt: skip
+               "span_id", "parent_span_id", "attributes", "resource"]  # fmt: skip
 
 
 def read_rows(path: Path | str) -> list[dict[str, Any]]:
@@ -36,6 +36,7 @@ def read_rows(path: Path | str) -> list[dict[str, Any]]:
             "span_id": int(cols["span_id"][i]),
             "parent_span_id": int(cols["parent_span_id"][i]),
             "attributes": parse_attributes(scan.attributes[int(cols["attributes"][i])]),
+            "resource": parse_attributes(scan.resources[int(cols["resource"][i])]),
         })  # fmt: skip
     rows.sort(key=lambda r: (r["start"], r["span_id"]))
     return rows

@@ -64,6 +64,12 @@ def comparable(rows: list[dict[str, Any]]) -> Counter[tuple[Any, ...]]:
     return out
 
 
+def resources(rows: list[dict[str, Any]], service: str) -> set[tuple[tuple[str, Any], ...]]:
+    """The distinct resources of a service's rows, without the per-process instance id."""
+    return {tuple(sorted((k, v) for k, v in r["resource"].items() if k != "service.instance.id"))
+            for r in rows if r["service"] == service}  # fmt: skip
+
+
 def test_decorator_sdk_exporter_and_otlp_store_identical_rows(tmp_path: Path) -> None:
     paths = {mode: tmp_path / mode for mode in ("fast", "sdk", "otlp")}
     with Database.open(paths["otlp"]) as db:
@@ -82,6 +88,16 @@ def test_decorator_sdk_exporter_and_otlp_store_identical_rows(tmp_path: Path) ->
     assert len(rows["fast"]) == 3 * (3 * 19 + 2)
     assert sdk == fast
     assert otlp == fast
+
+    # The resource: the fast path stores what the SDK's Resource.create() gives, so the default
+    # and named setups agree on every key but the per-process service.instance.id.
+    for service in (f"unknown_service:{os.path.basename(sys.executable)}", "shop.api"):
+        seen = {mode: resources(rows[mode], service) for mode in ("fast", "sdk", "otlp")}
+        assert seen["fast"] == seen["sdk"] == seen["otlp"], (service, seen)
+        (one,) = seen["fast"]
+        assert dict(one)["service.name"] == service and "telemetry.sdk.version" in dict(one)
+    (bare,) = resources(rows["sdk"], "unknown_service")
+    assert dict(bare) == {"deployment.environment": "ci"}  # no service.name: the default service
 
     by_service = Counter(r["service"] for r in rows["fast"])
     exe = os.path.basename(sys.executable)

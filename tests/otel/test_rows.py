@@ -95,6 +95,7 @@ def test_fast_assembly_equals_a_validated_batch() -> None:
         service=batch.services, trace_id=[int(h) << 64 | int(lo) for h, lo in
                                           zip(batch.trace_hi, batch.trace_lo, strict=True)],
         span_id=batch.span_id, parent_span_id=batch.parent_span_id, attributes=batch.attributes,
+        resource=batch.resources,
     )  # fmt: skip
     for field in SpanBatch.__slots__:
         a, b = getattr(batch, field), getattr(again, field)

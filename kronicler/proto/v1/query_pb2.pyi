@@ -1,9 +1,16 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+SPAN_KIND_CLIENT: SpanKind
+SPAN_KIND_CONSUMER: SpanKind
+SPAN_KIND_INTERNAL: SpanKind
+SPAN_KIND_PRODUCER: SpanKind
+SPAN_KIND_SERVER: SpanKind
+SPAN_KIND_UNSPECIFIED: SpanKind
 
 class Anomaly(_message.Message):
     __slots__ = ["baseline_p99_ns", "count", "errors", "exemplars", "function", "max_ns", "p50_ns", "p99_ns", "reasons", "recent_count", "recent_p99_ns", "recent_since_unix_nano", "regression_ratio", "score", "spike_ratio", "tail_ratio"]
@@ -66,8 +73,15 @@ class AttributeFinding(_message.Message):
     def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ..., slow: _Optional[int] = ..., baseline: _Optional[int] = ..., slow_total: _Optional[int] = ..., baseline_total: _Optional[int] = ..., score: _Optional[float] = ..., lift: _Optional[float] = ..., z: _Optional[float] = ..., examples: _Optional[_Iterable[_Union[Call, _Mapping]]] = ...) -> None: ...
 
 class Call(_message.Message):
-    __slots__ = ["attributes", "attributes_json", "duration_ns", "function", "kind", "parent_span_id", "service", "span_id", "start_unix_nano", "status", "trace_id"]
+    __slots__ = ["attributes", "attributes_json", "duration_ns", "function", "kind", "parent_span_id", "resource", "resource_json", "service", "span_id", "start_unix_nano", "status", "trace_id"]
     class AttributesEntry(_message.Message):
+        __slots__ = ["key", "value"]
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class ResourceEntry(_message.Message):
         __slots__ = ["key", "value"]
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +94,8 @@ class Call(_message.Message):
     FUNCTION_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     PARENT_SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_JSON_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     SPAN_ID_FIELD_NUMBER: _ClassVar[int]
     START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
@@ -89,14 +105,16 @@ class Call(_message.Message):
     attributes_json: str
     duration_ns: int
     function: str
-    kind: int
+    kind: SpanKind
     parent_span_id: str
+    resource: _containers.ScalarMap[str, str]
+    resource_json: str
     service: str
     span_id: str
     start_unix_nano: int
     status: int
     trace_id: str
-    def __init__(self, function: _Optional[str] = ..., service: _Optional[str] = ..., start_unix_nano: _Optional[int] = ..., duration_ns: _Optional[int] = ..., status: _Optional[int] = ..., kind: _Optional[int] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., parent_span_id: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., attributes_json: _Optional[str] = ...) -> None: ...
+    def __init__(self, function: _Optional[str] = ..., service: _Optional[str] = ..., start_unix_nano: _Optional[int] = ..., duration_ns: _Optional[int] = ..., status: _Optional[int] = ..., kind: _Optional[_Union[SpanKind, str]] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., parent_span_id: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., attributes_json: _Optional[str] = ..., resource: _Optional[_Mapping[str, str]] = ..., resource_json: _Optional[str] = ...) -> None: ...
 
 class CallList(_message.Message):
     __slots__ = ["calls"]
@@ -185,8 +203,15 @@ class ExplainResponse(_message.Message):
     def __init__(self, function: _Optional[str] = ..., since_unix_nano: _Optional[int] = ..., until_unix_nano: _Optional[int] = ..., quantile: _Optional[float] = ..., threshold_ns: _Optional[float] = ..., count: _Optional[int] = ..., slow_count: _Optional[int] = ..., slow_time_ns: _Optional[int] = ..., baseline_time_ns: _Optional[int] = ..., attributes: _Optional[_Iterable[_Union[AttributeFinding, _Mapping]]] = ..., children: _Optional[_Iterable[_Union[ChildFinding, _Mapping]]] = ..., self_time: _Optional[_Union[ChildFinding, _Mapping]] = ..., step_ns: _Optional[int] = ..., series: _Optional[_Iterable[_Union[SlowShareBucket, _Mapping]]] = ..., cluster_score: _Optional[float] = ..., releases: _Optional[_Iterable[_Union[Release, _Mapping]]] = ..., examples: _Optional[_Iterable[_Union[Call, _Mapping]]] = ...) -> None: ...
 
 class Filter(_message.Message):
-    __slots__ = ["attributes", "functions", "service", "since_unix_nano", "until_unix_nano"]
+    __slots__ = ["attributes", "functions", "resource", "service", "since_unix_nano", "until_unix_nano"]
     class AttributesEntry(_message.Message):
+        __slots__ = ["key", "value"]
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class ResourceEntry(_message.Message):
         __slots__ = ["key", "value"]
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -195,15 +220,17 @@ class Filter(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     SINCE_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     UNTIL_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     attributes: _containers.ScalarMap[str, str]
     functions: _containers.RepeatedScalarFieldContainer[str]
+    resource: _containers.ScalarMap[str, str]
     service: str
     since_unix_nano: int
     until_unix_nano: int
-    def __init__(self, functions: _Optional[_Iterable[str]] = ..., service: _Optional[str] = ..., since_unix_nano: _Optional[int] = ..., until_unix_nano: _Optional[int] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    def __init__(self, functions: _Optional[_Iterable[str]] = ..., service: _Optional[str] = ..., since_unix_nano: _Optional[int] = ..., until_unix_nano: _Optional[int] = ..., attributes: _Optional[_Mapping[str, str]] = ..., resource: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class FunctionInfo(_message.Message):
     __slots__ = ["count", "errors", "first_start_unix_nano", "last_start_unix_nano", "name"]
@@ -532,3 +559,6 @@ class SlowShareBucket(_message.Message):
 class TimeRangeQuestion(_message.Message):
     __slots__ = []
     def __init__(self) -> None: ...
+
+class SpanKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = []
