@@ -89,6 +89,7 @@ def _typed(fn: Any) -> Any:
 def build_parser() -> argparse.ArgumentParser:
     from kronicler import __version__
     from kronicler.query import DEFAULT_QUANTILES
+    from kronicler.server.maintenance import DEFAULT_COMPACT_EVERY
 
     parser = argparse.ArgumentParser(
         prog="kronicler", description="Find the functions that are sometimes slow."
@@ -131,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ingest-workers", type=int, default=DEFAULT_INGEST_WORKERS, metavar="N",
                    help="processes decoding and storing OTLP, off the query process "
                         f"(default: {DEFAULT_INGEST_WORKERS}; 0: in the server process)")  # fmt: skip
+    p.add_argument("--compact-every", type=float, default=DEFAULT_COMPACT_EVERY,
+                   metavar="SECONDS",
+                   help="merge small finished segments in the background this often (default: "
+                        f"{DEFAULT_COMPACT_EVERY:g}; 0: never)")  # fmt: skip
     p.add_argument("--http", metavar="HOST:PORT", help="also serve the web dashboard there")
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="a host name the dashboard answers besides loopback names (repeatable)")  # fmt: skip
@@ -398,11 +403,13 @@ def serve(args: argparse.Namespace) -> int:
         otlp=not args.no_otlp,
         ingest_workers=args.ingest_workers,
         cors_origins=tuple(args.cors_origin),
+        compact_every=args.compact_every,
     )
     if not args.no_otlp:
         options = replace(options, otlp_http=args.otlp_http or default_otlp_http(options.address))
     options.check()
     _warn(exposure_warning(split_address(options.address)[0], options.token))
+    _print_log("kronicler.server.maintenance")
     db = Database.open(args.path)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -435,6 +442,18 @@ def serve(args: argparse.Namespace) -> int:
             server.stop(grace=2.0)
         db.close()
     return 0
+
+
+def _print_log(logger: str) -> None:
+    """Show ``logger``'s messages (what background work did) on stdout, beside serve's own."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("kronicler: %(message)s"))
+    target = logging.getLogger(logger)
+    target.addHandler(handler)
+    target.setLevel(logging.INFO)
+    target.propagate = False
 
 
 def default_otlp_http(grpc_address: str) -> str:
