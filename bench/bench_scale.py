@@ -72,7 +72,9 @@ def parse_count(text: str) -> int:
     try:
         value = int(float(body) * mult)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"bad row count {text!r}: use e.g. 10M, 100M, 1B") from None
+        raise argparse.ArgumentTypeError(
+            f"bad row count {text!r}: use e.g. 10M, 100M, 1B"
+        ) from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"row count must be positive, got {text!r}")
     return value
@@ -357,8 +359,9 @@ class Build:
             "per_process_rows_per_s": rows / busy, "wall_rows_per_s": rows / wall,
         }  # fmt: skip
         self.start_live()
-        (self.db / "bench-build.json").write_text(json.dumps({"rows": self.rows,
-                                                              "writers": self.writers}))
+        (self.db / "bench-build.json").write_text(
+            json.dumps({"rows": self.rows, "writers": self.writers})
+        )
 
     def start_live(self) -> None:
         self.live = self._spawn(self.streams[-1], live=True)
@@ -396,8 +399,12 @@ def export_parquet(streams: list[dict[str, int]], out: Path) -> None:
         for stream in streams:
             for block in blocks(stream):
                 name = pa.DictionaryArray.from_arrays(pa.array(block["codes"], pa.int32()), names)
-                w.write_table(pa.table([name, block["start"], block["duration"],
-                                        block["status"].astype(np.int8)], schema=schema))
+                w.write_table(
+                    pa.table(
+                        [name, block["start"], block["duration"], block["status"].astype(np.int8)],
+                        schema=schema,
+                    )
+                )
 
 
 def build_duckdb(streams: list[dict[str, int]], workdir: Path, memory: str) -> dict[str, Any]:
@@ -451,26 +458,48 @@ def table(columns: dict[str, dict[str, Any]], duck: dict[str, Any] | None) -> st
         r = (duck or {}).get(key)
         return None if not r or "error" in r else r[which]
 
-    line("cold open + stats() all", [_cold(g, "cold-all") for g in columns.values()],
-         None if not duck else (duck.get("open_ms", 0) + (dk("stats_all", "first_ms") or 0)))
+    line(
+        "cold open + stats() all",
+        [_cold(g, "cold-all") for g in columns.values()],
+        None if not duck else (duck.get("open_ms", 0) + (dk("stats_all", "first_ms") or 0)),
+    )
     line("warm stats() all", [_warm(g, "stats_all") for g in columns.values()], dk("stats_all"))
     for label, _, _ in RANGES:
-        line(f"warm stats(since, until) {label}",
-             [_warm(g, f"range:{label}") for g in columns.values()], dk(f"range:{label}"))
-        line(f"cold stats(since, until) {label}",
-             [_cold(g, f"cold-range:{label}") for g in columns.values()],
-             dk(f"range:{label}", "first_ms"))
-    line(f"stats({ONE_PERCENT}, exact) warm", [_warm(g, "exact") for g in columns.values()],
-         dk("exact"))
+        line(
+            f"warm stats(since, until) {label}",
+            [_warm(g, f"range:{label}") for g in columns.values()],
+            dk(f"range:{label}"),
+        )
+        line(
+            f"cold stats(since, until) {label}",
+            [_cold(g, f"cold-range:{label}") for g in columns.values()],
+            dk(f"range:{label}", "first_ms"),
+        )
+    line(
+        f"stats({ONE_PERCENT}, exact) warm",
+        [_warm(g, "exact") for g in columns.values()],
+        dk("exact"),
+    )
     line("  ... cold", [_cold(g, "cold-exact") for g in columns.values()], dk("exact", "first_ms"))
-    line(f"slowest({ONE_PERCENT}) warm", [_warm(g, "slowest") for g in columns.values()],
-         dk("slowest"))
-    line("  ... cold", [_cold(g, "cold-slowest") for g in columns.values()],
-         dk("slowest", "first_ms"))
+    line(
+        f"slowest({ONE_PERCENT}) warm",
+        [_warm(g, "slowest") for g in columns.values()],
+        dk("slowest"),
+    )
+    line(
+        "  ... cold",
+        [_cold(g, "cold-slowest") for g in columns.values()],
+        dk("slowest", "first_ms"),
+    )
     line("warm functions()", [_warm(g, "functions") for g in columns.values()])
     rss = [g.get("warm", {}).get("rss_mb", {}).get("VmHWM") for g in columns.values()]
-    rows.append(("reader peak RSS (warm session)", *(f"{v:.0f} MB" if v else "-" for v in rss),
-                 *([f"{duck.get('rss_mb', {}).get('VmHWM', 0):.0f} MB"] if duck else [])))
+    rows.append(
+        (
+            "reader peak RSS (warm session)",
+            *(f"{v:.0f} MB" if v else "-" for v in rss),
+            *([f"{duck.get('rss_mb', {}).get('VmHWM', 0):.0f} MB"] if duck else []),
+        )
+    )
     widths = [max(len(r[i]) for r in [("", *heads), *rows]) for i in range(len(heads) + 1)]
     out = ["  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in
                      enumerate(zip(("", *heads), widths, strict=True)))]  # fmt: skip
@@ -488,8 +517,10 @@ def agreement(got: dict[str, Any], duck: dict[str, Any]) -> list[str]:
         mine = warm.get("check", {}).get(label)
         if mine is not None and mine != counts:
             bad = sorted(k for k in set(mine) | set(counts) if mine.get(k) != counts.get(k))
-            problems.append(f"counts over {label} differ for {len(bad)} function(s), e.g. "
-                            f"{bad[0]}: {mine.get(bad[0])} vs duckdb {counts.get(bad[0])}")
+            problems.append(
+                f"counts over {label} differ for {len(bad)} function(s), e.g. "
+                f"{bad[0]}: {mine.get(bad[0])} vs duckdb {counts.get(bad[0])}"
+            )
     ex, dex = warm.get("exact_result"), duck.get("exact_result")
     if ex and dex and (ex["count"] != dex["count"] or ex["max"] != dex["max"]):
         problems.append(f"exact stats differ: {ex} vs duckdb {dex}")
@@ -508,12 +539,19 @@ def main() -> None:
     ap.add_argument("--writers", type=int, default=8)
     ap.add_argument("--jobs", type=int, default=2, help="writers running at once")
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--checkout", type=Path, default=REPO,
-                    help="the checkout whose code builds and answers (default: this one)")
+    ap.add_argument(
+        "--checkout",
+        type=Path,
+        default=REPO,
+        help="the checkout whose code builds and answers (default: this one)",
+    )
     ap.add_argument("--compare", type=Path, metavar="CHECKOUT",
                     help="also ask the questions with this checkout's code")  # fmt: skip
-    ap.add_argument("--compare-build", action="store_true",
-                    help="build a second database with the --compare checkout's writer")
+    ap.add_argument(
+        "--compare-build",
+        action="store_true",
+        help="build a second database with the --compare checkout's writer",
+    )
     ap.add_argument("--no-duckdb", action="store_true")
     ap.add_argument("--duckdb-memory", default="6GB")
     ap.add_argument("--duckdb-timeout", type=float, default=300.0, help="seconds per query")
@@ -526,12 +564,18 @@ def main() -> None:
         info = json.loads((root / "db" / "bench-build.json").read_text())
         args.rows, args.writers = info["rows"], info["writers"]
     n = args.rows
-    print(f"rows: {n:,} in {args.writers} closed writers + 1 live; folder {root}; "
-          f"code of {args.checkout}")
-    print(f"python {sys.version.split()[0]}, numpy {np.__version__}, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f} (a shared machine: compare columns of one run)")
-    print(f"function with ~1% of the calls: {ONE_PERCENT} "
-          f"({SHARES[FUNCTIONS.index(ONE_PERCENT)] * 100:.2f}%)")
+    print(
+        f"rows: {n:,} in {args.writers} closed writers + 1 live; folder {root}; "
+        f"code of {args.checkout}"
+    )
+    print(
+        f"python {sys.version.split()[0]}, numpy {np.__version__}, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f} (a shared machine: compare columns of one run)"
+    )
+    print(
+        f"function with ~1% of the calls: {ONE_PERCENT} "
+        f"({SHARES[FUNCTIONS.index(ONE_PERCENT)] * 100:.2f}%)"
+    )
     builds = {"this": Build(args.checkout, root / "db", n, args.writers, args.jobs)}
     if args.compare is not None and args.compare_build:
         builds["compare"] = Build(args.compare, root / "db-compare", n, args.writers, args.jobs)
@@ -544,19 +588,25 @@ def main() -> None:
             b.build()
             size = dir_bytes(b.db)
             a = b.figures["append"]
-            print(f"[{key}] built in {time.perf_counter() - t:.0f} s: append "
-                  f"{a['per_process_rows_per_s']:,.0f} rows/s per writer process, "
-                  f"{a['wall_rows_per_s']:,.0f} rows/s overall ({args.jobs} at a time); "
-                  f"{size / n:.2f} B/row on disk with the live writer open", flush=True)
+            print(
+                f"[{key}] built in {time.perf_counter() - t:.0f} s: append "
+                f"{a['per_process_rows_per_s']:,.0f} rows/s per writer process, "
+                f"{a['wall_rows_per_s']:,.0f} rows/s overall ({args.jobs} at a time); "
+                f"{size / n:.2f} B/row on disk with the live writer open",
+                flush=True,
+            )
             results[f"build:{key}"] = b.figures | {"bytes_live": size}
         duck = None
         if not args.no_duckdb:
             t = time.perf_counter()
             try:
                 info = build_duckdb(builds["this"].streams, root / "duckdb", args.duckdb_memory)
-                print(f"[duckdb] Parquet {info['parquet_bytes'] / n:.2f} B/row, native table "
-                      f"{info['duckdb_bytes'] / n:.2f} B/row, ready in "
-                      f"{time.perf_counter() - t:.0f} s", flush=True)
+                print(
+                    f"[duckdb] Parquet {info['parquet_bytes'] / n:.2f} B/row, native table "
+                    f"{info['duckdb_bytes'] / n:.2f} B/row, ready in "
+                    f"{time.perf_counter() - t:.0f} s",
+                    flush=True,
+                )
                 results["duckdb_build"] = info
             except Exception as exc:
                 print(f"[duckdb] cannot build: {type(exc).__name__}: {exc}")
@@ -568,15 +618,18 @@ def main() -> None:
                 results["bytes_per_row_closed"] = {k: dir_bytes(b.db) / n
                                                    for k, b in builds.items()}  # fmt: skip
             elif all(b.live is None for b in builds.values()):
-                print("live case skipped: the database was built earlier and its live writer "
-                      "closed with it (--reuse)")
+                print(
+                    "live case skipped: the database was built earlier and its live writer "
+                    "closed with it (--reuse)"
+                )
                 continue
             cols: dict[str, dict[str, Any]] = {}
             cols["this"] = query_session(args.checkout, builds["this"].db, args.repeat)
             if args.compare is not None:
                 db = builds.get("compare", builds["this"]).db
-                cols[f"compare ({args.compare.name})"] = query_session(args.compare, db,
-                                                                       args.repeat)
+                cols[f"compare ({args.compare.name})"] = query_session(
+                    args.compare, db, args.repeat
+                )
             results[case] = cols
             if case == "closed" and not args.no_duckdb:
                 duck = _child(REPO, "--child-duckdb", str(root / "duckdb"), args.duckdb_memory,
@@ -595,9 +648,11 @@ def main() -> None:
             if duck is not None and case == "closed":
                 for key, got in cols.items():
                     problems = agreement(got, duck)
-                    print(f"[{key}] agrees with duckdb: "
-                          f"{'yes' if not problems else '; '.join(problems)}")
-        for key, b in builds.items():
+                    print(
+                        f"[{key}] agrees with duckdb: "
+                        f"{'yes' if not problems else '; '.join(problems)}"
+                    )
+        for key in builds:
             print(f"[{key}] {results['bytes_per_row_closed'][key]:.2f} B/row on disk, closed")
     finally:
         for b in builds.values():

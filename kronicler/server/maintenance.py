@@ -158,9 +158,7 @@ class CompactionScheduler:
         self._stop_timeout = stop_timeout
         self._on_run = on_run
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._loop, name="kronicler-compaction", daemon=True
-        )
+        self._thread = threading.Thread(target=self._loop, name="kronicler-compaction", daemon=True)
         self.runs = 0  # runs finished, whatever their outcome
 
     def start(self) -> CompactionScheduler:
@@ -212,8 +210,11 @@ class CompactionScheduler:
         seconds = time.monotonic() - t0
         lines = out.strip().splitlines()
         if proc.returncode != 0 or not lines:
-            return CompactionRun("failed", seconds=seconds,
-                                 error=f"the compaction process ended with code {proc.returncode}")
+            return CompactionRun(
+                "failed",
+                seconds=seconds,
+                error=f"the compaction process ended with code {proc.returncode}",
+            )
         return _from_json(lines[-1], seconds)
 
 

@@ -96,7 +96,7 @@ class Served:
              "127.0.0.1:0", "--no-otlp", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=writer_env(), cwd=ROOT,
         )  # fmt: skip
-        assert self.proc.stdout is not None
+        assert self.proc.stdout is not None and self.proc.stderr is not None
         first = self.proc.stdout.readline()
         found = re.search(r"on (127\.0\.0\.1:\d+)", first)
         assert found, (first, self.proc.stderr.read() if self.proc.poll() is not None else "")
