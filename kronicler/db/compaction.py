@@ -29,9 +29,9 @@ The rules that make it exclusive and exact (compaction and retention share them)
   gone (or is this process) is a leftover of a killed compaction: the next run deletes it.
 * **Age is kept.** Only segments whose newest rows are within ``group_span_ns`` (an hour by
   default) are merged together, so a merged segment does not keep old rows past their retention.
-* **Stopping.** A caller may pass ``stop`` (asked between groups and between the pieces of a
-  rewrite, so a stop is honoured within one piece of 64Ki rows): when it answers True, the output
-  being written is deleted unpublished and the groups merged so far stay merged. ``serve`` runs
+* **Stopping.** A caller may pass ``stop`` (asked between groups, between the segments a rewrite
+  reads and between the pieces of 64Ki rows it writes): when it answers True, the output being
+  written is deleted unpublished and the groups merged so far stay merged. ``serve`` runs
   compaction in the background this way (``kronicler/server/maintenance.py``).
 """
 

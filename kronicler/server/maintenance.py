@@ -4,14 +4,15 @@ Short-lived writers (scripts, cron jobs, restarted or recycled workers, ingest w
 a segment, and every query pays a little for each one. ``serve --compact-every SECONDS`` merges
 them into large sorted segments while it serves, so that cost stays flat.
 
-Where it runs. Each run is a fresh Python process (a new interpreter, not a fork: gRPC's threads do not survive ``fork``, and unlike ``multiprocessing``'s spawn it needs
-no ``__main__`` guard in an embedding program) that calls
-:func:`kronicler.db.compaction.compact` on the database's segment directory. Merging decodes and
-re-encodes millions of rows; in a thread of the server it would hold the interpreter lock that
-queries and in-process ingest need, so it gets a process of its own, and its memory (a group of
-up to ``group_rows`` rows, ~100 B each) goes back to the system when the run ends. The price is
-the process start (~0.3-1 s of imports) per run, small beside the interval. A thread of the
-server schedules runs, one at a time, and logs what each merged.
+Where it runs. Each run is a fresh Python process (a new interpreter, not a fork: gRPC's threads
+do not survive ``fork``, and unlike ``multiprocessing``'s spawn it needs no ``__main__`` guard in
+an embedding program) that calls :func:`kronicler.db.compaction.compact` on the database's
+segment directory. Merging decodes and re-encodes millions of rows; in a thread of the server it
+would hold the interpreter lock that queries and in-process ingest need, so it gets a process of
+its own, at a lower priority (``nice 10``: queries and ingest get the CPU first), and its memory
+(a group of up to ``group_rows`` rows, ~100 B each) goes back to the system when the run ends.
+The price is the process start (~0.3-1 s of imports) per run, small beside the interval. A
+thread of the server schedules runs, one at a time, and logs what each merged.
 
 Exclusive and safe while others write. The run takes the maintenance lock without waiting: when
 a retention or another compaction (``kronicler compact``, another server) holds it, the run is
@@ -21,8 +22,9 @@ segments are left alone; queries see either the old segments or the published ou
 both (see ``compaction.py`` for the publishing rules).
 
 Stopping. ``stop()`` (on server shutdown or SIGTERM) writes a line to the run's stdin; the run
-asks for it between groups and between pieces of 64Ki rows, then deletes its unpublished output
-and exits, so shutdown leaves no partial files and takes at most one piece's time, bounded here
+asks for it between groups, between the segments it reads and between the pieces of 64Ki rows
+it writes, then deletes its unpublished output and exits, so shutdown leaves no partial files
+and waits for at most one segment's reading or one piece's writing (about a second), bounded
 by ``stop_timeout`` (after which the run is killed: a killed run's leftover is deleted by the
 next run, which finds its writer process gone). The run also stops when its stdin closes, which
 happens when the server dies however it dies, and it ignores SIGINT and SIGTERM itself so that a
@@ -108,6 +110,8 @@ def main(argv: list[str]) -> int:
     """
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)  # the server stops us through stdin
+    with contextlib.suppress(OSError):
+        os.nice(10)  # background work: queries and ingest get the CPU first
     segments, options = Path(argv[0]), json.loads(argv[1])
     stop = threading.Event()
 
