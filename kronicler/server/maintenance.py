@@ -27,9 +27,9 @@ it writes, then deletes its unpublished output and exits, so shutdown leaves no 
 and waits for at most one segment's reading or one piece's writing (about a second), bounded
 by ``stop_timeout`` (after which the run is killed: a killed run's leftover is deleted by the
 next run, which finds its writer process gone). The run also stops when its stdin closes, which
-happens when the server dies however it dies, and it ignores SIGINT and SIGTERM itself so that a
-signal sent to the whole process group (Ctrl-C, a service manager) lets the server stop it in
-order.
+happens when the server dies however it dies. It runs in a session of its own and ignores SIGINT
+and SIGTERM, so that a signal sent to the server's whole process group (Ctrl-C, ``timeout``, a
+service manager) lets the server stop it in order.
 """
 
 from __future__ import annotations
@@ -179,7 +179,10 @@ class CompactionScheduler:
         while not self._stop.wait(self.every):
             run = self.run_once()
             self.runs += 1
-            level = logging.WARNING if run.outcome == "failed" else logging.INFO
+            # A run that found nothing to do is not news: only at debug level.
+            level = (logging.WARNING if run.outcome == "failed"
+                     else logging.INFO if run.merges or run.outcome != "merged"
+                     else logging.DEBUG)  # fmt: skip
             log.log(level, "%s", run.describe())
             if self._on_run is not None:
                 try:
@@ -196,6 +199,7 @@ class CompactionScheduler:
         proc = subprocess.Popen(
             [sys.executable, "-c", _CHILD, str(self.segments), json.dumps(self._options)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+            start_new_session=True,  # a signal to the server's group is the server's to handle
         )  # fmt: skip
         assert proc.stdin is not None
         while proc.poll() is None:
