@@ -642,6 +642,9 @@ def main() -> None:
                 errors = {m: r["error"] for m, r in got.items() if "error" in r}
                 for m, e in errors.items():
                     print(f"[{key}] {m} failed: {e}")
+                if errors and key != "this" and not args.compare_build:
+                    print(f"[{key}] if that checkout cannot read this database's format, "
+                          "add --compare-build to build one with its own writer")  # fmt: skip
             print(table(cols, duck if case == "closed" else None))
             if case == "closed" and duck is not None:
                 print("(duckdb: 'cold' is its first run after connecting, in one process)")
