@@ -218,21 +218,28 @@ def child_query(path: str, mode: str, repeat: int) -> None:
     elif mode == "warm":
 
         def measure(key: str, fn: Callable[[], Any], times: int) -> Any:
-            first, value = _ms(fn)
-            runs = [_ms(fn)[0] for _ in range(times)]
+            try:
+                first, value = _ms(fn)
+                runs = [_ms(fn)[0] for _ in range(times)]
+            except Exception as exc:  # e.g. a query limit: report it, measure the rest
+                out[key] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+                return None
             out[key] = {"first_ms": first, "warm_ms": statistics.median(runs)}
             return value
 
         every = measure("stats_all", lambda: db.stats(), repeat)
-        out["check"] = {"100%": _counts(every)}
+        out["check"] = {} if every is None else {"100%": _counts(every)}
         for label, (since, until) in ranges.items():
             res = measure(f"range:{label}", lambda s=since, u=until: db.stats(since=s, until=u),
                           repeat)  # fmt: skip
-            out["check"][label] = _counts(res)
+            if res is not None:
+                out["check"][label] = _counts(res)
         exact = measure("exact", lambda: db.stats(ONE_PERCENT, exact=True), max(1, repeat // 2))
-        out["exact_result"] = _stats_summary(exact)
+        if exact is not None:
+            out["exact_result"] = _stats_summary(exact)
         calls = measure("slowest", lambda: db.slowest(ONE_PERCENT), repeat)
-        out["slowest_result"] = [int(c.duration) for c in calls]
+        if calls is not None:
+            out["slowest_result"] = [int(c.duration) for c in calls]
         measure("functions", lambda: db.functions(), repeat)
     else:
         raise ValueError(f"unknown mode {mode!r}")
@@ -640,6 +647,8 @@ def main() -> None:
             print(f"\n== {case} case ({what}) ==")
             for key, got in cols.items():
                 errors = {m: r["error"] for m, r in got.items() if "error" in r}
+                errors |= {f"warm {m}": r["error"] for m, r in got.get("warm", {}).items()
+                           if isinstance(r, dict) and "error" in r}  # fmt: skip
                 for m, e in errors.items():
                     print(f"[{key}] {m} failed: {e}")
                 if errors and key != "this" and not args.compare_build:
