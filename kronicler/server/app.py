@@ -24,7 +24,6 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from kronicler.db.database import SEGMENTS
 from kronicler.otel.receiver import TRACE_SERVICE_NAME, add_to_server
 from kronicler.proto.v1 import query_pb2 as pb
 from kronicler.proto.v1 import query_pb2_grpc as pb_grpc
@@ -117,6 +116,8 @@ class KroniclerServer:
         self.options = options or ServerOptions()
         self.options.check()
         opts = self.options
+        if opts.compact_every and db.readonly:
+            raise ValueError("compact_every needs a database opened for writing, not readonly")
         interceptors: list[grpc.ServerInterceptor] = [DecodeGuardInterceptor()]
         if opts.token:  # checked first: an unauthenticated call is refused before decoding
             interceptors.insert(0, TokenInterceptor(opts.token))
@@ -163,7 +164,7 @@ class KroniclerServer:
         self._services = names
         self.compaction: CompactionScheduler | None = None
         if opts.compact_every:
-            self.compaction = CompactionScheduler(db.path / SEGMENTS, opts.compact_every)
+            self.compaction = CompactionScheduler(db.path, opts.compact_every)
         if opts.tls_cert is not None and opts.tls_key is not None:
             creds = grpc.ssl_server_credentials(
                 [(Path(opts.tls_key).read_bytes(), Path(opts.tls_cert).read_bytes())]

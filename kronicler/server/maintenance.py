@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from kronicler.db import compaction
+from kronicler.db.database import SEGMENTS
 from kronicler.errors import MaintenanceBusyError
 
 log = logging.getLogger("kronicler.server.maintenance")
@@ -133,7 +134,7 @@ def main(argv: list[str]) -> int:
 
 
 class CompactionScheduler:
-    """Runs compaction of ``segments`` every ``every`` seconds in a background process.
+    """Runs compaction of the database at ``path`` every ``every`` seconds, in a background process.
 
     ``on_run`` (if given) is called with each :class:`CompactionRun`, in the scheduler's thread,
     besides the log line. ``small_rows``, ``group_rows`` and ``chunk_rows`` are passed to
@@ -142,7 +143,7 @@ class CompactionScheduler:
 
     def __init__(
         self,
-        segments: Path,
+        path: Path,
         every: float = DEFAULT_COMPACT_EVERY,
         *,
         small_rows: int = compaction.DEFAULT_SMALL_ROWS,
@@ -154,7 +155,7 @@ class CompactionScheduler:
         check_every(every)
         if every == 0:
             raise ValueError("every must be > 0 for a scheduler (0 means: do not schedule)")
-        self.segments = Path(segments)
+        self.segments = Path(path) / SEGMENTS
         self.every = float(every)
         self._options: dict[str, Any] = {"small_rows": small_rows, "group_rows": group_rows}
         if chunk_rows is not None:

@@ -27,7 +27,7 @@ import pytest
 
 from kronicler.db import Database, compaction
 from kronicler.db.lock import LOCK_FILE, MaintenanceLock
-from kronicler.server import Client, ServerOptions
+from kronicler.server import Client, KroniclerServer, ServerOptions
 from kronicler.server.maintenance import CompactionScheduler
 from tests.oracle.interfaces import CliApi, GrpcApi
 from tests.oracle.layouts import ROOT, segment_ids, write, writer_env
@@ -275,7 +275,7 @@ def test_stop_deletes_the_output_being_written_and_keeps_the_sources(
 def test_the_scheduler_runs_and_reports(db_copy: tuple[Path, Rows]) -> None:
     path, truth = db_copy
     runs: list[str] = []
-    scheduler = CompactionScheduler(path / "segments", 0.05,
+    scheduler = CompactionScheduler(path, 0.05,
                                     on_run=lambda r: runs.append(r.describe()))  # fmt: skip
     scheduler.start()
     deadline = time.monotonic() + 120
@@ -285,6 +285,12 @@ def test_the_scheduler_runs_and_reports(db_copy: tuple[Path, Rows]) -> None:
     scheduler.stop()
     assert runs[0].startswith("compaction merged"), runs
     assert as_set(stored(path)) == as_set(truth)
+
+
+def test_a_read_only_database_is_not_compacted(db_copy: tuple[Path, Rows]) -> None:
+    path, _ = db_copy
+    with Database.open(path, readonly=True) as db, pytest.raises(ValueError, match="readonly"):
+        KroniclerServer(db, ServerOptions(address="127.0.0.1:0", compact_every=1))
 
 
 @pytest.mark.parametrize("bad", [-1, float("nan"), float("inf"), "5", True])
