@@ -89,7 +89,6 @@ def _typed(fn: Any) -> Any:
 def build_parser() -> argparse.ArgumentParser:
     from kronicler import __version__
     from kronicler.query import DEFAULT_QUANTILES
-    from kronicler.server.maintenance import DEFAULT_COMPACT_EVERY
 
     parser = argparse.ArgumentParser(
         prog="kronicler", description="Find the functions that are sometimes slow."
@@ -132,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ingest-workers", type=int, default=DEFAULT_INGEST_WORKERS, metavar="N",
                    help="processes decoding and storing OTLP, off the query process "
                         f"(default: {DEFAULT_INGEST_WORKERS}; 0: in the server process)")  # fmt: skip
+    from kronicler.server.maintenance import DEFAULT_COMPACT_EVERY
+
     p.add_argument("--compact-every", type=float, default=DEFAULT_COMPACT_EVERY,
                    metavar="SECONDS",
                    help="merge small finished segments in the background this often (default: "
