@@ -159,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ingest-workers", type=int, default=DEFAULT_INGEST_WORKERS, metavar="N",
                    help="processes decoding and storing OTLP, off the query process "
                         f"(default: {DEFAULT_INGEST_WORKERS}; 0: in the server process)")  # fmt: skip
+    from kronicler.server.maintenance import DEFAULT_COMPACT_EVERY
+
+    p.add_argument("--compact-every", type=float, default=DEFAULT_COMPACT_EVERY,
+                   metavar="SECONDS",
+                   help="merge small finished segments in the background this often (default: "
+                        f"{DEFAULT_COMPACT_EVERY:g}; 0: never)")  # fmt: skip
     p.add_argument("--http", metavar="HOST:PORT", help="also serve the web dashboard there")
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="a host name the dashboard answers besides loopback names (repeatable)")  # fmt: skip
@@ -484,6 +490,7 @@ def serve(args: argparse.Namespace) -> int:
         otlp=not args.no_otlp,
         ingest_workers=args.ingest_workers,
         cors_origins=tuple(args.cors_origin),
+        compact_every=args.compact_every,
     )
     if not args.no_otlp:
         options = replace(options, otlp_http=args.otlp_http or default_otlp_http(options.address))
@@ -491,6 +498,7 @@ def serve(args: argparse.Namespace) -> int:
         return serve_frontend(args, options)
     options.check()
     _warn(exposure_warning(split_address(options.address)[0], options.token))
+    _print_log("kronicler.server.maintenance")
     db = Database.open(args.path)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -555,6 +563,18 @@ def serve_frontend(args: argparse.Namespace, options: Any) -> int:
     finally:
         frontend.close()
     return 0
+
+
+def _print_log(logger: str) -> None:
+    """Show ``logger``'s messages (what background work did) on stdout, beside serve's own."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("kronicler: %(message)s"))
+    target = logging.getLogger(logger)
+    target.addHandler(handler)
+    target.setLevel(logging.INFO)
+    target.propagate = False
 
 
 def default_otlp_http(grpc_address: str) -> str:

@@ -29,13 +29,18 @@ The rules that make it exclusive and exact (compaction and retention share them)
   gone (or is this process) is a leftover of a killed compaction: the next run deletes it.
 * **Age is kept.** Only segments whose newest rows are within ``group_span_ns`` (an hour by
   default) are merged together, so a merged segment does not keep old rows past their retention.
+* **Stopping.** A caller may pass ``stop`` (asked between groups, between the segments a rewrite
+  reads and between the pieces of 64Ki rows it writes): when it answers True, the output being
+  written is deleted unpublished and the groups merged so far stay merged. ``serve`` runs
+  compaction in the background this way (``kronicler/server/maintenance.py``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +59,24 @@ DEFAULT_SMALL_ROWS = 1 << 20
 DEFAULT_GROUP_ROWS = 1 << 22
 #: Segments are merged only with others whose newest row is at most this much newer or older.
 DEFAULT_GROUP_SPAN_NS = 3600 * 10**9
+
+
+#: Rows written to the output between two questions to ``stop``.
+_STEP_ROWS = 1 << 16
+
+
+@dataclass(frozen=True, slots=True)
+class Merge:
+    """One published compaction output.
+
+    Fields:
+        output: the new segment's id; sources: the ids of the segments it replaces;
+        rows: rows it holds.
+    """
+
+    output: str
+    sources: tuple[str, ...]
+    rows: int
 
 
 def _process_alive(pid: int | None) -> bool:
@@ -199,16 +222,23 @@ def _conflict(directory: Path, sources: set[str], output: str) -> str | None:
 
 
 def rewrite(
-    directory: Path, group: list[SegmentReader], chunk_rows: int | None = None
+    directory: Path,
+    group: list[SegmentReader],
+    chunk_rows: int | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> str | None:
     """Write the rows of ``group`` as one new segment and publish it; returns its id.
 
-    None (and nothing published) when a source is gone, or when the re-check before publishing
-    finds the group changed.
+    None (and nothing published) when a source is gone, when the re-check before publishing
+    finds the group changed, or when ``stop()`` answered True (the unpublished output deleted).
     """
     columns: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
     texts: dict[str, list[str]] = {k: [] for k in TEXT_COLUMNS}
     for reader in group:
+        if stop is not None and stop():
+            reader.close()
+            log.info("compaction stopped before merging %d segment(s)", len(group))
+            return None
         try:
             rows = _segment_rows(reader)
             for k in TEXT_COLUMNS:
@@ -227,9 +257,13 @@ def rewrite(
     writer = SegmentWriter(directory, replaces=tuple(r.id for r in group), **options)
     try:
         text_arrays = {k: np.array(texts[k], dtype=object) for k in TEXT_COLUMNS}
-        step = 1 << 16
-        for lo in range(0, len(order), step):
-            idx = order[lo : lo + step]
+        for lo in range(0, len(order), _STEP_ROWS):
+            if stop is not None and stop():
+                log.info("compaction stopped: output %s deleted unpublished", writer.id)
+                writer.abandon()
+                delete_segment(directory, writer.id)
+                return None
+            idx = order[lo : lo + _STEP_ROWS]
             text = {k: text_arrays[k][idx].tolist() for k in TEXT_COLUMNS}
             writer.add(SpanBatch(
                 text["name"], merged["start"][idx], merged["duration"][idx],
@@ -337,11 +371,14 @@ def compact(
     group_span_ns: int = DEFAULT_GROUP_SPAN_NS,
     chunk_rows: int | None = None,
     wait: float = 0.0,
+    stop: Callable[[], bool] | None = None,
+    report: Callable[[Merge], None] | None = None,
 ) -> int:
     """Merge small finished segments, holding the maintenance lock; returns how many were replaced.
 
     Raises MaintenanceBusyError when another compaction or retention still holds the lock after
-    ``wait`` seconds.
+    ``wait`` seconds. ``stop`` is asked between groups and pieces (see the module docstring);
+    ``report`` is told of every published output.
     """
     for what, value in (("small_rows", small_rows), ("group_rows", group_rows),
                         ("group_span_ns", group_span_ns)):  # fmt: skip
@@ -356,9 +393,14 @@ def compact(
             groups = plan(readers, own_segment, small_rows=small_rows, group_rows=group_rows,
                           group_span_ns=group_span_ns)  # fmt: skip
             for group in groups:
-                if rewrite(directory, group, chunk_rows) is None:
+                if stop is not None and stop():
+                    break
+                output = rewrite(directory, group, chunk_rows, stop)
+                if output is None:
                     continue
                 merged += len(group)
+                if report is not None:
+                    report(Merge(output, tuple(r.id for r in group), sum(map(rows_of, group))))
                 for r in group:
                     delete_tree(directory, r.id, readers)
             return merged

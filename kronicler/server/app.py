@@ -31,6 +31,7 @@ from kronicler.proto.v1 import query_pb2_grpc as pb_grpc
 from kronicler.server.auth import TokenInterceptor
 from kronicler.server.decoding import DecodeGuardInterceptor
 from kronicler.server.ingest import IngestPool, IngestServicer, LocalIngest
+from kronicler.server.maintenance import CompactionScheduler, check_every
 from kronicler.server.otlp_http import DEFAULT_MAX_BODY_BYTES, OTLPHTTPServer
 from kronicler.server.query_service import QueryServicer
 
@@ -61,6 +62,8 @@ class ServerOptions:
             own segment), off the query process's GIL; 0 does it in the server process.
         otlp_http: ``host:port`` for OTLP/HTTP (``POST /v1/traces``), or None for none.
         cors_origins: browser origins allowed to send OTLP/HTTP (``*`` for any).
+        compact_every: merge small finished segments in a background process every this many
+            seconds (:mod:`kronicler.server.maintenance`); 0 never does.
     """
 
     address: str = DEFAULT_ADDRESS
@@ -75,6 +78,7 @@ class ServerOptions:
     ingest_workers: int = 0
     otlp_http: str | None = None
     cors_origins: tuple[str, ...] = ()
+    compact_every: float = 0.0
 
     def check(self) -> None:
         split_address(self.address)
@@ -90,6 +94,7 @@ class ServerOptions:
                 raise ValueError(f"{label} must be >= 1, got {value}")
         if not isinstance(self.ingest_workers, int) or self.ingest_workers < 0:
             raise ValueError(f"ingest_workers must be >= 0, got {self.ingest_workers!r}")
+        check_every(self.compact_every)
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -112,10 +117,14 @@ class KroniclerServer:
         from kronicler.db import Database
 
         self.options = options or ServerOptions()
-        if not isinstance(db, Database):
-            self.options = replace(self.options, otlp=False, ingest_workers=0, otlp_http=None)
+        if not isinstance(db, Database):  # a frontend stores nothing: no ingest, no compaction
+            self.options = replace(
+                self.options, otlp=False, ingest_workers=0, otlp_http=None, compact_every=0
+            )
         self.options.check()
         opts = self.options
+        if opts.compact_every and isinstance(db, Database) and db.readonly:
+            raise ValueError("compact_every needs a database opened for writing, not readonly")
         interceptors: list[grpc.ServerInterceptor] = [DecodeGuardInterceptor()]
         if opts.token:  # checked first: an unauthenticated call is refused before decoding
             interceptors.insert(0, TokenInterceptor(opts.token))
@@ -160,6 +169,9 @@ class KroniclerServer:
             [*names, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME], self._server
         )
         self._services = names
+        self.compaction: CompactionScheduler | None = None
+        if opts.compact_every and isinstance(db, Database):
+            self.compaction = CompactionScheduler(db.path, opts.compact_every)
         if opts.tls_cert is not None and opts.tls_key is not None:
             creds = grpc.ssl_server_credentials(
                 [(Path(opts.tls_key).read_bytes(), Path(opts.tls_cert).read_bytes())]
@@ -186,12 +198,16 @@ class KroniclerServer:
             self.otlp_http.start()
         for name in ("", *self._services):
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.compaction is not None:
+            self.compaction.start()
         log.info("kronicler server listening on %s (tls=%s)", self.address, self.tls)
         return self
 
     def stop(self, grace: float | None = 1.0) -> None:
         """Report NOT_SERVING, finish in-flight calls for ``grace`` seconds, then stop."""
         self._health.enter_graceful_shutdown()
+        if self.compaction is not None:
+            self.compaction.stop()  # a run in progress deletes its unpublished output
         if self.otlp_http is not None:
             self.otlp_http.stop()
         self._server.stop(grace).wait()
