@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from kronicler.db import wal
+from kronicler.db import index, wal
 from kronicler.db.chunk import (
     ChunkSummary,
     decode_column,
@@ -111,6 +111,12 @@ class SegmentReader:
         self._reported: set[tuple[str, int]] = set()
         self._condemned: list[tuple[int, str]] = []
         self._view: SegmentView | None = None
+        # The segment index (see index.py): tried once, on the first refresh. ``_indexed``: the
+        # leading chunks it gave; ``_bad``: chunks found damaged, skipped by any later walk.
+        self._index_tried = False
+        self._indexed = 0
+        self.index_failures = 0
+        self._bad: dict[int, str] = {}
 
     @property
     def chunks(self) -> list[ChunkInfo]:
@@ -131,6 +137,8 @@ class SegmentReader:
         # The log first, then the chunks: see the module docstring.
         log_changed = self._read_log()
         changed = self._drop_condemned()
+        if not self._index_tried:
+            changed = self._read_index() or changed
         changed = self._read_meta() or changed
         changed = self._refresh_chunks() or changed
         if changed or log_changed:
@@ -173,9 +181,37 @@ class SegmentReader:
         self._log = wal.read_log(self.wal_path) if sig else wal.WalLog((), 0, 0)
         return True
 
-    def _read_meta(self) -> bool:
+    def _read_index(self) -> bool:
+        """Take the chunk directory, texts and roll-up from the segment's index, if it has one."""
+        self._index_tried = True
+        try:
+            idx = index.load(self.data_path.parent, self.id)
+            size = os.stat(self.data_path).st_size
+            if idx is not None and idx.end > size:
+                raise CorruptPageError(f"index of {self.id} covers {idx.end} bytes of {size}")
+        except (CorruptPageError, OSError) as exc:
+            self.index_failures += 1
+            self._report(("index", 0), "segment %s: index unusable, walking the segment: %s",
+                         self.id, str(exc))  # fmt: skip
+            return False
+        if idx is None or not idx.chunks:
+            return False
+        for kind, texts in (("name", idx.names), ("service", idx.services)):
+            d = self.dicts[kind]
+            for code, text in enumerate(texts):
+                d.define(code, text)
+        self._chunks = list(idx.chunks)
+        self._dict_pages = [(c.seq, *c.pages["dictionary"]) for c in idx.chunks]
+        self._rollup = idx.rollup
+        self._indexed = self._next_seq = len(idx.chunks)
+        self.rows_sealed, self._end = idx.rows, idx.end
+        if idx.closed:  # a closed segment's catalog no longer changes: no need to read it
+            self.closed, self.replaces, self.pid = True, idx.replaces, idx.pid
+        return True
+
+    def _read_meta(self, *, force: bool = False) -> bool:
         """Re-read the segment's catalog if it changed; True when its flags changed."""
-        if self.closed:
+        if self.closed and not force:
             return False  # a closed segment's catalog no longer changes
         try:
             meta_sig = os.stat(self.meta_path).st_mtime_ns
@@ -218,9 +254,12 @@ class SegmentReader:
             # A chunk the catalog lists is wholly written: no page of it may reach past its end.
             listed = self._meta_chunks.get(self._end)
             limit = size if listed is None else min(size, self._end + listed[0])
-            problem = "a page reaches past the end of the chunk"
+            problem = self._bad.get(self._next_seq, "a page reaches past the end of the chunk")
             try:
-                got = self._found(walk_chunk(fd, where, self._end, limit, self._next_seq))
+                if self._next_seq in self._bad:
+                    got = None  # found damaged by a query (it may pass its checksums)
+                else:
+                    got = self._found(walk_chunk(fd, where, self._end, limit, self._next_seq))
             except CorruptPageError as exc:
                 got, problem = None, str(exc)
             if got is None:
@@ -266,9 +305,8 @@ class SegmentReader:
         return True
 
     def _read_meta_now(self) -> None:
-        if not self.closed:
-            self._meta_sig = None
-            self._read_meta()
+        self._meta_sig = None
+        self._read_meta(force=True)
 
     def _report(self, key: tuple[str, int], msg: str, *args: object) -> None:
         if key not in self._reported:
@@ -392,9 +430,12 @@ class SegmentReader:
                 payload = verified_payload(raw, f"{self.data_path}@{offset}")[1]
                 items = decode_entries(payload).get("attributes", [])
             except CorruptPageError as exc:
-                # It passed its checksum when found: the file changed since. Its attribute
-                # texts read as "" (its rows stay: their names and durations are intact).
+                # Checked when found by a walk (the file changed since), or not yet checked (an
+                # indexed chunk): its texts read as "" for now; an indexed chunk is condemned,
+                # so the next refresh walks the segment and drops the rows that need them.
                 self._report(("attributes", seq), "segment %s: %s", self.id, str(exc))
+                if seq < self._indexed:
+                    self.condemn(seq, str(exc))
                 items = []
             for code, text in items:
                 attributes.define(code, text)
@@ -424,6 +465,9 @@ class SegmentReader:
             return False
         condemned = dict(self._condemned)
         self._condemned.clear()
+        if any(seq < self._indexed for seq in condemned):
+            self._rewalk(condemned)
+            return True
         keep: list[ChunkInfo] = []
         lost: list[ChunkInfo] = []
         for c in self._chunks:
@@ -445,6 +489,23 @@ class SegmentReader:
         self._chunks = keep  # their dictionary pages stay in _dict_pages: other rows use them
         self._rollup = Rollup().merged(summaries)
         return True
+
+    def _rewalk(self, condemned: dict[int, str]) -> None:
+        """Forget what the index gave and walk the whole segment, skipping the damaged chunks.
+
+        Damage in an indexed segment is found when a query first reads the page, not on open.
+        From then on the segment is read as an unindexed one: every page checked, the rows that
+        depend on a lost chunk's texts found and dropped (see the module docstring), so damage
+        costs exactly what it costs without an index. Rare, and once per damaged segment.
+        """
+        self._bad.update(condemned)
+        self._indexed = 0
+        self.dicts = {name: Dictionary() for name in TEXT_COLUMNS}
+        self._dict_pages, self._attr_chunks, self._attrs_eager = [], 0, False
+        self._chunks, self._rollup = [], Rollup()
+        self.rows_sealed = self._next_seq = self._end = 0
+        self._chunk_damage = Damage()
+        self._read_meta_now()  # the chunk list steps over damaged chunks
 
     # -- reading -------------------------------------------------------------------------------
     def tail_summary(self) -> ChunkSummary:
@@ -475,6 +536,8 @@ class SegmentReader:
         """The chunk's summary: of its kept rows when some were dropped, else its summary page."""
         if chunk.summary is not None:
             return chunk.summary
+        if "summary" in chunk.pages:  # from the index
+            return decode_summary(self.read_page(chunk, "summary"))
         # The summary page is the chunk's last page: it follows the dictionary page.
         offset, size = chunk.pages["dictionary"]
         pos = offset + size

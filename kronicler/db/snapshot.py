@@ -44,6 +44,9 @@ class ChunkInfo:
         keep: None, or the rows kept when some rows use dictionary entries that only a damaged
             chunk or log record defined (those rows are dropped and counted).
         summary: with ``keep``, the summary of the kept rows (the stored one covers all rows).
+        code_ends: None, or (rows stored ordered by function) the end row of each code's rows:
+            code ``codes[i]`` holds stored rows ``code_ends[i-1]:code_ends[i]`` (known from the
+            segment's index; see :meth:`rows_of`).
     """
 
     seq: int
@@ -58,10 +61,21 @@ class ChunkInfo:
     max_duration: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     keep: np.ndarray | None = None
     summary: ChunkSummary | None = None
+    code_ends: np.ndarray | None = None
 
     @property
     def kept_rows(self) -> int:
         return self.rows if self.keep is None else int(self.keep.size)
+
+    def rows_of(self, codes: np.ndarray) -> list[tuple[int, int]] | None:
+        """Stored row ranges ``[lo, hi)`` holding exactly the rows of ``codes`` (ascending, all
+        present in the chunk); None when the chunk's rows are not known to be ordered by function
+        or some of them were dropped (``keep``)."""
+        if self.code_ends is None or self.keep is not None:
+            return None
+        at = np.searchsorted(self.codes, codes)
+        ends = self.code_ends.tolist()
+        return [(ends[i - 1] if i else 0, ends[i]) for i in at.tolist()]
 
 
 @dataclass(frozen=True, slots=True)
