@@ -7,7 +7,9 @@ Every codec is a pipeline of cheap numpy transforms followed by zstandard:
 * ``shuffle``: transpose the bytes of a fixed-width array so that byte 0 of every value comes first,
   then byte 1, and so on; high bytes are mostly zero and compress to nothing (the Blosc idea);
 * ``table``: distinct values once, plus a small per-row index (trace ids shared by a trace's spans);
-* ``const``: one value for the whole page.
+* ``const``: one value for the whole page;
+* ``blocks``: the page cut into row blocks, each encoded on its own by one of the above, so that a
+  query wanting some rows decodes only the blocks that hold them (see :func:`encode_blocks`).
 
 Zstandard at a low level decodes at memory speed, so encoded pages cost little to read back.
 Decoding trusts nothing: bytes that do not decode (a page damaged in a way its checksum missed)
@@ -34,6 +36,8 @@ CODEC_NARROW: Final = 2
 CODEC_DELTA: Final = 3
 CODEC_TABLE: Final = 4
 CODEC_REF: Final = 5  # parent span ids as references to rows of the same page (see encode_parents)
+CODEC_BLOCKS: Final = 6  # row blocks, each encoded alone (see encode_blocks)
+_BLOCK_COUNT = struct.Struct("<I")
 
 _ZSTD_LEVEL = 3
 _WIDTHS = (1, 2, 4, 8)
@@ -178,6 +182,14 @@ def _check_count(data: bytes | memoryview, rows: int | None) -> None:
 def _decode(data: bytes | memoryview, dtype: np.dtype) -> np.ndarray:
     codec, flags, n = _HEAD.unpack_from(data, 0)
     body = memoryview(data)[_HEAD.size :]
+    if codec == CODEC_BLOCKS:
+        ends, spans = _block_table(data)
+        out = np.empty(n, dtype=dtype)
+        lo = 0
+        for (a, b), hi in zip(spans, ends.tolist(), strict=True):
+            out[lo:hi] = _decode(_block(body[a:b], hi - lo), dtype)
+            lo = hi
+        return out
     width = flags >> 4
     if codec == CODEC_CONST:
         (value,) = struct.unpack_from("<Q", body, 0)
@@ -209,6 +221,68 @@ def _decode(data: bytes | memoryview, dtype: np.dtype) -> np.ndarray:
     if dtype.kind == "i":
         return out.view(np.int64).astype(dtype, copy=False)
     return out.astype(dtype, copy=False)
+
+
+def encode_blocks(values: np.ndarray, codec: int, ends: np.ndarray) -> bytes:
+    """``values`` as row blocks ending at ``ends`` (ascending, the last = ``len(values)``), each
+    encoded alone with ``codec``; one block is just ``encode(values, codec)``.
+
+    Layout: the usual head, the block count, the end row and the byte length of each block (u32),
+    then the blocks. A block costs ~20 bytes of framing; blocks of a few thousand rows keep that
+    under 0.05 B/row while a query for one function decodes one or two of a page's ~16 blocks.
+    """
+    n = int(values.size)
+    if len(ends) <= 1:
+        return encode(values, codec)
+    bounds = [0, *ends.tolist()]
+    parts = [encode(values[lo:hi], codec) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    table = np.array([ends, [len(p) for p in parts]], dtype="<u4").tobytes()
+    head = _HEAD.pack(CODEC_BLOCKS, 0, n) + _BLOCK_COUNT.pack(len(parts))
+    return head + table + b"".join(parts)
+
+
+def _block_table(data: bytes | memoryview) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """(end rows, byte span of each block in the body) of a blocks page; checked."""
+    _, _, n = _HEAD.unpack_from(data, 0)
+    (count,) = _BLOCK_COUNT.unpack_from(data, _HEAD.size)
+    at = _HEAD.size + _BLOCK_COUNT.size
+    table = np.frombuffer(data, dtype="<u4", count=2 * count, offset=at).reshape(2, count)
+    ends, lengths = table[0].astype(np.int64), table[1].astype(np.int64)
+    start = at + 8 * count - _HEAD.size  # the blocks, relative to the body
+    offsets = start + np.r_[0, np.cumsum(lengths)]
+    if (count == 0 or ends[-1] != n or np.any(np.diff(np.r_[0, ends]) <= 0)
+            or offsets[-1] != len(data) - _HEAD.size):  # fmt: skip
+        raise CorruptPageError("block table of a column page does not add up")
+    return ends, list(zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True))
+
+
+def _block(part: memoryview, rows: int) -> memoryview:
+    """One block of a blocks page, checked: ``rows`` values, not itself cut into blocks."""
+    _check_count(part, rows)
+    if _HEAD.unpack_from(part, 0)[0] == CODEC_BLOCKS:
+        raise CorruptPageError("a block of a column page is cut into blocks again")
+    return part
+
+
+def decode_block(
+    data: bytes | memoryview, dtype: np.dtype, lo: int, hi: int, rows: int | None = None
+) -> np.ndarray:
+    """Rows ``lo:hi`` of a page, where ``[lo, hi)`` is one of its blocks: only that block is
+    decoded. A page not cut into blocks is decoded whole and sliced; a page whose blocks are
+    cut elsewhere raises CorruptPageError (as do bytes that do not decode)."""
+    try:
+        _check_count(data, rows)
+        codec = _HEAD.unpack_from(data, 0)[0]
+        if codec != CODEC_BLOCKS:
+            return _decode(data, dtype)[lo:hi].copy()
+        ends, spans = _block_table(data)
+        b = int(np.searchsorted(ends, hi))
+        if b >= ends.size or ends[b] != hi or (ends[b - 1] if b else 0) != lo:
+            raise CorruptPageError(f"column page has no block of rows {lo}:{hi}")
+        part = memoryview(data)[_HEAD.size :][spans[b][0] : spans[b][1]]
+        return _decode(_block(part, hi - lo), dtype)
+    except BAD_BYTES as exc:
+        raise CorruptPageError(f"column page does not decode: {exc}") from None
 
 
 def encode_parents(parents: np.ndarray, span_ids: np.ndarray) -> bytes:

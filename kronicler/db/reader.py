@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from kronicler.db import index, wal
+from kronicler.db import codec, index, wal
 from kronicler.db.chunk import (
     ChunkSummary,
     decode_column,
@@ -322,6 +322,7 @@ class SegmentReader:
         info = ChunkInfo(
             self._next_seq, self._end, chunk.length, head.rows, self.rows_sealed, head.min,
             head.max, chunk.pages, _frozen(cs.codes), _frozen(cs.max_duration),
+            code_ends=cs.code_ends if chunk.ordered else None,
         )  # fmt: skip
         return self._check_dependents(info, cs)
 
@@ -531,6 +532,12 @@ class SegmentReader:
         if column == "parent_span_id" and span_ids is None:
             span_ids = self.decode_stored(chunk, "span_id")
         return decode_column(column, self.read_page(chunk, column), span_ids, rows=chunk.rows)
+
+    def decode_block(self, chunk: ChunkInfo, column: str, lo: int, hi: int) -> np.ndarray:
+        """Stored rows ``lo:hi`` of one column, where ``[lo, hi)`` is a block of its page: only
+        that block is decoded (an ordered chunk's pages; see ``codec.encode_blocks``)."""
+        return codec.decode_block(self.read_page(chunk, column), COLUMNS[column], lo, hi,
+                                  rows=chunk.rows)  # fmt: skip
 
     def load_summary(self, chunk: ChunkInfo) -> ChunkSummary:
         """The chunk's summary: of its kept rows when some were dropped, else its summary page."""

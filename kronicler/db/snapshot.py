@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kronicler.db.chunk import ChunkSummary, summarize
+from kronicler.db.chunk import ChunkSummary, block_ends, summarize
 from kronicler.db.dictionary import Dictionary
 from kronicler.db.summary import Summary
 
@@ -62,6 +62,22 @@ class ChunkInfo:
     keep: np.ndarray | None = None
     summary: ChunkSummary | None = None
     code_ends: np.ndarray | None = None
+    blocks: np.ndarray | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.code_ends is not None:  # where its column pages are cut (chunk.block_ends)
+            object.__setattr__(self, "blocks", block_ends(self.code_ends))
+
+    def block_of(self, lo: int, hi: int) -> tuple[int, int]:
+        """The block ``[start, end)`` of this ordered chunk's pages that holds rows ``lo:hi``
+        (one function's run, or part of one: never two blocks)."""
+        assert self.blocks is not None
+        b = int(np.searchsorted(self.blocks, lo, side="right"))
+        start = int(self.blocks[b - 1]) if b else 0
+        end = int(self.blocks[b])
+        if hi > end:
+            raise ValueError(f"rows {lo}:{hi} span blocks of chunk {self.seq}")
+        return start, end
 
     @property
     def kept_rows(self) -> int:

@@ -161,7 +161,7 @@ class SegmentWriter:
         entries, marks = self._entries_of(chunk)
         summary = summarize(chunk)
         seq = len(self._chunks)
-        pages = encode_chunk(seq, chunk, entries, summary)
+        pages = encode_chunk(seq, chunk, entries, summary, ordered=True)
         data = b"".join(pages)
         append_all(self._fd, data, self._offset)
         self._in_chunks = marks
@@ -177,7 +177,7 @@ class SegmentWriter:
             seq, self._offset, len(data), rows, self.rows_sealed, lo, hi,
             {k: (int(o), len(p)) for k, o, p in zip(index.PAGE_KINDS, at, pages, strict=True)},
             summary.codes, summary.max_duration,
-            code_ends=np.cumsum([s.count for s in summary.summaries], dtype=np.int64),
+            code_ends=summary.code_ends,
         ))  # fmt: skip
         self._rollup = self._rollup.merged([summary])
         self._offset += len(data)
