@@ -114,7 +114,10 @@ def encode(idx: SegmentIndex) -> bytes:
         "codes": _flat([c.codes for c in idx.chunks], np.uint32),
         "max_duration": _flat([c.max_duration for c in idx.chunks], np.int64),
         "code_ends": _flat(
-            [c.code_ends if c.code_ends is not None else np.zeros(c.codes.size) for c in idx.chunks],
+            [
+                c.code_ends if c.code_ends is not None else np.zeros(c.codes.size)
+                for c in idx.chunks
+            ],
             np.uint32,
         ),
         "rollup_codes": np.array(rcodes, dtype=np.uint32),
@@ -205,7 +208,9 @@ def _chunks(
     # The chunks tile the file from 0 to ``end``, their rows number from 0 to ``rows``, and
     # their pages tile each chunk: a damaged index cannot point a read anywhere else.
     bounds = np.r_[0, np.cumsum(length)]
-    if (n and (not np.array_equal(offset, bounds[:-1]) or np.any(length <= 0))) or bounds[-1] != end:
+    if (n and (not np.array_equal(offset, bounds[:-1]) or np.any(length <= 0))) or bounds[
+        -1
+    ] != end:
         raise CorruptPageError(f"index of {segment}: chunks do not tile the segment")
     if not np.array_equal(first, np.r_[0, np.cumsum(count)][:-1]) or int(count.sum()) != rows:
         raise CorruptPageError(f"index of {segment}: chunk row counts do not add up")

@@ -1,8 +1,10 @@
 """The segment reader: what one segment holds, kept current by cheap incremental refreshes.
 
-A reader follows a segment that another thread or process may still be writing. ``refresh`` looks at
-the file sizes: new complete chunks are discovered by walking page headers from where the previous
-refresh stopped, and a changed log is re-read. (The segment file is self-describing, so the walk
+A reader follows a segment that another thread or process may still be writing. Its first refresh
+takes the chunk directory, the name and service texts and the roll-up from the segment's index
+(:mod:`kronicler.db.index`) when it has a usable one, reading no chunk page. After that, ``refresh``
+looks at the file sizes: new complete chunks (past the index) are discovered by walking page
+headers from where the previous refresh stopped, and a changed log is re-read. (The segment file is self-describing, so the walk
 needs no catalog.) A chunk that is only partly on disk (its writer is mid-write, or was killed)
 stops the walk; the next refresh tries again from the same place, so readers never see half a chunk.
 
@@ -12,8 +14,10 @@ in a chunk the walk then finds: a refresh never misses rows that sealing moved, 
 reader holds never decrease. Each refresh that changes anything produces a new immutable
 :class:`~kronicler.db.snapshot.SegmentView`; queries read views, never the reader's moving state.
 
-Damage stays local. Every page of a new chunk is checked when the chunk is first found (see
-:mod:`kronicler.db.chunk_walk`). A chunk that fails, but that the segment's ``.meta`` lists as
+Damage stays local. Every page of a walked chunk is checked when the chunk is first found (see
+:mod:`kronicler.db.chunk_walk`); a page of an indexed chunk when a query first reads it. A damaged
+page found that way condemns its chunk (below), and the reader then forgets the index and walks
+the whole segment once, so from there on the loss is exactly what a walk finds and counts. A chunk that fails, but that the segment's ``.meta`` lists as
 written, is skipped using the ``.meta`` offsets, and the walk goes on with the next chunk. Its rows
 are lost. Its dictionary entries survive if its dictionary page is intact; otherwise the rows that
 use texts only it defined are lost too (a writer defines a text in the first chunk or log record it

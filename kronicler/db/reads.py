@@ -238,7 +238,11 @@ class SegmentSet:
                 cols.clear()  # past the block the caller's names no longer reach the pages
 
     def run_rows(
-        self, seg: SegmentView, chunk: ChunkInfo, columns: Iterable[str], runs: list[tuple[int, int]]
+        self,
+        seg: SegmentView,
+        chunk: ChunkInfo,
+        columns: Iterable[str],
+        runs: list[tuple[int, int]],
     ) -> dict[str, np.ndarray]:
         """Copies of the stored rows in ``runs`` (from ``ChunkInfo.rows_of``) of the columns,
         decoding only the page blocks that hold them (parent ids: their whole page)."""
@@ -376,8 +380,11 @@ class SegmentSet:
                         if cover == 2:
                             take_page(seg, chunk)
                         else:
-                            runs = None if codes is None else chunk.rows_of(
-                                codes[np.isin(codes, chunk.codes)])
+                            runs = (
+                                None
+                                if codes is None
+                                else chunk.rows_of(_present(codes, chunk))
+                            )
                             if runs is not None:  # only the wanted functions' rows
                                 cols = self.run_rows(seg, chunk, _SUMMARY_COLUMNS, runs)
                                 rows = _select(cols, window.mask(cols["start"]))
@@ -435,7 +442,7 @@ class SegmentSet:
                     cover = window.covers(chunk.start_min, chunk.start_max)
                     if cover == 0 or not _has_codes(chunk, codes):
                         continue
-                    only = None if codes is None else codes[np.isin(codes, chunk.codes)]
+                    only = None if codes is None else _present(codes, chunk)
                     whole = cover == 2 and (only is None or chunk.codes.size == only.size)
                     runs = None if whole or only is None else chunk.rows_of(only)
                     if runs is not None:  # the functions' own rows: no name page, no mask
@@ -491,7 +498,7 @@ class SegmentSet:
                     continue
                 present = chunk.max_duration
                 if codes is not None:
-                    present = present[np.isin(chunk.codes, codes)]
+                    present = present[_found_at(codes, chunk.codes)]
                 if present.size:
                     candidates.append((int(present.max()), seg, chunk, codes))
         candidates.sort(key=lambda c: -c[0])
@@ -499,7 +506,7 @@ class SegmentSet:
             if len(best) >= k and bound < best[-1][0]:
                 break  # no row of this or any later chunk can enter the top k (a chunk whose
                 # bound equals the k-th may hold an earlier call of that duration: ties go to it)
-            runs = None if codes is None else chunk.rows_of(codes[np.isin(codes, chunk.codes)])
+            runs = None if codes is None else chunk.rows_of(_present(codes, chunk))
             if runs is not None:  # only the function's rows: no name page, no mask
                 part = self.run_rows(seg, chunk, ("start", "duration"), runs)
                 self._top_rows(seg, chunk, part, window, None, k, best, _run_rows(runs))
@@ -614,7 +621,21 @@ def _wanted_codes(seg: SegmentView, wanted: set[str] | None) -> np.ndarray | Non
 
 
 def _has_codes(chunk: ChunkInfo, codes: np.ndarray | None) -> bool:
-    return codes is None or bool(np.isin(codes, chunk.codes).any())
+    return codes is None or bool(_found_at(chunk.codes, codes).any())
+
+
+def _found_at(sorted_codes: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Which of ``codes`` (ascending) occur in ``sorted_codes`` (ascending): a merge by binary
+    search, several times cheaper than ``np.isin`` on the few codes of one chunk."""
+    if sorted_codes.size == 0:
+        return np.zeros(codes.size, dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_codes, codes), sorted_codes.size - 1)
+    return sorted_codes[at] == codes
+
+
+def _present(codes: np.ndarray, chunk: ChunkInfo) -> np.ndarray:
+    """The wanted ``codes`` the chunk holds."""
+    return codes[_found_at(chunk.codes, codes)]
 
 
 def _select(cols: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:

@@ -26,8 +26,8 @@ import pytest
 from kronicler.db import Database, index
 from kronicler.db.chunk import BLOCK_ROWS
 from kronicler.db.page import HEADER_SIZE
-from kronicler.db.reads import _PageKey
 from kronicler.db.reader import SegmentReader
+from kronicler.db.reads import _PageKey
 from kronicler.db.writer import INDEX_EVERY
 from tests.db.conftest import make_rows
 from tests.db.test_corruption import (
@@ -145,7 +145,7 @@ def test_indexed_answers_equal_brute_force_and_the_walk(tmp_path):
     live_rows = make_rows(INDEX_EVERY * cr + 3 * cr + 17, seed=3, functions=9, base=BASE + 10**10)
     first = {k: (v[: INDEX_EVERY * cr] if isinstance(v, (list, np.ndarray)) else v)
              for k, v in live_rows.items()}  # fmt: skip
-    rest = {k: (v[INDEX_EVERY * cr :] if isinstance(v, (list, np.ndarray)) else v)
+    rest: dict[str, Any] = {k: (v[INDEX_EVERY * cr :] if isinstance(v, (list, np.ndarray)) else v)
             for k, v in live_rows.items()}  # fmt: skip
     live = _write(tmp_path, first, cr, close=False)  # its commit saves an index
     live.append(**rest)
@@ -153,7 +153,9 @@ def test_indexed_answers_equal_brute_force_and_the_walk(tmp_path):
     try:
         ids = {p.stem for p in segdir.glob(f"*{index.SUFFIX}")}
         assert len(ids) == 2
-        live_id = next(i for i in ids if not json.loads((segdir / f"{i}.meta").read_bytes())["closed"])
+        live_id = next(
+            i for i in ids if not json.loads((segdir / f"{i}.meta").read_bytes())["closed"]
+        )
         live_reader = SegmentReader(segdir, live_id)
         live_reader.refresh()
         assert live_reader._indexed == INDEX_EVERY and len(live_reader.chunks) > INDEX_EVERY
@@ -184,7 +186,9 @@ def test_one_function_decodes_only_the_blocks_that_hold_it(tmp_path):
         for c in chunks:
             whole = _PageKey(reader.id, c.seq, "duration", none, none)
             assert whole not in pool  # never the whole page
-            lo, hi = c.rows_of(np.array([reader.dicts["name"].codes[fn]], np.uint32))[0]
+            runs = c.rows_of(np.array([reader.dicts["name"].codes[fn]], np.uint32))
+            assert runs is not None
+            lo, hi = runs[0]
             block = c.block_of(lo, hi)
             assert _PageKey(reader.id, c.seq, "duration", none, none, block) in pool
             assert block[1] - block[0] < c.rows
