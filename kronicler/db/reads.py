@@ -380,11 +380,7 @@ class SegmentSet:
                         if cover == 2:
                             take_page(seg, chunk)
                         else:
-                            runs = (
-                                None
-                                if codes is None
-                                else chunk.rows_of(_present(codes, chunk))
-                            )
+                            runs = None if codes is None else chunk.rows_of(_present(codes, chunk))
                             if runs is not None:  # only the wanted functions' rows
                                 cols = self.run_rows(seg, chunk, _SUMMARY_COLUMNS, runs)
                                 rows = _select(cols, window.mask(cols["start"]))
