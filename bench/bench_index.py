@@ -27,30 +27,36 @@ NAME = "service.module.function_18"  # Zipf rank 19 of 100: ~1.0% of the calls
 
 WRITE = """
 import sys, time, json
+from kronicler.db import Database  # first: bench_db puts its own checkout on sys.path
 sys.path.insert(0, sys.argv[3])
 import numpy as np
 from bench_db import workload, FUNCTIONS
-from kronicler.db import Database
 n, path = int(sys.argv[1]), sys.argv[2]
-data = workload(n)
-names = np.array(FUNCTIONS, dtype=object)[data["codes"]].tolist()
 db = Database.open(path)
+spent, piece, step = 0.0, 10_000_000, 10_000
+for p in range(0, n, piece):  # pieces of 10M rows bound the generator's memory
+    data = workload(min(piece, n - p), seed=42 + p)
+    data["start"] += p * 1000
+    names = np.array(FUNCTIONS, dtype=object)[data["codes"]].tolist()
+    t0 = time.perf_counter()
+    for i in range(0, len(names), step):
+        j = min(i + step, len(names))
+        while not db.append(names[i:j], data["start"][i:j], data["duration"][i:j],
+                            status=data["status"][i:j]):
+            db.flush()
+    spent += time.perf_counter() - t0
 t0 = time.perf_counter()
-step = 10_000
-for i in range(0, n, step):
-    j = min(i + step, n)
-    while not db.append(names[i:j], data["start"][i:j], data["duration"][i:j],
-                        status=data["status"][i:j]):
-        db.flush()
 db.close()
-print(json.dumps({"append_rows_per_s": n / (time.perf_counter() - t0)}))
+spent += time.perf_counter() - t0
+print(json.dumps({"append_rows_per_s": n / spent}))
 """
 
 READ = """
 import sys, time, json
+import kronicler
 from kronicler.db import Database
 path, name = sys.argv[1], sys.argv[2]
-out = {}
+out = {"code": kronicler.__file__}
 t0 = time.perf_counter()
 db = Database.open(path, readonly=True)
 st = db.stats()
@@ -74,8 +80,11 @@ print(json.dumps(out))
 
 def _run(root: Path, code: str, *args: str) -> dict[str, object]:
     env = dict(os.environ, PYTHONPATH=str(root))
-    out = subprocess.run([sys.executable, "-c", code, *args], env=env, check=True,
+    # cwd too: ``python -c`` puts the working directory first on sys.path
+    out = subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=root,
                          capture_output=True, text=True)  # fmt: skip
+    if out.returncode:
+        raise SystemExit(f"{root}: {out.stderr}")
     result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
@@ -106,6 +115,7 @@ def main() -> None:
         if (a["exact_count"], a["slowest"]) != (b["exact_count"], b["slowest"]):
             raise SystemExit(f"answers differ: {a} / {b}")
         print(f"rows: {args.rows:,}; function {NAME}: {a['exact_count']:,} calls")
+        print("code read:", ", ".join(f"{k} {reads[k][0]['code']}" for k in roots))
         print(f"{'':28}{'this':>14}{'baseline':>14}")
         for key in ("append_rows_per_s", "bytes_per_row"):
             print(f"{key:28}" + "".join(f"{written[k][key]:>14,.2f}" for k in roots))

@@ -41,7 +41,7 @@ import numpy as np
 from kronicler import budget
 from kronicler.db import compaction
 from kronicler.db.bufferpool import BufferPool
-from kronicler.db.chunk import ChunkSummary, summarize
+from kronicler.db.chunk import BLOCK_COLUMNS, ChunkSummary, summarize
 from kronicler.db.page_guard import PinnedPages
 from kronicler.db.reader import SegmentReader
 from kronicler.db.scan import FunctionSummary, Scan, TimeRange, merge_scans, top_k
@@ -245,10 +245,10 @@ class SegmentSet:
         runs: list[tuple[int, int]],
     ) -> dict[str, np.ndarray]:
         """Copies of the stored rows in ``runs`` (from ``ChunkInfo.rows_of``) of the columns,
-        decoding only the page blocks that hold them (parent ids: their whole page)."""
+        decoding only the page blocks that hold them (ids: their whole page, see BLOCK_COLUMNS)."""
         columns = list(columns)
         out: dict[str, list[np.ndarray]] = {c: [] for c in columns}
-        whole = [c for c in columns if c == "parent_span_id"]
+        whole = [c for c in columns if c not in BLOCK_COLUMNS]
         if whole:
             with self.chunk_columns(seg, chunk, whole) as (cols, _):
                 for c in whole:

@@ -8,6 +8,7 @@ exactly as the same segment read by a walk.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -17,18 +18,20 @@ import subprocess
 import sys
 import textwrap
 import time
+import zlib
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import pytest
 
-from kronicler.db import Database, index
+from kronicler.db import Database, index, zstd
 from kronicler.db.chunk import BLOCK_ROWS
 from kronicler.db.page import HEADER_SIZE
 from kronicler.db.reader import SegmentReader
 from kronicler.db.reads import _PageKey
 from kronicler.db.writer import INDEX_EVERY
+from kronicler.errors import CorruptPageError
 from tests.db.conftest import make_rows
 from tests.db.test_corruption import (
     BASE,
@@ -344,3 +347,28 @@ def test_writers_killed_mid_seal_leave_indexes_that_agree_with_the_walk(tmp_path
         counts = sum(c for c, *_ in answers[0][0].values())
         assert counts > 0 and answers[0][4] == 0
         assert json.dumps(answers[0][3])  # a time range exists
+
+
+def test_an_index_that_passes_its_checksum_but_lies_is_refused(tmp_path):
+    """Consistency checks behind the checksum: a wrong index can never point a read elsewhere."""
+    _write(tmp_path, make_rows(1200, seed=6, functions=4), 300)
+    (path,) = (tmp_path / "segments").glob(f"*{index.SUFFIX}")
+    seg = path.stem
+    idx = index.decode(path.read_bytes(), seg)
+    c0, c1 = idx.chunks[0], idx.chunks[1]
+    lies = {
+        "another segment": dataclasses.replace(idx, segment="x"),
+        "a gap": dataclasses.replace(
+            idx, chunks=(c0, dataclasses.replace(c1, offset=c1.offset + 1), *idx.chunks[2:])
+        ),  # fmt: skip
+        "rows": dataclasses.replace(idx, rows=idx.rows + 1),
+        "a code with no text": dataclasses.replace(idx, names=idx.names[:1]),
+        "end": dataclasses.replace(idx, end=idx.end - 1),
+    }
+    for lie in lies.values():
+        with pytest.raises(CorruptPageError):
+            index.decode(index.encode(lie), seg)
+    body = zstd.compressor(3).compress(os.urandom(500))
+    raw = index.HEADER.pack(index.MAGIC, index.VERSION, zlib.crc32(body), len(body)) + body
+    with pytest.raises(CorruptPageError):
+        index.decode(raw, seg)
