@@ -3,10 +3,11 @@
 A reader follows a segment that another thread or process may still be writing. Its first refresh
 takes the chunk directory, the name and service texts and the roll-up from the segment's index
 (:mod:`kronicler.db.index`) when it has a usable one, reading no chunk page. After that, ``refresh``
-looks at the file sizes: new complete chunks (past the index) are discovered by walking page
-headers from where the previous refresh stopped, and a changed log is re-read. (The segment file is self-describing, so the walk
-needs no catalog.) A chunk that is only partly on disk (its writer is mid-write, or was killed)
-stops the walk; the next refresh tries again from the same place, so readers never see half a chunk.
+looks at the file sizes: new complete chunks (past the index) are discovered by walking page headers
+from where the previous refresh stopped, and a changed log is re-read. (The segment file is
+self-describing, so the walk needs no catalog.) A chunk that is only partly on disk (its writer is
+mid-write, or was killed) stops the walk; the next refresh tries again from the same place, so
+readers never see half a chunk.
 
 Consistency. The log is read *before* the chunks are walked. A writer seals a chunk (and fsyncs it)
 before it rewrites the log without the chunk's rows, so every row of the log read is either in it or
@@ -16,22 +17,23 @@ reader holds never decrease. Each refresh that changes anything produces a new i
 
 Damage stays local. Every page of a walked chunk is checked when the chunk is first found (see
 :mod:`kronicler.db.chunk_walk`); a page of an indexed chunk when a query first reads it. A damaged
-page found that way condemns its chunk (below), and the reader then forgets the index and walks
-the whole segment once, so from there on the loss is exactly what a walk finds and counts. A chunk that fails, but that the segment's ``.meta`` lists as
-written, is skipped using the ``.meta`` offsets, and the walk goes on with the next chunk. Its rows
-are lost. Its dictionary entries survive if its dictionary page is intact; otherwise the rows that
-use texts only it defined are lost too (a writer defines a text in the first chunk or log record it
-writes after meeting the text, so only that unit and later ones can use it): they are found,
-dropped and counted (:class:`~kronicler.db.snapshot.Damage`), and each damage is logged once.
-Damaged log records are skipped the same way (see :func:`kronicler.db.wal.read_log`). A page that
-passes its checksum but fails to decode later is reported by the query that met it (``condemn``):
-the chunk is dropped from the next refresh on, and the query runs again without it.
+page found that way condemns its chunk (below), and the reader then forgets the index and walks the
+whole segment once, so from there on the loss is exactly what a walk finds and counts. A chunk that
+fails, but that the segment's ``.meta`` lists as written, is skipped using the ``.meta`` offsets,
+and the walk goes on with the next chunk. Its rows are lost. Its dictionary entries survive if its
+dictionary page is intact; otherwise the rows that use texts only it defined are lost too (a writer
+defines a text in the first chunk or log record it writes after meeting the text, so only that unit
+and later ones can use it): they are found, dropped and counted
+(:class:`~kronicler.db.snapshot.Damage`), and each damage is logged once. Damaged log records are
+skipped the same way (see :func:`kronicler.db.wal.read_log`). A page that passes its checksum but
+fails to decode later is reported by the query that met it (``condemn``): the chunk is dropped from
+the next refresh on, and the query runs again without it.
 
 Per chunk the reader keeps only a zone map (time range, functions present, their largest duration);
-column pages and full summaries are fetched through the bufferpool when a query needs them, so memory
-does not grow with the database. The only per-segment state that grows is the roll-up: one merged
-summary per function over all sealed chunks, which answers whole-history statistics without reading
-any page.
+column pages and full summaries are fetched through the bufferpool when a query needs them, so
+memory does not grow with the database. The only per-segment state that grows is the roll-up: one
+merged summary per function over all sealed chunks, which answers whole-history statistics without
+reading any page.
 """
 
 from __future__ import annotations
@@ -189,8 +191,11 @@ class SegmentReader:
         """Take the chunk directory, texts and roll-up from the segment's index, if it has one."""
         self._index_tried = True
         try:
-            idx = index.load(self.data_path.parent, self.id)
             size = os.stat(self.data_path).st_size
+        except FileNotFoundError:
+            return False  # deleted meanwhile (retention): nothing to read
+        try:
+            idx = index.load(self.data_path.parent, self.id)
             if idx is not None and idx.end > size:
                 raise CorruptPageError(f"index of {self.id} covers {idx.end} bytes of {size}")
         except (CorruptPageError, OSError) as exc:

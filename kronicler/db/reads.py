@@ -259,7 +259,10 @@ class SegmentSet:
                 for c in columns:
                     if c in whole:
                         continue
-                    key = _PageKey(seg.reader.id, chunk.seq, c, seg.reader, chunk, block)
+                    # a chunk of one block has a whole page: share its pool entry
+                    whole_page = block == (0, chunk.rows)
+                    key = _PageKey(seg.reader.id, chunk.seq, c, seg.reader, chunk,
+                                   None if whole_page else block)  # fmt: skip
                     try:
                         data = pins.pin(self.pool, key)
                     except CorruptPageError as exc:
