@@ -2,16 +2,23 @@
 
 Each process that writes gets its own segment, named by time, pid and a random tag, made of three
 files: ``<id>.kseg`` (chunks of pages, only ever appended), ``<id>.wal`` (rows not yet in a chunk)
-and ``<id>.meta`` (the chunk directory, replaced atomically). Because no two processes ever write the
+``<id>.meta`` (the chunk list, replaced atomically) and ``<id>.kidx`` (the segment index: chunk
+directory and roll-up, see :mod:`kronicler.db.index`). Because no two processes ever write the
 same file, gunicorn workers or a multiprocessing pool share one database directory without locking.
 
 The writer is driven by a single thread (the write queue's): ``add`` buffers rows, ``seal_full``
 writes every complete chunk, ``commit`` makes everything durable (fsync of the segment, then the
-catalog, then the log).
+catalog, then the log). Rows are sealed ordered by function, then start (``chunk.by_function``).
+
+The index is saved at ``close`` and, while the segment stays open, at a commit once the chunks
+sealed since the last save number at least ``max(INDEX_EVERY, indexed / 8)``: a save costs
+O(chunks), so this keeps its cost per chunk constant while a live segment's readers walk at most
+about an eighth of it. Saving it is best-effort (it is a shortcut; readers walk without it).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import time
@@ -19,16 +26,21 @@ from pathlib import Path
 
 import numpy as np
 
-from kronicler.db import wal
-from kronicler.db.chunk import encode_chunk, summarize
+from kronicler.db import index, wal
+from kronicler.db.chunk import by_function, encode_chunk, summarize
 from kronicler.db.dictionary import Dictionary
 from kronicler.db.fileio import append_all
 from kronicler.db.metadata import save_json
 from kronicler.db.page import CHUNK_ROWS
 from kronicler.db.schema import COLUMNS, SCHEMA_VERSION, SpanBatch
 from kronicler.db.site_batch import SiteBatch
+from kronicler.db.snapshot import ChunkInfo, Rollup
 
 TEXT_COLUMNS = ("name", "service", "attributes")
+#: Chunks sealed since the last index save that make a commit save it again (see above).
+INDEX_EVERY = 32
+
+log = logging.getLogger(__name__)
 
 
 def new_segment_id() -> str:
@@ -61,6 +73,9 @@ class SegmentWriter:
         self.rows_sealed = 0
         self._offset = 0
         self._chunks: list[list[int]] = []
+        self._infos: list[ChunkInfo] = []  # the chunk directory the index records
+        self._rollup = Rollup()
+        self._indexed = 0  # chunks the saved index covers
         self._meta_stale = True
         self.closed = False
         self.opened = time.monotonic()
@@ -142,9 +157,12 @@ class SegmentWriter:
         # Nothing changes until the chunk is wholly written: a failed write (disk full) is cut
         # off the file again, and the rows stay in the tail for the next attempt.
         columns = self._tail_columns()
-        chunk = {c: a[:rows] for c, a in columns.items()}
+        chunk = by_function({c: a[:rows] for c, a in columns.items()})
         entries, marks = self._entries_of(chunk)
-        data = encode_chunk(len(self._chunks), chunk, entries, summarize(chunk))
+        summary = summarize(chunk)
+        seq = len(self._chunks)
+        pages = encode_chunk(seq, chunk, entries, summary, ordered=True)
+        data = b"".join(pages)
         append_all(self._fd, data, self._offset)
         self._in_chunks = marks
         for c, a in columns.items():
@@ -152,8 +170,16 @@ class SegmentWriter:
         self.tail_rows -= rows
         self._tail_in_wal = max(0, self._tail_in_wal - rows)
         start = chunk["start"]
-        self._chunks.append([self._offset, len(data), rows, self.rows_sealed,
-                             int(start.min()), int(start.max())])  # fmt: skip
+        lo, hi = int(start.min()), int(start.max())
+        self._chunks.append([self._offset, len(data), rows, self.rows_sealed, lo, hi])
+        at = self._offset + np.r_[0, np.cumsum([len(p) for p in pages])[:-1]]
+        self._infos.append(ChunkInfo(
+            seq, self._offset, len(data), rows, self.rows_sealed, lo, hi,
+            {k: (int(o), len(p)) for k, o, p in zip(index.PAGE_KINDS, at, pages, strict=True)},
+            summary.codes, summary.max_duration,
+            code_ends=summary.code_ends,
+        ))  # fmt: skip
+        self._rollup = self._rollup.merged([summary])
         self._offset += len(data)
         self.rows_sealed += rows
         self._meta_stale = True
@@ -163,6 +189,8 @@ class SegmentWriter:
         if self._meta_stale:
             os.fsync(self._fd)
             self._save_meta()
+            if len(self._infos) - self._indexed >= max(INDEX_EVERY, self._indexed // 8):
+                self._save_index(closed=False)
             self._meta_stale = True  # until the log below is rewritten as well
             # Everything the tail refers to up to the last chunk is defined in it; the log
             # restarts with the tail and the entries defined since.
@@ -190,6 +218,21 @@ class SegmentWriter:
         })  # fmt: skip
         self._meta_stale = False
 
+    def _save_index(self, *, closed: bool) -> None:
+        """Save the index of every chunk sealed so far (after they are durable)."""
+        idx = index.SegmentIndex(
+            self.id, closed, self.replaces, os.getpid(), self._offset, self.rows_sealed,
+            tuple(self.dicts["name"].values[: self._in_chunks["name"]]),
+            tuple(self.dicts["service"].values[: self._in_chunks["service"]]),
+            tuple(self._infos), self._rollup,
+        )  # fmt: skip
+        try:
+            index.save(self.meta_path.parent, idx)
+        except OSError as exc:  # a full disk: readers walk the segment instead
+            log.warning("segment %s: index not saved: %s", self.id, exc)
+            return
+        self._indexed = len(self._infos)
+
     def close(self) -> None:
         """Seal the remaining rows into a last (short) chunk and retire the log."""
         if self.closed:
@@ -199,6 +242,7 @@ class SegmentWriter:
         if self._meta_stale:
             os.fsync(self._fd)
         self._save_meta(closed=True)
+        self._save_index(closed=True)
         self._wal.close(remove=True)
         os.close(self._fd)
         self.closed = True
