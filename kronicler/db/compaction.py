@@ -254,7 +254,7 @@ def rewrite(
 
 def delete_segment(directory: Path, segment: str) -> None:
     # The data file first: readers find segments by it, so the segment vanishes at once, whole.
-    for suffix in (".kseg", ".wal", ".meta"):
+    for suffix in (".kseg", ".wal", ".meta", ".roll"):
         (directory / f"{segment}{suffix}").unlink(missing_ok=True)
 
 
@@ -315,7 +315,7 @@ def _sweep_orphans(directory: Path) -> None:
     except FileNotFoundError:
         return
     data = {n[:-5] for n in names if n.endswith(".kseg")}
-    stems = {n.rsplit(".", 1)[0] for n in names if n.endswith((".meta", ".wal"))}
+    stems = {n.rsplit(".", 1)[0] for n in names if n.endswith((".meta", ".wal", ".roll"))}
     for stem in sorted(stems - data):
         if (directory / f"{stem}.kseg").exists():
             continue  # created since the listing

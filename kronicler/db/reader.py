@@ -32,6 +32,7 @@ any page.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 from collections.abc import Iterable
@@ -40,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from kronicler.db import wal
+from kronicler.db import rollup, wal
 from kronicler.db.chunk import (
     ChunkSummary,
     decode_column,
@@ -111,6 +112,7 @@ class SegmentReader:
         self._reported: set[tuple[str, int]] = set()
         self._condemned: list[tuple[int, str]] = []
         self._view: SegmentView | None = None
+        self.rollups = rollup.RollupIndex(rollup.path_of(directory, segment_id))
 
     @property
     def chunks(self) -> list[ChunkInfo]:
@@ -133,6 +135,7 @@ class SegmentReader:
         changed = self._drop_condemned()
         changed = self._read_meta() or changed
         changed = self._refresh_chunks() or changed
+        self.rollups.refresh(final=self.closed)  # records are facts about chunks: no new view
         if changed or log_changed:
             self._build_tail()
             self.version += 1
@@ -485,7 +488,13 @@ class SegmentReader:
         raw = os.pread(fd, header.size, pos)
         return decode_summary(verified_payload(raw, f"{self.data_path}@{pos}")[1])
 
+    def chunk(self, seq: int) -> ChunkInfo | None:
+        """The readable chunk numbered ``seq``, if there is one."""
+        i = bisect.bisect_left(self._chunks, seq, key=lambda c: c.seq)
+        return self._chunks[i] if i < len(self._chunks) and self._chunks[i].seq == seq else None
+
     def close(self) -> None:
+        self.rollups.close()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

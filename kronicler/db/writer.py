@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kronicler.db import wal
+from kronicler.db import rollup, wal
 from kronicler.db.chunk import encode_chunk, summarize
 from kronicler.db.dictionary import Dictionary
 from kronicler.db.fileio import append_all
@@ -68,6 +68,7 @@ class SegmentWriter:
         self._save_meta()
         self._fd = os.open(self.data_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._wal = wal.WalWriter(directory / f"{self.id}.wal")
+        self._rollup = rollup.RollupWriter(rollup.path_of(directory, self.id))
 
     def add(self, batch: SpanBatch | SiteBatch) -> None:
         """Buffer ``batch``'s rows; text is dictionary-coded here (per site for a SiteBatch)."""
@@ -144,7 +145,8 @@ class SegmentWriter:
         columns = self._tail_columns()
         chunk = {c: a[:rows] for c, a in columns.items()}
         entries, marks = self._entries_of(chunk)
-        data = encode_chunk(len(self._chunks), chunk, entries, summarize(chunk))
+        seq, summary = len(self._chunks), summarize(chunk)
+        data = encode_chunk(seq, chunk, entries, summary)
         append_all(self._fd, data, self._offset)
         self._in_chunks = marks
         for c, a in columns.items():
@@ -157,6 +159,7 @@ class SegmentWriter:
         self._offset += len(data)
         self.rows_sealed += rows
         self._meta_stale = True
+        self._rollup.add(seq, summary)
 
     def commit(self) -> None:
         """Make every added row durable: sealed chunks, then the catalog, then the log."""
@@ -198,6 +201,7 @@ class SegmentWriter:
             self._seal(self.tail_rows)
         if self._meta_stale:
             os.fsync(self._fd)
+        self._rollup.close()  # before the catalog says closed: readers then take the file as final
         self._save_meta(closed=True)
         self._wal.close(remove=True)
         os.close(self._fd)
@@ -215,6 +219,7 @@ class SegmentWriter:
     def abandon(self) -> None:
         """Drop file descriptors without writing (a forked child must not touch its parent's files)."""
         self._wal.abandon()
+        self._rollup.abandon()
         try:
             os.close(self._fd)
         except OSError:
