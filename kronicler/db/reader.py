@@ -27,7 +27,8 @@ Per chunk the reader keeps only a zone map (time range, functions present, their
 column pages and full summaries are fetched through the bufferpool when a query needs them, so memory
 does not grow with the database. The only per-segment state that grows is the roll-up: one merged
 summary per function over all sealed chunks, which answers whole-history statistics without reading
-any page.
+any page, and the offsets of the records in the segment's roll-up file (:mod:`kronicler.db.rollup`),
+whose summaries are read through the bufferpool when a time range needs them.
 """
 
 from __future__ import annotations
@@ -478,6 +479,10 @@ class SegmentReader:
         """The chunk's summary: of its kept rows when some were dropped, else its summary page."""
         if chunk.summary is not None:
             return chunk.summary
+        return decode_summary(self.summary_page(chunk))
+
+    def summary_page(self, chunk: ChunkInfo) -> memoryview:
+        """The verified payload of the chunk's stored summary page (all of its rows)."""
         # The summary page is the chunk's last page: it follows the dictionary page.
         offset, size = chunk.pages["dictionary"]
         pos = offset + size
@@ -486,7 +491,7 @@ class SegmentReader:
         if header is None or header.column != SUMMARY_PAGE:
             raise CorruptPageError(f"no summary page at {self.data_path}@{pos}")
         raw = os.pread(fd, header.size, pos)
-        return decode_summary(verified_payload(raw, f"{self.data_path}@{pos}")[1])
+        return verified_payload(raw, f"{self.data_path}@{pos}")[1]
 
     def chunk(self, seq: int) -> ChunkInfo | None:
         """The readable chunk numbered ``seq``, if there is one."""

@@ -4,14 +4,15 @@ A query first takes a :class:`~kronicler.db.snapshot.Snapshot`: one refresh of t
 (a few ``stat`` calls when nothing changed) fixes, per segment, the chunk list, the tail rows and the
 dictionaries; every read of the query then goes through that snapshot, so a chunk sealed while the
 query runs is neither counted twice nor missed, and text codes always resolve. The query works from
-roll-ups, zone maps and per-chunk summaries, decoding column pages only where a time range cuts a
-chunk or raw rows are asked for. Decoded pages and chunk summaries are cached in one byte-bounded
-bufferpool. Segments a compaction has replaced, or is still writing, are left out. Each query
+roll-ups (:mod:`kronicler.db.rollup`: a time range merges the summaries of O(log n) runs of
+chunks), zone maps and per-chunk summaries, decoding column pages only where a time range cuts a
+chunk or raw rows are asked for. Decoded pages, chunk summaries and roll-up blocks are cached in
+one byte-bounded bufferpool. Segments a compaction has replaced, or is still writing, are left out. Each query
 method takes ``snapshot=`` to read a given snapshot; a pinned one (``pin``/``unpin``) keeps its
 segments readable between calls, which is what :mod:`kronicler.db.view` builds on.
 
-A query uses a page's data only while it holds the page's pin (``chunk_columns`` and
-``chunk_summary`` are context managers); what it keeps afterwards is its own copy. Where copying
+A query uses a page's data only while it holds the page's pin (``chunk_columns`` is a context
+manager, summary blocks are pinned as they are taken); what it keeps afterwards is its own copy. Where copying
 would cost (a scan's whole chunks, the summaries of a long time range) it keeps the pins instead,
 up to half the pool, then copies or merges what it has and lets them go. So the pool's
 budget counts every page a query holds, and no page in use is evicted as if it were free.
@@ -201,7 +202,7 @@ class SegmentSet:
             return self._load_node(key)
         reader, chunk = key.reader, key.chunk
         if key.column == "block":
-            return Block.of(reader.load_summary(chunk))
+            return Block.from_page(reader.summary_page(chunk))
         if key.column != "parent_span_id":
             return reader.decode_stored(chunk, key.column)
         # Parent ids are stored as rows of the page's span ids: decode them while pinned.

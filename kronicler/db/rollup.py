@@ -52,7 +52,12 @@ from typing import Final
 
 import numpy as np
 
-from kronicler.db.chunk import ChunkSummary, decode_summary, encode_summary
+from kronicler.db.chunk import (
+    ChunkSummary,
+    decode_summary,
+    decode_summary_columns,
+    encode_summary,
+)
 from kronicler.db.fileio import append_all
 from kronicler.db.page import HEADER_SIZE, build_page, parse_header, verified_payload
 from kronicler.db.scan import FunctionSummary, TimeRange
@@ -139,6 +144,19 @@ class Block:
             keys=np.concatenate([s.keys for _, s, _ in items] or [np.zeros(0, np.int32)]),
             counts=np.concatenate([s.counts for _, s, _ in items] or [np.zeros(0, np.int64)]),
         )
+
+    @classmethod
+    def from_page(cls, payload: bytes | memoryview) -> Block:
+        """The block of a stored summary page, decoded straight into columns."""
+        (codes, errors, first, last), c = decode_summary_columns(payload)
+        if not bool((c.count > 0).all()):  # never written so; take the general road
+            return cls.of(decode_summary(payload))
+        return cls._frozen(
+            codes=codes.astype(np.int64), count=c.count, zero_count=c.zero_count,
+            errors=errors.astype(np.int64), min=c.min, max=c.max,
+            first_start=first.astype(np.int64), last_start=last.astype(np.int64), sum=c.sum,
+            m2=c.m2, bounds=c.bounds, keys=c.keys, counts=c.counts,
+        )  # fmt: skip
 
     @classmethod
     def _frozen(cls, **arrays: np.ndarray) -> Block:
@@ -306,11 +324,6 @@ class ChunkTree:
         clean = np.fromiter((c.keep is None for c in chunks), bool, n)
         self._dirty = np.concatenate(([0], np.cumsum(~clean)))
         self.top = top_level(int(self.seqs[-1]), fanout) if n else 0
-
-    def position(self, seq: int) -> int | None:
-        """Where chunk number ``seq`` sits in the view's chunk list (None: not present)."""
-        i = int(np.searchsorted(self.seqs, seq))
-        return i if i < self.seqs.size and int(self.seqs[i]) == seq else None
 
     def plan(self, window: TimeRange) -> Plan:
         out = Plan([], [], [])
@@ -512,7 +525,7 @@ class RollupIndex:
         try:
             raw = os.pread(self._fd, size, offset)
             _, payload = verified_payload(raw, f"{self.path}@{offset}")
-            return Block.of(decode_summary(payload))
+            return Block.from_page(payload)
         except (CorruptPageError, OSError) as exc:
             log.warning("roll-up record of chunks %d-%d unreadable, rebuilt: %s",
                         node.first, node.last, exc)  # fmt: skip
