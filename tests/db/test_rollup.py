@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -238,7 +242,7 @@ def test_a_range_reads_a_few_blocks_not_every_chunk(tmp_path: Path) -> None:
 )
 def test_merged_blocks_equal_merge_all(sizes: list[int], seed: int) -> None:
     rng = np.random.default_rng(seed)
-    chunks = []
+    chunks: list[dict[str, np.ndarray]] = []
     for n in sizes:
         chunks.append({
             "name": rng.integers(0, 5, n).astype(np.uint32),
@@ -251,9 +255,7 @@ def test_merged_blocks_equal_merge_all(sizes: list[int], seed: int) -> None:
     for i, g in enumerate(merged.codes.tolist()):
         code = int(np.flatnonzero(lookup == g)[0])
         sel = [c for c in chunks if (c["name"] == code).any()]
-        want = Summary.merge_all(
-            Summary.from_values(c["duration"][c["name"] == code]) for c in sel
-        )
+        want = Summary.merge_all(Summary.from_values(c["duration"][c["name"] == code]) for c in sel)
         got = merged.summary(i)
         assert (got.count, got.zero_count, got.min, got.max, got.sum) == (
             want.count, want.zero_count, want.min, want.max, want.sum)  # fmt: skip
@@ -312,3 +314,64 @@ def test_a_plan_stands_for_exactly_the_chunks_in_range(
         covered += plan.whole + plan.cut
         want = [p for p, c in enumerate(chunks) if window.covers(c.start_min, c.start_max)]
         assert sorted(covered) == want  # each chunk once, and only those the window touches
+
+
+# -- a writer killed at any moment ------------------------------------------------------------
+
+KILLED_WRITER = """
+import sys, numpy as np
+from kronicler.db import Database
+path, lane = sys.argv[1], int(sys.argv[2])
+db = Database.open(path, chunk_rows=16, flush_interval=0.01)
+i = 0
+while True:
+    rows = np.arange(i, i + 50)
+    db.append([f"f{r % 3}" for r in rows.tolist()], rows * 1000 + lane, (rows * 7919) % 100_000 + 1)
+    i += 50
+    if i % 200 == 0:
+        db.flush()
+        print(i, flush=True)
+"""
+
+
+def _killed_rows(lane: int, n: int) -> dict[str, np.ndarray]:
+    rows = np.arange(n)
+    return {"name": np.array([f"f{r % 3}" for r in rows.tolist()]),
+            "start": rows * 1000 + lane, "duration": (rows * 7919) % 100_000 + 1}  # fmt: skip
+
+
+def test_writers_killed_mid_seal_leave_roll_ups_that_agree(tmp_path: Path) -> None:
+    """SIGKILL lands anywhere: between a chunk and its roll-up record, in the middle of a record.
+    Whatever survives, every range answers exactly what the surviving rows hold."""
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    rng = np.random.default_rng(1)
+    for lane in range(3):
+        proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(tmp_path), str(lane)],
+                                stdout=subprocess.PIPE, text=True, env=env)  # fmt: skip
+        assert proc.stdout is not None
+        for _ in range(int(rng.integers(3, 12))):
+            proc.stdout.readline()  # wait until that much is flushed
+        time.sleep(float(rng.uniform(0, 0.2)))
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    assert _roll_files(tmp_path)
+    with Database.open(tmp_path, readonly=True) as db:
+        starts = np.sort(db.scan(["start"]).columns["start"])
+        kept = np.bincount(starts % 1000, minlength=3)  # rows per lane: a prefix of each
+        truth = [_killed_rows(lane, int(n)) for lane, n in enumerate(kept.tolist())]
+        every = {c: np.concatenate([t[c] for t in truth]) for c in ("name", "start", "duration")}
+        assert np.array_equal(np.sort(every["start"]), starts)
+        top = int(every["start"].max())
+        for since, until in [(None, None), (0, top + 1), (777, top // 2), (top // 3, None),
+                             (5000, 5001), (123_457, 98_765_433)]:  # fmt: skip
+            got = db.summaries(since=since, until=until)
+            sel = (every["start"] >= (since or 0)) & (every["start"] < (until or top + 1))
+            for name in ("f0", "f1", "f2"):
+                want = every["duration"][sel & (every["name"] == name)]
+                if not want.size:
+                    assert name not in got
+                    continue
+                s = got[name].summary
+                assert (s.count, s.min, s.max, s.sum) == (want.size, want.min(), want.max(),
+                                                          float(want.sum()))  # fmt: skip
