@@ -83,7 +83,8 @@ def main() -> None:
     roll = sum(f.stat().st_size for f in args.path.rglob("*.roll"))
     print(f"on disk: {dir_bytes(args.path) / args.rows:.3f} B/row, of which roll-ups "
           f"{roll / args.rows:.4f} B/row")  # fmt: skip
-    start = data["start"]
+    start, codes = data["start"], data["codes"]
+    del data  # the rest of the workload is not needed past the write (GBs at 100M rows)
     lo, hi = int(start.min()), int(start.max()) + 1
     trees = {"this": HERE, "baseline": args.baseline}
     print(f"{'range':>7} {'tree':>9} {'open ms':>8} {'cold ms':>8} {'warm ms':>8}")
@@ -92,7 +93,7 @@ def main() -> None:
         since = lo + (hi - lo - width) // 2
         until = since + width
         sel = (start >= since) & (start < until)
-        want = np.bincount(data["codes"][sel], minlength=len(FUNCTIONS))
+        want = np.bincount(codes[sel], minlength=len(FUNCTIONS))
         answers = {}
         for label, tree in trees.items():
             r = run(tree, args.path, since, until, args.repeat)

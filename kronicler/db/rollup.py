@@ -108,11 +108,13 @@ class Block:
     bounds: np.ndarray
     keys: np.ndarray
     counts: np.ndarray
+    owner: np.ndarray  # per bucket, its row (int32): merges index by it without np.repeat
+    key_range: tuple[int, int]  # smallest and largest key (0, -1 when there are none)
 
     @property
     def nbytes(self) -> int:
         """What the block costs a bufferpool."""
-        return 128 + sum(getattr(self, f).nbytes for f in self.__slots__)
+        return 128 + sum(getattr(self, f).nbytes for f in self.__slots__ if f != "key_range")
 
     def __len__(self) -> int:
         return int(self.codes.size)
@@ -160,9 +162,12 @@ class Block:
 
     @classmethod
     def _frozen(cls, **arrays: np.ndarray) -> Block:
+        keys, bounds = arrays["keys"], arrays["bounds"]
+        arrays["owner"] = np.repeat(np.arange(bounds.size - 1, dtype=np.int32), np.diff(bounds))
         for a in arrays.values():
             a.flags.writeable = False
-        return cls(**arrays)
+        key_range = (int(keys.min()), int(keys.max())) if keys.size else (0, -1)
+        return cls(**arrays, key_range=key_range)
 
     def summary(self, i: int) -> Summary:
         """Row ``i`` as a Summary (sharing this block's read-only bucket arrays)."""
@@ -199,20 +204,20 @@ def merge(pieces: Sequence[tuple[np.ndarray | None, Block]]) -> Block:
     def cat(name: str) -> np.ndarray:
         return np.concatenate([getattr(b, name) for _, b in parts])
 
-    lens = np.concatenate([np.diff(b.bounds) for _, b in parts])
-    keys, bucket_counts = cat("keys"), cat("counts")
     keep = g_all >= 0
     scalars = {f: cat(f) for f in ("count", "zero_count", "errors", "min", "max", "first_start",
                                    "last_start", "sum", "m2")}  # fmt: skip
-    if not bool(keep.all()):
-        in_bucket = np.repeat(keep, lens)
-        keys, bucket_counts = keys[in_bucket], bucket_counts[in_bucket]
-        scalars = {f: a[keep] for f, a in scalars.items()}
-        lens, g_all = lens[keep], g_all[keep]
-    if not g_all.size:
-        return _EMPTY
-    groups, inv = np.unique(g_all, return_inverse=True)
+    groups, inv_all = np.unique(g_all[keep], return_inverse=True)
     m = int(groups.size)
+    if not m:
+        return _EMPTY
+    # Each entry's group, functions left out going to a spare group ``m`` that is dropped.
+    row_group = np.full(g_all.size, m, np.int64)
+    row_group[keep] = inv_all
+    buckets = _merge_buckets(parts, row_group, m)
+    if not bool(keep.all()):
+        scalars = {f: a[keep] for f, a in scalars.items()}
+    inv = inv_all
     count = _add_ints(inv, scalars["count"], m)
     total = np.bincount(inv, scalars["sum"], m)
     mean = total / count
@@ -226,7 +231,7 @@ def merge(pieces: Sequence[tuple[np.ndarray | None, Block]]) -> Block:
     np.maximum.at(hi, inv, scalars["max"])
     np.minimum.at(first, inv, scalars["first_start"])
     np.maximum.at(last, inv, scalars["last_start"])
-    out_keys, out_counts, bounds = _merge_buckets(np.repeat(inv, lens), keys, bucket_counts, m)
+    out_keys, out_counts, bounds = buckets
     return Block._frozen(
         codes=groups.astype(np.int64), count=count,
         zero_count=_add_ints(inv, scalars["zero_count"], m),
@@ -245,30 +250,33 @@ def _add_ints(groups: np.ndarray, values: np.ndarray, m: int) -> np.ndarray:
 
 
 def _merge_buckets(
-    owner: np.ndarray, keys: np.ndarray, counts: np.ndarray, m: int
+    parts: Sequence[tuple[np.ndarray | None, Block]], row_group: np.ndarray, m: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Add bucket counts per (group, key): keys ascending per group, and the CSR bounds."""
-    if not keys.size:
+    """Bucket counts added per (group, key) over every block's rows (``row_group``: the group of
+    each row of the blocks in turn; ``m`` is the spare group of rows left out): keys ascending
+    per group, and the CSR bounds. One dense int64 table indexed ``group * span + key``, added
+    into block by block: no concatenated copies of the buckets."""
+    ranges = [b.key_range for _, b in parts if b.keys.size]
+    if not ranges:
         return np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(m + 1, np.int64)
-    kmin = int(keys.min())
-    span = int(keys.max()) - kmin + 1
-    combined = owner.astype(np.int64) * span + (keys.astype(np.int64) - kmin)
-    if m * span <= max(1 << 22, 4 * keys.size):  # a dense table is cheaper than sorting
-        if int(counts.sum()) < _EXACT_FLOAT:
-            dense = np.rint(np.bincount(combined, counts.astype(np.float64), m * span))
-        else:
-            dense = np.zeros(m * span, np.int64)
-            np.add.at(dense, combined, counts)
-        pairs = np.flatnonzero(dense)
-        pair_counts = dense[pairs].astype(np.int64)
-    else:
-        pairs, inv = np.unique(combined, return_inverse=True)
-        pair_counts = np.zeros(pairs.size, np.int64)
-        np.add.at(pair_counts, inv, counts)
+    kmin = min(r[0] for r in ranges)
+    span = max(r[1] for r in ranges) - kmin + 1
+    table = np.zeros((m + 1) * span, np.int64)
+    offset = 0
+    for _, b in parts:
+        rows = row_group[offset : offset + len(b)]
+        offset += len(b)
+        if b.keys.size:
+            index = rows[b.owner] * span
+            index += b.keys
+            index -= kmin
+            np.add.at(table, index, b.counts)
+    table = table[: m * span]  # the spare group's counts go
+    pairs = np.flatnonzero(table)
     group = pairs // span
     out_keys = (pairs - group * span + kmin).astype(np.int32)
     bounds = np.searchsorted(group, np.arange(m + 1)).astype(np.int64)
-    return out_keys, pair_counts, bounds
+    return out_keys, table[pairs], bounds
 
 
 def _empty() -> Block:
