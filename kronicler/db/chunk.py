@@ -8,8 +8,10 @@ touch the column pages; only chunks cut by a time range are decoded.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
 from struct import Struct
+from typing import TypeVar
 
 import numpy as np
 
@@ -17,10 +19,16 @@ from kronicler.db import codec, zstd
 from kronicler.db.page import DICT_PAGE, ORDERED_BY_FUNCTION, SUMMARY_PAGE, build_page
 from kronicler.db.schema import COLUMN_IDS, COLUMNS, STATUS_ERROR
 from kronicler.db.summary import Summary, summarize_groups
-from kronicler.db.summary_codec import decode_summaries, encode_summaries
+from kronicler.db.summary_codec import (
+    SummaryColumns,
+    decode_columns,
+    decode_summaries,
+    encode_summaries,
+)
 from kronicler.errors import CorruptPageError, SchemaVersionError
 
 _SUMMARY_HEAD = Struct("<IIIII")  # entries, then byte lengths of codes, errors, first, last
+S = TypeVar("S", bound=Sized)
 #: Rows a column page block of an ordered chunk holds at least (but the last): see block_ends.
 BLOCK_ROWS = 4096
 #: Columns whose pages an ordered chunk cuts into blocks: what one function's queries read in
@@ -94,7 +102,21 @@ def decode_summary(data: bytes | memoryview) -> ChunkSummary:
         raise CorruptPageError(f"summary page does not decode: {exc}") from None
 
 
+def decode_summary_columns(data: bytes | memoryview) -> tuple[list[np.ndarray], SummaryColumns]:
+    """A summary page as columns: ``[codes, errors, first_start, last_start]`` and the
+    summaries' columns (no Summary objects built); bad bytes raise CorruptPageError."""
+    try:
+        return _decode_parts(memoryview(data), decode_columns)
+    except (*codec.BAD_BYTES, SchemaVersionError) as exc:
+        raise CorruptPageError(f"summary page does not decode: {exc}") from None
+
+
 def _decode_summary(view: memoryview) -> ChunkSummary:
+    arrays, summaries = _decode_parts(view, lambda b: [s for _, s in decode_summaries(b)])
+    return ChunkSummary(arrays[0], summaries, arrays[1], arrays[2], arrays[3])
+
+
+def _decode_parts(view: memoryview, body_of: Callable[[bytes], S]) -> tuple[list[np.ndarray], S]:
     n, *lengths = _SUMMARY_HEAD.unpack_from(view, 0)
     pos = _SUMMARY_HEAD.size
     body = pos + sum(lengths)
@@ -102,7 +124,7 @@ def _decode_summary(view: memoryview) -> ChunkSummary:
         raise CorruptPageError(f"summary page of {len(view)} bytes, its header says more")
     # The summaries first: their block checks its own lengths, so ``n`` is known good before
     # the arrays that depend on it are allocated.
-    summaries = [s for _, s in decode_summaries(bytes(view[body:]))]
+    summaries = body_of(bytes(view[body:]))
     if len(summaries) != n:
         raise CorruptPageError(f"summary page holds {len(summaries)} summaries, header says {n}")
     arrays = []
@@ -112,7 +134,7 @@ def _decode_summary(view: memoryview) -> ChunkSummary:
     codes = arrays[0]
     if n and (np.any(np.diff(codes.astype(np.int64)) <= 0)):
         raise CorruptPageError("summary page codes are not strictly ascending")
-    return ChunkSummary(codes, summaries, arrays[1], arrays[2], arrays[3])
+    return arrays, summaries
 
 
 def encode_entries(entries: dict[str, list[tuple[int, str]]]) -> bytes:

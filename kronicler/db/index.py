@@ -1,4 +1,4 @@
-"""The segment index: a segment's chunk directory and roll-up in one small file, read on open.
+"""The segment index: a segment's chunk directory and roll-ups in one small file, read on open.
 
 Without it a reader finds a segment's chunks by walking every page header and checking every
 page's checksum (:mod:`kronicler.db.chunk_walk`): at 100M rows, 3-4 s before the first answer. The
@@ -6,8 +6,10 @@ writer therefore saves ``<segment>.kidx`` when it closes the segment (and, while
 after every few dozen chunks, see ``SegmentWriter``): per chunk its byte range, row count, time
 range, page sizes, the functions present with their largest duration and their row ranges (rows of
 a sealed chunk are ordered by function, then start), plus the name and service texts those chunks
-define and the per-function roll-up over all of them. Opening a segment reads this one file and
-nothing else; only chunks past it (a live writer's newest) are walked.
+define, the per-function roll-up over all of them, and where the records of the segment's roll-up
+tree lie in its ``.roll`` file (:mod:`kronicler.db.rollup`: their summaries stay there, read
+through the bufferpool when a time range needs them). Opening a segment reads this one file and
+nothing else; only chunks and roll-up records past it (a live writer's newest) are walked.
 
 Trade-off: pages of an indexed chunk are checked when a query first reads them (the bufferpool's
 load verifies each page's checksum), not when the segment opens, so damage is known at first read
@@ -19,14 +21,16 @@ zstd-compressed: a JSON head (segment id, flags, texts, section lengths) and lit
 arrays, struct of arrays, so decoding is vectorised and costs O(chunks x functions). The file is
 replaced atomically (:func:`kronicler.db.metadata.atomic_write`); a missing, truncated or damaged
 index, or one of another format version, is no index: the reader walks the segment instead.
-Measured at 10M rows (153 chunks, 100 functions): 142 KB on disk, 0.014 B/row.
+Measured at 10M rows (153 chunks, 100 functions): 142 KB on disk, 0.014 B/row; the roll-up
+record locations add 32 bytes per record (one per ~7 chunks).
 """
 
 from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from struct import Struct
 from typing import Any, Final
@@ -42,13 +46,14 @@ from kronicler.errors import CorruptPageError, SchemaVersionError
 
 SUFFIX: Final = ".kidx"
 MAGIC: Final = b"KIX1"
-VERSION: Final = 1
+VERSION: Final = 2  # 2: where the roll-up records are
 #: magic, version, 2 pad, crc32 of the compressed body, compressed body length
 HEADER = Struct("<4sH2xIQ")
 assert HEADER.size == 20
 #: page kinds of a chunk in file order: its columns, then its dictionary and summary pages
 PAGE_KINDS: Final = (*COLUMNS, "dictionary", "summary")
 _CHUNK_FIELDS = 6  # offset, length, rows, first_row, start_min, start_max
+_RECORD_FIELDS = 4  # first chunk, last chunk, offset, size
 # Name of each array section and its dtype, in body order.
 _SECTIONS: Final = (
     ("chunks", np.int64),  # (n, _CHUNK_FIELDS)
@@ -62,6 +67,7 @@ _SECTIONS: Final = (
     ("rollup_errors", np.int64),
     ("rollup_first", np.int64),
     ("rollup_last", np.int64),
+    ("records", np.int64),  # (k, _RECORD_FIELDS): the .roll file's records
 )
 
 
@@ -80,6 +86,8 @@ class SegmentIndex:
         names, services: texts of the name and service codes those chunks define (code = position).
         chunks: the chunk directory (``codes``, ``max_duration`` and ``code_ends`` filled in).
         rollup: per-function statistics merged over every chunk.
+        records: ``(first, last) -> (offset, size)`` of the roll-up records in the ``.roll``
+            file, which they cover up to ``records_end`` bytes (see ``rollup.RollupIndex``).
     """
 
     segment: str
@@ -92,6 +100,8 @@ class SegmentIndex:
     services: tuple[str, ...]
     chunks: tuple[ChunkInfo, ...]
     rollup: Rollup
+    records: Mapping[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+    records_end: int = 0
 
 
 def encode(idx: SegmentIndex) -> bytes:
@@ -124,6 +134,9 @@ def encode(idx: SegmentIndex) -> bytes:
         "rollup_errors": np.array([r.errors[c] for c in rcodes], dtype=np.int64),
         "rollup_first": np.array([r.first_start[c] for c in rcodes], dtype=np.int64),
         "rollup_last": np.array([r.last_start[c] for c in rcodes], dtype=np.int64),
+        "records": np.array(
+            [[*k, *v] for k, v in sorted(idx.records.items())], dtype=np.int64
+        ).reshape(-1, _RECORD_FIELDS),
     }
     blobs = [arrays[name].astype(f"<{np.dtype(dt).str[1:]}").tobytes() for name, dt in _SECTIONS]
     summaries = encode_summaries([(c, r.summaries[c]) for c in rcodes])
@@ -132,6 +145,7 @@ def encode(idx: SegmentIndex) -> bytes:
         "pid": idx.pid, "end": idx.end, "rows": idx.rows, "chunks": n,
         "names": list(idx.names), "services": list(idx.services),
         "sections": [len(b) for b in blobs], "summaries": len(summaries),
+        "records_end": idx.records_end,
     }, separators=(",", ":")).encode()  # fmt: skip
     body = zstd.compressor(3).compress(
         len(head).to_bytes(4, "little") + head + b"".join(blobs) + summaries
@@ -188,11 +202,13 @@ def _decode(data: bytes, segment: str) -> SegmentIndex:
     services = tuple(str(t) for t in head["services"])
     chunks = _chunks(arrays, n, len(names), int(head["end"]), int(head["rows"]), segment)
     rollup = _rollup(arrays, summaries, len(names), segment)
+    records_end = int(head["records_end"])
+    records = _records(arrays["records"], n, records_end, segment)
     pid = head["pid"]
     return SegmentIndex(
         segment, bool(head["closed"]), tuple(str(x) for x in head["replaces"]),
         pid if isinstance(pid, int) else None, int(head["end"]), int(head["rows"]),
-        names, services, chunks, rollup,
+        names, services, chunks, rollup, records, records_end,
     )  # fmt: skip
 
 
@@ -258,6 +274,21 @@ def _rollup(
         dict(zip(codes, a["rollup_first"].tolist(), strict=True)),
         dict(zip(codes, a["rollup_last"].tolist(), strict=True)),
     )
+
+
+def _records(
+    a: np.ndarray, n: int, end: int, segment: str
+) -> dict[tuple[int, int], tuple[int, int]]:
+    """The roll-up record locations, checked: runs of the indexed chunks, within ``end``."""
+    if a.size % _RECORD_FIELDS:
+        raise CorruptPageError(f"index of {segment}: roll-up records of the wrong length")
+    t = a.reshape(-1, _RECORD_FIELDS)
+    first, last, offset, size = (t[:, i] for i in range(_RECORD_FIELDS))
+    if np.any((first < 0) | (last <= first) | (last >= n) | (offset < 0) | (size <= 0)) or (
+        t.size and int((offset + size).max()) > end
+    ):
+        raise CorruptPageError(f"index of {segment}: a roll-up record out of place")
+    return {(int(f), int(la)): (int(o), int(z)) for f, la, o, z in t.tolist()}
 
 
 def _flat(parts: list[np.ndarray], dtype: type) -> np.ndarray:

@@ -33,11 +33,15 @@ Per chunk the reader keeps only a zone map (time range, functions present, their
 column pages and full summaries are fetched through the bufferpool when a query needs them, so
 memory does not grow with the database. The only per-segment state that grows is the roll-up: one
 merged summary per function over all sealed chunks, which answers whole-history statistics without
-reading any page.
+reading any page, and the offsets of the records in the segment's roll-up file
+(:mod:`kronicler.db.rollup`), whose summaries are read through the bufferpool when a time range
+needs them. The index lists those offsets too, so an indexed segment's roll-up file is walked only
+past them (a closed one not at all).
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 from collections.abc import Iterable
@@ -46,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from kronicler.db import codec, index, wal
+from kronicler.db import codec, index, rollup, wal
 from kronicler.db.chunk import (
     ChunkSummary,
     decode_column,
@@ -57,7 +61,7 @@ from kronicler.db.chunk import (
 from kronicler.db.chunk_walk import FoundChunk, salvage_entries, walk_chunk
 from kronicler.db.dictionary import Dictionary
 from kronicler.db.metadata import load_json
-from kronicler.db.page import HEADER_SIZE, SUMMARY_PAGE, parse_header, verified_payload
+from kronicler.db.page import verified_payload
 from kronicler.db.schema import COLUMNS
 from kronicler.db.snapshot import ChunkInfo, Damage, Rollup, SegmentView
 from kronicler.db.writer import TEXT_COLUMNS
@@ -123,6 +127,7 @@ class SegmentReader:
         self._indexed = 0
         self.index_failures = 0
         self._bad: dict[int, str] = {}
+        self.rollups = rollup.RollupIndex(rollup.path_of(directory, segment_id))
 
     @property
     def chunks(self) -> list[ChunkInfo]:
@@ -147,6 +152,7 @@ class SegmentReader:
             changed = self._read_index() or changed
         changed = self._read_meta() or changed
         changed = self._refresh_chunks() or changed
+        self.rollups.refresh(final=self.closed)  # records are facts about chunks: no new view
         if changed or log_changed:
             self._build_tail()
             self.version += 1
@@ -188,7 +194,8 @@ class SegmentReader:
         return True
 
     def _read_index(self) -> bool:
-        """Take the chunk directory, texts and roll-up from the segment's index, if it has one."""
+        """Take the chunk directory, texts, roll-up and roll-up record locations from the
+        segment's index, if it has one."""
         self._index_tried = True
         try:
             size = os.stat(self.data_path).st_size
@@ -212,6 +219,8 @@ class SegmentReader:
         self._chunks = list(idx.chunks)
         self._dict_pages = [(c.seq, *c.pages["dictionary"]) for c in idx.chunks]
         self._rollup = idx.rollup
+        # where the roll-up records are: a closed segment's file is then never walked
+        self.rollups.seed(idx.records, idx.records_end, final=idx.closed)
         self._indexed = self._next_seq = len(idx.chunks)
         self.rows_sealed, self._end = idx.rows, idx.end
         if idx.closed:  # a closed segment's catalog no longer changes: no need to read it
@@ -552,19 +561,19 @@ class SegmentReader:
         """The chunk's summary: of its kept rows when some were dropped, else its summary page."""
         if chunk.summary is not None:
             return chunk.summary
-        if "summary" in chunk.pages:  # from the index
-            return decode_summary(self.read_page(chunk, "summary"))
-        # The summary page is the chunk's last page: it follows the dictionary page.
-        offset, size = chunk.pages["dictionary"]
-        pos = offset + size
-        fd = self._open()
-        header = parse_header(os.pread(fd, HEADER_SIZE, pos))
-        if header is None or header.column != SUMMARY_PAGE:
-            raise CorruptPageError(f"no summary page at {self.data_path}@{pos}")
-        raw = os.pread(fd, header.size, pos)
-        return decode_summary(verified_payload(raw, f"{self.data_path}@{pos}")[1])
+        return decode_summary(self.summary_page(chunk))
+
+    def summary_page(self, chunk: ChunkInfo) -> bytes | memoryview:
+        """The verified payload of the chunk's stored summary page (all of its rows)."""
+        return self.read_page(chunk, "summary")  # located by the walk or the index
+
+    def chunk(self, seq: int) -> ChunkInfo | None:
+        """The readable chunk numbered ``seq``, if there is one."""
+        i = bisect.bisect_left(self._chunks, seq, key=lambda c: c.seq)
+        return self._chunks[i] if i < len(self._chunks) and self._chunks[i].seq == seq else None
 
     def close(self) -> None:
+        self.rollups.close()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

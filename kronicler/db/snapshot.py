@@ -16,9 +16,9 @@ Chunk pages never change once written, so a view can read them later without see
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import numpy as np
 
@@ -28,6 +28,8 @@ from kronicler.db.summary import Summary
 
 if TYPE_CHECKING:
     from kronicler.db.reader import SegmentReader
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +210,12 @@ class SegmentView:
     def rows(self) -> int:
         """Rows this view holds (readable chunk rows plus tail rows)."""
         return sum(c.kept_rows for c in self.chunks) + self.tail_rows
+
+    def memo(self, key: str, make: Callable[[], T]) -> T:
+        """A value derived from this view alone, made on first use (the view never changes)."""
+        if key not in self._cache:
+            self._cache[key] = make()
+        return cast(T, self._cache[key])
 
     def tail_summary(self) -> ChunkSummary:
         cached = self._cache.get("tail_summary")

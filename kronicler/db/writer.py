@@ -1,9 +1,11 @@
 """The segment writer: one per writing process, append-only, no locks shared with anyone.
 
-Each process that writes gets its own segment, named by time, pid and a random tag, made of three
-files: ``<id>.kseg`` (chunks of pages, only ever appended), ``<id>.wal`` (rows not yet in a chunk)
-``<id>.meta`` (the chunk list, replaced atomically) and ``<id>.kidx`` (the segment index: chunk
-directory and roll-up, see :mod:`kronicler.db.index`). Because no two processes ever write the
+Each process that writes gets its own segment, named by time, pid and a random tag, made of five
+files: ``<id>.kseg`` (chunks of pages, only ever appended), ``<id>.wal`` (rows not yet in a chunk),
+``<id>.meta`` (the chunk list, replaced atomically), ``<id>.roll`` (the roll-up tree's records,
+appended as nodes complete, see :mod:`kronicler.db.rollup`) and ``<id>.kidx`` (the segment index:
+chunk directory, whole-segment roll-up and where the ``.roll`` records are, see
+:mod:`kronicler.db.index`). Because no two processes ever write the
 same file, gunicorn workers or a multiprocessing pool share one database directory without locking.
 
 The writer is driven by a single thread (the write queue's): ``add`` buffers rows, ``seal_full``
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kronicler.db import index, wal
+from kronicler.db import index, rollup, wal
 from kronicler.db.chunk import by_function, encode_chunk, summarize
 from kronicler.db.dictionary import Dictionary
 from kronicler.db.fileio import append_all
@@ -74,7 +76,7 @@ class SegmentWriter:
         self._offset = 0
         self._chunks: list[list[int]] = []
         self._infos: list[ChunkInfo] = []  # the chunk directory the index records
-        self._rollup = Rollup()
+        self._whole = Rollup()  # every sealed chunk's summaries merged: the index records it
         self._indexed = 0  # chunks the saved index covers
         self._meta_stale = True
         self.closed = False
@@ -83,6 +85,7 @@ class SegmentWriter:
         self._save_meta()
         self._fd = os.open(self.data_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._wal = wal.WalWriter(directory / f"{self.id}.wal")
+        self._rollup = rollup.RollupWriter(rollup.path_of(directory, self.id))
 
     def add(self, batch: SpanBatch | SiteBatch) -> None:
         """Buffer ``batch``'s rows; text is dictionary-coded here (per site for a SiteBatch)."""
@@ -159,8 +162,7 @@ class SegmentWriter:
         columns = self._tail_columns()
         chunk = by_function({c: a[:rows] for c, a in columns.items()})
         entries, marks = self._entries_of(chunk)
-        summary = summarize(chunk)
-        seq = len(self._chunks)
+        seq, summary = len(self._chunks), summarize(chunk)
         pages = encode_chunk(seq, chunk, entries, summary, ordered=True)
         data = b"".join(pages)
         append_all(self._fd, data, self._offset)
@@ -179,10 +181,11 @@ class SegmentWriter:
             summary.codes, summary.max_duration,
             code_ends=summary.code_ends,
         ))  # fmt: skip
-        self._rollup = self._rollup.merged([summary])
+        self._whole = self._whole.merged([summary])
         self._offset += len(data)
         self.rows_sealed += rows
         self._meta_stale = True
+        self._rollup.add(seq, summary)
 
     def commit(self) -> None:
         """Make every added row durable: sealed chunks, then the catalog, then the log."""
@@ -224,7 +227,7 @@ class SegmentWriter:
             self.id, closed, self.replaces, os.getpid(), self._offset, self.rows_sealed,
             tuple(self.dicts["name"].values[: self._in_chunks["name"]]),
             tuple(self.dicts["service"].values[: self._in_chunks["service"]]),
-            tuple(self._infos), self._rollup,
+            tuple(self._infos), self._whole, dict(self._rollup.records), self._rollup.end,
         )  # fmt: skip
         try:
             index.save(self.meta_path.parent, idx)
@@ -241,6 +244,7 @@ class SegmentWriter:
             self._seal(self.tail_rows)
         if self._meta_stale:
             os.fsync(self._fd)
+        self._rollup.close()  # before the catalog says closed: readers then take the file as final
         self._save_meta(closed=True)
         self._save_index(closed=True)
         self._wal.close(remove=True)
@@ -259,6 +263,7 @@ class SegmentWriter:
     def abandon(self) -> None:
         """Drop file descriptors without writing (a forked child must not touch its parent's files)."""
         self._wal.abandon()
+        self._rollup.abandon()
         try:
             os.close(self._fd)
         except OSError:

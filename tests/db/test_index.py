@@ -364,6 +364,12 @@ def test_an_index_that_passes_its_checksum_but_lies_is_refused(tmp_path):
         "rows": dataclasses.replace(idx, rows=idx.rows + 1),
         "a code with no text": dataclasses.replace(idx, names=idx.names[:1]),
         "end": dataclasses.replace(idx, end=idx.end - 1),
+        "a roll-up record past its file": dataclasses.replace(
+            idx, records={(0, 1): (0, 64)}, records_end=63
+        ),
+        "a roll-up record of no chunk": dataclasses.replace(
+            idx, records={(1, len(idx.chunks)): (0, 64)}, records_end=64
+        ),
     }
     for lie in lies.values():
         with pytest.raises(CorruptPageError):
