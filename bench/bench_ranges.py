@@ -2,10 +2,11 @@
 
 Run by hand:  python bench/bench_ranges.py [--rows 10000000] [--baseline /work/main] [--path DIR]
 
-Writes ``--rows`` rows of bench_db's workload (100 functions, Zipf frequencies, lognormal
-durations, increasing starts; name, start, duration and status columns) with this checkout, so the
-segment carries roll-ups, unless ``--path`` names a database written before. Then, for each
-checkout (this one and ``--baseline``, which ignores roll-up files), in a new process per range:
+Each checkout (this one and ``--baseline``) writes ``--rows`` rows of bench_db's workload (100
+functions, Zipf frequencies, lognormal durations, increasing starts; name, start, duration and
+status columns) to its own database under ``--path`` (reused when a run left it there), so each
+reads the format it writes (a checkout without roll-ups or the segment index cannot read chunks
+cut into blocks). Then, for each checkout, in a new process per range:
 
 - cold: ``Database.open`` + ``time_range()`` (the open, reported apart), then the first
   ``stats(since=, until=)`` of every function over the range;
@@ -30,10 +31,22 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_db import FUNCTIONS, dir_bytes, workload, write  # noqa: E402
+from bench.bench_db import FUNCTIONS, dir_bytes, workload  # noqa: E402
+
+SIDE = (".roll", ".kidx")  # the side files of roll-ups and the segment index
 
 HERE = str(Path(__file__).resolve().parents[1])
 SHARES = (0.001, 0.25, 0.57, 1.0)
+
+WRITER = """
+import json, sys
+from pathlib import Path
+from kronicler.db import Database  # first: bench_db puts its own checkout on sys.path
+sys.path.insert(0, sys.argv[3])
+from bench_db import workload, write
+rate, size = write(Path(sys.argv[2]), workload(int(sys.argv[1])), full=False)
+print(json.dumps({"rate": rate, "size": size}))
+"""
 
 CHILD = """
 import json, statistics, sys, time
@@ -70,23 +83,30 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--baseline", default="/work/main")
-    ap.add_argument("--path", type=Path, default=None, help="a database bench_ranges wrote")
+    ap.add_argument("--path", type=Path, default=None, help="where bench_ranges wrote before")
     ap.add_argument("--repeat", type=int, default=15)
     args = ap.parse_args()
     data = workload(args.rows)
     if args.path is None:
-        args.path = Path(tempfile.mkdtemp(prefix="kbench-ranges-")) / "db"
-    if not args.path.exists():
-        rate, size = write(args.path, data, full=False)
-        print(f"wrote {args.rows:,} rows at {rate:,.0f} rows/s, {size / args.rows:.3f} B/row "
-              f"({args.path})")  # fmt: skip
-    roll = sum(f.stat().st_size for f in args.path.rglob("*.roll"))
-    print(f"on disk: {dir_bytes(args.path) / args.rows:.3f} B/row, of which roll-ups "
-          f"{roll / args.rows:.4f} B/row")  # fmt: skip
+        args.path = Path(tempfile.mkdtemp(prefix="kbench-ranges-"))
+    trees = {"this": HERE, "baseline": args.baseline}
+    paths = {label: args.path / label for label in trees}
+    for label, tree in trees.items():
+        if not paths[label].exists():
+            got = subprocess.run(
+                [sys.executable, "-c", WRITER, str(args.rows), str(paths[label]),
+                 str(Path(HERE) / "bench")],
+                env=dict(os.environ, PYTHONPATH=tree), capture_output=True, text=True,
+                check=True, cwd=tree,
+            )  # fmt: skip
+            rate = json.loads(got.stdout.strip().splitlines()[-1])["rate"]
+            print(f"{label}: wrote {args.rows:,} rows at {rate:,.0f} rows/s ({paths[label]})")
+        side = sum(f.stat().st_size for f in paths[label].rglob("*") if f.suffix in SIDE)
+        print(f"{label}: on disk {dir_bytes(paths[label]) / args.rows:.3f} B/row, of which "
+              f"index and roll-ups {side / args.rows:.4f} B/row")  # fmt: skip
     start, codes = data["start"], data["codes"]
     del data  # the rest of the workload is not needed past the write (GBs at 100M rows)
     lo, hi = int(start.min()), int(start.max()) + 1
-    trees = {"this": HERE, "baseline": args.baseline}
     print(f"{'range':>7} {'tree':>9} {'open ms':>8} {'cold ms':>8} {'warm ms':>8}")
     for share in SHARES:
         width = int((hi - lo) * share)
@@ -96,7 +116,7 @@ def main() -> None:
         want = np.bincount(codes[sel], minlength=len(FUNCTIONS))
         answers = {}
         for label, tree in trees.items():
-            r = run(tree, args.path, since, until, args.repeat)
+            r = run(tree, paths[label], since, until, args.repeat)
             answers[label] = r["stats"]
             counts = {n: c for n, (c, _, _) in r["stats"].items()}
             assert counts == {FUNCTIONS[i]: int(c) for i, c in enumerate(want) if c}, label
