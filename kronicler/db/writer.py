@@ -36,7 +36,7 @@ from kronicler.db.metadata import save_json
 from kronicler.db.page import CHUNK_ROWS
 from kronicler.db.schema import COLUMNS, SCHEMA_VERSION, SpanBatch
 from kronicler.db.site_batch import SiteBatch
-from kronicler.db.snapshot import ChunkInfo, Rollup
+from kronicler.db.snapshot import ChunkInfo
 
 TEXT_COLUMNS = ("name", "service", "attributes")
 #: Chunks sealed since the last index save that make a commit save it again (see above).
@@ -76,7 +76,6 @@ class SegmentWriter:
         self._offset = 0
         self._chunks: list[list[int]] = []
         self._infos: list[ChunkInfo] = []  # the chunk directory the index records
-        self._whole = Rollup()  # every sealed chunk's summaries merged: the index records it
         self._indexed = 0  # chunks the saved index covers
         self._meta_stale = True
         self.closed = False
@@ -181,7 +180,6 @@ class SegmentWriter:
             summary.codes, summary.max_duration,
             code_ends=summary.code_ends,
         ))  # fmt: skip
-        self._whole = self._whole.merged([summary])
         self._offset += len(data)
         self.rows_sealed += rows
         self._meta_stale = True
@@ -227,7 +225,8 @@ class SegmentWriter:
             self.id, closed, self.replaces, os.getpid(), self._offset, self.rows_sealed,
             tuple(self.dicts["name"].values[: self._in_chunks["name"]]),
             tuple(self.dicts["service"].values[: self._in_chunks["service"]]),
-            tuple(self._infos), self._whole, dict(self._rollup.records), self._rollup.end,
+            tuple(self._infos), self._rollup.total().rollup(), dict(self._rollup.records),
+            self._rollup.end,
         )  # fmt: skip
         try:
             index.save(self.meta_path.parent, idx)
