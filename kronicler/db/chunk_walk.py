@@ -23,6 +23,7 @@ from kronicler.db.page import (
     DICT_PAGE,
     HEADER_SIZE,
     MAGIC,
+    ORDERED_BY_FUNCTION,
     SUMMARY_PAGE,
     PageHeader,
     check_page,
@@ -47,6 +48,7 @@ class FoundChunk:
         length: bytes of all its pages; summary_header: its summary page's header (rows, times).
         pages: column name (and "dictionary") -> (offset, size) of its page.
         entries: the dictionary entries it defines; summary: its decoded summary page.
+        ordered: its rows are ordered by function (its dictionary page says so).
     """
 
     length: int
@@ -54,6 +56,7 @@ class FoundChunk:
     pages: dict[str, tuple[int, int]]
     entries: Entries
     summary: ChunkSummary
+    ordered: bool
 
 
 def walk_chunk(fd: int, where: str, offset: int, limit: int, seq: int) -> FoundChunk | None:
@@ -61,6 +64,7 @@ def walk_chunk(fd: int, where: str, offset: int, limit: int, seq: int) -> FoundC
     pages: dict[str, tuple[int, int]] = {}
     pos = offset
     entries: Entries | None = None
+    ordered = False
     while pos + HEADER_SIZE <= limit:
         raw_head = os.pread(fd, HEADER_SIZE, pos)
         header = parse_header(raw_head)
@@ -75,6 +79,7 @@ def walk_chunk(fd: int, where: str, offset: int, limit: int, seq: int) -> FoundC
             raise CorruptPageError(f"checksum mismatch in page at {where}@{pos}")
         if header.column == DICT_PAGE:
             entries = decode_entries(payload)
+            ordered = header.min == ORDERED_BY_FUNCTION
             pages["dictionary"] = (pos, header.size)
         elif header.column == SUMMARY_PAGE:
             if entries is None or not _REQUIRED.issubset(pages):
@@ -83,7 +88,9 @@ def walk_chunk(fd: int, where: str, offset: int, limit: int, seq: int) -> FoundC
             if sum(s.count for s in summary.summaries) != header.rows:
                 raise CorruptPageError(f"summary of chunk {seq} at {where}@{offset} counts "
                                        "other rows than its header")  # fmt: skip
-            return FoundChunk(pos + header.size - offset, header, pages, entries, summary)
+            pages["summary"] = (pos, header.size)
+            length = pos + header.size - offset
+            return FoundChunk(length, header, pages, entries, summary, ordered)
         else:
             name = _COLUMN_NAMES.get(header.column)
             if name is None or name in pages:

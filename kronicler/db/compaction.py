@@ -45,11 +45,15 @@ from pathlib import Path
 
 import numpy as np
 
+from kronicler.db import index, rollup
 from kronicler.db.lock import MaintenanceLock
 from kronicler.db.metadata import load_json
 from kronicler.db.reader import SegmentReader
 from kronicler.db.schema import COLUMNS, SpanBatch
 from kronicler.db.writer import TEXT_COLUMNS, SegmentWriter
+
+#: A segment's files: the data file first (readers find segments by it), then its side files.
+SEGMENT_SUFFIXES = (".kseg", ".wal", ".meta", index.SUFFIX, rollup.SUFFIX)
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +292,7 @@ def rewrite(
 
 def delete_segment(directory: Path, segment: str) -> None:
     # The data file first: readers find segments by it, so the segment vanishes at once, whole.
-    for suffix in (".kseg", ".wal", ".meta"):
+    for suffix in SEGMENT_SUFFIXES:
         (directory / f"{segment}{suffix}").unlink(missing_ok=True)
 
 
@@ -349,7 +353,7 @@ def _sweep_orphans(directory: Path) -> None:
     except FileNotFoundError:
         return
     data = {n[:-5] for n in names if n.endswith(".kseg")}
-    stems = {n.rsplit(".", 1)[0] for n in names if n.endswith((".meta", ".wal"))}
+    stems = {n.rsplit(".", 1)[0] for n in names if n.endswith(SEGMENT_SUFFIXES[1:])}
     for stem in sorted(stems - data):
         if (directory / f"{stem}.kseg").exists():
             continue  # created since the listing

@@ -32,6 +32,9 @@ CHUNK_ROWS: Final = 65_536
 # Special "column" ids for the non-column pages of a chunk.
 DICT_PAGE: Final = 100
 SUMMARY_PAGE: Final = 101
+#: The dictionary page's ``min`` field (unused otherwise): its chunk's rows are ordered by
+#: (function, start). Chunks written before that order existed carry 0.
+ORDERED_BY_FUNCTION: Final = 1
 
 #: magic, version, column, chunk, rows, payload length, min, max, crc32
 HEADER = Struct("<4sHHIIIqqI")

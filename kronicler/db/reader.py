@@ -1,10 +1,13 @@
 """The segment reader: what one segment holds, kept current by cheap incremental refreshes.
 
-A reader follows a segment that another thread or process may still be writing. ``refresh`` looks at
-the file sizes: new complete chunks are discovered by walking page headers from where the previous
-refresh stopped, and a changed log is re-read. (The segment file is self-describing, so the walk
-needs no catalog.) A chunk that is only partly on disk (its writer is mid-write, or was killed)
-stops the walk; the next refresh tries again from the same place, so readers never see half a chunk.
+A reader follows a segment that another thread or process may still be writing. Its first refresh
+takes the chunk directory, the name and service texts and the roll-up from the segment's index
+(:mod:`kronicler.db.index`) when it has a usable one, reading no chunk page. After that, ``refresh``
+looks at the file sizes: new complete chunks (past the index) are discovered by walking page headers
+from where the previous refresh stopped, and a changed log is re-read. (The segment file is
+self-describing, so the walk needs no catalog.) A chunk that is only partly on disk (its writer is
+mid-write, or was killed) stops the walk; the next refresh tries again from the same place, so
+readers never see half a chunk.
 
 Consistency. The log is read *before* the chunks are walked. A writer seals a chunk (and fsyncs it)
 before it rewrites the log without the chunk's rows, so every row of the log read is either in it or
@@ -12,26 +15,33 @@ in a chunk the walk then finds: a refresh never misses rows that sealing moved, 
 reader holds never decrease. Each refresh that changes anything produces a new immutable
 :class:`~kronicler.db.snapshot.SegmentView`; queries read views, never the reader's moving state.
 
-Damage stays local. Every page of a new chunk is checked when the chunk is first found (see
-:mod:`kronicler.db.chunk_walk`). A chunk that fails, but that the segment's ``.meta`` lists as
-written, is skipped using the ``.meta`` offsets, and the walk goes on with the next chunk. Its rows
-are lost. Its dictionary entries survive if its dictionary page is intact; otherwise the rows that
-use texts only it defined are lost too (a writer defines a text in the first chunk or log record it
-writes after meeting the text, so only that unit and later ones can use it): they are found,
-dropped and counted (:class:`~kronicler.db.snapshot.Damage`), and each damage is logged once.
-Damaged log records are skipped the same way (see :func:`kronicler.db.wal.read_log`). A page that
-passes its checksum but fails to decode later is reported by the query that met it (``condemn``):
-the chunk is dropped from the next refresh on, and the query runs again without it.
+Damage stays local. Every page of a walked chunk is checked when the chunk is first found (see
+:mod:`kronicler.db.chunk_walk`); a page of an indexed chunk when a query first reads it. A damaged
+page found that way condemns its chunk (below), and the reader then forgets the index and walks the
+whole segment once, so from there on the loss is exactly what a walk finds and counts. A chunk that
+fails, but that the segment's ``.meta`` lists as written, is skipped using the ``.meta`` offsets,
+and the walk goes on with the next chunk. Its rows are lost. Its dictionary entries survive if its
+dictionary page is intact; otherwise the rows that use texts only it defined are lost too (a writer
+defines a text in the first chunk or log record it writes after meeting the text, so only that unit
+and later ones can use it): they are found, dropped and counted
+(:class:`~kronicler.db.snapshot.Damage`), and each damage is logged once. Damaged log records are
+skipped the same way (see :func:`kronicler.db.wal.read_log`). A page that passes its checksum but
+fails to decode later is reported by the query that met it (``condemn``): the chunk is dropped from
+the next refresh on, and the query runs again without it.
 
 Per chunk the reader keeps only a zone map (time range, functions present, their largest duration);
-column pages and full summaries are fetched through the bufferpool when a query needs them, so memory
-does not grow with the database. The only per-segment state that grows is the roll-up: one merged
-summary per function over all sealed chunks, which answers whole-history statistics without reading
-any page.
+column pages and full summaries are fetched through the bufferpool when a query needs them, so
+memory does not grow with the database. The only per-segment state that grows is the roll-up: one
+merged summary per function over all sealed chunks, which answers whole-history statistics without
+reading any page, and the offsets of the records in the segment's roll-up file
+(:mod:`kronicler.db.rollup`), whose summaries are read through the bufferpool when a time range
+needs them. The index lists those offsets too, so an indexed segment's roll-up file is walked only
+past them (a closed one not at all).
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 from collections.abc import Iterable
@@ -40,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from kronicler.db import wal
+from kronicler.db import codec, index, rollup, wal
 from kronicler.db.chunk import (
     ChunkSummary,
     decode_column,
@@ -51,7 +61,7 @@ from kronicler.db.chunk import (
 from kronicler.db.chunk_walk import FoundChunk, salvage_entries, walk_chunk
 from kronicler.db.dictionary import Dictionary
 from kronicler.db.metadata import load_json
-from kronicler.db.page import HEADER_SIZE, SUMMARY_PAGE, parse_header, verified_payload
+from kronicler.db.page import verified_payload
 from kronicler.db.schema import COLUMNS
 from kronicler.db.snapshot import ChunkInfo, Damage, Rollup, SegmentView
 from kronicler.db.writer import TEXT_COLUMNS
@@ -112,6 +122,13 @@ class SegmentReader:
         self._reported: set[tuple[str, int]] = set()
         self._condemned: list[tuple[int, str]] = []
         self._view: SegmentView | None = None
+        # The segment index (see index.py): tried once, on the first refresh. ``_indexed``: the
+        # leading chunks it gave; ``_bad``: chunks found damaged, skipped by any later walk.
+        self._index_tried = False
+        self._indexed = 0
+        self.index_failures = 0
+        self._bad: dict[int, str] = {}
+        self.rollups = rollup.RollupIndex(rollup.path_of(directory, segment_id))
 
     @property
     def chunks(self) -> list[ChunkInfo]:
@@ -132,8 +149,11 @@ class SegmentReader:
         # The log first, then the chunks: see the module docstring.
         log_changed = self._read_log()
         changed = self._drop_condemned()
+        if not self._index_tried:
+            changed = self._read_index() or changed
         changed = self._read_meta() or changed
         changed = self._refresh_chunks() or changed
+        self.rollups.refresh(final=self.closed)  # records are facts about chunks: no new view
         if changed or log_changed:
             self._build_tail()
             self.version += 1
@@ -175,9 +195,45 @@ class SegmentReader:
         self._log = wal.read_log(self.wal_path) if sig else wal.WalLog((), 0, 0)
         return True
 
-    def _read_meta(self) -> bool:
+    def _read_index(self) -> bool:
+        """Take the chunk directory, texts, roll-up and roll-up record locations from the
+        segment's index, if it has one."""
+        self._index_tried = True
+        try:
+            size = os.stat(self.data_path).st_size
+        except FileNotFoundError:
+            return False  # deleted meanwhile (retention): nothing to read
+        try:
+            idx = index.load(self.data_path.parent, self.id)
+            if idx is not None and idx.end > size:
+                raise CorruptPageError(f"index of {self.id} covers {idx.end} bytes of {size}")
+        except (CorruptPageError, OSError) as exc:
+            self.index_failures += 1
+            self._report(("index", 0), "segment %s: index unusable, walking the segment: %s",
+                         self.id, str(exc))  # fmt: skip
+            return False
+        if idx is None or not idx.chunks:
+            return False
+        for kind, texts in (
+            ("name", idx.names), ("service", idx.services), ("resource", idx.resources)
+        ):  # fmt: skip
+            d = self.dicts[kind]
+            for code, text in enumerate(texts):
+                d.define(code, text)
+        self._chunks = list(idx.chunks)
+        self._dict_pages = [(c.seq, *c.pages["dictionary"]) for c in idx.chunks]
+        self._rollup = idx.rollup
+        # where the roll-up records are: a closed segment's file is then never walked
+        self.rollups.seed(idx.records, idx.records_end, final=idx.closed)
+        self._indexed = self._next_seq = len(idx.chunks)
+        self.rows_sealed, self._end = idx.rows, idx.end
+        if idx.closed:  # a closed segment's catalog no longer changes: no need to read it
+            self.closed, self.replaces, self.pid = True, idx.replaces, idx.pid
+        return True
+
+    def _read_meta(self, *, force: bool = False) -> bool:
         """Re-read the segment's catalog if it changed; True when its flags changed."""
-        if self.closed:
+        if self.closed and not force:
             return False  # a closed segment's catalog no longer changes
         try:
             meta_sig = os.stat(self.meta_path).st_mtime_ns
@@ -220,9 +276,12 @@ class SegmentReader:
             # A chunk the catalog lists is wholly written: no page of it may reach past its end.
             listed = self._meta_chunks.get(self._end)
             limit = size if listed is None else min(size, self._end + listed[0])
-            problem = "a page reaches past the end of the chunk"
+            problem = self._bad.get(self._next_seq, "a page reaches past the end of the chunk")
             try:
-                got = self._found(walk_chunk(fd, where, self._end, limit, self._next_seq))
+                if self._next_seq in self._bad:
+                    got = None  # found damaged by a query (it may pass its checksums)
+                else:
+                    got = self._found(walk_chunk(fd, where, self._end, limit, self._next_seq))
             except CorruptPageError as exc:
                 got, problem = None, str(exc)
             if got is None:
@@ -268,9 +327,8 @@ class SegmentReader:
         return True
 
     def _read_meta_now(self) -> None:
-        if not self.closed:
-            self._meta_sig = None
-            self._read_meta()
+        self._meta_sig = None
+        self._read_meta(force=True)
 
     def _report(self, key: tuple[str, int], msg: str, *args: object) -> None:
         if key not in self._reported:
@@ -286,6 +344,7 @@ class SegmentReader:
         info = ChunkInfo(
             self._next_seq, self._end, chunk.length, head.rows, self.rows_sealed, head.min,
             head.max, chunk.pages, _frozen(cs.codes), _frozen(cs.max_duration),
+            code_ends=cs.code_ends if chunk.ordered else None,
         )  # fmt: skip
         return self._check_dependents(info, cs)
 
@@ -394,9 +453,12 @@ class SegmentReader:
                 payload = verified_payload(raw, f"{self.data_path}@{offset}")[1]
                 items = decode_entries(payload).get("attributes", [])
             except CorruptPageError as exc:
-                # It passed its checksum when found: the file changed since. Its attribute
-                # texts read as "" (its rows stay: their names and durations are intact).
+                # Checked when found by a walk (the file changed since), or not yet checked (an
+                # indexed chunk): its texts read as "" for now; an indexed chunk is condemned,
+                # so the next refresh walks the segment and drops the rows that need them.
                 self._report(("attributes", seq), "segment %s: %s", self.id, str(exc))
+                if seq < self._indexed:
+                    self.condemn(seq, str(exc))
                 items = []
             for code, text in items:
                 attributes.define(code, text)
@@ -426,6 +488,9 @@ class SegmentReader:
             return False
         condemned = dict(self._condemned)
         self._condemned.clear()
+        if any(seq < self._indexed for seq in condemned):
+            self._rewalk(condemned)
+            return True
         keep: list[ChunkInfo] = []
         lost: list[ChunkInfo] = []
         for c in self._chunks:
@@ -447,6 +512,23 @@ class SegmentReader:
         self._chunks = keep  # their dictionary pages stay in _dict_pages: other rows use them
         self._rollup = Rollup().merged(summaries)
         return True
+
+    def _rewalk(self, condemned: dict[int, str]) -> None:
+        """Forget what the index gave and walk the whole segment, skipping the damaged chunks.
+
+        Damage in an indexed segment is found when a query first reads the page, not on open.
+        From then on the segment is read as an unindexed one: every page checked, the rows that
+        depend on a lost chunk's texts found and dropped (see the module docstring), so damage
+        costs exactly what it costs without an index. Rare, and once per damaged segment.
+        """
+        self._bad.update(condemned)
+        self._indexed = 0
+        self.dicts = {name: Dictionary() for name in TEXT_COLUMNS}
+        self._dict_pages, self._attr_chunks, self._attrs_eager = [], 0, False
+        self._chunks, self._rollup = [], Rollup()
+        self.rows_sealed = self._next_seq = self._end = 0
+        self._chunk_damage = Damage()
+        self._read_meta_now()  # the chunk list steps over damaged chunks
 
     # -- reading -------------------------------------------------------------------------------
     def tail_summary(self) -> ChunkSummary:
@@ -475,21 +557,29 @@ class SegmentReader:
             span_ids = self.decode_stored(chunk, "span_id")
         return decode_column(column, self.read_page(chunk, column), span_ids, rows=chunk.rows)
 
+    def decode_block(self, chunk: ChunkInfo, column: str, lo: int, hi: int) -> np.ndarray:
+        """Stored rows ``lo:hi`` of one column, where ``[lo, hi)`` is a block of its page: only
+        that block is decoded (an ordered chunk's pages; see ``codec.encode_blocks``)."""
+        return codec.decode_block(self.read_page(chunk, column), COLUMNS[column], lo, hi,
+                                  rows=chunk.rows)  # fmt: skip
+
     def load_summary(self, chunk: ChunkInfo) -> ChunkSummary:
         """The chunk's summary: of its kept rows when some were dropped, else its summary page."""
         if chunk.summary is not None:
             return chunk.summary
-        # The summary page is the chunk's last page: it follows the dictionary page.
-        offset, size = chunk.pages["dictionary"]
-        pos = offset + size
-        fd = self._open()
-        header = parse_header(os.pread(fd, HEADER_SIZE, pos))
-        if header is None or header.column != SUMMARY_PAGE:
-            raise CorruptPageError(f"no summary page at {self.data_path}@{pos}")
-        raw = os.pread(fd, header.size, pos)
-        return decode_summary(verified_payload(raw, f"{self.data_path}@{pos}")[1])
+        return decode_summary(self.summary_page(chunk))
+
+    def summary_page(self, chunk: ChunkInfo) -> bytes | memoryview:
+        """The verified payload of the chunk's stored summary page (all of its rows)."""
+        return self.read_page(chunk, "summary")  # located by the walk or the index
+
+    def chunk(self, seq: int) -> ChunkInfo | None:
+        """The readable chunk numbered ``seq``, if there is one."""
+        i = bisect.bisect_left(self._chunks, seq, key=lambda c: c.seq)
+        return self._chunks[i] if i < len(self._chunks) and self._chunks[i].seq == seq else None
 
     def close(self) -> None:
+        self.rollups.close()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -33,7 +33,7 @@ DEFAULT_WAIT_SECONDS = 120.0
 
 def _segment_bytes(directory: Path, seg_id: str) -> int:
     total = 0
-    for suffix in (".kseg", ".wal", ".meta"):
+    for suffix in compaction.SEGMENT_SUFFIXES:
         try:
             total += (directory / f"{seg_id}{suffix}").stat().st_size
         except FileNotFoundError:

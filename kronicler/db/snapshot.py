@@ -16,18 +16,20 @@ Chunk pages never change once written, so a view can read them later without see
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import numpy as np
 
-from kronicler.db.chunk import ChunkSummary, summarize
+from kronicler.db.chunk import ChunkSummary, block_ends, summarize
 from kronicler.db.dictionary import Dictionary
 from kronicler.db.summary import Summary
 
 if TYPE_CHECKING:
     from kronicler.db.reader import SegmentReader
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,9 @@ class ChunkInfo:
         keep: None, or the rows kept when some rows use dictionary entries that only a damaged
             chunk or log record defined (those rows are dropped and counted).
         summary: with ``keep``, the summary of the kept rows (the stored one covers all rows).
+        code_ends: None, or (rows stored ordered by function) the end row of each code's rows:
+            code ``codes[i]`` holds stored rows ``code_ends[i-1]:code_ends[i]`` (known from the
+            segment's index; see :meth:`rows_of`).
     """
 
     seq: int
@@ -58,10 +63,37 @@ class ChunkInfo:
     max_duration: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     keep: np.ndarray | None = None
     summary: ChunkSummary | None = None
+    code_ends: np.ndarray | None = None
+    blocks: np.ndarray | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.code_ends is not None:  # where its column pages are cut (chunk.block_ends)
+            object.__setattr__(self, "blocks", block_ends(self.code_ends))
+
+    def block_of(self, lo: int, hi: int) -> tuple[int, int]:
+        """The block ``[start, end)`` of this ordered chunk's pages that holds rows ``lo:hi``
+        (one function's run, or part of one: never two blocks)."""
+        assert self.blocks is not None
+        b = int(np.searchsorted(self.blocks, lo, side="right"))
+        start = int(self.blocks[b - 1]) if b else 0
+        end = int(self.blocks[b])
+        if hi > end:
+            raise ValueError(f"rows {lo}:{hi} span blocks of chunk {self.seq}")
+        return start, end
 
     @property
     def kept_rows(self) -> int:
         return self.rows if self.keep is None else int(self.keep.size)
+
+    def rows_of(self, codes: np.ndarray) -> list[tuple[int, int]] | None:
+        """Stored row ranges ``[lo, hi)`` holding exactly the rows of ``codes`` (ascending, all
+        present in the chunk); None when the chunk's rows are not known to be ordered by function
+        or some of them were dropped (``keep``)."""
+        if self.code_ends is None or self.keep is not None:
+            return None
+        at = np.searchsorted(self.codes, codes)
+        ends = self.code_ends.tolist()
+        return [(ends[i - 1] if i else 0, ends[i]) for i in at.tolist()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +211,12 @@ class SegmentView:
     def rows(self) -> int:
         """Rows this view holds (readable chunk rows plus tail rows)."""
         return sum(c.kept_rows for c in self.chunks) + self.tail_rows
+
+    def memo(self, key: str, make: Callable[[], T]) -> T:
+        """A value derived from this view alone, made on first use (the view never changes)."""
+        if key not in self._cache:
+            self._cache[key] = make()
+        return cast(T, self._cache[key])
 
     def tail_summary(self) -> ChunkSummary:
         cached = self._cache.get("tail_summary")

@@ -1,17 +1,26 @@
 """The segment writer: one per writing process, append-only, no locks shared with anyone.
 
-Each process that writes gets its own segment, named by time, pid and a random tag, made of three
-files: ``<id>.kseg`` (chunks of pages, only ever appended), ``<id>.wal`` (rows not yet in a chunk)
-and ``<id>.meta`` (the chunk directory, replaced atomically). Because no two processes ever write the
+Each process that writes gets its own segment, named by time, pid and a random tag, made of five
+files: ``<id>.kseg`` (chunks of pages, only ever appended), ``<id>.wal`` (rows not yet in a chunk),
+``<id>.meta`` (the chunk list, replaced atomically), ``<id>.roll`` (the roll-up tree's records,
+appended as nodes complete, see :mod:`kronicler.db.rollup`) and ``<id>.kidx`` (the segment index:
+chunk directory, whole-segment roll-up and where the ``.roll`` records are, see
+:mod:`kronicler.db.index`). Because no two processes ever write the
 same file, gunicorn workers or a multiprocessing pool share one database directory without locking.
 
 The writer is driven by a single thread (the write queue's): ``add`` buffers rows, ``seal_full``
 writes every complete chunk, ``commit`` makes everything durable (fsync of the segment, then the
-catalog, then the log).
+catalog, then the log). Rows are sealed ordered by function, then start (``chunk.by_function``).
+
+The index is saved at ``close`` and, while the segment stays open, at a commit once the chunks
+sealed since the last save number at least ``max(INDEX_EVERY, indexed / 8)``: a save costs
+O(chunks), so this keeps its cost per chunk constant while a live segment's readers walk at most
+about an eighth of it. Saving it is best-effort (it is a shortcut; readers walk without it).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import time
@@ -19,16 +28,21 @@ from pathlib import Path
 
 import numpy as np
 
-from kronicler.db import wal
-from kronicler.db.chunk import encode_chunk, summarize
+from kronicler.db import index, rollup, wal
+from kronicler.db.chunk import by_function, encode_chunk, summarize
 from kronicler.db.dictionary import Dictionary
 from kronicler.db.fileio import append_all
 from kronicler.db.metadata import save_json
 from kronicler.db.page import CHUNK_ROWS
 from kronicler.db.schema import COLUMNS, SCHEMA_VERSION, SpanBatch
 from kronicler.db.site_batch import SiteBatch
+from kronicler.db.snapshot import ChunkInfo
 
 TEXT_COLUMNS = ("name", "service", "attributes", "resource")
+#: Chunks sealed since the last index save that make a commit save it again (see above).
+INDEX_EVERY = 32
+
+log = logging.getLogger(__name__)
 
 
 def new_segment_id() -> str:
@@ -64,6 +78,8 @@ class SegmentWriter:
         self.rows_sealed = 0
         self._offset = 0
         self._chunks: list[list[int]] = []
+        self._infos: list[ChunkInfo] = []  # the chunk directory the index records
+        self._indexed = 0  # chunks the saved index covers
         self._meta_stale = True
         self.closed = False
         self.opened = time.monotonic()
@@ -71,6 +87,7 @@ class SegmentWriter:
         self._save_meta()
         self._fd = os.open(self.data_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._wal = wal.WalWriter(directory / f"{self.id}.wal")
+        self._rollup = rollup.RollupWriter(rollup.path_of(directory, self.id))
 
     def add(self, batch: SpanBatch | SiteBatch) -> None:
         """Buffer ``batch``'s rows; text is dictionary-coded here (per site for a SiteBatch)."""
@@ -148,9 +165,11 @@ class SegmentWriter:
         # Nothing changes until the chunk is wholly written: a failed write (disk full) is cut
         # off the file again, and the rows stay in the tail for the next attempt.
         columns = self._tail_columns()
-        chunk = {c: a[:rows] for c, a in columns.items()}
+        chunk = by_function({c: a[:rows] for c, a in columns.items()})
         entries, marks = self._entries_of(chunk)
-        data = encode_chunk(len(self._chunks), chunk, entries, summarize(chunk))
+        seq, summary = len(self._chunks), summarize(chunk)
+        pages = encode_chunk(seq, chunk, entries, summary, ordered=True)
+        data = b"".join(pages)
         append_all(self._fd, data, self._offset)
         self._in_chunks = marks
         for c, a in columns.items():
@@ -158,17 +177,27 @@ class SegmentWriter:
         self.tail_rows -= rows
         self._tail_in_wal = max(0, self._tail_in_wal - rows)
         start = chunk["start"]
-        self._chunks.append([self._offset, len(data), rows, self.rows_sealed,
-                             int(start.min()), int(start.max())])  # fmt: skip
+        lo, hi = int(start.min()), int(start.max())
+        self._chunks.append([self._offset, len(data), rows, self.rows_sealed, lo, hi])
+        at = self._offset + np.r_[0, np.cumsum([len(p) for p in pages])[:-1]]
+        self._infos.append(ChunkInfo(
+            seq, self._offset, len(data), rows, self.rows_sealed, lo, hi,
+            {k: (int(o), len(p)) for k, o, p in zip(index.PAGE_KINDS, at, pages, strict=True)},
+            summary.codes, summary.max_duration,
+            code_ends=summary.code_ends,
+        ))  # fmt: skip
         self._offset += len(data)
         self.rows_sealed += rows
         self._meta_stale = True
+        self._rollup.add(seq, summary)
 
     def commit(self) -> None:
         """Make every added row durable: sealed chunks, then the catalog, then the log."""
         if self._meta_stale:
             os.fsync(self._fd)
             self._save_meta()
+            if len(self._infos) - self._indexed >= max(INDEX_EVERY, self._indexed // 8):
+                self._save_index(closed=False)
             self._meta_stale = True  # until the log below is rewritten as well
             # Everything the tail refers to up to the last chunk is defined in it; the log
             # restarts with the tail and the entries defined since.
@@ -196,6 +225,22 @@ class SegmentWriter:
         })  # fmt: skip
         self._meta_stale = False
 
+    def _save_index(self, *, closed: bool) -> None:
+        """Save the index of every chunk sealed so far (after they are durable)."""
+        idx = index.SegmentIndex(
+            self.id, closed, self.replaces, os.getpid(), self._offset, self.rows_sealed,
+            tuple(self.dicts["name"].values[: self._in_chunks["name"]]),
+            tuple(self.dicts["service"].values[: self._in_chunks["service"]]),
+            tuple(self._infos), self._rollup.total().rollup(), dict(self._rollup.records),
+            self._rollup.end, tuple(self.dicts["resource"].values[: self._in_chunks["resource"]]),
+        )  # fmt: skip
+        try:
+            index.save(self.meta_path.parent, idx)
+        except OSError as exc:  # a full disk: readers walk the segment instead
+            log.warning("segment %s: index not saved: %s", self.id, exc)
+            return
+        self._indexed = len(self._infos)
+
     def close(self) -> None:
         """Seal the remaining rows into a last (short) chunk and retire the log."""
         if self.closed:
@@ -204,7 +249,9 @@ class SegmentWriter:
             self._seal(self.tail_rows)
         if self._meta_stale:
             os.fsync(self._fd)
+        self._rollup.close()  # before the catalog says closed: readers then take the file as final
         self._save_meta(closed=True)
+        self._save_index(closed=True)
         self._wal.close(remove=True)
         os.close(self._fd)
         self.closed = True
@@ -221,6 +268,7 @@ class SegmentWriter:
     def abandon(self) -> None:
         """Drop file descriptors without writing (a forked child must not touch its parent's files)."""
         self._wal.abandon()
+        self._rollup.abandon()
         try:
             os.close(self._fd)
         except OSError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -123,3 +124,46 @@ def test_log_reader_ignores_a_torn_record_and_steps_over_a_damaged_one(tmp_path)
     found = wal.read_log(path)
     assert [len(r) for r in found.records] == [10]
     assert (found.damaged, found.trailing_rows) == (1, 5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    values=int64s,
+    cuts=st.lists(st.integers(1, 3000), max_size=6),
+    which=st.sampled_from([codec.CODEC_NARROW, codec.CODEC_DELTA, codec.CODEC_TABLE]),
+)
+def test_blocks_round_trip_whole_and_one_block_at_a_time(values, cuts, which):
+    n = values.size
+    ends = np.array(sorted({c for c in cuts if c < n} | {n}), dtype=np.int64) if n else ends_none()
+    data = codec.encode_blocks(values, which, ends)
+    dtype = np.dtype(np.int64)
+    assert np.array_equal(codec.decode(data, dtype, rows=n), values)
+    lo = 0
+    for hi in ends.tolist():
+        assert np.array_equal(codec.decode_block(data, dtype, lo, hi, rows=n), values[lo:hi])
+        lo = hi
+    if ends.size > 1:  # a block that is not one of the page's
+        with pytest.raises(CorruptPageError):
+            codec.decode_block(data, dtype, 0, int(ends[1]), rows=n)
+
+
+def ends_none() -> np.ndarray:
+    return np.zeros(0, dtype=np.int64)
+
+
+def test_damaged_blocks_pages_raise_only_corrupt_page_errors():
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 10**9, 5000)
+    data = codec.encode_blocks(values, codec.CODEC_NARROW, np.array([1000, 3000, 5000]))
+    outcomes = {"decoded": 0, "corrupt": 0}
+    for _ in range(400):
+        bad = bytearray(data)
+        for _ in range(int(rng.integers(1, 4))):
+            bad[int(rng.integers(0, 40))] ^= int(rng.integers(1, 256))  # the head and table
+        try:
+            codec.decode(bytes(bad), np.dtype(np.int64), rows=5000)
+            codec.decode_block(bytes(bad), np.dtype(np.int64), 1000, 3000, rows=5000)
+            outcomes["decoded"] += 1
+        except CorruptPageError:
+            outcomes["corrupt"] += 1
+    assert outcomes["corrupt"] > 300

@@ -317,7 +317,7 @@ def test_decoders_raise_only_corrupt_page_errors_on_bad_bytes():
     columns = {c: np.asarray(a, dtype=COLUMNS[c]) for c, a in raw.items()}
     entries = {"name": [(0, "a"), (1, "b")], "attributes": [(0, '{"k":1}')]}
     cs = chunk.summarize(columns)
-    pages = chunk.encode_chunk(0, columns, entries, cs)
+    pages = b"".join(chunk.encode_chunk(0, columns, entries, cs))
     pos, payloads = 0, []
     while pos < len(pages):
         *_, length, _lo, _hi, _crc = HEADER.unpack_from(pages, pos)

@@ -1,0 +1,600 @@
+"""Roll-ups: per-function summaries of runs of chunks, so any time range merges O(log n) summaries.
+
+A time range over a segment of n chunks used to merge the summary of every chunk inside it (15,000
+at a billion rows) and decode the chunks it cuts. Roll-ups add a tree over each segment's chunks:
+the node at level L, index j summarises chunks ``j * FANOUT**L`` to ``(j + 1) * FANOUT**L - 1``
+(level 0 is the chunk itself), and records the union of its chunks' time ranges. A query walks
+down from the top: a node whose time range lies inside the window is merged whole, one outside is
+skipped, and only a node the window's edge cuts is opened into its children. Within a segment the
+chunks run roughly in time order, so each edge cuts about one node per level: a range costs at
+most ``2 * (FANOUT - 1)`` summaries per level plus the chunks the edges actually cut.
+
+Why chunk-aligned nodes and not wall-clock buckets (minute, hour, day). A chunk spans a time
+range, so a bucket is only whole for a window when every chunk that fed it lies inside the window;
+buckets would need the chunks sorted into them by their whole range, with stragglers falling back
+to finer grains. A node made of whole chunks has no such problem: it is whole exactly when the
+union of its chunks' ranges is, the same test a chunk passes, so counts stay exact for every range
+by construction, and the tree adapts to any arrival rate (an idle hour costs nothing, a busy
+minute is split as finely as its chunks). The price: a span whose start lies long before its
+chunk's other rows widens that chunk's range and the nodes above it, so windows cut more of them.
+Compaction writes rows in start order, which leaves no such stragglers.
+
+Persistence. The writer appends a record to ``<segment>.roll`` whenever a node is complete (its
+last chunk sealed), and at close the right-edge nodes clipped to the last chunk. Records are pages
+(:mod:`kronicler.db.page`: magic, version, checksum) whose payload is a chunk summary page
+(:func:`kronicler.db.chunk.encode_summary`) and whose header names the chunks summarised (``min``
+and ``max`` hold the first and last chunk number). A record is a fact about a run of chunks,
+whatever the level that wrote it, so a reader uses it only for exactly that run. The file is only
+appended and never fsynced: a record lost to a crash, torn, damaged or simply absent (a segment of
+an older Kronicler, or a full disk) is rebuilt in memory from the node's children when a query
+first needs it, and cached. Nodes holding a damaged chunk, or one with dropped rows, are never
+used: the query opens them into children down to the chunks themselves.
+
+Memory. A reader keeps only each record's offset; summaries are loaded through the bufferpool as
+:class:`Block` pages, so the pool's byte budget covers them. The writer keeps at most
+``FANOUT - 1`` pending summaries per level. On disk a node costs about one chunk summary page, and
+there are ``n / (FANOUT - 1)`` nodes: with FANOUT 8, about 1/7 of a summary page (~1.5 KB) per
+64k-row chunk, 0.02-0.03 bytes per row.
+
+Merging. A :class:`Block` holds the per-function summaries of one node as columns (struct of
+arrays, buckets in one CSR pair), so merging many blocks over many functions is a handful of
+vectorised numpy calls instead of one ``Summary.merge_all`` per function and block.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+
+from kronicler.db.chunk import (
+    ChunkSummary,
+    decode_summary,
+    decode_summary_columns,
+    encode_summary,
+)
+from kronicler.db.fileio import append_all
+from kronicler.db.page import HEADER_SIZE, build_page, parse_header, verified_payload
+from kronicler.db.scan import FunctionSummary, TimeRange
+from kronicler.db.snapshot import ChunkInfo, Rollup
+from kronicler.db.summary import Summary
+from kronicler.errors import CorruptPageError
+
+log = logging.getLogger(__name__)
+
+#: Children per node. 8 keeps a range at about 14 summaries per level while nodes cost 1/7 of
+#: the chunk summaries on disk (4 would halve the summaries per level and double the bytes).
+FANOUT: Final = 8
+SUFFIX: Final = ".roll"
+#: Page kind of a roll-up record, format 1 (a later format takes another kind; readers skip
+#: kinds they do not know).
+ROLLUP_PAGE: Final = 110
+
+_INT64_MAX = np.iinfo(np.int64).max
+_INT64_MIN = np.iinfo(np.int64).min
+_EXACT_FLOAT = 1 << 53  # integers below this add exactly in float64
+
+
+# -- blocks: many per-function summaries as columns --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Block:
+    """Per-function summaries of a run of rows, as columns. Immutable (arrays read-only).
+
+    Fields:
+        codes: function codes, ascending (a segment's name codes, or a query's own numbering).
+        count, zero_count, errors, min, max, first_start, last_start: per code (int64).
+        sum, m2: per code (float64), as in :class:`~kronicler.db.summary.Summary`.
+        bounds: per code, its buckets are ``keys[bounds[i]:bounds[i + 1]]`` (int64, n + 1).
+        keys, counts: bucket keys (int32, ascending per code) and counts (int64).
+    """
+
+    codes: np.ndarray
+    count: np.ndarray
+    zero_count: np.ndarray
+    errors: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+    first_start: np.ndarray
+    last_start: np.ndarray
+    sum: np.ndarray
+    m2: np.ndarray
+    bounds: np.ndarray
+    keys: np.ndarray
+    counts: np.ndarray
+    owner: np.ndarray  # per bucket, its row (int32): merges index by it without np.repeat
+    key_range: tuple[int, int]  # smallest and largest key (0, -1 when there are none)
+
+    @property
+    def nbytes(self) -> int:
+        """What the block costs a bufferpool."""
+        return 128 + sum(getattr(self, f).nbytes for f in self.__slots__ if f != "key_range")
+
+    def __len__(self) -> int:
+        return int(self.codes.size)
+
+    @classmethod
+    def of(cls, cs: ChunkSummary) -> Block:
+        """The block of a chunk summary (functions with no calls are left out)."""
+        items = [(int(c), s, i) for i, (c, s) in enumerate(zip(cs.codes.tolist(), cs.summaries,
+                                                               strict=True)) if s.count]  # fmt: skip
+        n = len(items)
+        rows = [i for _, _, i in items]
+
+        def col(get: Callable[[Summary], float | int | None], dtype: type) -> np.ndarray:
+            return np.fromiter((get(s) or 0 for _, s, _ in items), dtype, n)
+
+        lens = col(lambda s: s.keys.size, np.int64)
+        return cls._frozen(
+            codes=np.fromiter((c for c, _, _ in items), np.int64, n),
+            count=col(lambda s: s.count, np.int64),
+            zero_count=col(lambda s: s.zero_count, np.int64),
+            errors=np.asarray(cs.errors, np.int64)[rows],
+            min=col(lambda s: s.min, np.int64),
+            max=col(lambda s: s.max, np.int64),
+            first_start=np.asarray(cs.first_start, np.int64)[rows],
+            last_start=np.asarray(cs.last_start, np.int64)[rows],
+            sum=col(lambda s: s.sum, np.float64),
+            m2=col(lambda s: s.m2, np.float64),
+            bounds=np.concatenate(([0], np.cumsum(lens))).astype(np.int64),
+            keys=np.concatenate([s.keys for _, s, _ in items] or [np.zeros(0, np.int32)]),
+            counts=np.concatenate([s.counts for _, s, _ in items] or [np.zeros(0, np.int64)]),
+        )
+
+    @classmethod
+    def from_page(cls, payload: bytes | memoryview) -> Block:
+        """The block of a stored summary page, decoded straight into columns."""
+        (codes, errors, first, last), c = decode_summary_columns(payload)
+        if not bool((c.count > 0).all()):  # never written so; take the general road
+            return cls.of(decode_summary(payload))
+        return cls._frozen(
+            codes=codes.astype(np.int64), count=c.count, zero_count=c.zero_count,
+            errors=errors.astype(np.int64), min=c.min, max=c.max,
+            first_start=first.astype(np.int64), last_start=last.astype(np.int64), sum=c.sum,
+            m2=c.m2, bounds=c.bounds, keys=c.keys, counts=c.counts,
+        )  # fmt: skip
+
+    @classmethod
+    def _frozen(cls, **arrays: np.ndarray) -> Block:
+        keys, bounds = arrays["keys"], arrays["bounds"]
+        arrays["owner"] = np.repeat(np.arange(bounds.size - 1, dtype=np.int32), np.diff(bounds))
+        for a in arrays.values():
+            a.flags.writeable = False
+        key_range = (int(keys.min()), int(keys.max())) if keys.size else (0, -1)
+        return cls(**arrays, key_range=key_range)
+
+    def summary(self, i: int) -> Summary:
+        """Row ``i`` as a Summary (sharing this block's read-only bucket arrays)."""
+        a, b = int(self.bounds[i]), int(self.bounds[i + 1])
+        return Summary(
+            int(self.count[i]), float(self.sum[i]), float(self.m2[i]), int(self.min[i]),
+            int(self.max[i]), int(self.zero_count[i]), self.keys[a:b], self.counts[a:b],
+        )  # fmt: skip
+
+    def function_summary(self, i: int) -> FunctionSummary:
+        return FunctionSummary(self.summary(i), int(self.errors[i]), int(self.first_start[i]),
+                               int(self.last_start[i]))  # fmt: skip
+
+    def rollup(self) -> Rollup:
+        """The same summaries as a segment's whole roll-up (the form its index records)."""
+        codes = self.codes.tolist()
+        return Rollup(
+            {c: self.summary(i) for i, c in enumerate(codes)},
+            dict(zip(codes, self.errors.tolist(), strict=True)),
+            dict(zip(codes, self.first_start.tolist(), strict=True)),
+            dict(zip(codes, self.last_start.tolist(), strict=True)),
+        )
+
+    def chunk_summary(self) -> ChunkSummary:
+        """The same summaries as a ChunkSummary (the form records are stored in)."""
+        return ChunkSummary(
+            self.codes.astype(np.uint32), [self.summary(i) for i in range(len(self))],
+            self.errors.copy(), self.first_start.copy(), self.last_start.copy(),
+        )  # fmt: skip
+
+
+def merge(pieces: Sequence[tuple[np.ndarray | None, Block]]) -> Block:
+    """One block of many, per code, exactly as ``Summary.merge_all`` would merge them.
+
+    Each piece is ``(lookup, block)``: ``lookup[code]`` renumbers the block's codes (a segment's
+    codes into a query's numbering; -1 leaves the function out), None keeps them. Counts, errors,
+    min, max and bucket counts combine exactly; ``m2`` uses Chan et al.'s k-way form.
+    """
+    parts = [(lk, b) for lk, b in pieces if len(b)]
+    if not parts:
+        return _EMPTY
+    if len(parts) == 1:  # one segment's roll-up (whole-history stats): renumber, nothing to add
+        lk, b = parts[0]
+        g = b.codes if lk is None else lk[b.codes]
+        if bool((g >= 0).all()) and bool((np.diff(g) > 0).all()):
+            g = g.astype(np.int64)
+            g.flags.writeable = False
+            return replace(b, codes=g)
+    g_all = np.concatenate([b.codes if lk is None else lk[b.codes] for lk, b in parts])
+
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(b, name) for _, b in parts])
+
+    keep = g_all >= 0
+    scalars = {f: cat(f) for f in ("count", "zero_count", "errors", "min", "max", "first_start",
+                                   "last_start", "sum", "m2")}  # fmt: skip
+    groups, inv_all = np.unique(g_all[keep], return_inverse=True)
+    m = int(groups.size)
+    if not m:
+        return _EMPTY
+    # Each entry's group, functions left out going to a spare group ``m`` that is dropped.
+    row_group = np.full(g_all.size, m, np.int64)
+    row_group[keep] = inv_all
+    buckets = _merge_buckets(parts, row_group, m)
+    if not bool(keep.all()):
+        scalars = {f: a[keep] for f, a in scalars.items()}
+    inv = inv_all
+    count = _add_ints(inv, scalars["count"], m)
+    total = np.bincount(inv, scalars["sum"], m)
+    mean = total / count
+    n = scalars["count"].astype(np.float64)
+    spread = n * np.square(scalars["sum"] / n - mean[inv])
+    m2 = np.bincount(inv, scalars["m2"], m) + np.bincount(inv, spread, m)
+    lo = np.full(m, _INT64_MAX, np.int64)
+    hi = np.full(m, _INT64_MIN, np.int64)
+    first, last = lo.copy(), hi.copy()
+    np.minimum.at(lo, inv, scalars["min"])
+    np.maximum.at(hi, inv, scalars["max"])
+    np.minimum.at(first, inv, scalars["first_start"])
+    np.maximum.at(last, inv, scalars["last_start"])
+    out_keys, out_counts, bounds = buckets
+    return Block._frozen(
+        codes=groups.astype(np.int64), count=count,
+        zero_count=_add_ints(inv, scalars["zero_count"], m),
+        errors=_add_ints(inv, scalars["errors"], m), min=lo, max=hi, first_start=first,
+        last_start=last, sum=total, m2=m2, bounds=bounds, keys=out_keys, counts=out_counts,
+    )  # fmt: skip
+
+
+def _add_ints(groups: np.ndarray, values: np.ndarray, m: int) -> np.ndarray:
+    """Exact per-group sums of int64 values (bincount's float adds are exact below 2**53)."""
+    if values.size and int(np.abs(values).sum()) < _EXACT_FLOAT:
+        return np.rint(np.bincount(groups, values.astype(np.float64), m)).astype(np.int64)
+    out = np.zeros(m, np.int64)
+    np.add.at(out, groups, values)
+    return out
+
+
+def _merge_buckets(
+    parts: Sequence[tuple[np.ndarray | None, Block]], row_group: np.ndarray, m: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bucket counts added per (group, key) over every block's rows (``row_group``: the group of
+    each row of the blocks in turn; ``m`` is the spare group of rows left out): keys ascending
+    per group, and the CSR bounds. One dense int64 table indexed ``group * span + key``, added
+    into block by block: no concatenated copies of the buckets."""
+    ranges = [b.key_range for _, b in parts if b.keys.size]
+    if not ranges:
+        return np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(m + 1, np.int64)
+    kmin = min(r[0] for r in ranges)
+    span = max(r[1] for r in ranges) - kmin + 1
+    table = np.zeros((m + 1) * span, np.int64)
+    offset = 0
+    for _, b in parts:
+        rows = row_group[offset : offset + len(b)]
+        offset += len(b)
+        if b.keys.size:
+            index = rows[b.owner] * span
+            index += b.keys
+            index -= kmin
+            np.add.at(table, index, b.counts)
+    table = table[: m * span]  # the spare group's counts go
+    pairs = np.flatnonzero(table)
+    group = pairs // span
+    out_keys = (pairs - group * span + kmin).astype(np.int32)
+    bounds = np.searchsorted(group, np.arange(m + 1)).astype(np.int64)
+    return out_keys, table[pairs], bounds
+
+
+def _empty() -> Block:
+    i64 = np.zeros(0, np.int64)
+    return Block._frozen(
+        codes=i64.copy(), count=i64.copy(), zero_count=i64.copy(), errors=i64.copy(),
+        min=i64.copy(), max=i64.copy(), first_start=i64.copy(), last_start=i64.copy(),
+        sum=np.zeros(0, np.float64), m2=np.zeros(0, np.float64), bounds=np.zeros(1, np.int64),
+        keys=np.zeros(0, np.int32), counts=i64.copy(),
+    )  # fmt: skip
+
+
+_EMPTY = _empty()
+
+
+# -- the tree over a segment's chunks ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A run of chunks merged as one: chunk numbers ``first`` to ``last``, at ``level`` >= 1."""
+
+    level: int
+    first: int
+    last: int
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a window needs from one segment: nodes merged whole, and chunks (positions in the
+    view's chunk list) whole or cut by the window."""
+
+    nodes: list[Node]
+    whole: list[int]
+    cut: list[int]
+
+
+class ChunkTree:
+    """The tree over one segment view's chunks (built once per view; immutable).
+
+    A node is *usable* when every chunk number it covers is present and none had rows dropped,
+    and either it is full or the segment is closed and it ends at the last chunk; only usable
+    nodes are merged whole, so what a node's summary holds is exactly what its chunks hold.
+    """
+
+    def __init__(self, chunks: Sequence[ChunkInfo], *, closed: bool, fanout: int = FANOUT) -> None:
+        n = len(chunks)
+        self.fanout = fanout
+        self.closed = closed
+        self.seqs = np.fromiter((c.seq for c in chunks), np.int64, n)
+        self.lo = np.fromiter((c.start_min for c in chunks), np.int64, n)
+        self.hi = np.fromiter((c.start_max for c in chunks), np.int64, n)
+        clean = np.fromiter((c.keep is None for c in chunks), bool, n)
+        self._dirty = np.concatenate(([0], np.cumsum(~clean)))
+        self.top = top_level(int(self.seqs[-1]), fanout) if n else 0
+
+    def plan(self, window: TimeRange) -> Plan:
+        out = Plan([], [], [])
+        if not self.seqs.size:
+            return out
+        if self.top == 0:
+            self._chunks(0, self.seqs.size, window, out)
+            return out
+        for j in range(int(self.seqs[-1]) // self.fanout**self.top + 1):
+            self._visit(self.top, j, window, out)
+        return out
+
+    def _visit(self, level: int, j: int, window: TimeRange, out: Plan) -> None:
+        width = self.fanout**level
+        a, b = (int(x) for x in np.searchsorted(self.seqs, (j * width, (j + 1) * width)))
+        if a == b:
+            return
+        cover = window.covers(int(self.lo[a:b].min()), int(self.hi[a:b].max()))
+        if cover == 0:
+            return
+        if cover == 2 and b - a > 1 and self._usable(j * width, width, a, b):
+            out.nodes.append(Node(level, int(self.seqs[a]), int(self.seqs[b - 1])))
+        elif level == 1:
+            self._chunks(a, b, window, out)
+        else:
+            for k in range(j * self.fanout, (j + 1) * self.fanout):
+                self._visit(level - 1, k, window, out)
+
+    def _usable(self, first: int, width: int, a: int, b: int) -> bool:
+        if self._dirty[b] != self._dirty[a]:
+            return False
+        if b - a == width:
+            return True  # every chunk number of the node is present (they are unique)
+        last = int(self.seqs[b - 1])
+        return self.closed and b == self.seqs.size and last - first + 1 == b - a
+
+    def _chunks(self, a: int, b: int, window: TimeRange, out: Plan) -> None:
+        for pos in range(a, b):
+            cover = window.covers(int(self.lo[pos]), int(self.hi[pos]))
+            if cover == 2:
+                out.whole.append(pos)
+            elif cover == 1:
+                out.cut.append(pos)
+
+
+def top_level(last_seq: int, fanout: int = FANOUT) -> int:
+    """The level a query starts from: the lowest with at most ``fanout`` nodes (0: one chunk)."""
+    top = 0
+    while last_seq // fanout ** (top + 1) > 0:
+        top += 1
+    return top
+
+
+def children(node: Node, fanout: int = FANOUT) -> list[Node | int]:
+    """What ``node`` is merged from when no record holds it: child nodes, or chunk numbers."""
+    if node.level == 1:
+        return list(range(node.first, node.last + 1))
+    width = fanout ** (node.level - 1)
+    out: list[Node | int] = []
+    for k in range(node.first // width, node.last // width + 1):
+        first, last = max(node.first, k * width), min(node.last, (k + 1) * width - 1)
+        out.append(first if first == last else Node(node.level - 1, first, last))
+    return out
+
+
+# -- the roll-up file ---------------------------------------------------------------------------
+
+
+def path_of(directory: Path, segment: str) -> Path:
+    return directory / f"{segment}{SUFFIX}"
+
+
+class RollupWriter:
+    """Appends a record for every node the writer's sealed chunks complete. One thread at a time.
+
+    Failing to write a record never fails the seal: the record is left out (readers rebuild it)
+    and the writer stops writing roll-ups for its segment.
+    """
+
+    def __init__(self, path: Path, *, fanout: int = FANOUT) -> None:
+        self.path = path
+        self.fanout = fanout
+        self._fd = -1
+        self._offset = 0
+        self._broken = False
+        # Per level: (first chunk, summary) of the completed nodes not yet merged into a parent.
+        self._pending: list[list[tuple[int, Block]]] = [[]]
+        self._chunks = 0
+        #: (first, last) -> (offset, size) of every record written: the segment index keeps them
+        self.records: dict[tuple[int, int], tuple[int, int]] = {}
+
+    @property
+    def end(self) -> int:
+        """Bytes of the file the written records cover."""
+        return self._offset
+
+    def total(self) -> Block:
+        """Every chunk added so far, merged: the pending nodes of all levels cover each once.
+
+        What the segment index records as the whole roll-up, merged when it is saved (a few
+        blocks) instead of per chunk (a ``Summary.merge_all`` per function: ~40 ms a chunk).
+        """
+        return merge([(None, b) for level in self._pending for _, b in level])
+
+    def add(self, seq: int, summary: ChunkSummary) -> None:
+        """Chunk ``seq`` (the next one) is sealed with ``summary``: write the nodes it completes."""
+        if seq != self._chunks:
+            raise ValueError(f"chunk {seq} sealed out of order; expected chunk {self._chunks}")
+        self._chunks += 1
+        self._pending[0].append((seq, Block.of(summary)))
+        level = 0
+        while len(self._pending[level]) == self.fanout:
+            items = self._pending[level]
+            node = Node(level + 1, items[0][0], seq)
+            block = merge([(None, b) for _, b in items])
+            self._write(node, block)
+            items.clear()
+            if len(self._pending) == level + 1:
+                self._pending.append([])
+            self._pending[level + 1].append((node.first, block))
+            level += 1
+
+    def close(self) -> None:
+        """The segment is closing: write the right-edge nodes, clipped to its last chunk.
+
+        Only up to the level a reader starts from (see :func:`top_level`), and each run of
+        chunks once (a clipped node can cover the same run as its clipped child).
+        """
+        last = self._chunks - 1
+        carry: tuple[int, Block] | None = None
+        written: set[tuple[int, int]] = set()
+        for level, items in enumerate(self._pending[: top_level(last, self.fanout)]):
+            run = items + ([carry] if carry is not None else [])
+            if not run:
+                continue
+            first = run[0][0]
+            block = run[0][1] if len(run) == 1 else merge([(None, b) for _, b in run])
+            carry = (first, block)
+            if last > first and (first, last) not in written:
+                self._write(Node(level + 1, first, last), block)
+                written.add((first, last))
+        self.abandon()
+
+    def abandon(self) -> None:
+        """Let go of the file without writing more."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self._broken = True
+
+    def _write(self, node: Node, block: Block) -> None:
+        if self._broken:
+            return
+        payload = encode_summary(block.chunk_summary())
+        page = build_page(ROLLUP_PAGE, node.level, node.last - node.first + 1, payload,
+                          node.first, node.last)  # fmt: skip
+        try:
+            if self._fd < 0:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                self._offset = os.fstat(self._fd).st_size
+            append_all(self._fd, page, self._offset)
+            self.records[(node.first, node.last)] = (self._offset, len(page))
+            self._offset += len(page)
+        except OSError as exc:
+            log.warning("roll-ups of %s not written (%s); queries rebuild them", self.path, exc)
+            self.abandon()
+
+
+class RollupIndex:
+    """Where the records of one segment's roll-up file are: ``(first, last)`` -> byte range.
+
+    ``refresh`` reads only the headers of records appended since the last one (a pread each);
+    payloads are read and checked when a query loads them (:meth:`load`). A segment index that
+    lists the records (:meth:`seed`) spares even those: a closed, indexed segment's roll-up file
+    is never walked.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = -1
+        self._end = 0
+        self._size_seen = -1
+        self._final = False
+        self.records: dict[tuple[int, int], tuple[int, int]] = {}
+        self.headers_read = 0  # record headers walked so far (what an index spares)
+
+    def refresh(self, *, final: bool = False) -> None:
+        """Index new records; ``final``: the segment is closed (read once more, then never)."""
+        if self._final:
+            return
+        try:
+            size = os.stat(self.path).st_size
+        except FileNotFoundError:
+            self._final = final
+            return
+        if size != self._size_seen:
+            self._size_seen = size
+            self._walk(size)
+        self._final = final
+
+    def seed(
+        self, records: Mapping[tuple[int, int], tuple[int, int]], end: int, *, final: bool
+    ) -> None:
+        """Take the records a segment index lists, covering the file's first ``end`` bytes;
+        ``final``: they are all the segment has (it is closed), so the file is not walked.
+
+        A listed record the file lost (a crash before the page cache reached the disk) fails
+        its checksum when loaded and is rebuilt, like any damaged record.
+        """
+        self.records = dict(records)
+        self._end = end
+        self._final = final
+        if self._fd < 0:
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                pass  # no record is readable: queries rebuild them
+
+    def _walk(self, size: int) -> None:
+        if self._fd < 0:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        while self._end + HEADER_SIZE <= size:
+            header = parse_header(os.pread(self._fd, HEADER_SIZE, self._end))
+            self.headers_read += 1
+            if header is None or self._end + header.size > size:
+                return  # torn, damaged, or still being written: records past it are rebuilt
+            if header.column == ROLLUP_PAGE and 0 <= header.min <= header.max:
+                self.records[(header.min, header.max)] = (self._end, header.size)
+            self._end += header.size
+
+    def load(self, node: Node) -> Block | None:
+        """The node's summaries from its record; None when no intact record holds them."""
+        where = self.records.get((node.first, node.last))
+        if where is None or self._fd < 0:
+            return None
+        offset, size = where
+        try:
+            raw = os.pread(self._fd, size, offset)
+            _, payload = verified_payload(raw, f"{self.path}@{offset}")
+            return Block.from_page(payload)
+        except (CorruptPageError, OSError) as exc:
+            log.warning("roll-up record of chunks %d-%d unreadable, rebuilt: %s",
+                        node.first, node.last, exc)  # fmt: skip
+            return None
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
