@@ -16,16 +16,16 @@ from kronicler.otel import ids
 
 int64s = hnp.arrays(np.int64, st.integers(0, 3000), elements=st.integers(-(2**63), 2**63 - 1))
 uint64s = hnp.arrays(np.uint64, st.integers(0, 3000), elements=st.integers(0, 2**64 - 1))
+#: Every codec that encodes a page whole (IDS picks one of SEQ, TABLE and RAW).
+WHOLE_PAGE_CODECS = [codec.CODEC_RAW, codec.CODEC_NARROW, codec.CODEC_DELTA, codec.CODEC_TABLE,
+                     codec.CODEC_IDS, codec.CODEC_SEQ]  # fmt: skip
 small = hnp.arrays(np.uint32, st.integers(0, 3000), elements=st.integers(0, 300))
 
 
 @settings(max_examples=60, deadline=None)
 @given(
     values=int64s,
-    which=st.sampled_from(
-        [codec.CODEC_RAW, codec.CODEC_NARROW, codec.CODEC_DELTA, codec.CODEC_TABLE,
-         codec.CODEC_IDS, codec.CODEC_SEQ]
-    ),  # fmt: skip
+    which=st.sampled_from(WHOLE_PAGE_CODECS),
 )
 def test_int64_round_trip(values, which):
     out = codec.decode(codec.encode(values, which), np.dtype(np.int64))
@@ -35,10 +35,7 @@ def test_int64_round_trip(values, which):
 @settings(max_examples=60, deadline=None)
 @given(
     values=uint64s,
-    which=st.sampled_from(
-        [codec.CODEC_RAW, codec.CODEC_NARROW, codec.CODEC_DELTA, codec.CODEC_TABLE,
-         codec.CODEC_IDS, codec.CODEC_SEQ]
-    ),  # fmt: skip
+    which=st.sampled_from(WHOLE_PAGE_CODECS),
 )
 def test_uint64_round_trip(values, which):
     assert np.array_equal(codec.decode(codec.encode(values, which), np.dtype(np.uint64)), values)
