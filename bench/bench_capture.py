@@ -21,6 +21,9 @@ Figures, all from this one run:
 3. 8 threads x 100,000 captured calls: rows in the database, rows dropped. For reference the
    SDK's BatchSpanProcessor with its default queue runs the same loop shape (fewer calls, it is
    ~15x slower) and reports how many spans reached its exporter.
+4. Bytes on disk per stored row of captured calls: 20 functions, a third of the calls with two
+   nested calls, every column (ids included) stored; the database is closed first, so every row
+   is in a sealed chunk.
 """
 
 from __future__ import annotations
@@ -245,6 +248,37 @@ def bench_threads(workdir: Path, threads: int, calls: int, sdk_calls: int) -> di
     return out
 
 
+def bench_bytes(workdir: Path, calls: int) -> tuple[int, float]:
+    """(rows stored, bytes per row on disk) for ``calls`` captured top-level calls."""
+    path = workdir / "bytes"
+    kronicler.configure(path=path, service_name="bench")
+
+    def make(i: int) -> Callable[[int], int]:
+        def leaf(x: int) -> int:
+            return x
+
+        leaf.__name__ = leaf.__qualname__ = f"leaf{i}"
+        return kronicler.capture(leaf)
+
+    leaves = [make(i) for i in range(20)]
+
+    @kronicler.capture
+    def outer(i: int) -> int:
+        leaves[i % 20](i)
+        return leaves[(i * 7) % 20](i)
+
+    for i in range(calls):
+        if i % 3 == 0:
+            outer(i)
+        else:
+            leaves[(i * 13) % 20](i)
+    kronicler.shutdown()  # seals the last chunk
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    with Database.open(path) as db:
+        rows = sum(s.count for s in db.stats().values())  # type: ignore[union-attr]
+    return rows, size / rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=200_000, help="calls per round (capture)")
@@ -254,6 +288,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--thread-calls", type=int, default=100_000)
     parser.add_argument("--sdk-thread-calls", type=int, default=25_000)
+    parser.add_argument("--bytes-calls", type=int, default=200_000)
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="kronicler-bench-"))
@@ -302,6 +337,10 @@ def main() -> None:
               f"{args.sdk_thread_calls:,}: {t['sdk_exported']:,} of {sdk_total:,} spans exported "
               f"({100 * (1 - t['sdk_exported'] / sdk_total):.0f}% dropped) in "
               f"{t['sdk_seconds']:.2f} s")  # fmt: skip
+
+        rows, per_row = bench_bytes(workdir, args.bytes_calls)
+        print(f"\n4. {args.bytes_calls:,} captured calls of 20 functions, a third with 2 nested")
+        print(f"   rows stored {rows:,}   {per_row:.2f} bytes/row on disk (every column)")
     finally:
         kronicler.shutdown()
         shutil.rmtree(workdir, ignore_errors=True)

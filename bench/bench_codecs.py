@@ -4,7 +4,8 @@ Run by hand:  python bench/bench_codecs.py
 
 Uses the workload of bench_db.py. For each column it tries every integer codec (and zlib as the
 baseline general-purpose compressor on the raw little-endian bytes) and marks the one chosen in
-``kronicler.db.codec.COLUMN_CODECS``.
+``kronicler.db.codec.COLUMN_CODECS``. Columns marked ``*`` hold ids made as the capture path
+makes them (see ``kronicler.otel.ids``) instead of the workload's random ids.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_db import workload  # noqa: E402
 
 from kronicler.db import codec  # noqa: E402
+from kronicler.otel import ids  # noqa: E402
 
 ROWS = 65_536
 NAMES = {
@@ -29,6 +31,8 @@ NAMES = {
     codec.CODEC_NARROW: "narrow+shuffle+zstd",
     codec.CODEC_DELTA: "delta+zigzag+shuffle+zstd",
     codec.CODEC_TABLE: "distinct table+index",
+    codec.CODEC_SEQ: "unmix+xor steps+shuffle+zstd",
+    codec.CODEC_IDS: "ids: best of seq/table/raw",
 }
 
 
@@ -51,13 +55,18 @@ def main() -> None:
         "trace_hi": data["trace"][:, :8].copy().view(">u8").reshape(-1).astype(np.uint64),
         "span_id": data["span"],
     }
+    # Kronicler's own ids (a counter, mixed), in a chunk ordered by function then start.
+    order = np.argsort(columns["name"], kind="stable")
+    seqs = np.arange(1, ROWS + 1, dtype=np.uint64)[order]
+    columns["span_id*"] = ids.span_ids(seqs)
+    columns["trace_hi*"] = ids.trace_halves(seqs)[0]
     print(f"{'column':10s} {'codec':28s} {'B/row':>7s} {'enc ms':>7s} {'dec ms':>7s}")
     for name, values in columns.items():
         for cid, label in NAMES.items():
             encoded = codec.encode(values, cid)
             enc = best_of(lambda v=values, c=cid: codec.encode(v, c))
             dec = best_of(lambda e=encoded, d=values.dtype: codec.decode(e, d))
-            chosen = " <- chosen" if codec.COLUMN_CODECS[name] == cid else ""
+            chosen = " <- chosen" if codec.COLUMN_CODECS[name.rstrip("*")] == cid else ""
             print(
                 f"{name:10s} {label:28s} {len(encoded) / ROWS:7.3f} {enc:7.2f} {dec:7.2f}{chosen}"
             )

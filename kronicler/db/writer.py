@@ -118,7 +118,11 @@ class SegmentWriter:
         """The whole tail as one array per column (consolidating the buffered pieces)."""
         out = {}
         for column, pieces in self._tail.items():
-            arr = pieces[0] if len(pieces) == 1 else np.concatenate(pieces).astype(COLUMNS[column])
+            arr = (
+                pieces[0]
+                if len(pieces) == 1
+                else np.concatenate(pieces).astype(COLUMNS[column], copy=False)
+            )
             self._tail[column] = [arr]
             out[column] = arr
         return out

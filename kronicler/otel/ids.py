@@ -25,6 +25,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from kronicler.db import codec
+
 _M64 = (1 << 64) - 1
 _C1 = 0xBF58476D1CE4E5B9
 _C2 = 0x94D049BB133111EB
@@ -65,14 +67,11 @@ def trace_id(root: int) -> int:
 
 
 def mix_array(x: np.ndarray) -> np.ndarray:
-    """:func:`mix` over a uint64 array (wrapping arithmetic, no Python loop)."""
-    x = x.astype(np.uint64, copy=True)
-    x ^= x >> np.uint64(30)
-    x *= np.uint64(_C1)
-    x ^= x >> np.uint64(27)
-    x *= np.uint64(_C2)
-    x ^= x >> np.uint64(31)
-    return x
+    """:func:`mix` over a uint64 array (wrapping arithmetic, no Python loop).
+
+    The storage inverts it to store counter ids compactly (``kronicler.db.codec.encode_ids``), so
+    both sides use the one implementation."""
+    return codec.mix64(x)
 
 
 def span_ids(seqs: np.ndarray) -> np.ndarray:

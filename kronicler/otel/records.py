@@ -100,7 +100,9 @@ def records_to_site_batch(
     status = np.zeros(n, dtype=np.uint8)
     kind = kinds_of[site_idx]
     span_id = ids.span_ids(seqs)
-    parent = ids.span_ids(table[:, 5].astype(np.uint64))
+    parent_seqs = table[:, 5].astype(np.uint64)
+    # Top-level calls have no parent (0 stays 0): a batch of them skips the id mix.
+    parent = ids.span_ids(parent_seqs) if parent_seqs.any() else parent_seqs
 
     if full:
         m = len(full)

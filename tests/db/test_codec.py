@@ -12,18 +12,20 @@ from kronicler.db import codec, wal
 from kronicler.db.page import HEADER_SIZE, build_page, parse_header, verified_payload
 from kronicler.db.schema import COLUMNS
 from kronicler.errors import CorruptPageError
+from kronicler.otel import ids
 
 int64s = hnp.arrays(np.int64, st.integers(0, 3000), elements=st.integers(-(2**63), 2**63 - 1))
 uint64s = hnp.arrays(np.uint64, st.integers(0, 3000), elements=st.integers(0, 2**64 - 1))
+#: Every codec that encodes a page whole (IDS picks one of SEQ, TABLE and RAW).
+WHOLE_PAGE_CODECS = [codec.CODEC_RAW, codec.CODEC_NARROW, codec.CODEC_DELTA, codec.CODEC_TABLE,
+                     codec.CODEC_IDS, codec.CODEC_SEQ]  # fmt: skip
 small = hnp.arrays(np.uint32, st.integers(0, 3000), elements=st.integers(0, 300))
 
 
 @settings(max_examples=60, deadline=None)
 @given(
     values=int64s,
-    which=st.sampled_from(
-        [codec.CODEC_RAW, codec.CODEC_NARROW, codec.CODEC_DELTA, codec.CODEC_TABLE]
-    ),
+    which=st.sampled_from(WHOLE_PAGE_CODECS),
 )
 def test_int64_round_trip(values, which):
     out = codec.decode(codec.encode(values, which), np.dtype(np.int64))
@@ -33,9 +35,7 @@ def test_int64_round_trip(values, which):
 @settings(max_examples=60, deadline=None)
 @given(
     values=uint64s,
-    which=st.sampled_from(
-        [codec.CODEC_RAW, codec.CODEC_NARROW, codec.CODEC_DELTA, codec.CODEC_TABLE]
-    ),
+    which=st.sampled_from(WHOLE_PAGE_CODECS),
 )
 def test_uint64_round_trip(values, which):
     assert np.array_equal(codec.decode(codec.encode(values, which), np.dtype(np.uint64)), values)
@@ -167,3 +167,77 @@ def test_damaged_blocks_pages_raise_only_corrupt_page_errors():
         except CorruptPageError:
             outcomes["corrupt"] += 1
     assert outcomes["corrupt"] > 300
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=uint64s)
+def test_unmix_inverts_the_id_mix(values):
+    assert np.array_equal(codec.mix64(codec.unmix64(values)), values)
+    assert np.array_equal(codec.unmix64(ids.mix_array(values)), values)
+
+
+def _page_codec(data: bytes) -> int:
+    return data[0]
+
+
+def test_counter_ids_in_function_order_take_about_a_byte_a_row():
+    # Capture ids of 65,536 calls of 100 functions, one chunk ordered by function then start:
+    # neighbouring rows are calls of one function, ~100 counter values apart.
+    rng = np.random.default_rng(5)
+    n = 65536
+    seqs = np.arange(n, dtype=np.uint64) + np.uint64(1 + (int(rng.integers(0, 2**62))))
+    functions = rng.zipf(1.3, n) % 100
+    order = np.argsort(functions, kind="stable")
+    roots = seqs.copy()
+    roots[1::3] = seqs[:-1:3]  # a third of the calls are children of the call before them
+    hi, lo = ids.trace_halves(roots[order])
+    for column in (ids.span_ids(seqs[order]), hi, lo):
+        data = codec.encode(column, codec.COLUMN_CODECS["span_id"])
+        assert _page_codec(data) == codec.CODEC_SEQ
+        assert len(data) < 1.5 * n, len(data) / n
+        assert np.array_equal(codec.decode(data, np.dtype(np.uint64), rows=n), column)
+
+
+def test_random_ids_stay_raw_and_shared_random_ids_take_a_table():
+    rng = np.random.default_rng(6)
+    n = 20000
+    distinct = rng.integers(1, 2**64 - 1, n, dtype=np.uint64)
+    adjacent = np.repeat(distinct[: n // 4], 4)  # a trace's spans in arrival order
+    scattered = adjacent[rng.permutation(n)]  # ... or spread over the functions of a chunk
+    for values, form in ((distinct, codec.CODEC_RAW), (adjacent, codec.CODEC_TABLE),
+                         (scattered, codec.CODEC_TABLE)):  # fmt: skip
+        data = codec.encode(values, codec.CODEC_IDS)
+        assert _page_codec(data) == form
+        assert np.array_equal(codec.decode(data, np.dtype(np.uint64), rows=n), values)
+    # A few foreign (random) ids among counter ids keep the compact form, and round-trip.
+    mixed = ids.span_ids(np.arange(1, n + 1, dtype=np.uint64))
+    mixed[:: n // 100] = distinct[:: n // 100]
+    data = codec.encode(mixed, codec.CODEC_IDS)
+    assert _page_codec(data) == codec.CODEC_SEQ and len(data) < 3 * n
+    assert np.array_equal(codec.decode(data, np.dtype(np.uint64)), mixed)
+
+
+def test_root_spans_only_make_a_constant_parent_page():
+    span_ids = ids.span_ids(np.arange(1, 5001, dtype=np.uint64))
+    parents = np.zeros(5000, dtype=np.uint64)
+    data = codec.encode_parents(parents, span_ids)
+    assert _page_codec(data) == codec.CODEC_CONST and len(data) < 32
+    assert np.array_equal(codec.decode_parents(data, span_ids, rows=5000), parents)
+
+
+def test_damaged_counter_id_pages_raise_only_corrupt_page_errors():
+    rng = np.random.default_rng(8)
+    values = ids.span_ids(np.arange(1, 3001, dtype=np.uint64))
+    data = codec.encode(values, codec.CODEC_IDS)
+    assert _page_codec(data) == codec.CODEC_SEQ
+    outcomes = {"decoded": 0, "corrupt": 0}
+    for _ in range(300):
+        bad = bytearray(data)
+        for at in rng.integers(0, len(bad), int(rng.integers(1, 4))):
+            bad[int(at)] = int(rng.integers(0, 256))
+        try:
+            codec.decode(bytes(bad), np.dtype(np.uint64), rows=3000)
+            outcomes["decoded"] += 1
+        except CorruptPageError:
+            outcomes["corrupt"] += 1
+    assert outcomes["corrupt"] > 0
