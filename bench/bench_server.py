@@ -196,10 +196,8 @@ def bench_get_stats(path: Path, n: int, repeat: int) -> None:
 
 
 def bench_otlp(tmp: Path, requests: int, workers: int) -> None:
-    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
-
     from kronicler.db import Database
-    from kronicler.otel.otlp_rows import convert_resource_spans
+    from kronicler.otel.otlp_rows import convert_request
     from kronicler.server import KroniclerServer, ServerOptions
 
     reqs = encoded_requests(requests)
@@ -210,8 +208,7 @@ def bench_otlp(tmp: Path, requests: int, workers: int) -> None:
         t = time.perf_counter()
         retries = 0
         for data in reqs:
-            msg = otlp.ExportTraceServiceRequest.FromString(data)
-            batch = convert_resource_spans(msg.resource_spans).batch
+            batch = convert_request(data).batch  # what an ingest worker does
             while not db.append_batch(batch, block=False):  # full: retry as an exporter would
                 retries += 1
                 time.sleep(0.001)

@@ -137,24 +137,26 @@ class AttributeTexts:
 
     def __init__(self, max_bytes: int = 16 << 20) -> None:
         self.max_bytes = max_bytes
-        self._texts: dict[tuple[bytes, ...], str] = {}
+        self._texts: dict[tuple[bytes, ...], str] = {(): ""}
         self._bytes = 0
 
-    def __call__(self, raw: Any) -> str:
-        """Text of one span's attributes, ``raw`` its repeated serialized ``KeyValue``s."""
-        if not raw:
-            return ""
-        key = tuple(raw)
-        text = self._texts.get(key)
-        if text is None:
-            text = attributes_text(_key_values(key))
-            size = sum(map(len, key)) + len(text) + 64 * len(key)
-            if self._bytes + size > self.max_bytes:
-                self._texts.clear()
-                self._bytes = 0
-            if size <= self.max_bytes:
-                self._texts[key] = text
-                self._bytes += size
+    def of(self, spans: Any) -> list[str]:
+        """The attribute text of each span (lean ``Span`` messages), in order."""
+        keys = [tuple(s.attributes) for s in spans]
+        out: list[str | None] = list(map(self._texts.get, keys))  # one C loop when all hit
+        for i in [i for i, text in enumerate(out) if text is None]:
+            out[i] = self._add(keys[i])
+        return out  # type: ignore[return-value]  # no None is left
+
+    def _add(self, key: tuple[bytes, ...]) -> str:
+        text = attributes_text(_key_values(key))
+        size = sum(map(len, key)) + len(text) + 64 * len(key)
+        if self._bytes + size > self.max_bytes:
+            self._texts = {(): ""}  # start again (a new dict: other threads may be reading)
+            self._bytes = 0
+        if size <= self.max_bytes:
+            self._texts[key] = text
+            self._bytes += size
         return text
 
 
@@ -241,11 +243,14 @@ def _convert(resource_spans: Iterable[Any], default_service: str) -> Converted:
             raw_status = [s.status for s in spans]
             for raw in set(raw_status).difference(statuses):
                 statuses[raw] = _status(raw)
-            status = [statuses[raw] for raw in raw_status]
+            status = list(map(statuses.__getitem__, raw_status))
             codes.extend([code for code, _ in status])
             first = len(attrs)
-            attrs.extend([texts(s.attributes) for s in spans])
-            for i in [i for i, s in enumerate(spans) if s.events or status[i][1]]:
+            attrs.extend(texts.of(spans))
+            extra_at = [i for i, s in enumerate(spans) if s.events]
+            if any(message for _, message in statuses.values()):
+                extra_at = sorted({*extra_at, *(i for i, (_, m) in enumerate(status) if m)})
+            for i in extra_at:
                 extra = _extra_attributes(spans[i], *status[i])
                 if extra is not None:
                     attrs[first + i] = extra
