@@ -50,6 +50,7 @@ _START_TIMEOUT = 60.0
 _RESTART_DELAY = 0.5  # seconds between a worker's death and its replacement
 _GROUP = 64  # requests stored before one flush makes them all durable
 _FLUSH_TIMEOUT = 30.0
+_NICE = 5  # ingest workers run at a lower CPU priority than queries
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,10 @@ def _worker_main(path: str, conn: Connection) -> None:
     """A worker process: decode, convert and store requests until the end marker."""
     from kronicler.db import Database
 
+    try:  # the kernel then favours the query process when both want a core
+        os.nice(_NICE)
+    except OSError:
+        pass
     db = Database.open(path)
     conn.send((_READY, Outcome("ok")))
     try:
