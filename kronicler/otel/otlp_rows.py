@@ -1,7 +1,16 @@
 """OTLP ``ResourceSpans`` (protobuf) -> :class:`kronicler.db.schema.SpanBatch`, as a pure function.
 
-The receiver decodes an ``ExportTraceServiceRequest`` (C code, fast) and hands its
-``resource_spans`` here. Python must touch each span once to read its fields, so this module
+:func:`convert_request` takes a serialized ``ExportTraceServiceRequest`` (what the ingest
+workers receive); :func:`convert_resource_spans` takes decoded stock messages. Python must touch
+each span once to read its fields, and every field read on a upb message costs a Python object,
+so the request is decoded (by upb, in C) in a *lean* copy of the OTLP schema in which a span's
+attributes, events and status are ``bytes`` fields: same wire format, but a span's attributes
+arrive as a few byte strings rather than a tree of ``KeyValue``/``AnyValue`` objects. They are
+only decoded for an attribute set not seen before, and events only for the rare span that has
+some. Trade-off: a malformed attribute, event or status surfaces as ``DecodeError`` from the
+conversion rather than from the parse (the caller rejects the request whole either way), and
+stock messages handed to :func:`convert_resource_spans` are re-serialized first (C, cheap).
+This module
 does exactly one pass of list comprehensions per scope and leaves everything else to numpy:
 ids are joined into one byte string and viewed as big-endian uint64 columns, and validation is
 one boolean mask over all spans, so a request of 10,000 spans costs 10,000 attribute reads, not
@@ -23,8 +32,12 @@ A span is *malformed*, and left out, when its trace id is not 16 non-zero bytes,
 before its start, or its status/kind outside the OTLP enums. The others are stored; the count and
 a summary of the reasons go back through OTLP ``partial_success``.
 
-Attribute sets repeat (the same route, the same status code), so each distinct set is turned
-into canonical text once per request, keyed by the serialized values.
+Attribute sets repeat (the same route, the same status code) within and across requests, so
+each distinct set is turned into canonical text once, keyed by its serialized ``KeyValue`` bytes,
+in a memo shared by all requests and bounded in bytes (:class:`AttributeTexts`). A hit is one
+dict lookup, in a ``map`` over the spans of a scope. The key is exact: the wire bytes tell
+``true`` from ``1`` from ``1.0`` and ``-0.0`` from ``0.0``; equal sets sent in other byte forms
+only miss the memo.
 """
 
 from __future__ import annotations
@@ -124,7 +137,7 @@ _LEAN_FIELDS = (9, 11, 15)  # Span.attributes, Span.events, Span.status
 _LeanRequest, _parse_key_value = _lean_classes()
 
 
-def parse_request(data: bytes) -> Any:
+def parse_request(data: bytes | memoryview) -> Any:
     """An OTLP ``ExportTraceServiceRequest`` (serialized) in the lean schema, for
     :func:`convert_request`; raises ``google.protobuf.message.DecodeError`` when malformed."""
     return _LeanRequest.FromString(data)
@@ -191,7 +204,9 @@ def _extra_attributes(span: Any, code: int, message: str) -> str | None:
     return None if added is None else attributes_text(added)
 
 
-def convert_request(data: bytes, *, default_service: str = DEFAULT_SERVICE) -> Converted:
+def convert_request(
+    data: bytes | memoryview, *, default_service: str = DEFAULT_SERVICE
+) -> Converted:
     """Convert a serialized ``ExportTraceServiceRequest``; raises ``DecodeError`` (or
     ``RecursionError``) when it, or any attribute, event or status in it, is malformed."""
     return _convert(parse_request(data).resource_spans, default_service)

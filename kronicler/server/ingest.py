@@ -16,7 +16,8 @@ commit), so a worker killed at any moment loses no acknowledged span. A request 
 dies first gets ``UNAVAILABLE`` and the exporter retries it (it may then be stored twice, the
 at-least-once delivery every OTLP receiver has), and a supervisor thread starts a replacement. Requests beyond ``2 x workers`` in flight get
 ``UNAVAILABLE`` at once, so ingest never holds more than that many of the server's threads and
-queries keep theirs. Stopping sends each worker an end marker: it finishes what it holds, closes
+queries keep theirs. Workers run at ``nice +5``, so when the cores are short the query process
+gets them first. Stopping sends each worker an end marker: it finishes what it holds, closes
 its database (flushing every row) and exits.
 """
 

@@ -158,7 +158,12 @@ def test_attributes_events_and_status_through_workers_match_the_sdk_rows(
     provider.add_span_processor(SimpleSpanProcessor(memory))
     tracer = provider.get_tracer("tests")
     for i in range(600):
-        attrs = {"route": f"/r{i % 7}", "n": i % 3, "flag": [True, 1, 1.0][i % 3]}
+        flag: bool | int | float = [True, 1, 1.0][i % 3]  # equal in Python, stored apart
+        attrs: dict[str, str | bool | int | float] = {
+            "route": f"/r{i % 7}",
+            "n": i % 3,
+            "flag": flag,
+        }
         with tracer.start_as_current_span("shop.f", attributes=attrs) as span:
             if i % 50 == 1:
                 span.record_exception(ValueError(f"bad {i}"))
