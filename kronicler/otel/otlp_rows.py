@@ -163,7 +163,7 @@ class AttributeTexts:
 
     def _add(self, key: tuple[bytes, ...]) -> str:
         text = attributes_text(_key_values(key))
-        size = sum(map(len, key)) + len(text) + 64 * len(key)
+        size = sum(map(len, key)) + len(text) + 200 + 40 * len(key)  # with object overheads
         if self._bytes + size > self.max_bytes:
             self._texts = {(): ""}  # start again (a new dict: other threads may be reading)
             self._bytes = 0
