@@ -124,6 +124,7 @@ def ingest_client(address: str, seconds: float, threads: int, rate: float) -> No
     import grpc
 
     reqs = encoded_requests(20, seed=os.getpid())
+    print("sending", flush=True)  # encoding done: the ingest starts now
     sent = [0] * threads
     begin = time.monotonic()
     stop = begin + seconds
@@ -153,7 +154,7 @@ def ingest_client(address: str, seconds: float, threads: int, rate: float) -> No
         t.start()
     for t in ts:
         t.join()
-    print(sum(sent), flush=True)
+    print(sum(sent), time.monotonic() - begin, flush=True)  # spans acknowledged, seconds sending
 
 
 def bench_get_stats(path: Path, n: int, repeat: int) -> None:
@@ -195,11 +196,18 @@ def bench_get_stats(path: Path, n: int, repeat: int) -> None:
         client.close()
 
 
-def bench_otlp(tmp: Path, requests: int, workers: int) -> None:
-    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by process ``pid`` (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+
+def bench_otlp(tmp: Path, requests: int, workers: int) -> None:
     from kronicler.db import Database
-    from kronicler.otel.otlp_rows import convert_resource_spans
+    from kronicler.otel.otlp_rows import convert_request
     from kronicler.server import KroniclerServer, ServerOptions
 
     reqs = encoded_requests(requests)
@@ -208,35 +216,44 @@ def bench_otlp(tmp: Path, requests: int, workers: int) -> None:
           f"{len(reqs[0]):,} bytes each)")  # fmt: skip
     with Database.open(tmp / "otlp-a") as db:
         t = time.perf_counter()
+        cpu = time.process_time()  # this process's threads: conversion and the writer
         retries = 0
         for data in reqs:
-            msg = otlp.ExportTraceServiceRequest.FromString(data)
-            batch = convert_resource_spans(msg.resource_spans).batch
+            batch = convert_request(data).batch  # what an ingest worker does
             while not db.append_batch(batch, block=False):  # full: retry as an exporter would
                 retries += 1
                 time.sleep(0.001)
         db.flush()
         dt = time.perf_counter() - t
+        cpu = time.process_time() - cpu
         print(f"   server side (decode+convert+store, flushed) {spans / dt:>10,.0f} spans/s "
               f"(target >= 100,000; {retries} queue-full retries)")  # fmt: skip
+        print(f"      per CPU-second (less skewed by other load) {spans / cpu:>8,.0f} spans")
     for n_workers in (0, workers):
         with Database.open(tmp / f"otlp-b{n_workers}") as db:
             srv = KroniclerServer(db, ServerOptions("127.0.0.1:0", ingest_workers=n_workers))
             srv.start()
+            pids = srv.ingest.pids if srv.ingest is not None else []
+            cpu = time.process_time(), sum(map(cpu_seconds, pids))
             proc = subprocess.Popen(
                 [sys.executable, __file__, "--ingest-client", srv.address, "--seconds", "6",
                  "--threads", str(max(2, 2 * n_workers))],
                 stdout=subprocess.PIPE, text=True,
             )  # fmt: skip
-            t = time.perf_counter()
             out, _ = proc.communicate(timeout=120)
+            # CPU of the server process (gRPC, hand-off or conversion) and of the workers
+            used = time.process_time() - cpu[0], sum(map(cpu_seconds, pids)) - cpu[1]
             srv.stop()  # workers flush what they acknowledged
             db.flush()
-            dt = time.perf_counter() - t
             stored = sum(fs.summary.count for fs in Database.open(db.path).summaries().values())
+        # the rate over the client's sending time (not its start-up: it encodes its requests
+        # first); an acknowledged span is already stored, and "stored" is counted after stop
+        acked, dt = int(out.split()[-2]), float(out.split()[-1])
         where = f"{n_workers} ingest workers" if n_workers else "in the server process"
-        print(f"   over gRPC, pre-encoded, {where:<22} {int(out) / dt:>10,.0f} spans/s "
-              f"({int(out):,} acknowledged, {stored:,} stored)")  # fmt: skip
+        print(f"   over gRPC, pre-encoded, {where:<22} {acked / dt:>10,.0f} spans/s "
+              f"({acked:,} acknowledged, {stored:,} stored)")  # fmt: skip
+        print(f"      CPU per 1,000 spans: {used[0] / acked * 1e6:6.2f} ms server process, "
+              f"{used[1] / acked * 1e6:6.2f} ms workers")  # fmt: skip
     bench_stock_exporter(tmp)
 
 
@@ -299,6 +316,7 @@ def bench_under_ingest(path: Path, seconds: float, workers: int, rate: float) ->
                      str(seconds), "--threads", str(max(2, 2 * n_workers)), "--rate", str(pace)],
                     stdout=subprocess.PIPE, text=True,
                 )  # fmt: skip
+                assert proc.stdout is not None and proc.stdout.readline().strip() == "sending"
                 time.sleep(1.0)
                 busy: list[float] = []
                 deadline = time.monotonic() + seconds - 1.5
@@ -308,8 +326,9 @@ def bench_under_ingest(path: Path, seconds: float, workers: int, rate: float) ->
                 out, _ = proc.communicate(timeout=120)
                 client.close()
                 srv.stop()
+            acked, sending = int(out.split()[-2]), float(out.split()[-1])
             where = f"{n_workers} ingest workers" if n_workers else "OTLP in the server process"
-            print(f"   {where}, {int(out) / seconds:>9,.0f} spans/s "
+            print(f"   {where}, {acked / sending:>9,.0f} spans/s "
                   f"({'paced' if pace else 'flat out'}, {len(busy)} queries)")  # fmt: skip
             print(f"      under ingest   p50 {ms(busy)}   p99 {ms(busy, 0.99)}")
             print(f"      idle           p50 {ms(idle)}   p99 {ms(idle, 0.99)}")

@@ -1,7 +1,16 @@
 """OTLP ``ResourceSpans`` (protobuf) -> :class:`kronicler.db.schema.SpanBatch`, as a pure function.
 
-The receiver decodes an ``ExportTraceServiceRequest`` (C code, fast) and hands its
-``resource_spans`` here. Python must touch each span once to read its fields, so this module
+:func:`convert_request` takes a serialized ``ExportTraceServiceRequest`` (what the ingest
+workers receive); :func:`convert_resource_spans` takes decoded stock messages. Python must touch
+each span once to read its fields, and every field read on a upb message costs a Python object,
+so the request is decoded (by upb, in C) in a *lean* copy of the OTLP schema in which a span's
+attributes, events and status are ``bytes`` fields: same wire format, but a span's attributes
+arrive as a few byte strings rather than a tree of ``KeyValue``/``AnyValue`` objects. They are
+only decoded for an attribute set not seen before, and events only for the rare span that has
+some. Trade-off: a malformed attribute, event or status surfaces as ``DecodeError`` from the
+conversion rather than from the parse (the caller rejects the request whole either way), and
+stock messages handed to :func:`convert_resource_spans` are re-serialized first (C, cheap).
+This module
 does exactly one pass of list comprehensions per scope and leaves everything else to numpy:
 ids are joined into one byte string and viewed as big-endian uint64 columns, and validation is
 one boolean mask over all spans, so a request of 10,000 spans costs 10,000 attribute reads, not
@@ -23,8 +32,12 @@ A span is *malformed*, and left out, when its trace id is not 16 non-zero bytes,
 before its start, or its status/kind outside the OTLP enums. The others are stored; the count and
 a summary of the reasons go back through OTLP ``partial_success``.
 
-Attribute sets repeat (the same route, the same status code), so each distinct set is turned
-into canonical text once per request, keyed by the serialized values.
+Attribute sets repeat (the same route, the same status code) within and across requests, so
+each distinct set is turned into canonical text once, keyed by its serialized ``KeyValue`` bytes,
+in a memo shared by all requests and bounded in bytes (:class:`AttributeTexts`). A hit is one
+dict lookup, in a ``map`` over the spans of a scope. The key is exact: the wire bytes tell
+``true`` from ``1`` from ``1.0`` and ``-0.0`` from ``0.0``; equal sets sent in other byte forms
+only miss the memo.
 """
 
 from __future__ import annotations
@@ -89,43 +102,131 @@ def resource_of(resource: Any, default: str = DEFAULT_SERVICE) -> tuple[str, str
     return service_text(attrs.get("service.name"), default), resource_text(attrs)
 
 
-def _extra_attributes(span: Any) -> str | None:
-    """Text of a span whose events or status message add attributes; None when none do."""
+def _lean_classes() -> tuple[Any, Any]:
+    """``(request class, KeyValue parser)`` of the lean OTLP schema (see the module docstring).
+
+    The stock ``trace.proto`` and ``trace_service.proto`` descriptors are copied into a private
+    descriptor pool with three ``Span`` fields retyped from message to ``bytes``: attributes
+    (9), events (11) and status (15). The wire format of a message field and a bytes field is
+    the same, so any request the stock schema reads, this one reads, and upb still checks
+    every other field (names are valid UTF-8, and so on).
+    """
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+    from opentelemetry.proto.common.v1 import common_pb2
+    from opentelemetry.proto.resource.v1 import resource_pb2
+    from opentelemetry.proto.trace.v1 import trace_pb2
+
+    pool = descriptor_pool.DescriptorPool()
+    for module in (common_pb2, resource_pb2, trace_pb2, trace_service_pb2):
+        proto = descriptor_pb2.FileDescriptorProto.FromString(module.DESCRIPTOR.serialized_pb)
+        if module is trace_pb2:
+            (span,) = [m for m in proto.message_type if m.name == "Span"]
+            for field in span.field:
+                if field.number in _LEAN_FIELDS:
+                    field.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+                    field.ClearField("type_name")
+        pool.Add(proto)
+    request = pool.FindMessageTypeByName(
+        trace_service_pb2.ExportTraceServiceRequest.DESCRIPTOR.full_name
+    )
+    return message_factory.GetMessageClass(request), common_pb2.KeyValue.FromString
+
+
+_LEAN_FIELDS = (9, 11, 15)  # Span.attributes, Span.events, Span.status
+_LeanRequest, _parse_key_value = _lean_classes()
+
+
+def parse_request(data: bytes | memoryview) -> Any:
+    """An OTLP ``ExportTraceServiceRequest`` (serialized) in the lean schema, for
+    :func:`convert_request`; raises ``google.protobuf.message.DecodeError`` when malformed."""
+    return _LeanRequest.FromString(data)
+
+
+class AttributeTexts:
+    """Canonical attribute-set text keyed by the set's serialized ``KeyValue`` bytes, shared
+    across requests and bounded in bytes (when full it starts again, like the contract's
+    memo): the same few sets arrive in every request, and a hit costs one dict lookup."""
+
+    def __init__(self, max_bytes: int = 16 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._texts: dict[tuple[bytes, ...], str] = {(): ""}
+        self._bytes = 0
+
+    def of(self, spans: Any) -> list[str]:
+        """The attribute text of each span (lean ``Span`` messages), in order."""
+        keys = [tuple(s.attributes) for s in spans]
+        out: list[str | None] = list(map(self._texts.get, keys))  # one C loop when all hit
+        for i in [i for i, text in enumerate(out) if text is None]:
+            out[i] = self._add(keys[i])
+        return out  # type: ignore[return-value]  # no None is left
+
+    def _add(self, key: tuple[bytes, ...]) -> str:
+        text = attributes_text(_key_values(key))
+        size = sum(map(len, key)) + len(text) + 200 + 40 * len(key)  # with object overheads
+        if self._bytes + size > self.max_bytes:
+            self._texts = {(): ""}  # start again (a new dict: other threads may be reading)
+            self._bytes = 0
+        if size <= self.max_bytes:
+            self._texts[key] = text
+            self._bytes += size
+        return text
+
+
+_TEXTS = AttributeTexts()
+
+
+def _key_values(raw: Iterable[bytes]) -> dict[str, Any]:
+    """Serialized OTLP ``KeyValue``s -> a dict of Python values (a later duplicate key wins)."""
+    return plain_attributes([_parse_key_value(b) for b in raw])
+
+
+def _status(raw: bytes) -> tuple[int, str]:
+    """``(code, message)`` of a serialized OTLP ``Status``."""
+    from opentelemetry.proto.trace.v1 import trace_pb2
+
+    status = trace_pb2.Status.FromString(raw)
+    return status.code, status.message
+
+
+def _extra_attributes(span: Any, code: int, message: str) -> str | None:
+    """Text of a lean span whose events or status message add attributes; None when none do."""
+    from opentelemetry.proto.trace.v1 import trace_pb2
+
     exception = None
-    for event in span.events:
+    for raw in span.events:
+        event = trace_pb2.Span.Event.FromString(raw)
         if event.name == "exception":
             exception = exception_info(plain_attributes(event.attributes))
     added = row_attributes(
-        plain_attributes(span.attributes), exception=exception, status=span.status.code,
-        description=span.status.message,
-    )  # fmt: skip
+        _key_values(span.attributes), exception=exception, status=code, description=message
+    )
     return None if added is None else attributes_text(added)
 
 
-class _AttributeTexts:
-    """Canonical text per distinct attribute set within one request."""
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple[tuple[str, bytes], ...], str] = {}
-
-    def __call__(self, attrs: Any) -> str:
-        if not attrs:
-            return ""
-        key = tuple((kv.key, kv.value.SerializeToString()) for kv in attrs)
-        text = self._cache.get(key)
-        if text is None:
-            text = attributes_text(plain_attributes(attrs))
-            self._cache[key] = text
-        return text
+def convert_request(
+    data: bytes | memoryview, *, default_service: str = DEFAULT_SERVICE
+) -> Converted:
+    """Convert a serialized ``ExportTraceServiceRequest``; raises ``DecodeError`` (or
+    ``RecursionError``) when it, or any attribute, event or status in it, is malformed."""
+    return _convert(parse_request(data).resource_spans, default_service)
 
 
 def convert_resource_spans(
     resource_spans: Iterable[Any], *, default_service: str = DEFAULT_SERVICE
 ) -> Converted:
-    """Convert every span of ``resource_spans``; malformed spans are counted, not raised.
+    """Convert every span of ``resource_spans`` (stock ``ResourceSpans`` messages); malformed
+    spans are counted, not raised.
 
     ``default_service`` is stored for spans whose resource has no ``service.name``.
     """
+    lean = _LeanRequest()
+    for rs in resource_spans:  # the same wire bytes, read in the lean schema (upb: C speed)
+        lean.resource_spans.add().MergeFromString(rs.SerializeToString())
+    return _convert(lean.resource_spans, default_service)
+
+
+def _convert(resource_spans: Iterable[Any], default_service: str) -> Converted:
     names: list[str] = []
     services: list[str] = []
     resources: list[str] = []
@@ -137,7 +238,8 @@ def convert_resource_spans(
     kinds: list[int] = []
     codes: list[int] = []
     attrs: list[str] = []
-    texts = _AttributeTexts()
+    texts = _TEXTS
+    statuses: dict[bytes, tuple[int, str]] = {b"": (0, "")}
     for rs in resource_spans:
         service, resource = resource_of(rs.resource, default_service)
         for ss in rs.scope_spans:
@@ -153,11 +255,18 @@ def convert_resource_spans(
             starts.extend([s.start_time_unix_nano for s in spans])
             ends.extend([s.end_time_unix_nano for s in spans])
             kinds.extend([s.kind for s in spans])
-            codes.extend([s.status.code for s in spans])
+            raw_status = [s.status for s in spans]
+            for raw in set(raw_status).difference(statuses):
+                statuses[raw] = _status(raw)
+            status = list(map(statuses.__getitem__, raw_status))
+            codes.extend([code for code, _ in status])
             first = len(attrs)
-            attrs.extend([texts(s.attributes) for s in spans])
-            for i in [i for i, s in enumerate(spans) if s.events or s.status.message]:
-                extra = _extra_attributes(spans[i])
+            attrs.extend(texts.of(spans))
+            extra_at = [i for i, s in enumerate(spans) if s.events]
+            if any(message for _, message in statuses.values()):
+                extra_at = sorted({*extra_at, *(i for i, (_, m) in enumerate(status) if m)})
+            for i in extra_at:
+                extra = _extra_attributes(spans[i], *status[i])
                 if extra is not None:
                     attrs[first + i] = extra
     return _build(names, services, trace_ids, span_ids, parents, starts, ends, kinds, codes, attrs,

@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as otlp_grpc
 
 from kronicler.errors import ClosedError, WriteTimeoutError
-from kronicler.otel.otlp_rows import convert_resource_spans
+from kronicler.otel.otlp_rows import Converted, convert_resource_spans
 
 if TYPE_CHECKING:
     from kronicler.db.sink import SpanSink
@@ -76,7 +76,14 @@ def store_request(
     ``("retry", 0, why)``: nothing was stored (the write queue stayed full for ``wait`` seconds,
     or the database is closing) and the exporter should send the request again.
     """
-    converted = convert_resource_spans(request.resource_spans)
+    return store_converted(db, convert_resource_spans(request.resource_spans), wait=wait)
+
+
+def store_converted(
+    db: SpanSink, converted: Converted, *, wait: float = QUEUE_WAIT
+) -> tuple[str, int, str]:
+    """:func:`store_request` for a request already converted (e.g. by
+    :func:`kronicler.otel.otlp_rows.convert_request`, straight from its bytes)."""
     batch = converted.batch
     try:
         if len(batch) and not db.append_batch(batch, block=False):

@@ -16,7 +16,8 @@ commit), so a worker killed at any moment loses no acknowledged span. A request 
 dies first gets ``UNAVAILABLE`` and the exporter retries it (it may then be stored twice, the
 at-least-once delivery every OTLP receiver has), and a supervisor thread starts a replacement. Requests beyond ``2 x workers`` in flight get
 ``UNAVAILABLE`` at once, so ingest never holds more than that many of the server's threads and
-queries keep theirs. Stopping sends each worker an end marker: it finishes what it holds, closes
+queries keep theirs. Workers run at ``nice +5``, so when the cores are short the query process
+gets them first. Stopping sends each worker an end marker: it finishes what it holds, closes
 its database (flushing every row) and exits.
 """
 
@@ -50,6 +51,7 @@ _START_TIMEOUT = 60.0
 _RESTART_DELAY = 0.5  # seconds between a worker's death and its replacement
 _GROUP = 64  # requests stored before one flush makes them all durable
 _FLUSH_TIMEOUT = 30.0
+_NICE = 5  # ingest workers run at a lower CPU priority than queries
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +71,12 @@ class Outcome:
 
 def _worker_main(path: str, conn: Connection) -> None:
     """A worker process: decode, convert and store requests until the end marker."""
-    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
-
     from kronicler.db import Database
 
+    try:  # the kernel then favours the query process when both want a core
+        os.nice(_NICE)
+    except OSError:
+        pass
     db = Database.open(path)
     conn.send((_READY, Outcome("ok")))
     try:
@@ -84,7 +88,7 @@ def _worker_main(path: str, conn: Connection) -> None:
             except EOFError:  # the server went away
                 break
             stop = _STOP in batch
-            answers = [_store_one(db, otlp, m) for m in batch if m != _STOP]
+            answers = [_store_one(db, m) for m in batch if m != _STOP]
             if any(o.code == "ok" for _, o in answers) and not db.flush(timeout=_FLUSH_TIMEOUT):
                 # not known to be on disk: the exporter must send it again
                 answers = [(i, Outcome("retry", message="the spans could not be written yet")
@@ -98,16 +102,23 @@ def _worker_main(path: str, conn: Connection) -> None:
         conn.close()
 
 
-def _store_one(db: SpanSink, otlp: Any, message: bytes) -> tuple[int, Outcome]:
-    from kronicler.otel.receiver import store_request
+def _store_one(db: SpanSink, message: bytes) -> tuple[int, Outcome]:
+    """Decode, convert and store one request (its id, then its serialized bytes)."""
+    from google.protobuf.message import DecodeError
+
+    from kronicler.otel.otlp_rows import convert_request
+    from kronicler.otel.receiver import store_converted
 
     (request_id,) = _HEADER.unpack_from(message)
     try:
-        request = otlp.ExportTraceServiceRequest.FromString(message[_HEADER.size :])
-    except Exception as exc:  # DecodeError, RecursionError...
+        converted = convert_request(memoryview(message)[_HEADER.size :])
+    except (DecodeError, RecursionError, UnicodeDecodeError) as exc:
         return request_id, Outcome("invalid", message=f"{type(exc).__name__}: {str(exc)[:200]}")
+    except Exception:
+        log.exception("OTLP conversion failed in ingest worker %d", os.getpid())
+        return request_id, Outcome("error")
     try:
-        return request_id, Outcome(*store_request(db, request))
+        return request_id, Outcome(*store_converted(db, converted))
     except Exception:
         log.exception("OTLP export failed in ingest worker %d", os.getpid())
         return request_id, Outcome("error")
@@ -291,9 +302,7 @@ class LocalIngest:
         self.db = db
 
     def submit(self, payload: bytes, timeout: float | None) -> Outcome:
-        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
-
-        return _store_one(self.db, otlp, _HEADER.pack(0) + payload)[1]
+        return _store_one(self.db, _HEADER.pack(0) + payload)[1]
 
 
 class IngestServicer:

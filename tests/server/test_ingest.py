@@ -138,3 +138,83 @@ def test_a_killed_worker_is_replaced_and_acknowledged_spans_are_all_stored(
     # queueing its rows but before answering may be stored twice (as with any OTLP receiver)
     assert set(acknowledged) <= set(stored.tolist())
     assert set(stored.tolist()) <= set(acknowledged)
+
+
+def test_attributes_events_and_status_through_workers_match_the_sdk_rows(
+    served: tuple[Database, KroniclerServer],
+) -> None:
+    """Attribute sets repeat across requests (the workers' text cache is shared), some spans
+    carry an exception event or a status description: every stored row's attributes equal
+    what the in-process SDK exporter makes of the same span."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import Status, StatusCode
+
+    from kronicler.otel.rows import spans_to_batch
+
+    db, server = served
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("tests")
+    for i in range(600):
+        flag: bool | int | float = [True, 1, 1.0][i % 3]  # equal in Python, stored apart
+        attrs: dict[str, str | bool | int | float] = {
+            "route": f"/r{i % 7}",
+            "n": i % 3,
+            "flag": flag,
+        }
+        with tracer.start_as_current_span("shop.f", attributes=attrs) as span:
+            if i % 50 == 1:
+                span.record_exception(ValueError(f"bad {i}"))
+            if i % 40 == 2:
+                span.set_status(Status(StatusCode.ERROR, f"failed {i % 4}"))
+    spans = memory.get_finished_spans()
+    exporter = OTLPSpanExporter(endpoint=server.address, insecure=True)
+    for start in range(0, len(spans), 100):  # six requests: the second on meets a warm cache
+        assert exporter.export(spans[start : start + 100]).name == "SUCCESS"
+    exporter.shutdown()
+    server.stop()
+    want = spans_to_batch(spans)
+    expected = dict(zip(want.span_id.astype(np.int64).tolist(), want.attributes, strict=True))
+    with Database.open(db.path) as again:
+        scan = again.scan(["span_id", "attributes"])
+    got = {
+        int(sid): scan.attributes[code]
+        for sid, code in zip(scan.columns["span_id"].astype(np.int64),
+                             scan.columns["attributes"], strict=True)
+    }  # fmt: skip
+    assert len(got) == len(spans) == 600
+    assert got == expected
+    assert any("exception.type" in t for t in got.values())
+    assert any("otel.status_description" in t for t in got.values())
+
+
+@pytest.mark.parametrize("where", ["attribute", "event", "status"])
+def test_a_malformed_attribute_event_or_status_is_invalid_and_stores_nothing(
+    served: tuple[Database, KroniclerServer], where: str
+) -> None:
+    """Workers read attributes, events and status as raw bytes and decode them later: bad
+    UTF-8 inside them still rejects the whole request with INVALID_ARGUMENT."""
+    db, server = served
+    bad = request(1, 3)
+    span = bad.resource_spans[0].scope_spans[0].spans[1]
+    marker = "QQQQ"
+    if where == "attribute":
+        span.attributes.add(key=marker, value=common_pb2.AnyValue(int_value=1))
+    elif where == "event":
+        span.events.add(name=marker, time_unix_nano=5)
+    else:
+        span.status.message = marker
+    data = bad.SerializeToString()
+    assert data.count(marker.encode()) == 1
+    data = data.replace(marker.encode(), b"\xff\xfe\xff\xfe")
+    with grpc.insecure_channel(server.address) as ch:
+        raw = ch.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+        with pytest.raises(grpc.RpcError) as info:
+            raw(data, timeout=30)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert server.ingest is not None and server.ingest.alive() == 2
+        raw(request(10, 2).SerializeToString(), timeout=30)  # the workers still serve
+    server.stop()
+    assert stored_span_ids(db.path).tolist() == [10, 11]

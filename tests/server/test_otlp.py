@@ -20,7 +20,13 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from kronicler import query as q
 from kronicler.db import Database
-from kronicler.otel.otlp_rows import convert_resource_spans
+from kronicler.otel.contract import attributes_text
+from kronicler.otel.otlp_rows import (
+    AttributeTexts,
+    convert_request,
+    convert_resource_spans,
+    parse_request,
+)
 from kronicler.server import Client, KroniclerServer, ServerOptions
 
 
@@ -209,3 +215,29 @@ def test_a_full_write_queue_answers_retry_later_and_loses_no_acknowledged_span(t
         counts = {k: v.count for k, v in tiny.stats().items()}
         assert counts == {f"s{w}": requests * per_request for w in range(senders)}
         assert tiny.dropped == 0
+
+
+def test_attribute_texts_are_cached_across_requests_within_a_byte_bound() -> None:
+    def req(values: list[str]) -> bytes:
+        spans = [
+            trace_pb2.Span(trace_id=b"\x01" * 16, span_id=(i + 1).to_bytes(8, "big"), name="f",
+                           start_time_unix_nano=10, end_time_unix_nano=20,
+                           attributes=[common_pb2.KeyValue(
+                               key="k", value=common_pb2.AnyValue(string_value=v))])
+            for i, v in enumerate(values)
+        ]  # fmt: skip
+        return otlp.ExportTraceServiceRequest(
+            resource_spans=[
+                trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=spans)])
+            ]
+        ).SerializeToString()
+
+    values = [f"v{i % 5}" * (1 + i % 40) for i in range(200)]
+    expected = [attributes_text({"k": v}) for v in values]
+    texts = AttributeTexts(max_bytes=2_000)  # far less than the distinct sets need
+    for _ in range(3):
+        spans = parse_request(req(values)).resource_spans[0].scope_spans[0].spans
+        assert texts.of(spans) == expected
+        assert texts._bytes <= texts.max_bytes
+    assert convert_request(req(values)).batch.attributes == expected
+    assert convert_request(req(values[:3])).batch.attributes == expected[:3]  # warm cache
