@@ -3,6 +3,10 @@
 A :class:`Scan` gathers rows from many segments; each segment numbers its texts (function names,
 services, attribute and resource sets) on its own, so merging maps every segment's codes into one global
 numbering, vectorised with a lookup array per segment.
+
+``Scan`` is the one type for decoded rows: the database's raw read and the query layer's filtered
+selection (:func:`kronicler.query.filters.select`) are both a ``Scan``. A filter only masks the
+columns; the code-to-text lists stay valid, so a second type would copy the same five fields.
 """
 
 from __future__ import annotations
@@ -80,8 +84,8 @@ class FunctionSummary:
 
 @dataclass(frozen=True, slots=True)
 class Scan:
-    """Decoded rows. ``name``/``service``/``attributes``/``resource`` columns hold codes into
-    the lists.
+    """Decoded rows (all the rows read, or those a filter selected). ``name``/``service``/
+    ``attributes``/``resource`` columns hold codes into the lists.
 
     Fields:
         columns: column name -> array, all of equal length.

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kronicler.db.scan import sorted_within_groups
+from kronicler.db.scan import Scan, sorted_within_groups
 from kronicler.db.schema import STATUS_ERROR
-from kronicler.query.filters import RESOURCE_PREFIX, Filter, Selection, attribute_values, select
+from kronicler.query.filters import RESOURCE_PREFIX, Filter, attribute_values, select
 from kronicler.query.results import GroupStats
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def parse_group_by(group_by: str) -> tuple[str, str | None]:
     )
 
 
-def key_codes(sel: Selection, group_by: str) -> tuple[np.ndarray, list[str]]:
+def key_codes(sel: Scan, group_by: str) -> tuple[np.ndarray, list[str]]:
     """Per selected row, the code of its value of ``group_by`` (-1: the row lacks that
     attribute or resource attribute), and the value texts by code.
 
@@ -111,7 +111,7 @@ def group_rows(
     kind, _ = parse_group_by(group_by)
     need = set(columns)
     need.add(KEY_COLUMNS[kind])
-    sel: Selection = select(db, flt, need)
+    sel: Scan = select(db, flt, need)
     cols = sel.columns
     codes, keys = key_codes(sel, group_by)
     keep = codes >= 0
