@@ -109,14 +109,20 @@ def _exact_quantile(sorted_values: np.ndarray, q: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """One stored call (span row).
+    """One stored call (a span row, or an exemplar): enough to find the trace in any trace viewer.
 
-    ``kind`` is in OTLP's numbering (0 unspecified, 1 internal, 2 server, 3 client, 4 producer,
-    5 consumer), as every API returns it; ``resource`` holds the resource attributes of the
-    process or service that sent the span (``{}`` when none is known).
+    The one type for a call in every layer: ``Database.slowest`` returns it, and so do the query
+    layer's ``slowest``, anomaly exemplars and ``explain`` examples, the gRPC client and the CLI.
+
+    ``trace_id`` (128-bit), ``span_id`` and ``parent_span_id`` (64-bit) are ints, 0 = none;
+    ``to_dict`` writes them as 32/16 lowercase hex digits. ``kind`` is OTLP's span kind number
+    (0 unspecified, 1 internal, 2 server, 3 client, 4 producer, 5 consumer); ``status`` OTel's
+    status code (0 unset, 1 ok, 2 error). ``resource`` holds the resource attributes of the
+    process or service that sent the call (``service.version``, ``host.name``...), ``{}`` when
+    none are known.
     """
 
-    name: str
+    function: str
     service: str
     start: int
     duration: int
@@ -128,11 +134,25 @@ class Call:
     attributes: dict[str, Any]
     resource: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def trace_id_hex(self) -> str:
+        return f"{self.trace_id:032x}"
+
+    @property
+    def span_id_hex(self) -> str:
+        return f"{self.span_id:016x}"
+
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "service": self.service, "start": self.start,
-            "duration": self.duration, "status": self.status, "kind": self.kind,
-            "trace_id": f"{self.trace_id:032x}", "span_id": f"{self.span_id:016x}",
-            "parent_span_id": f"{self.parent_span_id:016x}", "attributes": self.attributes,
-            "resource": self.resource,
-        }  # fmt: skip
+            "function": self.function,
+            "service": self.service,
+            "start_unix_nano": self.start,
+            "duration_ns": self.duration,
+            "status": self.status,
+            "kind": self.kind,
+            "trace_id": self.trace_id_hex,
+            "span_id": self.span_id_hex,
+            "parent_span_id": f"{self.parent_span_id:016x}",
+            "attributes": dict(self.attributes),
+            "resource": dict(self.resource),
+        }

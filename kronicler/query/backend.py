@@ -26,11 +26,11 @@ if TYPE_CHECKING:
     from kronicler.query.filters import Filter
     from kronicler.query.results import (
         Anomaly,
+        Call,
         Explanation,
         FunctionInfo,
         Histogram,
         SeriesTable,
-        SlowCall,
         StatsTable,
     )
 
@@ -78,7 +78,7 @@ class QueryBackend(Protocol):
         exact: bool = ...,
     ) -> Histogram: ...
 
-    def slowest(self, flt: Filter | None = None, *, k: int = ...) -> list[SlowCall]: ...
+    def slowest(self, flt: Filter | None = None, *, k: int = ...) -> list[Call]: ...
 
     def anomalies(
         self,

@@ -61,10 +61,10 @@ from kronicler.query.limits import (
 )
 from kronicler.query.results import (
     AttributeFinding,
+    Call,
     ChildFinding,
     Explanation,
     Release,
-    SlowCall,
     SlowShareBucket,
     quantile_label,
 )
@@ -191,11 +191,11 @@ def _explain(
     )  # fmt: skip
 
 
-def _call(scan: Scan, i: int) -> SlowCall:
+def _call(scan: Scan, i: int) -> Call:
     return call_at(scan.columns, scan.names, scan.services, scan.attributes, scan.resources, i)
 
 
-def _examples(scan: Scan, rows: np.ndarray) -> tuple[SlowCall, ...]:
+def _examples(scan: Scan, rows: np.ndarray) -> tuple[Call, ...]:
     """The slowest of ``rows`` (indexes into ``scan``) as calls, slowest first."""
     if len(rows) == 0:
         return ()
@@ -355,7 +355,7 @@ def _child_findings(
     budget.check()
 
     def finding(name: str, sc: int, bc: int, skids: int, bkids: int, st: int, bt: int,
-                examples: tuple[SlowCall, ...]) -> ChildFinding:  # fmt: skip
+                examples: tuple[Call, ...]) -> ChildFinding:  # fmt: skip
         return ChildFinding(name, sc, bc, skids, bkids, st, bt, s_total, b_total, s_time, b_time,
                             examples)  # fmt: skip
 
@@ -433,7 +433,7 @@ def _join_parents(
     return pi[same], ci[same]
 
 
-def _top_parents(parents: Scan, weight: np.ndarray) -> tuple[SlowCall, ...]:
+def _top_parents(parents: Scan, weight: np.ndarray) -> tuple[Call, ...]:
     """The calls with the largest ``weight`` (> 0), largest first."""
     rows = np.flatnonzero(weight > 0)
     if len(rows) == 0:

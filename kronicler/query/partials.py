@@ -50,7 +50,7 @@ from kronicler.query.grouping import (
     group_rows,
     parse_group_by,
 )
-from kronicler.query.results import FunctionInfo, GroupStats, Histogram, HistogramBucket, SlowCall
+from kronicler.query.results import Call, FunctionInfo, GroupStats, Histogram, HistogramBucket
 from kronicler.query.series import cell_codes, check_buckets
 
 if TYPE_CHECKING:
@@ -414,7 +414,7 @@ def merge_histograms(function: str, per_decade: int, exact: bool,
     return Histogram(function, count, per_decade, exact, buckets)
 
 
-def merge_slowest(parts: Iterable[Sequence[SlowCall]], k: int) -> list[SlowCall]:
+def merge_slowest(parts: Iterable[Sequence[Call]], k: int) -> list[Call]:
     """The k slowest of the union: they are among each node's own k slowest."""
     calls = [c for part in parts for c in part]
     calls.sort(key=lambda c: (-c.duration, c.start))

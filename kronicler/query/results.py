@@ -9,8 +9,10 @@ them; ``quantile_label(0.99) == "p99"`` names them in tables and JSON.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from kronicler.db.stats import Call
 
 #: Quantiles reported when the caller names none.
 DEFAULT_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99, 0.999)
@@ -213,54 +215,6 @@ class Histogram:
 
 
 @dataclass(frozen=True, slots=True)
-class SlowCall:
-    """One recorded call (an exemplar): enough to find the trace in any trace viewer.
-
-    ``trace_id`` (128-bit), ``span_id`` and ``parent_span_id`` (64-bit) are ints, 0 = none;
-    ``to_dict`` writes them as 32/16 lowercase hex digits. ``kind`` is OTLP's span kind number
-    (0 unspecified, 1 internal, 2 server, 3 client, 4 producer, 5 consumer); ``status`` OTel's
-    status code (0 unset, 1 ok, 2 error). ``resource`` holds the resource attributes of the
-    process or service that sent the call (``service.version``, ``host.name``...), ``{}`` when
-    none are known.
-    """
-
-    function: str
-    service: str
-    start: int
-    duration: int
-    status: int
-    kind: int
-    trace_id: int
-    span_id: int
-    parent_span_id: int
-    attributes: dict[str, Any]
-    resource: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def trace_id_hex(self) -> str:
-        return f"{self.trace_id:032x}"
-
-    @property
-    def span_id_hex(self) -> str:
-        return f"{self.span_id:016x}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "function": self.function,
-            "service": self.service,
-            "start_unix_nano": self.start,
-            "duration_ns": self.duration,
-            "status": self.status,
-            "kind": self.kind,
-            "trace_id": self.trace_id_hex,
-            "span_id": self.span_id_hex,
-            "parent_span_id": f"{self.parent_span_id:016x}",
-            "attributes": dict(self.attributes),
-            "resource": dict(self.resource),
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class Anomaly:
     """A function whose calls are sometimes much slower than usual, with the evidence.
 
@@ -292,7 +246,7 @@ class Anomaly:
     recent_p99: float | None
     baseline_p99: float | None
     regression_ratio: float | None
-    exemplars: tuple[SlowCall, ...]
+    exemplars: tuple[Call, ...]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -336,7 +290,7 @@ class AttributeFinding:
     score: float
     lift: float | None
     z: float
-    examples: tuple[SlowCall, ...]
+    examples: tuple[Call, ...]
 
     @property
     def slow_share(self) -> float:
@@ -391,7 +345,7 @@ class ChildFinding:
     baseline_total: int
     slow_parent_time: int
     baseline_parent_time: int
-    examples: tuple[SlowCall, ...]
+    examples: tuple[Call, ...]
 
     @property
     def slow_mean(self) -> float | None:
@@ -526,7 +480,7 @@ class Explanation:
     series: tuple[SlowShareBucket, ...]
     cluster_score: float
     releases: tuple[Release, ...]
-    examples: tuple[SlowCall, ...]
+    examples: tuple[Call, ...]
 
     @property
     def baseline_count(self) -> int:

@@ -21,6 +21,7 @@ from kronicler.proto.v1 import query_pb2 as pb
 from kronicler.query import (
     Anomaly,
     AttributeFinding,
+    Call,
     ChildFinding,
     Explanation,
     Filter,
@@ -32,7 +33,6 @@ from kronicler.query import (
     Series,
     SeriesPoint,
     SeriesTable,
-    SlowCall,
     SlowShareBucket,
     StatsTable,
 )
@@ -132,7 +132,7 @@ def histogram_to_proto(h: Histogram) -> pb.GetHistogramResponse:
     )  # fmt: skip
 
 
-def call_to_proto(c: SlowCall) -> pb.Call:
+def call_to_proto(c: Call) -> pb.Call:
     return pb.Call(
         function=c.function, service=c.service, start_unix_nano=c.start,
         duration_ns=c.duration, status=c.status, kind=pb.SpanKind.ValueType(c.kind),
@@ -254,8 +254,8 @@ def histogram_from_proto(msg: pb.GetHistogramResponse) -> Histogram:
     return Histogram(msg.function, msg.count, msg.per_decade, msg.exact, buckets)
 
 
-def call_from_proto(c: pb.Call) -> SlowCall:
-    return SlowCall(
+def call_from_proto(c: pb.Call) -> Call:
+    return Call(
         function=c.function, service=c.service, start=c.start_unix_nano, duration=c.duration_ns,
         status=c.status, kind=c.kind, trace_id=int(c.trace_id or "0", 16),
         span_id=int(c.span_id or "0", 16), parent_span_id=int(c.parent_span_id or "0", 16),

@@ -75,10 +75,10 @@ from kronicler.query.partials import (
 )
 from kronicler.query.results import (
     Anomaly,
+    Call,
     FunctionInfo,
     Histogram,
     SeriesTable,
-    SlowCall,
     StatsTable,
 )
 from kronicler.query.series import (
@@ -296,7 +296,7 @@ class Frontend:
             (convert.histogram_from_proto(r.histogram) for r in replies),
         )  # fmt: skip
 
-    def slowest(self, flt: Filter | None = None, *, k: int = SLOWEST_K) -> list[SlowCall]:
+    def slowest(self, flt: Filter | None = None, *, k: int = SLOWEST_K) -> list[Call]:
         self._begin()
         flt = check_slowest(flt, k)
         req = pb.GetSlowestRequest(filter=convert.filter_to_proto(flt), k=k)

@@ -57,7 +57,7 @@ class Reference:
     def histogram(self, function: str, flt: q.Filter | None = None, **kw: Any) -> q.Histogram:
         return q.histogram(self.db, function, flt, **kw)
 
-    def slowest(self, flt: q.Filter | None = None, **kw: Any) -> list[q.SlowCall]:
+    def slowest(self, flt: q.Filter | None = None, **kw: Any) -> list[q.Call]:
         return q.slowest(self.db, flt, **kw)
 
     def anomalies(self, flt: q.Filter | None = None, **kw: Any) -> list[q.Anomaly]:

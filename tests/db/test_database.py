@@ -102,7 +102,7 @@ def test_slowest_returns_the_k_largest_with_ids_and_attributes(tmp_path):
         assert [c.duration for c in calls] == batch["duration_ns"][order].tolist()
         top = calls[0]
         i = int(order[0])
-        assert top.name == batch["names"][i]
+        assert top.function == batch["names"][i]
         assert top.start == int(batch["start_unix_nano"][i])
         assert top.span_id == int(batch["span_id"][i])
         assert top.parent_span_id == int(batch["parent_span_id"][i])

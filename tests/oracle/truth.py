@@ -122,7 +122,7 @@ class Rows:
         return cls(**cols)
 
     def row(self, i: int) -> dict[str, Any]:
-        """One row in the shape of ``SlowCall.to_dict()``."""
+        """One row in the shape of ``Call.to_dict()``."""
         return {
             "function": str(self.name[i]),
             "service": str(self.service[i]),
