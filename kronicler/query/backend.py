@@ -23,10 +23,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from kronicler.db.stats import Call
     from kronicler.query.filters import Filter
     from kronicler.query.results import (
         Anomaly,
-        Call,
         Explanation,
         FunctionInfo,
         Histogram,

@@ -45,6 +45,7 @@ import numpy as np
 
 from kronicler import budget
 from kronicler.db.scan import Scan, top_k
+from kronicler.db.stats import Call, quantile_label
 from kronicler.db.view import answer
 from kronicler.query.filters import (
     RESOURCE_PREFIX,
@@ -61,12 +62,10 @@ from kronicler.query.limits import (
 )
 from kronicler.query.results import (
     AttributeFinding,
-    Call,
     ChildFinding,
     Explanation,
     Release,
     SlowShareBucket,
-    quantile_label,
 )
 from kronicler.query.series import pick_step
 from kronicler.query.slowest import CALL_COLUMNS, call_at

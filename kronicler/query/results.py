@@ -12,15 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kronicler.db.stats import Call
-
-#: Quantiles reported when the caller names none.
-DEFAULT_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99, 0.999)
-
-
-def quantile_label(q: float) -> str:
-    """``0.5 -> "p50"``, ``0.999 -> "p999"``, ``0.995 -> "p995"``, ``0.05 -> "p5"``."""
-    return "p" + f"{q * 100:.10g}".replace(".", "")
+from kronicler.db.stats import Call, Stats, quantile_label
 
 
 def _q_dict(quantiles: tuple[tuple[float, float | None], ...]) -> dict[str, float | None]:
@@ -28,52 +20,8 @@ def _q_dict(quantiles: tuple[tuple[float, float | None], ...]) -> dict[str, floa
 
 
 @dataclass(frozen=True, slots=True)
-class GroupStats:
-    """Latency statistics of one group of calls (a function, a service or an attribute value).
-
-    Fields:
-        key: the group's value (function name, service name or attribute value as text).
-        count: number of calls; errors: calls whose status is error.
-        mean, stddev, stderr, min, max: nanoseconds; ``None`` when ``count == 0``.
-            ``stddev`` is the sample standard deviation and ``stderr = stddev / sqrt(count)``.
-        quantiles: ``(q, value_ns)`` pairs in the order they were asked for.
-    """
-
-    key: str
-    count: int
-    errors: int
-    mean: float | None
-    stddev: float | None
-    stderr: float | None
-    min: float | None
-    max: float | None
-    quantiles: tuple[tuple[float, float | None], ...]
-
-    def quantile(self, q: float) -> float | None:
-        """The value of quantile ``q`` if it was computed; ``KeyError`` otherwise."""
-        for have, value in self.quantiles:
-            if abs(have - q) < 1e-12:
-                return value
-        raise KeyError(f"quantile {q} was not requested")
-
-    def to_dict(self, key_name: str = "key") -> dict[str, Any]:
-        """JSON-ready row; ``key_name`` names the key column (``"function"`` in stats tables)."""
-        return {
-            key_name: self.key,
-            "count": self.count,
-            "errors": self.errors,
-            "mean_ns": self.mean,
-            "stddev_ns": self.stddev,
-            "stderr_ns": self.stderr,
-            "min_ns": self.min,
-            "max_ns": self.max,
-            **_q_dict(self.quantiles),
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class StatsTable:
-    """Result of :func:`kronicler.query.stats`: one :class:`GroupStats` per group.
+    """Result of :func:`kronicler.query.stats`: one :class:`Stats` per group.
 
     ``group_by`` is ``"function"``, ``"service"``, ``"attribute:<key>"`` or ``"resource:<key>"``; ``exact`` says whether
     quantiles come from raw durations (True) or from merged summaries (<= 1% relative error).
@@ -82,7 +30,7 @@ class StatsTable:
     group_by: str
     quantiles: tuple[float, ...]
     exact: bool
-    rows: tuple[GroupStats, ...]
+    rows: tuple[Stats, ...]
 
     @property
     def key_name(self) -> str:

@@ -26,7 +26,6 @@ from kronicler.query import (
     Explanation,
     Filter,
     FunctionInfo,
-    GroupStats,
     Histogram,
     HistogramBucket,
     Release,
@@ -34,6 +33,7 @@ from kronicler.query import (
     SeriesPoint,
     SeriesTable,
     SlowShareBucket,
+    Stats,
     StatsTable,
 )
 from kronicler.query.filters import RESOURCE_PREFIX, attribute_text, split_conditions
@@ -83,7 +83,7 @@ def _opt(msg: Any, **values: float | int | None) -> None:
             setattr(msg, name, value)
 
 
-def group_to_proto(row: GroupStats) -> pb.GroupStats:
+def group_to_proto(row: Stats) -> pb.GroupStats:
     msg = pb.GroupStats(key=row.key, count=row.count, errors=row.errors)
     _opt(msg, mean_ns=row.mean, stddev_ns=row.stddev, stderr_ns=row.stderr, min_ns=row.min,
          max_ns=row.max)  # fmt: skip
@@ -212,10 +212,10 @@ def _get(msg: Any, name: str) -> Any:
 
 def stats_from_proto(msg: pb.GetStatsResponse) -> StatsTable:
     rows = tuple(
-        GroupStats(
+        Stats(
             g.key, g.count, g.errors, _get(g, "mean_ns"), _get(g, "stddev_ns"),
             _get(g, "stderr_ns"), _get(g, "min_ns"), _get(g, "max_ns"),
-            tuple((q.q, _get(q, "value_ns")) for q in g.quantiles),
+            tuple((q.q, _get(q, "value_ns")) for q in g.quantiles), exact=msg.exact,
         )
         for g in msg.groups
     )  # fmt: skip

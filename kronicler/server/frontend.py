@@ -38,6 +38,7 @@ from pathlib import Path
 import grpc
 
 from kronicler import budget
+from kronicler.db.stats import Call
 from kronicler.errors import (
     KroniclerError,
     LimitExceededError,
@@ -73,14 +74,7 @@ from kronicler.query.partials import (
     merge_slowest,
     merge_span,
 )
-from kronicler.query.results import (
-    Anomaly,
-    Call,
-    FunctionInfo,
-    Histogram,
-    SeriesTable,
-    StatsTable,
-)
+from kronicler.query.results import Anomaly, FunctionInfo, Histogram, SeriesTable, StatsTable
 from kronicler.query.series import (
     MAX_POINTS,
     assemble,

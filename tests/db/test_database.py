@@ -279,7 +279,7 @@ def test_stats_value_type_is_frozen(tmp_path):
     st = Stats.from_values(np.array([1, 2, 3]))
     with pytest.raises(AttributeError):
         st.count = 5  # type: ignore[misc]  # writing a frozen field on purpose
-    assert st.to_dict()["p50"] == 2.0
+    assert st.to_dict()["p50_ns"] == 2.0
 
 
 def test_bufferpool_keeps_decoded_pages_within_its_budget(tmp_path):
