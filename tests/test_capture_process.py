@@ -348,3 +348,43 @@ def test_flush_reports_rows_lost_in_the_background_before_it_was_called(tmp_path
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["first False 500", "second True"]
+
+
+def test_flooding_a_tiny_buffer_counts_every_call_stored_or_dropped(tmp_path: Path) -> None:
+    # Four threads call far faster than a 500-row buffer taken every 50 ms can hold: most calls
+    # are dropped. Every call must still be counted exactly once, as stored or as dropped, and
+    # the stored count must be the rows the database holds.
+    proc = run(
+        """
+        import threading
+        import kronicler
+
+        kronicler.configure(max_pending=500, flush_interval=0.05)
+
+        @kronicler.capture
+        def work(i):
+            return i
+
+        def loop():
+            for i in range(50_000):
+                work(i)
+
+        threads = [threading.Thread(target=loop) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        kronicler.flush()
+        status = kronicler.status()
+        print(status.stored, status.dropped, status.pending)
+        """,
+        tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    stored, dropped, pending = map(int, proc.stdout.split())
+    assert pending == 0
+    assert dropped > 0, "the flood did not overflow the buffer"
+    assert stored + dropped == 200_000
+    with Database.open(tmp_path / ".kronicler") as db:
+        assert db.stats("__main__.work").count == stored

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from kronicler.cli.render import table
 from kronicler.cli.units import format_ns, format_time
-from kronicler.query import ChildFinding, Explanation, SlowCall, quantile_label
+from kronicler.query import Call, ChildFinding, Explanation, quantile_label
 
 #: Rows shown per section.
 TOP = 5
@@ -23,7 +23,7 @@ def _share(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
-def _example(calls: tuple[SlowCall, ...]) -> str:
+def _example(calls: tuple[Call, ...]) -> str:
     if not calls:
         return ""
     c = calls[0]

@@ -19,10 +19,10 @@ from typing import Any
 from kronicler.cli.units import ellipsis, format_ns, format_time
 from kronicler.query import (
     Anomaly,
+    Call,
     FunctionInfo,
     Histogram,
     SeriesTable,
-    SlowCall,
     StatsTable,
     quantile_label,
 )
@@ -136,7 +136,7 @@ def functions_table(fs: Sequence[FunctionInfo]) -> str:
     return table(["function", "calls", "errors", "first call", "last call"], rows)
 
 
-def slowest_table(calls: Sequence[SlowCall]) -> str:
+def slowest_table(calls: Sequence[Call]) -> str:
     if not calls:
         return "no calls match"
     rows = [

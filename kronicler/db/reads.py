@@ -566,7 +566,7 @@ class SegmentSet:
             with self.chunk_columns(seg, chunk, COLUMNS) as (cols, _):
                 v = {c: cols[c][row] for c in COLUMNS}  # numpy scalars: copies
         return Call(
-            name=seg.names[int(v["name"])],
+            function=seg.names[int(v["name"])],
             service=seg.services[int(v["service"])],
             start=int(v["start"]), duration=int(v["duration"]), status=int(v["status"]),
             kind=otlp_kind(v["kind"]), trace_id=(int(v["trace_hi"]) << 64) | int(v["trace_lo"]),

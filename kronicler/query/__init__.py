@@ -11,29 +11,26 @@ Bad arguments raise ``ValueError`` naming the value; an unknown function name ra
 
 from __future__ import annotations
 
+from kronicler.db.stats import DEFAULT_QUANTILES, Call, Stats, quantile_label
 from kronicler.query.anomalies import anomalies
 from kronicler.query.explain import explain
 from kronicler.query.filters import Filter, resolve_functions
 from kronicler.query.grouping import MAX_GROUPS, MAX_QUANTILES, parse_group_by
 from kronicler.query.histogram import histogram
 from kronicler.query.results import (
-    DEFAULT_QUANTILES,
     Anomaly,
     AttributeFinding,
     ChildFinding,
     Explanation,
     FunctionInfo,
-    GroupStats,
     Histogram,
     HistogramBucket,
     Release,
     Series,
     SeriesPoint,
     SeriesTable,
-    SlowCall,
     SlowShareBucket,
     StatsTable,
-    quantile_label,
 )
 from kronicler.query.series import MAX_BUCKETS, MAX_POINTS, series
 from kronicler.query.slowest import MAX_K, slowest
@@ -42,8 +39,8 @@ from kronicler.query.stats import list_functions, stats
 __all__ = [
     "DEFAULT_QUANTILES", "MAX_BUCKETS", "MAX_GROUPS", "MAX_K", "MAX_POINTS", "MAX_QUANTILES",
     "Anomaly", "AttributeFinding", "ChildFinding", "Explanation", "Filter", "FunctionInfo",
-    "GroupStats", "Histogram", "HistogramBucket", "Release", "Series", "SeriesPoint",
-    "SeriesTable", "SlowCall", "SlowShareBucket", "StatsTable",
+    "Stats", "Histogram", "HistogramBucket", "Release", "Series", "SeriesPoint",
+    "SeriesTable", "Call", "SlowShareBucket", "StatsTable",
     "anomalies", "explain", "histogram", "list_functions", "parse_group_by", "quantile_label",
     "resolve_functions", "series", "slowest", "stats",
 ]  # fmt: skip

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from kronicler.db.stats import Call
     from kronicler.query.filters import Filter
     from kronicler.query.results import (
         Anomaly,
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
         FunctionInfo,
         Histogram,
         SeriesTable,
-        SlowCall,
         StatsTable,
     )
 
@@ -78,7 +78,7 @@ class QueryBackend(Protocol):
         exact: bool = ...,
     ) -> Histogram: ...
 
-    def slowest(self, flt: Filter | None = None, *, k: int = ...) -> list[SlowCall]: ...
+    def slowest(self, flt: Filter | None = None, *, k: int = ...) -> list[Call]: ...
 
     def anomalies(
         self,

@@ -45,6 +45,7 @@ import numpy as np
 
 from kronicler import budget
 from kronicler.db.scan import Scan, top_k
+from kronicler.db.stats import Call, quantile_label
 from kronicler.db.view import answer
 from kronicler.query.filters import (
     RESOURCE_PREFIX,
@@ -64,9 +65,7 @@ from kronicler.query.results import (
     ChildFinding,
     Explanation,
     Release,
-    SlowCall,
     SlowShareBucket,
-    quantile_label,
 )
 from kronicler.query.series import pick_step
 from kronicler.query.slowest import CALL_COLUMNS, call_at
@@ -191,11 +190,11 @@ def _explain(
     )  # fmt: skip
 
 
-def _call(scan: Scan, i: int) -> SlowCall:
+def _call(scan: Scan, i: int) -> Call:
     return call_at(scan.columns, scan.names, scan.services, scan.attributes, scan.resources, i)
 
 
-def _examples(scan: Scan, rows: np.ndarray) -> tuple[SlowCall, ...]:
+def _examples(scan: Scan, rows: np.ndarray) -> tuple[Call, ...]:
     """The slowest of ``rows`` (indexes into ``scan``) as calls, slowest first."""
     if len(rows) == 0:
         return ()
@@ -355,7 +354,7 @@ def _child_findings(
     budget.check()
 
     def finding(name: str, sc: int, bc: int, skids: int, bkids: int, st: int, bt: int,
-                examples: tuple[SlowCall, ...]) -> ChildFinding:  # fmt: skip
+                examples: tuple[Call, ...]) -> ChildFinding:  # fmt: skip
         return ChildFinding(name, sc, bc, skids, bkids, st, bt, s_total, b_total, s_time, b_time,
                             examples)  # fmt: skip
 
@@ -433,7 +432,7 @@ def _join_parents(
     return pi[same], ci[same]
 
 
-def _top_parents(parents: Scan, weight: np.ndarray) -> tuple[SlowCall, ...]:
+def _top_parents(parents: Scan, weight: np.ndarray) -> tuple[Call, ...]:
     """The calls with the largest ``weight`` (> 0), largest first."""
     rows = np.flatnonzero(weight > 0)
     if len(rows) == 0:

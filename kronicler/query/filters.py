@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kronicler import budget
+from kronicler.db.scan import Scan
 from kronicler.db.schema import parse_attributes
 from kronicler.db.view import answer
 from kronicler.errors import LimitExceededError, NotFoundError, shorten
@@ -210,26 +211,11 @@ def resolve_functions(db: ReadAPI, patterns: Sequence[str]) -> list[str] | None:
     return sorted(chosen)
 
 
-@dataclass(frozen=True, slots=True)
-class Selection:
-    """Rows chosen by a filter, decoded: ``columns`` hold only the selected rows.
-
-    ``names``/``services``/``attributes``/``resources`` map the int codes in the coded columns
-    back to text (attribute and resource sets as canonical JSON text, ``""`` for none).
-    """
-
-    columns: dict[str, np.ndarray]
-    names: list[str]
-    services: list[str]
-    attributes: list[str]
-    resources: list[str]
-
-    def __len__(self) -> int:
-        return len(self.columns["duration"]) if "duration" in self.columns else 0
-
-
-def select(db: ReadAPI, flt: Filter, columns: Iterable[str]) -> Selection:
+def select(db: ReadAPI, flt: Filter, columns: Iterable[str]) -> Scan:
     """Decode ``columns`` for the calls ``flt`` selects (plus whatever the masks need).
+
+    The answer is a :class:`~kronicler.db.scan.Scan` holding only the selected rows: a filter
+    narrows decoded rows, it does not make a different kind of thing.
 
     Names, row count and rows are read from one snapshot of ``db`` (``db`` itself if a view).
     """
@@ -237,7 +223,7 @@ def select(db: ReadAPI, flt: Filter, columns: Iterable[str]) -> Selection:
     return answer(db, lambda view: _select(view, flt, wanted))
 
 
-def _select(db: ReadView, flt: Filter, wanted: set[str]) -> Selection:
+def _select(db: ReadView, flt: Filter, wanted: set[str]) -> Scan:
     names = resolve_functions(db, flt.functions)
     if flt.service is not None:
         wanted.add("service")
@@ -246,7 +232,7 @@ def _select(db: ReadView, flt: Filter, wanted: set[str]) -> Selection:
     if flt.resource:
         wanted.add("resource")
     if names is not None and not names:
-        return Selection({c: np.empty(0, _dtype(c)) for c in wanted}, [], [], [], [])
+        return Scan({c: np.empty(0, _dtype(c)) for c in wanted}, [], [], [], [])
     check_scan_rows(db, names, flt.since, flt.until)
     scan = db.scan(sorted(wanted), names=names, since=flt.since, until=flt.until)
     cols = dict(scan.columns)
@@ -263,8 +249,7 @@ def _select(db: ReadView, flt: Filter, wanted: set[str]) -> Selection:
         mask = rmask if mask is None else mask & rmask
     if mask is not None:
         cols = {k: v[mask] for k, v in cols.items()}
-    return Selection(cols, list(scan.names), list(scan.services), list(scan.attributes),
-                     list(scan.resources))  # fmt: skip
+    return replace(scan, columns=cols)
 
 
 def check_scan_rows(

@@ -23,13 +23,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kronicler.db.scan import sorted_within_groups
+from kronicler.db.scan import Scan
 from kronicler.db.schema import STATUS_ERROR
-from kronicler.query.filters import RESOURCE_PREFIX, Filter, Selection, attribute_values, select
-from kronicler.query.results import GroupStats
+from kronicler.db.stats import Stats, exact_group_stats
+from kronicler.query.filters import RESOURCE_PREFIX, Filter, attribute_values, select
 
 if TYPE_CHECKING:
-    from kronicler.db.summary import Summary
     from kronicler.db.view import ReadAPI
 
 #: Most groups a query may return before it is refused as too costly.
@@ -59,7 +58,7 @@ def parse_group_by(group_by: str) -> tuple[str, str | None]:
     )
 
 
-def key_codes(sel: Selection, group_by: str) -> tuple[np.ndarray, list[str]]:
+def key_codes(sel: Scan, group_by: str) -> tuple[np.ndarray, list[str]]:
     """Per selected row, the code of its value of ``group_by`` (-1: the row lacks that
     attribute or resource attribute), and the value texts by code.
 
@@ -111,7 +110,7 @@ def group_rows(
     kind, _ = parse_group_by(group_by)
     need = set(columns)
     need.add(KEY_COLUMNS[kind])
-    sel: Selection = select(db, flt, need)
+    sel: Scan = select(db, flt, need)
     cols = sel.columns
     codes, keys = key_codes(sel, group_by)
     keep = codes >= 0
@@ -140,28 +139,7 @@ def error_counts(codes: np.ndarray, status: np.ndarray, n_groups: int) -> np.nda
     return np.bincount(codes[status == STATUS_ERROR], minlength=n_groups)
 
 
-def from_summary(
-    key: str, summary: Summary | None, errors: int, quantiles: Sequence[float]
-) -> GroupStats:
-    """GroupStats from a merged summary (``None`` or empty -> count 0, every figure ``None``)."""
-    if summary is None or not summary.count:
-        return GroupStats(key, 0, int(errors), None, None, None, None, None,
-                          tuple((q, None) for q in quantiles))  # fmt: skip
-    values = summary.quantiles(list(quantiles))
-    return GroupStats(
-        key,
-        int(summary.count),
-        int(errors),
-        _f(summary.mean),
-        _f(summary.stddev),
-        _f(summary.stderr),
-        _f(summary.min),
-        _f(summary.max),
-        tuple((q, _f(v)) for q, v in zip(quantiles, values, strict=True)),
-    )
-
-
-def summary_stats(grouped: Grouped, quantiles: Sequence[float]) -> list[GroupStats]:
+def summary_stats(grouped: Grouped, quantiles: Sequence[float]) -> list[Stats]:
     """Per-group stats through mergeable summaries built in one vectorised pass."""
     from kronicler.db.summary import summarize_groups
 
@@ -169,50 +147,14 @@ def summary_stats(grouped: Grouped, quantiles: Sequence[float]) -> list[GroupSta
     summaries = summarize_groups(grouped.codes, grouped.columns["duration"], n) if n else []
     errors = error_counts(grouped.codes, grouped.columns["status"], n)
     return [
-        from_summary(grouped.keys[i], summaries[i], int(errors[i]), quantiles) for i in range(n)
+        Stats.from_summary(summaries[i], int(errors[i]), key=grouped.keys[i], quantiles=quantiles)
+        for i in range(n)
     ]
 
 
-def exact_stats(grouped: Grouped, quantiles: Sequence[float]) -> list[GroupStats]:
+def exact_stats(grouped: Grouped, quantiles: Sequence[float]) -> list[Stats]:
     """Per-group stats from the raw durations: one sort, then index arithmetic."""
-    n = grouped.n_groups
-    if n == 0:
-        return []
-    codes = grouped.codes
-    d = grouped.columns["duration"]
-    counts = np.bincount(codes, minlength=n)
-    errors = error_counts(codes, grouped.columns["status"], n)
-    sd = sorted_within_groups(codes, d).astype(np.float64)
-    offsets = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    safe = np.maximum(counts, 1)
-    mean = np.bincount(codes, weights=d.astype(np.float64), minlength=n) / safe
-    dev = d - mean[codes]
-    ss = np.bincount(codes, weights=dev * dev, minlength=n)
-    var = np.where(counts > 1, ss / np.maximum(counts - 1, 1), 0.0)
-    std = np.sqrt(var)
-    stderr = std / np.sqrt(safe)
-    last = offsets + safe - 1
-    # An empty group (a series cell with no calls) after the last non-empty one has its offset
-    # one past the sorted values; its figures are never read, so clip its index into range.
-    top = max(len(sd) - 1, 0)
-    qvals = []
-    for q in quantiles:
-        rank = np.floor(q * (safe - 1)).astype(np.int64)
-        qvals.append(sd[np.minimum(offsets + rank, top)] if len(sd) else np.zeros(n))
-    rows = []
-    for i in range(n):
-        if counts[i] == 0:
-            rows.append(from_summary(grouped.keys[i], None, int(errors[i]), quantiles))
-            continue
-        rows.append(
-            GroupStats(
-                grouped.keys[i], int(counts[i]), int(errors[i]), float(mean[i]), float(std[i]),
-                float(stderr[i]), float(sd[offsets[i]]), float(sd[last[i]]),
-                tuple((q, float(v[i])) for q, v in zip(quantiles, qvals, strict=True)),
-            )
-        )  # fmt: skip
-    return rows
-
-
-def _f(v: float | int | None) -> float | None:
-    return None if v is None else float(v)
+    return exact_group_stats(
+        grouped.keys, grouped.codes, grouped.columns["duration"], grouped.columns["status"],
+        quantiles,
+    )  # fmt: skip

@@ -82,9 +82,7 @@ class Local:
     ) -> query.Histogram:
         return query.histogram(self.db, function, flt, per_decade=per_decade, exact=exact)
 
-    def slowest(
-        self, flt: query.Filter | None = None, *, k: int = SLOWEST_K
-    ) -> list[query.SlowCall]:
+    def slowest(self, flt: query.Filter | None = None, *, k: int = SLOWEST_K) -> list[query.Call]:
         return query.slowest(self.db, flt, k=k)
 
     def anomalies(

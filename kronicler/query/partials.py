@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
+from kronicler.db.stats import Call, Stats
 from kronicler.db.summary import MAX_KEY, Summary, bucket_representatives, summarize_groups
 from kronicler.db.view import answer
 from kronicler.errors import LimitExceededError, NotFoundError, shorten
@@ -46,11 +47,10 @@ from kronicler.query.grouping import (
     compact,
     error_counts,
     exact_stats,
-    from_summary,
     group_rows,
     parse_group_by,
 )
-from kronicler.query.results import FunctionInfo, GroupStats, Histogram, HistogramBucket, SlowCall
+from kronicler.query.results import FunctionInfo, Histogram, HistogramBucket
 from kronicler.query.series import cell_codes, check_buckets
 
 if TYPE_CHECKING:
@@ -356,7 +356,7 @@ def _remap(part: Cells, index: dict[str, int], cell: np.ndarray) -> np.ndarray:
     return np.asarray(lut[local_key] * part.per_key + bucket)
 
 
-def cell_stats(cells: Cells, quantiles: Sequence[float], *, every_cell: bool) -> list[GroupStats]:
+def cell_stats(cells: Cells, quantiles: Sequence[float], *, every_cell: bool) -> list[Stats]:
     """One stats row per non-empty cell (stats), or per cell, empty ones included (series);
     a row's key is its group's key."""
     n = len(cells.keys) * cells.per_key
@@ -374,12 +374,12 @@ def cell_stats(cells: Cells, quantiles: Sequence[float], *, every_cell: bool) ->
         key = cells.keys[c // cells.per_key]
         i = have.get(c)
         if i is None:
-            out.append(from_summary(key, None, 0, quantiles))
+            out.append(Stats.empty(key, quantiles))
             continue
         _, s, errors = cells.summaries[i]
         qv = tuple(zip(quantiles, values[i].tolist(), strict=True))
-        out.append(GroupStats(key, int(s.count), errors, s.mean, s.stddev, s.stderr,
-                              float(s.min or 0), float(s.max or 0), qv))  # fmt: skip
+        out.append(Stats(key, int(s.count), errors, s.mean, s.stddev, s.stderr,
+                         float(s.min or 0), float(s.max or 0), qv, _summary=s))  # fmt: skip
     return out
 
 
@@ -414,7 +414,7 @@ def merge_histograms(function: str, per_decade: int, exact: bool,
     return Histogram(function, count, per_decade, exact, buckets)
 
 
-def merge_slowest(parts: Iterable[Sequence[SlowCall]], k: int) -> list[SlowCall]:
+def merge_slowest(parts: Iterable[Sequence[Call]], k: int) -> list[Call]:
     """The k slowest of the union: they are among each node's own k slowest."""
     calls = [c for part in parts for c in part]
     calls.sort(key=lambda c: (-c.duration, c.start))

@@ -9,16 +9,10 @@ them; ``quantile_label(0.99) == "p99"`` names them in tables and JSON.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-#: Quantiles reported when the caller names none.
-DEFAULT_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99, 0.999)
-
-
-def quantile_label(q: float) -> str:
-    """``0.5 -> "p50"``, ``0.999 -> "p999"``, ``0.995 -> "p995"``, ``0.05 -> "p5"``."""
-    return "p" + f"{q * 100:.10g}".replace(".", "")
+from kronicler.db.stats import Call, Stats, quantile_label
 
 
 def _q_dict(quantiles: tuple[tuple[float, float | None], ...]) -> dict[str, float | None]:
@@ -26,52 +20,8 @@ def _q_dict(quantiles: tuple[tuple[float, float | None], ...]) -> dict[str, floa
 
 
 @dataclass(frozen=True, slots=True)
-class GroupStats:
-    """Latency statistics of one group of calls (a function, a service or an attribute value).
-
-    Fields:
-        key: the group's value (function name, service name or attribute value as text).
-        count: number of calls; errors: calls whose status is error.
-        mean, stddev, stderr, min, max: nanoseconds; ``None`` when ``count == 0``.
-            ``stddev`` is the sample standard deviation and ``stderr = stddev / sqrt(count)``.
-        quantiles: ``(q, value_ns)`` pairs in the order they were asked for.
-    """
-
-    key: str
-    count: int
-    errors: int
-    mean: float | None
-    stddev: float | None
-    stderr: float | None
-    min: float | None
-    max: float | None
-    quantiles: tuple[tuple[float, float | None], ...]
-
-    def quantile(self, q: float) -> float | None:
-        """The value of quantile ``q`` if it was computed; ``KeyError`` otherwise."""
-        for have, value in self.quantiles:
-            if abs(have - q) < 1e-12:
-                return value
-        raise KeyError(f"quantile {q} was not requested")
-
-    def to_dict(self, key_name: str = "key") -> dict[str, Any]:
-        """JSON-ready row; ``key_name`` names the key column (``"function"`` in stats tables)."""
-        return {
-            key_name: self.key,
-            "count": self.count,
-            "errors": self.errors,
-            "mean_ns": self.mean,
-            "stddev_ns": self.stddev,
-            "stderr_ns": self.stderr,
-            "min_ns": self.min,
-            "max_ns": self.max,
-            **_q_dict(self.quantiles),
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class StatsTable:
-    """Result of :func:`kronicler.query.stats`: one :class:`GroupStats` per group.
+    """Result of :func:`kronicler.query.stats`: one :class:`Stats` per group.
 
     ``group_by`` is ``"function"``, ``"service"``, ``"attribute:<key>"`` or ``"resource:<key>"``; ``exact`` says whether
     quantiles come from raw durations (True) or from merged summaries (<= 1% relative error).
@@ -80,7 +30,7 @@ class StatsTable:
     group_by: str
     quantiles: tuple[float, ...]
     exact: bool
-    rows: tuple[GroupStats, ...]
+    rows: tuple[Stats, ...]
 
     @property
     def key_name(self) -> str:
@@ -213,54 +163,6 @@ class Histogram:
 
 
 @dataclass(frozen=True, slots=True)
-class SlowCall:
-    """One recorded call (an exemplar): enough to find the trace in any trace viewer.
-
-    ``trace_id`` (128-bit), ``span_id`` and ``parent_span_id`` (64-bit) are ints, 0 = none;
-    ``to_dict`` writes them as 32/16 lowercase hex digits. ``kind`` is OTLP's span kind number
-    (0 unspecified, 1 internal, 2 server, 3 client, 4 producer, 5 consumer); ``status`` OTel's
-    status code (0 unset, 1 ok, 2 error). ``resource`` holds the resource attributes of the
-    process or service that sent the call (``service.version``, ``host.name``...), ``{}`` when
-    none are known.
-    """
-
-    function: str
-    service: str
-    start: int
-    duration: int
-    status: int
-    kind: int
-    trace_id: int
-    span_id: int
-    parent_span_id: int
-    attributes: dict[str, Any]
-    resource: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def trace_id_hex(self) -> str:
-        return f"{self.trace_id:032x}"
-
-    @property
-    def span_id_hex(self) -> str:
-        return f"{self.span_id:016x}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "function": self.function,
-            "service": self.service,
-            "start_unix_nano": self.start,
-            "duration_ns": self.duration,
-            "status": self.status,
-            "kind": self.kind,
-            "trace_id": self.trace_id_hex,
-            "span_id": self.span_id_hex,
-            "parent_span_id": f"{self.parent_span_id:016x}",
-            "attributes": dict(self.attributes),
-            "resource": dict(self.resource),
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class Anomaly:
     """A function whose calls are sometimes much slower than usual, with the evidence.
 
@@ -292,7 +194,7 @@ class Anomaly:
     recent_p99: float | None
     baseline_p99: float | None
     regression_ratio: float | None
-    exemplars: tuple[SlowCall, ...]
+    exemplars: tuple[Call, ...]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -336,7 +238,7 @@ class AttributeFinding:
     score: float
     lift: float | None
     z: float
-    examples: tuple[SlowCall, ...]
+    examples: tuple[Call, ...]
 
     @property
     def slow_share(self) -> float:
@@ -391,7 +293,7 @@ class ChildFinding:
     baseline_total: int
     slow_parent_time: int
     baseline_parent_time: int
-    examples: tuple[SlowCall, ...]
+    examples: tuple[Call, ...]
 
     @property
     def slow_mean(self) -> float | None:
@@ -526,7 +428,7 @@ class Explanation:
     series: tuple[SlowShareBucket, ...]
     cluster_score: float
     releases: tuple[Release, ...]
-    examples: tuple[SlowCall, ...]
+    examples: tuple[Call, ...]
 
     @property
     def baseline_count(self) -> int:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kronicler import budget
+from kronicler.db.stats import DEFAULT_QUANTILES, Stats
 from kronicler.db.view import answer
 from kronicler.errors import LimitExceededError
 from kronicler.query.filters import Filter
@@ -30,13 +31,7 @@ from kronicler.query.grouping import (
     summary_stats,
 )
 from kronicler.query.limits import MAX_SERIES_VALUES
-from kronicler.query.results import (
-    DEFAULT_QUANTILES,
-    GroupStats,
-    Series,
-    SeriesPoint,
-    SeriesTable,
-)
+from kronicler.query.results import Series, SeriesPoint, SeriesTable
 
 if TYPE_CHECKING:
     from kronicler.db.view import ReadAPI, ReadView
@@ -198,7 +193,7 @@ def cell_codes(grouped: Grouped, since: int, step: int, n_buckets: int) -> np.nd
 
 def assemble(
     keys: Sequence[str],
-    rows: Sequence[GroupStats],
+    rows: Sequence[Stats],
     head: tuple[str, int, int, int, tuple[float, ...], bool],
     n_buckets: int,
 ) -> SeriesTable:

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from kronicler.db.scan import top_k
 from kronicler.db.schema import otlp_kind, parse_attributes
+from kronicler.db.stats import Call
 from kronicler.db.view import answer
 from kronicler.query.defaults import SLOWEST_K
 from kronicler.query.filters import Filter, resolve_functions, select
-from kronicler.query.results import SlowCall
 
 if TYPE_CHECKING:
     from kronicler.db.view import ReadAPI, ReadView
@@ -25,14 +25,14 @@ if TYPE_CHECKING:
 MAX_K = 10_000
 #: Above this many matched functions one scan is cheaper than one index walk per function.
 _PER_NAME_LIMIT = 32
-#: The columns a :class:`SlowCall` is built from.
+#: The columns a :class:`Call` is built from.
 CALL_COLUMNS = (
     "name", "service", "start", "duration", "status", "kind",
     "trace_hi", "trace_lo", "span_id", "parent_span_id", "attributes", "resource",
 )  # fmt: skip
 
 
-def slowest(db: ReadAPI, flt: Filter | None = None, *, k: int = SLOWEST_K) -> list[SlowCall]:
+def slowest(db: ReadAPI, flt: Filter | None = None, *, k: int = SLOWEST_K) -> list[Call]:
     """The ``k`` slowest calls matching ``flt``, slowest first (ties: earlier start first)."""
     flt = check_slowest(flt, k)
     return answer(db, lambda view: _slowest(view, flt, k))
@@ -47,17 +47,17 @@ def check_slowest(flt: Filter | None, k: int) -> Filter:
     return flt
 
 
-def _slowest(db: ReadView, flt: Filter, k: int) -> list[SlowCall]:
+def _slowest(db: ReadView, flt: Filter, k: int) -> list[Call]:
     names = resolve_functions(db, flt.functions)
     if names == []:
         return []
     if not flt.needs_scan and (names is None or len(names) <= _PER_NAME_LIMIT):
-        calls: list[Any] = []
+        calls: list[Call] = []
         targets: list[str | None] = list(names) if names is not None else [None]
         for name in targets:
             calls.extend(db.slowest(name, k=k, since=flt.since, until=flt.until))
         calls.sort(key=lambda c: (-c.duration, c.start))
-        return [from_call(c) for c in calls[:k]]
+        return calls[:k]
     sel = select(db, flt, CALL_COLUMNS)
     cols = sel.columns
     d = cols["duration"]
@@ -77,9 +77,9 @@ def call_at(
     attributes: list[str],
     resources: list[str],
     i: int,
-) -> SlowCall:
+) -> Call:
     """Row ``i`` of decoded columns (every column of :data:`CALL_COLUMNS`) as a call."""
-    return SlowCall(
+    return Call(
         function=names[int(cols["name"][i])],
         service=services[int(cols["service"][i])],
         start=int(cols["start"][i]),
@@ -91,21 +91,4 @@ def call_at(
         parent_span_id=int(cols["parent_span_id"][i]),
         attributes=parse_attributes(attributes[int(cols["attributes"][i])]),
         resource=parse_attributes(resources[int(cols["resource"][i])]),
-    )
-
-
-def from_call(call: Any) -> SlowCall:
-    """Convert a ``kronicler.db.Call`` (whose kind is already OTLP's)."""
-    return SlowCall(
-        function=call.name,
-        service=call.service,
-        start=int(call.start),
-        duration=int(call.duration),
-        status=int(call.status),
-        kind=int(call.kind),
-        trace_id=int(call.trace_id),
-        span_id=int(call.span_id),
-        parent_span_id=int(call.parent_span_id),
-        attributes=dict(call.attributes),
-        resource=dict(call.resource),
     )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kronicler.db.schema import STATUS_ERROR
+from kronicler.db.stats import DEFAULT_QUANTILES, Stats, quantile_label
 from kronicler.db.view import answer
 from kronicler.query.filters import Filter, resolve_functions, select
 from kronicler.query.grouping import (
@@ -22,18 +23,11 @@ from kronicler.query.grouping import (
     check_quantiles,
     compact,
     exact_stats,
-    from_summary,
     group_rows,
     parse_group_by,
     summary_stats,
 )
-from kronicler.query.results import (
-    DEFAULT_QUANTILES,
-    FunctionInfo,
-    GroupStats,
-    StatsTable,
-    quantile_label,
-)
+from kronicler.query.results import FunctionInfo, StatsTable
 
 if TYPE_CHECKING:
     from kronicler.db.view import ReadAPI, ReadView
@@ -77,7 +71,7 @@ def stats(
     check_order(order_by, qs)
     check_limit(limit)
 
-    def ask(view: ReadView) -> list[GroupStats]:
+    def ask(view: ReadView) -> list[Stats]:
         if kind == "function" and not exact and not flt.needs_scan:
             names = resolve_functions(view, flt.functions)
             sums = {} if names == [] else view.summaries(names, since=flt.since, until=flt.until)
@@ -87,7 +81,7 @@ def stats(
                     f"{max_groups}; narrow the filter"
                 )
             return [
-                from_summary(name, fs.summary, fs.errors, qs)
+                Stats.from_summary(fs.summary, fs.errors, key=name, quantiles=qs)
                 for name, fs in sorted(sums.items())
                 if fs.summary is not None and fs.summary.count
             ]
@@ -116,12 +110,12 @@ def check_order(order_by: str, quantiles: Sequence[float]) -> None:
         )
 
 
-def order_rows(rows: list[GroupStats], order_by: str) -> list[GroupStats]:
+def order_rows(rows: list[Stats], order_by: str) -> list[Stats]:
     """Sort rows by key (ascending) or by a figure (descending, missing figures last)."""
     if order_by == "key":
         return sorted(rows, key=lambda r: r.key)
 
-    def figure(r: GroupStats) -> float:
+    def figure(r: Stats) -> float:
         if order_by == "total":
             v: float | int | None = None if r.mean is None else r.mean * r.count
         elif order_by in ("count", "errors", "mean", "stddev", "min", "max"):

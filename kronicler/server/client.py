@@ -31,12 +31,12 @@ from kronicler.query import (
     DEFAULT_QUANTILES,
     MAX_K,
     Anomaly,
+    Call,
     Explanation,
     Filter,
     FunctionInfo,
     Histogram,
     SeriesTable,
-    SlowCall,
     StatsTable,
 )
 from kronicler.query.anomalies import (
@@ -200,7 +200,7 @@ class Client:
         )  # fmt: skip
         return convert.histogram_from_proto(self._call(self._stub.GetHistogram, req))
 
-    def slowest(self, flt: Filter | None = None, *, k: int = SLOWEST_K) -> list[SlowCall]:
+    def slowest(self, flt: Filter | None = None, *, k: int = SLOWEST_K) -> list[Call]:
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
             raise ValueError(f"k must be between 1 and {MAX_K}, got {k!r}")  # 0 = "unset"
         req = pb.GetSlowestRequest(filter=convert.filter_to_proto(flt), k=k)

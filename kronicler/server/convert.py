@@ -21,19 +21,19 @@ from kronicler.proto.v1 import query_pb2 as pb
 from kronicler.query import (
     Anomaly,
     AttributeFinding,
+    Call,
     ChildFinding,
     Explanation,
     Filter,
     FunctionInfo,
-    GroupStats,
     Histogram,
     HistogramBucket,
     Release,
     Series,
     SeriesPoint,
     SeriesTable,
-    SlowCall,
     SlowShareBucket,
+    Stats,
     StatsTable,
 )
 from kronicler.query.filters import RESOURCE_PREFIX, attribute_text, split_conditions
@@ -83,7 +83,7 @@ def _opt(msg: Any, **values: float | int | None) -> None:
             setattr(msg, name, value)
 
 
-def group_to_proto(row: GroupStats) -> pb.GroupStats:
+def group_to_proto(row: Stats) -> pb.GroupStats:
     msg = pb.GroupStats(key=row.key, count=row.count, errors=row.errors)
     _opt(msg, mean_ns=row.mean, stddev_ns=row.stddev, stderr_ns=row.stderr, min_ns=row.min,
          max_ns=row.max)  # fmt: skip
@@ -132,7 +132,7 @@ def histogram_to_proto(h: Histogram) -> pb.GetHistogramResponse:
     )  # fmt: skip
 
 
-def call_to_proto(c: SlowCall) -> pb.Call:
+def call_to_proto(c: Call) -> pb.Call:
     return pb.Call(
         function=c.function, service=c.service, start_unix_nano=c.start,
         duration_ns=c.duration, status=c.status, kind=pb.SpanKind.ValueType(c.kind),
@@ -212,10 +212,10 @@ def _get(msg: Any, name: str) -> Any:
 
 def stats_from_proto(msg: pb.GetStatsResponse) -> StatsTable:
     rows = tuple(
-        GroupStats(
+        Stats(
             g.key, g.count, g.errors, _get(g, "mean_ns"), _get(g, "stddev_ns"),
             _get(g, "stderr_ns"), _get(g, "min_ns"), _get(g, "max_ns"),
-            tuple((q.q, _get(q, "value_ns")) for q in g.quantiles),
+            tuple((q.q, _get(q, "value_ns")) for q in g.quantiles), exact=msg.exact,
         )
         for g in msg.groups
     )  # fmt: skip
@@ -254,8 +254,8 @@ def histogram_from_proto(msg: pb.GetHistogramResponse) -> Histogram:
     return Histogram(msg.function, msg.count, msg.per_decade, msg.exact, buckets)
 
 
-def call_from_proto(c: pb.Call) -> SlowCall:
-    return SlowCall(
+def call_from_proto(c: pb.Call) -> Call:
+    return Call(
         function=c.function, service=c.service, start=c.start_unix_nano, duration=c.duration_ns,
         status=c.status, kind=c.kind, trace_id=int(c.trace_id or "0", 16),
         span_id=int(c.span_id or "0", 16), parent_span_id=int(c.parent_span_id or "0", 16),

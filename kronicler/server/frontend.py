@@ -38,6 +38,7 @@ from pathlib import Path
 import grpc
 
 from kronicler import budget
+from kronicler.db.stats import Call
 from kronicler.errors import (
     KroniclerError,
     LimitExceededError,
@@ -73,14 +74,7 @@ from kronicler.query.partials import (
     merge_slowest,
     merge_span,
 )
-from kronicler.query.results import (
-    Anomaly,
-    FunctionInfo,
-    Histogram,
-    SeriesTable,
-    SlowCall,
-    StatsTable,
-)
+from kronicler.query.results import Anomaly, FunctionInfo, Histogram, SeriesTable, StatsTable
 from kronicler.query.series import (
     MAX_POINTS,
     assemble,
@@ -296,7 +290,7 @@ class Frontend:
             (convert.histogram_from_proto(r.histogram) for r in replies),
         )  # fmt: skip
 
-    def slowest(self, flt: Filter | None = None, *, k: int = SLOWEST_K) -> list[SlowCall]:
+    def slowest(self, flt: Filter | None = None, *, k: int = SLOWEST_K) -> list[Call]:
         self._begin()
         flt = check_slowest(flt, k)
         req = pb.GetSlowestRequest(filter=convert.filter_to_proto(flt), k=k)

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from kronicler.db import Database
 
 
-_NO_CALLS: list[query.SlowCall] = []
+_NO_CALLS: list[query.Call] = []
 
 
 def answer(db: Database, request: pb.PartialRequest) -> pb.PartialResponse:

@@ -196,7 +196,7 @@ def histogram(
     )
 
 
-@data.get("/slowest", response_model=list[s.SlowCall], responses=_QUERY, tags=["queries"])
+@data.get("/slowest", response_model=list[s.Call], responses=_QUERY, tags=["queries"])
 def slowest(ctx: Ctx, c: Common, function: Functions = None, k: K = SLOWEST_SHOWN) -> Any:
     """The slowest calls, slowest first, with trace and span ids and attributes."""
     check_int("k", k, 1, MAX_SLOWEST)

@@ -38,7 +38,7 @@ class DataRange(BaseModel):
     last_start_unix_nano: int
 
 
-class SlowCall(BaseModel):
+class Call(BaseModel):
     """One recorded call, with the ids to open it in a trace viewer."""
 
     function: str
@@ -77,7 +77,7 @@ class Evidence(BaseModel):
     recent_p99_ns: float | None
     baseline_p99_ns: float | None
     regression_ratio: float | None = Field(description="recent p99 / baseline p99")
-    exemplars: list[SlowCall]
+    exemplars: list[Call]
 
 
 class AnomalyOut(Evidence):
@@ -166,7 +166,7 @@ class Detail(BaseModel):
     min_count: int = Field(description="functions with fewer calls are not judged")
     series: DetailSeries | None = Field(description="null when asked with series=false")
     histogram: HistogramOut
-    slowest: list[SlowCall]
+    slowest: list[Call]
 
 
 class Meta(BaseModel):
@@ -197,7 +197,7 @@ class AttributeFindingOut(BaseModel):
     score: float = Field(description="slow_share - baseline_share")
     lift: float | None = Field(description="slow_share / baseline_share; null when 0 baseline")
     z: float = Field(description="two-proportion z statistic")
-    examples: list[SlowCall]
+    examples: list[Call]
 
 
 class ChildFindingOut(BaseModel):
@@ -219,7 +219,7 @@ class ChildFindingOut(BaseModel):
     slow_share: float | None = Field(description="of the slow calls' time")
     baseline_share: float | None
     extra_ns: float = Field(description="slow_mean_ns - baseline_mean_ns")
-    examples: list[SlowCall]
+    examples: list[Call]
 
 
 class SlowShareBucketOut(BaseModel):
@@ -272,4 +272,4 @@ class ExplainOut(BaseModel):
     cluster_score: float
     clustered: bool
     releases: list[ReleaseOut]
-    examples: list[SlowCall]
+    examples: list[Call]

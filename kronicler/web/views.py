@@ -76,7 +76,7 @@ def evidence(a: q.Anomaly, thresholds: dict[str, float] = DEFAULT_THRESHOLDS) ->
     return d
 
 
-def row(g: q.GroupStats, window: Window, anomaly: dict[str, Any] | None) -> dict[str, Any]:
+def row(g: q.Stats, window: Window, anomaly: dict[str, Any] | None) -> dict[str, Any]:
     """One functions-table row: the stats of ``g`` with rates over ``window``."""
     seconds = window.seconds
     return {

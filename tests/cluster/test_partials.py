@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from kronicler.db.stats import Stats
 from kronicler.db.summary import Summary
-from kronicler.query.grouping import from_summary
 from kronicler.query.partials import Cells, batch_quantiles, cell_stats, merge_cells
 
 QS = (0.0, 0.01, 0.5, 0.9, 0.99, 0.999, 1.0)
@@ -55,7 +55,7 @@ def test_merged_cells_equal_merging_each_cell(seed: int) -> None:
     by_id: dict[int, tuple[Summary | None, int]] = {c: (s, e) for c, s, e in merged.summaries}
     for c, row in enumerate(rows):
         summary, e = by_id.get(c, (None, 0))
-        assert row == from_summary(merged.keys[c // 3], summary, e, QS)
+        assert row == Stats.from_summary(summary, e, key=merged.keys[c // 3], quantiles=QS)
 
 
 def test_batch_quantiles_of_only_zeros_and_single_values() -> None:

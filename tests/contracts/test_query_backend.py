@@ -57,7 +57,7 @@ class Reference:
     def histogram(self, function: str, flt: q.Filter | None = None, **kw: Any) -> q.Histogram:
         return q.histogram(self.db, function, flt, **kw)
 
-    def slowest(self, flt: q.Filter | None = None, **kw: Any) -> list[q.SlowCall]:
+    def slowest(self, flt: q.Filter | None = None, **kw: Any) -> list[q.Call]:
         return q.slowest(self.db, flt, **kw)
 
     def anomalies(self, flt: q.Filter | None = None, **kw: Any) -> list[q.Anomaly]:
@@ -190,9 +190,9 @@ ANSWERS: dict[str, Ask] = {
 
 
 def plain(value: Any) -> Any:
-    """Dataclasses, tuples and lists as nested lists and dicts, for :func:`same`."""
+    """Dataclasses (the fields they compare), tuples and lists as nested lists and dicts."""
     if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
+        return {f.name: plain(getattr(value, f.name)) for f in fields(value) if f.compare}
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
     if isinstance(value, dict):

@@ -38,7 +38,7 @@ def _segments(path: Path) -> list[Path]:
 
 def _fingerprint(db: Database) -> dict:
     out = {k: (v.count, v.errors, v.min, v.max, v.p50, v.p99) for k, v in db.stats().items()}
-    slow = [(c.name, c.duration, c.span_id, c.parent_span_id, c.trace_id, c.attributes)
+    slow = [(c.function, c.duration, c.span_id, c.parent_span_id, c.trace_id, c.attributes)
             for c in db.slowest(k=5)]  # fmt: skip
     return {"stats": out, "slowest": slow}
 

@@ -102,7 +102,7 @@ def test_slowest_returns_the_k_largest_with_ids_and_attributes(tmp_path):
         assert [c.duration for c in calls] == batch["duration_ns"][order].tolist()
         top = calls[0]
         i = int(order[0])
-        assert top.name == batch["names"][i]
+        assert top.function == batch["names"][i]
         assert top.start == int(batch["start_unix_nano"][i])
         assert top.span_id == int(batch["span_id"][i])
         assert top.parent_span_id == int(batch["parent_span_id"][i])
@@ -279,7 +279,7 @@ def test_stats_value_type_is_frozen(tmp_path):
     st = Stats.from_values(np.array([1, 2, 3]))
     with pytest.raises(AttributeError):
         st.count = 5  # type: ignore[misc]  # writing a frozen field on purpose
-    assert st.to_dict()["p50"] == 2.0
+    assert st.to_dict()["p50_ns"] == 2.0
 
 
 def test_bufferpool_keeps_decoded_pages_within_its_budget(tmp_path):

@@ -107,10 +107,10 @@ def test_slowest_uses_each_segments_own_codes(restarted, name):
     names, start, duration, service, attrs = rows.arrays()
     for call in calls:
         i = int(np.flatnonzero(duration == call.duration)[0])
-        assert (call.name, call.start, call.service) == (names[i], start[i], service[i])
+        assert (call.function, call.start, call.service) == (names[i], start[i], service[i])
         assert json.dumps(call.attributes, sort_keys=True) == attrs[i]
         if name is not None:
-            assert call.name == name
+            assert call.function == name
 
 
 @pytest.mark.parametrize("name", ["x.slow", "y.fast", "z.mid", None])

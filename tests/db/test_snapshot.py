@@ -42,7 +42,7 @@ def _reads(source: Database | ReadView) -> dict[str, object]:
                    source.summaries(since=BASE + 100_000, until=BASE + 250_000).items()},
         "rows": len(scan),
         "attributes": sorted({scan.attributes[c] for c in scan.columns["attributes"].tolist()}),
-        "slowest": [(c.name, c.duration, c.attributes) for c in source.slowest(k=3)],
+        "slowest": [(c.function, c.duration, c.attributes) for c in source.slowest(k=3)],
         "stats": {n: (s.count, s.max) for n, s in source.stats().items()},
         "exact": source.stats("a", exact=True).count,
     }  # fmt: skip

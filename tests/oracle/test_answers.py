@@ -145,7 +145,7 @@ def test_database_facade(layout: Layout, db: Database) -> None:
 
         def slowest(name: str = name, m: np.ndarray = m) -> None:
             calls = db.slowest(name, k=5)
-            got = [(c.name, c.duration, c.start) for c in calls]
+            got = [(c.function, c.duration, c.start) for c in calls]
             idx = np.flatnonzero(m)
             top = idx[np.lexsort((t.start[idx], -t.duration[idx]))][:5]
             assert got == [(name, int(t.duration[i]), int(t.start[i])) for i in top]

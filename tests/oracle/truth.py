@@ -122,7 +122,7 @@ class Rows:
         return cls(**cols)
 
     def row(self, i: int) -> dict[str, Any]:
-        """One row in the shape of ``SlowCall.to_dict()``."""
+        """One row in the shape of ``Call.to_dict()``."""
         return {
             "function": str(self.name[i]),
             "service": str(self.service[i]),
@@ -331,7 +331,7 @@ def close(got: float | None, want: float, rel: float, what: str, floor: float = 
 
 def check_group(got: dict[str, Any], want: Expected, quantiles: Sequence[float], exact: bool,
                 where: str) -> None:  # fmt: skip
-    """One stats row (``GroupStats.to_dict()`` shape) against the brute force."""
+    """One stats row (``Stats.to_dict()`` shape) against the brute force."""
     assert got["count"] == want.count, f"{where}: count {got['count']} != {want.count}"
     assert got["errors"] == want.errors, f"{where}: errors {got['errors']} != {want.errors}"
     assert got["min_ns"] == want.min, f"{where}: min {got['min_ns']} != {want.min}"
