@@ -131,11 +131,14 @@ def _batch(block: dict[str, np.ndarray]) -> Any:
         return None
     k = len(block["start"])
     zeros = np.zeros(k, dtype=np.uint64)
+    extra: dict[str, Any] = {}
+    if "resource" in getattr(SiteBatch, "__dataclass_fields__", {}):  # schema 2 on
+        extra["resource"] = ""
     return SiteBatch(
         site=block["codes"], names=FUNCTIONS, attributes=[""] * len(FUNCTIONS), service="bench",
         start=block["start"], duration=block["duration"], status=block["status"],
         kind=np.zeros(k, dtype=np.uint8), trace_hi=zeros, trace_lo=zeros, span_id=zeros,
-        parent_span_id=zeros,
+        parent_span_id=zeros, **extra,
     )  # fmt: skip
 
 
