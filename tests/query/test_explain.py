@@ -319,3 +319,70 @@ def test_moving_values_out_keeps_every_set_whole() -> None:
         {k: v for k, v in a.items()} for a in json.loads("[" + ",".join(texts) + "]")
     ]
     assert len(remaining) < len(texts) // 3  # the texts with an escape, a number or a list stay
+
+
+# (version, host, first start offset in s, {function: (calls, slow calls)}): the release 2.1
+# makes "checkout.pay" slow; host web-2 makes "checkout.ship" slow, in both releases.
+_PROVIDERS = [
+    ("2.0", "web-1", 0, {"checkout.pay": (150, 0), "checkout.ship": (100, 0)}),
+    ("2.0", "web-2", 0, {"checkout.pay": (150, 0), "checkout.ship": (100, 40)}),
+    ("2.1", "web-1", 100, {"checkout.pay": (100, 50), "checkout.ship": (100, 0)}),
+    ("2.1", "web-2", 100, {"checkout.pay": (100, 50), "checkout.ship": (100, 40)}),
+]
+
+
+def test_a_release_and_a_host_in_the_otel_resource_rank_first(tmp_path: Path) -> None:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from kronicler.otel.exporter import KroniclerSpanExporter
+
+    truth: list[tuple[str, str, str, int, int]] = []  # function, version, host, start, duration
+    with Database.open(tmp_path / "db", chunk_rows=64) as db:
+        for version, host, offset, calls in _PROVIDERS:
+            provider = TracerProvider(resource=Resource.create(
+                {"service.name": "shop", "service.version": version, "host.name": host}))  # fmt: skip
+            provider.add_span_processor(SimpleSpanProcessor(KroniclerSpanExporter(db)))
+            tracer = provider.get_tracer("tests")
+            for fn, (n, n_slow) in calls.items():
+                for i in range(n):
+                    start = BASE_NS + offset * 1_000_000_000 + i * 100_000_000
+                    d = (10_000_000 if i < n_slow else 1_000_000) + 1000 * i
+                    tracer.start_span(fn, start_time=start).end(end_time=start + d)
+                    truth.append((fn, version, host, start, d))
+            provider.shutdown()
+        assert db.flush(timeout=30)
+    with Database.open(tmp_path / "db", readonly=True) as db:
+        pay = q.explain(db, "checkout.pay", slow=5_000_000)
+        ship = q.explain(db, "checkout.ship", slow=5_000_000)
+
+    def brute(fn: str, key: int, value: str) -> tuple[int, int]:
+        rows = [t for t in truth if t[0] == fn]
+        return (sum(1 for t in rows if t[key] == value and t[4] > 5_000_000),
+                sum(1 for t in rows if t[key] == value and t[4] <= 5_000_000))  # fmt: skip
+
+    top = pay.attributes[0]
+    assert (top.key, top.value, top.slow, top.baseline) == (
+        "resource:service.version", "2.1", *brute("checkout.pay", 1, "2.1"))  # fmt: skip
+    assert (top.slow, top.baseline) == (100, 100)
+    assert all(a.key != "resource:host.name" for a in pay.attributes)
+    lined = [r for r in pay.releases if r.lines_up]
+    assert [(r.key, r.version) for r in lined] == [("resource:service.version", "2.1")]
+    r = lined[0]
+    pay_rows = [t for t in truth if t[0] == "checkout.pay"]
+    first = min(t[3] for t in pay_rows if t[1] == "2.1")
+    before = [t for t in pay_rows if t[3] < first]
+    after = [t for t in pay_rows if t[3] >= first]
+    assert (r.calls, r.slow, r.first_start) == (200, 100, first)
+    assert (r.before_calls, r.before_slow, r.after_calls, r.after_slow) == (
+        len(before), sum(1 for t in before if t[4] > 5_000_000),
+        len(after), sum(1 for t in after if t[4] > 5_000_000))  # fmt: skip
+    assert [x.version for x in pay.releases] == ["2.0", "2.1"]
+
+    top = ship.attributes[0]
+    assert (top.key, top.value, top.slow, top.baseline) == (
+        "resource:host.name", "web-2", *brute("checkout.ship", 2, "web-2"))  # fmt: skip
+    assert (top.slow, top.baseline) == (80, 120)
+    assert all(a.key != "resource:service.version" for a in ship.attributes)
+    assert top.examples and all(c.resource["host.name"] == "web-2" for c in top.examples)
