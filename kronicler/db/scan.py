@@ -8,9 +8,8 @@ numbering, vectorised with a lookup array per segment.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 from itertools import repeat
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -188,7 +187,7 @@ def _global_codes(local: list[str], values: list[str], index: dict[str, int]) ->
     texts = [local[i] for i in new.tolist()]
     if len(set(texts)) == len(texts):
         table[new] = np.arange(len(values), len(values) + len(texts))
-        index.update(zip(texts, range(len(values), len(values) + len(texts))))
+        index.update(zip(texts, range(len(values), len(values) + len(texts)), strict=True))
         values.extend(texts)
         return table.astype(np.uint32)
     for code, text in zip(new.tolist(), texts, strict=True):
