@@ -100,6 +100,8 @@ CLUSTER_SHARE = 0.1
 STRIP_MIN_SETS = 2048
 STRIP_SAMPLE = 512
 STRIP_MIN_CARRIED = 32
+#: At most this many keys are moved out (each is one pass over all texts); others are parsed.
+STRIP_MAX_KEYS = 8
 #: Time buckets of the slow-share series (at most).
 SERIES_BUCKETS = 60
 #: A release lines up with the slow calls when the slow share rose after it with this z.
@@ -299,7 +301,7 @@ def _strip_unique(texts: list[str]) -> tuple[list[str], np.ndarray, list[Unique]
             blank[i] = ""
         joined = "\n".join(blank)
     uniques = []
-    for key in keys:
+    for key in keys[:STRIP_MAX_KEYS]:
         if f'\\"{key}":' in joined:  # the key's text ends another key: leave it to the parse
             continue
         budget.check()
