@@ -22,12 +22,16 @@ every function's rows in the window the calls cover (name, duration, ids: the ch
 refused beyond :data:`~kronicler.query.limits.MAX_SCAN_ROWS`; everything per row is numpy
 (bincounts over attribute-set codes, one sort of packed keys to join children). Python work is
 per *distinct attribute set* (each parsed once, in one ``json.loads``, then one dictionary step
-per key), so 1M calls in 1,024 sets take ~0.8 s of CPU (``bench/bench_explain.py``), but a
-unique id in every call costs ~15 us per call: the trade-off of storing attribute sets as
-dictionary-coded JSON. Not done: skipping the parse of near-unique keys (a key-per-column
-dictionary written at seal, or stripping such keys from the set texts before deduplicating
-them) would make that case cost what the 1,024-set case costs. Findings and examples are
-capped (:mod:`kronicler.query.limits`).
+per key). A near-unique key (a request id) would make every call its own set, and the parse
+cost ~15 us per call; so from :data:`STRIP_MIN_SETS` sets on, keys that look near-unique in a
+sample have their plain string values moved out of the set texts first, by one regular
+expression over all texts at once (:func:`_strip_unique`), and are counted per value with
+numpy (:class:`Unique`). Measured (``bench/bench_explain.py --calls 1000000 --unique-ids``,
+side by side on one loaded machine): 11.2 s of CPU before, 5.0 s after, against 1.6 s for the
+1,024-set workload; the rest is C-level text work (joining, splitting and hashing 1M texts of
+~110 bytes) and the scan mapping a 1M-entry dictionary per segment. What would take it to the
+1,024-set cost: a key-per-column dictionary written at seal, so no query sees id texts at all.
+Findings and examples are capped (:mod:`kronicler.query.limits`).
 
 Every figure in the answer is a count or a sum, so answers of several nodes over one agreed
 threshold add up; shares, means and scores are derived from them.
@@ -37,7 +41,9 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +93,14 @@ MIN_Z = 2.0
 #: its values must then be seen in this share of the slow calls too.
 NEAR_UNIQUE = 0.5
 CLUSTER_SHARE = 0.1
+#: Near-unique keys are moved out of the set texts before parsing (:func:`_strip_unique`)
+#: from this many distinct attribute sets on, judged on a sample of this many sets, for keys
+#: carried by at least this many of the sample.
+STRIP_MIN_SETS = 2048
+STRIP_SAMPLE = 512
+STRIP_MIN_CARRIED = 32
+#: At most this many keys are moved out (each is one pass over all texts); others are parsed.
+STRIP_MAX_KEYS = 8
 #: Time buckets of the slow-share series (at most).
 SERIES_BUCKETS = 60
 #: A release lines up with the slow calls when the slow share rose after it with this z.
@@ -95,6 +109,7 @@ RELEASE_Z = 3.0
 SELF_TIME = "(self time)"
 
 _QUANTILE = re.compile(r"^p(\d{1,6})$")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.\-]+")
 _CHILD_COLUMNS = ("name", "duration", "trace_hi", "trace_lo", "parent_span_id")
 
 
@@ -173,13 +188,13 @@ def _explain(
     lo = since if since is not None else int(start.min())
     hi = until if until is not None else int(start.max()) + 1
     budget.check()
-    codes, sets = _row_attributes(cols)
-    attrs = _attribute_findings(cols, codes, sets, slow)
+    ra = _row_attributes(cols)
+    attrs = _attribute_findings(cols, ra, slow)
     budget.check()
     children, self_time = _child_findings(db, cols, slow)
     budget.check()
     step, series, cluster = _when(start, slow, lo, hi)
-    releases = _releases(start, codes, sets, slow)
+    releases = _releases(start, ra.codes, ra.sets, slow)
     top = top_k(d, start, MAX_EXPLAIN_EXAMPLES) if n_slow else np.empty(0, np.int64)
     return Explanation(
         function=function, since=lo, until=hi, quantile=threshold.quantile, threshold=limit,
@@ -205,25 +220,163 @@ def _examples(scan: Scan, rows: np.ndarray) -> tuple[Call, ...]:
 # ---- attributes -------------------------------------------------------------------------------
 
 
-def _row_attributes(scan: Scan) -> tuple[np.ndarray, list[dict[str, str]]]:
-    """Per row a code into ``sets``, and per code the row's attributes as ``key -> value text``.
+@dataclass(frozen=True, slots=True)
+class Unique:
+    """The values of one near-unique key, moved out of the attribute set texts: ``sets`` are
+    the distinct attribute sets carrying the key (indexes as in ``RowAttributes.used_row``),
+    ``values`` the value text of each (an object array, aligned)."""
 
-    The one place that reads attributes: keys are handled generically downstream. Resource
-    attributes join here as ``resource:KEY``: a code is a distinct pair (attribute set, resource
-    set). Only sets some row uses are parsed, each in one ``json.loads`` per column.
+    key: str
+    sets: np.ndarray
+    values: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class RowAttributes:
+    """``codes``: per row a code into ``sets`` (per code ``key -> value text``, near-unique
+    keys left out); ``used_row``: per row its distinct attribute set (``n_used`` of them);
+    ``uniques``: the near-unique keys' values per distinct attribute set."""
+
+    codes: np.ndarray
+    sets: list[dict[str, str]]
+    used_row: np.ndarray
+    n_used: int
+    uniques: tuple[Unique, ...]
+
+
+def _row_attributes(scan: Scan) -> RowAttributes:
+    """The one place that reads attributes: keys are handled generically downstream.
+
+    Resource attributes join as ``resource:KEY``: a code is a distinct pair (attribute set,
+    resource set). Only sets some row uses are parsed, each in one ``json.loads`` per column;
+    near-unique keys' values are moved out of the set texts first (:func:`_strip_unique`), so
+    sets differing only in an id are parsed once.
     """
     attr = scan.columns["attributes"].astype(np.int64)
     res = scan.columns["resource"].astype(np.int64)
-    pairs, codes = np.unique(attr * max(len(scan.resources), 1) + res, return_inverse=True)
-    a_of, r_of = np.divmod(pairs, max(len(scan.resources), 1))
-    a_sets = _parse_sets(scan.attributes, a_of, "")
+    used, used_row = np.unique(attr, return_inverse=True)
+    used_row = used_row.reshape(-1)
+    texts, reduced, uniques = _strip_unique(list(map(scan.attributes.__getitem__, used.tolist())))
+    n_res = max(len(scan.resources), 1)
+    pairs, codes = np.unique(reduced[used_row] * n_res + res, return_inverse=True)
+    a_of, r_of = np.divmod(pairs, n_res)
+    a_sets = _parse_sets(texts, a_of, "")
     r_sets = _parse_sets(scan.resources, r_of, RESOURCE_PREFIX)
+    uniques = [_unstripped(u, a_sets, reduced) for u in uniques]
     sets: list[dict[str, str]] = []
     for i, (a, r) in enumerate(zip(a_of.tolist(), r_of.tolist(), strict=True)):
         if i % 4096 == 0:
             budget.check()
         sets.append({**r_sets[r], **a_sets[a]} if r_sets[r] else a_sets[a])
-    return codes.reshape(-1), sets
+    return RowAttributes(codes.reshape(-1), sets, used_row, len(used), tuple(uniques))
+
+
+def _strip_unique(texts: list[str]) -> tuple[list[str], np.ndarray, list[Unique]]:
+    """``texts`` (distinct attribute set texts) with the plain string values of near-unique
+    keys moved out: (the distinct remaining texts, per input text the code of what remains,
+    the values moved out per key).
+
+    A key is a candidate when, in an even sample of the sets, it takes more distinct values
+    than :data:`NEAR_UNIQUE` of the sets carrying it. Set texts are compact JSON objects with
+    unique keys (``canonical_attributes``), so an unescaped ``"KEY":"`` is always that key, and
+    a value without a backslash ends at the next quote: one ``re.split`` over all texts joined
+    by newlines (JSON text holds no raw newline) takes every such pair out and hands back its
+    value, and the line of each comes from the newline positions. A value with an escape, a
+    number, or a text holding a list (whose objects could hold the key too) stays in its text
+    and is parsed as before (:func:`_unstripped`): the answer is exact either way.
+    """
+    identity: tuple[list[str], np.ndarray, list[Unique]] = (
+        list(texts), np.arange(len(texts), dtype=np.int64), [])  # fmt: skip
+    if len(texts) < STRIP_MIN_SETS:
+        return identity
+    keys = _unique_keys(texts)
+    joined = "\n".join(texts)
+    if not keys or not joined.isascii():
+        return identity
+    listed = [i for i, t in enumerate(texts) if "[" in t] if "[" in joined else []
+    if listed:
+        blank = list(texts)
+        for i in listed:
+            blank[i] = ""
+        joined = "\n".join(blank)
+    uniques = []
+    for key in keys[:STRIP_MAX_KEYS]:
+        if f'\\"{key}":' in joined:  # the key's text ends another key: leave it to the parse
+            continue
+        budget.check()
+        parts = re.compile(f'"{re.escape(key)}":"([^"\\\\\\n]*)",?').split(joined)
+        if len(parts) == 1:
+            continue
+        rest = parts[0::2]
+        at = np.cumsum(np.fromiter(map(len, rest), np.int64, len(rest)))[:-1]
+        joined = "".join(rest)
+        data = np.frombuffer(joined.encode("ascii"), np.uint8)
+        # A pair that was the last one leaves "...,}": drop that comma.
+        dangling = at[(data[at - 1] == ord(",")) & (data[at] == ord("}"))]
+        line = np.searchsorted(np.flatnonzero(data == ord("\n")), at)
+        if len(dangling):
+            joined = np.delete(data, dangling - 1).tobytes().decode("ascii")
+        uniques.append(Unique(key, line.astype(np.int64), np.array(parts[1::2], dtype=object)))
+    if not uniques:
+        return identity
+    budget.check()
+    lines = joined.split("\n")
+    for i in listed:
+        lines[i] = texts[i]
+    distinct, reduced = _codes(lines)
+    return distinct, reduced, uniques
+
+
+def _codes(texts: list[str]) -> tuple[list[str], np.ndarray]:
+    """The distinct ``texts`` and per text its code: grouped by ``hash`` in numpy (about 4x
+    faster than a dictionary step per text), then checked to be equal to its group's first
+    text (a hash collision falls back to the dictionary)."""
+    hashes = np.fromiter(map(hash, texts), np.int64, len(texts))
+    _, first, codes = np.unique(hashes, return_index=True, return_inverse=True)
+    if len(first) == len(texts):  # distinct hashes: distinct texts
+        return texts, np.arange(len(texts), dtype=np.int64)
+    distinct = list(map(texts.__getitem__, first.tolist()))
+    codes = codes.reshape(-1)
+    if all(map(operator.eq, texts, map(distinct.__getitem__, codes.tolist()))):
+        return distinct, codes
+    index: dict[str, int] = {}
+    codes = np.fromiter((index.setdefault(t, len(index)) for t in texts), np.int64, len(texts))
+    return list(index), codes
+
+
+def _unique_keys(texts: list[str]) -> list[str]:
+    """Keys that look near-unique in an even sample of ``texts`` by their string values, names
+    that need no escaping in JSON; never a release key (:func:`_releases` reads those)."""
+    pick = np.unique(np.linspace(0, len(texts) - 1, STRIP_SAMPLE).astype(np.int64)).tolist()
+    sample = json.loads("[" + ",".join(texts[i] or "{}" for i in pick) + "]")
+    seen: dict[str, set[str]] = {}
+    carried: dict[str, int] = {}
+    for attrs in sample:
+        for key, value in attrs.items():
+            carried[key] = carried.get(key, 0) + 1
+            if type(value) is str:
+                seen.setdefault(key, set()).add(value)
+    return sorted(
+        key for key, values in seen.items()
+        if carried[key] >= STRIP_MIN_CARRIED and len(values) > NEAR_UNIQUE * carried[key]
+        and key not in RELEASE_KEYS and _PLAIN_KEY.fullmatch(key)
+    )  # fmt: skip
+
+
+def _unstripped(u: Unique, a_sets: dict[int, dict[str, str]], reduced: np.ndarray) -> Unique:
+    """``u`` with the key's values that stayed in the texts (escaped, not strings) moved out of
+    the parsed sets too, so the key is counted in one place."""
+    left = [code for code, attrs in a_sets.items() if u.key in attrs]
+    if not left:
+        return u
+    value_of = {code: a_sets[code][u.key] for code in left}
+    for code in left:
+        a_sets[code] = {k: v for k, v in a_sets[code].items() if k != u.key}
+    lut = np.zeros(max(len(reduced) and int(reduced.max()) + 1, 1), dtype=bool)
+    lut[left] = True
+    more = np.flatnonzero(lut[reduced])
+    values = np.array([value_of[c] for c in reduced[more].tolist()] or [], dtype=object)
+    return Unique(u.key, np.concatenate((u.sets, more)), np.concatenate((u.values, values)))
 
 
 _EMPTY: dict[str, str] = {}
@@ -262,9 +415,9 @@ class _TextCache:
 
 
 def _attribute_findings(
-    scan: Scan, codes: np.ndarray, sets: list[dict[str, str]], slow: np.ndarray
+    scan: Scan, ra: RowAttributes, slow: np.ndarray
 ) -> tuple[AttributeFinding, ...]:
-    n_sets = len(sets)
+    codes, n_sets = ra.codes, len(ra.sets)
     slow_per_set = np.bincount(codes[slow], minlength=n_sets)
     base_per_set = np.bincount(codes[~slow], minlength=n_sets)
     s_total, b_total = int(slow.sum()), int(len(slow) - slow.sum())
@@ -277,39 +430,84 @@ def _attribute_findings(
     for i, code in enumerate(np.flatnonzero(slow_per_set + base_per_set).tolist()):
         if i % 4096 == 0:
             budget.check()
-        for key, value in sets[code].items():
+        for key, value in ra.sets[code].items():
             entry = per_key.get(key)
             if entry is None:
                 entry = per_key[key] = ({}, [], [])
             values, sets_with_key, value_of_set = entry
             sets_with_key.append(code)
             value_of_set.append(values.setdefault(value, len(values)))
-    found = []
-    cluster_min = max(MIN_SLOW_CALLS, math.ceil(CLUSTER_SHARE * s_total))
+    counts = _Counts(s_total, b_total, max(MIN_SLOW_CALLS, math.ceil(CLUSTER_SHARE * s_total)))
+    found: list[_Found] = []
     for key, (values, set_list, value_list) in per_key.items():
         budget.check()
-        set_codes, value_codes = np.array(set_list), np.array(value_list)
+        set_codes = np.array(set_list, dtype=np.int64)
+        found += counts.findings(key, list(values), np.array(value_list, dtype=np.int64), set_codes,
+                                 slow_per_set, base_per_set, codes, n_sets)  # fmt: skip
+    if ra.uniques:  # the same, per distinct attribute set, over the values moved out
+        slow_per_used = np.bincount(ra.used_row[slow], minlength=ra.n_used)
+        base_per_used = np.bincount(ra.used_row[~slow], minlength=ra.n_used)
+        for u in ra.uniques:
+            budget.check()
+            distinct, value_codes = _codes(u.values.tolist())
+            found += counts.findings(u.key, distinct, value_codes, u.sets, slow_per_used,
+                                     base_per_used, ra.used_row, ra.n_used)  # fmt: skip
+    found.sort(key=lambda f: (-f.score, -f.z, f.key, f.value))
+    out = []
+    for f in found[:MAX_EXPLAIN_FINDINGS]:
+        has = np.zeros(f.n_codes, dtype=bool)
+        has[f.with_value] = True
+        rows = np.flatnonzero(slow & has[f.row_codes])
+        out.append(AttributeFinding(f.key, f.value, f.slow, f.baseline, s_total, b_total,
+                                    round(f.score, 12), f.lift, round(f.z, 9),
+                                    _examples(scan, rows)))  # fmt: skip
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """A candidate finding; its rows are those whose ``row_codes`` is in ``with_value``."""
+
+    score: float
+    z: float
+    key: str
+    value: str
+    slow: int
+    baseline: int
+    lift: float | None
+    with_value: np.ndarray
+    row_codes: np.ndarray
+    n_codes: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Counts:
+    """The totals every key's values are judged against."""
+
+    s_total: int
+    b_total: int
+    cluster_min: int
+
+    def findings(self, key: str, values: Sequence[str], value_codes: np.ndarray,
+                 set_codes: np.ndarray, slow_per_set: np.ndarray, base_per_set: np.ndarray,
+                 row_codes: np.ndarray, n_codes: int) -> list[_Found]:  # fmt: skip
+        """The values of ``key`` (``value_codes[i]`` is the value of set ``set_codes[i]``)
+        over-represented among slow calls; near-unique keys' values must cluster."""
         slow_n = np.bincount(value_codes, weights=slow_per_set[set_codes], minlength=len(values))
         base_n = np.bincount(value_codes, weights=base_per_set[set_codes], minlength=len(values))
         near_unique = len(values) > NEAR_UNIQUE * (slow_n.sum() + base_n.sum())
-        need = cluster_min if near_unique else MIN_SLOW_CALLS
+        need = self.cluster_min if near_unique else MIN_SLOW_CALLS
         names = None
+        out = []
         for v in np.flatnonzero(slow_n >= need).tolist():
             sc, bc = int(slow_n[v]), int(base_n[v])
-            score, lift, z = _compare(sc, s_total, bc, b_total)
+            score, lift, z = _compare(sc, self.s_total, bc, self.b_total)
             if score <= 0 or z < MIN_Z:
                 continue
             names = names or list(values)
-            found.append((score, z, key, names[v], sc, bc, lift, set_codes[value_codes == v]))
-    found.sort(key=lambda f: (-f[0], -f[1], f[2], f[3]))
-    out = []
-    for score, z, key, value, sc, bc, lift, with_value in found[:MAX_EXPLAIN_FINDINGS]:
-        has = np.zeros(n_sets, dtype=bool)
-        has[with_value] = True
-        rows = np.flatnonzero(slow & has[codes])
-        out.append(AttributeFinding(key, value, sc, bc, s_total, b_total, round(score, 12), lift,
-                                    round(z, 9), _examples(scan, rows)))  # fmt: skip
-    return tuple(out)
+            out.append(_Found(score, z, key, names[v], sc, bc, lift, set_codes[value_codes == v],
+                              row_codes, n_codes))  # fmt: skip
+        return out
 
 
 def _compare(a: int, a_total: int, b: int, b_total: int) -> tuple[float, float | None, float]:

@@ -8,6 +8,7 @@ threshold``, children by (trace id, parent span id).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -250,3 +251,138 @@ def test_a_near_unique_value_must_cluster_in_a_tenth_of_the_slow_calls(tmp_path:
     with Database.open(tmp_path / "db", readonly=True) as db:
         e = q.explain(db, "f", slow=2_000_000)
     assert [(a.value, a.slow, a.baseline) for a in e.attributes] == [("/hot", 20, 0)]
+
+
+def _strip_workload(n: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """``n`` calls, every one with its own ``request.id``: plain strings mostly, some with an
+    escape, some numbers (those stay in the texts), a few texts holding a list; ``zz.id`` is
+    near-unique too and sorts last in its text. 40 slow calls share ``req-hot``, 30 others
+    the number 777, 25 share ``zz.id = z-hot``."""
+    duration = np.full(n, 1_000_000, dtype=np.int64)
+    duration[:120] = 9_000_000
+    attrs: list[dict[str, Any]] = []
+    for i in range(n):
+        rid: Any = f"req-{i}"
+        if i % 7 == 3:
+            rid = f'req "{i}"'  # an escape: parsed, not moved out
+        elif i % 11 == 5:
+            rid = 10_000_000 + i  # a number
+        a: dict[str, Any] = {"request.id": rid, "db.shard": i % 4, "zz.id": f"z{i}"}
+        if i % 13 == 0:
+            a["tags"] = ["x", f"t{i % 3}"]
+        attrs.append(a)
+    for i in range(40):
+        attrs[i]["request.id"] = "req-hot"
+    for i in range(40, 70):
+        attrs[i]["request.id"] = 777
+    for i in range(70, 95):
+        attrs[i]["zz.id"] = "z-hot"
+    attrs[5000]["request.id"] = "req-hot"  # one baseline call too
+    return duration, attrs
+
+
+def test_near_unique_values_moved_out_of_the_texts_count_exactly(tmp_path: Path) -> None:
+    n = 6000
+    duration, attrs = _strip_workload(n)
+    with Database.open(tmp_path / "db") as w:
+        w.append(["f"] * n, BASE_NS + np.arange(n, dtype=np.int64) * 1000, duration,
+                 attributes=attrs, resource={"host.name": "h1"})  # fmt: skip
+        assert w.flush(timeout=30)
+    with Database.open(tmp_path / "db", readonly=True) as db:
+        e = q.explain(db, "f", slow=2_000_000)
+    slow = duration > 2_000_000
+    got = {(a.key, a.value): (a.slow, a.baseline) for a in e.attributes}
+    assert got == {
+        kv: value_counts(attrs, slow, *kv)
+        for kv in [("request.id", "req-hot"), ("request.id", "777"), ("zz.id", "z-hot")]
+    }
+    assert got[("request.id", "req-hot")] == (40, 1)
+    assert e.attributes[0].value == "req-hot"
+    hot = e.attributes[0].examples
+    assert hot and all(c.attributes["request.id"] == "req-hot" for c in hot)
+
+
+def test_moving_values_out_keeps_every_set_whole() -> None:
+    from kronicler.db.schema import canonical_attributes
+    from kronicler.query.explain import _strip_unique
+
+    _, attrs = _strip_workload(6000)
+    texts = [canonical_attributes(a) for a in attrs]
+    remaining, code, uniques = _strip_unique(texts)
+    assert {u.key for u in uniques} == {"request.id", "zz.id"}
+    rebuilt = [json.loads(remaining[c] or "{}") for c in code.tolist()]
+    for u in uniques:
+        for s, v in zip(u.sets.tolist(), u.values.tolist(), strict=True):
+            assert u.key not in rebuilt[s]
+            rebuilt[s][u.key] = v
+    assert rebuilt == [
+        {k: v for k, v in a.items()} for a in json.loads("[" + ",".join(texts) + "]")
+    ]
+    assert len(remaining) < len(texts) // 3  # the texts with an escape, a number or a list stay
+
+
+# (version, host, first start offset in s, {function: (calls, slow calls)}): the release 2.1
+# makes "checkout.pay" slow; host web-2 makes "checkout.ship" slow, in both releases.
+_PROVIDERS = [
+    ("2.0", "web-1", 0, {"checkout.pay": (150, 0), "checkout.ship": (100, 0)}),
+    ("2.0", "web-2", 0, {"checkout.pay": (150, 0), "checkout.ship": (100, 40)}),
+    ("2.1", "web-1", 100, {"checkout.pay": (100, 50), "checkout.ship": (100, 0)}),
+    ("2.1", "web-2", 100, {"checkout.pay": (100, 50), "checkout.ship": (100, 40)}),
+]
+
+
+def test_a_release_and_a_host_in_the_otel_resource_rank_first(tmp_path: Path) -> None:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from kronicler.otel.exporter import KroniclerSpanExporter
+
+    truth: list[tuple[str, str, str, int, int]] = []  # function, version, host, start, duration
+    with Database.open(tmp_path / "db", chunk_rows=64) as db:
+        for version, host, offset, calls in _PROVIDERS:
+            provider = TracerProvider(resource=Resource.create(
+                {"service.name": "shop", "service.version": version, "host.name": host}))  # fmt: skip
+            provider.add_span_processor(SimpleSpanProcessor(KroniclerSpanExporter(db)))
+            tracer = provider.get_tracer("tests")
+            for fn, (n, n_slow) in calls.items():
+                for i in range(n):
+                    start = BASE_NS + offset * 1_000_000_000 + i * 100_000_000
+                    d = (10_000_000 if i < n_slow else 1_000_000) + 1000 * i
+                    tracer.start_span(fn, start_time=start).end(end_time=start + d)
+                    truth.append((fn, version, host, start, d))
+            provider.shutdown()
+        assert db.flush(timeout=30)
+    with Database.open(tmp_path / "db", readonly=True) as db:
+        pay = q.explain(db, "checkout.pay", slow=5_000_000)
+        ship = q.explain(db, "checkout.ship", slow=5_000_000)
+
+    def brute(fn: str, key: int, value: str) -> tuple[int, int]:
+        rows = [t for t in truth if t[0] == fn]
+        return (sum(1 for t in rows if t[key] == value and t[4] > 5_000_000),
+                sum(1 for t in rows if t[key] == value and t[4] <= 5_000_000))  # fmt: skip
+
+    top = pay.attributes[0]
+    assert (top.key, top.value, top.slow, top.baseline) == (
+        "resource:service.version", "2.1", *brute("checkout.pay", 1, "2.1"))  # fmt: skip
+    assert (top.slow, top.baseline) == (100, 100)
+    assert all(a.key != "resource:host.name" for a in pay.attributes)
+    lined = [r for r in pay.releases if r.lines_up]
+    assert [(r.key, r.version) for r in lined] == [("resource:service.version", "2.1")]
+    r = lined[0]
+    pay_rows = [t for t in truth if t[0] == "checkout.pay"]
+    first = min(t[3] for t in pay_rows if t[1] == "2.1")
+    before = [t for t in pay_rows if t[3] < first]
+    after = [t for t in pay_rows if t[3] >= first]
+    assert (r.calls, r.slow, r.first_start) == (200, 100, first)
+    assert (r.before_calls, r.before_slow, r.after_calls, r.after_slow) == (
+        len(before), sum(1 for t in before if t[4] > 5_000_000),
+        len(after), sum(1 for t in after if t[4] > 5_000_000))  # fmt: skip
+    assert [x.version for x in pay.releases] == ["2.0", "2.1"]
+
+    top = ship.attributes[0]
+    assert (top.key, top.value, top.slow, top.baseline) == (
+        "resource:host.name", "web-2", *brute("checkout.ship", 2, "web-2"))  # fmt: skip
+    assert (top.slow, top.baseline) == (80, 120)
+    assert all(a.key != "resource:service.version" for a in ship.attributes)
+    assert top.examples and all(c.resource["host.name"] == "web-2" for c in top.examples)
