@@ -42,7 +42,7 @@ from kronicler.errors import (
 from kronicler.query.local import Local
 from kronicler.server.auth import is_loopback
 from kronicler.web import api
-from kronicler.web.peers import Catalogue, PeerNotice
+from kronicler.web.peers import Catalogue, notice, request_missing
 
 if TYPE_CHECKING:
     from kronicler.query.backend import QueryBackend
@@ -83,8 +83,9 @@ def validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "bad request"
 
 
-class SecurityHeaders:
-    """Adds :data:`_HEADERS` to every response (plain ASGI: no per-request task or copy)."""
+class AnswerHeaders:
+    """Adds :data:`_HEADERS` to every response, and the peers missing from its answer
+    (:mod:`kronicler.web.peers`); plain ASGI: no per-request task or copy."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -94,12 +95,15 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        missing = request_missing(scope)  # the route's backend adds to it
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 have = {k.lower() for k, _ in headers}
                 headers += [(k.encode(), v.encode()) for k, v in _HEADERS.items()
                             if k.encode() not in have]  # fmt: skip
+                headers += notice(missing)
                 message["headers"] = headers
             await send(message)
 
@@ -226,8 +230,7 @@ def create_app(
 
     app.mount("/assets", StaticFiles(directory=STATIC_DIR), name="assets")
     app.add_middleware(GZipMiddleware, minimum_size=1024)
-    app.add_middleware(SecurityHeaders)
-    app.add_middleware(PeerNotice)
+    app.add_middleware(AnswerHeaders)
     if allowed_hosts is not None:
         app.add_middleware(HostGuard, allowed=list(allowed_hosts))
     return app

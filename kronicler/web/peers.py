@@ -6,8 +6,8 @@ remote node (the gRPC :class:`~kronicler.server.Client`) or a cluster frontend. 
 with the peers that answered and names the others in ``missing_peers()``, which covers only the
 calling thread's last question; one page request asks several (the functions table asks for
 stats, anomalies and the time range). :class:`PeerTracker` wraps the backend for one request and
-gathers every question's missing peers, and :class:`PeerNotice` sends them with the answer as
-the ``X-Kronicler-Missing-Peers`` header (a JSON list of ``host:port: reason``), so every route,
+gathers every question's missing peers, and the app sends them with the answer (:func:`notice`)
+as the ``X-Kronicler-Missing-Peers`` header (a JSON list of ``host:port: reason``), so every route,
 list answers included, can say it is partial without changing its JSON body.
 
 The catalogue (service names, number of functions) comes straight from a database when the app
@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as ASGIScope
 
 from kronicler.errors import LimitExceededError
@@ -141,26 +140,12 @@ class Catalogue:
         return services, count
 
 
-class PeerNotice:
-    """Adds :data:`MISSING_PEERS_HEADER` to an answer that lacks some peers' data."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        missing = request_missing(scope)
-
-        async def send_notice(message: Message) -> None:
-            if message["type"] == "http.response.start" and missing:
-                value = json.dumps(missing)  # ASCII: non-ASCII reasons come \u-escaped
-                message["headers"] = [*message.get("headers", []),
-                                      (MISSING_PEERS_HEADER.encode(), value.encode())]  # fmt: skip
-            await send(message)
-
-        await self.app(scope, receive, send_notice)
+def notice(missing: list[str]) -> list[tuple[bytes, bytes]]:
+    """The response header naming ``missing`` (none when every peer answered)."""
+    if not missing:
+        return []
+    value = json.dumps(missing)  # ASCII: non-ASCII reasons come \u-escaped
+    return [(MISSING_PEERS_HEADER.encode(), value.encode())]
 
 
 _: type[QueryBackend] = PeerTracker  # mypy holds the tracker to the QueryBackend contract
