@@ -4,6 +4,7 @@ Run by hand (a few minutes at the default size, mostly writing the databases):
 
     PYTHONPATH=. python bench/bench_cluster.py                  # 10M spans in total
     PYTHONPATH=. python bench/bench_cluster.py --spans 3000000  # quicker
+    PYTHONPATH=. python bench/bench_cluster.py --baseline /work/main  # + that checkout's frontend
 
 The same rows (the server benchmark's workload: 50 functions, Zipf-distributed, lognormal
 durations, 4 services) are written once whole to a single node's database and once split three
@@ -14,13 +15,18 @@ GetStats through a real gRPC channel:
 
 - single: one node with every row (the baseline);
 - frontend: ``serve --peers`` over the three nodes (a Partial fan-out, the merge, the reply);
+- with ``--baseline DIR``: also a frontend run from another checkout (an older release) over
+  the same nodes, to compare frontend code side by side;
 
-for grouping by function (merged index summaries) and by service (a scan on every node).
+for grouping by function (merged index summaries) and by service (a scan on every node). The
+round trips are interleaved (one to each server in turn), so a machine whose load drifts during
+the run weighs on every figure alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import subprocess
@@ -72,11 +78,12 @@ def populate(single: Path, nodes: list[Path], n: int) -> float:
     return time.perf_counter() - t0
 
 
-def serve(args: list[str]) -> tuple[subprocess.Popen[str], str]:
+def serve(args: list[str], checkout: Path = ROOT) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "kronicler", "serve", "--address", "127.0.0.1:0", "--no-otlp",
          *args],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        stdout=subprocess.PIPE, text=True, cwd=checkout,
+        env={**os.environ, "PYTHONPATH": str(checkout)},
     )  # fmt: skip
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -86,26 +93,38 @@ def serve(args: list[str]) -> tuple[subprocess.Popen[str], str]:
     return proc, found.group(1)
 
 
-def round_trips(address: str, group_by: str, repeat: int) -> tuple[float, float, int]:
-    """Median and p99 (ms) of GetStats round trips, and the rows counted."""
+def round_trips(addresses: list[str], group_by: str, repeat: int) -> list[tuple[float, float, int]]:
+    """Per address: median and p99 (ms) of GetStats round trips, and the rows counted; the
+    servers are asked in turn, ``repeat`` times each."""
     from kronicler.server import Client
 
-    with Client(address, timeout=120) as client:
-        total = sum(r.count for r in client.stats(group_by=group_by).rows)  # warm up
-        times = []
+    clients = [Client(a, timeout=120) for a in addresses]
+    try:
+        totals = [sum(r.count for r in c.stats(group_by=group_by).rows) for c in clients]  # warm
+        times: list[list[float]] = [[] for _ in clients]
         for _ in range(repeat):
-            t = time.perf_counter()
-            client.stats(group_by=group_by)
-            times.append((time.perf_counter() - t) * 1000)
-        assert client.missing_peers() == ()
-    times.sort()
-    return statistics.median(times), times[min(len(times) - 1, int(0.99 * len(times)))], total
+            for client, took in zip(clients, times, strict=True):
+                t = time.perf_counter()
+                client.stats(group_by=group_by)
+                took.append((time.perf_counter() - t) * 1000)
+        assert all(c.missing_peers() == () for c in clients)
+    finally:
+        for c in clients:
+            c.close()
+    out = []
+    for took, total in zip(times, totals, strict=True):
+        took.sort()
+        out.append((statistics.median(took), took[min(len(took) - 1, int(0.99 * len(took)))],
+                    total))  # fmt: skip
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--spans", type=int, default=10_000_000, help="rows in total (default 10M)")
     ap.add_argument("--repeat", type=int, default=30, help="round trips per figure")
+    ap.add_argument("--baseline", type=Path, metavar="DIR",
+                    help="also run the frontend of the Kronicler checkout in DIR")  # fmt: skip
     opts = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="kronicler-cluster-") as tmp:
         single = Path(tmp) / "single"
@@ -123,14 +142,22 @@ def main() -> None:
                 peers.append(addr)
             p, front_addr = serve(["--peers", ",".join(peers)])
             procs.append(p)
-            print(f"{'GetStats':<22}{'single p50':>12}{'p99':>9}{'frontend p50':>15}{'p99':>9}"
-                  f"{'ratio p50':>11}")  # fmt: skip
+            addresses = [single_addr, front_addr]
+            columns = ["single", "frontend"]
+            if opts.baseline is not None:
+                p, base_addr = serve(["--peers", ",".join(peers)], opts.baseline.resolve())
+                procs.append(p)
+                addresses.append(base_addr)
+                columns.append("baseline frontend")
+            print(f"{'GetStats':<20}" + "".join(f"{c + ' p50':>22}{'p99':>9}" for c in columns)
+                  + "".join(f"{'ratio ' + c:>24}" for c in columns[1:]))  # fmt: skip
             for group_by in ("function", "service"):
-                s50, s99, s_rows = round_trips(single_addr, group_by, opts.repeat)
-                f50, f99, f_rows = round_trips(front_addr, group_by, opts.repeat)
-                assert s_rows == f_rows == opts.spans, (s_rows, f_rows)
-                print(f"{'by ' + group_by:<22}{s50:>10.1f}ms{s99:>7.1f}ms{f50:>13.1f}ms"
-                      f"{f99:>7.1f}ms{f50 / s50:>10.2f}x")  # fmt: skip
+                figures = round_trips(addresses, group_by, opts.repeat)
+                assert all(rows == opts.spans for _, _, rows in figures), figures
+                s50 = figures[0][0]
+                print(f"{'by ' + group_by:<20}"
+                      + "".join(f"{p50:>20.1f}ms{p99:>7.1f}ms" for p50, p99, _ in figures)
+                      + "".join(f"{p50 / s50:>23.2f}x" for p50, _, _ in figures[1:]))  # fmt: skip
         finally:
             for p in procs:
                 p.terminate()

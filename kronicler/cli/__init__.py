@@ -515,14 +515,7 @@ def serve(args: argparse.Namespace) -> int:
         if server.otlp_http is not None:
             print(f"kronicler: OTLP/HTTP on {server.otlp_http.url}", flush=True)
         if args.http:
-            from kronicler.web import WebServer, parse_address
-
-            host, port = parse_address(args.http)
-            _warn(exposure_warning(host, options.token))
-            web = WebServer(
-                db, host, port, token=options.token, allowed_hosts=args.allow_host
-            ).start()
-            print(f"kronicler: dashboard on {web.url}", flush=True)
+            web = start_dashboard(args, db, options.token)
         stop.wait()
     finally:
         if web is not None:
@@ -531,6 +524,18 @@ def serve(args: argparse.Namespace) -> int:
             server.stop(grace=2.0)
         db.close()
     return 0
+
+
+def start_dashboard(args: argparse.Namespace, source: Any, token: str | None) -> Any:
+    """``serve --http``: the dashboard over ``source`` (the database or the frontend) in a
+    background thread; the caller stops it."""
+    from kronicler.web import WebServer, parse_address
+
+    host, port = parse_address(args.http)
+    _warn(exposure_warning(host, token))
+    web = WebServer(source, host, port, token=token, allowed_hosts=args.allow_host).start()
+    print(f"kronicler: dashboard on {web.url}", flush=True)
+    return web
 
 
 def serve_frontend(args: argparse.Namespace, options: Any) -> int:
@@ -543,8 +548,6 @@ def serve_frontend(args: argparse.Namespace, options: Any) -> int:
     from kronicler.server.app import split_address
     from kronicler.server.frontend import Frontend
 
-    if args.http:
-        raise ValueError("--http is not available with --peers yet; run the dashboard on a node")
     options = replace(options, otlp=False, otlp_http=None, ingest_workers=0)
     options.check()
     _warn(exposure_warning(split_address(options.address)[0], options.token))
@@ -553,14 +556,20 @@ def serve_frontend(args: argparse.Namespace, options: Any) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    web = None
     try:
         server = KroniclerServer(frontend, options).start()
         print(f"kronicler: frontend for {', '.join(peers)} on {server.address} "
               f"({'TLS' if server.tls else 'plaintext'}"
               f"{', token required' if options.token else ''}); Ctrl-C to stop", flush=True)  # fmt: skip
+        if args.http:
+            web = start_dashboard(args, frontend, options.token)
         stop.wait()
-        server.stop(grace=2.0)
     finally:
+        if web is not None:
+            web.stop()
+        if "server" in locals():
+            server.stop(grace=2.0)
         frontend.close()
     return 0
 

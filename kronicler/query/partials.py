@@ -269,13 +269,7 @@ def merge_summaries(
     np.add.at(zeros, inv, cols.zero)
     np.add.at(errors, inv, np.array([e for _, e in entries], dtype=np.int64))
     np.add.at(counts, inv, cols.count.astype(np.int64))  # exact, unlike float weights
-    # (cell, key) pairs folded into one int64 and added (keys lie in [0, MAX_KEY]).
-    pair = np.repeat(inv.astype(np.int64), cols.lengths) * _KEY_SPAN + cols.keys
-    pairs, where = np.unique(pair, return_inverse=True)
-    pair_counts = np.zeros(len(pairs), dtype=np.int64)
-    np.add.at(pair_counts, where, cols.counts)
-    pair_cell = pairs // _KEY_SPAN
-    pair_keys = (pairs % _KEY_SPAN).astype(np.int32)
+    pair_cell, pair_keys, pair_counts = _add_buckets(inv, len(cells), cols)
     pair_keys.setflags(write=False)
     pair_counts.setflags(write=False)
     bounds = np.searchsorted(pair_cell, np.arange(len(cells) + 1)).tolist()
@@ -288,6 +282,45 @@ def merge_summaries(
 
 
 _KEY_SPAN = MAX_KEY + 1
+#: Largest dense bucket table, per bucket entry added, that :func:`_add_buckets` fills instead
+#: of sorting: cells' key ranges are usually close to their entries (one latency distribution).
+_DENSE_PER_ENTRY = 8
+
+
+def _add_buckets(
+    inv: np.ndarray, n_cells: int, cols: _Columns
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bucket counts added per (cell, key): the cell, key and count of every non-empty pair,
+    by cell then key.
+
+    Each cell's keys span a short range (one latency distribution), so the pairs are added into
+    one dense table of every cell's range (a bincount, no sort); a table much larger than the
+    entries (a cell spanning nanoseconds to hours) falls back to sorting the pairs.
+    """
+    owner = np.repeat(inv.astype(np.int64), cols.lengths)  # the merged cell of every entry
+    keys = cols.keys
+    if not len(keys):
+        empty = np.empty(0, np.int64)
+        return empty, empty.astype(np.int32), empty
+    lo = np.full(n_cells, MAX_KEY, dtype=np.int64)
+    hi = np.zeros(n_cells, dtype=np.int64)
+    np.minimum.at(lo, owner, keys)
+    np.maximum.at(hi, owner, keys)
+    span = np.maximum(hi - lo + 1, 0)
+    total = int(span.sum())
+    if total <= _DENSE_PER_ENTRY * len(keys) and int(cols.counts.sum()) < 2**53:
+        start = np.cumsum(span) - span
+        # float weights are exact below 2**53 (checked above)
+        table = np.bincount(start[owner] + keys - lo[owner], weights=cols.counts, minlength=total)
+        present = np.flatnonzero(table)
+        pair_cell = np.searchsorted(start + span, present, side="right")
+        pair_keys = (present - start[pair_cell] + lo[pair_cell]).astype(np.int32)
+        return pair_cell, pair_keys, table[present].astype(np.int64)
+    # (cell, key) pairs folded into one int64 and added (keys lie in [0, MAX_KEY]).
+    pairs, where = np.unique(owner * _KEY_SPAN + keys, return_inverse=True)
+    pair_counts = np.zeros(len(pairs), dtype=np.int64)
+    np.add.at(pair_counts, where, cols.counts)
+    return pairs // _KEY_SPAN, (pairs % _KEY_SPAN).astype(np.int32), pair_counts
 
 
 @dataclass(frozen=True, slots=True)

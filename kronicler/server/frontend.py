@@ -14,12 +14,17 @@ the nodes), so there is one road for data and a node's answer never counts twice
 
 Failures: each peer call gets the question's remaining deadline (the gRPC caller's less a fifth,
 at most 1 s, kept for merging and replying; capped by ``timeout``), so a down or stalled peer
-costs at most that and the caller still gets the other peers' answer in time. A peer that fails (unreachable,
-timed out, wrong token, another release's partial format) is left out and named in
-:meth:`missing_peers` (``host:port: reason``), which the gRPC service sends as trailing metadata
-and the CLI and dashboard show: an answer is never silently partial. When no peer answers the
-question fails with :class:`~kronicler.errors.UnavailableError`. A peer's refusal of the
-question itself (a bad argument, a limit) is the answer, raised as the query layer raises it.
+costs at most that and the caller still gets the other peers' answer in time. A peer that fails
+(unreachable, timed out, wrong token, another release's partial format, bytes that do not
+decode) is left out and named in :meth:`missing_peers` (``host:port: reason``), which the gRPC
+service sends as trailing metadata and the CLI and dashboard show: an answer is never silently
+partial. When no peer answers the question fails with :class:`~kronicler.errors.UnavailableError`.
+A peer's refusal of the question itself (a bad argument, a limit) is the answer, raised as the
+query layer raises it.
+
+Speed: each peer's reply is decoded in the thread that waited for it, while the other peers are
+still answering, so the frontend's own work after the last reply is one batched merge and one
+batched quantile pass (bench/bench_cluster.py).
 
 Trade-off: questions whose range comes from the data (series, anomalies without bounds) cost one
 more round trip (the merged time range first), and exact quantiles ship the selected rows
@@ -155,13 +160,29 @@ class Frontend:
             limit = min(limit, remaining - min(_HEADROOM_MAX, _HEADROOM * remaining))
         ends = time.monotonic() + limit
 
-        def one_peer(client: Client) -> list[pb.PartialResponse]:
-            return [client.partial(r, max(ends - time.monotonic(), 0.0)) for r in requests]
+        decoded: dict[int, Cells] = {}  # by id() of the reply; replies outlive the question
+        self._local.decoded = decoded
 
+        def one_peer(client: Client) -> list[pb.PartialResponse]:
+            got = [client.partial(r, max(ends - time.monotonic(), 0.0)) for r in requests]
+            for reply in got:  # decoded here, while the other peers are still answering
+                if reply.version == PARTIAL_VERSION and reply.HasField("cells"):
+                    decoded[id(reply)] = convert.cells_from_proto(reply.cells)
+            return got
+
+        # The first peer is asked in the calling thread (one thread hand-off fewer; its call
+        # ends by the deadline like the others'), the rest in the pool.
+        (first, client), *rest = self._clients.items()
         futures: dict[str, Future[list[pb.PartialResponse]]] = {
-            peer: self._pool.submit(one_peer, client) for peer, client in self._clients.items()
+            peer: self._pool.submit(one_peer, c) for peer, c in rest
         }
-        wait(futures.values(), timeout=limit + _GRACE)
+        inline: Future[list[pb.PartialResponse]] = Future()
+        try:
+            inline.set_result(one_peer(client))
+        except Exception as failed:  # recorded as the pool's futures record theirs
+            inline.set_exception(failed)
+        futures = {first: inline, **futures}
+        wait(futures.values(), timeout=max(ends - time.monotonic(), 0.0) + _GRACE)
         missing: dict[str, str] = self._local.__dict__.setdefault("missing", {})
         replies: list[list[pb.PartialResponse]] = []
         refusal: Exception | None = None
@@ -199,7 +220,12 @@ class Frontend:
 
     def _cells(self, replies: Sequence[pb.PartialResponse], patterns: Sequence[str]) -> Cells:
         check_unknown(patterns, (r.unknown_functions for r in replies))
-        return merge_cells([convert.cells_from_proto(r.cells) for r in replies])
+        decoded: dict[int, Cells] = getattr(self._local, "decoded", {})
+        parts = [decoded.get(id(r)) for r in replies]
+        return merge_cells([
+            convert.cells_from_proto(r.cells) if part is None else part
+            for r, part in zip(replies, parts, strict=True)
+        ])  # fmt: skip
 
     def _span(self) -> tuple[int, int] | None:
         replies = self._replies(_partial(time_range=pb.TimeRangeQuestion()))

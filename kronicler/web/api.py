@@ -1,11 +1,15 @@
 """The JSON API routes (``/api/v1``): thin handlers over :mod:`kronicler.web.views`.
 
 Each handler parses its parameters (FastAPI checks types, :mod:`kronicler.web.params` checks
-meaning), calls one view and sends the view's dict as it is. The query backend (the app's
-database bound by :class:`~kronicler.query.local.Local`), the clock and the token live on
-``app.state`` (set by :func:`kronicler.web.app.create_app`), so the routes are
+meaning), calls one view and sends the view's dict as it is. The query backend (a database bound
+by :class:`~kronicler.query.local.Local`, a gRPC client, or a cluster frontend), the clock and
+the token live on ``app.state`` (set by :func:`kronicler.web.app.create_app`), so the routes are
 plain module-level functions and the OpenAPI description can read their signatures. Sync
-handlers run in the server's thread pool; the database is thread-safe for readers.
+handlers run in the server's thread pool; every backend is thread-safe for readers.
+
+Each request sees the backend through a :class:`~kronicler.web.peers.PeerTracker`, which gathers
+the peers missing from any of the request's answers; the app sends them as a header
+(:data:`~kronicler.web.peers.MISSING_PEERS_HEADER`) so the page can say its figures are partial.
 """
 
 from __future__ import annotations
@@ -37,9 +41,9 @@ from kronicler.web.params import (
     parse_slow,
     resolve_window,
 )
+from kronicler.web.peers import Catalogue, PeerTracker, request_missing
 
 if TYPE_CHECKING:
-    from kronicler.db import Database
     from kronicler.query.backend import QueryBackend
 
 PREFIX = "/api/v1"
@@ -58,20 +62,21 @@ _bearer = HTTPBearer(auto_error=False, description="the server's token, when one
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What every handler reads from the app: where queries go, the clock, the token.
-
-    ``db`` is read only for the catalogue (services, function names) that :func:`meta` shows.
-    """
+    """What every handler reads from the app: where queries go, the clock, the token, and the
+    catalogue (services, number of functions) that :func:`meta` shows."""
 
     backend: QueryBackend
-    db: Database
+    catalogue: Catalogue
     clock: Callable[[], int]
     token: str | None
 
 
 def context(request: Request) -> Context:
+    """The app's context with its backend seen through this request's :class:`PeerTracker`
+    (FastAPI calls this once per request and hands the same object to every dependency)."""
     ctx: Context = request.app.state.kronicler
-    return ctx
+    tracker = PeerTracker(ctx.backend, request_missing(request.scope))
+    return Context(tracker, ctx.catalogue, ctx.clock, ctx.token)
 
 
 def require_token(
@@ -138,9 +143,10 @@ def health() -> Any:
 @data.get("/meta", response_model=s.Meta, tags=["service"])
 def meta(ctx: Ctx) -> Any:
     """Version, the stored time range, services, number of functions, presets."""
-    return JSONResponse(views.meta(ctx.backend, services=ctx.db.services(),
-                                   functions=len(ctx.db.functions()), now=ctx.clock(),
-                                   version=__version__, token_required=bool(ctx.token)))  # fmt: skip
+    services, n_functions = ctx.catalogue.get(ctx.backend)
+    return JSONResponse(views.meta(ctx.backend, services=services, functions=n_functions,
+                                   now=ctx.clock(), version=__version__,
+                                   token_required=bool(ctx.token)))  # fmt: skip
 
 
 @data.get("/functions", response_model=s.FunctionsTable, responses=_QUERY, tags=["queries"])

@@ -3,7 +3,8 @@
 FastAPI gives parameter checking and an OpenAPI description (``/api/openapi.json``) for free.
 Errors always come back as JSON ``{"status", "error", "message"}``: bad parameters -> 400 (also
 for FastAPI's own type checks, which would otherwise say 422), unknown function -> 404, missing
-or wrong token -> 401. With a token set every ``/api/v1`` route except ``health`` needs
+or wrong token -> 401, a question the backend does not answer (explain on a cluster frontend)
+-> 501, a remote query server's failure -> 502/503/504 with its message. With a token set every ``/api/v1`` route except ``health`` needs
 ``Authorization: Bearer <token>``; the page and its assets hold no data and stay open, so the page
 can load and then send the token it was given (``?token=``, kept in ``sessionStorage``). The
 interactive ``/docs`` page is left out because FastAPI's loads from a CDN and the dashboard must
@@ -17,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -27,20 +29,23 @@ from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as ASGIScope
 
 from kronicler import __version__
+from kronicler.db import Database
 from kronicler.errors import (
     ClosedError,
     DeadlineExceededError,
     KroniclerError,
     LimitExceededError,
     NotFoundError,
+    UnavailableError,
     shorten,
 )
 from kronicler.query.local import Local
 from kronicler.server.auth import is_loopback
 from kronicler.web import api
+from kronicler.web.peers import Catalogue, notice, request_missing
 
 if TYPE_CHECKING:
-    from kronicler.db import Database
+    from kronicler.query.backend import QueryBackend
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 _HEADERS = {
@@ -54,7 +59,12 @@ _HEADERS = {
 }
 _REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
             405: "Method Not Allowed", 421: "Misdirected Request", 500: "Internal Server Error",
-            503: "Service Unavailable", 504: "Gateway Timeout"}  # fmt: skip
+            501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
+            504: "Gateway Timeout"}  # fmt: skip
+#: The HTTP status for a remote backend's gRPC failure (the query server's own, not a bad
+#: parameter: the client raises those as ValueError and NotFoundError).
+_RPC_STATUS = {"UNAVAILABLE": 503, "DEADLINE_EXCEEDED": 504, "FAILED_PRECONDITION": 501,
+               "UNIMPLEMENTED": 501}  # fmt: skip
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -73,8 +83,9 @@ def validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "bad request"
 
 
-class SecurityHeaders:
-    """Adds :data:`_HEADERS` to every response (plain ASGI: no per-request task or copy)."""
+class AnswerHeaders:
+    """Adds :data:`_HEADERS` to every response, and the peers missing from its answer
+    (:mod:`kronicler.web.peers`); plain ASGI: no per-request task or copy."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -84,12 +95,15 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        missing = request_missing(scope)  # the route's backend adds to it
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 have = {k.lower() for k, _ in headers}
                 headers += [(k.encode(), v.encode()) for k, v in _HEADERS.items()
                             if k.encode() not in have]  # fmt: skip
+                headers += notice(missing)
                 message["headers"] = headers
             await send(message)
 
@@ -140,18 +154,22 @@ def _hostname(netloc: str) -> str:
 
 
 def create_app(
-    db: Database,
+    source: Database | QueryBackend,
     *,
     token: str | None = None,
     clock: Callable[[], int] = time.time_ns,
     allowed_hosts: Sequence[str] | None = None,
 ) -> FastAPI:
-    """The dashboard over an open database; ``token`` (if set) guards the data routes.
+    """The dashboard over an open database or any :class:`QueryBackend` (a gRPC client, a
+    cluster frontend); ``token`` (if set) guards the data routes.
 
     ``clock`` gives "now" in Unix epoch ns for the presets (a parameter so tests can pin it).
     ``allowed_hosts``: when set, only requests whose ``Host`` is a loopback name or one of these
     are answered (:class:`HostGuard`); ``None`` answers any host. The caller keeps ownership of
-    ``db`` and closes it after the server stops.
+    ``source`` and closes it after the server stops.
+
+    A question the backend cannot answer (a frontend asked to explain, a remote server's
+    refusal) is answered 501, 502, 503 or 504 with the backend's message, never a bare 500.
     """
     if token is not None and (not isinstance(token, str) or not token):
         raise ValueError(f"token must be None or non-empty text, got {token!r}")
@@ -164,7 +182,10 @@ def create_app(
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
-    app.state.kronicler = api.Context(Local(db), db, clock, token)
+    if isinstance(source, Database):
+        app.state.kronicler = api.Context(Local(source), Catalogue(source), clock, token)
+    else:
+        app.state.kronicler = api.Context(source, Catalogue(None), clock, token)
     app.include_router(api.router)
     app.include_router(api.data)
 
@@ -188,7 +209,18 @@ def create_app(
             return error(400, str(exc))
         if isinstance(exc, DeadlineExceededError):
             return error(504, str(exc))
-        return error(503 if isinstance(exc, ClosedError) else 500, f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, (ClosedError, UnavailableError)):
+            return error(503, str(exc))
+        if type(exc) is KroniclerError:  # the backend does not answer this question
+            return error(501, str(exc))
+        return error(500, f"{type(exc).__name__}: {exc}")
+
+    @app.exception_handler(grpc.RpcError)
+    async def _rpc_error(_: Request, exc: grpc.RpcError) -> JSONResponse:
+        code = exc.code() if isinstance(exc, grpc.Call) else None
+        name = code.name if code is not None else "UNKNOWN"
+        details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+        return error(_RPC_STATUS.get(name, 502), f"the query server answered {name}: {details}")
 
     index = (STATIC_DIR / "index.html").read_text("utf-8").replace("__VERSION__", __version__)
 
@@ -198,7 +230,7 @@ def create_app(
 
     app.mount("/assets", StaticFiles(directory=STATIC_DIR), name="assets")
     app.add_middleware(GZipMiddleware, minimum_size=1024)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(AnswerHeaders)
     if allowed_hosts is not None:
         app.add_middleware(HostGuard, allowed=list(allowed_hosts))
     return app

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kronicler.db import Database
+    from kronicler.query.backend import QueryBackend
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -69,7 +70,11 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def _server(
-    db: Database, sock: socket.socket, token: str | None, log_level: str, **app_options: Any
+    source: Database | QueryBackend,
+    sock: socket.socket,
+    token: str | None,
+    log_level: str,
+    **app_options: Any,
 ) -> Any:
     try:
         import uvicorn
@@ -79,7 +84,7 @@ def _server(
         raise ImportError(MISSING_EXTRA) from exc
 
     config = uvicorn.Config(
-        create_app(db, token=token, **app_options), log_level=log_level, access_log=False, lifespan="off",
+        create_app(source, token=token, **app_options), log_level=log_level, access_log=False, lifespan="off",
         server_header=False, timeout_graceful_shutdown=2,
     )  # fmt: skip
     return uvicorn.Server(config)
@@ -91,7 +96,7 @@ def url_of(sock: socket.socket) -> str:
 
 
 def serve(
-    db: Database,
+    source: Database | QueryBackend,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     *,
@@ -104,8 +109,8 @@ def serve(
 
     ``ready``, if given, is called with the page URL once the server accepts requests (to print
     it). Signals are caught only when called from the main thread (elsewhere, use
-    :class:`WebServer`); the previous handlers are put back on return. The caller owns ``db``
-    and closes it afterwards. Raises ``OSError`` when the address cannot be bound.
+    :class:`WebServer`); the previous handlers are put back on return. The caller owns ``source``
+    (a database or a query backend) and closes it afterwards. Raises ``OSError`` when the address cannot be bound.
     """
     stop = threading.Event()
     previous: dict[int, Any] = {}
@@ -114,7 +119,7 @@ def serve(
             previous[wanted] = signal.signal(wanted, lambda *_: stop.set())
     try:
         with WebServer(
-            db, host, port, token=token, log_level=log_level, allowed_hosts=allowed_hosts
+            source, host, port, token=token, log_level=log_level, allowed_hosts=allowed_hosts
         ) as web:
             if ready is not None:
                 ready(web.url)
@@ -130,7 +135,7 @@ class WebServer:
 
     def __init__(
         self,
-        db: Database,
+        source: Database | QueryBackend,
         host: str = DEFAULT_HOST,
         port: int = DEFAULT_PORT,
         *,
@@ -149,7 +154,7 @@ class WebServer:
 
         if allowed_hosts or is_loopback(host):
             app_options.setdefault("allowed_hosts", list(allowed_hosts))
-        self._db, self._host, self._port = db, host, port
+        self._source, self._host, self._port = source, host, port
         self._token, self._log_level = token, log_level
         self._app_options = app_options
         self._sock: socket.socket | None = None
@@ -163,7 +168,7 @@ class WebServer:
         self._sock = bind(self._host, self._port)
         try:
             self._server = _server(
-                self._db, self._sock, self._token, self._log_level, **self._app_options
+                self._source, self._sock, self._token, self._log_level, **self._app_options
             )
         except BaseException:
             self._sock.close()

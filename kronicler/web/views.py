@@ -11,9 +11,10 @@ Chart buckets start at a multiple of the step (see :func:`~kronicler.web.params.
 so a refreshed chart keeps its buckets; the first bucket may reach a little before the window.
 
 Every query goes through a :class:`~kronicler.query.backend.QueryBackend` (the same interface the
-CLI reads from), never the database: the app binds its database to one with
-:class:`~kronicler.query.local.Local`. Only :func:`meta` takes the catalogue facts (services,
-function count) from its caller, as no backend question answers them cheaply.
+CLI reads from), never the database: the app binds a database to one with
+:class:`~kronicler.query.local.Local`, or is given a gRPC client or a cluster frontend. Only
+:func:`meta` takes the catalogue facts (services, function count) from its caller, as no backend
+question answers them cheaply (:class:`~kronicler.web.peers.Catalogue`).
 
 Trade-off: the functions table asks for stats and anomalies separately (two passes over the
 summaries). Joining them in one pass would mean reaching into the query layer's internals; on

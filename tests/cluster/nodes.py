@@ -8,6 +8,10 @@ relies on (it merges whatever split the nodes hold).
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +24,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from kronicler.db import Database
 from tests.oracle.truth import Rows
 
+_ROOT = Path(__file__).resolve().parents[2]
 ALL = ("name", "start", "duration", "status", "kind", "service", "trace_hi", "trace_lo",
        "span_id", "parent_span_id", "attributes", "resource")  # fmt: skip
 
@@ -79,3 +84,18 @@ def split_database(rows: Rows, dirs: Sequence[Path], chunk_rows: int = 64) -> No
             if len(part):
                 db.append(**part.append_kwargs())
             assert db.flush(30)
+
+
+def spawn_node(path: Path) -> tuple[subprocess.Popen[str], str]:
+    """A real ``kronicler serve`` process over ``path`` on a free port; its address."""
+    env = {**os.environ, "PYTHONPATH": str(_ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kronicler", "serve", "--path", str(path), "--address",
+         "127.0.0.1:0", "--no-otlp"],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    found = re.search(r" on (127\.0\.0\.1:\d+) ", line)
+    assert found, line
+    return proc, found.group(1)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -43,7 +42,7 @@ from kronicler.query.backend import QueryBackend
 from kronicler.query.local import Local
 from kronicler.server import Client, KroniclerServer, ServerOptions
 from kronicler.server.frontend import Frontend
-from tests.cluster.nodes import TraceIdSharder, shard_of, stored
+from tests.cluster.nodes import TraceIdSharder, shard_of, spawn_node, stored
 from tests.contracts.test_query_backend import plain, same
 from tests.oracle.truth import (
     Query,
@@ -279,21 +278,6 @@ def test_a_node_refuses_another_partial_version(cluster: Cluster) -> None:
 # ---- failing peers ---------------------------------------------------------------------------
 
 
-def _spawn_node(path: Path) -> tuple[subprocess.Popen[str], str]:
-    """A real ``kronicler serve`` process over ``path`` on a free port; its address."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kronicler", "serve", "--path", str(path), "--address",
-         "127.0.0.1:0", "--no-otlp"],
-        stdout=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    found = re.search(r" on (127\.0\.0\.1:\d+) ", line)
-    assert found, line
-    return proc, found.group(1)
-
-
 @pytest.fixture
 def third_in_a_process(
     cluster: Cluster, tmp_path: Path
@@ -303,7 +287,7 @@ def third_in_a_process(
 
     path = tmp_path / "node2"
     shutil.copytree(cluster.node_paths[2], path)
-    proc, address = _spawn_node(path)
+    proc, address = spawn_node(path)
     try:
         yield proc, address, stored(path)
     finally:

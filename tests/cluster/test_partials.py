@@ -7,6 +7,7 @@ import pytest
 
 from kronicler.db.stats import Stats
 from kronicler.db.summary import Summary
+from kronicler.query import partials
 from kronicler.query.partials import Cells, batch_quantiles, cell_stats, merge_cells
 
 QS = (0.0, 0.01, 0.5, 0.9, 0.99, 0.999, 1.0)
@@ -19,8 +20,13 @@ def _values(rng: np.random.Generator, n: int) -> np.ndarray:
     return v
 
 
+@pytest.mark.parametrize("table", [0, 10**6], ids=["sorted", "dense"])
 @pytest.mark.parametrize("seed", range(5))
-def test_merged_cells_equal_merging_each_cell(seed: int) -> None:
+def test_merged_cells_equal_merging_each_cell(
+    seed: int, table: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both ways of adding bucket counts: sorting the (cell, key) pairs, and a dense table.
+    monkeypatch.setattr(partials, "_DENSE_PER_ENTRY", table)
     rng = np.random.default_rng(seed)
     parts: list[Cells] = []
     raw: dict[tuple[str, int], tuple[np.ndarray, int]] = {}
@@ -33,6 +39,8 @@ def test_merged_cells_equal_merging_each_cell(seed: int) -> None:
         for c in sorted(rng.choice(len(keys) * per_key, int(rng.integers(1, len(keys) * per_key + 1)),
                                    replace=False).tolist()):  # fmt: skip
             v = _values(rng, int(rng.integers(1, 300)))
+            if rng.random() < 0.1:
+                v[:] = 0  # a cell of only zeros: no buckets at all
             errors = int(rng.integers(0, 5))
             entries.append((c, Summary.from_values(v), errors))
             gid = (keys[c // per_key], c % per_key)

@@ -1,12 +1,17 @@
-"""Fixtures for the dashboard: a real database with a small shop's calls, and real servers."""
+"""Fixtures for the dashboard: a real database with a small shop's calls, real servers, and the
+same calls split over three real gRPC nodes (a cluster frontend's peers)."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +20,9 @@ pytest.importorskip("fastapi", reason="the dashboard needs the web extra (fastap
 pytest.importorskip("uvicorn", reason="the dashboard needs the web extra (fastapi, uvicorn)")
 
 from kronicler.db import Database  # noqa: E402
+from kronicler.server import KroniclerServer, ServerOptions  # noqa: E402
 from kronicler.web import WebServer  # noqa: E402
+from tests.cluster.nodes import spawn_node, split_database, stored  # noqa: E402
 from tests.web.workload import Shop, fill  # noqa: E402
 
 TOKEN = "s3cret-token"
@@ -50,6 +57,48 @@ def server(shop_db: tuple[Database, Shop], now: int) -> Iterator[WebServer]:
 def token_server(shop_db: tuple[Database, Shop], now: int) -> Iterator[WebServer]:
     with WebServer(shop_db[0], "127.0.0.1", 0, token=TOKEN, clock=lambda: now) as srv:
         yield srv
+
+
+@dataclass
+class Nodes:
+    paths: list[Path]
+    servers: list[KroniclerServer]
+
+    @property
+    def peers(self) -> list[str]:
+        return [s.address for s in self.servers]
+
+
+@pytest.fixture(scope="package")
+def nodes(
+    shop_db: tuple[Database, Shop], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Nodes]:
+    work = tmp_path_factory.mktemp("shop-nodes")
+    paths = [work / f"node{i}" for i in range(3)]
+    split_database(stored(shop_db[0].path), paths)
+    dbs = [Database.open(p, readonly=True) for p in paths]
+    servers = [KroniclerServer(db, ServerOptions(address="127.0.0.1:0")).start() for db in dbs]
+    try:
+        yield Nodes(paths, servers)
+    finally:
+        for s in servers:
+            s.stop()
+        for db in dbs:
+            db.close()
+
+
+@pytest.fixture
+def third_node(nodes: Nodes, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+    """Node 2's data served by a separate process the test kills."""
+    path = tmp_path / "node2"
+    shutil.copytree(nodes.paths[2], path)
+    proc, address = spawn_node(path)
+    try:
+        yield proc, address, path
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
 
 
 def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:

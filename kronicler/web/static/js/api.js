@@ -1,5 +1,6 @@
 // Talking to the JSON API: the bearer token (from ?token=, kept in sessionStorage) on every
-// request, one error type carrying the server's message, and cancellation of stale requests.
+// request, one error type carrying the server's message, cancellation of stale requests, and the
+// peers a cluster frontend's answers lacked (the X-Kronicler-Missing-Peers header).
 
 const TOKEN_KEY = 'kronicler.token';
 
@@ -20,6 +21,24 @@ export function adoptTokenFromUrl() {
   window.history.replaceState(null, '', url.pathname + url.search + url.hash);
 }
 
+/** Peers ("host:port: reason") missing from the answers since the last clear(). */
+export const missingPeers = new Map();
+
+function notePeers(response) {
+  const header = response.headers.get('X-Kronicler-Missing-Peers');
+  if (!header) return;
+  let entries = [];
+  try {
+    entries = JSON.parse(header);
+  } catch (err) {
+    entries = [header];
+  }
+  for (const entry of entries) {
+    const peer = String(entry).split(': ')[0];
+    if (!missingPeers.has(peer)) missingPeers.set(peer, String(entry));
+  }
+}
+
 export function setToken(token) {
   if (token) sessionStorage.setItem(TOKEN_KEY, token);
   else sessionStorage.removeItem(TOKEN_KEY);
@@ -37,6 +56,7 @@ export async function getJson(path, params, signal) {
     if (err.name === 'AbortError') throw err;
     throw new ApiError(0, `cannot reach the Kronicler server (${err.message})`);
   }
+  notePeers(response);
   let body = null;
   try {
     body = await response.json();

@@ -2,7 +2,9 @@
 // keeps the URL in step with every change, refreshes on a timer that can be paused, and turns
 // every failure into a visible message (never a blank page).
 
-import { ApiError, adoptTokenFromUrl, getJson, setToken } from './api.js';
+import {
+  ApiError, adoptTokenFromUrl, getJson, missingPeers, setToken,
+} from './api.js';
 import { chartMessage, resizeCharts } from './charts.js';
 import { flattenSeries, renderDetail, renderSeries } from './detail.js';
 import { explainFailed, explainPending, renderExplain } from './explain.js';
@@ -32,6 +34,21 @@ function showError(message) {
 function clearError() {
   $('error').hidden = true;
   $('error').textContent = '';
+}
+
+/** Say which cluster peers did not answer: the figures shown lack their data. */
+function showPeers() {
+  const box = $('peers');
+  if (!missingPeers.size) {
+    box.hidden = true;
+    box.textContent = '';
+    return;
+  }
+  const n = missingPeers.size;
+  box.textContent = `Partial answer: ${n} peer${n === 1 ? '' : 's'} did not answer, so `
+    + `${n === 1 ? 'its' : 'their'} data is missing from these figures: `
+    + `${[...missingPeers.values()].join('; ')}`;
+  box.hidden = false;
 }
 
 function setStatus(text) {
@@ -177,6 +194,7 @@ async function load() {
   const started = performance.now();
   markState('loading');
   setStatus('Loading…');
+  missingPeers.clear();
   let retry = true;
   try {
     if (state.fn) {
@@ -222,6 +240,7 @@ async function load() {
       firstContent();
     }
     clearError();
+    showPeers();
     $('token-form').hidden = true;
     const ms = Math.round(performance.now() - started);
     setStatus(`Updated ${fmtTime(Date.now() * 1e6, { date: false, ms: false })} · ${ms} ms`
@@ -242,6 +261,7 @@ async function load() {
       $('token-input').focus();
     }
     showError(message);
+    showPeers();
     drawFailure(message);
     setStatus('Failed');
     markState('error');
