@@ -130,7 +130,10 @@ def _lean_classes() -> tuple[Any, Any]:
     request = pool.FindMessageTypeByName(
         trace_service_pb2.ExportTraceServiceRequest.DESCRIPTOR.full_name
     )
-    return message_factory.GetMessageClass(request), common_pb2.KeyValue.FromString
+    make = getattr(message_factory, "GetMessageClass", None)  # protobuf >= 4.22
+    if make is None:  # older protobuf: the factory's prototype is the class
+        make = message_factory.MessageFactory(pool).GetPrototype
+    return make(request), common_pb2.KeyValue.FromString
 
 
 _LEAN_FIELDS = (9, 11, 15)  # Span.attributes, Span.events, Span.status
