@@ -473,13 +473,10 @@ def _answer(args: argparse.Namespace, backend: QueryBackend, flt: Filter) -> str
 
 
 def serve(args: argparse.Namespace) -> int:
-    import signal
-    import threading
     from dataclasses import replace
 
     from kronicler.db import Database
-    from kronicler.server import DEFAULT_ADDRESS, KroniclerServer, ServerOptions
-    from kronicler.server.app import split_address
+    from kronicler.server import DEFAULT_ADDRESS, ServerOptions
 
     options = ServerOptions(
         address=args.address or os.environ.get("KRONICLER_ADDRESS") or DEFAULT_ADDRESS,
@@ -496,18 +493,52 @@ def serve(args: argparse.Namespace) -> int:
         options = replace(options, otlp_http=args.otlp_http or default_otlp_http(options.address))
     if args.peers:
         return serve_frontend(args, options)
-    options.check()
-    _warn(exposure_warning(split_address(options.address)[0], options.token))
+    _checked(options)
     _print_log("kronicler.server.maintenance")
     db = Database.open(args.path)
+    return _serve_until_stopped(args, db, options, f"serving {args.path}", db.close)
+
+
+def serve_frontend(args: argparse.Namespace, options: Any) -> int:
+    """``serve --peers``: the QueryService over a :class:`~kronicler.server.frontend.Frontend`."""
+    from dataclasses import replace
+
+    from kronicler.server.frontend import Frontend
+
+    options = replace(options, otlp=False, otlp_http=None, ingest_workers=0)
+    _checked(options)
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    frontend = Frontend(peers, token=args.peer_token or options.token, timeout=args.peer_timeout)
+    label = f"frontend for {', '.join(peers)}"
+    return _serve_until_stopped(args, frontend, options, label, frontend.close)
+
+
+def _checked(options: Any) -> None:
+    """Refuse bad server options before anything is opened; warn about an exposed address."""
+    from kronicler.server.app import split_address
+
+    options.check()
+    _warn(exposure_warning(split_address(options.address)[0], options.token))
+
+
+def _serve_until_stopped(
+    args: argparse.Namespace, source: Any, options: Any, label: str, close: Any
+) -> int:
+    """Serve ``source`` (a database or a frontend) with ``options`` until SIGINT or SIGTERM,
+    with the dashboard when ``--http`` asks for it; then stop both and ``close()``."""
+    import signal
+    import threading
+
+    from kronicler.server import KroniclerServer
+
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    web = None
+    web = server = None
     try:
-        server = KroniclerServer(db, options).start()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        server = KroniclerServer(source, options).start()
         print(
-            f"kronicler: serving {args.path} on {server.address} "
+            f"kronicler: {label} on {server.address} "
             f"({'TLS' if server.tls else 'plaintext'}"
             f"{', token required' if options.token else ''}); Ctrl-C to stop",
             flush=True,
@@ -515,14 +546,14 @@ def serve(args: argparse.Namespace) -> int:
         if server.otlp_http is not None:
             print(f"kronicler: OTLP/HTTP on {server.otlp_http.url}", flush=True)
         if args.http:
-            web = start_dashboard(args, db, options.token)
+            web = start_dashboard(args, source, options.token)
         stop.wait()
     finally:
         if web is not None:
             web.stop()
-        if "server" in locals():
+        if server is not None:
             server.stop(grace=2.0)
-        db.close()
+        close()
     return 0
 
 
@@ -536,42 +567,6 @@ def start_dashboard(args: argparse.Namespace, source: Any, token: str | None) ->
     web = WebServer(source, host, port, token=token, allowed_hosts=args.allow_host).start()
     print(f"kronicler: dashboard on {web.url}", flush=True)
     return web
-
-
-def serve_frontend(args: argparse.Namespace, options: Any) -> int:
-    """``serve --peers``: the QueryService over a :class:`~kronicler.server.frontend.Frontend`."""
-    import signal
-    import threading
-    from dataclasses import replace
-
-    from kronicler.server import KroniclerServer
-    from kronicler.server.app import split_address
-    from kronicler.server.frontend import Frontend
-
-    options = replace(options, otlp=False, otlp_http=None, ingest_workers=0)
-    options.check()
-    _warn(exposure_warning(split_address(options.address)[0], options.token))
-    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
-    frontend = Frontend(peers, token=args.peer_token or options.token, timeout=args.peer_timeout)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    web = None
-    try:
-        server = KroniclerServer(frontend, options).start()
-        print(f"kronicler: frontend for {', '.join(peers)} on {server.address} "
-              f"({'TLS' if server.tls else 'plaintext'}"
-              f"{', token required' if options.token else ''}); Ctrl-C to stop", flush=True)  # fmt: skip
-        if args.http:
-            web = start_dashboard(args, frontend, options.token)
-        stop.wait()
-    finally:
-        if web is not None:
-            web.stop()
-        if "server" in locals():
-            server.stop(grace=2.0)
-        frontend.close()
-    return 0
 
 
 def _print_log(logger: str) -> None:
