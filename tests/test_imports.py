@@ -26,9 +26,9 @@ ALLOWED = {
 }
 
 #: What the decorator needs from the database package: the row schema, the capture batch and
-#: the sink contract. Readers, writers, codecs and the bufferpool load when a database opens.
+#: the sink contract, and the id mix. Readers, writers, codecs and the bufferpool load when a database opens.
 CAPTURE_DB_MODULES = {"kronicler.db", "kronicler.db.schema", "kronicler.db.site_batch",
-                      "kronicler.db.sink"}  # fmt: skip
+                      "kronicler.db.sink", "kronicler.db.idmix"}  # fmt: skip
 
 
 def module_names() -> dict[str, tuple[Path, bool]]:

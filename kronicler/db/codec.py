@@ -33,6 +33,7 @@ import numpy as np
 import zstandard
 
 from kronicler.db import zstd
+from kronicler.db.idmix import mix64, unmix64
 from kronicler.errors import CorruptPageError
 
 CODEC_RAW: Final = 0
@@ -117,40 +118,6 @@ def zigzag(values: np.ndarray) -> np.ndarray:
 def unzigzag(values: np.ndarray) -> np.ndarray:
     u = values.astype(np.uint64, copy=False)
     return ((u >> np.uint64(1)).view(np.int64)) ^ -((u & np.uint64(1)).view(np.int64))
-
-
-_C1: Final = 0xBF58476D1CE4E5B9
-_C2: Final = 0x94D049BB133111EB
-_C1_INV: Final = pow(_C1, -1, 1 << 64)
-_C2_INV: Final = pow(_C2, -1, 1 << 64)
-
-
-def mix64(x: np.ndarray) -> np.ndarray:
-    """The SplitMix64 finaliser over a uint64 array: a keyless bijection with full avalanche
-    (wrapping arithmetic, no Python loop). Kronicler's own ids are ``mix64(counter ^ key)``."""
-    x = x.astype(np.uint64, copy=True)
-    x ^= x >> np.uint64(30)
-    x *= np.uint64(_C1)
-    x ^= x >> np.uint64(27)
-    x *= np.uint64(_C2)
-    x ^= x >> np.uint64(31)
-    return x
-
-
-def unmix64(x: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`mix64`: each xor-shift undone by xoring in the shifts by one and two
-    times its amount, each product by the inverse of its odd constant modulo 2**64. In place
-    on one copy with two scratch arrays (half the time of the same steps with temporaries)."""
-    x = x.astype(np.uint64, copy=True)
-    t, u = np.empty_like(x), np.empty_like(x)
-    for shift, inverse in ((31, _C2_INV), (27, _C1_INV), (30, None)):
-        np.right_shift(x, np.uint64(shift), out=t)
-        np.right_shift(x, np.uint64(2 * shift), out=u)
-        t ^= u
-        x ^= t
-        if inverse is not None:
-            x *= np.uint64(inverse)
-    return x
 
 
 def _as_u64(values: np.ndarray) -> np.ndarray:

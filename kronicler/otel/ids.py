@@ -25,7 +25,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from kronicler.db import codec
+from kronicler.db.idmix import mix64
 
 _M64 = (1 << 64) - 1
 _C1 = 0xBF58476D1CE4E5B9
@@ -69,9 +69,9 @@ def trace_id(root: int) -> int:
 def mix_array(x: np.ndarray) -> np.ndarray:
     """:func:`mix` over a uint64 array (wrapping arithmetic, no Python loop).
 
-    The storage inverts it to store counter ids compactly (``kronicler.db.codec.encode_ids``), so
+    The storage inverts it to store counter ids compactly (``kronicler.db.codec.encode_ids``, :mod:`kronicler.db.idmix`), so
     both sides use the one implementation."""
-    return codec.mix64(x)
+    return mix64(x)
 
 
 def span_ids(seqs: np.ndarray) -> np.ndarray:
