@@ -351,15 +351,25 @@ def test_flush_reports_rows_lost_in_the_background_before_it_was_called(tmp_path
 
 
 def test_flooding_a_tiny_buffer_counts_every_call_stored_or_dropped(tmp_path: Path) -> None:
-    # Four threads call far faster than a 500-row buffer taken every 50 ms can hold: most calls
-    # are dropped. Every call must still be counted exactly once, as stored or as dropped, and
-    # the stored count must be the rows the database holds.
+    # The database lags: another source on the same writer takes 0.3 s each time it is asked, so
+    # the capture buffer is taken at most about three times a second while four threads call far
+    # faster than a 500-row buffer can hold. Most calls are dropped; every call must still be
+    # counted exactly once, as stored or as dropped, and the stored count must be the rows the
+    # database holds.
     proc = run(
         """
         import threading
+        import time
         import kronicler
 
-        kronicler.configure(max_pending=500, flush_interval=0.05)
+        db = kronicler.open(".kronicler")
+
+        def slow_disk():
+            time.sleep(0.3)
+            return []
+
+        db.attach_source(slow_disk, interval=0.01)
+        kronicler.configure(max_pending=500, flush_interval=0.05, database=db)
 
         @kronicler.capture
         def work(i):
@@ -375,8 +385,10 @@ def test_flooding_a_tiny_buffer_counts_every_call_stored_or_dropped(tmp_path: Pa
         for t in threads:
             t.join()
         kronicler.flush()
+        db.detach_source(slow_disk)
         status = kronicler.status()
         print(status.stored, status.dropped, status.pending)
+        db.close()
         """,
         tmp_path,
         timeout=300,
