@@ -35,6 +35,9 @@ BLOCK_ROWS = 4096
 #: bulk. Ids stay whole pages: a trace id table per block would repeat each trace's ids in every
 #: block its spans fall in (measured: trace_hi and trace_lo 6.8 B/row each in blocks, 2.7 whole).
 BLOCK_COLUMNS = frozenset({"name", "start", "duration", "status", "kind", "service", "attributes"})
+#: Id columns an ordered chunk stores in start order (see ``codec.encode_timed``): with random
+#: trace ids, full spans took 21.4 B/row in function order against 16.75 in arrival order.
+TIMED_COLUMNS = frozenset({"trace_hi", "trace_lo", "span_id", "parent_span_id"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,11 +171,17 @@ def encode_chunk(
     """
     rows = len(columns["start"])
     blocks = block_ends(summary.code_ends) if ordered else None
+    order = _StartOrder(columns["start"]) if ordered else None
     pages = []
     for name in COLUMNS:
         values = columns[name]
         if name == "parent_span_id":  # row references span the whole page: never in blocks
-            payload = codec.encode_parents(values, columns["span_id"])
+            if order is None:
+                payload = codec.encode_parents(values, columns["span_id"])
+            else:
+                payload = codec.encode_parents_timed(values, columns["span_id"], order.get())
+        elif order is not None and name in TIMED_COLUMNS:
+            payload = codec.encode_timed(values, codec.COLUMN_CODECS[name], order.get())
         elif blocks is not None and name in BLOCK_COLUMNS:
             payload = codec.encode_blocks(values, codec.COLUMN_CODECS[name], blocks)
         else:
@@ -187,6 +196,22 @@ def encode_chunk(
     lo, hi = (int(start.min()), int(start.max())) if rows else (0, 0)
     pages.append(build_page(SUMMARY_PAGE, seq, rows, encode_summary(summary), lo, hi))
     return pages
+
+
+class _StartOrder:
+    """:func:`codec.start_order` of a chunk, sorted only if a page asks for it (constant id
+    pages, as in timing-only rows, never do)."""
+
+    __slots__ = ("_order", "_start")
+
+    def __init__(self, start: np.ndarray) -> None:
+        self._start = start
+        self._order: np.ndarray | None = None
+
+    def get(self) -> np.ndarray:
+        if self._order is None:
+            self._order = codec.start_order(self._start)
+        return self._order
 
 
 def block_ends(code_ends: np.ndarray) -> np.ndarray:
@@ -226,12 +251,26 @@ def by_function(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def decode_column(
-    name: str, payload: bytes | memoryview, span_ids: np.ndarray | None, rows: int | None = None
+    name: str,
+    payload: bytes | memoryview,
+    span_ids: np.ndarray | None,
+    rows: int | None = None,
+    start: Callable[[], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Decode one column page; ``parent_span_id`` needs the chunk's span ids.
 
     ``rows``: the chunk's row count; a page holding another count raises CorruptPageError.
+    ``start``: gives the chunk's stored start times, asked only for a page stored in start
+    order (``codec.encode_timed``).
     """
+    if codec.is_timed(payload):
+        if start is None:
+            raise ValueError(f"decoding this {name} page needs the chunk's start times")
+        if name == "parent_span_id" and span_ids is None:
+            raise ValueError("decoding parent_span_id needs the chunk's span ids")
+        order = codec.start_order(start())
+        parents = span_ids if name == "parent_span_id" else None
+        return codec.decode_timed(payload, COLUMNS[name], order, parents, rows)
     if name == "parent_span_id":
         if span_ids is None:
             raise ValueError("decoding parent_span_id needs the chunk's span ids")

@@ -12,6 +12,8 @@ Every codec is a pipeline of cheap numpy transforms followed by zstandard:
   :func:`encode_ids`): *counter* ids (Kronicler's own, a keyless 64-bit mix of a per-process
   counter, see :mod:`kronicler.otel.ids`) are unmixed and stored as XOR steps, a byte or two a row;
   ids shared by several rows go to the ``table``; random, distinct ids stay ``raw``;
+* ``timed``: an id page of a chunk ordered by function, stored in the order of its start times,
+  where a trace's spans are neighbours again (see :func:`encode_timed`);
 * ``blocks``: the page cut into row blocks, each encoded on its own by one of the above, so that a
   query wanting some rows decodes only the blocks that hold them (see :func:`encode_blocks`).
 
@@ -45,6 +47,7 @@ CODEC_REF: Final = 5  # parent span ids as references to rows of the same page (
 CODEC_BLOCKS: Final = 6  # row blocks, each encoded alone (see encode_blocks)
 CODEC_IDS: Final = 7  # a column choice, not a page form: the best of SEQ, TABLE, RAW (encode_ids)
 CODEC_SEQ: Final = 8  # unmixed counter ids as XOR steps (see encode_ids)
+CODEC_TIMED: Final = 9  # a page of an ordered chunk stored in start order (see encode_timed)
 _BLOCK_COUNT = struct.Struct("<I")
 
 _ZSTD_LEVEL = 3
@@ -281,6 +284,8 @@ def _decode(data: bytes | memoryview, dtype: np.dtype) -> np.ndarray:
         steps = _unpack_uint(raw[distinct * 8 :], width, n)
         index = np.cumsum(unzigzag(steps))
         out = table[index].astype(np.uint64)
+    elif codec == CODEC_TIMED:
+        raise CorruptPageError("a page stored in start order decoded without the start times")
     elif codec == CODEC_SEQ:
         (first,) = struct.unpack_from("<Q", body, 0)
         raw = _unsqueeze(flags, body[8:], (n - 1) * width)
@@ -417,6 +422,8 @@ def decode_parents(
 
 def _decode_parents(data: bytes | memoryview, span_ids: np.ndarray) -> np.ndarray:
     codec, flags, n = _HEAD.unpack_from(data, 0)
+    if codec == CODEC_TIMED:
+        raise CorruptPageError("a page stored in start order decoded without the start times")
     if codec != CODEC_REF:
         return _decode(data, np.dtype(np.uint64))
     if n != span_ids.size:
@@ -432,6 +439,81 @@ def _decode_parents(data: bytes | memoryview, span_ids: np.ndarray) -> np.ndarra
     out[is_ref] = span_ids[rows - unzigzag(codes[is_ref] - np.uint64(2))]
     out[codes == 1] = np.frombuffer(raw, dtype="<u8", count=n_missing, offset=n * width)
     return out
+
+
+def start_order(start: np.ndarray) -> np.ndarray:
+    """The rows of a chunk in the order of their start times (ties: stored order).
+
+    A stable sort gives one answer for given start times, so the writer and every reader derive
+    the same order from the stored start column alone: nothing about it is stored.
+    """
+    return np.argsort(start, kind="stable")
+
+
+def encode_timed(values: np.ndarray, codec: int, order: np.ndarray) -> bytes:
+    """``values`` encoded with ``codec`` in the row order ``order`` (see :func:`start_order`).
+
+    Why: a chunk ordered by function scatters a trace's spans over the functions' runs, so a
+    trace id table's per-row index jumps at random (~2 B/row for each of trace_hi and trace_lo
+    on bench_db.py's workload); in start order the spans of a trace are neighbours again and
+    the index steps by 0 or 1. The reader rebuilds the order from the start column (one stable
+    argsort), so the order costs no bytes. Pages whose form gains nothing from an order (a
+    constant, or random distinct ids stored raw) are stored as they are, and decode without it.
+
+    Layout: the usual head (``CODEC_TIMED``, row count), then the page of the reordered values.
+    """
+    u = _as_u64(values)
+    n = int(u.size)
+    if n < 2 or bool((u == u[0]).all()):
+        return encode(u, codec)
+    inner = encode(u.take(order), codec)
+    if _HEAD.unpack_from(inner, 0)[0] == CODEC_RAW:
+        return encode(u, CODEC_RAW)
+    return _HEAD.pack(CODEC_TIMED, 0, n) + inner
+
+
+def encode_parents_timed(parents: np.ndarray, span_ids: np.ndarray, order: np.ndarray) -> bytes:
+    """:func:`encode_parents` in the row order ``order``: a child's row is near its parent's
+    in start order, not in function order."""
+    if not parents.any():
+        return encode_parents(parents, span_ids)
+    inner = encode_parents(parents.take(order), span_ids.take(order))
+    return _HEAD.pack(CODEC_TIMED, 0, int(parents.size)) + inner
+
+
+def is_timed(data: bytes | memoryview) -> bool:
+    """True when the page was stored in start order (its decoding needs the start times)."""
+    return len(data) >= _HEAD.size and _HEAD.unpack_from(data, 0)[0] == CODEC_TIMED
+
+
+def decode_timed(
+    data: bytes | memoryview,
+    dtype: np.dtype,
+    order: np.ndarray,
+    span_ids: np.ndarray | None = None,
+    rows: int | None = None,
+) -> np.ndarray:
+    """Inverse of :func:`encode_timed` (or of :func:`encode_parents_timed` when ``span_ids``,
+    the chunk's span ids in stored order, are given); ``order``: :func:`start_order` of the
+    chunk's stored start times. Bad bytes raise CorruptPageError, as :func:`decode`."""
+    try:
+        _check_count(data, rows)
+        _, _, n = _HEAD.unpack_from(data, 0)
+        if order.size != n:
+            raise CorruptPageError(f"page stored in start order holds {n} rows, not {order.size}")
+        inner = memoryview(data)[_HEAD.size :]
+        _check_count(inner, n)
+        if span_ids is not None:
+            if span_ids.size != n:
+                raise CorruptPageError(f"parent page holds {n} values for {span_ids.size} ids")
+            got = _decode_parents(inner, span_ids.take(order))
+        else:
+            got = _decode(inner, dtype)
+        out = np.empty(n, dtype=got.dtype)
+        out[order] = got
+        return out
+    except BAD_BYTES as exc:
+        raise CorruptPageError(f"column page does not decode: {exc}") from None
 
 
 #: The codec chosen for each physical column (measured with bench/bench_codecs.py).

@@ -555,7 +555,8 @@ class SegmentReader:
             return np.zeros(chunk.rows, dtype=COLUMNS[column])
         if column == "parent_span_id" and span_ids is None:
             span_ids = self.decode_stored(chunk, "span_id")
-        return decode_column(column, self.read_page(chunk, column), span_ids, rows=chunk.rows)
+        start = lambda: self.decode_stored(chunk, "start")  # noqa: E731  (pages in start order)
+        return decode_column(column, self.read_page(chunk, column), span_ids, chunk.rows, start)
 
     def decode_block(self, chunk: ChunkInfo, column: str, lo: int, hi: int) -> np.ndarray:
         """Stored rows ``lo:hi`` of one column, where ``[lo, hi)`` is a block of its page: only
