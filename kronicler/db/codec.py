@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import bisect
 import struct
+from collections.abc import Callable
 from typing import Final
 
 import numpy as np
@@ -315,8 +316,8 @@ def encode_blocks(values: np.ndarray, codec: int, ends: np.ndarray) -> bytes:
     let a query for one function decode ~1/14 of each page it reads.
     """
     n = int(values.size)
-    if len(ends) <= 1:
-        return encode(values, codec)
+    if len(ends) <= 1 or (n and bool((values == values[0]).all())):
+        return encode(values, codec)  # one block, or a constant page: any block is a slice of it
     bounds = [0, *ends.tolist()]
     parts = [encode(values[lo:hi], codec) for lo, hi in zip(bounds, bounds[1:], strict=False)]
     table = np.array([ends, [len(p) for p in parts]], dtype="<u4").tobytes()
@@ -450,8 +451,9 @@ def start_order(start: np.ndarray) -> np.ndarray:
     return np.argsort(start, kind="stable")
 
 
-def encode_timed(values: np.ndarray, codec: int, order: np.ndarray) -> bytes:
-    """``values`` encoded with ``codec`` in the row order ``order`` (see :func:`start_order`).
+def encode_timed(values: np.ndarray, codec: int, order: Callable[[], np.ndarray]) -> bytes:
+    """``values`` encoded with ``codec`` in the row order ``order()`` (see :func:`start_order`;
+    asked only when the page is not constant).
 
     Why: a chunk ordered by function scatters a trace's spans over the functions' runs, so a
     trace id table's per-row index jumps at random (~2 B/row for each of trace_hi and trace_lo
@@ -466,18 +468,21 @@ def encode_timed(values: np.ndarray, codec: int, order: np.ndarray) -> bytes:
     n = int(u.size)
     if n < 2 or bool((u == u[0]).all()):
         return encode(u, codec)
-    inner = encode(u.take(order), codec)
+    inner = encode(u.take(order()), codec)
     if _HEAD.unpack_from(inner, 0)[0] == CODEC_RAW:
         return encode(u, CODEC_RAW)
     return _HEAD.pack(CODEC_TIMED, 0, n) + inner
 
 
-def encode_parents_timed(parents: np.ndarray, span_ids: np.ndarray, order: np.ndarray) -> bytes:
-    """:func:`encode_parents` in the row order ``order``: a child's row is near its parent's
+def encode_parents_timed(
+    parents: np.ndarray, span_ids: np.ndarray, order: Callable[[], np.ndarray]
+) -> bytes:
+    """:func:`encode_parents` in the row order ``order()``: a child's row is near its parent's
     in start order, not in function order."""
     if not parents.any():
         return encode_parents(parents, span_ids)
-    inner = encode_parents(parents.take(order), span_ids.take(order))
+    rows = order()
+    inner = encode_parents(parents.take(rows), span_ids.take(rows))
     return _HEAD.pack(CODEC_TIMED, 0, int(parents.size)) + inner
 
 
