@@ -155,9 +155,7 @@ def _unsqueeze_planes(payload: bytes | memoryview, width: int, n: int) -> bytes:
     pos, planes = 1 + 4 * width, []
     for i, length in enumerate(lengths):
         part = view[pos : pos + length]
-        plane = (
-            zstd.decompressor().decompress(part, max_output_size=n) if mask >> i & 1 else part
-        )
+        plane = zstd.decompressor().decompress(part, max_output_size=n) if mask >> i & 1 else part
         if len(plane) != n or len(part) != length:
             raise CorruptPageError(f"byte plane {i} holds {len(plane)} bytes, not {n}")
         planes.append(plane)

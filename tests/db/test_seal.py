@@ -167,5 +167,27 @@ def test_a_start_ordered_page_needs_the_start_times_and_damage_raises_corrupt_pa
 
 
 def test_id_columns_stored_in_start_order_are_exactly_those_of_the_schema():
-    assert chunk.TIMED_COLUMNS == set(ID_COLUMNS) and chunk.TIMED_COLUMNS <= set(COLUMNS)
+    assert set(ID_COLUMNS) == chunk.TIMED_COLUMNS
+    assert chunk.TIMED_COLUMNS.issubset(COLUMNS)
     assert not chunk.TIMED_COLUMNS & chunk.BLOCK_COLUMNS  # a timed page is never cut in blocks
+
+
+def test_segments_written_before_timed_and_plane_pages_read_exactly(tmp_path):
+    # Written by the build before this format (b3d3359): the same rows, chunks of 700 ordered
+    # by function, id pages in function order, NARROW and DELTA pages as one zstd frame.
+    import shutil
+
+    shutil.copytree(Path(__file__).parent / "data" / "ordered_pages_v1", tmp_path / "db")
+    pages = stored_pages(tmp_path / "db")
+    assert not any(codec.is_timed(p) for _, p in pages)
+    rows = traced_rows(2000, seed=11)
+    with Database.open(tmp_path / "db", readonly=True) as db:
+        got = db.scan(["start", "span_id", "duration", *ID_COLUMNS[:2], "parent_span_id"])
+        assert np.array_equal(as_table(got.columns), as_table(rows))
+        stats = db.stats("f0", exact=True)
+    mine = np.sort(rows["duration"][rows["code"] == 0])
+    assert (
+        stats.count == mine.size
+        and stats.max == mine[-1]
+        and stats.p50 == mine[int(0.5 * (mine.size - 1))]
+    )
