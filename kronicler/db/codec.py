@@ -6,6 +6,7 @@ Every codec is a pipeline of cheap numpy transforms followed by zstandard:
 * ``delta``: consecutive differences, zig-zag mapped so small negative steps stay small (start times);
 * ``shuffle``: transpose the bytes of a fixed-width array so that byte 0 of every value comes first,
   then byte 1, and so on; high bytes are mostly zero and compress to nothing (the Blosc idea);
+  from a kilobyte on, each byte plane is compressed on its own (see :func:`_squeeze_planes`);
 * ``table``: distinct values once, plus a small per-row index (trace ids shared by a trace's spans);
 * ``const``: one value for the whole page;
 * ``ids``: span and trace ids, whichever of three forms the page's values suit (see

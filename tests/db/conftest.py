@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
+
+from kronicler.errors import CorruptPageError
 
 BASE_NS = 1_700_000_000_000_000_000
 
@@ -34,3 +38,22 @@ def make_rows(n: int, *, seed: int = 0, functions: int = 5, base: int = BASE_NS)
 @pytest.fixture
 def rows():
     return make_rows
+
+
+def damage_outcomes(
+    data: bytes, decode: Callable[[bytes], object], seed: int, tries: int = 300
+) -> dict[str, int]:
+    """Decode ``tries`` copies of ``data``, each with 1-3 random bytes replaced, and count
+    which decoded and which raised CorruptPageError; any other exception escapes."""
+    rng = np.random.default_rng(seed)
+    outcomes = {"decoded": 0, "corrupt": 0}
+    for _ in range(tries):
+        bad = bytearray(data)
+        for at in rng.integers(0, len(bad), int(rng.integers(1, 4))):
+            bad[int(at)] = int(rng.integers(0, 256))
+        try:
+            decode(bytes(bad))
+            outcomes["decoded"] += 1
+        except CorruptPageError:
+            outcomes["corrupt"] += 1
+    return outcomes

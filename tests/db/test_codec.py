@@ -14,6 +14,8 @@ from kronicler.db.schema import COLUMNS
 from kronicler.errors import CorruptPageError
 from kronicler.otel import ids
 
+from .conftest import damage_outcomes
+
 int64s = hnp.arrays(np.int64, st.integers(0, 3000), elements=st.integers(-(2**63), 2**63 - 1))
 uint64s = hnp.arrays(np.uint64, st.integers(0, 3000), elements=st.integers(0, 2**64 - 1))
 #: Every codec that encodes a page whole (IDS picks one of SEQ, TABLE and RAW).
@@ -229,18 +231,8 @@ def test_root_spans_only_make_a_constant_parent_page():
 
 
 def test_damaged_counter_id_pages_raise_only_corrupt_page_errors():
-    rng = np.random.default_rng(8)
     values = ids.span_ids(np.arange(1, 3001, dtype=np.uint64))
     data = codec.encode(values, codec.CODEC_IDS)
     assert _page_codec(data) == codec.CODEC_SEQ
-    outcomes = {"decoded": 0, "corrupt": 0}
-    for _ in range(300):
-        bad = bytearray(data)
-        for at in rng.integers(0, len(bad), int(rng.integers(1, 4))):
-            bad[int(at)] = int(rng.integers(0, 256))
-        try:
-            codec.decode(bytes(bad), np.dtype(np.uint64), rows=3000)
-            outcomes["decoded"] += 1
-        except CorruptPageError:
-            outcomes["corrupt"] += 1
+    outcomes = damage_outcomes(data, lambda b: codec.decode(b, np.dtype(np.uint64), rows=3000), 8)
     assert outcomes["corrupt"] > 0

@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 from kronicler.db import codec
 from kronicler.errors import CorruptPageError
 
+from .conftest import damage_outcomes
+
 PLANE_FORMS = {codec.CODEC_NARROW: codec.CODEC_NARROW_PLANES,
                codec.CODEC_DELTA: codec.CODEC_DELTA_PLANES}  # fmt: skip
 
@@ -99,16 +101,7 @@ def test_damaged_plane_pages_raise_only_corrupt_page_errors(which):
     values = rng.lognormal(12, 1, 3000).astype(np.int64)
     data = codec.encode(values, which)
     assert form(data) == PLANE_FORMS[which]
-    outcomes = {"decoded": 0, "corrupt": 0}
-    for _ in range(300):
-        bad = bytearray(data)
-        for at in rng.integers(0, len(bad), int(rng.integers(1, 4))):
-            bad[int(at)] = int(rng.integers(0, 256))
-        try:
-            codec.decode(bytes(bad), np.dtype(np.int64), rows=3000)
-            outcomes["decoded"] += 1
-        except CorruptPageError:
-            outcomes["corrupt"] += 1
+    outcomes = damage_outcomes(data, lambda b: codec.decode(b, np.dtype(np.int64), rows=3000), 5)
     assert outcomes["corrupt"] > 0
     with pytest.raises(CorruptPageError):  # a page cut short
         codec.decode(data[:-1], np.dtype(np.int64), rows=3000)

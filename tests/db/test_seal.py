@@ -19,7 +19,7 @@ from kronicler.db.page import HEADER_SIZE, parse_header
 from kronicler.db.schema import COLUMN_IDS, COLUMNS
 from kronicler.errors import CorruptPageError
 
-from .conftest import BASE_NS
+from .conftest import BASE_NS, damage_outcomes
 
 ID_COLUMNS = ("trace_hi", "trace_lo", "span_id", "parent_span_id")
 
@@ -152,17 +152,9 @@ def test_a_start_ordered_page_needs_the_start_times_and_damage_raises_corrupt_pa
         codec.decode_timed(data, np.dtype(np.uint64), order[:-1])
     got = chunk.decode_column("trace_hi", data, None, rows=3000, start=lambda: start)
     assert np.array_equal(got, hi)
-    rng = np.random.default_rng(4)
-    outcomes = {"decoded": 0, "corrupt": 0}
-    for _ in range(300):
-        bad = bytearray(data)
-        for at in rng.integers(0, len(bad), int(rng.integers(1, 4))):
-            bad[int(at)] = int(rng.integers(0, 256))
-        try:
-            codec.decode_timed(bytes(bad), np.dtype(np.uint64), order, rows=3000)
-            outcomes["decoded"] += 1
-        except CorruptPageError:
-            outcomes["corrupt"] += 1
+    outcomes = damage_outcomes(
+        data, lambda b: codec.decode_timed(b, np.dtype(np.uint64), order, rows=3000), 4
+    )
     assert outcomes["corrupt"] > 0
 
 
