@@ -45,7 +45,7 @@ from kronicler.db.bufferpool import BufferPool
 from kronicler.db.chunk import BLOCK_COLUMNS, ChunkSummary, summarize
 from kronicler.db.page_guard import PinnedPages
 from kronicler.db.reader import SegmentReader
-from kronicler.db.rollup import Block
+from kronicler.db.rollup import Block, ChunkSlices
 from kronicler.db.scan import FunctionSummary, Scan, TimeRange, merge_scans, top_k
 from kronicler.db.schema import COLUMNS, otlp_kind, parse_attributes
 from kronicler.db.snapshot import ChunkInfo, Damage, SegmentView, Snapshot
@@ -61,6 +61,7 @@ DAMAGE_RETRIES = 3  # fresh snapshots a query (or a view's question) may take af
 # it reads next. (Queries of one SegmentSet run one at a time, under ``lock``.)
 _HOLD_SHARE = 2
 _SUMMARY_COLUMNS = ("name", "start", "duration", "status")
+_ORDERED_COLUMNS = ("start", "duration", "status")  # rows ordered by function: no name
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +207,11 @@ class SegmentSet:
             return reader.decode_block(chunk, key.column, *key.block)
         if key.column == "block":
             return Block.from_page(reader.summary_page(chunk))
+        if key.column == "slices":  # of a chunk ordered by function (see _summaries)
+            assert chunk.code_ends is not None
+            with PinnedPages() as pins:
+                cols = {c: pins.pin(self.pool, _key(reader, chunk, c)) for c in _ORDERED_COLUMNS}
+                return ChunkSlices.of(cols, chunk.codes, chunk.code_ends)
         if key.column != "parent_span_id":
             return reader.decode_stored(chunk, key.column)
         # Parent ids are stored as rows of the page's span ids: decode them while pinned.
@@ -360,15 +366,19 @@ class SegmentSet:
                 pieces[:] = [(None, rollup.merge(pieces))]
             held.release()
 
-        def take_page(key: Hashable, lookup: np.ndarray, seq: int, reader: SegmentReader) -> None:
+        def take_page(
+            key: Hashable, lookup: np.ndarray, seq: int, reader: SegmentReader,
+            blocks: Callable[[Any], list[Block]] = lambda block: [block],
+        ) -> None:  # fmt: skip
+            """Pin the page ``key`` until the pieces are settled, and take its ``blocks``."""
             with PinnedPages() as pins:
                 try:
-                    block = pins.pin(self.pool, key)
+                    page = pins.pin(self.pool, key)
                 except CorruptPageError as exc:
                     raise _Damaged(reader, seq, exc) from None
                 if held.nbytes + pins.nbytes > self._hold_bytes:
                     settle()
-                pieces.append((lookup, block))
+                pieces.extend((lookup, b) for b in blocks(page))
                 pins.move_to(held)
 
         with held:
@@ -400,15 +410,16 @@ class SegmentSet:
                         chunk = seg.chunks[pos]
                         if not _has_codes(chunk, codes):
                             continue
-                        # rows of a sealed chunk are ordered by function, not start: mask them
-                        runs = None if codes is None else chunk.rows_of(_present(codes, chunk))
-                        if runs is not None:  # only the wanted functions' rows
-                            cols = self.run_rows(seg, chunk, _SUMMARY_COLUMNS, runs)
-                            rows = _select(cols, window.mask(cols["start"]))
-                        else:
-                            with self.chunk_columns(seg, chunk, _SUMMARY_COLUMNS) as (cols, _):
-                                rows = _select(cols, window.mask(cols["start"]))
-                        pieces.append((lookup, Block.of(summarize(rows))))
+                        if codes is not None or chunk.code_ends is None or chunk.keep is not None:
+                            pieces.append((lookup, self._cut_block(seg, chunk, codes, window)))
+                            continue
+                        # every function: the slices the window holds, and its edges' rows
+                        ends = chunk.code_ends
+                        with self.chunk_columns(seg, chunk, _ORDERED_COLUMNS) as (cols, _):
+                            cut = partial(ChunkSlices.cut, cols=cols, codes=chunk.codes,
+                                          ends=ends, window=window)  # fmt: skip
+                            take_page(_key(seg.reader, chunk, "slices"), lookup, chunk.seq,
+                                      seg.reader, cut)  # fmt: skip
                 tail = seg.tail
                 if len(tail["start"]):
                     if window.everything:
@@ -418,6 +429,26 @@ class SegmentSet:
                     pieces.append((lookup, Block.of(cs)))
             merged = rollup.merge(pieces)  # the query's own arrays: no pin needed past here
         return {names[g]: merged.function_summary(i) for i, g in enumerate(merged.codes.tolist())}
+
+    def _cut_block(
+        self, seg: SegmentView, chunk: ChunkInfo, codes: np.ndarray | None, window: TimeRange
+    ) -> Block:
+        """Summaries of the chunk's rows (of ``codes``) that ``window`` holds.
+
+        Rows of a sealed chunk are ordered by function (not start): only the wanted functions'
+        rows are read, masked, and summarised in that order, function by function, with no sort.
+        """
+        if chunk.code_ends is None or chunk.keep is not None:  # rows in no known order
+            with self.chunk_columns(seg, chunk, _SUMMARY_COLUMNS) as (cols, _):
+                rows = _select(cols, window.mask(cols["start"]))
+            return Block.of(summarize(rows))  # functions not wanted: left out by the merge
+        assert codes is not None  # every function's rows: see ChunkSlices
+        present = _present(codes, chunk)
+        runs = chunk.rows_of(present)
+        assert runs is not None
+        cols = self.run_rows(seg, chunk, _ORDERED_COLUMNS, runs)  # only their rows, in order
+        ends = np.cumsum([hi - lo for lo, hi in runs], dtype=np.int64)
+        return Block.of_ordered(cols, present, ends, np.flatnonzero(window.mask(cols["start"])))
 
     def scan(
         self,
