@@ -61,8 +61,8 @@ from kronicler.db.chunk import (
 from kronicler.db.fileio import append_all
 from kronicler.db.page import HEADER_SIZE, build_page, parse_header, verified_payload
 from kronicler.db.scan import FunctionSummary, TimeRange
-from kronicler.db.snapshot import ChunkInfo, Rollup
 from kronicler.db.schema import STATUS_ERROR
+from kronicler.db.snapshot import ChunkInfo, Rollup
 from kronicler.db.summary import Summary, summarize_runs
 from kronicler.errors import CorruptPageError
 
