@@ -91,6 +91,24 @@ class _NodeKey:
     node: rollup.Node = field(compare=False, hash=False, repr=False)
 
 
+# A chunk, the wanted codes it holds, and their row runs (``ChunkInfo.rows_of``).
+_Runs = tuple[ChunkInfo, np.ndarray, list[tuple[int, int]]]
+
+
+@dataclass(frozen=True, slots=True)
+class _RunsKey:
+    """One column of some functions' rows over a run of a segment's ordered chunks, as one
+    bufferpool entry (see ``SegmentSet._runs_piece``); ``seqs`` are the chunk numbers."""
+
+    segment: str
+    column: str
+    codes: tuple[int, ...]
+    seqs: tuple[int, ...]
+    reader: SegmentReader = field(compare=False, hash=False, repr=False)
+    #: per chunk: the chunk, the wanted codes it holds and their row runs (``rows_of``)
+    chunks: tuple[_Runs, ...] = field(compare=False, hash=False, repr=False)
+
+
 class _Damaged(Exception):
     """A chunk's page failed to decode during a query (raised to the retry loop)."""
 
@@ -199,9 +217,11 @@ class SegmentSet:
                         raise exc.cause from None
             raise AssertionError("unreachable")
 
-    def _load_page(self, key: _PageKey | _NodeKey) -> Any:
+    def _load_page(self, key: _PageKey | _NodeKey | _RunsKey) -> Any:
         if isinstance(key, _NodeKey):
             return self._load_node(key)
+        if isinstance(key, _RunsKey):
+            return self._load_runs(key)
         reader, chunk = key.reader, key.chunk
         if key.block is not None:
             return reader.decode_block(chunk, key.column, *key.block)
@@ -239,6 +259,54 @@ class SegmentSet:
                 except CorruptPageError as exc:
                     raise _Damaged(reader, child, exc) from None
             return rollup.merge(parts)
+
+    def _load_runs(self, key: _RunsKey) -> np.ndarray:
+        """The key's functions' rows of one column, chunk after chunk: each chunk's blocks
+        decoded straight from its page (not through the pool, whose entries they would evict)
+        and cut to the functions' runs. The name column needs no page: runs are per code."""
+        parts: list[np.ndarray] = []
+        for chunk, present, runs in key.chunks:
+            if key.column == "name":
+                lengths = [hi - lo for lo, hi in runs]
+                parts.append(np.repeat(present, lengths).astype(COLUMNS["name"]))
+                continue
+            try:
+                for lo, hi in runs:
+                    a, b = chunk.block_of(lo, hi)
+                    if (a, b) == (0, chunk.rows):
+                        data = key.reader.decode_stored(chunk, key.column)
+                    else:
+                        data = key.reader.decode_block(chunk, key.column, a, b)
+                    parts.append(data[lo - a : hi - a])
+            except CorruptPageError as exc:
+                raise _Damaged(key.reader, chunk.seq, exc) from None
+        return np.concatenate(parts) if parts else np.zeros(0, COLUMNS[key.column])
+
+    def _runs_piece(
+        self, seg: SegmentView, chunks: list[_Runs], codes: np.ndarray, columns: list[str],
+        held: PinnedPages,
+    ) -> dict[str, np.ndarray]:  # fmt: skip
+        """Every row of ``codes`` in ``chunks`` (ordered, whole in the query's window), one
+        pool entry per column: a warm question about one function pins a few entries per
+        segment instead of a block per chunk and column (1,500 chunks at 100M rows), and the
+        pool holds that function's rows, not the ~4,096-row blocks around them (which would
+        not fit). Pinned in ``held`` until the scan's merge has copied them; when they would
+        not fit the allowance, chunk by chunk as before."""
+        rows = sum(hi - lo for _, _, runs in chunks for lo, hi in runs)
+        size = rows * sum(np.dtype(COLUMNS[c]).itemsize for c in columns)
+        if held.nbytes + size > self._hold_bytes:
+            parts = [self.run_rows(seg, c, columns, runs) for c, _, runs in chunks]
+            return {col: np.concatenate([p[col] for p in parts]) for col in columns}
+        code_key = tuple(codes.tolist())
+        seqs = tuple(c.seq for c, _, _ in chunks)
+        with PinnedPages() as pins:
+            piece = {
+                col: pins.pin(self.pool, _RunsKey(seg.reader.id, col, code_key, seqs,
+                                                  seg.reader, tuple(chunks)))  # fmt: skip
+                for col in columns
+            }
+            pins.move_to(held)
+        return piece
 
     @contextmanager
     def chunk_columns(
@@ -474,6 +542,7 @@ class SegmentSet:
         self, snap: Snapshot, *, columns: list[str], window: TimeRange, wanted: set[str] | None
     ) -> Scan:
         need = list(dict.fromkeys([*columns, "name", "start"]))
+        bulk = set(columns) <= BLOCK_COLUMNS  # columns cut into per-function blocks
         pieces: list[tuple[SegmentView, dict[str, np.ndarray]]] = []
         # Pages whose arrays are pieces themselves (whole chunks), kept pinned until the merge
         # has copied them; past the allowance a whole chunk is copied instead.
@@ -482,6 +551,8 @@ class SegmentSet:
                 codes = _wanted_codes(seg, wanted)
                 if codes is not None and codes.size == 0:
                     continue
+                # consecutive chunks whose wanted rows are read as one piece (see _runs_piece)
+                group: list[_Runs] = []
                 for chunk in seg.chunks:
                     budget.check()  # stop when the caller's deadline passed
                     cover = window.covers(chunk.start_min, chunk.start_max)
@@ -490,6 +561,14 @@ class SegmentSet:
                     only = None if codes is None else _present(codes, chunk)
                     whole = cover == 2 and (only is None or chunk.codes.size == only.size)
                     runs = None if whole or only is None else chunk.rows_of(only)
+                    if runs is not None and cover == 2 and bulk:
+                        assert only is not None
+                        group.append((chunk, only, runs))
+                        continue
+                    if group:
+                        assert codes is not None
+                        pieces.append((seg, self._runs_piece(seg, group, codes, columns, held)))
+                        group = []
                     if runs is not None:  # the functions' own rows: no name page, no mask
                         want = columns if cover == 2 else list(dict.fromkeys([*columns, "start"]))
                         piece = self.run_rows(seg, chunk, want, runs)
@@ -504,6 +583,9 @@ class SegmentSet:
                             else:
                                 piece = {c: a.copy() for c, a in cols.items()}
                     pieces.append((seg, piece))
+                if group:
+                    assert codes is not None
+                    pieces.append((seg, self._runs_piece(seg, group, codes, columns, held)))
                 if len(seg.tail["start"]):
                     pieces.append((seg, _filter(dict(seg.tail), window, codes)))
             return merge_scans(pieces, columns)
@@ -619,7 +701,7 @@ def _node_key(reader: SegmentReader, node: rollup.Node) -> _NodeKey:
     return _NodeKey(reader.id, node.first, node.last, reader, node)
 
 
-def _in_segment(segment: str, key: _PageKey | _NodeKey) -> bool:
+def _in_segment(segment: str, key: _PageKey | _NodeKey | _RunsKey) -> bool:
     return key.segment == segment
 
 
