@@ -349,7 +349,7 @@ def quantiles_of(summaries: Sequence[Summary], qs: Sequence[float] | np.ndarray)
     before = np.concatenate(([0], cumulative))[np.cumsum(sizes) - sizes]
     ranks = np.floor((count - 1)[:, None] * qarr[None, :]).astype(np.int64) - zero[:, None]
     out = np.zeros((n, qarr.size), dtype=np.float64)
-    in_buckets = ranks >= 0
+    in_buckets = (ranks >= 0) & (count > 0)[:, None]
     if in_buckets.any():
         idx = np.searchsorted(cumulative, (ranks + before[:, None])[in_buckets], side="right")
         reps = bucket_representatives(keys[idx])

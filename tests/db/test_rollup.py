@@ -26,13 +26,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kronicler.db import Database, index, rollup
-from kronicler.db.chunk import summarize
+from kronicler.db.chunk import ChunkSummary, summarize
 from kronicler.db.page import HEADER_SIZE
 from kronicler.db.reader import SegmentReader
 from kronicler.db.rollup import FANOUT, Block, ChunkTree, Node, RollupIndex
 from kronicler.db.scan import TimeRange
 from kronicler.db.snapshot import ChunkInfo
-from kronicler.db.summary import Summary
+from kronicler.db.summary import Summary, quantiles_of
 from tests.oracle.interfaces import PythonApi
 from tests.oracle.truth import Query, Rows, check_table, expected_stats, generate
 
@@ -430,3 +430,105 @@ def test_writers_killed_mid_seal_leave_roll_ups_that_agree(tmp_path: Path) -> No
                 s = got[name].summary
                 assert (s.count, s.min, s.max, s.sum) == (want.size, want.min(), want.max(),
                                                           float(want.sum()))  # fmt: skip
+
+
+def _ordered_chunk(rng: np.random.Generator, n: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """A sealed chunk's rows, ordered by (function, start) as the writer stores them, and the
+    function of each row (its name code)."""
+    names = rng.integers(0, 6, n).astype(np.uint32)
+    cols = {
+        "start": rng.integers(0, 10**6, n).astype(np.int64),
+        "duration": np.where(rng.random(n) < 0.1, 0, rng.lognormal(12, 2, n)).astype(np.int64),
+        "status": rng.choice(np.array([0, 2], np.uint8), n),
+    }
+    order = np.lexsort((cols["start"], names))
+    return {c: a[order] for c, a in cols.items()}, names[order]
+
+
+def _same_blocks(got: Block, want: Block, *, bitwise: bool) -> None:
+    for f in ("codes", "count", "zero_count", "errors", "min", "max", "first_start",
+              "last_start", "sum", "bounds", "keys", "counts"):  # fmt: skip
+        assert np.array_equal(getattr(got, f), getattr(want, f)), f
+    if bitwise:
+        assert np.array_equal(got.m2, want.m2)
+    else:
+        assert np.allclose(got.m2, want.m2, rtol=1e-9, atol=0)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(
+    n=st.integers(1, 300),
+    seed=st.integers(0, 2**32 - 1),
+    slices=st.sampled_from([1, 3, 16]),
+    edges=st.tuples(st.integers(-1, 300), st.integers(-1, 300), st.integers(-1, 1)),
+)
+def test_a_cut_chunk_summarised_in_its_order_or_by_slices_equals_summarize(
+    n: int, seed: int, slices: int, edges: tuple[int, int, int]
+) -> None:
+    """A range's edge chunk: its rows in the range summarised function by function in their
+    stored order (no sort) give exactly what ``summarize`` gives, and so do the chunk's time
+    slices (whole ones merged, the cut ones' rows summarised)."""
+    rng = np.random.default_rng(seed)
+    cols, names = _ordered_chunk(rng, n)
+    codes, counts = np.unique(names, return_counts=True)
+    ends = np.cumsum(counts)
+    starts = np.sort(cols["start"])
+
+    def bound(i: int) -> int | None:
+        return None if i < 0 else int(starts[min(i, n - 1)]) + edges[2]
+
+    since, until = bound(edges[0]), bound(edges[1])
+    if since is not None and until is not None and since > until:
+        since, until = until, since
+    window = TimeRange.of(since, until)
+    mask = window.mask(cols["start"])
+    picked = {c: a[mask] for c, a in cols.items()} | {"name": names[mask]}
+    want = Block.of(summarize(picked))
+    _same_blocks(Block.of_ordered(cols, codes, ends, np.flatnonzero(mask)), want, bitwise=True)
+    cut = rollup.ChunkSlices.of(cols, codes, ends, slices)
+    assert len(cut.blocks) == min(slices, n)
+    got = rollup.merge([(None, b) for b in cut.cut(cols, codes, ends, window)])
+    _same_blocks(got, want, bitwise=False)
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, database=None)
+@given(
+    sizes=st.lists(st.integers(0, 60), min_size=0, max_size=8),
+    seed=st.integers(0, 2**32 - 1),
+    zeros=st.floats(0.0, 1.0),
+)
+def test_quantiles_of_many_summaries_equal_each_ones_quantiles(
+    sizes: list[int], seed: int, zeros: float
+) -> None:
+    rng = np.random.default_rng(seed)
+    qs = (0.0, 0.001, 0.5, 0.9, 0.99, 0.999, 1.0)
+    sums = [
+        Summary.from_values(
+            np.where(rng.random(k) < zeros, 0, rng.lognormal(10, 3, k)).astype(np.int64)
+        )
+        for k in sizes
+    ]
+    got = quantiles_of(sums, qs)
+    assert got.shape == (len(sums), len(qs))
+    for row, s in zip(got, sums, strict=True):
+        if s.count:
+            assert row.tolist() == s.quantiles(qs)
+        else:
+            assert np.isnan(row).all()
+
+
+def test_merged_bucket_counts_stay_exact_past_2_53() -> None:
+    """Bucket counts add in float64 while their total is below 2**53; past it, in int64."""
+    keys = np.array([100, 200], np.int32)
+
+    def block(counts: list[int]) -> Block:
+        c = np.array(counts, np.int64)
+        s = Summary(int(c.sum()), 0.0, 0.0, 1, 2, 0, keys, c)
+        one = np.zeros(1, np.int64)
+        return Block.of(ChunkSummary(np.array([3], np.uint32), [s], one, one, one))
+
+    big = [2**60 + 1, 3]
+    merged = rollup.merge([(None, block(big)), (None, block([5, 2**59 + 7]))])
+    assert merged.counts.tolist() == [2**60 + 6, 2**59 + 10]
+    small = rollup.merge([(None, block([1, 2])), (None, block([3, 4]))])
+    assert small.counts.tolist() == [4, 6]
