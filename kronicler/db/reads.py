@@ -32,7 +32,7 @@ import os
 import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -62,6 +62,7 @@ DAMAGE_RETRIES = 3  # fresh snapshots a query (or a view's question) may take af
 _HOLD_SHARE = 2
 _SUMMARY_COLUMNS = ("name", "start", "duration", "status")
 _ORDERED_COLUMNS = ("start", "duration", "status")  # rows ordered by function: no name
+_CUT_REMEMBERED = 1 << 16  # chunks remembered as cut by a range (64 bytes or so each)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +134,9 @@ class SegmentSet:
         self._retired: dict[str, SegmentReader] = {}
         # What one query may keep pinned beyond the chunk it is reading (see _summaries, _scan).
         self._hold_bytes = bufferpool_bytes // _HOLD_SHARE
+        # Chunks a range has cut (segment, chunk number), a bounded set: a chunk cut again
+        # gets time slices (see _summaries); one cut once, as most are, costs no more than that.
+        self._cut: set[tuple[str, int]] = set()
 
     def forget(self, segment: str) -> None:
         """Drop a deleted segment's reader and cached pages (call with ``lock`` held).
@@ -223,6 +227,9 @@ class SegmentSet:
         if isinstance(key, _RunsKey):
             return self._load_runs(key)
         reader, chunk = key.reader, key.chunk
+        if key.column == "slices" and key.block is not None:  # a run of slices, merged
+            with self.pool.read_page(replace(key, block=None)) as guard:
+                return guard.data.joined(*key.block)
         if key.block is not None:
             return reader.decode_block(chunk, key.column, *key.block)
         if key.column == "block":
@@ -299,12 +306,11 @@ class SegmentSet:
             return {col: np.concatenate([p[col] for p in parts]) for col in columns}
         code_key = tuple(codes.tolist())
         seqs = tuple(c.seq for c, _, _ in chunks)
+        piece: dict[str, np.ndarray] = {}
         with PinnedPages() as pins:
-            piece = {
-                col: pins.pin(self.pool, _RunsKey(seg.reader.id, col, code_key, seqs,
-                                                  seg.reader, tuple(chunks)))  # fmt: skip
-                for col in columns
-            }
+            for col in columns:
+                key = _RunsKey(seg.reader.id, col, code_key, seqs, seg.reader, tuple(chunks))
+                piece[col] = pins.pin(self.pool, key)
             pins.move_to(held)
         return piece
 
@@ -434,19 +440,15 @@ class SegmentSet:
                 pieces[:] = [(None, rollup.merge(pieces))]
             held.release()
 
-        def take_page(
-            key: Hashable, lookup: np.ndarray, seq: int, reader: SegmentReader,
-            blocks: Callable[[Any], list[Block]] = lambda block: [block],
-        ) -> None:  # fmt: skip
-            """Pin the page ``key`` until the pieces are settled, and take its ``blocks``."""
+        def take_page(key: Hashable, lookup: np.ndarray, seq: int, reader: SegmentReader) -> None:
             with PinnedPages() as pins:
                 try:
-                    page = pins.pin(self.pool, key)
+                    block = pins.pin(self.pool, key)
                 except CorruptPageError as exc:
                     raise _Damaged(reader, seq, exc) from None
                 if held.nbytes + pins.nbytes > self._hold_bytes:
                     settle()
-                pieces.extend((lookup, b) for b in blocks(page))
+                pieces.append((lookup, block))
                 pins.move_to(held)
 
         with held:
@@ -481,13 +483,27 @@ class SegmentSet:
                         if codes is not None or chunk.code_ends is None or chunk.keep is not None:
                             pieces.append((lookup, self._cut_block(seg, chunk, codes, window)))
                             continue
-                        # every function: the slices the window holds, and its edges' rows
+                        # Every function: its rows in the window, summarised in their order
+                        # the first time a window cuts the chunk; from the second on, from
+                        # time slices, built then and kept in the pool (see ChunkSlices).
                         ends = chunk.code_ends
+                        key = _key(seg.reader, chunk, "slices")
+                        again = key in self.pool or self._cut_before(seg.reader.id, chunk.seq)
                         with self.chunk_columns(seg, chunk, _ORDERED_COLUMNS) as (cols, _):
-                            cut = partial(ChunkSlices.cut, cols=cols, codes=chunk.codes,
-                                          ends=ends, window=window)  # fmt: skip
-                            take_page(_key(seg.reader, chunk, "slices"), lookup, chunk.seq,
-                                      seg.reader, cut)  # fmt: skip
+                            if not again:
+                                rows = np.flatnonzero(window.mask(cols["start"]))
+                                block = Block.of_ordered(cols, chunk.codes, ends, rows)
+                                pieces.append((lookup, block))
+                                continue
+                            with PinnedPages() as pins:
+                                try:
+                                    slices = pins.pin(self.pool, key)
+                                except CorruptPageError as exc:
+                                    raise _Damaged(seg.reader, chunk.seq, exc) from None
+                                runs, cut = slices.cut(cols, chunk.codes, ends, window)
+                        pieces.extend((lookup, b) for b in cut)
+                        for run in runs:  # the slices it holds whole, merged once and kept
+                            take_page(replace(key, block=run), lookup, chunk.seq, seg.reader)
                 tail = seg.tail
                 if len(tail["start"]):
                     if window.everything:
@@ -497,6 +513,15 @@ class SegmentSet:
                     pieces.append((lookup, Block.of(cs)))
             merged = rollup.merge(pieces)  # the query's own arrays: no pin needed past here
         return {names[g]: merged.function_summary(i) for i, g in enumerate(merged.codes.tolist())}
+
+    def _cut_before(self, segment: str, seq: int) -> bool:
+        """Whether a range cut this chunk before (remembering it now: call under ``lock``)."""
+        if (segment, seq) in self._cut:
+            return True
+        if len(self._cut) >= _CUT_REMEMBERED:
+            self._cut.clear()  # forgetting costs a chunk one more cut without slices
+        self._cut.add((segment, seq))
+        return False
 
     def _cut_block(
         self, seg: SegmentView, chunk: ChunkInfo, codes: np.ndarray | None, window: TimeRange

@@ -163,11 +163,11 @@ class Block:
         runs = summarize_runs(cols["duration"][rows], sizes)
         if not runs.present.size:
             return _EMPTY
-        starts = np.concatenate(([0], np.cumsum(runs.count)[:-1]))
+        starts = np.concatenate(([0], np.cumsum(runs.rows)[:-1]))
         errors = (cols["status"][rows] == STATUS_ERROR).astype(np.int64)
         start = cols["start"][rows]
         return cls._frozen(
-            codes=np.asarray(codes, np.int64)[runs.present], count=runs.count,
+            codes=np.asarray(codes, np.int64)[runs.present], count=runs.rows,
             zero_count=runs.zero_count, errors=np.add.reduceat(errors, starts),
             min=runs.min, max=runs.max, first_start=np.minimum.reduceat(start, starts),
             last_start=np.maximum.reduceat(start, starts), sum=runs.sum, m2=runs.m2,
@@ -242,7 +242,8 @@ class ChunkSlices:
     range merges the slices it holds whole and summarises only the rows of the (at most two)
     slices its edges cut. Built once per chunk from its pinned columns and kept in the
     bufferpool like a page, so the pool's budget covers it (the price: the chunk's row order,
-    4 bytes a row, and the slices' summaries, about a chunk summary's size).
+    4 bytes a row, and the slices' summaries, a few chunk summaries' size); so are the runs of
+    slices a window holds, merged (:meth:`joined`).
 
     Fields:
         order: the chunk's rows in start order (int32, stable); slice ``i`` is
@@ -284,19 +285,29 @@ class ChunkSlices:
     def cut(
         self, cols: Mapping[str, np.ndarray], codes: np.ndarray, ends: np.ndarray,
         window: TimeRange,
-    ) -> list[Block]:  # fmt: skip
-        """The summaries of the chunk's rows in ``window``, as blocks to merge (``cols``,
-        ``codes`` and ``ends``: those the slices were built from)."""
-        out: list[Block] = []
+    ) -> tuple[list[tuple[int, int]], list[Block]]:  # fmt: skip
+        """The chunk's rows in ``window`` (``cols``, ``codes`` and ``ends``: those the slices
+        were built from): the runs ``[i, j)`` of slices it holds whole (their blocks are
+        ``joined(i, j)``), and the summaries of its rows in the slices it cuts."""
+        runs: list[tuple[int, int]] = []
+        cut: list[Block] = []
         for i, (lo, hi) in enumerate(zip(self.lo.tolist(), self.hi.tolist(), strict=True)):
             cover = window.covers(lo, hi)
             if cover == 2:
-                out.append(self.blocks[i])
+                if runs and runs[-1][1] == i:
+                    runs[-1] = (runs[-1][0], i + 1)
+                else:
+                    runs.append((i, i + 1))
             elif cover == 1:
                 rows = self.order[self.bounds[i] : self.bounds[i + 1]]
                 rows = np.sort(rows[window.mask(cols["start"][rows])])
-                out.append(Block.of_ordered(cols, codes, ends, rows))
-        return out
+                cut.append(Block.of_ordered(cols, codes, ends, rows))
+        return runs, cut
+
+    def joined(self, i: int, j: int) -> Block:
+        """Slices ``i`` to ``j - 1`` merged (a window holds a run of them whole; the reader
+        keeps each run it merged in the pool, so a range merges one block per cut chunk)."""
+        return self.blocks[i] if j == i + 1 else merge([(None, b) for b in self.blocks[i:j]])
 
 
 def merge(pieces: Sequence[tuple[np.ndarray | None, Block]]) -> Block:
@@ -469,10 +480,50 @@ class ChunkTree:
             return out
         if self.top == 0:
             self._chunks(0, self.seqs.size, window, out)
-            return out
+            return self._joined(out)
         for j in range(int(self.seqs[-1]) // self.fanout**self.top + 1):
             self._visit(self.top, j, window, out)
-        return out
+        return self._joined(out)
+
+    def _joined(self, plan: Plan) -> Plan:
+        """The plan with each run of whole siblings (nodes, or chunks) as one node: a window
+        holds up to ``FANOUT - 1`` siblings per level and edge, and their buckets are the bulk
+        of what a range merges (a million at 10M rows); as one node they are one block, merged
+        from the siblings once and then kept in the pool. Only usable siblings are joined (the
+        plan holds no other node; a chunk with dropped rows, or after a missing one, stays as
+        it is), so the joined node stands for exactly the same chunks."""
+        runs: list[list[Node]] = []
+        for node in plan.nodes:
+            run = runs[-1] if runs else None
+            width = self.fanout ** (node.level + 1)
+            if (
+                run is not None
+                and run[-1].level == node.level
+                and run[-1].last + 1 == node.first
+                and run[0].first // width == node.first // width
+            ):
+                run.append(node)
+            else:
+                runs.append([node])
+        nodes = [r[0] if len(r) == 1 else Node(r[0].level + 1, r[0].first, r[-1].last)
+                 for r in runs]  # fmt: skip
+        chunks: list[list[int]] = []
+        seqs, dirty = self.seqs, self._dirty
+        for pos in plan.whole:
+            run_ = chunks[-1] if chunks else None
+            if (
+                run_ is not None
+                and run_[-1] == pos - 1
+                and seqs[pos] == seqs[pos - 1] + 1
+                and seqs[run_[0]] // self.fanout == seqs[pos] // self.fanout
+                and dirty[pos + 1] == dirty[run_[0]]  # no dropped rows in the run
+            ):
+                run_.append(pos)
+            else:
+                chunks.append([pos])
+        whole = [r[0] for r in chunks if len(r) == 1]
+        nodes += [Node(1, int(seqs[r[0]]), int(seqs[r[-1]])) for r in chunks if len(r) > 1]
+        return Plan(nodes, whole, plan.cut)
 
     def _visit(self, level: int, j: int, window: TimeRange, out: Plan) -> None:
         width = self.fanout**level

@@ -73,7 +73,7 @@ class Stats:
         *,
         key: str = "",
         quantiles: Sequence[float] = DEFAULT_QUANTILES,
-        values: Sequence[float] | None = None,
+        values: Sequence[float | None] | None = None,
     ) -> Stats:
         """Statistics from a merged summary (``None`` or empty: count 0, every figure ``None``);
         ``values``: its ``quantiles`` computed already (for many, see ``summary.quantiles_of``)."""

@@ -420,7 +420,7 @@ class Runs(NamedTuple):
     """
 
     present: np.ndarray
-    count: np.ndarray
+    rows: np.ndarray
     sum: np.ndarray
     m2: np.ndarray
     min: np.ndarray
