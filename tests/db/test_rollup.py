@@ -174,6 +174,42 @@ def test_a_tiny_pool_merges_as_it_goes(
         _check(db, Rows.concat(parts), data)
 
 
+@pytest.mark.parametrize("pool", [64 << 20, 96 * 1024])
+def test_one_reader_asked_many_ranges_reuses_slices_and_joined_runs(
+    tmp_path: Path, pool: int
+) -> None:
+    """One open database asked range after range, as a dashboard does: chunks cut a second
+    time answer from their time slices, and runs of whole siblings and slices from blocks
+    merged once and kept (or evicted, with a pool that holds a few blocks), always equal to
+    the brute force."""
+    rng = np.random.default_rng(5)
+    path = tmp_path / "db"
+    parts = [_time_ordered(generate(rng, n, FUNCTIONS, base=BASE, span=10**10, lane=lane), rng)
+             for lane, n in enumerate([9000, 4000])]  # fmt: skip
+    for rows in parts:  # 256-row chunks: slices of 16 rows, which windows cut
+        db = Database.open(path, chunk_rows=256, flush_interval=0.05)
+        assert db.append(**rows.append_kwargs()) == len(rows)
+        db.close()
+    truth = Rows.concat(parts)
+    starts = np.sort(truth.start)
+    prev = (int(starts[0]), int(starts[-1]) + 1)
+    with Database.open(path, readonly=True, bufferpool_bytes=pool) as db:
+        for i in range(24):
+            a, b = np.sort(rng.integers(0, len(starts), 2))
+            since, until = int(starts[a]) + int(rng.integers(-1, 2)), int(starts[b]) + 1
+            if i % 3 == 2:  # the same range again, or one sharing its left edge
+                since, until = prev if i % 2 else (prev[0], max(until, prev[0] + 1))
+            prev = (since, until)
+            for names in [(), ("a.one", "c.four")]:
+                q = Query(names, None, since, until)
+                got = PythonApi(db).stats(q, quantiles=QS)
+                check_table(got, "function", expected_stats(truth, q), QS, False, q.label())
+        if pool > 1 << 20:
+            kinds = {(k.column, k.block is not None) for k in db._reads.pool._frames
+                     if getattr(k, "column", "") == "slices"}  # fmt: skip
+            assert kinds == {("slices", False), ("slices", True)}  # slices and joined runs
+
+
 @pytest.mark.parametrize("indexed", [True, False])
 def test_a_damaged_chunk_inside_nodes_is_left_out(tmp_path: Path, indexed: bool) -> None:
     """Chunk 9's rows are lost; the nodes holding it (chunks 8-15, 0-63) summarise them, so
