@@ -29,6 +29,7 @@ from kronicler.db import Database, index, rollup
 from kronicler.db.chunk import ChunkSummary, summarize
 from kronicler.db.page import HEADER_SIZE
 from kronicler.db.reader import SegmentReader
+from kronicler.db.reads import _PageKey
 from kronicler.db.rollup import FANOUT, Block, ChunkTree, Node, RollupIndex
 from kronicler.db.scan import TimeRange
 from kronicler.db.snapshot import ChunkInfo
@@ -206,7 +207,7 @@ def test_one_reader_asked_many_ranges_reuses_slices_and_joined_runs(
                 check_table(got, "function", expected_stats(truth, q), QS, False, q.label())
         if pool > 1 << 20:
             kinds = {(k.column, k.block is not None) for k in db._reads.pool._frames
-                     if getattr(k, "column", "") == "slices"}  # fmt: skip
+                     if isinstance(k, _PageKey) and k.column == "slices"}  # fmt: skip
             assert kinds == {("slices", False), ("slices", True)}  # slices and joined runs
 
 
