@@ -241,22 +241,48 @@ def _chunks(
         raise CorruptPageError(f"index of {segment}: function lists of the wrong length")
     if total and int(codes.max()) >= n_names:
         raise CorruptPageError(f"index of {segment}: a name code with no text")
-    page_at = offset[:, None] + np.c_[np.zeros(n, np.int64), np.cumsum(sizes, axis=1)[:, :-1]]
-    cuts = np.r_[0, np.cumsum(n_codes)]
+    page_at = offset[:, None] + np.concatenate(
+        (np.zeros((n, 1), np.int64), np.cumsum(sizes, axis=1)[:, :-1]), axis=1
+    )
+    cuts = np.concatenate(([0], np.cumsum(n_codes)))
+    # Checked for every chunk at once: codes ascend, and row ranges ascend up to the chunk's
+    # rows, within each chunk (a first entry is compared with nothing before it).
+    first_of = np.zeros(total, dtype=bool)
+    first_of[cuts[:-1][n_codes > 0]] = True
+    rising = np.ones(total, dtype=bool)
+    rising[1:] = np.diff(codes.astype(np.int64)) > 0
+    bad = ~(rising | first_of)
+    if bad.any():
+        i = int(np.searchsorted(cuts, int(np.flatnonzero(bad)[0]), side="right")) - 1
+        raise CorruptPageError(f"index of {segment}: chunk {i}'s codes are not ascending")
+    ordered = a["ordered"].astype(bool)
+    ends64 = ends.astype(np.int64)
+    in_order = np.ones(total, dtype=bool)
+    in_order[1:] = np.diff(ends64) > 0
+    last = cuts[1:][n_codes > 0] - 1
+    owner = np.repeat(np.arange(n), n_codes)
+    wrong = np.bincount(owner[~(in_order | first_of)], minlength=n) > 0
+    wrong[n_codes > 0] |= (ends64[cuts[:-1][n_codes > 0]] <= 0) | (
+        ends64[last] != count[n_codes > 0]
+    )
+    wrong &= ordered
+    if wrong.any():
+        i = int(np.flatnonzero(wrong)[0])
+        raise CorruptPageError(f"index of {segment}: chunk {i}'s row ranges are wrong")
+    # one read-only copy of each flat array (the decompressed body is not kept); chunks take
+    # views of it
+    codes_f, maxes_f, ends_f = _frozen(codes), _frozen(maxes.astype(np.int64)), _frozen(ends64)
+    rows_of = table.tolist()
+    at_of, sizes_of, cuts_of = page_at.tolist(), sizes.tolist(), cuts.tolist()
+    ordered_of = ordered.tolist()
     out = []
     for i in range(n):
-        c = _frozen(codes[cuts[i] : cuts[i + 1]])
-        if c.size and np.any(np.diff(c.astype(np.int64)) <= 0):
-            raise CorruptPageError(f"index of {segment}: chunk {i}'s codes are not ascending")
-        ce = None
-        if a["ordered"][i]:
-            ce = _frozen(ends[cuts[i] : cuts[i + 1]].astype(np.int64))
-            if c.size and (np.any(np.diff(ce) <= 0) or ce[0] <= 0 or ce[-1] != count[i]):
-                raise CorruptPageError(f"index of {segment}: chunk {i}'s row ranges are wrong")
-        pages = {k: (int(page_at[i, j]), int(sizes[i, j])) for j, k in enumerate(PAGE_KINDS)}
+        lo, hi = cuts_of[i], cuts_of[i + 1]
+        ce = ends_f[lo:hi] if ordered_of[i] else None
+        pages = dict(zip(PAGE_KINDS, zip(at_of[i], sizes_of[i], strict=True), strict=True))
+        r = rows_of[i]
         out.append(ChunkInfo(
-            i, int(offset[i]), int(length[i]), int(count[i]), int(first[i]), int(table[i, 4]),
-            int(table[i, 5]), pages, c, _frozen(maxes[cuts[i] : cuts[i + 1]].astype(np.int64)),
+            i, r[0], r[1], r[2], r[3], r[4], r[5], pages, codes_f[lo:hi], maxes_f[lo:hi],
             code_ends=ce,
         ))  # fmt: skip
     return tuple(out)

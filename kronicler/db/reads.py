@@ -32,7 +32,7 @@ import os
 import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,7 +45,7 @@ from kronicler.db.bufferpool import BufferPool
 from kronicler.db.chunk import BLOCK_COLUMNS, ChunkSummary, summarize
 from kronicler.db.page_guard import PinnedPages
 from kronicler.db.reader import SegmentReader
-from kronicler.db.rollup import Block
+from kronicler.db.rollup import Block, ChunkSlices
 from kronicler.db.scan import FunctionSummary, Scan, TimeRange, merge_scans, top_k
 from kronicler.db.schema import COLUMNS, otlp_kind, parse_attributes
 from kronicler.db.snapshot import ChunkInfo, Damage, SegmentView, Snapshot
@@ -61,6 +61,8 @@ DAMAGE_RETRIES = 3  # fresh snapshots a query (or a view's question) may take af
 # it reads next. (Queries of one SegmentSet run one at a time, under ``lock``.)
 _HOLD_SHARE = 2
 _SUMMARY_COLUMNS = ("name", "start", "duration", "status")
+_ORDERED_COLUMNS = ("start", "duration", "status")  # rows ordered by function: no name
+_CUT_REMEMBERED = 1 << 16  # chunks remembered as cut by a range (64 bytes or so each)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,24 @@ class _NodeKey:
     node: rollup.Node = field(compare=False, hash=False, repr=False)
 
 
+# A chunk, the wanted codes it holds, and their row runs (``ChunkInfo.rows_of``).
+_Runs = tuple[ChunkInfo, np.ndarray, list[tuple[int, int]]]
+
+
+@dataclass(frozen=True, slots=True)
+class _RunsKey:
+    """One column of some functions' rows over a run of a segment's ordered chunks, as one
+    bufferpool entry (see ``SegmentSet._runs_piece``); ``seqs`` are the chunk numbers."""
+
+    segment: str
+    column: str
+    codes: tuple[int, ...]
+    seqs: tuple[int, ...]
+    reader: SegmentReader = field(compare=False, hash=False, repr=False)
+    #: per chunk: the chunk, the wanted codes it holds and their row runs (``rows_of``)
+    chunks: tuple[_Runs, ...] = field(compare=False, hash=False, repr=False)
+
+
 class _Damaged(Exception):
     """A chunk's page failed to decode during a query (raised to the retry loop)."""
 
@@ -114,6 +134,9 @@ class SegmentSet:
         self._retired: dict[str, SegmentReader] = {}
         # What one query may keep pinned beyond the chunk it is reading (see _summaries, _scan).
         self._hold_bytes = bufferpool_bytes // _HOLD_SHARE
+        # Chunks a range has cut (segment, chunk number), a bounded set: a chunk cut again
+        # gets time slices (see _summaries); one cut once, as most are, costs no more than that.
+        self._cut: set[tuple[str, int]] = set()
 
     def forget(self, segment: str) -> None:
         """Drop a deleted segment's reader and cached pages (call with ``lock`` held).
@@ -198,14 +221,24 @@ class SegmentSet:
                         raise exc.cause from None
             raise AssertionError("unreachable")
 
-    def _load_page(self, key: _PageKey | _NodeKey) -> Any:
+    def _load_page(self, key: _PageKey | _NodeKey | _RunsKey) -> Any:
         if isinstance(key, _NodeKey):
             return self._load_node(key)
+        if isinstance(key, _RunsKey):
+            return self._load_runs(key)
         reader, chunk = key.reader, key.chunk
+        if key.column == "slices" and key.block is not None:  # a run of slices, merged
+            with self.pool.read_page(replace(key, block=None)) as guard:
+                return guard.data.joined(*key.block)
         if key.block is not None:
             return reader.decode_block(chunk, key.column, *key.block)
         if key.column == "block":
             return Block.from_page(reader.summary_page(chunk))
+        if key.column == "slices":  # of a chunk ordered by function (see _summaries)
+            assert chunk.code_ends is not None
+            with PinnedPages() as pins:
+                cols = {c: pins.pin(self.pool, _key(reader, chunk, c)) for c in _ORDERED_COLUMNS}
+                return ChunkSlices.of(cols, chunk.codes, chunk.code_ends)
         if key.column != "parent_span_id":
             return reader.decode_stored(chunk, key.column)
         # Parent ids are stored as rows of the page's span ids: decode them while pinned.
@@ -233,6 +266,53 @@ class SegmentSet:
                 except CorruptPageError as exc:
                     raise _Damaged(reader, child, exc) from None
             return rollup.merge(parts)
+
+    def _load_runs(self, key: _RunsKey) -> np.ndarray:
+        """The key's functions' rows of one column, chunk after chunk: each chunk's blocks
+        decoded straight from its page (not through the pool, whose entries they would evict)
+        and cut to the functions' runs. The name column needs no page: runs are per code."""
+        parts: list[np.ndarray] = []
+        for chunk, present, runs in key.chunks:
+            if key.column == "name":
+                lengths = [hi - lo for lo, hi in runs]
+                parts.append(np.repeat(present, lengths).astype(COLUMNS["name"]))
+                continue
+            try:
+                for lo, hi in runs:
+                    a, b = chunk.block_of(lo, hi)
+                    if (a, b) == (0, chunk.rows):
+                        data = key.reader.decode_stored(chunk, key.column)
+                    else:
+                        data = key.reader.decode_block(chunk, key.column, a, b)
+                    parts.append(data[lo - a : hi - a])
+            except CorruptPageError as exc:
+                raise _Damaged(key.reader, chunk.seq, exc) from None
+        return np.concatenate(parts) if parts else np.zeros(0, COLUMNS[key.column])
+
+    def _runs_piece(
+        self, seg: SegmentView, chunks: list[_Runs], codes: np.ndarray, columns: list[str],
+        held: PinnedPages,
+    ) -> dict[str, np.ndarray]:  # fmt: skip
+        """Every row of ``codes`` in ``chunks`` (ordered, whole in the query's window), one
+        pool entry per column: a warm question about one function pins a few entries per
+        segment instead of a block per chunk and column (1,500 chunks at 100M rows), and the
+        pool holds that function's rows, not the ~4,096-row blocks around them (which would
+        not fit). Pinned in ``held`` until the scan's merge has copied them; when they would
+        not fit the allowance, chunk by chunk as before."""
+        rows = sum(hi - lo for _, _, runs in chunks for lo, hi in runs)
+        size = rows * sum(np.dtype(COLUMNS[c]).itemsize for c in columns)
+        if held.nbytes + size > self._hold_bytes:
+            parts = [self.run_rows(seg, c, columns, runs) for c, _, runs in chunks]
+            return {col: np.concatenate([p[col] for p in parts]) for col in columns}
+        code_key = tuple(codes.tolist())
+        seqs = tuple(c.seq for c, _, _ in chunks)
+        piece: dict[str, np.ndarray] = {}
+        with PinnedPages() as pins:
+            for col in columns:
+                key = _RunsKey(seg.reader.id, col, code_key, seqs, seg.reader, tuple(chunks))
+                piece[col] = pins.pin(self.pool, key)
+            pins.move_to(held)
+        return piece
 
     @contextmanager
     def chunk_columns(
@@ -400,15 +480,30 @@ class SegmentSet:
                         chunk = seg.chunks[pos]
                         if not _has_codes(chunk, codes):
                             continue
-                        # rows of a sealed chunk are ordered by function, not start: mask them
-                        runs = None if codes is None else chunk.rows_of(_present(codes, chunk))
-                        if runs is not None:  # only the wanted functions' rows
-                            cols = self.run_rows(seg, chunk, _SUMMARY_COLUMNS, runs)
-                            rows = _select(cols, window.mask(cols["start"]))
-                        else:
-                            with self.chunk_columns(seg, chunk, _SUMMARY_COLUMNS) as (cols, _):
-                                rows = _select(cols, window.mask(cols["start"]))
-                        pieces.append((lookup, Block.of(summarize(rows))))
+                        if codes is not None or chunk.code_ends is None or chunk.keep is not None:
+                            pieces.append((lookup, self._cut_block(seg, chunk, codes, window)))
+                            continue
+                        # Every function: its rows in the window, summarised in their order
+                        # the first time a window cuts the chunk; from the second on, from
+                        # time slices, built then and kept in the pool (see ChunkSlices).
+                        ends = chunk.code_ends
+                        key = _key(seg.reader, chunk, "slices")
+                        again = key in self.pool or self._cut_before(seg.reader.id, chunk.seq)
+                        with self.chunk_columns(seg, chunk, _ORDERED_COLUMNS) as (cols, _):
+                            if not again:
+                                rows = np.flatnonzero(window.mask(cols["start"]))
+                                block = Block.of_ordered(cols, chunk.codes, ends, rows)
+                                pieces.append((lookup, block))
+                                continue
+                            with PinnedPages() as pins:
+                                try:
+                                    slices = pins.pin(self.pool, key)
+                                except CorruptPageError as exc:
+                                    raise _Damaged(seg.reader, chunk.seq, exc) from None
+                                runs, cut = slices.cut(cols, chunk.codes, ends, window)
+                        pieces.extend((lookup, b) for b in cut)
+                        for run in runs:  # the slices it holds whole, merged once and kept
+                            take_page(replace(key, block=run), lookup, chunk.seq, seg.reader)
                 tail = seg.tail
                 if len(tail["start"]):
                     if window.everything:
@@ -418,6 +513,35 @@ class SegmentSet:
                     pieces.append((lookup, Block.of(cs)))
             merged = rollup.merge(pieces)  # the query's own arrays: no pin needed past here
         return {names[g]: merged.function_summary(i) for i, g in enumerate(merged.codes.tolist())}
+
+    def _cut_before(self, segment: str, seq: int) -> bool:
+        """Whether a range cut this chunk before (remembering it now: call under ``lock``)."""
+        if (segment, seq) in self._cut:
+            return True
+        if len(self._cut) >= _CUT_REMEMBERED:
+            self._cut.clear()  # forgetting costs a chunk one more cut without slices
+        self._cut.add((segment, seq))
+        return False
+
+    def _cut_block(
+        self, seg: SegmentView, chunk: ChunkInfo, codes: np.ndarray | None, window: TimeRange
+    ) -> Block:
+        """Summaries of the chunk's rows (of ``codes``) that ``window`` holds.
+
+        Rows of a sealed chunk are ordered by function (not start): only the wanted functions'
+        rows are read, masked, and summarised in that order, function by function, with no sort.
+        """
+        if chunk.code_ends is None or chunk.keep is not None:  # rows in no known order
+            with self.chunk_columns(seg, chunk, _SUMMARY_COLUMNS) as (cols, _):
+                rows = _select(cols, window.mask(cols["start"]))
+            return Block.of(summarize(rows))  # functions not wanted: left out by the merge
+        assert codes is not None  # every function's rows: see ChunkSlices
+        present = _present(codes, chunk)
+        runs = chunk.rows_of(present)
+        assert runs is not None
+        cols = self.run_rows(seg, chunk, _ORDERED_COLUMNS, runs)  # only their rows, in order
+        ends = np.cumsum([hi - lo for lo, hi in runs], dtype=np.int64)
+        return Block.of_ordered(cols, present, ends, np.flatnonzero(window.mask(cols["start"])))
 
     def scan(
         self,
@@ -443,6 +567,7 @@ class SegmentSet:
         self, snap: Snapshot, *, columns: list[str], window: TimeRange, wanted: set[str] | None
     ) -> Scan:
         need = list(dict.fromkeys([*columns, "name", "start"]))
+        bulk = set(columns) <= BLOCK_COLUMNS  # columns cut into per-function blocks
         pieces: list[tuple[SegmentView, dict[str, np.ndarray]]] = []
         # Pages whose arrays are pieces themselves (whole chunks), kept pinned until the merge
         # has copied them; past the allowance a whole chunk is copied instead.
@@ -451,6 +576,8 @@ class SegmentSet:
                 codes = _wanted_codes(seg, wanted)
                 if codes is not None and codes.size == 0:
                     continue
+                # consecutive chunks whose wanted rows are read as one piece (see _runs_piece)
+                group: list[_Runs] = []
                 for chunk in seg.chunks:
                     budget.check()  # stop when the caller's deadline passed
                     cover = window.covers(chunk.start_min, chunk.start_max)
@@ -459,6 +586,14 @@ class SegmentSet:
                     only = None if codes is None else _present(codes, chunk)
                     whole = cover == 2 and (only is None or chunk.codes.size == only.size)
                     runs = None if whole or only is None else chunk.rows_of(only)
+                    if runs is not None and cover == 2 and bulk:
+                        assert only is not None
+                        group.append((chunk, only, runs))
+                        continue
+                    if group:
+                        assert codes is not None
+                        pieces.append((seg, self._runs_piece(seg, group, codes, columns, held)))
+                        group = []
                     if runs is not None:  # the functions' own rows: no name page, no mask
                         want = columns if cover == 2 else list(dict.fromkeys([*columns, "start"]))
                         piece = self.run_rows(seg, chunk, want, runs)
@@ -473,6 +608,9 @@ class SegmentSet:
                             else:
                                 piece = {c: a.copy() for c, a in cols.items()}
                     pieces.append((seg, piece))
+                if group:
+                    assert codes is not None
+                    pieces.append((seg, self._runs_piece(seg, group, codes, columns, held)))
                 if len(seg.tail["start"]):
                     pieces.append((seg, _filter(dict(seg.tail), window, codes)))
             return merge_scans(pieces, columns)
@@ -588,7 +726,7 @@ def _node_key(reader: SegmentReader, node: rollup.Node) -> _NodeKey:
     return _NodeKey(reader.id, node.first, node.last, reader, node)
 
 
-def _in_segment(segment: str, key: _PageKey | _NodeKey) -> bool:
+def _in_segment(segment: str, key: _PageKey | _NodeKey | _RunsKey) -> bool:
     return key.segment == segment
 
 

@@ -73,11 +73,14 @@ class Stats:
         *,
         key: str = "",
         quantiles: Sequence[float] = DEFAULT_QUANTILES,
+        values: Sequence[float | None] | None = None,
     ) -> Stats:
-        """Statistics from a merged summary (``None`` or empty: count 0, every figure ``None``)."""
+        """Statistics from a merged summary (``None`` or empty: count 0, every figure ``None``);
+        ``values``: its ``quantiles`` computed already (for many, see ``summary.quantiles_of``)."""
         if summary is None or not summary.count:
             return cls.empty(key, quantiles, errors)
-        values = summary.quantiles(list(quantiles))
+        if values is None:
+            values = summary.quantiles(list(quantiles))
         return cls(
             key, int(summary.count), int(errors), _f(summary.mean), _f(summary.stddev),
             _f(summary.stderr), _f(summary.min), _f(summary.max),

@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from kronicler.db.reads import DAMAGE_RETRIES
 from kronicler.db.scan import FunctionSummary, Scan
 from kronicler.db.snapshot import Damage, Snapshot
-from kronicler.db.stats import Call, Stats
+from kronicler.db.stats import DEFAULT_QUANTILES, Call, Stats
+from kronicler.db.summary import quantiles_of
 from kronicler.errors import ClosedError, CorruptPageError
 
 if TYPE_CHECKING:
@@ -125,9 +126,11 @@ class ReadAPI(ABC):
             scan = self.scan(("name", "duration", "status"), names=names, since=since, until=until)
             result = scan.exact_stats()
         else:
+            sums = self.summaries(names, since=since, until=until)
+            values = quantiles_of([fs.summary for fs in sums.values()], DEFAULT_QUANTILES)
             result = {
-                n: Stats.from_summary(fs.summary, fs.errors)
-                for n, fs in self.summaries(names, since=since, until=until).items()
+                n: Stats.from_summary(fs.summary, fs.errors, values=v.tolist())
+                for (n, fs), v in zip(sums.items(), values, strict=True)
             }
         if name is not None:
             return result.get(name, Stats.empty())

@@ -29,7 +29,7 @@ from kronicler.db import Database, index, zstd
 from kronicler.db.chunk import BLOCK_ROWS
 from kronicler.db.page import HEADER_SIZE
 from kronicler.db.reader import SegmentReader
-from kronicler.db.reads import _PageKey
+from kronicler.db.reads import _PageKey, _RunsKey
 from kronicler.db.writer import INDEX_EVERY
 from kronicler.errors import CorruptPageError
 from tests.db.conftest import make_rows
@@ -180,16 +180,17 @@ def test_one_function_decodes_only_the_blocks_that_hold_it(tmp_path):
     t = _truth([rows])
     fn = "app.f11"  # a rare one
     with Database.open(tmp_path, readonly=True) as db:
-        db.stats(fn, exact=True)
+        db.slowest(fn, k=len(rows["names"]))  # k above its calls: every chunk of it is read
         pool = _pool(db)
         reader = next(iter(db._open_reads().readers.values()))
         chunks = reader.chunks
         assert all(c.blocks is not None and c.blocks.size >= 2 for c in chunks)
         none = cast(Any, None)
+        code = reader.dicts["name"].codes[fn]
         for c in chunks:
             whole = _PageKey(reader.id, c.seq, "duration", none, none)
             assert whole not in pool  # never the whole page
-            runs = c.rows_of(np.array([reader.dicts["name"].codes[fn]], np.uint32))
+            runs = c.rows_of(np.array([code], np.uint32))
             assert runs is not None
             lo, hi = runs[0]
             block = c.block_of(lo, hi)
@@ -197,6 +198,38 @@ def test_one_function_decodes_only_the_blocks_that_hold_it(tmp_path):
             assert block[1] - block[0] < c.rows
             assert _PageKey(reader.id, c.seq, "name", none, none) not in pool
         _check(db, t)
+
+
+def test_exact_stats_of_one_function_pin_one_entry_per_column_holding_only_its_rows(tmp_path):
+    """The function's rows of all chunks of a segment are one pool entry per column, holding
+    exactly its calls; no page is decoded whole, and the name page is not read at all."""
+    rows = make_rows(3 * BLOCK_ROWS * 2, seed=4, functions=12)
+    _write(tmp_path, rows, 2 * BLOCK_ROWS + 100)
+    t = _truth([rows])
+    fn = "app.f11"
+    mine = t["names"] == fn
+    with Database.open(tmp_path, readonly=True) as db:
+        for _ in range(2):  # loaded, then from the pool
+            st = db.stats(fn, exact=True)
+            d = np.sort(t["duration"][mine])
+            assert (st.count, st.min, st.max, st.errors) == (
+                d.size, d[0], d[-1], int((t["status"][mine] == 2).sum()),
+            )  # fmt: skip
+        pool = _pool(db)
+        reader = next(iter(db._open_reads().readers.values()))
+        code = reader.dicts["name"].codes[fn]
+        seqs = tuple(c.seq for c in reader.chunks)
+        none = cast(Any, None)
+        for column in ("name", "duration", "status"):
+            key = _RunsKey(reader.id, column, (code,), seqs, none, ())
+            assert key in pool, column
+        with pool.read_page(_RunsKey(reader.id, "duration", (code,), seqs, none, ())) as g:
+            assert sorted(g.data.tolist()) == d.tolist()
+        with pool.read_page(_RunsKey(reader.id, "name", (code,), seqs, none, ())) as g:
+            assert g.data.tolist() == [code] * d.size
+        for c in reader.chunks:
+            for column in ("name", "duration", "status"):
+                assert _PageKey(reader.id, c.seq, column, none, none) not in pool
 
 
 # -- damage ------------------------------------------------------------------------------------

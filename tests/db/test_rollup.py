@@ -26,13 +26,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kronicler.db import Database, index, rollup
-from kronicler.db.chunk import summarize
+from kronicler.db.chunk import ChunkSummary, summarize
 from kronicler.db.page import HEADER_SIZE
 from kronicler.db.reader import SegmentReader
+from kronicler.db.reads import _PageKey
 from kronicler.db.rollup import FANOUT, Block, ChunkTree, Node, RollupIndex
 from kronicler.db.scan import TimeRange
 from kronicler.db.snapshot import ChunkInfo
-from kronicler.db.summary import Summary
+from kronicler.db.summary import Summary, quantiles_of
 from tests.oracle.interfaces import PythonApi
 from tests.oracle.truth import Query, Rows, check_table, expected_stats, generate
 
@@ -172,6 +173,42 @@ def test_a_tiny_pool_merges_as_it_goes(
     path, parts = written
     with Database.open(path, readonly=True, bufferpool_bytes=64 * 1024) as db:
         _check(db, Rows.concat(parts), data)
+
+
+@pytest.mark.parametrize("pool", [64 << 20, 96 * 1024])
+def test_one_reader_asked_many_ranges_reuses_slices_and_joined_runs(
+    tmp_path: Path, pool: int
+) -> None:
+    """One open database asked range after range, as a dashboard does: chunks cut a second
+    time answer from their time slices, and runs of whole siblings and slices from blocks
+    merged once and kept (or evicted, with a pool that holds a few blocks), always equal to
+    the brute force."""
+    rng = np.random.default_rng(5)
+    path = tmp_path / "db"
+    parts = [_time_ordered(generate(rng, n, FUNCTIONS, base=BASE, span=10**10, lane=lane), rng)
+             for lane, n in enumerate([9000, 4000])]  # fmt: skip
+    for rows in parts:  # 256-row chunks: slices of 16 rows, which windows cut
+        db = Database.open(path, chunk_rows=256, flush_interval=0.05)
+        assert db.append(**rows.append_kwargs()) == len(rows)
+        db.close()
+    truth = Rows.concat(parts)
+    starts = np.sort(truth.start)
+    prev = (int(starts[0]), int(starts[-1]) + 1)
+    with Database.open(path, readonly=True, bufferpool_bytes=pool) as db:
+        for i in range(24):
+            a, b = np.sort(rng.integers(0, len(starts), 2))
+            since, until = int(starts[a]) + int(rng.integers(-1, 2)), int(starts[b]) + 1
+            if i % 3 == 2:  # the same range again, or one sharing its left edge
+                since, until = prev if i % 2 else (prev[0], max(until, prev[0] + 1))
+            prev = (since, until)
+            for names in [(), ("a.one", "c.four")]:
+                q = Query(names, None, since, until)
+                got = PythonApi(db).stats(q, quantiles=QS)
+                check_table(got, "function", expected_stats(truth, q), QS, False, q.label())
+        if pool > 1 << 20:
+            kinds = {(k.column, k.block is not None) for k in db._reads.pool._frames
+                     if isinstance(k, _PageKey) and k.column == "slices"}  # fmt: skip
+            assert kinds == {("slices", False), ("slices", True)}  # slices and joined runs
 
 
 @pytest.mark.parametrize("indexed", [True, False])
@@ -357,9 +394,12 @@ def test_a_plan_stands_for_exactly_the_chunks_in_range(
         for node in plan.nodes:
             run = [p for p, c in enumerate(chunks) if node.first <= c.seq <= node.last]
             assert [chunks[p].seq for p in run] == list(range(node.first, node.last + 1))
-            width = FANOUT**node.level
-            full = node.first % width == 0 and node.last - node.first + 1 == width
-            assert full or (closed and run[-1] == len(chunks) - 1), node
+            # a node, or a run of whole sibling nodes (chunks at level 1) within one parent,
+            # joined: made of whole children, clipped only at a closed segment's end
+            width, child = FANOUT**node.level, FANOUT ** (node.level - 1)
+            assert node.first // width == node.last // width, node
+            whole_children = node.first % child == 0 and (node.last + 1) % child == 0
+            assert whole_children or (closed and run[-1] == len(chunks) - 1), node
             assert all(chunks[p].keep is None for p in run)
             assert all(window.covers(chunks[p].start_min, chunks[p].start_max) == 2 for p in run)
             covered += run
@@ -430,3 +470,107 @@ def test_writers_killed_mid_seal_leave_roll_ups_that_agree(tmp_path: Path) -> No
                 s = got[name].summary
                 assert (s.count, s.min, s.max, s.sum) == (want.size, want.min(), want.max(),
                                                           float(want.sum()))  # fmt: skip
+
+
+def _ordered_chunk(rng: np.random.Generator, n: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """A sealed chunk's rows, ordered by (function, start) as the writer stores them, and the
+    function of each row (its name code)."""
+    names = rng.integers(0, 6, n).astype(np.uint32)
+    cols = {
+        "start": rng.integers(0, 10**6, n).astype(np.int64),
+        "duration": np.where(rng.random(n) < 0.1, 0, rng.lognormal(12, 2, n)).astype(np.int64),
+        "status": rng.choice(np.array([0, 2], np.uint8), n),
+    }
+    order = np.lexsort((cols["start"], names))
+    return {c: a[order] for c, a in cols.items()}, names[order]
+
+
+def _same_blocks(got: Block, want: Block, *, bitwise: bool) -> None:
+    for f in ("codes", "count", "zero_count", "errors", "min", "max", "first_start",
+              "last_start", "sum", "bounds", "keys", "counts"):  # fmt: skip
+        assert np.array_equal(getattr(got, f), getattr(want, f)), f
+    if bitwise:
+        assert np.array_equal(got.m2, want.m2)
+    else:
+        assert np.allclose(got.m2, want.m2, rtol=1e-9, atol=0)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(
+    n=st.integers(1, 300),
+    seed=st.integers(0, 2**32 - 1),
+    slices=st.sampled_from([1, 3, 16]),
+    edges=st.tuples(st.integers(-1, 300), st.integers(-1, 300), st.integers(-1, 1)),
+)
+def test_a_cut_chunk_summarised_in_its_order_or_by_slices_equals_summarize(
+    n: int, seed: int, slices: int, edges: tuple[int, int, int]
+) -> None:
+    """A range's edge chunk: its rows in the range summarised function by function in their
+    stored order (no sort) give exactly what ``summarize`` gives, and so do the chunk's time
+    slices (whole ones merged, the cut ones' rows summarised)."""
+    rng = np.random.default_rng(seed)
+    cols, names = _ordered_chunk(rng, n)
+    codes, counts = np.unique(names, return_counts=True)
+    ends = np.cumsum(counts)
+    starts = np.sort(cols["start"])
+
+    def bound(i: int) -> int | None:
+        return None if i < 0 else int(starts[min(i, n - 1)]) + edges[2]
+
+    since, until = bound(edges[0]), bound(edges[1])
+    if since is not None and until is not None and since > until:
+        since, until = until, since
+    window = TimeRange.of(since, until)
+    mask = window.mask(cols["start"])
+    picked = {c: a[mask] for c, a in cols.items()} | {"name": names[mask]}
+    want = Block.of(summarize(picked))
+    _same_blocks(Block.of_ordered(cols, codes, ends, np.flatnonzero(mask)), want, bitwise=True)
+    cut = rollup.ChunkSlices.of(cols, codes, ends, slices)
+    assert len(cut.blocks) == min(slices, n)
+    runs, partial = cut.cut(cols, codes, ends, window)
+    assert all(j > i for i, j in runs) and len(partial) <= 2  # cut slices: at the edges
+    got = rollup.merge([(None, b) for b in [*(cut.joined(i, j) for i, j in runs), *partial]])
+    _same_blocks(got, want, bitwise=False)
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, database=None)
+@given(
+    sizes=st.lists(st.integers(0, 60), min_size=0, max_size=8),
+    seed=st.integers(0, 2**32 - 1),
+    zeros=st.floats(0.0, 1.0),
+)
+def test_quantiles_of_many_summaries_equal_each_ones_quantiles(
+    sizes: list[int], seed: int, zeros: float
+) -> None:
+    rng = np.random.default_rng(seed)
+    qs = (0.0, 0.001, 0.5, 0.9, 0.99, 0.999, 1.0)
+    sums = [
+        Summary.from_values(
+            np.where(rng.random(k) < zeros, 0, rng.lognormal(10, 3, k)).astype(np.int64)
+        )
+        for k in sizes
+    ]
+    got = quantiles_of(sums, qs)
+    assert got.shape == (len(sums), len(qs))
+    for row, s in zip(got, sums, strict=True):
+        if s.count:
+            assert row.tolist() == s.quantiles(qs)
+        else:
+            assert np.isnan(row).all()
+
+
+def test_merged_bucket_counts_stay_exact_past_2_53() -> None:
+    """Bucket counts add in float64 while their total is below 2**53; past it, in int64."""
+    keys = np.array([100, 200], np.int32)
+
+    def block(counts: list[int]) -> Block:
+        c = np.array(counts, np.int64)
+        s = Summary(int(c.sum()), 0.0, 0.0, 1, 2, 0, keys, c)
+        one = np.zeros(1, np.int64)
+        return Block.of(ChunkSummary(np.array([3], np.uint32), [s], one, one, one))
+
+    big = [2**60 + 1, 3]
+    merged = rollup.merge([(None, block(big)), (None, block([5, 2**59 + 7]))])
+    assert merged.counts.tolist() == [2**60 + 6, 2**59 + 10]
+    small = rollup.merge([(None, block([1, 2])), (None, block([3, 4]))])
+    assert small.counts.tolist() == [4, 6]
