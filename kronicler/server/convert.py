@@ -193,6 +193,7 @@ def explain_to_proto(e: Explanation) -> pb.ExplainResponse:
             for r in e.releases
         ],
         examples=[call_to_proto(x) for x in e.examples],
+        threshold_approximate=not e.threshold_exact,
     )  # fmt: skip
     for a, am in zip(e.attributes, msg.attributes, strict=True):
         _opt(am, lift=a.lift)
@@ -319,6 +320,7 @@ def explain_from_proto(m: pb.ExplainResponse) -> Explanation:
             for r in m.releases
         ),
         examples=tuple(call_from_proto(x) for x in m.examples),
+        threshold_exact=not m.threshold_approximate,
     )  # fmt: skip
 
 
