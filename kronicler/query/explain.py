@@ -283,6 +283,12 @@ class Details:
     children: tuple[Weighted, ...]
     before: tuple[tuple[int, int], ...]
 
+    @classmethod
+    def none(cls, picks: Picks) -> Details:
+        """The details of a database without calls."""
+        return cls(tuple(() for _ in picks.attributes), tuple(() for _ in picks.children),
+                   tuple((0, 0) for _ in picks.release_starts))  # fmt: skip
+
 
 class Calls:
     """One database's calls of a function in a range: what it counts under a threshold
@@ -350,9 +356,7 @@ class Calls:
 
     def details(self, picks: Picks) -> Details:
         if self.count == 0:
-            return Details(tuple(() for _ in picks.attributes),
-                           tuple(() for _ in picks.children),
-                           tuple((0, 0) for _ in picks.release_starts))  # fmt: skip
+            return Details.none(picks)
         attrs = []
         for key, value in picks.attributes:
             budget.check()
@@ -895,21 +899,22 @@ def _child_sums(db: ReadView, parents: Scan, slow: np.ndarray) -> _Children:
 
 
 def _add_children(found: Sequence[ChildFinding]) -> dict[str, ChildFinding]:
-    """Per child function, the sums of every database added."""
+    """Per child function, the sums of every database added (examples left out)."""
     out: dict[str, ChildFinding] = {}
     for c in found:
         old = out.get(c.function)
-        out[c.function] = c if old is None else ChildFinding(
-            c.function, *(a + b for a, b in zip(_child_figures(old), _child_figures(c),
-                                                strict=True)), (),
-        )  # fmt: skip
+        out[c.function] = (
+            c
+            if old is None
+            else replace(old, **{f: getattr(old, f) + getattr(c, f) for f in _CHILD_SUMS})
+        )
     return out
 
 
-def _child_figures(c: ChildFinding) -> tuple[int, ...]:
-    return (c.slow_calls, c.baseline_calls, c.slow_children, c.baseline_children, c.slow_time,
-            c.baseline_time, c.slow_total, c.baseline_total, c.slow_parent_time,
-            c.baseline_parent_time)  # fmt: skip
+#: The figures of a :class:`ChildFinding`, every one a sum.
+_CHILD_SUMS = ("slow_calls", "baseline_calls", "slow_children", "baseline_children", "slow_time",
+               "baseline_time", "slow_total", "baseline_total", "slow_parent_time",
+               "baseline_parent_time")  # fmt: skip
 
 
 def _rank_children(

@@ -45,7 +45,6 @@ import grpc
 from kronicler import budget
 from kronicler.db.stats import Call
 from kronicler.errors import (
-    KroniclerError,
     LimitExceededError,
     NotFoundError,
     UnavailableError,
@@ -64,11 +63,23 @@ from kronicler.query.anomalies import (
 )
 from kronicler.query.backend import QueryBackend
 from kronicler.query.defaults import ANOMALY_EXEMPLARS, ANOMALY_LIMIT, PER_DECADE, SLOWEST_K
+from kronicler.query.explain import (
+    SERIES_BUCKETS,
+    Details,
+    Picks,
+    buckets,
+    check_explain,
+    empty,
+    exact_quantile,
+    finish,
+)
 from kronicler.query.grouping import check_quantiles, parse_group_by
 from kronicler.query.histogram import check_histogram
 from kronicler.query.partials import (
+    MAX_PARTIAL_ROWS,
     PARTIAL_VERSION,
     Cells,
+    batch_quantiles,
     cell_stats,
     cell_summaries,
     check_groups,
@@ -86,6 +97,7 @@ from kronicler.query.series import (
     check_buckets,
     check_points,
     check_series,
+    pick_step,
     series_bounds,
 )
 from kronicler.query.slowest import check_slowest
@@ -93,6 +105,11 @@ from kronicler.query.stats import check_limit, check_order, order_rows
 from kronicler.server import convert
 from kronicler.server.app import split_address
 from kronicler.server.client import Client
+from kronicler.server.partial import (
+    details_from_proto,
+    part_from_proto,
+    picks_to_proto,
+)
 
 #: Seconds a peer call may outlive its deadline before the frontend stops waiting for it (gRPC
 #: ends the call at the deadline; this only guards against a transport that does not).
@@ -376,12 +393,57 @@ class Frontend:
         until: int | None = None,
         slow: int | str | None = None,
     ) -> Explanation:
-        # Explanations rank and cut their findings per database, so they do not merge; a partial
-        # of raw (attribute, slow, baseline) counts under one global threshold would.
-        raise KroniclerError(
-            f"explain {shorten(function)!r} is not answered by a cluster frontend: ask one of "
-            f"its nodes ({', '.join(self._clients)}) directly"
+        """As one node holding all the calls explains them (:func:`kronicler.query.explain`).
+
+        Rounds: the function's calls, first/last start and summary per node; for a quantile,
+        the exact durations when the union holds at most ``MAX_PARTIAL_ROWS`` calls (else the
+        quantile of the merged summaries, within 1%, and the answer says so); then every
+        node's counts under that threshold and the frontend's series grid; then the examples
+        and release counts of the findings ranked on the merged counts (:func:`finish`).
+        """
+        self._begin()
+        threshold = check_explain(function, since, until, slow)
+        f = convert.filter_to_proto(Filter((function,), since=since, until=until))
+        first = self._ask(
+            _partial(list_functions=pb.ListFunctionsRequest(filter=f)),
+            _partial(stats=pb.GetStatsRequest(filter=f, group_by="function")),
         )
+        check_unknown([function], (r[0].unknown_functions for r in first))
+        infos = merge_functions(convert.functions_from_proto(r[0]) for r in first)
+        first_start = infos[0].first_start if infos else None
+        last_start = infos[0].last_start if infos else None
+        if first_start is None or last_start is None:
+            return empty(function, since, until, threshold.quantile)
+        info, exact = infos[0], True
+        lo = since if since is not None else first_start
+        hi = until if until is not None else last_start + 1
+        if threshold.quantile is None:
+            limit = float(threshold.ns or 0)
+        elif info.count <= MAX_PARTIAL_ROWS:
+            req = pb.GetStatsRequest(filter=f, group_by="function", exact=True)
+            rows = self._cells(self._replies(_partial(stats=req)), [function]).rows
+            assert rows is not None
+            limit = exact_quantile(rows[1], threshold.quantile)
+        else:
+            merged = self._cells([r[1] for r in first], [function]).summaries
+            limit = float(batch_quantiles([merged[0][1]], [threshold.quantile])[0, 0])
+            exact = False
+        step = pick_step(hi - lo, SERIES_BUCKETS)
+        question = pb.ExplainQuestion(function=function, since_unix_nano=lo, until_unix_nano=hi,
+                                      threshold_ns=limit, step_ns=step)  # fmt: skip
+        n_buckets = buckets(lo, hi, step)
+        parts = [part_from_proto(r.explain, n_buckets)
+                 for r in self._replies(_partial(explain=question))]  # fmt: skip
+
+        def details(picks: Picks) -> list[Details]:
+            asked = pb.ExplainQuestion()
+            asked.CopyFrom(question)
+            picks_to_proto(asked, picks)
+            return [details_from_proto(r.explain, picks)
+                    for r in self._replies(_partial(explain=asked))]  # fmt: skip
+
+        return finish(function, (lo, hi, step), threshold.quantile, limit, parts, details,
+                      threshold_exact=exact)  # fmt: skip
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
