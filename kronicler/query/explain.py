@@ -304,19 +304,35 @@ class Calls:
         self._keys: dict[str, _KeyValues] | None = None
         self._ra: RowAttributes | None = None
         self._children: _Children | None = None
+        self.child_window: tuple[int, int] | None = None
 
     @classmethod
-    def read(cls, db: ReadView, function: str, since: int | None, until: int | None) -> Calls:
+    def read(
+        cls, db: ReadView, function: str, since: int | None, until: int | None, *,
+        columns: Sequence[str] = (),
+    ) -> Calls:  # fmt: skip
+        """The calls with every column explain reads, or only ``columns`` (and start and
+        duration)."""
         check_scan_rows(db, [function], since, until)
-        cols = db.scan(sorted({*CALL_COLUMNS, *ATTRIBUTE_COLUMNS}), names=[function],
-                       since=since, until=until)  # fmt: skip
-        return cls(db, cols)
+        wanted = columns and {*columns, "start", "duration"} or {*CALL_COLUMNS, *ATTRIBUTE_COLUMNS}
+        return cls(db, db.scan(sorted(wanted), names=[function], since=since, until=until))
 
-    def split(self, limit: float) -> Calls:
-        """Slow calls are those with ``duration > limit``."""
+    def split(self, limit: float, child_window: tuple[int, int] | None = None) -> Calls:
+        """Slow calls are those with ``duration > limit``; children are the rows starting in
+        ``child_window`` (by default from the calls' earliest start to their latest end: a
+        frontend passes those of all nodes' calls, so every node looks where one node holding
+        them all would)."""
         self.slow = self.duration > limit
+        self.child_window = child_window
         self._keys = self._children = None
         return self
+
+    def bounds(self) -> tuple[int, int, int] | None:
+        """(earliest start, latest start, latest end) of the calls; None without calls."""
+        if self.count == 0:
+            return None
+        end = int((self.start + self.duration).max())
+        return int(self.start.min()), int(self.start.max()), end
 
     @property
     def ra(self) -> RowAttributes:
@@ -331,7 +347,7 @@ class Calls:
 
     def children(self) -> _Children:
         if self._children is None:
-            self._children = _child_sums(self.db, self.scan, self.slow)
+            self._children = _child_sums(self.db, self.scan, self.slow, self.child_window)
         return self._children
 
     def part(self, lo: int, step: int, n_buckets: int) -> ExplainPart:
@@ -853,11 +869,13 @@ class _Children:
         return _top_parents(parents, per_parent)
 
 
-def _child_sums(db: ReadView, parents: Scan, slow: np.ndarray) -> _Children:
+def _child_sums(
+    db: ReadView, parents: Scan, slow: np.ndarray, window: tuple[int, int] | None
+) -> _Children:
     pc = parents.columns
     d, start = pc["duration"], pc["start"]
     n = len(d)
-    lo, hi = int(start.min()), int((start + d).max()) + 1
+    lo, hi = window or (int(start.min()), int((start + d).max()) + 1)
     check_scan_rows(db, None, lo, hi)
     kids = db.scan(_CHILD_COLUMNS, since=lo, until=hi)
     kc = kids.columns

@@ -122,12 +122,17 @@ _HEADROOM, _HEADROOM_MAX = 0.2, 1.0
 class Frontend:
     """Fans every question out to ``peers`` and merges their partial answers.
 
+    ``exact_threshold_rows``: explain gathers the function's durations for an exact quantile
+    threshold up to this many calls over all peers; beyond, it takes the merged summaries'.
+
     Args:
         peers: ``host:port`` of each node (at least one, no repeats).
         token: bearer token sent to every peer (the nodes' ``--token``).
         tls, ca_cert, server_name: as for :class:`~kronicler.server.Client`, for every peer.
         timeout: seconds a question may take at most (a gRPC caller's shorter deadline wins).
     """
+
+    exact_threshold_rows: int = MAX_PARTIAL_ROWS
 
     def __init__(
         self,
@@ -395,7 +400,7 @@ class Frontend:
     ) -> Explanation:
         """As one node holding all the calls explains them (:func:`kronicler.query.explain`).
 
-        Rounds: the function's calls, first/last start and summary per node; for a quantile,
+        Rounds: the calls' first/last start, latest end and summary per node; for a quantile,
         the exact durations when the union holds at most ``MAX_PARTIAL_ROWS`` calls (else the
         quantile of the merged summaries, within 1%, and the answer says so); then every
         node's counts under that threshold and the frontend's series grid; then the examples
@@ -404,33 +409,40 @@ class Frontend:
         self._begin()
         threshold = check_explain(function, since, until, slow)
         f = convert.filter_to_proto(Filter((function,), since=since, until=until))
+        bounds = pb.ExplainQuestion(function=function, bounds=True)
+        if since is not None:
+            bounds.since_unix_nano = since
+        if until is not None:
+            bounds.until_unix_nano = until
         first = self._ask(
-            _partial(list_functions=pb.ListFunctionsRequest(filter=f)),
+            _partial(explain=bounds),
             _partial(stats=pb.GetStatsRequest(filter=f, group_by="function")),
         )
         check_unknown([function], (r[0].unknown_functions for r in first))
-        infos = merge_functions(convert.functions_from_proto(r[0]) for r in first)
-        first_start = infos[0].first_start if infos else None
-        last_start = infos[0].last_start if infos else None
-        if first_start is None or last_start is None:
+        found = [r[0].explain for r in first if r[0].explain.HasField("first_start_unix_nano")]
+        if not found:
             return empty(function, since, until, threshold.quantile)
-        info, exact = infos[0], True
+        summary = self._cells([r[1] for r in first], [function]).summaries[0][1]
+        first_start = min(b.first_start_unix_nano for b in found)
         lo = since if since is not None else first_start
-        hi = until if until is not None else last_start + 1
+        hi = until if until is not None else max(b.last_start_unix_nano for b in found) + 1
+        exact = True
         if threshold.quantile is None:
             limit = float(threshold.ns or 0)
-        elif info.count <= MAX_PARTIAL_ROWS:
+        elif summary.count <= self.exact_threshold_rows:
             req = pb.GetStatsRequest(filter=f, group_by="function", exact=True)
             rows = self._cells(self._replies(_partial(stats=req)), [function]).rows
             assert rows is not None
             limit = exact_quantile(rows[1], threshold.quantile)
         else:
-            merged = self._cells([r[1] for r in first], [function]).summaries
-            limit = float(batch_quantiles([merged[0][1]], [threshold.quantile])[0, 0])
+            limit = float(batch_quantiles([summary], [threshold.quantile])[0, 0])
             exact = False
         step = pick_step(hi - lo, SERIES_BUCKETS)
-        question = pb.ExplainQuestion(function=function, since_unix_nano=lo, until_unix_nano=hi,
-                                      threshold_ns=limit, step_ns=step)  # fmt: skip
+        question = pb.ExplainQuestion(
+            function=function, since_unix_nano=lo, until_unix_nano=hi, threshold_ns=limit,
+            step_ns=step, children_since_unix_nano=first_start,
+            children_until_unix_nano=max(b.last_end_unix_nano for b in found) + 1,
+        )  # fmt: skip
         n_buckets = buckets(lo, hi, step)
         parts = [part_from_proto(r.explain, n_buckets)
                  for r in self._replies(_partial(explain=question))]  # fmt: skip

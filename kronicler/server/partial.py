@@ -41,6 +41,7 @@ from kronicler.server import convert
 
 if TYPE_CHECKING:
     from kronicler.db import Database
+    from kronicler.db.view import ReadView
 
 
 _NO_CALLS: list[query.Call] = []
@@ -143,27 +144,42 @@ def _slowest(db: Database, request: pb.PartialRequest, out: pb.PartialResponse) 
 
 
 def _explain(db: Database, q: pb.ExplainQuestion, out: pb.PartialResponse) -> tuple[str, ...]:
-    """Explain's counts (or, with ``details``, the details of the findings named) under the
-    frontend's threshold, range and series grid."""
+    """Explain's bounds, counts or (with ``details``) the details of the findings named, under
+    the frontend's threshold, range, series grid and children's window."""
     if not q.function or is_glob(q.function):
         raise ValueError(f"explain needs one function name, not a pattern: {shorten(q.function)}")
-    since, until, step = q.since_unix_nano, q.until_unix_nano, q.step_ns
-    if until <= since or step <= 0 or not math.isfinite(q.threshold_ns):
-        raise ValueError("an explain partial needs since < until, step_ns > 0 and a threshold")
-    n_buckets = check_buckets(since, until, step, SERIES_BUCKETS)
+    since = q.since_unix_nano if q.HasField("since_unix_nano") else None
+    until = q.until_unix_nano if q.HasField("until_unix_nano") else None
     flt = query.Filter((q.function,), since=since, until=until)
+    flt.check()
+    if q.bounds:
+        found, unknown = on_node(
+            db, flt, lambda view, _: Calls.read(view, q.function, since, until,
+                                                columns=("start",)).bounds(), None,
+        )  # fmt: skip
+        if found is not None:
+            out.explain.first_start_unix_nano, out.explain.last_start_unix_nano, \
+                out.explain.last_end_unix_nano = found  # fmt: skip
+        return unknown
+    step = q.step_ns
+    if since is None or until is None or step <= 0 or not math.isfinite(q.threshold_ns):
+        raise ValueError("an explain partial needs since < until, step_ns > 0 and a threshold")
+    if q.children_until_unix_nano <= q.children_since_unix_nano:
+        raise ValueError("an explain partial needs the children's window")
+    n_buckets = check_buckets(since, until, step, SERIES_BUCKETS)
+    window = (q.children_since_unix_nano, q.children_until_unix_nano)
+
+    def calls(view: ReadView) -> Calls:
+        return Calls.read(view, q.function, since, until).split(q.threshold_ns, window)
+
     if q.details:
         picks = picks_from_proto(q)
-        got, unknown = on_node(
-            db, flt, lambda view, _: Calls.read(view, q.function, since, until)
-            .split(q.threshold_ns).details(picks), Details.none(picks),
-        )  # fmt: skip
+        got, unknown = on_node(db, flt, lambda view, _: calls(view).details(picks),
+                               Details.none(picks))  # fmt: skip
         out.explain.CopyFrom(details_to_proto(got))
         return unknown
-    part, unknown = on_node(
-        db, flt, lambda view, _: Calls.read(view, q.function, since, until)
-        .split(q.threshold_ns).part(since, step, n_buckets), ExplainPart.empty(n_buckets),
-    )  # fmt: skip
+    part, unknown = on_node(db, flt, lambda view, _: calls(view).part(since, step, n_buckets),
+                            ExplainPart.empty(n_buckets))  # fmt: skip
     entries = sum(len(v.values) for v in part.values) + len(part.releases)
     if entries > MAX_PARTIAL_ROWS:
         raise LimitExceededError(

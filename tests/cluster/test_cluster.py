@@ -35,7 +35,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from kronicler import query as q
 from kronicler.db import Database
 from kronicler.db.schema import canonical_attributes
-from kronicler.errors import KroniclerError, NotFoundError, UnavailableError
+from kronicler.errors import NotFoundError, UnavailableError
 from kronicler.otel.contract import resource_text
 from kronicler.proto.v1 import query_pb2 as pb
 from kronicler.query.backend import QueryBackend
@@ -250,19 +250,15 @@ def test_an_unknown_name_is_not_found_only_when_no_node_knows_it(cluster: Cluste
     assert [c.duration for c in cluster.front.slowest(q.Filter(("only.here",)))] == [1234]
 
 
-def test_explain_through_a_frontend_is_refused_naming_the_nodes(cluster: Cluster) -> None:
-    # Explanations rank and cut their findings per node, so they do not merge: the frontend
-    # says so and where to ask instead, rather than answering from part of the data.
-    with pytest.raises(KroniclerError, match="ask one of its nodes") as err:
-        cluster.front.explain("api.get")
-    assert all(peer in str(err.value) for peer in cluster.peers)
-    with Client(cluster.frontend.address) as client, pytest.raises(grpc.RpcError) as rpc:
-        client.explain("api.get")
-    assert rpc.value.code() is grpc.StatusCode.FAILED_PRECONDITION
-    assert "cluster frontend" in str(rpc.value.details())
-    # The nodes themselves explain their own calls.
-    with Client(cluster.peers[0]) as client:
-        assert client.explain("api.get").count > 0
+def test_explain_at_the_frontend_equals_one_node(cluster: Cluster) -> None:
+    # The planted causes are in tests/cluster/test_explain.py; here, this data's own tail.
+    with Client(cluster.single.address) as single, Client(cluster.frontend.address) as over:
+        for fn, slow in (("db.query", "p95"), ("api.get", None), ("render.page", 600_000)):
+            want = single.explain(fn, slow=slow)
+            assert want.count == int((cluster.truth.name == fn).sum())
+            assert want.slow_count > 0 and want.children
+            assert cluster.front.explain(fn, slow=slow).to_dict() == want.to_dict(), fn
+            assert over.explain(fn, slow=slow).to_dict() == want.to_dict(), fn
 
 
 def test_a_node_refuses_another_partial_version(cluster: Cluster) -> None:

@@ -163,7 +163,7 @@ class ExplainKeyCounts(_message.Message):
     def __init__(self, key: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ..., slow: _Optional[_Iterable[int]] = ..., baseline: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ExplainPartial(_message.Message):
-    __slots__ = ["attribute_examples", "baseline_time_ns", "before_calls", "before_slow", "child_examples", "children", "count", "examples", "releases", "self_examples", "self_time", "series_calls", "series_slow", "slow_count", "slow_time_ns", "values"]
+    __slots__ = ["attribute_examples", "baseline_time_ns", "before_calls", "before_slow", "child_examples", "children", "count", "examples", "first_start_unix_nano", "last_end_unix_nano", "last_start_unix_nano", "releases", "self_examples", "self_time", "series_calls", "series_slow", "slow_count", "slow_time_ns", "values"]
     ATTRIBUTE_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
     BASELINE_TIME_NS_FIELD_NUMBER: _ClassVar[int]
     BEFORE_CALLS_FIELD_NUMBER: _ClassVar[int]
@@ -172,6 +172,9 @@ class ExplainPartial(_message.Message):
     CHILD_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    FIRST_START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    LAST_END_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    LAST_START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     RELEASES_FIELD_NUMBER: _ClassVar[int]
     SELF_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
     SELF_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -188,6 +191,9 @@ class ExplainPartial(_message.Message):
     children: _containers.RepeatedCompositeFieldContainer[ChildFinding]
     count: int
     examples: _containers.RepeatedCompositeFieldContainer[Call]
+    first_start_unix_nano: int
+    last_end_unix_nano: int
+    last_start_unix_nano: int
     releases: _containers.RepeatedCompositeFieldContainer[Release]
     self_examples: WeightedCalls
     self_time: ChildFinding
@@ -196,12 +202,15 @@ class ExplainPartial(_message.Message):
     slow_count: int
     slow_time_ns: int
     values: _containers.RepeatedCompositeFieldContainer[ExplainKeyCounts]
-    def __init__(self, count: _Optional[int] = ..., slow_count: _Optional[int] = ..., slow_time_ns: _Optional[int] = ..., baseline_time_ns: _Optional[int] = ..., values: _Optional[_Iterable[_Union[ExplainKeyCounts, _Mapping]]] = ..., children: _Optional[_Iterable[_Union[ChildFinding, _Mapping]]] = ..., self_time: _Optional[_Union[ChildFinding, _Mapping]] = ..., series_calls: _Optional[_Iterable[int]] = ..., series_slow: _Optional[_Iterable[int]] = ..., releases: _Optional[_Iterable[_Union[Release, _Mapping]]] = ..., examples: _Optional[_Iterable[_Union[Call, _Mapping]]] = ..., attribute_examples: _Optional[_Iterable[_Union[CallList, _Mapping]]] = ..., child_examples: _Optional[_Iterable[_Union[WeightedCalls, _Mapping]]] = ..., self_examples: _Optional[_Union[WeightedCalls, _Mapping]] = ..., before_calls: _Optional[_Iterable[int]] = ..., before_slow: _Optional[_Iterable[int]] = ...) -> None: ...
+    def __init__(self, count: _Optional[int] = ..., slow_count: _Optional[int] = ..., slow_time_ns: _Optional[int] = ..., baseline_time_ns: _Optional[int] = ..., values: _Optional[_Iterable[_Union[ExplainKeyCounts, _Mapping]]] = ..., children: _Optional[_Iterable[_Union[ChildFinding, _Mapping]]] = ..., self_time: _Optional[_Union[ChildFinding, _Mapping]] = ..., series_calls: _Optional[_Iterable[int]] = ..., series_slow: _Optional[_Iterable[int]] = ..., releases: _Optional[_Iterable[_Union[Release, _Mapping]]] = ..., examples: _Optional[_Iterable[_Union[Call, _Mapping]]] = ..., attribute_examples: _Optional[_Iterable[_Union[CallList, _Mapping]]] = ..., child_examples: _Optional[_Iterable[_Union[WeightedCalls, _Mapping]]] = ..., self_examples: _Optional[_Union[WeightedCalls, _Mapping]] = ..., before_calls: _Optional[_Iterable[int]] = ..., before_slow: _Optional[_Iterable[int]] = ..., first_start_unix_nano: _Optional[int] = ..., last_start_unix_nano: _Optional[int] = ..., last_end_unix_nano: _Optional[int] = ...) -> None: ...
 
 class ExplainQuestion(_message.Message):
-    __slots__ = ["attributes", "children", "details", "function", "release_first_starts", "since_unix_nano", "step_ns", "threshold_ns", "until_unix_nano"]
+    __slots__ = ["attributes", "bounds", "children", "children_since_unix_nano", "children_until_unix_nano", "details", "function", "release_first_starts", "since_unix_nano", "step_ns", "threshold_ns", "until_unix_nano"]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    BOUNDS_FIELD_NUMBER: _ClassVar[int]
     CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_SINCE_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_UNTIL_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     DETAILS_FIELD_NUMBER: _ClassVar[int]
     FUNCTION_FIELD_NUMBER: _ClassVar[int]
     RELEASE_FIRST_STARTS_FIELD_NUMBER: _ClassVar[int]
@@ -210,7 +219,10 @@ class ExplainQuestion(_message.Message):
     THRESHOLD_NS_FIELD_NUMBER: _ClassVar[int]
     UNTIL_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     attributes: _containers.RepeatedCompositeFieldContainer[ExplainValue]
+    bounds: bool
     children: _containers.RepeatedScalarFieldContainer[str]
+    children_since_unix_nano: int
+    children_until_unix_nano: int
     details: bool
     function: str
     release_first_starts: _containers.RepeatedScalarFieldContainer[int]
@@ -218,7 +230,7 @@ class ExplainQuestion(_message.Message):
     step_ns: int
     threshold_ns: float
     until_unix_nano: int
-    def __init__(self, function: _Optional[str] = ..., since_unix_nano: _Optional[int] = ..., until_unix_nano: _Optional[int] = ..., threshold_ns: _Optional[float] = ..., step_ns: _Optional[int] = ..., details: bool = ..., attributes: _Optional[_Iterable[_Union[ExplainValue, _Mapping]]] = ..., children: _Optional[_Iterable[str]] = ..., release_first_starts: _Optional[_Iterable[int]] = ...) -> None: ...
+    def __init__(self, function: _Optional[str] = ..., since_unix_nano: _Optional[int] = ..., until_unix_nano: _Optional[int] = ..., threshold_ns: _Optional[float] = ..., step_ns: _Optional[int] = ..., details: bool = ..., attributes: _Optional[_Iterable[_Union[ExplainValue, _Mapping]]] = ..., children: _Optional[_Iterable[str]] = ..., release_first_starts: _Optional[_Iterable[int]] = ..., bounds: bool = ..., children_since_unix_nano: _Optional[int] = ..., children_until_unix_nano: _Optional[int] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
     __slots__ = ["function", "since_unix_nano", "slow_ns", "slow_quantile", "until_unix_nano"]
