@@ -34,7 +34,15 @@ side by side on one loaded machine): 11.2 s of CPU before, 5.0 s after, against 
 Findings and examples are capped (:mod:`kronicler.query.limits`).
 
 Every figure in the answer is a count or a sum, so answers of several nodes over one agreed
-threshold add up; shares, means and scores are derived from them.
+threshold add up; shares, means and scores are derived from them. The work is split that way:
+:class:`Calls` reads one database's calls and counts them under a threshold
+(:meth:`Calls.part`, an :class:`ExplainPart` of sums, top-k examples and min/max starts: every
+attribute value's slow and baseline calls, every child function's sums, the series on a given
+grid, every release's counts), :func:`finish` ranks on the merged parts and asks for the
+details of what it ranked (:class:`Picks` -> :class:`Details`: examples, the calls before each
+release's first start). One database answers through the same steps with one part, so a
+cluster frontend (:mod:`kronicler.server.frontend`) answers exactly as one node holding all the
+calls; the trade-off is that a database's part lists every attribute value, not only the top.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ Collector's ``loadbalancing`` exporter routes them by trace id or service; docs/
 peers in parallel as a ``Partial`` RPC; each peer answers with mergeable pieces and the frontend
 merges them (:mod:`kronicler.query.partials`) into the answer one node holding all the data
 would give: counts, errors, min, max and the slowest calls exact, quantiles within the same 1%
-(the same histograms merged), anomalies judged on the merged summaries. Because it is a
+(the same histograms merged), anomalies judged on the merged summaries, explanations ranked on
+the merged counts under one agreed threshold (docs/cluster.md). Because it is a
 ``QueryBackend``, the gRPC service, the CLI and the dashboard run on it unchanged.
 
 The frontend holds no data of its own: it stores nothing and hosts no OTLP receiver (spans go to
@@ -28,7 +29,8 @@ batched quantile pass (bench/bench_cluster.py).
 
 Trade-off: questions whose range comes from the data (series, anomalies without bounds) cost one
 more round trip (the merged time range first), and exact quantiles ship the selected rows
-(refused beyond :data:`~kronicler.query.partials.MAX_PARTIAL_ROWS` per node).
+(refused beyond :data:`~kronicler.query.partials.MAX_PARTIAL_ROWS` per node). Explain takes up
+to four rounds (bounds, threshold, counts, the ranked findings' details).
 """
 
 from __future__ import annotations
