@@ -26,10 +26,8 @@ import grpc
 import numpy as np
 import pytest
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from kronicler import query as q
@@ -42,7 +40,7 @@ from kronicler.query.backend import QueryBackend
 from kronicler.query.local import Local
 from kronicler.server import Client, KroniclerServer, ServerOptions
 from kronicler.server.frontend import Frontend
-from tests.cluster.nodes import TraceIdSharder, shard_of, spawn_node, stored
+from tests.cluster.nodes import Fed, Providers, fed_cluster, shard_of, spawn_node, stored
 from tests.contracts.test_query_backend import plain, same
 from tests.oracle.truth import (
     Query,
@@ -63,18 +61,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
-class Cluster:
+class Cluster(Fed):
     truth: Rows
-    nodes: list[KroniclerServer]
-    node_paths: list[Path]
-    single: KroniclerServer
-    single_path: Path
-    frontend: KroniclerServer
-    front: Frontend
-
-    @property
-    def peers(self) -> list[str]:
-        return [n.address for n in self.nodes]
 
 
 def _emit(providers: dict[str, TracerProvider], rng: np.random.Generator, n: int) -> Rows:
@@ -126,38 +114,13 @@ def _emit(providers: dict[str, TracerProvider], rng: np.random.Generator, n: int
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    work = tmp_path_factory.mktemp("cluster")
-    paths = [work / f"node{i}" for i in range(3)]
-    dbs = [Database.open(p, chunk_rows=64) for p in paths]
-    single_db = Database.open(work / "single", chunk_rows=64)
-    servers = [KroniclerServer(db, ServerOptions(address="127.0.0.1:0")).start() for db in dbs]
-    single = KroniclerServer(single_db, ServerOptions(address="127.0.0.1:0")).start()
-    providers = {}
-    for service in SERVICES:
-        provider = TracerProvider(resource=Resource.create({"service.name": service}))
-        sharder = TraceIdSharder([OTLPSpanExporter(endpoint=s.address, insecure=True)
-                                  for s in servers])  # fmt: skip
-        provider.add_span_processor(BatchSpanProcessor(sharder, max_export_batch_size=200))
-        provider.add_span_processor(BatchSpanProcessor(
-            OTLPSpanExporter(endpoint=single.address, insecure=True), max_export_batch_size=200))  # fmt: skip
-        providers[service] = provider
-    truth = _emit(providers, np.random.default_rng(14), 3000)
-    for provider in providers.values():
-        assert provider.force_flush(30_000)
-        provider.shutdown()
-    for db in (*dbs, single_db):
-        assert db.flush(30)
-    front = Frontend([s.address for s in servers], timeout=30)
-    frontend = KroniclerServer(front, ServerOptions(address="127.0.0.1:0")).start()
-    try:
-        yield Cluster(truth, servers, paths, single, work / "single", frontend, front)
-    finally:
-        frontend.stop()
-        front.close()
-        for s in (*servers, single):
-            s.stop()
-        for db in (*dbs, single_db):
-            db.close()
+    def emit(provider: Providers) -> Rows:
+        providers = {service: provider(Resource.create({"service.name": service}), None)
+                     for service in SERVICES}  # fmt: skip
+        return _emit(providers, np.random.default_rng(14), 3000)
+
+    with fed_cluster(tmp_path_factory.mktemp("cluster"), emit, chunk_rows=64) as (fed, truth):
+        yield Cluster(**vars(fed), truth=truth)
 
 
 def test_the_nodes_hold_the_spans_split_by_trace(cluster: Cluster) -> None:

@@ -28,17 +28,15 @@ from urllib.parse import urlencode
 import numpy as np
 import pytest
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 from kronicler import query as q
 from kronicler.db import Database
-from kronicler.server import Client, KroniclerServer, ServerOptions
+from kronicler.server import Client
 from kronicler.server.frontend import Frontend
-from tests.cluster.nodes import TraceIdSharder, shard_of, stored
+from tests.cluster.nodes import Fed, Providers, fed_cluster, shard_of, stored
 from tests.query.explain_data import (
     BASE_NS,
     CAUSE_FUNCTIONS,
@@ -97,54 +95,21 @@ def replay(data: ExplainData, provider: TracerProvider, ids: ScriptedIds) -> Non
 
 
 @dataclass
-class ExplainCluster:
+class ExplainCluster(Fed):
     data: ExplainData
-    nodes: list[KroniclerServer]
-    node_paths: list[Path]
-    single: KroniclerServer
-    front: Frontend
-    frontend: KroniclerServer
-
-    @property
-    def peers(self) -> list[str]:
-        return [n.address for n in self.nodes]
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExplainCluster]:
+    def emit(provider: Providers) -> ExplainData:
+        ids = ScriptedIds()
+        data = make_explain_data()
+        replay(data, provider(Resource.create({"service.name": "api"}), ids), ids)
+        return data
+
     work = tmp_path_factory.mktemp("explain-cluster")
-    paths = [work / f"node{i}" for i in range(3)]
-    dbs = [Database.open(p, chunk_rows=512) for p in paths]
-    single_db = Database.open(work / "single", chunk_rows=512)
-    servers = [KroniclerServer(db, ServerOptions(address="127.0.0.1:0")).start() for db in dbs]
-    single = KroniclerServer(single_db, ServerOptions(address="127.0.0.1:0")).start()
-    ids = ScriptedIds()
-    provider = TracerProvider(resource=Resource.create({"service.name": "api"}), id_generator=ids)
-    sharder = TraceIdSharder([OTLPSpanExporter(endpoint=s.address, insecure=True)
-                              for s in servers])  # fmt: skip
-    provider.add_span_processor(
-        BatchSpanProcessor(sharder, max_queue_size=1 << 15, max_export_batch_size=512)
-    )
-    provider.add_span_processor(BatchSpanProcessor(
-        OTLPSpanExporter(endpoint=single.address, insecure=True), max_queue_size=1 << 15,
-        max_export_batch_size=512))  # fmt: skip
-    data = make_explain_data()
-    replay(data, provider, ids)
-    assert provider.force_flush(60_000)
-    provider.shutdown()
-    for db in (*dbs, single_db):
-        assert db.flush(60)
-    front = Frontend([s.address for s in servers], timeout=60)
-    frontend = KroniclerServer(front, ServerOptions(address="127.0.0.1:0")).start()
-    try:
-        yield ExplainCluster(data, servers, paths, single, front, frontend)
-    finally:
-        frontend.stop()
-        front.close()
-        for s in (*servers, single):
-            s.stop()
-        for db in (*dbs, single_db):
-            db.close()
+    with fed_cluster(work, emit, chunk_rows=512, batch=512, timeout=60) as (fed, data):
+        yield ExplainCluster(**vars(fed), data=data)
 
 
 def test_the_nodes_hold_the_calls_split_by_trace(cluster: ExplainCluster) -> None:
