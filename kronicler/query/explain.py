@@ -322,7 +322,7 @@ class Calls:
         """The calls with every column explain reads, or only ``columns`` (and start and
         duration)."""
         check_scan_rows(db, [function], since, until)
-        wanted = columns and {*columns, "start", "duration"} or {*CALL_COLUMNS, *ATTRIBUTE_COLUMNS}
+        wanted = {*columns, "start", "duration"} if columns else {*CALL_COLUMNS, *ATTRIBUTE_COLUMNS}
         return cls(db, db.scan(sorted(wanted), names=[function], since=since, until=until))
 
     def split(self, limit: float, child_window: tuple[int, int] | None = None) -> Calls:
