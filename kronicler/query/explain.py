@@ -34,7 +34,15 @@ side by side on one loaded machine): 11.2 s of CPU before, 5.0 s after, against 
 Findings and examples are capped (:mod:`kronicler.query.limits`).
 
 Every figure in the answer is a count or a sum, so answers of several nodes over one agreed
-threshold add up; shares, means and scores are derived from them.
+threshold add up; shares, means and scores are derived from them. The work is split that way:
+:class:`Calls` reads one database's calls and counts them under a threshold
+(:meth:`Calls.part`, an :class:`ExplainPart` of sums, top-k examples and min/max starts: every
+attribute value's slow and baseline calls, every child function's sums, the series on a given
+grid, every release's counts), :func:`finish` ranks on the merged parts and asks for the
+details of what it ranked (:class:`Picks` -> :class:`Details`: examples, the calls before each
+release's first start). One database answers through the same steps with one part, so a
+cluster frontend (:mod:`kronicler.server.frontend`) answers exactly as one node holding all the
+calls; the trade-off is that a database's part lists every attribute value, not only the top.
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ import json
 import math
 import operator
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +74,7 @@ from kronicler.query.limits import (
     MAX_EXPLAIN_FINDINGS,
     MAX_EXPLAIN_RELEASES,
 )
+from kronicler.query.partials import merge_slowest
 from kronicler.query.results import (
     AttributeFinding,
     ChildFinding,
@@ -145,6 +154,18 @@ def parse_slow(slow: int | str | None) -> Threshold:
     )
 
 
+def check_explain(
+    function: str, since: int | None, until: int | None, slow: int | str | None
+) -> Threshold:
+    """The checks of :func:`explain`'s arguments (a frontend's too): the threshold, or
+    ``ValueError`` naming the bad value."""
+    if not isinstance(function, str) or not function or is_glob(function):
+        raise ValueError(f"explain needs one function name, not a pattern: {function!r}")
+    threshold = parse_slow(slow)
+    Filter((function,), since=since, until=until).check()  # bounds: ints, since < until
+    return threshold
+
+
 def explain(
     db: ReadAPI,
     function: str,
@@ -158,10 +179,7 @@ def explain(
     ``slow``: ``"p99"`` (default) or another quantile label, or a duration in ns; calls
     strictly slower are the selection. ``NotFoundError`` for an unknown function.
     """
-    if not isinstance(function, str) or not function or is_glob(function):
-        raise ValueError(f"explain needs one function name, not a pattern: {function!r}")
-    threshold = parse_slow(slow)
-    Filter((function,), since=since, until=until).check()  # bounds: ints, since < until
+    threshold = check_explain(function, since, until, slow)
     return answer(db, lambda view: _explain(view, function, since, until, threshold))
 
 
@@ -169,39 +187,297 @@ def _explain(
     db: ReadView, function: str, since: int | None, until: int | None, threshold: Threshold
 ) -> Explanation:
     resolve_functions(db, [function])  # NotFoundError for an unknown name
-    check_scan_rows(db, [function], since, until)
-    cols = db.scan(sorted({*CALL_COLUMNS, *ATTRIBUTE_COLUMNS}), names=[function], since=since,
-                   until=until)  # fmt: skip
-    d = cols.columns["duration"]
-    start = cols.columns["start"]
-    n = len(d)
-    if n == 0:
-        return Explanation(function, since, until, threshold.quantile, None, 0, 0, 0, 0, (), (),
-                           None, 0, (), 0.0, (), ())  # fmt: skip
+    calls = Calls.read(db, function, since, until)
+    if calls.count == 0:
+        return empty(function, since, until, threshold.quantile)
     if threshold.quantile is not None:
-        rank = int(math.floor(threshold.quantile * (n - 1)))
-        limit = float(np.partition(d, rank)[rank])
+        limit = exact_quantile(calls.duration, threshold.quantile)
     else:
         limit = float(threshold.ns or 0)
-    slow = d > limit
-    n_slow = int(slow.sum())
-    lo = since if since is not None else int(start.min())
-    hi = until if until is not None else int(start.max()) + 1
+    lo = since if since is not None else int(calls.start.min())
+    hi = until if until is not None else int(calls.start.max()) + 1
+    step = pick_step(hi - lo, SERIES_BUCKETS)
+    part = calls.split(limit).part(lo, step, buckets(lo, hi, step))
+    return finish(function, (lo, hi, step), threshold.quantile, limit, [part],
+                  lambda picks: [calls.details(picks)])  # fmt: skip
+
+
+def empty(
+    function: str, since: int | None, until: int | None, quantile: float | None
+) -> Explanation:
+    """The answer when the function has no call in the range."""
+    return Explanation(function, since, until, quantile, None, 0, 0, 0, 0, (), (), None, 0, (), 0.0,
+                       (), ())  # fmt: skip
+
+
+def exact_quantile(duration: np.ndarray, quantile: float) -> float:
+    """The exact quantile of ``duration`` (non-empty): the value at rank ``floor(q (n - 1))``."""
+    rank = int(math.floor(quantile * (len(duration) - 1)))
+    return float(np.partition(duration, rank)[rank])
+
+
+def buckets(lo: int, hi: int, step: int) -> int:
+    """Buckets of the slow-share series over ``[lo, hi)``."""
+    return -(-(hi - lo) // step)
+
+
+# ---- one database's part, and the finish every answer shares ----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ValueCounts:
+    """One attribute key's values (every value some call carries) with the slow and baseline
+    calls carrying each: added up per value across databases."""
+
+    key: str
+    values: list[str]
+    slow: np.ndarray
+    baseline: np.ndarray
+
+
+Weighted = tuple[tuple[int, Call], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ExplainPart:
+    """One database's counts under an agreed threshold, range and series grid: every figure a
+    sum (or a min/max, or a top-k), so the parts of several databases add up to the part of
+    one holding all the rows.
+
+    ``children``: every child function's sums (no examples); ``self_time`` likewise, with
+    ``self_examples`` the slow calls with the most self time (weight = that time);
+    ``releases``: every release value's calls, slow calls, first and last start (the before and
+    after counts need the first start over all databases: :class:`Details`); ``examples``: the
+    slowest calls.
+    """
+
+    count: int
+    slow_count: int
+    slow_time: int
+    baseline_time: int
+    values: tuple[ValueCounts, ...]
+    children: tuple[ChildFinding, ...]
+    self_time: ChildFinding
+    self_examples: Weighted
+    series_calls: np.ndarray
+    series_slow: np.ndarray
+    releases: tuple[Release, ...]
+    examples: tuple[Call, ...]
+
+    @classmethod
+    def empty(cls, n_buckets: int) -> ExplainPart:
+        none = np.zeros(n_buckets, dtype=np.int64)
+        self_time = ChildFinding(SELF_TIME, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, ())
+        return cls(0, 0, 0, 0, (), (), self_time, (), none, none.copy(), (), ())
+
+
+@dataclass(frozen=True, slots=True)
+class Picks:
+    """The findings ranked on the merged counts whose details a database is asked for: attribute
+    values, child functions, and the first start of each release kept."""
+
+    attributes: tuple[tuple[str, str], ...]
+    children: tuple[str, ...]
+    release_starts: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Details:
+    """One database's answer to :class:`Picks`, parallel to it: the slowest slow calls carrying
+    each value; the slow calls that spent the most time in each child (weight = that time); the
+    calls (and slow calls) that started before each release's first start."""
+
+    attributes: tuple[tuple[Call, ...], ...]
+    children: tuple[Weighted, ...]
+    before: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def none(cls, picks: Picks) -> Details:
+        """The details of a database without calls."""
+        return cls(tuple(() for _ in picks.attributes), tuple(() for _ in picks.children),
+                   tuple((0, 0) for _ in picks.release_starts))  # fmt: skip
+
+
+class Calls:
+    """One database's calls of a function in a range: what it counts under a threshold
+    (:meth:`part`) and, for the findings ranked on the counts, shows (:meth:`details`). The
+    attribute sets and the children are read once, on first use."""
+
+    def __init__(self, db: ReadView, scan: Scan) -> None:
+        self.db, self.scan = db, scan
+        self.duration = scan.columns["duration"]
+        self.start = scan.columns["start"]
+        self.count = len(self.duration)
+        self.slow = np.zeros(self.count, dtype=bool)
+        self._keys: dict[str, _KeyValues] | None = None
+        self._ra: RowAttributes | None = None
+        self._children: _Children | None = None
+        self.child_window: tuple[int, int] | None = None
+
+    @classmethod
+    def read(
+        cls, db: ReadView, function: str, since: int | None, until: int | None, *,
+        columns: Sequence[str] = (),
+    ) -> Calls:  # fmt: skip
+        """The calls with every column explain reads, or only ``columns`` (and start and
+        duration)."""
+        check_scan_rows(db, [function], since, until)
+        wanted = {*columns, "start", "duration"} if columns else {*CALL_COLUMNS, *ATTRIBUTE_COLUMNS}
+        return cls(db, db.scan(sorted(wanted), names=[function], since=since, until=until))
+
+    def split(self, limit: float, child_window: tuple[int, int] | None = None) -> Calls:
+        """Slow calls are those with ``duration > limit``; children are the rows starting in
+        ``child_window`` (by default from the calls' earliest start to their latest end: a
+        frontend passes those of all nodes' calls, so every node looks where one node holding
+        them all would)."""
+        self.slow = self.duration > limit
+        self.child_window = child_window
+        self._keys = self._children = None
+        return self
+
+    def bounds(self) -> tuple[int, int, int] | None:
+        """(earliest start, latest start, latest end) of the calls; None without calls."""
+        if self.count == 0:
+            return None
+        end = int((self.start + self.duration).max())
+        return int(self.start.min()), int(self.start.max()), end
+
+    @property
+    def ra(self) -> RowAttributes:
+        if self._ra is None:
+            self._ra = _row_attributes(self.scan)
+        return self._ra
+
+    def keys(self) -> dict[str, _KeyValues]:
+        if self._keys is None:
+            self._keys = {k.counts.key: k for k in _value_counts(self.ra, self.slow)}
+        return self._keys
+
+    def children(self) -> _Children:
+        if self._children is None:
+            self._children = _child_sums(self.db, self.scan, self.slow, self.child_window)
+        return self._children
+
+    def part(self, lo: int, step: int, n_buckets: int) -> ExplainPart:
+        """The counts (module doc) with the series in ``n_buckets`` buckets of ``step`` from
+        ``lo``."""
+        d, start, slow = self.duration, self.start, self.slow
+        if self.count == 0:
+            return ExplainPart.empty(n_buckets)
+        budget.check()
+        values = tuple(k.counts for k in self.keys().values())
+        budget.check()
+        kids = self.children()
+        budget.check()
+        calls, slows = _slow_share(start, slow, lo, step, n_buckets)
+        releases = _release_counts(start, self.ra.codes, self.ra.sets, slow)
+        top = top_k(d, start, MAX_EXPLAIN_EXAMPLES)
+        return ExplainPart(
+            self.count, int(slow.sum()), int(d[slow].sum()), int(d[~slow].sum()), values,
+            kids.sums, kids.self_time, _top_parents(self.scan, kids.own_slow), calls, slows,
+            releases, tuple(_call(self.scan, int(i)) for i in top),
+        )  # fmt: skip
+
+    def details(self, picks: Picks) -> Details:
+        if self.count == 0:
+            return Details.none(picks)
+        attrs = []
+        for key, value in picks.attributes:
+            budget.check()
+            found = self.keys().get(key)
+            attrs.append(
+                () if found is None else _examples(self.scan, found.rows(value, self.slow))
+            )
+        children = tuple(self.children().examples(self.scan, self.slow, name)
+                         for name in picks.children)  # fmt: skip
+        before = []
+        for first in picks.release_starts:
+            early = self.start < first
+            before.append((int(early.sum()), int((early & self.slow).sum())))
+        return Details(tuple(attrs), children, tuple(before))
+
+
+def merge_parts(parts: Sequence[ExplainPart]) -> ExplainPart:
+    """The part of the union of the databases (one part is its own union)."""
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        raise ValueError("no part to merge")
+    if len({len(p.series_calls) for p in parts}) > 1:
+        raise ValueError("explain parts over different series grids cannot be merged")
+    releases: dict[tuple[str, str], Release] = {}
+    for r in (r for p in parts for r in p.releases):
+        old = releases.get((r.key, r.version))
+        releases[(r.key, r.version)] = r if old is None else replace(
+            old, calls=old.calls + r.calls, slow=old.slow + r.slow,
+            first_start=min(old.first_start, r.first_start),
+            last_start=max(old.last_start, r.last_start),
+        )  # fmt: skip
+    return ExplainPart(
+        sum(p.count for p in parts), sum(p.slow_count for p in parts),
+        sum(p.slow_time for p in parts), sum(p.baseline_time for p in parts),
+        _merge_values([p.values for p in parts]),
+        tuple(_add_children([c for p in parts for c in p.children]).values()),
+        _add_children([p.self_time for p in parts])[SELF_TIME],
+        _top_weighted([p.self_examples for p in parts]),
+        np.sum([p.series_calls for p in parts], axis=0),
+        np.sum([p.series_slow for p in parts], axis=0),
+        tuple(releases.values()),
+        tuple(merge_slowest((p.examples for p in parts), MAX_EXPLAIN_EXAMPLES)),
+    )  # fmt: skip
+
+
+def merge_details(got: Sequence[Details], picks: Picks) -> Details:
+    """The details of the union: examples merged slowest (or heaviest) first, counts added."""
+    return Details(
+        tuple(tuple(merge_slowest((d.attributes[i] for d in got), MAX_EXPLAIN_EXAMPLES))
+              for i in range(len(picks.attributes))),
+        tuple(tuple((w, c) for w, c in _top_weighted([d.children[i] for d in got]))
+              for i in range(len(picks.children))),
+        tuple((sum(d.before[i][0] for d in got), sum(d.before[i][1] for d in got))
+              for i in range(len(picks.release_starts))),
+    )  # fmt: skip
+
+
+def finish(
+    function: str,
+    grid: tuple[int, int, int],
+    quantile: float | None,
+    limit: float,
+    parts: Sequence[ExplainPart],
+    details: Callable[[Picks], Sequence[Details]],
+    *,
+    threshold_exact: bool = True,
+) -> Explanation:
+    """The explanation from the databases' parts over ``grid`` = (since, until, step): the
+    findings ranked on the merged counts, then ``details`` asked for their examples and the
+    release counts. One database's answer and a frontend's go through here alike."""
+    lo, hi, step = grid
+    p = merge_parts(parts)
+    s_total, b_total = p.slow_count, p.count - p.slow_count
+    found = _judge(p.values, s_total, b_total)
+    children = _rank_children(p.children, s_total, b_total)
+    kept = _pick_releases(p.releases)
+    picks = Picks(tuple((f.key, f.value) for f in found), tuple(c.function for c in children),
+                  tuple(r.first_start for r in kept))  # fmt: skip
     budget.check()
-    ra = _row_attributes(cols)
-    attrs = _attribute_findings(cols, ra, slow)
-    budget.check()
-    children, self_time = _child_findings(db, cols, slow)
-    budget.check()
-    step, series, cluster = _when(start, slow, lo, hi)
-    releases = _releases(start, ra.codes, ra.sets, slow)
-    top = top_k(d, start, MAX_EXPLAIN_EXAMPLES) if n_slow else np.empty(0, np.int64)
+    got = merge_details(details(picks), picks) if found or children or kept else \
+        Details((), (), ())  # fmt: skip
+    series, cluster = _when(lo, step, p.series_calls, p.series_slow)
     return Explanation(
-        function=function, since=lo, until=hi, quantile=threshold.quantile, threshold=limit,
-        count=n, slow_count=n_slow, slow_time=int(d[slow].sum()), baseline_time=int(d[~slow].sum()),
-        attributes=attrs, children=children, self_time=self_time, step=step, series=series,
-        cluster_score=cluster, releases=releases,
-        examples=tuple(_call(cols, int(i)) for i in top[: min(n_slow, len(top))]),
+        function=function, since=lo, until=hi, quantile=quantile, threshold=limit,
+        count=p.count, slow_count=s_total, slow_time=p.slow_time, baseline_time=p.baseline_time,
+        attributes=tuple(
+            AttributeFinding(f.key, f.value, f.slow, f.baseline, s_total, b_total,
+                             round(f.score, 12), f.lift, round(f.z, 9), examples)
+            for f, examples in zip(found, got.attributes, strict=True)
+        ),
+        children=tuple(replace(c, examples=tuple(x for _, x in examples))
+                       for c, examples in zip(children, got.children, strict=True)),
+        self_time=replace(p.self_time, examples=tuple(x for _, x in p.self_examples)),
+        step=step, series=series, cluster_score=cluster,
+        releases=_judge_releases(kept, got.before, p.count, s_total),
+        examples=p.examples[: min(s_total, len(p.examples))], threshold_exact=threshold_exact,
     )  # fmt: skip
 
 
@@ -215,6 +491,12 @@ def _examples(scan: Scan, rows: np.ndarray) -> tuple[Call, ...]:
         return ()
     d, s = scan.columns["duration"][rows], scan.columns["start"][rows]
     return tuple(_call(scan, int(rows[i])) for i in top_k(d, s, MAX_EXPLAIN_EXAMPLES))
+
+
+def _top_weighted(lists: Iterable[Weighted]) -> Weighted:
+    """The heaviest of the weighted calls, ties to the earlier start (as :func:`top_k`)."""
+    pairs = sorted((p for one in lists for p in one), key=lambda p: (-p[0], p[1].start))
+    return tuple(pairs[:MAX_EXPLAIN_EXAMPLES])
 
 
 # ---- attributes -------------------------------------------------------------------------------
@@ -414,15 +696,34 @@ class _TextCache:
         return text
 
 
-def _attribute_findings(
-    scan: Scan, ra: RowAttributes, slow: np.ndarray
-) -> tuple[AttributeFinding, ...]:
+@dataclass(frozen=True, slots=True)
+class _KeyValues:
+    """A key's :class:`ValueCounts` and where its values are, to find a value's rows: value
+    ``value_codes[i]`` is that of set ``set_codes[i]``, and row ``r`` is in set
+    ``row_codes[r]`` (of ``n_codes``)."""
+
+    counts: ValueCounts
+    value_codes: np.ndarray
+    set_codes: np.ndarray
+    row_codes: np.ndarray
+    n_codes: int
+
+    def rows(self, value: str, slow: np.ndarray) -> np.ndarray:
+        """The slow rows carrying ``value`` (none when no call here carries it)."""
+        try:
+            v = self.counts.values.index(value)
+        except ValueError:
+            return np.empty(0, np.int64)
+        has = np.zeros(self.n_codes, dtype=bool)
+        has[self.set_codes[self.value_codes == v]] = True
+        return np.flatnonzero(slow & has[self.row_codes])
+
+
+def _value_counts(ra: RowAttributes, slow: np.ndarray) -> list[_KeyValues]:
+    """Per attribute key, every value's slow and baseline calls."""
     codes, n_sets = ra.codes, len(ra.sets)
     slow_per_set = np.bincount(codes[slow], minlength=n_sets)
     base_per_set = np.bincount(codes[~slow], minlength=n_sets)
-    s_total, b_total = int(slow.sum()), int(len(slow) - slow.sum())
-    if s_total == 0:
-        return ()
     # Per key: value -> value code, and one (set code, value code) pair per distinct set that
     # has the key. The counts per value are then bincounts, so a near-unique key costs one
     # dictionary step per set and no Python work per value.
@@ -437,36 +738,73 @@ def _attribute_findings(
             values, sets_with_key, value_of_set = entry
             sets_with_key.append(code)
             value_of_set.append(values.setdefault(value, len(values)))
-    counts = _Counts(s_total, b_total, max(MIN_SLOW_CALLS, math.ceil(CLUSTER_SHARE * s_total)))
-    found: list[_Found] = []
+    found: list[_KeyValues] = []
     for key, (values, set_list, value_list) in per_key.items():
         budget.check()
         set_codes = np.array(set_list, dtype=np.int64)
-        found += counts.findings(key, list(values), np.array(value_list, dtype=np.int64), set_codes,
-                                 slow_per_set, base_per_set, codes, n_sets)  # fmt: skip
+        found.append(_key_values(key, list(values), np.array(value_list, dtype=np.int64),
+                                 set_codes, slow_per_set, base_per_set, codes, n_sets))  # fmt: skip
     if ra.uniques:  # the same, per distinct attribute set, over the values moved out
         slow_per_used = np.bincount(ra.used_row[slow], minlength=ra.n_used)
         base_per_used = np.bincount(ra.used_row[~slow], minlength=ra.n_used)
         for u in ra.uniques:
             budget.check()
             distinct, value_codes = _codes(u.values.tolist())
-            found += counts.findings(u.key, distinct, value_codes, u.sets, slow_per_used,
-                                     base_per_used, ra.used_row, ra.n_used)  # fmt: skip
-    found.sort(key=lambda f: (-f.score, -f.z, f.key, f.value))
+            found.append(_key_values(u.key, distinct, value_codes, u.sets, slow_per_used,
+                                     base_per_used, ra.used_row, ra.n_used))  # fmt: skip
+    return found
+
+
+def _key_values(key: str, values: list[str], value_codes: np.ndarray, set_codes: np.ndarray,
+                slow_per_set: np.ndarray, base_per_set: np.ndarray, row_codes: np.ndarray,
+                n_codes: int) -> _KeyValues:  # fmt: skip
+    """The counts of ``key``'s values (``value_codes[i]`` is the value of set
+    ``set_codes[i]``)."""
+    slow_n = np.bincount(value_codes, weights=slow_per_set[set_codes], minlength=len(values))
+    base_n = np.bincount(value_codes, weights=base_per_set[set_codes], minlength=len(values))
+    counts = ValueCounts(key, values, slow_n.astype(np.int64), base_n.astype(np.int64))
+    return _KeyValues(counts, value_codes, set_codes, row_codes, n_codes)
+
+
+def _merge_values(parts: Sequence[Sequence[ValueCounts]]) -> tuple[ValueCounts, ...]:
+    """Per key, the values of every part united and their counts added (so a key is judged
+    near-unique on the union's distinct values, not on any one database's)."""
+    by_key: dict[str, list[ValueCounts]] = {}
+    for part in parts:
+        for vc in part:
+            by_key.setdefault(vc.key, []).append(vc)
     out = []
-    for f in found[:MAX_EXPLAIN_FINDINGS]:
-        has = np.zeros(f.n_codes, dtype=bool)
-        has[f.with_value] = True
-        rows = np.flatnonzero(slow & has[f.row_codes])
-        out.append(AttributeFinding(f.key, f.value, f.slow, f.baseline, s_total, b_total,
-                                    round(f.score, 12), f.lift, round(f.z, 9),
-                                    _examples(scan, rows)))  # fmt: skip
+    for key, group in by_key.items():
+        if len(group) == 1:
+            out.append(group[0])
+            continue
+        budget.check()
+        distinct, codes = _codes([v for vc in group for v in vc.values])
+        slow = np.zeros(len(distinct), dtype=np.int64)
+        base = np.zeros(len(distinct), dtype=np.int64)
+        np.add.at(slow, codes, np.concatenate([vc.slow for vc in group]))
+        np.add.at(base, codes, np.concatenate([vc.baseline for vc in group]))
+        out.append(ValueCounts(key, distinct, slow, base))
     return tuple(out)
+
+
+def _judge(values: Sequence[ValueCounts], s_total: int, b_total: int) -> list[_Found]:
+    """The values over-represented among slow calls, best first, at most
+    :data:`MAX_EXPLAIN_FINDINGS`."""
+    if s_total == 0:
+        return []
+    counts = _Counts(s_total, b_total, max(MIN_SLOW_CALLS, math.ceil(CLUSTER_SHARE * s_total)))
+    found: list[_Found] = []
+    for vc in values:
+        budget.check()
+        found += counts.findings(vc)
+    found.sort(key=lambda f: (-f.score, -f.z, f.key, f.value))
+    return found[:MAX_EXPLAIN_FINDINGS]
 
 
 @dataclass(frozen=True, slots=True)
 class _Found:
-    """A candidate finding; its rows are those whose ``row_codes`` is in ``with_value``."""
+    """A candidate finding."""
 
     score: float
     z: float
@@ -475,9 +813,6 @@ class _Found:
     slow: int
     baseline: int
     lift: float | None
-    with_value: np.ndarray
-    row_codes: np.ndarray
-    n_codes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -488,25 +823,19 @@ class _Counts:
     b_total: int
     cluster_min: int
 
-    def findings(self, key: str, values: Sequence[str], value_codes: np.ndarray,
-                 set_codes: np.ndarray, slow_per_set: np.ndarray, base_per_set: np.ndarray,
-                 row_codes: np.ndarray, n_codes: int) -> list[_Found]:  # fmt: skip
-        """The values of ``key`` (``value_codes[i]`` is the value of set ``set_codes[i]``)
-        over-represented among slow calls; near-unique keys' values must cluster."""
-        slow_n = np.bincount(value_codes, weights=slow_per_set[set_codes], minlength=len(values))
-        base_n = np.bincount(value_codes, weights=base_per_set[set_codes], minlength=len(values))
-        near_unique = len(values) > NEAR_UNIQUE * (slow_n.sum() + base_n.sum())
+    def findings(self, vc: ValueCounts) -> list[_Found]:
+        """The values of ``vc.key`` over-represented among slow calls; near-unique keys'
+        values must cluster."""
+        slow_n, base_n = vc.slow, vc.baseline
+        near_unique = len(vc.values) > NEAR_UNIQUE * (int(slow_n.sum()) + int(base_n.sum()))
         need = self.cluster_min if near_unique else MIN_SLOW_CALLS
-        names = None
         out = []
         for v in np.flatnonzero(slow_n >= need).tolist():
             sc, bc = int(slow_n[v]), int(base_n[v])
             score, lift, z = _compare(sc, self.s_total, bc, self.b_total)
             if score <= 0 or z < MIN_Z:
                 continue
-            names = names or list(values)
-            out.append(_Found(score, z, key, names[v], sc, bc, lift, set_codes[value_codes == v],
-                              row_codes, n_codes))  # fmt: skip
+            out.append(_Found(score, z, vc.key, vc.values[v], sc, bc, lift))
         return out
 
 
@@ -525,13 +854,36 @@ def _compare(a: int, a_total: int, b: int, b_total: int) -> tuple[float, float |
 # ---- child calls ------------------------------------------------------------------------------
 
 
-def _child_findings(
-    db: ReadView, parents: Scan, slow: np.ndarray
-) -> tuple[tuple[ChildFinding, ...], ChildFinding | None]:
+@dataclass(frozen=True, slots=True)
+class _Children:
+    """The calls' children: per joined child row its parent's row (``pi``), function code
+    (``f``, into ``names``) and duration (``kd``); every child function's sums and the self
+    time's (no examples); ``own_slow``: each slow call's self time (0 for the others)."""
+
+    names: Sequence[str]
+    pi: np.ndarray
+    f: np.ndarray
+    kd: np.ndarray
+    sums: tuple[ChildFinding, ...]
+    self_time: ChildFinding
+    own_slow: np.ndarray
+
+    def examples(self, parents: Scan, slow: np.ndarray, name: str) -> Weighted:
+        """The slow calls that spent the most time in child ``name``, with that time."""
+        if name not in self.names:
+            return ()
+        mine = (self.f == list(self.names).index(name)) & slow[self.pi]
+        per_parent = np.bincount(self.pi[mine], weights=self.kd[mine], minlength=len(slow))
+        return _top_parents(parents, per_parent)
+
+
+def _child_sums(
+    db: ReadView, parents: Scan, slow: np.ndarray, window: tuple[int, int] | None
+) -> _Children:
     pc = parents.columns
     d, start = pc["duration"], pc["start"]
     n = len(d)
-    lo, hi = int(start.min()), int((start + d).max()) + 1
+    lo, hi = window or (int(start.min()), int((start + d).max()) + 1)
     check_scan_rows(db, None, lo, hi)
     kids = db.scan(_CHILD_COLUMNS, since=lo, until=hi)
     kc = kids.columns
@@ -551,33 +903,57 @@ def _child_findings(
     s_time, b_time = int(d[slow].sum()), int(d[~slow].sum())
     budget.check()
 
-    def finding(name: str, sc: int, bc: int, skids: int, bkids: int, st: int, bt: int,
-                examples: tuple[Call, ...]) -> ChildFinding:  # fmt: skip
+    def finding(name: str, sc: int, bc: int, skids: int, bkids: int, st: int, bt: int
+                ) -> ChildFinding:  # fmt: skip
         return ChildFinding(name, sc, bc, skids, bkids, st, bt, s_total, b_total, s_time, b_time,
-                            examples)  # fmt: skip
+                            ())  # fmt: skip
 
-    ranked = []
-    for code in np.flatnonzero(calls[0::2] + calls[1::2]).tolist():
-        extra = time[2 * code + 1] / max(s_total, 1) - time[2 * code] / max(b_total, 1)
-        ranked.append((-extra if s_total and b_total else -time[2 * code + 1], kids.names[code],
-                       code))  # fmt: skip
-    ranked.sort()
-    out = []
-    for _, name, code in ranked[:MAX_EXPLAIN_FINDINGS]:
-        mine = (f == code) & (sflag == 1)
-        per_parent = np.bincount(pi[mine], weights=kd[mine], minlength=n)
-        out.append(finding(name, int(with_child[2 * code + 1]), int(with_child[2 * code]),
-                           int(calls[2 * code + 1]), int(calls[2 * code]), int(time[2 * code + 1]),
-                           int(time[2 * code]), _top_parents(parents, per_parent)))  # fmt: skip
+    sums = tuple(
+        finding(kids.names[code], int(with_child[2 * code + 1]), int(with_child[2 * code]),
+                int(calls[2 * code + 1]), int(calls[2 * code]), int(time[2 * code + 1]),
+                int(time[2 * code]))
+        for code in np.flatnonzero(calls[0::2] + calls[1::2]).tolist()
+    )  # fmt: skip
     child_time = np.bincount(pi, weights=kd, minlength=n)
     own = np.maximum(d - child_time, 0).astype(np.int64)
     alone = np.bincount(pi, minlength=n) == 0
     self_time = finding(
         SELF_TIME, int((alone & slow).sum()), int((alone & ~slow).sum()), 0, 0,
         int(own[slow].sum()), int(own[~slow].sum()),
-        _top_parents(parents, np.where(slow, own, 0)),
     )  # fmt: skip
-    return tuple(out), self_time
+    return _Children(kids.names, pi, f, kd, sums, self_time, np.where(slow, own, 0))
+
+
+def _add_children(found: Sequence[ChildFinding]) -> dict[str, ChildFinding]:
+    """Per child function, the sums of every database added (examples left out)."""
+    out: dict[str, ChildFinding] = {}
+    for c in found:
+        old = out.get(c.function)
+        out[c.function] = (
+            c
+            if old is None
+            else replace(old, **{f: getattr(old, f) + getattr(c, f) for f in _CHILD_SUMS})
+        )
+    return out
+
+
+#: The figures of a :class:`ChildFinding`, every one a sum.
+_CHILD_SUMS = ("slow_calls", "baseline_calls", "slow_children", "baseline_children", "slow_time",
+               "baseline_time", "slow_total", "baseline_total", "slow_parent_time",
+               "baseline_parent_time")  # fmt: skip
+
+
+def _rank_children(
+    children: Sequence[ChildFinding], s_total: int, b_total: int
+) -> list[ChildFinding]:
+    """The child functions by the extra time slow calls spend in them (by slow time when
+    either side is empty), at most :data:`MAX_EXPLAIN_FINDINGS`."""
+    ranked = []
+    for c in children:
+        extra = c.slow_time / max(s_total, 1) - c.baseline_time / max(b_total, 1)
+        ranked.append((-extra if s_total and b_total else -c.slow_time, c.function, c))
+    ranked.sort(key=lambda r: (r[0], r[1]))
+    return [c for _, _, c in ranked[:MAX_EXPLAIN_FINDINGS]]
 
 
 def _join_parents(
@@ -630,42 +1006,46 @@ def _join_parents(
     return pi[same], ci[same]
 
 
-def _top_parents(parents: Scan, weight: np.ndarray) -> tuple[Call, ...]:
-    """The calls with the largest ``weight`` (> 0), largest first."""
+def _top_parents(parents: Scan, weight: np.ndarray) -> Weighted:
+    """The calls with the largest ``weight`` (> 0), largest first, with their weight."""
     rows = np.flatnonzero(weight > 0)
     if len(rows) == 0:
         return ()
     top = top_k(weight[rows], parents.columns["start"][rows], MAX_EXPLAIN_EXAMPLES)
-    return tuple(_call(parents, int(rows[i])) for i in top)
+    return tuple((int(weight[rows[i]]), _call(parents, int(rows[i]))) for i in top)
 
 
 # ---- when -------------------------------------------------------------------------------------
 
 
+def _slow_share(
+    start: np.ndarray, slow: np.ndarray, lo: int, step: int, n_buckets: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Calls and slow calls per bucket of ``step`` from ``lo``."""
+    b = ((start - lo) // step).astype(np.int64)
+    return np.bincount(b, minlength=n_buckets), np.bincount(b[slow], minlength=n_buckets)
+
+
 def _when(
-    start: np.ndarray, slow: np.ndarray, lo: int, hi: int
-) -> tuple[int, tuple[SlowShareBucket, ...], float]:
+    lo: int, step: int, calls: np.ndarray, slows: np.ndarray
+) -> tuple[tuple[SlowShareBucket, ...], float]:
     """The slow share per bucket, and chi-square / dof of the slow counts against an even
     spread (binomial variance per bucket; 0 when there is nothing to compare)."""
-    step = pick_step(hi - lo, SERIES_BUCKETS)
-    buckets = -(-(hi - lo) // step)
-    b = ((start - lo) // step).astype(np.int64)
-    calls = np.bincount(b, minlength=buckets)
-    slows = np.bincount(b[slow], minlength=buckets)
     series = tuple(SlowShareBucket(lo + i * step, int(c), int(s))
                    for i, (c, s) in enumerate(zip(calls.tolist(), slows.tolist(), strict=True)))  # fmt: skip
     p = slows.sum() / max(calls.sum(), 1)
     used = calls > 0
     if p <= 0 or p >= 1 or used.sum() < 2:
-        return step, series, 0.0
+        return series, 0.0
     expected = calls[used] * p
     chi2 = float((((slows[used] - expected) ** 2) / (expected * (1 - p))).sum())
-    return step, series, round(chi2 / (int(used.sum()) - 1), 9)
+    return series, round(chi2 / (int(used.sum()) - 1), 9)
 
 
-def _releases(
+def _release_counts(
     start: np.ndarray, codes: np.ndarray, sets: list[dict[str, str]], slow: np.ndarray
 ) -> tuple[Release, ...]:
+    """Every release value's calls, slow calls, first and last start (before/after left 0)."""
     out: list[Release] = []
     for key in RELEASE_KEYS:
         values: dict[str, int] = {}
@@ -675,21 +1055,51 @@ def _releases(
                 lut[code] = values.setdefault(attrs[key], len(values))
         if not values:
             continue
+        budget.check()
         version = lut[codes]
-        counts = np.bincount(version[version >= 0], minlength=len(values))
-        keep = np.argsort(-counts, kind="stable")[:MAX_EXPLAIN_RELEASES]
-        names = list(values)
+        has = version >= 0
+        v, s = version[has], start[has]
+        counts = np.bincount(v, minlength=len(values))
+        slows = np.bincount(v[slow[has]], minlength=len(values))
+        first = np.full(len(values), np.iinfo(np.int64).max, dtype=np.int64)
+        last = np.full(len(values), np.iinfo(np.int64).min, dtype=np.int64)
+        np.minimum.at(first, v, s)
+        np.maximum.at(last, v, s)
+        out.extend(
+            Release(key, name, int(counts[i]), int(slows[i]), int(first[i]), int(last[i]), 0, 0,
+                    0, 0, 0.0, False)
+            for i, name in enumerate(values) if counts[i]
+        )  # fmt: skip
+    return tuple(out)
+
+
+def _pick_releases(releases: Sequence[Release]) -> list[Release]:
+    """Per release key, the :data:`MAX_EXPLAIN_RELEASES` values with the most calls (ties by
+    value)."""
+    out: list[Release] = []
+    for key in RELEASE_KEYS:
+        mine = sorted((r for r in releases if r.key == key), key=lambda r: (-r.calls, r.version))
+        out.extend(mine[:MAX_EXPLAIN_RELEASES])
+    return out
+
+
+def _judge_releases(
+    kept: Sequence[Release], before: Sequence[tuple[int, int]], count: int, slow_count: int
+) -> tuple[Release, ...]:
+    """``kept`` with the slow share before and after each first start compared; the one that
+    lines up (if any) marked; per key in order of first appearance."""
+    out: list[Release] = []
+    for key in RELEASE_KEYS:
         found = []
-        for v in keep.tolist():
-            budget.check()
-            mine = version == v
-            first, last = int(start[mine].min()), int(start[mine].max())
-            before = start < first
-            bc, bs = int(before.sum()), int((before & slow).sum())
-            ac, as_ = len(start) - bc, int(slow.sum()) - bs
+        for r, (bc, bs) in zip(kept, before, strict=True):
+            if r.key != key:
+                continue
+            ac, as_ = count - bc, slow_count - bs
             _, _, z = _compare(as_, ac, bs, bc)
-            found.append(Release(key, names[v], int(counts[v]), int((mine & slow).sum()), first,
-                                 last, bc, bs, ac, as_, round(z, 9), False))  # fmt: skip
+            found.append(replace(r, before_calls=bc, before_slow=bs, after_calls=ac,
+                                 after_slow=as_, z=round(z, 9)))  # fmt: skip
+        if not found:
+            continue
         best = max(found, key=lambda r: r.z)
         found = [replace(r, lines_up=True) if r is best and r.z >= RELEASE_Z else r for r in found]
         out.extend(sorted(found, key=lambda r: (r.first_start, r.version)))

@@ -18,6 +18,10 @@ pieces that combine without loss:
   among the nodes' own k slowest, so the frontend sorts the candidates and keeps k;
 - anomalies are judged on the merged recent and baseline summaries (:func:`~kronicler.query.
   anomalies.judge`), and their exemplars are the merged slowest calls of each finding.
+- explain ranks and cuts its findings, so nodes send counts under one threshold the frontend
+  agreed (from the merged exact durations or summaries), which add up; the frontend ranks on
+  their sum and asks for the examples of what it ranked (:class:`~kronicler.query.explain.
+  ExplainPart`, :func:`~kronicler.query.explain.finish`; one node takes the same steps).
 
 Questions whose range comes from the data (a series or anomalies without since/until) take one
 more round: the frontend merges the nodes' time ranges first, then asks with explicit bounds, so

@@ -409,7 +409,9 @@ class Explanation:
     ``self_time``; ``series`` the slow share per ``step`` ns and ``cluster_score`` (chi-square
     of the slow counts per bucket over its degrees of freedom: about 1 when slow calls are
     spread evenly, ``clustered`` when >= 3); ``releases`` in order of first appearance;
-    ``examples`` the slowest calls.
+    ``examples`` the slowest calls. ``threshold_exact``: False when the threshold is the
+    quantile estimated from merged summaries (within 1%), as a cluster frontend does over more
+    rows than it gathers exactly; a quantile of one database is always exact.
     """
 
     function: str
@@ -429,6 +431,7 @@ class Explanation:
     cluster_score: float
     releases: tuple[Release, ...]
     examples: tuple[Call, ...]
+    threshold_exact: bool = True
 
     @property
     def baseline_count(self) -> int:
@@ -446,6 +449,7 @@ class Explanation:
             "until_unix_nano": self.until,
             "quantile": self.quantile,
             "threshold_ns": self.threshold,
+            "threshold_exact": self.threshold_exact,
             "count": self.count,
             "slow_count": self.slow_count,
             "baseline_count": base,

@@ -157,7 +157,7 @@ def anomaly_to_proto(a: Anomaly) -> pb.Anomaly:
     return msg
 
 
-def _child_to_proto(c: ChildFinding) -> pb.ChildFinding:
+def child_to_proto(c: ChildFinding) -> pb.ChildFinding:
     return pb.ChildFinding(
         function=c.function, slow_calls=c.slow_calls, baseline_calls=c.baseline_calls,
         slow_children=c.slow_children, baseline_children=c.baseline_children,
@@ -165,6 +165,15 @@ def _child_to_proto(c: ChildFinding) -> pb.ChildFinding:
         baseline_total=c.baseline_total, slow_parent_time_ns=c.slow_parent_time,
         baseline_parent_time_ns=c.baseline_parent_time,
         examples=[call_to_proto(x) for x in c.examples],
+    )  # fmt: skip
+
+
+def release_to_proto(r: Release) -> pb.Release:
+    return pb.Release(
+        key=r.key, version=r.version, calls=r.calls, slow=r.slow,
+        first_start_unix_nano=r.first_start, last_start_unix_nano=r.last_start,
+        before_calls=r.before_calls, before_slow=r.before_slow, after_calls=r.after_calls,
+        after_slow=r.after_slow, z=r.z, lines_up=r.lines_up,
     )  # fmt: skip
 
 
@@ -180,24 +189,17 @@ def explain_to_proto(e: Explanation) -> pb.ExplainResponse:
             )
             for a in e.attributes
         ],
-        children=[_child_to_proto(c) for c in e.children],
+        children=[child_to_proto(c) for c in e.children],
         series=[pb.SlowShareBucket(start_unix_nano=b.start, calls=b.calls, slow=b.slow)
                 for b in e.series],
-        releases=[
-            pb.Release(
-                key=r.key, version=r.version, calls=r.calls, slow=r.slow,
-                first_start_unix_nano=r.first_start, last_start_unix_nano=r.last_start,
-                before_calls=r.before_calls, before_slow=r.before_slow,
-                after_calls=r.after_calls, after_slow=r.after_slow, z=r.z, lines_up=r.lines_up,
-            )
-            for r in e.releases
-        ],
+        releases=[release_to_proto(r) for r in e.releases],
         examples=[call_to_proto(x) for x in e.examples],
+        threshold_approximate=not e.threshold_exact,
     )  # fmt: skip
     for a, am in zip(e.attributes, msg.attributes, strict=True):
         _opt(am, lift=a.lift)
     if e.self_time is not None:
-        msg.self_time.CopyFrom(_child_to_proto(e.self_time))
+        msg.self_time.CopyFrom(child_to_proto(e.self_time))
     _opt(msg, since_unix_nano=e.since, until_unix_nano=e.until, quantile=e.quantile,
          threshold_ns=e.threshold)  # fmt: skip
     return msg
@@ -287,13 +289,19 @@ def anomaly_from_proto(a: pb.Anomaly) -> Anomaly:
     )  # fmt: skip
 
 
-def _child_from_proto(c: pb.ChildFinding) -> ChildFinding:
+def child_from_proto(c: pb.ChildFinding) -> ChildFinding:
     return ChildFinding(
         c.function, c.slow_calls, c.baseline_calls, c.slow_children, c.baseline_children,
         c.slow_time_ns, c.baseline_time_ns, c.slow_total, c.baseline_total,
         c.slow_parent_time_ns, c.baseline_parent_time_ns,
         tuple(call_from_proto(x) for x in c.examples),
     )  # fmt: skip
+
+
+def release_from_proto(r: pb.Release) -> Release:
+    return Release(r.key, r.version, r.calls, r.slow, r.first_start_unix_nano,
+                   r.last_start_unix_nano, r.before_calls, r.before_slow, r.after_calls,
+                   r.after_slow, r.z, r.lines_up)  # fmt: skip
 
 
 def explain_from_proto(m: pb.ExplainResponse) -> Explanation:
@@ -307,18 +315,14 @@ def explain_from_proto(m: pb.ExplainResponse) -> Explanation:
                              tuple(call_from_proto(x) for x in a.examples))
             for a in m.attributes
         ),
-        children=tuple(_child_from_proto(c) for c in m.children),
-        self_time=_child_from_proto(m.self_time) if m.HasField("self_time") else None,
+        children=tuple(child_from_proto(c) for c in m.children),
+        self_time=child_from_proto(m.self_time) if m.HasField("self_time") else None,
         step=m.step_ns,
         series=tuple(SlowShareBucket(b.start_unix_nano, b.calls, b.slow) for b in m.series),
         cluster_score=m.cluster_score,
-        releases=tuple(
-            Release(r.key, r.version, r.calls, r.slow, r.first_start_unix_nano,
-                    r.last_start_unix_nano, r.before_calls, r.before_slow, r.after_calls,
-                    r.after_slow, r.z, r.lines_up)
-            for r in m.releases
-        ),
+        releases=tuple(release_from_proto(r) for r in m.releases),
         examples=tuple(call_from_proto(x) for x in m.examples),
+        threshold_exact=not m.threshold_approximate,
     )  # fmt: skip
 
 

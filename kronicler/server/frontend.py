@@ -6,7 +6,8 @@ Collector's ``loadbalancing`` exporter routes them by trace id or service; docs/
 peers in parallel as a ``Partial`` RPC; each peer answers with mergeable pieces and the frontend
 merges them (:mod:`kronicler.query.partials`) into the answer one node holding all the data
 would give: counts, errors, min, max and the slowest calls exact, quantiles within the same 1%
-(the same histograms merged), anomalies judged on the merged summaries. Because it is a
+(the same histograms merged), anomalies judged on the merged summaries, explanations ranked on
+the merged counts under one agreed threshold (docs/cluster.md). Because it is a
 ``QueryBackend``, the gRPC service, the CLI and the dashboard run on it unchanged.
 
 The frontend holds no data of its own: it stores nothing and hosts no OTLP receiver (spans go to
@@ -28,7 +29,8 @@ batched quantile pass (bench/bench_cluster.py).
 
 Trade-off: questions whose range comes from the data (series, anomalies without bounds) cost one
 more round trip (the merged time range first), and exact quantiles ship the selected rows
-(refused beyond :data:`~kronicler.query.partials.MAX_PARTIAL_ROWS` per node).
+(refused beyond :data:`~kronicler.query.partials.MAX_PARTIAL_ROWS` per node). Explain takes up
+to four rounds (bounds, threshold, counts, the ranked findings' details).
 """
 
 from __future__ import annotations
@@ -45,7 +47,6 @@ import grpc
 from kronicler import budget
 from kronicler.db.stats import Call
 from kronicler.errors import (
-    KroniclerError,
     LimitExceededError,
     NotFoundError,
     UnavailableError,
@@ -64,11 +65,23 @@ from kronicler.query.anomalies import (
 )
 from kronicler.query.backend import QueryBackend
 from kronicler.query.defaults import ANOMALY_EXEMPLARS, ANOMALY_LIMIT, PER_DECADE, SLOWEST_K
+from kronicler.query.explain import (
+    SERIES_BUCKETS,
+    Details,
+    Picks,
+    buckets,
+    check_explain,
+    empty,
+    exact_quantile,
+    finish,
+)
 from kronicler.query.grouping import check_quantiles, parse_group_by
 from kronicler.query.histogram import check_histogram
 from kronicler.query.partials import (
+    MAX_PARTIAL_ROWS,
     PARTIAL_VERSION,
     Cells,
+    batch_quantiles,
     cell_stats,
     cell_summaries,
     check_groups,
@@ -86,6 +99,7 @@ from kronicler.query.series import (
     check_buckets,
     check_points,
     check_series,
+    pick_step,
     series_bounds,
 )
 from kronicler.query.slowest import check_slowest
@@ -93,6 +107,11 @@ from kronicler.query.stats import check_limit, check_order, order_rows
 from kronicler.server import convert
 from kronicler.server.app import split_address
 from kronicler.server.client import Client
+from kronicler.server.partial import (
+    details_from_proto,
+    part_from_proto,
+    picks_to_proto,
+)
 
 #: Seconds a peer call may outlive its deadline before the frontend stops waiting for it (gRPC
 #: ends the call at the deadline; this only guards against a transport that does not).
@@ -105,12 +124,17 @@ _HEADROOM, _HEADROOM_MAX = 0.2, 1.0
 class Frontend:
     """Fans every question out to ``peers`` and merges their partial answers.
 
+    ``exact_threshold_rows``: explain gathers the function's durations for an exact quantile
+    threshold up to this many calls over all peers; beyond, it takes the merged summaries'.
+
     Args:
         peers: ``host:port`` of each node (at least one, no repeats).
         token: bearer token sent to every peer (the nodes' ``--token``).
         tls, ca_cert, server_name: as for :class:`~kronicler.server.Client`, for every peer.
         timeout: seconds a question may take at most (a gRPC caller's shorter deadline wins).
     """
+
+    exact_threshold_rows: int = MAX_PARTIAL_ROWS
 
     def __init__(
         self,
@@ -376,12 +400,64 @@ class Frontend:
         until: int | None = None,
         slow: int | str | None = None,
     ) -> Explanation:
-        # Explanations rank and cut their findings per database, so they do not merge; a partial
-        # of raw (attribute, slow, baseline) counts under one global threshold would.
-        raise KroniclerError(
-            f"explain {shorten(function)!r} is not answered by a cluster frontend: ask one of "
-            f"its nodes ({', '.join(self._clients)}) directly"
+        """As one node holding all the calls explains them (:func:`kronicler.query.explain`).
+
+        Rounds: the calls' first/last start, latest end and summary per node; for a quantile,
+        the exact durations when the union holds at most ``MAX_PARTIAL_ROWS`` calls (else the
+        quantile of the merged summaries, within 1%, and the answer says so); then every
+        node's counts under that threshold and the frontend's series grid; then the examples
+        and release counts of the findings ranked on the merged counts (:func:`finish`).
+        """
+        self._begin()
+        threshold = check_explain(function, since, until, slow)
+        f = convert.filter_to_proto(Filter((function,), since=since, until=until))
+        bounds = pb.ExplainQuestion(function=function, bounds=True)
+        if since is not None:
+            bounds.since_unix_nano = since
+        if until is not None:
+            bounds.until_unix_nano = until
+        first = self._ask(
+            _partial(explain=bounds),
+            _partial(stats=pb.GetStatsRequest(filter=f, group_by="function")),
         )
+        check_unknown([function], (r[0].unknown_functions for r in first))
+        found = [r[0].explain for r in first if r[0].explain.HasField("first_start_unix_nano")]
+        if not found:
+            return empty(function, since, until, threshold.quantile)
+        summary = self._cells([r[1] for r in first], [function]).summaries[0][1]
+        first_start = min(b.first_start_unix_nano for b in found)
+        lo = since if since is not None else first_start
+        hi = until if until is not None else max(b.last_start_unix_nano for b in found) + 1
+        exact = True
+        if threshold.quantile is None:
+            limit = float(threshold.ns or 0)
+        elif summary.count <= self.exact_threshold_rows:
+            req = pb.GetStatsRequest(filter=f, group_by="function", exact=True)
+            rows = self._cells(self._replies(_partial(stats=req)), [function]).rows
+            assert rows is not None
+            limit = exact_quantile(rows[1], threshold.quantile)
+        else:
+            limit = float(batch_quantiles([summary], [threshold.quantile])[0, 0])
+            exact = False
+        step = pick_step(hi - lo, SERIES_BUCKETS)
+        question = pb.ExplainQuestion(
+            function=function, since_unix_nano=lo, until_unix_nano=hi, threshold_ns=limit,
+            step_ns=step, children_since_unix_nano=first_start,
+            children_until_unix_nano=max(b.last_end_unix_nano for b in found) + 1,
+        )  # fmt: skip
+        n_buckets = buckets(lo, hi, step)
+        parts = [part_from_proto(r.explain, n_buckets)
+                 for r in self._replies(_partial(explain=question))]  # fmt: skip
+
+        def details(picks: Picks) -> list[Details]:
+            asked = pb.ExplainQuestion()
+            asked.CopyFrom(question)
+            picks_to_proto(asked, picks)
+            return [details_from_proto(r.explain, picks)
+                    for r in self._replies(_partial(explain=asked))]  # fmt: skip
+
+        return finish(function, (lo, hi, step), threshold.quantile, limit, parts, details,
+                      threshold_exact=exact)  # fmt: skip
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -8,25 +8,40 @@ on one snapshot; plain function names this node never saw are left out and liste
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kronicler import query
+from kronicler.errors import CorruptPageError, LimitExceededError, shorten
 from kronicler.proto.v1 import query_pb2 as pb
+from kronicler.query.explain import (
+    SERIES_BUCKETS,
+    Calls,
+    Details,
+    ExplainPart,
+    Picks,
+    ValueCounts,
+    Weighted,
+)
+from kronicler.query.filters import is_glob
 from kronicler.query.grouping import check_quantiles, parse_group_by
 from kronicler.query.limits import MAX_CALLS
 from kronicler.query.partials import (
+    MAX_PARTIAL_ROWS,
     PARTIAL_VERSION,
     Cells,
     on_node,
     series_cells,
     stats_cells,
 )
+from kronicler.query.series import check_buckets
 from kronicler.server import convert
 
 if TYPE_CHECKING:
     from kronicler.db import Database
+    from kronicler.db.view import ReadView
 
 
 _NO_CALLS: list[query.Call] = []
@@ -65,6 +80,8 @@ def answer(db: Database, request: pb.PartialRequest) -> pb.PartialResponse:
         return out
     elif which == "slowest":
         unknown = _slowest(db, request, out)
+    elif which == "explain":
+        unknown = _explain(db, request.explain, out)
     else:
         raise ValueError("a partial request needs a question")
     out.unknown_functions.extend(unknown)
@@ -124,3 +141,135 @@ def _slowest(db: Database, request: pb.PartialRequest, out: pb.PartialResponse) 
         calls, _ = on_node(db, one, lambda view, f: query.slowest(view, f, k=k), _NO_CALLS)
         out.per_function.add().calls.extend(convert.call_to_proto(c) for c in calls)
     return ()
+
+
+def _explain(db: Database, q: pb.ExplainQuestion, out: pb.PartialResponse) -> tuple[str, ...]:
+    """Explain's bounds, counts or (with ``details``) the details of the findings named, under
+    the frontend's threshold, range, series grid and children's window."""
+    if not q.function or is_glob(q.function):
+        raise ValueError(f"explain needs one function name, not a pattern: {shorten(q.function)}")
+    since = q.since_unix_nano if q.HasField("since_unix_nano") else None
+    until = q.until_unix_nano if q.HasField("until_unix_nano") else None
+    flt = query.Filter((q.function,), since=since, until=until)
+    flt.check()
+    if q.bounds:
+        found, unknown = on_node(
+            db, flt, lambda view, _: Calls.read(view, q.function, since, until,
+                                                columns=("start",)).bounds(), None,
+        )  # fmt: skip
+        if found is not None:
+            out.explain.first_start_unix_nano, out.explain.last_start_unix_nano, \
+                out.explain.last_end_unix_nano = found  # fmt: skip
+        return unknown
+    step = q.step_ns
+    if since is None or until is None or step <= 0 or not math.isfinite(q.threshold_ns):
+        raise ValueError("an explain partial needs since < until, step_ns > 0 and a threshold")
+    if q.children_until_unix_nano <= q.children_since_unix_nano:
+        raise ValueError("an explain partial needs the children's window")
+    n_buckets = check_buckets(since, until, step, SERIES_BUCKETS)
+    window = (q.children_since_unix_nano, q.children_until_unix_nano)
+
+    def calls(view: ReadView) -> Calls:
+        return Calls.read(view, q.function, since, until).split(q.threshold_ns, window)
+
+    if q.details:
+        picks = picks_from_proto(q)
+        got, unknown = on_node(db, flt, lambda view, _: calls(view).details(picks),
+                               Details.none(picks))  # fmt: skip
+        out.explain.CopyFrom(details_to_proto(got))
+        return unknown
+    part, unknown = on_node(db, flt, lambda view, _: calls(view).part(since, step, n_buckets),
+                            ExplainPart.empty(n_buckets))  # fmt: skip
+    entries = sum(len(v.values) for v in part.values) + len(part.releases)
+    if entries > MAX_PARTIAL_ROWS:
+        raise LimitExceededError(
+            f"explain over a cluster ships every attribute value's counts: {entries} values on "
+            f"one node, more than the limit of {MAX_PARTIAL_ROWS}; narrow the range"
+        )
+    out.explain.CopyFrom(part_to_proto(part))
+    return unknown
+
+
+def picks_to_proto(q: pb.ExplainQuestion, picks: Picks) -> None:
+    q.details = True
+    q.attributes.extend(pb.ExplainValue(key=k, value=v) for k, v in picks.attributes)
+    q.children.extend(picks.children)
+    q.release_first_starts.extend(picks.release_starts)
+
+
+def picks_from_proto(q: pb.ExplainQuestion) -> Picks:
+    return Picks(tuple((a.key, a.value) for a in q.attributes), tuple(q.children),
+                 tuple(q.release_first_starts))  # fmt: skip
+
+
+def _weighted_to_proto(calls: Weighted) -> pb.WeightedCalls:
+    return pb.WeightedCalls(calls=[convert.call_to_proto(c) for _, c in calls],
+                            weights=[w for w, _ in calls])  # fmt: skip
+
+
+def _weighted_from_proto(msg: pb.WeightedCalls) -> Weighted:
+    if len(msg.calls) != len(msg.weights):
+        raise CorruptPageError("explain partial: calls and weights do not line up")
+    return tuple((int(w), convert.call_from_proto(c))
+                 for w, c in zip(msg.weights, msg.calls, strict=True))  # fmt: skip
+
+
+def part_to_proto(p: ExplainPart) -> pb.ExplainPartial:
+    msg = pb.ExplainPartial(
+        count=p.count, slow_count=p.slow_count, slow_time_ns=p.slow_time,
+        baseline_time_ns=p.baseline_time,
+        values=[pb.ExplainKeyCounts(key=v.key, values=v.values, slow=v.slow.tolist(),
+                                    baseline=v.baseline.tolist()) for v in p.values],
+        children=[convert.child_to_proto(c) for c in p.children],
+        series_calls=p.series_calls.tolist(), series_slow=p.series_slow.tolist(),
+        releases=[convert.release_to_proto(r) for r in p.releases],
+        examples=[convert.call_to_proto(c) for c in p.examples],
+    )  # fmt: skip
+    msg.self_time.CopyFrom(convert.child_to_proto(p.self_time))
+    msg.self_examples.CopyFrom(_weighted_to_proto(p.self_examples))
+    return msg
+
+
+def part_from_proto(msg: pb.ExplainPartial, n_buckets: int) -> ExplainPart:
+    """A node's counts; ``CorruptPageError`` when its lists do not line up."""
+    values = []
+    for v in msg.values:
+        if not len(v.values) == len(v.slow) == len(v.baseline):
+            raise CorruptPageError(
+                f"explain partial: the counts of {shorten(v.key)} do not line up"
+            )
+        values.append(ValueCounts(v.key, list(v.values), np.array(v.slow, dtype=np.int64),
+                                        np.array(v.baseline, dtype=np.int64)))  # fmt: skip
+    if not len(msg.series_calls) == len(msg.series_slow) == n_buckets:
+        raise CorruptPageError("explain partial: the series is not on the frontend's grid")
+    return ExplainPart(
+        msg.count, msg.slow_count, msg.slow_time_ns, msg.baseline_time_ns, tuple(values),
+        tuple(convert.child_from_proto(c) for c in msg.children),
+        convert.child_from_proto(msg.self_time), _weighted_from_proto(msg.self_examples),
+        np.array(msg.series_calls, dtype=np.int64), np.array(msg.series_slow, dtype=np.int64),
+        tuple(convert.release_from_proto(r) for r in msg.releases),
+        tuple(convert.call_from_proto(c) for c in msg.examples),
+    )  # fmt: skip
+
+
+def details_to_proto(d: Details) -> pb.ExplainPartial:
+    return pb.ExplainPartial(
+        attribute_examples=[pb.CallList(calls=[convert.call_to_proto(c) for c in calls])
+                            for calls in d.attributes],
+        child_examples=[_weighted_to_proto(w) for w in d.children],
+        before_calls=[c for c, _ in d.before], before_slow=[s for _, s in d.before],
+    )  # fmt: skip
+
+
+def details_from_proto(msg: pb.ExplainPartial, picks: Picks) -> Details:
+    """A node's details; ``CorruptPageError`` when they are not parallel to ``picks``."""
+    if (len(msg.attribute_examples), len(msg.child_examples), len(msg.before_calls),
+            len(msg.before_slow)) != (len(picks.attributes), len(picks.children),
+                                      len(picks.release_starts), len(picks.release_starts)):  # fmt: skip
+        raise CorruptPageError("explain partial: the details do not answer the findings asked")
+    return Details(
+        tuple(tuple(convert.call_from_proto(c) for c in one.calls)
+              for one in msg.attribute_examples),
+        tuple(_weighted_from_proto(w) for w in msg.child_examples),
+        tuple((int(c), int(s)) for c, s in zip(msg.before_calls, msg.before_slow, strict=True)),
+    )  # fmt: skip

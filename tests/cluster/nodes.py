@@ -13,15 +13,22 @@ import re
 import subprocess
 import sys
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 from kronicler.db import Database
+from kronicler.server import KroniclerServer, ServerOptions
+from kronicler.server.frontend import Frontend
 from tests.oracle.truth import Rows
 
 _ROOT = Path(__file__).resolve().parents[2]
@@ -99,3 +106,64 @@ def spawn_node(path: Path) -> tuple[subprocess.Popen[str], str]:
     found = re.search(r" on (127\.0\.0\.1:\d+) ", line)
     assert found, line
     return proc, found.group(1)
+
+
+@dataclass
+class Fed:
+    """Three real nodes fed through the stock OTLP exporter, sharded by trace id, a fourth node
+    fed every span (the single node), and a frontend over the three (in process and served)."""
+
+    nodes: list[KroniclerServer]
+    node_paths: list[Path]
+    single: KroniclerServer
+    single_path: Path
+    front: Frontend
+    frontend: KroniclerServer
+
+    @property
+    def peers(self) -> list[str]:
+        return [n.address for n in self.nodes]
+
+
+#: ``provider(resource, id_generator)``: a tracer provider exporting to the nodes and the single
+#: node; what :func:`fed_cluster` hands its ``emit``.
+Providers = Callable[[Resource, "IdGenerator | None"], TracerProvider]
+
+
+@contextmanager
+def fed_cluster(
+    work: Path, emit: Callable[[Providers], Any], *, chunk_rows: int, batch: int = 200,
+    timeout: float = 30,
+) -> Iterator[tuple[Fed, Any]]:  # fmt: skip
+    """The cluster with what ``emit`` sent through the providers it made (flushed and stored),
+    and what ``emit`` returned."""
+    with ExitStack() as stack:
+        paths = [work / f"node{i}" for i in range(3)]
+        dbs = [stack.enter_context(Database.open(p, chunk_rows=chunk_rows)) for p in paths]
+        single_db = stack.enter_context(Database.open(work / "single", chunk_rows=chunk_rows))
+        servers = [KroniclerServer(db, ServerOptions(address="127.0.0.1:0")).start() for db in dbs]
+        single = KroniclerServer(single_db, ServerOptions(address="127.0.0.1:0")).start()
+        for server in (*servers, single):
+            stack.callback(server.stop)
+        made: list[TracerProvider] = []
+
+        def provider(resource: Resource, ids: IdGenerator | None) -> TracerProvider:
+            made.append(TracerProvider(resource=resource, id_generator=ids))
+            sharder = TraceIdSharder([OTLPSpanExporter(endpoint=s.address, insecure=True)
+                                      for s in servers])  # fmt: skip
+            whole = OTLPSpanExporter(endpoint=single.address, insecure=True)
+            for exporter in (sharder, whole):  # a queue for every span: none is dropped
+                made[-1].add_span_processor(BatchSpanProcessor(
+                    exporter, max_queue_size=1 << 16, max_export_batch_size=batch))  # fmt: skip
+            return made[-1]
+
+        emitted = emit(provider)
+        for p in made:
+            assert p.force_flush(int(timeout * 1000))
+            p.shutdown()
+        for db in (*dbs, single_db):
+            assert db.flush(timeout)
+        front = stack.enter_context(Frontend([s.address for s in servers], timeout=timeout))
+        frontend = KroniclerServer(front, ServerOptions(address="127.0.0.1:0")).start()
+        stack.callback(frontend.stop)
+        yield Fed(servers, paths, single, work / "single", front, frontend), emitted

@@ -26,23 +26,21 @@ import grpc
 import numpy as np
 import pytest
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from kronicler import query as q
 from kronicler.db import Database
 from kronicler.db.schema import canonical_attributes
-from kronicler.errors import KroniclerError, NotFoundError, UnavailableError
+from kronicler.errors import NotFoundError, UnavailableError
 from kronicler.otel.contract import resource_text
 from kronicler.proto.v1 import query_pb2 as pb
 from kronicler.query.backend import QueryBackend
 from kronicler.query.local import Local
 from kronicler.server import Client, KroniclerServer, ServerOptions
 from kronicler.server.frontend import Frontend
-from tests.cluster.nodes import TraceIdSharder, shard_of, spawn_node, stored
+from tests.cluster.nodes import Fed, Providers, fed_cluster, shard_of, spawn_node, stored
 from tests.contracts.test_query_backend import plain, same
 from tests.oracle.truth import (
     Query,
@@ -63,18 +61,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
-class Cluster:
+class Cluster(Fed):
     truth: Rows
-    nodes: list[KroniclerServer]
-    node_paths: list[Path]
-    single: KroniclerServer
-    single_path: Path
-    frontend: KroniclerServer
-    front: Frontend
-
-    @property
-    def peers(self) -> list[str]:
-        return [n.address for n in self.nodes]
 
 
 def _emit(providers: dict[str, TracerProvider], rng: np.random.Generator, n: int) -> Rows:
@@ -126,38 +114,13 @@ def _emit(providers: dict[str, TracerProvider], rng: np.random.Generator, n: int
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    work = tmp_path_factory.mktemp("cluster")
-    paths = [work / f"node{i}" for i in range(3)]
-    dbs = [Database.open(p, chunk_rows=64) for p in paths]
-    single_db = Database.open(work / "single", chunk_rows=64)
-    servers = [KroniclerServer(db, ServerOptions(address="127.0.0.1:0")).start() for db in dbs]
-    single = KroniclerServer(single_db, ServerOptions(address="127.0.0.1:0")).start()
-    providers = {}
-    for service in SERVICES:
-        provider = TracerProvider(resource=Resource.create({"service.name": service}))
-        sharder = TraceIdSharder([OTLPSpanExporter(endpoint=s.address, insecure=True)
-                                  for s in servers])  # fmt: skip
-        provider.add_span_processor(BatchSpanProcessor(sharder, max_export_batch_size=200))
-        provider.add_span_processor(BatchSpanProcessor(
-            OTLPSpanExporter(endpoint=single.address, insecure=True), max_export_batch_size=200))  # fmt: skip
-        providers[service] = provider
-    truth = _emit(providers, np.random.default_rng(14), 3000)
-    for provider in providers.values():
-        assert provider.force_flush(30_000)
-        provider.shutdown()
-    for db in (*dbs, single_db):
-        assert db.flush(30)
-    front = Frontend([s.address for s in servers], timeout=30)
-    frontend = KroniclerServer(front, ServerOptions(address="127.0.0.1:0")).start()
-    try:
-        yield Cluster(truth, servers, paths, single, work / "single", frontend, front)
-    finally:
-        frontend.stop()
-        front.close()
-        for s in (*servers, single):
-            s.stop()
-        for db in (*dbs, single_db):
-            db.close()
+    def emit(provider: Providers) -> Rows:
+        providers = {service: provider(Resource.create({"service.name": service}), None)
+                     for service in SERVICES}  # fmt: skip
+        return _emit(providers, np.random.default_rng(14), 3000)
+
+    with fed_cluster(tmp_path_factory.mktemp("cluster"), emit, chunk_rows=64) as (fed, truth):
+        yield Cluster(**vars(fed), truth=truth)
 
 
 def test_the_nodes_hold_the_spans_split_by_trace(cluster: Cluster) -> None:
@@ -250,19 +213,15 @@ def test_an_unknown_name_is_not_found_only_when_no_node_knows_it(cluster: Cluste
     assert [c.duration for c in cluster.front.slowest(q.Filter(("only.here",)))] == [1234]
 
 
-def test_explain_through_a_frontend_is_refused_naming_the_nodes(cluster: Cluster) -> None:
-    # Explanations rank and cut their findings per node, so they do not merge: the frontend
-    # says so and where to ask instead, rather than answering from part of the data.
-    with pytest.raises(KroniclerError, match="ask one of its nodes") as err:
-        cluster.front.explain("api.get")
-    assert all(peer in str(err.value) for peer in cluster.peers)
-    with Client(cluster.frontend.address) as client, pytest.raises(grpc.RpcError) as rpc:
-        client.explain("api.get")
-    assert rpc.value.code() is grpc.StatusCode.FAILED_PRECONDITION
-    assert "cluster frontend" in str(rpc.value.details())
-    # The nodes themselves explain their own calls.
-    with Client(cluster.peers[0]) as client:
-        assert client.explain("api.get").count > 0
+def test_explain_at_the_frontend_equals_one_node(cluster: Cluster) -> None:
+    # The planted causes are in tests/cluster/test_explain.py; here, this data's own tail.
+    with Client(cluster.single.address) as single, Client(cluster.frontend.address) as over:
+        for fn, slow in (("db.query", "p95"), ("api.get", None), ("render.page", 600_000)):
+            want = single.explain(fn, slow=slow)
+            assert want.count == int((cluster.truth.name == fn).sum())
+            assert want.slow_count > 0 and want.children
+            assert cluster.front.explain(fn, slow=slow).to_dict() == want.to_dict(), fn
+            assert over.explain(fn, slow=slow).to_dict() == want.to_dict(), fn
 
 
 def test_a_node_refuses_another_partial_version(cluster: Cluster) -> None:

@@ -219,8 +219,6 @@ def test_answers_equal_the_query_layer(
     backend: QueryBackend, kind: str, reference: Reference, question: str
 ) -> None:
     ask = ANSWERS[question]
-    if question.startswith("explain") and kind.startswith("frontend"):
-        pytest.skip("a cluster frontend does not explain (tests/cluster: it says so)")
     if not kind.startswith("frontend"):
         assert ask(backend) == ask(reference)
     else:
@@ -292,8 +290,6 @@ def raised(ask: Ask, target: Any) -> BaseException:
 def test_errors_equal_the_query_layers(
     backend: QueryBackend, kind: str, reference: Reference, question: str
 ) -> None:
-    if question.startswith("explain") and kind.startswith("frontend"):
-        pytest.skip("a cluster frontend does not explain (tests/cluster: it says so)")
     expected = raised(ERRORS[question], reference)
     assert isinstance(expected, (ValueError, NotFoundError))  # the case tests what it says
     got = raised(ERRORS[question], backend)

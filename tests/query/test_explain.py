@@ -386,3 +386,51 @@ def test_a_release_and_a_host_in_the_otel_resource_rank_first(tmp_path: Path) ->
     assert (top.slow, top.baseline) == (80, 120)
     assert all(a.key != "resource:service.version" for a in ship.attributes)
     assert top.examples and all(c.resource["host.name"] == "web-2" for c in top.examples)
+
+
+def _shard_rows(offset: int) -> tuple[list[int], list[int], list[dict[str, Any]]]:
+    """One shard: ``user`` u0..u9 on 10 calls (u0 slow), 20 slow and 100 fast calls without."""
+    start = [BASE_NS + offset + i for i in range(130)]
+    duration = [10_000_000 if i == 0 or 10 <= i < 30 else 1_000_000 for i in range(130)]
+    attrs: list[dict[str, Any]] = [{"user": f"u{i}"} if i < 10 else {} for i in range(130)]
+    return start, duration, attrs
+
+
+def test_the_parts_of_several_databases_finish_as_one_database(tmp_path: Path) -> None:
+    """Two databases' parts, merged, explain as one database holding both. The key ``user``
+    takes 10 values on each database's 10 calls (near-unique there) but the same 10 over the
+    union's 20 calls (not near-unique): ``u0``, slow on both, is judged on the union (seen in 2
+    slow calls, enough for a key that is not near-unique), not on a count of distinct values
+    per database (which would ask it to cluster in a tenth of the 42 slow calls)."""
+    from kronicler.query.explain import SERIES_BUCKETS, Calls, buckets, finish
+    from kronicler.query.series import pick_step
+
+    both = Database.open(tmp_path / "both")
+    parts = []
+    for n, offset in enumerate((0, 1_000)):
+        start, duration, attrs = _shard_rows(offset)
+        both.append(["f"] * len(start), np.array(start), np.array(duration), attributes=attrs)
+        with Database.open(tmp_path / f"shard{n}") as w:
+            w.append(["f"] * len(start), np.array(start), np.array(duration), attributes=attrs)
+            assert w.flush(timeout=30)
+        parts.append(Database.open(tmp_path / f"shard{n}", readonly=True))
+    assert both.flush(timeout=30)
+    try:
+        want = q.explain(both, "f", slow=5_000_000)
+        assert [(a.key, a.value, a.slow, a.baseline) for a in want.attributes] == [
+            ("user", "u0", 2, 0)]  # fmt: skip
+        lo, hi = BASE_NS, BASE_NS + 1_130
+        step = pick_step(hi - lo, SERIES_BUCKETS)
+        views = [db.snapshot() for db in parts]
+        calls = [Calls.read(v, "f", lo, hi).split(5_000_000.0) for v in views]
+        got = finish("f", (lo, hi, step), None, 5_000_000.0,
+                     [c.part(lo, step, buckets(lo, hi, step)) for c in calls],
+                     lambda picks: [c.details(picks) for c in calls])  # fmt: skip
+        assert got.to_dict() == q.explain(both, "f", since=lo, until=hi, slow=5_000_000).to_dict()
+        assert got.attributes[0].value == "u0" and got.attributes[0].examples
+        for v in views:
+            v.close()
+    finally:
+        both.close()
+        for db in parts:
+            db.close()

@@ -150,6 +150,88 @@ class ChildFinding(_message.Message):
     slow_total: int
     def __init__(self, function: _Optional[str] = ..., slow_calls: _Optional[int] = ..., baseline_calls: _Optional[int] = ..., slow_children: _Optional[int] = ..., baseline_children: _Optional[int] = ..., slow_time_ns: _Optional[int] = ..., baseline_time_ns: _Optional[int] = ..., slow_total: _Optional[int] = ..., baseline_total: _Optional[int] = ..., slow_parent_time_ns: _Optional[int] = ..., baseline_parent_time_ns: _Optional[int] = ..., examples: _Optional[_Iterable[_Union[Call, _Mapping]]] = ...) -> None: ...
 
+class ExplainKeyCounts(_message.Message):
+    __slots__ = ["baseline", "key", "slow", "values"]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    SLOW_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    baseline: _containers.RepeatedScalarFieldContainer[int]
+    key: str
+    slow: _containers.RepeatedScalarFieldContainer[int]
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, key: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ..., slow: _Optional[_Iterable[int]] = ..., baseline: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ExplainPartial(_message.Message):
+    __slots__ = ["attribute_examples", "baseline_time_ns", "before_calls", "before_slow", "child_examples", "children", "count", "examples", "first_start_unix_nano", "last_end_unix_nano", "last_start_unix_nano", "releases", "self_examples", "self_time", "series_calls", "series_slow", "slow_count", "slow_time_ns", "values"]
+    ATTRIBUTE_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_CALLS_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_SLOW_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    CHILD_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    FIRST_START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    LAST_END_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    LAST_START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    RELEASES_FIELD_NUMBER: _ClassVar[int]
+    SELF_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SELF_TIME_FIELD_NUMBER: _ClassVar[int]
+    SERIES_CALLS_FIELD_NUMBER: _ClassVar[int]
+    SERIES_SLOW_FIELD_NUMBER: _ClassVar[int]
+    SLOW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SLOW_TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    attribute_examples: _containers.RepeatedCompositeFieldContainer[CallList]
+    baseline_time_ns: int
+    before_calls: _containers.RepeatedScalarFieldContainer[int]
+    before_slow: _containers.RepeatedScalarFieldContainer[int]
+    child_examples: _containers.RepeatedCompositeFieldContainer[WeightedCalls]
+    children: _containers.RepeatedCompositeFieldContainer[ChildFinding]
+    count: int
+    examples: _containers.RepeatedCompositeFieldContainer[Call]
+    first_start_unix_nano: int
+    last_end_unix_nano: int
+    last_start_unix_nano: int
+    releases: _containers.RepeatedCompositeFieldContainer[Release]
+    self_examples: WeightedCalls
+    self_time: ChildFinding
+    series_calls: _containers.RepeatedScalarFieldContainer[int]
+    series_slow: _containers.RepeatedScalarFieldContainer[int]
+    slow_count: int
+    slow_time_ns: int
+    values: _containers.RepeatedCompositeFieldContainer[ExplainKeyCounts]
+    def __init__(self, count: _Optional[int] = ..., slow_count: _Optional[int] = ..., slow_time_ns: _Optional[int] = ..., baseline_time_ns: _Optional[int] = ..., values: _Optional[_Iterable[_Union[ExplainKeyCounts, _Mapping]]] = ..., children: _Optional[_Iterable[_Union[ChildFinding, _Mapping]]] = ..., self_time: _Optional[_Union[ChildFinding, _Mapping]] = ..., series_calls: _Optional[_Iterable[int]] = ..., series_slow: _Optional[_Iterable[int]] = ..., releases: _Optional[_Iterable[_Union[Release, _Mapping]]] = ..., examples: _Optional[_Iterable[_Union[Call, _Mapping]]] = ..., attribute_examples: _Optional[_Iterable[_Union[CallList, _Mapping]]] = ..., child_examples: _Optional[_Iterable[_Union[WeightedCalls, _Mapping]]] = ..., self_examples: _Optional[_Union[WeightedCalls, _Mapping]] = ..., before_calls: _Optional[_Iterable[int]] = ..., before_slow: _Optional[_Iterable[int]] = ..., first_start_unix_nano: _Optional[int] = ..., last_start_unix_nano: _Optional[int] = ..., last_end_unix_nano: _Optional[int] = ...) -> None: ...
+
+class ExplainQuestion(_message.Message):
+    __slots__ = ["attributes", "bounds", "children", "children_since_unix_nano", "children_until_unix_nano", "details", "function", "release_first_starts", "since_unix_nano", "step_ns", "threshold_ns", "until_unix_nano"]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    BOUNDS_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_SINCE_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_UNTIL_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIRST_STARTS_FIELD_NUMBER: _ClassVar[int]
+    SINCE_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    STEP_NS_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_NS_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    attributes: _containers.RepeatedCompositeFieldContainer[ExplainValue]
+    bounds: bool
+    children: _containers.RepeatedScalarFieldContainer[str]
+    children_since_unix_nano: int
+    children_until_unix_nano: int
+    details: bool
+    function: str
+    release_first_starts: _containers.RepeatedScalarFieldContainer[int]
+    since_unix_nano: int
+    step_ns: int
+    threshold_ns: float
+    until_unix_nano: int
+    def __init__(self, function: _Optional[str] = ..., since_unix_nano: _Optional[int] = ..., until_unix_nano: _Optional[int] = ..., threshold_ns: _Optional[float] = ..., step_ns: _Optional[int] = ..., details: bool = ..., attributes: _Optional[_Iterable[_Union[ExplainValue, _Mapping]]] = ..., children: _Optional[_Iterable[str]] = ..., release_first_starts: _Optional[_Iterable[int]] = ..., bounds: bool = ..., children_since_unix_nano: _Optional[int] = ..., children_until_unix_nano: _Optional[int] = ...) -> None: ...
+
 class ExplainRequest(_message.Message):
     __slots__ = ["function", "since_unix_nano", "slow_ns", "slow_quantile", "until_unix_nano"]
     FUNCTION_FIELD_NUMBER: _ClassVar[int]
@@ -165,7 +247,7 @@ class ExplainRequest(_message.Message):
     def __init__(self, function: _Optional[str] = ..., since_unix_nano: _Optional[int] = ..., until_unix_nano: _Optional[int] = ..., slow_quantile: _Optional[str] = ..., slow_ns: _Optional[int] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
-    __slots__ = ["attributes", "baseline_time_ns", "children", "cluster_score", "count", "examples", "function", "quantile", "releases", "self_time", "series", "since_unix_nano", "slow_count", "slow_time_ns", "step_ns", "threshold_ns", "until_unix_nano"]
+    __slots__ = ["attributes", "baseline_time_ns", "children", "cluster_score", "count", "examples", "function", "quantile", "releases", "self_time", "series", "since_unix_nano", "slow_count", "slow_time_ns", "step_ns", "threshold_approximate", "threshold_ns", "until_unix_nano"]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     BASELINE_TIME_NS_FIELD_NUMBER: _ClassVar[int]
     CHILDREN_FIELD_NUMBER: _ClassVar[int]
@@ -181,6 +263,7 @@ class ExplainResponse(_message.Message):
     SLOW_COUNT_FIELD_NUMBER: _ClassVar[int]
     SLOW_TIME_NS_FIELD_NUMBER: _ClassVar[int]
     STEP_NS_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_APPROXIMATE_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_NS_FIELD_NUMBER: _ClassVar[int]
     UNTIL_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     attributes: _containers.RepeatedCompositeFieldContainer[AttributeFinding]
@@ -198,9 +281,18 @@ class ExplainResponse(_message.Message):
     slow_count: int
     slow_time_ns: int
     step_ns: int
+    threshold_approximate: bool
     threshold_ns: float
     until_unix_nano: int
-    def __init__(self, function: _Optional[str] = ..., since_unix_nano: _Optional[int] = ..., until_unix_nano: _Optional[int] = ..., quantile: _Optional[float] = ..., threshold_ns: _Optional[float] = ..., count: _Optional[int] = ..., slow_count: _Optional[int] = ..., slow_time_ns: _Optional[int] = ..., baseline_time_ns: _Optional[int] = ..., attributes: _Optional[_Iterable[_Union[AttributeFinding, _Mapping]]] = ..., children: _Optional[_Iterable[_Union[ChildFinding, _Mapping]]] = ..., self_time: _Optional[_Union[ChildFinding, _Mapping]] = ..., step_ns: _Optional[int] = ..., series: _Optional[_Iterable[_Union[SlowShareBucket, _Mapping]]] = ..., cluster_score: _Optional[float] = ..., releases: _Optional[_Iterable[_Union[Release, _Mapping]]] = ..., examples: _Optional[_Iterable[_Union[Call, _Mapping]]] = ...) -> None: ...
+    def __init__(self, function: _Optional[str] = ..., since_unix_nano: _Optional[int] = ..., until_unix_nano: _Optional[int] = ..., quantile: _Optional[float] = ..., threshold_ns: _Optional[float] = ..., count: _Optional[int] = ..., slow_count: _Optional[int] = ..., slow_time_ns: _Optional[int] = ..., baseline_time_ns: _Optional[int] = ..., attributes: _Optional[_Iterable[_Union[AttributeFinding, _Mapping]]] = ..., children: _Optional[_Iterable[_Union[ChildFinding, _Mapping]]] = ..., self_time: _Optional[_Union[ChildFinding, _Mapping]] = ..., step_ns: _Optional[int] = ..., series: _Optional[_Iterable[_Union[SlowShareBucket, _Mapping]]] = ..., cluster_score: _Optional[float] = ..., releases: _Optional[_Iterable[_Union[Release, _Mapping]]] = ..., examples: _Optional[_Iterable[_Union[Call, _Mapping]]] = ..., threshold_approximate: bool = ...) -> None: ...
+
+class ExplainValue(_message.Message):
+    __slots__ = ["key", "value"]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: str
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class Filter(_message.Message):
     __slots__ = ["attributes", "functions", "resource", "service", "since_unix_nano", "until_unix_nano"]
@@ -443,7 +535,8 @@ class PartialCells(_message.Message):
     def __init__(self, keys: _Optional[_Iterable[str]] = ..., per_key: _Optional[int] = ..., summaries: _Optional[bytes] = ..., errors: _Optional[_Iterable[int]] = ..., exact: bool = ..., rows: _Optional[int] = ..., cell_ids: _Optional[bytes] = ..., durations: _Optional[bytes] = ..., statuses: _Optional[bytes] = ...) -> None: ...
 
 class PartialRequest(_message.Message):
-    __slots__ = ["histogram", "list_functions", "per_function", "series", "slowest", "stats", "time_range", "version"]
+    __slots__ = ["explain", "histogram", "list_functions", "per_function", "series", "slowest", "stats", "time_range", "version"]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     HISTOGRAM_FIELD_NUMBER: _ClassVar[int]
     LIST_FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
     PER_FUNCTION_FIELD_NUMBER: _ClassVar[int]
@@ -452,6 +545,7 @@ class PartialRequest(_message.Message):
     STATS_FIELD_NUMBER: _ClassVar[int]
     TIME_RANGE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    explain: ExplainQuestion
     histogram: GetHistogramRequest
     list_functions: ListFunctionsRequest
     per_function: _containers.RepeatedScalarFieldContainer[str]
@@ -460,12 +554,13 @@ class PartialRequest(_message.Message):
     stats: GetStatsRequest
     time_range: TimeRangeQuestion
     version: int
-    def __init__(self, version: _Optional[int] = ..., time_range: _Optional[_Union[TimeRangeQuestion, _Mapping]] = ..., list_functions: _Optional[_Union[ListFunctionsRequest, _Mapping]] = ..., stats: _Optional[_Union[GetStatsRequest, _Mapping]] = ..., series: _Optional[_Union[GetSeriesRequest, _Mapping]] = ..., histogram: _Optional[_Union[GetHistogramRequest, _Mapping]] = ..., slowest: _Optional[_Union[GetSlowestRequest, _Mapping]] = ..., per_function: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, version: _Optional[int] = ..., time_range: _Optional[_Union[TimeRangeQuestion, _Mapping]] = ..., list_functions: _Optional[_Union[ListFunctionsRequest, _Mapping]] = ..., stats: _Optional[_Union[GetStatsRequest, _Mapping]] = ..., series: _Optional[_Union[GetSeriesRequest, _Mapping]] = ..., histogram: _Optional[_Union[GetHistogramRequest, _Mapping]] = ..., slowest: _Optional[_Union[GetSlowestRequest, _Mapping]] = ..., explain: _Optional[_Union[ExplainQuestion, _Mapping]] = ..., per_function: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PartialResponse(_message.Message):
-    __slots__ = ["calls", "cells", "first_start_unix_nano", "functions", "histogram", "last_start_unix_nano", "per_function", "unknown_functions", "version"]
+    __slots__ = ["calls", "cells", "explain", "first_start_unix_nano", "functions", "histogram", "last_start_unix_nano", "per_function", "unknown_functions", "version"]
     CALLS_FIELD_NUMBER: _ClassVar[int]
     CELLS_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     FIRST_START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
     HISTOGRAM_FIELD_NUMBER: _ClassVar[int]
@@ -475,6 +570,7 @@ class PartialResponse(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     calls: _containers.RepeatedCompositeFieldContainer[Call]
     cells: PartialCells
+    explain: ExplainPartial
     first_start_unix_nano: int
     functions: _containers.RepeatedCompositeFieldContainer[FunctionInfo]
     histogram: GetHistogramResponse
@@ -482,7 +578,7 @@ class PartialResponse(_message.Message):
     per_function: _containers.RepeatedCompositeFieldContainer[CallList]
     unknown_functions: _containers.RepeatedScalarFieldContainer[str]
     version: int
-    def __init__(self, version: _Optional[int] = ..., unknown_functions: _Optional[_Iterable[str]] = ..., first_start_unix_nano: _Optional[int] = ..., last_start_unix_nano: _Optional[int] = ..., functions: _Optional[_Iterable[_Union[FunctionInfo, _Mapping]]] = ..., cells: _Optional[_Union[PartialCells, _Mapping]] = ..., histogram: _Optional[_Union[GetHistogramResponse, _Mapping]] = ..., calls: _Optional[_Iterable[_Union[Call, _Mapping]]] = ..., per_function: _Optional[_Iterable[_Union[CallList, _Mapping]]] = ...) -> None: ...
+    def __init__(self, version: _Optional[int] = ..., unknown_functions: _Optional[_Iterable[str]] = ..., first_start_unix_nano: _Optional[int] = ..., last_start_unix_nano: _Optional[int] = ..., functions: _Optional[_Iterable[_Union[FunctionInfo, _Mapping]]] = ..., cells: _Optional[_Union[PartialCells, _Mapping]] = ..., histogram: _Optional[_Union[GetHistogramResponse, _Mapping]] = ..., calls: _Optional[_Iterable[_Union[Call, _Mapping]]] = ..., per_function: _Optional[_Iterable[_Union[CallList, _Mapping]]] = ..., explain: _Optional[_Union[ExplainPartial, _Mapping]] = ...) -> None: ...
 
 class Quantile(_message.Message):
     __slots__ = ["q", "value_ns"]
@@ -559,6 +655,14 @@ class SlowShareBucket(_message.Message):
 class TimeRangeQuestion(_message.Message):
     __slots__ = []
     def __init__(self) -> None: ...
+
+class WeightedCalls(_message.Message):
+    __slots__ = ["calls", "weights"]
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    calls: _containers.RepeatedCompositeFieldContainer[Call]
+    weights: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, calls: _Optional[_Iterable[_Union[Call, _Mapping]]] = ..., weights: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class SpanKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []
