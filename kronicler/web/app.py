@@ -3,7 +3,7 @@
 FastAPI gives parameter checking and an OpenAPI description (``/api/openapi.json``) for free.
 Errors always come back as JSON ``{"status", "error", "message"}``: bad parameters -> 400 (also
 for FastAPI's own type checks, which would otherwise say 422), unknown function -> 404, missing
-or wrong token -> 401, a question the backend does not answer (explain on a cluster frontend)
+or wrong token -> 401, a question the backend does not answer (an older server without that RPC)
 -> 501, a remote query server's failure -> 502/503/504 with its message. With a token set every ``/api/v1`` route except ``health`` needs
 ``Authorization: Bearer <token>``; the page and its assets hold no data and stay open, so the page
 can load and then send the token it was given (``?token=``, kept in ``sessionStorage``). The
@@ -168,7 +168,7 @@ def create_app(
     are answered (:class:`HostGuard`); ``None`` answers any host. The caller keeps ownership of
     ``source`` and closes it after the server stops.
 
-    A question the backend cannot answer (a frontend asked to explain, a remote server's
+    A question the backend cannot answer (an older server without that RPC, a remote server's
     refusal) is answered 501, 502, 503 or 504 with the backend's message, never a bare 500.
     """
     if token is not None and (not isinstance(token, str) or not token):
