@@ -125,12 +125,19 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=30, help="round trips per figure")
     ap.add_argument("--baseline", type=Path, metavar="DIR",
                     help="also run the frontend of the Kronicler checkout in DIR")  # fmt: skip
+    ap.add_argument("--data", type=Path, metavar="DIR",
+                    help="keep the databases in DIR and reuse them on the next run")  # fmt: skip
     opts = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="kronicler-cluster-") as tmp:
-        single = Path(tmp) / "single"
-        nodes = [Path(tmp) / f"node{i}" for i in range(NODES)]
-        took = populate(single, nodes, opts.spans)
-        print(f"wrote {opts.spans:,} rows whole and split over {NODES} nodes in {took:.1f} s")
+        where = Path(tmp) if opts.data is None else opts.data / f"{opts.spans}"
+        single = where / "single"
+        nodes = [where / f"node{i}" for i in range(NODES)]
+        if (where / "complete").exists():
+            print(f"reusing {opts.spans:,} rows in {where}")
+        else:
+            took = populate(single, nodes, opts.spans)
+            (where / "complete").touch()
+            print(f"wrote {opts.spans:,} rows whole and split over {NODES} nodes in {took:.1f} s")
         procs = []
         try:
             p, single_addr = serve(["--path", str(single)])

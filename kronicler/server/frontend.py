@@ -68,6 +68,7 @@ from kronicler.query.grouping import check_quantiles, parse_group_by
 from kronicler.query.histogram import check_histogram
 from kronicler.query.partials import (
     PARTIAL_VERSION,
+    SUMMARY_PACKED,
     Cells,
     cell_stats,
     cell_summaries,
@@ -396,7 +397,9 @@ class Frontend:
 
 
 def _partial(**question: object) -> pb.PartialRequest:
-    return pb.PartialRequest(version=PARTIAL_VERSION, **question)  # type: ignore[arg-type]
+    return pb.PartialRequest(
+        version=PARTIAL_VERSION, summary_encoding=SUMMARY_PACKED, **question  # type: ignore[arg-type]
+    )
 
 
 _: type[QueryBackend] = Frontend  # mypy holds the frontend to the QueryBackend contract
