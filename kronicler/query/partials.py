@@ -40,6 +40,7 @@ from kronicler.db.stats import Call, Stats
 from kronicler.db.summary import Summary, summarize_groups
 from kronicler.db.view import answer
 from kronicler.errors import LimitExceededError, NotFoundError, shorten
+from kronicler.query import summary_table
 from kronicler.query.filters import Filter, is_glob, resolve_functions
 from kronicler.query.grouping import (
     MAX_GROUPS,
@@ -51,7 +52,6 @@ from kronicler.query.grouping import (
     parse_group_by,
 )
 from kronicler.query.results import FunctionInfo, Histogram, HistogramBucket
-from kronicler.query import summary_table
 from kronicler.query.series import cell_codes, check_buckets
 from kronicler.query.summary_table import SummaryTable
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -34,12 +35,17 @@ _KEY_SPAN = MAX_KEY + 1
 #: sorting: cells' key ranges are usually close to their entries (one latency distribution).
 _DENSE_PER_ENTRY = 8
 #: Wire dtypes of the per-cell columns (all but the buckets'), little-endian.
-_CELL_DTYPES: dict[str, str] = {
+_CELL_DTYPES: dict[str, Any] = {
     "cell": "<u4", "errors": "<i8", "count": "<i8", "sum": "<f8", "m2": "<f8", "min": "<i8",
     "max": "<i8", "zero": "<i8", "lengths": "<u4",
 }  # fmt: skip
 _KEY_DTYPE = np.dtype("<u2")
-_COUNT_DTYPES = {1: np.dtype("<u1"), 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<i8")}
+_COUNT_DTYPES: dict[int, np.dtype[Any]] = {
+    1: np.dtype("<u1"),
+    2: np.dtype("<u2"),
+    4: np.dtype("<u4"),
+    8: np.dtype("<i8"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,8 +249,9 @@ def unpack(columns: Mapping[str, bytes], count_width: int, n_cells: int) -> Summ
     if count_width not in _COUNT_DTYPES:
         raise CorruptPageError(f"packed summaries have count width {count_width}")
     cols: dict[str, np.ndarray] = {}
-    for name, dtype in (*_CELL_DTYPES.items(), ("keys", _KEY_DTYPE),
-                        ("counts", _COUNT_DTYPES[count_width])):  # fmt: skip
+    wire: list[tuple[str, Any]] = [*_CELL_DTYPES.items(), ("keys", _KEY_DTYPE),
+                                   ("counts", _COUNT_DTYPES[count_width])]  # fmt: skip
+    for name, dtype in wire:
         raw = columns[name]
         size = np.dtype(dtype).itemsize
         if len(raw) % size:

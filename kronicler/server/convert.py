@@ -35,9 +35,9 @@ from kronicler.query import (
     SlowShareBucket,
     Stats,
     StatsTable,
+    summary_table,
 )
 from kronicler.query.filters import RESOURCE_PREFIX, attribute_text, split_conditions
-from kronicler.query import summary_table
 from kronicler.query.partials import Cells
 from kronicler.query.summary_table import SummaryTable
 
@@ -375,8 +375,8 @@ def cells_from_proto(msg: pb.PartialCells) -> Cells:
         return Cells(keys, per_key, rows=(cell, columns[1], columns[2]))
     if msg.HasField("packed"):
         p = msg.packed
-        columns = {f: getattr(p, f) for f in _PACKED_FIELDS}
-        return Cells(keys, per_key, summary_table.unpack(columns, p.count_width, n_cells))
+        packed = {f: getattr(p, f) for f in _PACKED_FIELDS}
+        return Cells(keys, per_key, summary_table.unpack(packed, p.count_width, n_cells))
     entries = decode_summaries(msg.summaries) if msg.summaries else []
     if len(entries) != len(msg.errors) or any(not 0 <= c < n_cells for c, _ in entries):
         raise CorruptPageError("partial summaries and error counts do not line up")

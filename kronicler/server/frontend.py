@@ -184,7 +184,9 @@ class Frontend:
                 exc = as_local(failed)
                 if isinstance(exc, (ValueError, NotFoundError)):
                     refusal = refusal or exc  # the question itself is refused
-                elif isinstance(exc, grpc.Call) and exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:
+                elif (
+                    isinstance(exc, grpc.Call) and exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+                ):
                     refusal = refusal or LimitExceededError(exc.details())
                 elif isinstance(exc, grpc.Call):
                     missing[peer] = f"{exc.code().name}: {_reason(exc.details())}"
@@ -403,7 +405,9 @@ def _reason(details: str | None) -> str:
 
 def _partial(**question: object) -> pb.PartialRequest:
     return pb.PartialRequest(
-        version=PARTIAL_VERSION, summary_encoding=SUMMARY_PACKED, **question  # type: ignore[arg-type]
+        version=PARTIAL_VERSION,
+        summary_encoding=SUMMARY_PACKED,
+        **question,  # type: ignore[arg-type]
     )
 
 

@@ -69,9 +69,12 @@ def issue(ca: Issued, directory: Path, name: str, *, client: bool = False) -> Is
     usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
     cert = (
         _builder(subject, ca_cert.subject, key)
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False)  # fmt: skip
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )  # fmt: skip
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
     )
@@ -79,7 +82,9 @@ def issue(ca: Issued, directory: Path, name: str, *, client: bool = False) -> Is
     return out
 
 
-def _builder(subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey) -> x509.CertificateBuilder:
+def _builder(
+    subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey
+) -> x509.CertificateBuilder:
     now = dt.datetime.now(dt.timezone.utc)
     return (
         x509.CertificateBuilder()

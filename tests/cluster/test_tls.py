@@ -105,7 +105,7 @@ def test_a_frontend_that_cannot_verify_fails_naming_each_peer(
               "--peer-tls-key", str(tls_nodes.client.key))  # fmt: skip
     if case == "wrong CA":
         other = make_ca(tls_nodes.tmp / "other", "another-ca")
-        args = ("--peer-tls-ca", str(other.cert), *client)
+        args: tuple[str, ...] = ("--peer-tls-ca", str(other.cert), *client)
     else:
         args = ("--peer-tls-ca", str(tls_nodes.ca.cert))
     proc, address = _frontend(tls_nodes, *args)
