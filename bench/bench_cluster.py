@@ -255,6 +255,8 @@ def main() -> None:
                     help="also run the frontend of the Kronicler checkout in DIR")  # fmt: skip
     ap.add_argument("--ingest-seconds", type=float, default=20.0, metavar="S",
                     help="seconds of flat-out OTLP ingest into 1 and 3 nodes (0: skip)")  # fmt: skip
+    ap.add_argument("--by", default="function,service", metavar="KEYS",
+                    help="GetStats groupings to time (default: function,service)")  # fmt: skip
     ap.add_argument("--ingest-client", help=argparse.SUPPRESS)
     ap.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, metavar="DIR",
@@ -300,7 +302,7 @@ def bench_round_trips(opts: argparse.Namespace, tmp: Path) -> None:
             columns.append("baseline frontend")
         print(f"{'GetStats':<20}" + "".join(f"{c + ' p50':>22}{'p99':>9}" for c in columns)
               + "".join(f"{'ratio ' + c:>24}" for c in columns[1:]))  # fmt: skip
-        for group_by in ("function", "service"):
+        for group_by in opts.by.split(","):
             # a scan by service takes seconds: fewer round trips
             repeat = opts.repeat if group_by == "function" else max(3, opts.repeat // 10)
             figures = round_trips(addresses, group_by, repeat)
