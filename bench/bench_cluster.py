@@ -1,10 +1,13 @@
-"""Cluster benchmark: GetStats through a frontend over three nodes vs one node holding it all.
+"""Cluster benchmark: GetStats through a frontend over three nodes vs one node holding it all,
+and OTLP ingest into three nodes vs one.
 
 Run by hand (a few minutes at the default size, mostly writing the databases):
 
     PYTHONPATH=. python bench/bench_cluster.py                  # 10M spans in total
     PYTHONPATH=. python bench/bench_cluster.py --spans 3000000  # quicker
     PYTHONPATH=. python bench/bench_cluster.py --baseline /work/main  # + that checkout's frontend
+    PYTHONPATH=. python bench/bench_cluster.py --data /tmp/k --by function --ingest-seconds 0
+        # keep the databases for the next run; time only GetStats by function
 
 The same rows (the server benchmark's workload: 50 functions, Zipf-distributed, lognormal
 durations, 4 services) are written once whole to a single node's database and once split three
@@ -21,6 +24,14 @@ GetStats through a real gRPC channel:
 for grouping by function (merged index summaries) and by service (a scan on every node). The
 round trips are interleaved (one to each server in turn), so a machine whose load drifts during
 the run weighs on every figure alike.
+
+Ingest (``--ingest-seconds``, default 20): pre-encoded OTLP requests (the server benchmark's
+spans), split per node by a hash of each span's trace id as the Collector's ``loadbalancing``
+exporter (``routing_key: traceID``) re-batches them, sent flat out by a client process (two
+senders per node, backing off when a node answers "retry later"), first to one ``kronicler
+serve`` node, then to three. It prints spans acknowledged per second, the spans stored
+afterwards, and the nodes' CPU (with their ingest workers) per 1,000 spans. On one machine the
+nodes share its cores, so the figure shows what the cores give, not what separate hosts would.
 """
 
 from __future__ import annotations
