@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,13 @@ from kronicler.db.summary import Summary
 from kronicler.errors import CorruptPageError
 from kronicler.proto.v1 import query_pb2 as pb
 from kronicler.query import summary_table
-from kronicler.query.partials import Cells, cell_stats, merge_cells
+from kronicler.query.partials import (
+    PARTIAL_VERSION,
+    SUMMARY_PACKED,
+    Cells,
+    cell_stats,
+    merge_cells,
+)
 from kronicler.query.summary_table import SummaryTable
 from kronicler.server import convert
 
@@ -125,3 +133,34 @@ def test_packed_columns_that_do_not_line_up_are_refused() -> None:
     ]:
         with pytest.raises(CorruptPageError):
             convert.cells_from_proto(_damaged(msg, field, raw))
+
+
+def test_a_node_answers_each_frontend_in_the_encoding_it_reads(tmp_path: Path) -> None:
+    # A frontend of the previous release sends no summary_encoding and reads only the summary
+    # block; the current one asks for packed columns. Both decode to the same cells.
+    from kronicler.db import Database
+    from kronicler.server import partial
+
+    rng = np.random.default_rng(3)
+    with Database.open(tmp_path / "db", chunk_rows=64) as db:
+        n = 500
+        db.append(names=rng.choice(["a", "b", "c"], n).tolist(),
+                  start_unix_nano=1_000 + np.arange(n, dtype=np.int64), duration_ns=_values(rng, n),
+                  status=rng.choice([0, 2], n).astype(np.uint8))  # fmt: skip
+        assert db.flush(30)
+        for group_by in ("function", "service"):
+            stats = pb.GetStatsRequest(group_by=group_by)
+            old = partial.answer(db, pb.PartialRequest(version=PARTIAL_VERSION, stats=stats))
+            new = partial.answer(db, pb.PartialRequest(
+                version=PARTIAL_VERSION, stats=stats, summary_encoding=SUMMARY_PACKED))  # fmt: skip
+            assert old.cells.summaries and not old.cells.HasField("packed")
+            assert new.cells.HasField("packed") and not new.cells.summaries
+            a, b = (convert.cells_from_proto(r.cells) for r in (old, new))
+            assert a.keys == b.keys and len(a.table) == len(b.table) > 0
+            for (c1, s1, e1), (c2, s2, e2) in zip(
+                _entries(a.table), _entries(b.table), strict=True
+            ):
+                assert (c1, e1, s1.count, s1.sum, s1.m2, s1.min, s1.max) == (
+                    c2, e2, s2.count, s2.sum, s2.m2, s2.min, s2.max)  # fmt: skip
+                assert s1.keys.tolist() == s2.keys.tolist()
+                assert s1.counts.tolist() == s2.counts.tolist()
