@@ -1,10 +1,13 @@
-"""Cluster benchmark: GetStats through a frontend over three nodes vs one node holding it all.
+"""Cluster benchmark: GetStats through a frontend over three nodes vs one node holding it all,
+and OTLP ingest into three nodes vs one.
 
 Run by hand (a few minutes at the default size, mostly writing the databases):
 
     PYTHONPATH=. python bench/bench_cluster.py                  # 10M spans in total
     PYTHONPATH=. python bench/bench_cluster.py --spans 3000000  # quicker
     PYTHONPATH=. python bench/bench_cluster.py --baseline /work/main  # + that checkout's frontend
+    PYTHONPATH=. python bench/bench_cluster.py --data /tmp/k --by function --ingest-seconds 0
+        # keep the databases for the next run; time only GetStats by function
 
 The same rows (the server benchmark's workload: 50 functions, Zipf-distributed, lognormal
 durations, 4 services) are written once whole to a single node's database and once split three
@@ -21,6 +24,14 @@ GetStats through a real gRPC channel:
 for grouping by function (merged index summaries) and by service (a scan on every node). The
 round trips are interleaved (one to each server in turn), so a machine whose load drifts during
 the run weighs on every figure alike.
+
+Ingest (``--ingest-seconds``, default 20): pre-encoded OTLP requests (the server benchmark's
+spans), split per node by a hash of each span's trace id as the Collector's ``loadbalancing``
+exporter (``routing_key: traceID``) re-batches them, sent flat out by a client process (two
+senders per node, backing off when a node answers "retry later"), first to one ``kronicler
+serve`` node, then to three. It prints spans acknowledged per second, the spans stored
+afterwards, and the nodes' CPU (with their ingest workers) per 1,000 spans. On one machine the
+nodes share its cores, so the figure shows what the cores give, not what separate hosts would.
 """
 
 from __future__ import annotations
@@ -33,13 +44,21 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from bench.bench_server import BASE_NS, FUNCTIONS, SERVICES  # noqa: E402
+from bench.bench_server import (  # noqa: E402
+    BASE_NS,
+    FUNCTIONS,
+    SERVICES,
+    cpu_seconds,
+    encoded_requests,
+    raw_export_stub,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NODES = 3
@@ -78,10 +97,12 @@ def populate(single: Path, nodes: list[Path], n: int) -> float:
     return time.perf_counter() - t0
 
 
-def serve(args: list[str], checkout: Path = ROOT) -> tuple[subprocess.Popen[str], str]:
+def serve(
+    args: list[str], checkout: Path = ROOT, *, no_otlp: bool = True
+) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kronicler", "serve", "--address", "127.0.0.1:0", "--no-otlp",
-         *args],
+        [sys.executable, "-m", "kronicler", "serve", "--address", "127.0.0.1:0",
+         *(["--no-otlp"] if no_otlp else []), *args],
         stdout=subprocess.PIPE, text=True, cwd=checkout,
         env={**os.environ, "PYTHONPATH": str(checkout)},
     )  # fmt: skip
@@ -119,50 +140,193 @@ def round_trips(addresses: list[str], group_by: str, repeat: int) -> list[tuple[
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--spans", type=int, default=10_000_000, help="rows in total (default 10M)")
-    ap.add_argument("--repeat", type=int, default=30, help="round trips per figure")
-    ap.add_argument("--baseline", type=Path, metavar="DIR",
-                    help="also run the frontend of the Kronicler checkout in DIR")  # fmt: skip
-    opts = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="kronicler-cluster-") as tmp:
-        single = Path(tmp) / "single"
-        nodes = [Path(tmp) / f"node{i}" for i in range(NODES)]
-        took = populate(single, nodes, opts.spans)
-        print(f"wrote {opts.spans:,} rows whole and split over {NODES} nodes in {took:.1f} s")
-        procs = []
+def sharded_requests(nodes: int, requests: int) -> list[list[bytes]]:
+    """Per node, OTLP requests holding the spans whose trace id hashes to it (the Collector's
+    ``loadbalancing`` exporter with ``routing_key: traceID`` re-batches so, per backend)."""
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
+
+    out: list[list[bytes]] = [[] for _ in range(nodes)]
+    for data in encoded_requests(requests, seed=1):
+        req = otlp.ExportTraceServiceRequest.FromString(data)
+        parts = [otlp.ExportTraceServiceRequest() for _ in range(nodes)]
+        for rs in req.resource_spans:
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    node = zlib.crc32(span.trace_id) % nodes
+                    dest = parts[node].resource_spans
+                    if not dest:
+                        dest.add().resource.CopyFrom(rs.resource)
+                        dest[0].scope_spans.add()
+                    dest[0].scope_spans[0].spans.append(span)
+        for node, part in enumerate(parts):
+            out[node].append(part.SerializeToString())
+    return out
+
+
+def ingest_client(addresses: list[str], seconds: float, threads: int) -> None:
+    """Child process: send pre-encoded, trace-id-sharded requests flat out to every node
+    (``threads`` senders per node) for ``seconds``; prints spans acknowledged and seconds."""
+    import threading
+
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
+
+    per_node = sharded_requests(len(addresses), 16)
+    sizes = [[sum(len(ss.spans) for rs in otlp.ExportTraceServiceRequest.FromString(r)
+                  .resource_spans for ss in rs.scope_spans) for r in reqs]
+             for reqs in per_node]  # fmt: skip
+    print("sending", flush=True)  # encoding done: the ingest starts now
+    sent = [0] * (len(addresses) * threads)
+    stop = time.monotonic() + seconds
+
+    def loop(slot: int) -> None:
+        node = slot // threads
+        reqs = per_node[node]
+        with grpc.insecure_channel(addresses[node]) as ch:
+            export = raw_export_stub(ch)
+            i = slot
+            while time.monotonic() < stop:
+                try:
+                    export(reqs[i % len(reqs)], timeout=30)
+                except grpc.RpcError as exc:  # write queue full: back off like an exporter
+                    if exc.code() not in (grpc.StatusCode.UNAVAILABLE,
+                                          grpc.StatusCode.RESOURCE_EXHAUSTED):  # fmt: skip
+                        raise
+                    time.sleep(0.005)
+                    continue
+                sent[slot] += sizes[node][i % len(reqs)]
+                i += 1
+
+    begin = time.monotonic()
+    ts = [threading.Thread(target=loop, args=(t,)) for t in range(len(sent))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    print(sum(sent), time.monotonic() - begin, flush=True)
+
+
+def bench_ingest(tmp: Path, seconds: float) -> None:
+    """OTLP spans/s into 1 node and into 3, sharded by trace id; CPU per node alongside."""
+    print(f"\nOTLP ingest, pre-encoded requests sharded by trace id, {seconds:g} s flat out "
+          f"on {os.cpu_count()} cores:")  # fmt: skip
+    rates = {}
+    for n in (1, NODES):
+        procs, addrs = [], []
         try:
-            p, single_addr = serve(["--path", str(single)])
-            procs.append(p)
-            peers = []
-            for path in nodes:
-                p, addr = serve(["--path", str(path)])
+            for i in range(n):
+                p, a = serve(["--path", str(tmp / f"ingest{n}-{i}")], no_otlp=False)
                 procs.append(p)
-                peers.append(addr)
-            p, front_addr = serve(["--peers", ",".join(peers)])
-            procs.append(p)
-            addresses = [single_addr, front_addr]
-            columns = ["single", "frontend"]
-            if opts.baseline is not None:
-                p, base_addr = serve(["--peers", ",".join(peers)], opts.baseline.resolve())
-                procs.append(p)
-                addresses.append(base_addr)
-                columns.append("baseline frontend")
-            print(f"{'GetStats':<20}" + "".join(f"{c + ' p50':>22}{'p99':>9}" for c in columns)
-                  + "".join(f"{'ratio ' + c:>24}" for c in columns[1:]))  # fmt: skip
-            for group_by in ("function", "service"):
-                figures = round_trips(addresses, group_by, opts.repeat)
-                assert all(rows == opts.spans for _, _, rows in figures), figures
-                s50 = figures[0][0]
-                print(f"{'by ' + group_by:<20}"
-                      + "".join(f"{p50:>20.1f}ms{p99:>7.1f}ms" for p50, p99, _ in figures)
-                      + "".join(f"{p50 / s50:>23.2f}x" for p50, _, _ in figures[1:]))  # fmt: skip
+                addrs.append(a)
+            cpu0 = sum(tree_cpu(p.pid) for p in procs)
+            client = subprocess.run(
+                [sys.executable, __file__, "--ingest-client", ",".join(addrs), "--seconds",
+                 str(seconds)], capture_output=True, text=True, timeout=seconds + 300, check=True,
+            )  # fmt: skip
+            acked, took = client.stdout.split()[-2:]
+            cpu = sum(tree_cpu(p.pid) for p in procs) - cpu0  # nodes and their ingest workers
+            rates[n] = int(acked) / float(took)
         finally:
             for p in procs:
                 p.terminate()
             for p in procs:
-                p.wait(30)
+                p.wait(60)
+        stored = 0
+        for i in range(n):
+            with _open(tmp / f"ingest{n}-{i}") as db:
+                stored += sum(fs.summary.count for fs in db.summaries().values() if fs.summary)
+        print(f"   {n} node{'s' if n > 1 else ' '}: {rates[n]:>10,.0f} spans/s acknowledged "
+              f"({int(acked):,} acknowledged, {stored:,} stored; CPU of the nodes "
+              f"{cpu / max(int(acked), 1) * 1e6:.2f} ms per 1,000 spans)")  # fmt: skip
+    print(f"   {NODES} nodes / 1 node: {rates[NODES] / rates[1]:.2f}x")
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds used so far by ``pid`` and its live descendants (Linux ``/proc``)."""
+    total = cpu_seconds(pid)
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return total
+    return total + sum(tree_cpu(int(c)) for c in children)
+
+
+def _open(path: Path):  # type: ignore[no-untyped-def]
+    from kronicler.db import Database
+
+    return Database.open(path, readonly=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--spans", type=int, default=10_000_000, help="rows in total (default 10M)")
+    ap.add_argument("--repeat", type=int, default=30,
+                    help="round trips per figure (by service: a tenth; 0: skip)")  # fmt: skip
+    ap.add_argument("--baseline", type=Path, metavar="DIR",
+                    help="also run the frontend of the Kronicler checkout in DIR")  # fmt: skip
+    ap.add_argument("--ingest-seconds", type=float, default=20.0, metavar="S",
+                    help="seconds of flat-out OTLP ingest into 1 and 3 nodes (0: skip)")  # fmt: skip
+    ap.add_argument("--by", default="function,service", metavar="KEYS",
+                    help="GetStats groupings to time (default: function,service)")  # fmt: skip
+    ap.add_argument("--ingest-client", help=argparse.SUPPRESS)
+    ap.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
+    ap.add_argument("--data", type=Path, metavar="DIR",
+                    help="keep the databases in DIR and reuse them on the next run")  # fmt: skip
+    opts = ap.parse_args()
+    if opts.ingest_client:
+        ingest_client(opts.ingest_client.split(","), opts.seconds, threads=2)
+        return
+    with tempfile.TemporaryDirectory(prefix="kronicler-cluster-") as tmp:
+        if opts.repeat:
+            bench_round_trips(opts, Path(tmp))
+        if opts.ingest_seconds:
+            bench_ingest(Path(tmp), opts.ingest_seconds)
+
+
+def bench_round_trips(opts: argparse.Namespace, tmp: Path) -> None:
+    where = Path(tmp) if opts.data is None else opts.data / f"{opts.spans}"
+    single = where / "single"
+    nodes = [where / f"node{i}" for i in range(NODES)]
+    if (where / "complete").exists():
+        print(f"reusing {opts.spans:,} rows in {where}")
+    else:
+        took = populate(single, nodes, opts.spans)
+        (where / "complete").touch()
+        print(f"wrote {opts.spans:,} rows whole and split over {NODES} nodes in {took:.1f} s")
+    procs = []
+    try:
+        p, single_addr = serve(["--path", str(single)])
+        procs.append(p)
+        peers = []
+        for path in nodes:
+            p, addr = serve(["--path", str(path)])
+            procs.append(p)
+            peers.append(addr)
+        p, front_addr = serve(["--peers", ",".join(peers)])
+        procs.append(p)
+        addresses = [single_addr, front_addr]
+        columns = ["single", "frontend"]
+        if opts.baseline is not None:
+            p, base_addr = serve(["--peers", ",".join(peers)], opts.baseline.resolve())
+            procs.append(p)
+            addresses.append(base_addr)
+            columns.append("baseline frontend")
+        print(f"{'GetStats':<20}" + "".join(f"{c + ' p50':>22}{'p99':>9}" for c in columns)
+              + "".join(f"{'ratio ' + c:>24}" for c in columns[1:]))  # fmt: skip
+        for group_by in opts.by.split(","):
+            # a scan by service takes seconds: fewer round trips
+            repeat = opts.repeat if group_by == "function" else max(3, opts.repeat // 10)
+            figures = round_trips(addresses, group_by, repeat)
+            assert all(rows == opts.spans for _, _, rows in figures), figures
+            s50 = figures[0][0]
+            print(f"{'by ' + group_by:<20}"
+                  + "".join(f"{p50:>20.1f}ms{p99:>7.1f}ms" for p50, p99, _ in figures)
+                  + "".join(f"{p50 / s50:>23.2f}x" for p50, _, _ in figures[1:]))  # fmt: skip
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(30)
 
 
 if __name__ == "__main__":

@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="HOST:PORT to listen on (default: 127.0.0.1:4317)")
     p.add_argument("--tls-cert", type=Path, help="server certificate (PEM)")
     p.add_argument("--tls-key", type=Path, help="server private key (PEM)")
+    p.add_argument("--tls-client-ca", type=Path, metavar="FILE",
+                   help="require clients to present a certificate signed by this CA (PEM; "
+                        "mutual TLS, e.g. nodes admitting only their frontend)")  # fmt: skip
     p.add_argument("--token", help="require this bearer token (default: $KRONICLER_TOKEN)")
     p.add_argument(
         "--max-message-bytes",
@@ -172,6 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="be a cluster frontend: answer every query from these nodes (merged), "
                         "store nothing and host no OTLP (docs/cluster.md)")  # fmt: skip
     p.add_argument("--peer-token", help="bearer token for the peers (default: --token)")
+    p.add_argument("--peer-tls", action="store_true",
+                   help="reach the peers over TLS, verified by the system's CAs")  # fmt: skip
+    p.add_argument("--peer-tls-ca", type=Path, metavar="FILE",
+                   help="CA certificate (PEM) the peers' certificates are verified with; "
+                        "implies --peer-tls")  # fmt: skip
+    p.add_argument("--peer-tls-cert", type=Path, metavar="FILE",
+                   help="client certificate (PEM) shown to peers that require one (their "
+                        "--tls-client-ca); needs --peer-tls-key")  # fmt: skip
+    p.add_argument("--peer-tls-key", type=Path, metavar="FILE",
+                   help="private key (PEM) of --peer-tls-cert")  # fmt: skip
+    p.add_argument("--peer-tls-server-name", metavar="NAME",
+                   help="name the peers' certificates are checked against, when it differs "
+                        "from the host in --peers")  # fmt: skip
     p.add_argument("--peer-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="longest a query waits for the peers (default: 30; a caller's shorter "
                         "deadline wins)")  # fmt: skip
@@ -482,6 +498,7 @@ def serve(args: argparse.Namespace) -> int:
         address=args.address or os.environ.get("KRONICLER_ADDRESS") or DEFAULT_ADDRESS,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
         token=args.token or os.environ.get("KRONICLER_TOKEN") or None,
         max_receive_bytes=args.max_message_bytes,
         otlp=not args.no_otlp,
@@ -508,7 +525,11 @@ def serve_frontend(args: argparse.Namespace, options: Any) -> int:
     options = replace(options, otlp=False, otlp_http=None, ingest_workers=0)
     _checked(options)
     peers = [p.strip() for p in args.peers.split(",") if p.strip()]
-    frontend = Frontend(peers, token=args.peer_token or options.token, timeout=args.peer_timeout)
+    frontend = Frontend(
+        peers, token=args.peer_token or options.token, timeout=args.peer_timeout,
+        tls=args.peer_tls, ca_cert=args.peer_tls_ca, client_cert=args.peer_tls_cert,
+        client_key=args.peer_tls_key, server_name=args.peer_tls_server_name,
+    )  # fmt: skip
     label = f"frontend for {', '.join(peers)}"
     return _serve_until_stopped(args, frontend, options, label, frontend.close)
 

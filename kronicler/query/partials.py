@@ -35,15 +35,16 @@ node knows, with the single-node message.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from kronicler.db.stats import Call, Stats
-from kronicler.db.summary import MAX_KEY, Summary, bucket_representatives, summarize_groups
+from kronicler.db.summary import Summary, summarize_groups
 from kronicler.db.view import answer
 from kronicler.errors import LimitExceededError, NotFoundError, shorten
+from kronicler.query import summary_table
 from kronicler.query.filters import Filter, is_glob, resolve_functions
 from kronicler.query.grouping import (
     MAX_GROUPS,
@@ -56,12 +57,16 @@ from kronicler.query.grouping import (
 )
 from kronicler.query.results import FunctionInfo, Histogram, HistogramBucket
 from kronicler.query.series import cell_codes, check_buckets
+from kronicler.query.summary_table import SummaryTable
 
 if TYPE_CHECKING:
     from kronicler.db.view import ReadAPI, ReadView
 
 #: The partial format this code speaks; a node refuses a request of any other version.
 PARTIAL_VERSION = 1
+#: ``PartialRequest.summary_encoding``: summaries as packed columns (:mod:`.summary_table`);
+#: 0, what a frontend of an earlier release sends, asks for the summary block.
+SUMMARY_PACKED = 1
 #: Rows one node ships for an exact answer (13 bytes each before compression).
 MAX_PARTIAL_ROWS = 2_000_000
 
@@ -75,14 +80,14 @@ class Cells:
     Fields:
         keys: the group keys, sorted; ``per_key``: cells per key (buckets; 1 for stats).
             A cell's id is ``key index * per_key + bucket``.
-        summaries: ``(cell id, summary, errors)`` of every non-empty cell, by id (summary road).
+        table: the summary and error count of every non-empty cell, by id (summary road).
         rows: for exact answers instead, one entry per row: cell id (int64), duration (int64)
             and status (uint8).
     """
 
     keys: tuple[str, ...]
     per_key: int
-    summaries: tuple[tuple[int, Summary, int], ...] = ()
+    table: SummaryTable = field(default_factory=SummaryTable.empty)
     rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
@@ -135,8 +140,8 @@ def stats_cells(view: ReadView, flt: Filter, group_by: str, exact: bool) -> Cell
         _check_groups(len(live))
         return Cells(
             tuple(n for n, _ in live), 1,
-            tuple((i, fs.summary, int(fs.errors)) for i, (_, fs) in enumerate(live)
-                  if fs.summary is not None),
+            SummaryTable.of([(i, fs.summary, int(fs.errors)) for i, (_, fs) in enumerate(live)
+                             if fs.summary is not None]),
         )  # fmt: skip
     return _cells(compact(group_rows(view, flt, group_by)), None, 1, exact)
 
@@ -166,8 +171,8 @@ def _cells(grouped: Grouped, cells: np.ndarray | None, per_key: int, exact: bool
     n = len(keys) * per_key
     sums = summarize_groups(codes, duration, n) if len(codes) else []
     errors = error_counts(codes, status, n)
-    live = tuple((i, s, int(errors[i])) for i, s in enumerate(sums) if s is not None and s.count)
-    return Cells(keys, per_key, live)
+    live = [(i, s, int(errors[i])) for i, s in enumerate(sums) if s is not None and s.count]
+    return Cells(keys, per_key, SummaryTable.of(live))
 
 
 # ---- at the frontend -------------------------------------------------------------------------
@@ -233,155 +238,8 @@ def merge_cells(parts: Sequence[Cells]) -> Cells:
         rows = (np.concatenate(ids) if ids else np.empty(0, np.int64),
                 np.concatenate(durations), np.concatenate(statuses))  # fmt: skip
         return Cells(keys, per_key, rows=rows)
-    cell_ids: list[np.ndarray] = []
-    entries: list[tuple[Summary, int]] = []
-    for p in parts:
-        if p.summaries:
-            local = np.array([c for c, _, _ in p.summaries], dtype=np.int64)
-            cell_ids.append(_remap(p, index, local))
-            entries.extend((s, e) for _, s, e in p.summaries)
-    if not entries:
-        return Cells(keys, per_key)
-    return Cells(keys, per_key, merge_summaries(np.concatenate(cell_ids), entries))
-
-
-def merge_summaries(
-    cell: np.ndarray, entries: Sequence[tuple[Summary, int]]
-) -> tuple[tuple[int, Summary, int], ...]:
-    """Every ``(summary, errors)`` merged into its cell, all cells in one numpy pass.
-
-    The batched form of :meth:`Summary.merge_all` (the same k-way moments, counts added per
-    bucket key): a frontend merges thousands of cells, and one merge call per cell would cost
-    more than the nodes' whole answers.
-    """
-    cols = _columns([s for s, _ in entries])
-    cells, inv = np.unique(cell, return_inverse=True)
-    n = np.bincount(inv, weights=cols.count, minlength=len(cells))
-    total = np.bincount(inv, weights=cols.sum, minlength=len(cells))
-    mean = total / n
-    spread = cols.count * np.square(cols.sum / cols.count - mean[inv])
-    m2 = np.bincount(inv, weights=cols.m2, minlength=len(cells)) + np.bincount(
-        inv, weights=spread, minlength=len(cells)
-    )
-    lo = np.full(len(cells), np.iinfo(np.int64).max, dtype=np.int64)
-    hi = np.full(len(cells), -1, dtype=np.int64)
-    np.minimum.at(lo, inv, cols.min)
-    np.maximum.at(hi, inv, cols.max)
-    zeros = np.zeros(len(cells), dtype=np.int64)
-    errors = np.zeros(len(cells), dtype=np.int64)
-    counts = np.zeros(len(cells), dtype=np.int64)
-    np.add.at(zeros, inv, cols.zero)
-    np.add.at(errors, inv, np.array([e for _, e in entries], dtype=np.int64))
-    np.add.at(counts, inv, cols.count.astype(np.int64))  # exact, unlike float weights
-    pair_cell, pair_keys, pair_counts = _add_buckets(inv, len(cells), cols)
-    pair_keys.setflags(write=False)
-    pair_counts.setflags(write=False)
-    bounds = np.searchsorted(pair_cell, np.arange(len(cells) + 1)).tolist()
-    return tuple(
-        (int(cells[i]), Summary(int(counts[i]), float(total[i]), float(m2[i]), int(lo[i]),
-                                int(hi[i]), int(zeros[i]), pair_keys[bounds[i] : bounds[i + 1]],
-                                pair_counts[bounds[i] : bounds[i + 1]]), int(errors[i]))
-        for i in range(len(cells))
-    )  # fmt: skip
-
-
-_KEY_SPAN = MAX_KEY + 1
-#: Largest dense bucket table, per bucket entry added, that :func:`_add_buckets` fills instead
-#: of sorting: cells' key ranges are usually close to their entries (one latency distribution).
-_DENSE_PER_ENTRY = 8
-
-
-def _add_buckets(
-    inv: np.ndarray, n_cells: int, cols: _Columns
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Bucket counts added per (cell, key): the cell, key and count of every non-empty pair,
-    by cell then key.
-
-    Each cell's keys span a short range (one latency distribution), so the pairs are added into
-    one dense table of every cell's range (a bincount, no sort); a table much larger than the
-    entries (a cell spanning nanoseconds to hours) falls back to sorting the pairs.
-    """
-    owner = np.repeat(inv.astype(np.int64), cols.lengths)  # the merged cell of every entry
-    keys = cols.keys
-    if not len(keys):
-        empty = np.empty(0, np.int64)
-        return empty, empty.astype(np.int32), empty
-    lo = np.full(n_cells, MAX_KEY, dtype=np.int64)
-    hi = np.zeros(n_cells, dtype=np.int64)
-    np.minimum.at(lo, owner, keys)
-    np.maximum.at(hi, owner, keys)
-    span = np.maximum(hi - lo + 1, 0)
-    total = int(span.sum())
-    if total <= _DENSE_PER_ENTRY * len(keys) and int(cols.counts.sum()) < 2**53:
-        start = np.cumsum(span) - span
-        # float weights are exact below 2**53 (checked above)
-        table = np.bincount(start[owner] + keys - lo[owner], weights=cols.counts, minlength=total)
-        present = np.flatnonzero(table)
-        pair_cell = np.searchsorted(start + span, present, side="right")
-        pair_keys = (present - start[pair_cell] + lo[pair_cell]).astype(np.int32)
-        return pair_cell, pair_keys, table[present].astype(np.int64)
-    # (cell, key) pairs folded into one int64 and added (keys lie in [0, MAX_KEY]).
-    pairs, where = np.unique(owner * _KEY_SPAN + keys, return_inverse=True)
-    pair_counts = np.zeros(len(pairs), dtype=np.int64)
-    np.add.at(pair_counts, where, cols.counts)
-    return pairs // _KEY_SPAN, (pairs % _KEY_SPAN).astype(np.int32), pair_counts
-
-
-@dataclass(frozen=True, slots=True)
-class _Columns:
-    """Many summaries as arrays: scalars per summary, buckets concatenated in order."""
-
-    count: np.ndarray  # float64, for moment arithmetic
-    sum: np.ndarray
-    m2: np.ndarray
-    min: np.ndarray
-    max: np.ndarray
-    zero: np.ndarray
-    lengths: np.ndarray
-    keys: np.ndarray
-    counts: np.ndarray
-
-
-def _columns(summaries: Sequence[Summary]) -> _Columns:
-    keys = [s.keys for s in summaries]
-    return _Columns(
-        np.array([s.count for s in summaries], dtype=np.float64),
-        np.array([s.sum for s in summaries], dtype=np.float64),
-        np.array([s.m2 for s in summaries], dtype=np.float64),
-        np.array([s.min for s in summaries], dtype=np.int64),
-        np.array([s.max for s in summaries], dtype=np.int64),
-        np.array([s.zero_count for s in summaries], dtype=np.int64),
-        np.array([len(k) for k in keys], dtype=np.int64),
-        np.concatenate(keys).astype(np.int64) if keys else np.empty(0, np.int64),
-        np.concatenate([s.counts for s in summaries]) if keys else np.empty(0, np.int64),
-    )
-
-
-def batch_quantiles(summaries: Sequence[Summary], qs: Sequence[float]) -> np.ndarray:
-    """``[s.quantiles(qs) for s in summaries]`` as one (summaries x qs) array, in one pass.
-
-    The batched form of :meth:`Summary.quantile` (rank ``floor(q * (count - 1))``, zeros first,
-    then the bucket holding the rank, its representative clipped to [min, max]); every summary
-    must be non-empty.
-    """
-    cols = _columns(summaries)
-    count = cols.count.astype(np.int64)
-    cumulative = np.cumsum(cols.counts)
-    # Buckets before each summary's first: the cumulative count its ranks start from.
-    base = np.concatenate(([0], cumulative))[np.cumsum(cols.lengths) - cols.lengths]
-    out = np.zeros((len(summaries), len(qs)), dtype=np.float64)
-    for j, q in enumerate(qs):
-        rank = np.floor((count - 1) * q).astype(np.int64)
-        inside = rank >= cols.zero
-        if inside.any():
-            idx = np.searchsorted(cumulative, (base + rank - cols.zero)[inside], side="right")
-            reps = bucket_representatives(cols.keys[idx])
-            out[inside, j] = np.clip(reps, cols.min[inside], cols.max[inside])
-        if q == 0.0:
-            out[:, j] = cols.min
-        elif q == 1.0:
-            out[:, j] = cols.max
-    return out
+    tables = [p.table.with_cells(_remap(p, index, p.table.cell)) for p in parts]
+    return Cells(keys, per_key, summary_table.merge(summary_table.concat(tables)))
 
 
 def _remap(part: Cells, index: dict[str, int], cell: np.ndarray) -> np.ndarray:
@@ -403,9 +261,9 @@ def cell_stats(cells: Cells, quantiles: Sequence[float], *, every_cell: bool) ->
                           {"duration": d, "status": st})  # fmt: skip
         rows = exact_stats(grouped, quantiles)
         return rows if every_cell else [r for r in rows if r.count]
-    values = batch_quantiles([s for _, s, _ in cells.summaries], quantiles) if cells.summaries \
-        else np.zeros((0, len(quantiles)))  # fmt: skip
-    have = {c: i for i, (c, _, _) in enumerate(cells.summaries)}
+    table = cells.table
+    values = summary_table.quantiles(table, quantiles).tolist()
+    have = {c: i for i, c in enumerate(table.cell.tolist())}
     out = []
     for c in range(n) if every_cell else sorted(have):
         key = cells.keys[c // cells.per_key]
@@ -413,9 +271,9 @@ def cell_stats(cells: Cells, quantiles: Sequence[float], *, every_cell: bool) ->
         if i is None:
             out.append(Stats.empty(key, quantiles))
             continue
-        _, s, errors = cells.summaries[i]
-        qv = tuple(zip(quantiles, values[i].tolist(), strict=True))
-        out.append(Stats(key, int(s.count), errors, s.mean, s.stddev, s.stderr,
+        s = table.summary(i)
+        qv = tuple(zip(quantiles, values[i], strict=True))
+        out.append(Stats(key, int(s.count), int(table.errors[i]), s.mean, s.stddev, s.stderr,
                          float(s.min or 0), float(s.max or 0), qv, _summary=s))  # fmt: skip
     return out
 
@@ -434,7 +292,8 @@ def check_groups(cells: Cells, max_groups: int = MAX_GROUPS) -> None:
 
 def cell_summaries(cells: Cells) -> dict[str, tuple[Summary | None, int]]:
     """Merged summary and error count per key (stats cells, one per key), as anomalies use."""
-    return {cells.keys[c]: (s, e) for c, s, e in cells.summaries}
+    t = cells.table
+    return {cells.keys[c]: (t.summary(i), int(t.errors[i])) for i, c in enumerate(t.cell.tolist())}
 
 
 def merge_histograms(function: str, per_decade: int, exact: bool,

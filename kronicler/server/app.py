@@ -25,6 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from kronicler._config import DEFAULT_ADDRESS, DEFAULT_MAX_RECEIVE_BYTES, DEFAULT_MAX_SEND_BYTES
+from kronicler.errors import shorten
 from kronicler.otel.receiver import TRACE_SERVICE_NAME, add_to_server
 from kronicler.proto.v1 import query_pb2 as pb
 from kronicler.proto.v1 import query_pb2_grpc as pb_grpc
@@ -54,6 +55,8 @@ class ServerOptions:
     Fields:
         address: ``host:port`` (``[v6]:port`` for IPv6); port 0 picks a free port.
         tls_cert, tls_key: PEM files; both or neither. Without them the port is plaintext.
+        tls_client_ca: with TLS, a CA (PEM) every client must present a certificate of (mutual
+            TLS, e.g. a cluster's nodes admitting only their frontend); None asks for none.
         token: when set, every RPC except health needs ``authorization: Bearer <token>``.
         max_receive_bytes, max_send_bytes: per-message limits.
         max_workers: threads running RPCs; max_concurrent_rpcs: calls admitted at once.
@@ -69,6 +72,7 @@ class ServerOptions:
     address: str = DEFAULT_ADDRESS
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    tls_client_ca: Path | None = None
     token: str | None = None
     max_receive_bytes: int = DEFAULT_MAX_RECEIVE_BYTES
     max_send_bytes: int = DEFAULT_MAX_SEND_BYTES
@@ -86,6 +90,11 @@ class ServerOptions:
             split_address(self.otlp_http)
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TLS needs both a certificate and a key (--tls-cert and --tls-key)")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError(
+                f"a client CA ({shorten(str(self.tls_client_ca))}) needs TLS: give --tls-cert "
+                "and --tls-key too"
+            )
         for label, value in (("max_receive_bytes", self.max_receive_bytes),
                              ("max_send_bytes", self.max_send_bytes),
                              ("max_workers", self.max_workers),
@@ -173,8 +182,11 @@ class KroniclerServer:
         if opts.compact_every and isinstance(db, Database):
             self.compaction = CompactionScheduler(db.path, opts.compact_every)
         if opts.tls_cert is not None and opts.tls_key is not None:
+            client_ca = opts.tls_client_ca
             creds = grpc.ssl_server_credentials(
-                [(Path(opts.tls_key).read_bytes(), Path(opts.tls_cert).read_bytes())]
+                [(Path(opts.tls_key).read_bytes(), Path(opts.tls_cert).read_bytes())],
+                root_certificates=None if client_ca is None else Path(client_ca).read_bytes(),
+                require_client_auth=client_ca is not None,
             )
             self.port = self._server.add_secure_port(opts.address, creds)
         else:

@@ -24,7 +24,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kronicler._config import DEFAULT_ADDRESS, DEFAULT_MAX_SEND_BYTES
-from kronicler.errors import NotFoundError
+from kronicler.errors import NotFoundError, shorten
 from kronicler.proto.v1 import query_pb2 as pb
 from kronicler.proto.v1 import query_pb2_grpc as pb_grpc
 from kronicler.query import (
@@ -62,6 +62,22 @@ _LOCAL_ERRORS: dict[grpc.StatusCode, type[Exception]] = {
 }
 
 
+def _pem(path: Path | None, what: str) -> bytes | None:
+    """The bytes of a PEM file, or None; ValueError naming a file that cannot be read."""
+    if path is None:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read the {what} {shorten(str(path))}: {exc.strerror}") from None
+
+
+def as_local(exc: grpc.RpcError) -> Exception:
+    """The query layer's exception for a failed call whose status has one, else ``exc``."""
+    local = _LOCAL_ERRORS.get(exc.code()) if isinstance(exc, grpc.Call) else None
+    return exc if local is None else local(exc.details())
+
+
 class Client:
     """Connection to one Kronicler server.
 
@@ -70,6 +86,8 @@ class Client:
         token: bearer token, sent with every call.
         tls: use TLS; ``ca_cert`` (PEM) verifies the server (default: the system roots).
         server_name: TLS name to verify when it differs from the address's host.
+        client_cert, client_key: PEM files (both or neither) this client presents to a server
+            that asks for a client certificate (mutual TLS); they imply ``tls``.
         timeout: seconds per call.
     """
 
@@ -81,16 +99,26 @@ class Client:
         tls: bool = False,
         ca_cert: Path | None = None,
         server_name: str | None = None,
+        client_cert: Path | None = None,
+        client_key: Path | None = None,
         timeout: float = 30.0,
     ) -> None:
         options: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", DEFAULT_MAX_SEND_BYTES)
         ]
-        if tls or ca_cert is not None:
-            roots = Path(ca_cert).read_bytes() if ca_cert is not None else None
+        if (client_cert is None) != (client_key is None):
+            raise ValueError(
+                f"a client certificate needs its key and the key its certificate, got "
+                f"certificate {shorten(str(client_cert))} and key {shorten(str(client_key))}"
+            )
+        if tls or ca_cert is not None or client_cert is not None:
+            roots = _pem(ca_cert, "CA certificate")
             if server_name:
                 options.append(("grpc.ssl_target_name_override", server_name))
-            creds = grpc.ssl_channel_credentials(root_certificates=roots)
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=roots, private_key=_pem(client_key, "client key"),
+                certificate_chain=_pem(client_cert, "client certificate"),
+            )  # fmt: skip
             self._channel = grpc.secure_channel(address, creds, options=options)
         else:
             self._channel = grpc.insecure_channel(address, options=options)
@@ -112,10 +140,7 @@ class Client:
             )
             return reply
         except grpc.RpcError as exc:
-            local = _LOCAL_ERRORS.get(exc.code()) if isinstance(exc, grpc.Call) else None
-            if local is None:
-                raise
-            raise local(exc.details()) from exc
+            raise as_local(exc) from exc
 
     def missing_peers(self) -> tuple[str, ...]:
         """Peers (``host:port: reason``) a cluster frontend named as missing from this thread's
@@ -128,6 +153,11 @@ class Client:
         """One node's mergeable part of an answer (what a cluster frontend asks its peers)."""
         reply: pb.PartialResponse = self._call(self._stub.Partial, request, timeout)
         return reply
+
+    def partial_future(self, request: pb.PartialRequest, timeout: float) -> Any:
+        """:meth:`partial` started without waiting: a ``grpc.Future`` whose ``result()`` is the
+        reply (failures raise ``grpc.RpcError``; :func:`as_local` maps them)."""
+        return self._stub.Partial.future(request, timeout=timeout, metadata=self._metadata)
 
     def health(self, service: str = "") -> str:
         """The health status name (``"SERVING"``...) of ``service`` ("" = the whole server)."""

@@ -35,9 +35,11 @@ from kronicler.query import (
     SlowShareBucket,
     Stats,
     StatsTable,
+    summary_table,
 )
 from kronicler.query.filters import RESOURCE_PREFIX, attribute_text, split_conditions
 from kronicler.query.partials import Cells
+from kronicler.query.summary_table import SummaryTable
 
 # ---- requests -> query arguments (server side) ------------------------------------------------
 
@@ -331,16 +333,23 @@ def explain_from_proto(m: pb.ExplainResponse) -> Explanation:
 _RAW_COLUMNS = (("cell_ids", "<i8"), ("durations", "<i8"), ("statuses", "u1"))
 
 
-def cells_to_proto(cells: Cells) -> pb.PartialCells:
+def cells_to_proto(cells: Cells, *, packed: bool = False) -> pb.PartialCells:
+    """A node's cells; summaries as packed columns when ``packed`` (the frontend asked for
+    ``summary_encoding`` 1), else as a summary block (what every frontend reads)."""
     msg = pb.PartialCells(keys=list(cells.keys), per_key=cells.per_key, exact=cells.exact)
+    table = cells.table
     if cells.rows is not None:
         msg.rows = len(cells.rows[0])
         compressor = zstandard.ZstdCompressor(level=1)
         for (field, dtype), column in zip(_RAW_COLUMNS, cells.rows, strict=True):
             setattr(msg, field, compressor.compress(column.astype(dtype).tobytes()))
-    elif cells.summaries:
-        msg.summaries = encode_summaries([(c, s) for c, s, _ in cells.summaries])
-        msg.errors.extend(e for _, _, e in cells.summaries)
+    elif packed:
+        columns, width = summary_table.pack(table)
+        msg.packed.CopyFrom(pb.PackedSummaries(count_width=width, **columns))
+    elif len(table):
+        cell = table.cell.tolist()
+        msg.summaries = encode_summaries([(c, table.summary(i)) for i, c in enumerate(cell)])
+        msg.errors.extend(table.errors.tolist())
     return msg
 
 
@@ -368,8 +377,16 @@ def cells_from_proto(msg: pb.PartialCells) -> Cells:
         if len(cell) and (int(cell.min()) < 0 or int(cell.max()) >= n_cells):
             raise CorruptPageError("partial cell ids out of range")
         return Cells(keys, per_key, rows=(cell, columns[1], columns[2]))
+    if msg.HasField("packed"):
+        p = msg.packed
+        packed = {f: getattr(p, f) for f in _PACKED_FIELDS}
+        return Cells(keys, per_key, summary_table.unpack(packed, p.count_width, n_cells))
     entries = decode_summaries(msg.summaries) if msg.summaries else []
     if len(entries) != len(msg.errors) or any(not 0 <= c < n_cells for c, _ in entries):
         raise CorruptPageError("partial summaries and error counts do not line up")
-    return Cells(keys, per_key, tuple(
-        (c, s, int(e)) for (c, s), e in zip(entries, msg.errors, strict=True)))  # fmt: skip
+    return Cells(keys, per_key, SummaryTable.of(
+        [(c, s, int(e)) for (c, s), e in zip(entries, msg.errors, strict=True) if s.count]))  # fmt: skip
+
+
+_PACKED_FIELDS = tuple(f.name for f in pb.PackedSummaries.DESCRIPTOR.fields
+                       if f.name != "count_width")  # fmt: skip

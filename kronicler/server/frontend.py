@@ -23,9 +23,11 @@ partial. When no peer answers the question fails with :class:`~kronicler.errors.
 A peer's refusal of the question itself (a bad argument, a limit) is the answer, raised as the
 query layer raises it.
 
-Speed: each peer's reply is decoded in the thread that waited for it, while the other peers are
-still answering, so the frontend's own work after the last reply is one batched merge and one
-batched quantile pass (bench/bench_cluster.py).
+Speed: every peer call is started as a gRPC future before any is waited for, so gRPC's own
+threads carry them in parallel and no Python thread is handed a call (on a small machine each
+hand-off cost more than decoding a reply). Summaries travel as packed columns
+(:mod:`kronicler.query.summary_table`), so the frontend's own work is reading arrays, one batched
+merge and one batched quantile pass (bench/bench_cluster.py).
 
 Trade-off: questions whose range comes from the data (series, anomalies without bounds) cost one
 more round trip (the merged time range first), and exact quantiles ship the selected rows
@@ -38,7 +40,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path
 
@@ -47,6 +48,7 @@ import grpc
 from kronicler import budget
 from kronicler.db.stats import Call
 from kronicler.errors import (
+    KroniclerError,
     LimitExceededError,
     NotFoundError,
     UnavailableError,
@@ -80,8 +82,8 @@ from kronicler.query.histogram import check_histogram
 from kronicler.query.partials import (
     MAX_PARTIAL_ROWS,
     PARTIAL_VERSION,
+    SUMMARY_PACKED,
     Cells,
-    batch_quantiles,
     cell_stats,
     cell_summaries,
     check_groups,
@@ -106,7 +108,7 @@ from kronicler.query.slowest import check_slowest
 from kronicler.query.stats import check_limit, check_order, order_rows
 from kronicler.server import convert
 from kronicler.server.app import split_address
-from kronicler.server.client import Client
+from kronicler.server.client import Client, as_local
 from kronicler.server.partial import (
     details_from_proto,
     part_from_proto,
@@ -130,7 +132,9 @@ class Frontend:
     Args:
         peers: ``host:port`` of each node (at least one, no repeats).
         token: bearer token sent to every peer (the nodes' ``--token``).
-        tls, ca_cert, server_name: as for :class:`~kronicler.server.Client`, for every peer.
+        tls, ca_cert, server_name, client_cert, client_key: as for
+            :class:`~kronicler.server.Client`, for every peer (a peer whose certificate the CA
+            does not vouch for is named missing, with the TLS error).
         timeout: seconds a question may take at most (a gRPC caller's shorter deadline wins).
     """
 
@@ -144,6 +148,8 @@ class Frontend:
         tls: bool = False,
         ca_cert: Path | None = None,
         server_name: str | None = None,
+        client_cert: Path | None = None,
+        client_key: Path | None = None,
         timeout: float = 30.0,
     ) -> None:
         if isinstance(peers, str) or not peers:
@@ -158,12 +164,9 @@ class Frontend:
         self.timeout = timeout
         self._clients = {
             p: Client(p, token=token, tls=tls, ca_cert=ca_cert, server_name=server_name,
-                      timeout=timeout)
+                      client_cert=client_cert, client_key=client_key, timeout=timeout)
             for p in self.peers
         }  # fmt: skip
-        self._pool = ThreadPoolExecutor(
-            max_workers=min(64, 8 * len(self.peers)), thread_name_prefix="kronicler-peer"
-        )
         self._local = threading.local()  # per calling thread: peers missing from its question
 
     # ---- fan-out -----------------------------------------------------------------------------
@@ -176,60 +179,56 @@ class Frontend:
         self._local.missing = {}
 
     def _ask(self, *requests: pb.PartialRequest) -> list[list[pb.PartialResponse]]:
-        """Every request to every peer (in parallel across peers): the replies of each peer that
-        answered them all. Peers that did not are recorded as missing."""
+        """Every request to every peer, all at once: the replies of each peer that answered them
+        all. Peers that did not are recorded as missing."""
         remaining = budget.remaining()
         limit = self.timeout
         if remaining is not None:  # leave the caller time to receive the merged answer
             limit = min(limit, remaining - min(_HEADROOM_MAX, _HEADROOM * remaining))
         ends = time.monotonic() + limit
-
+        # Every call is in flight before the first is waited for: gRPC's own threads carry them,
+        # so no Python thread is handed a call and the peers answer in parallel.
+        calls = {peer: [c.partial_future(r, max(limit, 0.0)) for r in requests]
+                 for peer, c in self._clients.items()}  # fmt: skip
         decoded: dict[int, Cells] = {}  # by id() of the reply; replies outlive the question
         self._local.decoded = decoded
-
-        def one_peer(client: Client) -> list[pb.PartialResponse]:
-            got = [client.partial(r, max(ends - time.monotonic(), 0.0)) for r in requests]
-            for reply in got:  # decoded here, while the other peers are still answering
-                if reply.version == PARTIAL_VERSION and reply.HasField("cells"):
-                    decoded[id(reply)] = convert.cells_from_proto(reply.cells)
-            return got
-
-        # The first peer is asked in the calling thread (one thread hand-off fewer; its call
-        # ends by the deadline like the others'), the rest in the pool.
-        (first, client), *rest = self._clients.items()
-        futures: dict[str, Future[list[pb.PartialResponse]]] = {
-            peer: self._pool.submit(one_peer, c) for peer, c in rest
-        }
-        inline: Future[list[pb.PartialResponse]] = Future()
-        try:
-            inline.set_result(one_peer(client))
-        except Exception as failed:  # recorded as the pool's futures record theirs
-            inline.set_exception(failed)
-        futures = {first: inline, **futures}
-        wait(futures.values(), timeout=max(ends - time.monotonic(), 0.0) + _GRACE)
         missing: dict[str, str] = self._local.__dict__.setdefault("missing", {})
         replies: list[list[pb.PartialResponse]] = []
         refusal: Exception | None = None
-        for peer, fut in futures.items():
-            if not fut.done():
+        for peer, futures in calls.items():
+            try:
+                got = [f.result(timeout=max(ends - time.monotonic(), 0.0) + _GRACE)
+                       for f in futures]  # fmt: skip
+            except grpc.FutureTimeoutError:
                 missing[peer] = f"no answer within {limit:.3g} s"
+                for f in futures:
+                    f.cancel()
                 continue
-            exc = fut.exception()
-            if exc is None:
-                got = fut.result()
-                bad = [r.version for r in got if r.version != PARTIAL_VERSION]
-                if bad:
-                    missing[peer] = f"answered in partial format version {bad[0]}"
+            except grpc.RpcError as failed:
+                exc = as_local(failed)
+                if isinstance(exc, (ValueError, NotFoundError)):
+                    refusal = refusal or exc  # the question itself is refused
+                elif (
+                    isinstance(exc, grpc.Call) and exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+                ):
+                    refusal = refusal or LimitExceededError(exc.details())
+                elif isinstance(exc, grpc.Call):
+                    missing[peer] = f"{exc.code().name}: {_reason(exc.details())}"
                 else:
-                    replies.append(got)
-            elif isinstance(exc, (ValueError, NotFoundError)):
-                refusal = refusal or exc  # the question itself is refused
-            elif isinstance(exc, grpc.Call) and exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:
-                refusal = refusal or LimitExceededError(exc.details())
-            elif isinstance(exc, grpc.Call):
-                missing[peer] = f"{exc.code().name}: {shorten(exc.details(), 200)}"
-            else:
+                    missing[peer] = f"{type(exc).__name__}: {shorten(str(exc), 200)}"
+                continue
+            bad = [r.version for r in got if r.version != PARTIAL_VERSION]
+            if bad:
+                missing[peer] = f"answered in partial format version {bad[0]}"
+                continue
+            try:
+                for reply in got:
+                    if reply.HasField("cells"):
+                        decoded[id(reply)] = convert.cells_from_proto(reply.cells)
+            except KroniclerError as exc:
                 missing[peer] = f"{type(exc).__name__}: {shorten(str(exc), 200)}"
+                continue
+            replies.append(got)
         if refusal is not None:
             raise refusal
         budget.check()  # our own caller's time is up: say so, not "no peer answered"
@@ -424,7 +423,10 @@ class Frontend:
         found = [r[0].explain for r in first if r[0].explain.HasField("first_start_unix_nano")]
         if not found:
             return empty(function, since, until, threshold.quantile)
-        summary = self._cells([r[1] for r in first], [function]).summaries[0][1]
+        table = self._cells([r[1] for r in first], [function]).table
+        if not len(table):
+            return empty(function, since, until, threshold.quantile)
+        summary = table.summary(0)
         first_start = min(b.first_start_unix_nano for b in found)
         lo = since if since is not None else first_start
         hi = until if until is not None else max(b.last_start_unix_nano for b in found) + 1
@@ -437,7 +439,9 @@ class Frontend:
             assert rows is not None
             limit = exact_quantile(rows[1], threshold.quantile)
         else:
-            limit = float(batch_quantiles([summary], [threshold.quantile])[0, 0])
+            merged = summary.quantile(threshold.quantile)
+            assert merged is not None  # the nodes found calls: the summary is not empty
+            limit = float(merged)
             exact = False
         step = pick_step(hi - lo, SERIES_BUCKETS)
         question = pb.ExplainQuestion(
@@ -460,7 +464,6 @@ class Frontend:
                       threshold_exact=exact)  # fmt: skip
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
         for client in self._clients.values():
             client.close()
 
@@ -471,8 +474,22 @@ class Frontend:
         self.close()
 
 
+def _reason(details: str | None) -> str:
+    """A peer's failure, shortened; a failed TLS handshake is told from its start, since gRPC
+    puts it (and "CERTIFICATE_VERIFY_FAILED" or the like) at the end of a long message."""
+    text = details or ""
+    at = text.lower().find("handshake failed")
+    if at > 0:
+        text = text[max(text.rfind(" ", 0, at - 4) + 1, 0) :]  # from the word before
+    return shorten(text, 200)
+
+
 def _partial(**question: object) -> pb.PartialRequest:
-    return pb.PartialRequest(version=PARTIAL_VERSION, **question)  # type: ignore[arg-type]
+    return pb.PartialRequest(
+        version=PARTIAL_VERSION,
+        summary_encoding=SUMMARY_PACKED,
+        **question,  # type: ignore[arg-type]
+    )
 
 
 _: type[QueryBackend] = Frontend  # mypy holds the frontend to the QueryBackend contract

@@ -31,6 +31,7 @@ from kronicler.query.limits import MAX_CALLS
 from kronicler.query.partials import (
     MAX_PARTIAL_ROWS,
     PARTIAL_VERSION,
+    SUMMARY_PACKED,
     Cells,
     on_node,
     series_cells,
@@ -51,6 +52,7 @@ def answer(db: Database, request: pb.PartialRequest) -> pb.PartialResponse:
     out = pb.PartialResponse(version=PARTIAL_VERSION)
     which = request.WhichOneof("question")
     unknown: tuple[str, ...] = ()
+    packed = request.summary_encoding == SUMMARY_PACKED
     if which == "time_range":
         span = db.time_range()
         if span is not None:
@@ -71,10 +73,10 @@ def answer(db: Database, request: pb.PartialRequest) -> pb.PartialResponse:
             lambda view, flt: stats_cells(view, flt, group_by, req.exact),
             empty_cells(1, req.exact),
         )  # fmt: skip
-        out.cells.CopyFrom(convert.cells_to_proto(cells))
+        out.cells.CopyFrom(convert.cells_to_proto(cells, packed=packed))
     elif which == "series":
         cells, unknown = _series(db, request.series)
-        out.cells.CopyFrom(convert.cells_to_proto(cells))
+        out.cells.CopyFrom(convert.cells_to_proto(cells, packed=packed))
     elif which == "histogram":
         _histogram(db, request.histogram, out)
         return out

@@ -93,12 +93,16 @@ def split_database(rows: Rows, dirs: Sequence[Path], chunk_rows: int = 64) -> No
             assert db.flush(30)
 
 
-def spawn_node(path: Path) -> tuple[subprocess.Popen[str], str]:
+def spawn_node(path: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
     """A real ``kronicler serve`` process over ``path`` on a free port; its address."""
+    return spawn_serve("--path", str(path), "--no-otlp", *extra)
+
+
+def spawn_serve(*args: str) -> tuple[subprocess.Popen[str], str]:
+    """A real ``kronicler serve ARGS`` process on a free loopback port; its address."""
     env = {**os.environ, "PYTHONPATH": str(_ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kronicler", "serve", "--path", str(path), "--address",
-         "127.0.0.1:0", "--no-otlp"],
+        [sys.executable, "-m", "kronicler", "serve", "--address", "127.0.0.1:0", *args],
         stdout=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     assert proc.stdout is not None

@@ -512,13 +512,42 @@ class ListFunctionsResponse(_message.Message):
     last_start_unix_nano: int
     def __init__(self, functions: _Optional[_Iterable[_Union[FunctionInfo, _Mapping]]] = ..., first_start_unix_nano: _Optional[int] = ..., last_start_unix_nano: _Optional[int] = ...) -> None: ...
 
+class PackedSummaries(_message.Message):
+    __slots__ = ["cell", "count", "count_width", "counts", "errors", "keys", "lengths", "m2", "max", "min", "sum", "zero"]
+    CELL_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    COUNT_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    LENGTHS_FIELD_NUMBER: _ClassVar[int]
+    M2_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    SUM_FIELD_NUMBER: _ClassVar[int]
+    ZERO_FIELD_NUMBER: _ClassVar[int]
+    cell: bytes
+    count: bytes
+    count_width: int
+    counts: bytes
+    errors: bytes
+    keys: bytes
+    lengths: bytes
+    m2: bytes
+    max: bytes
+    min: bytes
+    sum: bytes
+    zero: bytes
+    def __init__(self, cell: _Optional[bytes] = ..., errors: _Optional[bytes] = ..., count: _Optional[bytes] = ..., sum: _Optional[bytes] = ..., m2: _Optional[bytes] = ..., min: _Optional[bytes] = ..., max: _Optional[bytes] = ..., zero: _Optional[bytes] = ..., lengths: _Optional[bytes] = ..., keys: _Optional[bytes] = ..., counts: _Optional[bytes] = ..., count_width: _Optional[int] = ...) -> None: ...
+
 class PartialCells(_message.Message):
-    __slots__ = ["cell_ids", "durations", "errors", "exact", "keys", "per_key", "rows", "statuses", "summaries"]
+    __slots__ = ["cell_ids", "durations", "errors", "exact", "keys", "packed", "per_key", "rows", "statuses", "summaries"]
     CELL_IDS_FIELD_NUMBER: _ClassVar[int]
     DURATIONS_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
     EXACT_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
+    PACKED_FIELD_NUMBER: _ClassVar[int]
     PER_KEY_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     STATUSES_FIELD_NUMBER: _ClassVar[int]
@@ -528,14 +557,15 @@ class PartialCells(_message.Message):
     errors: _containers.RepeatedScalarFieldContainer[int]
     exact: bool
     keys: _containers.RepeatedScalarFieldContainer[str]
+    packed: PackedSummaries
     per_key: int
     rows: int
     statuses: bytes
     summaries: bytes
-    def __init__(self, keys: _Optional[_Iterable[str]] = ..., per_key: _Optional[int] = ..., summaries: _Optional[bytes] = ..., errors: _Optional[_Iterable[int]] = ..., exact: bool = ..., rows: _Optional[int] = ..., cell_ids: _Optional[bytes] = ..., durations: _Optional[bytes] = ..., statuses: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, keys: _Optional[_Iterable[str]] = ..., per_key: _Optional[int] = ..., summaries: _Optional[bytes] = ..., errors: _Optional[_Iterable[int]] = ..., exact: bool = ..., rows: _Optional[int] = ..., cell_ids: _Optional[bytes] = ..., durations: _Optional[bytes] = ..., statuses: _Optional[bytes] = ..., packed: _Optional[_Union[PackedSummaries, _Mapping]] = ...) -> None: ...
 
 class PartialRequest(_message.Message):
-    __slots__ = ["explain", "histogram", "list_functions", "per_function", "series", "slowest", "stats", "time_range", "version"]
+    __slots__ = ["explain", "histogram", "list_functions", "per_function", "series", "slowest", "stats", "summary_encoding", "time_range", "version"]
     EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     HISTOGRAM_FIELD_NUMBER: _ClassVar[int]
     LIST_FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
@@ -543,6 +573,7 @@ class PartialRequest(_message.Message):
     SERIES_FIELD_NUMBER: _ClassVar[int]
     SLOWEST_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_ENCODING_FIELD_NUMBER: _ClassVar[int]
     TIME_RANGE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     explain: ExplainQuestion
@@ -552,9 +583,10 @@ class PartialRequest(_message.Message):
     series: GetSeriesRequest
     slowest: GetSlowestRequest
     stats: GetStatsRequest
+    summary_encoding: int
     time_range: TimeRangeQuestion
     version: int
-    def __init__(self, version: _Optional[int] = ..., time_range: _Optional[_Union[TimeRangeQuestion, _Mapping]] = ..., list_functions: _Optional[_Union[ListFunctionsRequest, _Mapping]] = ..., stats: _Optional[_Union[GetStatsRequest, _Mapping]] = ..., series: _Optional[_Union[GetSeriesRequest, _Mapping]] = ..., histogram: _Optional[_Union[GetHistogramRequest, _Mapping]] = ..., slowest: _Optional[_Union[GetSlowestRequest, _Mapping]] = ..., explain: _Optional[_Union[ExplainQuestion, _Mapping]] = ..., per_function: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, version: _Optional[int] = ..., time_range: _Optional[_Union[TimeRangeQuestion, _Mapping]] = ..., list_functions: _Optional[_Union[ListFunctionsRequest, _Mapping]] = ..., stats: _Optional[_Union[GetStatsRequest, _Mapping]] = ..., series: _Optional[_Union[GetSeriesRequest, _Mapping]] = ..., histogram: _Optional[_Union[GetHistogramRequest, _Mapping]] = ..., slowest: _Optional[_Union[GetSlowestRequest, _Mapping]] = ..., explain: _Optional[_Union[ExplainQuestion, _Mapping]] = ..., per_function: _Optional[_Iterable[str]] = ..., summary_encoding: _Optional[int] = ...) -> None: ...
 
 class PartialResponse(_message.Message):
     __slots__ = ["calls", "cells", "explain", "first_start_unix_nano", "functions", "histogram", "last_start_unix_nano", "per_function", "unknown_functions", "version"]
