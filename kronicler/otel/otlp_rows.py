@@ -1,20 +1,31 @@
 """OTLP ``ResourceSpans`` (protobuf) -> :class:`kronicler.db.schema.SpanBatch`, as a pure function.
 
 :func:`convert_request` takes a serialized ``ExportTraceServiceRequest`` (what the ingest
-workers receive); :func:`convert_resource_spans` takes decoded stock messages. Python must touch
-each span once to read its fields, and every field read on a upb message costs a Python object,
-so the request is decoded (by upb, in C) in a *lean* copy of the OTLP schema in which a span's
-attributes, events and status are ``bytes`` fields: same wire format, but a span's attributes
-arrive as a few byte strings rather than a tree of ``KeyValue``/``AnyValue`` objects. They are
-only decoded for an attribute set not seen before, and events only for the rare span that has
-some. Trade-off: a malformed attribute, event or status surfaces as ``DecodeError`` from the
-conversion rather than from the parse (the caller rejects the request whole either way), and
-stock messages handed to :func:`convert_resource_spans` are re-serialized first (C, cheap).
-This module
-does exactly one pass of list comprehensions per scope and leaves everything else to numpy:
-ids are joined into one byte string and viewed as big-endian uint64 columns, and validation is
-one boolean mask over all spans, so a request of 10,000 spans costs 10,000 attribute reads, not
-10,000 little validations.
+workers receive); :func:`convert_resource_spans` takes decoded stock messages. Reading a field
+of a upb message from Python costs a Python object, and a span has ten fields to read, so no
+field is read that way on the usual path:
+
+1. upb parses the whole request once, in C, in a *lean* copy of the OTLP schema (a span's
+   attributes, events and status are ``bytes`` fields: same wire format, no ``KeyValue`` or
+   ``AnyValue`` objects). This checks everything (structure, UTF-8, nesting) and builds
+   nothing in Python (~0.15 us a span).
+2. A second lean schema, in which ``ScopeSpans.spans`` is ``repeated bytes``, hands over each
+   span as its wire bytes. They are joined into one buffer and :mod:`kronicler.otel.otlp_wire`
+   finds every field of every span with numpy, a round per field.
+3. Ids, start/end (fixed64) and kind are gathered from the buffer with numpy; names and
+   attribute sets are sliced out as bytes and looked up by those bytes (a name decoded once per
+   request, an attribute set's text memoised across requests); a status is read with numpy when
+   it is just a code. Validation is one boolean mask over all spans.
+4. Spans with events or a status message take an extra step (their events are parsed); spans
+   the scan cannot vouch for (unusual layouts, see :mod:`~kronicler.otel.otlp_wire`) are parsed
+   whole by upb, one by one, with its exact semantics.
+
+Measured side by side on the benchmark's requests (1,000 spans, three attributes each; CPU
+time, a loaded machine): reading the lean schema's fields per span in list comprehensions cost
+5.3-5.8 us a span; this path 2.3-2.7 us. Trade-off: a malformed attribute, event or status
+surfaces as ``DecodeError`` from the conversion rather than from the parse (the caller rejects
+the request whole either way), and stock messages handed to :func:`convert_resource_spans` are
+re-serialized first (C, cheap).
 
 What a span becomes is the row contract of :mod:`kronicler.otel.contract`, shared with the SDK
 exporter and the fast path:
@@ -33,9 +44,9 @@ before its start, or its status/kind outside the OTLP enums. The others are stor
 a summary of the reasons go back through OTLP ``partial_success``.
 
 Attribute sets repeat (the same route, the same status code) within and across requests, so
-each distinct set is turned into canonical text once, keyed by its serialized ``KeyValue`` bytes,
-in a memo shared by all requests and bounded in bytes (:class:`AttributeTexts`). A hit is one
-dict lookup, in a ``map`` over the spans of a scope. The key is exact: the wire bytes tell
+each distinct set is turned into canonical text once, keyed by its wire bytes, in a memo shared
+by all requests and bounded in bytes (:class:`AttributeTexts`). A hit is one dict lookup, in a
+``map`` over the spans of a request. The key is exact: the wire bytes tell
 ``true`` from ``1`` from ``1.0`` and ``-0.0`` from ``0.0``; equal sets sent in other byte forms
 only miss the memo.
 """
