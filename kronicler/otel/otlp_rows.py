@@ -62,7 +62,6 @@ import numpy as np
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from kronicler.db.schema import SpanBatch, stored_kind
-from kronicler.otel.otlp_wire import END, KIND, NAME, PAD, START, STATUS, gather, scan_spans
 from kronicler.otel.contract import (
     DEFAULT_SERVICE,
     attributes_text,
@@ -71,6 +70,8 @@ from kronicler.otel.contract import (
     row_attributes,
     service_text,
 )
+from kronicler.otel.otlp_wire import END, NAME, PAD, START, STATUS, gather, scan_spans
+
 
 @dataclass(frozen=True, slots=True)
 class Converted:
@@ -140,7 +141,11 @@ def _lean_schema(spans_as_bytes: bool) -> tuple[Any, Any]:
     if make is None:  # older protobuf: the factory's prototype is the class
         make = message_factory.MessageFactory(pool).GetPrototype
     return (
-        make(pool.FindMessageTypeByName(trace_service_pb2.ExportTraceServiceRequest.DESCRIPTOR.full_name)),
+        make(
+            pool.FindMessageTypeByName(
+                trace_service_pb2.ExportTraceServiceRequest.DESCRIPTOR.full_name
+            )
+        ),
         make(pool.FindMessageTypeByName(trace_pb2.Span.DESCRIPTOR.full_name)),
     )
 
@@ -393,11 +398,12 @@ class _Columns:
             "status code is not an OTLP status code": (code >= 0) & (code <= 2),
         }
         ok = np.logical_and.reduce(list(checks.values()))
-        rejected = int(n - ok.sum())
-        reasons = tuple(
-            f"{int((~m).sum())} with {label}" for label, m in checks.items() if not m.all()
-        )
+        rejected = int(n - np.count_nonzero(ok))
+        reasons: tuple[str, ...] = ()
         if rejected:
+            reasons = tuple(
+                f"{int((~m).sum())} with {label}" for label, m in checks.items() if not m.all()
+            )
             keep = ok.tolist()
             names = list(compress(names, keep))
             services = list(compress(services, keep))

@@ -68,7 +68,7 @@ def varints(data: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray | 
     """``(value, byte length)`` of the varint at each position of ``data`` (uint8, padded);
     the length is the int 1 when every varint is one byte (the usual case)."""
     first = data[at]
-    if not len(at) or first.max() < 0x80:
+    if not len(at) or np.maximum.reduce(first) < 0x80:
         return first.astype(np.uint64), 1
     raw = data[at[:, None] + _TEN]
     length = np.argmin(raw >= 0x80, axis=1) + 1  # upb checked that each ends within 10 bytes
@@ -86,37 +86,42 @@ def scan_spans(data: np.ndarray, start: np.ndarray, end: np.ndarray) -> SpanFiel
     and its values are read with a few whole-array operations; spans in groups beyond
     :data:`MAX_GROUPS` of a round are left to the per-span parser, which bounds the cost.
     """
-    f = _Scan(len(start))
+    n = len(start)
+    f = _Scan(n)
     pos = np.array(start, dtype=np.int64)
     live = np.flatnonzero(pos < end)
     for _ in range(MAX_ROUNDS):
         if not live.size:
             break
-        at = pos[live]
+        # while every span is live, whole columns are read and written (cheaper than indexing)
+        spans: np.ndarray | slice = slice(None) if len(live) == n else live
+        at = pos[spans].copy()
         tag: np.ndarray = data[at]
         tag_len: np.ndarray | int = 1
-        if tag.max() >= 0x80:  # a tag of two bytes (fields 16-2047: Span.flags is 16)
+        if np.maximum.reduce(tag) >= 0x80:  # a two-byte tag (fields 16-2047; Span.flags is 16)
             wide = tag >= 0x80
             second = data[at + 1].astype(np.int64)
             tag = np.where(wide, (tag & 0x7F) | (second << 7), tag)
             tag_len = 1 + wide
             f.slow[live[wide & (second >= 0x80)]] = True  # a field number past 2047
         counts = np.bincount(tag)
-        kinds = np.flatnonzero(counts)
+        kinds = counts.nonzero()[0]
         if len(kinds) == 1:
             t = int(kinds[0])
-            f.read(data, live, at + tag_len, t >> 3, t & 7, pos)
+            f.read(data, spans, at + tag_len, t >> 3, t & 7, pos)
         else:
             if len(kinds) > MAX_GROUPS:  # keep the biggest groups; the others go slow
                 kinds = kinds[np.argsort(counts[kinds])[-MAX_GROUPS:]]
                 f.slow[live[~np.isin(tag, kinds)]] = True
             value_at = at + tag_len
             for t in kinds.tolist():
-                pick = np.flatnonzero(tag == t)
+                pick = (tag == t).nonzero()[0]
                 f.read(data, live[pick], value_at[pick], t >> 3, t & 7, pos)
-        live = live[pos[live] < end[live]]
+        going = pos[spans] < end[spans]
         if f.any_slow:
-            live = live[~f.slow[live]]
+            going &= ~f.slow[spans]
+        if not np.logical_and.reduce(going):
+            live = live[going]
     f.slow[live] = True  # more fields than rounds
     return f.result()
 
@@ -135,8 +140,8 @@ class _Scan:
         self.any_slow = False
 
     def read(
-        self, data: np.ndarray, spans: np.ndarray, at: np.ndarray, field: int, wire: int,
-        pos: np.ndarray,
+        self, data: np.ndarray, spans: np.ndarray | slice, at: np.ndarray, field: int,
+        wire: int, pos: np.ndarray,
     ) -> None:  # fmt: skip
         """Record one field (number ``field``, wire type ``wire``) of ``spans``, whose values
         start at ``at``; move ``pos`` past it."""
@@ -144,8 +149,11 @@ class _Scan:
         if wire not in (0, 1, 2, 5) or _WIRE[row] not in (-1, wire):
             self.slow[spans] = self.any_slow = True  # a group, or a known field of another type
             return
-        if row == STATUS and (self.size[STATUS, spans] > 0).any():
-            self.slow[spans[self.size[STATUS, spans] > 0]] = self.any_slow = True  # upb merges
+        if row == STATUS:  # a second status: upb merges the two
+            again = self.size[STATUS, spans] > 0
+            if again.any():
+                self.slow[spans] |= again
+                self.any_slow = True
         if wire == 0:
             value, width = varints(data, at)
             if row == KIND:

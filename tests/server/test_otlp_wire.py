@@ -20,7 +20,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
 from opentelemetry.proto.common.v1 import common_pb2
-from opentelemetry.proto.trace.v1 import trace_pb2
 
 from kronicler.db.schema import stored_kind
 from kronicler.otel.contract import (
@@ -78,9 +77,7 @@ VALUES = st.one_of(
         values=[common_pb2.KeyValue(key="in", value=common_pb2.AnyValue(bool_value=True))]))),
 )  # fmt: skip
 ATTRIBUTE = st.builds(kv, st.sampled_from(["route", "code", "user", "exception.type"]), VALUES)
-IDS = st.one_of(
-    st.binary(min_size=16, max_size=16), st.just(bytes(16)), st.binary(max_size=17)
-)
+IDS = st.one_of(st.binary(min_size=16, max_size=16), st.just(bytes(16)), st.binary(max_size=17))
 TIMES = st.one_of(
     st.integers(0, 2**64 - 1), st.integers(1_700_000_000_000_000_000, 1_700_000_000_001_000_000)
 )
@@ -95,8 +92,10 @@ STATUS = st.one_of(
 def exception_event(kind: str, message: str) -> bytes:
     attrs = [kv("exception.type", common_pb2.AnyValue(string_value=kind)),
              kv("exception.message", common_pb2.AnyValue(string_value=message))]  # fmt: skip
-    return field(1, 1, struct.pack("<Q", 5)) + field(2, 2, b"exception") + b"".join(
-        field(3, 2, a) for a in attrs
+    return (
+        field(1, 1, struct.pack("<Q", 5))
+        + field(2, 2, b"exception")
+        + b"".join(field(3, 2, a) for a in attrs)
     )
 
 
