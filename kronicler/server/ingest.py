@@ -13,12 +13,12 @@ the OTLP response or status.
 Failure behaviour: a request is answered only once its rows are in the worker's segment files
 (a worker's acknowledging thread flushes once for every request stored since its last flush,
 while the worker goes on converting the next ones: a group commit), so a worker killed at any
-moment loses no acknowledged span. A request whose worker
-dies first gets ``UNAVAILABLE`` and the exporter retries it (it may then be stored twice, the
-at-least-once delivery every OTLP receiver has), and a supervisor thread starts a replacement. Requests beyond ``2 x workers`` in flight get
-``UNAVAILABLE`` at once, so ingest never holds more than that many of the server's threads and
-queries keep theirs. Workers run at ``nice +5``, so when the cores are short the query process
-gets them first. Stopping sends each worker an end marker: it finishes what it holds, closes
+moment loses no acknowledged span. A request whose worker dies first gets ``UNAVAILABLE`` and
+the exporter retries it (it may then be stored twice, the at-least-once delivery every OTLP
+receiver has), and a supervisor thread starts a replacement. Requests beyond ``2 x workers`` in
+flight get ``UNAVAILABLE`` at once, so ingest never holds more than that many of the server's
+threads and queries keep theirs. Workers run at ``nice +5``, so when the cores are short the
+query process gets them first. Stopping sends each worker an end marker: it finishes what it holds, closes
 its database (flushing every row) and exits.
 """
 
