@@ -137,6 +137,22 @@ class SegmentWriter:
                 entries[name] = list(enumerate(d.values[since[name] :], start=since[name]))
         return entries, {name: len(d) for name, d in self.dicts.items()}
 
+    def _tail_from(self, skip: int) -> dict[str, np.ndarray]:
+        """The tail's rows from ``skip`` on, one array per column, joining only the pieces
+        that hold them: a commit logs the rows added since the last one, and must not copy the
+        whole tail (up to a chunk) each time."""
+        need = self.tail_rows - skip
+        out = {}
+        for column, pieces in self._tail.items():
+            first, have = len(pieces), 0
+            while have < need:
+                first -= 1
+                have += len(pieces[first])
+            joined = pieces[first:] or [np.empty(0, dtype=COLUMNS[column])]
+            arr = joined[0] if len(joined) == 1 else np.concatenate(joined)
+            out[column] = arr.astype(COLUMNS[column], copy=False)[have - need :]
+        return out
+
     def _entries_of(
         self, chunk: dict[str, np.ndarray]
     ) -> tuple[dict[str, list[tuple[int, str]]], dict[str, int]]:
@@ -217,7 +233,7 @@ class SegmentWriter:
             self._tail_in_wal = self.tail_rows
 
     def _record(self, skip: int, since: dict[str, int]) -> tuple[bytes, dict[str, int]]:
-        columns = {c: a[skip:] for c, a in self._tail_columns().items()}
+        columns = self._tail_from(skip)
         entries, marks = self._entries_since(since)
         return wal.encode_record(self.rows_sealed + skip, columns, entries), marks
 

@@ -11,13 +11,14 @@ request's outcome (stored, rejected with reasons, or "retry later"), which the h
 the OTLP response or status.
 
 Failure behaviour: a request is answered only once its rows are in the worker's segment files
-(a worker stores every request waiting in its pipe, then flushes once for all of them: a group
-commit), so a worker killed at any moment loses no acknowledged span. A request whose worker
-dies first gets ``UNAVAILABLE`` and the exporter retries it (it may then be stored twice, the
-at-least-once delivery every OTLP receiver has), and a supervisor thread starts a replacement. Requests beyond ``2 x workers`` in flight get
-``UNAVAILABLE`` at once, so ingest never holds more than that many of the server's threads and
-queries keep theirs. Workers run at ``nice +5``, so when the cores are short the query process
-gets them first. Stopping sends each worker an end marker: it finishes what it holds, closes
+(a worker's acknowledging thread flushes once for every request stored since its last flush,
+while the worker goes on converting the next ones: a group commit), so a worker killed at any
+moment loses no acknowledged span. A request whose worker dies first gets ``UNAVAILABLE`` and
+the exporter retries it (it may then be stored twice, the at-least-once delivery every OTLP
+receiver has), and a supervisor thread starts a replacement. Requests beyond ``2 x workers`` in
+flight get ``UNAVAILABLE`` at once, so ingest never holds more than that many of the server's
+threads and queries keep theirs. Workers run at ``nice +5``, so when the cores are short the
+query process gets them first. Stopping sends each worker an end marker: it finishes what it holds, closes
 its database (flushing every row) and exits.
 """
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import queue
 import struct
 import threading
 import time
@@ -49,7 +51,6 @@ _STOP = b""  # an empty message tells a worker to finish
 _READY = 0  # the request id of the message a worker sends once its database is open
 _START_TIMEOUT = 60.0
 _RESTART_DELAY = 0.5  # seconds between a worker's death and its replacement
-_GROUP = 64  # requests stored before one flush makes them all durable
 _FLUSH_TIMEOUT = 30.0
 _NICE = 5  # ingest workers run at a lower CPU priority than queries
 
@@ -70,7 +71,12 @@ class Outcome:
 
 
 def _worker_main(path: str, conn: Connection) -> None:
-    """A worker process: decode, convert and store requests until the end marker."""
+    """A worker process: decode, convert and store requests until the end marker.
+
+    This thread converts and appends; an acknowledging thread flushes and answers. While one
+    flush waits for the disk, the next requests are converted, and the flush after it covers
+    all of them (a group commit that needs no waiting for company).
+    """
     from kronicler.db import Database
 
     try:  # the kernel then favours the query process when both want a core
@@ -79,27 +85,45 @@ def _worker_main(path: str, conn: Connection) -> None:
         pass
     db = Database.open(path)
     conn.send((_READY, Outcome("ok")))
+    stored: queue.SimpleQueue[tuple[int, Outcome] | None] = queue.SimpleQueue()
+    acker = threading.Thread(target=_acknowledge, args=(db, conn, stored), name="kronicler-ack")
+    acker.start()
     try:
         while True:
             try:
-                batch = [conn.recv_bytes()]
-                while len(batch) < _GROUP and conn.poll(0):  # group commit: one flush for all
-                    batch.append(conn.recv_bytes())
+                message = conn.recv_bytes()
             except EOFError:  # the server went away
                 break
-            stop = _STOP in batch
-            answers = [_store_one(db, m) for m in batch if m != _STOP]
-            if any(o.code == "ok" for _, o in answers) and not db.flush(timeout=_FLUSH_TIMEOUT):
-                # not known to be on disk: the exporter must send it again
-                answers = [(i, Outcome("retry", message="the spans could not be written yet")
-                            if o.code == "ok" else o) for i, o in answers]  # fmt: skip
-            for answer in answers:
-                conn.send(answer)
-            if stop:
+            if message == _STOP:
                 break
+            stored.put(_store_one(db, message))
     finally:
+        stored.put(None)
+        acker.join()
         db.close()
         conn.close()
+
+
+def _acknowledge(
+    db: SpanSink, conn: Connection, stored: queue.SimpleQueue[tuple[int, Outcome] | None]
+) -> None:
+    """Answer requests once a flush that began after they were appended has ended."""
+    done = False
+    while not done:
+        answers = [stored.get()]
+        while not stored.empty():
+            answers.append(stored.get())
+        done = None in answers
+        outcomes = [a for a in answers if a is not None]
+        if any(o.code == "ok" for _, o in outcomes) and not db.flush(timeout=_FLUSH_TIMEOUT):
+            # not known to be on disk: the exporter must send it again
+            outcomes = [(i, Outcome("retry", message="the spans could not be written yet")
+                         if o.code == "ok" else o) for i, o in outcomes]  # fmt: skip
+        try:
+            for answer in outcomes:
+                conn.send(answer)
+        except (OSError, ValueError):  # the server went away
+            return
 
 
 def _store_one(db: SpanSink, message: bytes) -> tuple[int, Outcome]:
