@@ -260,7 +260,9 @@ class Database(ReadAPI):
                 return
         origins = self._origins
         for item in batches:
-            batch, on_loss = (item.batch, item.on_loss) if isinstance(item, Tagged) else (item, None)
+            batch, on_loss = (
+                (item.batch, item.on_loss) if isinstance(item, Tagged) else (item, None)
+            )
             self._writer.add(batch)
             origins.add(on_loss, len(batch))
         try:
@@ -511,6 +513,23 @@ class Database(ReadAPI):
         return total
 
 
+class _TaggingSource:
+    """An attached source as the write queue sees it: its batches come tagged with ``on_loss``."""
+
+    __slots__ = ("on_loss", "source")
+
+    def __init__(self, source: Callable[[], Sequence[SiteBatch]], on_loss: LossCallback | None):
+        self.source = source
+        self.on_loss = on_loss
+
+    def __call__(self) -> list[Tagged[SiteBatch]]:
+        on_loss = self.on_loss
+        return [Tagged(batch, on_loss) for batch in self.source()]
+
+    def __repr__(self) -> str:
+        return repr(self.source)
+
+
 def close_all() -> None:
     """Close every database open in this process (at exit: see ``kronicler.db``)."""
     for db in list(_open_databases):
@@ -553,22 +572,6 @@ class _ForkHook:
 
 _FORK_HOOK = _ForkHook()
 
-
-class _TaggingSource:
-    """An attached source as the write queue sees it: its batches come tagged with ``on_loss``."""
-
-    __slots__ = ("on_loss", "source")
-
-    def __init__(self, source: Callable[[], Sequence[SiteBatch]], on_loss: LossCallback | None):
-        self.source = source
-        self.on_loss = on_loss
-
-    def __call__(self) -> list[Tagged[SiteBatch]]:
-        on_loss = self.on_loss
-        return [Tagged(batch, on_loss) for batch in self.source()]
-
-    def __repr__(self) -> str:
-        return repr(self.source)
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
