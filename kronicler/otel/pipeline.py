@@ -66,8 +66,9 @@ class PipelineStatus:
 
     Fields:
         stored: rows handed to the database and accepted by it.
-        dropped: rows lost (database unusable, ``max_pending`` exceeded, or dropped by the
-            database's own full queue).
+        dropped: rows lost (database unusable, ``max_pending`` exceeded, or lost by the
+            database's writer after it took them, as it reports through ``on_loss``).
+            Once nothing is pending, ``stored + dropped`` is every call recorded.
         pending: rows waiting in memory right now.
         path: the database directory in use.
         error: text of the last problem, or None.
