@@ -35,6 +35,7 @@ from kronicler._config import DEFAULT_PATH
 from kronicler._log import LogOnce
 from kronicler.db import compaction, retention
 from kronicler.db.metadata import ensure_catalog, load_catalog, remove_stale_temporaries
+from kronicler.db.origins import LossCallback, Tagged, TailOrigins
 from kronicler.db.queue import DEFAULT_CAPACITY_ROWS, DEFAULT_FLUSH_INTERVAL, WriteQueue
 from kronicler.db.reads import SegmentSet
 from kronicler.db.scan import FunctionSummary, Scan
@@ -122,6 +123,8 @@ class Database(ReadAPI):
         self._failures = 0  # failed writes and commits (see flush)
         self._failures_seen = 0
         self._lost_rows = 0  # rows given up after writes kept failing
+        self._origins = TailOrigins()  # whose rows the writer's tail holds (writer thread only)
+        self._sources: dict[Callable[[], Sequence[SiteBatch]], _TaggingSource] = {}
         self._log_once = LogOnce(log)
         self._queue = self._new_queue()
         self._closed = False
@@ -147,7 +150,7 @@ class Database(ReadAPI):
         return f"Database({str(self.path)!r}{', readonly=True' if self.readonly else ''})"
 
     # -- writing -------------------------------------------------------------------------------
-    def _new_queue(self) -> WriteQueue[SpanBatch | SiteBatch]:
+    def _new_queue(self) -> WriteQueue[SpanBatch | SiteBatch | Tagged[SiteBatch]]:
         return WriteQueue(
             self._consume, self._commit, capacity_rows=self._queue_rows,
             flush_interval=self._flush_interval,
@@ -204,25 +207,41 @@ class Database(ReadAPI):
             f"none of the {len(batch)} rows were stored"
         )
 
-    def attach_source(self, source: Callable[[], Sequence[SiteBatch]], *, interval: float) -> None:
+    def attach_source(
+        self,
+        source: Callable[[], Sequence[SiteBatch]],
+        *,
+        interval: float,
+        on_loss: LossCallback | None = None,
+    ) -> None:
         """Have this database's writer thread take batches from ``source()`` itself.
 
         The writer calls ``source`` every ``interval`` seconds and on every flush and close, so
         its records reach the segment in one hand-off (see :mod:`kronicler.db.queue`); the
-        source keeps its own buffer bounded and counts its own drops. Rows the writer then
-        fails to store are counted in :attr:`dropped` as usual.
+        source keeps its own buffer bounded and counts its own drops. Rows of ``source`` the
+        writer then fails to store are counted in :attr:`dropped` and told to ``on_loss(rows)``
+        (on the writer thread; it must not block), also after a detach while they were still
+        held, so the source's own count of stored and dropped calls stays exact
+        (:mod:`kronicler.db.origins`). Attaching again changes the interval and the callback.
         """
         self._check_writable()
-        if not self._queue.attach(source, interval=interval):
+        tagging = self._sources.get(source)
+        if tagging is None:
+            tagging = self._sources[source] = _TaggingSource(source, on_loss)
+        tagging.on_loss = on_loss
+        if not self._queue.attach(tagging, interval=interval):
             raise ClosedError(f"{self!r} is closed")
 
     def detach_source(self, source: Callable[[], Sequence[SiteBatch]]) -> None:
         """Stop taking from ``source``."""
-        self._queue.detach(source)
+        tagging = self._sources.pop(source, None)
+        if tagging is not None:
+            self._queue.detach(tagging)
 
     def takes_from(self, source: Callable[[], Sequence[SiteBatch]]) -> bool:
         """True while the writer takes from ``source`` (False once this database closed)."""
-        return self._queue.attached(source)
+        tagging = self._sources.get(source)
+        return tagging is not None and self._queue.attached(tagging)
 
     def _check_writable(self) -> None:
         if self._closed:
@@ -230,17 +249,31 @@ class Database(ReadAPI):
         if self.readonly:
             raise ReadOnlyError(f"database {self.path} was opened read-only")
 
-    def _consume(self, batches: list[SpanBatch | SiteBatch]) -> None:
+    def _consume(self, batches: list[SpanBatch | SiteBatch | Tagged[SiteBatch]]) -> None:
         if self._writer is None:
-            self._writer = SegmentWriter(self._segdir, **self._writer_options())
-        for batch in batches:
+            try:
+                self._writer = SegmentWriter(self._segdir, **self._writer_options())
+            except OSError as exc:  # the directory went away, no space for a new segment
+                self._failed("write", exc)
+                for item in batches:
+                    self._lose(item.on_loss if isinstance(item, Tagged) else None, len(item))
+                return
+        origins = self._origins
+        for item in batches:
+            batch, on_loss = (
+                (item.batch, item.on_loss) if isinstance(item, Tagged) else (item, None)
+            )
             self._writer.add(batch)
+            origins.add(on_loss, len(batch))
         try:
             self._writer.seal_full()
         except OSError as exc:  # disk full, I/O error: the rows stay in the tail for a retry
             self._failed("write", exc)
             self._shed_if_stuck()
             return
+        finally:
+            if self._writer is not None:
+                origins.keep_newest(self._writer.tail_rows)
         writer = self._writer
         if (
             writer.rows_sealed >= self._segment_rows
@@ -259,6 +292,7 @@ class Database(ReadAPI):
                 self._shed_if_stuck()
                 return
             self._writer = None
+            origins.clear()  # sealed
 
     def _writer_options(self) -> dict[str, Any]:
         return {} if self._chunk_rows is None else {"chunk_rows": self._chunk_rows}
@@ -285,9 +319,26 @@ class Database(ReadAPI):
         writer = self._writer
         if writer is None or writer.tail_rows <= _MAX_TAIL_CHUNKS * writer.chunk_rows:
             return
-        self._lost_rows += writer.tail_rows - writer.tail_in_wal
+        self._abandon(writer)
+
+    def _abandon(self, writer: SegmentWriter) -> None:
+        """Give up ``writer``: its rows in the tail log stay readable, the rest are lost."""
+        self._origins.keep_newest(writer.tail_rows)
+        for on_loss, rows in self._origins.take_newest(writer.tail_rows - writer.tail_in_wal):
+            self._lose(on_loss, rows)
+        self._origins.clear()
         writer.abandon()
         self._writer = None
+
+    def _lose(self, on_loss: LossCallback | None, rows: int) -> None:
+        """Count ``rows`` lost, and tell the source they came from."""
+        self._lost_rows += rows
+        if on_loss is not None:
+            try:
+                on_loss(rows)
+            except Exception as exc:  # noqa: BLE001 - a source's bug must not stop the writer
+                self._log_once("on_loss", logging.ERROR, "kronicler: a loss callback failed: %s",
+                               exc, exc_info=exc)  # fmt: skip
 
     def flush(self, timeout: float | None = None) -> bool:
         """Make everything appended so far durable and visible (read-only: nothing to do).
@@ -317,10 +368,10 @@ class Database(ReadAPI):
                 writer.close()
             except OSError as exc:
                 # Rows in the tail log stay readable; the rest existed only in memory.
-                self._lost_rows += writer.tail_rows - writer.tail_in_wal
-                writer.abandon()
+                self._abandon(writer)
                 warn_data_loss(f"kronicler could not close segment {writer.id}: {exc}", log)
             self._writer = None
+            self._origins.clear()
         self._reads.close()
         _open_databases.discard(self)
 
@@ -343,6 +394,8 @@ class Database(ReadAPI):
         if self._writer is not None:
             self._writer.abandon()
             self._writer = None
+        self._origins = TailOrigins()
+        self._sources = {}
         self._queue = self._new_queue()
         self._reads = SegmentSet(self._segdir, self._bufferpool_bytes)
 
@@ -460,6 +513,23 @@ class Database(ReadAPI):
         return total
 
 
+class _TaggingSource:
+    """An attached source as the write queue sees it: its batches come tagged with ``on_loss``."""
+
+    __slots__ = ("on_loss", "source")
+
+    def __init__(self, source: Callable[[], Sequence[SiteBatch]], on_loss: LossCallback | None):
+        self.source = source
+        self.on_loss = on_loss
+
+    def __call__(self) -> list[Tagged[SiteBatch]]:
+        on_loss = self.on_loss
+        return [Tagged(batch, on_loss) for batch in self.source()]
+
+    def __repr__(self) -> str:
+        return repr(self.source)
+
+
 def close_all() -> None:
     """Close every database open in this process (at exit: see ``kronicler.db``)."""
     for db in list(_open_databases):
@@ -501,6 +571,7 @@ class _ForkHook:
 
 
 _FORK_HOOK = _ForkHook()
+
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)

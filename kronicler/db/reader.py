@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from kronicler._log import LogOnce
 from kronicler.db import codec, index, rollup, wal
 from kronicler.db.chunk import (
     ChunkSummary,
@@ -119,7 +120,7 @@ class SegmentReader:
         # damage: permanent (chunks) and as of the last log read (log records, tail dependents)
         self._chunk_damage = Damage()
         self._tail_damage = Damage()
-        self._reported: set[tuple[str, int]] = set()
+        self._reported = LogOnce(log)
         self._condemned: list[tuple[int, str]] = []
         self._view: SegmentView | None = None
         # The segment index (see index.py): tried once, on the first refresh. ``_indexed``: the
@@ -331,9 +332,7 @@ class SegmentReader:
         self._read_meta(force=True)
 
     def _report(self, key: tuple[str, int], msg: str, *args: object) -> None:
-        if key not in self._reported:
-            self._reported.add(key)
-            log.warning(msg, *args)
+        self._reported(key, logging.WARNING, msg, *args)
 
     def _found(self, chunk: FoundChunk | None) -> tuple[ChunkInfo, ChunkSummary] | None:
         """A chunk the walk found, its texts defined and its dependent rows checked."""

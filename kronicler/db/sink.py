@@ -62,14 +62,21 @@ class SpanSink(Protocol):
 class CaptureSink(SpanSink, Protocol):
     """A sink whose writer takes the capture path's records itself (one hand-off per call).
 
-    ``attach_source(source, interval=...)``: the writer calls ``source()`` every ``interval``
-    seconds and on every flush and close, storing the site-coded batches it returns;
+    ``attach_source(source, interval=..., on_loss=...)``: the writer calls ``source()`` every
+    ``interval`` seconds and on every flush and close, storing the site-coded batches it returns,
+    and tells ``on_loss(rows)`` how many of them it lost after taking them;
     ``detach_source(source)`` stops that; ``takes_from(source)`` is True while it goes on (False
     once the sink closed).
     """
 
-    def attach_source(self, source: Callable[[], Sequence[SiteBatch]], *, interval: float) -> None:
-        """Have the writer take batches from ``source()`` itself."""
+    def attach_source(
+        self,
+        source: Callable[[], Sequence[SiteBatch]],
+        *,
+        interval: float,
+        on_loss: Callable[[int], None] | None = None,
+    ) -> None:
+        """Have the writer take batches from ``source()`` itself; report their losses."""
         ...
 
     def detach_source(self, source: Callable[[], Sequence[SiteBatch]]) -> None:

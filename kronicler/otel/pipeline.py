@@ -21,9 +21,11 @@ Trade-offs:
   can lose that much; a normal exit flushes everything (``atexit``), and so do the stop
   signals SIGTERM, SIGINT and SIGQUIT (:mod:`kronicler.otel.shutdown`), which end servers such
   as uvicorn without running ``atexit``. Closing the database also takes what is buffered.
-* Drops are counted in two places only because losses happen in two places: here (no usable
-  database, ``max_pending`` exceeded) and in the writer (writes that kept failing), whose
-  counter the status reads relative to its value when this pipeline started using it.
+* One drop counter, exact: ``stored + dropped`` equals the calls recorded (once nothing is
+  pending). Losses happen in two places, here (no usable database, ``max_pending`` exceeded)
+  and in the writer (writes that kept failing after it took our rows); the writer tells us of
+  its losses of our rows through the ``on_loss`` callback we attach with
+  (:mod:`kronicler.db.origins`), and rows it took are counted stored until it does.
 * ``fork``: the child forgets the parent's pending records and database handle (the parent
   stores those) and lazily opens its own segment when it next has something to store.
 """
@@ -64,8 +66,9 @@ class PipelineStatus:
 
     Fields:
         stored: rows handed to the database and accepted by it.
-        dropped: rows lost (database unusable, ``max_pending`` exceeded, or dropped by the
-            database's own full queue).
+        dropped: rows lost (database unusable, ``max_pending`` exceeded, or lost by the
+            database's writer after it took them, as it reports through ``on_loss``).
+            Once nothing is pending, ``stored + dropped`` is every call recorded.
         pending: rows waiting in memory right now.
         path: the database directory in use.
         error: text of the last problem, or None.
@@ -106,7 +109,7 @@ class Pipeline:
         self._db_failed_at = 0.0
         self._stored = 0
         self._dropped = 0
-        self._db_dropped_base = 0
+        self._on_loss = self._writer_lost  # one bound method, as for _take_fn
         self._error: str | None = None
         self._log_once = LogOnce(_log)
         self._resource: tuple[str, str] | None = None  # (service name, its resource's text)
@@ -212,22 +215,17 @@ class Pipeline:
             self._store_pending()
             self._close_db()
             self._db, self._owns_db = db, False
-            self._db_dropped_base = db.dropped
             self._attach_to(db)
 
     def status(self) -> PipelineStatus:
-        db_drops = self._db_drops()
+        with self._take_lock:  # the two counters of one moment
+            stored, dropped = self._stored, self._dropped
         return PipelineStatus(
-            stored=max(0, self._stored - db_drops),
-            dropped=self._dropped + db_drops,
+            stored=stored,
+            dropped=dropped,
             pending=self._pending(),
             path=self.settings.path,
-            error=self._error
-            or (
-                f"the database could not store {db_drops} rows (its log says why)"
-                if db_drops
-                else None
-            ),
+            error=self._error,
         )
 
     def after_fork_in_child(self) -> None:
@@ -243,7 +241,7 @@ class Pipeline:
         self._db = None  # the parent's handle: its writer thread does not exist here
         self._owns_db = False
         self._db_failed_at = 0.0
-        self._stored = self._dropped = self._db_dropped_base = self._lost_at_last_flush = 0
+        self._stored = self._dropped = self._lost_at_last_flush = 0
         self._resource = None  # the child is another service instance
 
     def before_fork(self) -> None:
@@ -318,7 +316,14 @@ class Pipeline:
             self._problem("exit", exc)
 
     def _lost(self) -> int:
-        return self._dropped + self._db_drops()
+        return self._dropped
+
+    def _writer_lost(self, rows: int) -> None:
+        """The database's writer lost ``rows`` of ours that it had taken (writer thread)."""
+        with self._take_lock:
+            self._stored -= rows
+            self._dropped += rows
+        self._error = f"the database could not store {rows} rows (its log says why)"
 
     def _pending(self) -> int:
         return len(self.rows) // COMPACT_WIDTH + len(self.full)
@@ -348,7 +353,9 @@ class Pipeline:
 
     def _attach_to(self, db: CaptureSink) -> None:
         try:
-            db.attach_source(self._take_fn, interval=self.settings.flush_interval)
+            db.attach_source(
+                self._take_fn, interval=self.settings.flush_interval, on_loss=self._on_loss
+            )
         except Exception as exc:  # noqa: BLE001 - found out (and counted) by _attach
             self._problem("append", exc)
 
@@ -397,12 +404,13 @@ class Pipeline:
                 atexit.unregister(self._at_exit)
                 atexit.register(self._at_exit)
             try:
-                db.attach_source(self._take_fn, interval=self.settings.flush_interval)
+                db.attach_source(
+                    self._take_fn, interval=self.settings.flush_interval, on_loss=self._on_loss
+                )
             except Exception:
                 db.close()  # opened for us and unusable: do not leave it open
                 raise
             self._db, self._owns_db = db, True
-            self._db_dropped_base = db.dropped
             self._db_failed_at = 0.0
         except Exception as exc:  # noqa: BLE001 - an unusable directory must not stop the app
             self._db_failed_at = time.monotonic()
@@ -425,24 +433,12 @@ class Pipeline:
             self._problem("close", exc)
             return False
         finally:
+            # Rows the database loses later (a full disk failing a seal after a flush) are
+            # still reported to our callback, which outlives the detach.
             try:
                 db.detach_source(self._take_fn)
             except Exception:  # noqa: BLE001
                 pass
-            # Counted after the close: rows the database loses while closing (a full disk
-            # failing its last seal) are lost too, and were counted as stored until now.
-            lost = self._db_drops(db)
-            self._dropped += lost
-            self._stored -= lost
-
-    def _db_drops(self, db: CaptureSink | None = None) -> int:
-        db = self._db if db is None else db
-        if db is None:
-            return 0
-        try:
-            return max(0, int(db.dropped) - self._db_dropped_base)
-        except Exception:  # noqa: BLE001
-            return 0
 
     def _problem(self, where: str, exc: BaseException) -> None:
         self._error = f"{where}: {type(exc).__name__}: {exc}"

@@ -10,7 +10,8 @@ fast path:
    object and no ``Context`` are made unless ``trace.get_current_span()``, ``propagate.inject``
    or an instrumented library asks for them;
 2. time the call with ``perf_counter_ns``; reset the variable;
-3. extend the pipeline's flat list by ``(site, t0, duration, seq, root, parent_seq)``.
+3. extend the pipeline's flat list by ``(site, t0, t1, seq, root, parent_seq)`` (the
+   duration is one numpy subtraction at conversion, not one Python subtraction per call).
 
 That is about 4x the cost of a bare ``perf_counter_ns`` wrapper (0.9 us of CPU against 0.23 us,
 measured on 2026-11-29), against ~150x for ``start_as_current_span`` on the SDK. Errors, spans
@@ -207,7 +208,7 @@ def finish(
         if added is not None:
             attrs = added
         if span.root and not status and attrs is None and name is None:
-            PIPELINE.rows.extend((index, t0, t1 - t0, span.seq, span.root, pseq))
+            PIPELINE.rows.extend((index, t0, t1, span.seq, span.root, pseq))
             return
         if isinstance(span, ForeignFastSpan):
             parent_id = span.parent_id
@@ -266,7 +267,7 @@ def wrap_function(fn: Callable[..., Any], cs: CallSite) -> Callable[..., Any]:
             reset(token)
             if frame[3] is None:  # nobody asked for the span: nothing changed on it
                 frame[3] = done
-                rows_extend((index, t0, t1 - t0, seq, frame[1], pseq))
+                rows_extend((index, t0, t1, seq, frame[1], pseq))
             else:
                 finish(frame, index, site, t0, t1, pseq, None)
         except Exception as exc:  # noqa: BLE001
@@ -324,7 +325,7 @@ def wrap_coroutine_function(
             reset(token)
             if frame[3] is None:  # nobody asked for the span: nothing changed on it
                 frame[3] = done
-                rows_extend((index, t0, t1 - t0, seq, frame[1], pseq))
+                rows_extend((index, t0, t1, seq, frame[1], pseq))
             else:
                 finish(frame, index, site, t0, t1, pseq, None)
         except Exception as exc:  # noqa: BLE001

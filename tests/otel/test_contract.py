@@ -201,7 +201,7 @@ def test_every_road_defaults_an_absent_service_alike() -> None:
     request = encode_spans([span, empty]).resource_spans
     assert convert_resource_spans(request).batch.services == [DEFAULT_SERVICE] * 2
     site = Site("x", 0, {}, "")
-    fast = records_to_batch([0, 5, 1, 9, 9, 0], [], [site], service="", clock_offset=0)
+    fast = records_to_batch([0, 5, 6, 9, 9, 0], [], [site], service="", clock_offset=0)
     assert fast.services == [DEFAULT_SERVICE]
 
 

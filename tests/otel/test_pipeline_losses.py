@@ -105,3 +105,61 @@ def test_data_loss_warnings_made_errors_never_raise_into_the_app(tmp_path: Path)
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["dropped"] == 50
+
+
+SHARED_FULL_DISK = textwrap.dedent(
+    """
+    import json, os, resource, signal, sys
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    import kronicler
+    from opentelemetry import trace
+
+    # Small chunks: the writer gives up its tail after a few of them while the disk is full.
+    db = kronicler.open(sys.argv[1], chunk_rows=64)
+    kronicler.configure(database=db, flush_interval=0.05)
+
+    @kronicler.capture
+    def work(i):
+        trace.get_current_span().set_attribute("user", os.urandom(48).hex())
+
+    appended = 0
+    for i in range(3_000):
+        if i == 600:  # from here on, files may not grow: writes fail like a full disk
+            resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+        work(i)
+        if i % 3 == 0:  # another producer on the same database, its rows between ours
+            appended += db.append(["other"], [i], [1], attributes=[{"u": os.urandom(48).hex()}])
+        if i % 100 == 99:
+            kronicler.flush()
+    kronicler.flush()
+    db.close()  # the last seal fails too: what the writer still holds in memory is lost
+    status = kronicler.status()
+    print(json.dumps({"stored": status.stored, "dropped": status.dropped,
+                      "pending": status.pending, "appended": appended,
+                      "db_dropped": db.dropped}))
+    """
+)
+
+
+def test_the_writer_reports_each_producers_losses_to_that_producer(tmp_path: Path) -> None:
+    """The database loses rows of the capture pipeline and of another producer, interleaved:
+    the pipeline counts exactly its own (stored is what the database holds of its calls), and
+    the database's total is the sum of both producers' losses."""
+    out = subprocess.run(
+        [sys.executable, "-c", SHARED_FULL_DISK, str(tmp_path)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    with Database.open(tmp_path, readonly=True) as db:
+        work = db.stats("__main__.work")
+        other = db.stats("other")
+    held_work = work.count if work is not None else 0
+    held_other = other.count if other is not None else 0
+    assert report["pending"] == 0
+    assert report["stored"] + report["dropped"] == 3_000
+    assert report["stored"] == held_work
+    other_lost = report["appended"] - held_other
+    assert report["dropped"] > 0 and other_lost > 0, report  # both lost rows: the case at hand
+    assert report["db_dropped"] == report["dropped"] + other_lost

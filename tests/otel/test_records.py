@@ -29,7 +29,7 @@ def _fields(batch: SpanBatch) -> dict:
 
 def test_compact_and_full_records_match_a_validated_batch() -> None:
     root, child = 1000, 1001
-    compact = [0, 50, 7, root, root, 0, 1, 60, 3, child, root, root]
+    compact = [0, 50, 57, root, root, 0, 1, 60, 63, child, root, root]  # (site, t0, t1, ...)
     exc = row_attributes(SITES[1].attributes, exception=("ValueError", "bad"))
     full = [
         FullRecord(1, 70, 9, (5 << 64) | 6, 77, 88, 2, exc, None),
@@ -61,7 +61,7 @@ def test_empty_input_gives_an_empty_batch() -> None:
 
 def test_site_batch_points_rows_at_sites_and_gives_own_text_its_own_entry() -> None:
     root = 1000
-    compact = [1, 50, 7, root, root, 0, 0, 60, 3, root + 1, root, root]
+    compact = [1, 50, 57, root, root, 0, 0, 60, 63, root + 1, root, root]
     full = [
         FullRecord(1, 70, 9, 1, 2, 0, 2, None, None),  # the site's own text: no new entry
         FullRecord(0, 80, 1, 1, 3, 0, 0, None, "renamed"),
