@@ -427,8 +427,13 @@ class SegmentSet:
         since: int | None = None,
         until: int | None = None,
         snapshot: Snapshot | None = None,
+        local_attributes: bool = False,
     ) -> Scan:
-        """Decoded rows (``since <= start < until``, name in ``names``) of the given columns."""
+        """Decoded rows (``since <= start < until``, name in ``names``) of the given columns.
+
+        ``local_attributes``: attribute codes per segment, texts read on demand (see
+        :func:`~kronicler.db.scan.merge_scans`; for :func:`~kronicler.db.attr_scan.key_columns`).
+        """
         if isinstance(columns, str):
             columns = [columns]
         bad = [c for c in columns if c not in COLUMNS]
@@ -436,12 +441,14 @@ class SegmentSet:
             raise ValueError(f"unknown column(s) {bad}; columns are {list(COLUMNS)}")
         window = TimeRange.of(since, until)
         wanted = None if names is None else set(_check_names(names))
-        run = partial(self._scan, columns=list(columns), window=window, wanted=wanted)
+        run = partial(self._scan, columns=list(columns), window=window, wanted=wanted,
+                      local_attributes=local_attributes)  # fmt: skip
         return self._run(snapshot, run)
 
     def _scan(
-        self, snap: Snapshot, *, columns: list[str], window: TimeRange, wanted: set[str] | None
-    ) -> Scan:
+        self, snap: Snapshot, *, columns: list[str], window: TimeRange, wanted: set[str] | None,
+        local_attributes: bool = False,
+    ) -> Scan:  # fmt: skip
         need = list(dict.fromkeys([*columns, "name", "start"]))
         pieces: list[tuple[SegmentView, dict[str, np.ndarray]]] = []
         # Pages whose arrays are pieces themselves (whole chunks), kept pinned until the merge
@@ -475,7 +482,7 @@ class SegmentSet:
                     pieces.append((seg, piece))
                 if len(seg.tail["start"]):
                     pieces.append((seg, _filter(dict(seg.tail), window, codes)))
-            return merge_scans(pieces, columns)
+            return merge_scans(pieces, columns, local_attributes=local_attributes)
 
     def slowest(
         self,

@@ -39,24 +39,24 @@ threshold add up; shares, means and scores are derived from them.
 
 from __future__ import annotations
 
-import json
 import math
-import operator
 import re
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kronicler import budget
+from kronicler.db.attr_keys import value_text
+from kronicler.db.attr_scan import LocalTexts, key_columns
 from kronicler.db.scan import Scan, top_k
+from kronicler.db.schema import parse_attributes
 from kronicler.db.stats import Call, quantile_label
 from kronicler.db.view import answer
 from kronicler.query.filters import (
     RESOURCE_PREFIX,
     Filter,
-    attribute_text,
     check_scan_rows,
     is_glob,
     resolve_functions,
@@ -93,14 +93,6 @@ MIN_Z = 2.0
 #: its values must then be seen in this share of the slow calls too.
 NEAR_UNIQUE = 0.5
 CLUSTER_SHARE = 0.1
-#: Near-unique keys are moved out of the set texts before parsing (:func:`_strip_unique`)
-#: from this many distinct attribute sets on, judged on a sample of this many sets, for keys
-#: carried by at least this many of the sample.
-STRIP_MIN_SETS = 2048
-STRIP_SAMPLE = 512
-STRIP_MIN_CARRIED = 32
-#: At most this many keys are moved out (each is one pass over all texts); others are parsed.
-STRIP_MAX_KEYS = 8
 #: Time buckets of the slow-share series (at most).
 SERIES_BUCKETS = 60
 #: A release lines up with the slow calls when the slow share rose after it with this z.
@@ -109,7 +101,6 @@ RELEASE_Z = 3.0
 SELF_TIME = "(self time)"
 
 _QUANTILE = re.compile(r"^p(\d{1,6})$")
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.\-]+")
 _CHILD_COLUMNS = ("name", "duration", "trace_hi", "trace_lo", "parent_span_id")
 
 
@@ -171,7 +162,7 @@ def _explain(
     resolve_functions(db, [function])  # NotFoundError for an unknown name
     check_scan_rows(db, [function], since, until)
     cols = db.scan(sorted({*CALL_COLUMNS, *ATTRIBUTE_COLUMNS}), names=[function], since=since,
-                   until=until)  # fmt: skip
+                   until=until, local_attributes=True)  # fmt: skip
     d = cols.columns["duration"]
     start = cols.columns["start"]
     n = len(d)
@@ -194,7 +185,7 @@ def _explain(
     children, self_time = _child_findings(db, cols, slow)
     budget.check()
     step, series, cluster = _when(start, slow, lo, hi)
-    releases = _releases(start, ra.codes, ra.sets, slow)
+    releases = _releases(start, ra, slow)
     top = top_k(d, start, MAX_EXPLAIN_EXAMPLES) if n_slow else np.empty(0, np.int64)
     return Explanation(
         function=function, since=lo, until=hi, quantile=threshold.quantile, threshold=limit,
@@ -221,237 +212,99 @@ def _examples(scan: Scan, rows: np.ndarray) -> tuple[Call, ...]:
 
 
 @dataclass(frozen=True, slots=True)
-class Unique:
-    """The values of one near-unique key, moved out of the attribute set texts: ``sets`` are
-    the distinct attribute sets carrying the key (indexes as in ``RowAttributes.used_row``),
-    ``values`` the value text of each (an object array, aligned)."""
+class KeyValues:
+    """One key's value per row, through a code: row ``i`` has value ``value[row_codes[i]]``
+    (-1: it does not carry the key), whose text is ``name(v)``; ``n_values`` values in all."""
 
     key: str
-    sets: np.ndarray
-    values: np.ndarray
+    row_codes: np.ndarray
+    value: np.ndarray
+    name: Callable[[int], str]
+    n_values: int
 
 
 @dataclass(frozen=True, slots=True)
 class RowAttributes:
-    """``codes``: per row a code into ``sets`` (per code ``key -> value text``, near-unique
-    keys left out); ``used_row``: per row its distinct attribute set (``n_used`` of them);
-    ``uniques``: the near-unique keys' values per distinct attribute set."""
+    """Every attribute and resource key (``resource:KEY``) of the scanned rows, by name."""
 
-    codes: np.ndarray
-    sets: list[dict[str, str]]
-    used_row: np.ndarray
-    n_used: int
-    uniques: tuple[Unique, ...]
+    keys: dict[str, KeyValues]
 
 
 def _row_attributes(scan: Scan) -> RowAttributes:
     """The one place that reads attributes: keys are handled generically downstream.
 
-    Resource attributes join as ``resource:KEY``: a code is a distinct pair (attribute set,
-    resource set). Only sets some row uses are parsed, each in one ``json.loads`` per column;
-    near-unique keys' values are moved out of the set texts first (:func:`_strip_unique`), so
-    sets differing only in an id are parsed once.
+    Attribute keys come per key from the per-key columns (:mod:`kronicler.db.attr_scan`; the
+    scan keeps each segment's attribute codes), so no attribute text is parsed for counting;
+    resource sets are few and parsed here. An attribute key that is also a resource key
+    (``resource:KEY`` spelled as an attribute) takes the attribute's value where a row has it.
     """
     attr = scan.columns["attributes"].astype(np.int64)
     res = scan.columns["resource"].astype(np.int64)
-    used, used_row = np.unique(attr, return_inverse=True)
-    used_row = used_row.reshape(-1)
-    texts, reduced, uniques = _strip_unique(list(map(scan.attributes.__getitem__, used.tolist())))
-    n_res = max(len(scan.resources), 1)
-    pairs, codes = np.unique(reduced[used_row] * n_res + res, return_inverse=True)
-    a_of, r_of = np.divmod(pairs, n_res)
-    a_sets = _parse_sets(texts, a_of, "")
-    r_sets = _parse_sets(scan.resources, r_of, RESOURCE_PREFIX)
-    uniques = [_unstripped(u, a_sets, reduced) for u in uniques]
-    sets: list[dict[str, str]] = []
-    for i, (a, r) in enumerate(zip(a_of.tolist(), r_of.tolist(), strict=True)):
-        if i % 4096 == 0:
-            budget.check()
-        sets.append({**r_sets[r], **a_sets[a]} if r_sets[r] else a_sets[a])
-    return RowAttributes(codes.reshape(-1), sets, used_row, len(used), tuple(uniques))
-
-
-def _strip_unique(texts: list[str]) -> tuple[list[str], np.ndarray, list[Unique]]:
-    """``texts`` (distinct attribute set texts) with the plain string values of near-unique
-    keys moved out: (the distinct remaining texts, per input text the code of what remains,
-    the values moved out per key).
-
-    A key is a candidate when, in an even sample of the sets, it takes more distinct values
-    than :data:`NEAR_UNIQUE` of the sets carrying it. Set texts are compact JSON objects with
-    unique keys (``canonical_attributes``), so an unescaped ``"KEY":"`` is always that key, and
-    a value without a backslash ends at the next quote: one ``re.split`` over all texts joined
-    by newlines (JSON text holds no raw newline) takes every such pair out and hands back its
-    value, and the line of each comes from the newline positions. A value with an escape, a
-    number, or a text holding a list (whose objects could hold the key too) stays in its text
-    and is parsed as before (:func:`_unstripped`): the answer is exact either way.
-    """
-    identity: tuple[list[str], np.ndarray, list[Unique]] = (
-        list(texts), np.arange(len(texts), dtype=np.int64), [])  # fmt: skip
-    if len(texts) < STRIP_MIN_SETS:
-        return identity
-    keys = _unique_keys(texts)
-    joined = "\n".join(texts)
-    if not keys or not joined.isascii():
-        return identity
-    listed = [i for i, t in enumerate(texts) if "[" in t] if "[" in joined else []
-    if listed:
-        blank = list(texts)
-        for i in listed:
-            blank[i] = ""
-        joined = "\n".join(blank)
-    uniques = []
-    for key in keys[:STRIP_MAX_KEYS]:
-        if f'\\"{key}":' in joined:  # the key's text ends another key: leave it to the parse
-            continue
+    keys: dict[str, KeyValues] = {}
+    texts = scan.attributes
+    assert isinstance(texts, LocalTexts), "explain scans with local_attributes"
+    used = np.zeros(len(texts), dtype=bool)
+    used[attr] = True
+    for kc in key_columns(texts, used):
         budget.check()
-        parts = re.compile(f'"{re.escape(key)}":"([^"\\\\\\n]*)",?').split(joined)
-        if len(parts) == 1:
-            continue
-        rest = parts[0::2]
-        at = np.cumsum(np.fromiter(map(len, rest), np.int64, len(rest)))[:-1]
-        joined = "".join(rest)
-        data = np.frombuffer(joined.encode("ascii"), np.uint8)
-        # A pair that was the last one leaves "...,}": drop that comma.
-        dangling = at[(data[at - 1] == ord(",")) & (data[at] == ord("}"))]
-        line = np.searchsorted(np.flatnonzero(data == ord("\n")), at)
-        if len(dangling):
-            joined = np.delete(data, dangling - 1).tobytes().decode("ascii")
-        uniques.append(Unique(key, line.astype(np.int64), np.array(parts[1::2], dtype=object)))
-    if not uniques:
-        return identity
-    budget.check()
-    lines = joined.split("\n")
-    for i in listed:
-        lines[i] = texts[i]
-    distinct, reduced = _codes(lines)
-    return distinct, reduced, uniques
+        keys[kc.key] = KeyValues(kc.key, attr, kc.value, kc.name, len(kc))
+    for key, kv in _resource_keys(scan.resources, res).items():
+        keys[key] = _either(keys[key], kv, len(attr)) if key in keys else kv
+    return RowAttributes(keys)
 
 
-def _codes(texts: list[str]) -> tuple[list[str], np.ndarray]:
-    """The distinct ``texts`` and per text its code: grouped by ``hash`` in numpy (about 4x
-    faster than a dictionary step per text), then checked to be equal to its group's first
-    text (a hash collision falls back to the dictionary)."""
-    hashes = np.fromiter(map(hash, texts), np.int64, len(texts))
-    _, first, codes = np.unique(hashes, return_index=True, return_inverse=True)
-    if len(first) == len(texts):  # distinct hashes: distinct texts
-        return texts, np.arange(len(texts), dtype=np.int64)
-    distinct = list(map(texts.__getitem__, first.tolist()))
-    codes = codes.reshape(-1)
-    if all(map(operator.eq, texts, map(distinct.__getitem__, codes.tolist()))):
-        return distinct, codes
-    index: dict[str, int] = {}
-    codes = np.fromiter((index.setdefault(t, len(index)) for t in texts), np.int64, len(texts))
-    return list(index), codes
+def _resource_keys(resources: list[str], res: np.ndarray) -> dict[str, KeyValues]:
+    per_key: dict[str, tuple[dict[str, int], np.ndarray]] = {}
+    n = max(len(resources), 1)
+    for code in np.unique(res).tolist():
+        for key, value in parse_attributes(resources[code]).items():
+            index, value_of = per_key.setdefault(RESOURCE_PREFIX + key,
+                                                 ({}, np.full(n, -1, dtype=np.int64)))  # fmt: skip
+            value_of[code] = index.setdefault(value_text(value), len(index))
+    return {key: KeyValues(key, res, value_of, list(index).__getitem__, len(index))
+            for key, (index, value_of) in per_key.items()}  # fmt: skip
 
 
-def _unique_keys(texts: list[str]) -> list[str]:
-    """Keys that look near-unique in an even sample of ``texts`` by their string values, names
-    that need no escaping in JSON; never a release key (:func:`_releases` reads those)."""
-    pick = np.unique(np.linspace(0, len(texts) - 1, STRIP_SAMPLE).astype(np.int64)).tolist()
-    sample = json.loads("[" + ",".join(texts[i] or "{}" for i in pick) + "]")
-    seen: dict[str, set[str]] = {}
-    carried: dict[str, int] = {}
-    for attrs in sample:
-        for key, value in attrs.items():
-            carried[key] = carried.get(key, 0) + 1
-            if type(value) is str:
-                seen.setdefault(key, set()).add(value)
-    return sorted(
-        key for key, values in seen.items()
-        if carried[key] >= STRIP_MIN_CARRIED and len(values) > NEAR_UNIQUE * carried[key]
-        and key not in RELEASE_KEYS and _PLAIN_KEY.fullmatch(key)
-    )  # fmt: skip
-
-
-def _unstripped(u: Unique, a_sets: dict[int, dict[str, str]], reduced: np.ndarray) -> Unique:
-    """``u`` with the key's values that stayed in the texts (escaped, not strings) moved out of
-    the parsed sets too, so the key is counted in one place."""
-    left = [code for code, attrs in a_sets.items() if u.key in attrs]
-    if not left:
-        return u
-    value_of = {code: a_sets[code][u.key] for code in left}
-    for code in left:
-        a_sets[code] = {k: v for k, v in a_sets[code].items() if k != u.key}
-    lut = np.zeros(max(len(reduced) and int(reduced.max()) + 1, 1), dtype=bool)
-    lut[left] = True
-    more = np.flatnonzero(lut[reduced])
-    values = np.array([value_of[c] for c in reduced[more].tolist()] or [], dtype=object)
-    return Unique(u.key, np.concatenate((u.sets, more)), np.concatenate((u.values, values)))
-
-
-_EMPTY: dict[str, str] = {}
-
-
-def _parse_sets(texts: list[str], used: np.ndarray, prefix: str) -> dict[int, dict[str, str]]:
-    """The sets ``used`` (codes into ``texts``) parsed, keys prefixed, values as text."""
-    present = np.unique(used).tolist()
-    parsed = json.loads("[" + ",".join(texts[c] or "{}" for c in present) + "]")
-    as_text = _TextCache()
-    out: dict[int, dict[str, str]] = {}
-    for i, (code, attrs) in enumerate(zip(present, parsed, strict=True)):
-        if i % 4096 == 0:
-            budget.check()
-        out[code] = {
-            prefix + k: v if type(v) is str else as_text(v) for k, v in attrs.items()
-        } if attrs else _EMPTY  # fmt: skip
-    return out
-
-
-class _TextCache:
-    """:func:`attribute_text` of non-string values, remembered (sets repeat the same numbers)."""
-
-    def __init__(self) -> None:
-        self._seen: dict[tuple[type, Any], str] = {}
-
-    def __call__(self, value: Any) -> str:
-        try:
-            key = (type(value), value)  # the type keeps True apart from 1
-            text = self._seen.get(key)
-        except TypeError:  # a list: not hashable
-            return attribute_text(value)
-        if text is None:
-            text = self._seen[key] = attribute_text(value)
-        return text
+def _either(first: KeyValues, second: KeyValues, n: int) -> KeyValues:
+    """Per row ``first``'s value where it has one, else ``second``'s (values equal as text are
+    one value)."""
+    a, b = first.value[first.row_codes], second.value[second.row_codes]
+    names = [first.name(v) for v in range(first.n_values)]
+    index = {t: i for i, t in reversed(list(enumerate(names)))}
+    lut = np.fromiter((index.setdefault(second.name(v), len(index))
+                       for v in range(second.n_values)), np.int64, second.n_values)  # fmt: skip
+    value = np.where(a >= 0, a, np.where(b >= 0, lut[np.maximum(b, 0)], -1))
+    return KeyValues(first.key, np.arange(n), value, list(index).__getitem__, len(index))
 
 
 def _attribute_findings(
     scan: Scan, ra: RowAttributes, slow: np.ndarray
 ) -> tuple[AttributeFinding, ...]:
-    codes, n_sets = ra.codes, len(ra.sets)
-    slow_per_set = np.bincount(codes[slow], minlength=n_sets)
-    base_per_set = np.bincount(codes[~slow], minlength=n_sets)
     s_total, b_total = int(slow.sum()), int(len(slow) - slow.sum())
     if s_total == 0:
         return ()
-    # Per key: value -> value code, and one (set code, value code) pair per distinct set that
-    # has the key. The counts per value are then bincounts, so a near-unique key costs one
-    # dictionary step per set and no Python work per value.
-    per_key: dict[str, tuple[dict[str, int], list[int], list[int]]] = {}
-    for i, code in enumerate(np.flatnonzero(slow_per_set + base_per_set).tolist()):
-        if i % 4096 == 0:
-            budget.check()
-        for key, value in ra.sets[code].items():
-            entry = per_key.get(key)
-            if entry is None:
-                entry = per_key[key] = ({}, [], [])
-            values, sets_with_key, value_of_set = entry
-            sets_with_key.append(code)
-            value_of_set.append(values.setdefault(value, len(values)))
     counts = _Counts(s_total, b_total, max(MIN_SLOW_CALLS, math.ceil(CLUSTER_SHARE * s_total)))
+    # Per key, the counts are bincounts: calls per code (slow and baseline, shared by the keys
+    # read through the same codes), then per value over the codes carrying the key.
+    per_code: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     found: list[_Found] = []
-    for key, (values, set_list, value_list) in per_key.items():
+    for kv in ra.keys.values():
         budget.check()
-        set_codes = np.array(set_list, dtype=np.int64)
-        found += counts.findings(key, list(values), np.array(value_list, dtype=np.int64), set_codes,
-                                 slow_per_set, base_per_set, codes, n_sets)  # fmt: skip
-    if ra.uniques:  # the same, per distinct attribute set, over the values moved out
-        slow_per_used = np.bincount(ra.used_row[slow], minlength=ra.n_used)
-        base_per_used = np.bincount(ra.used_row[~slow], minlength=ra.n_used)
-        for u in ra.uniques:
-            budget.check()
-            distinct, value_codes = _codes(u.values.tolist())
-            found += counts.findings(u.key, distinct, value_codes, u.sets, slow_per_used,
-                                     base_per_used, ra.used_row, ra.n_used)  # fmt: skip
+        n_codes = len(kv.value)
+        both = per_code.get(id(kv.row_codes))
+        if both is None:
+            both = per_code[id(kv.row_codes)] = (
+                np.bincount(kv.row_codes[slow], minlength=n_codes),
+                np.bincount(kv.row_codes[~slow], minlength=n_codes),
+            )  # fmt: skip
+        slow_per, base_per = both
+        set_codes = np.flatnonzero(((slow_per + base_per) > 0) & (kv.value >= 0))
+        values = kv.value[set_codes]
+        present = np.flatnonzero(np.bincount(values, minlength=kv.n_values))  # values in use
+        remap = np.zeros(kv.n_values, dtype=np.int64)
+        remap[present] = np.arange(len(present))
+        found += counts.findings(kv.key, len(present), _named(kv, present), remap[values],
+                                 set_codes, slow_per, base_per, kv.row_codes, n_codes)  # fmt: skip
     found.sort(key=lambda f: (-f.score, -f.z, f.key, f.value))
     out = []
     for f in found[:MAX_EXPLAIN_FINDINGS]:
@@ -462,6 +315,11 @@ def _attribute_findings(
                                     round(f.score, 12), f.lift, round(f.z, 9),
                                     _examples(scan, rows)))  # fmt: skip
     return tuple(out)
+
+
+def _named(kv: KeyValues, present: np.ndarray) -> Callable[[int], str]:
+    """The text of value ``v`` among ``kv``'s values ``present``."""
+    return lambda v: kv.name(int(present[v]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -488,24 +346,24 @@ class _Counts:
     b_total: int
     cluster_min: int
 
-    def findings(self, key: str, values: Sequence[str], value_codes: np.ndarray,
-                 set_codes: np.ndarray, slow_per_set: np.ndarray, base_per_set: np.ndarray,
-                 row_codes: np.ndarray, n_codes: int) -> list[_Found]:  # fmt: skip
-        """The values of ``key`` (``value_codes[i]`` is the value of set ``set_codes[i]``)
-        over-represented among slow calls; near-unique keys' values must cluster."""
-        slow_n = np.bincount(value_codes, weights=slow_per_set[set_codes], minlength=len(values))
-        base_n = np.bincount(value_codes, weights=base_per_set[set_codes], minlength=len(values))
-        near_unique = len(values) > NEAR_UNIQUE * (slow_n.sum() + base_n.sum())
+    def findings(self, key: str, n_values: int, name: Callable[[int], str],
+                 value_codes: np.ndarray, set_codes: np.ndarray, slow_per_set: np.ndarray,
+                 base_per_set: np.ndarray, row_codes: np.ndarray,
+                 n_codes: int) -> list[_Found]:  # fmt: skip
+        """The values of ``key`` (``value_codes[i]`` is the value of set ``set_codes[i]``, its
+        text ``name(value)``) over-represented among slow calls; near-unique keys' values must
+        cluster. Only the values found are named (a near-unique key's are read from texts)."""
+        slow_n = np.bincount(value_codes, weights=slow_per_set[set_codes], minlength=n_values)
+        base_n = np.bincount(value_codes, weights=base_per_set[set_codes], minlength=n_values)
+        near_unique = n_values > NEAR_UNIQUE * (slow_n.sum() + base_n.sum())
         need = self.cluster_min if near_unique else MIN_SLOW_CALLS
-        names = None
         out = []
         for v in np.flatnonzero(slow_n >= need).tolist():
             sc, bc = int(slow_n[v]), int(base_n[v])
             score, lift, z = _compare(sc, self.s_total, bc, self.b_total)
             if score <= 0 or z < MIN_Z:
                 continue
-            names = names or list(values)
-            out.append(_Found(score, z, key, names[v], sc, bc, lift, set_codes[value_codes == v],
+            out.append(_Found(score, z, key, name(v), sc, bc, lift, set_codes[value_codes == v],
                               row_codes, n_codes))  # fmt: skip
         return out
 
@@ -663,22 +521,21 @@ def _when(
     return step, series, round(chi2 / (int(used.sum()) - 1), 9)
 
 
-def _releases(
-    start: np.ndarray, codes: np.ndarray, sets: list[dict[str, str]], slow: np.ndarray
-) -> tuple[Release, ...]:
+def _releases(start: np.ndarray, ra: RowAttributes, slow: np.ndarray) -> tuple[Release, ...]:
     out: list[Release] = []
     for key in RELEASE_KEYS:
-        values: dict[str, int] = {}
-        lut = np.full(max(len(sets), 1), -1, dtype=np.int64)
-        for code, attrs in enumerate(sets):
-            if key in attrs:
-                lut[code] = values.setdefault(attrs[key], len(values))
-        if not values:
+        kv = ra.keys.get(key)
+        if kv is None:
             continue
-        version = lut[codes]
-        counts = np.bincount(version[version >= 0], minlength=len(values))
+        per_row = kv.value[kv.row_codes]
+        carried = per_row >= 0
+        if not carried.any():
+            continue
+        names, inverse = np.unique(per_row[carried], return_inverse=True)
+        version = np.full(len(per_row), -1, dtype=np.int64)
+        version[carried] = inverse.reshape(-1)
+        counts = np.bincount(version[carried], minlength=len(names))
         keep = np.argsort(-counts, kind="stable")[:MAX_EXPLAIN_RELEASES]
-        names = list(values)
         found = []
         for v in keep.tolist():
             budget.check()
@@ -688,8 +545,9 @@ def _releases(
             bc, bs = int(before.sum()), int((before & slow).sum())
             ac, as_ = len(start) - bc, int(slow.sum()) - bs
             _, _, z = _compare(as_, ac, bs, bc)
-            found.append(Release(key, names[v], int(counts[v]), int((mine & slow).sum()), first,
-                                 last, bc, bs, ac, as_, round(z, 9), False))  # fmt: skip
+            found.append(Release(key, kv.name(int(names[v])), int(counts[v]),
+                                 int((mine & slow).sum()), first, last, bc, bs, ac, as_,
+                                 round(z, 9), False))  # fmt: skip
         best = max(found, key=lambda r: r.z)
         found = [replace(r, lines_up=True) if r is best and r.z >= RELEASE_Z else r for r in found]
         out.extend(sorted(found, key=lambda r: (r.first_start, r.version)))

@@ -1,0 +1,241 @@
+"""Per-key attribute columns, written at seal: counting attribute values without their texts.
+
+An attribute set is stored as one dictionary-coded JSON text per distinct set. That is compact
+and cheap to write, but a question about one key (``db.shard``'s values among slow calls) must
+parse every text a scan uses; with a near-unique key (a request id) every call has its own set,
+and parsing a million texts per query costs seconds. So, when a chunk is sealed, the writer
+splits the attribute sets the chunk defines into one column per key (:func:`decompose`) and
+appends them to the segment's ``<id>.kkey`` file: per key, per set a value code into a small
+per-record list of value texts. A key whose values are *near-unique* in the record (more
+distinct values than :data:`NEAR_UNIQUE` of the sets carrying it) gets no value list: each set
+holds a 64-bit hash of its value instead (blake2b), so a query can group calls by value and see
+whether one clusters without reading a single text; the text of a value that matters is read
+from one set that carries it.
+
+Trade-offs, measured on ``bench/bench_explain.py --calls 1000000 --unique-ids``: writing costs
+one JSON parse per new set at seal (~2 us per set, on the writer thread, nothing when sets
+repeat), and 4 bytes per set and key (8 for a hashed key) on disk, against the ~110 bytes of
+the set's text. Counting by hash is exact unless two distinct values of one key share a 64-bit
+hash (about 1 in 10^7 for a million distinct values; within a record a collision is detected
+and that key keeps its value list).
+
+The file is a side file like the index: best-effort. A record is checked (length, CRC) when
+read; reading stops at the first bad one, and sets that no good record covers (older segments,
+the tail log, a damaged or lost record) are split from their texts at query time by the same
+:func:`decompose`, so every answer is the same either way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import struct
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from kronicler.db.fileio import append_all
+
+SUFFIX: Final = ".kkey"
+#: A key is near-unique in a record when its distinct values exceed this share of the sets
+#: carrying it, and at least this many sets carry it.
+NEAR_UNIQUE: Final = 0.5
+MIN_CARRIED: Final = 64
+
+_MAGIC = b"KKY1"
+_HEAD = struct.Struct("<4sII")  # magic, payload bytes, crc32 of the payload
+_META = struct.Struct("<I")  # bytes of the record's JSON description, then the arrays
+assert _HEAD.size == 12 and _META.size == 4
+
+log = logging.getLogger(__name__)
+
+
+def value_text(value: Any) -> str:
+    """The text an attribute value is compared as: strings as themselves, others as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def hash_texts(texts: Sequence[str]) -> np.ndarray:
+    """A stable 64-bit hash of each text (uint64, never 0: 0 marks "absent")."""
+    out = np.fromiter(
+        (int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little")
+         for t in texts), np.uint64, len(texts),
+    )  # fmt: skip
+    out[out == 0] = 1
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class KeyBlock:
+    """Attribute sets split per key.
+
+    Fields:
+        entries: the sets' codes in their segment's attribute dictionary (int64).
+        keys: the keys some set carries.
+        values: per key its value texts, or None for a hashed (near-unique) key.
+        columns: per key, per set: the value's index into ``values`` (int32, -1: absent), or
+            for a hashed key the value's hash (uint64, 0: absent).
+    """
+
+    entries: np.ndarray
+    keys: tuple[str, ...]
+    values: tuple[tuple[str, ...] | None, ...]
+    columns: tuple[np.ndarray, ...]
+
+
+def decompose(texts: Sequence[str], entries: np.ndarray) -> KeyBlock:
+    """``texts`` (canonical attribute set texts, ``""`` for none) split per key; ``entries``
+    are their codes."""
+    n = len(texts)
+    parsed = json.loads("[" + ",".join(t or "{}" for t in texts) + "]")
+    per_key: dict[str, tuple[dict[str, int], list[int], list[int]]] = {}
+    seen: dict[tuple[type, Any], str] = {}
+    for i, attrs in enumerate(parsed):
+        for key, value in attrs.items():
+            if type(value) is not str:
+                try:
+                    text = seen.get((type(value), value))  # the type keeps True apart from 1
+                    if text is None:
+                        text = seen[(type(value), value)] = value_text(value)
+                except TypeError:  # a list: not hashable
+                    text = value_text(value)
+                value = text
+            entry = per_key.get(key)
+            if entry is None:
+                entry = per_key[key] = ({}, [], [])
+            index, rows, codes = entry
+            rows.append(i)
+            codes.append(index.setdefault(value, len(index)))
+    keys: list[str] = []
+    values: list[tuple[str, ...] | None] = []
+    columns: list[np.ndarray] = []
+    for key, (index, rows, codes) in sorted(per_key.items()):
+        at = np.array(rows, dtype=np.int64)
+        code = np.array(codes, dtype=np.int64)
+        names = tuple(index)
+        if len(rows) >= MIN_CARRIED and len(names) > NEAR_UNIQUE * len(rows):
+            hashes = hash_texts(names)
+            if len(np.unique(hashes)) == len(names):  # else: keep the values (exact)
+                col = np.zeros(n, dtype=np.uint64)
+                col[at] = hashes[code]
+                keys.append(key)
+                values.append(None)
+                columns.append(col)
+                continue
+        col = np.full(n, -1, dtype=np.int32)
+        col[at] = code
+        keys.append(key)
+        values.append(names)
+        columns.append(col)
+    return KeyBlock(np.asarray(entries, dtype=np.int64), tuple(keys), tuple(values),
+                    tuple(columns))  # fmt: skip
+
+
+# ---- the side file ----------------------------------------------------------------------------
+
+
+def path_of(directory: Path, segment_id: str) -> Path:
+    return directory / f"{segment_id}{SUFFIX}"
+
+
+def encode(block: KeyBlock) -> bytes:
+    """One record: a block whose entries are consecutive codes."""
+    lo, n = (int(block.entries[0]), len(block.entries)) if len(block.entries) else (0, 0)
+    if n and int(block.entries[-1]) != lo + n - 1:
+        raise ValueError("a stored block covers consecutive codes")
+    meta = json.dumps({"lo": lo, "n": n, "keys": [[k, None if v is None else list(v)] for k, v in
+                                                  zip(block.keys, block.values, strict=True)]},
+                      separators=(",", ":")).encode()  # fmt: skip
+    payload = b"".join([_META.pack(len(meta)), meta, *(c.tobytes() for c in block.columns)])
+    return _HEAD.pack(_MAGIC, len(payload), zlib.crc32(payload)) + payload
+
+
+def decode(payload: bytes | memoryview) -> KeyBlock:
+    (size,) = _META.unpack_from(payload, 0)
+    meta = json.loads(bytes(payload[_META.size : _META.size + size]))
+    lo, n = int(meta["lo"]), int(meta["n"])
+    at = _META.size + size
+    keys: list[str] = []
+    values: list[tuple[str, ...] | None] = []
+    columns: list[np.ndarray] = []
+    for key, names in meta["keys"]:
+        dtype = np.dtype(np.uint64 if names is None else np.int32)
+        columns.append(np.frombuffer(payload, dtype, n, at))
+        at += n * dtype.itemsize
+        keys.append(str(key))
+        values.append(None if names is None else tuple(map(str, names)))
+    return KeyBlock(np.arange(lo, lo + n, dtype=np.int64), tuple(keys), tuple(values),
+                    tuple(columns))  # fmt: skip
+
+
+def read_blocks(path: Path) -> list[KeyBlock]:
+    """The good records of a side file, up to the first bad one (none when it is missing)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    blocks, at = [], 0
+    while at + _HEAD.size <= len(data):
+        magic, size, crc = _HEAD.unpack_from(data, at)
+        payload = memoryview(data)[at + _HEAD.size : at + _HEAD.size + size]
+        if magic != _MAGIC or len(payload) != size or zlib.crc32(payload) != crc:
+            log.warning("%s: record at byte %d is damaged; later sets are read from texts",
+                        path, at)  # fmt: skip
+            break
+        try:
+            blocks.append(decode(payload))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("%s: record at byte %d unreadable (%s)", path, at, exc)
+            break
+        at += _HEAD.size + size
+    return blocks
+
+
+class KeyWriter:
+    """Appends one record per sealed chunk (the attribute sets the chunk defines)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = -1
+        self._offset = 0
+        self._abandoned = False
+
+    def add(self, first_code: int, texts: Sequence[str]) -> None:
+        """Split and store the sets ``first_code, first_code + 1, ...`` (best-effort: a failed
+        write is logged, and those sets are read from their texts)."""
+        if not texts or self._abandoned:
+            return
+        block = decompose(texts, np.arange(first_code, first_code + len(texts)))
+        data = encode(block)
+        try:
+            if self._fd < 0:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            append_all(self._fd, data, self._offset)
+        except OSError as exc:  # cut back whole: these sets are read from their texts
+            log.warning("%s: per-key attribute columns not written: %s", self.path, exc)
+            return
+        self._offset += len(data)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                log.warning("%s: not synced: %s", self.path, exc)
+            os.close(self._fd)
+            self._fd = -1
+
+    def abandon(self) -> None:
+        if self._fd >= 0:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = -1
+        self._abandoned = True

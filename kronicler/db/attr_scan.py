@@ -1,0 +1,164 @@
+"""Attribute sets of a scan read per key, without mapping (or even reading) their texts.
+
+A normal scan maps every segment's attribute codes into one shared numbering, which needs every
+text the rows use (a million texts when every call has its own request id). A scan with
+``local_attributes`` keeps each segment's codes, shifted into a range of its own
+(:class:`LocalTexts`); :func:`key_columns` then gives, per attribute key, the value of each code,
+from the per-key columns written at seal (:mod:`kronicler.db.attr_keys`) and, for codes those do
+not cover (older segments, the tail log), from the texts split the same way. The cost per key is
+a few numpy passes over the codes; texts are read only for the few codes a caller asks for.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, overload
+
+import numpy as np
+
+from kronicler.db.attr_keys import KeyBlock, decompose, hash_texts, path_of, read_blocks, value_text
+
+if TYPE_CHECKING:
+    from kronicler.db.snapshot import SegmentView
+
+
+class LocalTexts(Sequence[str]):
+    """Attribute set texts of a scan whose code ``base[j] + c`` is code ``c`` of segment ``j``;
+    a text is read when first asked for."""
+
+    def __init__(self, views: list[SegmentView], bases: list[int]) -> None:
+        self.views = views
+        self.bases = bases  # one more than views: the end of the last range
+        self._base = {v.id: b for v, b in zip(views, bases, strict=False)}
+
+    @classmethod
+    def of(cls, pieces: Sequence[tuple[SegmentView, dict[str, np.ndarray]]]) -> LocalTexts:
+        """The ranges for ``pieces``' segments: each as large as its largest code used."""
+        tops: dict[str, int] = {}
+        views: dict[str, SegmentView] = {}
+        for seg, cols in pieces:
+            codes = cols["attributes"]
+            top = int(codes.max()) + 1 if len(codes) else 0
+            tops[seg.id] = max(tops.get(seg.id, 0), top)
+            views.setdefault(seg.id, seg)
+        bases = np.r_[0, np.cumsum(list(tops.values()), dtype=np.int64)].tolist()
+        return cls(list(views.values()), bases)
+
+    def shift(self, seg: SegmentView, codes: np.ndarray) -> np.ndarray:
+        """``seg``'s attribute codes in this numbering."""
+        dtype = np.uint32 if self.bases[-1] < 2**32 else np.int64
+        out: np.ndarray = codes.astype(dtype)
+        out += self._base[seg.id]
+        return out
+
+    def __len__(self) -> int:
+        return int(self.bases[-1])
+
+    @overload
+    def __getitem__(self, code: int) -> str: ...
+    @overload
+    def __getitem__(self, code: slice) -> Sequence[str]: ...
+    def __getitem__(self, code: int | slice) -> str | Sequence[str]:
+        if isinstance(code, slice):
+            return [self[i] for i in range(*code.indices(len(self)))]
+        code = int(code)
+        if not 0 <= code < len(self):
+            raise IndexError(code)
+        j = int(np.searchsorted(self.bases, code, side="right")) - 1
+        return self.views[j].dictionary("attributes").values[code - self.bases[j]]
+
+    def __iter__(self) -> Iterator[str]:
+        return (self[i] for i in range(len(self)))
+
+    def blocks(self, j: int, used: np.ndarray) -> list[KeyBlock]:
+        """Per-key columns covering the codes ``used`` (local, ascending) of segment ``j``:
+        the stored ones, and the rest split from their texts."""
+        view = self.views[j]
+        reader = view.reader
+        stored = view.memo("attr_keys", lambda: read_blocks(
+            path_of(reader.data_path.parent, reader.id)))  # fmt: skip
+        size = self.bases[j + 1] - self.bases[j]
+        covered = np.zeros(size, dtype=bool)
+        for b in stored:
+            covered[b.entries[b.entries < size]] = True
+        rest = used[~covered[used]]
+        if not len(rest):
+            return stored
+        values = view.dictionary("attributes").values
+        return [*stored, decompose([values[c] for c in rest.tolist()], rest)]
+
+
+class KeyColumn:
+    """One attribute key over a scan's attribute codes: ``value`` per code (int64, -1: the set
+    does not carry the key) indexes ``names``, the value texts (read on demand for a hashed key,
+    from one set carrying each value)."""
+
+    __slots__ = ("_first", "_names", "_texts", "key", "value")
+
+    def __init__(self, key: str, value: np.ndarray, names: list[str] | None,
+                 texts: LocalTexts | None = None, first: np.ndarray | None = None) -> None:  # fmt: skip
+        self.key = key
+        self.value = value
+        self._names = names
+        self._texts = texts
+        self._first = first
+
+    def __len__(self) -> int:
+        """Distinct values."""
+        return len(self._names) if self._names is not None else len(self._first)  # type: ignore[arg-type]
+
+    def name(self, v: int) -> str:
+        if self._names is not None:
+            return self._names[v]
+        assert self._texts is not None and self._first is not None
+        return value_text(json.loads(self._texts[int(self._first[v])])[self.key])
+
+
+def key_columns(texts: LocalTexts, used: np.ndarray) -> list[KeyColumn]:
+    """Every attribute key over the codes of ``texts``; ``used`` (bool per code) marks the codes
+    whose values count: a hashed key's values are numbered over those only."""
+    n = len(texts)
+    parts: dict[str, list[tuple[np.ndarray, tuple[str, ...] | None, np.ndarray]]] = {}
+    for j in range(len(texts.views)):
+        lo, hi = texts.bases[j], texts.bases[j + 1]
+        for b in texts.blocks(j, np.flatnonzero(used[lo:hi])):
+            inside = b.entries < hi - lo
+            at = b.entries[inside] + lo
+            for key, names, col in zip(b.keys, b.values, b.columns, strict=True):
+                parts.setdefault(key, []).append((at, names, col[inside]))
+    out = []
+    for key, pieces in sorted(parts.items()):
+        if all(names is not None for _, names, _ in pieces):
+            out.append(_valued(key, pieces, n))
+        else:
+            out.append(_hashed(key, pieces, n, used, texts))
+    return out
+
+
+def _valued(key: str, pieces: list[tuple[np.ndarray, tuple[str, ...] | None, np.ndarray]],
+            n: int) -> KeyColumn:  # fmt: skip
+    index: dict[str, int] = {}
+    value = np.full(n, -1, dtype=np.int64)
+    for at, names, col in pieces:
+        assert names is not None
+        lut = np.fromiter((index.setdefault(v, len(index)) for v in names), np.int64, len(names))
+        has = col >= 0
+        value[at[has]] = lut[col[has]]
+    return KeyColumn(key, value, list(index))
+
+
+def _hashed(key: str, pieces: list[tuple[np.ndarray, tuple[str, ...] | None, np.ndarray]],
+            n: int, used: np.ndarray, texts: LocalTexts) -> KeyColumn:  # fmt: skip
+    h = np.zeros(n, dtype=np.uint64)
+    for at, names, col in pieces:
+        if names is None:
+            h[at] = col
+        else:
+            has = col >= 0
+            h[at[has]] = hash_texts(names)[col[has]]
+    codes = np.flatnonzero(used & (h != 0))
+    distinct, first, inverse = np.unique(h[codes], return_index=True, return_inverse=True)
+    value = np.full(n, -1, dtype=np.int64)
+    value[codes] = inverse.reshape(-1)
+    return KeyColumn(key, value, None, texts, codes[first])
