@@ -90,29 +90,66 @@ class LocalTexts(Sequence[str]):
 
 
 class KeyColumn:
-    """One attribute key over a scan's attribute codes: ``value`` per code (int64, -1: the set
-    does not carry the key) indexes ``names``, the value texts (read on demand for a hashed key,
-    from one set carrying each value)."""
+    """One attribute key over a scan's attribute codes.
 
-    __slots__ = ("_first", "_names", "_texts", "key", "value")
+    With value lists: ``value`` per code (int64, -1: the set does not carry the key) indexes
+    the value texts (:meth:`name`). A hashed key has ``hashes`` per code (uint64, 0: absent);
+    its ``value`` numbers the hashes of the codes in use, on first use (a sort of the codes), and
+    a value's text is read from one set carrying it.
+    """
 
-    def __init__(self, key: str, value: np.ndarray, names: list[str] | None,
-                 texts: LocalTexts | None = None, first: np.ndarray | None = None) -> None:  # fmt: skip
+    __slots__ = ("_first", "_names", "_texts", "_used", "_value", "hashes", "key")
+
+    def __init__(self, key: str, *, value: np.ndarray | None = None,
+                 names: list[str] | None = None, hashes: np.ndarray | None = None,
+                 texts: LocalTexts | None = None, used: np.ndarray | None = None) -> None:  # fmt: skip
         self.key = key
-        self.value = value
+        self.hashes = hashes
+        self._value = value
         self._names = names
         self._texts = texts
-        self._first = first
+        self._used = used
+        self._first: np.ndarray | None = None
+
+    @property
+    def value(self) -> np.ndarray:
+        if self._value is None:
+            assert self.hashes is not None and self._used is not None
+            codes = np.flatnonzero(self._used & (self.hashes != 0))
+            # No return_index: it would make numpy's argsort a stable (slower) one; any code
+            # carrying a value names it.
+            distinct, inverse = np.unique(self.hashes[codes], return_inverse=True)
+            inverse = inverse.reshape(-1)
+            self._value = np.full(len(self.hashes), -1, dtype=np.int64)
+            self._value[codes] = inverse
+            self._first = np.empty(len(distinct), dtype=np.int64)
+            self._first[inverse] = codes
+        return self._value
 
     def __len__(self) -> int:
-        """Distinct values."""
-        return len(self._names) if self._names is not None else len(self._first)  # type: ignore[arg-type]
+        """Distinct values (of the codes in use, for a hashed key)."""
+        if self._names is not None:
+            return len(self._names)
+        self.value  # noqa: B018 - numbers the values
+        assert self._first is not None
+        return len(self._first)
 
     def name(self, v: int) -> str:
+        """The text of value ``v`` (of :attr:`value`)."""
         if self._names is not None:
             return self._names[v]
-        assert self._texts is not None and self._first is not None
-        return value_text(json.loads(self._texts[int(self._first[v])])[self.key])
+        self.value  # noqa: B018 - numbers the values
+        assert self._first is not None
+        return self._text_at(int(self._first[v]))
+
+    def name_of_hash(self, h: int) -> str:
+        """The text of the value whose hash is ``h`` (a hashed key; some code carries it)."""
+        assert self.hashes is not None
+        return self._text_at(int(np.flatnonzero(self.hashes == np.uint64(h))[0]))
+
+    def _text_at(self, code: int) -> str:
+        assert self._texts is not None
+        return value_text(json.loads(self._texts[code])[self.key])
 
 
 def key_columns(texts: LocalTexts, used: np.ndarray) -> list[KeyColumn]:
@@ -143,22 +180,13 @@ def _valued(key: str, pieces: list[tuple[np.ndarray, tuple[str, ...] | None, np.
     for at, names, col in pieces:
         assert names is not None
         lut = np.fromiter((index.setdefault(v, len(index)) for v in names), np.int64, len(names))
-        has = col >= 0
-        value[at[has]] = lut[col[has]]
-    return KeyColumn(key, value, list(index))
+        value[at] = np.r_[lut, -1][col]  # -1 (absent) picks the last: -1
+    return KeyColumn(key, value=value, names=list(index))
 
 
 def _hashed(key: str, pieces: list[tuple[np.ndarray, tuple[str, ...] | None, np.ndarray]],
             n: int, used: np.ndarray, texts: LocalTexts) -> KeyColumn:  # fmt: skip
     h = np.zeros(n, dtype=np.uint64)
     for at, names, col in pieces:
-        if names is None:
-            h[at] = col
-        else:
-            has = col >= 0
-            h[at[has]] = hash_texts(names)[col[has]]
-    codes = np.flatnonzero(used & (h != 0))
-    distinct, first, inverse = np.unique(h[codes], return_index=True, return_inverse=True)
-    value = np.full(n, -1, dtype=np.int64)
-    value[codes] = inverse.reshape(-1)
-    return KeyColumn(key, value, None, texts, codes[first])
+        h[at] = col if names is None else np.r_[hash_texts(names), np.uint64(0)][col]
+    return KeyColumn(key, hashes=h, texts=texts, used=used)

@@ -48,8 +48,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kronicler import budget
-from kronicler.db.attr_keys import value_text
-from kronicler.db.attr_scan import LocalTexts, key_columns
+from kronicler.db.attr_keys import distinct_count, value_text
+from kronicler.db.attr_scan import KeyColumn, LocalTexts, key_columns
 from kronicler.db.scan import Scan, top_k
 from kronicler.db.schema import parse_attributes
 from kronicler.db.stats import Call, quantile_label
@@ -213,14 +213,12 @@ def _examples(scan: Scan, rows: np.ndarray) -> tuple[Call, ...]:
 
 @dataclass(frozen=True, slots=True)
 class KeyValues:
-    """One key's value per row, through a code: row ``i`` has value ``value[row_codes[i]]``
-    (-1: it does not carry the key), whose text is ``name(v)``; ``n_values`` values in all."""
+    """One key's values per row, through a code: row ``i`` has the value of code
+    ``row_codes[i]`` in ``column`` (an attribute set, a resource set, or the row itself)."""
 
     key: str
     row_codes: np.ndarray
-    value: np.ndarray
-    name: Callable[[int], str]
-    n_values: int
+    column: KeyColumn
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,9 +243,9 @@ def _row_attributes(scan: Scan) -> RowAttributes:
     assert isinstance(texts, LocalTexts), "explain scans with local_attributes"
     used = np.zeros(len(texts), dtype=bool)
     used[attr] = True
-    for kc in key_columns(texts, used):
-        budget.check()
-        keys[kc.key] = KeyValues(kc.key, attr, kc.value, kc.name, len(kc))
+    for col in key_columns(texts, used):
+        keys[col.key] = KeyValues(col.key, attr, col)
+    budget.check()
     for key, kv in _resource_keys(scan.resources, res).items():
         keys[key] = _either(keys[key], kv, len(attr)) if key in keys else kv
     return RowAttributes(keys)
@@ -256,25 +254,25 @@ def _row_attributes(scan: Scan) -> RowAttributes:
 def _resource_keys(resources: list[str], res: np.ndarray) -> dict[str, KeyValues]:
     per_key: dict[str, tuple[dict[str, int], np.ndarray]] = {}
     n = max(len(resources), 1)
-    for code in np.unique(res).tolist():
+    for code in np.flatnonzero(np.bincount(res)).tolist():
         for key, value in parse_attributes(resources[code]).items():
             index, value_of = per_key.setdefault(RESOURCE_PREFIX + key,
                                                  ({}, np.full(n, -1, dtype=np.int64)))  # fmt: skip
             value_of[code] = index.setdefault(value_text(value), len(index))
-    return {key: KeyValues(key, res, value_of, list(index).__getitem__, len(index))
+    return {key: KeyValues(key, res, KeyColumn(key, value=value_of, names=list(index)))
             for key, (index, value_of) in per_key.items()}  # fmt: skip
 
 
 def _either(first: KeyValues, second: KeyValues, n: int) -> KeyValues:
     """Per row ``first``'s value where it has one, else ``second``'s (values equal as text are
     one value)."""
-    a, b = first.value[first.row_codes], second.value[second.row_codes]
-    names = [first.name(v) for v in range(first.n_values)]
-    index = {t: i for i, t in reversed(list(enumerate(names)))}
-    lut = np.fromiter((index.setdefault(second.name(v), len(index))
-                       for v in range(second.n_values)), np.int64, second.n_values)  # fmt: skip
-    value = np.where(a >= 0, a, np.where(b >= 0, lut[np.maximum(b, 0)], -1))
-    return KeyValues(first.key, np.arange(n), value, list(index).__getitem__, len(index))
+    one, two = first.column, second.column
+    a, b = one.value[first.row_codes], two.value[second.row_codes]
+    index = {one.name(v): v for v in range(len(one))}  # distinct texts
+    lut = np.fromiter((index.setdefault(two.name(v), len(index)) for v in range(len(two))),
+                      np.int64, len(two))  # fmt: skip
+    value = np.where(a >= 0, a, np.r_[lut, -1][b])
+    return KeyValues(first.key, np.arange(n), KeyColumn(first.key, value=value, names=list(index)))
 
 
 def _attribute_findings(
@@ -286,24 +284,27 @@ def _attribute_findings(
     counts = _Counts(s_total, b_total, max(MIN_SLOW_CALLS, math.ceil(CLUSTER_SHARE * s_total)))
     # Per key, the counts are bincounts: calls per code (slow and baseline, shared by the keys
     # read through the same codes), then per value over the codes carrying the key.
-    per_code: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    per_code: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     found: list[_Found] = []
     for kv in ra.keys.values():
         budget.check()
-        n_codes = len(kv.value)
+        col = kv.column
+        n_codes = len(col.value if col.hashes is None else col.hashes)
         both = per_code.get(id(kv.row_codes))
         if both is None:
-            both = per_code[id(kv.row_codes)] = (
-                np.bincount(kv.row_codes[slow], minlength=n_codes),
-                np.bincount(kv.row_codes[~slow], minlength=n_codes),
-            )  # fmt: skip
-        slow_per, base_per = both
-        set_codes = np.flatnonzero(((slow_per + base_per) > 0) & (kv.value >= 0))
-        values = kv.value[set_codes]
-        present = np.flatnonzero(np.bincount(values, minlength=kv.n_values))  # values in use
-        remap = np.zeros(kv.n_values, dtype=np.int64)
+            slow_per = np.bincount(kv.row_codes[slow], minlength=n_codes)
+            base_per = np.bincount(kv.row_codes[~slow], minlength=n_codes)
+            both = per_code[id(kv.row_codes)] = (slow_per, base_per, (slow_per + base_per) > 0)
+        slow_per, base_per, in_use = both
+        if col.hashes is not None:
+            found += _hashed_findings(counts, kv, slow_per, base_per, in_use)
+            continue
+        set_codes = np.flatnonzero(in_use & (col.value >= 0))
+        values = col.value[set_codes]
+        present = np.flatnonzero(np.bincount(values, minlength=len(col)))  # values in use
+        remap = np.zeros(len(col), dtype=np.int64)
         remap[present] = np.arange(len(present))
-        found += counts.findings(kv.key, len(present), _named(kv, present), remap[values],
+        found += counts.findings(kv.key, len(present), _named(col, present), remap[values],
                                  set_codes, slow_per, base_per, kv.row_codes, n_codes)  # fmt: skip
     found.sort(key=lambda f: (-f.score, -f.z, f.key, f.value))
     out = []
@@ -317,9 +318,34 @@ def _attribute_findings(
     return tuple(out)
 
 
-def _named(kv: KeyValues, present: np.ndarray) -> Callable[[int], str]:
-    """The text of value ``v`` among ``kv``'s values ``present``."""
-    return lambda v: kv.name(int(present[v]))
+def _hashed_findings(counts: _Counts, kv: KeyValues, slow_per: np.ndarray, base_per: np.ndarray,
+                     in_use: np.ndarray) -> list[_Found]:  # fmt: skip
+    """:meth:`_Counts.findings` for a hashed key without numbering all its values: only those
+    seen in enough slow calls can be findings, and the slow calls are few."""
+    h = kv.column.hashes
+    assert h is not None
+    set_codes = np.flatnonzero(in_use & (h != 0))
+    carried = int(slow_per[set_codes].sum() + base_per[set_codes].sum())
+    n_values = distinct_count(h[set_codes])
+    near_unique = n_values > NEAR_UNIQUE * carried
+    need = counts.cluster_min if near_unique else MIN_SLOW_CALLS
+    slow_sets = set_codes[slow_per[set_codes] > 0]
+    seen, inverse = np.unique(h[slow_sets], return_inverse=True)
+    per_hash = np.bincount(inverse.reshape(-1), weights=slow_per[slow_sets], minlength=len(seen))
+    candidates = seen[per_hash >= need]
+    if not len(candidates):
+        return []
+    set_codes = set_codes[np.isin(h[set_codes], candidates)]
+    value_codes = np.searchsorted(candidates, h[set_codes])
+    col = kv.column
+    return counts.findings(kv.key, len(candidates), lambda v: col.name_of_hash(int(candidates[v])),
+                           value_codes, set_codes, slow_per, base_per, kv.row_codes,
+                           len(h), near_unique=near_unique)  # fmt: skip
+
+
+def _named(col: KeyColumn, present: np.ndarray) -> Callable[[int], str]:
+    """The text of value ``v`` among ``col``'s values ``present``."""
+    return lambda v: col.name(int(present[v]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,14 +374,16 @@ class _Counts:
 
     def findings(self, key: str, n_values: int, name: Callable[[int], str],
                  value_codes: np.ndarray, set_codes: np.ndarray, slow_per_set: np.ndarray,
-                 base_per_set: np.ndarray, row_codes: np.ndarray,
-                 n_codes: int) -> list[_Found]:  # fmt: skip
+                 base_per_set: np.ndarray, row_codes: np.ndarray, n_codes: int,
+                 near_unique: bool | None = None) -> list[_Found]:  # fmt: skip
         """The values of ``key`` (``value_codes[i]`` is the value of set ``set_codes[i]``, its
         text ``name(value)``) over-represented among slow calls; near-unique keys' values must
-        cluster. Only the values found are named (a near-unique key's are read from texts)."""
+        cluster (``near_unique``: judged here from the counts when None). Only the values found
+        are named (a near-unique key's are read from texts)."""
         slow_n = np.bincount(value_codes, weights=slow_per_set[set_codes], minlength=n_values)
         base_n = np.bincount(value_codes, weights=base_per_set[set_codes], minlength=n_values)
-        near_unique = n_values > NEAR_UNIQUE * (slow_n.sum() + base_n.sum())
+        if near_unique is None:
+            near_unique = n_values > NEAR_UNIQUE * (slow_n.sum() + base_n.sum())
         need = self.cluster_min if near_unique else MIN_SLOW_CALLS
         out = []
         for v in np.flatnonzero(slow_n >= need).tolist():
@@ -527,13 +555,15 @@ def _releases(start: np.ndarray, ra: RowAttributes, slow: np.ndarray) -> tuple[R
         kv = ra.keys.get(key)
         if kv is None:
             continue
-        per_row = kv.value[kv.row_codes]
+        col = kv.column
+        per_row = col.value[kv.row_codes]
         carried = per_row >= 0
         if not carried.any():
             continue
-        names, inverse = np.unique(per_row[carried], return_inverse=True)
-        version = np.full(len(per_row), -1, dtype=np.int64)
-        version[carried] = inverse.reshape(-1)
+        names = np.flatnonzero(np.bincount(per_row[carried], minlength=len(col)))
+        remap = np.full(len(col) + 1, -1, dtype=np.int64)  # the last: -1 stays -1
+        remap[names] = np.arange(len(names))
+        version = remap[per_row]
         counts = np.bincount(version[carried], minlength=len(names))
         keep = np.argsort(-counts, kind="stable")[:MAX_EXPLAIN_RELEASES]
         found = []
@@ -545,7 +575,7 @@ def _releases(start: np.ndarray, ra: RowAttributes, slow: np.ndarray) -> tuple[R
             bc, bs = int(before.sum()), int((before & slow).sum())
             ac, as_ = len(start) - bc, int(slow.sum()) - bs
             _, _, z = _compare(as_, ac, bs, bc)
-            found.append(Release(key, kv.name(int(names[v])), int(counts[v]),
+            found.append(Release(key, col.name(int(names[v])), int(counts[v]),
                                  int((mine & slow).sum()), first, last, bc, bs, ac, as_,
                                  round(z, 9), False))  # fmt: skip
         best = max(found, key=lambda r: r.z)
