@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import operator
 import os
 import struct
 import zlib
@@ -85,6 +86,7 @@ class KeyBlock:
     """Attribute sets split per key.
 
     Fields:
+        seq: the chunk whose dictionary page defines the sets (-1: split at query time).
         entries: the sets' codes in their segment's attribute dictionary (int64).
         keys: the keys some set carries.
         values: per key its value texts, or None for a hashed (near-unique) key.
@@ -92,57 +94,65 @@ class KeyBlock:
             for a hashed key the value's hash (uint64, 0: absent).
     """
 
+    seq: int
     entries: np.ndarray
     keys: tuple[str, ...]
     values: tuple[tuple[str, ...] | None, ...]
     columns: tuple[np.ndarray, ...]
 
 
-def decompose(texts: Sequence[str], entries: np.ndarray) -> KeyBlock:
+def decompose(texts: Sequence[str], entries: np.ndarray, seq: int = -1) -> KeyBlock:
     """``texts`` (canonical attribute set texts, ``""`` for none) split per key; ``entries``
-    are their codes."""
+    are their codes, defined by chunk ``seq``.
+
+    Python work is per distinct *shape* (the tuple of keys a set has; sets from one call site
+    share it) and per distinct value; per set and key it is C-level ``map`` calls.
+    """
     n = len(texts)
     parsed = json.loads("[" + ",".join(t or "{}" for t in texts) + "]")
-    per_key: dict[str, tuple[dict[str, int], list[int], list[int]]] = {}
-    seen: dict[tuple[type, Any], str] = {}
-    for i, attrs in enumerate(parsed):
-        for key, value in attrs.items():
-            if type(value) is not str:
-                try:
-                    text = seen.get((type(value), value))  # the type keeps True apart from 1
-                    if text is None:
-                        text = seen[(type(value), value)] = value_text(value)
-                except TypeError:  # a list: not hashable
-                    text = value_text(value)
-                value = text
-            entry = per_key.get(key)
-            if entry is None:
-                entry = per_key[key] = ({}, [], [])
-            index, rows, codes = entry
-            rows.append(i)
-            codes.append(index.setdefault(value, len(index)))
+    shapes = list(map(tuple, parsed))
+    shape_ids = {shape: i for i, shape in enumerate(dict.fromkeys(shapes))}
+    of_shape = np.fromiter(map(shape_ids.__getitem__, shapes), np.int64, n)
+    order = np.argsort(of_shape, kind="stable")
+    ends = np.cumsum(np.bincount(of_shape, minlength=len(shape_ids))).tolist()
+    per_key: dict[str, tuple[list[np.ndarray], list[Any]]] = {}
+    for shape, lo, hi in zip(shape_ids, [0, *ends[:-1]], ends, strict=True):
+        rows = order[lo:hi]
+        sets = list(map(parsed.__getitem__, rows.tolist()))
+        for key in shape:
+            at, vals = per_key.setdefault(key, ([], []))
+            at.append(rows)
+            vals.extend(map(operator.itemgetter(key), sets))
     keys: list[str] = []
     values: list[tuple[str, ...] | None] = []
     columns: list[np.ndarray] = []
-    for key, (index, rows, codes) in sorted(per_key.items()):
-        at = np.array(rows, dtype=np.int64)
-        code = np.array(codes, dtype=np.int64)
-        names = tuple(index)
-        if len(rows) >= MIN_CARRIED and len(names) > NEAR_UNIQUE * len(rows):
+    for key, (pieces, vals) in sorted(per_key.items()):
+        rows_of = np.concatenate(pieces)
+        if set(map(type, vals)) != {str}:  # each distinct value as text once
+            try:
+                pairs = list(zip(map(type, vals), vals, strict=True))  # True apart from 1
+                text_of = {p: value_text(p[1]) for p in dict.fromkeys(pairs)}
+                vals = list(map(text_of.__getitem__, pairs))
+            except TypeError:  # a list: not hashable
+                vals = [v if type(v) is str else value_text(v) for v in vals]
+        names = tuple(dict.fromkeys(vals))
+        index = dict(zip(names, range(len(names)), strict=True))
+        code = np.fromiter(map(index.__getitem__, vals), np.int64, len(vals))
+        if len(vals) >= MIN_CARRIED and len(names) > NEAR_UNIQUE * len(vals):
             hashes = hash_texts(names)
             if distinct_count(hashes) == len(names):  # else: keep the values (exact)
                 col = np.zeros(n, dtype=np.uint64)
-                col[at] = hashes[code]
+                col[rows_of] = hashes[code]
                 keys.append(key)
                 values.append(None)
                 columns.append(col)
                 continue
         col = np.full(n, -1, dtype=np.int32)
-        col[at] = code
+        col[rows_of] = code
         keys.append(key)
         values.append(names)
         columns.append(col)
-    return KeyBlock(np.asarray(entries, dtype=np.int64), tuple(keys), tuple(values),
+    return KeyBlock(seq, np.asarray(entries, dtype=np.int64), tuple(keys), tuple(values),
                     tuple(columns))  # fmt: skip
 
 
@@ -158,7 +168,7 @@ def encode(block: KeyBlock) -> bytes:
     lo, n = (int(block.entries[0]), len(block.entries)) if len(block.entries) else (0, 0)
     if n and int(block.entries[-1]) != lo + n - 1:
         raise ValueError("a stored block covers consecutive codes")
-    meta = json.dumps({"lo": lo, "n": n, "keys": [[k, None if v is None else list(v)] for k, v in
+    meta = json.dumps({"seq": block.seq, "lo": lo, "n": n, "keys": [[k, None if v is None else list(v)] for k, v in
                                                   zip(block.keys, block.values, strict=True)]},
                       separators=(",", ":")).encode()  # fmt: skip
     payload = b"".join([_META.pack(len(meta)), meta, *(c.tobytes() for c in block.columns)])
@@ -179,8 +189,8 @@ def decode(payload: bytes | memoryview) -> KeyBlock:
         at += n * dtype.itemsize
         keys.append(str(key))
         values.append(None if names is None else tuple(map(str, names)))
-    return KeyBlock(np.arange(lo, lo + n, dtype=np.int64), tuple(keys), tuple(values),
-                    tuple(columns))  # fmt: skip
+    return KeyBlock(int(meta["seq"]), np.arange(lo, lo + n, dtype=np.int64), tuple(keys),
+                    tuple(values), tuple(columns))  # fmt: skip
 
 
 def read_blocks(path: Path) -> list[KeyBlock]:
@@ -215,12 +225,12 @@ class KeyWriter:
         self._offset = 0
         self._abandoned = False
 
-    def add(self, first_code: int, texts: Sequence[str]) -> None:
-        """Split and store the sets ``first_code, first_code + 1, ...`` (best-effort: a failed
-        write is logged, and those sets are read from their texts)."""
+    def add(self, seq: int, first_code: int, texts: Sequence[str]) -> None:
+        """Split and store the sets ``first_code, first_code + 1, ...`` that chunk ``seq``
+        defines (best-effort: a failed write is logged, and those sets are read from texts)."""
         if not texts or self._abandoned:
             return
-        block = decompose(texts, np.arange(first_code, first_code + len(texts)))
+        block = decompose(texts, np.arange(first_code, first_code + len(texts)), seq)
         data = encode(block)
         try:
             if self._fd < 0:

@@ -66,7 +66,25 @@ class LocalTexts(Sequence[str]):
         if not 0 <= code < len(self):
             raise IndexError(code)
         j = int(np.searchsorted(self.bases, code, side="right")) - 1
-        return self.views[j].dictionary("attributes").values[code - self.bases[j]]
+        local = code - self.bases[j]
+        view = self.views[j]
+        # From the one dictionary page that defines it, found through the stored per-key
+        # records (each names its chunk); else (tail log, no record) from the whole dictionary.
+        stored = self._stored(j)
+        at = int(np.searchsorted(view.memo("attr_keys_starts", lambda: np.array(
+            [b.entries[0] for b in stored], dtype=np.int64)), local, side="right")) - 1  # fmt: skip
+        if at >= 0 and local < stored[at].entries[0] + len(stored[at].entries):
+            seq = stored[at].seq
+            page = view.memo(f"attr_page_{seq}", lambda: view.reader.chunk_attributes(seq))
+            if page is not None and local in page:
+                return page[local]
+        return view.dictionary("attributes").values[local]
+
+    def _stored(self, j: int) -> list[KeyBlock]:
+        """Segment ``j``'s stored per-key records, in code order (read once per view)."""
+        reader = self.views[j].reader
+        return self.views[j].memo("attr_keys", lambda: [b for b in read_blocks(
+            path_of(reader.data_path.parent, reader.id)) if len(b.entries)])  # fmt: skip
 
     def __iter__(self) -> Iterator[str]:
         return (self[i] for i in range(len(self)))
@@ -75,9 +93,7 @@ class LocalTexts(Sequence[str]):
         """Per-key columns covering the codes ``used`` (local, ascending) of segment ``j``:
         the stored ones, and the rest split from their texts."""
         view = self.views[j]
-        reader = view.reader
-        stored = view.memo("attr_keys", lambda: read_blocks(
-            path_of(reader.data_path.parent, reader.id)))  # fmt: skip
+        stored = self._stored(j)
         size = self.bases[j + 1] - self.bases[j]
         covered = np.zeros(size, dtype=bool)
         for b in stored:

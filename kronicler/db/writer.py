@@ -179,7 +179,7 @@ class SegmentWriter:
         self._in_chunks = marks
         new_sets = entries.get("attributes")
         if new_sets:  # the sets this chunk defines, split per key for queries (attr_keys.py)
-            self._keys.add(new_sets[0][0], [text for _, text in new_sets])
+            self._keys.add(seq, new_sets[0][0], [text for _, text in new_sets])
         for c, a in columns.items():
             self._tail[c] = [a[rows:]] if len(a) > rows else []
         self.tail_rows -= rows

@@ -69,7 +69,7 @@ def test_records_read_back_up_to_the_first_damage(tmp_path: Path) -> None:
     path = tmp_path / f"s{SUFFIX}"
     w = KeyWriter(path)
     for lo in (0, 100, 200):
-        w.add(lo, texts[lo : lo + 100])
+        w.add(lo // 100, lo, texts[lo : lo + 100])
     w.close()
     blocks = read_blocks(path)
     assert [b.entries.tolist() for b in blocks] == [list(range(lo, lo + 100)) for lo in
@@ -130,6 +130,14 @@ def _brute(attrs: list[dict[str, Any]], slow: np.ndarray, key: str, value: str,
 def _answer(path: Path) -> dict[str, Any]:
     with Database.open(path, readonly=True) as db:
         e = q.explain(db, "f", slow=5_000_000)
+        # each row's set text read alone (one dictionary page, or the whole dictionary) is the
+        # one a scan mapping every text gives
+        with db.snapshot() as view:
+            local = view.scan(["attributes", "start"], local_attributes=True)
+            shared = view.scan(["attributes", "start"])
+    assert (local.columns["start"] == shared.columns["start"]).all()
+    assert [local.attributes[c] for c in local.columns["attributes"].tolist()] == [
+        shared.attributes[c] for c in shared.columns["attributes"].tolist()]  # fmt: skip
     return e.to_dict()
 
 
