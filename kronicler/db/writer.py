@@ -1,11 +1,12 @@
 """The segment writer: one per writing process, append-only, no locks shared with anyone.
 
-Each process that writes gets its own segment, named by time, pid and a random tag, made of five
+Each process that writes gets its own segment, named by time, pid and a random tag, made of six
 files: ``<id>.kseg`` (chunks of pages, only ever appended), ``<id>.wal`` (rows not yet in a chunk),
 ``<id>.meta`` (the chunk list, replaced atomically), ``<id>.roll`` (the roll-up tree's records,
-appended as nodes complete, see :mod:`kronicler.db.rollup`) and ``<id>.kidx`` (the segment index:
+appended as nodes complete, see :mod:`kronicler.db.rollup`), ``<id>.kidx`` (the segment index:
 chunk directory, whole-segment roll-up and where the ``.roll`` records are, see
-:mod:`kronicler.db.index`). Because no two processes ever write the
+:mod:`kronicler.db.index`) and ``<id>.kkey`` (the attribute sets each chunk defines, split per
+key, appended at seal; see :mod:`kronicler.db.attr_keys`). Because no two processes ever write the
 same file, gunicorn workers or a multiprocessing pool share one database directory without locking.
 
 The writer is driven by a single thread (the write queue's): ``add`` buffers rows, ``seal_full``

@@ -20,17 +20,16 @@ function in the same range. Three questions are answered side by side:
 Cost, bounded: one scan of the function's rows (start, duration, ids, attribute codes) and one of
 every function's rows in the window the calls cover (name, duration, ids: the children), both
 refused beyond :data:`~kronicler.query.limits.MAX_SCAN_ROWS`; everything per row is numpy
-(bincounts over attribute-set codes, one sort of packed keys to join children). Python work is
-per *distinct attribute set* (each parsed once, in one ``json.loads``, then one dictionary step
-per key). A near-unique key (a request id) would make every call its own set, and the parse
-cost ~15 us per call; so from :data:`STRIP_MIN_SETS` sets on, keys that look near-unique in a
-sample have their plain string values moved out of the set texts first, by one regular
-expression over all texts at once (:func:`_strip_unique`), and are counted per value with
-numpy (:class:`Unique`). Measured (``bench/bench_explain.py --calls 1000000 --unique-ids``,
-side by side on one loaded machine): 11.2 s of CPU before, 5.0 s after, against 1.6 s for the
-1,024-set workload; the rest is C-level text work (joining, splitting and hashing 1M texts of
-~110 bytes) and the scan mapping a 1M-entry dictionary per segment. What would take it to the
-1,024-set cost: a key-per-column dictionary written at seal, so no query sees id texts at all.
+(bincounts over attribute-set codes, one sort of packed keys to join children). No attribute
+text is parsed to count: the scan keeps each segment's attribute codes, and each key's value per
+code comes from the per-key columns written at seal (:mod:`kronicler.db.attr_keys`, read by
+:mod:`kronicler.db.attr_scan`; sets they do not cover are split from their texts the same way).
+A near-unique key (a request id) is stored as a 64-bit hash per set: its values are counted
+only where enough slow calls share one (:func:`_hashed_findings`), and a value's text is read
+from one set carrying it, as are the examples' sets (one dictionary page each). Measured
+(``bench/bench_explain.py --calls 1000000 --unique-ids``, side by side on one loaded machine,
+CPU of a warm query): 5.8 s before, 0.8-1.2 s after; before the text stripping it replaced,
+11.2 s. The rest is the scans' page decoding and the child join.
 Findings and examples are capped (:mod:`kronicler.query.limits`).
 
 Every figure in the answer is a count or a sum, so answers of several nodes over one agreed
