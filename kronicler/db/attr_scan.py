@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
+from kronicler import budget
 from kronicler.db.attr_keys import KeyBlock, decompose, hash_texts, path_of, read_blocks, value_text
 
 if TYPE_CHECKING:
@@ -27,13 +29,18 @@ class LocalTexts(Sequence[str]):
     """Attribute set texts of a scan whose code ``base[j] + c`` is code ``c`` of segment ``j``;
     a text is read when first asked for."""
 
-    def __init__(self, views: list[SegmentView], bases: list[int]) -> None:
+    def __init__(self, views: list[SegmentView], bases: list[int],
+                 lock: AbstractContextManager[object] | None = None) -> None:  # fmt: skip
         self.views = views
         self.bases = bases  # one more than views: the end of the last range
         self._base = {v.id: b for v, b in zip(views, bases, strict=False)}
+        # Texts are read through the segments' readers, which are not thread-safe: under the
+        # segment set's lock (the scan's caller holds the snapshot pinned).
+        self._lock = lock if lock is not None else nullcontext()
 
     @classmethod
-    def of(cls, pieces: Sequence[tuple[SegmentView, dict[str, np.ndarray]]]) -> LocalTexts:
+    def of(cls, pieces: Sequence[tuple[SegmentView, dict[str, np.ndarray]]],
+           lock: AbstractContextManager[object] | None = None) -> LocalTexts:  # fmt: skip
         """The ranges for ``pieces``' segments: each as large as its largest code used."""
         tops: dict[str, int] = {}
         views: dict[str, SegmentView] = {}
@@ -43,7 +50,7 @@ class LocalTexts(Sequence[str]):
             tops[seg.id] = max(tops.get(seg.id, 0), top)
             views.setdefault(seg.id, seg)
         bases = np.r_[0, np.cumsum(list(tops.values()), dtype=np.int64)].tolist()
-        return cls(list(views.values()), bases)
+        return cls(list(views.values()), bases, lock)
 
     def shift(self, seg: SegmentView, codes: np.ndarray) -> np.ndarray:
         """``seg``'s attribute codes in this numbering."""
@@ -65,6 +72,10 @@ class LocalTexts(Sequence[str]):
         code = int(code)
         if not 0 <= code < len(self):
             raise IndexError(code)
+        with self._lock:
+            return self._text(code)
+
+    def _text(self, code: int) -> str:
         j = int(np.searchsorted(self.bases, code, side="right")) - 1
         local = code - self.bases[j]
         view = self.views[j]
@@ -92,6 +103,10 @@ class LocalTexts(Sequence[str]):
     def blocks(self, j: int, used: np.ndarray) -> list[KeyBlock]:
         """Per-key columns covering the codes ``used`` (local, ascending) of segment ``j``:
         the stored ones, and the rest split from their texts."""
+        with self._lock:
+            return self._blocks(j, used)
+
+    def _blocks(self, j: int, used: np.ndarray) -> list[KeyBlock]:
         view = self.views[j]
         stored = self._stored(j)
         size = self.bases[j + 1] - self.bases[j]
@@ -174,6 +189,7 @@ def key_columns(texts: LocalTexts, used: np.ndarray) -> list[KeyColumn]:
     n = len(texts)
     parts: dict[str, list[tuple[np.ndarray, tuple[str, ...] | None, np.ndarray]]] = {}
     for j in range(len(texts.views)):
+        budget.check()
         lo, hi = texts.bases[j], texts.bases[j + 1]
         for b in texts.blocks(j, np.flatnonzero(used[lo:hi])):
             inside = b.entries < hi - lo

@@ -482,7 +482,7 @@ class SegmentSet:
                     pieces.append((seg, piece))
                 if len(seg.tail["start"]):
                     pieces.append((seg, _filter(dict(seg.tail), window, codes)))
-            return merge_scans(pieces, columns, local_attributes=local_attributes)
+            return merge_scans(pieces, columns, local_attributes=local_attributes, lock=self.lock)
 
     def slowest(
         self,

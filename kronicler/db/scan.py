@@ -12,6 +12,7 @@ columns; the code-to-text lists stay valid, so a second type would copy the same
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from itertools import repeat
 from typing import TYPE_CHECKING
@@ -124,19 +125,21 @@ def merge_scans(
     columns: list[str],
     *,
     local_attributes: bool = False,
+    lock: AbstractContextManager[object] | None = None,
 ) -> Scan:
     """One Scan from per-segment row sets, with text codes mapped to a shared numbering.
 
     Each piece's codes are looked up in the dictionaries of its own segment view, which cover
     every code the view's rows use. With ``local_attributes``, attribute codes are not mapped
     (that needs every text): each segment's codes are shifted into a range of their own, and
-    ``Scan.attributes`` reads texts on demand (:class:`~kronicler.db.attr_scan.LocalTexts`).
+    ``Scan.attributes`` reads texts on demand (:class:`~kronicler.db.attr_scan.LocalTexts`),
+    holding ``lock`` (the segment set's).
     """
     globals_: dict[str, tuple[list[str], dict[str, int]]] = {k: ([], {}) for k in _TEXT}
     mapped: dict[str, list[np.ndarray]] = {c: [] for c in columns}
     lookups: dict[tuple[str, str], np.ndarray] = {}
     unindexed: set[str] = set()
-    shifted = LocalTexts.of(pieces) if local_attributes and "attributes" in columns else None
+    shifted = LocalTexts.of(pieces, lock) if local_attributes and "attributes" in columns else None
     for seg, cols in pieces:
         for c in columns:
             arr = cols[c]
