@@ -6,18 +6,21 @@ parse every text a scan uses; with a near-unique key (a request id) every call h
 and parsing a million texts per query costs seconds. So, when a chunk is sealed, the writer
 splits the attribute sets the chunk defines into one column per key (:func:`decompose`) and
 appends them to the segment's ``<id>.kkey`` file: per key, per set a value code into a small
-per-record list of value texts. A key whose values are *near-unique* in the record (more
-distinct values than :data:`NEAR_UNIQUE` of the sets carrying it) gets no value list: each set
-holds a 64-bit hash of its value instead (blake2b), so a query can group calls by value and see
-whether one clusters without reading a single text; the text of a value that matters is read
-from one set that carries it.
+per-record list of value texts. Each record names its chunk, so the text of one set can be
+read from that chunk's dictionary page alone. A key whose values are *near-unique* in the
+record (more distinct values than :data:`NEAR_UNIQUE` of the sets carrying it) gets no value
+list: each set holds a 64-bit hash of its value instead (blake2b), so a query can group calls
+by value and see whether one clusters without reading a single text; the text of a value that
+matters is read from one set that carries it.
 
-Trade-offs, measured on ``bench/bench_explain.py --calls 1000000 --unique-ids``: writing costs
-one JSON parse per new set at seal (~2 us per set, on the writer thread, nothing when sets
-repeat), and 4 bytes per set and key (8 for a hashed key) on disk, against the ~110 bytes of
-the set's text. Counting by hash is exact unless two distinct values of one key share a 64-bit
-hash (about 1 in 10^7 for a million distinct values; within a record a collision is detected
-and that key keeps its value list).
+Trade-offs, measured on ``bench/bench_explain.py --calls 1000000 --unique-ids`` (one loaded
+machine, side by side with the code before): writing costs one JSON parse and, for a hashed
+key, one hash per *new* set at seal, on the writer thread (nothing when sets repeat): 7.7 s of
+CPU instead of 7.1 s to write 200k calls with unique ids and their children. On disk a set
+costs a byte per key with few values (up to 4), 8 for a hashed key: 12 bytes against the set
+text's ~110. Counting by hash is exact unless two distinct values of one key share a 64-bit
+hash (about 1 in 10^7 for a million distinct values); within a record a collision is found and
+that key keeps its value list.
 
 The file is a side file like the index: best-effort. A record is checked (length, CRC) when
 read; reading stops at the first bad one, and sets that no good record covers (older segments,
@@ -168,11 +171,26 @@ def encode(block: KeyBlock) -> bytes:
     lo, n = (int(block.entries[0]), len(block.entries)) if len(block.entries) else (0, 0)
     if n and int(block.entries[-1]) != lo + n - 1:
         raise ValueError("a stored block covers consecutive codes")
-    meta = json.dumps({"seq": block.seq, "lo": lo, "n": n, "keys": [[k, None if v is None else list(v)] for k, v in
-                                                  zip(block.keys, block.values, strict=True)]},
-                      separators=(",", ":")).encode()  # fmt: skip
-    payload = b"".join([_META.pack(len(meta)), meta, *(c.tobytes() for c in block.columns)])
+    # Value codes in the narrowest signed type that holds them (-1: absent): most keys have
+    # few values, so a set costs a byte per key.
+    columns = [c if v is None else c.astype(_narrowest(len(v)))
+               for v, c in zip(block.values, block.columns, strict=True)]  # fmt: skip
+    meta = json.dumps({"seq": block.seq, "lo": lo, "n": n, "keys": [
+        [k, None if v is None else list(v), c.dtype.str]
+        for k, v, c in zip(block.keys, block.values, columns, strict=True)
+    ]}, separators=(",", ":")).encode()  # fmt: skip
+    payload = b"".join([_META.pack(len(meta)), meta, *(c.tobytes() for c in columns)])
     return _HEAD.pack(_MAGIC, len(payload), zlib.crc32(payload)) + payload
+
+
+_KINDS = {np.dtype(t).str for t in (np.int8, np.int16, np.int32, np.uint64)}
+
+
+def _narrowest(n_values: int) -> type[np.signedinteger[Any]]:
+    for t in (np.int8, np.int16):
+        if n_values <= np.iinfo(t).max:
+            return t
+    return np.int32
 
 
 def decode(payload: bytes | memoryview) -> KeyBlock:
@@ -183,8 +201,10 @@ def decode(payload: bytes | memoryview) -> KeyBlock:
     keys: list[str] = []
     values: list[tuple[str, ...] | None] = []
     columns: list[np.ndarray] = []
-    for key, names in meta["keys"]:
-        dtype = np.dtype(np.uint64 if names is None else np.int32)
+    for key, names, kind in meta["keys"]:
+        dtype = np.dtype(kind)
+        if dtype.str not in _KINDS or (names is None) != (dtype.kind == "u"):
+            raise ValueError(f"column type {kind!r} of key {key!r}")
         columns.append(np.frombuffer(payload, dtype, n, at))
         at += n * dtype.itemsize
         keys.append(str(key))
