@@ -8,8 +8,9 @@ rows. Attributes per call: ``db.shard`` (16 values; shard 7 is 8x slower), ``htt
 ``host.name`` (4), ``service.version`` (2, the second from 80% of the hour on): 1,024 distinct
 sets. ``--unique-ids`` adds a ``request.id`` unique per call, so every call has its own set.
 
-Figures: the whole explain (threshold, attributes, child calls, time series, releases, examples,
-both scans from the database) and, side by side, DuckDB computing only the attribute counts (slow
+Figures: the bytes written (segments and the per-key attribute columns written at seal, see
+``kronicler/db/attr_keys.py``), the whole explain (threshold, attributes, child calls, time
+series, releases, examples, both scans from the database) and, side by side, DuckDB computing only the attribute counts (slow
 vs baseline per key and value, for the same threshold) over the same rows already in memory as an
 Arrow table (duration + attribute JSON text): a lower bound for the attribute part of the
 question in a general-purpose engine. Both answers' counts are compared.
@@ -33,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kronicler import query as q  # noqa: E402
 from kronicler.db import Database  # noqa: E402
+from kronicler.db.attr_keys import SUFFIX  # noqa: E402
 from kronicler.db.schema import canonical_attributes  # noqa: E402
 
 BASE = 1_760_000_000_000_000_000
@@ -130,6 +132,10 @@ def main() -> None:
         texts = build(None if reuse else tmp / "db", args.calls, args.unique_ids)
         done = "reused" if reuse else "wrote"
         print(f"{done} {args.calls:,} calls (+ children) in {time.perf_counter() - t0:.1f} s")
+        files = list((tmp / "db").rglob("*.k*"))
+        size = {s: sum(f.stat().st_size for f in files if f.suffix == s) for s in (".kseg", SUFFIX)}
+        print(f"  on disk: segments {size['.kseg'] / 1e6:.1f} MB, per-key attribute columns "
+              f"{size[SUFFIX] / 1e6:.1f} MB")  # fmt: skip
         with Database.open(tmp / "db", readonly=True) as db:
             times, cpu = [], []
             for _ in range(args.repeat):

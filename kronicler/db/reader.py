@@ -463,6 +463,20 @@ class SegmentReader:
                 attributes.define(code, text)
         self._attr_chunks = max(self._attr_chunks, upto)
 
+    def chunk_attributes(self, seq: int) -> dict[int, str] | None:
+        """The attribute entries of chunk ``seq``'s dictionary page alone (a few texts without
+        reading them all); None when there is no such page or it is damaged."""
+        at = bisect.bisect_left(self._dict_pages, (seq,))
+        if at == len(self._dict_pages) or self._dict_pages[at][0] != seq:
+            return None
+        _, offset, size = self._dict_pages[at]
+        try:
+            raw = os.pread(self._open(), size, offset)
+            payload = verified_payload(raw, f"{self.data_path}@{offset}")[1]
+            return dict(decode_entries(payload).get("attributes", []))
+        except (CorruptPageError, OSError):
+            return None
+
     def attribute_dictionary(
         self, dict_pages: int, tail_entries: Iterable[tuple[int, str]]
     ) -> Dictionary:

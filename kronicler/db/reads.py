@@ -551,8 +551,13 @@ class SegmentSet:
         since: int | None = None,
         until: int | None = None,
         snapshot: Snapshot | None = None,
+        local_attributes: bool = False,
     ) -> Scan:
-        """Decoded rows (``since <= start < until``, name in ``names``) of the given columns."""
+        """Decoded rows (``since <= start < until``, name in ``names``) of the given columns.
+
+        ``local_attributes``: attribute codes per segment, texts read on demand (see
+        :func:`~kronicler.db.scan.merge_scans`; for :func:`~kronicler.db.attr_scan.key_columns`).
+        """
         if isinstance(columns, str):
             columns = [columns]
         bad = [c for c in columns if c not in COLUMNS]
@@ -560,12 +565,14 @@ class SegmentSet:
             raise ValueError(f"unknown column(s) {bad}; columns are {list(COLUMNS)}")
         window = TimeRange.of(since, until)
         wanted = None if names is None else set(_check_names(names))
-        run = partial(self._scan, columns=list(columns), window=window, wanted=wanted)
+        run = partial(self._scan, columns=list(columns), window=window, wanted=wanted,
+                      local_attributes=local_attributes)  # fmt: skip
         return self._run(snapshot, run)
 
     def _scan(
-        self, snap: Snapshot, *, columns: list[str], window: TimeRange, wanted: set[str] | None
-    ) -> Scan:
+        self, snap: Snapshot, *, columns: list[str], window: TimeRange, wanted: set[str] | None,
+        local_attributes: bool = False,
+    ) -> Scan:  # fmt: skip
         need = list(dict.fromkeys([*columns, "name", "start"]))
         bulk = set(columns) <= BLOCK_COLUMNS  # columns cut into per-function blocks
         pieces: list[tuple[SegmentView, dict[str, np.ndarray]]] = []
@@ -613,7 +620,7 @@ class SegmentSet:
                     pieces.append((seg, self._runs_piece(seg, group, codes, columns, held)))
                 if len(seg.tail["start"]):
                     pieces.append((seg, _filter(dict(seg.tail), window, codes)))
-            return merge_scans(pieces, columns)
+            return merge_scans(pieces, columns, local_attributes=local_attributes, lock=self.lock)
 
     def slowest(
         self,

@@ -11,12 +11,15 @@ columns; the code-to-text lists stay valid, so a second type would copy the same
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from itertools import repeat
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from kronicler.db.attr_scan import LocalTexts
 from kronicler.db.schema import COLUMNS
 from kronicler.db.stats import DEFAULT_QUANTILES, Stats, exact_group_stats
 from kronicler.db.summary import Summary
@@ -97,7 +100,7 @@ class Scan:
     columns: dict[str, np.ndarray]
     names: list[str]
     services: list[str]
-    attributes: list[str]
+    attributes: Sequence[str]
     resources: list[str]
 
     def __len__(self) -> int:
@@ -118,21 +121,31 @@ class Scan:
 
 
 def merge_scans(
-    pieces: list[tuple[SegmentView, dict[str, np.ndarray]]], columns: list[str]
+    pieces: list[tuple[SegmentView, dict[str, np.ndarray]]],
+    columns: list[str],
+    *,
+    local_attributes: bool = False,
+    lock: AbstractContextManager[object] | None = None,
 ) -> Scan:
     """One Scan from per-segment row sets, with text codes mapped to a shared numbering.
 
     Each piece's codes are looked up in the dictionaries of its own segment view, which cover
-    every code the view's rows use.
+    every code the view's rows use. With ``local_attributes``, attribute codes are not mapped
+    (that needs every text): each segment's codes are shifted into a range of their own, and
+    ``Scan.attributes`` reads texts on demand (:class:`~kronicler.db.attr_scan.LocalTexts`),
+    holding ``lock`` (the segment set's).
     """
     globals_: dict[str, tuple[list[str], dict[str, int]]] = {k: ([], {}) for k in _TEXT}
     mapped: dict[str, list[np.ndarray]] = {c: [] for c in columns}
     lookups: dict[tuple[str, str], np.ndarray] = {}
     unindexed: set[str] = set()
+    shifted = LocalTexts.of(pieces, lock) if local_attributes and "attributes" in columns else None
     for seg, cols in pieces:
         for c in columns:
             arr = cols[c]
-            if c in _TEXT:
+            if shifted is not None and c == "attributes":
+                arr = shifted.shift(seg, arr)
+            elif c in _TEXT:
                 key = (seg.id, c)
                 table = lookups.get(key)
                 if table is None:
@@ -152,7 +165,8 @@ def merge_scans(
                 arr = table[arr] if len(arr) else arr.astype(np.uint32)
             mapped[c].append(arr)
     out = {c: np.concatenate(p) if p else np.zeros(0, COLUMNS[c]) for c, p in mapped.items()}
-    return Scan(out, globals_["name"][0], globals_["service"][0], globals_["attributes"][0],
+    attributes = globals_["attributes"][0] if shifted is None else shifted
+    return Scan(out, globals_["name"][0], globals_["service"][0], attributes,
                 globals_["resource"][0])  # fmt: skip
 
 

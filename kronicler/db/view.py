@@ -257,9 +257,11 @@ class ReadView(ReadAPI):
         names: Sequence[str] | None = None,
         since: int | None = None,
         until: int | None = None,
+        local_attributes: bool = False,
     ) -> Scan:
         snap = self._open()
-        return self._reads.scan(columns, names=names, since=since, until=until, snapshot=snap)
+        return self._reads.scan(columns, names=names, since=since, until=until, snapshot=snap,
+                                local_attributes=local_attributes)  # fmt: skip
 
     def slowest(
         self,

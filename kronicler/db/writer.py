@@ -1,11 +1,12 @@
 """The segment writer: one per writing process, append-only, no locks shared with anyone.
 
-Each process that writes gets its own segment, named by time, pid and a random tag, made of five
+Each process that writes gets its own segment, named by time, pid and a random tag, made of six
 files: ``<id>.kseg`` (chunks of pages, only ever appended), ``<id>.wal`` (rows not yet in a chunk),
 ``<id>.meta`` (the chunk list, replaced atomically), ``<id>.roll`` (the roll-up tree's records,
-appended as nodes complete, see :mod:`kronicler.db.rollup`) and ``<id>.kidx`` (the segment index:
+appended as nodes complete, see :mod:`kronicler.db.rollup`), ``<id>.kidx`` (the segment index:
 chunk directory, whole-segment roll-up and where the ``.roll`` records are, see
-:mod:`kronicler.db.index`). Because no two processes ever write the
+:mod:`kronicler.db.index`) and ``<id>.kkey`` (the attribute sets each chunk defines, split per
+key, appended at seal; see :mod:`kronicler.db.attr_keys`). Because no two processes ever write the
 same file, gunicorn workers or a multiprocessing pool share one database directory without locking.
 
 The writer is driven by a single thread (the write queue's): ``add`` buffers rows, ``seal_full``
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kronicler.db import index, rollup, wal
+from kronicler.db import attr_keys, index, rollup, wal
 from kronicler.db.chunk import by_function, encode_chunk, summarize
 from kronicler.db.dictionary import Dictionary
 from kronicler.db.fileio import append_all
@@ -88,6 +89,7 @@ class SegmentWriter:
         self._fd = os.open(self.data_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._wal = wal.WalWriter(directory / f"{self.id}.wal")
         self._rollup = rollup.RollupWriter(rollup.path_of(directory, self.id))
+        self._keys = attr_keys.KeyWriter(attr_keys.path_of(directory, self.id))
 
     def add(self, batch: SpanBatch | SiteBatch) -> None:
         """Buffer ``batch``'s rows; text is dictionary-coded here (per site for a SiteBatch)."""
@@ -192,6 +194,9 @@ class SegmentWriter:
         data = b"".join(pages)
         append_all(self._fd, data, self._offset)
         self._in_chunks = marks
+        new_sets = entries.get("attributes")
+        if new_sets:  # the sets this chunk defines, split per key for queries (attr_keys.py)
+            self._keys.add(seq, new_sets[0][0], [text for _, text in new_sets])
         for c, a in columns.items():
             self._tail[c] = [a[rows:]] if len(a) > rows else []
         self.tail_rows -= rows
@@ -269,6 +274,7 @@ class SegmentWriter:
             self._seal(self.tail_rows)
         if self._meta_stale:
             os.fsync(self._fd)
+        self._keys.close()
         self._rollup.close()  # before the catalog says closed: readers then take the file as final
         self._save_meta(closed=True)
         self._save_index(closed=True)
@@ -289,6 +295,7 @@ class SegmentWriter:
         """Drop file descriptors without writing (a forked child must not touch its parent's files)."""
         self._wal.abandon()
         self._rollup.abandon()
+        self._keys.abandon()
         try:
             os.close(self._fd)
         except OSError:

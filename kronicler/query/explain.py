@@ -20,17 +20,16 @@ function in the same range. Three questions are answered side by side:
 Cost, bounded: one scan of the function's rows (start, duration, ids, attribute codes) and one of
 every function's rows in the window the calls cover (name, duration, ids: the children), both
 refused beyond :data:`~kronicler.query.limits.MAX_SCAN_ROWS`; everything per row is numpy
-(bincounts over attribute-set codes, one sort of packed keys to join children). Python work is
-per *distinct attribute set* (each parsed once, in one ``json.loads``, then one dictionary step
-per key). A near-unique key (a request id) would make every call its own set, and the parse
-cost ~15 us per call; so from :data:`STRIP_MIN_SETS` sets on, keys that look near-unique in a
-sample have their plain string values moved out of the set texts first, by one regular
-expression over all texts at once (:func:`_strip_unique`), and are counted per value with
-numpy (:class:`Unique`). Measured (``bench/bench_explain.py --calls 1000000 --unique-ids``,
-side by side on one loaded machine): 11.2 s of CPU before, 5.0 s after, against 1.6 s for the
-1,024-set workload; the rest is C-level text work (joining, splitting and hashing 1M texts of
-~110 bytes) and the scan mapping a 1M-entry dictionary per segment. What would take it to the
-1,024-set cost: a key-per-column dictionary written at seal, so no query sees id texts at all.
+(bincounts over attribute-set codes, one sort of packed keys to join children). No attribute
+text is parsed to count: the scan keeps each segment's attribute codes, and each key's value per
+code comes from the per-key columns written at seal (:mod:`kronicler.db.attr_keys`, read by
+:mod:`kronicler.db.attr_scan`; sets they do not cover are split from their texts the same way).
+A near-unique key (a request id) is stored as a 64-bit hash per set: its values are counted per
+hash (one sort), and only a value that becomes a finding has its text read, from one set
+carrying it, as are the examples' sets (one dictionary page each). Measured
+(``bench/bench_explain.py --calls 1000000 --unique-ids``, side by side on one loaded machine,
+CPU of a warm query): 5.8 s before, 0.8-1.2 s after; before the text stripping it replaced,
+11.2 s. The rest is the scans' page decoding and the child join.
 Findings and examples are capped (:mod:`kronicler.query.limits`).
 
 Every figure in the answer is a count or a sum, so answers of several nodes over one agreed
@@ -42,29 +41,33 @@ grid, every release's counts), :func:`finish` ranks on the merged parts and asks
 details of what it ranked (:class:`Picks` -> :class:`Details`: examples, the calls before each
 release's first start). One database answers through the same steps with one part, so a
 cluster frontend (:mod:`kronicler.server.frontend`) answers exactly as one node holding all the
-calls; the trade-off is that a database's part lists every attribute value, not only the top.
+calls; the trade-off is that a database's part lists every attribute value, not only the top
+(a hashed key's as hashes, 8 bytes each, merged by hash; the texts of the values that clear the
+bar are then asked of the databases in one more round, before the ranking, so ties break on
+the text as on one node).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import operator
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kronicler import budget
+from kronicler.db.attr_keys import hash_texts, value_text
+from kronicler.db.attr_scan import KeyColumn, LocalTexts, key_columns
 from kronicler.db.scan import Scan, top_k
+from kronicler.db.schema import parse_attributes
 from kronicler.db.stats import Call, quantile_label
 from kronicler.db.view import answer
+from kronicler.errors import KroniclerError, shorten
 from kronicler.query.filters import (
     RESOURCE_PREFIX,
     Filter,
-    attribute_text,
     check_scan_rows,
     is_glob,
     resolve_functions,
@@ -102,14 +105,6 @@ MIN_Z = 2.0
 #: its values must then be seen in this share of the slow calls too.
 NEAR_UNIQUE = 0.5
 CLUSTER_SHARE = 0.1
-#: Near-unique keys are moved out of the set texts before parsing (:func:`_strip_unique`)
-#: from this many distinct attribute sets on, judged on a sample of this many sets, for keys
-#: carried by at least this many of the sample.
-STRIP_MIN_SETS = 2048
-STRIP_SAMPLE = 512
-STRIP_MIN_CARRIED = 32
-#: At most this many keys are moved out (each is one pass over all texts); others are parsed.
-STRIP_MAX_KEYS = 8
 #: Time buckets of the slow-share series (at most).
 SERIES_BUCKETS = 60
 #: A release lines up with the slow calls when the slow share rose after it with this z.
@@ -118,7 +113,6 @@ RELEASE_Z = 3.0
 SELF_TIME = "(self time)"
 
 _QUANTILE = re.compile(r"^p(\d{1,6})$")
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.\-]+")
 _CHILD_COLUMNS = ("name", "duration", "trace_hi", "trace_lo", "parent_span_id")
 
 
@@ -227,12 +221,18 @@ def buckets(lo: int, hi: int, step: int) -> int:
 @dataclass(frozen=True, slots=True)
 class ValueCounts:
     """One attribute key's values (every value some call carries) with the slow and baseline
-    calls carrying each: added up per value across databases."""
+    calls carrying each: added up per value across databases. A key hashed at seal
+    (:mod:`kronicler.db.attr_keys`) has ``hashes`` (distinct, sorted) in place of ``values``
+    (then empty): its texts are read only for the values that become findings."""
 
     key: str
     values: list[str]
     slow: np.ndarray
     baseline: np.ndarray
+    hashes: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.values) if self.hashes is None else len(self.hashes)
 
 
 Weighted = tuple[tuple[int, Call], ...]
@@ -274,9 +274,10 @@ class ExplainPart:
 @dataclass(frozen=True, slots=True)
 class Picks:
     """The findings ranked on the merged counts whose details a database is asked for: attribute
-    values, child functions, and the first start of each release kept."""
+    values, child functions, and the first start of each release kept. An attribute value given
+    as an int is the hash of one to name (:attr:`Details.names`), before the ranking."""
 
-    attributes: tuple[tuple[str, str], ...]
+    attributes: tuple[tuple[str, str | int], ...]
     children: tuple[str, ...]
     release_starts: tuple[int, ...]
 
@@ -285,17 +286,20 @@ class Picks:
 class Details:
     """One database's answer to :class:`Picks`, parallel to it: the slowest slow calls carrying
     each value; the slow calls that spent the most time in each child (weight = that time); the
-    calls (and slow calls) that started before each release's first start."""
+    calls (and slow calls) that started before each release's first start; ``names``: the text
+    of each hashed value asked, None where no call here carries it (or for a text)."""
 
     attributes: tuple[tuple[Call, ...], ...]
     children: tuple[Weighted, ...]
     before: tuple[tuple[int, int], ...]
+    names: tuple[str | None, ...] = ()
 
     @classmethod
     def none(cls, picks: Picks) -> Details:
         """The details of a database without calls."""
         return cls(tuple(() for _ in picks.attributes), tuple(() for _ in picks.children),
-                   tuple((0, 0) for _ in picks.release_starts))  # fmt: skip
+                   tuple((0, 0) for _ in picks.release_starts),
+                   tuple(None for _ in picks.attributes))  # fmt: skip
 
 
 class Calls:
@@ -323,7 +327,8 @@ class Calls:
         duration)."""
         check_scan_rows(db, [function], since, until)
         wanted = {*columns, "start", "duration"} if columns else {*CALL_COLUMNS, *ATTRIBUTE_COLUMNS}
-        return cls(db, db.scan(sorted(wanted), names=[function], since=since, until=until))
+        return cls(db, db.scan(sorted(wanted), names=[function], since=since, until=until,
+                               local_attributes=not columns))  # fmt: skip
 
     def split(self, limit: float, child_window: tuple[int, int] | None = None) -> Calls:
         """Slow calls are those with ``duration > limit``; children are the rows starting in
@@ -370,7 +375,7 @@ class Calls:
         kids = self.children()
         budget.check()
         calls, slows = _slow_share(start, slow, lo, step, n_buckets)
-        releases = _release_counts(start, self.ra.codes, self.ra.sets, slow)
+        releases = _release_counts(start, self.ra, slow)
         top = top_k(d, start, MAX_EXPLAIN_EXAMPLES)
         return ExplainPart(
             self.count, int(slow.sum()), int(d[slow].sum()), int(d[~slow].sum()), values,
@@ -381,10 +386,16 @@ class Calls:
     def details(self, picks: Picks) -> Details:
         if self.count == 0:
             return Details.none(picks)
-        attrs = []
+        attrs: list[tuple[Call, ...]] = []
+        names: list[str | None] = []
         for key, value in picks.attributes:
             budget.check()
             found = self.keys().get(key)
+            if isinstance(value, int):  # a hash to name: no examples
+                attrs.append(())
+                names.append(None if found is None else found.name(value))
+                continue
+            names.append(None)
             attrs.append(
                 () if found is None else _examples(self.scan, found.rows(value, self.slow))
             )
@@ -394,7 +405,7 @@ class Calls:
         for first in picks.release_starts:
             early = self.start < first
             before.append((int(early.sum()), int((early & self.slow).sum())))
-        return Details(tuple(attrs), children, tuple(before))
+        return Details(tuple(attrs), children, tuple(before), tuple(names))
 
 
 def merge_parts(parts: Sequence[ExplainPart]) -> ExplainPart:
@@ -436,6 +447,8 @@ def merge_details(got: Sequence[Details], picks: Picks) -> Details:
               for i in range(len(picks.children))),
         tuple((sum(d.before[i][0] for d in got), sum(d.before[i][1] for d in got))
               for i in range(len(picks.release_starts))),
+        tuple(next((d.names[i] for d in got if d.names[i] is not None), None)
+              for i in range(len(picks.attributes))),
     )  # fmt: skip
 
 
@@ -451,14 +464,17 @@ def finish(
 ) -> Explanation:
     """The explanation from the databases' parts over ``grid`` = (since, until, step): the
     findings ranked on the merged counts, then ``details`` asked for their examples and the
-    release counts. One database's answer and a frontend's go through here alike."""
+    release counts. One database's answer and a frontend's go through here alike; when a hashed
+    key has values that clear the bar, ``details`` is first asked for their texts, so findings
+    are ranked (ties by value text) as one database would."""
     lo, hi, step = grid
     p = merge_parts(parts)
     s_total, b_total = p.slow_count, p.count - p.slow_count
-    found = _judge(p.values, s_total, b_total)
+    found = _judge(_named(_candidates(p.values, s_total, b_total), details))
     children = _rank_children(p.children, s_total, b_total)
     kept = _pick_releases(p.releases)
-    picks = Picks(tuple((f.key, f.value) for f in found), tuple(c.function for c in children),
+    picks = Picks(tuple((f.key, str(f.value)) for f in found),
+                  tuple(c.function for c in children),
                   tuple(r.first_start for r in kept))  # fmt: skip
     budget.check()
     got = merge_details(details(picks), picks) if found or children or kept else \
@@ -468,7 +484,7 @@ def finish(
         function=function, since=lo, until=hi, quantile=quantile, threshold=limit,
         count=p.count, slow_count=s_total, slow_time=p.slow_time, baseline_time=p.baseline_time,
         attributes=tuple(
-            AttributeFinding(f.key, f.value, f.slow, f.baseline, s_total, b_total,
+            AttributeFinding(f.key, str(f.value), f.slow, f.baseline, s_total, b_total,
                              round(f.score, 12), f.lift, round(f.z, 9), examples)
             for f, examples in zip(found, got.attributes, strict=True)
         ),
@@ -479,6 +495,23 @@ def finish(
         releases=_judge_releases(kept, got.before, p.count, s_total),
         examples=p.examples[: min(s_total, len(p.examples))], threshold_exact=threshold_exact,
     )  # fmt: skip
+
+
+def _named(found: list[_Found], details: Callable[[Picks], Sequence[Details]]) -> list[_Found]:
+    """``found`` with hashed values replaced by their texts, asked of the databases in one
+    round (skipped when every value is a text)."""
+    hashed = [i for i, f in enumerate(found) if isinstance(f.value, int)]
+    if not hashed:
+        return found
+    picks = Picks(tuple((found[i].key, found[i].value) for i in hashed), (), ())
+    names = merge_details(details(picks), picks).names
+    out = list(found)
+    for i, name in zip(hashed, names, strict=True):
+        if name is None:
+            raise KroniclerError(f"no database names the value of {shorten(found[i].key)} "
+                                 f"hashed {found[i].value}")  # fmt: skip
+        out[i] = replace(found[i], value=name)
+    return out
 
 
 def _call(scan: Scan, i: int) -> Call:
@@ -503,272 +536,147 @@ def _top_weighted(lists: Iterable[Weighted]) -> Weighted:
 
 
 @dataclass(frozen=True, slots=True)
-class Unique:
-    """The values of one near-unique key, moved out of the attribute set texts: ``sets`` are
-    the distinct attribute sets carrying the key (indexes as in ``RowAttributes.used_row``),
-    ``values`` the value text of each (an object array, aligned)."""
+class KeyValues:
+    """One key's values per row, through a code: row ``i`` has the value of code
+    ``row_codes[i]`` in ``column`` (an attribute set, a resource set, or the row itself)."""
 
     key: str
-    sets: np.ndarray
-    values: np.ndarray
+    row_codes: np.ndarray
+    column: KeyColumn
 
 
 @dataclass(frozen=True, slots=True)
 class RowAttributes:
-    """``codes``: per row a code into ``sets`` (per code ``key -> value text``, near-unique
-    keys left out); ``used_row``: per row its distinct attribute set (``n_used`` of them);
-    ``uniques``: the near-unique keys' values per distinct attribute set."""
+    """Every attribute and resource key (``resource:KEY``) of the scanned rows, by name."""
 
-    codes: np.ndarray
-    sets: list[dict[str, str]]
-    used_row: np.ndarray
-    n_used: int
-    uniques: tuple[Unique, ...]
+    keys: dict[str, KeyValues]
 
 
 def _row_attributes(scan: Scan) -> RowAttributes:
     """The one place that reads attributes: keys are handled generically downstream.
 
-    Resource attributes join as ``resource:KEY``: a code is a distinct pair (attribute set,
-    resource set). Only sets some row uses are parsed, each in one ``json.loads`` per column;
-    near-unique keys' values are moved out of the set texts first (:func:`_strip_unique`), so
-    sets differing only in an id are parsed once.
+    Attribute keys come per key from the per-key columns (:mod:`kronicler.db.attr_scan`; the
+    scan keeps each segment's attribute codes), so no attribute text is parsed for counting;
+    resource sets are few and parsed here. An attribute key that is also a resource key
+    (``resource:KEY`` spelled as an attribute) takes the attribute's value where a row has it.
     """
     attr = scan.columns["attributes"].astype(np.int64)
     res = scan.columns["resource"].astype(np.int64)
-    used, used_row = np.unique(attr, return_inverse=True)
-    used_row = used_row.reshape(-1)
-    texts, reduced, uniques = _strip_unique(list(map(scan.attributes.__getitem__, used.tolist())))
-    n_res = max(len(scan.resources), 1)
-    pairs, codes = np.unique(reduced[used_row] * n_res + res, return_inverse=True)
-    a_of, r_of = np.divmod(pairs, n_res)
-    a_sets = _parse_sets(texts, a_of, "")
-    r_sets = _parse_sets(scan.resources, r_of, RESOURCE_PREFIX)
-    uniques = [_unstripped(u, a_sets, reduced) for u in uniques]
-    sets: list[dict[str, str]] = []
-    for i, (a, r) in enumerate(zip(a_of.tolist(), r_of.tolist(), strict=True)):
-        if i % 4096 == 0:
-            budget.check()
-        sets.append({**r_sets[r], **a_sets[a]} if r_sets[r] else a_sets[a])
-    return RowAttributes(codes.reshape(-1), sets, used_row, len(used), tuple(uniques))
-
-
-def _strip_unique(texts: list[str]) -> tuple[list[str], np.ndarray, list[Unique]]:
-    """``texts`` (distinct attribute set texts) with the plain string values of near-unique
-    keys moved out: (the distinct remaining texts, per input text the code of what remains,
-    the values moved out per key).
-
-    A key is a candidate when, in an even sample of the sets, it takes more distinct values
-    than :data:`NEAR_UNIQUE` of the sets carrying it. Set texts are compact JSON objects with
-    unique keys (``canonical_attributes``), so an unescaped ``"KEY":"`` is always that key, and
-    a value without a backslash ends at the next quote: one ``re.split`` over all texts joined
-    by newlines (JSON text holds no raw newline) takes every such pair out and hands back its
-    value, and the line of each comes from the newline positions. A value with an escape, a
-    number, or a text holding a list (whose objects could hold the key too) stays in its text
-    and is parsed as before (:func:`_unstripped`): the answer is exact either way.
-    """
-    identity: tuple[list[str], np.ndarray, list[Unique]] = (
-        list(texts), np.arange(len(texts), dtype=np.int64), [])  # fmt: skip
-    if len(texts) < STRIP_MIN_SETS:
-        return identity
-    keys = _unique_keys(texts)
-    joined = "\n".join(texts)
-    if not keys or not joined.isascii():
-        return identity
-    listed = [i for i, t in enumerate(texts) if "[" in t] if "[" in joined else []
-    if listed:
-        blank = list(texts)
-        for i in listed:
-            blank[i] = ""
-        joined = "\n".join(blank)
-    uniques = []
-    for key in keys[:STRIP_MAX_KEYS]:
-        if f'\\"{key}":' in joined:  # the key's text ends another key: leave it to the parse
-            continue
-        budget.check()
-        parts = re.compile(f'"{re.escape(key)}":"([^"\\\\\\n]*)",?').split(joined)
-        if len(parts) == 1:
-            continue
-        rest = parts[0::2]
-        at = np.cumsum(np.fromiter(map(len, rest), np.int64, len(rest)))[:-1]
-        joined = "".join(rest)
-        data = np.frombuffer(joined.encode("ascii"), np.uint8)
-        # A pair that was the last one leaves "...,}": drop that comma.
-        dangling = at[(data[at - 1] == ord(",")) & (data[at] == ord("}"))]
-        line = np.searchsorted(np.flatnonzero(data == ord("\n")), at)
-        if len(dangling):
-            joined = np.delete(data, dangling - 1).tobytes().decode("ascii")
-        uniques.append(Unique(key, line.astype(np.int64), np.array(parts[1::2], dtype=object)))
-    if not uniques:
-        return identity
+    keys: dict[str, KeyValues] = {}
+    texts = scan.attributes
+    assert isinstance(texts, LocalTexts), "explain scans with local_attributes"
+    used = np.zeros(len(texts), dtype=bool)
+    used[attr] = True
+    for col in key_columns(texts, used):
+        keys[col.key] = KeyValues(col.key, attr, col)
     budget.check()
-    lines = joined.split("\n")
-    for i in listed:
-        lines[i] = texts[i]
-    distinct, reduced = _codes(lines)
-    return distinct, reduced, uniques
+    for key, kv in _resource_keys(scan.resources, res).items():
+        keys[key] = _either(keys[key], kv, len(attr)) if key in keys else kv
+    return RowAttributes(keys)
 
 
-def _codes(texts: list[str]) -> tuple[list[str], np.ndarray]:
-    """The distinct ``texts`` and per text its code: grouped by ``hash`` in numpy (about 4x
-    faster than a dictionary step per text), then checked to be equal to its group's first
-    text (a hash collision falls back to the dictionary)."""
-    hashes = np.fromiter(map(hash, texts), np.int64, len(texts))
-    _, first, codes = np.unique(hashes, return_index=True, return_inverse=True)
-    if len(first) == len(texts):  # distinct hashes: distinct texts
-        return texts, np.arange(len(texts), dtype=np.int64)
-    distinct = list(map(texts.__getitem__, first.tolist()))
-    codes = codes.reshape(-1)
-    if all(map(operator.eq, texts, map(distinct.__getitem__, codes.tolist()))):
-        return distinct, codes
-    index: dict[str, int] = {}
-    codes = np.fromiter((index.setdefault(t, len(index)) for t in texts), np.int64, len(texts))
-    return list(index), codes
+def _resource_keys(resources: list[str], res: np.ndarray) -> dict[str, KeyValues]:
+    per_key: dict[str, tuple[dict[str, int], np.ndarray]] = {}
+    n = max(len(resources), 1)
+    for code in np.flatnonzero(np.bincount(res)).tolist():
+        for key, value in parse_attributes(resources[code]).items():
+            index, value_of = per_key.setdefault(RESOURCE_PREFIX + key,
+                                                 ({}, np.full(n, -1, dtype=np.int64)))  # fmt: skip
+            value_of[code] = index.setdefault(value_text(value), len(index))
+    return {key: KeyValues(key, res, KeyColumn(key, value=value_of, names=list(index)))
+            for key, (index, value_of) in per_key.items()}  # fmt: skip
 
 
-def _unique_keys(texts: list[str]) -> list[str]:
-    """Keys that look near-unique in an even sample of ``texts`` by their string values, names
-    that need no escaping in JSON; never a release key (:func:`_releases` reads those)."""
-    pick = np.unique(np.linspace(0, len(texts) - 1, STRIP_SAMPLE).astype(np.int64)).tolist()
-    sample = json.loads("[" + ",".join(texts[i] or "{}" for i in pick) + "]")
-    seen: dict[str, set[str]] = {}
-    carried: dict[str, int] = {}
-    for attrs in sample:
-        for key, value in attrs.items():
-            carried[key] = carried.get(key, 0) + 1
-            if type(value) is str:
-                seen.setdefault(key, set()).add(value)
-    return sorted(
-        key for key, values in seen.items()
-        if carried[key] >= STRIP_MIN_CARRIED and len(values) > NEAR_UNIQUE * carried[key]
-        and key not in RELEASE_KEYS and _PLAIN_KEY.fullmatch(key)
-    )  # fmt: skip
-
-
-def _unstripped(u: Unique, a_sets: dict[int, dict[str, str]], reduced: np.ndarray) -> Unique:
-    """``u`` with the key's values that stayed in the texts (escaped, not strings) moved out of
-    the parsed sets too, so the key is counted in one place."""
-    left = [code for code, attrs in a_sets.items() if u.key in attrs]
-    if not left:
-        return u
-    value_of = {code: a_sets[code][u.key] for code in left}
-    for code in left:
-        a_sets[code] = {k: v for k, v in a_sets[code].items() if k != u.key}
-    lut = np.zeros(max(len(reduced) and int(reduced.max()) + 1, 1), dtype=bool)
-    lut[left] = True
-    more = np.flatnonzero(lut[reduced])
-    values = np.array([value_of[c] for c in reduced[more].tolist()] or [], dtype=object)
-    return Unique(u.key, np.concatenate((u.sets, more)), np.concatenate((u.values, values)))
-
-
-_EMPTY: dict[str, str] = {}
-
-
-def _parse_sets(texts: list[str], used: np.ndarray, prefix: str) -> dict[int, dict[str, str]]:
-    """The sets ``used`` (codes into ``texts``) parsed, keys prefixed, values as text."""
-    present = np.unique(used).tolist()
-    parsed = json.loads("[" + ",".join(texts[c] or "{}" for c in present) + "]")
-    as_text = _TextCache()
-    out: dict[int, dict[str, str]] = {}
-    for i, (code, attrs) in enumerate(zip(present, parsed, strict=True)):
-        if i % 4096 == 0:
-            budget.check()
-        out[code] = {
-            prefix + k: v if type(v) is str else as_text(v) for k, v in attrs.items()
-        } if attrs else _EMPTY  # fmt: skip
-    return out
-
-
-class _TextCache:
-    """:func:`attribute_text` of non-string values, remembered (sets repeat the same numbers)."""
-
-    def __init__(self) -> None:
-        self._seen: dict[tuple[type, Any], str] = {}
-
-    def __call__(self, value: Any) -> str:
-        try:
-            key = (type(value), value)  # the type keeps True apart from 1
-            text = self._seen.get(key)
-        except TypeError:  # a list: not hashable
-            return attribute_text(value)
-        if text is None:
-            text = self._seen[key] = attribute_text(value)
-        return text
+def _either(first: KeyValues, second: KeyValues, n: int) -> KeyValues:
+    """Per row ``first``'s value where it has one, else ``second``'s (values equal as text are
+    one value)."""
+    one, two = first.column, second.column
+    a, b = one.value[first.row_codes], two.value[second.row_codes]
+    index = {one.name(v): v for v in range(len(one))}  # distinct texts
+    lut = np.fromiter((index.setdefault(two.name(v), len(index)) for v in range(len(two))),
+                      np.int64, len(two))  # fmt: skip
+    value = np.where(a >= 0, a, np.r_[lut, -1][b])
+    return KeyValues(first.key, np.arange(n), KeyColumn(first.key, value=value, names=list(index)))
 
 
 @dataclass(frozen=True, slots=True)
 class _KeyValues:
-    """A key's :class:`ValueCounts` and where its values are, to find a value's rows: value
-    ``value_codes[i]`` is that of set ``set_codes[i]``, and row ``r`` is in set
-    ``row_codes[r]`` (of ``n_codes``)."""
+    """A key's :class:`ValueCounts` and where its values are (``kv``), to find a value's rows
+    and name a hashed value; ``in_use``: the codes some row is in."""
 
     counts: ValueCounts
-    value_codes: np.ndarray
-    set_codes: np.ndarray
-    row_codes: np.ndarray
-    n_codes: int
+    kv: KeyValues
+    in_use: np.ndarray
+
+    def _has(self, value: str | int) -> np.ndarray:
+        """Per code, whether it carries ``value`` (a text, or a hash of one)."""
+        col = self.kv.column
+        if col.hashes is not None:
+            h = value if isinstance(value, int) else int(hash_texts([value])[0])
+            return (col.hashes == np.uint64(h)) & self.in_use
+        names = [col.name(v) for v in range(len(col))]
+        if isinstance(value, int):
+            found = np.flatnonzero(hash_texts(names) == np.uint64(value))
+            v = int(found[0]) if len(found) else -1
+        else:
+            v = names.index(value) if value in names else -1
+        return (col.value == v) & (v >= 0) & self.in_use
 
     def rows(self, value: str, slow: np.ndarray) -> np.ndarray:
         """The slow rows carrying ``value`` (none when no call here carries it)."""
-        try:
-            v = self.counts.values.index(value)
-        except ValueError:
-            return np.empty(0, np.int64)
-        has = np.zeros(self.n_codes, dtype=bool)
-        has[self.set_codes[self.value_codes == v]] = True
-        return np.flatnonzero(slow & has[self.row_codes])
+        return np.flatnonzero(slow & self._has(value)[self.kv.row_codes])
+
+    def name(self, h: int) -> str | None:
+        """The text of the value hashed ``h``; None when no call here carries it."""
+        has = np.flatnonzero(self._has(h))
+        if not len(has):
+            return None
+        col = self.kv.column
+        return col.name_of_hash(h) if col.hashes is not None else col.name(int(col.value[has[0]]))
 
 
 def _value_counts(ra: RowAttributes, slow: np.ndarray) -> list[_KeyValues]:
-    """Per attribute key, every value's slow and baseline calls."""
-    codes, n_sets = ra.codes, len(ra.sets)
-    slow_per_set = np.bincount(codes[slow], minlength=n_sets)
-    base_per_set = np.bincount(codes[~slow], minlength=n_sets)
-    # Per key: value -> value code, and one (set code, value code) pair per distinct set that
-    # has the key. The counts per value are then bincounts, so a near-unique key costs one
-    # dictionary step per set and no Python work per value.
-    per_key: dict[str, tuple[dict[str, int], list[int], list[int]]] = {}
-    for i, code in enumerate(np.flatnonzero(slow_per_set + base_per_set).tolist()):
-        if i % 4096 == 0:
-            budget.check()
-        for key, value in ra.sets[code].items():
-            entry = per_key.get(key)
-            if entry is None:
-                entry = per_key[key] = ({}, [], [])
-            values, sets_with_key, value_of_set = entry
-            sets_with_key.append(code)
-            value_of_set.append(values.setdefault(value, len(values)))
-    found: list[_KeyValues] = []
-    for key, (values, set_list, value_list) in per_key.items():
+    """Per attribute key, every value's slow and baseline calls: bincounts of calls per code
+    (shared by the keys read through the same codes), then per value over the codes carrying
+    the key. A hashed key's values are its hashes, numbered by one sort."""
+    per_code: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    out = []
+    for kv in ra.keys.values():
         budget.check()
-        set_codes = np.array(set_list, dtype=np.int64)
-        found.append(_key_values(key, list(values), np.array(value_list, dtype=np.int64),
-                                 set_codes, slow_per_set, base_per_set, codes, n_sets))  # fmt: skip
-    if ra.uniques:  # the same, per distinct attribute set, over the values moved out
-        slow_per_used = np.bincount(ra.used_row[slow], minlength=ra.n_used)
-        base_per_used = np.bincount(ra.used_row[~slow], minlength=ra.n_used)
-        for u in ra.uniques:
-            budget.check()
-            distinct, value_codes = _codes(u.values.tolist())
-            found.append(_key_values(u.key, distinct, value_codes, u.sets, slow_per_used,
-                                     base_per_used, ra.used_row, ra.n_used))  # fmt: skip
-    return found
-
-
-def _key_values(key: str, values: list[str], value_codes: np.ndarray, set_codes: np.ndarray,
-                slow_per_set: np.ndarray, base_per_set: np.ndarray, row_codes: np.ndarray,
-                n_codes: int) -> _KeyValues:  # fmt: skip
-    """The counts of ``key``'s values (``value_codes[i]`` is the value of set
-    ``set_codes[i]``)."""
-    slow_n = np.bincount(value_codes, weights=slow_per_set[set_codes], minlength=len(values))
-    base_n = np.bincount(value_codes, weights=base_per_set[set_codes], minlength=len(values))
-    counts = ValueCounts(key, values, slow_n.astype(np.int64), base_n.astype(np.int64))
-    return _KeyValues(counts, value_codes, set_codes, row_codes, n_codes)
+        col = kv.column
+        n_codes = len(col.value if col.hashes is None else col.hashes)
+        both = per_code.get(id(kv.row_codes))
+        if both is None:
+            slow_per = np.bincount(kv.row_codes[slow], minlength=n_codes)
+            base_per = np.bincount(kv.row_codes[~slow], minlength=n_codes)
+            both = per_code[id(kv.row_codes)] = (slow_per, base_per, (slow_per + base_per) > 0)
+        slow_per, base_per, in_use = both
+        if col.hashes is not None:
+            set_codes = np.flatnonzero(in_use & (col.hashes != 0))
+            if not len(set_codes):
+                continue
+            hashes, value_codes = np.unique(col.hashes[set_codes], return_inverse=True)
+            names: list[str] = []
+        else:
+            set_codes = np.flatnonzero(in_use & (col.value >= 0))
+            if not len(set_codes):
+                continue
+            present, value_codes = np.unique(col.value[set_codes], return_inverse=True)
+            names, hashes = [col.name(int(v)) for v in present.tolist()], None
+        value_codes = value_codes.reshape(-1)
+        n_values = len(names) if hashes is None else len(hashes)
+        slow_n = np.bincount(value_codes, weights=slow_per[set_codes], minlength=n_values)
+        base_n = np.bincount(value_codes, weights=base_per[set_codes], minlength=n_values)
+        counts = ValueCounts(kv.key, names, slow_n.astype(np.int64), base_n.astype(np.int64),
+                             hashes)  # fmt: skip
+        out.append(_KeyValues(counts, kv, in_use))
+    return out
 
 
 def _merge_values(parts: Sequence[Sequence[ValueCounts]]) -> tuple[ValueCounts, ...]:
     """Per key, the values of every part united and their counts added (so a key is judged
-    near-unique on the union's distinct values, not on any one database's)."""
+    near-unique on the union's distinct values, not on any one database's). A key hashed in
+    some part is hashed in the union: the others' texts are hashed as the seal hashes them."""
     by_key: dict[str, list[ValueCounts]] = {}
     for part in parts:
         for vc in part:
@@ -779,18 +687,33 @@ def _merge_values(parts: Sequence[Sequence[ValueCounts]]) -> tuple[ValueCounts, 
             out.append(group[0])
             continue
         budget.check()
-        distinct, codes = _codes([v for vc in group for v in vc.values])
-        slow = np.zeros(len(distinct), dtype=np.int64)
-        base = np.zeros(len(distinct), dtype=np.int64)
-        np.add.at(slow, codes, np.concatenate([vc.slow for vc in group]))
-        np.add.at(base, codes, np.concatenate([vc.baseline for vc in group]))
-        out.append(ValueCounts(key, distinct, slow, base))
+        slow = np.concatenate([vc.slow for vc in group])
+        base = np.concatenate([vc.baseline for vc in group])
+        if any(vc.hashes is not None for vc in group):
+            ids = np.concatenate([hash_texts(vc.values) if vc.hashes is None else vc.hashes
+                                  for vc in group])  # fmt: skip
+            hashes, codes = np.unique(ids, return_inverse=True)
+            distinct: list[str] = []
+            n = len(hashes)
+        else:
+            distinct, codes = _codes([v for vc in group for v in vc.values])
+            hashes, n = None, len(distinct)
+        s, b = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+        np.add.at(s, codes.reshape(-1), slow)
+        np.add.at(b, codes.reshape(-1), base)
+        out.append(ValueCounts(key, distinct, s, b, hashes))
     return tuple(out)
 
 
-def _judge(values: Sequence[ValueCounts], s_total: int, b_total: int) -> list[_Found]:
-    """The values over-represented among slow calls, best first, at most
-    :data:`MAX_EXPLAIN_FINDINGS`."""
+def _codes(texts: list[str]) -> tuple[list[str], np.ndarray]:
+    """The distinct ``texts`` and per text its code (first seen first)."""
+    index: dict[str, int] = {}
+    codes = np.fromiter((index.setdefault(t, len(index)) for t in texts), np.int64, len(texts))
+    return list(index), codes
+
+
+def _candidates(values: Sequence[ValueCounts], s_total: int, b_total: int) -> list[_Found]:
+    """The values over-represented among slow calls, unsorted; a hashed key's by hash."""
     if s_total == 0:
         return []
     counts = _Counts(s_total, b_total, max(MIN_SLOW_CALLS, math.ceil(CLUSTER_SHARE * s_total)))
@@ -798,18 +721,22 @@ def _judge(values: Sequence[ValueCounts], s_total: int, b_total: int) -> list[_F
     for vc in values:
         budget.check()
         found += counts.findings(vc)
-    found.sort(key=lambda f: (-f.score, -f.z, f.key, f.value))
-    return found[:MAX_EXPLAIN_FINDINGS]
+    return found
+
+
+def _judge(found: Sequence[_Found]) -> list[_Found]:
+    """The named candidates best first, at most :data:`MAX_EXPLAIN_FINDINGS`."""
+    return sorted(found, key=lambda f: (-f.score, -f.z, f.key, f.value))[:MAX_EXPLAIN_FINDINGS]
 
 
 @dataclass(frozen=True, slots=True)
 class _Found:
-    """A candidate finding."""
+    """A candidate finding; ``value`` a text, or the hash of one until it is named."""
 
     score: float
     z: float
     key: str
-    value: str
+    value: str | int
     slow: int
     baseline: int
     lift: float | None
@@ -827,7 +754,8 @@ class _Counts:
         """The values of ``vc.key`` over-represented among slow calls; near-unique keys'
         values must cluster."""
         slow_n, base_n = vc.slow, vc.baseline
-        near_unique = len(vc.values) > NEAR_UNIQUE * (int(slow_n.sum()) + int(base_n.sum()))
+        n_values = len(vc.values) if vc.hashes is None else len(vc.hashes)
+        near_unique = n_values > NEAR_UNIQUE * (int(slow_n.sum()) + int(base_n.sum()))
         need = self.cluster_min if near_unique else MIN_SLOW_CALLS
         out = []
         for v in np.flatnonzero(slow_n >= need).tolist():
@@ -835,7 +763,8 @@ class _Counts:
             score, lift, z = _compare(sc, self.s_total, bc, self.b_total)
             if score <= 0 or z < MIN_Z:
                 continue
-            out.append(_Found(score, z, vc.key, vc.values[v], sc, bc, lift))
+            value = vc.values[v] if vc.hashes is None else int(vc.hashes[v])
+            out.append(_Found(score, z, vc.key, value, sc, bc, lift))
         return out
 
 
@@ -1042,33 +971,32 @@ def _when(
     return series, round(chi2 / (int(used.sum()) - 1), 9)
 
 
-def _release_counts(
-    start: np.ndarray, codes: np.ndarray, sets: list[dict[str, str]], slow: np.ndarray
-) -> tuple[Release, ...]:
+def _release_counts(start: np.ndarray, ra: RowAttributes, slow: np.ndarray) -> tuple[Release, ...]:
     """Every release value's calls, slow calls, first and last start (before/after left 0)."""
     out: list[Release] = []
     for key in RELEASE_KEYS:
-        values: dict[str, int] = {}
-        lut = np.full(max(len(sets), 1), -1, dtype=np.int64)
-        for code, attrs in enumerate(sets):
-            if key in attrs:
-                lut[code] = values.setdefault(attrs[key], len(values))
-        if not values:
+        kv = ra.keys.get(key)
+        if kv is None:
+            continue
+        col = kv.column
+        per_row = col.value[kv.row_codes]
+        has = per_row >= 0
+        if not has.any():
             continue
         budget.check()
-        version = lut[codes]
-        has = version >= 0
-        v, s = version[has], start[has]
-        counts = np.bincount(v, minlength=len(values))
-        slows = np.bincount(v[slow[has]], minlength=len(values))
-        first = np.full(len(values), np.iinfo(np.int64).max, dtype=np.int64)
-        last = np.full(len(values), np.iinfo(np.int64).min, dtype=np.int64)
+        names, v = np.unique(per_row[has], return_inverse=True)
+        v = v.reshape(-1)
+        s = start[has]
+        counts = np.bincount(v, minlength=len(names))
+        slows = np.bincount(v[slow[has]], minlength=len(names))
+        first = np.full(len(names), np.iinfo(np.int64).max, dtype=np.int64)
+        last = np.full(len(names), np.iinfo(np.int64).min, dtype=np.int64)
         np.minimum.at(first, v, s)
         np.maximum.at(last, v, s)
         out.extend(
-            Release(key, name, int(counts[i]), int(slows[i]), int(first[i]), int(last[i]), 0, 0,
-                    0, 0, 0.0, False)
-            for i, name in enumerate(values) if counts[i]
+            Release(key, col.name(int(name)), int(counts[i]), int(slows[i]), int(first[i]),
+                    int(last[i]), 0, 0, 0, 0, 0.0, False)
+            for i, name in enumerate(names.tolist())
         )  # fmt: skip
     return tuple(out)
 

@@ -19,7 +19,6 @@ condition is given as ``KEY=VALUE`` text, ``resource:KEY`` names a resource attr
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kronicler import budget
+from kronicler.db.attr_keys import value_text as attribute_text
 from kronicler.db.scan import Scan
 from kronicler.db.schema import parse_attributes
 from kronicler.db.view import answer
@@ -135,11 +135,6 @@ class Filter:
 
     def with_functions(self, functions: Iterable[str]) -> Filter:
         return replace(self, functions=tuple(functions))
-
-
-def attribute_text(value: Any) -> str:
-    """The text an attribute value is compared as: strings as themselves, others as JSON."""
-    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
 def split_conditions(

@@ -9,6 +9,7 @@ earlier start, the order every road promises).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from kronicler.db.scan import top_k
@@ -74,7 +75,7 @@ def call_at(
     cols: dict[str, Any],
     names: list[str],
     services: list[str],
-    attributes: list[str],
+    attributes: Sequence[str],
     resources: list[str],
     i: int,
 ) -> Call:

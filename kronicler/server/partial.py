@@ -182,7 +182,7 @@ def _explain(db: Database, q: pb.ExplainQuestion, out: pb.PartialResponse) -> tu
         return unknown
     part, unknown = on_node(db, flt, lambda view, _: calls(view).part(since, step, n_buckets),
                             ExplainPart.empty(n_buckets))  # fmt: skip
-    entries = sum(len(v.values) for v in part.values) + len(part.releases)
+    entries = sum(len(v) for v in part.values) + len(part.releases)
     if entries > MAX_PARTIAL_ROWS:
         raise LimitExceededError(
             f"explain over a cluster ships every attribute value's counts: {entries} values on "
@@ -194,13 +194,15 @@ def _explain(db: Database, q: pb.ExplainQuestion, out: pb.PartialResponse) -> tu
 
 def picks_to_proto(q: pb.ExplainQuestion, picks: Picks) -> None:
     q.details = True
-    q.attributes.extend(pb.ExplainValue(key=k, value=v) for k, v in picks.attributes)
+    q.attributes.extend(pb.ExplainValue(key=k, hash=v) if isinstance(v, int) else
+                        pb.ExplainValue(key=k, value=v) for k, v in picks.attributes)  # fmt: skip
     q.children.extend(picks.children)
     q.release_first_starts.extend(picks.release_starts)
 
 
 def picks_from_proto(q: pb.ExplainQuestion) -> Picks:
-    return Picks(tuple((a.key, a.value) for a in q.attributes), tuple(q.children),
+    return Picks(tuple((a.key, a.hash if a.HasField("hash") else a.value) for a in q.attributes),
+                 tuple(q.children),
                  tuple(q.release_first_starts))  # fmt: skip
 
 
@@ -221,7 +223,9 @@ def part_to_proto(p: ExplainPart) -> pb.ExplainPartial:
         count=p.count, slow_count=p.slow_count, slow_time_ns=p.slow_time,
         baseline_time_ns=p.baseline_time,
         values=[pb.ExplainKeyCounts(key=v.key, values=v.values, slow=v.slow.tolist(),
-                                    baseline=v.baseline.tolist()) for v in p.values],
+                                    baseline=v.baseline.tolist(),
+                                    hashes=[] if v.hashes is None else v.hashes.tolist())
+                for v in p.values],
         children=[convert.child_to_proto(c) for c in p.children],
         series_calls=p.series_calls.tolist(), series_slow=p.series_slow.tolist(),
         releases=[convert.release_to_proto(r) for r in p.releases],
@@ -236,12 +240,16 @@ def part_from_proto(msg: pb.ExplainPartial, n_buckets: int) -> ExplainPart:
     """A node's counts; ``CorruptPageError`` when its lists do not line up."""
     values = []
     for v in msg.values:
-        if not len(v.values) == len(v.slow) == len(v.baseline):
+        hashed = len(v.hashes) > 0
+        if not len(v.hashes if hashed else v.values) == len(v.slow) == len(v.baseline) or (
+            hashed and len(v.values)
+        ):
             raise CorruptPageError(
                 f"explain partial: the counts of {shorten(v.key)} do not line up"
             )
         values.append(ValueCounts(v.key, list(v.values), np.array(v.slow, dtype=np.int64),
-                                        np.array(v.baseline, dtype=np.int64)))  # fmt: skip
+                                  np.array(v.baseline, dtype=np.int64),
+                                  np.array(v.hashes, dtype=np.uint64) if hashed else None))  # fmt: skip
     if not len(msg.series_calls) == len(msg.series_slow) == n_buckets:
         raise CorruptPageError("explain partial: the series is not on the frontend's grid")
     return ExplainPart(
@@ -260,18 +268,23 @@ def details_to_proto(d: Details) -> pb.ExplainPartial:
                             for calls in d.attributes],
         child_examples=[_weighted_to_proto(w) for w in d.children],
         before_calls=[c for c, _ in d.before], before_slow=[s for _, s in d.before],
+        attribute_names=[n or "" for n in d.names],
+        attribute_named=[n is not None for n in d.names],
     )  # fmt: skip
 
 
 def details_from_proto(msg: pb.ExplainPartial, picks: Picks) -> Details:
     """A node's details; ``CorruptPageError`` when they are not parallel to ``picks``."""
+    n_attrs, n_starts = len(picks.attributes), len(picks.release_starts)
     if (len(msg.attribute_examples), len(msg.child_examples), len(msg.before_calls),
-            len(msg.before_slow)) != (len(picks.attributes), len(picks.children),
-                                      len(picks.release_starts), len(picks.release_starts)):  # fmt: skip
+            len(msg.before_slow), len(msg.attribute_names), len(msg.attribute_named)) != (
+            n_attrs, len(picks.children), n_starts, n_starts, n_attrs, n_attrs):  # fmt: skip
         raise CorruptPageError("explain partial: the details do not answer the findings asked")
     return Details(
         tuple(tuple(convert.call_from_proto(c) for c in one.calls)
               for one in msg.attribute_examples),
         tuple(_weighted_from_proto(w) for w in msg.child_examples),
         tuple((int(c), int(s)) for c, s in zip(msg.before_calls, msg.before_slow, strict=True)),
+        tuple(n if named else None
+              for n, named in zip(msg.attribute_names, msg.attribute_named, strict=True)),
     )  # fmt: skip

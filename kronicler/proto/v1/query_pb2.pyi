@@ -151,20 +151,24 @@ class ChildFinding(_message.Message):
     def __init__(self, function: _Optional[str] = ..., slow_calls: _Optional[int] = ..., baseline_calls: _Optional[int] = ..., slow_children: _Optional[int] = ..., baseline_children: _Optional[int] = ..., slow_time_ns: _Optional[int] = ..., baseline_time_ns: _Optional[int] = ..., slow_total: _Optional[int] = ..., baseline_total: _Optional[int] = ..., slow_parent_time_ns: _Optional[int] = ..., baseline_parent_time_ns: _Optional[int] = ..., examples: _Optional[_Iterable[_Union[Call, _Mapping]]] = ...) -> None: ...
 
 class ExplainKeyCounts(_message.Message):
-    __slots__ = ["baseline", "key", "slow", "values"]
+    __slots__ = ["baseline", "hashes", "key", "slow", "values"]
     BASELINE_FIELD_NUMBER: _ClassVar[int]
+    HASHES_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     SLOW_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
     baseline: _containers.RepeatedScalarFieldContainer[int]
+    hashes: _containers.RepeatedScalarFieldContainer[int]
     key: str
     slow: _containers.RepeatedScalarFieldContainer[int]
     values: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, key: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ..., slow: _Optional[_Iterable[int]] = ..., baseline: _Optional[_Iterable[int]] = ...) -> None: ...
+    def __init__(self, key: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ..., slow: _Optional[_Iterable[int]] = ..., baseline: _Optional[_Iterable[int]] = ..., hashes: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ExplainPartial(_message.Message):
-    __slots__ = ["attribute_examples", "baseline_time_ns", "before_calls", "before_slow", "child_examples", "children", "count", "examples", "first_start_unix_nano", "last_end_unix_nano", "last_start_unix_nano", "releases", "self_examples", "self_time", "series_calls", "series_slow", "slow_count", "slow_time_ns", "values"]
+    __slots__ = ["attribute_examples", "attribute_named", "attribute_names", "baseline_time_ns", "before_calls", "before_slow", "child_examples", "children", "count", "examples", "first_start_unix_nano", "last_end_unix_nano", "last_start_unix_nano", "releases", "self_examples", "self_time", "series_calls", "series_slow", "slow_count", "slow_time_ns", "values"]
     ATTRIBUTE_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTE_NAMED_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTE_NAMES_FIELD_NUMBER: _ClassVar[int]
     BASELINE_TIME_NS_FIELD_NUMBER: _ClassVar[int]
     BEFORE_CALLS_FIELD_NUMBER: _ClassVar[int]
     BEFORE_SLOW_FIELD_NUMBER: _ClassVar[int]
@@ -184,6 +188,8 @@ class ExplainPartial(_message.Message):
     SLOW_TIME_NS_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
     attribute_examples: _containers.RepeatedCompositeFieldContainer[CallList]
+    attribute_named: _containers.RepeatedScalarFieldContainer[bool]
+    attribute_names: _containers.RepeatedScalarFieldContainer[str]
     baseline_time_ns: int
     before_calls: _containers.RepeatedScalarFieldContainer[int]
     before_slow: _containers.RepeatedScalarFieldContainer[int]
@@ -202,7 +208,7 @@ class ExplainPartial(_message.Message):
     slow_count: int
     slow_time_ns: int
     values: _containers.RepeatedCompositeFieldContainer[ExplainKeyCounts]
-    def __init__(self, count: _Optional[int] = ..., slow_count: _Optional[int] = ..., slow_time_ns: _Optional[int] = ..., baseline_time_ns: _Optional[int] = ..., values: _Optional[_Iterable[_Union[ExplainKeyCounts, _Mapping]]] = ..., children: _Optional[_Iterable[_Union[ChildFinding, _Mapping]]] = ..., self_time: _Optional[_Union[ChildFinding, _Mapping]] = ..., series_calls: _Optional[_Iterable[int]] = ..., series_slow: _Optional[_Iterable[int]] = ..., releases: _Optional[_Iterable[_Union[Release, _Mapping]]] = ..., examples: _Optional[_Iterable[_Union[Call, _Mapping]]] = ..., attribute_examples: _Optional[_Iterable[_Union[CallList, _Mapping]]] = ..., child_examples: _Optional[_Iterable[_Union[WeightedCalls, _Mapping]]] = ..., self_examples: _Optional[_Union[WeightedCalls, _Mapping]] = ..., before_calls: _Optional[_Iterable[int]] = ..., before_slow: _Optional[_Iterable[int]] = ..., first_start_unix_nano: _Optional[int] = ..., last_start_unix_nano: _Optional[int] = ..., last_end_unix_nano: _Optional[int] = ...) -> None: ...
+    def __init__(self, count: _Optional[int] = ..., slow_count: _Optional[int] = ..., slow_time_ns: _Optional[int] = ..., baseline_time_ns: _Optional[int] = ..., values: _Optional[_Iterable[_Union[ExplainKeyCounts, _Mapping]]] = ..., children: _Optional[_Iterable[_Union[ChildFinding, _Mapping]]] = ..., self_time: _Optional[_Union[ChildFinding, _Mapping]] = ..., series_calls: _Optional[_Iterable[int]] = ..., series_slow: _Optional[_Iterable[int]] = ..., releases: _Optional[_Iterable[_Union[Release, _Mapping]]] = ..., examples: _Optional[_Iterable[_Union[Call, _Mapping]]] = ..., attribute_examples: _Optional[_Iterable[_Union[CallList, _Mapping]]] = ..., child_examples: _Optional[_Iterable[_Union[WeightedCalls, _Mapping]]] = ..., self_examples: _Optional[_Union[WeightedCalls, _Mapping]] = ..., before_calls: _Optional[_Iterable[int]] = ..., before_slow: _Optional[_Iterable[int]] = ..., first_start_unix_nano: _Optional[int] = ..., last_start_unix_nano: _Optional[int] = ..., last_end_unix_nano: _Optional[int] = ..., attribute_names: _Optional[_Iterable[str]] = ..., attribute_named: _Optional[_Iterable[bool]] = ...) -> None: ...
 
 class ExplainQuestion(_message.Message):
     __slots__ = ["attributes", "bounds", "children", "children_since_unix_nano", "children_until_unix_nano", "details", "function", "release_first_starts", "since_unix_nano", "step_ns", "threshold_ns", "until_unix_nano"]
@@ -287,12 +293,14 @@ class ExplainResponse(_message.Message):
     def __init__(self, function: _Optional[str] = ..., since_unix_nano: _Optional[int] = ..., until_unix_nano: _Optional[int] = ..., quantile: _Optional[float] = ..., threshold_ns: _Optional[float] = ..., count: _Optional[int] = ..., slow_count: _Optional[int] = ..., slow_time_ns: _Optional[int] = ..., baseline_time_ns: _Optional[int] = ..., attributes: _Optional[_Iterable[_Union[AttributeFinding, _Mapping]]] = ..., children: _Optional[_Iterable[_Union[ChildFinding, _Mapping]]] = ..., self_time: _Optional[_Union[ChildFinding, _Mapping]] = ..., step_ns: _Optional[int] = ..., series: _Optional[_Iterable[_Union[SlowShareBucket, _Mapping]]] = ..., cluster_score: _Optional[float] = ..., releases: _Optional[_Iterable[_Union[Release, _Mapping]]] = ..., examples: _Optional[_Iterable[_Union[Call, _Mapping]]] = ..., threshold_approximate: bool = ...) -> None: ...
 
 class ExplainValue(_message.Message):
-    __slots__ = ["key", "value"]
+    __slots__ = ["hash", "key", "value"]
+    HASH_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
+    hash: int
     key: str
     value: str
-    def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ..., hash: _Optional[int] = ...) -> None: ...
 
 class Filter(_message.Message):
     __slots__ = ["attributes", "functions", "resource", "service", "since_unix_nano", "until_unix_nano"]
