@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import zlib
@@ -110,6 +111,31 @@ def spawn_serve(*args: str) -> tuple[subprocess.Popen[str], str]:
     found = re.search(r" on (127\.0\.0\.1:\d+) ", line)
     assert found, line
     return proc, found.group(1)
+
+
+@contextmanager
+def dashboard_frontend(peers: Sequence[str]) -> Iterator[str]:
+    """A real ``kronicler serve --peers PEERS --http`` process; its dashboard's URL. It must
+    stop cleanly on SIGTERM when the block ends."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kronicler", "serve", "--address", "127.0.0.1:0",
+         "--peers", ",".join(peers), "--http", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(_ROOT)},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert "frontend for" in proc.stdout.readline()
+        line = proc.stdout.readline()
+        found = re.search(r"dashboard on (http://\S+)", line)
+        assert found, line
+        yield found.group(1)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @dataclass

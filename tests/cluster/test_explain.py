@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -36,7 +34,7 @@ from kronicler import query as q
 from kronicler.db import Database
 from kronicler.server import Client
 from kronicler.server.frontend import Frontend
-from tests.cluster.nodes import Fed, Providers, fed_cluster, shard_of, stored
+from tests.cluster.nodes import Fed, Providers, dashboard_frontend, fed_cluster, shard_of, stored
 from tests.query.explain_data import (
     BASE_NS,
     CAUSE_FUNCTIONS,
@@ -228,35 +226,18 @@ def test_the_why_slow_panel_over_serve_peers_http(cluster: ExplainCluster) -> No
     answers as the same route of a dashboard over the single node."""
     from kronicler.web import WebServer
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kronicler", "serve", "--address", "127.0.0.1:0",
-         "--peers", ",".join(cluster.peers), "--http", "127.0.0.1:0"],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        assert "frontend for" in proc.stdout.readline()
-        line = proc.stdout.readline()
-        found = re.search(r"dashboard on (http://\S+)", line)
-        assert found, line
-        with (
-            Client(cluster.single.address) as single,
-            WebServer(single, "127.0.0.1", 0) as web,
-        ):
-            for fn in ("api.lookup", "api.render", "api.search"):
-                query = urlencode({"since": 0, "until": 2**62, "function": fn})
-                status, _, body = fetch(f"{found.group(1)}api/v1/explain?{query}")
-                assert status == 200, body
-                got = json.loads(body)
-                want = json.loads(fetch(f"{web.url}api/v1/explain?{query}")[2])
-                for answer in (got, want):  # the window names "now", which differs
-                    answer["window"].pop("now_unix_nano")
-                assert got == want, fn
-                assert got["attributes"] or got["children"] or got["releases"]
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
-        assert proc.returncode == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    with (
+        dashboard_frontend(cluster.peers) as url,
+        Client(cluster.single.address) as single,
+        WebServer(single, "127.0.0.1", 0) as web,
+    ):
+        for fn in ("api.lookup", "api.render", "api.search"):
+            query = urlencode({"since": 0, "until": 2**62, "function": fn})
+            status, _, body = fetch(f"{url}api/v1/explain?{query}")
+            assert status == 200, body
+            got = json.loads(body)
+            want = json.loads(fetch(f"{web.url}api/v1/explain?{query}")[2])
+            for answer in (got, want):  # the window names "now", which differs
+                answer["window"].pop("now_unix_nano")
+            assert got == want, fn
+            assert got["attributes"] or got["children"] or got["releases"]

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.cluster.certs import Issued, issue, make_ca
+from tests.certs import Issued, issue, make_ca
 from tests.cluster.nodes import spawn_node, spawn_serve, split_database
 from tests.oracle.truth import Query, Rows, check_table, expected_stats, generate
 

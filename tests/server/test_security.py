@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,55 +10,18 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from kronicler.server import Client, KroniclerServer, ServerOptions
+from tests.certs import issue, make_ca
 
 TOKEN = "s3cret-token"
 
 
-def make_cert(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for localhost / 127.0.0.1 and its key, as PEM files."""
-    x509 = pytest.importorskip("cryptography.x509")
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 @pytest.fixture
 def tls_server(shop_db, tmp_path: Path) -> Iterator[tuple[KroniclerServer, Path]]:
-    cert, key = make_cert(tmp_path)
-    opts = ServerOptions(address="127.0.0.1:0", tls_cert=cert, tls_key=key, token=TOKEN)
+    ca = make_ca(tmp_path, "ca")
+    leaf = issue(ca, tmp_path, "server")
+    opts = ServerOptions(address="127.0.0.1:0", tls_cert=leaf.cert, tls_key=leaf.key, token=TOKEN)
     with KroniclerServer(shop_db, opts) as srv:
-        yield srv, cert
+        yield srv, ca.cert
 
 
 def test_tls_with_token_answers(tls_server) -> None:
@@ -80,9 +41,7 @@ def test_plaintext_client_cannot_talk_to_a_tls_server(tls_server) -> None:
 
 def test_untrusted_certificate_is_refused(tls_server, tmp_path: Path) -> None:
     server, _ = tls_server
-    other = tmp_path / "other"
-    other.mkdir()
-    wrong_ca, _ = make_cert(other)
+    wrong_ca = make_ca(tmp_path / "other", "other").cert
     client = Client(server.address, token=TOKEN, ca_cert=wrong_ca, timeout=3)
     with client as c, pytest.raises(grpc.RpcError) as info:
         c.stats()

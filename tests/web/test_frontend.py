@@ -13,11 +13,8 @@ not answer (explain) gives a clear message, never a 500.
 from __future__ import annotations
 
 import json
-import os
-import re
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +27,7 @@ from kronicler.server import Client, KroniclerServer, ServerOptions
 from kronicler.server.frontend import Frontend
 from kronicler.web import WebServer
 from kronicler.web.peers import MISSING_PEERS_HEADER
-from tests.cluster.nodes import stored
+from tests.cluster.nodes import dashboard_frontend, stored
 from tests.contracts.test_query_backend import same
 from tests.web.conftest import Nodes, fetch
 from tests.web.workload import Shop
@@ -160,18 +157,7 @@ def test_serve_peers_http_runs_the_dashboard_on_the_frontend(
     nodes: Nodes, server: WebServer
 ) -> None:
     """``kronicler serve --peers ... --http``: the CLI wiring, in a real process."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kronicler", "serve", "--address", "127.0.0.1:0",
-         "--peers", ",".join(nodes.peers), "--http", "127.0.0.1:0"],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        assert "frontend for" in proc.stdout.readline()
-        line = proc.stdout.readline()
-        found = re.search(r"dashboard on (http://\S+)", line)
-        assert found, line
-        url = found.group(1)
+    with dashboard_frontend(nodes.peers) as url:
         # The frontend's clock is the real one: ask for a fixed window, the same at both.
         params = {"since": 0, "until": 2**62}
         for route in ("functions", "slowest", "anomalies"):
@@ -180,10 +166,3 @@ def test_serve_peers_http_runs_the_dashboard_on_the_frontend(
             if route == "functions":  # the window names "now", which differs
                 got, want = got["rows"], want["rows"]
             assert same(got, want, 1e-9), route
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
-        assert proc.returncode == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
