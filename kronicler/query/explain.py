@@ -719,7 +719,7 @@ def _sole_hashed(key: str, h: np.ndarray, slow_per: np.ndarray, base_per: np.nda
     slow_n = np.bincount(inverse.reshape(-1), weights=slow_per[has_slow], minlength=len(hashes))
     keep = slow_n >= MIN_SLOW_CALLS
     hashes, slow_n = hashes[keep], slow_n[keep]
-    base_n = np.zeros(len(hashes))
+    base_n: np.ndarray = np.zeros(len(hashes))
     if len(hashes):
         at = np.minimum(np.searchsorted(hashes, h), len(hashes) - 1)
         hit = hashes[at] == h

@@ -424,6 +424,7 @@ def test_one_database_alone_counts_only_the_hashes_that_can_be_findings(tmp_path
         MIN_SLOW_CALLS,
         SERIES_BUCKETS,
         Calls,
+        ExplainPart,
         buckets,
         finish,
         merge_parts,
@@ -440,14 +441,17 @@ def test_one_database_alone_counts_only_the_hashes_that_can_be_findings(tmp_path
     with Database.open(tmp_path / "db", readonly=True) as db, db.snapshot() as view:
         lo, hi = int(start[0]), int(start[-1]) + 1
         step = pick_step(hi - lo, SERIES_BUCKETS)
-        answers, parts = [], []
-        for sole in (False, True):
+
+        def counted(sole: bool) -> tuple[ExplainPart, dict[str, Any]]:
             calls = Calls.read(view, "f", None, None).split(2_000_000.0, sole=sole)
-            parts.append(part := calls.part(lo, step, buckets(lo, hi, step)))
-            answers.append(finish("f", (lo, hi, step), None, 2_000_000.0, [part],
-                                  lambda picks, c=calls: [c.details(picks)]).to_dict())  # fmt: skip
-        full, alone = ({vc.key: vc for vc in p.values} for p in parts)
-        assert answers[0] == answers[1] == q.explain(db, "f", slow=2_000_000).to_dict()
+            part = calls.part(lo, step, buckets(lo, hi, step))
+            return part, finish("f", (lo, hi, step), None, 2_000_000.0, [part],
+                                lambda picks: [calls.details(picks)]).to_dict()  # fmt: skip
+
+        (full_part, full_answer), (alone_part, alone_answer) = counted(False), counted(True)
+        full = {vc.key: vc for vc in full_part.values}
+        alone = {vc.key: vc for vc in alone_part.values}
+        assert full_answer == alone_answer == q.explain(db, "f", slow=2_000_000).to_dict()
     hashed = [k for k, vc in alone.items() if vc.whole is not None]
     assert sorted(hashed) == ["request.id", "zz.id"]
     for key in hashed:
@@ -463,4 +467,4 @@ def test_one_database_alone_counts_only_the_hashes_that_can_be_findings(tmp_path
         repeated = sorted(t for t in texts if value_counts(attrs, slow, key, t)[0] >= 2)
         assert len(a) == len(repeated) == (1 if key == "zz.id" else 2)
     with pytest.raises(ValueError, match="one database alone"):
-        merge_parts([parts[1], parts[1]])
+        merge_parts([alone_part, alone_part])
