@@ -24,14 +24,15 @@ refused beyond :data:`~kronicler.query.limits.MAX_SCAN_ROWS`; everything per row
 text is parsed to count: the scan keeps each segment's attribute codes, and each key's value per
 code comes from the per-key columns written at seal (:mod:`kronicler.db.attr_keys`, read by
 :mod:`kronicler.db.attr_scan`; sets they do not cover are split from their texts the same way).
-A near-unique key (a request id) is stored as a 64-bit hash per set: its values are counted per
-hash (one sort), and only a value that becomes a finding has its text read, from one set
-carrying it, as are the examples' sets (one dictionary page each). Measured
-(``bench/bench_explain.py --calls 1000000 --unique-ids``, side by side on one loaded machine,
-CPU median of a warm query): 4.9 s with the text stripping this replaced, 1.15 s now (0.73 s
-without the ids); numbering every hash so that a part can be merged (one sort of the 1M
-hashes) costs ~0.3 s of that against counting only the hashes seen in enough slow calls, which
-one database alone could do. The rest is the scans' page decoding and the child join.
+A near-unique key (a request id) is stored as a 64-bit hash per set: a part to be merged counts
+every hash (one sort with its inverse); a database answering alone counts only the hashes seen
+in enough slow calls to be findings (the slow sets' hashes sorted, the baseline calls of those
+found by binary search) and the distinct values by one plain sort; only a value that becomes a
+finding has its text read, from one set carrying it, as are the examples' sets (one dictionary
+page each). Measured (the ``bench/bench_explain.py --calls 1000000 --unique-ids`` database,
+the build before and this one queried in turn by two processes on one loaded machine, CPU
+median of 12 warm queries each): 1.02 s with every hash numbered, 0.76 s now (4.9 s with the
+text stripping before that). The rest is the scans' page decoding and the child join.
 Findings and examples are capped (:mod:`kronicler.query.limits`).
 
 Every figure in the answer is a count or a sum, so answers of several nodes over one agreed
@@ -44,9 +45,9 @@ details of what it ranked (:class:`Picks` -> :class:`Details`: examples, the cal
 release's first start). One database answers through the same steps with one part, so a
 cluster frontend (:mod:`kronicler.server.frontend`) answers exactly as one node holding all the
 calls; the trade-off is that a database's part lists every attribute value, not only the top
-(a hashed key's as hashes, 8 bytes each, merged by hash; the texts of the values that clear the
-bar are then asked of the databases in one more round, before the ranking, so ties break on
-the text as on one node).
+(a hashed key's as hashes, 8 bytes each, merged by hash; a database answering alone skips the
+hashes that cannot be findings; the texts of the values that clear the bar are then asked of
+the databases in one more round, before the ranking, so ties break on the text as on one node).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kronicler import budget
-from kronicler.db.attr_keys import hash_texts, value_text
+from kronicler.db.attr_keys import distinct_count, hash_texts, value_text
 from kronicler.db.attr_scan import KeyColumn, LocalTexts, key_columns
 from kronicler.db.scan import Scan, top_k
 from kronicler.db.schema import parse_attributes
@@ -193,7 +194,7 @@ def _explain(
     lo = since if since is not None else int(calls.start.min())
     hi = until if until is not None else int(calls.start.max()) + 1
     step = pick_step(hi - lo, SERIES_BUCKETS)
-    part = calls.split(limit).part(lo, step, buckets(lo, hi, step))
+    part = calls.split(limit, sole=True).part(lo, step, buckets(lo, hi, step))
     return finish(function, (lo, hi, step), threshold.quantile, limit, [part],
                   lambda picks: [calls.details(picks)])  # fmt: skip
 
@@ -225,16 +226,27 @@ class ValueCounts:
     """One attribute key's values (every value some call carries) with the slow and baseline
     calls carrying each: added up per value across databases. A key hashed at seal
     (:mod:`kronicler.db.attr_keys`) has ``hashes`` (distinct, sorted) in place of ``values``
-    (then empty): its texts are read only for the values that become findings."""
+    (then empty): its texts are read only for the values that become findings.
+
+    ``whole``: set when a database answers alone (:meth:`Calls.split`), where a hashed key
+    keeps only the hashes seen in :data:`MIN_SLOW_CALLS` slow calls (no other can be a finding):
+    (distinct values, calls carrying the key) of all of them, for the near-unique judgement.
+    Such counts cannot be merged."""
 
     key: str
     values: list[str]
     slow: np.ndarray
     baseline: np.ndarray
     hashes: np.ndarray | None = None
+    whole: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.values) if self.hashes is None else len(self.hashes)
+
+    def near_unique(self) -> bool:
+        """More distinct values than :data:`NEAR_UNIQUE` of the calls carrying the key."""
+        n, calls = self.whole or (len(self), int(self.slow.sum()) + int(self.baseline.sum()))
+        return n > NEAR_UNIQUE * calls
 
 
 Weighted = tuple[tuple[int, Call], ...]
@@ -316,6 +328,7 @@ class Calls:
         self.count = len(self.duration)
         self.slow = np.zeros(self.count, dtype=bool)
         self._keys: dict[str, _KeyValues] | None = None
+        self.sole = False
         self._ra: RowAttributes | None = None
         self._children: _Children | None = None
         self.child_window: tuple[int, int] | None = None
@@ -332,13 +345,18 @@ class Calls:
         return cls(db, db.scan(sorted(wanted), names=[function], since=since, until=until,
                                local_attributes=not columns))  # fmt: skip
 
-    def split(self, limit: float, child_window: tuple[int, int] | None = None) -> Calls:
+    def split(
+        self, limit: float, child_window: tuple[int, int] | None = None, *, sole: bool = False
+    ) -> Calls:
         """Slow calls are those with ``duration > limit``; children are the rows starting in
         ``child_window`` (by default from the calls' earliest start to their latest end: a
         frontend passes those of all nodes' calls, so every node looks where one node holding
-        them all would)."""
+        them all would). ``sole``: this database answers alone, its part merged with none, so
+        a hashed key's counts skip the values that cannot be findings
+        (:attr:`ValueCounts.whole`)."""
         self.slow = self.duration > limit
         self.child_window = child_window
+        self.sole = sole
         self._keys = self._children = None
         return self
 
@@ -357,7 +375,7 @@ class Calls:
 
     def keys(self) -> dict[str, _KeyValues]:
         if self._keys is None:
-            self._keys = {k.counts.key: k for k in _value_counts(self.ra, self.slow)}
+            self._keys = {k.counts.key: k for k in _value_counts(self.ra, self.slow, self.sole)}
         return self._keys
 
     def children(self) -> _Children:
@@ -418,6 +436,9 @@ def merge_parts(parts: Sequence[ExplainPart]) -> ExplainPart:
         raise ValueError("no part to merge")
     if len({len(p.series_calls) for p in parts}) > 1:
         raise ValueError("explain parts over different series grids cannot be merged")
+    if any(vc.whole is not None for p in parts for vc in p.values):
+        raise ValueError("a part counted for one database alone (Calls.split sole) cannot be "
+                         "merged")  # fmt: skip
     releases: dict[tuple[str, str], Release] = {}
     for r in (r for p in parts for r in p.releases):
         old = releases.get((r.key, r.version))
@@ -637,10 +658,12 @@ class _KeyValues:
         return col.name_of_hash(h) if col.hashes is not None else col.name(int(col.value[has[0]]))
 
 
-def _value_counts(ra: RowAttributes, slow: np.ndarray) -> list[_KeyValues]:
+def _value_counts(ra: RowAttributes, slow: np.ndarray, sole: bool = False) -> list[_KeyValues]:
     """Per attribute key, every value's slow and baseline calls: bincounts of calls per code
     (shared by the keys read through the same codes), then per value over the codes carrying
-    the key. A hashed key's values are its hashes, numbered by one sort."""
+    the key (a bincount per value number). A hashed key's values are its hashes, numbered by
+    one sort; with ``sole``, only
+    those that can be findings (:func:`_sole_hashed`)."""
     per_code: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     out = []
     for kv in ra.keys.values():
@@ -657,22 +680,53 @@ def _value_counts(ra: RowAttributes, slow: np.ndarray) -> list[_KeyValues]:
             set_codes = np.flatnonzero(in_use & (col.hashes != 0))
             if not len(set_codes):
                 continue
+            if sole:
+                counts = _sole_hashed(kv.key, col.hashes[set_codes], slow_per[set_codes],
+                                      base_per[set_codes])  # fmt: skip
+                out.append(_KeyValues(counts, kv, in_use))
+                continue
             hashes, value_codes = np.unique(col.hashes[set_codes], return_inverse=True)
             names: list[str] = []
         else:
             set_codes = np.flatnonzero(in_use & (col.value >= 0))
             if not len(set_codes):
                 continue
-            present, value_codes = np.unique(col.value[set_codes], return_inverse=True)
-            names, hashes = [col.name(int(v)) for v in present.tolist()], None
+            # Numbered by the column already (few values): counted per number, without a sort.
+            value_codes, hashes = col.value[set_codes], None
         value_codes = value_codes.reshape(-1)
-        n_values = len(names) if hashes is None else len(hashes)
+        n_values = len(col) if hashes is None else len(hashes)
         slow_n = np.bincount(value_codes, weights=slow_per[set_codes], minlength=n_values)
         base_n = np.bincount(value_codes, weights=base_per[set_codes], minlength=n_values)
+        if hashes is None:  # the values some call here carries, in the column's order
+            present = np.flatnonzero(slow_n + base_n)
+            names, slow_n, base_n = [col.name(v) for v in present.tolist()], slow_n[present], \
+                base_n[present]  # fmt: skip
         counts = ValueCounts(kv.key, names, slow_n.astype(np.int64), base_n.astype(np.int64),
                              hashes)  # fmt: skip
         out.append(_KeyValues(counts, kv, in_use))
     return out
+
+
+def _sole_hashed(key: str, h: np.ndarray, slow_per: np.ndarray, base_per: np.ndarray
+                 ) -> ValueCounts:  # fmt: skip
+    """A hashed key's counts when one database answers alone: ``h`` the hash of each set
+    carrying the key, with its slow and baseline calls. Only the hashes of sets with slow calls
+    are numbered (a sort of those few), the ones seen in :data:`MIN_SLOW_CALLS` slow calls kept,
+    and their baseline calls found by a binary search of every set's hash among them; the
+    distinct count takes one plain sort of the hashes, about half the cost of numbering them
+    all (a sort with its inverse) and counting per number."""
+    has_slow = slow_per > 0
+    hashes, inverse = np.unique(h[has_slow], return_inverse=True)
+    slow_n = np.bincount(inverse.reshape(-1), weights=slow_per[has_slow], minlength=len(hashes))
+    keep = slow_n >= MIN_SLOW_CALLS
+    hashes, slow_n = hashes[keep], slow_n[keep]
+    base_n: np.ndarray = np.zeros(len(hashes))
+    if len(hashes):
+        at = np.minimum(np.searchsorted(hashes, h), len(hashes) - 1)
+        hit = hashes[at] == h
+        base_n = np.bincount(at[hit], weights=base_per[hit], minlength=len(hashes))
+    return ValueCounts(key, [], slow_n.astype(np.int64), base_n.astype(np.int64), hashes,
+                       (distinct_count(h), int(slow_per.sum()) + int(base_per.sum())))  # fmt: skip
 
 
 def _merge_values(parts: Sequence[Sequence[ValueCounts]]) -> tuple[ValueCounts, ...]:
@@ -756,9 +810,7 @@ class _Counts:
         """The values of ``vc.key`` over-represented among slow calls; near-unique keys'
         values must cluster."""
         slow_n, base_n = vc.slow, vc.baseline
-        n_values = len(vc.values) if vc.hashes is None else len(vc.hashes)
-        near_unique = n_values > NEAR_UNIQUE * (int(slow_n.sum()) + int(base_n.sum()))
-        need = self.cluster_min if near_unique else MIN_SLOW_CALLS
+        need = self.cluster_min if vc.near_unique() else MIN_SLOW_CALLS
         out = []
         for v in np.flatnonzero(slow_n >= need).tolist():
             sc, bc = int(slow_n[v]), int(base_n[v])

@@ -414,3 +414,57 @@ def test_the_parts_of_several_databases_finish_as_one_database(tmp_path: Path) -
         both.close()
         for db in parts:
             db.close()
+
+
+def test_one_database_alone_counts_only_the_hashes_that_can_be_findings(tmp_path: Path) -> None:
+    """A database answering alone (``sole``) keeps, per hashed key, only the hashes seen in 2
+    slow calls, with the same counts as the full part, and the distinct values and calls of
+    the whole key; it finishes to the same answer, and such a part refuses to be merged."""
+    from kronicler.query.explain import (
+        MIN_SLOW_CALLS,
+        SERIES_BUCKETS,
+        Calls,
+        ExplainPart,
+        buckets,
+        finish,
+        merge_parts,
+    )
+    from kronicler.query.series import pick_step
+
+    n = 6000
+    duration, attrs = _strip_workload(n)
+    start = BASE_NS + np.arange(n, dtype=np.int64) * 1000
+    with Database.open(tmp_path / "db") as w:
+        w.append(["f"] * n, start, duration, attributes=attrs)
+        assert w.flush(timeout=30)
+    slow = duration > 2_000_000
+    with Database.open(tmp_path / "db", readonly=True) as db, db.snapshot() as view:
+        lo, hi = int(start[0]), int(start[-1]) + 1
+        step = pick_step(hi - lo, SERIES_BUCKETS)
+
+        def counted(sole: bool) -> tuple[ExplainPart, dict[str, Any]]:
+            calls = Calls.read(view, "f", None, None).split(2_000_000.0, sole=sole)
+            part = calls.part(lo, step, buckets(lo, hi, step))
+            return part, finish("f", (lo, hi, step), None, 2_000_000.0, [part],
+                                lambda picks: [calls.details(picks)]).to_dict()  # fmt: skip
+
+        (full_part, full_answer), (alone_part, alone_answer) = counted(False), counted(True)
+        full = {vc.key: vc for vc in full_part.values}
+        alone = {vc.key: vc for vc in alone_part.values}
+        assert full_answer == alone_answer == q.explain(db, "f", slow=2_000_000).to_dict()
+    hashed = [k for k, vc in alone.items() if vc.whole is not None]
+    assert sorted(hashed) == ["request.id", "zz.id"]
+    for key in hashed:
+        a, f = alone[key], full[key]
+        assert f.hashes is not None and a.hashes is not None and f.whole is None
+        values = [attribute_text(x[key]) for x in attrs]
+        assert a.whole == (len(set(values)), n) == (len(f), int(f.slow.sum() + f.baseline.sum()))
+        keep = f.slow >= MIN_SLOW_CALLS
+        assert a.hashes.tolist() == f.hashes[keep].tolist()
+        assert a.slow.tolist() == f.slow[keep].tolist()
+        assert a.baseline.tolist() == f.baseline[keep].tolist()
+        texts = {attribute_text(attrs[i][key]) for i in np.flatnonzero(slow)}
+        repeated = sorted(t for t in texts if value_counts(attrs, slow, key, t)[0] >= 2)
+        assert len(a) == len(repeated) == (1 if key == "zz.id" else 2)
+    with pytest.raises(ValueError, match="one database alone"):
+        merge_parts([alone_part, alone_part])
