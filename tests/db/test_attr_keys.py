@@ -194,3 +194,29 @@ def test_explain_counts_exactly_from_columns_texts_or_both(tmp_path: Path, damag
     assert not any(k == "request.id" and v.startswith("pool-") for k, v in got)
     # the key spelled both ways: the attribute where the call has it, else the resource
     assert ("resource:host.name", "hx") in got
+
+
+def test_compaction_writes_per_key_columns_and_explain_is_unchanged(tmp_path: Path) -> None:
+    n = 3000
+    duration, attrs = _workload(n)
+    resource = {"host.name": "h1", "service.version": "2.0"}
+    path = tmp_path / "db"
+    start = BASE_NS + np.arange(n, dtype=np.int64) * 1000
+    for lo in range(0, n, 600):  # five writer processes' worth of closed segments
+        with Database.open(path, chunk_rows=200, segment_rows=800) as w:
+            w.append(["f"] * 600, start[lo:lo + 600], duration[lo:lo + 600],
+                     attributes=attrs[lo:lo + 600], resource=resource)  # fmt: skip
+    before = _answer(path)
+    segments = sorted((path / "segments").glob("*.kseg"))
+    with Database.open(path) as db:
+        assert db.compact(small_rows=10_000, group_rows=10_000) >= 2
+    after_segments = sorted((path / "segments").glob("*.kseg"))
+    assert len(after_segments) < len(segments)
+    side = sorted((path / "segments").glob(f"*{SUFFIX}"))
+    assert {p.stem for p in side} == {p.stem for p in after_segments}
+    assert all(read_blocks(p) for p in side)
+    assert _answer(path, pages=True) == before
+    slow = duration > 5_000_000
+    got = {(a["key"], a["value"]): (a["slow"], a["baseline"]) for a in before["attributes"]}
+    for (key, value), counts in got.items():
+        assert counts == _brute(attrs, slow, key, value, [resource] * n), (key, value)
