@@ -38,6 +38,7 @@ from kronicler.web.params import (
     check_int,
     check_threshold,
     parse_attributes,
+    parse_compare_by,
     parse_slow,
     resolve_window,
 )
@@ -207,6 +208,22 @@ def slowest(ctx: Ctx, c: Common, function: Functions = None, k: K = SLOWEST_SHOW
     """The slowest calls, slowest first, with trace and span ids and attributes."""
     check_int("k", k, 1, MAX_SLOWEST)
     return JSONResponse(views.slowest_payload(ctx.backend, views.narrow(c.flt, function), k=k))
+
+
+@data.get("/compare", response_model=s.CompareOut, responses=_QUERY, tags=["queries"])
+def compare(
+    ctx: Ctx,
+    c: Common,
+    function: OneFunction,
+    by: Annotated[str, Query(description="group key: resource:KEY (resource:service.version "
+                             "compares releases), attribute:KEY or service")],
+) -> Any:  # fmt: skip
+    """One function's figures per value of ``by``, side by side: calls, errors, mean, p50,
+    p90, p99, max for each release, host, route... (the most called values; ``more`` says
+    when some were left out)."""
+    return JSONResponse(
+        views.compare_payload(ctx.backend, function, c.window, c.flt, by=parse_compare_by(by))
+    )
 
 
 @data.get("/anomalies", response_model=list[s.AnomalyOut], responses=_QUERY, tags=["queries"])

@@ -24,6 +24,9 @@ from kronicler.query.anomalies import (
     DEFAULT_SPIKE_THRESHOLD,
     DEFAULT_TAIL_THRESHOLD,
 )
+from kronicler.errors import shorten
+from kronicler.query.filters import RESOURCE_PREFIX
+from kronicler.query.grouping import parse_group_by
 from kronicler.query.series import pick_step
 
 SECOND = 1_000_000_000
@@ -59,6 +62,9 @@ MIN_COUNT = DEFAULT_MIN_COUNT
 
 #: Most slowest calls one request may ask for.
 MAX_SLOWEST = 1000
+
+#: Values the compare view lists (the most called first); more are counted, not listed.
+COMPARE_SHOWN = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,10 +180,23 @@ def parse_attributes(pairs: list[str] | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in pairs or ():
         key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"attribute filter must be KEY=VALUE, got {pair!r}")
+        if not sep or not key or key == RESOURCE_PREFIX:
+            raise ValueError(
+                f"attribute filter must be KEY=VALUE or resource:KEY=VALUE, got {shorten(pair)}"
+            )
         out[key] = value
     return out
+
+
+def parse_compare_by(by: str) -> str:
+    """``?by=resource:service.version`` (or ``attribute:KEY``, ``service``), checked."""
+    kind, _ = parse_group_by(by)
+    if kind == "function":
+        raise ValueError(
+            f"compare by {shorten(by)}: use resource:KEY, attribute:KEY or service (the view "
+            "shows one function)"
+        )
+    return by
 
 
 def parse_slow(text: str | None) -> int | str | None:

@@ -84,8 +84,9 @@ class AnomalyOut(Evidence):
     function: str
 
 
-class FunctionRow(BaseModel):
-    function: str
+class Figures(BaseModel):
+    """The figures of one group of calls (a function, or one value of a compared key)."""
+
     count: int
     calls_per_s: float | None
     errors: int
@@ -98,7 +99,27 @@ class FunctionRow(BaseModel):
     p50_ns: float | None
     p90_ns: float | None
     p99_ns: float | None
+
+
+class FunctionRow(Figures):
+    function: str
     anomaly: Evidence | None = Field(description="null unless the anomaly finder flags it")
+
+
+class CompareRow(Figures):
+    value: str = Field(description="the compared key's value, as text (e.g. a release)")
+
+
+class CompareOut(BaseModel):
+    """One function's calls grouped by a key (``resource:service.version``...), by value."""
+
+    function: str
+    by: str = Field(description="the group key: resource:KEY, attribute:KEY or service")
+    window: WindowOut
+    more: bool = Field(description="true when more values exist than are listed")
+    grouped: int = Field(description="calls in the listed values (calls lacking the key are "
+                         "in none)")
+    rows: list[CompareRow] = Field(description="the most called values, in key order")
 
 
 class FunctionsTable(BaseModel):

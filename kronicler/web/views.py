@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from kronicler import query as q
 from kronicler.query.defaults import ANOMALY_EXEMPLARS, ANOMALY_LIMIT, PER_DECADE
 from kronicler.web.params import (
+    COMPARE_SHOWN,
     DEFAULT_THRESHOLDS,
     MIN_COUNT,
     PRESETS,
@@ -79,9 +80,13 @@ def evidence(a: q.Anomaly, thresholds: dict[str, float] = DEFAULT_THRESHOLDS) ->
 
 def row(g: q.Stats, window: Window, anomaly: dict[str, Any] | None) -> dict[str, Any]:
     """One functions-table row: the stats of ``g`` with rates over ``window``."""
+    return {"function": g.key, **figures(g, window), "anomaly": anomaly}
+
+
+def figures(g: q.Stats, window: Window) -> dict[str, Any]:
+    """The figures of one group: counts, rates over ``window``, moments and quantiles."""
     seconds = window.seconds
     return {
-        "function": g.key,
         "count": g.count,
         "calls_per_s": None if not seconds else g.count / seconds,
         "errors": g.errors,
@@ -94,7 +99,6 @@ def row(g: q.Stats, window: Window, anomaly: dict[str, Any] | None) -> dict[str,
         "p50_ns": g.quantile(0.5),
         "p90_ns": g.quantile(0.9),
         "p99_ns": g.quantile(0.99),
-        "anomaly": anomaly,
     }
 
 
@@ -208,6 +212,37 @@ def detail(
             **(series["series"][0] if series["series"] else {"function": function}),
         }
     return out
+
+
+def compare_payload(
+    backend: QueryBackend,
+    function: str,
+    window: Window,
+    flt: q.Filter,
+    *,
+    by: str,
+    limit: int = COMPARE_SHOWN,
+) -> dict[str, Any]:
+    """The calls of ``function`` grouped by ``by`` (``resource:service.version``, say): the
+    figures of each value side by side, so two releases or two hosts compare at a glance.
+
+    One grouped stats query (summaries: quantiles within 1%). At most ``limit`` values are
+    listed, the most called ones, in key order; ``more`` says whether others were left out.
+    Calls lacking the key are in no group: ``grouped`` is what the listed values hold, so the
+    page can say how many calls of the function's total they cover.
+    """
+    one = flt.with_functions((function,))
+    table = backend.stats(one, group_by=by, quantiles=TABLE_QUANTILES, order_by="count",
+                          limit=limit + 1)  # fmt: skip
+    shown = sorted(table.rows[:limit], key=lambda g: g.key)
+    return {
+        "function": function,
+        "by": by,
+        "window": window.to_dict(),
+        "more": len(table.rows) > limit,
+        "grouped": sum(g.count for g in shown),
+        "rows": [{"value": g.key, **figures(g, window)} for g in shown],
+    }
 
 
 def explain_payload(

@@ -2,6 +2,7 @@
 // charts, and the slowest calls with the ids to look them up in a trace viewer.
 
 import { callsChart, chartMessage, histogramChart, latencyChart } from './charts.js';
+import { RESOURCE, valueText } from './filters.js';
 import {
   STATUS_NAMES, fmtCount, fmtDur, fmtPct, fmtRate, fmtRatio, fmtStep, fmtTime,
 } from './format.js';
@@ -83,6 +84,37 @@ function renderEvidence(box, d) {
   box.append(table);
 }
 
+// Resource attributes every call of a service repeats (its name has its own column; the SDK's
+// own name and version say nothing about the app): left out of the cell, kept in its tooltip.
+const QUIET_RESOURCE = /^(service\.name|telemetry\.sdk\..*)$/;
+
+function chip(text, condition, resource) {
+  const b = el('button', resource ? 'attr resource' : 'attr', text);
+  b.type = 'button';
+  b.dataset.filter = condition;
+  b.title = `${resource ? 'resource attribute' : 'span attribute'}: click to show only calls with `
+    + condition;
+  return b;
+}
+
+/** The call's resource attributes (marked as such) then its span attributes, each a button
+ * that filters the view by it. */
+function attributeCell(c) {
+  const td = el('td', 'text attrs');
+  const resource = Object.entries(c.resource || {});
+  for (const [k, v] of resource) {
+    if (QUIET_RESOURCE.test(k)) continue;
+    td.append(chip(`${k}=${valueText(v)}`, `${RESOURCE}${k}=${valueText(v)}`, true));
+  }
+  for (const [k, v] of Object.entries(c.attributes || {})) {
+    td.append(chip(`${k}=${valueText(v)}`, `${k}=${valueText(v)}`, false));
+  }
+  if (resource.length) {
+    td.title = `resource: ${resource.map(([k, v]) => `${k}=${valueText(v)}`).join(', ')}`;
+  }
+  return td;
+}
+
 function renderSlowest(table, calls) {
   const body = document.createElement('tbody');
   if (!calls.length) {
@@ -103,11 +135,7 @@ function renderSlowest(table, calls) {
     tr.append(el('td', 'text', c.service || '–'));
     tr.append(el('td', c.status === 2 ? 'text status-error' : 'text', STATUS_NAMES[c.status]
       ?? String(c.status)));
-    const attrs = el('td', 'text attrs');
-    for (const [k, v] of Object.entries(c.attributes || {})) {
-      attrs.append(el('span', 'attr', `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`));
-    }
-    tr.append(attrs);
+    tr.append(attributeCell(c));
     body.append(tr);
   }
   table.tBodies[0].replaceWith(body);

@@ -6,8 +6,12 @@ import {
   ApiError, adoptTokenFromUrl, getJson, missingPeers, setToken,
 } from './api.js';
 import { chartMessage, resizeCharts } from './charts.js';
-import { flattenSeries, renderDetail, renderSeries } from './detail.js';
+import { compareFailed, comparePending, renderCompare } from './compare.js';
+import { el, flattenSeries, renderDetail, renderSeries } from './detail.js';
 import { explainFailed, explainPending, renderExplain } from './explain.js';
+import {
+  RESOURCE, checkCondition, compareKeys, offerValues, renderChips, withCondition,
+} from './filters.js';
 import {
   describeWindow, fmtCount, fmtTime, msToNsText, toLocalInput,
 } from './format.js';
@@ -74,6 +78,10 @@ function syncControls() {
     b.setAttribute('aria-pressed', String(active));
   }
   if (document.activeElement !== $('filter')) $('filter').value = state.q;
+  renderChips($('attr-chips'), state.attr);
+  $('filters').hidden = !state.attr.length;
+  if (document.activeElement !== $('compare-input')) $('compare-input').value = state.by;
+  $('compare-clear').hidden = !state.by;
   const service = $('service');
   if (state.service && ![...service.options].some((o) => o.value === state.service)) {
     service.append(new Option(state.service, state.service));
@@ -166,6 +174,7 @@ function drawFailure(message) {
     for (const id of ['chart-latency', 'chart-calls', 'chart-hist']) chartMessage($(id), '');
     drawnSeries = null;
     $('slowest').tBodies[0].textContent = '';
+    $('compare-body').textContent = '';
   } else {
     table = null;
     const span = document.createElement('span');
@@ -211,6 +220,9 @@ async function load() {
       if (drawnSeries !== key) explainPending($('explain'));
       renderDetail(detail, { onZoom, seriesPending: drawnSeries !== key });
       firstContent();
+      offerValues($('attr-values'), detail.slowest);
+      await loadCompare(params, detail, signal, my);
+      if (my !== seq) return;
       const series = await getJson('series', params, signal);
       if (my !== seq) return;
       renderSeries(flattenSeries(series, state.fn), detail, { onZoom });
@@ -223,6 +235,10 @@ async function load() {
         const explained = await getJson('explain', why, signal);
         if (my !== seq) return;
         renderExplain($('explain'), explained);
+        if (state.service || state.attr.length) {
+          $('explain').append(el('p', 'muted', 'Why slow? weighs every call of this function in '
+            + 'the range: the service and attribute filters do not apply to it.'));
+        }
       } catch (err) {
         if (err.name === 'AbortError' || !(err instanceof ApiError)) throw err;
         explainFailed($('explain'), err.message);
@@ -268,6 +284,51 @@ async function load() {
   } finally {
     if (my === seq && retry) schedule();
   }
+}
+
+/** The compare panel: the answer for the chosen key, or a choice of the keys the calls carry. */
+async function loadCompare(params, detail, signal, my) {
+  const box = $('compare-body');
+  const keys = compareKeys(detail.slowest);
+  const list = $('compare-keys');
+  list.textContent = '';
+  for (const k of keys) list.append(new Option(k));
+  if (!state.by) {
+    box.textContent = '';
+    const p = el('p', 'muted', 'Group this function\'s calls by a resource or span attribute to '
+      + 'see releases, hosts or routes side by side: ');
+    for (const k of keys.filter((x) => x.startsWith(RESOURCE)).slice(0, 4)) {
+      const b = el('button', 'link', k.slice(RESOURCE.length));
+      b.type = 'button';
+      b.dataset.by = k;
+      b.title = `Compare by ${k}`;
+      p.append(b, ' ');
+    }
+    box.append(p);
+    return;
+  }
+  comparePending(box);
+  const ask = new URLSearchParams(params);
+  ask.set('by', state.by);
+  try {
+    const answer = await getJson('compare', ask, signal);
+    if (my !== seq) return;
+    renderCompare(box, answer, detail.stats ? detail.stats.count : 0);
+  } catch (err) {
+    if (err.name === 'AbortError' || !(err instanceof ApiError)) throw err;
+    compareFailed(box, err.message);
+  }
+}
+
+/** Add a typed or clicked KEY=VALUE condition to the filters (or say what is wrong with it). */
+function addCondition(text) {
+  const { condition, error } = checkCondition(text);
+  const hint = $('attr-hint');
+  hint.hidden = !error;
+  hint.textContent = error || '';
+  if (error) return false;
+  update({ attr: withCondition(state.attr, condition) });
+  return true;
 }
 
 /** Time from navigation start to the first drawn answer (read by bench/bench_web.py). */
@@ -320,6 +381,31 @@ function wire() {
     update({ since: msToNsText(from), until: msToNsText(to), range: null }, { push: true });
   });
   $('service').addEventListener('change', (ev) => update({ service: ev.target.value }));
+  $('attr-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    if (addCondition($('attr-input').value)) $('attr-input').value = '';
+  });
+  $('attr-input').addEventListener('input', () => { $('attr-hint').hidden = true; });
+  $('attr-chips').addEventListener('click', (ev) => {
+    const b = ev.target.closest('[data-remove]');
+    if (b) update({ attr: state.attr.filter((c) => c !== b.dataset.remove) });
+  });
+  $('slowest').addEventListener('click', (ev) => {
+    const b = ev.target.closest('[data-filter]');
+    if (b) addCondition(b.dataset.filter);
+  });
+  $('compare-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    update({ by: $('compare-input').value.trim() });
+  });
+  $('compare-clear').addEventListener('click', () => update({ by: '' }));
+  $('compare-body').addEventListener('click', (ev) => {
+    const b = ev.target.closest('button');
+    if (!b) return;
+    if (b.dataset.by) update({ by: b.dataset.by });
+    else if (b.dataset.filter) addCondition(b.dataset.filter);
+    else if (b.dataset.service) update({ service: b.dataset.service });
+  });
   $('interval').addEventListener('change', (ev) => {
     resumeInterval = parseInt(ev.target.value, 10);
     update({ refresh: resumeInterval }, { reload: false });

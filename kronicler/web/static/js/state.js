@@ -1,9 +1,10 @@
 // The view state lives in the URL so any view can be shared, bookmarked or reloaded.
 // Defaults are left out of the URL; since/until stay decimal text (exact nanoseconds).
+// `attr` is a list (repeated attr=KEY=VALUE, as the API takes it); `by` is the compare key.
 
 export const DEFAULTS = Object.freeze({
-  range: '1h', since: null, until: null, service: '', fn: null, q: '',
-  sort: 'score', dir: 'desc', refresh: 15,
+  range: '1h', since: null, until: null, service: '', attr: Object.freeze([]), fn: null, q: '',
+  by: '', sort: 'score', dir: 'desc', refresh: 15,
 });
 const KEYS = Object.keys(DEFAULTS);
 
@@ -12,6 +13,10 @@ export function readState(search = window.location.search) {
   const s = { ...DEFAULTS };
   for (const k of KEYS) {
     if (!p.has(k)) continue;
+    if (k === 'attr') {
+      s.attr = p.getAll('attr').filter(Boolean);
+      continue;
+    }
     const v = p.get(k);
     s[k] = k === 'refresh' ? Math.max(0, parseInt(v, 10) || 0) : v;
   }
@@ -27,6 +32,10 @@ export function stateToSearch(s) {
   for (const k of KEYS) {
     const v = s[k];
     if (v === null || v === undefined || v === '') continue;
+    if (Array.isArray(v)) {
+      for (const item of v) p.append(k, item);
+      continue;
+    }
     if (k === 'range' && (s.since !== null || s.until !== null)) {
       if (v !== null) p.set(k, v); // keep a conflicting pair visible: the server will say why
       continue;
@@ -46,7 +55,7 @@ export function writeState(s, { push = false } = {}) {
   else window.history.replaceState(null, '', url);
 }
 
-/** The API query parameters that select the time window and service. */
+/** The API query parameters that select the calls: time window, service, attribute filters. */
 export function windowParams(s) {
   const p = new URLSearchParams();
   if (s.since !== null || s.until !== null) {
@@ -57,5 +66,6 @@ export function windowParams(s) {
     p.set('range', s.range || DEFAULTS.range);
   }
   if (s.service) p.set('service', s.service);
+  for (const a of s.attr) p.append('attr', a);
   return p;
 }
