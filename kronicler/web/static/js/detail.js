@@ -2,7 +2,9 @@
 // charts, and the slowest calls with the ids to look them up in a trace viewer.
 
 import { callsChart, chartMessage, histogramChart, latencyChart } from './charts.js';
-import { RESOURCE, valueText } from './filters.js';
+import {
+  QUIET_RESOURCE, RESOURCE, byRank, valueText,
+} from './filters.js';
 import {
   STATUS_NAMES, fmtCount, fmtDur, fmtPct, fmtRate, fmtRatio, fmtStep, fmtTime,
 } from './format.js';
@@ -84,10 +86,6 @@ function renderEvidence(box, d) {
   box.append(table);
 }
 
-// Resource attributes every call of a service repeats (its name has its own column; the SDK's
-// own name and version say nothing about the app): left out of the cell, kept in its tooltip.
-const QUIET_RESOURCE = /^(service\.name|telemetry\.sdk\..*)$/;
-
 function chip(text, condition, resource) {
   const b = el('button', resource ? 'attr resource' : 'attr', text);
   b.type = 'button';
@@ -98,10 +96,10 @@ function chip(text, condition, resource) {
 }
 
 /** The call's resource attributes (marked as such) then its span attributes, each a button
- * that filters the view by it. */
+ * that filters the view by it; the quiet resource attributes only in the cell's tooltip. */
 function attributeCell(c) {
   const td = el('td', 'text attrs');
-  const resource = Object.entries(c.resource || {});
+  const resource = Object.entries(c.resource || {}).sort(([a], [b]) => byRank(a, b));
   for (const [k, v] of resource) {
     if (QUIET_RESOURCE.test(k)) continue;
     td.append(chip(`${k}=${valueText(v)}`, `${RESOURCE}${k}=${valueText(v)}`, true));

@@ -76,13 +76,32 @@ export function offerValues(datalist, calls, extra = []) {
   for (const text of [...seen].sort().slice(0, OFFERED)) datalist.append(new Option(text));
 }
 
-/** The compare keys the slowest calls carry: resource keys first, then span attributes. */
+// Resource attributes every call of a service repeats (its name has its own column; the SDK's
+// own name and version say nothing about the app): not shown on calls, not offered to compare.
+export const QUIET_RESOURCE = /^(service\.name|telemetry\.sdk\..*)$/;
+// The resource keys an operator compares by first: release, environment, host.
+const FIRST = ['service.version', 'deployment.environment.name', 'deployment.environment',
+  'host.name'];
+
+function rank(key) {
+  const i = FIRST.indexOf(key);
+  return i < 0 ? FIRST.length : i;
+}
+
+/** Resource keys in the order an operator reads them: release, environment, host, the rest. */
+export function byRank(a, b) {
+  return rank(a) - rank(b) || a.localeCompare(b);
+}
+
+/** The compare keys the slowest calls carry: telling resource keys first (release, environment,
+ * host, then the rest), then span attributes, then the service. */
 export function compareKeys(calls) {
   const res = new Set();
   const attrs = new Set();
   for (const c of calls) {
-    for (const k of Object.keys(c.resource || {})) res.add(`${RESOURCE}${k}`);
+    for (const k of Object.keys(c.resource || {})) if (!QUIET_RESOURCE.test(k)) res.add(k);
     for (const k of Object.keys(c.attributes || {})) attrs.add(`attribute:${k}`);
   }
-  return [...[...res].sort(), ...[...attrs].sort(), 'service'];
+  const resource = [...res].sort(byRank);
+  return [...resource.map((k) => `${RESOURCE}${k}`), ...[...attrs].sort(), 'service'];
 }
