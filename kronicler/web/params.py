@@ -18,13 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kronicler.errors import shorten
 from kronicler.query.anomalies import (
     DEFAULT_MIN_COUNT,
     DEFAULT_REGRESSION_THRESHOLD,
     DEFAULT_SPIKE_THRESHOLD,
     DEFAULT_TAIL_THRESHOLD,
 )
-from kronicler.errors import shorten
 from kronicler.query.filters import RESOURCE_PREFIX
 from kronicler.query.grouping import parse_group_by
 from kronicler.query.series import pick_step

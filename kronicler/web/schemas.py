@@ -117,8 +117,9 @@ class CompareOut(BaseModel):
     by: str = Field(description="the group key: resource:KEY, attribute:KEY or service")
     window: WindowOut
     more: bool = Field(description="true when more values exist than are listed")
-    grouped: int = Field(description="calls in the listed values (calls lacking the key are "
-                         "in none)")
+    grouped: int = Field(
+        description="calls in the listed values (calls lacking the key are in none)"
+    )
     rows: list[CompareRow] = Field(description="the most called values, in key order")
 
 

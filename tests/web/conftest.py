@@ -23,6 +23,8 @@ from kronicler.db import Database  # noqa: E402
 from kronicler.server import KroniclerServer, ServerOptions  # noqa: E402
 from kronicler.web import WebServer  # noqa: E402
 from tests.cluster.nodes import spawn_node, split_database, stored  # noqa: E402
+from tests.oracle.truth import Rows  # noqa: E402
+from tests.web import releases  # noqa: E402
 from tests.web.workload import Shop, fill  # noqa: E402
 
 TOKEN = "s3cret-token"
@@ -56,6 +58,27 @@ def server(shop_db: tuple[Database, Shop], now: int) -> Iterator[WebServer]:
 @pytest.fixture(scope="package")
 def token_server(shop_db: tuple[Database, Shop], now: int) -> Iterator[WebServer]:
     with WebServer(shop_db[0], "127.0.0.1", 0, token=TOKEN, clock=lambda: now) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="package")
+def releases_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two releases of a checkout service, written by the stock OTel SDK (``releases.py``)."""
+    out = tmp_path_factory.mktemp("releases") / "db"
+    releases.write_releases(out, releases.BASE)
+    return out
+
+
+@pytest.fixture(scope="package")
+def releases_truth(releases_path: Path) -> Rows:
+    """Every stored row of the releases, read back by an exact scan: what brute force uses."""
+    return stored(releases_path)
+
+
+@pytest.fixture(scope="package")
+def releases_web(releases_path: Path) -> Iterator[WebServer]:
+    db = Database.open(releases_path, readonly=True)
+    with db, WebServer(db, "127.0.0.1", 0, clock=lambda: releases.NOW) as srv:
         yield srv
 
 

@@ -13,13 +13,22 @@ import re
 import urllib.parse
 from typing import Any
 
-from selenium.webdriver.common.keys import Keys
+import pytest
 
 from kronicler.web import WebServer
 from tests.oracle.truth import QUANTILE_TOLERANCE, Query, Rows, expected_slowest, expected_stats
 from tests.web.releases import BY_RELEASE, PAY
-from tests.web.test_browser import By, browser, loads, open_page, screenshot, wait_for  # noqa: F401
-from tests.web.test_compare import releases_db, releases_path, releases_web, truth  # noqa: F401
+from tests.web.test_browser import (
+    By,
+    browser,  # noqa: F401 - a fixture
+    loads,
+    open_page,
+    screenshot,
+    wait_for,
+    webdriver,
+)
+
+Keys = webdriver.Keys  # imported through test_browser, which skips when selenium is missing
 
 ONE_ONE = "resource:service.version=1.1"
 QUIET = re.compile(r"^(service\.name|telemetry\.sdk\..*)$")
@@ -31,6 +40,13 @@ REQUESTS = """return performance.getEntriesByType('resource').map(e => e.name)
 
 def page(web: WebServer, **params: str) -> str:
     return f"{web.url}?{urllib.parse.urlencode({'refresh': '300', **params})}"
+
+
+@pytest.fixture
+def pay_view(browser: Any, releases_web: WebServer) -> Any:  # noqa: F811 - the imported fixture
+    """The browser on the function view of ``checkout.pay``, every call shown."""
+    open_page(browser, page(releases_web, fn=PAY))
+    return browser
 
 
 def card(driver: Any, label: str) -> str:
@@ -65,14 +81,10 @@ def api_requests_since(driver: Any, start: int) -> list[tuple[str, dict[str, lis
     return out
 
 
-def test_slowest_calls_show_each_calls_resource(
-    browser: Any,  # noqa: F811 - the imported fixtures
-    releases_web: WebServer,  # noqa: F811
-    truth: Rows,  # noqa: F811
-) -> None:
-    open_page(browser, page(releases_web, fn=PAY))
-    want = {c["trace_id"]: c for c in expected_slowest(truth, Query((PAY,)), 20)}
-    rows = browser.find_elements(By.CSS_SELECTOR, "#slowest tbody tr")
+def test_slowest_calls_show_each_calls_resource(pay_view: Any, releases_truth: Rows) -> None:
+    driver = pay_view
+    want = {c["trace_id"]: c for c in expected_slowest(releases_truth, Query((PAY,)), 20)}
+    rows = driver.find_elements(By.CSS_SELECTOR, "#slowest tbody tr")
     assert [r.find_element(By.CSS_SELECTOR, "td.trace-id").text for r in rows] == list(want)
     for row in rows:
         call = want[row.find_element(By.CSS_SELECTOR, "td.trace-id").text]
@@ -86,64 +98,61 @@ def test_slowest_calls_show_each_calls_resource(
         }
         spans = row.find_elements(By.CSS_SELECTOR, "td.attrs .attr:not(.resource)")
         assert [c.text for c in spans] == [f"http.route={call['attributes']['http.route']}"]
-    assert any("service.version=1.1" in c.text
-               for c in browser.find_elements(By.CSS_SELECTOR, "#slowest .attr.resource"))  # fmt: skip
+    shown = driver.find_elements(By.CSS_SELECTOR, "#slowest .attr.resource")
+    assert any(c.text == "service.version=1.1" for c in shown)
 
 
 def test_a_typed_resource_filter_narrows_every_panel_to_one_release(
-    browser: Any,  # noqa: F811
-    releases_web: WebServer,  # noqa: F811
-    truth: Rows,  # noqa: F811
+    pay_view: Any, releases_truth: Rows
 ) -> None:
-    open_page(browser, page(releases_web, fn=PAY))
-    seen = len(browser.execute_script(REQUESTS))
-    box = browser.find_element(By.ID, "attr-input")
-    act(browser, lambda: box.send_keys(ONE_ONE + Keys.ENTER))
-    assert "attr=resource%3Aservice.version%3D1.1" in browser.current_url
-    chip = browser.find_element(By.CSS_SELECTOR, "#attr-chips .chip.resource")
+    driver = pay_view
+    seen = len(driver.execute_script(REQUESTS))
+    box = driver.find_element(By.ID, "attr-input")
+    act(driver, lambda: box.send_keys(ONE_ONE + Keys.ENTER))
+    assert "attr=resource%3Aservice.version%3D1.1" in driver.current_url
+    chip = driver.find_element(By.CSS_SELECTOR, "#attr-chips .chip.resource")
     assert chip.get_attribute("data-condition") == ONE_ONE and box.get_attribute("value") == ""
     # Every request of the view carried the filter: figures and histogram (detail), series.
-    asked = api_requests_since(browser, seen)
+    asked = api_requests_since(driver, seen)
     assert {"detail", "series"} <= {route for route, _ in asked}
     for route, params in asked:
         if route != "explain":  # explain weighs every call; the panel says so
             assert params["attr"] == [ONE_ONE], (route, params)
-    assert "filters do not apply" in browser.find_element(By.ID, "explain").text
+    assert "filters do not apply" in driver.find_element(By.ID, "explain").text
     query = Query((PAY,), resource=(("service.version", "1.1"),))
-    want = expected_stats(truth, query)[PAY]
-    assert want.count < len(truth)
-    assert card(browser, "Calls") == f"{want.count:,}"
-    p99 = duration_ns(card(browser, "p99"))
+    want = expected_stats(releases_truth, query)[PAY]
+    assert want.count < len(releases_truth)
+    assert card(driver, "Calls") == f"{want.count:,}"
+    p99 = duration_ns(card(driver, "p99"))
     assert abs(p99 - want.quantile(0.99)) <= (QUANTILE_TOLERANCE + 0.005) * want.quantile(0.99)
-    assert abs(duration_ns(card(browser, "Max")) - want.max) <= 0.005 * want.max  # 3 digits
-    assert slowest_traces(browser) == [c["trace_id"] for c in expected_slowest(truth, query, 20)]
-    releases = {c.text for c in browser.find_elements(By.CSS_SELECTOR, "#slowest .attr.resource")
+    assert abs(duration_ns(card(driver, "Max")) - want.max) <= 0.005 * want.max  # 3 digits
+    assert slowest_traces(driver) == [
+        c["trace_id"] for c in expected_slowest(releases_truth, query, 20)
+    ]
+    releases = {c.text for c in driver.find_elements(By.CSS_SELECTOR, "#slowest .attr.resource")
                 if c.text.startswith("service.version=")}  # fmt: skip
     assert releases == {"service.version=1.1"}
-    screenshot(browser, "filtered")
+    screenshot(driver, "filtered")
     # The list view keeps the filter: each function's calls of release 1.1 only.
-    act(browser, lambda: browser.find_element(By.ID, "back").click())
+    act(driver, lambda: driver.find_element(By.ID, "back").click())
+    listed = driver.find_elements(By.CSS_SELECTOR, "#functions tbody tr[data-function]")
     counts = {r.get_attribute("data-function"): r.find_elements(By.TAG_NAME, "td")[2].text
-              for r in browser.find_elements(By.CSS_SELECTOR, "#functions tbody tr[data-function]")}  # fmt: skip
-    everywhere = expected_stats(truth, Query(resource=query.resource))
+              for r in listed}  # fmt: skip
+    everywhere = expected_stats(releases_truth, Query(resource=query.resource))
     assert counts == {name: f"{w.count:,}" for name, w in everywhere.items()}
     # Removing the chip brings every call back.
-    act(browser, lambda: browser.find_element(By.CSS_SELECTOR, "#attr-chips .chip-remove").click())
-    assert "attr=" not in browser.current_url
-    assert browser.find_element(By.ID, "filters").is_displayed() is False
+    act(driver, lambda: driver.find_element(By.CSS_SELECTOR, "#attr-chips .chip-remove").click())
+    assert "attr=" not in driver.current_url
+    assert driver.find_element(By.ID, "filters").is_displayed() is False
 
 
-def test_compare_by_release_lists_both_side_by_side(
-    browser: Any,  # noqa: F811
-    releases_web: WebServer,  # noqa: F811
-    truth: Rows,  # noqa: F811
-) -> None:
-    open_page(browser, page(releases_web, fn=PAY))
-    offer = browser.find_element(By.CSS_SELECTOR, f"#compare-body button[data-by='{BY_RELEASE}']")
-    act(browser, offer.click)
-    assert "by=resource%3Aservice.version" in browser.current_url
-    want = expected_stats(truth, Query((PAY,)), BY_RELEASE)
-    rows = browser.find_elements(By.CSS_SELECTOR, "#compare-body tbody tr")
+def test_compare_by_release_lists_both_side_by_side(pay_view: Any, releases_truth: Rows) -> None:
+    driver = pay_view
+    offer = driver.find_element(By.CSS_SELECTOR, f"#compare-body button[data-by='{BY_RELEASE}']")
+    act(driver, offer.click)
+    assert "by=resource%3Aservice.version" in driver.current_url
+    want = expected_stats(releases_truth, Query((PAY,)), BY_RELEASE)
+    rows = driver.find_elements(By.CSS_SELECTOR, "#compare-body tbody tr")
     assert [r.get_attribute("data-value") for r in rows] == ["1.0", "1.1"] == sorted(want)
     for row in rows:
         w = want[row.get_attribute("data-value")]
@@ -154,28 +163,28 @@ def test_compare_by_release_lists_both_side_by_side(
         assert cells[9].get_attribute("title") == f"{int(w.max):,} ns"
     # 1.1 is the slow release: its p99 over 1.0's is marked.
     assert "over" in rows[1].find_elements(By.TAG_NAME, "td")[8].get_attribute("class")
-    batch = expected_stats(truth, Query((PAY,)), "resource:host.name")["batch-1"].count
-    total = expected_stats(truth, Query((PAY,)))[PAY].count
-    note = browser.find_element(By.CSS_SELECTOR, "#compare-body .compare-note").text
+    batch = expected_stats(releases_truth, Query((PAY,)), "resource:host.name")["batch-1"].count
+    total = expected_stats(releases_truth, Query((PAY,)))[PAY].count
+    note = driver.find_element(By.CSS_SELECTOR, "#compare-body .compare-note").text
     assert f"{batch:,} of {total:,} calls carry no {BY_RELEASE}" in note
-    screenshot(browser, "compare")
+    screenshot(driver, "compare")
     # "only this" on release 1.1 narrows the whole view to it, the compare table included.
-    act(browser, rows[1].find_element(By.CSS_SELECTOR, "button[data-filter]").click)
-    assert "attr=resource%3Aservice.version%3D1.1" in browser.current_url
-    assert card(browser, "Calls") == f"{want['1.1'].count:,}"
-    rows = browser.find_elements(By.CSS_SELECTOR, "#compare-body tbody tr")
+    act(driver, rows[1].find_element(By.CSS_SELECTOR, "button[data-filter]").click)
+    assert "attr=resource%3Aservice.version%3D1.1" in driver.current_url
+    assert card(driver, "Calls") == f"{want['1.1'].count:,}"
+    rows = driver.find_elements(By.CSS_SELECTOR, "#compare-body tbody tr")
     assert [r.get_attribute("data-value") for r in rows] == ["1.1"]
-    browser.refresh()  # the compare key and the filter are in the URL
-    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#compare-body tbody tr"))
-    assert browser.find_element(By.ID, "compare-input").get_attribute("value") == BY_RELEASE
+    driver.refresh()  # the compare key and the filter are in the URL
+    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#compare-body tbody tr"))
+    assert driver.find_element(By.ID, "compare-input").get_attribute("value") == BY_RELEASE
 
 
 def test_bad_filter_and_compare_text_get_a_clear_message_not_a_broken_page(
-    browser: Any,  # noqa: F811
-    releases_web: WebServer,  # noqa: F811
-    truth: Rows,  # noqa: F811
+    browser: Any,  # noqa: F811 - the imported fixture
+    releases_web: WebServer,
+    releases_truth: Rows,
 ) -> None:
-    total = f"{expected_stats(truth, Query((PAY,)))[PAY].count:,}"
+    total = f"{expected_stats(releases_truth, Query((PAY,)))[PAY].count:,}"
     open_page(browser, page(releases_web, fn=PAY))
     before = loads(browser)
     browser.find_element(By.ID, "attr-input").send_keys("release 1.1" + Keys.ENTER)

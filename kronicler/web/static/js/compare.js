@@ -7,7 +7,8 @@ import { el } from './detail.js';
 import { conditionFor } from './filters.js';
 import { fmtCount, fmtDur, fmtPct, fmtRatio } from './format.js';
 
-const HEADERS = ['Value', 'Calls', 'Share', 'Errors', 'Mean', 'p50', 'p90', 'p99', 'p99 ×', 'Max', ''];
+const HEADERS = ['Value', 'Calls', 'Share', 'Errors', 'Mean', 'p50', 'p90', 'p99', 'p99 ×', 'Max',
+  ''];
 
 function num(text, className = 'num') {
   return el('td', className, text);

@@ -69,7 +69,9 @@ export function renderChips(box, conditions) {
 export function offerValues(datalist, calls, extra = []) {
   const seen = new Set(extra);
   for (const c of calls) {
-    for (const [k, v] of Object.entries(c.resource || {})) seen.add(`${RESOURCE}${k}=${valueText(v)}`);
+    for (const [k, v] of Object.entries(c.resource || {})) {
+      seen.add(`${RESOURCE}${k}=${valueText(v)}`);
+    }
     for (const [k, v] of Object.entries(c.attributes || {})) seen.add(`${k}=${valueText(v)}`);
   }
   datalist.textContent = '';
