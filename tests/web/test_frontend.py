@@ -64,6 +64,9 @@ QUESTIONS: list[tuple[str, dict[str, Any]]] = [
     ("slowest", {"range": "all", "k": 25}),
     ("slowest", {"range": "all", "function": "shop.charge_card", "service": "shop"}),
     ("anomalies", {"range": "all", "exemplars": 3}),
+    ("compare", {"range": "all", "function": "shop.handle_request", "by": "attribute:http.route"}),
+    ("compare", {"range": "24h", "function": "shop.charge_card", "by": "service"}),
+    ("compare", {"range": "all", "function": "shop.load_user", "by": "resource:host.name"}),
     ("anomalies", {"range": "24h", "min_count": 10, "tail_threshold": 2.0}),
     ("functions", {"range": "all", "function": "no.such.function"}),  # 404 from both
     ("detail", {"range": "lots", "function": "shop.load_user"}),  # 400 from both
