@@ -210,3 +210,7 @@ def test_bad_filter_and_compare_text_get_a_clear_message_not_a_broken_page(
     body = browser.find_element(By.ID, "compare-body").text
     assert "Could not compare: unknown group key 'version'" in body
     assert card(browser, "Calls") == total and len(slowest_traces(browser)) == 20
+    # A good condition no call meets: an empty table that names it, not a blank one.
+    open_page(browser, page(releases_web, attr="resource:service.version=9.9"))
+    text = browser.find_element(By.ID, "functions").text
+    assert "No calls in the last hour where resource:service.version=9.9" in text

@@ -126,6 +126,9 @@ function emptyMessage() {
     span.textContent = `No function matches “${state.q}”.`;
   } else if (!table.data_range) {
     span.textContent = 'No calls stored yet: mark functions with @kronicler.capture and run your app.';
+  } else if (state.attr.length) {
+    span.textContent = `No calls in the ${describeWindow(table.window)} where `
+      + `${state.attr.join(' and ')}. Remove a filter above to widen the view.`;
   } else {
     const r = table.data_range;
     span.textContent = `No calls in the ${describeWindow(table.window)}. Stored calls run from `
