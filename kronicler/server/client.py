@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from kronicler import budget
 from kronicler._config import DEFAULT_ADDRESS, DEFAULT_MAX_SEND_BYTES
 from kronicler.errors import NotFoundError, shorten
 from kronicler.proto.v1 import query_pb2 as pb
@@ -130,11 +131,12 @@ class Client:
 
     def _call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
         self._local.missing = ()
+        timeout = self.timeout if timeout is None else timeout
+        left = budget.remaining()  # the caller's own budget (a dashboard request's), if any
+        if left is not None:
+            timeout = left if timeout is None else min(timeout, left)
         try:
-            reply, call = method.with_call(
-                request, timeout=self.timeout if timeout is None else timeout,
-                metadata=self._metadata,
-            )  # fmt: skip
+            reply, call = method.with_call(request, timeout=timeout, metadata=self._metadata)
             self._local.missing = tuple(
                 str(v) for k, v in call.trailing_metadata() or () if k == MISSING_PEER_KEY
             )

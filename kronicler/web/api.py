@@ -70,14 +70,15 @@ class Context:
     catalogue: Catalogue
     clock: Callable[[], int]
     token: str | None
+    timeout: float | None = None  # seconds each request may spend on its questions
 
 
 def context(request: Request) -> Context:
     """The app's context with its backend seen through this request's :class:`PeerTracker`
     (FastAPI calls this once per request and hands the same object to every dependency)."""
     ctx: Context = request.app.state.kronicler
-    tracker = PeerTracker(ctx.backend, request_missing(request.scope))
-    return Context(tracker, ctx.catalogue, ctx.clock, ctx.token)
+    tracker = PeerTracker(ctx.backend, request_missing(request.scope), ctx.timeout)
+    return Context(tracker, ctx.catalogue, ctx.clock, ctx.token, ctx.timeout)
 
 
 def require_token(

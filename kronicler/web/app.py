@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     from kronicler.query.backend import QueryBackend
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+#: Seconds one HTTP request's questions may take in all before it is answered 504.
+DEFAULT_REQUEST_TIMEOUT = 30.0
 _HEADERS = {
     "content-security-policy": (
         "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -159,20 +161,28 @@ def create_app(
     token: str | None = None,
     clock: Callable[[], int] = time.time_ns,
     allowed_hosts: Sequence[str] | None = None,
+    request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
 ) -> FastAPI:
     """The dashboard over an open database or any :class:`QueryBackend` (a gRPC client, a
     cluster frontend); ``token`` (if set) guards the data routes.
 
     ``clock`` gives "now" in Unix epoch ns for the presets (a parameter so tests can pin it).
     ``allowed_hosts``: when set, only requests whose ``Host`` is a loopback name or one of these
-    are answered (:class:`HostGuard`); ``None`` answers any host. The caller keeps ownership of
-    ``source`` and closes it after the server stops.
+    are answered (:class:`HostGuard`); ``None`` answers any host. ``request_timeout``: seconds a
+    request's questions may take in all (None: no limit); past it the query stops and the answer
+    is 504. The caller keeps ownership of ``source`` and closes it after the server stops.
 
     A question the backend cannot answer (an older server without that RPC, a remote server's
     refusal) is answered 501, 502, 503 or 504 with the backend's message, never a bare 500.
     """
     if token is not None and (not isinstance(token, str) or not token):
         raise ValueError(f"token must be None or non-empty text, got {token!r}")
+    if request_timeout is not None and (
+        isinstance(request_timeout, bool)
+        or not isinstance(request_timeout, (int, float))
+        or not 0 < request_timeout < float("inf")
+    ):
+        raise ValueError(f"request_timeout must be None or seconds > 0, got {request_timeout!r}")
     app = FastAPI(
         title="Kronicler dashboard API",
         version=__version__,
@@ -183,9 +193,11 @@ def create_app(
         openapi_url="/api/openapi.json",
     )
     if isinstance(source, Database):
-        app.state.kronicler = api.Context(Local(source), Catalogue(source), clock, token)
+        app.state.kronicler = api.Context(
+            Local(source), Catalogue(source), clock, token, request_timeout
+        )
     else:
-        app.state.kronicler = api.Context(source, Catalogue(None), clock, token)
+        app.state.kronicler = api.Context(source, Catalogue(None), clock, token, request_timeout)
     app.include_router(api.router)
     app.include_router(api.data)
 

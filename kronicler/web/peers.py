@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.types import Scope as ASGIScope
 
+from kronicler import budget
 from kronicler.errors import LimitExceededError
 
 if TYPE_CHECKING:
@@ -60,15 +61,26 @@ def request_missing(scope: ASGIScope) -> list[str]:
 
 class PeerTracker:
     """A :class:`QueryBackend` for one request: asks ``backend`` and adds each answer's missing
-    peers to ``missing`` (one entry per peer, its first reason)."""
+    peers to ``missing`` (one entry per peer, its first reason).
 
-    def __init__(self, backend: QueryBackend, missing: list[str]) -> None:
+    ``seconds`` is the request's time budget (None: none), shared by all its questions: each
+    runs under :func:`kronicler.budget.deadline` with what is left, so a local query's loops stop
+    when it is spent and a remote one is sent with that much time (a page request answers 504,
+    and its worker thread is free again, at most one scan step after the budget ran out).
+    """
+
+    def __init__(
+        self, backend: QueryBackend, missing: list[str], seconds: float | None = None
+    ) -> None:
         self._backend = backend
         self._missing = missing
+        self._ends = None if seconds is None else time.monotonic() + seconds
 
     def _ask(self, question: Callable[[], T]) -> T:
+        left = None if self._ends is None else self._ends - time.monotonic()
         try:
-            return question()
+            with budget.deadline(left):
+                return question()
         finally:  # a failed question names its missing peers too
             known = {_peer(m) for m in self._missing}
             for m in self._backend.missing_peers():
