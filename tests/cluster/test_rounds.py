@@ -17,6 +17,7 @@ round reads no calls again.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,6 +157,27 @@ def test_series_and_anomalies_rounds_see_one_snapshot(nodes: Nodes, question: st
         assert front.missing_peers() == ()
     want = ask(Local(nodes.before))
     assert got and same(plain(got), plain(want), 1e-9)
+    assert all(len(held_views(db)) == 0 for db in nodes.dbs)  # the last round released them
+
+
+def _released(nodes: Nodes) -> bool:
+    """Whether every node released its views (polled: the release is not waited for)."""
+    for _ in range(1000):
+        if all(len(held_views(db)) == 0 for db in nodes.dbs):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_a_question_ending_before_its_last_round_releases_the_views(nodes: Nodes) -> None:
+    with Frontend(nodes.peers, timeout=30) as front:
+        # no call in the range: explain ends after its first round
+        got = front.explain("api.get", since=BASE - 10_000, until=BASE - 1)
+        assert got.count == 0
+        assert _released(nodes)
+        with pytest.raises(ValueError):  # refused by the nodes in the second round
+            front.series(step=1)
+        assert _released(nodes)
 
 
 def test_a_node_that_lost_the_view_is_named_missing(nodes: Nodes) -> None:
