@@ -333,6 +333,9 @@ def main() -> None:
                     help="GetStats groupings to time (default: function,service)")  # fmt: skip
     ap.add_argument("--explain", metavar="FUNCTION", nargs="?", const=FUNCTIONS[1],
                     help="also time Explain of FUNCTION (default: the most called one)")  # fmt: skip
+    ap.add_argument("--explain-calls", type=int, metavar="N",
+                    help="time only Explain, over N calls of bench_explain.py's workload "
+                         "(attributes, children, releases) instead of GetStats")  # fmt: skip
     ap.add_argument("--senders", type=int, default=2, metavar="N",
                     help="client threads sending to each node (default 2)")  # fmt: skip
     ap.add_argument("--ingest-client", help=argparse.SUPPRESS)
@@ -344,43 +347,70 @@ def main() -> None:
         ingest_client(opts.ingest_client.split(","), opts.seconds, threads=opts.senders)
         return
     with tempfile.TemporaryDirectory(prefix="kronicler-cluster-") as tmp:
-        if opts.repeat:
+        if opts.repeat and opts.explain_calls:
+            bench_explain_data(opts, Path(tmp))
+        elif opts.repeat:
             bench_round_trips(opts, Path(tmp))
         if opts.ingest_seconds:
             counts = [int(c) for c in opts.ingest_nodes.split(",")]
             bench_ingest(Path(tmp), opts.ingest_seconds, counts, opts.ingest_workers, opts.senders)
 
 
-def bench_round_trips(opts: argparse.Namespace, tmp: Path) -> None:
-    where = Path(tmp) if opts.data is None else opts.data / f"{opts.spans}"
+def prepared(where: Path, what: str, write: Any) -> tuple[Path, list[Path]]:
+    """The single node's and the nodes' databases in ``where``, written by ``write(single,
+    nodes)`` unless a complete earlier run left them."""
     single = where / "single"
     nodes = [where / f"node{i}" for i in range(NODES)]
     if (where / "complete").exists():
-        print(f"reusing {opts.spans:,} rows in {where}")
+        print(f"reusing {what} in {where}")
     else:
         if where.exists():  # an interrupted run's rows: populating again would add to them
             shutil.rmtree(where)
-        took = populate(single, nodes, opts.spans)
+        t = time.perf_counter()
+        write(single, nodes)
         (where / "complete").touch()
-        print(f"wrote {opts.spans:,} rows whole and split over {NODES} nodes in {took:.1f} s")
-    procs = []
+        print(f"wrote {what} whole and split over {NODES} nodes in {time.perf_counter() - t:.1f} s")
+    return single, nodes
+
+
+def served(
+    single: Path, nodes: list[Path], baseline: Path | None, procs: list[subprocess.Popen[str]]
+) -> tuple[list[str], list[str]]:
+    """The single node, the nodes and the frontend(s) served (appended to ``procs``); their
+    addresses to time, and the columns' names."""
+    p, single_addr = serve(["--path", str(single)])
+    procs.append(p)
+    peers = []
+    for path in nodes:
+        p, addr = serve(["--path", str(path)])
+        procs.append(p)
+        peers.append(addr)
+    p, front_addr = serve(["--peers", ",".join(peers)])
+    procs.append(p)
+    addresses = [single_addr, front_addr]
+    columns = ["single", "frontend"]
+    if baseline is not None:
+        p, base_addr = serve(["--peers", ",".join(peers)], baseline.resolve())
+        procs.append(p)
+        addresses.append(base_addr)
+        columns.append("baseline frontend")
+    return addresses, columns
+
+
+def report(label: str, figures: list[tuple[float, float, int]], note: str = "") -> None:
+    s50 = figures[0][0]
+    print(f"{label:<20}"
+          + "".join(f"{p50:>20.1f}ms{p99:>7.1f}ms" for p50, p99, _ in figures)
+          + "".join(f"{p50 / s50:>23.2f}x" for p50, _, _ in figures[1:]) + note)  # fmt: skip
+
+
+def bench_round_trips(opts: argparse.Namespace, tmp: Path) -> None:
+    where = Path(tmp) if opts.data is None else opts.data / f"{opts.spans}"
+    single, nodes = prepared(where, f"{opts.spans:,} rows",
+                             lambda one, parts: populate(one, parts, opts.spans))  # fmt: skip
+    procs: list[subprocess.Popen[str]] = []
     try:
-        p, single_addr = serve(["--path", str(single)])
-        procs.append(p)
-        peers = []
-        for path in nodes:
-            p, addr = serve(["--path", str(path)])
-            procs.append(p)
-            peers.append(addr)
-        p, front_addr = serve(["--peers", ",".join(peers)])
-        procs.append(p)
-        addresses = [single_addr, front_addr]
-        columns = ["single", "frontend"]
-        if opts.baseline is not None:
-            p, base_addr = serve(["--peers", ",".join(peers)], opts.baseline.resolve())
-            procs.append(p)
-            addresses.append(base_addr)
-            columns.append("baseline frontend")
+        addresses, columns = served(single, nodes, opts.baseline, procs)
         print(f"{'GetStats':<20}" + "".join(f"{c + ' p50':>22}{'p99':>9}" for c in columns)
               + "".join(f"{'ratio ' + c:>24}" for c in columns[1:]))  # fmt: skip
         for group_by in opts.by.split(","):
@@ -388,20 +418,42 @@ def bench_round_trips(opts: argparse.Namespace, tmp: Path) -> None:
             repeat = opts.repeat if group_by == "function" else max(3, opts.repeat // 10)
             figures = round_trips(addresses, group_by, repeat)
             assert all(rows == opts.spans for _, _, rows in figures), figures
-            s50 = figures[0][0]
-            print(f"{'by ' + group_by:<20}"
-                  + "".join(f"{p50:>20.1f}ms{p99:>7.1f}ms" for p50, p99, _ in figures)
-                  + "".join(f"{p50 / s50:>23.2f}x" for p50, _, _ in figures[1:]))  # fmt: skip
+            report(f"by {group_by}", figures)
         if opts.explain:
-            fn = opts.explain
-            figures = timed(addresses, lambda c: c.explain(fn).count,
-                            max(5, opts.repeat // 4))  # fmt: skip
-            assert len({calls for _, _, calls in figures}) == 1, figures  # the same calls
-            s50 = figures[0][0]
-            print(f"{'Explain ' + fn:<20}"
-                  + "".join(f"{p50:>20.1f}ms{p99:>7.1f}ms" for p50, p99, _ in figures)
-                  + "".join(f"{p50 / s50:>23.2f}x" for p50, _, _ in figures[1:])
-                  + f"   ({figures[0][2]:,} calls)")  # fmt: skip
+            time_explain(addresses, opts.explain, max(5, opts.repeat // 4))
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(30)
+
+
+def time_explain(addresses: list[str], fn: str, repeat: int) -> None:
+    figures = timed(addresses, lambda c: c.explain(fn).count, repeat)
+    assert len({calls for _, _, calls in figures}) == 1, figures  # the same calls everywhere
+    report(f"Explain {fn}", figures, f"   ({figures[0][2]:,} calls)")
+
+
+def bench_explain_data(opts: argparse.Namespace, tmp: Path) -> None:
+    """Explain of bench/bench_explain.py's function (attributes, children, releases) over
+    ``--explain-calls`` calls: a third on each node (its own seed), all on the single node."""
+    from bench.bench_explain import build
+
+    n = opts.explain_calls
+    where = Path(tmp) if opts.data is None else opts.data / f"explain-{n}"
+
+    def write(one: Path, parts: list[Path]) -> None:
+        for i, path in enumerate(parts):
+            build(path, n // NODES, False, seed=5 + i)
+            build(one, n // NODES, False, seed=5 + i)
+
+    single, nodes = prepared(where, f"{n // NODES * NODES:,} calls of bench_explain", write)
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        addresses, columns = served(single, nodes, opts.baseline, procs)
+        print(f"{'Explain':<20}" + "".join(f"{c + ' p50':>22}{'p99':>9}" for c in columns)
+              + "".join(f"{'ratio ' + c:>24}" for c in columns[1:]))  # fmt: skip
+        time_explain(addresses, "api.handle", max(5, opts.repeat // 4))
     finally:
         for p in procs:
             p.terminate()
