@@ -76,6 +76,7 @@ from bench.bench_server import (  # noqa: E402
     BASE_NS,
     FUNCTIONS,
     SERVICES,
+    SPANS_PER_REQUEST,
     cpu_seconds,
     encoded_requests,
     raw_export_stub,
@@ -169,14 +170,17 @@ def timed(addresses: list[str], ask: Any, repeat: int) -> list[tuple[float, floa
 
 
 def sharded_requests(nodes: int, requests: int) -> list[list[bytes]]:
-    """Per node, OTLP requests holding the spans whose trace id hashes to it (the Collector's
-    ``loadbalancing`` exporter with ``routing_key: traceID`` re-batches so, per backend)."""
+    """Per node, ``requests`` OTLP requests of about SPANS_PER_REQUEST spans, each holding spans
+    whose trace id hashes to that node: the Collector's ``loadbalancing`` exporter (``routing_key:
+    traceID``) routes so, and a batch processor per backend fills requests again, so a node of
+    several gets requests of the size one node alone gets (the work per span is then the same)."""
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
 
     out: list[list[bytes]] = [[] for _ in range(nodes)]
-    for data in encoded_requests(requests, seed=1):
+    parts = [otlp.ExportTraceServiceRequest() for _ in range(nodes)]
+    filled = [0] * nodes
+    for data in encoded_requests(requests * nodes + 1, seed=1):
         req = otlp.ExportTraceServiceRequest.FromString(data)
-        parts = [otlp.ExportTraceServiceRequest() for _ in range(nodes)]
         for rs in req.resource_spans:
             for ss in rs.scope_spans:
                 for span in ss.spans:
@@ -186,8 +190,12 @@ def sharded_requests(nodes: int, requests: int) -> list[list[bytes]]:
                         dest.add().resource.CopyFrom(rs.resource)
                         dest[0].scope_spans.add()
                     dest[0].scope_spans[0].spans.append(span)
-        for node, part in enumerate(parts):
-            out[node].append(part.SerializeToString())
+                    filled[node] += 1
+                    if filled[node] == SPANS_PER_REQUEST:
+                        if len(out[node]) < requests:
+                            out[node].append(parts[node].SerializeToString())
+                        parts[node], filled[node] = otlp.ExportTraceServiceRequest(), 0
+    assert all(len(o) == requests for o in out), [len(o) for o in out]
     return out
 
 
