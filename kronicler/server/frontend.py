@@ -33,6 +33,12 @@ Trade-off: questions whose range comes from the data (series, anomalies without 
 more round trip (the merged time range first), and exact quantiles ship the selected rows
 (refused beyond :data:`~kronicler.query.partials.MAX_PARTIAL_ROWS` per node). Explain takes up
 to four rounds (bounds, threshold, counts, the ranked findings' details).
+
+Rounds of one question read one snapshot per node: the frontend names such a question
+(``QuestionView``) and each node answers all its rounds from the view it took in the first
+(:mod:`kronicler.server.held_views`), so while data arrives the rounds still agree. A peer
+missing from one round is not asked the next; the view is released by the last round, or by a
+release sent without waiting when the question ends before it.
 """
 
 from __future__ import annotations

@@ -45,9 +45,9 @@ if TYPE_CHECKING:
 MAX_HELD = 64
 #: Longest a view is held after a round, whatever the frontend asks.
 MAX_HOLD_S = 120.0
-#: Rows kept in memos over all the questions held on one database (explain's calls: ~100-200
-#: bytes a row with their attributes and children).
-MAX_MEMO_ROWS = 2_000_000
+#: Rows kept in memos over all the questions held on one database: explain's calls take ~230
+#: bytes each with their attributes and children (bench_explain's workload), so ~230 MB at most.
+MAX_MEMO_ROWS = 1_000_000
 
 
 @dataclass
