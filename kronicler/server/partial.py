@@ -64,8 +64,9 @@ def answer(db: ReadAPI, request: pb.PartialRequest) -> pb.PartialResponse:
         # ends here on this node (the frontend names it missing) and the next one asks afresh.
         table.release(held.question_id)
         raise
-    if request.view.last_round:
-        table.release(held.question_id)
+    finally:
+        if request.view.last_round:  # answered or failed, the question ends here
+            table.release(held.question_id)
     out.held_view = True
     return out
 

@@ -119,3 +119,27 @@ def test_memos_are_bounded_and_freed_with_the_view(db: Database) -> None:
     assert table.memo_put(b, "j", 60, "more")  # a's rows were freed with its view
     assert not table.memo_put(a, "k", 1, "late")  # a released question keeps nothing
     table.close()
+
+
+def test_a_nodes_partial_answers_from_the_held_view(db: Database) -> None:
+    from kronicler.query.partials import PARTIAL_VERSION
+    from kronicler.server import partial
+    from kronicler.server.held_views import held_views
+
+    def ask(view: pb.QuestionView | None, **question: object) -> pb.PartialResponse:
+        req = pb.PartialRequest(version=PARTIAL_VERSION, **question)  # type: ignore[arg-type]
+        if view is not None:
+            req.view.CopyFrom(view)
+        return partial.answer(db, req)
+
+    stats = pb.GetStatsRequest(group_by="function")
+    assert not ask(None, stats=stats).held_view  # no question named: a fresh snapshot
+    first = ask(_q(b"a", first=True), time_range=pb.TimeRangeQuestion())
+    assert first.held_view and len(held_views(db)) == 1
+    _append(db, 50, 1000)
+    later = ask(_q(b"a"), time_range=pb.TimeRangeQuestion())
+    assert later.last_start_unix_nano == first.last_start_unix_nano == BASE + 99
+    assert ask(None, time_range=pb.TimeRangeQuestion()).last_start_unix_nano == BASE + 1049
+    with pytest.raises(ValueError):  # a refused last round still ends the question
+        ask(_q(b"a", last=True), series=pb.GetSeriesRequest(step_ns=0))
+    assert len(held_views(db)) == 0
