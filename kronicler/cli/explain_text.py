@@ -33,7 +33,12 @@ def _example(calls: tuple[Call, ...]) -> str:
 def explain_text(e: Explanation) -> str:
     if e.count == 0:
         return f"{e.function}: no calls in this range"
-    how = f" (the {quantile_label(e.quantile)})" if e.quantile is not None else ""
+    how = ""
+    if e.quantile is not None:
+        label = quantile_label(e.quantile)
+        # A frontend over more calls than it gathers exactly takes the merged summaries' quantile.
+        how = (f" (the {label})" if e.threshold_exact else
+               f" (about the {label}: the quantile of the nodes' merged summaries, within 1%)")  # fmt: skip
     base = e.count - e.slow_count
     lines = [
         f"{e.function}: {e.slow_count:,} of {e.count:,} calls slower than "

@@ -33,15 +33,24 @@ Trade-off: questions whose range comes from the data (series, anomalies without 
 more round trip (the merged time range first), and exact quantiles ship the selected rows
 (refused beyond :data:`~kronicler.query.partials.MAX_PARTIAL_ROWS` per node). Explain takes up
 to four rounds (bounds, threshold, counts, the ranked findings' details).
+
+Rounds of one question read one snapshot per node: the frontend names such a question
+(``QuestionView``) and each node answers all its rounds from the view it took in the first
+(:mod:`kronicler.server.held_views`), so while data arrives the rounds still agree. A peer
+missing from one round is not asked the next; the view is released by the last round, or by a
+release sent without waiting when the question ends before it.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -167,7 +176,9 @@ class Frontend:
                       client_cert=client_cert, client_key=client_key, timeout=timeout)
             for p in self.peers
         }  # fmt: skip
-        self._local = threading.local()  # per calling thread: peers missing from its question
+        self._local = threading.local()  # per calling thread: its question (missing peers...)
+        self._releasing: set[Any] = set()  # release calls in flight (kept until they end)
+        self._releasing_lock = threading.Lock()
 
     # ---- fan-out -----------------------------------------------------------------------------
 
@@ -177,22 +188,70 @@ class Frontend:
 
     def _begin(self) -> None:
         self._local.missing = {}
+        self._local.question = None
 
-    def _ask(self, *requests: pb.PartialRequest) -> list[list[pb.PartialResponse]]:
+    @contextmanager
+    def _rounds(self) -> Iterator[None]:
+        """A question of several rounds: every peer answers them all from the view it took in
+        the first (:mod:`kronicler.server.held_views`), and a peer missing from one round is
+        not asked the next. The view is released by the last round, or when the question ends
+        before it (an empty answer, an error) by a release the frontend does not wait for."""
+        self._begin()
+        question = _Question(os.urandom(16))
+        self._local.question = question
+        try:
+            yield
+        finally:
+            self._local.question = None
+            if question.asked and not question.closed:
+                self._release(question)
+
+    def _release(self, question: _Question) -> None:
+        """Ask the peers that took the question's view to release it, without waiting. The
+        request is a time range (cheap), so a node of an earlier release just answers it."""
+        req = _partial(time_range=pb.TimeRangeQuestion())
+        req.view.CopyFrom(pb.QuestionView(question_id=question.id, last_round=True, hold_ms=1))
+        missing = getattr(self._local, "missing", {})
+        for peer, client in self._clients.items():
+            if peer in missing:
+                continue
+            call = client.partial_future(req, min(self.timeout, _GRACE * 10))
+            with self._releasing_lock:
+                self._releasing.add(call)
+            call.add_done_callback(self._released)
+
+    def _released(self, call: Any) -> None:
+        with self._releasing_lock:
+            self._releasing.discard(call)
+
+    def _ask(
+        self, *requests: pb.PartialRequest, last: bool = False
+    ) -> list[list[pb.PartialResponse]]:
         """Every request to every peer, all at once: the replies of each peer that answered them
-        all. Peers that did not are recorded as missing."""
+        all. Peers that did not are recorded as missing. Within :meth:`_rounds`, the requests
+        name the question (``last``: this round ends it)."""
         remaining = budget.remaining()
         limit = self.timeout
         if remaining is not None:  # leave the caller time to receive the merged answer
             limit = min(limit, remaining - min(_HEADROOM_MAX, _HEADROOM * remaining))
         ends = time.monotonic() + limit
+        missing: dict[str, str] = self._local.__dict__.setdefault("missing", {})
+        question: _Question | None = getattr(self._local, "question", None)
+        clients = self._clients
+        if question is not None:
+            view = pb.QuestionView(question_id=question.id, first_round=not question.asked,
+                                   last_round=last, hold_ms=_hold_ms(limit))  # fmt: skip
+            for r in requests:
+                r.view.CopyFrom(view)
+            question.asked = True
+            question.closed = last
+            clients = {p: c for p, c in clients.items() if p not in missing}
         # Every call is in flight before the first is waited for: gRPC's own threads carry them,
         # so no Python thread is handed a call and the peers answer in parallel.
         calls = {peer: [c.partial_future(r, max(limit, 0.0)) for r in requests]
-                 for peer, c in self._clients.items()}  # fmt: skip
+                 for peer, c in clients.items()}  # fmt: skip
         decoded: dict[int, Cells] = {}  # by id() of the reply; replies outlive the question
         self._local.decoded = decoded
-        missing: dict[str, str] = self._local.__dict__.setdefault("missing", {})
         replies: list[list[pb.PartialResponse]] = []
         refusal: Exception | None = None
         for peer, futures in calls.items():
@@ -238,8 +297,8 @@ class Frontend:
             )
         return replies
 
-    def _replies(self, request: pb.PartialRequest) -> list[pb.PartialResponse]:
-        return [r[0] for r in self._ask(request)]
+    def _replies(self, request: pb.PartialRequest, last: bool = False) -> list[pb.PartialResponse]:
+        return [r[0] for r in self._ask(request, last=last)]
 
     def _cells(self, replies: Sequence[pb.PartialResponse], patterns: Sequence[str]) -> Cells:
         check_unknown(patterns, (r.unknown_functions for r in replies))
@@ -306,23 +365,23 @@ class Frontend:
         quantiles: Sequence[float] = DEFAULT_QUANTILES,
         exact: bool = False,
     ) -> SeriesTable:
-        self._begin()
-        flt, qs = check_series(flt, step, group_by, quantiles)
-        span = self._span() if flt.since is None or flt.until is None else None
-        bounds = series_bounds(span, flt, step)
-        if not isinstance(bounds, tuple):
-            return replace(bounds, group_by=group_by, quantiles=qs, exact=exact)
-        since, until, step = bounds
-        n_buckets = check_buckets(since, until, step)
-        req = pb.GetSeriesRequest(
-            filter=convert.filter_to_proto(flt.with_range(since, until)), step_ns=step,
-            group_by=group_by, quantiles=list(qs), exact=exact,
-        )  # fmt: skip
-        cells = self._cells(self._replies(_partial(series=req)), flt.functions)
-        check_groups(cells)
-        check_points(len(cells.keys), n_buckets, len(qs), MAX_POINTS)
-        rows = cell_stats(cells, qs, every_cell=True)
-        return assemble(cells.keys, rows, (group_by, step, since, until, qs, exact), n_buckets)
+        with self._rounds():
+            flt, qs = check_series(flt, step, group_by, quantiles)
+            span = self._span() if flt.since is None or flt.until is None else None
+            bounds = series_bounds(span, flt, step)
+            if not isinstance(bounds, tuple):
+                return replace(bounds, group_by=group_by, quantiles=qs, exact=exact)
+            since, until, step = bounds
+            n_buckets = check_buckets(since, until, step)
+            req = pb.GetSeriesRequest(
+                filter=convert.filter_to_proto(flt.with_range(since, until)), step_ns=step,
+                group_by=group_by, quantiles=list(qs), exact=exact,
+            )  # fmt: skip
+            cells = self._cells(self._replies(_partial(series=req), last=True), flt.functions)
+            check_groups(cells)
+            check_points(len(cells.keys), n_buckets, len(qs), MAX_POINTS)
+            rows = cell_stats(cells, qs, every_cell=True)
+            return assemble(cells.keys, rows, (group_by, step, since, until, qs, exact), n_buckets)
 
     def histogram(
         self, function: str, flt: Filter | None = None, *, per_decade: int = PER_DECADE,
@@ -359,37 +418,39 @@ class Frontend:
         limit: int = ANOMALY_LIMIT,
         exemplars: int = ANOMALY_EXEMPLARS,
     ) -> list[Anomaly]:
-        self._begin()
-        thresholds = (tail_threshold, spike_threshold, regression_threshold)
-        flt = check_anomalies(flt, min_count, thresholds, recent, limit, exemplars)
-        span = self._span()
-        window = None if span is None else anomaly_window(span, flt, recent)
-        if window is None:
-            return []
-        since, split, until = window
-        ranges = [(split, until), (since, split)] if split > since else [(since, until)]
-        asked = [
-            _partial(stats=pb.GetStatsRequest(
-                filter=convert.filter_to_proto(flt.with_range(lo, hi)), group_by="function"))
-            for lo, hi in ranges
-        ]  # fmt: skip
-        replies = self._ask(*asked)
-        parts = [self._cells([r[i] for r in replies], flt.functions) for i in range(len(ranges))]
-        found = judge(
-            cell_summaries(parts[0]), cell_summaries(parts[1]) if len(parts) > 1 else {},
-            split > since, split, min_count, thresholds, limit,
-        )  # fmt: skip
-        if not exemplars or not found:
-            return found
-        req = _partial(slowest=pb.GetSlowestRequest(
-            filter=convert.filter_to_proto(flt.with_range(since, until)), k=exemplars))  # fmt: skip
-        req.per_function.extend(a.function for a in found)
-        lists = [r.per_function for r in self._replies(req)]
-        return [
-            replace(a, exemplars=tuple(merge_slowest(
-                ([convert.call_from_proto(c) for c in per[i].calls] for per in lists), exemplars)))
-            for i, a in enumerate(found)
-        ]  # fmt: skip
+        with self._rounds():
+            thresholds = (tail_threshold, spike_threshold, regression_threshold)
+            flt = check_anomalies(flt, min_count, thresholds, recent, limit, exemplars)
+            span = self._span()
+            window = None if span is None else anomaly_window(span, flt, recent)
+            if window is None:
+                return []
+            since, split, until = window
+            ranges = [(split, until), (since, split)] if split > since else [(since, until)]
+            asked = [
+                _partial(stats=pb.GetStatsRequest(
+                    filter=convert.filter_to_proto(flt.with_range(lo, hi)), group_by="function"))
+                for lo, hi in ranges
+            ]  # fmt: skip
+            replies = self._ask(*asked)
+            parts = [
+                self._cells([r[i] for r in replies], flt.functions) for i in range(len(ranges))
+            ]
+            found = judge(
+                cell_summaries(parts[0]), cell_summaries(parts[1]) if len(parts) > 1 else {},
+                split > since, split, min_count, thresholds, limit,
+            )  # fmt: skip
+            if not exemplars or not found:
+                return found
+            req = _partial(slowest=pb.GetSlowestRequest(
+                filter=convert.filter_to_proto(flt.with_range(since, until)), k=exemplars))  # fmt: skip
+            req.per_function.extend(a.function for a in found)
+            lists = [r.per_function for r in self._replies(req, last=True)]
+            return [
+                replace(a, exemplars=tuple(merge_slowest(
+                    ([convert.call_from_proto(c) for c in per[i].calls] for per in lists), exemplars)))
+                for i, a in enumerate(found)
+            ]  # fmt: skip
 
     def explain(
         self,
@@ -407,61 +468,67 @@ class Frontend:
         node's counts under that threshold and the frontend's series grid; then the examples
         and release counts of the findings ranked on the merged counts (:func:`finish`).
         """
-        self._begin()
-        threshold = check_explain(function, since, until, slow)
-        f = convert.filter_to_proto(Filter((function,), since=since, until=until))
-        bounds = pb.ExplainQuestion(function=function, bounds=True)
-        if since is not None:
-            bounds.since_unix_nano = since
-        if until is not None:
-            bounds.until_unix_nano = until
-        first = self._ask(
-            _partial(explain=bounds),
-            _partial(stats=pb.GetStatsRequest(filter=f, group_by="function")),
-        )
-        check_unknown([function], (r[0].unknown_functions for r in first))
-        found = [r[0].explain for r in first if r[0].explain.HasField("first_start_unix_nano")]
-        if not found:
-            return empty(function, since, until, threshold.quantile)
-        table = self._cells([r[1] for r in first], [function]).table
-        if not len(table):
-            return empty(function, since, until, threshold.quantile)
-        summary = table.summary(0)
-        first_start = min(b.first_start_unix_nano for b in found)
-        lo = since if since is not None else first_start
-        hi = until if until is not None else max(b.last_start_unix_nano for b in found) + 1
-        exact = True
-        if threshold.quantile is None:
-            limit = float(threshold.ns or 0)
-        elif summary.count <= self.exact_threshold_rows:
-            req = pb.GetStatsRequest(filter=f, group_by="function", exact=True)
-            rows = self._cells(self._replies(_partial(stats=req)), [function]).rows
-            assert rows is not None
-            limit = exact_quantile(rows[1], threshold.quantile)
-        else:
-            merged = summary.quantile(threshold.quantile)
-            assert merged is not None  # the nodes found calls: the summary is not empty
-            limit = float(merged)
-            exact = False
-        step = pick_step(hi - lo, SERIES_BUCKETS)
-        question = pb.ExplainQuestion(
-            function=function, since_unix_nano=lo, until_unix_nano=hi, threshold_ns=limit,
-            step_ns=step, children_since_unix_nano=first_start,
-            children_until_unix_nano=max(b.last_end_unix_nano for b in found) + 1,
-        )  # fmt: skip
-        n_buckets = buckets(lo, hi, step)
-        parts = [part_from_proto(r.explain, n_buckets)
-                 for r in self._replies(_partial(explain=question))]  # fmt: skip
+        with self._rounds():
+            threshold = check_explain(function, since, until, slow)
+            f = convert.filter_to_proto(Filter((function,), since=since, until=until))
+            bounds = pb.ExplainQuestion(function=function, bounds=True)
+            if since is not None:
+                bounds.since_unix_nano = since
+            if until is not None:
+                bounds.until_unix_nano = until
+            first = self._ask(
+                _partial(explain=bounds),
+                _partial(stats=pb.GetStatsRequest(filter=f, group_by="function")),
+            )
+            check_unknown([function], (r[0].unknown_functions for r in first))
+            found = [r[0].explain for r in first if r[0].explain.HasField("first_start_unix_nano")]
+            if not found:
+                return empty(function, since, until, threshold.quantile)
+            table = self._cells([r[1] for r in first], [function]).table
+            if not len(table):
+                return empty(function, since, until, threshold.quantile)
+            summary = table.summary(0)
+            first_start = min(b.first_start_unix_nano for b in found)
+            lo = since if since is not None else first_start
+            hi = until if until is not None else max(b.last_start_unix_nano for b in found) + 1
+            exact = True
+            if threshold.quantile is None:
+                limit = float(threshold.ns or 0)
+            elif summary.count <= self.exact_threshold_rows:
+                req = pb.GetStatsRequest(filter=f, group_by="function", exact=True)
+                rows = self._cells(self._replies(_partial(stats=req)), [function]).rows
+                assert rows is not None
+                limit = exact_quantile(rows[1], threshold.quantile)
+            else:
+                merged = summary.quantile(threshold.quantile)
+                assert merged is not None  # the nodes found calls: the summary is not empty
+                limit = float(merged)
+                exact = False
+            step = pick_step(hi - lo, SERIES_BUCKETS)
+            question = pb.ExplainQuestion(
+                function=function, since_unix_nano=lo, until_unix_nano=hi, threshold_ns=limit,
+                step_ns=step, children_since_unix_nano=first_start,
+                children_until_unix_nano=max(b.last_end_unix_nano for b in found) + 1,
+            )  # fmt: skip
+            n_buckets = buckets(lo, hi, step)
+            parts = [part_from_proto(r.explain, n_buckets)
+                     for r in self._replies(_partial(explain=question))]  # fmt: skip
 
-        def details(picks: Picks) -> list[Details]:
-            asked = pb.ExplainQuestion()
-            asked.CopyFrom(question)
-            picks_to_proto(asked, picks)
-            return [details_from_proto(r.explain, picks)
-                    for r in self._replies(_partial(explain=asked))]  # fmt: skip
+            def details(picks: Picks) -> list[Details]:
+                asked = pb.ExplainQuestion()
+                asked.CopyFrom(question)
+                picks_to_proto(asked, picks)
+                # The round naming hashed values comes before the details, which end it.
+                naming = (
+                    not picks.children
+                    and not picks.release_starts
+                    and all(isinstance(v, int) for _, v in picks.attributes)
+                )
+                return [details_from_proto(r.explain, picks)
+                        for r in self._replies(_partial(explain=asked), last=not naming)]  # fmt: skip
 
-        return finish(function, (lo, hi, step), threshold.quantile, limit, parts, details,
-                      threshold_exact=exact)  # fmt: skip
+            return finish(function, (lo, hi, step), threshold.quantile, limit, parts, details,
+                          threshold_exact=exact)  # fmt: skip
 
     def close(self) -> None:
         for client in self._clients.values():
@@ -482,6 +549,20 @@ def _reason(details: str | None) -> str:
     if at > 0:
         text = text[max(text.rfind(" ", 0, at - 4) + 1, 0) :]  # from the word before
     return shorten(text, 200)
+
+
+@dataclass(slots=True)
+class _Question:
+    """A question of several rounds: its id, whether a round was sent, whether the last was."""
+
+    id: bytes
+    asked: bool = False
+    closed: bool = False
+
+
+def _hold_ms(limit: float) -> int:
+    """How long a peer keeps a question's view after a round: the round's time and a grace."""
+    return max(1, min(int((max(limit, 0.0) + _GRACE) * 1000), 2**32 - 1))
 
 
 def _partial(**question: object) -> pb.PartialRequest:

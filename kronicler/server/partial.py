@@ -3,7 +3,10 @@ mergeable pieces (:mod:`kronicler.query.partials`) in a ``PartialResponse``.
 
 Each question takes the same arguments and checks as its ordinary RPC, and asks the query layer
 on one snapshot; plain function names this node never saw are left out and listed in
-``unknown_functions`` instead of failing, since another node may hold them.
+``unknown_functions`` instead of failing, since another node may hold them. A request that names
+its question (``view``) is answered from the view held for that question across its rounds
+(:mod:`kronicler.server.held_views`), and explain's calls are kept from its counting round for
+its details round.
 """
 
 from __future__ import annotations
@@ -39,16 +42,38 @@ from kronicler.query.partials import (
 )
 from kronicler.query.series import check_buckets
 from kronicler.server import convert
+from kronicler.server.held_views import Held, HeldViews, held_views
 
 if TYPE_CHECKING:
-    from kronicler.db import Database
-    from kronicler.db.view import ReadView
+    from kronicler.db.view import ReadAPI, ReadView
 
 
 _NO_CALLS: list[query.Call] = []
 
 
-def answer(db: Database, request: pb.PartialRequest) -> pb.PartialResponse:
+def answer(db: ReadAPI, request: pb.PartialRequest) -> pb.PartialResponse:
+    """The node's answer; from the view held for the request's question when it names one."""
+    if not request.HasField("view"):
+        return _answer(db, request, None)
+    table = held_views(db)
+    held = table.view(db, request.view)
+    try:
+        out = _answer(held.view, request, (table, held))
+    except CorruptPageError:
+        # The held view cannot leave the damaged chunk out as a fresh one would: the question
+        # ends here on this node (the frontend names it missing) and the next one asks afresh.
+        table.release(held.question_id)
+        raise
+    finally:
+        if request.view.last_round:  # answered or failed, the question ends here
+            table.release(held.question_id)
+    out.held_view = True
+    return out
+
+
+def _answer(
+    db: ReadAPI, request: pb.PartialRequest, held: tuple[HeldViews, Held] | None
+) -> pb.PartialResponse:
     out = pb.PartialResponse(version=PARTIAL_VERSION)
     which = request.WhichOneof("question")
     unknown: tuple[str, ...] = ()
@@ -83,7 +108,7 @@ def answer(db: Database, request: pb.PartialRequest) -> pb.PartialResponse:
     elif which == "slowest":
         unknown = _slowest(db, request, out)
     elif which == "explain":
-        unknown = _explain(db, request.explain, out)
+        unknown = _explain(db, request.explain, out, held)
     else:
         raise ValueError("a partial request needs a question")
     out.unknown_functions.extend(unknown)
@@ -98,7 +123,7 @@ def empty_cells(per_key: int, exact: bool) -> Cells:
     return Cells((), per_key, rows=(none, none, np.empty(0, np.uint8)))
 
 
-def _series(db: Database, req: pb.GetSeriesRequest) -> tuple[Cells, tuple[str, ...]]:
+def _series(db: ReadAPI, req: pb.GetSeriesRequest) -> tuple[Cells, tuple[str, ...]]:
     flt = convert.filter_from_proto(req.filter)
     group_by = req.group_by or "function"
     parse_group_by(group_by)
@@ -112,7 +137,7 @@ def _series(db: Database, req: pb.GetSeriesRequest) -> tuple[Cells, tuple[str, .
     )  # fmt: skip
 
 
-def _histogram(db: Database, req: pb.GetHistogramRequest, out: pb.PartialResponse) -> None:
+def _histogram(db: ReadAPI, req: pb.GetHistogramRequest, out: pb.PartialResponse) -> None:
     flt = convert.filter_from_proto(req.filter)
     per_decade = req.per_decade or 10
     one = query.Filter((req.function,), flt.service, flt.since, flt.until, flt.attributes)
@@ -127,7 +152,7 @@ def _histogram(db: Database, req: pb.GetHistogramRequest, out: pb.PartialRespons
     out.unknown_functions.extend(unknown)
 
 
-def _slowest(db: Database, request: pb.PartialRequest, out: pb.PartialResponse) -> tuple[str, ...]:
+def _slowest(db: ReadAPI, request: pb.PartialRequest, out: pb.PartialResponse) -> tuple[str, ...]:
     flt = convert.filter_from_proto(request.slowest.filter)
     k = request.slowest.k or 10
     if not request.per_function:
@@ -145,9 +170,14 @@ def _slowest(db: Database, request: pb.PartialRequest, out: pb.PartialResponse) 
     return ()
 
 
-def _explain(db: Database, q: pb.ExplainQuestion, out: pb.PartialResponse) -> tuple[str, ...]:
+def _explain(
+    db: ReadAPI, q: pb.ExplainQuestion, out: pb.PartialResponse,
+    held: tuple[HeldViews, Held] | None,
+) -> tuple[str, ...]:  # fmt: skip
     """Explain's bounds, counts or (with ``details``) the details of the findings named, under
-    the frontend's threshold, range, series grid and children's window."""
+    the frontend's threshold, range, series grid and children's window. With a held view, the
+    calls split for the counts are kept (when they fit) for the details rounds, which then
+    read nothing again."""
     if not q.function or is_glob(q.function):
         raise ValueError(f"explain needs one function name, not a pattern: {shorten(q.function)}")
     since = q.since_unix_nano if q.HasField("since_unix_nano") else None
@@ -171,8 +201,16 @@ def _explain(db: Database, q: pb.ExplainQuestion, out: pb.PartialResponse) -> tu
     n_buckets = check_buckets(since, until, step, SERIES_BUCKETS)
     window = (q.children_since_unix_nano, q.children_until_unix_nano)
 
+    key = ("explain", q.function, since, until, q.threshold_ns, window)
+
     def calls(view: ReadView) -> Calls:
-        return Calls.read(view, q.function, since, until).split(q.threshold_ns, window)
+        kept = None if held is None else held[0].memo_get(held[1], key)
+        if isinstance(kept, Calls):
+            return kept
+        got = Calls.read(view, q.function, since, until).split(q.threshold_ns, window)
+        if held is not None:
+            held[0].memo_put(held[1], key, max(got.count, 1), got)
+        return got
 
     if q.details:
         picks = picks_from_proto(q)

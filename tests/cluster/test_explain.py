@@ -221,6 +221,30 @@ def test_the_cli_explains_through_the_frontend(cluster: ExplainCluster) -> None:
         assert got == want and got["attributes"] + got["children"], fn
 
 
+def test_the_cli_text_says_when_the_threshold_is_approximate(cluster: ExplainCluster) -> None:
+    """``kronicler explain`` as text, through the frontend's gRPC server: the threshold taken
+    from the merged summaries is marked as such; an exact one is not."""
+
+    def text(address: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "kronicler", "explain", "api.lookup", "--address", address],
+            capture_output=True, text=True, check=True, timeout=120,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        ).stdout.splitlines()[0]  # fmt: skip
+
+    exact = text(cluster.frontend.address)
+    assert exact == text(cluster.single.address)
+    assert "(the p99)" in exact and "merged summaries" not in exact
+    cluster.front.exact_threshold_rows = 100
+    try:
+        approximate = text(cluster.frontend.address)
+    finally:
+        del cluster.front.exact_threshold_rows  # back to the class's
+    assert "(about the p99: the quantile of the nodes' merged summaries, within 1%)" in approximate
+    total = exact.split(" calls slower")[0].split(" of ")[1]  # "api.lookup: S of N"
+    assert approximate.split(" calls slower")[0].split(" of ")[1] == total
+
+
 def test_the_why_slow_panel_over_serve_peers_http(cluster: ExplainCluster) -> None:
     """``kronicler serve --peers ... --http`` in a real process: the dashboard's explain route
     answers as the same route of a dashboard over the single node."""

@@ -573,7 +573,7 @@ class PartialCells(_message.Message):
     def __init__(self, keys: _Optional[_Iterable[str]] = ..., per_key: _Optional[int] = ..., summaries: _Optional[bytes] = ..., errors: _Optional[_Iterable[int]] = ..., exact: bool = ..., rows: _Optional[int] = ..., cell_ids: _Optional[bytes] = ..., durations: _Optional[bytes] = ..., statuses: _Optional[bytes] = ..., packed: _Optional[_Union[PackedSummaries, _Mapping]] = ...) -> None: ...
 
 class PartialRequest(_message.Message):
-    __slots__ = ["explain", "histogram", "list_functions", "per_function", "series", "slowest", "stats", "summary_encoding", "time_range", "version"]
+    __slots__ = ["explain", "histogram", "list_functions", "per_function", "series", "slowest", "stats", "summary_encoding", "time_range", "version", "view"]
     EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     HISTOGRAM_FIELD_NUMBER: _ClassVar[int]
     LIST_FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
@@ -584,6 +584,7 @@ class PartialRequest(_message.Message):
     SUMMARY_ENCODING_FIELD_NUMBER: _ClassVar[int]
     TIME_RANGE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
     explain: ExplainQuestion
     histogram: GetHistogramRequest
     list_functions: ListFunctionsRequest
@@ -594,15 +595,17 @@ class PartialRequest(_message.Message):
     summary_encoding: int
     time_range: TimeRangeQuestion
     version: int
-    def __init__(self, version: _Optional[int] = ..., time_range: _Optional[_Union[TimeRangeQuestion, _Mapping]] = ..., list_functions: _Optional[_Union[ListFunctionsRequest, _Mapping]] = ..., stats: _Optional[_Union[GetStatsRequest, _Mapping]] = ..., series: _Optional[_Union[GetSeriesRequest, _Mapping]] = ..., histogram: _Optional[_Union[GetHistogramRequest, _Mapping]] = ..., slowest: _Optional[_Union[GetSlowestRequest, _Mapping]] = ..., explain: _Optional[_Union[ExplainQuestion, _Mapping]] = ..., per_function: _Optional[_Iterable[str]] = ..., summary_encoding: _Optional[int] = ...) -> None: ...
+    view: QuestionView
+    def __init__(self, version: _Optional[int] = ..., time_range: _Optional[_Union[TimeRangeQuestion, _Mapping]] = ..., list_functions: _Optional[_Union[ListFunctionsRequest, _Mapping]] = ..., stats: _Optional[_Union[GetStatsRequest, _Mapping]] = ..., series: _Optional[_Union[GetSeriesRequest, _Mapping]] = ..., histogram: _Optional[_Union[GetHistogramRequest, _Mapping]] = ..., slowest: _Optional[_Union[GetSlowestRequest, _Mapping]] = ..., explain: _Optional[_Union[ExplainQuestion, _Mapping]] = ..., per_function: _Optional[_Iterable[str]] = ..., summary_encoding: _Optional[int] = ..., view: _Optional[_Union[QuestionView, _Mapping]] = ...) -> None: ...
 
 class PartialResponse(_message.Message):
-    __slots__ = ["calls", "cells", "explain", "first_start_unix_nano", "functions", "histogram", "last_start_unix_nano", "per_function", "unknown_functions", "version"]
+    __slots__ = ["calls", "cells", "explain", "first_start_unix_nano", "functions", "held_view", "histogram", "last_start_unix_nano", "per_function", "unknown_functions", "version"]
     CALLS_FIELD_NUMBER: _ClassVar[int]
     CELLS_FIELD_NUMBER: _ClassVar[int]
     EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     FIRST_START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
+    HELD_VIEW_FIELD_NUMBER: _ClassVar[int]
     HISTOGRAM_FIELD_NUMBER: _ClassVar[int]
     LAST_START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     PER_FUNCTION_FIELD_NUMBER: _ClassVar[int]
@@ -613,12 +616,13 @@ class PartialResponse(_message.Message):
     explain: ExplainPartial
     first_start_unix_nano: int
     functions: _containers.RepeatedCompositeFieldContainer[FunctionInfo]
+    held_view: bool
     histogram: GetHistogramResponse
     last_start_unix_nano: int
     per_function: _containers.RepeatedCompositeFieldContainer[CallList]
     unknown_functions: _containers.RepeatedScalarFieldContainer[str]
     version: int
-    def __init__(self, version: _Optional[int] = ..., unknown_functions: _Optional[_Iterable[str]] = ..., first_start_unix_nano: _Optional[int] = ..., last_start_unix_nano: _Optional[int] = ..., functions: _Optional[_Iterable[_Union[FunctionInfo, _Mapping]]] = ..., cells: _Optional[_Union[PartialCells, _Mapping]] = ..., histogram: _Optional[_Union[GetHistogramResponse, _Mapping]] = ..., calls: _Optional[_Iterable[_Union[Call, _Mapping]]] = ..., per_function: _Optional[_Iterable[_Union[CallList, _Mapping]]] = ..., explain: _Optional[_Union[ExplainPartial, _Mapping]] = ...) -> None: ...
+    def __init__(self, version: _Optional[int] = ..., unknown_functions: _Optional[_Iterable[str]] = ..., first_start_unix_nano: _Optional[int] = ..., last_start_unix_nano: _Optional[int] = ..., functions: _Optional[_Iterable[_Union[FunctionInfo, _Mapping]]] = ..., cells: _Optional[_Union[PartialCells, _Mapping]] = ..., histogram: _Optional[_Union[GetHistogramResponse, _Mapping]] = ..., calls: _Optional[_Iterable[_Union[Call, _Mapping]]] = ..., per_function: _Optional[_Iterable[_Union[CallList, _Mapping]]] = ..., explain: _Optional[_Union[ExplainPartial, _Mapping]] = ..., held_view: bool = ...) -> None: ...
 
 class Quantile(_message.Message):
     __slots__ = ["q", "value_ns"]
@@ -627,6 +631,18 @@ class Quantile(_message.Message):
     q: float
     value_ns: float
     def __init__(self, q: _Optional[float] = ..., value_ns: _Optional[float] = ...) -> None: ...
+
+class QuestionView(_message.Message):
+    __slots__ = ["first_round", "hold_ms", "last_round", "question_id"]
+    FIRST_ROUND_FIELD_NUMBER: _ClassVar[int]
+    HOLD_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ROUND_FIELD_NUMBER: _ClassVar[int]
+    QUESTION_ID_FIELD_NUMBER: _ClassVar[int]
+    first_round: bool
+    hold_ms: int
+    last_round: bool
+    question_id: bytes
+    def __init__(self, question_id: _Optional[bytes] = ..., first_round: bool = ..., last_round: bool = ..., hold_ms: _Optional[int] = ...) -> None: ...
 
 class Release(_message.Message):
     __slots__ = ["after_calls", "after_slow", "before_calls", "before_slow", "calls", "first_start_unix_nano", "key", "last_start_unix_nano", "lines_up", "slow", "version", "z"]
