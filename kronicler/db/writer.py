@@ -139,10 +139,10 @@ class SegmentWriter:
                 entries[name] = list(enumerate(d.values[since[name] :], start=since[name]))
         return entries, {name: len(d) for name, d in self.dicts.items()}
 
-    def _tail_from(self, skip: int) -> dict[str, np.ndarray]:
-        """The tail's rows from ``skip`` on, one array per column, joining only the pieces
-        that hold them: a commit logs the rows added since the last one, and must not copy the
-        whole tail (up to a chunk) each time."""
+    def _tail_from(self, skip: int) -> dict[str, list[np.ndarray]]:
+        """The tail's rows from ``skip`` on: per column, the pieces (or their ends) that hold
+        them. A commit logs the rows added since the last one, copied once into the record: it
+        must not copy the whole tail (up to a chunk) each time, nor join the pieces first."""
         need = self.tail_rows - skip
         out = {}
         for column, pieces in self._tail.items():
@@ -150,9 +150,10 @@ class SegmentWriter:
             while have < need:
                 first -= 1
                 have += len(pieces[first])
-            joined = pieces[first:] or [np.empty(0, dtype=COLUMNS[column])]
-            arr = joined[0] if len(joined) == 1 else np.concatenate(joined)
-            out[column] = arr.astype(COLUMNS[column], copy=False)[have - need :]
+            held = pieces[first:]
+            if held:
+                held[0] = held[0][have - need :]
+            out[column] = held
         return out
 
     def _entries_of(
@@ -237,7 +238,7 @@ class SegmentWriter:
             self._in_wal = marks
             self._tail_in_wal = self.tail_rows
 
-    def _record(self, skip: int, since: dict[str, int]) -> tuple[bytes, dict[str, int]]:
+    def _record(self, skip: int, since: dict[str, int]) -> tuple[bytearray, dict[str, int]]:
         columns = self._tail_from(skip)
         entries, marks = self._entries_since(since)
         return wal.encode_record(self.rows_sealed + skip, columns, entries), marks

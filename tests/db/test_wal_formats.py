@@ -1,5 +1,10 @@
 """Tail logs of every format replay: raw records (written now) and zstd records (written before).
 
+Raw records are checked against their input for every kind of column a record can hold (one value,
+a range that fits 1, 2 or 4 bytes, the full range with the extremes of its type), split into the
+tail's pieces anyhow, below and above the size from which columns are narrowed; and damaged ones
+are skipped without raising, even when the damage passes the checksum.
+
 ``data/wal_zstd`` was written by the code of commit 36c9b28, whose tail log compressed each record
 with zstd: one process ran :func:`write_fixture` (``chunk_rows=50``; six appends, each flushed:
 two chunks sealed, then log records of 10, 12 and 8 rows, and a last one of 5 rows that the
@@ -17,12 +22,17 @@ import json
 import os
 import shutil
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from kronicler.db import Database
+from kronicler.db import Database, wal
+from kronicler.db.schema import COLUMNS, SpanBatch
+from kronicler.db.writer import SegmentWriter
 
 FIXTURE = Path(__file__).parent / "data" / "wal_zstd"
 BASE = 1_700_000_000_000_000_000
@@ -95,8 +105,10 @@ def _stored(db: Database) -> dict[str, list[Any]]:
         "status": c["status"][order].tolist(),
         "kind": c["kind"][order].tolist(),
         "service": [scan.services[x] for x in c["service"][order]],
-        "trace": [(int(h) << 64) | int(lo) for h, lo in
-                  zip(c["trace_hi"][order], c["trace_lo"][order], strict=True)],  # fmt: skip
+        "trace": [
+            (int(h) << 64) | int(lo)
+            for h, lo in zip(c["trace_hi"][order], c["trace_lo"][order], strict=True)
+        ],  # fmt: skip
         "span": c["span_id"][order].tolist(),
         "parent": c["parent_span_id"][order].tolist(),
         "attributes": [scan.attributes[x] for x in c["attributes"][order]],
@@ -135,6 +147,110 @@ def test_a_database_grows_beside_a_zstd_tail_log(tmp_path: Path) -> None:
         stored = _stored(db)
         assert {k: v[:-20] for k, v in stored.items()} == before
         assert stored["name"][-20:] == ["new"] * 20
+
+
+#: Ranges of values: exactly fitting 0, 1, 2 or 4 bytes, one more than fits, and the full type.
+SPANS = {"one": 0, "byte": 255, "short": 65535, "int": 2**32 - 1, "over byte": 256,
+         "over short": 65536, "over int": 2**32}  # fmt: skip
+SHAPES = (*SPANS, "full")
+
+
+def _column(rng: np.random.Generator, dtype: np.dtype, rows: int, shape: str) -> np.ndarray:
+    info = np.iinfo(dtype)
+    if shape == "full":  # the type's whole range, extremes included
+        values = rng.integers(info.min, info.max, rows, dtype=dtype, endpoint=True)
+        values[: min(rows, 2)] = [info.min, info.max][: min(rows, 2)]
+        return values
+    span = min(SPANS[shape], int(info.max) - int(info.min))
+    base = int(info.min) + int(rng.integers(0, int(info.max) - int(info.min) - span, endpoint=True,
+                                            dtype=np.uint64))  # fmt: skip
+    steps = rng.integers(0, span, rows, endpoint=True, dtype=np.uint64)
+    if rows > 1:
+        steps[-1] = span  # the range's far end
+    wrapped = steps + np.uint64(base & (2**64 - 1))  # base + step, in 64-bit two's complement
+    return wrapped.view(np.int64) if dtype == np.int64 else wrapped.astype(dtype)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.sampled_from([0, 1, 7, wal.NARROW_FROM - 1, wal.NARROW_FROM, wal.NARROW_FROM + 13]),
+    shapes=st.lists(st.sampled_from(SHAPES), min_size=len(COLUMNS), max_size=len(COLUMNS)),
+    cuts=st.lists(st.integers(0, 5000), max_size=4),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_a_raw_record_gives_back_exactly_its_columns(
+    tmp_path_factory: Any, rows: int, shapes: list[str], cuts: list[int], seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    columns = {c: _column(rng, d, rows, shape)
+               for (c, d), shape in zip(COLUMNS.items(), shapes, strict=True)}  # fmt: skip
+    edges = [0, *sorted(min(c, rows) for c in cuts), rows]
+    pieces = {c: [a[lo:hi] for lo, hi in zip(edges, edges[1:], strict=False)]
+              for c, a in columns.items()}  # fmt: skip
+    entries = {"name": [(3, "f\u00e9"), (4, "g")]} if seed % 2 else {}
+    path = tmp_path_factory.mktemp("wal") / "x.wal"
+    writer = wal.WalWriter(path)
+    writer.append(wal.encode_record(40, pieces, entries))
+    writer.append(wal.encode_record(40 + rows, columns, {}))
+    writer.close()
+    found = wal.read_log(path)
+    assert (found.trailing_rows, found.damaged) == (0, 0)
+    assert [(r.first_row, len(r), r.entries) for r in found.records] == [
+        (40, rows, entries), (40 + rows, rows, {})
+    ]  # fmt: skip
+    for record in found.records:
+        for c, dtype in COLUMNS.items():
+            assert record.columns[c].dtype == dtype
+            assert np.array_equal(record.columns[c], columns[c]), c
+    assert path.stat().st_size % 8 == 0  # so every record, and column, stays 8-byte aligned
+
+
+def test_columns_are_narrowed_to_their_range_from_a_few_thousand_rows() -> None:
+    rows = wal.NARROW_FROM
+    columns = {c: np.full(rows, 7, d) for c, d in COLUMNS.items()}
+    columns["duration"] = np.arange(rows, dtype=np.int64) * 1000  # 4 bytes a row
+    columns["name"] = np.arange(rows, dtype=np.uint32) % 200 + 10**9  # 1 byte a row
+    full = len(wal.encode_record(0, {c: a[:-1] for c, a in columns.items()}, {}))
+    narrow = len(wal.encode_record(0, columns, {}))
+    assert full >= (rows - 1) * sum(d.itemsize for d in COLUMNS.values())  # below: full width
+    header = wal.RECORD.size + 8 + 8 * 2 + 8 * len(COLUMNS)  # meta "{}", widths, bases
+    assert narrow == header + rows * (4 + 1)  # the constant columns take nothing
+
+
+def test_the_writer_logs_raw_records_that_replay_aligned(tmp_path: Path) -> None:
+    writer = SegmentWriter(tmp_path, chunk_rows=1 << 20)
+    writer.add(SpanBatch.build(**fixture_batches()[0]))
+    writer.commit()
+    writer.add(SpanBatch.build(**fixture_batches()[1]))
+    writer.commit()
+    log = tmp_path / f"{writer.id}.wal"
+    assert log.read_bytes()[:4] == wal.MAGIC
+    records = wal.read_log(log).records
+    assert [len(r) for r in records] == [SIZES[0], SIZES[1]]
+    assert records[1].columns["duration"].tolist() == fixture_batches()[1]["duration_ns"].tolist()
+    assert all(a.flags.aligned for r in records for a in r.columns.values())
+    writer.abandon()
+
+
+def test_damage_that_passes_the_checksum_is_skipped_not_raised(tmp_path: Path) -> None:
+    rows = wal.NARROW_FROM + 1
+    columns = {c: np.arange(rows, dtype=d) for c, d in COLUMNS.items()}
+    good = wal.encode_record(0, columns, {"name": [(0, "f")]})
+    meta = int.from_bytes(good[wal.RECORD.size : wal.RECORD.size + 4], "little")
+    table = wal.RECORD.size + (4 + meta + 7) // 8 * 8  # after the meta, padded
+    assert good[table] == len(COLUMNS)
+    rng = np.random.default_rng(5)
+    path = tmp_path / "x.wal"
+    for _ in range(200):
+        bad = bytearray(good)
+        at = int(rng.integers(wal.RECORD.size, table + 80))
+        bad[at] = int(rng.integers(0, 256))
+        body = bytes(bad[wal.RECORD.size :])
+        crc = zlib.crc32(body, zlib.crc32(bytes(bad[: wal.RECORD.size - 4])))
+        bad[wal.RECORD.size - 4 : wal.RECORD.size] = crc.to_bytes(4, "little")
+        path.write_bytes(bytes(bad) + bytes(good))
+        found = wal.read_log(path)  # never raises
+        assert len(found.records) in (1, 2) and all(len(r) == rows for r in found.records)
 
 
 if __name__ == "__main__":
