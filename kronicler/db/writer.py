@@ -92,28 +92,40 @@ class SegmentWriter:
         self._keys = attr_keys.KeyWriter(attr_keys.path_of(directory, self.id))
 
     def add(self, batch: SpanBatch | SiteBatch) -> None:
-        """Buffer ``batch``'s rows; text is dictionary-coded here (per site for a SiteBatch)."""
+        """Buffer ``batch``'s rows; text is dictionary-coded here (per site for a SiteBatch).
+
+        All or nothing: a batch that cannot be coded (a text that is not a ``str``, columns of
+        different lengths) raises ValueError and leaves the tail as it was, so the caller can
+        count exactly that batch as lost. (Texts it coded before failing stay in the
+        dictionaries, unused: harmless, a chunk or log record defines them like any other.)
+        """
         n = len(batch)
         if n == 0:
             return
-        tail, dicts = self._tail, self.dicts
+        dicts = self.dicts
         if isinstance(batch, SiteBatch):
-            tail["name"].append(dicts["name"].encode_indexed(batch.names, batch.site))
             service = dicts["service"].encode([batch.service])[0]
-            tail["service"].append(np.full(n, service, dtype=np.uint32))
-            tail["attributes"].append(
-                dicts["attributes"].encode_indexed(batch.attributes, batch.site)
-            )
             resource = dicts["resource"].encode([batch.resource])[0]  # one per pipeline
-            tail["resource"].append(np.full(n, resource, dtype=np.uint32))
+            coded = {
+                "name": dicts["name"].encode_indexed(batch.names, batch.site),
+                "service": np.full(n, service, dtype=np.uint32),
+                "attributes": dicts["attributes"].encode_indexed(batch.attributes, batch.site),
+                "resource": np.full(n, resource, dtype=np.uint32),
+            }
         else:
-            tail["name"].append(dicts["name"].encode(batch.names))
-            tail["service"].append(dicts["service"].encode(batch.services))
-            tail["attributes"].append(dicts["attributes"].encode(batch.attributes))
-            tail["resource"].append(dicts["resource"].encode(batch.resources))
+            coded = {column: dicts[column].encode(texts) for column, texts in (
+                ("name", batch.names), ("service", batch.services),
+                ("attributes", batch.attributes), ("resource", batch.resources),
+            )}  # fmt: skip
         for column in ("start", "duration", "status", "kind", "trace_hi", "trace_lo", "span_id",
                        "parent_span_id"):  # fmt: skip
-            tail[column].append(getattr(batch, column))
+            coded[column] = getattr(batch, column)
+        for column, values in coded.items():
+            if len(values) != n:
+                raise ValueError(f"column {column} has {len(values)} rows, not {n}")
+        tail = self._tail
+        for column, values in coded.items():
+            tail[column].append(values)
         self.tail_rows += n
 
     def _tail_columns(self) -> dict[str, np.ndarray]:
