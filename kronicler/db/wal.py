@@ -16,11 +16,14 @@ its own width, padded to 8 bytes; a CRC-32 covers the header and the payload. Ev
 encoded again when its chunk is sealed, and the log lives only until then (it is rewritten without
 the sealed rows), so compressing it bought little and cost a second full encoding per row.
 Narrowing keeps what compression mostly won: codes, kinds and statuses take a byte or nothing,
-start times and durations four bytes; random ids stay eight. Measured by ``bench/bench_wal.py``
-(thread CPU per row of a commit, 65,536 random-id rows a commit, on a 2-core VM where the kernel
-charges ~1-3 ns per byte written): zstd level 1 (the format before) {ZSTD} ns for ~39 bytes a
-row; fully raw {RAW} ns for 66 bytes; narrowed {NARROW} ns for ~43 bytes. Readers take the columns
-with ``numpy.frombuffer`` (plus one add for a narrowed column), no decompression.
+start times and durations four bytes; random ids stay eight. Measured side by side in one process
+(thread CPU per row to encode, ``write`` and ``fdatasync`` a record of random-id rows, on a loaded
+2-core VM): zstd level 1, the format before, ~250 ns (65,536 rows a record) to ~300 ns (8,192
+rows) for ~40 bytes a row; raw at full width ~90 to ~130 ns for 66 bytes; narrowed ~85 to
+~135 ns for 43 bytes. Below :data:`NARROW_FROM` rows the reductions that choose the widths cost
+more than the bytes they save, so small records stay full width. ``bench/bench_wal.py`` compares
+checkouts on whole commits. Readers take the columns with ``numpy.frombuffer`` (plus one add for
+a narrowed column), no decompression.
 
 Logs of the earlier format (records with magic ``KWAL`` whose payload is zstd-compressed, without
 padding) are still read: a log written by an older process replays after an upgrade. A record is
