@@ -253,5 +253,23 @@ def test_damage_that_passes_the_checksum_is_skipped_not_raised(tmp_path: Path) -
         assert len(found.records) in (1, 2) and all(len(r) == rows for r in found.records)
 
 
+def test_a_narrowed_record_cut_short_is_not_read_nor_counted(tmp_path: Path) -> None:
+    """A crash mid-append leaves the log's last record short: never durable, so no damage."""
+    rows = wal.NARROW_FROM * 2
+    columns = {c: np.arange(rows, dtype=d) for c, d in COLUMNS.items()}
+    path = tmp_path / "x.wal"
+    writer = wal.WalWriter(path)
+    writer.append(wal.encode_record(0, {c: a[:10] for c, a in columns.items()}, {}))
+    writer.append(wal.encode_record(10, columns, {"name": [(0, "f")]}))
+    writer.close()
+    whole = path.read_bytes()
+    first = len(wal.encode_record(0, {c: a[:10] for c, a in columns.items()}, {}))
+    for cut in np.linspace(first + 1, len(whole) - 1, 25).astype(int).tolist():
+        path.write_bytes(whole[:cut])
+        found = wal.read_log(path)
+        assert [len(r) for r in found.records] == [10]
+        assert (found.trailing_rows, found.damaged) == (0, 0)
+
+
 if __name__ == "__main__":
     write_fixture(Path(sys.argv[1]))
