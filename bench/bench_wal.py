@@ -1,6 +1,6 @@
 """Tail-log benchmark: CPU per row of a commit, and per row of a replay, side by side.
 
-Run by hand:  python bench/bench_wal.py --compare CHECKOUT [--rounds 5] [--rows 524288]
+Run by hand:  python bench/bench_wal.py --compare CHECKOUT [--rounds 5] [--rows 524288] [--calls N]
 
 A commit logs the rows added since the previous one (``SegmentWriter.commit``: one record made
 from the tail's pieces, appended, ``fdatasync``); a reader replays the log (``wal.read_log``).
@@ -12,6 +12,11 @@ Rows are the ``full`` shape: a few functions and attribute sets, random trace an
 (incompressible, as in production), for commits of 1,024, 8,192 and 65,536 rows (a capture
 pipeline commits every second what arrived; an ingest worker what a few requests carried).
 No chunk is sealed (``chunk_rows`` is larger than the rows written), so only the log is measured.
+
+Then the whole capture road, per checkout in a fresh process: ``--calls`` loop iterations of a
+captured function calling another (two rows each), flushed ten times; CPU of the database's writer
+thread (from ``/proc``, where the tail log is written and chunks sealed) and of the whole process,
+per iteration.
 """
 
 from __future__ import annotations
@@ -82,10 +87,49 @@ def child(path: str, rows: int) -> None:
     print(json.dumps(out))
 
 
-def run(checkout: Path, rows: int) -> dict[str, Any]:
+def _thread_cpu(prefix: str) -> float:
+    """CPU seconds of this process's threads named ``prefix...`` (Linux ``/proc``)."""
+    import threading
+
+    ticks = 0
+    for t in threading.enumerate():
+        if t.name.startswith(prefix) and t.native_id is not None:
+            stat = Path(f"/proc/self/task/{t.native_id}/stat").read_text().rsplit(")", 1)[1]
+            fields = stat.split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def capture_child(path: str, calls: int) -> None:
+    """Captured calls through the default pipeline; print writer and process CPU as JSON."""
+    import kronicler
+
+    kronicler.configure(path=path)
+
+    @kronicler.capture
+    def inner(i: int) -> int:
+        return i
+
+    @kronicler.capture
+    def outer(i: int) -> int:
+        return inner(i)
+
+    outer(0)
+    kronicler.flush()
+    writer, cpu = _thread_cpu("kronicler-writer"), time.process_time()
+    for _ in range(10):
+        for i in range(calls // 10):
+            outer(i)
+        kronicler.flush()
+    writer, cpu = _thread_cpu("kronicler-writer") - writer, time.process_time() - cpu
+    print(json.dumps({"writer_ns": writer / calls * 1e9, "process_ns": cpu / calls * 1e9}))
+    kronicler.shutdown()
+
+
+def run(checkout: Path, mode: str, count: int) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=str(checkout), PYTHONHASHSEED="0")
     with tempfile.TemporaryDirectory(prefix="kwal-") as tmp:
-        args = [sys.executable, str(HERE), "--child", tmp, str(rows)]
+        args = [sys.executable, str(HERE), mode, tmp, str(count)]
         out = subprocess.run(args, env=env, check=True, capture_output=True, text=True, cwd=tmp)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
@@ -96,13 +140,16 @@ def main() -> None:
     ap.add_argument("--compare", type=Path, action="append", default=[], metavar="CHECKOUT")
     ap.add_argument("--rows", type=int, default=1 << 19, help="rows committed per commit size")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--calls", type=int, default=400_000, help="capture loop iterations")
     args = ap.parse_args()
     checkouts = [args.checkout, *args.compare]
     print(f"load average {os.getloadavg()[0]:.1f}; checkouts: {', '.join(map(str, checkouts))}")
     got: dict[Path, list[dict[str, Any]]] = {}
+    captured: dict[Path, list[dict[str, Any]]] = {}
     for r in range(args.rounds):
         for c in checkouts if r % 2 == 0 else checkouts[::-1]:
-            got.setdefault(c, []).append(run(c, args.rows))
+            got.setdefault(c, []).append(run(c, "--child", args.rows))
+            captured.setdefault(c, []).append(run(c, "--capture", args.calls))
     print(f"median of {args.rounds} rounds; thread CPU ns per row")
     print(f"{'rows/commit':>12} {'checkout':<40} {'commit':>8} {'replay':>8} {'log B/row':>10}")
     for size in map(str, SIZES):
@@ -111,10 +158,18 @@ def main() -> None:
             commit = statistics.median(x["commit_ns"] for x in runs)
             replay = statistics.median(x["replay_ns"] for x in runs)
             print(f"{size:>12} {str(c):<40} {commit:8.1f} {replay:8.1f} {runs[0]['bytes']:10.1f}")
+    print(f"\ncapture, {args.calls:,} iterations of two captured calls; CPU ns per iteration")
+    print(f"{'checkout':<40} {'writer thread':>14} {'process':>8}")
+    for c in checkouts:
+        writer = statistics.median(x["writer_ns"] for x in captured[c])
+        process = statistics.median(x["process_ns"] for x in captured[c])
+        print(f"{str(c):<40} {writer:14.0f} {process:8.0f}")
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(sys.argv[2], int(sys.argv[3]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--capture":
+        capture_child(sys.argv[2], int(sys.argv[3]))
     else:
         main()
