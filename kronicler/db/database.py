@@ -250,10 +250,13 @@ class Database(ReadAPI):
             raise ReadOnlyError(f"database {self.path} was opened read-only")
 
     def _consume(self, batches: list[SpanBatch | SiteBatch | Tagged[SiteBatch]]) -> None:
+        # Never raises: whatever fails (a full disk, a batch that cannot be coded, a bug, no
+        # memory) is counted here, each lost row told once to the source it came from. An
+        # exception left to the queue would be counted there, with no source to tell.
         if self._writer is None:
             try:
                 self._writer = SegmentWriter(self._segdir, **self._writer_options())
-            except OSError as exc:  # the directory went away, no space for a new segment
+            except Exception as exc:  # the directory went away, no space for a new segment
                 self._failed("write", exc)
                 for item in batches:
                     self._lose(item.on_loss if isinstance(item, Tagged) else None, len(item))
@@ -263,11 +266,16 @@ class Database(ReadAPI):
             batch, on_loss = (
                 (item.batch, item.on_loss) if isinstance(item, Tagged) else (item, None)
             )
-            self._writer.add(batch)
+            try:
+                self._writer.add(batch)  # all or nothing
+            except Exception as exc:  # rows that cannot be coded: that batch alone is lost
+                self._failed("write a batch", exc)
+                self._lose(on_loss, len(batch))
+                continue
             origins.add(on_loss, len(batch))
         try:
             self._writer.seal_full()
-        except OSError as exc:  # disk full, I/O error: the rows stay in the tail for a retry
+        except Exception as exc:  # disk full, I/O error, a bug: the rows stay in the tail
             self._failed("write", exc)
             self._shed_if_stuck()
             return
@@ -287,7 +295,7 @@ class Database(ReadAPI):
             # whole, and the writer's dictionaries (held in memory) start afresh.
             try:
                 writer.close()
-            except OSError as exc:  # the tail is still held: keep writing this segment
+            except Exception as exc:  # the tail is still held: keep writing this segment
                 self._failed("close", exc)
                 self._shed_if_stuck()
                 return
@@ -301,14 +309,18 @@ class Database(ReadAPI):
         if self._writer is not None:
             try:
                 self._writer.commit()
-            except OSError as exc:
+            except Exception as exc:  # the rows stay in the tail: the next commit retries
                 self._failed("commit", exc)
                 self._shed_if_stuck()
 
-    def _failed(self, what: str, exc: OSError) -> None:
+    def _failed(self, what: str, exc: Exception) -> None:
+        """Count a failed step (``flush`` then says False) and log it once per kind of step."""
         self._failures += 1
+        # An OSError explains itself (disk full, permissions); anything else is a bug or bad
+        # data, whose traceback is what finds it.
         self._log_once(what, logging.ERROR, "kronicler could not %s to %s: %s", what, self._segdir,
-                       exc, loss=True)  # fmt: skip
+                       exc, exc_info=None if isinstance(exc, OSError) else exc,
+                       loss=True)  # fmt: skip
 
     def _shed_if_stuck(self) -> None:
         """While writes fail, give up the segment once its unwritten tail grows too large.
@@ -366,7 +378,7 @@ class Database(ReadAPI):
         elif writer is not None:
             try:
                 writer.close()
-            except OSError as exc:
+            except Exception as exc:
                 # Rows in the tail log stay readable; the rest existed only in memory.
                 self._abandon(writer)
                 warn_data_loss(f"kronicler could not close segment {writer.id}: {exc}", log)

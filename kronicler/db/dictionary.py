@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from kronicler.errors import shorten
+
 
 class Dictionary:
     """Text -> code, growing as new texts appear. Not thread-safe: one writer thread owns it."""
@@ -76,6 +78,8 @@ class Dictionary:
     def _code(self, text: str) -> int:
         code = self.codes.get(text)
         if code is None:
+            if not isinstance(text, str):  # checked before any change: the dictionary stays whole
+                raise ValueError(f"a text column holds {shorten(text)}, not a str")
             code = self.codes[text] = len(self.values)
             self.values.append(text)
             self.chars += len(text)

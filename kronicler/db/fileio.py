@@ -13,7 +13,7 @@ import errno
 import os
 
 
-def write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes | bytearray) -> None:
     """Write every byte of ``data`` or raise OSError."""
     view = memoryview(data)
     while view:
@@ -23,7 +23,7 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def append_all(fd: int, data: bytes, restore_to: int) -> None:
+def append_all(fd: int, data: bytes | bytearray, restore_to: int) -> None:
     """Append all of ``data``; on failure truncate the file back to ``restore_to`` and raise."""
     try:
         write_all(fd, data)

@@ -3,7 +3,8 @@
 A source attached to the database (the capture pipeline, :meth:`Database.attach_source`) counts
 its own calls: stored or dropped, and the two must add up to what it recorded. The writer can
 still lose rows after it took them (a full disk that outlasts the tail's bound, a segment that
-cannot be closed), and only the writer knows how many. Instead of the source reading the
+cannot be closed, a batch it cannot code, any other exception on its thread), and only the writer
+knows how many. Instead of the source reading the
 database's total loss counter and reconciling it against a base (which mixes in rows of every
 other producer), the writer reports each loss to the callback the rows came with.
 

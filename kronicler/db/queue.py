@@ -49,7 +49,9 @@ class WriteQueue(Generic[T]):
     """Bounded hand-off to a writer thread that calls ``consume(items)`` then ``commit()``.
 
     ``consume`` receives every item queued since its last call; ``commit`` must make them durable.
-    Exceptions from either are logged (once per kind) and the items are counted in ``lost``.
+    Exceptions from either are logged (once per kind) and the items are counted in ``lost``: the
+    queue cannot know which of them were stored, nor whom to tell, so a consumer that owes each
+    producer its own count (the database, see :mod:`kronicler.db.origins`) catches them itself.
     """
 
     def __init__(

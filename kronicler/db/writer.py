@@ -92,28 +92,40 @@ class SegmentWriter:
         self._keys = attr_keys.KeyWriter(attr_keys.path_of(directory, self.id))
 
     def add(self, batch: SpanBatch | SiteBatch) -> None:
-        """Buffer ``batch``'s rows; text is dictionary-coded here (per site for a SiteBatch)."""
+        """Buffer ``batch``'s rows; text is dictionary-coded here (per site for a SiteBatch).
+
+        All or nothing: a batch that cannot be coded (a text that is not a ``str``, columns of
+        different lengths) raises ValueError and leaves the tail as it was, so the caller can
+        count exactly that batch as lost. (Texts it coded before failing stay in the
+        dictionaries, unused: harmless, a chunk or log record defines them like any other.)
+        """
         n = len(batch)
         if n == 0:
             return
-        tail, dicts = self._tail, self.dicts
+        dicts = self.dicts
         if isinstance(batch, SiteBatch):
-            tail["name"].append(dicts["name"].encode_indexed(batch.names, batch.site))
             service = dicts["service"].encode([batch.service])[0]
-            tail["service"].append(np.full(n, service, dtype=np.uint32))
-            tail["attributes"].append(
-                dicts["attributes"].encode_indexed(batch.attributes, batch.site)
-            )
             resource = dicts["resource"].encode([batch.resource])[0]  # one per pipeline
-            tail["resource"].append(np.full(n, resource, dtype=np.uint32))
+            coded = {
+                "name": dicts["name"].encode_indexed(batch.names, batch.site),
+                "service": np.full(n, service, dtype=np.uint32),
+                "attributes": dicts["attributes"].encode_indexed(batch.attributes, batch.site),
+                "resource": np.full(n, resource, dtype=np.uint32),
+            }
         else:
-            tail["name"].append(dicts["name"].encode(batch.names))
-            tail["service"].append(dicts["service"].encode(batch.services))
-            tail["attributes"].append(dicts["attributes"].encode(batch.attributes))
-            tail["resource"].append(dicts["resource"].encode(batch.resources))
+            coded = {column: dicts[column].encode(texts) for column, texts in (
+                ("name", batch.names), ("service", batch.services),
+                ("attributes", batch.attributes), ("resource", batch.resources),
+            )}  # fmt: skip
         for column in ("start", "duration", "status", "kind", "trace_hi", "trace_lo", "span_id",
                        "parent_span_id"):  # fmt: skip
-            tail[column].append(getattr(batch, column))
+            coded[column] = getattr(batch, column)
+        for column, values in coded.items():
+            if len(values) != n:
+                raise ValueError(f"column {column} has {len(values)} rows, not {n}")
+        tail = self._tail
+        for column, values in coded.items():
+            tail[column].append(values)
         self.tail_rows += n
 
     def _tail_columns(self) -> dict[str, np.ndarray]:
@@ -139,10 +151,10 @@ class SegmentWriter:
                 entries[name] = list(enumerate(d.values[since[name] :], start=since[name]))
         return entries, {name: len(d) for name, d in self.dicts.items()}
 
-    def _tail_from(self, skip: int) -> dict[str, np.ndarray]:
-        """The tail's rows from ``skip`` on, one array per column, joining only the pieces
-        that hold them: a commit logs the rows added since the last one, and must not copy the
-        whole tail (up to a chunk) each time."""
+    def _tail_from(self, skip: int) -> dict[str, list[np.ndarray]]:
+        """The tail's rows from ``skip`` on: per column, the pieces (or their ends) that hold
+        them. A commit logs the rows added since the last one, copied once into the record: it
+        must not copy the whole tail (up to a chunk) each time, nor join the pieces first."""
         need = self.tail_rows - skip
         out = {}
         for column, pieces in self._tail.items():
@@ -150,9 +162,10 @@ class SegmentWriter:
             while have < need:
                 first -= 1
                 have += len(pieces[first])
-            joined = pieces[first:] or [np.empty(0, dtype=COLUMNS[column])]
-            arr = joined[0] if len(joined) == 1 else np.concatenate(joined)
-            out[column] = arr.astype(COLUMNS[column], copy=False)[have - need :]
+            held = pieces[first:]
+            if held:
+                held[0] = held[0][have - need :]
+            out[column] = held
         return out
 
     def _entries_of(
@@ -237,7 +250,7 @@ class SegmentWriter:
             self._in_wal = marks
             self._tail_in_wal = self.tail_rows
 
-    def _record(self, skip: int, since: dict[str, int]) -> tuple[bytes, dict[str, int]]:
+    def _record(self, skip: int, since: dict[str, int]) -> tuple[bytearray, dict[str, int]]:
         columns = self._tail_from(skip)
         entries, marks = self._entries_since(since)
         return wal.encode_record(self.rows_sealed + skip, columns, entries), marks

@@ -23,8 +23,8 @@ WRITER = textwrap.dedent(
     """
     import sys, numpy as np
     from kronicler.db import Database
-    path, run, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    db = Database.open(path, chunk_rows=4096, flush_interval=0.05)
+    path, run, batch, chunk_rows = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    db = Database.open(path, chunk_rows=chunk_rows, flush_interval=0.05)
     print("open", flush=True)
     i = 0
     while True:
@@ -49,8 +49,12 @@ def test_sigkill_at_random_moments_leaves_an_intact_prefix(tmp_path):
     acknowledged: dict[str, int] = {}
     for attempt in range(20):
         run = f"run{attempt}"
+        batch = rng.choice([100, 700, 3000])
+        # Large chunks keep many rows in the tail log, in records of up to 12,000 rows (from
+        # wal.NARROW_FROM rows a record's columns are stored narrowed).
+        chunk_rows = 4096 if attempt % 2 else 1 << 16
         proc = subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(tmp_path), run, str(rng.choice([100, 700, 3000]))],
+            [sys.executable, "-c", WRITER, str(tmp_path), run, str(batch), str(chunk_rows)],
             stdout=subprocess.PIPE, text=True, env=_env(),
         )  # fmt: skip
         # The random moment counts from the open database, not from interpreter start-up, which

@@ -163,3 +163,61 @@ def test_the_writer_reports_each_producers_losses_to_that_producer(tmp_path: Pat
     other_lost = report["appended"] - held_other
     assert report["dropped"] > 0 and other_lost > 0, report  # both lost rows: the case at hand
     assert report["db_dropped"] == report["dropped"] + other_lost
+
+
+FAILING_WRITER = textwrap.dedent(
+    """
+    import json, sys
+    import kronicler
+    from kronicler.db import database
+    from kronicler.db.writer import SegmentWriter
+
+    class NoMemoryEveryThirdBatch(SegmentWriter):
+        # Not a full disk: the writer runs out of memory coding every third batch it is given.
+        adds = 0
+
+        def add(self, batch):
+            NoMemoryEveryThirdBatch.adds += 1
+            if NoMemoryEveryThirdBatch.adds % 3 == 0:
+                raise MemoryError
+            super().add(batch)
+
+    database.SegmentWriter = NoMemoryEveryThirdBatch
+    db = kronicler.open(sys.argv[1], chunk_rows=64)
+    kronicler.configure(database=db, flush_interval=0.05)
+
+    @kronicler.capture
+    def work(i):
+        return i
+
+    for i in range(3_000):
+        work(i)
+        if i % 100 == 99:
+            kronicler.flush()
+    kronicler.flush()
+    db.close()
+    status = kronicler.status()
+    print(json.dumps({"stored": status.stored, "dropped": status.dropped,
+                      "pending": status.pending, "db_dropped": db.dropped,
+                      "failed_adds": NoMemoryEveryThirdBatch.adds // 3}))
+    """
+)
+
+
+def test_a_writer_failing_with_no_memory_tells_the_pipeline_each_lost_call(tmp_path: Path) -> None:
+    """Not an OSError: the batches the writer could not code are lost, each counted once by the
+    pipeline (not only in the database's total), so stored is exactly what the database holds."""
+    out = subprocess.run(
+        [sys.executable, "-c", FAILING_WRITER, str(tmp_path)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    with Database.open(tmp_path, readonly=True) as db:
+        work = db.stats("__main__.work")
+    assert report["failed_adds"] > 0 and report["dropped"] > 0, report  # the case at hand
+    assert report["pending"] == 0
+    assert report["stored"] + report["dropped"] == 3_000
+    assert report["stored"] == (work.count if work is not None else 0)
+    assert report["db_dropped"] == report["dropped"]
