@@ -83,7 +83,6 @@ _PLAIN: Any = object()  # _resolve result: run the function as a plain call
 PLAIN = _PLAIN
 
 
-
 def _load_fast() -> Any:
     """The C fast path's module, or None (not built, not wanted, or not matching this runtime)."""
     if pure_python() or not hasattr(trace, "_TRACER_PROVIDER"):
@@ -116,7 +115,7 @@ def _new_counter() -> Iterator[int]:
     if _FAST_COUNTER is None:
         return itertools.count(first)
     _FAST_COUNTER.restart(first)
-    return _FAST_COUNTER  # type: ignore[no-any-return]
+    return _FAST_COUNTER
 
 
 _counter = _new_counter()
