@@ -703,13 +703,6 @@ wrapper_reduce(WrapperObject *self, PyObject *Py_UNUSED(ignored))
     return PyObject_GetAttrString((PyObject *)self, "__qualname__");
 }
 
-static PyObject *
-wrapper_get_fn(WrapperObject *self, void *Py_UNUSED(closure))
-{
-    Py_INCREF(self->fn);
-    return self->fn;
-}
-
 static PyMethodDef wrapper_methods[] = {
     {"__reduce__", (PyCFunction)wrapper_reduce, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
@@ -717,8 +710,6 @@ static PyMethodDef wrapper_methods[] = {
 
 static PyGetSetDef wrapper_getset[] = {
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
-    {"_kronicler_target", (getter)wrapper_get_fn, NULL, "The function this wrapper times.",
-     NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
