@@ -372,3 +372,27 @@ def test_no_reference_or_memory_leaks_over_100k_calls(store: Store) -> None:
     )
     assert grown < 64 << 10, f"{grown} bytes more after 50k calls"
     assert kronicler.status().pending == 0
+
+
+@needs_c
+def test_one_seq_counter_for_both_paths_restarted_after_fork(store: Store) -> None:
+    from kronicler.otel import ids
+
+    f = kronicler.capture(lambda: None)
+    before = tracer.next_seq()
+    f()  # the C wrapper takes the next number of the same counter
+    assert tracer.next_seq() == before + 2
+    (row,) = store.rows()
+    assert row["span_id"] == ids.span_id(before + 1)
+    script = (
+        "import os\nfrom kronicler.otel import tracer\n"
+        "a = tracer.next_seq()\npid = os.fork()\n"
+        "if pid == 0:\n    print(tracer.next_seq() - a, flush=True)\n    os._exit(0)\n"
+        "os.waitpid(pid, 0)\nprint(tracer.next_seq() - a)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KRONICLER_", "OTEL_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    child, parent = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                                   text=True, timeout=60, check=True).stdout.split()  # fmt: skip
+    assert int(parent) == 1
+    assert int(child) != 1  # the child continues from a fresh random start
