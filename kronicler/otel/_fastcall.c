@@ -454,6 +454,26 @@ as_int64(PyObject *o, int64_t *out)
     return 0;
 }
 
+/* [seq, root, base, None, None]: a frame of kronicler.otel.current (new reference or NULL). */
+static PyObject *
+new_frame(PyObject *seq, PyObject *root, PyObject *base)
+{
+    PyObject *frame = PyList_New(5);
+    if (frame == NULL)
+        return NULL;
+    Py_INCREF(seq);
+    Py_INCREF(root);
+    Py_INCREF(base);
+    Py_INCREF(Py_None);
+    Py_INCREF(Py_None);
+    PyList_SET_ITEM(frame, 0, seq);
+    PyList_SET_ITEM(frame, 1, root);
+    PyList_SET_ITEM(frame, 2, base);
+    PyList_SET_ITEM(frame, 3, Py_None);
+    PyList_SET_ITEM(frame, 4, Py_None);
+    return frame;
+}
+
 static PyObject *
 wrapper_vectorcall(WrapperObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -498,37 +518,16 @@ wrapper_vectorcall(WrapperObject *self, PyObject *const *args, size_t nargsf, Py
         if (truth < 0 || as_int64(PyList_GET_ITEM(value, 0), &pseq) < 0 ||
             as_int64(PyList_GET_ITEM(value, 1), &root) < 0)
             goto start_failed;
-        frame = PyList_New(5);
+        frame = new_frame(seq_obj, PyList_GET_ITEM(value, 1), PyList_GET_ITEM(value, 2));
         if (frame == NULL)
             goto start_failed;
-        PyObject *r = PyList_GET_ITEM(value, 1), *base = PyList_GET_ITEM(value, 2);
-        Py_INCREF(seq_obj);
-        Py_INCREF(r);
-        Py_INCREF(base);
-        Py_INCREF(Py_None);
-        Py_INCREF(Py_None);
-        PyList_SET_ITEM(frame, 0, seq_obj);
-        PyList_SET_ITEM(frame, 1, r);
-        PyList_SET_ITEM(frame, 2, base);
-        PyList_SET_ITEM(frame, 3, Py_None);
-        PyList_SET_ITEM(frame, 4, Py_None);
     }
     else if ((truth = PyObject_IsTrue(value)) == 0) {
         /* an empty OTel context: a new trace */
-        frame = PyList_New(5);
+        frame = new_frame(seq_obj, seq_obj, value);
         if (frame == NULL)
             goto start_failed;
         root = seq;
-        Py_INCREF(seq_obj);
-        Py_INCREF(seq_obj);
-        Py_INCREF(value);
-        Py_INCREF(Py_None);
-        Py_INCREF(Py_None);
-        PyList_SET_ITEM(frame, 0, seq_obj);
-        PyList_SET_ITEM(frame, 1, seq_obj);
-        PyList_SET_ITEM(frame, 2, value);
-        PyList_SET_ITEM(frame, 3, Py_None);
-        PyList_SET_ITEM(frame, 4, Py_None);
     }
     else {
         if (truth < 0)
