@@ -4,6 +4,10 @@ Run by hand from the repository root::
 
     PYTHONPATH=. python bench/bench_capture.py            # ~1 minute on 2 cores
 
+The capture figures are those of the C wrapper where it is built (``python setup.py build_ext
+--inplace`` in a checkout) and of the pure-Python one otherwise or with
+``KRONICLER_PURE_PYTHON=1``; the first line printed says which.
+
 Figures, all from this one run:
 
 1. Median cost per call of a no-op function: bare, a bare ``perf_counter_ns`` wrapper (two clock
@@ -294,6 +298,10 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="kronicler-bench-"))
     print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs; "
           f"data in {workdir}")  # fmt: skip
+    from kronicler.otel import tracer
+
+    accelerated = getattr(tracer, "ACCELERATED", False)  # absent in checkouts before the C path
+    print("capture wrapper: " + ("C (kronicler.otel._fastcall)" if accelerated else "pure Python"))
     try:
         wall, cpu = bench_overhead(workdir, args.calls, args.sdk_calls, args.rounds)
         print(f"\n1. per-call cost of a no-op (median of {args.rounds} rounds; "

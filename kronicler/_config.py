@@ -104,6 +104,12 @@ class Settings:
         return cls(enabled, path, service, interval, pending, stop)
 
 
+def pure_python(environ: Mapping[str, str] | None = None) -> bool:
+    """``KRONICLER_PURE_PYTHON=1``: capture with the pure-Python wrapper even where the optional
+    C fast path is built (read once, when Kronicler is imported)."""
+    return _parse_bool(os.environ if environ is None else environ, "KRONICLER_PURE_PYTHON", False)
+
+
 def _parse_bool(env: Mapping[str, str], key: str, default: bool) -> bool:
     raw = env.get(key, "").strip().lower()
     if not raw:

@@ -19,6 +19,10 @@ from tests.otel.helpers import read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: The two capture paths: the C wrapper where it is built, and the pure-Python one. Tests of
+#: the record buffer, fork, threads and drop counting run on both.
+PATHS = pytest.mark.parametrize("pure", ["0", "1"], ids=["c-if-built", "pure-python"])
+
 
 def run(script: str, cwd: Path, *, env: dict[str, str] | None = None,
         prefix: list[str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:  # fmt: skip
@@ -220,7 +224,8 @@ def test_corrupt_database_never_disturbs_the_app(tmp_path: Path) -> None:
     assert len(proc.stderr.splitlines()) == 1, proc.stderr
 
 
-def test_fork_worker_pool_stores_every_workers_calls(tmp_path: Path) -> None:
+@PATHS
+def test_fork_worker_pool_stores_every_workers_calls(tmp_path: Path, pure: str) -> None:
     proc = run(
         """
         import multiprocessing, os
@@ -247,6 +252,7 @@ def test_fork_worker_pool_stores_every_workers_calls(tmp_path: Path) -> None:
             print(os.getpid())
         """,
         tmp_path,
+        env={"KRONICLER_PURE_PYTHON": pure},
     )
     assert proc.returncode == 0, proc.stderr
     worker_line, parent_line = proc.stdout.splitlines()
@@ -261,7 +267,8 @@ def test_fork_worker_pool_stores_every_workers_calls(tmp_path: Path) -> None:
     assert len({r["span_id"] for r in rows}) == len(rows) == 6010
 
 
-def test_spawned_workers_store_their_calls_under_the_same_name(tmp_path: Path) -> None:
+@PATHS
+def test_spawned_workers_store_their_calls_under_the_same_name(tmp_path: Path, pure: str) -> None:
     (tmp_path / "app.py").write_text(textwrap.dedent(
         """
         import multiprocessing
@@ -286,6 +293,7 @@ def test_spawned_workers_store_their_calls_under_the_same_name(tmp_path: Path) -
     ))  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KRONICLER_", "OTEL_"))}
     env["PYTHONPATH"] = str(ROOT)
+    env["KRONICLER_PURE_PYTHON"] = pure  # spawned workers pickle the wrapper by name
     proc = subprocess.run([sys.executable, "app.py"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -295,7 +303,8 @@ def test_spawned_workers_store_their_calls_under_the_same_name(tmp_path: Path) -
         assert db.stats("__main__.work").count == 401
 
 
-def test_eight_threads_every_call_stored_nothing_dropped(tmp_path: Path) -> None:
+@PATHS
+def test_eight_threads_every_call_stored_nothing_dropped(tmp_path: Path, pure: str) -> None:
     proc = run(
         """
         import threading
@@ -317,6 +326,7 @@ def test_eight_threads_every_call_stored_nothing_dropped(tmp_path: Path) -> None
         print(kronicler.flush(), kronicler.status().dropped, kronicler.status().stored)
         """,
         tmp_path,
+        env={"KRONICLER_PURE_PYTHON": pure},
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
@@ -350,7 +360,10 @@ def test_flush_reports_rows_lost_in_the_background_before_it_was_called(tmp_path
     assert proc.stdout.splitlines() == ["first False 500", "second True"]
 
 
-def test_flooding_a_tiny_buffer_counts_every_call_stored_or_dropped(tmp_path: Path) -> None:
+@PATHS
+def test_flooding_a_tiny_buffer_counts_every_call_stored_or_dropped(
+    tmp_path: Path, pure: str
+) -> None:
     # The database lags: another source on the same writer takes 0.3 s each time it is asked, so
     # the capture buffer is taken at most about three times a second while four threads call far
     # faster than a 500-row buffer can hold. Most calls are dropped; every call must still be
@@ -391,6 +404,7 @@ def test_flooding_a_tiny_buffer_counts_every_call_stored_or_dropped(tmp_path: Pa
         db.close()
         """,
         tmp_path,
+        env={"KRONICLER_PURE_PYTHON": pure},
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr

@@ -41,9 +41,14 @@ K_HI = _random64()
 K_LO = _random64()
 
 
+def first_seq() -> int:
+    """A random starting point for a ``seq`` source, in [1, 2**62)."""
+    return 1 + (_random64() >> 2)
+
+
 def new_counter() -> Iterator[int]:
     """A fresh ``seq`` source starting at a random point in [1, 2**62)."""
-    return itertools.count(1 + (_random64() >> 2))
+    return itertools.count(first_seq())
 
 
 def mix(x: int) -> int:

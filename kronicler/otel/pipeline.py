@@ -1,10 +1,11 @@
 """The default pipeline's back half: in-memory records -> the database's writer, in one hand-off.
 
-Captured calls extend a shared flat list of ints by one 6-int record (``list.extend`` of a tuple
-is atomic under the GIL, ~50 ns). That list is the capture path's one buffer: the database's
+Captured calls append one 6-int record to a shared buffer (:class:`~kronicler.otel.records.
+RecordBuffer`: a flat list of ints, or C int64s where the optional C fast path is built; each
+append is atomic under the GIL). That buffer is the capture path's one buffer: the database's
 writer thread takes from it itself (:meth:`Database.attach_source`) every ``flush_interval``
-(0.1 s) and on every flush: it takes what has accumulated (``rows[:n]`` then ``del rows[:n]``: two
-atomic steps, so concurrent appends are never lost), converts it with
+(0.1 s) and on every flush: it takes what has accumulated (each take is atomic, so concurrent
+appends are never lost nor taken twice), converts it with
 :func:`records_to_site_batch` (rows point into the call-site table; no text per row, the writer
 dictionary-codes each site once) and writes it into its segment. There is no queue between the
 two to fill up, refuse, split or retry. The application thread never waits on the database,
@@ -47,8 +48,9 @@ from kronicler.errors import ClosedError, DatabaseError
 from kronicler.otel import shutdown as stop_signals
 from kronicler.otel.contract import process_resource, resource_text
 from kronicler.otel.records import (
-    COMPACT_WIDTH,
     FullRecord,
+    ListRecords,
+    RecordBuffer,
     Site,
     records_to_site_batch,
 )
@@ -84,9 +86,10 @@ class PipelineStatus:
 class Pipeline:
     """Owns the record buffers, the call-site table, the looking-after thread and the database."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, records: RecordBuffer | None = None) -> None:
         # Appended to by application threads without a lock; taken from only under _take_lock.
-        self.rows: list[int] = []  # flat compact records, COMPACT_WIDTH ints each
+        # The same object for the process's life: wrappers hold its bound ``extend``.
+        self.rows: RecordBuffer = ListRecords() if records is None else records
         self.full: list[FullRecord] = []
         self.settings = settings
         self._lost_at_last_flush = 0
@@ -219,7 +222,7 @@ class Pipeline:
 
     def status(self) -> PipelineStatus:
         with self._take_lock:  # the two counters of one moment
-            stored, dropped = self._stored, self._dropped
+            stored, dropped = self._stored, self._lost()
         return PipelineStatus(
             stored=stored,
             dropped=dropped,
@@ -230,7 +233,7 @@ class Pipeline:
 
     def after_fork_in_child(self) -> None:
         """Forget the parent's records, thread and database; locks are made afresh."""
-        del self.rows[:]
+        self.rows.clear()
         del self.full[:]
         self._drain_lock = threading.Lock()
         self._take_lock = threading.Lock()
@@ -263,13 +266,11 @@ class Pipeline:
         with self._take_lock:
             out: list[SiteBatch] = []
             # Only what is here now: appends that race with the take wait for the next one.
-            left_rows, left_full = len(self.rows) // COMPACT_WIDTH, len(self.full)
+            left_rows, left_full = self.rows.pending(), len(self.full)
             while left_rows or left_full:
                 n, m = min(left_rows, BATCH_ROWS), min(left_full, BATCH_ROWS)
                 left_rows, left_full = left_rows - n, left_full - m
-                k = n * COMPACT_WIDTH
-                rows = self.rows[:k]
-                del self.rows[:k]
+                rows = self.rows.take(n)
                 full = self.full[:m]
                 del self.full[:m]
                 try:
@@ -316,7 +317,7 @@ class Pipeline:
             self._problem("exit", exc)
 
     def _lost(self) -> int:
-        return self._dropped
+        return self._dropped + self.rows.lost
 
     def _writer_lost(self, rows: int) -> None:
         """The database's writer lost ``rows`` of ours that it had taken (writer thread)."""
@@ -326,7 +327,7 @@ class Pipeline:
         self._error = f"the database could not store {rows} rows (its log says why)"
 
     def _pending(self) -> int:
-        return len(self.rows) // COMPACT_WIDTH + len(self.full)
+        return self.rows.pending() + len(self.full)
 
     def _attach(self) -> CaptureSink | None:
         """The database the writer takes our records into, opened when records wait for one.
@@ -334,7 +335,7 @@ class Pipeline:
         Caller holds ``_drain_lock``. With no usable database, what is pending is dropped and
         counted (memory must stay bounded, and nothing would take it).
         """
-        if not self.rows and not self.full:
+        if not self.rows.pending() and not self.full:
             return self._db  # nothing to store: do not open (and so create) the database
         db = self._database()
         if db is not None and not self._takes_from(db):
@@ -370,8 +371,8 @@ class Pipeline:
 
     def _drop_pending(self) -> None:
         with self._take_lock:
-            n, m = len(self.rows) // COMPACT_WIDTH, len(self.full)
-            del self.rows[: n * COMPACT_WIDTH]
+            m = len(self.full)
+            n = self.rows.drop(self.rows.pending())
             del self.full[:m]
             self._dropped += n + m
 
@@ -381,8 +382,7 @@ class Pipeline:
             return
         with self._take_lock:
             excess = self._pending() - self.settings.max_pending
-            take = min(max(excess, 0), len(self.rows) // COMPACT_WIDTH)
-            del self.rows[: take * COMPACT_WIDTH]
+            take = self.rows.drop(max(excess, 0))
             excess -= take
             if excess > 0:
                 del self.full[:excess]

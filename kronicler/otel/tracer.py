@@ -13,9 +13,16 @@ fast path:
 3. extend the pipeline's flat list by ``(site, t0, t1, seq, root, parent_seq)`` (the
    duration is one numpy subtraction at conversion, not one Python subtraction per call).
 
-That is about 4x the cost of a bare ``perf_counter_ns`` wrapper (0.9 us of CPU against 0.23 us,
-measured on 2026-11-29), against ~150x for ``start_as_current_span`` on the SDK. Errors, spans
-changed during the call and foreign parents leave the fast path for :func:`finish`.
+In pure Python that is about 4x the cost of a bare ``perf_counter_ns`` wrapper (0.9 us of CPU
+against 0.23 us, measured on 2026-11-29), against ~150x for ``start_as_current_span`` on the SDK.
+Errors, spans changed during the call and foreign parents leave the fast path for :func:`finish`.
+
+Where the optional C extension :mod:`kronicler.otel._fastcall` is built, :func:`wrap_function`
+returns its ``Wrapper`` instead: the same steps in C (the record kept as six C int64s, taken by
+the writer as bytes), calling the very same Python functions here for everything but the common
+path. ``KRONICLER_PURE_PYTHON=1`` keeps the Python wrapper. Coroutine functions, generators and
+server spans stay in Python (their cost is dominated by the await or the iteration protocol);
+they share the C side's ``seq`` counter and record buffer.
 
 When the look-again question says yes, :func:`_resolve` decides: Kronicler disabled -> plain
 call; a global ``opentelemetry.sdk.trace.TracerProvider`` -> the call becomes a real SDK span
@@ -33,10 +40,12 @@ public ``get_tracer_provider()`` at ~0.2 us a call.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import sys
-from collections.abc import Callable, Coroutine
+import time
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from time import perf_counter_ns
 from typing import Any
@@ -44,7 +53,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from kronicler._config import Settings
+from kronicler._config import Settings, pure_python
 from kronicler._log import LogOnce
 from kronicler._version import __version__
 from kronicler.db.schema import STATUS_ERROR, STATUS_OK
@@ -52,7 +61,7 @@ from kronicler.otel import current, ids
 from kronicler.otel.contract import MAX_MESSAGE, exception_type_name, row_attributes
 from kronicler.otel.current import DONE, ROOT, SEQ, Frame, value_get, value_reset, value_set
 from kronicler.otel.pipeline import Pipeline
-from kronicler.otel.records import FullRecord, Site
+from kronicler.otel.records import COMPACT_WIDTH, FullRecord, RecordBuffer, Site
 from kronicler.otel.span import FastSpan, ForeignFastSpan, SpanState
 
 _log_once = LogOnce(logging.getLogger(__name__))
@@ -73,9 +82,43 @@ _NEVER: Any = object()  # never equal to a provider: forces _resolve on the next
 _PLAIN: Any = object()  # _resolve result: run the function as a plain call
 PLAIN = _PLAIN
 
-PIPELINE = Pipeline(Settings.from_env())
+
+def _load_fast() -> Any:
+    """The C fast path's module, or None (not built, not wanted, or not matching this runtime)."""
+    if pure_python() or not hasattr(trace, "_TRACER_PROVIDER"):
+        return None
+    try:
+        from kronicler.otel import _fastcall
+    except ImportError:
+        return None
+    clock = time.get_clock_info("perf_counter").implementation
+    if _fastcall.WIDTH != COMPACT_WIDTH or _fastcall.CLOCK not in (clock, "PyTime_PerfCounterRaw"):
+        return None  # durations must come from perf_counter_ns's own clock
+    return _fastcall
+
+
+_fast = _load_fast()
+#: True when captured plain functions are timed by the C wrapper.
+ACCELERATED = _fast is not None
+_records: RecordBuffer | None = _fast.Records() if _fast is not None else None
+PIPELINE = Pipeline(Settings.from_env(), _records)
 _expected: Any = _NEVER
-_counter = ids.new_counter()
+
+
+_FAST_COUNTER: Any = _fast.Counter() if _fast is not None else None
+
+
+def _new_counter() -> Iterator[int]:
+    """A fresh ``seq`` source; with the C path, its one counter (the C wrappers read it
+    directly) moved to a fresh start."""
+    first = ids.first_seq()
+    if _FAST_COUNTER is None:
+        return itertools.count(first)
+    _FAST_COUNTER.restart(first)
+    return _FAST_COUNTER
+
+
+_counter = _new_counter()
 _shut = False
 _sdk_provider: Any = None
 _sdk_tracer: Any = None
@@ -148,7 +191,7 @@ def internal_error(where: str, exc: BaseException) -> None:
 
 def _after_fork_in_child() -> None:
     global _counter
-    _counter = ids.new_counter()
+    _counter = _new_counter()
     PIPELINE.after_fork_in_child()
     reset_resolution()
 
@@ -226,6 +269,14 @@ def finish(
 # are written inline because a helper call would cost ~10% of the whole decorator.
 def wrap_function(fn: Callable[..., Any], cs: CallSite) -> Callable[..., Any]:
     """Wrap a plain callable (function, method, builtin)."""
+    if _fast is not None:
+        wrapped: Callable[..., Any] = _fast.Wrapper(fn, cs.index, cs.site)
+        return wrapped
+    return wrap_function_python(fn, cs)
+
+
+def wrap_function_python(fn: Callable[..., Any], cs: CallSite) -> Callable[..., Any]:
+    """The pure-Python wrapper (the reference for the C one)."""
     index, site = cs.index, cs.site
     rows_extend = PIPELINE.rows.extend
     get, set_, reset, perf = value_get, value_set, value_reset, perf_counter_ns
@@ -340,3 +391,11 @@ def _sdk_call(tracer: Any, site: Site, fn: Callable[..., Any], args: Any, kwargs
         site.name, kind=SpanKind(site.kind), attributes=site.attributes
     ):
         return fn(*args, **kwargs)
+
+
+if _fast is not None:
+    _fast.install(
+        var=current.RUNTIME.var, trace_dict=vars(trace), tracer_dict=globals(), resolve=_resolve,
+        plain=_PLAIN, sdk_call=_sdk_call, start=current.start, finish=finish,
+        internal_error=internal_error, done=DONE, records=_records, counter=_counter,
+    )  # fmt: skip
