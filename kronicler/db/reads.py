@@ -45,7 +45,7 @@ from kronicler.db.bufferpool import BufferPool
 from kronicler.db.chunk import BLOCK_COLUMNS, ChunkSummary, summarize
 from kronicler.db.page_guard import PinnedPages
 from kronicler.db.reader import SegmentReader
-from kronicler.db.rollup import Block, ChunkSlices
+from kronicler.db.rollup import Block, ChunkSlices, SliceRows
 from kronicler.db.scan import FunctionSummary, Scan, TimeRange, merge_scans, top_k
 from kronicler.db.schema import COLUMNS, otlp_kind, parse_attributes
 from kronicler.db.snapshot import ChunkInfo, Damage, SegmentView, Snapshot
@@ -63,6 +63,9 @@ _HOLD_SHARE = 2
 _SUMMARY_COLUMNS = ("name", "start", "duration", "status")
 _ORDERED_COLUMNS = ("start", "duration", "status")  # rows ordered by function: no name
 _CUT_REMEMBERED = 1 << 16  # chunks remembered as cut by a range (64 bytes or so each)
+# Rows of cut chunks a query gathers before summarising them (~25 bytes each): one pass over
+# many chunks' edges, with the query's own memory bounded to a few MB.
+_EDGE_ROWS = 1 << 18
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +95,21 @@ class _NodeKey:
     node: rollup.Node = field(compare=False, hash=False, repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class _PlanKey:
+    """What a time window holds whole of one segment, merged as one bufferpool entry: roll-up
+    nodes, whole chunks, and runs of the time slices of the chunks it cuts (``parts``).
+
+    Equal for every window that holds the same parts, so a range asked again, or moved within
+    the slices its edges cut, merges one block per segment and its edge rows, not the ~5 blocks
+    of 10k buckets a segment's plan holds at 10M rows (two thirds of such a query's CPU).
+    """
+
+    segment: str
+    parts: tuple[_PageKey | _NodeKey, ...]
+    reader: SegmentReader = field(compare=False, hash=False, repr=False)
+
+
 # A chunk, the wanted codes it holds, and their row runs (``ChunkInfo.rows_of``).
 _Runs = tuple[ChunkInfo, np.ndarray, list[tuple[int, int]]]
 
@@ -108,6 +126,33 @@ class _RunsKey:
     reader: SegmentReader = field(compare=False, hash=False, repr=False)
     #: per chunk: the chunk, the wanted codes it holds and their row runs (``rows_of``)
     chunks: tuple[_Runs, ...] = field(compare=False, hash=False, repr=False)
+
+
+class _EdgeRows:
+    """Rows of the chunks a range cuts, gathered over chunks and segments and summarised in one
+    pass (``Block.of_rows``): a summary costs ~40 numpy calls whatever its rows, so one per
+    cut chunk (18 at 10M rows in 9 segments) cost more than the rows themselves."""
+
+    def __init__(self) -> None:
+        self._parts: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
+        self.rows = 0
+
+    def add(self, groups: np.ndarray, cols: dict[str, np.ndarray]) -> None:
+        """Keep rows (start, duration, status: the query's own copies) of groups ``groups``."""
+        if groups.size:
+            self._parts.append((groups, cols))
+            self.rows += int(groups.size)
+
+    def block(self) -> Block:
+        """The summaries of every row gathered (codes: their groups); then start afresh."""
+        groups = np.concatenate([g for g, _ in self._parts])
+        cols = {c: np.concatenate([p[c] for _, p in self._parts]) for c in _ORDERED_COLUMNS}
+        self._parts.clear()
+        self.rows = 0
+        keep = groups >= 0  # functions the query does not want
+        if not bool(keep.all()):
+            groups, cols = groups[keep], {c: a[keep] for c, a in cols.items()}
+        return Block.of_rows(groups, cols)
 
 
 class _Damaged(Exception):
@@ -221,12 +266,24 @@ class SegmentSet:
                         raise exc.cause from None
             raise AssertionError("unreachable")
 
-    def _load_page(self, key: _PageKey | _NodeKey | _RunsKey) -> Any:
+    def _load_page(self, key: _PageKey | _NodeKey | _RunsKey | _PlanKey) -> Any:
         if isinstance(key, _NodeKey):
             return self._load_node(key)
         if isinstance(key, _RunsKey):
             return self._load_runs(key)
+        if isinstance(key, _PlanKey):
+            return self._load_plan(key)
         reader, chunk = key.reader, key.chunk
+        if key.column == "slice_rows":  # one slice's rows, in start order (see _cut_rows)
+            assert key.block is not None and chunk.code_ends is not None
+            with PinnedPages() as pins:
+                slices = pins.pin(self.pool, replace(key, column="slices", block=None))
+                cols = {}
+                for c in _ORDERED_COLUMNS:  # cached ones if still there, else not cached again
+                    page = _key(reader, chunk, c)
+                    cols[c] = (pins.pin(self.pool, page) if page in self.pool
+                               else reader.decode_stored(chunk, c))  # fmt: skip
+                return SliceRows.of(cols, chunk.code_ends, slices.window(key.block[0]))
         if key.column == "slices" and key.block is not None:  # a run of slices, merged
             with self.pool.read_page(replace(key, block=None)) as guard:
                 return guard.data.joined(*key.block)
@@ -238,12 +295,30 @@ class SegmentSet:
             assert chunk.code_ends is not None
             with PinnedPages() as pins:
                 cols = {c: pins.pin(self.pool, _key(reader, chunk, c)) for c in _ORDERED_COLUMNS}
-                return ChunkSlices.of(cols, chunk.codes, chunk.code_ends)
+                slices = ChunkSlices.of(cols, chunk.codes, chunk.code_ends)
+            # The slices and their rows (SliceRows) stand in for the columns from now on: let
+            # them go rather than have their second use keep them in the pool (LRU-K holds a
+            # page used twice over pages used once, so 1.1 MB a cut chunk would crowd out
+            # the slices, roll-up blocks and the pages of other queries).
+            for c in _ORDERED_COLUMNS:
+                self.pool.drop_page(_key(reader, chunk, c))
+            return slices
         if key.column != "parent_span_id":
             return reader.decode_stored(chunk, key.column)
         # Parent ids are stored as rows of the page's span ids: decode them while pinned.
         with self.pool.read_page(_key(reader, chunk, "span_id")) as guard:
             return reader.decode_stored(chunk, key.column, guard.data)
+
+    def _load_plan(self, key: _PlanKey) -> Block:
+        """The parts' blocks, each pinned from the pool (loaded or merged as needed), merged."""
+        with PinnedPages() as pins:
+            parts: list[tuple[np.ndarray | None, Block]] = []
+            for part in key.parts:
+                try:
+                    parts.append((None, pins.pin(self.pool, part)))
+                except CorruptPageError as exc:
+                    raise _Damaged(key.reader, _seq_of(part), exc) from None
+            return rollup.merge(parts)
 
     def _load_node(self, key: _NodeKey) -> Block:
         """A node's summaries: from its roll-up record, else merged from its children's."""
@@ -433,6 +508,7 @@ class SegmentSet:
         # (renumbering, block): blocks of pinned pages until ``settle`` merges them into one
         pieces: list[tuple[np.ndarray | None, Block]] = []
         held = PinnedPages()
+        edges = _EdgeRows()  # rows of cut chunks in the window, in the query's numbering
 
         def settle() -> None:
             """Merge what the pieces hold into one block of the query's own, then unpin."""
@@ -462,48 +538,37 @@ class SegmentSet:
                 else:
                     tree = seg.memo("chunk_tree", partial(_chunk_tree, seg))
                     plan = tree.plan(window)
-                    for node in plan.nodes:
-                        budget.check()  # stop when the caller's deadline passed
-                        take_page(_node_key(seg.reader, node), lookup, node.first, seg.reader)
+                    # What the window holds whole, as pool entries: nodes, chunks, and runs of
+                    # the slices of the chunks it cuts; merged into one entry (see _PlanKey).
+                    whole: list[_PageKey | _NodeKey] = [
+                        _node_key(seg.reader, node) for node in plan.nodes
+                    ]
                     for pos in plan.whole:
-                        budget.check()
                         chunk = seg.chunks[pos]
                         if not _has_codes(chunk, codes):
                             continue
                         if chunk.summary is not None:  # rows were dropped: the view's own summary
                             pieces.append((lookup, Block.of(chunk.summary)))
                         else:
-                            take_page(_key(seg.reader, chunk, "block"), lookup, chunk.seq,
-                                      seg.reader)  # fmt: skip
+                            whole.append(_key(seg.reader, chunk, "block"))
                     for pos in plan.cut:
-                        budget.check()
+                        budget.check()  # stop when the caller's deadline passed
                         chunk = seg.chunks[pos]
                         if not _has_codes(chunk, codes):
                             continue
                         if codes is not None or chunk.code_ends is None or chunk.keep is not None:
                             pieces.append((lookup, self._cut_block(seg, chunk, codes, window)))
                             continue
-                        # Every function: its rows in the window, summarised in their order
-                        # the first time a window cuts the chunk; from the second on, from
-                        # time slices, built then and kept in the pool (see ChunkSlices).
-                        ends = chunk.code_ends
-                        key = _key(seg.reader, chunk, "slices")
-                        again = key in self.pool or self._cut_before(seg.reader.id, chunk.seq)
-                        with self.chunk_columns(seg, chunk, _ORDERED_COLUMNS) as (cols, _):
-                            if not again:
-                                rows = np.flatnonzero(window.mask(cols["start"]))
-                                block = Block.of_ordered(cols, chunk.codes, ends, rows)
-                                pieces.append((lookup, block))
-                                continue
-                            with PinnedPages() as pins:
-                                try:
-                                    slices = pins.pin(self.pool, key)
-                                except CorruptPageError as exc:
-                                    raise _Damaged(seg.reader, chunk.seq, exc) from None
-                                runs, cut = slices.cut(cols, chunk.codes, ends, window)
-                        pieces.extend((lookup, b) for b in cut)
-                        for run in runs:  # the slices it holds whole, merged once and kept
-                            take_page(replace(key, block=run), lookup, chunk.seq, seg.reader)
+                        whole += self._cut_rows(seg, chunk, window, lookup, edges)
+                        if edges.rows > _EDGE_ROWS:
+                            pieces.append((None, edges.block()))
+                    budget.check()
+                    if len(whole) == 1:
+                        part = whole[0]
+                        take_page(part, lookup, _seq_of(part), seg.reader)
+                    elif whole:
+                        key = _PlanKey(seg.reader.id, tuple(whole), seg.reader)
+                        take_page(key, lookup, _seq_of(whole[0]), seg.reader)
                 tail = seg.tail
                 if len(tail["start"]):
                     if window.everything:
@@ -511,8 +576,47 @@ class SegmentSet:
                     else:
                         cs = summarize(_select(dict(tail), window.mask(tail["start"])))
                     pieces.append((lookup, Block.of(cs)))
+            if edges.rows:
+                pieces.append((None, edges.block()))
             merged = rollup.merge(pieces)  # the query's own arrays: no pin needed past here
         return {names[g]: merged.function_summary(i) for i, g in enumerate(merged.codes.tolist())}
+
+    def _cut_rows(
+        self, seg: SegmentView, chunk: ChunkInfo, window: TimeRange, lookup: np.ndarray,
+        edges: _EdgeRows,
+    ) -> list[_PageKey]:  # fmt: skip
+        """A chunk ordered by function that ``window`` cuts, every function wanted: its rows in
+        the window go to ``edges``, summarised there with every other cut chunk's; returns the
+        pool entries of what it holds whole.
+
+        The first time a window cuts the chunk, all its rows in the window, from its columns;
+        from the second on, only those of the time slices the window cuts, each slice's rows
+        one small pool entry in start order (``SliceRows``), the slices it holds whole coming
+        from blocks kept in the pool (``ChunkSlices``, runs of them merged once).
+        """
+        key = _key(seg.reader, chunk, "slices")
+        again = key in self.pool or self._cut_before(seg.reader.id, chunk.seq)
+        groups = lookup[chunk.codes]
+        if not again:
+            assert chunk.code_ends is not None
+            with self.chunk_columns(seg, chunk, _ORDERED_COLUMNS) as (cols, _):
+                rows = np.flatnonzero(window.mask(cols["start"]))
+                code = np.searchsorted(chunk.code_ends, rows, side="right")
+                edges.add(groups[code], {c: cols[c][rows] for c in _ORDERED_COLUMNS})
+            return []
+        with PinnedPages() as pins:
+            try:
+                slices = pins.pin(self.pool, key)
+                runs, cut = slices.cut(window)
+                for i in cut:
+                    part = pins.pin(self.pool, replace(key, column="slice_rows", block=(i, i + 1)))
+                    a, b = part.within(window)
+                    edges.add(groups[part.code[a:b]], {"start": part.start[a:b].copy(),
+                              "duration": part.duration[a:b].copy(),
+                              "status": part.status[a:b].copy()})  # fmt: skip
+            except CorruptPageError as exc:
+                raise _Damaged(seg.reader, chunk.seq, exc) from None
+        return [replace(key, block=run) for run in runs]
 
     def _cut_before(self, segment: str, seq: int) -> bool:
         """Whether a range cut this chunk before (remembering it now: call under ``lock``)."""
@@ -733,8 +837,13 @@ def _node_key(reader: SegmentReader, node: rollup.Node) -> _NodeKey:
     return _NodeKey(reader.id, node.first, node.last, reader, node)
 
 
-def _in_segment(segment: str, key: _PageKey | _NodeKey | _RunsKey) -> bool:
+def _in_segment(segment: str, key: _PageKey | _NodeKey | _RunsKey | _PlanKey) -> bool:
     return key.segment == segment
+
+
+def _seq_of(key: _PageKey | _NodeKey) -> int:
+    """The chunk a pool entry's damage is charged to (a node's first: see ``_load_node``)."""
+    return key.first if isinstance(key, _NodeKey) else key.seq
 
 
 def _numbering(
