@@ -246,11 +246,11 @@ class Block:
 
 
 #: Time slices of a chunk cut by a range's edge (see ChunkSlices): a cut then summarises the
-#: rows of one slice, 1/8 of the chunk, instead of every row the range holds. 8 and not 16: at
-#: 10M rows the slices' summaries cost the pool 0.44 MB per 64k-row chunk against 0.58 MB (the
-#: old 16 with each row's position and a per-bucket owner: 1.04 MB), and the edge rows of every
-#: cut chunk of a query are summarised in one pass, where twice the rows cost about 1 ms more.
-SLICES: Final = 8
+#: rows of one slice, 1/16 of the chunk, instead of every row the range holds. At 10M rows a
+#: 64k-row chunk's slices cost the pool 0.62 MB with 16 (8: 0.45 MB; 32: 0.85 MB) plus 75 KB
+#: per slice a range cuts (8: 150 KB): the same ~0.77 MB for a chunk cut at both edges, and
+#: half the edge rows to summarise (at 100M, the 25% range: 26k rows against 92k with 8).
+SLICES: Final = 16
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -335,7 +335,7 @@ class SliceRows:
     """The rows of one time slice of a chunk (see ChunkSlices), in start order: what a range
     whose edge cuts the slice reads, a contiguous run found by two binary searches.
 
-    19 bytes a row, 1/8 of the chunk's rows: at 64k-row chunks ~150 KB, against the 1.1 MB of
+    19 bytes a row, 1/16 of the chunk's rows: at 64k-row chunks ~75 KB, against the 1.1 MB of
     the chunk's start, duration and status pages a cut would otherwise keep pinned and cached.
 
     Fields:
