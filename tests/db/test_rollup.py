@@ -127,6 +127,30 @@ def test_ranges_match_brute_force(written: tuple[Path, list[Rows]], data: st.Dat
         _check(db, Rows.concat(parts), data)
 
 
+@FEW
+@given(data=st.data(), tiny=st.booleans())
+def test_a_range_asked_again_and_moved_matches_brute_force(
+    written: tuple[Path, list[Rows]], data: st.DataObject, tiny: bool
+) -> None:
+    """One reader asks a range three times (from the second, its edge chunks answer from time
+    slices, one slice's rows and a segment's whole parts merged as one entry), then the range
+    moved by a nanosecond at either edge (the same slices, other rows), over closed segments
+    and a live one with a tail, through a roomy pool and one that holds a few blocks."""
+    path, parts = written
+    truth = Rows.concat(parts)
+    with Database.open(
+        path, readonly=True, bufferpool_bytes=(64 << 10) if tiny else 64 << 20
+    ) as db:
+        since, until = _bounds(truth, data)
+        moved = (None if since is None else since + 1, None if until is None else until - 1)
+        if moved[0] is not None and moved[1] is not None and moved[0] >= moved[1]:
+            moved = (since, until)
+        for s, u in [(since, until)] * 3 + [moved, (since, until)]:
+            q = Query((), None, s, u)
+            got = PythonApi(db).stats(q, quantiles=QS)
+            check_table(got, "function", expected_stats(truth, q), QS, False, q.label())
+
+
 @pytest.mark.parametrize("damage", ["deleted", "torn", "garbage", "flipped"])
 def test_missing_or_bad_records_are_rebuilt(
     written: tuple[Path, list[Rows]], tmp_path: Path, damage: str
