@@ -127,16 +127,40 @@ def test_ranges_match_brute_force(written: tuple[Path, list[Rows]], data: st.Dat
         _check(db, Rows.concat(parts), data)
 
 
+@pytest.fixture(scope="module")
+def sliced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, list[Rows]]]:
+    """Three segments of 256-row chunks (time slices of 16 rows, which ranges cut): 3,000 and
+    1,200 rows closed, 900 from a writer still open (three chunks and a tail of 132 rows)."""
+    rng = np.random.default_rng(23)
+    path = tmp_path_factory.mktemp("sliced") / "db"
+    parts = [_time_ordered(generate(rng, n, FUNCTIONS, base=BASE, span=10**10, lane=lane), rng)
+             for lane, n in enumerate([3000, 1200, 900])]  # fmt: skip
+    dbs = []
+    for i, rows in enumerate(parts):
+        db = Database.open(path, chunk_rows=256, flush_interval=0.05)
+        assert db.append(**rows.append_kwargs()) == len(rows)
+        assert db.flush(30)
+        if i < 2:
+            db.close()
+        else:
+            dbs.append(db)
+    try:
+        yield path, parts
+    finally:
+        for db in dbs:
+            db.close()
+
+
 @FEW
 @given(data=st.data(), tiny=st.booleans())
 def test_a_range_asked_again_and_moved_matches_brute_force(
-    written: tuple[Path, list[Rows]], data: st.DataObject, tiny: bool
+    sliced: tuple[Path, list[Rows]], data: st.DataObject, tiny: bool
 ) -> None:
     """One reader asks a range three times (from the second, its edge chunks answer from time
     slices, one slice's rows and a segment's whole parts merged as one entry), then the range
     moved by a nanosecond at either edge (the same slices, other rows), over closed segments
     and a live one with a tail, through a roomy pool and one that holds a few blocks."""
-    path, parts = written
+    path, parts = sliced
     truth = Rows.concat(parts)
     with Database.open(
         path, readonly=True, bufferpool_bytes=(64 << 10) if tiny else 64 << 20
