@@ -62,7 +62,7 @@ DAMAGE_RETRIES = 3  # fresh snapshots a query (or a view's question) may take af
 _HOLD_SHARE = 2
 _SUMMARY_COLUMNS = ("name", "start", "duration", "status")
 _ORDERED_COLUMNS = ("start", "duration", "status")  # rows ordered by function: no name
-_CUT_REMEMBERED = 1 << 16  # chunks remembered as cut by a range (64 bytes or so each)
+_SEEN_REMEMBERED = 1 << 16  # chunks cut and plans asked, remembered (~64 bytes each)
 # Rows of cut chunks a query gathers before summarising them (~25 bytes each): one pass over
 # many chunks' edges, with the query's own memory bounded to a few MB.
 _EDGE_ROWS = 1 << 18
@@ -179,9 +179,11 @@ class SegmentSet:
         self._retired: dict[str, SegmentReader] = {}
         # What one query may keep pinned beyond the chunk it is reading (see _summaries, _scan).
         self._hold_bytes = bufferpool_bytes // _HOLD_SHARE
-        # Chunks a range has cut (segment, chunk number), a bounded set: a chunk cut again
-        # gets time slices (see _summaries); one cut once, as most are, costs no more than that.
-        self._cut: set[tuple[str, int]] = set()
+        # What ranges have asked before, a bounded set: chunks cut (segment, chunk number),
+        # which get time slices when cut again, and hashes of a segment's whole parts
+        # (_PlanKey), merged as one entry when asked again. What is asked once (a new process,
+        # a moving window) costs no more than that: no slices, no second merge of its blocks.
+        self._seen: set[Hashable] = set()
 
     def forget(self, segment: str) -> None:
         """Drop a deleted segment's reader and cached pages (call with ``lock`` held).
@@ -278,11 +280,8 @@ class SegmentSet:
             assert key.block is not None and chunk.code_ends is not None
             with PinnedPages() as pins:
                 slices = pins.pin(self.pool, replace(key, column="slices", block=None))
-                cols = {}
-                for c in _ORDERED_COLUMNS:  # cached ones if still there, else not cached again
-                    page = _key(reader, chunk, c)
-                    cols[c] = (pins.pin(self.pool, page) if page in self.pool
-                               else reader.decode_stored(chunk, c))  # fmt: skip
+                cols = {c: pins.pin(self.pool, _key(reader, chunk, c), count=False)
+                        for c in _ORDERED_COLUMNS}  # fmt: skip
                 return SliceRows.of(cols, chunk.code_ends, slices.window(key.block[0]))
         if key.column == "slices" and key.block is not None:  # a run of slices, merged
             with self.pool.read_page(replace(key, block=None)) as guard:
@@ -293,16 +292,16 @@ class SegmentSet:
             return Block.from_page(reader.summary_page(chunk))
         if key.column == "slices":  # of a chunk ordered by function (see _summaries)
             assert chunk.code_ends is not None
+            # The slices and their rows (SliceRows) stand in for the columns from now on:
+            # reading them for the slices, or for one slice's rows, does not count as a use,
+            # so they stay the first pages to go (LRU-K holds a page used twice over pages used
+            # once, and 1.1 MB a cut chunk would crowd out the slices, the roll-up blocks and
+            # every other query's pages), yet a moving window's new slices find them while
+            # the pool has room.
             with PinnedPages() as pins:
-                cols = {c: pins.pin(self.pool, _key(reader, chunk, c)) for c in _ORDERED_COLUMNS}
-                slices = ChunkSlices.of(cols, chunk.codes, chunk.code_ends)
-            # The slices and their rows (SliceRows) stand in for the columns from now on: let
-            # them go rather than have their second use keep them in the pool (LRU-K holds a
-            # page used twice over pages used once, so 1.1 MB a cut chunk would crowd out
-            # the slices, roll-up blocks and the pages of other queries).
-            for c in _ORDERED_COLUMNS:
-                self.pool.drop_page(_key(reader, chunk, c))
-            return slices
+                cols = {c: pins.pin(self.pool, _key(reader, chunk, c), count=False)
+                        for c in _ORDERED_COLUMNS}  # fmt: skip
+                return ChunkSlices.of(cols, chunk.codes, chunk.code_ends)
         if key.column != "parent_span_id":
             return reader.decode_stored(chunk, key.column)
         # Parent ids are stored as rows of the page's span ids: decode them while pinned.
@@ -563,12 +562,12 @@ class SegmentSet:
                         if edges.rows > _EDGE_ROWS:
                             pieces.append((None, edges.block()))
                     budget.check()
-                    if len(whole) == 1:
-                        part = whole[0]
-                        take_page(part, lookup, _seq_of(part), seg.reader)
-                    elif whole:
-                        key = _PlanKey(seg.reader.id, tuple(whole), seg.reader)
+                    key = _PlanKey(seg.reader.id, tuple(whole), seg.reader)
+                    if len(whole) > 1 and (key in self.pool or self._seen_before(hash(key))):
                         take_page(key, lookup, _seq_of(whole[0]), seg.reader)
+                    else:  # asked for the first time: merged with the rest, as they are
+                        for part in whole:
+                            take_page(part, lookup, _seq_of(part), seg.reader)
                 tail = seg.tail
                 if len(tail["start"]):
                     if window.everything:
@@ -595,7 +594,7 @@ class SegmentSet:
         from blocks kept in the pool (``ChunkSlices``, runs of them merged once).
         """
         key = _key(seg.reader, chunk, "slices")
-        again = key in self.pool or self._cut_before(seg.reader.id, chunk.seq)
+        again = key in self.pool or self._seen_before((seg.reader.id, chunk.seq))
         groups = lookup[chunk.codes]
         if not again:
             assert chunk.code_ends is not None
@@ -618,13 +617,13 @@ class SegmentSet:
                 raise _Damaged(seg.reader, chunk.seq, exc) from None
         return [replace(key, block=run) for run in runs]
 
-    def _cut_before(self, segment: str, seq: int) -> bool:
-        """Whether a range cut this chunk before (remembering it now: call under ``lock``)."""
-        if (segment, seq) in self._cut:
+    def _seen_before(self, item: Hashable) -> bool:
+        """Whether a range asked for ``item`` before (remembering it now: call under ``lock``)."""
+        if item in self._seen:
             return True
-        if len(self._cut) >= _CUT_REMEMBERED:
-            self._cut.clear()  # forgetting costs a chunk one more cut without slices
-        self._cut.add((segment, seq))
+        if len(self._seen) >= _SEEN_REMEMBERED:
+            self._seen.clear()  # forgetting costs one more time asked as if for the first
+        self._seen.add(item)
         return False
 
     def _cut_block(
