@@ -292,12 +292,9 @@ class SegmentSet:
             return Block.from_page(reader.summary_page(chunk))
         if key.column == "slices":  # of a chunk ordered by function (see _summaries)
             assert chunk.code_ends is not None
-            # The slices and their rows (SliceRows) stand in for the columns from now on:
-            # reading them for the slices, or for one slice's rows, does not count as a use,
-            # so they stay the first pages to go (LRU-K holds a page used twice over pages used
-            # once, and 1.1 MB a cut chunk would crowd out the slices, the roll-up blocks and
-            # every other query's pages), yet a moving window's new slices find them while
-            # the pool has room.
+            # Reading the columns for the slices, or for one slice's rows, does not count as a
+            # use: LRU-K holds a page used twice over pages used once, and 1.1 MB a cut chunk
+            # would crowd out the slices, the roll-up blocks and every other query's pages.
             with PinnedPages() as pins:
                 cols = {c: pins.pin(self.pool, _key(reader, chunk, c), count=False)
                         for c in _ORDERED_COLUMNS}  # fmt: skip
@@ -539,10 +536,12 @@ class SegmentSet:
                     plan = tree.plan(window)
                     # What the window holds whole, as pool entries: nodes, chunks, and runs of
                     # the slices of the chunks it cuts; merged into one entry (see _PlanKey).
-                    whole: list[_PageKey | _NodeKey] = [
-                        _node_key(seg.reader, node) for node in plan.nodes
-                    ]
+                    whole: list[_PageKey | _NodeKey] = []
+                    for node in plan.nodes:
+                        budget.check()  # stop when the caller's deadline passed
+                        whole.append(_node_key(seg.reader, node))
                     for pos in plan.whole:
+                        budget.check()
                         chunk = seg.chunks[pos]
                         if not _has_codes(chunk, codes):
                             continue
@@ -615,6 +614,11 @@ class SegmentSet:
                               "status": part.status[a:b].copy()})  # fmt: skip
             except CorruptPageError as exc:
                 raise _Damaged(seg.reader, chunk.seq, exc) from None
+        # The slices and the rows of the slices cut now stand in for the columns: let them go
+        # (1.1 MB a chunk, which would crowd out the roll-up blocks a range merges; a window
+        # that later cuts another slice reads them again).
+        for c in _ORDERED_COLUMNS:
+            self.pool.drop_page(_key(seg.reader, chunk, c))
         return [replace(key, block=run) for run in runs]
 
     def _seen_before(self, item: Hashable) -> bool:
