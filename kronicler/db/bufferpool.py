@@ -162,14 +162,15 @@ class BufferPool:
 
     # -- fetching (called by guards) ------------------------------------------------------------
 
-    def _fetch(self, key: PageKey) -> Frame:
-        """The page's frame, pinned: from the cache, from another thread's load, or loaded."""
+    def _fetch(self, key: PageKey, *, count: bool = True) -> Frame:
+        """The page's frame, pinned: from the cache, from another thread's load, or loaded;
+        ``count`` False: a cache hit is not recorded as an access (see PinnedPages.pin)."""
         while True:
             with self._lock:
                 frame = self._frames.get(key)
                 if frame is not None:
                     self._hits += 1
-                    self._pin(frame, record=True)
+                    self._pin(frame, record=count)
                     return frame
                 pending = self._pending.get(key)
                 loading = pending is None
@@ -185,7 +186,7 @@ class BufferPool:
                 frame = pending.frame
                 if frame is not None and (frame.state == ONE_OFF or self._frames.get(key) is frame):
                     self._hits += 1
-                    self._pin(frame, record=True)
+                    self._pin(frame, record=count)
                     return frame
             # The page was evicted or dropped before this thread woke: try again.
 

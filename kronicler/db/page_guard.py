@@ -36,18 +36,19 @@ class Frame:
 class GuardedPool(Protocol):
     """What a guard needs from its pool."""
 
-    def _fetch(self, key: Hashable) -> Frame: ...
+    def _fetch(self, key: Hashable, *, count: bool = True) -> Frame: ...
     def _unpin(self, frame: Frame) -> None: ...
 
 
 class ReadGuard:
     """Shared, read-only access to a pinned page."""
 
-    __slots__ = ("_frame", "_key", "_pool", "_state")
+    __slots__ = ("_count", "_frame", "_key", "_pool", "_state")
 
-    def __init__(self, pool: GuardedPool, key: Hashable) -> None:
+    def __init__(self, pool: GuardedPool, key: Hashable, *, count: bool = True) -> None:
         self._pool = pool
         self._key = key
+        self._count = count  # whether this use counts as an access for the replacer
         self._state = "new"
         self._frame: Frame | None = None
 
@@ -72,7 +73,7 @@ class ReadGuard:
     def __enter__(self) -> ReadGuard:
         if self._state != "new":
             raise RuntimeError(f"the guard of page {self._key!r} was already entered")
-        self._frame = self._pool._fetch(self._key)
+        self._frame = self._pool._fetch(self._key, count=self._count)
         self._state = "held"
         return self
 
@@ -104,9 +105,11 @@ class PinnedPages:
         self._guards: list[ReadGuard] = []
         self.nbytes = 0
 
-    def pin(self, pool: GuardedPool, key: Hashable) -> Any:
-        """Pin one more page and return its data (valid while this set holds it)."""
-        guard = ReadGuard(pool, key)
+    def pin(self, pool: GuardedPool, key: Hashable, *, count: bool = True) -> Any:
+        """Pin one more page and return its data (valid while this set holds it). ``count``
+        False: the use does not count as an access for the replacer (a page read again as part
+        of the same work, which should not look as used as a page every query reads)."""
+        guard = ReadGuard(pool, key, count=count)
         guard.__enter__()
         self._guards.append(guard)
         self.nbytes += guard.nbytes

@@ -45,7 +45,7 @@ from kronicler.db.bufferpool import BufferPool
 from kronicler.db.chunk import BLOCK_COLUMNS, ChunkSummary, summarize
 from kronicler.db.page_guard import PinnedPages
 from kronicler.db.reader import SegmentReader
-from kronicler.db.rollup import Block, ChunkSlices
+from kronicler.db.rollup import Block, ChunkSlices, SliceRows
 from kronicler.db.scan import FunctionSummary, Scan, TimeRange, merge_scans, top_k
 from kronicler.db.schema import COLUMNS, otlp_kind, parse_attributes
 from kronicler.db.snapshot import ChunkInfo, Damage, SegmentView, Snapshot
@@ -62,7 +62,10 @@ DAMAGE_RETRIES = 3  # fresh snapshots a query (or a view's question) may take af
 _HOLD_SHARE = 2
 _SUMMARY_COLUMNS = ("name", "start", "duration", "status")
 _ORDERED_COLUMNS = ("start", "duration", "status")  # rows ordered by function: no name
-_CUT_REMEMBERED = 1 << 16  # chunks remembered as cut by a range (64 bytes or so each)
+_SEEN_REMEMBERED = 1 << 16  # chunks cut and plans asked, remembered (~64 bytes each)
+# Rows of cut chunks a query gathers before summarising them (~25 bytes each): one pass over
+# many chunks' edges, with the query's own memory bounded to a few MB.
+_EDGE_ROWS = 1 << 18
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +95,21 @@ class _NodeKey:
     node: rollup.Node = field(compare=False, hash=False, repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class _PlanKey:
+    """What a time window holds whole of one segment, merged as one bufferpool entry: roll-up
+    nodes, whole chunks, and runs of the time slices of the chunks it cuts (``parts``).
+
+    Equal for every window that holds the same parts, so a range asked again, or moved within
+    the slices its edges cut, merges one block per segment and its edge rows, not the ~5 blocks
+    of 10k buckets a segment's plan holds at 10M rows (two thirds of such a query's CPU).
+    """
+
+    segment: str
+    parts: tuple[_PageKey | _NodeKey, ...]
+    reader: SegmentReader = field(compare=False, hash=False, repr=False)
+
+
 # A chunk, the wanted codes it holds, and their row runs (``ChunkInfo.rows_of``).
 _Runs = tuple[ChunkInfo, np.ndarray, list[tuple[int, int]]]
 
@@ -108,6 +126,33 @@ class _RunsKey:
     reader: SegmentReader = field(compare=False, hash=False, repr=False)
     #: per chunk: the chunk, the wanted codes it holds and their row runs (``rows_of``)
     chunks: tuple[_Runs, ...] = field(compare=False, hash=False, repr=False)
+
+
+class _EdgeRows:
+    """Rows of the chunks a range cuts, gathered over chunks and segments and summarised in one
+    pass (``Block.of_rows``): a summary costs ~40 numpy calls whatever its rows, so one per
+    cut chunk (18 at 10M rows in 9 segments) cost more than the rows themselves."""
+
+    def __init__(self) -> None:
+        self._parts: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
+        self.rows = 0
+
+    def add(self, groups: np.ndarray, cols: dict[str, np.ndarray]) -> None:
+        """Keep rows (start, duration, status: the query's own copies) of groups ``groups``."""
+        if groups.size:
+            self._parts.append((groups, cols))
+            self.rows += int(groups.size)
+
+    def block(self) -> Block:
+        """The summaries of every row gathered (codes: their groups); then start afresh."""
+        groups = np.concatenate([g for g, _ in self._parts])
+        cols = {c: np.concatenate([p[c] for _, p in self._parts]) for c in _ORDERED_COLUMNS}
+        self._parts.clear()
+        self.rows = 0
+        keep = groups >= 0  # functions the query does not want
+        if not bool(keep.all()):
+            groups, cols = groups[keep], {c: a[keep] for c, a in cols.items()}
+        return Block.of_rows(groups, cols)
 
 
 class _Damaged(Exception):
@@ -134,9 +179,11 @@ class SegmentSet:
         self._retired: dict[str, SegmentReader] = {}
         # What one query may keep pinned beyond the chunk it is reading (see _summaries, _scan).
         self._hold_bytes = bufferpool_bytes // _HOLD_SHARE
-        # Chunks a range has cut (segment, chunk number), a bounded set: a chunk cut again
-        # gets time slices (see _summaries); one cut once, as most are, costs no more than that.
-        self._cut: set[tuple[str, int]] = set()
+        # What ranges have asked before, a bounded set: chunks cut (segment, chunk number),
+        # which get time slices when cut again, and hashes of a segment's whole parts
+        # (_PlanKey), merged as one entry when asked again. What is asked once (a new process,
+        # a moving window) costs no more than that: no slices, no second merge of its blocks.
+        self._seen: set[Hashable] = set()
 
     def forget(self, segment: str) -> None:
         """Drop a deleted segment's reader and cached pages (call with ``lock`` held).
@@ -221,12 +268,21 @@ class SegmentSet:
                         raise exc.cause from None
             raise AssertionError("unreachable")
 
-    def _load_page(self, key: _PageKey | _NodeKey | _RunsKey) -> Any:
+    def _load_page(self, key: _PageKey | _NodeKey | _RunsKey | _PlanKey) -> Any:
         if isinstance(key, _NodeKey):
             return self._load_node(key)
         if isinstance(key, _RunsKey):
             return self._load_runs(key)
+        if isinstance(key, _PlanKey):
+            return self._load_plan(key)
         reader, chunk = key.reader, key.chunk
+        if key.column == "slice_rows":  # one slice's rows, in start order (see _cut_rows)
+            assert key.block is not None and chunk.code_ends is not None
+            with PinnedPages() as pins:
+                slices = pins.pin(self.pool, replace(key, column="slices", block=None))
+                cols = {c: pins.pin(self.pool, _key(reader, chunk, c), count=False)
+                        for c in _ORDERED_COLUMNS}  # fmt: skip
+                return SliceRows.of(cols, chunk.code_ends, slices.window(key.block[0]))
         if key.column == "slices" and key.block is not None:  # a run of slices, merged
             with self.pool.read_page(replace(key, block=None)) as guard:
                 return guard.data.joined(*key.block)
@@ -236,14 +292,29 @@ class SegmentSet:
             return Block.from_page(reader.summary_page(chunk))
         if key.column == "slices":  # of a chunk ordered by function (see _summaries)
             assert chunk.code_ends is not None
+            # Reading the columns for the slices, or for one slice's rows, does not count as a
+            # use: LRU-K holds a page used twice over pages used once, and 1.1 MB a cut chunk
+            # would crowd out the slices, the roll-up blocks and every other query's pages.
             with PinnedPages() as pins:
-                cols = {c: pins.pin(self.pool, _key(reader, chunk, c)) for c in _ORDERED_COLUMNS}
+                cols = {c: pins.pin(self.pool, _key(reader, chunk, c), count=False)
+                        for c in _ORDERED_COLUMNS}  # fmt: skip
                 return ChunkSlices.of(cols, chunk.codes, chunk.code_ends)
         if key.column != "parent_span_id":
             return reader.decode_stored(chunk, key.column)
         # Parent ids are stored as rows of the page's span ids: decode them while pinned.
         with self.pool.read_page(_key(reader, chunk, "span_id")) as guard:
             return reader.decode_stored(chunk, key.column, guard.data)
+
+    def _load_plan(self, key: _PlanKey) -> Block:
+        """The parts' blocks, each pinned from the pool (loaded or merged as needed), merged."""
+        with PinnedPages() as pins:
+            parts: list[tuple[np.ndarray | None, Block]] = []
+            for part in key.parts:
+                try:
+                    parts.append((None, pins.pin(self.pool, part)))
+                except CorruptPageError as exc:
+                    raise _Damaged(key.reader, _seq_of(part), exc) from None
+            return rollup.merge(parts)
 
     def _load_node(self, key: _NodeKey) -> Block:
         """A node's summaries: from its roll-up record, else merged from its children's."""
@@ -433,6 +504,7 @@ class SegmentSet:
         # (renumbering, block): blocks of pinned pages until ``settle`` merges them into one
         pieces: list[tuple[np.ndarray | None, Block]] = []
         held = PinnedPages()
+        edges = _EdgeRows()  # rows of cut chunks in the window, in the query's numbering
 
         def settle() -> None:
             """Merge what the pieces hold into one block of the query's own, then unpin."""
@@ -462,9 +534,12 @@ class SegmentSet:
                 else:
                     tree = seg.memo("chunk_tree", partial(_chunk_tree, seg))
                     plan = tree.plan(window)
+                    # What the window holds whole, as pool entries: nodes, chunks, and runs of
+                    # the slices of the chunks it cuts; merged into one entry (see _PlanKey).
+                    whole: list[_PageKey | _NodeKey] = []
                     for node in plan.nodes:
                         budget.check()  # stop when the caller's deadline passed
-                        take_page(_node_key(seg.reader, node), lookup, node.first, seg.reader)
+                        whole.append(_node_key(seg.reader, node))
                     for pos in plan.whole:
                         budget.check()
                         chunk = seg.chunks[pos]
@@ -473,37 +548,25 @@ class SegmentSet:
                         if chunk.summary is not None:  # rows were dropped: the view's own summary
                             pieces.append((lookup, Block.of(chunk.summary)))
                         else:
-                            take_page(_key(seg.reader, chunk, "block"), lookup, chunk.seq,
-                                      seg.reader)  # fmt: skip
+                            whole.append(_key(seg.reader, chunk, "block"))
                     for pos in plan.cut:
-                        budget.check()
+                        budget.check()  # stop when the caller's deadline passed
                         chunk = seg.chunks[pos]
                         if not _has_codes(chunk, codes):
                             continue
                         if codes is not None or chunk.code_ends is None or chunk.keep is not None:
                             pieces.append((lookup, self._cut_block(seg, chunk, codes, window)))
                             continue
-                        # Every function: its rows in the window, summarised in their order
-                        # the first time a window cuts the chunk; from the second on, from
-                        # time slices, built then and kept in the pool (see ChunkSlices).
-                        ends = chunk.code_ends
-                        key = _key(seg.reader, chunk, "slices")
-                        again = key in self.pool or self._cut_before(seg.reader.id, chunk.seq)
-                        with self.chunk_columns(seg, chunk, _ORDERED_COLUMNS) as (cols, _):
-                            if not again:
-                                rows = np.flatnonzero(window.mask(cols["start"]))
-                                block = Block.of_ordered(cols, chunk.codes, ends, rows)
-                                pieces.append((lookup, block))
-                                continue
-                            with PinnedPages() as pins:
-                                try:
-                                    slices = pins.pin(self.pool, key)
-                                except CorruptPageError as exc:
-                                    raise _Damaged(seg.reader, chunk.seq, exc) from None
-                                runs, cut = slices.cut(cols, chunk.codes, ends, window)
-                        pieces.extend((lookup, b) for b in cut)
-                        for run in runs:  # the slices it holds whole, merged once and kept
-                            take_page(replace(key, block=run), lookup, chunk.seq, seg.reader)
+                        whole += self._cut_rows(seg, chunk, window, lookup, edges)
+                        if edges.rows > _EDGE_ROWS:
+                            pieces.append((None, edges.block()))
+                    budget.check()
+                    key = _PlanKey(seg.reader.id, tuple(whole), seg.reader)
+                    if len(whole) > 1 and (key in self.pool or self._seen_before(hash(key))):
+                        take_page(key, lookup, _seq_of(whole[0]), seg.reader)
+                    else:  # asked for the first time: merged with the rest, as they are
+                        for part in whole:
+                            take_page(part, lookup, _seq_of(part), seg.reader)
                 tail = seg.tail
                 if len(tail["start"]):
                     if window.everything:
@@ -511,16 +574,60 @@ class SegmentSet:
                     else:
                         cs = summarize(_select(dict(tail), window.mask(tail["start"])))
                     pieces.append((lookup, Block.of(cs)))
+            if edges.rows:
+                pieces.append((None, edges.block()))
             merged = rollup.merge(pieces)  # the query's own arrays: no pin needed past here
         return {names[g]: merged.function_summary(i) for i, g in enumerate(merged.codes.tolist())}
 
-    def _cut_before(self, segment: str, seq: int) -> bool:
-        """Whether a range cut this chunk before (remembering it now: call under ``lock``)."""
-        if (segment, seq) in self._cut:
+    def _cut_rows(
+        self, seg: SegmentView, chunk: ChunkInfo, window: TimeRange, lookup: np.ndarray,
+        edges: _EdgeRows,
+    ) -> list[_PageKey]:  # fmt: skip
+        """A chunk ordered by function that ``window`` cuts, every function wanted: its rows in
+        the window go to ``edges``, summarised there with every other cut chunk's; returns the
+        pool entries of what it holds whole.
+
+        The first time a window cuts the chunk, all its rows in the window, from its columns;
+        from the second on, only those of the time slices the window cuts, each slice's rows
+        one small pool entry in start order (``SliceRows``), the slices it holds whole coming
+        from blocks kept in the pool (``ChunkSlices``, runs of them merged once).
+        """
+        key = _key(seg.reader, chunk, "slices")
+        again = key in self.pool or self._seen_before((seg.reader.id, chunk.seq))
+        groups = lookup[chunk.codes]
+        if not again:
+            assert chunk.code_ends is not None
+            with self.chunk_columns(seg, chunk, _ORDERED_COLUMNS) as (cols, _):
+                rows = np.flatnonzero(window.mask(cols["start"]))
+                code = np.searchsorted(chunk.code_ends, rows, side="right")
+                edges.add(groups[code], {c: cols[c][rows] for c in _ORDERED_COLUMNS})
+            return []
+        with PinnedPages() as pins:
+            try:
+                slices = pins.pin(self.pool, key)
+                runs, cut = slices.cut(window)
+                for i in cut:
+                    part = pins.pin(self.pool, replace(key, column="slice_rows", block=(i, i + 1)))
+                    a, b = part.within(window)
+                    edges.add(groups[part.code[a:b]], {"start": part.start[a:b].copy(),
+                              "duration": part.duration[a:b].copy(),
+                              "status": part.status[a:b].copy()})  # fmt: skip
+            except CorruptPageError as exc:
+                raise _Damaged(seg.reader, chunk.seq, exc) from None
+        # The slices and the rows of the slices cut now stand in for the columns: let them go
+        # (1.1 MB a chunk, which would crowd out the roll-up blocks a range merges; a window
+        # that later cuts another slice reads them again).
+        for c in _ORDERED_COLUMNS:
+            self.pool.drop_page(_key(seg.reader, chunk, c))
+        return [replace(key, block=run) for run in runs]
+
+    def _seen_before(self, item: Hashable) -> bool:
+        """Whether a range asked for ``item`` before (remembering it now: call under ``lock``)."""
+        if item in self._seen:
             return True
-        if len(self._cut) >= _CUT_REMEMBERED:
-            self._cut.clear()  # forgetting costs a chunk one more cut without slices
-        self._cut.add((segment, seq))
+        if len(self._seen) >= _SEEN_REMEMBERED:
+            self._seen.clear()  # forgetting costs one more time asked as if for the first
+        self._seen.add(item)
         return False
 
     def _cut_block(
@@ -733,8 +840,13 @@ def _node_key(reader: SegmentReader, node: rollup.Node) -> _NodeKey:
     return _NodeKey(reader.id, node.first, node.last, reader, node)
 
 
-def _in_segment(segment: str, key: _PageKey | _NodeKey | _RunsKey) -> bool:
+def _in_segment(segment: str, key: _PageKey | _NodeKey | _RunsKey | _PlanKey) -> bool:
     return key.segment == segment
+
+
+def _seq_of(key: _PageKey | _NodeKey) -> int:
+    """The chunk a pool entry's damage is charged to (a node's first: see ``_load_node``)."""
+    return key.first if isinstance(key, _NodeKey) else key.seq
 
 
 def _numbering(

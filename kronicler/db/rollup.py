@@ -109,7 +109,6 @@ class Block:
     bounds: np.ndarray
     keys: np.ndarray
     counts: np.ndarray
-    owner: np.ndarray  # per bucket, its row (int32): merges index by it without np.repeat
     key_range: tuple[int, int]  # smallest and largest key (0, -1 when there are none)
 
     @property
@@ -160,14 +159,35 @@ class Block:
         a time range's edge chunks.
         """
         sizes = np.diff(np.searchsorted(rows, np.concatenate(([0], ends))))
-        runs = summarize_runs(cols["duration"][rows], sizes)
+        return cls._of_runs(np.asarray(codes, np.int64), sizes, {c: cols[c][rows] for c in
+                            ("start", "duration", "status")})  # fmt: skip
+
+    @classmethod
+    def of_rows(cls, groups: np.ndarray, cols: Mapping[str, np.ndarray]) -> Block:
+        """The block of rows in no order (``cols``: start, duration, status), per ``groups``
+        (the code of each row, >= 0): the rows of many chunks' edges, summarised at once
+        (one stable radix sort by code, then what :meth:`of_ordered` does)."""
+        if not groups.size:
+            return _EMPTY
+        small = int(groups.max()) < 1 << 16
+        order = np.argsort(groups.astype(np.uint16) if small else groups, kind="stable")
+        codes, sizes = np.unique(groups[order], return_counts=True)
+        return cls._of_runs(codes.astype(np.int64), sizes, {c: cols[c][order] for c in
+                            ("start", "duration", "status")})  # fmt: skip
+
+    @classmethod
+    def _of_runs(
+        cls, codes: np.ndarray, sizes: np.ndarray, cols: Mapping[str, np.ndarray]
+    ) -> Block:
+        """The block of ``cols``' rows, in runs of ``sizes`` rows per code of ``codes``."""
+        runs = summarize_runs(cols["duration"], sizes)
         if not runs.present.size:
             return _EMPTY
         starts = np.concatenate(([0], np.cumsum(runs.rows)[:-1]))
-        errors = (cols["status"][rows] == STATUS_ERROR).astype(np.int64)
-        start = cols["start"][rows]
+        errors = (cols["status"] == STATUS_ERROR).astype(np.int64)
+        start = cols["start"]
         return cls._frozen(
-            codes=np.asarray(codes, np.int64)[runs.present], count=runs.rows,
+            codes=codes[runs.present], count=runs.rows,
             zero_count=runs.zero_count, errors=np.add.reduceat(errors, starts),
             min=runs.min, max=runs.max, first_start=np.minimum.reduceat(start, starts),
             last_start=np.maximum.reduceat(start, starts), sum=runs.sum, m2=runs.m2,
@@ -189,8 +209,7 @@ class Block:
 
     @classmethod
     def _frozen(cls, **arrays: np.ndarray) -> Block:
-        keys, bounds = arrays["keys"], arrays["bounds"]
-        arrays["owner"] = np.repeat(np.arange(bounds.size - 1, dtype=np.int32), np.diff(bounds))
+        keys = arrays["keys"]
         for a in arrays.values():
             a.flags.writeable = False
         key_range = (int(keys.min()), int(keys.max())) if keys.size else (0, -1)
@@ -227,43 +246,43 @@ class Block:
 
 
 #: Time slices of a chunk cut by a range's edge (see ChunkSlices): a cut then summarises the
-#: rows of one slice, 1/16 of the chunk, instead of every row the range holds.
+#: rows of one slice, 1/16 of the chunk, instead of every row the range holds. At 10M rows a
+#: 64k-row chunk's slices cost the pool 0.62 MB with 16 (8: 0.45 MB; 32: 0.85 MB) plus 75 KB
+#: per slice a range cuts (8: 150 KB): the same ~0.77 MB for a chunk cut at both edges, and
+#: half the edge rows to summarise (at 100M, the 25% range: 26k rows against 92k with 8).
 SLICES: Final = 16
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class ChunkSlices:
-    """A sealed chunk cut into time slices, for the ranges whose edges cut the chunk.
+    """The summaries of a sealed chunk's rows cut into time slices, for the ranges whose edges
+    cut the chunk.
 
     A range's edge cuts about one chunk per segment, and summarising a cut chunk's rows in the
     range costs ~40 numpy passes over up to the whole chunk: at 10M rows in 9 segments, 18
-    chunks of 64k rows per range, 100-200 ms. Slices bound that work: the chunk's rows in start
-    order are cut into ``SLICES`` runs of equal size, each with its summaries as a Block; a
-    range merges the slices it holds whole and summarises only the rows of the (at most two)
-    slices its edges cut. Built once per chunk from its pinned columns and kept in the
-    bufferpool like a page, so the pool's budget covers it (the price: the chunk's row order,
-    4 bytes a row, and the slices' summaries, a few chunk summaries' size); so are the runs of
-    slices a window holds, merged (:meth:`joined`).
+    chunks of 64k rows per range, 100-200 ms. Slices bound that work: the chunk's start times
+    are cut at ``SLICES`` values into runs of about equal rows (equal starts stay in one
+    slice), each with its summaries as a Block; a range merges the slices it holds whole (a
+    run of them merged once and kept, :meth:`joined`), and needs rows only of the (at most
+    two) slices its edges cut: those come from :class:`SliceRows`, one small pool entry per
+    slice, so neither the chunk's columns nor a row order over the whole chunk stay in the
+    pool. Built once per chunk and kept in the bufferpool like a page.
 
     Fields:
-        order: the chunk's rows in start order (int32, stable); slice ``i`` is
-            ``order[bounds[i]:bounds[i + 1]]``.
-        bounds: row positions in ``order`` where slices begin, and the end (int64, k + 1).
-        lo, hi: per slice, its smallest and largest start (int64).
+        edges: per slice, the smallest start it holds (int64, ascending); slice ``i`` holds
+            the rows with ``edges[i] <= start < edges[i + 1]``, the last one every later start.
+        hi: per slice, its largest start (int64).
         blocks: per slice, the summaries of its rows (the chunk's name codes).
     """
 
-    order: np.ndarray
-    bounds: np.ndarray
-    lo: np.ndarray
+    edges: np.ndarray
     hi: np.ndarray
     blocks: tuple[Block, ...]
 
     @property
     def nbytes(self) -> int:
         """What the slices cost a bufferpool."""
-        arrays = self.order.nbytes + self.bounds.nbytes + self.lo.nbytes + self.hi.nbytes
-        return 128 + arrays + sum(b.nbytes for b in self.blocks)
+        return 128 + self.edges.nbytes + self.hi.nbytes + sum(b.nbytes for b in self.blocks)
 
     @classmethod
     def of(
@@ -272,26 +291,29 @@ class ChunkSlices:
     ) -> ChunkSlices:  # fmt: skip
         """Slices of a chunk's rows ordered by function (``ends`` as in Block.of_ordered)."""
         start = cols["start"]
-        order = np.argsort(start, kind="stable").astype(np.int32)
+        order = np.argsort(start, kind="stable")
+        ordered = start[order]
         bounds = np.linspace(0, start.size, min(slices, max(1, start.size)) + 1).astype(np.int64)
-        blocks = []
-        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-            blocks.append(Block.of_ordered(cols, codes, ends, np.sort(order[a:b])))
-        lo, hi = start[order[bounds[:-1]]], start[order[bounds[1:] - 1]]
-        for a in (order, bounds, lo, hi):
-            a.flags.writeable = False
-        return cls(order, bounds, lo, hi, tuple(blocks))
+        edges = np.unique(ordered[bounds[:-1]]).astype(np.int64)
+        at = np.append(np.searchsorted(ordered, edges), start.size)
+        blocks = tuple(Block.of_ordered(cols, codes, ends, np.sort(order[a:b]))
+                       for a, b in zip(at[:-1].tolist(), at[1:].tolist(), strict=True))  # fmt: skip
+        hi = ordered[at[1:] - 1].astype(np.int64)
+        for x in (edges, hi):
+            x.flags.writeable = False
+        return cls(edges, hi, blocks)
 
-    def cut(
-        self, cols: Mapping[str, np.ndarray], codes: np.ndarray, ends: np.ndarray,
-        window: TimeRange,
-    ) -> tuple[list[tuple[int, int]], list[Block]]:  # fmt: skip
-        """The chunk's rows in ``window`` (``cols``, ``codes`` and ``ends``: those the slices
-        were built from): the runs ``[i, j)`` of slices it holds whole (their blocks are
-        ``joined(i, j)``), and the summaries of its rows in the slices it cuts."""
+    def window(self, i: int) -> TimeRange:
+        """The starts slice ``i`` holds."""
+        return TimeRange(int(self.edges[i]),
+                         int(self.edges[i + 1]) if i + 1 < self.edges.size else None)  # fmt: skip
+
+    def cut(self, window: TimeRange) -> tuple[list[tuple[int, int]], list[int]]:
+        """What ``window`` holds of the chunk: the runs ``[i, j)`` of slices it holds whole
+        (their blocks are ``joined(i, j)``), and the slices it cuts (see :class:`SliceRows`)."""
         runs: list[tuple[int, int]] = []
-        cut: list[Block] = []
-        for i, (lo, hi) in enumerate(zip(self.lo.tolist(), self.hi.tolist(), strict=True)):
+        cut: list[int] = []
+        for i, (lo, hi) in enumerate(zip(self.edges.tolist(), self.hi.tolist(), strict=True)):
             cover = window.covers(lo, hi)
             if cover == 2:
                 if runs and runs[-1][1] == i:
@@ -299,15 +321,57 @@ class ChunkSlices:
                 else:
                     runs.append((i, i + 1))
             elif cover == 1:
-                rows = self.order[self.bounds[i] : self.bounds[i + 1]]
-                rows = np.sort(rows[window.mask(cols["start"][rows])])
-                cut.append(Block.of_ordered(cols, codes, ends, rows))
+                cut.append(i)
         return runs, cut
 
     def joined(self, i: int, j: int) -> Block:
         """Slices ``i`` to ``j - 1`` merged (a window holds a run of them whole; the reader
         keeps each run it merged in the pool, so a range merges one block per cut chunk)."""
         return self.blocks[i] if j == i + 1 else merge([(None, b) for b in self.blocks[i:j]])
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SliceRows:
+    """The rows of one time slice of a chunk (see ChunkSlices), in start order: what a range
+    whose edge cuts the slice reads, a contiguous run found by two binary searches.
+
+    19 bytes a row, 1/16 of the chunk's rows: at 64k-row chunks ~75 KB, against the 1.1 MB of
+    the chunk's start, duration and status pages a cut would otherwise keep pinned and cached.
+
+    Fields:
+        start, duration: per row (int64), start ascending.
+        status: per row (uint8).
+        code: per row, the index of its function in the chunk's ``codes`` (uint16 or int64).
+    """
+
+    start: np.ndarray
+    duration: np.ndarray
+    status: np.ndarray
+    code: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return 128 + sum(getattr(self, f).nbytes for f in self.__slots__)
+
+    @classmethod
+    def of(cls, cols: Mapping[str, np.ndarray], ends: np.ndarray, window: TimeRange) -> SliceRows:
+        """The rows of ``cols`` (a chunk ordered by function, ``ends`` as in Block.of_ordered)
+        whose start lies in ``window`` (the slice's)."""
+        rows = np.flatnonzero(window.mask(cols["start"]))
+        rows = rows[np.argsort(cols["start"][rows], kind="stable")]
+        code = np.searchsorted(ends, rows, side="right")
+        out = cls(cols["start"][rows], cols["duration"][rows], cols["status"][rows],
+                  code.astype(np.uint16) if ends.size <= 1 << 16 else code)  # fmt: skip
+        for f in cls.__slots__:
+            getattr(out, f).flags.writeable = False
+        return out
+
+    def within(self, window: TimeRange) -> tuple[int, int]:
+        """The run ``[a, b)`` of rows whose start lies in ``window``."""
+        a = 0 if window.since is None else int(np.searchsorted(self.start, window.since))
+        b = (self.start.size if window.until is None
+             else int(np.searchsorted(self.start, window.until)))  # fmt: skip
+        return a, max(a, b)
 
 
 def merge(pieces: Sequence[tuple[np.ndarray | None, Block]]) -> Block:
@@ -384,32 +448,25 @@ def _merge_buckets(
     each row of the blocks in turn; ``m`` is the spare group of rows left out): keys ascending
     per group, and the CSR bounds. One dense int64 table indexed ``group * span + key``, added
     into at once with ``bincount`` over every block's buckets (float adds, exact while the
-    counts total below 2**53; ``np.add.at`` block by block past that)."""
+    counts total below 2**53; ``np.add.at`` past that)."""
     ranges = [b.key_range for _, b in parts if b.keys.size]
     if not ranges:
         return np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(m + 1, np.int64)
     kmin = min(r[0] for r in ranges)
     span = max(r[1] for r in ranges) - kmin + 1
     size = (m + 1) * span
-    indexes, counts = [], []
-    offset = 0
-    for _, b in parts:
-        rows = row_group[offset : offset + len(b)]
-        offset += len(b)
-        if b.keys.size:
-            index = rows[b.owner] * span
-            index += b.keys
-            index -= kmin
-            indexes.append(index)
-            counts.append(b.counts)
-    weights = np.concatenate(counts)
+    # Each bucket's table index: its row's base (group * span - kmin), repeated over the row's
+    # buckets, plus its key; one repeat over every block, not a gather per block.
+    sizes = np.concatenate([np.diff(b.bounds) for _, b in parts])
+    index = np.repeat(row_group * span - kmin, sizes)
+    index += np.concatenate([b.keys for _, b in parts])
+    weights = np.concatenate([b.counts for _, b in parts])
     table: np.ndarray
     if int(weights.sum()) < _EXACT_FLOAT:
-        table = np.bincount(np.concatenate(indexes), weights, size)
+        table = np.bincount(index, weights, size)
     else:
         table = np.zeros(size, np.int64)
-        for index, c in zip(indexes, counts, strict=True):
-            np.add.at(table, index, c)
+        np.add.at(table, index, weights)
     pairs = np.flatnonzero(table[: m * span])  # the spare group's counts go
     group = pairs // span
     out_keys = (pairs - group * span + kmin).astype(np.int32)

@@ -429,3 +429,19 @@ def test_a_chunk_a_query_reads_stays_pinned_while_other_queries_churn(tmp_path: 
             for c, a in cols.items():
                 np.testing.assert_array_equal(a, before[c])
         assert reads.pool.stats.pinned_bytes == 0
+
+
+def test_a_use_that_does_not_count_leaves_a_page_first_to_go() -> None:
+    """Page 0 read twice, but the second time as part of the same work (``count=False``):
+    it stays a page used once, so it goes before page 1, read twice earlier (counted, the
+    second read would keep 0: its second access would be the more recent)."""
+    disk = make_disk(3)
+    pool = BufferPool(2 * PAGE, load=disk.load)
+    read(pool, 1)
+    read(pool, 1)
+    read(pool, 0)
+    with PinnedPages() as pins:
+        assert pins.pin(pool, 0, count=False)[0] == 0  # a hit, not an access
+    read(pool, 2)  # room for two pages: one of 0 and 1 goes
+    assert 1 in pool and 0 not in pool
+    assert pool.stats.hits == 2 and disk.loads[0] == 1

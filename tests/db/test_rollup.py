@@ -29,7 +29,7 @@ from kronicler.db import Database, index, rollup
 from kronicler.db.chunk import ChunkSummary, summarize
 from kronicler.db.page import HEADER_SIZE
 from kronicler.db.reader import SegmentReader
-from kronicler.db.reads import _PageKey
+from kronicler.db.reads import _PageKey, _PlanKey
 from kronicler.db.rollup import FANOUT, Block, ChunkTree, Node, RollupIndex
 from kronicler.db.scan import TimeRange
 from kronicler.db.snapshot import ChunkInfo
@@ -127,6 +127,54 @@ def test_ranges_match_brute_force(written: tuple[Path, list[Rows]], data: st.Dat
         _check(db, Rows.concat(parts), data)
 
 
+@pytest.fixture(scope="module")
+def sliced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, list[Rows]]]:
+    """Three segments of 256-row chunks (time slices of 16 rows, which ranges cut): 3,000 and
+    1,200 rows closed, 900 from a writer still open (three chunks and a tail of 132 rows)."""
+    rng = np.random.default_rng(23)
+    path = tmp_path_factory.mktemp("sliced") / "db"
+    parts = [_time_ordered(generate(rng, n, FUNCTIONS, base=BASE, span=10**10, lane=lane), rng)
+             for lane, n in enumerate([3000, 1200, 900])]  # fmt: skip
+    dbs = []
+    for i, rows in enumerate(parts):
+        db = Database.open(path, chunk_rows=256, flush_interval=0.05)
+        assert db.append(**rows.append_kwargs()) == len(rows)
+        assert db.flush(30)
+        if i < 2:
+            db.close()
+        else:
+            dbs.append(db)
+    try:
+        yield path, parts
+    finally:
+        for db in dbs:
+            db.close()
+
+
+@FEW
+@given(data=st.data(), tiny=st.booleans())
+def test_a_range_asked_again_and_moved_matches_brute_force(
+    sliced: tuple[Path, list[Rows]], data: st.DataObject, tiny: bool
+) -> None:
+    """One reader asks a range three times (from the second, its edge chunks answer from time
+    slices, one slice's rows and a segment's whole parts merged as one entry), then the range
+    moved by a nanosecond at either edge (the same slices, other rows), over closed segments
+    and a live one with a tail, through a roomy pool and one that holds a few blocks."""
+    path, parts = sliced
+    truth = Rows.concat(parts)
+    with Database.open(
+        path, readonly=True, bufferpool_bytes=(64 << 10) if tiny else 64 << 20
+    ) as db:
+        since, until = _bounds(truth, data)
+        moved = (None if since is None else since + 1, None if until is None else until - 1)
+        if moved[0] is not None and moved[1] is not None and moved[0] >= moved[1]:
+            moved = (since, until)
+        for s, u in [(since, until)] * 3 + [moved, (since, until)]:
+            q = Query((), None, s, u)
+            got = PythonApi(db).stats(q, quantiles=QS)
+            check_table(got, "function", expected_stats(truth, q), QS, False, q.label())
+
+
 @pytest.mark.parametrize("damage", ["deleted", "torn", "garbage", "flipped"])
 def test_missing_or_bad_records_are_rebuilt(
     written: tuple[Path, list[Rows]], tmp_path: Path, damage: str
@@ -206,9 +254,12 @@ def test_one_reader_asked_many_ranges_reuses_slices_and_joined_runs(
                 got = PythonApi(db).stats(q, quantiles=QS)
                 check_table(got, "function", expected_stats(truth, q), QS, False, q.label())
         if pool > 1 << 20:
-            kinds = {(k.column, k.block is not None) for k in db._reads.pool._frames
-                     if isinstance(k, _PageKey) and k.column == "slices"}  # fmt: skip
-            assert kinds == {("slices", False), ("slices", True)}  # slices and joined runs
+            frames = list(db._reads.pool._frames)
+            kinds = {(k.column, k.block is not None) for k in frames
+                     if isinstance(k, _PageKey) and k.column in ("slices", "slice_rows")}  # fmt: skip
+            # slices, joined runs of them, one slice's rows; a segment's whole parts as one
+            assert kinds == {("slices", False), ("slices", True), ("slice_rows", True)}
+            assert any(isinstance(k, _PlanKey) for k in frames)
 
 
 @pytest.mark.parametrize("indexed", [True, False])
@@ -507,9 +558,13 @@ def test_a_cut_chunk_summarised_in_its_order_or_by_slices_equals_summarize(
 ) -> None:
     """A range's edge chunk: its rows in the range summarised function by function in their
     stored order (no sort) give exactly what ``summarize`` gives, and so do the chunk's time
-    slices (whole ones merged, the cut ones' rows summarised)."""
+    slices (whole ones merged, the rows of the cut ones summarised), and so do the same rows
+    in any order summarised by code (``Block.of_rows``, how a query sums many chunks' edges).
+    One seed in three has few distinct starts: equal starts must stay in one slice."""
     rng = np.random.default_rng(seed)
     cols, names = _ordered_chunk(rng, n)
+    if seed % 3 == 0:
+        cols["start"] //= 100_000  # still ordered by (function, start)
     codes, counts = np.unique(names, return_counts=True)
     ends = np.cumsum(counts)
     starts = np.sort(cols["start"])
@@ -525,11 +580,28 @@ def test_a_cut_chunk_summarised_in_its_order_or_by_slices_equals_summarize(
     picked = {c: a[mask] for c, a in cols.items()} | {"name": names[mask]}
     want = Block.of(summarize(picked))
     _same_blocks(Block.of_ordered(cols, codes, ends, np.flatnonzero(mask)), want, bitwise=True)
+    shuffled = rng.permutation(np.flatnonzero(mask))
+    by_code = Block.of_rows(names[shuffled].astype(np.int64),
+                            {c: a[shuffled] for c, a in cols.items()})  # fmt: skip
+    _same_blocks(by_code, want, bitwise=False)
     cut = rollup.ChunkSlices.of(cols, codes, ends, slices)
-    assert len(cut.blocks) == min(slices, n)
-    runs, partial = cut.cut(cols, codes, ends, window)
+    assert 1 <= len(cut.blocks) <= min(slices, n)
+    assert cut.edges.size == len(cut.blocks) and bool((np.diff(cut.edges) > 0).all())
+    rows = [rollup.SliceRows.of(cols, ends, cut.window(i)) for i in range(len(cut.blocks))]
+    for r, blk in zip(rows, cut.blocks, strict=True):  # each row in one slice, none empty
+        assert r.start.size == int(blk.count.sum()) > 0 and bool((np.diff(r.start) >= 0).all())
+    assert sum(r.start.size for r in rows) == n
+    runs, partial = cut.cut(window)
     assert all(j > i for i, j in runs) and len(partial) <= 2  # cut slices: at the edges
-    got = rollup.merge([(None, b) for b in [*(cut.joined(i, j) for i, j in runs), *partial]])
+    groups, picked_cols = [np.zeros(0, np.int64)], {c: [v[:0]] for c, v in cols.items()}
+    for i in partial:
+        lo, hi = rows[i].within(window)
+        groups.append(codes[rows[i].code[lo:hi]].astype(np.int64))
+        for c in cols:
+            picked_cols[c].append(getattr(rows[i], c)[lo:hi])
+    edge = Block.of_rows(np.concatenate(groups),
+                         {c: np.concatenate(p) for c, p in picked_cols.items()})  # fmt: skip
+    got = rollup.merge([(None, b) for b in [*(cut.joined(i, j) for i, j in runs), edge]])
     _same_blocks(got, want, bitwise=False)
 
 
@@ -574,3 +646,38 @@ def test_merged_bucket_counts_stay_exact_past_2_53() -> None:
     assert merged.counts.tolist() == [2**60 + 6, 2**59 + 10]
     small = rollup.merge([(None, block([1, 2])), (None, block([3, 4]))])
     assert small.counts.tolist() == [4, 6]
+
+
+def test_a_chunk_cut_again_keeps_its_slices_not_its_columns(tmp_path: Path) -> None:
+    """A range asked twice: the second time its edge chunks are cut into slices, and their
+    start, duration and status pages leave the pool (each slice's rows, in start order, stand
+    in for them); a range moved within the same edge slices merges the same parts.
+    Every answer equals the brute force."""
+    rng = np.random.default_rng(11)
+    path = tmp_path / "db"
+    rows = _time_ordered(generate(rng, 4096, FUNCTIONS, base=BASE, span=10**10), rng)
+    db = Database.open(path, chunk_rows=1024, flush_interval=0.05)
+    assert db.append(**rows.append_kwargs()) == len(rows)
+    db.close()
+    starts = np.sort(rows.start)
+    since, until = int(starts[1500]), int(starts[2600])
+    with Database.open(path, readonly=True) as db:
+        pool = db._reads.pool
+        misses = []
+        for s, u in [(since, until), (since, until), (since + 1, until - 1), (since, until)]:
+            q = Query((), None, s, u)
+            got = PythonApi(db).stats(q, quantiles=QS)
+            check_table(got, "function", expected_stats(rows, q), QS, False, q.label())
+            misses.append(pool.stats.misses)
+        # the second time: slices; the third: the second's whole parts merged as one entry
+        # (the same ones: the edges moved within their slices); the fourth: nothing loaded
+        assert misses[1] > misses[0] and misses[3] == misses[2] == misses[1] + 1
+        frames = list(pool._frames)
+        sliced = {k.seq for k in frames if isinstance(k, _PageKey) and k.column == "slices"}
+        assert len(sliced) == 2  # the chunks holding the two edges
+        # their columns left the pool once the slices and the cut slices' rows were built
+        columns = [k for k in frames if isinstance(k, _PageKey) and k.seq in sliced
+                   and k.column in ("start", "duration", "status")]  # fmt: skip
+        assert not columns
+        plans = [k for k in frames if isinstance(k, _PlanKey)]
+        assert len(plans) == 1  # the whole slices of both edge chunks, as one entry
