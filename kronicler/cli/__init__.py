@@ -708,8 +708,8 @@ def dashboard(args: argparse.Namespace) -> int:
     host, port = parse_address(args.http)
     token = args.token or os.environ.get("KRONICLER_TOKEN") or None
     _warn(exposure_warning(host, token))
-    try:  # read-only: wide charts decode many pages, hence the larger bufferpool
-        db = Database.open(path, readonly=True, bufferpool_bytes=256 << 20)
+    try:
+        db = Database.open(path, readonly=True)
     except DatabaseError as exc:
         raise DatabaseError(f"{exc} (try: kronicler demo --path {path})") from None
     try:
