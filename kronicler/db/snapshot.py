@@ -22,14 +22,18 @@ from typing import TYPE_CHECKING, TypeVar, cast
 
 import numpy as np
 
-from kronicler.db.chunk import ChunkSummary, block_ends, summarize
+from kronicler.db.chunk import ChunkSummary, block_ends
 from kronicler.db.dictionary import Dictionary
 from kronicler.db.summary import Summary
 
 if TYPE_CHECKING:
     from kronicler.db.reader import SegmentReader
+    from kronicler.db.rollup import Block
 
 T = TypeVar("T")
+#: Memos of a view (made by the segment set's queries) that depend only on its chunk list, its
+#: roll-up and whether it is closed: a later view with the same ones may use them.
+_CHUNK_MEMOS = ("rollup_block", "chunk_tree")
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +183,9 @@ class SegmentView:
         tail_attributes: attribute entries (code, text) defined by the tail log at this refresh.
         closed, replaces, pid: from the segment's ``.meta`` (see compaction.py).
         damage: what the segment has lost to damaged bytes, as of this refresh.
+        tail_gen, tail_base: the tail's generation (it only grows by appends within one) and
+            None or (rows, block of the first rows' summaries) from a view of the same
+            generation: the tail summary then summarises only the rows after them.
     """
 
     reader: SegmentReader
@@ -197,6 +204,8 @@ class SegmentView:
     replaces: tuple[str, ...]
     pid: int | None
     damage: Damage
+    tail_gen: int = 0
+    tail_base: tuple[int, Block] | None = None
     _cache: dict[str, object] = field(default_factory=dict, repr=False)
 
     @property
@@ -218,12 +227,34 @@ class SegmentView:
             self._cache[key] = make()
         return cast(T, self._cache[key])
 
+    def carry(self, before: SegmentView) -> None:
+        """Take over the memos of an earlier view of the same segment that depend only on its
+        chunks, when it had the same ones (under ingest most refreshes change only the tail)."""
+        if before.rollup is self.rollup and before.closed == self.closed:  # a new chunk list
+            for key in _CHUNK_MEMOS:  # comes with a new roll-up (see SegmentReader)
+                if key in before._cache:
+                    self._cache.setdefault(key, before._cache[key])
+
     def tail_summary(self) -> ChunkSummary:
-        cached = self._cache.get("tail_summary")
+        return self.memo("tail_summary", lambda: self.tail_block().chunk_summary())
+
+    def tail_block(self) -> Block:
+        """The per-function summaries of the tail rows (made once per view, and from the rows
+        appended since an earlier view of the same tail when there was one: under ingest a
+        tail grows by a commit at a time)."""
+        cached = self._cache.get("tail_block")
         if cached is None:
-            cached = self._cache["tail_summary"] = summarize(dict(self.tail))
-        assert isinstance(cached, ChunkSummary)
-        return cached
+            from kronicler.db import rollup  # rollup builds on this module
+
+            done, base = self.tail_base or (0, None)
+            if base is None or done > self.tail_rows:
+                done, base = 0, None
+            if base is None or done < self.tail_rows:
+                new = _block_of_rows(rollup.Block, {c: a[done:] for c, a in self.tail.items()})
+                base = new if base is None else rollup.merge([(None, base), (None, new)])
+            self._cache["tail_block"] = cached = base
+            self.reader.keep_tail_block(self.tail_gen, self.tail_rows, base)
+        return cast("Block", cached)
 
     def dictionary(self, kind: str) -> Dictionary:
         """Code -> text of ``kind`` ("name", "service", "attributes" or "resource") for this
@@ -277,3 +308,15 @@ class Snapshot:
         for v in self.segments:
             total = total + v.damage
         return total
+
+
+def _block_of_rows(block: type[Block], cols: Mapping[str, np.ndarray]) -> Block:
+    """The block of some rows in any order (what ``Block.of(summarize(cols))`` gives): a
+    stable sort by function, then the ordered rows' runs, with no per-function objects."""
+    names = cols["name"]
+    counts = np.bincount(names) if names.size else np.zeros(0, np.int64)
+    # a stable sort of 16-bit codes is a radix sort in numpy
+    order = np.argsort(names.astype(np.uint16) if counts.size <= 1 << 16 else names, kind="stable")
+    codes = np.flatnonzero(counts)
+    ordered = {c: cols[c].take(order) for c in ("start", "duration", "status")}
+    return block.of_ordered(ordered, codes, np.cumsum(counts[codes]), np.arange(names.size))
