@@ -4,7 +4,9 @@ A reader follows a segment that another thread or process may still be writing. 
 takes the chunk directory, the name and service texts and the roll-up from the segment's index
 (:mod:`kronicler.db.index`) when it has a usable one, reading no chunk page. After that, ``refresh``
 looks at the file sizes: new complete chunks (past the index) are discovered by walking page headers
-from where the previous refresh stopped, and a changed log is re-read. (The segment file is
+from where the previous refresh stopped, and a changed log is re-read: only its new records when it
+just grew (:mod:`kronicler.db.log_follow`), which are then added to the tail in place, so a
+refresh under ingest costs the rows committed since the last one, not the whole tail. (The segment file is
 self-describing, so the walk needs no catalog.) A chunk that is only partly on disk (its writer is
 mid-write, or was killed) stops the walk; the next refresh tries again from the same place, so
 readers never see half a chunk.

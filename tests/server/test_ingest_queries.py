@@ -1,9 +1,9 @@
 """Queries while an ingest worker writes: every answer is brute force over what is stored then.
 
-One client sends OTLP requests one after another into a real worker process; meanwhile GetStats
-is asked over gRPC and of the local query layer, again and again. A worker stores requests in
-the order they come and a reader sees a prefix of them (each refresh follows the worker's tail
-log as it grows), so every answer must equal brute force over the first ``count`` spans sent,
+One client sends OTLP requests one after another (each acknowledged, so stored, before the next)
+into real worker processes; meanwhile GetStats is asked over gRPC and of the local query layer,
+again and again. A reader sees a prefix of the requests (each refresh follows the workers' tail
+logs as they grow), so every answer must equal brute force over the first ``count`` spans sent,
 where ``count`` is the total the answer reports; and that total lies between what was
 acknowledged before the question and what was sent after it.
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -22,7 +21,7 @@ import pytest
 from kronicler import query
 from kronicler.db import Database
 from kronicler.query.results import StatsTable
-from kronicler.server import Client, KroniclerServer, ServerOptions
+from kronicler.server import Client, KroniclerServer
 from kronicler.server.ingest import EXPORT_METHOD
 from tests.oracle.truth import exact_quantile
 from tests.server.test_ingest import request
@@ -36,17 +35,6 @@ def raw_export(address: str) -> Iterator[Callable[..., bytes]]:
     with grpc.insecure_channel(address) as channel:
         yield channel.unary_unary(EXPORT_METHOD, request_serializer=None,
                                   response_deserializer=None)  # fmt: skip
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Database, KroniclerServer]]:
-    db = Database.open(tmp_path / "db")
-    server = KroniclerServer(db, ServerOptions(address="127.0.0.1:0", ingest_workers=1)).start()
-    try:
-        yield db, server
-    finally:
-        server.stop()
-        db.close()
 
 
 def _check(table: StatsTable, names: list[str], durations: list[int], where: str) -> int:
