@@ -480,11 +480,21 @@ class SegmentReader:
         self._tail_expected = expected
         return True
 
-    def keep_tail_block(self, generation: int, rows: int, block: Block) -> None:
-        """Remember the summaries of the tail's first ``rows`` rows (made by a view of tail
-        generation ``generation``), so the next view summarises only the rows after them."""
-        if generation == self._tail_gen and (self._tail_sum is None or rows > self._tail_sum[0]):
-            self._tail_sum = (rows, block)
+    def tail_block(self, view: SegmentView) -> Block:
+        """The summaries of ``view``'s tail rows: those of an earlier view of the same tail
+        generation (``view.tail_base``) merged with the rows appended since, when there is one;
+        kept as the base of the next view's. Under ingest a tail grows by a commit at a time."""
+        done, base = view.tail_base or (0, None)
+        if base is None or done > view.tail_rows:
+            done, base = 0, None
+        if base is None or done < view.tail_rows:
+            new = _block_of_rows({c: a[done:] for c, a in view.tail.items()})
+            base = new if base is None else rollup.merge([(None, base), (None, new)])
+        if view.tail_gen == self._tail_gen and (
+            self._tail_sum is None or view.tail_rows > self._tail_sum[0]
+        ):
+            self._tail_sum = (view.tail_rows, base)
+        return base
 
     # -- attribute texts ---------------------------------------------------------------------------
     def _load_attributes(self, upto: int) -> None:
@@ -648,3 +658,15 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a)
     a.setflags(write=False)
     return a
+
+
+def _block_of_rows(cols: dict[str, np.ndarray]) -> Block:
+    """The block of some rows in any order (what ``Block.of(summarize(cols))`` gives): a
+    stable sort by function, then the ordered rows' runs, with no per-function objects."""
+    names = cols["name"]
+    counts = np.bincount(names) if names.size else np.zeros(0, np.int64)
+    # a stable sort of 16-bit codes is a radix sort in numpy
+    order = np.argsort(names.astype(np.uint16) if counts.size <= 1 << 16 else names, kind="stable")
+    codes = np.flatnonzero(counts)
+    ordered = {c: cols[c].take(order) for c in ("start", "duration", "status")}
+    return Block.of_ordered(ordered, codes, np.cumsum(counts[codes]), np.arange(names.size))

@@ -239,22 +239,9 @@ class SegmentView:
         return self.memo("tail_summary", lambda: self.tail_block().chunk_summary())
 
     def tail_block(self) -> Block:
-        """The per-function summaries of the tail rows (made once per view, and from the rows
-        appended since an earlier view of the same tail when there was one: under ingest a
-        tail grows by a commit at a time)."""
-        cached = self._cache.get("tail_block")
-        if cached is None:
-            from kronicler.db import rollup  # rollup builds on this module
-
-            done, base = self.tail_base or (0, None)
-            if base is None or done > self.tail_rows:
-                done, base = 0, None
-            if base is None or done < self.tail_rows:
-                new = _block_of_rows(rollup.Block, {c: a[done:] for c, a in self.tail.items()})
-                base = new if base is None else rollup.merge([(None, base), (None, new)])
-            self._cache["tail_block"] = cached = base
-            self.reader.keep_tail_block(self.tail_gen, self.tail_rows, base)
-        return cast("Block", cached)
+        """The per-function summaries of the tail rows (made once per view; see
+        ``SegmentReader.tail_block``)."""
+        return self.memo("tail_block", lambda: self.reader.tail_block(self))
 
     def dictionary(self, kind: str) -> Dictionary:
         """Code -> text of ``kind`` ("name", "service", "attributes" or "resource") for this
@@ -308,15 +295,3 @@ class Snapshot:
         for v in self.segments:
             total = total + v.damage
         return total
-
-
-def _block_of_rows(block: type[Block], cols: Mapping[str, np.ndarray]) -> Block:
-    """The block of some rows in any order (what ``Block.of(summarize(cols))`` gives): a
-    stable sort by function, then the ordered rows' runs, with no per-function objects."""
-    names = cols["name"]
-    counts = np.bincount(names) if names.size else np.zeros(0, np.int64)
-    # a stable sort of 16-bit codes is a radix sort in numpy
-    order = np.argsort(names.astype(np.uint16) if counts.size <= 1 << 16 else names, kind="stable")
-    codes = np.flatnonzero(counts)
-    ordered = {c: cols[c].take(order) for c in ("start", "duration", "status")}
-    return block.of_ordered(ordered, codes, np.cumsum(counts[codes]), np.arange(names.size))
