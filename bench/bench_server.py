@@ -235,9 +235,11 @@ def bench_otlp(tmp: Path, requests: int, workers: int) -> None:
             srv.start()
             pids = srv.ingest.pids if srv.ingest is not None else []
             cpu = time.process_time(), sum(map(cpu_seconds, pids))
+            # as many requests at once as the server admits (as a Collector's sending queue does)
+            threads = srv.ingest.max_in_flight if srv.ingest is not None else 2
             proc = subprocess.Popen(
                 [sys.executable, __file__, "--ingest-client", srv.address, "--seconds", "6",
-                 "--threads", str(max(2, 2 * n_workers))],
+                 "--threads", str(threads)],
                 stdout=subprocess.PIPE, text=True,
             )  # fmt: skip
             out, _ = proc.communicate(timeout=120)

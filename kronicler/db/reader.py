@@ -4,7 +4,9 @@ A reader follows a segment that another thread or process may still be writing. 
 takes the chunk directory, the name and service texts and the roll-up from the segment's index
 (:mod:`kronicler.db.index`) when it has a usable one, reading no chunk page. After that, ``refresh``
 looks at the file sizes: new complete chunks (past the index) are discovered by walking page headers
-from where the previous refresh stopped, and a changed log is re-read. (The segment file is
+from where the previous refresh stopped, and a changed log is re-read: only its new records when it
+just grew (:mod:`kronicler.db.log_follow`), which are then added to the tail in place, so a
+refresh under ingest costs the rows committed since the last one, not the whole tail. (The segment file is
 self-describing, so the walk needs no catalog.) A chunk that is only partly on disk (its writer is
 mid-write, or was killed) stops the walk; the next refresh tries again from the same place, so
 readers never see half a chunk.
@@ -51,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from kronicler._log import LogOnce
-from kronicler.db import codec, index, rollup, wal
+from kronicler.db import codec, index, rollup
 from kronicler.db.chunk import (
     ChunkSummary,
     decode_column,
@@ -61,8 +63,10 @@ from kronicler.db.chunk import (
 )
 from kronicler.db.chunk_walk import FoundChunk, salvage_entries, walk_chunk
 from kronicler.db.dictionary import Dictionary
+from kronicler.db.log_follow import GrowingColumns, LogFollower
 from kronicler.db.metadata import load_json
 from kronicler.db.page import verified_payload
+from kronicler.db.rollup import Block
 from kronicler.db.schema import COLUMNS
 from kronicler.db.snapshot import ChunkInfo, Damage, Rollup, SegmentView
 from kronicler.db.writer import TEXT_COLUMNS
@@ -111,18 +115,26 @@ class SegmentReader:
         self.version = 0  # bumped whenever what the segment holds changes
         self._end = 0  # bytes of the segment file covered by known chunks
         self._fd = -1
-        self._wal_sig: tuple[int, int, int] | None = None
         self._meta_sig: int | None = None
         self._meta_chunks: dict[int, tuple[int, int, int]] = {}  # offset -> (length, rows, first)
-        self._log = wal.WalLog((), 0, 0)
+        self._log = LogFollower(self.wal_path)  # re-reads only what a commit appended
         self._tail_attr_entries: tuple[tuple[int, str], ...] = ()
         self.tail: dict[str, np.ndarray] = {c: np.zeros(0, d) for c, d in COLUMNS.items()}
+        # The tail grows in place while the log only grows (see _extend_tail): its columns, the
+        # sealed rows and next row number it was built for, and a generation number that
+        # changes whenever it is built anew; _tail_sum: (rows, summaries) of its first rows.
+        self._tail_cols = GrowingColumns(self.tail)
+        self._tail_sealed = 0
+        self._tail_expected = 0
+        self._tail_gen = 0
+        self._tail_sum: tuple[int, Block] | None = None
         # damage: permanent (chunks) and as of the last log read (log records, tail dependents)
         self._chunk_damage = Damage()
         self._tail_damage = Damage()
         self._reported = LogOnce(log)
         self._condemned: list[tuple[int, str]] = []
         self._view: SegmentView | None = None
+        self._last_view: SegmentView | None = None  # the one before: see SegmentView.carry
         # The segment index (see index.py): tried once, on the first refresh. ``_indexed``: the
         # leading chunks it gave; ``_bad``: chunks found damaged, skipped by any later walk.
         self._index_tried = False
@@ -148,7 +160,7 @@ class SegmentReader:
     def refresh(self) -> bool:
         """Pick up new chunks and log rows; returns True when anything changed."""
         # The log first, then the chunks: see the module docstring.
-        log_changed = self._read_log()
+        log_changed = self._log.read()
         changed = self._drop_condemned()
         if not self._index_tried:
             changed = self._read_index() or changed
@@ -156,9 +168,10 @@ class SegmentReader:
         changed = self._refresh_chunks() or changed
         self.rollups.refresh(final=self.closed)  # records are facts about chunks: no new view
         if changed or log_changed:
-            self._build_tail()
+            if changed or not self._extend_tail():
+                self._build_tail()
             self.version += 1
-            self._view = None
+            self._last_view, self._view = self._view or self._last_view, None
             return True
         return False
 
@@ -176,25 +189,16 @@ class SegmentReader:
                 dict_pages=len(self._dict_pages), tail_attributes=self._tail_attr_entries,
                 closed=self.closed,
                 replaces=self.replaces, pid=self.pid, damage=self.damage,
+                tail_gen=self._tail_gen, tail_base=self._tail_sum,
             )  # fmt: skip
+            if self._last_view is not None:
+                self._view.carry(self._last_view)
         return self._view
 
     def _open(self) -> int:
         if self._fd < 0:
             self._fd = os.open(self.data_path, os.O_RDONLY)
         return self._fd
-
-    def _read_log(self) -> bool:
-        try:
-            st = os.stat(self.wal_path)
-            sig: tuple[int, int, int] | None = (st.st_size, st.st_mtime_ns, st.st_ino)
-        except FileNotFoundError:
-            sig = None
-        if sig == self._wal_sig:
-            return False
-        self._wal_sig = sig
-        self._log = wal.read_log(self.wal_path) if sig else wal.WalLog((), 0, 0)
-        return True
 
     def _read_index(self) -> bool:
         """Take the chunk directory, texts, roll-up and roll-up record locations from the
@@ -404,7 +408,8 @@ class SegmentReader:
         attr_entries: list[tuple[int, str]] = []
         expected = self.rows_sealed  # the row number the next log row should carry
         gaps = 0
-        for record in self._log.records:
+        log_read = self._log.log
+        for record in log_read.records:
             self._define(record.entries, attributes=False)
             attr_entries.extend(record.entries.get("attributes", ()))
             end = record.first_row + len(record)
@@ -418,14 +423,14 @@ class SegmentReader:
                 pieces[c].append(arr[max(skip, 0) :])
         self._tail_attr_entries = tuple(attr_entries)
         tail = {c: np.concatenate(p) if p else np.zeros(0, COLUMNS[c]) for c, p in pieces.items()}
-        lost_rows = gaps + self._log.trailing_rows
-        damage = Damage(log_rows=lost_rows, records=self._log.damaged)
-        if self._log.damaged or self._chunk_damage.chunks:
-            if self._log.damaged:
+        lost_rows = gaps + log_read.trailing_rows
+        damage = Damage(log_rows=lost_rows, records=log_read.damaged)
+        if log_read.damaged or self._chunk_damage.chunks:
+            if log_read.damaged:
                 self._report(
-                    ("log", self._wal_sig[2] if self._wal_sig else 0),
+                    ("log", self._log.inode),
                     "segment %s: %d damaged tail-log record(s) skipped (%d rows)",
-                    self.id, self._log.damaged, lost_rows,
+                    self.id, log_read.damaged, lost_rows,
                 )  # fmt: skip
             self._make_eager()
             attributes = self.dicts["attributes"]
@@ -440,6 +445,56 @@ class SegmentReader:
                 tail = {c: a.take(rows) for c, a in tail.items()}
         self._tail_damage = damage
         self.tail = tail
+        self._tail_cols = GrowingColumns(tail)
+        self._tail_sealed, self._tail_expected = self.rows_sealed, expected
+        self._tail_gen += 1
+        self._tail_sum = None
+
+    def _extend_tail(self) -> bool:
+        """Add the records the log read appended to the tail, if it only grew (False: build it
+        anew). The common case under ingest: a commit appended a record, nothing else changed,
+        so the rows already in the tail, and their summary, stay as they are."""
+        appended = self._log.appended
+        if (
+            appended is None
+            or self._tail_sealed != self.rows_sealed
+            or self._chunk_damage.chunks
+            or self._tail_damage != Damage()
+        ):
+            return False
+        expected = self._tail_expected
+        for record in appended:  # contiguous: no damaged record between, none sealed yet
+            if record.first_row != expected:
+                return False
+            expected += len(record)
+        pieces: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
+        attr_entries: list[tuple[int, str]] = []
+        for record in appended:
+            self._define(record.entries, attributes=False)
+            attr_entries.extend(record.entries.get("attributes", ()))
+            for c, arr in record.columns.items():
+                pieces[c].append(arr)
+        self._tail_cols.append(pieces)
+        self.tail = self._tail_cols.take()
+        self._tail_attr_entries += tuple(attr_entries)
+        self._tail_expected = expected
+        return True
+
+    def tail_block(self, view: SegmentView) -> Block:
+        """The summaries of ``view``'s tail rows: those of an earlier view of the same tail
+        generation (``view.tail_base``) merged with the rows appended since, when there is one;
+        kept as the base of the next view's. Under ingest a tail grows by a commit at a time."""
+        done, base = view.tail_base or (0, None)
+        if base is None or done > view.tail_rows:
+            done, base = 0, None
+        if base is None or done < view.tail_rows:
+            new = _block_of_rows({c: a[done:] for c, a in view.tail.items()})
+            base = new if base is None else rollup.merge([(None, base), (None, new)])
+        if view.tail_gen == self._tail_gen and (
+            self._tail_sum is None or view.tail_rows > self._tail_sum[0]
+        ):
+            self._tail_sum = (view.tail_rows, base)
+        return base
 
     # -- attribute texts ---------------------------------------------------------------------------
     def _load_attributes(self, upto: int) -> None:
@@ -603,3 +658,15 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a)
     a.setflags(write=False)
     return a
+
+
+def _block_of_rows(cols: dict[str, np.ndarray]) -> Block:
+    """The block of some rows in any order (what ``Block.of(summarize(cols))`` gives): a
+    stable sort by function, then the ordered rows' runs, with no per-function objects."""
+    names = cols["name"]
+    counts = np.bincount(names) if names.size else np.zeros(0, np.int64)
+    # a stable sort of 16-bit codes is a radix sort in numpy
+    order = np.argsort(names.astype(np.uint16) if counts.size <= 1 << 16 else names, kind="stable")
+    codes = np.flatnonzero(counts)
+    ordered = {c: cols[c].take(order) for c in ("start", "duration", "status")}
+    return Block.of_ordered(ordered, codes, np.cumsum(counts[codes]), np.arange(names.size))

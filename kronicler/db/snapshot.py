@@ -22,14 +22,18 @@ from typing import TYPE_CHECKING, TypeVar, cast
 
 import numpy as np
 
-from kronicler.db.chunk import ChunkSummary, block_ends, summarize
+from kronicler.db.chunk import ChunkSummary, block_ends
 from kronicler.db.dictionary import Dictionary
 from kronicler.db.summary import Summary
 
 if TYPE_CHECKING:
     from kronicler.db.reader import SegmentReader
+    from kronicler.db.rollup import Block
 
 T = TypeVar("T")
+#: Memos of a view (made by the segment set's queries) that depend only on its chunk list, its
+#: roll-up and whether it is closed: a later view with the same ones may use them.
+_CHUNK_MEMOS = ("rollup_block", "chunk_tree")
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +183,9 @@ class SegmentView:
         tail_attributes: attribute entries (code, text) defined by the tail log at this refresh.
         closed, replaces, pid: from the segment's ``.meta`` (see compaction.py).
         damage: what the segment has lost to damaged bytes, as of this refresh.
+        tail_gen, tail_base: the tail's generation (it only grows by appends within one) and
+            None or (rows, block of the first rows' summaries) from a view of the same
+            generation: the tail summary then summarises only the rows after them.
     """
 
     reader: SegmentReader
@@ -197,6 +204,8 @@ class SegmentView:
     replaces: tuple[str, ...]
     pid: int | None
     damage: Damage
+    tail_gen: int = 0
+    tail_base: tuple[int, Block] | None = None
     _cache: dict[str, object] = field(default_factory=dict, repr=False)
 
     @property
@@ -218,12 +227,21 @@ class SegmentView:
             self._cache[key] = make()
         return cast(T, self._cache[key])
 
+    def carry(self, before: SegmentView) -> None:
+        """Take over the memos of an earlier view of the same segment that depend only on its
+        chunks, when it had the same ones (under ingest most refreshes change only the tail)."""
+        if before.rollup is self.rollup and before.closed == self.closed:  # a new chunk list
+            for key in _CHUNK_MEMOS:  # comes with a new roll-up (see SegmentReader)
+                if key in before._cache:
+                    self._cache.setdefault(key, before._cache[key])
+
     def tail_summary(self) -> ChunkSummary:
-        cached = self._cache.get("tail_summary")
-        if cached is None:
-            cached = self._cache["tail_summary"] = summarize(dict(self.tail))
-        assert isinstance(cached, ChunkSummary)
-        return cached
+        return self.memo("tail_summary", lambda: self.tail_block().chunk_summary())
+
+    def tail_block(self) -> Block:
+        """The per-function summaries of the tail rows (made once per view; see
+        ``SegmentReader.tail_block``)."""
+        return self.memo("tail_block", lambda: self.reader.tail_block(self))
 
     def dictionary(self, kind: str) -> Dictionary:
         """Code -> text of ``kind`` ("name", "service", "attributes" or "resource") for this

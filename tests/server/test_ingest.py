@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -23,18 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from kronicler.db import Database
-from kronicler.server import KroniclerServer, ServerOptions
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Database, KroniclerServer]]:
-    db = Database.open(tmp_path / "db")
-    server = KroniclerServer(db, ServerOptions(address="127.0.0.1:0", ingest_workers=2)).start()
-    try:
-        yield db, server
-    finally:
-        server.stop()
-        db.close()
+from kronicler.server import KroniclerServer
 
 
 def request(first: int, n: int, *, name: str = "ingest.f") -> otlp.ExportTraceServiceRequest:
