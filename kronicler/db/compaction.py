@@ -54,7 +54,13 @@ from kronicler.db.writer import TEXT_COLUMNS, SegmentWriter
 
 #: A segment's files: the data file first (readers find segments by it), then its side files.
 SEGMENT_SUFFIXES = (
-    ".kseg", ".wal", ".meta", index.SUFFIX, rollup.SUFFIX, attr_keys.SUFFIX, durations.SUFFIX,
+    ".kseg",
+    ".wal",
+    ".meta",
+    index.SUFFIX,
+    rollup.SUFFIX,
+    attr_keys.SUFFIX,
+    durations.SUFFIX,
 )
 
 log = logging.getLogger(__name__)

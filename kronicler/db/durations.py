@@ -303,18 +303,22 @@ def stored_runs(seg: SegmentView, code: int) -> StoredRuns:
     ))  # fmt: skip
     wanted: list[tuple[Group, int]] = []
     empty: list[Group] = []  # usable records in which the function has no rows
+    after = -1  # records cover ascending chunks: one that goes back (a copy) is not used
     for g in groups:
         i = int(np.searchsorted(seqs, g.first))
         j = i + g.last - g.first + 1  # seqs are distinct and ascending: all there iff seqs[j-1]
-        if (j > len(seqs) or seqs[i] != g.first or seqs[j - 1] != g.last
-                or not good[i:j].all() or int(rows[j] - rows[i]) != g.rows):  # fmt: skip
+        if (g.first <= after or g.last < g.first or j > len(seqs) or seqs[i] != g.first
+                or seqs[j - 1] != g.last or not good[i:j].all()
+                or int(rows[j] - rows[i]) != g.rows):  # fmt: skip
             continue
+        after = g.last
         k = int(np.searchsorted(g.codes, code))
         if k < len(g.codes) and int(g.codes[k]) == code:
             wanted.append((g, k))
         else:
             empty.append(g)
-    runs, errors, covered = [], 0, set()
+    runs: list[np.ndarray] = []
+    errors, covered = 0, set[int]()
     for (g, k), run in zip(wanted, read_runs(path_of(seg.reader.data_path.parent, seg.id),
                                             wanted), strict=True):  # fmt: skip
         if run is None:
@@ -327,9 +331,7 @@ def stored_runs(seg: SegmentView, code: int) -> StoredRuns:
     return StoredRuns(runs, errors, frozenset(covered))
 
 
-def backfill(
-    directory: Path, *, wait: float = 0.0, group_rows: int | None = None
-) -> list[str]:
+def backfill(directory: Path, *, wait: float = 0.0, group_rows: int | None = None) -> list[str]:
     """Write the ``.kdur`` file of every closed segment that has none (segments written before
     it existed); returns their ids. A maintenance step: holds the maintenance lock (so no
     compaction or retention deletes a segment meanwhile; MaintenanceBusyError after ``wait``

@@ -306,7 +306,9 @@ def _exact_one(view: ReadView, name: str) -> Stats:
             rest.append(seg if len(left) == len(seg.chunks) else replace(seg, chunks=left,
                                                                         _cache={}))  # fmt: skip
     if rest:
-        scan = view._reads.scan(("duration", "status"), names=[name], snapshot=Snapshot(tuple(rest)))
+        scan = view._reads.scan(
+            ("duration", "status"), names=[name], snapshot=Snapshot(tuple(rest))
+        )
         runs.append(scan.columns["duration"])
         errors += int(np.count_nonzero(scan.columns["status"] == STATUS_ERROR))
     values = np.concatenate(runs) if runs else np.zeros(0, np.int64)
