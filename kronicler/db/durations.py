@@ -10,21 +10,26 @@ So the writer also appends a ``<id>.kdur`` side file: it keeps, per function, th
 the chunks sealed since its last record and, once they hold :data:`GROUP_ROWS` rows (and at
 close), appends one *group* record: the chunk range it covers, then per function its count,
 error count and its durations sorted (delta-coded by :func:`kronicler.db.codec.encode`: sorted
-durations step by little, ~1.5-2 bytes a call). One function's durations over 4M rows are then
-one ``pread`` of a few tens of kilobytes; its exact quantiles are ranks over the concatenated
-runs (``np.partition``, no full sort).
+durations step by little). One function's durations over 4M rows are then one ``pread`` of a
+few tens of kilobytes; its exact quantiles are ranks over the concatenated runs
+(``np.partition``, linear: no sort, no merge).
 
 Layout of a record: a head (magic, directory bytes, CRC-32 of the directory, bytes of the runs),
 the directory (first and last chunk, rows covered, then one entry per function: code, count,
 errors, run bytes, CRC-32 of the run), then the runs in directory order. Each run has its own
 CRC, so reading one function checks only its own bytes.
 
-Trade-offs: the writer holds up to :data:`GROUP_ROWS` durations (8 bytes each: 32 MB) and sorts
-them once per group; the file adds ~1.5-2 B/row on disk. The file is best-effort, like the
-index: a record that is torn, damaged or names chunks the reader does not hold (a crash between
-chunk and catalog, a damaged chunk) is not used, and the chunks no good record covers (the live
-tail, older segments without the file, lost records) are read from the chunks as before, so
-every answer is the same either way. Reading stops at the first record that does not check.
+Trade-offs, measured (``bench/bench_seal.py``, ``bench/bench_scale.py``'s rows): the writer holds
+up to :data:`GROUP_ROWS` durations (8 bytes each: 32 MB) and sorts them once per group, 7-21% of
+its append CPU; the file adds 0.78 B/row on disk at 100M and 1B rows (~1 B/row at 1-2M rows,
+where a function has fewer calls per record and its sorted steps are wider), against 2.7 B/row
+for the duration column itself. The file is best-effort, like the index: a record that is torn,
+damaged, a copy, or names chunks the reader does not hold (a crash between chunk and catalog, a
+damaged chunk) is not used, and the chunks no good record covers (the live tail, older segments
+without the file, lost records) are read from the chunks as before, so every answer is the same
+either way (the mean and deviations may differ in the last bits: summed in another order).
+Reading stops at the first record that does not check. Segments written before the file
+existed get it from :func:`backfill`, a maintenance step.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from typing import TYPE_CHECKING, Final
 import numpy as np
 
 from kronicler.db import codec
-from kronicler.db.fileio import append_all
+from kronicler.db.fileio import SideFile
 from kronicler.db.schema import STATUS_ERROR
 from kronicler.db.stats import sorted_within_groups
 from kronicler.errors import CorruptPageError
@@ -198,10 +203,8 @@ class DurationWriter:
 
     def __init__(self, path: Path, group_rows: int | None = None) -> None:
         self.path = path
+        self._file = SideFile(path, "sorted durations")
         self._group_rows = GROUP_ROWS if group_rows is None else group_rows
-        self._fd = -1
-        self._offset = 0
-        self._abandoned = False
         self._first = -1
         self._last = -1
         self._rows = 0
@@ -214,7 +217,7 @@ class DurationWriter:
     ) -> None:  # fmt: skip
         """Chunk ``seq``, rows ordered by function: code ``codes[i]`` holds rows up to
         ``ends[i]``, ``errors[i]`` of them errors."""
-        if self._abandoned:
+        if self._file.abandoned:
             return
         if self._parts and seq != self._last + 1:  # a chunk skipped: start a new group
             self.flush()
@@ -230,7 +233,7 @@ class DurationWriter:
 
     def flush(self) -> None:
         """Append a record for the chunks collected so far (none: nothing)."""
-        if not self._parts or self._abandoned:
+        if not self._parts or self._file.abandoned:
             return
         codes = np.concatenate([p[0] for p in self._parts])
         counts = np.concatenate([p[1] for p in self._parts])
@@ -242,33 +245,14 @@ class DurationWriter:
         ordered = sorted_within_groups(np.repeat(inverse, counts), durations)
         data = encode_group(self._first, self._last, present, np.cumsum(per_code), ordered, errs)
         self._parts, self._rows = [], 0
-        try:
-            if self._fd < 0:
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            append_all(self._fd, data, self._offset)
-        except OSError as exc:  # cut back whole: these chunks are read from their pages
-            log.warning("%s: sorted durations not written: %s", self.path, exc)
-            return
-        self._offset += len(data)
+        self._file.append(data)  # if it fails, these chunks are read from their pages
 
     def close(self) -> None:
         self.flush()
-        if self._fd >= 0:
-            try:
-                os.fsync(self._fd)
-            except OSError as exc:
-                log.warning("%s: not synced: %s", self.path, exc)
-            os.close(self._fd)
-            self._fd = -1
+        self._file.close()
 
     def abandon(self) -> None:
-        if self._fd >= 0:
-            try:
-                os.close(self._fd)
-            except OSError:
-                pass
-            self._fd = -1
-        self._abandoned = True
+        self._file.abandon()
         self._parts = []
 
 
