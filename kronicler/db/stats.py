@@ -224,28 +224,36 @@ def exact_group_stats(
 
 
 def exact_of_values(
-    values: np.ndarray, errors: int, key: str = "", quantiles: Sequence[float] = DEFAULT_QUANTILES
+    runs: Sequence[np.ndarray],
+    errors: int,
+    key: str = "",
+    quantiles: Sequence[float] = DEFAULT_QUANTILES,
 ) -> Stats:
-    """Exact statistics of one group's raw durations, in any order, without sorting them.
+    """Exact statistics of one group's raw durations, given in pieces in any order, unsorted.
 
     The same figures as :func:`exact_group_stats` (quantiles at the same ranks, picked by one
-    ``np.partition``, linear rather than a sort; the mean and deviations summed in another order,
-    so they may differ in the last bits). Many sorted runs of one function
+    in-place ``partition`` of the joined pieces: linear, where a sort is not; the mean and the
+    deviations summed piece by piece, in cache, rather than over a float copy of every value, so
+    they may differ in the last bits). Many sorted runs of one function
     (:mod:`kronicler.db.durations`) are answered this way.
     """
-    n = len(values)
+    n = sum(len(r) for r in runs)
     if n == 0:
         return Stats.empty(key, quantiles, errors)
+    mean = math.fsum(float(r.sum(dtype=np.float64)) for r in runs) / n
+    ss = 0.0
+    for r in runs:
+        dev = r - mean  # float64, one piece at a time
+        dev *= dev  # not np.dot: BLAS threads spin on a loaded machine for little
+        ss += float(dev.sum())
+    std = math.sqrt(ss / (n - 1)) if n > 1 else 0.0
     ranks = [int(math.floor(q * (n - 1))) for q in quantiles]
-    picked = np.partition(values, sorted({0, n - 1, *ranks}))
-    as_float = values.astype(np.float64)
-    mean = float(as_float.sum()) / n
-    as_float -= mean
-    std = math.sqrt(float(np.dot(as_float, as_float)) / (n - 1)) if n > 1 else 0.0
+    values = np.concatenate(runs) if len(runs) > 1 else np.array(runs[0], copy=True)
+    values.partition(sorted({0, n - 1, *ranks}))
     return Stats(
-        key, n, int(errors), mean, std, std / math.sqrt(n), float(picked[0]), float(picked[n - 1]),
-        tuple((q, float(picked[r])) for q, r in zip(quantiles, ranks, strict=True)),
-        exact=True, _values=picked,
+        key, n, int(errors), mean, std, std / math.sqrt(n), float(values[0]), float(values[n - 1]),
+        tuple((q, float(values[r])) for q, r in zip(quantiles, ranks, strict=True)),
+        exact=True, _values=values,
     )  # fmt: skip
 
 

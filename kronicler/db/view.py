@@ -311,10 +311,9 @@ def _exact_one(view: ReadView, name: str) -> Stats:
         )
         runs.append(scan.columns["duration"])
         errors += int(np.count_nonzero(scan.columns["status"] == STATUS_ERROR))
-    values = np.concatenate(runs) if runs else np.zeros(0, np.int64)
-    if not len(values):
+    if not sum(len(r) for r in runs):
         return Stats.empty()  # as the scan's answer: a function without calls has no key
-    return exact_of_values(values, errors, name)
+    return exact_of_values(runs, errors, name)
 
 
 @contextmanager
