@@ -329,6 +329,8 @@ def backfill(directory: Path, *, wait: float = 0.0, group_rows: int | None = Non
     directory = Path(directory)
     done: list[str] = []
     with MaintenanceLock(directory, wait=wait):
+        for left in directory.glob(f"*{SUFFIX}.tmp"):  # of a killed backfill: none runs now
+            left.unlink(missing_ok=True)
         readers = open_readers(directory)
         try:
             for seg_id, reader in sorted(readers.items()):
@@ -336,7 +338,6 @@ def backfill(directory: Path, *, wait: float = 0.0, group_rows: int | None = Non
                 if not reader.closed or final.exists():
                     continue
                 temp = final.with_name(final.name + ".tmp")
-                temp.unlink(missing_ok=True)  # a leftover of a killed backfill
                 writer = DurationWriter(temp, group_rows)
                 try:
                     for chunk in reader.view().chunks:

@@ -233,6 +233,8 @@ def test_backfill_writes_the_file_of_older_segments(tmp_path: Path, small_groups
     with MaintenanceLock(_segments(tmp_path)), pytest.raises(MaintenanceBusyError):
         backfill(_segments(tmp_path))
     before = {f.name: f.read_bytes() for f in _segments(tmp_path).iterdir() if f.is_file()}
+    killed = _segments(tmp_path) / f"gone{SUFFIX}.tmp"  # a killed backfill's, segment deleted
+    killed.write_bytes(b"partial")
     done = backfill(_segments(tmp_path))
     assert len(done) == 2  # the closed ones; the open segment writes its own
     after = {f.name: f.read_bytes() for f in _segments(tmp_path).iterdir() if f.is_file()}
