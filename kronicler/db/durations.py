@@ -10,9 +10,9 @@ So the writer also appends a ``<id>.kdur`` side file: it keeps, per function, th
 the chunks sealed since its last record and, once they hold :data:`GROUP_ROWS` rows (and at
 close), appends one *group* record: the chunk range it covers, then per function its count,
 error count and its durations sorted (delta-coded by :func:`kronicler.db.codec.encode`: sorted
-durations step by little). One function's durations over 4M rows are then one ``pread`` of a
-few tens of kilobytes; its exact quantiles are ranks over the concatenated runs
-(``np.partition``, linear: no sort, no merge).
+durations step by little). One function's durations over 512K rows are then one ``pread``;
+its exact quantiles are ranks over the concatenated runs (``np.partition``, linear: no sort,
+no merge).
 
 Layout of a record: a head (magic, directory bytes, CRC-32 of the directory, bytes of the runs),
 the directory (first and last chunk, rows covered, then one entry per function: code, count,
@@ -20,10 +20,11 @@ errors, run bytes, CRC-32 of the run), then the runs in directory order. Each ru
 CRC, so reading one function checks only its own bytes.
 
 Trade-offs, measured (``bench/bench_seal.py``, ``bench/bench_scale.py``'s rows): the writer holds
-up to :data:`GROUP_ROWS` durations (8 bytes each: 32 MB) and sorts them once per group, 7-21% of
-its append CPU; the file adds 0.78 B/row on disk at 100M and 1B rows (~1 B/row at 1-2M rows,
-where a function has fewer calls per record and its sorted steps are wider), against 2.7 B/row
-for the duration column itself. The file is best-effort, like the index: a record that is torn,
+up to :data:`GROUP_ROWS` durations (8 bytes each: 4 MB; a writer of 3M rows must not grow by
+40 MB, ``tests/db/test_durability.py``) and sorts them function by function once per group;
+see the README's Performance section for its append CPU and bytes on disk (~1 B/row, against
+2.7 B/row for the duration column itself: fewer calls per function in a record make wider
+sorted steps). The file is best-effort, like the index: a record that is torn,
 damaged, a copy, or names chunks the reader does not hold (a crash between chunk and catalog, a
 damaged chunk) is not used, and the chunks no good record covers (the live tail, older segments
 without the file, lost records) are read from the chunks as before, so every answer is the same
@@ -39,6 +40,7 @@ import os
 import struct
 import zlib
 from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -48,7 +50,6 @@ import numpy as np
 from kronicler.db import codec
 from kronicler.db.fileio import SideFile
 from kronicler.db.schema import STATUS_ERROR
-from kronicler.db.stats import sorted_within_groups
 from kronicler.errors import CorruptPageError
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
 
 SUFFIX: Final = ".kdur"
 #: Rows of the chunks one record covers (at least; a record closes at the chunk that passes it).
-GROUP_ROWS: Final = 1 << 22
+GROUP_ROWS: Final = 1 << 19  # 4 MB of durations held; 4M rows would be 32 MB
 
 _MAGIC = b"KDU1"
 _HEAD = struct.Struct("<4sIIQ")  # magic, directory bytes, crc32 of the directory, bytes of runs
@@ -96,20 +97,18 @@ class Group:
 
 
 def encode_group(
-    first: int, last: int, codes: np.ndarray, ends: np.ndarray, durations: np.ndarray,
-    errors: np.ndarray,
-) -> bytes:  # fmt: skip
-    """One record: ``durations`` sorted within each code (``codes[i]`` holds
-    ``durations[ends[i-1]:ends[i]]``), ``errors`` per code, covering chunks ``first..last``."""
-    runs, entries = [], np.zeros(len(codes), _ENTRY)
-    lo = 0
-    for i, hi in enumerate(ends.tolist()):
-        run = codec.encode(durations[lo:hi], codec.CODEC_DELTA)
-        runs.append(run)
-        entries[i] = (int(codes[i]), hi - lo, int(errors[i]), len(run), zlib.crc32(run))
-        lo = hi
-    directory = _SPAN.pack(first, last, int(ends[-1]) if len(ends) else 0) + entries.tobytes()
-    body = b"".join(runs)
+    first: int, last: int, codes: np.ndarray, runs: Iterable[np.ndarray], errors: np.ndarray
+) -> bytes:
+    """One record covering chunks ``first..last``: per code ``codes[i]`` (ascending) its sorted
+    durations (``runs``, made one at a time) and ``errors[i]``."""
+    parts, entries = [], np.zeros(len(codes), _ENTRY)
+    for i, run in enumerate(runs):
+        data = codec.encode(run, codec.CODEC_DELTA)
+        parts.append(data)
+        entries[i] = (int(codes[i]), len(run), int(errors[i]), len(data), zlib.crc32(data))
+    rows = int(entries["count"].sum())
+    directory = _SPAN.pack(first, last, rows) + entries.tobytes()
+    body = b"".join(parts)
     return _HEAD.pack(_MAGIC, len(directory), zlib.crc32(directory), len(body)) + directory + body
 
 
@@ -232,19 +231,36 @@ class DurationWriter:
             self.flush()
 
     def flush(self) -> None:
-        """Append a record for the chunks collected so far (none: nothing)."""
+        """Append a record for the chunks collected so far (none: nothing).
+
+        Function by function: its slices of the chunks joined and sorted, encoded, let go, so
+        the flush holds one function's durations beyond what the group held already.
+        """
         if not self._parts or self._file.abandoned:
             return
-        codes = np.concatenate([p[0] for p in self._parts])
-        counts = np.concatenate([p[1] for p in self._parts])
-        errors = np.concatenate([p[2] for p in self._parts])
-        durations = np.concatenate([p[3] for p in self._parts])
+        parts, self._parts, self._rows = self._parts, [], 0
+        codes = np.concatenate([p[0] for p in parts])
+        counts = np.concatenate([p[1] for p in parts])
+        errors = np.concatenate([p[2] for p in parts])
+        part_of = np.repeat(np.arange(len(parts)), [len(p[0]) for p in parts]).tolist()
+        his = np.concatenate([np.cumsum(p[1]) for p in parts])
+        los = (his - counts).tolist()
+        his = his.tolist()
         present, inverse = np.unique(codes, return_inverse=True)
-        per_code = np.bincount(inverse, weights=counts, minlength=len(present)).astype(np.int64)
         errs = np.bincount(inverse, weights=errors, minlength=len(present)).astype(np.int64)
-        ordered = sorted_within_groups(np.repeat(inverse, counts), durations)
-        data = encode_group(self._first, self._last, present, np.cumsum(per_code), ordered, errs)
-        self._parts, self._rows = [], 0
+        order = np.argsort(inverse, kind="stable").tolist()  # each code's slices, chunk by chunk
+        bounds = np.cumsum(np.bincount(inverse, minlength=len(present))).tolist()
+
+        def runs() -> Iterator[np.ndarray]:
+            lo = 0
+            for hi in bounds:
+                run = np.concatenate([parts[part_of[e]][3][los[e] : his[e]]
+                                      for e in order[lo:hi]])  # fmt: skip
+                run.sort()
+                yield run
+                lo = hi
+
+        data = encode_group(self._first, self._last, present, runs(), errs)
         self._file.append(data)  # if it fails, these chunks are read from their pages
 
     def close(self) -> None:

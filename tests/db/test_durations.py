@@ -174,8 +174,8 @@ def test_damaged_records_are_read_around(tmp_path: Path, small_groups: None, dam
     elif damage == "copy":  # the first record once more, at the end: its rows are counted once
         data += data[: int(groups[0].offsets[-1] + groups[0].lengths[-1])]
     elif damage == "foreign":  # a record of chunks the segment does not hold
-        data += durations.encode_group(1000, 1001, np.array([0]), np.array([3]),
-                                       np.array([1, 2, 3]), np.array([0]))  # fmt: skip
+        data += durations.encode_group(1000, 1001, np.array([0]), [np.array([1, 2, 3])],
+                                       np.array([0]))  # fmt: skip
     if damage == "missing":
         f.unlink()
     else:
