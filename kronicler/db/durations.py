@@ -30,7 +30,7 @@ damaged chunk) is not used, and the chunks no good record covers (the live tail,
 without the file, lost records) are read from the chunks as before, so every answer is the same
 either way (the mean and deviations may differ in the last bits: summed in another order).
 Reading stops at the first record that does not check. Segments written before the file
-existed get it from :func:`backfill`, a maintenance step.
+existed get it from :func:`kronicler.db.backfill.backfill`, a maintenance step.
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ import numpy as np
 
 from kronicler.db import codec
 from kronicler.db.fileio import SideFile
-from kronicler.db.schema import STATUS_ERROR
 from kronicler.errors import CorruptPageError
 
 if TYPE_CHECKING:
@@ -329,50 +328,3 @@ def stored_runs(seg: SegmentView, code: int) -> StoredRuns:
     for g in empty:
         covered.update(range(g.first, g.last + 1))
     return StoredRuns(runs, errors, frozenset(covered))
-
-
-def backfill(directory: Path, *, wait: float = 0.0, group_rows: int | None = None) -> list[str]:
-    """Write the ``.kdur`` file of every closed segment that has none (segments written before
-    it existed); returns their ids. A maintenance step: holds the maintenance lock (so no
-    compaction or retention deletes a segment meanwhile; MaintenanceBusyError after ``wait``
-    seconds), writes each file under a temporary name and renames it when complete, so a reader
-    sees a whole file or none. Chunks whose rows are not ordered by function (written by older
-    versions) or are damaged are left out of the records: queries read them from their pages.
-    """
-    from kronicler.db.compaction import open_readers  # compaction imports this module
-    from kronicler.db.lock import MaintenanceLock
-
-    directory = Path(directory)
-    done: list[str] = []
-    with MaintenanceLock(directory, wait=wait):
-        for left in directory.glob(f"*{SUFFIX}.tmp"):  # of a killed backfill: none runs now
-            left.unlink(missing_ok=True)
-        readers = open_readers(directory)
-        try:
-            for seg_id, reader in sorted(readers.items()):
-                final = path_of(directory, seg_id)
-                if not reader.closed or final.exists():
-                    continue
-                temp = final.with_name(final.name + ".tmp")
-                writer = DurationWriter(temp, group_rows)
-                try:
-                    for chunk in reader.view().chunks:
-                        if chunk.code_ends is None or chunk.keep is not None:
-                            writer.flush()  # records cover consecutive usable chunks only
-                            continue
-                        status = reader.decode_stored(chunk, "status")
-                        errors = np.add.reduceat(status == STATUS_ERROR,
-                                                 np.r_[0, chunk.code_ends[:-1]])  # fmt: skip
-                        writer.add(chunk.seq, chunk.codes, chunk.code_ends, errors,
-                                   reader.decode_stored(chunk, "duration"))  # fmt: skip
-                    writer.close()
-                    if temp.exists():
-                        os.replace(temp, final)
-                        done.append(seg_id)
-                finally:
-                    writer.abandon()
-                    temp.unlink(missing_ok=True)
-        finally:
-            for reader in readers.values():
-                reader.close()
-    return done

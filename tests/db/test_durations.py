@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kronicler.db import Database, durations
-from kronicler.db.durations import SUFFIX, backfill, read_groups, stored_runs
+from kronicler.db.backfill import backfill
+from kronicler.db.durations import SUFFIX, read_groups, stored_runs
 from kronicler.db.lock import MaintenanceLock
 from kronicler.db.stats import DEFAULT_QUANTILES, Stats
 from kronicler.errors import MaintenanceBusyError
