@@ -34,7 +34,6 @@ import hashlib
 import json
 import logging
 import operator
-import os
 import struct
 import zlib
 from collections.abc import Sequence
@@ -44,7 +43,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from kronicler.db.fileio import append_all
+from kronicler.db.fileio import SideFile
 
 SUFFIX: Final = ".kkey"
 #: A key is near-unique in a record when its distinct values exceed this share of the sets
@@ -241,40 +240,18 @@ class KeyWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fd = -1
-        self._offset = 0
-        self._abandoned = False
+        self._file = SideFile(path, "per-key attribute columns")
 
     def add(self, seq: int, first_code: int, texts: Sequence[str]) -> None:
         """Split and store the sets ``first_code, first_code + 1, ...`` that chunk ``seq``
         defines (best-effort: a failed write is logged, and those sets are read from texts)."""
-        if not texts or self._abandoned:
+        if not texts or self._file.abandoned:
             return
         block = decompose(texts, np.arange(first_code, first_code + len(texts)), seq)
-        data = encode(block)
-        try:
-            if self._fd < 0:
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            append_all(self._fd, data, self._offset)
-        except OSError as exc:  # cut back whole: these sets are read from their texts
-            log.warning("%s: per-key attribute columns not written: %s", self.path, exc)
-            return
-        self._offset += len(data)
+        self._file.append(encode(block))
 
     def close(self) -> None:
-        if self._fd >= 0:
-            try:
-                os.fsync(self._fd)
-            except OSError as exc:
-                log.warning("%s: not synced: %s", self.path, exc)
-            os.close(self._fd)
-            self._fd = -1
+        self._file.close()
 
     def abandon(self) -> None:
-        if self._fd >= 0:
-            try:
-                os.close(self._fd)
-            except OSError:
-                pass
-            self._fd = -1
-        self._abandoned = True
+        self._file.abandon()

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kronicler.db import attr_keys, index, rollup
+from kronicler.db import attr_keys, durations, index, rollup
 from kronicler.db.lock import MaintenanceLock
 from kronicler.db.metadata import load_json
 from kronicler.db.reader import SegmentReader
@@ -53,7 +53,15 @@ from kronicler.db.schema import COLUMNS, SpanBatch
 from kronicler.db.writer import TEXT_COLUMNS, SegmentWriter
 
 #: A segment's files: the data file first (readers find segments by it), then its side files.
-SEGMENT_SUFFIXES = (".kseg", ".wal", ".meta", index.SUFFIX, rollup.SUFFIX, attr_keys.SUFFIX)
+SEGMENT_SUFFIXES = (
+    ".kseg",
+    ".wal",
+    ".meta",
+    index.SUFFIX,
+    rollup.SUFFIX,
+    attr_keys.SUFFIX,
+    durations.SUFFIX,
+)
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def write_all(fd: int, data: bytes | bytearray) -> None:
@@ -31,3 +35,48 @@ def append_all(fd: int, data: bytes | bytearray, restore_to: int) -> None:
         with contextlib.suppress(OSError):
             os.ftruncate(fd, restore_to)
         raise
+
+
+class SideFile:
+    """An append-only side file of a segment (``.kkey``, ``.kdur``), opened on first append.
+
+    Best-effort: a failed append is cut back whole and logged, and the caller's readers then read
+    those rows the slow way; ``abandon`` (a forked child) drops the descriptor without writing.
+    """
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path = path
+        self._what = what  # for the log: what the file holds
+        self._fd = -1
+        self._offset = 0
+        self.abandoned = False
+
+    def append(self, data: bytes) -> bool:
+        """Append ``data`` whole; False (logged) when it could not be written."""
+        if self.abandoned:
+            return False
+        try:
+            if self._fd < 0:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            append_all(self._fd, data, self._offset)
+        except OSError as exc:
+            log.warning("%s: %s not written: %s", self.path, self._what, exc)
+            return False
+        self._offset += len(data)
+        return True
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                log.warning("%s: not synced: %s", self.path, exc)
+            os.close(self._fd)
+            self._fd = -1
+
+    def abandon(self) -> None:
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1
+        self.abandoned = True

@@ -26,12 +26,18 @@ import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+import numpy as np
+
+from kronicler.db.durations import stored_runs
 from kronicler.db.reads import DAMAGE_RETRIES
 from kronicler.db.scan import FunctionSummary, Scan
+from kronicler.db.schema import STATUS_ERROR
 from kronicler.db.snapshot import Damage, Snapshot
-from kronicler.db.stats import DEFAULT_QUANTILES, Call, Stats
+from kronicler.db.stats import DEFAULT_QUANTILES, Call, Stats, exact_of_values
 from kronicler.db.summary import quantiles_of
 from kronicler.errors import ClosedError, CorruptPageError
 
@@ -122,6 +128,8 @@ class ReadAPI(ABC):
         if name is not None and not isinstance(name, str):
             raise ValueError(f"name must be text, got {name!r}")
         names = None if name is None else [name]
+        if exact and name is not None and since is None and until is None:
+            return answer(self, partial(_exact_one, name=name))
         if exact:
             scan = self.scan(("name", "duration", "status"), names=names, since=since, until=until)
             result = scan.exact_stats()
@@ -273,6 +281,39 @@ class ReadView(ReadAPI):
     ) -> list[Call]:
         snap = self._open()
         return self._reads.slowest(name, k=k, since=since, until=until, snapshot=snap)
+
+
+def _exact_one(view: ReadView, name: str) -> Stats:
+    """Exact statistics of one function over everything ``view`` holds.
+
+    Its sorted durations come from the segments' ``.kdur`` records (a read per group of ~4M
+    rows, see :mod:`kronicler.db.durations`); the chunks no usable record covers, and the tail
+    rows, are scanned as before, restricted to those chunks. The union is every row once.
+    """
+    snap = view._open()
+    runs: list[np.ndarray] = []
+    errors = 0
+    rest = []
+    for seg in snap.segments:
+        code = seg.name_codes.get(name)
+        if code is None:
+            continue
+        stored = stored_runs(seg, code)
+        runs.extend(stored.runs)
+        errors += stored.errors
+        left = tuple(c for c in seg.chunks if c.seq not in stored.covered)
+        if left or seg.tail_rows:
+            rest.append(seg if len(left) == len(seg.chunks) else replace(seg, chunks=left,
+                                                                        _cache={}))  # fmt: skip
+    if rest:
+        scan = view._reads.scan(
+            ("duration", "status"), names=[name], snapshot=Snapshot(tuple(rest))
+        )
+        runs.append(scan.columns["duration"])
+        errors += int(np.count_nonzero(scan.columns["status"] == STATUS_ERROR))
+    if not sum(len(r) for r in runs):
+        return Stats.empty()  # as the scan's answer: a function without calls has no key
+    return exact_of_values(runs, errors, name)
 
 
 @contextmanager

@@ -6,7 +6,8 @@ files: ``<id>.kseg`` (chunks of pages, only ever appended), ``<id>.wal`` (rows n
 appended as nodes complete, see :mod:`kronicler.db.rollup`), ``<id>.kidx`` (the segment index:
 chunk directory, whole-segment roll-up and where the ``.roll`` records are, see
 :mod:`kronicler.db.index`) and ``<id>.kkey`` (the attribute sets each chunk defines, split per
-key, appended at seal; see :mod:`kronicler.db.attr_keys`). Because no two processes ever write the
+key, appended at seal; see :mod:`kronicler.db.attr_keys`), and ``<id>.kdur`` (each function's
+sorted durations per group of chunks, see :mod:`kronicler.db.durations`). Because no two processes ever write the
 same file, gunicorn workers or a multiprocessing pool share one database directory without locking.
 
 The writer is driven by a single thread (the write queue's): ``add`` buffers rows, ``seal_full``
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kronicler.db import attr_keys, index, rollup, wal
+from kronicler.db import attr_keys, durations, index, rollup, wal
 from kronicler.db.chunk import by_function, encode_chunk, summarize
 from kronicler.db.dictionary import Dictionary
 from kronicler.db.fileio import append_all
@@ -90,6 +91,7 @@ class SegmentWriter:
         self._wal = wal.WalWriter(directory / f"{self.id}.wal")
         self._rollup = rollup.RollupWriter(rollup.path_of(directory, self.id))
         self._keys = attr_keys.KeyWriter(attr_keys.path_of(directory, self.id))
+        self._durations = durations.DurationWriter(durations.path_of(directory, self.id))
 
     def add(self, batch: SpanBatch | SiteBatch) -> None:
         """Buffer ``batch``'s rows; text is dictionary-coded here (per site for a SiteBatch).
@@ -210,6 +212,9 @@ class SegmentWriter:
         new_sets = entries.get("attributes")
         if new_sets:  # the sets this chunk defines, split per key for queries (attr_keys.py)
             self._keys.add(seq, new_sets[0][0], [text for _, text in new_sets])
+        # each function's sorted durations, a record per group of chunks (durations.py)
+        self._durations.add(seq, summary.codes, summary.code_ends, summary.errors,
+                            chunk["duration"])  # fmt: skip
         for c, a in columns.items():
             self._tail[c] = [a[rows:]] if len(a) > rows else []
         self.tail_rows -= rows
@@ -288,6 +293,7 @@ class SegmentWriter:
         if self._meta_stale:
             os.fsync(self._fd)
         self._keys.close()
+        self._durations.close()
         self._rollup.close()  # before the catalog says closed: readers then take the file as final
         self._save_meta(closed=True)
         self._save_index(closed=True)
@@ -309,6 +315,7 @@ class SegmentWriter:
         self._wal.abandon()
         self._rollup.abandon()
         self._keys.abandon()
+        self._durations.abandon()
         try:
             os.close(self._fd)
         except OSError:

@@ -1,0 +1,330 @@
+"""Sorted durations per function over groups of chunks: exact statistics from a few big reads.
+
+Exact statistics of one function (``stats(name, exact=True)``) need every one of its durations.
+In the chunks they are one run per chunk (rows are ordered by function): at 1B rows a function
+with 1% of the calls has ~11,500 runs of ~870 rows, read as ~34,000 small pages (name, duration,
+status) at ~0.3 ms of CPU each, ~10 s in all; and its columns (~240 MB) do not fit the pool, so a
+second question pays the same. Fewer, bigger reads are needed, not faster small ones.
+
+So the writer also appends a ``<id>.kdur`` side file: it keeps, per function, the durations of
+the chunks sealed since its last record and, once they hold :data:`GROUP_ROWS` rows (and at
+close), appends one *group* record: the chunk range it covers, then per function its count,
+error count and its durations sorted (delta-coded by :func:`kronicler.db.codec.encode`: sorted
+durations step by little). One function's durations over 512K rows are then one ``pread``;
+its exact quantiles are ranks over the concatenated runs (``np.partition``, linear: no sort,
+no merge).
+
+Layout of a record: a head (magic, directory bytes, CRC-32 of the directory, bytes of the runs),
+the directory (first and last chunk, rows covered, then one entry per function: code, count,
+errors, run bytes, CRC-32 of the run), then the runs in directory order. Each run has its own
+CRC, so reading one function checks only its own bytes.
+
+Trade-offs, measured (``bench/bench_seal.py``, ``bench/bench_scale.py``'s rows): the writer holds
+up to :data:`GROUP_ROWS` durations (8 bytes each: 4 MB; a writer of 3M rows must not grow by
+40 MB, ``tests/db/test_durability.py``) and sorts them function by function once per group;
+see the README's Performance section for its append CPU and bytes on disk (~1 B/row, against
+2.7 B/row for the duration column itself: fewer calls per function in a record make wider
+sorted steps). The file is best-effort, like the index: a record that is torn,
+damaged, a copy, or names chunks the reader does not hold (a crash between chunk and catalog, a
+damaged chunk) is not used, and the chunks no good record covers (the live tail, older segments
+without the file, lost records) are read from the chunks as before, so every answer is the same
+either way (the mean and deviations may differ in the last bits: summed in another order).
+Reading stops at the first record that does not check. Segments written before the file
+existed get it from :func:`kronicler.db.backfill.backfill`, a maintenance step.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import numpy as np
+
+from kronicler.db import codec
+from kronicler.db.fileio import SideFile
+from kronicler.errors import CorruptPageError
+
+if TYPE_CHECKING:
+    from kronicler.db.snapshot import SegmentView
+
+SUFFIX: Final = ".kdur"
+#: Rows of the chunks one record covers (at least; a record closes at the chunk that passes it).
+GROUP_ROWS: Final = 1 << 19  # 4 MB of durations held; 4M rows would be 32 MB
+
+_MAGIC = b"KDU1"
+_HEAD = struct.Struct("<4sIIQ")  # magic, directory bytes, crc32 of the directory, bytes of runs
+_SPAN = struct.Struct("<IIQ")  # first chunk, last chunk (inclusive), rows covered
+_ENTRY = np.dtype(
+    [("code", "<u4"), ("count", "<u8"), ("errors", "<u8"), ("length", "<u4"), ("crc", "<u4")]
+)
+assert _HEAD.size == 20 and _SPAN.size == 16 and _ENTRY.itemsize == 28
+_CACHED = 256  # segments whose record directories are remembered (a few KB each)
+
+log = logging.getLogger(__name__)
+
+
+def path_of(directory: Path, segment_id: str) -> Path:
+    return directory / f"{segment_id}{SUFFIX}"
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """One record's directory: which chunks it covers and where each function's run lies.
+
+    Fields:
+        first, last: the chunks covered (inclusive); rows: their rows in all.
+        codes: the functions present (segment-local name codes, ascending), with per code its
+            ``counts``, ``errors``, and its run's byte ``offsets`` in the file, ``lengths``, ``crcs``.
+    """
+
+    first: int
+    last: int
+    rows: int
+    codes: np.ndarray
+    counts: np.ndarray
+    errors: np.ndarray
+    offsets: np.ndarray
+    lengths: np.ndarray
+    crcs: np.ndarray
+
+
+def encode_group(
+    first: int, last: int, codes: np.ndarray, runs: Iterable[np.ndarray], errors: np.ndarray
+) -> bytes:
+    """One record covering chunks ``first..last``: per code ``codes[i]`` (ascending) its sorted
+    durations (``runs``, made one at a time) and ``errors[i]``."""
+    parts, entries = [], np.zeros(len(codes), _ENTRY)
+    for i, run in enumerate(runs):
+        data = codec.encode(run, codec.CODEC_DELTA)
+        parts.append(data)
+        entries[i] = (int(codes[i]), len(run), int(errors[i]), len(data), zlib.crc32(data))
+    rows = int(entries["count"].sum())
+    directory = _SPAN.pack(first, last, rows) + entries.tobytes()
+    body = b"".join(parts)
+    return _HEAD.pack(_MAGIC, len(directory), zlib.crc32(directory), len(body)) + directory + body
+
+
+def _parse(directory: bytes, at: int) -> Group:
+    first, last, rows = _SPAN.unpack_from(directory, 0)
+    entries = np.frombuffer(directory, _ENTRY, offset=_SPAN.size)
+    lengths = entries["length"].astype(np.int64)
+    offsets = at + np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
+    return Group(first, last, rows, entries["code"].copy(), entries["count"].astype(np.int64),
+                 entries["errors"].astype(np.int64), offsets, lengths, entries["crc"].copy())  # fmt: skip
+
+
+_groups_cache: OrderedDict[tuple[str, int, int], tuple[Group, ...]] = OrderedDict()
+
+
+def read_groups(path: Path) -> tuple[Group, ...]:
+    """The good records' directories, up to the first bad one (none when the file is missing).
+
+    One ``pread`` per record head and one per directory; the runs are not read. Remembered
+    per file size and modification time, so a closed segment's directories are read once.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return ()
+    try:
+        st = os.fstat(fd)
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        found = _groups_cache.get(key)
+        if found is not None:
+            _groups_cache.move_to_end(key)
+            return found
+        groups, at = [], 0
+        while at + _HEAD.size <= st.st_size:
+            magic, dir_len, crc, body_len = _HEAD.unpack(os.pread(fd, _HEAD.size, at))
+            directory = os.pread(fd, dir_len, at + _HEAD.size)
+            end = at + _HEAD.size + dir_len + body_len
+            if (magic != _MAGIC or len(directory) != dir_len or zlib.crc32(directory) != crc
+                    or dir_len < _SPAN.size or (dir_len - _SPAN.size) % _ENTRY.itemsize
+                    or end > st.st_size):  # fmt: skip
+                log.warning("%s: record at byte %d is damaged or torn; the chunks it would "
+                            "cover are read from their pages", path, at)  # fmt: skip
+                break
+            group = _parse(directory, at + _HEAD.size + dir_len)
+            if int(group.lengths.sum()) != body_len or int(group.counts.sum()) != group.rows:
+                log.warning("%s: record at byte %d does not add up", path, at)
+                break
+            groups.append(group)
+            at = end
+    finally:
+        os.close(fd)
+    out = tuple(groups)
+    _groups_cache[key] = out
+    while len(_groups_cache) > _CACHED:
+        _groups_cache.popitem(last=False)
+    return out
+
+
+def read_runs(path: Path, wanted: list[tuple[Group, int]]) -> list[np.ndarray | None]:
+    """The sorted durations of entry ``i`` of each ``(group, i)``: one ``pread`` each; None for
+    a run whose bytes do not check (its chunks are then read from their pages)."""
+    out: list[np.ndarray | None] = []
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return [None] * len(wanted)
+    try:
+        for group, i in wanted:
+            length, count = int(group.lengths[i]), int(group.counts[i])
+            data = os.pread(fd, length, int(group.offsets[i]))
+            if len(data) != length or zlib.crc32(data) != int(group.crcs[i]):
+                log.warning("%s: a run of chunks %d-%d is damaged", path, group.first, group.last)
+                out.append(None)
+                continue
+            try:
+                out.append(codec.decode(data, np.dtype(np.int64), count))
+            except CorruptPageError as exc:
+                log.warning("%s: a run of chunks %d-%d: %s", path, group.first, group.last, exc)
+                out.append(None)
+    finally:
+        os.close(fd)
+    return out
+
+
+class DurationWriter:
+    """Collects the durations of sealed chunks and appends one record per :data:`GROUP_ROWS`.
+
+    Best-effort like :class:`~kronicler.db.attr_keys.KeyWriter`: a failed write is logged and
+    cut back, and those chunks are read from their pages.
+    """
+
+    def __init__(self, path: Path, group_rows: int | None = None) -> None:
+        self.path = path
+        self._file = SideFile(path, "sorted durations")
+        self._group_rows = GROUP_ROWS if group_rows is None else group_rows
+        self._first = -1
+        self._last = -1
+        self._rows = 0
+        # per chunk since the last record: its codes, rows per code, errors per code, durations
+        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def add(
+        self, seq: int, codes: np.ndarray, ends: np.ndarray, errors: np.ndarray,
+        durations: np.ndarray,
+    ) -> None:  # fmt: skip
+        """Chunk ``seq``, rows ordered by function: code ``codes[i]`` holds rows up to
+        ``ends[i]``, ``errors[i]`` of them errors."""
+        if self._file.abandoned:
+            return
+        if self._parts and seq != self._last + 1:  # a chunk skipped: start a new group
+            self.flush()
+        if not self._parts:
+            self._first = seq
+        counts = np.diff(np.asarray(ends, dtype=np.int64), prepend=0)
+        self._parts.append((np.asarray(codes, np.uint32), counts, np.asarray(errors, np.int64),
+                            np.array(durations, dtype=np.int64)))  # fmt: skip
+        self._last = seq
+        self._rows += len(durations)
+        if self._rows >= self._group_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        """Append a record for the chunks collected so far (none: nothing).
+
+        Function by function: its slices of the chunks joined and sorted, encoded, let go, so
+        the flush holds one function's durations beyond what the group held already.
+        """
+        if not self._parts or self._file.abandoned:
+            return
+        parts, self._parts, self._rows = self._parts, [], 0
+        codes = np.concatenate([p[0] for p in parts])
+        counts = np.concatenate([p[1] for p in parts])
+        errors = np.concatenate([p[2] for p in parts])
+        part_of = np.repeat(np.arange(len(parts)), [len(p[0]) for p in parts]).tolist()
+        his = np.concatenate([np.cumsum(p[1]) for p in parts])
+        los = (his - counts).tolist()
+        his = his.tolist()
+        present, inverse = np.unique(codes, return_inverse=True)
+        errs = np.bincount(inverse, weights=errors, minlength=len(present)).astype(np.int64)
+        order = np.argsort(inverse, kind="stable").tolist()  # each code's slices, chunk by chunk
+        bounds = np.cumsum(np.bincount(inverse, minlength=len(present))).tolist()
+
+        def runs() -> Iterator[np.ndarray]:
+            lo = 0
+            for hi in bounds:
+                run = np.concatenate([parts[part_of[e]][3][los[e] : his[e]]
+                                      for e in order[lo:hi]])  # fmt: skip
+                run.sort()
+                yield run
+                lo = hi
+
+        data = encode_group(self._first, self._last, present, runs(), errs)
+        self._file.append(data)  # if it fails, these chunks are read from their pages
+
+    def close(self) -> None:
+        self.flush()
+        self._file.close()
+
+    def abandon(self) -> None:
+        self._file.abandon()
+        self._parts = []
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRuns:
+    """What a segment's records give of one function (see :func:`stored_runs`).
+
+    Fields:
+        runs: its sorted durations, one array per usable record; errors: their error calls.
+        covered: the chunks those records cover (the function's rows there are all in ``runs``).
+    """
+
+    runs: list[np.ndarray]
+    errors: int
+    covered: frozenset[int]
+
+
+def stored_runs(seg: SegmentView, code: int) -> StoredRuns:
+    """The sorted durations of function ``code`` that ``seg``'s records hold for its chunks.
+
+    A record is used only when the view holds every chunk it covers, undamaged (no ``keep``), with
+    the rows it counted, and its run of this function checks; any other chunk is left to the
+    caller (the live tail, chunks sealed after the last record, lost or damaged records).
+    """
+    groups = read_groups(path_of(seg.reader.data_path.parent, seg.id))
+    if not groups:
+        return StoredRuns([], 0, frozenset())
+    seqs, good, rows = seg.memo("durations_chunks", lambda: (
+        np.array([c.seq for c in seg.chunks], dtype=np.int64),
+        np.array([c.keep is None for c in seg.chunks], dtype=bool),
+        np.concatenate(([0], np.cumsum([c.rows for c in seg.chunks], dtype=np.int64))),
+    ))  # fmt: skip
+    wanted: list[tuple[Group, int]] = []
+    empty: list[Group] = []  # usable records in which the function has no rows
+    after = -1  # records cover ascending chunks: one that goes back (a copy) is not used
+    for g in groups:
+        i = int(np.searchsorted(seqs, g.first))
+        j = i + g.last - g.first + 1  # seqs are distinct and ascending: all there iff seqs[j-1]
+        if (g.first <= after or g.last < g.first or j > len(seqs) or seqs[i] != g.first
+                or seqs[j - 1] != g.last or not good[i:j].all()
+                or int(rows[j] - rows[i]) != g.rows):  # fmt: skip
+            continue
+        after = g.last
+        k = int(np.searchsorted(g.codes, code))
+        if k < len(g.codes) and int(g.codes[k]) == code:
+            wanted.append((g, k))
+        else:
+            empty.append(g)
+    runs: list[np.ndarray] = []
+    errors, covered = 0, set[int]()
+    for (g, k), run in zip(wanted, read_runs(path_of(seg.reader.data_path.parent, seg.id),
+                                            wanted), strict=True):  # fmt: skip
+        if run is None:
+            continue
+        runs.append(run)
+        errors += int(g.errors[k])
+        covered.update(range(g.first, g.last + 1))
+    for g in empty:
+        covered.update(range(g.first, g.last + 1))
+    return StoredRuns(runs, errors, frozenset(covered))

@@ -1,0 +1,300 @@
+"""Sorted durations per group of chunks (``.kdur``): ``stats(name, exact=True)`` answers from the
+records and from the chunks they do not cover, and equals brute force over the rows written and
+the scan's answer, whatever the records' state (many segments, live tails, chunk edges, torn,
+damaged, missing or backfilled files, compaction)."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kronicler.db import Database, durations
+from kronicler.db.backfill import backfill
+from kronicler.db.durations import SUFFIX, read_groups, stored_runs
+from kronicler.db.lock import MaintenanceLock
+from kronicler.db.stats import DEFAULT_QUANTILES, Stats
+from kronicler.errors import MaintenanceBusyError
+
+BASE_NS = 1_700_000_000_000_000_000
+COLS = ("name", "duration", "status")
+
+
+def _rows(n: int, seed: int, functions: int, wide: bool = False) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    p = 1.0 / np.arange(1, functions + 1)
+    names = np.array([f"f{i}" for i in rng.choice(functions, n, p=p / p.sum())])
+    if wide:  # ties, zeros and 2**40-wide steps
+        duration = rng.choice([0, 7, 7, 1 << 40, 3], n) + rng.integers(0, 3, n)
+    else:
+        duration = rng.lognormal(np.log(1e6), 1.5, n).astype(np.int64)
+    start = BASE_NS + seed * 10**12 + np.arange(n, dtype=np.int64) * 1000
+    status = np.where(rng.random(n) < 0.1, 2, 0).astype(np.uint8)
+    return {"names": names, "start_unix_nano": start, "duration_ns": duration.astype(np.int64),
+            "status": status}  # fmt: skip
+
+
+def _append(db: Database, rows: dict[str, np.ndarray]) -> None:
+    db.append(list(rows["names"]), rows["start_unix_nano"], rows["duration_ns"],
+              status=rows["status"])  # fmt: skip
+
+
+def _brute(written: list[dict[str, np.ndarray]], name: str) -> tuple[np.ndarray, int]:
+    names = np.concatenate([w["names"] for w in written])
+    mask = names == name
+    d = np.concatenate([w["duration_ns"] for w in written])[mask]
+    s = np.concatenate([w["status"] for w in written])[mask]
+    return np.sort(d), int(np.count_nonzero(s == 2))
+
+
+def _check(got: Stats, want: np.ndarray, errors: int, name: str) -> None:
+    if not len(want):
+        assert got.count == 0 and got.p50 is None
+        return
+    n = len(want)
+    assert (got.key, got.count, got.errors, got.exact) == (name, n, errors, True)
+    assert (got.min, got.max) == (float(want[0]), float(want[-1]))
+    for q in (*DEFAULT_QUANTILES, 0.0, 0.37, 1.0):
+        assert got.quantile(q) == float(want[int(math.floor(q * (n - 1)))]), q
+    assert got.mean == pytest.approx(float(want.astype(np.float64).mean()), rel=1e-9)
+    std = float(np.std(want.astype(np.float64), ddof=1)) if n > 1 else 0.0
+    assert got.stddev == pytest.approx(std, rel=1e-9, abs=1e-6)
+
+
+def _same_as_scan(db: Database, name: str) -> None:
+    """The records' answer equals the scan's (the road taken before the records)."""
+    with db.snapshot() as view:
+        new = view.stats(name, exact=True)
+        old = view.scan(COLS, names=[name]).exact_stats().get(name, Stats.empty())
+    assert new.to_dict() == pytest.approx(old.to_dict(), rel=1e-9)
+
+
+def _segments(path: Path) -> Path:
+    return path / "segments"
+
+
+def _covered(db: Database, name: str) -> list[int]:
+    """How many chunks of each segment the records cover for ``name``."""
+    with db.snapshot() as view:
+        snap = view._open()
+        return [len(stored_runs(seg, seg.name_codes[name]).covered)
+                for seg in snap.segments if name in seg.name_codes]  # fmt: skip
+
+
+@pytest.fixture
+def small_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(durations, "GROUP_ROWS", 300)
+
+
+@settings(max_examples=20, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(
+    sizes=st.lists(st.integers(1, 900), min_size=1, max_size=4),
+    chunk_rows=st.integers(1, 97),
+    group_rows=st.integers(1, 500),
+    live=st.booleans(),
+    wide=st.booleans(),
+)
+def test_exact_stats_equal_brute_force(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
+    sizes: list[int], chunk_rows: int, group_rows: int, live: bool, wide: bool,
+) -> None:  # fmt: skip
+    monkeypatch.setattr(durations, "GROUP_ROWS", group_rows)
+    path = tmp_path_factory.mktemp("kdur")
+    written = []
+    db = None
+    for i, n in enumerate(sizes):  # a segment per writer; the last one left open when ``live``
+        db = Database(path, chunk_rows=chunk_rows)
+        rows = _rows(n, i, 4, wide)
+        _append(db, rows)
+        written.append(rows)
+        if live and i == len(sizes) - 1:
+            db.flush()  # sealed chunks, a record or not, and a tail
+        else:
+            db.close()
+    reader = Database(path) if not live else db
+    assert reader is not None
+    for name in ("f0", "f1", "f3", "absent"):
+        want, errors = _brute(written, name)
+        _check(reader.stats(name, exact=True), want, errors, name)
+        _same_as_scan(reader, name)
+    reader.close()
+    if db is not reader:
+        assert db is not None
+        db.close()
+
+
+def test_records_cover_closed_segments_and_leave_the_live_tail(
+    tmp_path: Path, small_groups: None
+) -> None:
+    written = [_rows(3000, 1, 5)]
+    db = Database(tmp_path, chunk_rows=64)
+    _append(db, written[0])
+    db.close()
+    db = Database(tmp_path, chunk_rows=64)
+    written.append(_rows(1000, 2, 5))
+    _append(db, written[1])
+    db.flush()
+    # The closed segment's 47 chunks are all covered; the live one's up to its last record.
+    covered = _covered(db, "f0")
+    assert covered[0] == 47 and 0 < covered[1] < 1000 // 64 + 1
+    for name in ("f0", "f4"):
+        want, errors = _brute(written, name)
+        _check(db.stats(name, exact=True), want, errors, name)
+    db.close()
+
+
+def _one_file(path: Path) -> Path:
+    (found,) = [p for p in _segments(path).iterdir() if p.name.endswith(SUFFIX)]
+    return found
+
+
+@pytest.mark.parametrize("damage", ["torn", "run", "directory", "missing", "copy", "foreign"])
+def test_damaged_records_are_read_around(tmp_path: Path, small_groups: None, damage: str) -> None:
+    written = [_rows(4000, 3, 3)]
+    db = Database(tmp_path, chunk_rows=50)
+    _append(db, written[0])
+    db.close()
+    f = _one_file(tmp_path)
+    data = bytearray(f.read_bytes())
+    groups = read_groups(f)
+    assert len(groups) > 3
+    first_run = [int(g.offsets[0]) for g in groups]
+    if damage == "torn":  # a crash mid-append: the last record is cut
+        data = data[: len(data) - 10]
+    elif damage == "run":  # a byte of every function's run in the third record
+        for k in range(len(groups[2].codes)):
+            data[int(groups[2].offsets[k]) + 3] ^= 0xFF
+    elif damage == "directory":  # the third record's directory: reading stops there
+        data[first_run[2] - 30] ^= 0xFF
+    elif damage == "copy":  # the first record once more, at the end: its rows are counted once
+        data += data[: int(groups[0].offsets[-1] + groups[0].lengths[-1])]
+    elif damage == "foreign":  # a record of chunks the segment does not hold
+        data += durations.encode_group(1000, 1001, np.array([0]), [np.array([1, 2, 3])],
+                                       np.array([0]))  # fmt: skip
+    if damage == "missing":
+        f.unlink()
+    else:
+        f.write_bytes(bytes(data))
+    durations._groups_cache.clear()  # same size and time stamp possible within a test
+    db = Database(tmp_path)
+    for name in ("f0", "f1", "f2"):
+        want, errors = _brute(written, name)
+        _check(db.stats(name, exact=True), want, errors, name)
+        _same_as_scan(db, name)
+    chunks = 4000 // 50
+    expect = {"torn": chunks - (groups[-1].last - groups[-1].first + 1), "missing": 0,
+              "run": chunks - (groups[2].last - groups[2].first + 1),
+              "directory": groups[1].last + 1, "copy": chunks, "foreign": chunks}  # fmt: skip
+    assert _covered(db, "f0") == [expect[damage]]
+    db.close()
+
+
+def test_compaction_writes_the_merged_segments_records(tmp_path: Path, small_groups: None) -> None:
+    written = []
+    for i in range(4):
+        db = Database(tmp_path, chunk_rows=40)
+        written.append(_rows(500 + 50 * i, 10 + i, 4))
+        _append(db, written[-1])
+        db.close()
+    db = Database(tmp_path, chunk_rows=40)
+    assert db.compact() == 4
+    segs = db.snapshot()._open().segments
+    assert len(segs) == 1
+    assert _covered(db, "f0") == [len(segs[0].chunks)]
+    for name in ("f0", "f3"):
+        want, errors = _brute(written, name)
+        _check(db.stats(name, exact=True), want, errors, name)
+    db.close()
+    kept = {p.name.rsplit(".", 1)[0] for p in _segments(tmp_path).iterdir()
+            if p.name.endswith(SUFFIX)}  # fmt: skip
+    assert kept == {segs[0].id}  # the replaced segments' files went with them
+
+
+def test_backfill_writes_the_file_of_older_segments(tmp_path: Path, small_groups: None) -> None:
+    written = []
+    for i in range(2):
+        db = Database(tmp_path, chunk_rows=30)
+        written.append(_rows(700, 20 + i, 3))
+        _append(db, written[-1])
+        db.close()
+    for f in _segments(tmp_path).iterdir():
+        if f.name.endswith(SUFFIX):
+            f.unlink()  # as written before the file existed
+    live = Database(tmp_path, chunk_rows=30)
+    written.append(_rows(400, 30, 3))
+    _append(live, written[-1])
+    live.flush()
+    assert _covered(live, "f0")[:2] == [0, 0]
+    with MaintenanceLock(_segments(tmp_path)), pytest.raises(MaintenanceBusyError):
+        backfill(_segments(tmp_path))
+    before = {f.name: f.read_bytes() for f in _segments(tmp_path).iterdir() if f.is_file()}
+    killed = _segments(tmp_path) / f"gone{SUFFIX}.tmp"  # a killed backfill's, segment deleted
+    killed.write_bytes(b"partial")
+    done = backfill(_segments(tmp_path))
+    assert len(done) == 2  # the closed ones; the open segment writes its own
+    after = {f.name: f.read_bytes() for f in _segments(tmp_path).iterdir() if f.is_file()}
+    assert {n: b for n, b in after.items() if n in before} == before  # additive only
+    assert sorted(set(after) - set(before)) == sorted(f"{s}{SUFFIX}" for s in done)
+    assert not [n for n in after if n.endswith(".tmp")]
+    with live.snapshot() as view:
+        segs = view._open().segments
+    assert _covered(live, "f0")[:2] == [len(segs[0].chunks), len(segs[1].chunks)]
+    for name in ("f0", "f2"):
+        want, errors = _brute(written, name)
+        _check(live.stats(name, exact=True), want, errors, name)
+    assert backfill(_segments(tmp_path)) == []
+    live.close()
+
+
+def test_the_writer_holds_one_group_of_durations(tmp_path: Path) -> None:
+    """A record per ``group_rows``: the writer never keeps more than a group (plus a chunk)."""
+    w = durations.DurationWriter(tmp_path / f"x{SUFFIX}", group_rows=100)
+    rng = np.random.default_rng(0)
+    for seq in range(10):
+        d = rng.integers(0, 1000, 40)
+        w.add(seq, np.array([1, 5]), np.array([15, 40]), np.array([2, 0]), d)
+        assert w._rows < 100
+    w.close()
+    groups = read_groups(tmp_path / f"x{SUFFIX}")
+    assert [(g.first, g.last, g.rows) for g in groups] == [(0, 2, 120), (3, 5, 120), (6, 8, 120),
+                                                           (9, 9, 40)]  # fmt: skip
+    assert [g.errors.tolist() for g in groups] == [[6, 0], [6, 0], [6, 0], [2, 0]]
+    assert os.path.getsize(tmp_path / f"x{SUFFIX}") > 0
+
+
+def test_stats_read_the_records(tmp_path: Path, small_groups: None) -> None:
+    """A well-formed file whose durations are one more than the chunks' own, and no errors: the
+    answer follows it, so the records are what ``stats(name, exact=True)`` reads."""
+    from kronicler.db.reader import SegmentReader
+
+    written = [_rows(1500, 5, 3)]
+    db = Database(tmp_path, chunk_rows=50)
+    _append(db, written[0])
+    db.close()
+    f = _one_file(tmp_path)
+    f.unlink()
+    reader = SegmentReader(_segments(tmp_path), f.name[: -len(SUFFIX)])
+    reader.refresh()
+    w = durations.DurationWriter(f)
+    for chunk in reader.view().chunks:
+        assert chunk.code_ends is not None
+        w.add(chunk.seq, chunk.codes, chunk.code_ends, np.zeros(len(chunk.codes), np.int64),
+              reader.decode_stored(chunk, "duration") + 1)  # fmt: skip
+    w.close()
+    reader.close()
+    db = Database(tmp_path)
+    want, errors = _brute(written, "f1")
+    got = db.stats("f1", exact=True)
+    assert errors > 0 and (got.count, got.errors, got.min, got.max) == (
+        len(want),
+        0,
+        float(want[0] + 1),
+        float(want[-1] + 1),
+    )
+    db.close()
