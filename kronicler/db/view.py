@@ -129,7 +129,7 @@ class ReadAPI(ABC):
             raise ValueError(f"name must be text, got {name!r}")
         names = None if name is None else [name]
         if exact and name is not None and since is None and until is None:
-            return answer(self, partial(_exact_one, name=name))
+            return answer(self, partial(exact_one, name=name))
         if exact:
             scan = self.scan(("name", "duration", "status"), names=names, since=since, until=until)
             result = scan.exact_stats()
@@ -283,7 +283,7 @@ class ReadView(ReadAPI):
         return self._reads.slowest(name, k=k, since=since, until=until, snapshot=snap)
 
 
-def _exact_one(view: ReadView, name: str) -> Stats:
+def exact_one(view: ReadView, name: str, quantiles: Sequence[float] = DEFAULT_QUANTILES) -> Stats:
     """Exact statistics of one function over everything ``view`` holds.
 
     Its sorted durations come from the segments' ``.kdur`` records (a read per group of ~4M
@@ -313,7 +313,7 @@ def _exact_one(view: ReadView, name: str) -> Stats:
         errors += int(np.count_nonzero(scan.columns["status"] == STATUS_ERROR))
     if not sum(len(r) for r in runs):
         return Stats.empty()  # as the scan's answer: a function without calls has no key
-    return exact_of_values(runs, errors, name)
+    return exact_of_values(runs, errors, name, quantiles)
 
 
 @contextmanager

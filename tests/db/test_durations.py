@@ -14,12 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kronicler import query
 from kronicler.db import Database, durations
 from kronicler.db.backfill import backfill
 from kronicler.db.durations import SUFFIX, read_groups, stored_runs
 from kronicler.db.lock import MaintenanceLock
 from kronicler.db.stats import DEFAULT_QUANTILES, Stats
 from kronicler.errors import MaintenanceBusyError
+from kronicler.query import Filter
 
 BASE_NS = 1_700_000_000_000_000_000
 COLS = ("name", "duration", "status")
@@ -290,11 +292,18 @@ def test_stats_read_the_records(tmp_path: Path, small_groups: None) -> None:
     reader.close()
     db = Database(tmp_path)
     want, errors = _brute(written, "f1")
+    expected = (len(want), 0, float(want[0] + 1), float(want[-1] + 1))
     got = db.stats("f1", exact=True)
-    assert errors > 0 and (got.count, got.errors, got.min, got.max) == (
-        len(want),
-        0,
-        float(want[0] + 1),
-        float(want[-1] + 1),
-    )
+    assert errors > 0 and (got.count, got.errors, got.min, got.max) == expected
+    # The query layer (CLI, gRPC, dashboard) reads them too for a few functions over all time,
+    # with its own quantiles; a time range or many functions still scan the rows.
+    table = query.stats(db, Filter(functions=("f1", "f2")), exact=True, quantiles=(0.5, 0.9))
+    by_key = {r.key: r for r in table.rows}
+    got = by_key["f1"]
+    assert (got.count, got.errors, got.min, got.max) == expected
+    assert [q for q, _ in got.quantiles] == [0.5, 0.9]
+    scanned = query.stats(db, Filter(functions=("f1",), since=0), exact=True).rows[0]
+    assert (scanned.count, scanned.errors, scanned.min, scanned.max) == (
+        len(want), errors, float(want[0]), float(want[-1])
+    )  # fmt: skip
     db.close()
