@@ -106,8 +106,9 @@ def _clean_records(data: bytes) -> tuple[list[wal.WalRecord], int]:
     in progress (or cut short by a crash: never acknowledged), left for the next read."""
     records: list[wal.WalRecord] = []
     pos = 0
+    view = memoryview(data)
     while pos + wal.RECORD.size <= len(data):
-        record, magic_ok, end, _ = wal._record_at(data, pos)
+        record, magic_ok, end, _ = wal._record_at(view, pos)
         if record is None:
             return records, (pos if magic_ok and end > len(data) else -1)
         records.append(record)

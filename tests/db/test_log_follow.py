@@ -30,7 +30,7 @@ def _columns(first: int, n: int, names: int = 5) -> dict[str, np.ndarray]:
 
 def _record(first: int, n: int) -> bytes:
     entries = {"name": [(c, f"fn{c}") for c in range(5)]} if first == 0 else {}
-    return wal.encode_record(first, _columns(first, n), entries)
+    return bytes(wal.encode_record(first, _columns(first, n), entries))
 
 
 def _same(follower: LogFollower, path: Path) -> None:
