@@ -141,17 +141,23 @@ SHARED_FULL_DISK = textwrap.dedent(
 )
 
 
-def test_the_writer_reports_each_producers_losses_to_that_producer(tmp_path: Path) -> None:
-    """The database loses rows of the capture pipeline and of another producer, interleaved:
-    the pipeline counts exactly its own (stored is what the database holds of its calls), and
-    the database's total is the sum of both producers' losses."""
+def run_script(script: str, tmp_path: Path) -> dict[str, int]:
+    """Run ``script`` in a fresh interpreter over ``tmp_path``; its JSON report."""
     out = subprocess.run(
-        [sys.executable, "-c", SHARED_FULL_DISK, str(tmp_path)],
+        [sys.executable, "-c", script, str(tmp_path)],
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
         timeout=120,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout)
+    report: dict[str, int] = json.loads(out.stdout)
+    return report
+
+
+def test_the_writer_reports_each_producers_losses_to_that_producer(tmp_path: Path) -> None:
+    """The database loses rows of the capture pipeline and of another producer, interleaved:
+    the pipeline counts exactly its own (stored is what the database holds of its calls), and
+    the database's total is the sum of both producers' losses."""
+    report = run_script(SHARED_FULL_DISK, tmp_path)
     with Database.open(tmp_path, readonly=True) as db:
         work = db.stats("__main__.work")
         other = db.stats("other")
@@ -207,13 +213,7 @@ FAILING_WRITER = textwrap.dedent(
 def test_a_writer_failing_with_no_memory_tells_the_pipeline_each_lost_call(tmp_path: Path) -> None:
     """Not an OSError: the batches the writer could not code are lost, each counted once by the
     pipeline (not only in the database's total), so stored is exactly what the database holds."""
-    out = subprocess.run(
-        [sys.executable, "-c", FAILING_WRITER, str(tmp_path)],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=120,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout)
+    report = run_script(FAILING_WRITER, tmp_path)
     with Database.open(tmp_path, readonly=True) as db:
         work = db.stats("__main__.work")
     assert report["failed_adds"] > 0 and report["dropped"] > 0, report  # the case at hand
