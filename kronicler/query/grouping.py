@@ -26,9 +26,11 @@ import numpy as np
 from kronicler.db.scan import Scan
 from kronicler.db.schema import STATUS_ERROR
 from kronicler.db.stats import Stats, exact_group_stats
+from kronicler.db.summary import quantiles_of
 from kronicler.query.filters import RESOURCE_PREFIX, Filter, attribute_values, select
 
 if TYPE_CHECKING:
+    from kronicler.db.summary import Summary
     from kronicler.db.view import ReadAPI
 
 #: Most groups a query may return before it is refused as too costly.
@@ -146,10 +148,28 @@ def summary_stats(grouped: Grouped, quantiles: Sequence[float]) -> list[Stats]:
     n = grouped.n_groups
     summaries = summarize_groups(grouped.codes, grouped.columns["duration"], n) if n else []
     errors = error_counts(grouped.codes, grouped.columns["status"], n)
+    return stats_of_summaries(grouped.keys, summaries, errors.tolist(), quantiles)
+
+
+def stats_of_summaries(
+    keys: Sequence[str],
+    summaries: Sequence[Summary | None],
+    errors: Sequence[int],
+    quantiles: Sequence[float],
+) -> list[Stats]:
+    """``Stats.from_summary`` of each group, every group's quantiles in one numpy pass.
+
+    Asked summary by summary, the quantiles of 50 functions cost ~9 ms (a dozen small numpy
+    calls each), the largest part of a whole-history GetStats; :func:`quantiles_of` answers
+    them all with one searchsorted (~0.5 ms), the same floats.
+    """
+    filled = [s for s in summaries if s is not None and s.count]
+    values = iter(quantiles_of(filled, quantiles).tolist() if filled else [])
     return [
-        Stats.from_summary(summaries[i], int(errors[i]), key=grouped.keys[i], quantiles=quantiles)
-        for i in range(n)
-    ]
+        Stats.from_summary(s, int(e), key=key, quantiles=quantiles,
+                           values=next(values) if s is not None and s.count else None)
+        for key, s, e in zip(keys, summaries, errors, strict=True)
+    ]  # fmt: skip
 
 
 def exact_stats(grouped: Grouped, quantiles: Sequence[float]) -> list[Stats]:

@@ -25,6 +25,7 @@ from kronicler.query.grouping import (
     exact_stats,
     group_rows,
     parse_group_by,
+    stats_of_summaries,
     summary_stats,
 )
 from kronicler.query.results import FunctionInfo, StatsTable
@@ -80,11 +81,10 @@ def stats(
                     f"query would return {len(sums)} groups, more than the limit of "
                     f"{max_groups}; narrow the filter"
                 )
-            return [
-                Stats.from_summary(fs.summary, fs.errors, key=name, quantiles=qs)
-                for name, fs in sorted(sums.items())
-                if fs.summary is not None and fs.summary.count
-            ]
+            found = [(name, fs) for name, fs in sorted(sums.items())
+                     if fs.summary is not None and fs.summary.count]  # fmt: skip
+            return stats_of_summaries([name for name, _ in found], [fs.summary for _, fs in found],
+                                      [fs.errors for _, fs in found], qs)  # fmt: skip
         if kind == "function" and exact and not flt.needs_scan and _whole(flt):
             # A few functions over all time: each from its sorted runs (.kdur), not a scan.
             names = resolve_functions(view, flt.functions)

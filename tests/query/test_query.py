@@ -274,3 +274,33 @@ def test_quantile_labels() -> None:
     assert [q.quantile_label(x) for x in (0.5, 0.9, 0.99, 0.999, 0.995, 0.05, 1.0)] == [
         "p50", "p90", "p99", "p999", "p995", "p5", "p100",
     ]  # fmt: skip
+
+
+def test_stats_of_many_summaries_equal_each_alone() -> None:
+    """Every group's quantiles in one pass give the very floats of each summary asked alone,
+    groups without calls included (in place, as empty rows)."""
+    from kronicler.db.stats import Stats
+    from kronicler.db.summary import Summary
+    from kronicler.query.grouping import stats_of_summaries
+
+    rng = np.random.default_rng(3)
+    sums: list[Summary | None] = [
+        Summary.from_values(rng.lognormal(10 + i, 1 + i / 3, 50 + 400 * i).astype(np.int64))
+        for i in range(5)
+    ]
+    sums[1:1] = [
+        None,
+        Summary.from_values(np.zeros(0, np.int64)),
+        Summary.from_values(np.zeros(7, np.int64)),
+    ]
+    keys = [f"f{i}" for i in range(len(sums))]
+    errors = list(range(len(sums)))
+    qs = (0.0, 0.25, 0.5, 0.99, 0.999, 1.0)
+    got = stats_of_summaries(keys, sums, errors, qs)
+    want = [
+        Stats.from_summary(s, e, key=k, quantiles=qs)
+        for k, s, e in zip(keys, sums, errors, strict=True)
+    ]
+    assert got == want
+    assert [r.key for r in got] == keys and got[1].count == 0 and got[1].errors == 1
+    assert stats_of_summaries([], [], [], qs) == []
