@@ -9,7 +9,7 @@ do not survive ``fork``, and unlike ``multiprocessing``'s spawn it needs no ``__
 an embedding program) that calls :func:`kronicler.db.compaction.compact` on the database's
 segment directory. Merging decodes and re-encodes millions of rows; in a thread of the server it
 would hold the interpreter lock that queries and in-process ingest need, so it gets a process of
-its own, at a lower priority (``nice 10``: queries and ingest get the CPU first), and its memory
+its own, at the ingest workers' priority (``nice 19``: queries get the CPU first), and its memory
 (a group of up to ``group_rows`` rows, ~100 B each) goes back to the system when the run ends.
 The price is the process start (~0.3-1 s of imports) per run, small beside the interval. A
 thread of the server schedules runs, one at a time, and logs what each merged.
@@ -112,7 +112,7 @@ def main(argv: list[str]) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)  # the server stops us through stdin
     with contextlib.suppress(OSError):
-        os.nice(10)  # background work: queries and ingest get the CPU first
+        os.nice(19)  # background work, as ingest workers: queries get the CPU first
     segments, options = Path(argv[0]), json.loads(argv[1])
     stop = threading.Event()
 

@@ -76,6 +76,15 @@ def test_the_stock_exporter_stores_exact_counts_through_workers(
     assert services == ["shop"]
 
 
+def test_workers_take_the_cores_queries_leave(served: tuple[Database, KroniclerServer]) -> None:
+    """Ingest workers run at the lowest priority (nice 19), so a query waits for no worker."""
+    _, server = served
+    assert server.ingest is not None
+    for pid in server.ingest.pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        assert int(fields[16]) == 19  # nice: the 19th field of the line, 17th after "(comm)"
+
+
 def test_malformed_and_partial_requests(served: tuple[Database, KroniclerServer]) -> None:
     _, server = served
     with grpc.insecure_channel(server.address) as ch:
