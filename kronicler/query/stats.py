@@ -81,10 +81,10 @@ def stats(
                     f"query would return {len(sums)} groups, more than the limit of "
                     f"{max_groups}; narrow the filter"
                 )
-            found = [(name, fs) for name, fs in sorted(sums.items())
-                     if fs.summary is not None and fs.summary.count]  # fmt: skip
-            return stats_of_summaries([name for name, _ in found], [fs.summary for _, fs in found],
-                                      [fs.errors for _, fs in found], qs)  # fmt: skip
+            filled = [(name, fs) for name, fs in sorted(sums.items())
+                      if fs.summary is not None and fs.summary.count]  # fmt: skip
+            return stats_of_summaries([name for name, _ in filled], [fs.summary for _, fs in filled],
+                                      [fs.errors for _, fs in filled], qs)  # fmt: skip
         if kind == "function" and exact and not flt.needs_scan and _whole(flt):
             # A few functions over all time: each from its sorted runs (.kdur), not a scan.
             names = resolve_functions(view, flt.functions)

@@ -35,6 +35,7 @@ from kronicler.server.ingest import IngestPool, IngestServicer, LocalIngest
 from kronicler.server.maintenance import CompactionScheduler, check_every
 from kronicler.server.otlp_http import DEFAULT_MAX_BODY_BYTES, OTLPHTTPServer
 from kronicler.server.query_service import QueryServicer
+from kronicler.server.warm import Warmer
 
 if TYPE_CHECKING:
     from kronicler.db import Database
@@ -138,8 +139,12 @@ class KroniclerServer:
         if opts.token:  # checked first: an unauthenticated call is refused before decoding
             interceptors.insert(0, TokenInterceptor(opts.token))
         self.ingest: IngestPool | None = None
+        # With ingest workers, their new rows are summarised between queries (server/warm.py).
+        self.warmer: Warmer | None = None
         if opts.otlp and opts.ingest_workers and isinstance(db, Database):
-            self.ingest = IngestPool(db.path, opts.ingest_workers)
+            self.warmer = Warmer(db)
+            interceptors.append(self.warmer.interceptor(QUERY_SERVICE_NAME))
+            self.ingest = IngestPool(db.path, opts.ingest_workers, on_stored=self.warmer.stored)
         self.otlp_http: OTLPHTTPServer | None = None
         if opts.otlp and opts.otlp_http is not None and isinstance(db, Database):
             http_host, http_port = split_address(opts.otlp_http)
@@ -203,6 +208,8 @@ class KroniclerServer:
         return self.options.tls_cert is not None
 
     def start(self) -> KroniclerServer:
+        if self.warmer is not None:
+            self.warmer.start()
         if self.ingest is not None:
             self.ingest.start()
         self._server.start()
@@ -225,6 +232,8 @@ class KroniclerServer:
         self._server.stop(grace).wait()
         if self.ingest is not None:
             self.ingest.close()  # workers flush every row they accepted
+        if self.warmer is not None:
+            self.warmer.stop()
 
     def wait(self, timeout: float | None = None) -> bool:
         return bool(self._server.wait_for_termination(timeout))

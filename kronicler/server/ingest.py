@@ -37,6 +37,7 @@ import queue
 import struct
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -161,7 +162,8 @@ def _store_one(db: SpanSink, message: bytes) -> tuple[int, Outcome]:
 class _Worker:
     """One worker process, its pipe, and the requests it has not answered yet."""
 
-    def __init__(self, ctx: Any, path: str) -> None:
+    def __init__(self, ctx: Any, path: str, on_stored: Callable[[], None] | None = None) -> None:
+        self.on_stored = on_stored
         self.conn, child = ctx.Pipe(duplex=True)
         self.process = ctx.Process(
             target=_worker_main, args=(path, child), name="kronicler-ingest", daemon=True
@@ -186,6 +188,8 @@ class _Worker:
             future = self.pending.pop(request_id, None)
             if future is not None:
                 future.set_result(outcome)
+            if outcome.code == "ok" and self.on_stored is not None:
+                self.on_stored()
         self.fail_pending()
 
     def fail_pending(self) -> None:
@@ -221,14 +225,24 @@ class _Worker:
 
 
 class IngestPool:
-    """``workers`` ingest processes over the database at ``path``, kept alive by a supervisor."""
+    """``workers`` ingest processes over the database at ``path``, kept alive by a supervisor.
 
-    def __init__(self, path: str | os.PathLike[str], workers: int) -> None:
+    ``on_stored``: called (from a reader thread) each time a worker has stored a request's rows.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        workers: int,
+        *,
+        on_stored: Callable[[], None] | None = None,
+    ) -> None:
         if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
             raise ValueError(f"ingest workers must be a positive integer, got {workers!r}")
         self.path = os.fspath(Path(path))
         self.size = workers
         self.max_in_flight = _IN_FLIGHT_PER_WORKER * workers
+        self._on_stored = on_stored
         self._ctx = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()  # protects _workers, _next_id, _in_flight, _closed
         self._workers: list[_Worker] = []
@@ -242,7 +256,9 @@ class IngestPool:
     def start(self, timeout: float = _START_TIMEOUT) -> IngestPool:
         """Start the workers and wait (up to ``timeout``) until each has opened the database."""
         with self._lock:
-            self._workers = [_Worker(self._ctx, self.path) for _ in range(self.size)]
+            self._workers = [
+                _Worker(self._ctx, self.path, self._on_stored) for _ in range(self.size)
+            ]
         deadline = time.monotonic() + timeout
         for w in self._workers:
             while not w.ready.wait(0.05):
@@ -284,7 +300,7 @@ class IngestPool:
                 with self._lock:
                     if self._closed:
                         return
-                    self._workers[i] = _Worker(self._ctx, self.path)
+                    self._workers[i] = _Worker(self._ctx, self.path, self._on_stored)
                     self.restarts += 1
 
     def submit(self, payload: bytes, timeout: float | None) -> Outcome:
