@@ -324,10 +324,18 @@ def bench_under_ingest(path: Path, seconds: float, workers: int, rate: float) ->
                 assert proc.stdout is not None and proc.stdout.readline().strip() == "sending"
                 time.sleep(1.0)
                 busy: list[float] = []
-                deadline = time.monotonic() + seconds - 1.5
+                pids = srv.ingest.pids if srv.ingest is not None else []
+                cpu = (time.process_time(), sum(map(cpu_seconds, pids)), cpu_seconds(proc.pid))
+                began = time.monotonic()
+                deadline = began + seconds - 1.5
                 while time.monotonic() < deadline:
                     busy += timed(client.stats, 1)
                     time.sleep(0.01)
+                # cores used meanwhile (this process: the server and the querying client)
+                span = time.monotonic() - began
+                cores = (time.process_time() - cpu[0], sum(map(cpu_seconds, pids)) - cpu[1],
+                         cpu_seconds(proc.pid) - cpu[2])  # fmt: skip
+                load = os.getloadavg()[0]
                 out, _ = proc.communicate(timeout=120)
                 client.close()
                 srv.stop()
@@ -337,6 +345,8 @@ def bench_under_ingest(path: Path, seconds: float, workers: int, rate: float) ->
                   f"({'paced' if pace else 'flat out'}, {len(busy)} queries)")  # fmt: skip
             print(f"      under ingest   p50 {ms(busy)}   p99 {ms(busy, 0.99)}")
             print(f"      idle           p50 {ms(idle)}   p99 {ms(idle, 0.99)}")
+            print(f"      cores used: {cores[0] / span:.2f} server+querier, {cores[1] / span:.2f} "
+                  f"workers, {cores[2] / span:.2f} OTLP client; load average {load:.2f}")  # fmt: skip
 
 
 def main() -> None:

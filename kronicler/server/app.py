@@ -10,6 +10,8 @@
 bound to loopback unless the address says otherwise, with optional TLS and bearer token, and
 limits that keep one client from exhausting the process: message sizes, concurrent RPCs (excess
 calls get ``RESOURCE_EXHAUSTED``) and worker threads. Query cost is capped in the query layer.
+With ingest workers, a thread summarises their new rows between queries
+(:mod:`kronicler.server.warm`), so a query under ingest does not.
 """
 
 from __future__ import annotations
