@@ -6,7 +6,8 @@ answers ``INTERNAL`` ("Exception deserializing request!"), the code the gRPC con
 for server bugs. This interceptor wraps each unary-unary handler's deserialiser so that a failure
 becomes a marker value, and the handler then refuses the call with ``INVALID_ARGUMENT`` and a
 short reason, before any servicer code runs. Streaming handlers (reflection, health watch) pass
-through unchanged.
+through unchanged. Its base, :class:`UnaryInterceptor`, serves any interceptor that rewraps
+unary handlers (the warmer's, :mod:`kronicler.server.warm`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ class _Malformed:
         self.reason = reason
 
 
-class DecodeGuardInterceptor(grpc.ServerInterceptor):
-    """Turns undecodable unary requests into ``INVALID_ARGUMENT``."""
+class UnaryInterceptor(grpc.ServerInterceptor):
+    """An interceptor that rewraps unary-unary handlers (:meth:`wrap`) and passes the rest."""
 
     def intercept_service(
         self,
@@ -43,6 +44,17 @@ class DecodeGuardInterceptor(grpc.ServerInterceptor):
             or handler.request_deserializer is None
         ):
             return handler
+        return self.wrap(handler, handler_call_details.method or "")
+
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        """The handler to run for a unary-unary call of ``method`` instead of ``handler``."""
+        raise NotImplementedError
+
+
+class DecodeGuardInterceptor(UnaryInterceptor):
+    """Turns undecodable unary requests into ``INVALID_ARGUMENT``."""
+
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         decode = handler.request_deserializer
         behaviour = handler.unary_unary
 

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import grpc
+
+from kronicler.server.decoding import UnaryInterceptor
 
 if TYPE_CHECKING:
     from kronicler.db import Database
@@ -111,22 +113,13 @@ class Warmer:
             self.warms += 1
 
 
-class _AskingInterceptor(grpc.ServerInterceptor):
+class _AskingInterceptor(UnaryInterceptor):
     def __init__(self, warmer: Warmer, prefix: str) -> None:
         self._warmer = warmer
         self._prefix = prefix
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = continuation(handler_call_details)
-        if (
-            handler is None
-            or handler.unary_unary is None
-            or not handler_call_details.method.startswith(self._prefix)
-        ):
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        if not method.startswith(self._prefix):
             return handler
         behaviour = handler.unary_unary
         asking = self._warmer.asking
