@@ -33,7 +33,13 @@ from kronicler.proto.v1 import query_pb2 as pb
 from kronicler.proto.v1 import query_pb2_grpc as pb_grpc
 from kronicler.server.auth import TokenInterceptor
 from kronicler.server.decoding import DecodeGuardInterceptor
-from kronicler.server.ingest import IngestPool, IngestServicer, LocalIngest
+from kronicler.server.ingest import (
+    DEFAULT_NICE,
+    IngestPool,
+    IngestServicer,
+    LocalIngest,
+    check_nice,
+)
 from kronicler.server.maintenance import CompactionScheduler, check_every
 from kronicler.server.otlp_http import DEFAULT_MAX_BODY_BYTES, OTLPHTTPServer
 from kronicler.server.query_service import QueryServicer
@@ -66,6 +72,8 @@ class ServerOptions:
         otlp: also host the OTLP TraceService.
         ingest_workers: decode and store OTLP in this many worker processes (each writes its
             own segment), off the query process's GIL; 0 does it in the server process.
+        ingest_nice: how much lower the ingest workers' CPU priority is (0-19; the default, 19,
+            gives queries the cores first: see :mod:`kronicler.server.ingest`).
         otlp_http: ``host:port`` for OTLP/HTTP (``POST /v1/traces``), or None for none.
         cors_origins: browser origins allowed to send OTLP/HTTP (``*`` for any).
         compact_every: merge small finished segments in a background process every this many
@@ -83,6 +91,7 @@ class ServerOptions:
     max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS
     otlp: bool = True
     ingest_workers: int = 0
+    ingest_nice: int = DEFAULT_NICE
     otlp_http: str | None = None
     cors_origins: tuple[str, ...] = ()
     compact_every: float = 0.0
@@ -106,6 +115,7 @@ class ServerOptions:
                 raise ValueError(f"{label} must be >= 1, got {value}")
         if not isinstance(self.ingest_workers, int) or self.ingest_workers < 0:
             raise ValueError(f"ingest_workers must be >= 0, got {self.ingest_workers!r}")
+        check_nice(self.ingest_nice)
         check_every(self.compact_every)
 
 
@@ -146,7 +156,8 @@ class KroniclerServer:
         if opts.otlp and opts.ingest_workers and isinstance(db, Database):
             self.warmer = Warmer(db)
             interceptors.append(self.warmer.interceptor(QUERY_SERVICE_NAME))
-            self.ingest = IngestPool(db.path, opts.ingest_workers, on_stored=self.warmer.stored)
+            self.ingest = IngestPool(db.path, opts.ingest_workers, nice=opts.ingest_nice,
+                                     on_stored=self.warmer.stored)  # fmt: skip
         self.otlp_http: OTLPHTTPServer | None = None
         if opts.otlp and opts.otlp_http is not None and isinstance(db, Database):
             http_host, http_port = split_address(opts.otlp_http)

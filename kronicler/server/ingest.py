@@ -26,8 +26,9 @@ under 100k spans/s, a GetStats waited ~5 ms p50 and ~20 ms p99 for a core, measu
 ``/proc/thread-self/schedstat``); at 19 those waits fell to ~0.2 ms p50, and the paced
 100k spans/s were still acknowledged, the cores having room for both. The price is paid when
 other processes fill the cores: ingest then takes what they and the queries leave, and
-exporters get backpressure ("retry later") sooner (at a load average of 9-13 from other work,
-48-79k spans/s were acknowledged instead of ~90k at ``nice 5``).
+exporters get backpressure ("retry later") sooner (at a load average of 8-13 from other work,
+15-79k spans/s were acknowledged instead of 47-92k at ``nice 5``). A host whose cores other
+work fills can give ingest a higher priority (``ServerOptions(ingest_nice=5)``).
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ _READY = 0  # the request id of the message a worker sends once its database is 
 _START_TIMEOUT = 60.0
 _RESTART_DELAY = 0.5  # seconds between a worker's death and its replacement
 _FLUSH_TIMEOUT = 30.0
-_NICE = 19  # ingest workers take the cores queries leave (see the module docstring)
+#: How much lower than the server's the workers' CPU priority is (``nice`` increment; see the
+#: module docstring); ``IngestPool(nice=...)`` / ``ServerOptions(ingest_nice=...)`` change it.
+DEFAULT_NICE = 19
 #: Requests a worker may hold at once: one being converted, the rest waiting for the flush that
 #: covers them. With 2 (one converted, one flushing) nearly every request paid a flush of its
 #: own; with 4 a flush covers ~3 under load (measured: see bench_server.py).
@@ -83,7 +86,7 @@ class Outcome:
     message: str = ""
 
 
-def _worker_main(path: str, conn: Connection) -> None:
+def _worker_main(path: str, conn: Connection, nice: int = DEFAULT_NICE) -> None:
     """A worker process: decode, convert and store requests until the end marker.
 
     This thread converts and appends; an acknowledging thread flushes and answers. While one
@@ -93,7 +96,7 @@ def _worker_main(path: str, conn: Connection) -> None:
     from kronicler.db import Database
 
     try:  # the kernel then favours the query process when both want a core
-        os.nice(_NICE)
+        os.nice(nice)
     except OSError:
         pass
     db = Database.open(path)
@@ -161,14 +164,22 @@ def _store_one(db: SpanSink, message: bytes) -> tuple[int, Outcome]:
         return request_id, Outcome("error")
 
 
+def check_nice(nice: int) -> None:
+    """``nice`` is a ``nice`` increment from 0 (the server's priority) to 19 (the lowest)."""
+    if isinstance(nice, bool) or not isinstance(nice, int) or not 0 <= nice <= 19:
+        raise ValueError(f"ingest nice must be an integer from 0 to 19, got {nice!r}")
+
+
 class _Worker:
     """One worker process, its pipe, and the requests it has not answered yet."""
 
-    def __init__(self, ctx: Any, path: str, on_stored: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, ctx: Any, path: str, nice: int, on_stored: Callable[[], None] | None = None
+    ) -> None:
         self.on_stored = on_stored
         self.conn, child = ctx.Pipe(duplex=True)
         self.process = ctx.Process(
-            target=_worker_main, args=(path, child), name="kronicler-ingest", daemon=True
+            target=_worker_main, args=(path, child, nice), name="kronicler-ingest", daemon=True
         )
         self.process.start()
         child.close()
@@ -229,6 +240,7 @@ class _Worker:
 class IngestPool:
     """``workers`` ingest processes over the database at ``path``, kept alive by a supervisor.
 
+    ``nice``: how much lower the workers' CPU priority is than this process's (0 to 19).
     ``on_stored``: called (from a reader thread) each time a worker has stored a request's rows.
     """
 
@@ -237,13 +249,16 @@ class IngestPool:
         path: str | os.PathLike[str],
         workers: int,
         *,
+        nice: int = DEFAULT_NICE,
         on_stored: Callable[[], None] | None = None,
     ) -> None:
         if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
             raise ValueError(f"ingest workers must be a positive integer, got {workers!r}")
         self.path = os.fspath(Path(path))
         self.size = workers
+        check_nice(nice)
         self.max_in_flight = _IN_FLIGHT_PER_WORKER * workers
+        self._nice = nice
         self._on_stored = on_stored
         self._ctx = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()  # protects _workers, _next_id, _in_flight, _closed
@@ -259,7 +274,7 @@ class IngestPool:
         """Start the workers and wait (up to ``timeout``) until each has opened the database."""
         with self._lock:
             self._workers = [
-                _Worker(self._ctx, self.path, self._on_stored) for _ in range(self.size)
+                _Worker(self._ctx, self.path, self._nice, self._on_stored) for _ in range(self.size)
             ]
         deadline = time.monotonic() + timeout
         for w in self._workers:
@@ -302,7 +317,7 @@ class IngestPool:
                 with self._lock:
                     if self._closed:
                         return
-                    self._workers[i] = _Worker(self._ctx, self.path, self._on_stored)
+                    self._workers[i] = _Worker(self._ctx, self.path, self._nice, self._on_stored)
                     self.restarts += 1
 
     def submit(self, payload: bytes, timeout: float | None) -> Outcome:

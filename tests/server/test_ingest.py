@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from kronicler.db import Database
-from kronicler.server import KroniclerServer
+from kronicler.server import KroniclerServer, ServerOptions
 
 
 def request(first: int, n: int, *, name: str = "ingest.f") -> otlp.ExportTraceServiceRequest:
@@ -76,13 +76,27 @@ def test_the_stock_exporter_stores_exact_counts_through_workers(
     assert services == ["shop"]
 
 
+def _nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
 def test_workers_take_the_cores_queries_leave(served: tuple[Database, KroniclerServer]) -> None:
     """Ingest workers run at the lowest priority (nice 19), so a query waits for no worker."""
     _, server = served
     assert server.ingest is not None
-    for pid in server.ingest.pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        assert int(fields[16]) == 19  # nice: the 19th field of the line, 17th after "(comm)"
+    assert [_nice(pid) for pid in server.ingest.pids] == [19, 19]
+
+
+def test_the_workers_priority_is_an_option(tmp_path: Path) -> None:
+    own = os.nice(0)
+    with Database.open(tmp_path / "db") as db:
+        server = KroniclerServer(db, ServerOptions("127.0.0.1:0", ingest_workers=1, ingest_nice=3))
+        with server:
+            assert server.ingest is not None
+            assert [_nice(pid) for pid in server.ingest.pids] == [min(own + 3, 19)]
+    for bad in (-1, 20, 2.5, True):
+        with pytest.raises(ValueError, match="ingest nice"):
+            ServerOptions(ingest_workers=1, ingest_nice=bad).check()  # type: ignore[arg-type]
 
 
 def test_malformed_and_partial_requests(served: tuple[Database, KroniclerServer]) -> None:
