@@ -12,10 +12,12 @@ committed again meanwhile, summarises only the rows since. Answers do not change
 still refreshes, so it reads everything stored before it began.
 
 The trade-off is CPU spent on summaries that no query may read. So a warm runs only after a
-query has ended since the last one, and never while a query runs (it would take the interpreter
-lock from it): at most one warm per query, each doing work the next query would have done
-itself (measured on 2 cores under 100k spans/s: a GetStats's own CPU fell from ~7 to ~5 ms p50).
-With no queries, it does nothing.
+gRPC query has ended since the last one, and never while one runs (it would take the interpreter
+lock from it): at most one warm per query. Its refresh is work any next query would have done;
+its tail summaries, work of the next whole-history one (GetStats or ListFunctions over all time;
+a query over a time window summarises the tail rows inside it instead). Measured on 2 cores
+under 100k spans/s: a GetStats's own CPU fell from ~7 to ~5 ms p50. With no queries, it does
+nothing; queries asked of the database in-process are not waited for.
 """
 
 from __future__ import annotations
