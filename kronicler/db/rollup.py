@@ -530,6 +530,14 @@ class ChunkTree:
         clean = np.fromiter((c.keep is None for c in chunks), bool, n)
         self._dirty = np.concatenate(([0], np.cumsum(~clean)))
         self.top = top_level(int(self.seqs[-1]), fanout) if n else 0
+        self.start_min = int(self.lo.min()) if n else 0
+        self.start_max = int(self.hi.max()) if n else 0
+
+    def holds_all(self, window: TimeRange) -> bool:
+        """Whether ``window`` holds every chunk whole: the segment's own roll-up (its index
+        records it, read at open) then answers with no record read, where the plan would merge
+        every top-level node (5 records at 271 chunks, a third of a cold 25% range at 1B)."""
+        return bool(self.seqs.size) and window.covers(self.start_min, self.start_max) == 2
 
     def plan(self, window: TimeRange) -> Plan:
         out = Plan([], [], [])
