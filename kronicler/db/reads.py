@@ -529,8 +529,9 @@ class SegmentSet:
                 if codes is not None and codes.size == 0:
                     continue
                 lookup = _numbering(seg, wanted, names, numbering)
-                tree = None if window.everything else seg.memo("chunk_tree",
-                                                               partial(_chunk_tree, seg))
+                tree = (
+                    None if window.everything else seg.memo("chunk_tree", partial(_chunk_tree, seg))
+                )
                 if tree is None or tree.holds_all(window):
                     pieces.append((lookup, seg.memo("rollup_block", partial(_whole_block, seg))))
                 else:

@@ -7,7 +7,10 @@ the node at level L, index j summarises chunks ``j * FANOUT**L`` to ``(j + 1) * 
 down from the top: a node whose time range lies inside the window is merged whole, one outside is
 skipped, and only a node the window's edge cuts is opened into its children. Within a segment the
 chunks run roughly in time order, so each edge cuts about one node per level: a range costs at
-most ``2 * (FANOUT - 1)`` summaries per level plus the chunks the edges actually cut.
+most ``2 * (FANOUT - 1)`` summaries per level plus the chunks the edges actually cut. A window
+that holds every chunk of a segment reads none of this: the segment's whole roll-up, which its
+index records and the reader holds from open, answers for it (at 1B rows in 59 segments, a cold
+57% range holds 24 segments whole, which took 5 records each).
 
 Why chunk-aligned nodes and not wall-clock buckets (minute, hour, day). A chunk spans a time
 range, so a bucket is only whole for a window when every chunk that fed it lies inside the window;
@@ -45,7 +48,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final

@@ -31,7 +31,14 @@ second bytes, ...) so that the zero high bytes and float exponents sit together 
 
 Layout: a fixed header (:data:`HEADER`) followed by three zstd frames: scalars, nibbles, overflow.
 Decoding is exact (float fields are stored bit for bit) and vectorised across the whole block;
-only the final construction of Summary objects loops in Python, once per entry.
+only the final construction of Summary objects loops in Python, once per entry. It is what a
+cold time range pays per roll-up record and chunk summary page (about 120 of them for a quarter
+of a billion rows over 16 segments), so it works on the nibbles as bytes: one 256-entry table
+lookup unpacks them, only the non-zero ones are widened, and each entry's buckets are found by
+one binary search per entry rather than one per bucket. Measured on the 1B database's records
+and chunk pages (20-30k buckets, 100 functions), under load: 0.32-0.46 ms a page, against
+0.69-0.94 ms for the first decoder (two strided passes over int64 nibbles and a search per
+bucket), and ``Block.from_page`` 0.45 against 0.90 ms.
 """
 
 from __future__ import annotations
