@@ -119,7 +119,9 @@ def _decode_summary(view: memoryview) -> ChunkSummary:
     return ChunkSummary(arrays[0], summaries, arrays[1], arrays[2], arrays[3])
 
 
-def _decode_parts(view: memoryview, body_of: Callable[[bytes], S]) -> tuple[list[np.ndarray], S]:
+def _decode_parts(
+    view: memoryview, body_of: Callable[[memoryview], S]
+) -> tuple[list[np.ndarray], S]:
     n, *lengths = _SUMMARY_HEAD.unpack_from(view, 0)
     pos = _SUMMARY_HEAD.size
     body = pos + sum(lengths)
@@ -127,7 +129,7 @@ def _decode_parts(view: memoryview, body_of: Callable[[bytes], S]) -> tuple[list
         raise CorruptPageError(f"summary page of {len(view)} bytes, its header says more")
     # The summaries first: their block checks its own lengths, so ``n`` is known good before
     # the arrays that depend on it are allocated.
-    summaries = body_of(bytes(view[body:]))
+    summaries = body_of(view[body:])  # read in place, not copied
     if len(summaries) != n:
         raise CorruptPageError(f"summary page holds {len(summaries)} summaries, header says {n}")
     arrays = []
@@ -135,7 +137,7 @@ def _decode_parts(view: memoryview, body_of: Callable[[bytes], S]) -> tuple[list
         arrays.append(codec.decode(view[pos : pos + length], np.dtype(dtype), rows=n))
         pos += length
     codes = arrays[0]
-    if n and (np.any(np.diff(codes.astype(np.int64)) <= 0)):
+    if n > 1 and bool((codes[1:] <= codes[:-1]).any()):
         raise CorruptPageError("summary page codes are not strictly ascending")
     return arrays, summaries
 

@@ -529,10 +529,12 @@ class SegmentSet:
                 if codes is not None and codes.size == 0:
                     continue
                 lookup = _numbering(seg, wanted, names, numbering)
-                if window.everything:
+                tree = (
+                    None if window.everything else seg.memo("chunk_tree", partial(_chunk_tree, seg))
+                )
+                if tree is None or tree.holds_all(window):
                     pieces.append((lookup, seg.memo("rollup_block", partial(_whole_block, seg))))
                 else:
-                    tree = seg.memo("chunk_tree", partial(_chunk_tree, seg))
                     plan = tree.plan(window)
                     # What the window holds whole, as pool entries: nodes, chunks, and runs of
                     # the slices of the chunks it cuts; merged into one entry (see _PlanKey).

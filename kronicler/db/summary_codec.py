@@ -31,7 +31,14 @@ second bytes, ...) so that the zero high bytes and float exponents sit together 
 
 Layout: a fixed header (:data:`HEADER`) followed by three zstd frames: scalars, nibbles, overflow.
 Decoding is exact (float fields are stored bit for bit) and vectorised across the whole block;
-only the final construction of Summary objects loops in Python, once per entry.
+only the final construction of Summary objects loops in Python, once per entry. It is what a
+cold time range pays per roll-up record and chunk summary page (about 120 of them for a quarter
+of a billion rows over 16 segments), so it works on the nibbles as bytes: one 256-entry table
+lookup unpacks them, only the non-zero ones are widened, and each entry's buckets are found by
+one binary search per entry rather than one per bucket. Measured on the 1B database's records
+and chunk pages (20-30k buckets, 100 functions), under load: 0.32-0.46 ms a page, against
+0.69-0.94 ms for the first decoder (two strided passes over int64 nibbles and a search per
+bucket), and ``Block.from_page`` 0.45 against 0.90 ms.
 """
 
 from __future__ import annotations
@@ -44,7 +51,8 @@ from typing import Any
 import numpy as np
 import zstandard
 
-from kronicler.db.summary import Summary
+from kronicler.db import zstd
+from kronicler.db.summary import MAX_KEY, Summary
 from kronicler.errors import CorruptPageError, SchemaVersionError
 
 MAGIC = b"KSUM"
@@ -52,6 +60,8 @@ VERSION = 1
 _CODEC_ZSTD = 1
 _ZSTD_LEVEL = 3
 _NIBBLE_MAX = 15
+#: Byte -> its low and high nibble as two bytes (little-endian uint16): unpacks in one gather.
+_NIBBLE_PAIRS = (np.arange(256) & 0x0F | (np.arange(256) >> 4) << 8).astype("<u2")
 
 #: magic, version, codec, 2 pad, entry count; widths of the six integer scalar columns
 #: (group, zero_count, min, max, first key, key span) and of the overflow column, 1 pad;
@@ -84,6 +94,17 @@ def _shuffle(column: np.ndarray) -> bytes:
 def _unshuffle(raw: memoryview | bytes, n: int, dtype: np.dtype) -> np.ndarray:
     planes = np.frombuffer(raw, dtype=np.uint8, count=n * dtype.itemsize)
     return planes.reshape(dtype.itemsize, n).T.copy().view(dtype).reshape(n)
+
+
+def _unshuffle_int(raw: memoryview | bytes, n: int, width: int) -> np.ndarray:
+    """Little-endian unsigned integers of ``width`` bytes, stored as byte planes, as int64 (a
+    value past 2**63 wraps, as ``astype`` would): the planes shifted and or-ed, which beats a
+    transposed copy of narrow values by ~3x on thousands of values (the overflow counts)."""
+    planes = np.frombuffer(raw, dtype=np.uint8, count=n * width).reshape(width, n)
+    out = planes[0].astype(np.int64)
+    for i in range(1, width):
+        out |= planes[i].astype(np.int64) << (8 * i)
+    return out
 
 
 def encode_summaries(entries: Sequence[tuple[int, Summary]]) -> bytes:
@@ -219,13 +240,12 @@ def _decode_columns(view: memoryview) -> SummaryColumns:
     if any(w not in _WIDTH_DTYPES for w in (*widths, overflow_width)):
         raise CorruptPageError(f"summary block has bad column widths {widths}, {overflow_width}")
 
-    decompressor = zstandard.ZstdDecompressor()
+    decompressor = zstd.decompressor()
     raws: list[bytes] = []
     offset = HEADER.size
     try:
         for length in lengths:
-            frame = view[offset : offset + length]
-            raws.append(decompressor.decompress(frame) if length else b"")
+            raws.append(decompressor.decompress(view[offset : offset + length]) if length else b"")
             offset += length
     except zstandard.ZstdError as exc:
         raise CorruptPageError(f"summary block does not decompress: {exc}") from None
@@ -243,28 +263,33 @@ def _decode_columns(view: memoryview) -> SummaryColumns:
     groups, zeros, mins, maxs, first, span = columns
 
     packed = np.frombuffer(packed_raw, dtype=np.uint8)
-    total_span = int(span.sum())
+    dense_end = np.cumsum(span)
+    total_span = int(dense_end[-1]) if n else 0
     if packed.size != (total_span + 1) // 2:
         raise CorruptPageError("summary block bucket counts have the wrong length")
-    dense = np.empty(packed.size * 2, dtype=np.int64)
-    dense[0::2] = packed & 0x0F
-    dense[1::2] = packed >> 4
-    dense = dense[:total_span]
-    wide = np.flatnonzero(dense == _NIBBLE_MAX)
+    if n and (int(np.minimum(first, span).min()) < 0 or int((first + span).max()) > MAX_KEY + 1):
+        raise CorruptPageError("summary block has bucket keys out of range")
+    # Each packed byte looked up as its two nibbles, one byte each (one gather, not two strided
+    # passes); only the non-zero nibbles are widened: every pass over all nibbles in int64 cost
+    # as much as the rest of the decode.
+    dense = _NIBBLE_PAIRS.take(packed).view(np.uint8)[:total_span]
+    present = np.flatnonzero(dense != 0)
+    counts = dense[present].astype(np.int64)
+    wide = np.flatnonzero(counts == _NIBBLE_MAX)
     overflow_dtype = _WIDTH_DTYPES[overflow_width]
     if len(overflow_raw) != wide.size * overflow_dtype.itemsize:
         raise CorruptPageError("summary block overflow counts have the wrong length")
-    dense[wide] += _unshuffle(overflow_raw, wide.size, overflow_dtype).astype(np.int64)
-
-    present = np.flatnonzero(dense)
-    dense_end = np.cumsum(span)
-    owner = np.searchsorted(dense_end, present, side="right")
-    keys = (present - (dense_end - span)[owner] + first[owner]).astype(np.int32)
-    counts = dense[present]
+    if wide.size:
+        counts[wide] = _unshuffle_int(overflow_raw, wide.size, overflow_width) + _NIBBLE_MAX
+    # Entry i owns the non-zero nibbles before dense_end[i]: n binary searches, not one per bucket.
+    bounds = np.zeros(n + 1, dtype=np.int64)
+    bounds[1:] = np.searchsorted(present, dense_end)
+    keys = present + np.repeat(first - (dense_end - span), np.diff(bounds))
+    keys = keys.astype(np.int32)
     keys.setflags(write=False)
     counts.setflags(write=False)
-    bounds = np.concatenate(([0], np.cumsum(np.bincount(owner, minlength=n)))).astype(np.int64)
-    cumulative = np.concatenate(([0], np.cumsum(counts)))
+    cumulative = np.zeros(counts.size + 1, dtype=np.int64)
+    np.cumsum(counts, out=cumulative[1:])
     totals = cumulative[bounds[1:]] - cumulative[bounds[:-1]] + zeros
     return SummaryColumns(groups, totals, zeros, mins, maxs, sums, m2s, bounds, keys, counts)
 

@@ -328,6 +328,39 @@ def test_a_range_reads_a_few_blocks_not_every_chunk(tmp_path: Path) -> None:
     assert misses <= 2 * (FANOUT - 1) * 4 + 2 * 4, misses
 
 
+def test_a_range_holding_whole_segments_answers_from_their_roll_ups(tmp_path: Path) -> None:
+    """A segment whose every chunk lies inside the window is answered by the roll-up its index
+    (or its walk) gives: no record or summary page read. Three segments one after another in
+    time, the last still open with a tail: windows holding all, holding the first two and
+    cutting the third, and cutting only the first; each equal to the brute force, and the first
+    read nothing from disk but the tail's rows held in memory."""
+    rng = np.random.default_rng(9)
+    path = tmp_path / "db"
+    parts = [_time_ordered(generate(rng, n, FUNCTIONS, base=BASE + i * 10**11, span=10**10), rng)
+             for i, n in enumerate([900, 500, 300])]  # fmt: skip
+    for rows in parts[:2]:
+        _write(path, rows)
+    live = _write(path, parts[2], close=False)
+    truth = Rows.concat(parts)
+    try:
+        with Database.open(path, readonly=True) as db:
+            (lo, hi), third = (int(truth.start.min()), int(truth.start.max())), parts[2].start
+            snap = db._reads.snapshot()
+            assert [s.closed for s in snap.segments] == [True, True, False]
+            assert snap.segments[2].tail_rows > 0  # the live writer's unsealed rows
+            windows = [(lo, hi + 1), (lo - 5, int(np.sort(third)[len(third) // 2])),
+                       (int(np.sort(parts[0].start)[400]), hi + 1), (None, None)]  # fmt: skip
+            for i, (since, until) in enumerate(windows):
+                q = Query((), None, since, until)
+                got = PythonApi(db).stats(q, quantiles=QS)
+                check_table(got, "function", expected_stats(truth, q), QS, False, q.label())
+                if i == 0:
+                    assert db._reads.pool.stats.misses == 0  # no page, record or summary read
+            assert db._reads.pool.stats.misses > 0  # the windows that cut a segment read some
+    finally:
+        live.close()
+
+
 def test_an_indexed_segment_opens_without_walking_its_roll_up_file(tmp_path: Path) -> None:
     """The segment index says where the roll-up records are: a closed segment's ``.roll`` is
     never walked on open, a live one's only past what its index lists; ranges still read the

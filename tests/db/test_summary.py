@@ -18,7 +18,7 @@ from kronicler.db.summary import (
     bucket_representatives,
     summarize_groups,
 )
-from kronicler.db.summary_codec import decode_summaries, encode_summaries
+from kronicler.db.summary_codec import decode_columns, decode_summaries, encode_summaries
 from kronicler.errors import CorruptPageError, SchemaVersionError
 
 QS = [0.0, 0.001, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0]
@@ -361,3 +361,50 @@ def test_a_page_of_the_reference_workload_costs_well_under_half_a_byte_per_row()
     block = encode_summaries(entries)
     assert len(block) / 65_536 < 0.25
     assert decode_summaries(block) == entries
+
+
+@st.composite
+def nibble_edges(draw: st.DrawFn) -> list[tuple[int, Summary]]:
+    """Summaries whose bucket counts sit around the nibble's limit (14, 15, 16 and far past it),
+    with gaps between keys, interleaved with summaries that have no bucket (zeros only, empty)."""
+    out: list[tuple[int, Summary]] = []
+    for g in range(draw(st.integers(0, 12))):
+        kind = draw(st.sampled_from(["buckets", "zeros", "empty"]))
+        if kind == "empty":
+            out.append((g, Summary.empty()))
+            continue
+        if kind == "zeros":
+            out.append((g, Summary.from_values(np.zeros(draw(st.integers(1, 40)), np.int64))))
+            continue
+        keys = sorted(draw(st.sets(st.integers(1, 600), min_size=1, max_size=30)))
+        reps = [draw(st.sampled_from([1, 2, 14, 15, 16, 17, 30, 255, 70_000])) for _ in keys]
+        values = np.repeat(np.ceil(1.0201 ** np.array(keys, dtype=np.float64)), reps)
+        zeros = np.zeros(draw(st.integers(0, 3)), np.int64)
+        out.append((g, Summary.from_values(np.concatenate((values.astype(np.int64), zeros)))))
+    return out
+
+
+@given(nibble_edges())
+def test_block_columns_decode_counts_at_the_nibble_limit_and_entries_without_buckets(
+    entries: list[tuple[int, Summary]],
+) -> None:
+    c = decode_columns(encode_summaries(entries))
+    assert c.groups.tolist() == [g for g, _ in entries]
+    assert c.bounds.tolist() == np.cumsum([0] + [s.keys.size for _, s in entries]).tolist()
+    assert c.keys.dtype == np.int32 and c.counts.dtype == np.int64
+    for i, (_, s) in enumerate(entries):
+        a, b = int(c.bounds[i]), int(c.bounds[i + 1])
+        np.testing.assert_array_equal(c.keys[a:b], s.keys)
+        np.testing.assert_array_equal(c.counts[a:b], s.counts)
+        assert (int(c.count[i]), int(c.zero_count[i])) == (s.count, s.zero_count)
+    assert not c.keys.flags.writeable and not c.counts.flags.writeable
+
+
+@pytest.mark.parametrize("key", [MAX_KEY + 1, 2**31 + 5])
+def test_a_block_with_bucket_keys_no_duration_maps_to_is_refused(key: int) -> None:
+    """Keys past MAX_KEY come only from damage that passed the checksums (or a foreign
+    writer); read as int32 they would wrap to other buckets, so the block is refused."""
+    s = Summary(3, 3e18, 0.0, 10**18, 10**18, 0, np.array([key], np.int32 if key < 2**31
+                else np.int64), np.array([3], np.int64))  # fmt: skip
+    with pytest.raises(CorruptPageError, match="out of range"):
+        decode_columns(encode_summaries([(0, Summary.from_values([5, 6])), (1, s)]))
