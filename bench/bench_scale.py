@@ -522,12 +522,15 @@ def table(columns: dict[str, dict[str, Any]], duck: dict[str, Any] | None) -> st
         None if not duck else (duck.get("open_ms", 0) + (dk("stats_all", "first_ms") or 0)),
     )
     line("warm stats() all", [_warm(g, "stats_all") for g in columns.values()], dk("stats_all"))
+    # CPU beside wall time: on a shared machine the wall time is mostly waiting for a core
+    line("  ... CPU", [_warm(g, "stats_all", "warm_cpu_ms") for g in columns.values()])
     for label, _, _ in RANGES:
         line(
             f"warm stats(since, until) {label}",
             [_warm(g, f"range:{label}") for g in columns.values()],
             dk(f"range:{label}"),
         )
+        line("  ... CPU", [_warm(g, f"range:{label}", "warm_cpu_ms") for g in columns.values()])
         line(
             f"cold stats(since, until) {label}",
             [_cold(g, f"cold-range:{label}") for g in columns.values()],

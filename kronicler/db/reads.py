@@ -7,9 +7,12 @@ query runs is neither counted twice nor missed, and text codes always resolve. T
 roll-ups (:mod:`kronicler.db.rollup`: a time range merges the summaries of O(log n) runs of
 chunks), zone maps and per-chunk summaries, decoding column pages only where a time range cuts a
 chunk or raw rows are asked for. Decoded pages, chunk summaries and roll-up blocks are cached in
-one byte-bounded bufferpool. Segments a compaction has replaced, or is still writing, are left out. Each query
-method takes ``snapshot=`` to read a given snapshot; a pinned one (``pin``/``unpin``) keeps its
-segments readable between calls, which is what :mod:`kronicler.db.view` builds on.
+one byte-bounded bufferpool, and so are merges of many segments' summaries
+(:mod:`kronicler.db.merged`): all of history, or a range asked again, is one kept merge plus what
+live writers and the range's edges add. Segments a compaction has replaced, or is still writing,
+are left out. Each query method takes ``snapshot=`` to read a given snapshot; a pinned one
+(``pin``/``unpin``) keeps its segments readable between calls, which is what
+:mod:`kronicler.db.view` builds on.
 
 A query uses a page's data only while it holds the page's pin (``chunk_columns`` is a context
 manager, summary blocks are pinned as they are taken); what it keeps afterwards is its own copy. Where copying

@@ -228,11 +228,11 @@ def test_kept_merges_follow_compaction_retention_and_a_condemned_chunk(tmp_path:
         chunk = seg.chunks[1]
         with Database.open(path, readonly=True) as other:  # its rows, read by another reader
             (twin,) = [v for v in other._reads.snapshot().segments if v.id == seg.id]
-            with other._reads.chunk_columns(twin, twin.chunks[1], ["name", "start", "duration"]) as (
-                cols, _
-            ):  # fmt: skip
-                gone = list(zip([seg.names[c] for c in cols["name"].tolist()],
-                                cols["start"].tolist(), cols["duration"].tolist(), strict=True))  # fmt: skip
+            wanted = ["name", "start", "duration"]
+            with other._reads.chunk_columns(twin, twin.chunks[1], wanted) as (cols, _):
+                names = [seg.names[c] for c in cols["name"].tolist()]
+                gone = list(zip(names, cols["start"].tolist(), cols["duration"].tolist(),
+                                strict=True))  # fmt: skip
         with open(seg.reader.data_path, "r+b") as fh:
             fh.seek(chunk.pages["duration"][0] + HEADER_SIZE + 2)
             fh.write(b"\x00\x01\x02\x03")
