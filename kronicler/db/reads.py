@@ -187,8 +187,10 @@ class SegmentSet:
         # (_PlanKey), merged as one entry when asked again. What is asked once (a new process,
         # a moving window) costs no more than that: no slices, no second merge of its blocks.
         self._seen: set[Hashable] = set()
-        # The kept merges the last whole-history question took (see _whole), under lock.
+        # The kept merges the last whole-history question took (see _whole), and hashes of
+        # those that did not stay in the pool (see _fits); under lock.
         self._whole_keys: set[merged.SetKey] = set()
+        self._unkept: set[int] = set()
 
     def forget(self, segment: str) -> None:
         """Drop a deleted segment's reader and cached pages (call with ``lock`` held).
@@ -338,6 +340,8 @@ class SegmentSet:
                 except CorruptPageError as exc:
                     raise _damaged(k, exc) from None
                 if isinstance(page, merged.NamedBlock):
+                    assert isinstance(k, merged.SetKey)
+                    self._kept(k)
                     items.append((page.names, page.block))
                 else:
                     assert part.names is not None
@@ -559,6 +563,7 @@ class SegmentSet:
             key = part.key
             if isinstance(key, merged.SetKey):
                 nb = hold(key)
+                self._kept(key)
                 pieces.append((num.lookup(nb.names, nb.index), nb.block))
                 return
             assert part.names is not None
@@ -586,9 +591,8 @@ class SegmentSet:
                         codes = _wanted_codes(seg, wanted)
                         if codes is None or codes.size:
                             tails.append(seg)
-                top = self._whole(sealed, live)
-                if top is not None:
-                    take(top)  # first: the query takes its numbering over
+                for part in self._whole(sealed, live):
+                    take(part)  # first: the query takes its numbering over
                 for seg in tails:  # summarised once per view, growing with the tail
                     pieces.append((num.lookup(seg.names), seg.tail_block()))
             for seg in () if window.everything else snap.segments:
@@ -645,6 +649,7 @@ class SegmentSet:
                     root is not None
                     and isinstance(root.key, merged.SetKey)
                     and (root.key in self.pool or self._seen_before(hash(root.key)))
+                    and self._fits(root.key)
                 )
                 if root is not None and again:
                     take(root)  # a range asked again: the closed segments' parts in one entry
@@ -659,20 +664,38 @@ class SegmentSet:
         names = num.names
         return {names[g]: out.function_summary(i) for i, g in enumerate(out.codes.tolist())}
 
-    def _whole(self, sealed: list[merged.Part], live: list[merged.Part]) -> merged.Part | None:
+    def _whole(self, sealed: list[merged.Part], live: list[merged.Part]) -> list[merged.Part]:
         """What every segment's roll-up merged is, as one part: the tree over the closed
-        segments, and its merge with the live ones' (kept until one of them seals a chunk).
+        segments, and its merge with the live ones' (kept until one of them seals a chunk);
+        the parts themselves when such merges did not stay in the pool (see ``_fits``).
 
         The kept merges a whole-history question used before, and no longer does, leave the
         pool (the groups of the tree stay: a segment added or removed reuses the others')."""
         root = merged.tree(sealed, _segment_of)
         parts = ([] if root is None else [root]) + live
-        top = parts[0] if len(parts) == 1 else merged.SetKey.of(parts).part() if parts else None
-        now = {p.key for p in (root, top) if p is not None}
+        top = merged.SetKey.of(parts).part() if len(parts) > 1 else None
+        now = {p.key for p in (root, top) if p is not None and isinstance(p.key, merged.SetKey)}
         for key in self._whole_keys - now:
             self.pool.drop_page(key)
-        self._whole_keys = {k for k in now if isinstance(k, merged.SetKey)}
-        return top
+        self._whole_keys = now
+        if top is not None and self._fits(top.key):
+            return [top]
+        if root is not None and self._fits(root.key):
+            return parts
+        return sealed + live
+
+    def _fits(self, key: Hashable) -> bool:
+        """Whether a kept merge may be used: one that did not stay in the pool (it was larger
+        than the room left beside the pinned pages) would be merged again at every question,
+        its groups too, costing more than the flat merge it stands for."""
+        return not isinstance(key, merged.SetKey) or hash(key) not in self._unkept
+
+    def _kept(self, key: merged.SetKey) -> None:
+        """Note whether the merge just loaded for ``key`` stayed in the pool (see ``_fits``)."""
+        if key not in self.pool:
+            if len(self._unkept) >= _SEEN_REMEMBERED:
+                self._unkept.clear()
+            self._unkept.add(hash(key))
 
     def _cut_rows(
         self, seg: SegmentView, chunk: ChunkInfo, window: TimeRange, lookup: np.ndarray,

@@ -194,6 +194,20 @@ def test_whole_history_is_one_kept_entry_and_a_new_segment_merges_only_its_group
             assert len(_kept(db)) <= len(groups) + 2 + i  # old roots leave the pool
 
 
+def test_a_pool_too_small_to_keep_the_merge_merges_the_segments_flat(
+    many: tuple[Path, Rows],
+) -> None:
+    """A merge that does not stay in the pool would be made again, with its groups, at every
+    question: after one such, the reader merges the segments' blocks directly."""
+    path, truth = many
+    with Database.open(path, readonly=True, bufferpool_bytes=4 << 10) as db:
+        _ask(db, truth, None, None)
+        assert db._reads._unkept  # the tree's merges were one-offs
+        misses = db._reads.pool.stats.misses
+        _ask(db, truth, None, None)
+        assert db._reads.pool.stats.misses == misses  # no merge loaded: the blocks, flat
+
+
 def test_kept_merges_follow_compaction_retention_and_a_condemned_chunk(tmp_path: Path) -> None:
     """One long-lived reader asks all of history and a range, twice each, after every change:
     segments compacted into one, old ones deleted by retention, a chunk found damaged."""
