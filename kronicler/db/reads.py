@@ -645,10 +645,14 @@ class SegmentSet:
                                   {c: tail[c][rows] for c in _ORDERED_COLUMNS})  # fmt: skip
             if not window.everything:
                 root = merged.tree(sealed, _segment_of)
+                # Kept from the second time a window is asked (its parts then differ from the
+                # first time's: a chunk cut again answers from its slices), so a range asked
+                # twice merges one entry from the third time on; a moving window keeps nothing.
+                asked = self._seen_before(("window", window.since, window.until))
                 again = (
                     root is not None
                     and isinstance(root.key, merged.SetKey)
-                    and (root.key in self.pool or self._seen_before(hash(root.key)))
+                    and (asked or root.key in self.pool)
                     and self._fits(root.key)
                 )
                 if root is not None and again:
