@@ -22,6 +22,7 @@ from kronicler.db.rollup import Block, merge
 from kronicler.db.scan import FunctionSummary
 from kronicler.db.snapshot import Snapshot
 from kronicler.db.summary import Summary
+from tests.db.test_rollup import _time_ordered
 from tests.oracle.interfaces import PythonApi
 from tests.oracle.truth import Query, Rows, check_table, expected_stats, generate
 
@@ -31,15 +32,6 @@ QS = (0.0, 0.5, 0.99, 1.0)
 DAY = 86_400 * 10**9
 FEW = settings(max_examples=20, deadline=None, derandomize=True, database=None,
                suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
-
-
-def _time_ordered(rows: Rows, rng: np.random.Generator) -> Rows:
-    """Rows in roughly increasing start order, neighbours swapped so that chunks overlap."""
-    order = np.argsort(rows.start, kind="stable")
-    swap = np.flatnonzero(rng.random(len(order) - 1) < 0.3)
-    for i in swap.tolist():
-        order[i], order[i + 1] = order[i + 1], order[i]
-    return rows.take(order)
 
 
 def _segment(path: Path, rows: Rows, *, close: bool = True) -> Database:
