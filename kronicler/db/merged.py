@@ -26,6 +26,12 @@ Codes are local to a segment, so a kept merge carries its own names (:class:`Nam
 a query maps them to its own numbering (or takes them as its numbering: no renumbering at all).
 It holds every function, whatever the question asked for, so one entry serves them all.
 
+Measured at a billion rows (59 closed segments, 100 functions; CPU time, as the shared machine
+ran 8-10 other jobs, beside the code before, in one run): a warm ``stats()`` of every function
+3.7 ms against 29.7 ms; warm ranges of 0.1%, 25%, 57% and 100% of the data 9.7, 9.2, 14.5 and
+6.4 ms against 24.0, 21.2, 35.3 and 25.6 ms (the rest of a range is its edges: the rows of the
+time slices its two edges cut, summarised at every question).
+
 Cost: a kept merge is about the size of the largest segment's roll-up (0.9 MB for 100 functions
 at 1B rows), and the groups as much again each; the pool's byte budget counts them, and evicts
 them like any page. A block a :class:`BlockKey` carries is the segment view's own (already in
