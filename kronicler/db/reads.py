@@ -330,6 +330,7 @@ class SegmentSet:
         with PinnedPages() as pins:
             items: list[tuple[tuple[str, ...], Block]] = []
             for part in key.parts:
+                budget.check()  # a part may be a segment's whole parts, merged when loaded
                 k = part.key
                 if isinstance(k, merged.BlockKey):
                     assert part.names is not None
