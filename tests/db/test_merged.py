@@ -22,7 +22,7 @@ from kronicler.db.rollup import Block, merge
 from kronicler.db.scan import FunctionSummary
 from kronicler.db.snapshot import Snapshot
 from kronicler.db.summary import Summary
-from tests.db.test_rollup import _time_ordered
+from tests.db.test_rollup import _bounds, _time_ordered
 from tests.oracle.interfaces import PythonApi
 from tests.oracle.truth import Query, Rows, check_table, expected_stats, generate
 
@@ -114,21 +114,6 @@ def many(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Rows]
         yield path, Rows.concat(parts)
     finally:
         live.close()
-
-
-def _bounds(truth: Rows, data: st.DataObject) -> tuple[int | None, int | None]:
-    """Open, or a stored start (the edge of a chunk, or within one), or one ns beside it."""
-
-    def bound() -> int | None:
-        if data.draw(st.integers(0, 3)) == 0:
-            return None
-        i = data.draw(st.integers(0, len(truth) - 1))
-        return int(truth.start[i]) + data.draw(st.sampled_from([-1, 0, 1]))
-
-    since, until = bound(), bound()
-    if since is not None and until is not None and since >= until:
-        since, until = until, since + 1
-    return since, until
 
 
 @FEW
