@@ -522,12 +522,15 @@ def table(columns: dict[str, dict[str, Any]], duck: dict[str, Any] | None) -> st
         None if not duck else (duck.get("open_ms", 0) + (dk("stats_all", "first_ms") or 0)),
     )
     line("warm stats() all", [_warm(g, "stats_all") for g in columns.values()], dk("stats_all"))
+    # CPU beside wall time: on a shared machine the wall time is mostly waiting for a core
+    line("  ... CPU", [_warm(g, "stats_all", "warm_cpu_ms") for g in columns.values()])
     for label, _, _ in RANGES:
         line(
             f"warm stats(since, until) {label}",
             [_warm(g, f"range:{label}") for g in columns.values()],
             dk(f"range:{label}"),
         )
+        line("  ... CPU", [_warm(g, f"range:{label}", "warm_cpu_ms") for g in columns.values()])
         line(
             f"cold stats(since, until) {label}",
             [_cold(g, f"cold-range:{label}") for g in columns.values()],
@@ -594,6 +597,10 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, help="where to build (default: a new temporary folder)")
     ap.add_argument("--reuse", type=Path, metavar="DIR", help="query DIR, built earlier; no build")
     ap.add_argument("--keep", action="store_true", help="keep the folder (default with --dir)")
+    ap.add_argument("--save", type=Path, metavar="FILE",
+                    help="where the figures go (default: the built folder's bench-results.json; "
+                    "with --reuse, a new file in the temporary folder: the reused one is only "
+                    "read)")  # fmt: skip
     ap.add_argument("--writers", type=int, default=8)
     ap.add_argument("--jobs", type=int, default=2, help="writers running at once")
     ap.add_argument("--repeat", type=int, default=5)
@@ -737,8 +744,11 @@ def main() -> None:
             b.close_live()
         if copy is not None:
             shutil.rmtree(copy)
-    # a live copy's figures go beside the copy, not into the folder it was copied from
-    saved = copy.with_name(f"{copy.name}.json") if copy else root / "bench-results.json"
+    # a reused folder (and the one a live copy was made from) is only read
+    saved = args.save
+    if saved is None:
+        saved = (Path(tempfile.mkstemp(prefix="kscale-", suffix=".json")[1]) if reuse
+                 else root / "bench-results.json")  # fmt: skip
     saved.write_text(json.dumps(results, indent=1))
     print(f"\nfigures saved in {saved}")
     if not (args.keep or args.dir or reuse):

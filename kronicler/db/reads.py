@@ -7,9 +7,12 @@ query runs is neither counted twice nor missed, and text codes always resolve. T
 roll-ups (:mod:`kronicler.db.rollup`: a time range merges the summaries of O(log n) runs of
 chunks), zone maps and per-chunk summaries, decoding column pages only where a time range cuts a
 chunk or raw rows are asked for. Decoded pages, chunk summaries and roll-up blocks are cached in
-one byte-bounded bufferpool. Segments a compaction has replaced, or is still writing, are left out. Each query
-method takes ``snapshot=`` to read a given snapshot; a pinned one (``pin``/``unpin``) keeps its
-segments readable between calls, which is what :mod:`kronicler.db.view` builds on.
+one byte-bounded bufferpool, and so are merges of many segments' summaries
+(:mod:`kronicler.db.merged`): all of history, or a range asked again, is one kept merge plus what
+live writers and the range's edges add. Segments a compaction has replaced, or is still writing,
+are left out. Each query method takes ``snapshot=`` to read a given snapshot; a pinned one
+(``pin``/``unpin``) keeps its segments readable between calls, which is what
+:mod:`kronicler.db.view` builds on.
 
 A query uses a page's data only while it holds the page's pin (``chunk_columns`` is a context
 manager, summary blocks are pinned as they are taken); what it keeps afterwards is its own copy. Where copying
@@ -30,7 +33,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -40,7 +43,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from kronicler import budget
-from kronicler.db import compaction, rollup
+from kronicler.db import compaction, merged, rollup
 from kronicler.db.bufferpool import BufferPool
 from kronicler.db.chunk import BLOCK_COLUMNS, ChunkSummary, summarize
 from kronicler.db.page_guard import PinnedPages
@@ -184,6 +187,10 @@ class SegmentSet:
         # (_PlanKey), merged as one entry when asked again. What is asked once (a new process,
         # a moving window) costs no more than that: no slices, no second merge of its blocks.
         self._seen: set[Hashable] = set()
+        # The kept merges the last whole-history question took (see _whole), and hashes of
+        # those that did not stay in the pool (see _fits); under lock.
+        self._whole_keys: set[merged.SetKey] = set()
+        self._unkept: set[int] = set()
 
     def forget(self, segment: str) -> None:
         """Drop a deleted segment's reader and cached pages (call with ``lock`` held).
@@ -268,7 +275,9 @@ class SegmentSet:
                         raise exc.cause from None
             raise AssertionError("unreachable")
 
-    def _load_page(self, key: _PageKey | _NodeKey | _RunsKey | _PlanKey) -> Any:
+    def _load_page(self, key: _PageKey | _NodeKey | _RunsKey | _PlanKey | merged.SetKey) -> Any:
+        if isinstance(key, merged.SetKey):
+            return self._load_set(key)
         if isinstance(key, _NodeKey):
             return self._load_node(key)
         if isinstance(key, _RunsKey):
@@ -315,6 +324,30 @@ class SegmentSet:
                 except CorruptPageError as exc:
                     raise _Damaged(key.reader, _seq_of(part), exc) from None
             return rollup.merge(parts)
+
+    def _load_set(self, key: merged.SetKey) -> merged.NamedBlock:
+        """The parts' blocks (each pinned from the pool, or the block a part holds), merged."""
+        with PinnedPages() as pins:
+            items: list[tuple[tuple[str, ...], Block]] = []
+            for part in key.parts:
+                budget.check()  # a part may be a segment's whole parts, merged when loaded
+                k = part.key
+                if isinstance(k, merged.BlockKey):
+                    assert part.names is not None
+                    items.append((part.names, k.block))
+                    continue
+                try:
+                    page = pins.pin(self.pool, k)
+                except CorruptPageError as exc:
+                    raise _damaged(k, exc) from None
+                if isinstance(page, merged.NamedBlock):
+                    assert isinstance(k, merged.SetKey)
+                    self._kept(k)
+                    items.append((page.names, page.block))
+                else:
+                    assert part.names is not None
+                    items.append((part.names, page))
+            return merged.merge_named(items)
 
     def _load_node(self, key: _NodeKey) -> Block:
         """A node's summaries: from its roll-up record, else merged from its children's."""
@@ -499,12 +532,15 @@ class SegmentSet:
     def _summaries(
         self, snap: Snapshot, *, window: TimeRange, wanted: set[str] | None
     ) -> dict[str, FunctionSummary]:
-        names: list[str] = []  # the query's own numbering of functions
-        numbering: dict[str, int] = {}
+        num = _Numbering(wanted)
         # (renumbering, block): blocks of pinned pages until ``settle`` merges them into one
         pieces: list[tuple[np.ndarray | None, Block]] = []
         held = PinnedPages()
-        edges = _EdgeRows()  # rows of cut chunks in the window, in the query's numbering
+        edges = _EdgeRows()  # rows of cut chunks and tails in the window, in the query's numbering
+        # What each segment holds whole, one part per segment: closed segments' parts are
+        # merged through the tree of kept merges (see merged.py), live ones' beside it.
+        sealed: list[merged.Part] = []
+        live: list[merged.Part] = []
 
         def settle() -> None:
             """Merge what the pieces hold into one block of the query's own, then unpin."""
@@ -512,28 +548,65 @@ class SegmentSet:
                 pieces[:] = [(None, rollup.merge(pieces))]
             held.release()
 
-        def take_page(key: Hashable, lookup: np.ndarray, seq: int, reader: SegmentReader) -> None:
+        def hold(key: Hashable) -> Any:
+            """The pool entry ``key``, pinned until the query's merge (or a settle) is done."""
             with PinnedPages() as pins:
                 try:
-                    block = pins.pin(self.pool, key)
+                    page = pins.pin(self.pool, key)
                 except CorruptPageError as exc:
-                    raise _Damaged(reader, seq, exc) from None
+                    raise _damaged(key, exc) from None
                 if held.nbytes + pins.nbytes > self._hold_bytes:
                     settle()
-                pieces.append((lookup, block))
                 pins.move_to(held)
+            return page
+
+        def take(part: merged.Part) -> None:
+            key = part.key
+            if isinstance(key, merged.SetKey):
+                nb = hold(key)
+                self._kept(key)
+                pieces.append((num.lookup(nb.names, nb.index), nb.block))
+                return
+            assert part.names is not None
+            block = key.block if isinstance(key, merged.BlockKey) else hold(key)
+            pieces.append((num.lookup(part.names), block))
+
+        def take_plan(part: merged.Part) -> None:
+            """A segment's whole parts: one entry from the second time they are asked."""
+            key = part.key
+            if isinstance(key, _PlanKey) and not (key in self.pool or self._seen_before(hash(key))):
+                for sub in key.parts:  # asked for the first time: merged with the rest
+                    take(replace(part, key=sub))
+            else:
+                take(part)
 
         with held:
-            for seg in snap.segments:
+            if window.everything:
+                tails = []
+                for seg in snap.segments:
+                    block = seg.memo("rollup_block", partial(_whole_block, seg))
+                    if len(block):
+                        part = merged.part_of(seg.id, merged.BlockKey(seg.id, block), seg.names)
+                        (sealed if seg.closed else live).append(part)
+                    if seg.tail_rows:
+                        codes = _wanted_codes(seg, wanted)
+                        if codes is None or codes.size:
+                            tails.append(seg)
+                for part in self._whole(sealed, live):
+                    take(part)  # first: the query takes its numbering over
+                for seg in tails:  # summarised once per view, growing with the tail
+                    pieces.append((num.lookup(seg.names), seg.tail_block()))
+            for seg in () if window.everything else snap.segments:
                 codes = _wanted_codes(seg, wanted)
                 if codes is not None and codes.size == 0:
                     continue
-                lookup = _numbering(seg, wanted, names, numbering)
-                tree = (
-                    None if window.everything else seg.memo("chunk_tree", partial(_chunk_tree, seg))
-                )
-                if tree is None or tree.holds_all(window):
-                    pieces.append((lookup, seg.memo("rollup_block", partial(_whole_block, seg))))
+                tree = seg.memo("chunk_tree", partial(_chunk_tree, seg))
+                if tree.holds_all(window):
+                    # every chunk whole: the segment's own roll-up, read at open, no record
+                    block = seg.memo("rollup_block", partial(_whole_block, seg))
+                    if len(block):
+                        part = merged.part_of(seg.id, merged.BlockKey(seg.id, block), seg.names)
+                        (sealed if seg.closed else live).append(part)
                 else:
                     plan = tree.plan(window)
                     # What the window holds whole, as pool entries: nodes, chunks, and runs of
@@ -548,7 +621,7 @@ class SegmentSet:
                         if not _has_codes(chunk, codes):
                             continue
                         if chunk.summary is not None:  # rows were dropped: the view's own summary
-                            pieces.append((lookup, Block.of(chunk.summary)))
+                            pieces.append((num.lookup(seg.names), Block.of(chunk.summary)))
                         else:
                             whole.append(_key(seg.reader, chunk, "block"))
                     for pos in plan.cut:
@@ -556,30 +629,86 @@ class SegmentSet:
                         chunk = seg.chunks[pos]
                         if not _has_codes(chunk, codes):
                             continue
+                        lookup = num.lookup(seg.names)
                         if codes is not None or chunk.code_ends is None or chunk.keep is not None:
                             pieces.append((lookup, self._cut_block(seg, chunk, codes, window)))
                             continue
+                        assert lookup is not None  # the query's numbering is taken over only
+                        # from a kept merge, which a range takes after every segment's cuts
                         whole += self._cut_rows(seg, chunk, window, lookup, edges)
                         if edges.rows > _EDGE_ROWS:
                             pieces.append((None, edges.block()))
                     budget.check()
-                    key = _PlanKey(seg.reader.id, tuple(whole), seg.reader)
-                    if len(whole) > 1 and (key in self.pool or self._seen_before(hash(key))):
-                        take_page(key, lookup, _seq_of(whole[0]), seg.reader)
-                    else:  # asked for the first time: merged with the rest, as they are
-                        for part in whole:
-                            take_page(part, lookup, _seq_of(part), seg.reader)
-                tail = seg.tail
-                if len(tail["start"]):
-                    if window.everything:
-                        cs = seg.tail_summary()
-                    else:
-                        cs = summarize(_select(dict(tail), window.mask(tail["start"])))
-                    pieces.append((lookup, Block.of(cs)))
+                    if whole:
+                        one = whole[0] if len(whole) == 1 else None
+                        key = one or _PlanKey(seg.id, tuple(whole), seg.reader)
+                        part = merged.part_of(seg.id, key, seg.names)
+                        (sealed if seg.closed else live).append(part)
+                if seg.tail_rows:  # the tail's rows in the window, summarised with the edges'
+                    tail = seg.tail
+                    rows = np.flatnonzero(window.mask(tail["start"]))
+                    if rows.size:
+                        lookup = num.lookup(seg.names)
+                        assert lookup is not None
+                        edges.add(lookup[tail["name"][rows]],
+                                  {c: tail[c][rows] for c in _ORDERED_COLUMNS})  # fmt: skip
+            if not window.everything:
+                root = merged.tree(sealed, _segment_of)
+                # Kept from the second time a window is asked (its parts then differ from the
+                # first time's: a chunk cut again answers from its slices), so a range asked
+                # twice merges one entry from the third time on; a moving window keeps nothing.
+                asked = self._seen_before(("window", window.since, window.until))
+                again = (
+                    root is not None
+                    and isinstance(root.key, merged.SetKey)
+                    and (asked or root.key in self.pool)
+                    and self._fits(root.key)
+                )
+                if root is not None and again:
+                    take(root)  # a range asked again: the closed segments' parts in one entry
+                else:
+                    for part in sealed:
+                        take_plan(part)
+                for part in live:
+                    take_plan(part)
             if edges.rows:
                 pieces.append((None, edges.block()))
-            merged = rollup.merge(pieces)  # the query's own arrays: no pin needed past here
-        return {names[g]: merged.function_summary(i) for i, g in enumerate(merged.codes.tolist())}
+            out = rollup.merge(pieces)  # the query's own arrays: no pin needed past here
+        names = num.names
+        return {names[g]: out.function_summary(i) for i, g in enumerate(out.codes.tolist())}
+
+    def _whole(self, sealed: list[merged.Part], live: list[merged.Part]) -> list[merged.Part]:
+        """What every segment's roll-up merged is, as one part: the tree over the closed
+        segments, and its merge with the live ones' (kept until one of them seals a chunk);
+        the parts themselves when such merges did not stay in the pool (see ``_fits``).
+
+        The kept merges a whole-history question used before, and no longer does, leave the
+        pool (the groups of the tree stay: a segment added or removed reuses the others')."""
+        root = merged.tree(sealed, _segment_of)
+        parts = ([] if root is None else [root]) + live
+        top = merged.SetKey.of(parts).part() if len(parts) > 1 else None
+        now = {p.key for p in (root, top) if p is not None and isinstance(p.key, merged.SetKey)}
+        for key in self._whole_keys - now:
+            self.pool.drop_page(key)
+        self._whole_keys = now
+        if top is not None and self._fits(top.key):
+            return [top]
+        if root is not None and self._fits(root.key):
+            return parts
+        return sealed + live
+
+    def _fits(self, key: Hashable) -> bool:
+        """Whether a kept merge may be used: one that did not stay in the pool (it was larger
+        than the room left beside the pinned pages) would be merged again at every question,
+        its groups too, costing more than the flat merge it stands for."""
+        return not isinstance(key, merged.SetKey) or hash(key) not in self._unkept
+
+    def _kept(self, key: merged.SetKey) -> None:
+        """Note whether the merge just loaded for ``key`` stayed in the pool (see ``_fits``)."""
+        if key not in self.pool:
+            if len(self._unkept) >= _SEEN_REMEMBERED:
+                self._unkept.clear()
+            self._unkept.add(hash(key))
 
     def _cut_rows(
         self, seg: SegmentView, chunk: ChunkInfo, window: TimeRange, lookup: np.ndarray,
@@ -842,8 +971,24 @@ def _node_key(reader: SegmentReader, node: rollup.Node) -> _NodeKey:
     return _NodeKey(reader.id, node.first, node.last, reader, node)
 
 
-def _in_segment(segment: str, key: _PageKey | _NodeKey | _RunsKey | _PlanKey) -> bool:
+def _in_segment(
+    segment: str, key: _PageKey | _NodeKey | _RunsKey | _PlanKey | merged.SetKey
+) -> bool:
+    if isinstance(key, merged.SetKey):
+        return segment in key.segments
     return key.segment == segment
+
+
+def _segment_of(part: merged.Part) -> str:
+    (segment,) = part.segments
+    return segment
+
+
+def _damaged(key: Hashable, exc: CorruptPageError) -> Exception:
+    """A damaged page or node as the retry loop takes it (other entries convert their own)."""
+    if isinstance(key, (_PageKey, _NodeKey)):
+        return _Damaged(key.reader, _seq_of(key), exc)
+    return exc
 
 
 def _seq_of(key: _PageKey | _NodeKey) -> int:
@@ -851,19 +996,40 @@ def _seq_of(key: _PageKey | _NodeKey) -> int:
     return key.first if isinstance(key, _NodeKey) else key.seq
 
 
-def _numbering(
-    seg: SegmentView, wanted: set[str] | None, names: list[str], numbering: dict[str, int]
-) -> np.ndarray:
-    """The segment's name codes in the query's own numbering (-1: a function not wanted)."""
-    out = np.full(len(seg.names), -1, dtype=np.int64)
-    for code, name in enumerate(seg.names):
-        if wanted is None or name in wanted:
-            g = numbering.get(name)
-            if g is None:
-                g = numbering[name] = len(names)
-                names.append(name)
-            out[code] = g
-    return out
+class _Numbering:
+    """A query's own numbering of function names (only the wanted ones), and the lookups of
+    segments' codes and kept merges' numbers into it."""
+
+    def __init__(self, wanted: set[str] | None) -> None:
+        self.wanted = wanted
+        self.names: list[str] = []
+        self._index: dict[str, int] = {}
+        self._lookups: dict[int, tuple[tuple[str, ...], np.ndarray | None]] = {}
+
+    def lookup(
+        self, names: tuple[str, ...], index: Mapping[str, int] | None = None
+    ) -> np.ndarray | None:
+        """``names`` (codes -> texts) into the query's numbering (-1: not wanted); None when
+        the numbering *is* ``names``: taken over from the first kept merge (``index``: its
+        inverse) when every function is wanted, so a whole-history question renumbers nothing.
+        """
+        got = self._lookups.get(id(names))
+        if got is not None and got[0] is names:
+            return got[1]
+        out: np.ndarray | None = None
+        if not self.names and index is not None and self.wanted is None:
+            self.names, self._index = list(names), dict(index)
+        else:
+            out = np.full(len(names), -1, dtype=np.int64)
+            for code, name in enumerate(names):
+                if self.wanted is None or name in self.wanted:
+                    g = self._index.get(name)
+                    if g is None:
+                        g = self._index[name] = len(self.names)
+                        self.names.append(name)
+                    out[code] = g
+        self._lookups[id(names)] = (names, out)
+        return out
 
 
 def _whole_block(seg: SegmentView) -> Block:

@@ -213,6 +213,20 @@ class Block:
         key_range = (int(keys.min()), int(keys.max())) if keys.size else (0, -1)
         return cls(**arrays, key_range=key_range)
 
+    def take(self, rows: np.ndarray) -> Block:
+        """The block of rows ``rows`` (ascending positions): a function's buckets gathered
+        as one run per row, one index built for every row at once."""
+        lens = np.diff(self.bounds)[rows]
+        bounds = np.concatenate(([0], np.cumsum(lens))).astype(np.int64)
+        at = np.repeat(self.bounds[:-1][rows] - bounds[:-1], lens) + np.arange(int(bounds[-1]))
+        return Block._frozen(
+            codes=self.codes[rows], count=self.count[rows], zero_count=self.zero_count[rows],
+            errors=self.errors[rows], min=self.min[rows], max=self.max[rows],
+            first_start=self.first_start[rows], last_start=self.last_start[rows],
+            sum=self.sum[rows], m2=self.m2[rows], bounds=bounds, keys=self.keys[at],
+            counts=self.counts[at],
+        )  # fmt: skip
+
     def summary(self, i: int) -> Summary:
         """Row ``i`` as a Summary (sharing this block's read-only bucket arrays)."""
         a, b = int(self.bounds[i]), int(self.bounds[i + 1])
@@ -377,37 +391,39 @@ def merge(pieces: Sequence[tuple[np.ndarray | None, Block]]) -> Block:
 
     Each piece is ``(lookup, block)``: ``lookup[code]`` renumbers the block's codes (a segment's
     codes into a query's numbering; -1 leaves the function out), None keeps them. Counts, errors,
-    min, max and bucket counts combine exactly; ``m2`` uses Chan et al.'s k-way form.
+    min, max and bucket counts combine exactly; ``m2`` uses Chan et al.'s k-way form. A block
+    whose lookup leaves functions out gives only its other rows to the merge (one function
+    asked of a merge of every segment's: its buckets, not every function's).
     """
-    parts = [(lk, b) for lk, b in pieces if len(b)]
+    parts: list[tuple[np.ndarray, Block]] = []
+    for lk, b in pieces:
+        if not len(b):
+            continue
+        g = b.codes if lk is None else lk[b.codes]
+        if lk is not None and not bool((g >= 0).all()):
+            rows = np.flatnonzero(g >= 0)
+            if not rows.size:
+                continue
+            b, g = b.take(rows), g[rows]
+        parts.append((g, b))
     if not parts:
         return _EMPTY
-    if len(parts) == 1:  # one segment's roll-up (whole-history stats): renumber, nothing to add
-        lk, b = parts[0]
-        g = b.codes if lk is None else lk[b.codes]
-        if bool((g >= 0).all()) and bool((np.diff(g) > 0).all()):
+    if len(parts) == 1:  # one block (whole-history stats): renumber, nothing to add
+        g, b = parts[0]
+        if bool((np.diff(g) > 0).all()):
             g = g.astype(np.int64)
             g.flags.writeable = False
             return replace(b, codes=g)
-    g_all = np.concatenate([b.codes if lk is None else lk[b.codes] for lk, b in parts])
+    g_all = np.concatenate([g for g, _ in parts])
 
     def cat(name: str) -> np.ndarray:
         return np.concatenate([getattr(b, name) for _, b in parts])
 
-    keep = g_all >= 0
     scalars = {f: cat(f) for f in ("count", "zero_count", "errors", "min", "max", "first_start",
                                    "last_start", "sum", "m2")}  # fmt: skip
-    groups, inv_all = np.unique(g_all[keep], return_inverse=True)
+    groups, inv = np.unique(g_all, return_inverse=True)
     m = int(groups.size)
-    if not m:
-        return _EMPTY
-    # Each entry's group, functions left out going to a spare group ``m`` that is dropped.
-    row_group = np.full(g_all.size, m, np.int64)
-    row_group[keep] = inv_all
-    buckets = _merge_buckets(parts, row_group, m)
-    if not bool(keep.all()):
-        scalars = {f: a[keep] for f, a in scalars.items()}
-    inv = inv_all
+    out_keys, out_counts, bounds = _merge_buckets([b for _, b in parts], inv, m)
     count = _add_ints(inv, scalars["count"], m)
     total = np.bincount(inv, scalars["sum"], m)
     mean = total / count
@@ -421,7 +437,6 @@ def merge(pieces: Sequence[tuple[np.ndarray | None, Block]]) -> Block:
     np.maximum.at(hi, inv, scalars["max"])
     np.minimum.at(first, inv, scalars["first_start"])
     np.maximum.at(last, inv, scalars["last_start"])
-    out_keys, out_counts, bounds = buckets
     return Block._frozen(
         codes=groups.astype(np.int64), count=count,
         zero_count=_add_ints(inv, scalars["zero_count"], m),
@@ -440,32 +455,31 @@ def _add_ints(groups: np.ndarray, values: np.ndarray, m: int) -> np.ndarray:
 
 
 def _merge_buckets(
-    parts: Sequence[tuple[np.ndarray | None, Block]], row_group: np.ndarray, m: int
+    blocks: Sequence[Block], row_group: np.ndarray, m: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Bucket counts added per (group, key) over every block's rows (``row_group``: the group of
-    each row of the blocks in turn; ``m`` is the spare group of rows left out): keys ascending
-    per group, and the CSR bounds. One dense int64 table indexed ``group * span + key``, added
-    into at once with ``bincount`` over every block's buckets (float adds, exact while the
-    counts total below 2**53; ``np.add.at`` past that)."""
-    ranges = [b.key_range for _, b in parts if b.keys.size]
+    """Bucket counts added per (group, key) over every block's rows (``row_group``: the group,
+    below ``m``, of each row of the blocks in turn): keys ascending per group, and the CSR
+    bounds. One dense table indexed ``group * span + key``, added into at once with
+    ``bincount`` over every block's buckets (float adds, exact while the counts total below
+    2**53; ``np.add.at`` past that)."""
+    ranges = [b.key_range for b in blocks if b.keys.size]
     if not ranges:
         return np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(m + 1, np.int64)
     kmin = min(r[0] for r in ranges)
     span = max(r[1] for r in ranges) - kmin + 1
-    size = (m + 1) * span
     # Each bucket's table index: its row's base (group * span - kmin), repeated over the row's
     # buckets, plus its key; one repeat over every block, not a gather per block.
-    sizes = np.concatenate([np.diff(b.bounds) for _, b in parts])
+    sizes = np.concatenate([np.diff(b.bounds) for b in blocks])
     index = np.repeat(row_group * span - kmin, sizes)
-    index += np.concatenate([b.keys for _, b in parts])
-    weights = np.concatenate([b.counts for _, b in parts])
+    index += np.concatenate([b.keys for b in blocks])
+    weights = np.concatenate([b.counts for b in blocks])
     table: np.ndarray
     if int(weights.sum()) < _EXACT_FLOAT:
-        table = np.bincount(index, weights, size)
+        table = np.bincount(index, weights, m * span)
     else:
-        table = np.zeros(size, np.int64)
+        table = np.zeros(m * span, np.int64)
         np.add.at(table, index, weights)
-    pairs = np.flatnonzero(table[: m * span])  # the spare group's counts go
+    pairs = np.flatnonzero(table)
     group = pairs // span
     out_keys = (pairs - group * span + kmin).astype(np.int32)
     bounds = np.searchsorted(group, np.arange(m + 1)).astype(np.int64)
@@ -510,6 +524,10 @@ class Plan:
     cut: list[int]
 
 
+#: Plans a ChunkTree keeps, of the last windows asked (a few hundred bytes each).
+_PLANS_KEPT: Final = 16
+
+
 class ChunkTree:
     """The tree over one segment view's chunks (built once per view; immutable).
 
@@ -530,6 +548,19 @@ class ChunkTree:
         self.top = top_level(int(self.seqs[-1]), fanout) if n else 0
         self.start_min = int(self.lo.min()) if n else 0
         self.start_max = int(self.hi.max()) if n else 0
+        # Per (level, index) of every node holding a chunk: its chunk positions [a, b) and the
+        # union of their time ranges, found for every node at once (a plan then compares).
+        self._nodes: dict[tuple[int, int], tuple[int, int, int, int]] = {}
+        for level in range(1, self.top + 1):
+            j = self.seqs // fanout**level
+            at = np.flatnonzero(np.diff(j, prepend=-1))
+            ends = np.append(at[1:], n)
+            lo, hi = np.minimum.reduceat(self.lo, at), np.maximum.reduceat(self.hi, at)
+            for row in zip(j[at].tolist(), at.tolist(), ends.tolist(), lo.tolist(), hi.tolist(),
+                           strict=True):  # fmt: skip
+                self._nodes[(level, row[0])] = row[1:]
+        # The plans of the last windows asked (a dashboard asks the same ones again and again).
+        self._plans: dict[TimeRange, Plan] = {}
 
     def holds_all(self, window: TimeRange) -> bool:
         """Whether ``window`` holds every chunk whole: the segment's own roll-up (its index
@@ -538,6 +569,17 @@ class ChunkTree:
         return bool(self.seqs.size) and window.covers(self.start_min, self.start_max) == 2
 
     def plan(self, window: TimeRange) -> Plan:
+        """What ``window`` needs of the segment (the same object for a window asked again:
+        treat it as immutable)."""
+        got = self._plans.get(window)
+        if got is None:
+            got = self._plan(window)
+            if len(self._plans) >= _PLANS_KEPT:
+                del self._plans[next(iter(self._plans))]
+            self._plans[window] = got
+        return got
+
+    def _plan(self, window: TimeRange) -> Plan:
         out = Plan([], [], [])
         if not self.seqs.size:
             return out
@@ -590,10 +632,11 @@ class ChunkTree:
 
     def _visit(self, level: int, j: int, window: TimeRange, out: Plan) -> None:
         width = self.fanout**level
-        a, b = (int(x) for x in np.searchsorted(self.seqs, (j * width, (j + 1) * width)))
-        if a == b:
-            return
-        cover = window.covers(int(self.lo[a:b].min()), int(self.hi[a:b].max()))
+        node = self._nodes.get((level, j))
+        if node is None:
+            return  # no chunk of the node is readable
+        a, b, lo, hi = node
+        cover = window.covers(lo, hi)
         if cover == 0:
             return
         if cover == 2 and b - a > 1 and self._usable(j * width, width, a, b):

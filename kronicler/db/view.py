@@ -236,13 +236,13 @@ class ReadView(ReadAPI):
 
     def warm(self) -> None:
         """Make now what a whole-history query of this view reads besides pages: each segment's
-        tail summary. The segment views keep it, so a later view of an unchanged segment has it,
-        and a later view of a grown tail summarises only the rows added since."""
+        tail summary block. The segment views keep it, so a later view of an unchanged segment
+        has it, and a later view of a grown tail summarises only the rows added since."""
         snap = self._open()
         with self._reads.lock:  # segment readers are not thread-safe
             for seg in snap.segments:
                 if seg.tail_rows:
-                    seg.tail_summary()
+                    seg.tail_block()
 
     def functions(self) -> list[str]:
         # Asked by every filter of a question (resolving names and globs): one walk per view.
