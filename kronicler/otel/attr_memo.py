@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from itertools import chain, compress, repeat
-from operator import itemgetter, ne
+from operator import is_, itemgetter, ne
 from typing import Any, Final
 
 import numpy as np
@@ -92,16 +92,25 @@ class AttributeMemo:
         was_keys = list(chain.from_iterable(map(_KEYS, aligned)))
         was_values = list(chain.from_iterable(map(_VALUES, aligned)))
         was_types = list(chain.from_iterable(map(_TYPES, aligned)))
+        # Types first: where they are the remembered types (flat, immutable), comparing the
+        # values is exact. A tuple's elements are not checked here: such a set goes to stage 2.
+        has_tuples = tuple in was_types
         try:
-            # Types first: where they are the remembered (immutable, flat) types, comparing
-            # the values is exact and cannot fail.
-            if not odd and types == was_types and keys == was_keys and values == was_values:
+            if (
+                not odd
+                and types == was_types
+                and keys == was_keys
+                and not has_tuples
+                and values == was_values
+            ):
                 return texts
             now = zip(types, keys, values, strict=True)
             was = zip(was_types, was_keys, was_values, strict=True)
             differ = np.fromiter(map(ne, now, was), dtype=bool, count=len(values))
         except (TypeError, ValueError):  # a value whose == fails (a tuple of odd objects)
             differ = np.ones(len(values), dtype=bool)
+        if has_tuples:
+            differ |= np.fromiter(map(is_, was_types, repeat(tuple)), dtype=bool, count=len(values))
         stale = set(odd)
         if differ.any():
             stale.update(np.repeat(np.arange(n), sizes)[differ].tolist())
