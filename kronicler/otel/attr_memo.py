@@ -78,7 +78,8 @@ class AttributeMemo:
         seen = list(map(self._by_name.get, names, repeat(_UNSEEN)))
         texts: list[str] = list(map(_TEXT, seen))
         sizes = list(map(len, sets))
-        odd = list(compress(range(n), map(ne, sizes, map(_SIZE, seen))))
+        was_sizes = list(map(_SIZE, seen))
+        odd = [] if sizes == was_sizes else list(compress(range(n), map(ne, sizes, was_sizes)))
         aligned = seen
         if odd:  # a stand-in of the span's own size keeps the flat sequences aligned
             aligned = seen.copy()
@@ -147,6 +148,6 @@ class AttributeMemo:
         if entry is None:
             if len(self._padding) >= self._limit:
                 self._padding.clear()
-            filler = tuple(object() for _ in range(size))
-            entry = self._padding[size] = (size, filler, filler, filler, "")  # type: ignore[assignment]
+            filler: Any = tuple(object() for _ in range(size))
+            entry = self._padding[size] = (size, filler, filler, filler, "")
         return entry
