@@ -171,23 +171,28 @@ def _status_column(statuses: Sequence[Any]) -> tuple[np.ndarray, dict[int, str]]
     return column, {i: described[keys[i]] for i in at}
 
 
-def _resource_columns(resources: Sequence[Any], default: str) -> tuple[list[str], list[str]]:
-    """``service.name`` and the resource's text per span; usually every span of a batch has
-    the same Resource, so each distinct one is read once."""
-    names: dict[int, tuple[str, str]] = {}
-    if resources and resources.count(resources[0]) == len(resources):
-        unique = [resources[0]]
+def _resource_columns(resources: Sequence[Any], default: str) -> tuple[list[str], list[str], bool]:
+    """``service.name`` and the resource's text per span, and whether every service is a plain
+    ``str``. Usually every span of a batch has the same Resource, so each distinct one is read
+    once (found by identity in C-level passes)."""
+    n = len(resources)
+    keys: list[int] | None = None
+    if n and resources.count(resources[0]) == n:
+        unique = {id(resources[0]): resources[0]}
     else:
-        unique = list({id(r): r for r in resources}.values())
-    for resource in unique:
+        keys = list(map(id, resources))
+        unique = dict(zip(keys, resources, strict=True))
+    service: dict[int, str] = {}
+    text: dict[int, str] = {}
+    for k, resource in unique.items():
         attrs = resource.attributes if resource is not None else {}
-        names[id(resource)] = (service_text(attrs.get("service.name"), default),
-                               resource_text(attrs))  # fmt: skip
-    if len(unique) == 1:
-        service, text = names[id(unique[0])]
-        return [service] * len(resources), [text] * len(resources)
-    pairs = list(map(names.__getitem__, map(id, resources)))
-    return [p[0] for p in pairs], [p[1] for p in pairs]
+        service[k] = service_text(attrs.get("service.name"), default)
+        text[k] = resource_text(attrs)
+    plain = all(type(v) is str for v in service.values())
+    if keys is None:
+        (k,) = unique
+        return [service[k]] * n, [text[k]] * n, plain
+    return list(map(service.__getitem__, keys)), list(map(text.__getitem__, keys)), plain
 
 
 # SpanContext is a tuple (trace_id, span_id, ...) by its declared type; reading by index skips
@@ -220,7 +225,7 @@ def _id_columns(
         contexts = [c if c is not None else INVALID_SPAN_CONTEXT for c in contexts]
     # 128-bit ints: split in an object array (two C loops of int operations) rather than one
     # Python-level to_bytes per span.
-    trace = np.array(list(map(_TRACE_ID, contexts)), dtype=object)
+    trace = np.fromiter(map(_TRACE_ID, contexts), dtype=object, count=n)
     trace_hi = (trace >> 64).astype(np.uint64)
     trace_lo = (trace & _M64).astype(np.uint64)
     span_id = np.fromiter(map(_SPAN_ID, contexts), dtype=np.uint64, count=n)
@@ -284,7 +289,7 @@ def spans_to_batch(
     start, duration = _times(starts, ends)
     status, described = _status_column(statuses)
     kind = _enum_codes(kinds, SpanKind)
-    services, resources = _resource_columns(resource_of, default_service)
+    services, resources, plain_services = _resource_columns(resource_of, default_service)
     trace_hi, trace_lo, span_id, parent_id = _id_columns(contexts, parents)
     attributes = _MEMO.texts(names, raw_attrs)
     # Exceptions and status descriptions add attributes (the contract's one rule for both).
@@ -296,7 +301,7 @@ def spans_to_batch(
         if added is not None:
             attributes[i] = attributes_text(added)
 
-    if set(map(type, names)) == {str} and set(map(type, services)) == {str}:
+    if plain_services and set(map(type, names)) == {str}:
         # Every column is of its storage dtype by construction and the text columns were just
         # checked, so the batch is assembled as is; SpanBatch.build would re-check each row.
         return SpanBatch(
