@@ -207,3 +207,69 @@ def test_every_text_is_the_sets_own(batches: list[list[tuple[str, dict[str, Any]
         texts = memo.texts(names, sets)
         # a dict changed later in this batch renders as it is now: compare with now
         assert texts == [rendered(s) for s in sets]
+
+
+# -- every column of a mixed batch against each span read through its public properties ---------
+def _by_rule(span: ReadableSpan) -> dict[str, Any]:
+    start = span.start_time or 0
+    end = span.end_time or start
+    attrs = dict(span.attributes or {})
+    if span.status.status_code.value == 2 and span.status.description:
+        attrs["otel.status_description"] = span.status.description
+    resource = dict(span.resource.attributes)
+    return {
+        "name": span.name, "start": start, "duration": max(end - start, 0),
+        "status": span.status.status_code.value, "kind": span.kind.value,
+        "service": str(resource.get("service.name") or "unknown_service"),
+        "trace": span.context.trace_id, "span_id": span.context.span_id,
+        "parent": span.parent.span_id if span.parent else 0,
+        "attributes": rendered(attrs), "resource": rendered(resource),
+    }  # fmt: skip
+
+
+def _row(batch: Any, i: int) -> dict[str, Any]:
+    return {
+        "name": batch.names[i], "start": int(batch.start[i]),
+        "duration": int(batch.duration[i]), "status": int(batch.status[i]),
+        "kind": int(batch.kind[i]), "service": batch.services[i],
+        "trace": int(batch.trace_hi[i]) << 64 | int(batch.trace_lo[i]),
+        "span_id": int(batch.span_id[i]), "parent": int(batch.parent_span_id[i]),
+        "attributes": batch.attributes[i], "resource": batch.resources[i],
+    }  # fmt: skip
+
+
+class _Public:
+    """Only the public ReadableSpan surface (no SDK internals): the field-by-field road."""
+
+    def __init__(self, span: ReadableSpan) -> None:
+        self._span = span
+
+    def __getattr__(self, name: str) -> object:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._span, name)
+
+
+def test_a_mixed_batch_equals_its_spans_column_by_column() -> None:
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+
+    shop, other = Resource({"service.name": "shop", "v": 1}), Resource({"host.name": "h"})
+    ok, unset = Status(StatusCode.OK), Status(StatusCode.UNSET)
+    spans = []
+    for i in range(40):
+        status = [unset, ok, Status(StatusCode.ERROR, f"bad {i}"), Status(StatusCode.ERROR)][i % 4]
+        spans.append(ReadableSpan(
+            name=f"f{i % 3}", context=SpanContext((i % 5) << 70 | i + 1, 1000 + i, False),
+            parent=SpanContext(1, 500 + i, False) if i % 3 else None,
+            resource=shop if i % 7 else other, attributes={"i": i % 2, "b": bool(i % 2)},
+            kind=list(SpanKind)[i % 5], status=status,
+            start_time=None if i == 5 else 100 * i, end_time=None if i % 9 == 4 else 100 * i + i,
+        ))  # fmt: skip
+    want = [_by_rule(s) for s in spans]
+    for road in (spans, [_Public(s) for s in spans]):
+        batch = spans_to_batch(road)  # type: ignore[arg-type]  # duck-typed spans on purpose
+        assert [_row(batch, i) for i in range(len(spans))] == want
+    # all roots, and no root at all
+    for subset in ([s for s in spans if s.parent is None], [s for s in spans if s.parent]):
+        batch = spans_to_batch(subset)
+        assert [_row(batch, i) for i in range(len(subset))] == [_by_rule(s) for s in subset]
