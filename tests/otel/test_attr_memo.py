@@ -45,8 +45,9 @@ def hand_span(name: str, sid: int, attrs: Any) -> ReadableSpan:
 def test_one_dict_reused_across_spans_and_changed_between_batches() -> None:
     shared: dict[str, Any] = {"route": "/a", "flag": 1}
     versions: list[dict[str, Any]] = []
-    for i, change in enumerate([{}, {"flag": True}, {"flag": 1.0}, {"route": "/b"},
-                                {"extra": (1, 2)}, {"flag": -0.0}, {"flag": 0.0}]):  # fmt: skip
+    changes: list[dict[str, Any]] = [{}, {"flag": True}, {"flag": 1.0}, {"route": "/b"},
+                                     {"extra": (1, 2)}, {"flag": -0.0}, {"flag": 0.0}]  # fmt: skip
+    for i, change in enumerate(changes):
         shared.update(change)
         versions.append(dict(shared))
         batch = spans_to_batch([hand_span("reused", 100 * i + j, shared) for j in range(5)])
@@ -161,15 +162,15 @@ def test_exported_spans_read_back_equal_with_their_types(tmp_path: Path) -> None
     rows = read_rows(tmp_path / "db")
     assert len(rows) == len(sent) == 8 * 8
     for row in rows:
-        span = sent.pop(row["span_id"])
-        assert span.start_time is not None and span.end_time is not None
+        one = sent.pop(row["span_id"])
+        assert one.start_time is not None and one.end_time is not None
         assert (row["name"], row["start"], row["duration"]) == (
-            span.name, span.start_time, span.end_time - span.start_time)  # fmt: skip
-        assert row["trace_id"] == span.context.trace_id
-        assert row["parent_span_id"] == (span.parent.span_id if span.parent else 0)
+            one.name, one.start_time, one.end_time - one.start_time)  # fmt: skip
+        assert row["trace_id"] == one.context.trace_id
+        assert row["parent_span_id"] == (one.parent.span_id if one.parent else 0)
         assert row["service"] == "api"
-        assert row["resource"] == dict(span.resource.attributes)
-        want = dict(span.attributes or {})
+        assert row["resource"] == dict(one.resource.attributes)
+        want = dict(one.attributes or {})
         assert {k: typed(v) for k, v in row["attributes"].items()} == {
             k: typed(v) for k, v in want.items()
         }
