@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
-from operator import attrgetter, is_not, itemgetter
+from operator import attrgetter, is_, is_not, itemgetter
 from typing import Any
 
 import numpy as np
@@ -219,9 +219,12 @@ def _times(starts: Sequence[Any], ends: Sequence[Any]) -> tuple[np.ndarray, np.n
 def _id_columns(
     contexts: Sequence[Any], parents: Sequence[Any]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Trace id halves, span id and parent span id (0 for a root), read in C-level passes."""
+    """Trace id halves, span id and parent span id (0 for a root), read in C-level passes.
+
+    Absent contexts and parents are found with ``is`` (``None in`` or ``count(None)`` would
+    call each SpanContext's ``==``)."""
     n = len(contexts)
-    if None in contexts:
+    if any(map(is_, contexts, repeat(None))):
         contexts = [c if c is not None else INVALID_SPAN_CONTEXT for c in contexts]
     # 128-bit ints: split in an object array (two C loops of int operations) rather than one
     # Python-level to_bytes per span.
@@ -229,17 +232,15 @@ def _id_columns(
     trace_hi = (trace >> 64).astype(np.uint64)
     trace_lo = (trace & _M64).astype(np.uint64)
     span_id = np.fromiter(map(_SPAN_ID, contexts), dtype=np.uint64, count=n)
-    roots = parents.count(None)
-    if not roots:
-        parent_id = np.fromiter(map(_SPAN_ID, parents), dtype=np.uint64, count=n)
-    else:
-        parent_id = np.zeros(n, dtype=np.uint64)
-        if roots < n:
-            present = np.fromiter(map(is_not, parents, repeat(None)), dtype=bool, count=n)
-            parent_id[present] = np.fromiter(
-                map(_SPAN_ID, compress(parents, present.tolist())), dtype=np.uint64,
-                count=n - roots,
-            )  # fmt: skip
+    present = np.fromiter(map(is_not, parents, repeat(None)), dtype=bool, count=n)
+    had = int(np.count_nonzero(present))
+    if had == n:
+        return trace_hi, trace_lo, span_id, np.fromiter(map(_SPAN_ID, parents), np.uint64, n)
+    parent_id = np.zeros(n, dtype=np.uint64)
+    if had:
+        parent_id[present] = np.fromiter(
+            map(_SPAN_ID, compress(parents, present.tolist())), dtype=np.uint64, count=had
+        )
     return trace_hi, trace_lo, span_id, parent_id
 
 
