@@ -7,11 +7,12 @@ negative; 0 for an unfinished span), status, kind, the resource's ``service.name
 exception and status description attributes.
 
 The conversion works column by column: each field of every span is read with one ``map`` over
-the batch (a C loop), ids and codes go straight into numpy arrays, and only attribute sets need
-a Python step per span. Attribute sets repeat (a decorated function sends the same set on every
-call): each span name remembers its last set and text, and one C-level pass of comparisons (of
-the values and of their types, since ``True == 1 == 1.0``) finds the spans that repeat it, so
-the costliest step (``json.dumps``) runs once per distinct set.
+the batch (a C loop), ids and codes go straight into numpy arrays (128-bit trace ids split in an
+object array, not one Python step per span), and statuses and resources, which spans share, are
+read once per distinct object. Attribute sets repeat (a decorated function sends the same set on
+every call): :class:`~kronicler.otel.attr_memo.AttributeMemo` finds the spans that repeat their
+name's last set in one C-level pass of identity comparisons over the whole batch, so only the
+spans with a new set take a Python step, and ``json.dumps`` runs once per distinct set.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
-from operator import attrgetter, itemgetter, ne
+from operator import attrgetter, is_, is_not, itemgetter
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import INVALID_SPAN_CONTEXT, SpanContext, SpanKind
 
 from kronicler.db.schema import SpanBatch
+from kronicler.otel.attr_memo import AttributeMemo
 from kronicler.otel.contract import (
     DEFAULT_SERVICE,
     attributes_text,
@@ -39,28 +41,8 @@ from kronicler.otel.contract import (
 )
 
 _M64 = (1 << 64) - 1
-_CACHE_LIMIT = 4096
 _STATUS_ERROR = 2
-
-# span name -> ((last attribute dict, the types of its values), its text)
-_by_name: dict[str, tuple[tuple[Mapping[str, Any], tuple[type, ...]], str]] = {}
-_UNSEEN: tuple[Any, str] = ((object(), None), "")  # unequal to every (attributes, types)
-_KEY, _TEXT = itemgetter(0), itemgetter(1)
-# Values whose equality is exact once their type is equal too (0.0 is not: -0.0 == 0.0).
-_FLAT = frozenset({str, int, bool, bytes, type(None)})
-
-
-def _rememberable(attrs: Mapping[str, Any]) -> bool:
-    """True when ``==`` plus equal value types prove two sets render alike (no nested values,
-    whose elements could be ``True`` in one and ``1`` in the other)."""
-    for v in attrs.values():
-        t = type(v)
-        if t in _FLAT or (t is float and v != 0.0):
-            continue
-        if t is tuple and all(type(x) is str for x in v):
-            continue
-        return False
-    return True
+_MEMO = AttributeMemo()  # shared by every exporter of the process: function sets repeat across
 
 
 def _exception_of(events: Iterable[Any]) -> tuple[str, str] | None:
@@ -112,9 +94,9 @@ _PUBLIC = _Reader(*map(attrgetter, _FIELDS))
 # A plain SDK span's own fields. Its public properties are Python descriptors, and two of them
 # copy the attributes or events under a lock on every access (~1 us a span together).
 _PRIVATE = _Reader(*map(attrgetter, [f"_{f}" for f in _FIELDS]))
-_SDK_SPAN = _Reader(
-    *map(attrgetter, [f"_{f}" for f in _FIELDS[:8]] + ["_attributes._dict", "_events._dq"])
-)
+# Every field of a plain SDK span in one call (the attributes' and events' inner dict and deque):
+# one pass over the batch instead of ten, its tuples turned into columns by ``zip``.
+_SDK_ROW = attrgetter(*[f"_{f}" for f in _FIELDS[:8]], "_attributes._dict", "_events._dq")
 _private_ok: dict[type, bool] = {}  # span class -> has the SDK's own fields
 
 
@@ -133,7 +115,7 @@ def _reader_for(spans: Sequence[Any]) -> _Reader:
     return _PRIVATE
 
 
-def _enum_codes(values: list[Any], members: Iterable[Any]) -> np.ndarray:
+def _enum_codes(values: Sequence[Any], members: Iterable[Any]) -> np.ndarray:
     """OTel enum members -> uint8 values. ``list.count``/``index`` compare by identity in C;
     hashing or comparing enum members would call Python code for every span."""
     n = len(values)
@@ -157,54 +139,60 @@ def _enum_codes(values: list[Any], members: Iterable[Any]) -> np.ndarray:
     return out
 
 
-def _status_column(statuses: list[Any]) -> tuple[np.ndarray, dict[int, str]]:
+def _status_column(statuses: Sequence[Any]) -> tuple[np.ndarray, dict[int, str]]:
     """Status codes, and span index -> description for the ERROR statuses that have one.
 
     Spans share a handful of Status objects (the SDK's default is one), so each distinct object
-    is read once; only spans that raised (a Status each) make the per-span lists long.
+    is read once, found by identity in C-level passes; only spans that raised have their own.
     """
     n = len(statuses)
     if not n:
         return np.zeros(0, dtype=np.uint8), {}
+    keys: list[int] | None = None
     if statuses.count(statuses[0]) == n:
-        unique = [statuses[0]]
-    else:
-        unique = list({id(s): s for s in statuses}.values())
-    codes = {id(s): int(s.status_code.value) for s in unique}
-    described = {
-        id(s): s.description
-        for s in unique
-        if s.description and codes[id(s)] == _STATUS_ERROR
-    }  # fmt: skip
-    keys = None
-    if len(unique) == 1:
-        column = np.full(n, codes[id(unique[0])], dtype=np.uint8)
+        unique = {id(statuses[0]): statuses[0]}
     else:
         keys = list(map(id, statuses))
-        column = np.array(list(map(codes.__getitem__, keys)), dtype=np.uint8)
+        unique = dict(zip(keys, statuses, strict=True))
+    codes = {k: int(s.status_code.value) for k, s in unique.items()}
+    described = {
+        k: s.description
+        for k, s in unique.items()
+        if s.description and codes[k] == _STATUS_ERROR
+    }  # fmt: skip
+    if keys is None:
+        column = np.full(n, codes[id(statuses[0])], dtype=np.uint8)
+    else:
+        column = np.fromiter(map(codes.__getitem__, keys), dtype=np.uint8, count=n)
     if not described:
         return column, {}
     keys = keys if keys is not None else list(map(id, statuses))
-    return column, {i: described[k] for i, k in enumerate(keys) if k in described}
+    at = compress(range(n), map(described.__contains__, keys))
+    return column, {i: described[keys[i]] for i in at}
 
 
-def _resource_columns(resources: list[Any], default: str) -> tuple[list[str], list[str]]:
-    """``service.name`` and the resource's text per span; usually every span of a batch has
-    the same Resource, so each distinct one is read once."""
-    names: dict[int, tuple[str, str]] = {}
-    if resources and resources.count(resources[0]) == len(resources):
-        unique = [resources[0]]
+def _resource_columns(resources: Sequence[Any], default: str) -> tuple[list[str], list[str], bool]:
+    """``service.name`` and the resource's text per span, and whether every service is a plain
+    ``str``. Usually every span of a batch has the same Resource, so each distinct one is read
+    once (found by identity in C-level passes)."""
+    n = len(resources)
+    keys: list[int] | None = None
+    if n and resources.count(resources[0]) == n:
+        unique = {id(resources[0]): resources[0]}
     else:
-        unique = list({id(r): r for r in resources}.values())
-    for resource in unique:
+        keys = list(map(id, resources))
+        unique = dict(zip(keys, resources, strict=True))
+    service: dict[int, str] = {}
+    text: dict[int, str] = {}
+    for k, resource in unique.items():
         attrs = resource.attributes if resource is not None else {}
-        names[id(resource)] = (service_text(attrs.get("service.name"), default),
-                               resource_text(attrs))  # fmt: skip
-    if len(unique) == 1:
-        service, text = names[id(unique[0])]
-        return [service] * len(resources), [text] * len(resources)
-    pairs = list(map(names.__getitem__, map(id, resources)))
-    return [p[0] for p in pairs], [p[1] for p in pairs]
+        service[k] = service_text(attrs.get("service.name"), default)
+        text[k] = resource_text(attrs)
+    plain = all(type(v) is str for v in service.values())
+    if keys is None:
+        (k,) = unique
+        return [service[k]] * n, [text[k]] * n, plain
+    return list(map(service.__getitem__, keys)), list(map(text.__getitem__, keys)), plain
 
 
 # SpanContext is a tuple (trace_id, span_id, ...) by its declared type; reading by index skips
@@ -216,71 +204,95 @@ if (_TRACE_ID(_probe), _SPAN_ID(_probe)) != (_probe.trace_id, _probe.span_id):  
     _TRACE_ID, _SPAN_ID = attrgetter("trace_id"), attrgetter("span_id")
 
 
+def _times(starts: Sequence[Any], ends: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Start and duration columns; an unfinished span (no start or end) lasts 0."""
+    try:
+        start = np.fromiter(starts, dtype=np.int64, count=len(starts))
+        end = np.fromiter(ends, dtype=np.int64, count=len(ends))
+    except TypeError:  # None among them
+        fixed = [x or 0 for x in starts]
+        start = np.array(fixed, dtype=np.int64)
+        end = np.array([e or s for s, e in zip(fixed, ends, strict=True)], dtype=np.int64)
+    return start, np.maximum(end - start, 0)
+
+
+def _id_columns(
+    contexts: Sequence[Any], parents: Sequence[Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Trace id halves, span id and parent span id (0 for a root), read in C-level passes.
+
+    Absent contexts and parents are found with ``is`` (``None in`` or ``count(None)`` would
+    call each SpanContext's ``==``)."""
+    n = len(contexts)
+    if any(map(is_, contexts, repeat(None))):
+        contexts = [c if c is not None else INVALID_SPAN_CONTEXT for c in contexts]
+    # 128-bit ints: split in an object array (two C loops of int operations) rather than one
+    # Python-level to_bytes per span.
+    trace = np.fromiter(map(_TRACE_ID, contexts), dtype=object, count=n)
+    trace_hi = (trace >> 64).astype(np.uint64)
+    trace_lo = (trace & _M64).astype(np.uint64)
+    span_id = np.fromiter(map(_SPAN_ID, contexts), dtype=np.uint64, count=n)
+    present = np.fromiter(map(is_not, parents, repeat(None)), dtype=bool, count=n)
+    had = int(np.count_nonzero(present))
+    if had == n:
+        return trace_hi, trace_lo, span_id, np.fromiter(map(_SPAN_ID, parents), np.uint64, n)
+    parent_id = np.zeros(n, dtype=np.uint64)
+    if had:
+        parent_id[present] = np.fromiter(
+            map(_SPAN_ID, compress(parents, present.tolist())), dtype=np.uint64, count=had
+        )
+    return trace_hi, trace_lo, span_id, parent_id
+
+
+_Fields = tuple[Sequence[Any], ...]
+
+
+def _sdk_fields(spans: Sequence[Any]) -> _Fields | None:
+    """The ten columns of a batch of plain SDK spans, read in one pass; None for other spans."""
+    if _reader_for(spans) is not _PRIVATE:
+        return None
+    try:
+        columns = tuple(zip(*map(_SDK_ROW, spans), strict=True))
+    except AttributeError:  # a ReadableSpan made by hand: its attributes are a plain mapping
+        return None
+    if set(map(type, columns[8])) != {dict}:
+        return None
+    return columns
+
+
+def _public_fields(spans: Sequence[Any]) -> _Fields:
+    """The ten columns read field by field, through the public properties when needed."""
+    read = _reader_for(spans)
+    columns = [list(map(getter, spans)) for getter in (
+        read.name, read.start, read.end, read.status, read.kind, read.resource, read.context,
+        read.parent)]  # fmt: skip
+    columns.append([_plain(a) for a in map(read.attributes, spans)])
+    columns.append([_sequence(e) for e in map(read.events, spans)])
+    return tuple(columns)
+
+
 def spans_to_batch(
     spans: Sequence[ReadableSpan], *, default_service: str = DEFAULT_SERVICE
 ) -> SpanBatch:
     """Rows for ``spans`` in order. Raises ``ValueError`` only for spans the schema rejects.
 
     Works column by column: each field of every span is read in one ``map`` (a C loop), and
-    only the attribute sets need a Python step per span.
+    only the attribute sets that differ from their name's last one need a Python step.
     """
     n = len(spans)
-    read = _reader_for(spans)
-    names: list[str] = list(map(read.name, spans))
-    starts = list(map(read.start, spans))
-    ends = list(map(read.end, spans))
-    if None in starts or None in ends:  # unfinished spans: no duration
-        starts = [x or 0 for x in starts]
-        ends = [e or s for s, e in zip(starts, ends, strict=True)]
-    start = np.array(starts, dtype=np.int64)
-    duration = np.maximum(np.array(ends, dtype=np.int64) - start, 0)
-    statuses = list(map(read.status, spans))
+    fields = _sdk_fields(spans) if n else None
+    if fields is None:
+        fields = _public_fields(spans)
+    names = list(fields[0])
+    starts, ends, statuses, kinds, resource_of, contexts, parents, raw_attrs, raw_events = fields[
+        1:
+    ]
+    start, duration = _times(starts, ends)
     status, described = _status_column(statuses)
-    kind = _enum_codes(list(map(read.kind, spans)), SpanKind)
-    services, resources = _resource_columns(list(map(read.resource, spans)), default_service)
-
-    contexts = list(map(read.context, spans))
-    parents = list(map(read.parent, spans))
-    if None in contexts:
-        contexts = [c if c is not None else INVALID_SPAN_CONTEXT for c in contexts]
-    trace_bytes = b"".join(t.to_bytes(16, "big") for t in map(_TRACE_ID, contexts))
-    span_id = np.array(list(map(_SPAN_ID, contexts)), dtype=np.uint64)
-    if None in parents:
-        parent_id = np.zeros(n, dtype=np.uint64)
-        present = [i for i, p in enumerate(parents) if p is not None]
-        if present:
-            parent_id[present] = [parents[i].span_id for i in present]
-    else:
-        parent_id = np.array(list(map(_SPAN_ID, parents)), dtype=np.uint64)
-
-    raw_attrs: list[Any] | None = None
-    raw_events: list[Any] | None = None
-    if read is _PRIVATE:
-        try:  # plain SDK spans: straight to the dict and deque inside the containers
-            raw_attrs = list(map(_SDK_SPAN.attributes, spans))
-            raw_events = list(map(_SDK_SPAN.events, spans))
-        except AttributeError:
-            raw_attrs = raw_events = None
-    if raw_attrs is None or raw_events is None:
-        raw_attrs = [_plain(a) for a in map(read.attributes, spans)]
-        raw_events = [_sequence(e) for e in map(read.events, spans)]
-
-    # Spans of one function usually repeat one attribute set. Each name remembers its last set,
-    # the types of its values and its text; one C-level pass of comparisons finds the spans that
-    # repeat it, and only the others take a Python step.
-    types = list(map(tuple, map(map, repeat(type), map(dict.values, raw_attrs))))
-    remembered = list(map(_by_name.get, names, repeat(_UNSEEN)))
-    attributes: list[str] = list(map(_TEXT, remembered))
-    stale = map(ne, zip(raw_attrs, types, strict=True), map(_KEY, remembered))
-    for i in compress(range(n), stale):
-        attrs = raw_attrs[i]
-        text = attributes[i] = attributes_text(attrs)
-        if _rememberable(attrs):
-            if len(_by_name) >= _CACHE_LIMIT:
-                _by_name.clear()
-            _by_name[names[i]] = ((dict(attrs), types[i]), text)
-        else:
-            _by_name.pop(names[i], None)
+    kind = _enum_codes(kinds, SpanKind)
+    services, resources, plain_services = _resource_columns(resource_of, default_service)
+    trace_hi, trace_lo, span_id, parent_id = _id_columns(contexts, parents)
+    attributes = _MEMO.texts(names, raw_attrs)
     # Exceptions and status descriptions add attributes (the contract's one rule for both).
     for i in sorted(set(compress(range(n), raw_events)) | described.keys()):
         added = row_attributes(
@@ -290,14 +302,12 @@ def spans_to_batch(
         if added is not None:
             attributes[i] = attributes_text(added)
 
-    if set(map(type, names)) == {str} and set(map(type, services)) == {str}:
+    if plain_services and set(map(type, names)) == {str}:
         # Every column is of its storage dtype by construction and the text columns were just
         # checked, so the batch is assembled as is; SpanBatch.build would re-check each row.
-        halves = np.frombuffer(trace_bytes, dtype=">u8").reshape(n, 2)
         return SpanBatch(
             names=names, start=start, duration=duration, status=status, kind=kind,
-            services=services, trace_hi=halves[:, 0].astype(np.uint64),
-            trace_lo=halves[:, 1].astype(np.uint64), span_id=span_id,
+            services=services, trace_hi=trace_hi, trace_lo=trace_lo, span_id=span_id,
             parent_span_id=parent_id, attributes=attributes, resources=resources,
         )  # fmt: skip
     return SpanBatch.build(
@@ -307,7 +317,7 @@ def spans_to_batch(
         status=status,
         kind=kind,
         service=services,
-        trace_id=np.frombuffer(trace_bytes, dtype=np.uint8).reshape(n, 16),
+        trace_id=np.stack([trace_hi, trace_lo], axis=1).astype(">u8").view(np.uint8),
         span_id=span_id,
         parent_span_id=parent_id,
         attributes=attributes,
