@@ -61,6 +61,7 @@ from kronicler.db.chunk import (
     decode_summary,
     summarize,
 )
+from kronicler.db.chunk_table import Chunks, ChunkTable
 from kronicler.db.chunk_walk import FoundChunk, salvage_entries, walk_chunk
 from kronicler.db.dictionary import Dictionary
 from kronicler.db.log_follow import GrowingColumns, LogFollower
@@ -70,7 +71,7 @@ from kronicler.db.rollup import Block
 from kronicler.db.schema import COLUMNS
 from kronicler.db.snapshot import ChunkInfo, Damage, Rollup, SegmentView
 from kronicler.db.writer import TEXT_COLUMNS
-from kronicler.errors import CorruptPageError
+from kronicler.errors import CorruptPageError, IndexUnusableError
 
 __all__ = ["ChunkInfo", "Rollup", "SegmentReader"]
 
@@ -105,8 +106,12 @@ class SegmentReader:
         ] = []  # (seq, offset, size), verified when found
         self._attr_chunks = 0
         self._attrs_eager = False
-        self._chunks: list[ChunkInfo] = []
+        # The readable chunks: those the index lists (a table, ChunkInfo made on use), then
+        # those walked past it; the roll-up of all of them, and of the index's alone.
+        self._table: ChunkTable | None = None
+        self._walked: list[ChunkInfo] = []
         self._rollup = Rollup()
+        self._index_rollup = Rollup()
         self.rows_sealed = 0  # rows of every chunk found, damaged ones included
         self._next_seq = 0
         self.closed = False
@@ -144,9 +149,9 @@ class SegmentReader:
         self.rollups = rollup.RollupIndex(rollup.path_of(directory, segment_id))
 
     @property
-    def chunks(self) -> list[ChunkInfo]:
+    def chunks(self) -> Chunks:
         """The readable chunks found so far, in order."""
-        return self._chunks
+        return Chunks(self._table, self._walked)
 
     @property
     def rollup(self) -> Rollup:
@@ -161,12 +166,11 @@ class SegmentReader:
         """Pick up new chunks and log rows; returns True when anything changed."""
         # The log first, then the chunks: see the module docstring.
         log_changed = self._log.read()
-        changed = self._drop_condemned()
-        if not self._index_tried:
-            changed = self._read_index() or changed
-        changed = self._read_meta() or changed
-        changed = self._refresh_chunks() or changed
-        self.rollups.refresh(final=self.closed)  # records are facts about chunks: no new view
+        try:
+            changed = self._refresh_sealed()
+        except IndexUnusableError as exc:  # a part of the index decoded only now is bad
+            self._forget_index(str(exc))
+            changed = self._refresh_sealed() or True  # no index left to fail
         if changed or log_changed:
             if changed or not self._extend_tail():
                 self._build_tail()
@@ -175,13 +179,46 @@ class SegmentReader:
             return True
         return False
 
+    def _refresh_sealed(self) -> bool:
+        """Pick up new chunks; True when the chunk list, texts or flags changed."""
+        changed = False
+        failed = self._index_failure()
+        if failed is not None:  # a query met it: walk instead (see chunk_table.py)
+            self._forget_index(failed)
+            changed = True
+        changed = self._drop_condemned() or changed
+        if not self._index_tried:
+            changed = self._read_index() or changed
+        changed = self._read_meta() or changed
+        changed = self._refresh_chunks() or changed
+        self.rollups.refresh(final=self.closed)  # records are facts about chunks: no new view
+        return changed
+
+    def _index_failure(self) -> str | None:
+        """Why a part of the index decoded on first use (function lists, roll-up) was bad."""
+        if self._table is None:
+            return None
+        return self._table.failed or self._index_rollup.failed
+
+    def _index_unusable(self, reason: str) -> None:
+        self.index_failures += 1
+        self._report(("index", 0), "segment %s: index unusable, walking the segment: %s",
+                     self.id, reason)  # fmt: skip
+
+    def _forget_index(self, reason: str) -> None:
+        """Read the segment as if it had no index: walk it all (once per reader)."""
+        self._index_unusable(reason)
+        # A chunk condemned meanwhile may only have met the bad index: the walk checks it.
+        self._condemned.clear()
+        self._rewalk({})
+
     def view(self) -> SegmentView:
         """The segment as of the last refresh (immutable; the same object until it changes)."""
         if self._view is None:
             names, services = self.dicts["name"], self.dicts["service"]
             service_defined = services.defined(np.arange(len(services), dtype=np.int64))
             self._view = SegmentView(
-                reader=self, version=self.version, chunks=tuple(self._chunks),
+                reader=self, version=self.version, chunks=self.chunks,
                 tail=_readonly(self.tail), rollup=self._rollup, names=tuple(names.values),
                 name_codes=dict(names.codes), services=tuple(services.values),
                 service_defined=tuple(service_defined.tolist()),
@@ -213,24 +250,24 @@ class SegmentReader:
             if idx is not None and idx.end > size:
                 raise CorruptPageError(f"index of {self.id} covers {idx.end} bytes of {size}")
         except (CorruptPageError, OSError) as exc:
-            self.index_failures += 1
-            self._report(("index", 0), "segment %s: index unusable, walking the segment: %s",
-                         self.id, str(exc))  # fmt: skip
+            self._index_unusable(str(exc))
             return False
-        if idx is None or not idx.chunks:
+        if idx is None or not isinstance(idx.chunks, Chunks) or not idx.chunks.table:
             return False
+        table = idx.chunks.table
         for kind, texts in (
             ("name", idx.names), ("service", idx.services), ("resource", idx.resources)
         ):  # fmt: skip
             d = self.dicts[kind]
             for code, text in enumerate(texts):
                 d.define(code, text)
-        self._chunks = list(idx.chunks)
-        self._dict_pages = [(c.seq, *c.pages["dictionary"]) for c in idx.chunks]
-        self._rollup = idx.rollup
+        self._table, self._walked = table, []
+        at, sizes = table.pages_of("dictionary")
+        self._dict_pages = list(zip(range(len(table)), at.tolist(), sizes.tolist(), strict=True))
+        self._rollup = self._index_rollup = idx.rollup
         # where the roll-up records are: a closed segment's file is then never walked
         self.rollups.seed(idx.records, idx.records_end, final=idx.closed)
-        self._indexed = self._next_seq = len(idx.chunks)
+        self._indexed = self._next_seq = len(table)
         self.rows_sealed, self._end = idx.rows, idx.end
         if idx.closed:  # a closed segment's catalog no longer changes: no need to read it
             self.closed, self.replaces, self.pid = True, idx.replaces, idx.pid
@@ -295,7 +332,7 @@ class SegmentReader:
                 continue
             info, cs = got
             found.append(cs)
-            self._chunks.append(info)
+            self._walked.append(info)
             self._dict_pages.append((info.seq, *info.pages["dictionary"]))
             if self._attrs_eager:
                 self._attr_chunks = len(self._dict_pages)
@@ -561,7 +598,7 @@ class SegmentReader:
             return True
         keep: list[ChunkInfo] = []
         lost: list[ChunkInfo] = []
-        for c in self._chunks:
+        for c in self._walked:  # (a condemned indexed chunk: rewalked above)
             (lost if c.seq in condemned else keep).append(c)
         if not lost:
             return False
@@ -577,8 +614,8 @@ class SegmentReader:
             self._report(("chunk", c.seq), "segment %s: chunk %d (%d rows) is damaged and "
                          "dropped: %s", self.id, c.seq, c.kept_rows, condemned[c.seq])  # fmt: skip
             self._chunk_damage = self._chunk_damage + Damage(chunk_rows=c.kept_rows, chunks=1)
-        self._chunks = keep  # their dictionary pages stay in _dict_pages: other rows use them
-        self._rollup = Rollup().merged(summaries)
+        self._walked = keep  # their dictionary pages stay in _dict_pages: other rows use them
+        self._rollup = self._index_rollup.merged(summaries)
         return True
 
     def _rewalk(self, condemned: dict[int, str]) -> None:
@@ -593,7 +630,8 @@ class SegmentReader:
         self._indexed = 0
         self.dicts = {name: Dictionary() for name in TEXT_COLUMNS}
         self._dict_pages, self._attr_chunks, self._attrs_eager = [], 0, False
-        self._chunks, self._rollup = [], Rollup()
+        self._table, self._walked = None, []
+        self._rollup = self._index_rollup = Rollup()
         self.rows_sealed = self._next_seq = self._end = 0
         self._chunk_damage = Damage()
         self._read_meta_now()  # the chunk list steps over damaged chunks
@@ -644,8 +682,11 @@ class SegmentReader:
 
     def chunk(self, seq: int) -> ChunkInfo | None:
         """The readable chunk numbered ``seq``, if there is one."""
-        i = bisect.bisect_left(self._chunks, seq, key=lambda c: c.seq)
-        return self._chunks[i] if i < len(self._chunks) and self._chunks[i].seq == seq else None
+        if self._table is not None and 0 <= seq < len(self._table):
+            return self._table.info(seq)  # an index's chunk i is chunk number i
+        walked = self._walked
+        i = bisect.bisect_left(walked, seq, key=lambda c: c.seq)
+        return walked[i] if i < len(walked) and walked[i].seq == seq else None
 
     def close(self) -> None:
         self.rollups.close()

@@ -50,7 +50,7 @@ from kronicler.db.scan import FunctionSummary, Scan, TimeRange, merge_scans, top
 from kronicler.db.schema import COLUMNS, otlp_kind, parse_attributes
 from kronicler.db.snapshot import ChunkInfo, Damage, SegmentView, Snapshot
 from kronicler.db.stats import Call
-from kronicler.errors import CorruptPageError
+from kronicler.errors import CorruptPageError, IndexUnusableError
 
 log = logging.getLogger("kronicler.db.database")
 
@@ -266,6 +266,9 @@ class SegmentSet:
                     exc.reader.condemn(exc.seq, str(exc.cause))
                     if snapshot is not None or attempt == DAMAGE_RETRIES:
                         raise exc.cause from None
+                except IndexUnusableError:  # its reader walks the segment from the next refresh
+                    if snapshot is not None or attempt == DAMAGE_RETRIES:
+                        raise
             raise AssertionError("unreachable")
 
     def _load_page(self, key: _PageKey | _NodeKey | _RunsKey | _PlanKey) -> Any:
@@ -449,7 +452,7 @@ class SegmentSet:
             names: set[str] = set()
             for seg in snap.segments:
                 values = seg.names
-                names.update(values[c] for c in seg.rollup.summaries)
+                names.update(values[c] for c in seg.rollup.codes)
                 names.update(values[c] for c in np.unique(seg.tail["name"]).tolist())
             return sorted(names)
 
@@ -470,9 +473,9 @@ class SegmentSet:
         def run(snap: Snapshot) -> tuple[int, int] | None:
             lo, hi = None, None
             for seg in snap.segments:
-                live = [c for c in seg.chunks if c.kept_rows]
-                starts = [c.start_min for c in live]
-                ends = [c.start_max for c in live]
+                live = seg.chunks.column("kept_rows") > 0
+                starts = seg.chunks.column("start_min")[live].tolist()
+                ends = seg.chunks.column("start_max")[live].tolist()
                 if len(seg.tail["start"]):
                     starts.append(int(seg.tail["start"].min()))
                     ends.append(int(seg.tail["start"].max()))
@@ -867,6 +870,9 @@ def _numbering(
 def _whole_block(seg: SegmentView) -> Block:
     """The segment's roll-up of every sealed chunk as one block."""
     r = seg.rollup
+    stored = r.stored_block()  # as the index stored it, decoded now
+    if stored is not None:
+        return stored
     codes = sorted(r.summaries)
     return Block.of(ChunkSummary(
         np.array(codes, dtype=np.uint32), [r.summaries[c] for c in codes],
