@@ -31,6 +31,7 @@ import json
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from struct import Struct
 from typing import Any, Final
@@ -186,9 +187,10 @@ def load(directory: Path, segment: str) -> SegmentIndex | None:
 
 
 def decode(raw: bytes, segment: str) -> SegmentIndex:
-    """Inverse of :func:`encode` (format 3 or 2). Anything inconsistent raises CorruptPageError:
-    the checksums and the chunk directory now; the function lists and the roll-up, decoded on
-    first use, then (as IndexUnusableError, see :mod:`kronicler.db.chunk_table`)."""
+    """Inverse of :func:`encode` (format 3 or 2). Anything damaged or inconsistent raises
+    CorruptPageError: in the head (the chunk directory, texts, record locations) now; in the
+    function lists or the roll-up, decoded on first use, then (as IndexUnusableError, see
+    :mod:`kronicler.db.chunk_table`)."""
     if len(raw) < _PREFIX.size:
         raise CorruptPageError(f"index of {segment}: {len(raw)} bytes, shorter than its header")
     magic, version = _PREFIX.unpack_from(raw, 0)
@@ -203,36 +205,42 @@ def decode(raw: bytes, segment: str) -> SegmentIndex:
         raise CorruptPageError(f"index of {segment} does not decode: {exc}") from None
 
 
-# The parts of an index file: its JSON head, the head's arrays, a function that gives the
-# function lists' arrays (unchecked), and the roll-up's encoded summaries.
-_Parts = tuple[dict[str, Any], dict[str, np.ndarray], Callable[[], dict[str, np.ndarray]], bytes]
+# The parts of an index file: its JSON head, the head's arrays, and functions that give the
+# function lists' arrays (unchecked) and the roll-up's encoded summaries, when first needed.
+_Parts = tuple[
+    dict[str, Any], dict[str, np.ndarray], Callable[[], dict[str, np.ndarray]],
+    Callable[[], bytes | memoryview],
+]  # fmt: skip
 
 
 def _frames(raw: bytes, segment: str) -> _Parts:
-    """Format 3: every frame's checksum checked; only the head decompressed."""
+    """Format 3: the head checked and decompressed now; the other frames when first needed."""
     if len(raw) < HEADER.size:
         raise CorruptPageError(f"index of {segment}: {len(raw)} bytes, shorter than its header")
     checks = HEADER.unpack_from(raw, 0)[2:]
-    crcs, lengths = checks[0::2], checks[1::2]
+    lengths = checks[1::2]
     if HEADER.size + sum(lengths) != len(raw):
         raise CorruptPageError(f"index of {segment}: {len(raw)} bytes, its header says "
                                f"{HEADER.size + sum(lengths)} (truncated or damaged)")  # fmt: skip
     view, pos, frames = memoryview(raw), HEADER.size, []
-    for crc, length in zip(crcs, lengths, strict=True):
-        frame = view[pos : pos + length]
-        if zlib.crc32(frame) != crc:
-            raise CorruptPageError(f"index of {segment}: checksum mismatch (damaged)")
-        frames.append(frame)
+    for crc, length in zip(checks[0::2], lengths, strict=True):
+        frames.append(partial(_checked, view[pos : pos + length], crc, segment))
         pos += length
-    head = zstd.decompressor().decompress(frames[0])
-    meta, arrays = _head(head, _HEAD, segment)
-    packed = bytes(frames[1])  # a copy: the file's bytes are let go
+    meta, arrays = _head(zstd.decompressor().decompress(frames[0]()), _HEAD, segment)
 
     def lists() -> dict[str, np.ndarray]:
-        data = zstd.decompressor().decompress(packed)
+        data = zstd.decompressor().decompress(frames[1]())
         return _sections(data, 0, _LISTS, meta["lists"])[0]
 
-    return meta, arrays, lists, bytes(frames[2])
+    return meta, arrays, lists, frames[2]
+
+
+def _checked(frame: memoryview, crc: int, segment: str) -> memoryview:
+    """A frame whose checksum matches (the other frames are checked when first read: at a
+    billion rows they are 13 MB, the head 1 MB)."""
+    if zlib.crc32(frame) != crc:
+        raise CorruptPageError(f"index of {segment}: checksum mismatch (damaged)")
+    return frame
 
 
 def _frames_v2(raw: bytes, segment: str) -> _Parts:
@@ -248,7 +256,7 @@ def _frames_v2(raw: bytes, segment: str) -> _Parts:
     found, pos = _sections(data, 4 + _head_size(data), _SECTIONS_V2, meta["sections"])
     summaries = data[pos : pos + int(meta["summaries"])]
     lists = {name: found.pop(name) for name, _ in _LISTS}
-    return meta, found, lambda: lists, summaries
+    return meta, found, lambda: lists, lambda: summaries
 
 
 def _head_size(data: bytes) -> int:
@@ -283,11 +291,11 @@ def _sections(
 
 def _assemble(
     meta: dict[str, Any], arrays: dict[str, np.ndarray],
-    lists: Callable[[], dict[str, np.ndarray]], summaries: bytes, segment: str,
+    lists: Callable[[], dict[str, np.ndarray]], summaries: Callable[[], bytes | memoryview],
+    segment: str,
 ) -> SegmentIndex:  # fmt: skip
-    names = tuple(str(t) for t in meta["names"])
-    services = tuple(str(t) for t in meta["services"])
-    resources = tuple(str(t) for t in meta.get("resources", ()))
+    names, services = _texts(meta["names"]), _texts(meta["services"])
+    resources = _texts(meta.get("resources", []))
     n, end, rows = int(meta["chunks"]), int(meta["end"]), int(meta["rows"])
     table = _table(arrays, n, end, rows, segment, lists, len(names))
     rollup = _rollup(arrays, summaries, len(names), segment)
@@ -314,16 +322,17 @@ def _table(
     offset, length, count, first = (table[:, i] for i in range(4))
     # The chunks tile the file from 0 to ``end``, their rows number from 0 to ``rows``, and
     # their pages tile each chunk: a damaged index cannot point a read anywhere else.
-    bounds = np.r_[0, np.cumsum(length)]
+    bounds = _starts(length)
     if (n and (not np.array_equal(offset, bounds[:-1]) or np.any(length <= 0))) or bounds[
         -1
     ] != end:
         raise CorruptPageError(f"index of {segment}: chunks do not tile the segment")
-    if not np.array_equal(first, np.r_[0, np.cumsum(count)][:-1]) or int(count.sum()) != rows:
+    row_bounds = _starts(count)
+    if not np.array_equal(first, row_bounds[:-1]) or int(row_bounds[-1]) != rows:
         raise CorruptPageError(f"index of {segment}: chunk row counts do not add up")
     if np.any(sizes <= 0) or not np.array_equal(sizes.sum(axis=1), length):
         raise CorruptPageError(f"index of {segment}: pages do not tile their chunks")
-    cuts = np.concatenate(([0], np.cumsum(n_codes)))
+    cuts = _starts(n_codes)
     ordered = a["ordered"].astype(bool)
 
     def checked() -> Lists:
@@ -375,7 +384,10 @@ def _lists(
     return _frozen(codes), _frozen(maxes.astype(np.int64, copy=False)), _frozen(ends64)
 
 
-def _rollup(a: dict[str, np.ndarray], summaries: bytes, n_names: int, segment: str) -> Rollup:
+def _rollup(
+    a: dict[str, np.ndarray], summaries: Callable[[], bytes | memoryview], n_names: int,
+    segment: str,
+) -> Rollup:  # fmt: skip
     """The segment's roll-up: its codes checked now, its summaries decoded on first use."""
     codes = a["rollup_codes"]
     errors, first, last = a["rollup_errors"], a["rollup_first"], a["rollup_last"]
@@ -385,11 +397,12 @@ def _rollup(a: dict[str, np.ndarray], summaries: bytes, n_names: int, segment: s
         raise CorruptPageError(f"index of {segment}: its roll-up does not match its codes")
 
     def load() -> Block:
-        c = decode_columns(summaries)
+        blob = summaries()
+        c = decode_columns(blob)
         if not np.array_equal(c.groups, codes):
             raise CorruptPageError(f"index of {segment}: its roll-up does not match its codes")
         if not bool((c.count > 0).all()):  # never written so; take the general road
-            kept = [s for _, s in decode_summaries(summaries)]
+            kept = [s for _, s in decode_summaries(blob)]
             return Block.of(ChunkSummary(codes, kept, errors, first, last))
         return Block.of_columns(codes, c, errors, first, last)
 
@@ -413,6 +426,19 @@ def _records(
 
 def _little(a: np.ndarray, dtype: type) -> bytes:
     return a.astype(f"<{np.dtype(dtype).str[1:]}").tobytes()
+
+
+def _texts(items: list[Any]) -> tuple[str, ...]:
+    if not set(map(type, items)) <= {str}:  # (a type test per text: 100 texts, 59 segments)
+        raise CorruptPageError("an index text is not text")
+    return tuple(items)
+
+
+def _starts(sizes: np.ndarray) -> np.ndarray:
+    """Where each of ``sizes`` starts, and their total (n + 1 values, int64)."""
+    out = np.zeros(sizes.size + 1, dtype=np.int64)
+    np.cumsum(sizes, out=out[1:])
+    return out
 
 
 def _flat(parts: list[np.ndarray], dtype: type) -> np.ndarray:

@@ -100,10 +100,10 @@ class SegmentReader:
         self.dicts["resource"].define(0, "")  # every writer's first resource code (see schema)
         # Attribute entries are defined for the first _attr_chunks dictionary pages only: they
         # can be as many as the rows, so they are read when a query first needs them (or eagerly
-        # once the segment is damaged, to find the rows that depend on lost entries).
-        self._dict_pages: list[
-            tuple[int, int, int]
-        ] = []  # (seq, offset, size), verified when found
+        # once the segment is damaged, to find the rows that depend on lost entries). The
+        # dictionary pages are the indexed chunks' (from the index's table), then those of the
+        # chunks walked: _dict_pages, (seq, offset, size), verified when found.
+        self._dict_pages: list[tuple[int, int, int]] = []
         self._attr_chunks = 0
         self._attrs_eager = False
         # The readable chunks: those the index lists (a table, ChunkInfo made on use), then
@@ -223,7 +223,7 @@ class SegmentReader:
                 name_codes=dict(names.codes), services=tuple(services.values),
                 service_defined=tuple(service_defined.tolist()),
                 resources=tuple(self.dicts["resource"].values),
-                dict_pages=len(self._dict_pages), tail_attributes=self._tail_attr_entries,
+                dict_pages=self._dict_count(), tail_attributes=self._tail_attr_entries,
                 closed=self.closed,
                 replaces=self.replaces, pid=self.pid, damage=self.damage,
                 tail_gen=self._tail_gen, tail_base=self._tail_sum,
@@ -262,8 +262,6 @@ class SegmentReader:
             for code, text in enumerate(texts):
                 d.define(code, text)
         self._table, self._walked = table, []
-        at, sizes = table.pages_of("dictionary")
-        self._dict_pages = list(zip(range(len(table)), at.tolist(), sizes.tolist(), strict=True))
         self._rollup = self._index_rollup = idx.rollup
         # where the roll-up records are: a closed segment's file is then never walked
         self.rollups.seed(idx.records, idx.records_end, final=idx.closed)
@@ -335,7 +333,7 @@ class SegmentReader:
             self._walked.append(info)
             self._dict_pages.append((info.seq, *info.pages["dictionary"]))
             if self._attrs_eager:
-                self._attr_chunks = len(self._dict_pages)
+                self._attr_chunks = self._dict_count()
             self._next_seq += 1
             self.rows_sealed = info.first_row + info.rows
             self._end = info.offset + info.length
@@ -401,7 +399,7 @@ class SegmentReader:
     def _make_eager(self) -> None:
         """From now on keep attribute entries defined as chunks are found (damaged segments)."""
         if not self._attrs_eager:
-            self._load_attributes(len(self._dict_pages))
+            self._load_attributes(self._dict_count())
             self._attrs_eager = True
 
     def _check_dependents(
@@ -538,7 +536,7 @@ class SegmentReader:
         """Define the attribute entries of the first ``upto`` dictionary pages."""
         attributes = self.dicts["attributes"]
         fd = self._open()
-        for seq, offset, size in self._dict_pages[self._attr_chunks : upto]:
+        for seq, offset, size in self._dict_pages_between(self._attr_chunks, upto):
             raw = os.pread(fd, size, offset)
             try:
                 payload = verified_payload(raw, f"{self.data_path}@{offset}")[1]
@@ -558,16 +556,31 @@ class SegmentReader:
     def chunk_attributes(self, seq: int) -> dict[int, str] | None:
         """The attribute entries of chunk ``seq``'s dictionary page alone (a few texts without
         reading them all); None when there is no such page or it is damaged."""
-        at = bisect.bisect_left(self._dict_pages, (seq,))
-        if at == len(self._dict_pages) or self._dict_pages[at][0] != seq:
-            return None
-        _, offset, size = self._dict_pages[at]
+        if seq < self._indexed:
+            ((_, offset, size),) = self._dict_pages_between(seq, seq + 1)
+        else:
+            at = bisect.bisect_left(self._dict_pages, (seq,))
+            if at == len(self._dict_pages) or self._dict_pages[at][0] != seq:
+                return None
+            _, offset, size = self._dict_pages[at]
         try:
             raw = os.pread(self._open(), size, offset)
             payload = verified_payload(raw, f"{self.data_path}@{offset}")[1]
             return dict(decode_entries(payload).get("attributes", []))
         except (CorruptPageError, OSError):
             return None
+
+    def _dict_count(self) -> int:
+        return self._indexed + len(self._dict_pages)
+
+    def _dict_pages_between(self, lo: int, hi: int) -> list[tuple[int, int, int]]:
+        """Dictionary pages ``lo`` to ``hi - 1`` as (chunk number, offset, size)."""
+        n, out = self._indexed, []
+        if lo < n and self._table is not None:  # an indexed chunk numbered i is the i-th
+            at, sizes = self._table.pages_of("dictionary")
+            out = list(zip(range(lo, min(hi, n)), at[lo:hi].tolist(), sizes[lo:hi].tolist(),
+                           strict=True))  # fmt: skip
+        return out + self._dict_pages[max(lo - n, 0) : max(hi - n, 0)]
 
     def attribute_dictionary(
         self, dict_pages: int, tail_entries: Iterable[tuple[int, str]]
