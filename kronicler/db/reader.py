@@ -2,7 +2,9 @@
 
 A reader follows a segment that another thread or process may still be writing. Its first refresh
 takes the chunk directory, the name and service texts and the roll-up from the segment's index
-(:mod:`kronicler.db.index`) when it has a usable one, reading no chunk page. After that, ``refresh``
+(:mod:`kronicler.db.index`) when it has a usable one, reading no chunk page; the directory stays
+the index's arrays (:mod:`kronicler.db.chunk_table`), the function lists and the roll-up are
+decoded when first needed. After that, ``refresh``
 looks at the file sizes: new complete chunks (past the index) are discovered by walking page headers
 from where the previous refresh stopped, and a changed log is re-read: only its new records when it
 just grew (:mod:`kronicler.db.log_follow`), which are then added to the tail in place, so a
@@ -29,7 +31,9 @@ and later ones can use it): they are found, dropped and counted
 (:class:`~kronicler.db.snapshot.Damage`), and each damage is logged once. Damaged log records are
 skipped the same way (see :func:`kronicler.db.wal.read_log`). A page that passes its checksum but
 fails to decode later is reported by the query that met it (``condemn``): the chunk is dropped from
-the next refresh on, and the query runs again without it.
+the next refresh on, and the query runs again without it. A part of the index decoded after the
+open (its function lists, its roll-up) that turns out bad raises IndexUnusableError: the next
+refresh forgets the index and walks the segment, as if it had none.
 
 Per chunk the reader keeps only a zone map (time range, functions present, their largest duration);
 column pages and full summaries are fetched through the bufferpool when a query needs them, so

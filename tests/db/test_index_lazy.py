@@ -185,6 +185,27 @@ def test_an_index_of_format_2_still_reads(tmp_path):
         _check(db, _truth(parts))
 
 
+def test_upgrading_rewrites_closed_indexes_of_format_2_once(tmp_path):
+    db_dir = tmp_path / "db"
+    shutil.copytree(FIXTURE, db_dir)
+    segdir = db_dir / "segments"
+    live = make_rows(300, seed=8, functions=3, base=BASE + 10**13)
+    writer = Database.open(db_dir, chunk_rows=100, flush_interval=3600)
+    try:
+        writer.append(**live)
+        assert writer.flush()
+        assert sorted(index.upgrade(segdir)) == _segments(db_dir)[:2]  # the two closed ones
+        versions = {index._PREFIX.unpack_from(p.read_bytes())[1] for p in segdir.glob("*.kidx")}
+        assert versions == {index.VERSION}
+        assert index.upgrade(segdir) == []
+        parts = [make_rows(n, seed=s, functions=f, base=BASE + s * 10**10)
+                 for s, n, f in FIXTURE_ROWS]  # fmt: skip
+        with Database.open(db_dir, readonly=True) as db:
+            _check(db, _truth([*parts, live]))
+    finally:
+        writer.close()
+
+
 def test_chunks_select_and_answer_columns_like_their_objects():
     infos = [ChunkInfo(s, s * 10, 10, 3, s * 3, 100 + s, 200 + s,
                        keep=np.zeros(1, np.int64) if s == 4 else None)
