@@ -31,6 +31,10 @@ from kronicler.errors import CorruptPageError, IndexUnusableError
 Lists = tuple[np.ndarray, np.ndarray, np.ndarray]
 #: columns of the table: offset, length, rows, first_row, start_min, start_max
 FIELDS: Final = ("offset", "length", "rows", "first_row", "start_min", "start_max")
+#: what :meth:`Chunks.largest` gives a chunk that holds none of the functions asked
+NONE: Final = np.iinfo(np.int64).min
+# rows of the table, page offsets, page sizes, cuts, ordered: as Python values
+_Ints = tuple[list[list[int]], list[list[int]], list[list[int]], list[int], list[bool]]
 
 
 class ChunkTable:
@@ -42,7 +46,7 @@ class ChunkTable:
     """
 
     __slots__ = ("kinds", "table", "sizes", "ordered", "cuts", "failed", "_lists", "_load",
-                 "_made", "_rows", "_at")  # fmt: skip
+                 "_made", "_ints")  # fmt: skip
 
     def __init__(
         self, kinds: Sequence[str], table: np.ndarray, sizes: np.ndarray, ordered: np.ndarray,
@@ -57,8 +61,7 @@ class ChunkTable:
         self._load: Callable[[], Lists] | None = lists
         self._lists: Lists | None = None
         self._made: list[ChunkInfo | None] = [None] * len(table)
-        self._rows: list[list[int]] | None = None  # the table, cuts and page offsets as ints
-        self._at: list[list[int]] | None = None
+        self._ints: _Ints | None = None  # the arrays as Python ints, for making ChunkInfo
 
     def __len__(self) -> int:
         return len(self._made)
@@ -104,24 +107,25 @@ class ChunkTable:
 
     def _make(self, positions: Sequence[int]) -> list[ChunkInfo]:
         codes, maxes, ends = self.lists()
-        if self._rows is None or self._at is None:
+        if self._ints is None:
             offset, sizes = self.column("offset"), self.sizes
             at = offset[:, None] + np.concatenate(
                 (np.zeros((len(sizes), 1), np.int64), np.cumsum(sizes, axis=1)[:, :-1]), axis=1
             )
-            self._rows, self._at = self.table.tolist(), at.tolist()
-        rows, at, sizes_of = self._rows, self._at, self.sizes
-        cuts, ordered, kinds = self.cuts, self.ordered, self.kinds
+            self._ints = (self.table.tolist(), at.tolist(), sizes.tolist(), self.cuts.tolist(),
+                          self.ordered.tolist())  # fmt: skip
+        rows, at, sizes_of, cuts, ordered = self._ints
+        kinds, made = self.kinds, self._made
         out = []
-        for i in positions:
-            lo, hi = int(cuts[i]), int(cuts[i + 1])
+        for i in positions:  # ~1.5 us a chunk: Python ints, three slices, one dict
+            lo, hi = cuts[i], cuts[i + 1]
             r = rows[i]
-            pages = dict(zip(kinds, zip(at[i], sizes_of[i].tolist(), strict=True), strict=True))
             info = ChunkInfo(
-                i, r[0], r[1], r[2], r[3], r[4], r[5], pages, codes[lo:hi], maxes[lo:hi],
-                code_ends=ends[lo:hi] if ordered[i] else None,
+                i, r[0], r[1], r[2], r[3], r[4], r[5],
+                dict(zip(kinds, zip(at[i], sizes_of[i], strict=True), strict=True)),
+                codes[lo:hi], maxes[lo:hi], code_ends=ends[lo:hi] if ordered[i] else None,
             )  # fmt: skip
-            self._made[i] = info
+            made[i] = info
             out.append(info)
         return out
 
@@ -202,6 +206,28 @@ class Chunks(Sequence[ChunkInfo]):
         else:
             full = table.column("rows" if name == "kept_rows" else name)
         return full if self._positions is None else full[self._positions]
+
+    def largest(self, codes: np.ndarray | None) -> np.ndarray:
+        """Per chunk, the largest duration of the functions ``codes`` (a segment's own codes,
+        ascending; None: every function) it holds, :data:`NONE` when it holds none of them:
+        what ``slowest`` ranks chunks by, over every chunk without making any."""
+        parts = []
+        table = self._table
+        if table is not None:
+            codes_f, maxes_f, _ = table.lists()
+            cuts = table.cuts
+            found = np.full(len(table), NONE, dtype=np.int64)
+            held = cuts[1:] > cuts[:-1]
+            if codes_f.size:
+                wanted = maxes_f if codes is None else np.where(np.isin(codes_f, codes),
+                                                                 maxes_f, NONE)  # fmt: skip
+                # each held chunk's entries run from its cut to the next held chunk's
+                found[held] = np.maximum.reduceat(wanted, cuts[:-1][held])
+            parts.append(found if self._positions is None else found[self._positions])
+        for c in self._extra:
+            m = c.max_duration if codes is None else c.max_duration[np.isin(c.codes, codes)]
+            parts.append(np.array([m.max() if m.size else NONE], dtype=np.int64))
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
     def without(self, seqs: Collection[int]) -> Chunks:
         """These chunks less those numbered in ``seqs``."""

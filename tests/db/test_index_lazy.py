@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from kronicler.db import Database, index
-from kronicler.db.chunk_table import Chunks
+from kronicler.db.chunk_table import NONE, Chunks
 from kronicler.db.reader import SegmentReader
 from kronicler.db.reads import _whole_block
 from kronicler.db.rollup import Block
@@ -204,6 +204,46 @@ def test_upgrading_rewrites_closed_indexes_of_format_2_once(tmp_path):
             _check(db, _truth([*parts, live]))
     finally:
         writer.close()
+
+
+def test_the_largest_duration_per_chunk_equals_its_objects_and_slowest_brute_force(tmp_path):
+    """``slowest`` ranks chunks by ``Chunks.largest`` (no ChunkInfo made): per chunk it must be
+    what the chunk's own lists give, for indexed chunks, chunks walked past the index (a live
+    segment), and a selection of them; the slowest calls in any window, brute force's."""
+    rows = make_rows(2600, seed=12, functions=6, base=BASE)
+    first = {k: v[:2000] if isinstance(v, (list, np.ndarray)) else v for k, v in rows.items()}
+    live = _write(tmp_path, first, 40, close=False)  # an index at this commit
+    live.append(**{k: v[2000:] if isinstance(v, (list, np.ndarray)) else v
+                   for k, v in rows.items()})  # fmt: skip
+    assert live.flush()  # 15 chunks more, past the index
+    try:
+        with Database.open(tmp_path, readonly=True) as db:
+            (seg,) = db._open_reads().snapshot().segments
+            assert seg.chunks.table is not None and len(seg.chunks) > len(seg.chunks.table)
+            sel = seg.chunks.without(set(range(0, len(seg.chunks), 3)))
+            for chunks in (seg.chunks, sel):
+                for codes in (None, np.array([1], np.uint32), np.array([0, 4, 5], np.uint32)):
+                    want = []
+                    for c in chunks:
+                        m = c.max_duration if codes is None else c.max_duration[
+                            np.isin(c.codes, codes)]  # fmt: skip
+                        want.append(int(m.max()) if m.size else NONE)
+                    assert chunks.largest(codes).tolist() == want
+            t = _truth([rows])
+            start, duration, names = t["start"], t["duration"], t["names"]
+            for lo, hi in ((400, 900), (0, 2599), (1700, 1701), (2000, 2600)):
+                since, until = int(start[lo]), int(start[hi - 1]) + (hi == 2600)
+                for fn in (None, "app.f0", "app.f5"):
+                    m = (start >= since) & (start < until)
+                    if fn is not None:
+                        m &= names == fn
+                    order = np.lexsort((start[m], -duration[m]))[:6]
+                    got = db.slowest(fn, k=6, since=since, until=until)
+                    assert [(c.duration, c.start) for c in got] == list(
+                        zip(duration[m][order].tolist(), start[m][order].tolist(), strict=True)
+                    ), (lo, hi, fn)
+    finally:
+        live.close()
 
 
 def test_chunks_select_and_answer_columns_like_their_objects():
