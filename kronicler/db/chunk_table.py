@@ -24,8 +24,7 @@ from typing import Final, overload
 
 import numpy as np
 
-from kronicler.db.snapshot import ChunkInfo
-from kronicler.errors import CorruptPageError, IndexUnusableError
+from kronicler.db.snapshot import ChunkInfo, Deferred
 
 #: (codes, max_duration, code_ends): flat over the chunks, cut at ``ChunkTable.cuts``
 Lists = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -45,8 +44,7 @@ class ChunkTable:
     CorruptPageError when they are bad; the table then remembers the failure (``failed``).
     """
 
-    __slots__ = ("kinds", "table", "sizes", "ordered", "cuts", "failed", "_lists", "_load",
-                 "_made", "_ints")  # fmt: skip
+    __slots__ = ("kinds", "table", "sizes", "ordered", "cuts", "_lists", "_made", "_ints")
 
     def __init__(
         self, kinds: Sequence[str], table: np.ndarray, sizes: np.ndarray, ordered: np.ndarray,
@@ -57,9 +55,7 @@ class ChunkTable:
         self.sizes = sizes  # (n, len(kinds)) int64: page sizes, header included
         self.ordered = ordered  # (n,) bool: rows ordered by function (code_ends known)
         self.cuts = cuts  # (n + 1,) int64: chunk i's lists are [cuts[i], cuts[i + 1])
-        self.failed: str | None = None
-        self._load: Callable[[], Lists] | None = lists
-        self._lists: Lists | None = None
+        self._lists = Deferred(lists)
         self._made: list[ChunkInfo | None] = [None] * len(table)
         self._ints: _Ints | None = None  # the arrays as Python ints, for making ChunkInfo
 
@@ -78,17 +74,16 @@ class ChunkTable:
 
     def lists(self) -> Lists:
         """The function lists, decoded and checked on first use."""
-        if self._lists is None:
-            if self.failed is not None:
-                raise IndexUnusableError(self.failed)
-            assert self._load is not None
-            try:
-                self._lists = self._load()
-            except CorruptPageError as exc:
-                self.failed = str(exc)
-                raise IndexUnusableError(self.failed) from None
-            self._load = None  # the bytes it decoded from are let go
-        return self._lists
+        return self._lists.get()
+
+    @property
+    def failed(self) -> str | None:
+        """Why the function lists did not decode, once they were tried."""
+        return self._lists.failed
+
+    @property
+    def decoded(self) -> bool:
+        return self._lists.done
 
     def info(self, i: int) -> ChunkInfo:
         """Chunk ``i``'s ChunkInfo (made now if not yet)."""

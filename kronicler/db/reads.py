@@ -765,15 +765,15 @@ class SegmentSet:
                 self._top_rows(seg, None, dict(seg.tail), window, codes, k, best)
             # every chunk's bound at once, from the columns (a ChunkInfo is made only for a
             # chunk read below: a few, not the 15,301 of a billion rows)
-            bound = seg.chunks.largest(codes)
-            near = bound != NO_CALL
+            bounds = seg.chunks.largest(codes)
+            near = bounds != NO_CALL
             if window.since is not None:
                 near &= seg.chunks.column("start_max") >= window.since
             if window.until is not None:
                 near &= seg.chunks.column("start_min") < window.until
             at = np.flatnonzero(near)
             candidates += [(b, seg, pos, codes) for pos, b in
-                           zip(at.tolist(), bound[at].tolist(), strict=True)]  # fmt: skip
+                           zip(at.tolist(), bounds[at].tolist(), strict=True)]  # fmt: skip
         candidates.sort(key=lambda c: -c[0])
         for bound, seg, pos, codes in candidates:
             if len(best) >= k and bound < best[-1][0]:

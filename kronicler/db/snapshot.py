@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 import numpy as np
 
@@ -108,6 +108,38 @@ class ChunkInfo:
         return [(ends[i - 1] if i else 0, ends[i]) for i in at.tolist()]
 
 
+class Deferred(Generic[T]):
+    """A value decoded from stored bytes on first use (a part of a segment index), then kept.
+
+    When decoding raises CorruptPageError the reason is kept instead (``failed``), and every use
+    raises IndexUnusableError: its reader, which looks at ``failed`` on refresh, then forgets the
+    index and walks the segment.
+    """
+
+    __slots__ = ("_load", "_value", "failed")
+
+    def __init__(self, load: Callable[[], T]) -> None:
+        self._load: Callable[[], T] | None = load
+        self._value: T | None = None
+        self.failed: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._load is None
+
+    def get(self) -> T:
+        if self._load is not None:
+            if self.failed is not None:
+                raise IndexUnusableError(self.failed)
+            try:
+                self._value = self._load()
+            except CorruptPageError as exc:
+                self.failed = str(exc)
+                raise IndexUnusableError(self.failed) from None
+            self._load = None  # the bytes it decoded from are let go
+        return cast(T, self._value)
+
+
 class Rollup:
     """Merged per-function statistics of every sealed chunk of a segment (local name codes).
 
@@ -118,7 +150,7 @@ class Rollup:
     takes the block as it is (:meth:`stored_block`). ``codes`` is known without decoding.
     """
 
-    __slots__ = ("_maps", "_load", "_block", "_codes", "failed")
+    __slots__ = ("_maps", "_stored", "_codes")
 
     def __init__(
         self,
@@ -129,10 +161,8 @@ class Rollup:
     ) -> None:
         self._maps: _Maps | None = (summaries or {}, errors or {}, first_start or {},
                                     last_start or {})  # fmt: skip
-        self._load: Callable[[], Block] | None = None
-        self._block: Block | None = None
+        self._stored: Deferred[Block] | None = None
         self._codes: tuple[int, ...] | None = None
-        self.failed: str | None = None  # why the stored block did not decode
 
     @classmethod
     def stored(cls, codes: Iterable[int], load: Callable[[], Block]) -> Rollup:
@@ -140,8 +170,18 @@ class Rollup:
         decodes on first use, raising CorruptPageError when it turns out bad (this roll-up
         then raises IndexUnusableError, and says why in ``failed``)."""
         r = cls()
-        r._maps, r._load, r._codes = None, load, tuple(codes)
+        r._maps, r._stored, r._codes = None, Deferred(load), tuple(codes)
         return r
+
+    @property
+    def failed(self) -> str | None:
+        """Why the stored block did not decode, once it was tried."""
+        return None if self._stored is None else self._stored.failed
+
+    @property
+    def decoded(self) -> bool:
+        """Whether the stored block (if any) was decoded."""
+        return self._stored is None or self._stored.done
 
     @property
     def codes(self) -> tuple[int, ...]:
@@ -153,17 +193,7 @@ class Rollup:
     def stored_block(self) -> Block | None:
         """The stored block this roll-up was made from (decoded now if not yet); None for one
         made from mappings."""
-        if self._block is None and self._maps is None:
-            if self.failed is not None:
-                raise IndexUnusableError(self.failed)
-            assert self._load is not None
-            try:
-                self._block = self._load()
-            except CorruptPageError as exc:
-                self.failed = str(exc)
-                raise IndexUnusableError(self.failed) from None
-            self._load = None  # the bytes it decoded from are let go
-        return self._block
+        return None if self._stored is None else self._stored.get()
 
     @property
     def summaries(self) -> Mapping[int, Summary]:

@@ -131,8 +131,8 @@ def test_opening_makes_no_chunk_object_and_decodes_no_list_or_roll_up(tmp_path):
             return sum(sum(c is not None for c in t._made) for t in tables if t)
 
         def decoded() -> tuple[int, int]:
-            return (sum(t._lists is not None for t in tables if t),
-                    sum(r.rollup._block is not None for r in readers))  # fmt: skip
+            return (sum(t.decoded for t in tables if t),
+                    sum(r.rollup.decoded for r in readers))  # fmt: skip
 
         assert (made(), decoded()) == (0, (0, 0))
         assert db.functions() == sorted(set(t["names"].tolist()))
@@ -213,8 +213,9 @@ def test_the_largest_duration_per_chunk_equals_its_objects_and_slowest_brute_for
     rows = make_rows(2600, seed=12, functions=6, base=BASE)
     first = {k: v[:2000] if isinstance(v, (list, np.ndarray)) else v for k, v in rows.items()}
     live = _write(tmp_path, first, 40, close=False)  # an index at this commit
-    live.append(**{k: v[2000:] if isinstance(v, (list, np.ndarray)) else v
-                   for k, v in rows.items()})  # fmt: skip
+    rest: dict[str, Any] = {k: v[2000:] if isinstance(v, (list, np.ndarray)) else v
+                            for k, v in rows.items()}  # fmt: skip
+    live.append(**rest)
     assert live.flush()  # 15 chunks more, past the index
     try:
         with Database.open(tmp_path, readonly=True) as db:
