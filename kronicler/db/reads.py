@@ -776,6 +776,7 @@ class SegmentSet:
                            zip(at.tolist(), bounds[at].tolist(), strict=True)]  # fmt: skip
         candidates.sort(key=lambda c: -c[0])
         for bound, seg, pos, codes in candidates:
+            budget.check()  # each chunk read: stop when the caller's deadline passed
             if len(best) >= k and bound < best[-1][0]:
                 break  # no row of this or any later chunk can enter the top k (a chunk whose
                 # bound equals the k-th may hold an earlier call of that duration: ties go to it)
