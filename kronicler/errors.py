@@ -23,6 +23,13 @@ class CorruptPageError(DatabaseError):
     """A page's header or checksum does not match its bytes (torn or damaged write)."""
 
 
+class IndexUnusableError(CorruptPageError):
+    """A part of a segment index that is decoded on first use (its function lists, its
+    roll-up) turned out inconsistent after the segment opened from the index. Its reader
+    forgets the index and walks the segment from the next refresh on: asking again answers
+    without it."""
+
+
 class SchemaVersionError(DatabaseError):
     """The database was written by an incompatible version of the format."""
 

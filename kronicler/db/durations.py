@@ -295,11 +295,9 @@ def stored_runs(seg: SegmentView, code: int) -> StoredRuns:
     groups = read_groups(path_of(seg.reader.data_path.parent, seg.id))
     if not groups:
         return StoredRuns([], 0, frozenset())
-    seqs, good, rows = seg.memo("durations_chunks", lambda: (
-        np.array([c.seq for c in seg.chunks], dtype=np.int64),
-        np.array([c.keep is None for c in seg.chunks], dtype=bool),
-        np.concatenate(([0], np.cumsum([c.rows for c in seg.chunks], dtype=np.int64))),
-    ))  # fmt: skip
+    chunks = seg.chunks  # columns: no ChunkInfo made
+    seqs, good = chunks.column("seq"), chunks.column("clean")
+    rows = np.concatenate(([0], np.cumsum(chunks.column("rows"))))
     wanted: list[tuple[Group, int]] = []
     empty: list[Group] = []  # usable records in which the function has no rows
     after = -1  # records cover ascending chunks: one that goes back (a copy) is not used

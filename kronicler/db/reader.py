@@ -2,7 +2,9 @@
 
 A reader follows a segment that another thread or process may still be writing. Its first refresh
 takes the chunk directory, the name and service texts and the roll-up from the segment's index
-(:mod:`kronicler.db.index`) when it has a usable one, reading no chunk page. After that, ``refresh``
+(:mod:`kronicler.db.index`) when it has a usable one, reading no chunk page; the directory stays
+the index's arrays (:mod:`kronicler.db.chunk_table`), the function lists and the roll-up are
+decoded when first needed. After that, ``refresh``
 looks at the file sizes: new complete chunks (past the index) are discovered by walking page headers
 from where the previous refresh stopped, and a changed log is re-read: only its new records when it
 just grew (:mod:`kronicler.db.log_follow`), which are then added to the tail in place, so a
@@ -29,7 +31,9 @@ and later ones can use it): they are found, dropped and counted
 (:class:`~kronicler.db.snapshot.Damage`), and each damage is logged once. Damaged log records are
 skipped the same way (see :func:`kronicler.db.wal.read_log`). A page that passes its checksum but
 fails to decode later is reported by the query that met it (``condemn``): the chunk is dropped from
-the next refresh on, and the query runs again without it.
+the next refresh on, and the query runs again without it. A part of the index decoded after the
+open (its function lists, its roll-up) that turns out bad raises IndexUnusableError: the next
+refresh forgets the index and walks the segment, as if it had none.
 
 Per chunk the reader keeps only a zone map (time range, functions present, their largest duration);
 column pages and full summaries are fetched through the bufferpool when a query needs them, so
@@ -61,6 +65,7 @@ from kronicler.db.chunk import (
     decode_summary,
     summarize,
 )
+from kronicler.db.chunk_table import Chunks, ChunkTable
 from kronicler.db.chunk_walk import FoundChunk, salvage_entries, walk_chunk
 from kronicler.db.dictionary import Dictionary
 from kronicler.db.log_follow import GrowingColumns, LogFollower
@@ -70,7 +75,7 @@ from kronicler.db.rollup import Block
 from kronicler.db.schema import COLUMNS
 from kronicler.db.snapshot import ChunkInfo, Damage, Rollup, SegmentView
 from kronicler.db.writer import TEXT_COLUMNS
-from kronicler.errors import CorruptPageError
+from kronicler.errors import CorruptPageError, IndexUnusableError
 
 __all__ = ["ChunkInfo", "Rollup", "SegmentReader"]
 
@@ -99,14 +104,18 @@ class SegmentReader:
         self.dicts["resource"].define(0, "")  # every writer's first resource code (see schema)
         # Attribute entries are defined for the first _attr_chunks dictionary pages only: they
         # can be as many as the rows, so they are read when a query first needs them (or eagerly
-        # once the segment is damaged, to find the rows that depend on lost entries).
-        self._dict_pages: list[
-            tuple[int, int, int]
-        ] = []  # (seq, offset, size), verified when found
+        # once the segment is damaged, to find the rows that depend on lost entries). The
+        # dictionary pages are the indexed chunks' (from the index's table), then those of the
+        # chunks walked: _dict_pages, (seq, offset, size), verified when found.
+        self._dict_pages: list[tuple[int, int, int]] = []
         self._attr_chunks = 0
         self._attrs_eager = False
-        self._chunks: list[ChunkInfo] = []
+        # The readable chunks: those the index lists (a table, ChunkInfo made on use), then
+        # those walked past it; the roll-up of all of them, and of the index's alone.
+        self._table: ChunkTable | None = None
+        self._walked: list[ChunkInfo] = []
         self._rollup = Rollup()
+        self._index_rollup = Rollup()
         self.rows_sealed = 0  # rows of every chunk found, damaged ones included
         self._next_seq = 0
         self.closed = False
@@ -144,9 +153,9 @@ class SegmentReader:
         self.rollups = rollup.RollupIndex(rollup.path_of(directory, segment_id))
 
     @property
-    def chunks(self) -> list[ChunkInfo]:
+    def chunks(self) -> Chunks:
         """The readable chunks found so far, in order."""
-        return self._chunks
+        return Chunks(self._table, self._walked)
 
     @property
     def rollup(self) -> Rollup:
@@ -161,12 +170,11 @@ class SegmentReader:
         """Pick up new chunks and log rows; returns True when anything changed."""
         # The log first, then the chunks: see the module docstring.
         log_changed = self._log.read()
-        changed = self._drop_condemned()
-        if not self._index_tried:
-            changed = self._read_index() or changed
-        changed = self._read_meta() or changed
-        changed = self._refresh_chunks() or changed
-        self.rollups.refresh(final=self.closed)  # records are facts about chunks: no new view
+        try:
+            changed = self._refresh_sealed()
+        except IndexUnusableError as exc:  # a part of the index decoded only now is bad
+            self._forget_index(str(exc))
+            changed = self._refresh_sealed() or True  # no index left to fail
         if changed or log_changed:
             if changed or not self._extend_tail():
                 self._build_tail()
@@ -175,18 +183,51 @@ class SegmentReader:
             return True
         return False
 
+    def _refresh_sealed(self) -> bool:
+        """Pick up new chunks; True when the chunk list, texts or flags changed."""
+        changed = False
+        failed = self._index_failure()
+        if failed is not None:  # a query met it: walk instead (see chunk_table.py)
+            self._forget_index(failed)
+            changed = True
+        changed = self._drop_condemned() or changed
+        if not self._index_tried:
+            changed = self._read_index() or changed
+        changed = self._read_meta() or changed
+        changed = self._refresh_chunks() or changed
+        self.rollups.refresh(final=self.closed)  # records are facts about chunks: no new view
+        return changed
+
+    def _index_failure(self) -> str | None:
+        """Why a part of the index decoded on first use (function lists, roll-up) was bad."""
+        if self._table is None:
+            return None
+        return self._table.failed or self._index_rollup.failed
+
+    def _index_unusable(self, reason: str) -> None:
+        self.index_failures += 1
+        self._report(("index", 0), "segment %s: index unusable, walking the segment: %s",
+                     self.id, reason)  # fmt: skip
+
+    def _forget_index(self, reason: str) -> None:
+        """Read the segment as if it had no index: walk it all (once per reader)."""
+        self._index_unusable(reason)
+        # A chunk condemned meanwhile may only have met the bad index: the walk checks it.
+        self._condemned.clear()
+        self._rewalk({})
+
     def view(self) -> SegmentView:
         """The segment as of the last refresh (immutable; the same object until it changes)."""
         if self._view is None:
             names, services = self.dicts["name"], self.dicts["service"]
             service_defined = services.defined(np.arange(len(services), dtype=np.int64))
             self._view = SegmentView(
-                reader=self, version=self.version, chunks=tuple(self._chunks),
+                reader=self, version=self.version, chunks=self.chunks,
                 tail=_readonly(self.tail), rollup=self._rollup, names=tuple(names.values),
                 name_codes=dict(names.codes), services=tuple(services.values),
                 service_defined=tuple(service_defined.tolist()),
                 resources=tuple(self.dicts["resource"].values),
-                dict_pages=len(self._dict_pages), tail_attributes=self._tail_attr_entries,
+                dict_pages=self._dict_count(), tail_attributes=self._tail_attr_entries,
                 closed=self.closed,
                 replaces=self.replaces, pid=self.pid, damage=self.damage,
                 tail_gen=self._tail_gen, tail_base=self._tail_sum,
@@ -213,24 +254,22 @@ class SegmentReader:
             if idx is not None and idx.end > size:
                 raise CorruptPageError(f"index of {self.id} covers {idx.end} bytes of {size}")
         except (CorruptPageError, OSError) as exc:
-            self.index_failures += 1
-            self._report(("index", 0), "segment %s: index unusable, walking the segment: %s",
-                         self.id, str(exc))  # fmt: skip
+            self._index_unusable(str(exc))
             return False
-        if idx is None or not idx.chunks:
+        if idx is None or not isinstance(idx.chunks, Chunks) or not idx.chunks.table:
             return False
+        table = idx.chunks.table
         for kind, texts in (
             ("name", idx.names), ("service", idx.services), ("resource", idx.resources)
         ):  # fmt: skip
             d = self.dicts[kind]
             for code, text in enumerate(texts):
                 d.define(code, text)
-        self._chunks = list(idx.chunks)
-        self._dict_pages = [(c.seq, *c.pages["dictionary"]) for c in idx.chunks]
-        self._rollup = idx.rollup
+        self._table, self._walked = table, []
+        self._rollup = self._index_rollup = idx.rollup
         # where the roll-up records are: a closed segment's file is then never walked
         self.rollups.seed(idx.records, idx.records_end, final=idx.closed)
-        self._indexed = self._next_seq = len(idx.chunks)
+        self._indexed = self._next_seq = len(table)
         self.rows_sealed, self._end = idx.rows, idx.end
         if idx.closed:  # a closed segment's catalog no longer changes: no need to read it
             self.closed, self.replaces, self.pid = True, idx.replaces, idx.pid
@@ -295,10 +334,10 @@ class SegmentReader:
                 continue
             info, cs = got
             found.append(cs)
-            self._chunks.append(info)
+            self._walked.append(info)
             self._dict_pages.append((info.seq, *info.pages["dictionary"]))
             if self._attrs_eager:
-                self._attr_chunks = len(self._dict_pages)
+                self._attr_chunks = self._dict_count()
             self._next_seq += 1
             self.rows_sealed = info.first_row + info.rows
             self._end = info.offset + info.length
@@ -364,7 +403,7 @@ class SegmentReader:
     def _make_eager(self) -> None:
         """From now on keep attribute entries defined as chunks are found (damaged segments)."""
         if not self._attrs_eager:
-            self._load_attributes(len(self._dict_pages))
+            self._load_attributes(self._dict_count())
             self._attrs_eager = True
 
     def _check_dependents(
@@ -501,7 +540,7 @@ class SegmentReader:
         """Define the attribute entries of the first ``upto`` dictionary pages."""
         attributes = self.dicts["attributes"]
         fd = self._open()
-        for seq, offset, size in self._dict_pages[self._attr_chunks : upto]:
+        for seq, offset, size in self._dict_pages_between(self._attr_chunks, upto):
             raw = os.pread(fd, size, offset)
             try:
                 payload = verified_payload(raw, f"{self.data_path}@{offset}")[1]
@@ -521,16 +560,31 @@ class SegmentReader:
     def chunk_attributes(self, seq: int) -> dict[int, str] | None:
         """The attribute entries of chunk ``seq``'s dictionary page alone (a few texts without
         reading them all); None when there is no such page or it is damaged."""
-        at = bisect.bisect_left(self._dict_pages, (seq,))
-        if at == len(self._dict_pages) or self._dict_pages[at][0] != seq:
-            return None
-        _, offset, size = self._dict_pages[at]
+        if seq < self._indexed:
+            ((_, offset, size),) = self._dict_pages_between(seq, seq + 1)
+        else:
+            at = bisect.bisect_left(self._dict_pages, (seq,))
+            if at == len(self._dict_pages) or self._dict_pages[at][0] != seq:
+                return None
+            _, offset, size = self._dict_pages[at]
         try:
             raw = os.pread(self._open(), size, offset)
             payload = verified_payload(raw, f"{self.data_path}@{offset}")[1]
             return dict(decode_entries(payload).get("attributes", []))
         except (CorruptPageError, OSError):
             return None
+
+    def _dict_count(self) -> int:
+        return self._indexed + len(self._dict_pages)
+
+    def _dict_pages_between(self, lo: int, hi: int) -> list[tuple[int, int, int]]:
+        """Dictionary pages ``lo`` to ``hi - 1`` as (chunk number, offset, size)."""
+        n, out = self._indexed, []
+        if lo < n and self._table is not None:  # an indexed chunk numbered i is the i-th
+            at, sizes = self._table.pages_of("dictionary")
+            out = list(zip(range(lo, min(hi, n)), at[lo:hi].tolist(), sizes[lo:hi].tolist(),
+                           strict=True))  # fmt: skip
+        return out + self._dict_pages[max(lo - n, 0) : max(hi - n, 0)]
 
     def attribute_dictionary(
         self, dict_pages: int, tail_entries: Iterable[tuple[int, str]]
@@ -561,7 +615,7 @@ class SegmentReader:
             return True
         keep: list[ChunkInfo] = []
         lost: list[ChunkInfo] = []
-        for c in self._chunks:
+        for c in self._walked:  # (a condemned indexed chunk: rewalked above)
             (lost if c.seq in condemned else keep).append(c)
         if not lost:
             return False
@@ -577,8 +631,8 @@ class SegmentReader:
             self._report(("chunk", c.seq), "segment %s: chunk %d (%d rows) is damaged and "
                          "dropped: %s", self.id, c.seq, c.kept_rows, condemned[c.seq])  # fmt: skip
             self._chunk_damage = self._chunk_damage + Damage(chunk_rows=c.kept_rows, chunks=1)
-        self._chunks = keep  # their dictionary pages stay in _dict_pages: other rows use them
-        self._rollup = Rollup().merged(summaries)
+        self._walked = keep  # their dictionary pages stay in _dict_pages: other rows use them
+        self._rollup = self._index_rollup.merged(summaries)
         return True
 
     def _rewalk(self, condemned: dict[int, str]) -> None:
@@ -593,7 +647,8 @@ class SegmentReader:
         self._indexed = 0
         self.dicts = {name: Dictionary() for name in TEXT_COLUMNS}
         self._dict_pages, self._attr_chunks, self._attrs_eager = [], 0, False
-        self._chunks, self._rollup = [], Rollup()
+        self._table, self._walked = None, []
+        self._rollup = self._index_rollup = Rollup()
         self.rows_sealed = self._next_seq = self._end = 0
         self._chunk_damage = Damage()
         self._read_meta_now()  # the chunk list steps over damaged chunks
@@ -644,8 +699,11 @@ class SegmentReader:
 
     def chunk(self, seq: int) -> ChunkInfo | None:
         """The readable chunk numbered ``seq``, if there is one."""
-        i = bisect.bisect_left(self._chunks, seq, key=lambda c: c.seq)
-        return self._chunks[i] if i < len(self._chunks) and self._chunks[i].seq == seq else None
+        if self._table is not None and 0 <= seq < len(self._table):
+            return self._table.info(seq)  # an index's chunk i is chunk number i
+        walked = self._walked
+        i = bisect.bisect_left(walked, seq, key=lambda c: c.seq)
+        return walked[i] if i < len(walked) and walked[i].seq == seq else None
 
     def close(self) -> None:
         self.rollups.close()

@@ -61,12 +61,14 @@ from kronicler.db.chunk import (
     decode_summary_columns,
     encode_summary,
 )
+from kronicler.db.chunk_table import Chunks
 from kronicler.db.fileio import append_all
 from kronicler.db.page import HEADER_SIZE, build_page, parse_header, verified_payload
 from kronicler.db.scan import FunctionSummary, TimeRange
 from kronicler.db.schema import STATUS_ERROR
-from kronicler.db.snapshot import ChunkInfo, Rollup
+from kronicler.db.snapshot import Rollup
 from kronicler.db.summary import Summary, summarize_runs
+from kronicler.db.summary_codec import SummaryColumns
 from kronicler.errors import CorruptPageError
 
 log = logging.getLogger(__name__)
@@ -198,6 +200,15 @@ class Block:
         (codes, errors, first, last), c = decode_summary_columns(payload)
         if not bool((c.count > 0).all()):  # never written so; take the general road
             return cls.of(decode_summary(payload))
+        return cls.of_columns(codes, c, errors, first, last)
+
+    @classmethod
+    def of_columns(
+        cls, codes: np.ndarray, c: SummaryColumns, errors: np.ndarray, first: np.ndarray,
+        last: np.ndarray,
+    ) -> Block:  # fmt: skip
+        """The block of decoded summary columns (every count > 0), one per code of ``codes``
+        (ascending), with their error counts and first and last starts."""
         return cls._frozen(
             codes=codes.astype(np.int64), count=c.count, zero_count=c.zero_count,
             errors=errors.astype(np.int64), min=c.min, max=c.max,
@@ -536,15 +547,15 @@ class ChunkTree:
     nodes are merged whole, so what a node's summary holds is exactly what its chunks hold.
     """
 
-    def __init__(self, chunks: Sequence[ChunkInfo], *, closed: bool, fanout: int = FANOUT) -> None:
-        n = len(chunks)
+    def __init__(self, chunks: Chunks, *, closed: bool, fanout: int = FANOUT) -> None:
         self.fanout = fanout
         self.closed = closed
-        self.seqs = np.fromiter((c.seq for c in chunks), np.int64, n)
-        self.lo = np.fromiter((c.start_min for c in chunks), np.int64, n)
-        self.hi = np.fromiter((c.start_max for c in chunks), np.int64, n)
-        clean = np.fromiter((c.keep is None for c in chunks), bool, n)
-        self._dirty = np.concatenate(([0], np.cumsum(~clean)))
+        # columns over every chunk: no ChunkInfo made (see chunk_table.py)
+        self.seqs = chunks.column("seq")
+        self.lo = chunks.column("start_min")
+        self.hi = chunks.column("start_max")
+        self._dirty = np.concatenate(([0], np.cumsum(~chunks.column("clean"))))
+        n = self.seqs.size
         self.top = top_level(int(self.seqs[-1]), fanout) if n else 0
         self.start_min = int(self.lo.min()) if n else 0
         self.start_max = int(self.hi.max()) if n else 0

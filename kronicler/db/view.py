@@ -311,8 +311,8 @@ def exact_one(view: ReadView, name: str, quantiles: Sequence[float] = DEFAULT_QU
         stored = stored_runs(seg, code)
         runs.extend(stored.runs)
         errors += stored.errors
-        left = tuple(c for c in seg.chunks if c.seq not in stored.covered)
-        if left or seg.tail_rows:
+        left = seg.chunks.without(stored.covered)
+        if len(left) or seg.tail_rows:
             rest.append(seg if len(left) == len(seg.chunks) else replace(seg, chunks=left,
                                                                         _cache={}))  # fmt: skip
     if rest:

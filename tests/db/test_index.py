@@ -411,7 +411,9 @@ def test_an_index_that_passes_its_checksum_but_lies_is_refused(tmp_path):
         with pytest.raises(CorruptPageError):
             index.decode(index.encode(lie), seg)
     body = zstd.compressor(3).compress(os.urandom(500))
-    raw = index.HEADER.pack(index.MAGIC, index.VERSION, zlib.crc32(body), len(body)) + body
+    frames = [body, body, b""]
+    checks = [x for f in frames for x in (zlib.crc32(f), len(f))]
+    raw = index.HEADER.pack(index.MAGIC, index.VERSION, *checks) + b"".join(frames)
     with pytest.raises(CorruptPageError):
         index.decode(raw, seg)
 

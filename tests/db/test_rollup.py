@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from kronicler.db import Database, index, rollup
 from kronicler.db.chunk import ChunkSummary, summarize
+from kronicler.db.chunk_table import Chunks
 from kronicler.db.page import HEADER_SIZE
 from kronicler.db.reader import SegmentReader
 from kronicler.db.reads import _PageKey, _PlanKey
@@ -468,7 +469,7 @@ def test_a_plan_stands_for_exactly_the_chunks_in_range(
                   keep=np.zeros(0, np.int64) if int(s) in dirty else None)
         for s, a, b in zip(seqs.tolist(), lo.tolist(), hi.tolist(), strict=True)
     ]  # fmt: skip
-    tree = ChunkTree(chunks, closed=closed)
+    tree = ChunkTree(Chunks(None, chunks), closed=closed)
     for since, until in [(None, None), *rng.integers(-5000, 10**6 + 5000, (8, 2)).tolist()]:
         if since is not None and since > until:
             since, until = until, since
