@@ -298,6 +298,35 @@ def test_compact_merges_small_segments(tmp_path: Path) -> None:
     assert run("stats", "--path", str(path), "--json").stdout == before
 
 
+def test_upgrade_brings_an_older_database_to_the_current_files(tmp_path: Path) -> None:
+    """A database written by an older release (format-2 indexes, no sorted-duration files):
+    ``upgrade`` rewrites the indexes and adds the files once, and every answer stays the same."""
+    import shutil
+
+    from kronicler.db import durations, index
+
+    path = tmp_path / "db"
+    shutil.copytree(Path(__file__).parent / "db" / "data" / "index_v2", path)
+    for side in (path / "segments").glob(f"*{durations.SUFFIX}"):
+        side.unlink()
+    asks = [("stats",), ("stats", "--exact"), ("slowest",), ("functions",)]
+    before = [run(*a, "--path", str(path), "--json").stdout for a in asks]
+    idx = sorted((path / "segments").glob(f"*{index.SUFFIX}"))
+    assert len(idx) == 2 and all(p.read_bytes()[4:6] == (2).to_bytes(2, "little") for p in idx)
+
+    out = run("upgrade", "--path", str(path)).stdout
+    assert out.startswith("rewrote 2 segment index(es) in the current format; added sorted "
+                          "durations to 2 segment(s)")  # fmt: skip
+    assert all(p.read_bytes()[4:6] == index.VERSION.to_bytes(2, "little") for p in idx)
+    assert len(list((path / "segments").glob(f"*{durations.SUFFIX}"))) == 2
+    assert [run(*a, "--path", str(path), "--json").stdout for a in asks] == before
+    again = run("upgrade", "--path", str(path)).stdout
+    assert again.startswith("rewrote 0 segment index(es) in the current format; added sorted "
+                            "durations to 0 segment(s)")  # fmt: skip
+    bad = run("upgrade", "--path", str(path), "--wait", "-1", check=False)
+    assert bad.returncode == 1 and "bad --wait -1.0" in bad.stderr
+
+
 def test_read_commands_never_write_and_name_a_directory_without_a_database(
     shop_path: Path, tmp_path: Path
 ) -> None:
@@ -310,7 +339,7 @@ def test_read_commands_never_write_and_name_a_directory_without_a_database(
     missing = tmp_path / "missing"
     for path in (plain, missing):
         for args in (("functions",), ("stats",), ("slowest",), ("dashboard", "--http", "127.0.0.1:0"),
-                     ("compact",), ("retain", "--max-age", "1d")):  # fmt: skip
+                     ("compact",), ("upgrade",), ("retain", "--max-age", "1d")):  # fmt: skip
             proc = run(*args, "--path", str(path), check=False)
             assert proc.returncode == 1, (args, proc.stderr)
             assert (

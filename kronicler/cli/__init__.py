@@ -6,8 +6,8 @@ With neither, they read ``./.kronicler`` when it exists (the embedded default) a
 ask the server at ``$KRONICLER_ADDRESS`` or ``127.0.0.1:4317``. Output is a table by default and
 JSON with ``--json``. Errors print one line to stderr and exit with status 1 (2 for usage).
 Query commands and ``dashboard`` open the database read-only: they never create or change a file,
-and a directory without a database is an error ("not a Kronicler database: DIR"). ``retain`` and
-``compact`` change an existing database and never create one.
+and a directory without a database is an error ("not a Kronicler database: DIR"). ``retain``,
+``compact`` and ``upgrade`` change an existing database and never create one.
 
 Environment (read here and nowhere else): ``KRONICLER_ADDRESS``, ``KRONICLER_TOKEN``.
 """
@@ -15,6 +15,7 @@ Environment (read here and nowhere else): ``KRONICLER_ADDRESS``, ``KRONICLER_TOK
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -324,6 +325,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_PATH,
         help="database directory (default: $KRONICLER_PATH or ./.kronicler)",
     )
+
+    p = sub.add_parser(
+        "upgrade",
+        help="bring a database written by an older Kronicler up to this version's files "
+        "(faster opens and exact answers; safe while others write)",
+    )
+    p.add_argument(
+        "--path",
+        type=Path,
+        default=DEFAULT_PATH,
+        help="database directory (default: $KRONICLER_PATH or ./.kronicler)",
+    )
+    p.add_argument("--wait", type=float, default=0.0,
+                   help="seconds to wait for a compaction or retention running now (default: 0)")  # fmt: skip
 
     p = sub.add_parser("export", help="write the stored calls to Parquet, CSV or JSON lines")
     _filter_args(p)
@@ -668,6 +683,26 @@ def compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def upgrade(args: argparse.Namespace) -> int:
+    """Rewrite closed segments' older-format indexes (:func:`kronicler.db.index.upgrade`) and
+    add the sorted-duration files segments from before them lack
+    (:func:`kronicler.db.backfill.backfill`). Both hold the maintenance lock and replace or add
+    whole files atomically, so writers and readers go on meanwhile; running it again does
+    nothing more."""
+    from kronicler.db import backfill, index
+    from kronicler.db.metadata import load_catalog
+
+    if not math.isfinite(args.wait) or args.wait < 0:
+        raise ValueError(f"bad --wait {args.wait!r}: seconds, 0 or more")
+    load_catalog(args.path)  # "not a Kronicler database: DIR"; creates nothing
+    segments = args.path / "segments"
+    indexes = index.upgrade(segments, wait=args.wait)
+    durations = backfill.backfill(segments, wait=args.wait)
+    print(f"rewrote {len(indexes)} segment index(es) in the current format; added sorted "
+          f"durations to {len(durations)} segment(s) in {args.path}")  # fmt: skip
+    return 0
+
+
 _EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl",
                ".ndjson": "jsonl", ".json": "jsonl"}  # fmt: skip
 
@@ -733,6 +768,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return retain(args)
         if args.command == "compact":
             return compact(args)
+        if args.command == "upgrade":
+            return upgrade(args)
         if args.command == "export":
             return export(args)
         if args.command == "demo":
