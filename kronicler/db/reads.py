@@ -45,7 +45,7 @@ import numpy as np
 from kronicler import budget
 from kronicler.db import compaction, merged, rollup
 from kronicler.db.bufferpool import BufferPool
-from kronicler.db.chunk import BLOCK_COLUMNS, ChunkSummary, summarize
+from kronicler.db.chunk import BLOCK_COLUMNS, summarize
 from kronicler.db.chunk_table import NONE as NO_CALL
 from kronicler.db.page_guard import PinnedPages
 from kronicler.db.reader import SegmentReader
@@ -1043,17 +1043,7 @@ class _Numbering:
 
 def _whole_block(seg: SegmentView) -> Block:
     """The segment's roll-up of every sealed chunk as one block."""
-    r = seg.rollup
-    stored = r.stored_block()  # as the index stored it, decoded now
-    if stored is not None:
-        return stored
-    codes = sorted(r.summaries)
-    return Block.of(ChunkSummary(
-        np.array(codes, dtype=np.uint32), [r.summaries[c] for c in codes],
-        np.array([r.errors[c] for c in codes], dtype=np.int64),
-        np.array([r.first_start[c] for c in codes], dtype=np.int64),
-        np.array([r.last_start[c] for c in codes], dtype=np.int64),
-    ))  # fmt: skip
+    return seg.rollup.block()
 
 
 def _chunk_tree(seg: SegmentView) -> rollup.ChunkTree:

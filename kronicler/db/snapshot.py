@@ -225,21 +225,35 @@ class Rollup:
         return self._maps
 
     def merged(self, chunks: list[ChunkSummary]) -> Rollup:
-        """A new roll-up: this one plus the per-function summaries of more chunks."""
-        merged = dict(self.summaries)
-        errors, first, last = dict(self.errors), dict(self.first_start), dict(self.last_start)
-        per_code: dict[int, list[Summary]] = {}
-        for cs in chunks:
-            for i, code in enumerate(cs.codes.tolist()):
-                per_code.setdefault(code, []).append(cs.summaries[i])
-                errors[code] = errors.get(code, 0) + int(cs.errors[i])
-                f, la = int(cs.first_start[i]), int(cs.last_start[i])
-                first[code] = min(first.get(code, f), f)
-                last[code] = max(last.get(code, la), la)
-        for code, items in per_code.items():
-            old = merged.get(code)
-            merged[code] = Summary.merge_all(items if old is None else [old, *items])
-        return Rollup(merged, errors, first, last)
+        """A new roll-up: this one plus the per-function summaries of more chunks, merged as
+        blocks in one vectorised pass (a live segment's refresh after each sealed chunk: the
+        loop over functions and ``Summary`` objects it replaces took up to ~10 ms a seal)."""
+        if not chunks:
+            return self
+        from kronicler.db import rollup  # rollup imports this module
+
+        pieces = [(None, rollup.Block.of(cs)) for cs in chunks]
+        if self.codes:
+            pieces.insert(0, (None, self.block()))
+        out = rollup.merge(pieces)
+        merged = Rollup.stored(out.codes.tolist(), lambda: out)
+        merged.stored_block()  # made now: nothing left to fail later
+        return merged
+
+    def block(self) -> Block:
+        """Every function's figures as one block (the stored one, when made from one)."""
+        stored = self.stored_block()
+        if stored is not None:
+            return stored
+        from kronicler.db.rollup import Block
+
+        codes = list(self.codes)
+        return Block.of(ChunkSummary(
+            np.array(codes, dtype=np.uint32), [self.summaries[c] for c in codes],
+            np.array([self.errors[c] for c in codes], dtype=np.int64),
+            np.array([self.first_start[c] for c in codes], dtype=np.int64),
+            np.array([self.last_start[c] for c in codes], dtype=np.int64),
+        ))  # fmt: skip
 
 
 _Maps = tuple[Mapping[int, Summary], Mapping[int, int], Mapping[int, int], Mapping[int, int]]
