@@ -342,7 +342,7 @@ class SegmentReader:
             self.rows_sealed = info.first_row + info.rows
             self._end = info.offset + info.length
         if found:
-            self._rollup = self._rollup.merged(found)
+            self._rollup = rollup.extend_rollup(self._rollup, found)
         return self._end != start
 
     def _skip_damaged(self, offset: int, size: int, problem: str) -> bool:
@@ -632,7 +632,7 @@ class SegmentReader:
                          "dropped: %s", self.id, c.seq, c.kept_rows, condemned[c.seq])  # fmt: skip
             self._chunk_damage = self._chunk_damage + Damage(chunk_rows=c.kept_rows, chunks=1)
         self._walked = keep  # their dictionary pages stay in _dict_pages: other rows use them
-        self._rollup = self._index_rollup.merged(summaries)
+        self._rollup = rollup.extend_rollup(self._index_rollup, summaries)
         return True
 
     def _rewalk(self, condemned: dict[int, str]) -> None:

@@ -1043,7 +1043,7 @@ class _Numbering:
 
 def _whole_block(seg: SegmentView) -> Block:
     """The segment's roll-up of every sealed chunk as one block."""
-    return seg.rollup.block()
+    return rollup.rollup_block(seg.rollup)
 
 
 def _chunk_tree(seg: SegmentView) -> rollup.ChunkTree:

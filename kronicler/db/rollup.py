@@ -879,3 +879,33 @@ class RollupIndex:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def rollup_block(r: Rollup) -> Block:
+    """A segment roll-up's figures of every function as one block (the stored one, when it was
+    made from one)."""
+    stored = r.stored_block()
+    if stored is not None:
+        return stored
+    codes = list(r.codes)
+    return Block.of(ChunkSummary(
+        np.array(codes, dtype=np.uint32), [r.summaries[c] for c in codes],
+        np.array([r.errors[c] for c in codes], dtype=np.int64),
+        np.array([r.first_start[c] for c in codes], dtype=np.int64),
+        np.array([r.last_start[c] for c in codes], dtype=np.int64),
+    ))  # fmt: skip
+
+
+def extend_rollup(r: Rollup, chunks: Sequence[ChunkSummary]) -> Rollup:
+    """A new roll-up: ``r`` plus the per-function summaries of more chunks, merged as blocks in
+    one vectorised pass (a live segment's refresh after each sealed chunk: a loop over functions
+    and ``Summary`` objects took up to ~10 ms a seal under ingest)."""
+    if not chunks:
+        return r
+    pieces: list[tuple[np.ndarray | None, Block]] = [(None, Block.of(cs)) for cs in chunks]
+    if r.codes:
+        pieces.insert(0, (None, rollup_block(r)))
+    out = merge(pieces)
+    extended = Rollup.stored(out.codes.tolist(), lambda: out)
+    extended.stored_block()  # made now: nothing is left to fail later
+    return extended

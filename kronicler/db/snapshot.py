@@ -224,37 +224,6 @@ class Rollup:
             )
         return self._maps
 
-    def merged(self, chunks: list[ChunkSummary]) -> Rollup:
-        """A new roll-up: this one plus the per-function summaries of more chunks, merged as
-        blocks in one vectorised pass (a live segment's refresh after each sealed chunk: the
-        loop over functions and ``Summary`` objects it replaces took up to ~10 ms a seal)."""
-        if not chunks:
-            return self
-        from kronicler.db import rollup  # rollup imports this module
-
-        pieces = [(None, rollup.Block.of(cs)) for cs in chunks]
-        if self.codes:
-            pieces.insert(0, (None, self.block()))
-        out = rollup.merge(pieces)
-        merged = Rollup.stored(out.codes.tolist(), lambda: out)
-        merged.stored_block()  # made now: nothing left to fail later
-        return merged
-
-    def block(self) -> Block:
-        """Every function's figures as one block (the stored one, when made from one)."""
-        stored = self.stored_block()
-        if stored is not None:
-            return stored
-        from kronicler.db.rollup import Block
-
-        codes = list(self.codes)
-        return Block.of(ChunkSummary(
-            np.array(codes, dtype=np.uint32), [self.summaries[c] for c in codes],
-            np.array([self.errors[c] for c in codes], dtype=np.int64),
-            np.array([self.first_start[c] for c in codes], dtype=np.int64),
-            np.array([self.last_start[c] for c in codes], dtype=np.int64),
-        ))  # fmt: skip
-
 
 _Maps = tuple[Mapping[int, Summary], Mapping[int, int], Mapping[int, int], Mapping[int, int]]
 
