@@ -12,6 +12,7 @@ unary handlers (the warmer's, :mod:`kronicler.server.warm`).
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from typing import Any
 
@@ -46,9 +47,9 @@ class UnaryInterceptor(grpc.ServerInterceptor):
             return handler
         return self.wrap(handler, handler_call_details.method or "")
 
+    @abc.abstractmethod
     def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         """The handler to run for a unary-unary call of ``method`` instead of ``handler``."""
-        raise NotImplementedError
 
 
 class DecodeGuardInterceptor(UnaryInterceptor):
