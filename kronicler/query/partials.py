@@ -44,7 +44,7 @@ from kronicler.db.stats import Call, Stats
 from kronicler.db.summary import Summary, summarize_groups
 from kronicler.db.view import answer
 from kronicler.errors import LimitExceededError, NotFoundError, shorten
-from kronicler.query import summary_table
+from kronicler.query import summary_runs, summary_table
 from kronicler.query.filters import Filter, is_glob, resolve_functions
 from kronicler.query.grouping import (
     MAX_GROUPS,
@@ -57,6 +57,7 @@ from kronicler.query.grouping import (
 )
 from kronicler.query.results import FunctionInfo, Histogram, HistogramBucket
 from kronicler.query.series import cell_codes, check_buckets
+from kronicler.query.summary_runs import Table
 from kronicler.query.summary_table import SummaryTable
 
 if TYPE_CHECKING:
@@ -67,6 +68,9 @@ PARTIAL_VERSION = 1
 #: ``PartialRequest.summary_encoding``: summaries as packed columns (:mod:`.summary_table`);
 #: 0, what a frontend of an earlier release sends, asks for the summary block.
 SUMMARY_PACKED = 1
+#: ``PartialRequest.summary_encoding``: packed columns with each cell's buckets as a dense run
+#: when that is smaller (:mod:`.summary_runs`); what this frontend asks.
+SUMMARY_RUNS = 2
 #: Rows one node ships for an exact answer (13 bytes each before compression).
 MAX_PARTIAL_ROWS = 2_000_000
 
@@ -80,14 +84,16 @@ class Cells:
     Fields:
         keys: the group keys, sorted; ``per_key``: cells per key (buckets; 1 for stats).
             A cell's id is ``key index * per_key + bucket``.
-        table: the summary and error count of every non-empty cell, by id (summary road).
+        table: the summary and error count of every non-empty cell, by id (summary road); as
+            a node sent it, its buckets may be dense runs (:func:`merge_cells` gives the
+            SummaryTable of the merged cells).
         rows: for exact answers instead, one entry per row: cell id (int64), duration (int64)
             and status (uint8).
     """
 
     keys: tuple[str, ...]
     per_key: int
-    table: SummaryTable = field(default_factory=SummaryTable.empty)
+    table: Table = field(default_factory=SummaryTable.empty)
     rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
@@ -239,7 +245,7 @@ def merge_cells(parts: Sequence[Cells]) -> Cells:
                 np.concatenate(durations), np.concatenate(statuses))  # fmt: skip
         return Cells(keys, per_key, rows=rows)
     tables = [p.table.with_cells(_remap(p, index, p.table.cell)) for p in parts]
-    return Cells(keys, per_key, summary_table.merge(summary_table.concat(tables)))
+    return Cells(keys, per_key, summary_runs.merge(tables))
 
 
 def _remap(part: Cells, index: dict[str, int], cell: np.ndarray) -> np.ndarray:
@@ -261,9 +267,16 @@ def cell_stats(cells: Cells, quantiles: Sequence[float], *, every_cell: bool) ->
                           {"duration": d, "status": st})  # fmt: skip
         rows = exact_stats(grouped, quantiles)
         return rows if every_cell else [r for r in rows if r.count]
-    table = cells.table
+    table = summary_runs.sparse(cells.table)
     values = summary_table.quantiles(table, quantiles).tolist()
     have = {c: i for i, c in enumerate(table.cell.tolist())}
+    summaries = table.summaries()
+    # The moments of every cell in one pass (the same floats as Summary's properties).
+    count = table.count.astype(np.float64)
+    mean = (table.sum / count).tolist()
+    stddev_a = np.sqrt(np.where(count > 1, table.m2 / np.maximum(count - 1, 1), 0.0))
+    stddev, stderr = stddev_a.tolist(), (stddev_a / np.sqrt(count)).tolist()
+    errors, lo, hi = table.errors.tolist(), table.min.tolist(), table.max.tolist()
     out = []
     for c in range(n) if every_cell else sorted(have):
         key = cells.keys[c // cells.per_key]
@@ -271,10 +284,9 @@ def cell_stats(cells: Cells, quantiles: Sequence[float], *, every_cell: bool) ->
         if i is None:
             out.append(Stats.empty(key, quantiles))
             continue
-        s = table.summary(i)
         qv = tuple(zip(quantiles, values[i], strict=True))
-        out.append(Stats(key, int(s.count), int(table.errors[i]), s.mean, s.stddev, s.stderr,
-                         float(s.min or 0), float(s.max or 0), qv, _summary=s))  # fmt: skip
+        out.append(Stats(key, summaries[i].count, errors[i], mean[i], stddev[i], stderr[i],
+                         float(lo[i]), float(hi[i]), qv, _summary=summaries[i]))  # fmt: skip
     return out
 
 
@@ -292,7 +304,7 @@ def check_groups(cells: Cells, max_groups: int = MAX_GROUPS) -> None:
 
 def cell_summaries(cells: Cells) -> dict[str, tuple[Summary | None, int]]:
     """Merged summary and error count per key (stats cells, one per key), as anomalies use."""
-    t = cells.table
+    t = summary_runs.sparse(cells.table)
     return {cells.keys[c]: (t.summary(i), int(t.errors[i])) for i, c in enumerate(t.cell.tolist())}
 
 

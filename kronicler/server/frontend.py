@@ -64,7 +64,7 @@ from kronicler.errors import (
     shorten,
 )
 from kronicler.proto.v1 import query_pb2 as pb
-from kronicler.query import DEFAULT_QUANTILES, Explanation, Filter
+from kronicler.query import DEFAULT_QUANTILES, Explanation, Filter, summary_runs
 from kronicler.query.anomalies import (
     DEFAULT_MIN_COUNT,
     DEFAULT_REGRESSION_THRESHOLD,
@@ -91,7 +91,7 @@ from kronicler.query.histogram import check_histogram
 from kronicler.query.partials import (
     MAX_PARTIAL_ROWS,
     PARTIAL_VERSION,
-    SUMMARY_PACKED,
+    SUMMARY_RUNS,
     Cells,
     cell_stats,
     cell_summaries,
@@ -484,7 +484,7 @@ class Frontend:
             found = [r[0].explain for r in first if r[0].explain.HasField("first_start_unix_nano")]
             if not found:
                 return empty(function, since, until, threshold.quantile)
-            table = self._cells([r[1] for r in first], [function]).table
+            table = summary_runs.sparse(self._cells([r[1] for r in first], [function]).table)
             if not len(table):
                 return empty(function, since, until, threshold.quantile)
             summary = table.summary(0)
@@ -568,7 +568,7 @@ def _hold_ms(limit: float) -> int:
 def _partial(**question: object) -> pb.PartialRequest:
     return pb.PartialRequest(
         version=PARTIAL_VERSION,
-        summary_encoding=SUMMARY_PACKED,
+        summary_encoding=SUMMARY_RUNS,
         **question,  # type: ignore[arg-type]
     )
 
