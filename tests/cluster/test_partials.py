@@ -61,13 +61,13 @@ def test_merged_cells_equal_merging_each_cell(
             gid = (keys[c // per_key], c % per_key)
             old = raw.get(gid, (np.empty(0, np.int64), 0))
             raw[gid] = (np.concatenate([old[0], v]), old[1] + errors)
-        table = SummaryTable.of(entries)
-        part = Cells(keys, per_key, table)
+        sums = SummaryTable.of(entries)
+        part = Cells(keys, per_key, sums)
         # Through the wire as dense runs, as a summary block and as packed keys and counts.
         road = len(parts) % 3
         msg = convert.cells_to_proto(part, packed=road != 1)
         if road == 0:  # runs, however scattered the test's few durations make them
-            columns, width = summary_runs.pack(_runs(table))
+            columns, width = summary_runs.pack(_runs(sums))
             msg.packed.CopyFrom(pb.PackedSummaries(count_width=width, **columns))
         parts.append(convert.cells_from_proto(pb.PartialCells.FromString(msg.SerializeToString())))
         assert isinstance(parts[-1].table, RunTable) is (road == 0)
