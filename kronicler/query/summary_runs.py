@@ -69,23 +69,20 @@ def runs_of(table: SummaryTable, limit: int | None = None) -> RunTable | None:
     """``table``'s buckets as runs, or None when the runs would hold more than ``limit`` counts
     (default: as many bytes as the packed keys and counts take)."""
     lengths = table.lengths
-    first = table.keys[table.bounds[:-1][lengths > 0]].astype(np.int64)
-    last = table.keys[table.bounds[1:][lengths > 0] - 1].astype(np.int64)
-    span = np.zeros(len(table), np.int64)
-    span[lengths > 0] = last - first + 1
+    has = lengths > 0
     lo = np.zeros(len(table), np.int64)
-    lo[lengths > 0] = first
+    span = np.zeros(len(table), np.int64)
+    lo[has] = table.keys[table.bounds[:-1][has]]  # keys are sorted within each entry
+    span[has] = table.keys[table.bounds[1:][has] - 1] - lo[has] + 1
     total = int(span.sum())
     if limit is None:  # a key takes 2 bytes and a count the width of the largest
         width = summary_table.count_width(table.counts)
         limit = len(table.keys) * (2 + width) // width
     if total > limit:
         return None
-    start = np.cumsum(span) - span
-    counts = np.zeros(total, np.int64)
-    owner = np.repeat(np.arange(len(table)), lengths)
-    counts[start[owner] + table.keys - lo[owner]] = table.counts
     bounds = np.concatenate(([0], np.cumsum(span)))
+    counts = np.zeros(total, np.int64)
+    counts[np.repeat(bounds[:-1] - lo, lengths) + table.keys] = table.counts
     scalars = {f.name: getattr(table, f.name) for f in fields(RunTable)
                if f.name not in ("lo", "bounds", "counts")}  # fmt: skip
     return RunTable(**scalars, lo=lo, bounds=bounds, counts=counts)

@@ -217,25 +217,30 @@ def _add_buckets(
     by cell then key.
 
     Each cell's keys span a short range (one latency distribution), so the pairs are added into
-    one dense table of every cell's range (a bincount, no sort); a table much larger than the
+    one dense table of every cell's range (by position, no sort); a table much larger than the
     entries (a cell spanning nanoseconds to hours) falls back to sorting the pairs.
     """
-    owner = np.repeat(inv.astype(np.int64), table.lengths)  # the merged cell of every bucket
-    keys = table.keys.astype(np.int64)
-    if not len(keys):
+    lengths = table.lengths
+    if not len(table.keys):
         empty = np.empty(0, np.int64)
         return empty, empty.astype(np.int32), empty
+    # Keys are sorted within each entry: its first and last bound the cell's range.
+    has = lengths > 0
     lo = np.full(n_cells, MAX_KEY, dtype=np.int64)
     hi = np.zeros(n_cells, dtype=np.int64)
-    np.minimum.at(lo, owner, keys)
-    np.maximum.at(hi, owner, keys)
+    np.minimum.at(lo, inv[has], table.keys[table.bounds[:-1][has]])
+    np.maximum.at(hi, inv[has], table.keys[table.bounds[1:][has] - 1])
     span = np.maximum(hi - lo + 1, 0)
     total = int(span.sum())
-    if total <= DENSE_PER_ENTRY * len(keys) and int(table.counts.sum()) < 2**53:
+    if total <= DENSE_PER_ENTRY * len(table.keys):
         start = np.cumsum(span) - span
-        # float weights are exact below 2**53 (checked above)
-        dense = np.bincount(start[owner] + keys - lo[owner], weights=table.counts, minlength=total)
+        where = np.repeat((start - lo)[inv], lengths) + table.keys
+        # int64 positions and counts: numpy's fast path of add.at, exact (no float weights)
+        dense = np.zeros(total, np.int64)
+        np.add.at(dense, where, table.counts)
         return nonzero_pairs(dense, start, span, lo)
+    owner = np.repeat(inv.astype(np.int64), lengths)  # the merged cell of every bucket
+    keys = table.keys.astype(np.int64)
     # (cell, key) pairs folded into one int64 and added (keys lie in [0, MAX_KEY]).
     pairs, where = np.unique(owner * _KEY_SPAN + keys, return_inverse=True)
     pair_counts = np.zeros(len(pairs), dtype=np.int64)
