@@ -44,7 +44,7 @@ from kronicler.db.stats import Call, Stats
 from kronicler.db.summary import Summary, summarize_groups
 from kronicler.db.view import answer
 from kronicler.errors import LimitExceededError, NotFoundError, shorten
-from kronicler.query import summary_runs, summary_table
+from kronicler.query import summary_table
 from kronicler.query.filters import Filter, is_glob, resolve_functions
 from kronicler.query.grouping import (
     MAX_GROUPS,
@@ -57,7 +57,6 @@ from kronicler.query.grouping import (
 )
 from kronicler.query.results import FunctionInfo, Histogram, HistogramBucket
 from kronicler.query.series import cell_codes, check_buckets
-from kronicler.query.summary_runs import Table
 from kronicler.query.summary_table import SummaryTable
 
 if TYPE_CHECKING:
@@ -68,9 +67,6 @@ PARTIAL_VERSION = 1
 #: ``PartialRequest.summary_encoding``: summaries as packed columns (:mod:`.summary_table`);
 #: 0, what a frontend of an earlier release sends, asks for the summary block.
 SUMMARY_PACKED = 1
-#: ``PartialRequest.summary_encoding``: packed columns with each cell's buckets as a dense run
-#: when that is smaller (:mod:`.summary_runs`); what this frontend asks.
-SUMMARY_RUNS = 2
 #: Rows one node ships for an exact answer (13 bytes each before compression).
 MAX_PARTIAL_ROWS = 2_000_000
 
@@ -84,16 +80,14 @@ class Cells:
     Fields:
         keys: the group keys, sorted; ``per_key``: cells per key (buckets; 1 for stats).
             A cell's id is ``key index * per_key + bucket``.
-        table: the summary and error count of every non-empty cell, by id (summary road); as
-            a node sent it, its buckets may be dense runs (:func:`merge_cells` gives the
-            SummaryTable of the merged cells).
+        table: the summary and error count of every non-empty cell, by id (summary road).
         rows: for exact answers instead, one entry per row: cell id (int64), duration (int64)
             and status (uint8).
     """
 
     keys: tuple[str, ...]
     per_key: int
-    table: Table = field(default_factory=SummaryTable.empty)
+    table: SummaryTable = field(default_factory=SummaryTable.empty)
     rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
@@ -245,7 +239,7 @@ def merge_cells(parts: Sequence[Cells]) -> Cells:
                 np.concatenate(durations), np.concatenate(statuses))  # fmt: skip
         return Cells(keys, per_key, rows=rows)
     tables = [p.table.with_cells(_remap(p, index, p.table.cell)) for p in parts]
-    return Cells(keys, per_key, summary_runs.merge(tables))
+    return Cells(keys, per_key, summary_table.merge(summary_table.concat(tables)))
 
 
 def _remap(part: Cells, index: dict[str, int], cell: np.ndarray) -> np.ndarray:
@@ -267,7 +261,7 @@ def cell_stats(cells: Cells, quantiles: Sequence[float], *, every_cell: bool) ->
                           {"duration": d, "status": st})  # fmt: skip
         rows = exact_stats(grouped, quantiles)
         return rows if every_cell else [r for r in rows if r.count]
-    table = summary_runs.sparse(cells.table)
+    table = cells.table
     values = summary_table.quantiles(table, quantiles).tolist()
     have = {c: i for i, c in enumerate(table.cell.tolist())}
     summaries = table.summaries()
@@ -304,7 +298,7 @@ def check_groups(cells: Cells, max_groups: int = MAX_GROUPS) -> None:
 
 def cell_summaries(cells: Cells) -> dict[str, tuple[Summary | None, int]]:
     """Merged summary and error count per key (stats cells, one per key), as anomalies use."""
-    t = summary_runs.sparse(cells.table)
+    t = cells.table
     return {cells.keys[c]: (t.summary(i), int(t.errors[i])) for i, c in enumerate(t.cell.tolist())}
 
 

@@ -32,9 +32,8 @@ from kronicler.errors import CorruptPageError
 
 _KEY_SPAN = MAX_KEY + 1
 #: Largest dense bucket table, per bucket entry added, that :func:`merge` fills instead of
-#: sorting (and the dense runs of :mod:`.summary_runs` may take): cells' key ranges are usually
-#: close to their entries (one latency distribution).
-DENSE_PER_ENTRY = 8
+#: sorting: cells' key ranges are usually close to their entries (one latency distribution).
+_DENSE_PER_ENTRY = 8
 #: Wire dtypes of the per-cell columns (all but the buckets'), little-endian.
 _CELL_DTYPES: dict[str, Any] = {
     "cell": "<u4", "errors": "<i8", "count": "<i8", "sum": "<f8", "m2": "<f8", "min": "<i8",
@@ -159,16 +158,6 @@ def merge(table: SummaryTable) -> SummaryTable:
     cells, inv = np.unique(table.cell, return_inverse=True)
     if len(cells) == len(table) and bool((np.diff(table.cell) > 0).all()):
         return table  # one entry per cell already, in order
-    pair_cell, keys, counts = _add_buckets(inv, len(cells), table)
-    return SummaryTable(
-        **merge_scalars(table, cells, inv), **buckets(pair_cell, keys, counts, len(cells))
-    )
-
-
-def merge_scalars(table: Any, cells: np.ndarray, inv: np.ndarray) -> dict[str, np.ndarray]:
-    """The per-cell columns (all but the buckets') of ``table``'s entries merged into ``cells``
-    (``inv``: each entry's index in ``cells``): counts and sums add, Chan et al.'s formula for
-    ``m2``, min/max combine. ``table``: any table with SummaryTable's per-cell columns."""
     m = len(cells)
     count_f = table.count.astype(np.float64)
     n = np.bincount(inv, weights=count_f, minlength=m)
@@ -187,27 +176,10 @@ def merge_scalars(table: Any, cells: np.ndarray, inv: np.ndarray) -> dict[str, n
         np.add.at(out, inv, column)
         return out
 
-    return dict(cell=cells.astype(np.int64), errors=added(table.errors), count=added(table.count),
-                sum=total, m2=m2, min=lo, max=hi, zero=added(table.zero))  # fmt: skip
-
-
-def buckets(
-    pair_cell: np.ndarray, keys: np.ndarray, counts: np.ndarray, n_cells: int
-) -> dict[str, np.ndarray]:
-    """SummaryTable's bucket columns from every non-empty (cell, key) pair, by cell then key."""
-    bounds = np.searchsorted(pair_cell, np.arange(n_cells + 1)).astype(np.int64)
-    return dict(bounds=bounds, keys=keys, counts=counts)
-
-
-def nonzero_pairs(
-    dense: np.ndarray, start: np.ndarray, span: np.ndarray, lo: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The (cell, key, count) of every non-zero entry of a dense table in which cell i holds the
-    counts of keys ``lo[i]``... at ``dense[start[i]:start[i] + span[i]]``."""
-    present = np.flatnonzero(dense)
-    pair_cell = np.searchsorted(start + span, present, side="right")
-    pair_keys = (present - start[pair_cell] + lo[pair_cell]).astype(np.int32)
-    return pair_cell, pair_keys, dense[present].astype(np.int64)
+    pair_cell, keys, counts = _add_buckets(inv, m, table)
+    bounds = np.searchsorted(pair_cell, np.arange(m + 1)).astype(np.int64)
+    return SummaryTable(cells.astype(np.int64), added(table.errors), added(table.count), total,
+                        m2, lo, hi, added(table.zero), bounds, keys, counts)  # fmt: skip
 
 
 def _add_buckets(
@@ -218,13 +190,14 @@ def _add_buckets(
 
     Each cell's keys span a short range (one latency distribution), so the pairs are added into
     one dense table of every cell's range (by position, no sort); a table much larger than the
-    entries (a cell spanning nanoseconds to hours) falls back to sorting the pairs.
+    entries (a cell spanning nanoseconds to hours) falls back to sorting the pairs. An entry's
+    keys are sorted, so its first and last bound its cell's range (no pass over every bucket),
+    and each bucket's place is its key moved by its cell's offset (one ``repeat``).
     """
     lengths = table.lengths
     if not len(table.keys):
         empty = np.empty(0, np.int64)
         return empty, empty.astype(np.int32), empty
-    # Keys are sorted within each entry: its first and last bound the cell's range.
     has = lengths > 0
     lo = np.full(n_cells, MAX_KEY, dtype=np.int64)
     hi = np.zeros(n_cells, dtype=np.int64)
@@ -232,13 +205,16 @@ def _add_buckets(
     np.maximum.at(hi, inv[has], table.keys[table.bounds[1:][has] - 1])
     span = np.maximum(hi - lo + 1, 0)
     total = int(span.sum())
-    if total <= DENSE_PER_ENTRY * len(table.keys):
+    if total <= _DENSE_PER_ENTRY * len(table.keys):
         start = np.cumsum(span) - span
         where = np.repeat((start - lo)[inv], lengths) + table.keys
         # int64 positions and counts: numpy's fast path of add.at, exact (no float weights)
         dense = np.zeros(total, np.int64)
         np.add.at(dense, where, table.counts)
-        return nonzero_pairs(dense, start, span, lo)
+        present = np.flatnonzero(dense)
+        pair_cell = np.searchsorted(start + span, present, side="right")
+        pair_keys = (present - start[pair_cell] + lo[pair_cell]).astype(np.int32)
+        return pair_cell, pair_keys, dense[present]
     owner = np.repeat(inv.astype(np.int64), lengths)  # the merged cell of every bucket
     keys = table.keys.astype(np.int64)
     # (cell, key) pairs folded into one int64 and added (keys lie in [0, MAX_KEY]).
@@ -282,29 +258,42 @@ def pack(table: SummaryTable) -> tuple[dict[str, bytes], int]:
            for name, dtype in _CELL_DTYPES.items() if name != "lengths"}  # fmt: skip
     out["lengths"] = table.lengths.astype(_CELL_DTYPES["lengths"]).tobytes()
     out["keys"] = table.keys.astype(_KEY_DTYPE).tobytes()
-    width = count_width(table.counts)
+    top = int(table.counts.max()) if len(table.counts) else 0
+    width = next(w for w in (1, 2, 4, 8) if w == 8 or top < 1 << (8 * w))
     out["counts"] = table.counts.astype(_COUNT_DTYPES[width]).tobytes()
     return out, width
-
-
-def count_width(counts: np.ndarray) -> int:
-    """Bytes a count takes on the wire: the narrowest of 1, 2, 4 or 8 that holds the largest."""
-    top = int(counts.max()) if len(counts) else 0
-    return next(w for w in (1, 2, 4, 8) if w == 8 or top < 1 << (8 * w))
 
 
 def unpack(columns: Mapping[str, bytes], count_width: int, n_cells: int) -> SummaryTable:
     """Inverse of :func:`pack`, checked: ``CorruptPageError`` for columns that do not line up,
     cell ids outside ``[0, n_cells)`` or repeated, or counts that disagree with the buckets."""
-    head = unpack_cells(columns, n_cells)
-    counts = unpack_counts(columns["counts"], count_width)
-    keys = _column(columns, "keys", _KEY_DTYPE).astype(np.int32)
-    bounds, lengths = head["bounds"], np.diff(head["bounds"])
+    if count_width not in _COUNT_DTYPES:
+        raise CorruptPageError(f"packed summaries have count width {count_width}")
+    cols: dict[str, np.ndarray] = {}
+    wire: list[tuple[str, Any]] = [*_CELL_DTYPES.items(), ("keys", _KEY_DTYPE),
+                                   ("counts", _COUNT_DTYPES[count_width])]  # fmt: skip
+    for name, dtype in wire:
+        raw = columns[name]
+        size = np.dtype(dtype).itemsize
+        if len(raw) % size:
+            raise CorruptPageError(f"packed summary column {name} has {len(raw)} bytes")
+        cols[name] = np.frombuffer(raw, dtype)
+    n = len(cols["cell"])
+    lengths = cols.pop("lengths").astype(np.int64)
+    if any(len(cols[k]) != n for k in _CELL_DTYPES if k != "lengths") or len(lengths) != n:
+        raise CorruptPageError("packed summary columns have different lengths")
+    bounds = np.concatenate(([0], np.cumsum(lengths)))
+    keys, counts = cols.pop("keys").astype(np.int32), cols.pop("counts").astype(np.int64)
     if len(keys) != int(bounds[-1]) or len(counts) != len(keys):
         raise CorruptPageError("packed summary buckets do not line up with their cells")
+    cell = cols.pop("cell").astype(np.int64)
+    table = SummaryTable(cell=cell, bounds=bounds, keys=keys, counts=counts,
+                         **{k: v.astype(v.dtype.newbyteorder("=")) for k, v in cols.items()})  # fmt: skip
+    if n and (int(cell[-1]) >= n_cells or not bool((np.diff(cell) > 0).all())):
+        raise CorruptPageError("packed summary cell ids are out of range or out of order")
     cumulative = np.concatenate(([0], np.cumsum(counts)))
     in_buckets = cumulative[bounds[1:]] - cumulative[bounds[:-1]]
-    if not np.array_equal(in_buckets + head["zero"], head["count"]):
+    if not np.array_equal(in_buckets + table.zero, table.count) or bool((table.count <= 0).any()):
         raise CorruptPageError("packed summary counts disagree with their buckets")
     if len(keys) and (int(keys.max()) > MAX_KEY or int(counts.min()) < 1):
         raise CorruptPageError("packed summary buckets hold a bad key or count")
@@ -313,36 +302,4 @@ def unpack(columns: Mapping[str, bytes], count_width: int, n_cells: int) -> Summ
     rising[bounds[:-1][lengths > 0]] = True  # each cell's first key starts afresh
     if not bool(rising.all()):
         raise CorruptPageError("packed summary bucket keys are not sorted within their cell")
-    return SummaryTable(**head, keys=keys, counts=counts)
-
-
-def unpack_cells(columns: Mapping[str, bytes], n_cells: int) -> dict[str, np.ndarray]:
-    """The per-cell columns of :func:`pack`'s output and the buckets' ``bounds``, checked:
-    ``CorruptPageError`` for columns of different lengths, cell ids outside ``[0, n_cells)``
-    or not ascending, or an entry of no calls."""
-    cols = {name: _column(columns, name, dtype) for name, dtype in _CELL_DTYPES.items()}
-    n = len(cols["cell"])
-    if any(len(v) != n for v in cols.values()):
-        raise CorruptPageError("packed summary columns have different lengths")
-    lengths = cols.pop("lengths").astype(np.int64)
-    cell = cols.pop("cell").astype(np.int64)
-    if n and (int(cell[-1]) >= n_cells or not bool((np.diff(cell) > 0).all())):
-        raise CorruptPageError("packed summary cell ids are out of range or out of order")
-    out = {k: v.astype(v.dtype.newbyteorder("=")) for k, v in cols.items()}
-    if bool((out["count"] <= 0).any()):
-        raise CorruptPageError("packed summary counts disagree with their buckets")
-    return dict(out, cell=cell, bounds=np.concatenate(([0], np.cumsum(lengths))))
-
-
-def unpack_counts(raw: bytes, count_width: int) -> np.ndarray:
-    """The bucket counts column (int64) of ``count_width`` bytes each."""
-    if count_width not in _COUNT_DTYPES:
-        raise CorruptPageError(f"packed summaries have count width {count_width}")
-    return _column({"counts": raw}, "counts", _COUNT_DTYPES[count_width]).astype(np.int64)
-
-
-def _column(columns: Mapping[str, bytes], name: str, dtype: Any) -> np.ndarray:
-    raw = columns[name]
-    if len(raw) % np.dtype(dtype).itemsize:
-        raise CorruptPageError(f"packed summary column {name} has {len(raw)} bytes")
-    return np.frombuffer(raw, dtype)
+    return table

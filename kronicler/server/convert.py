@@ -35,7 +35,7 @@ from kronicler.query import (
     SlowShareBucket,
     Stats,
     StatsTable,
-    summary_runs,
+    summary_table,
 )
 from kronicler.query.filters import RESOURCE_PREFIX, attribute_text, split_conditions
 from kronicler.query.partials import Cells
@@ -333,19 +333,18 @@ def explain_from_proto(m: pb.ExplainResponse) -> Explanation:
 _RAW_COLUMNS = (("cell_ids", "<i8"), ("durations", "<i8"), ("statuses", "u1"))
 
 
-def cells_to_proto(cells: Cells, *, packed: bool = False, runs: bool = False) -> pb.PartialCells:
+def cells_to_proto(cells: Cells, *, packed: bool = False) -> pb.PartialCells:
     """A node's cells; summaries as packed columns when ``packed`` (the frontend asked for
-    ``summary_encoding`` 1), their buckets as dense runs when ``runs`` too and that is smaller
-    (``summary_encoding`` 2), else as a summary block (what every frontend reads)."""
+    ``summary_encoding`` 1), else as a summary block (what every frontend reads)."""
     msg = pb.PartialCells(keys=list(cells.keys), per_key=cells.per_key, exact=cells.exact)
-    table = summary_runs.sparse(cells.table)
+    table = cells.table
     if cells.rows is not None:
         msg.rows = len(cells.rows[0])
         compressor = zstandard.ZstdCompressor(level=1)
         for (field, dtype), column in zip(_RAW_COLUMNS, cells.rows, strict=True):
             setattr(msg, field, compressor.compress(column.astype(dtype).tobytes()))
     elif packed:
-        columns, width = summary_runs.pack((summary_runs.runs_of(table) if runs else None) or table)
+        columns, width = summary_table.pack(table)
         msg.packed.CopyFrom(pb.PackedSummaries(count_width=width, **columns))
     elif len(table):
         cell = table.cell.tolist()
@@ -381,7 +380,7 @@ def cells_from_proto(msg: pb.PartialCells) -> Cells:
     if msg.HasField("packed"):
         p = msg.packed
         packed = {f: getattr(p, f) for f in _PACKED_FIELDS}
-        return Cells(keys, per_key, summary_runs.unpack(packed, p.count_width, n_cells))
+        return Cells(keys, per_key, summary_table.unpack(packed, p.count_width, n_cells))
     entries = decode_summaries(msg.summaries) if msg.summaries else []
     if len(entries) != len(msg.errors) or any(not 0 <= c < n_cells for c, _ in entries):
         raise CorruptPageError("partial summaries and error counts do not line up")

@@ -35,7 +35,6 @@ from kronicler.query.partials import (
     MAX_PARTIAL_ROWS,
     PARTIAL_VERSION,
     SUMMARY_PACKED,
-    SUMMARY_RUNS,
     Cells,
     on_node,
     series_cells,
@@ -78,8 +77,7 @@ def _answer(
     out = pb.PartialResponse(version=PARTIAL_VERSION)
     which = request.WhichOneof("question")
     unknown: tuple[str, ...] = ()
-    packed = request.summary_encoding in (SUMMARY_PACKED, SUMMARY_RUNS)
-    runs = request.summary_encoding == SUMMARY_RUNS
+    packed = request.summary_encoding == SUMMARY_PACKED
     if which == "time_range":
         span = db.time_range()
         if span is not None:
@@ -100,10 +98,10 @@ def _answer(
             lambda view, flt: stats_cells(view, flt, group_by, req.exact),
             empty_cells(1, req.exact),
         )  # fmt: skip
-        out.cells.CopyFrom(convert.cells_to_proto(cells, packed=packed, runs=runs))
+        out.cells.CopyFrom(convert.cells_to_proto(cells, packed=packed))
     elif which == "series":
         cells, unknown = _series(db, request.series)
-        out.cells.CopyFrom(convert.cells_to_proto(cells, packed=packed, runs=runs))
+        out.cells.CopyFrom(convert.cells_to_proto(cells, packed=packed))
     elif which == "histogram":
         _histogram(db, request.histogram, out)
         return out

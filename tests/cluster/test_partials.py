@@ -11,16 +11,14 @@ from kronicler.db.stats import Stats
 from kronicler.db.summary import Summary
 from kronicler.errors import CorruptPageError
 from kronicler.proto.v1 import query_pb2 as pb
-from kronicler.query import summary_runs, summary_table
+from kronicler.query import summary_table
 from kronicler.query.partials import (
     PARTIAL_VERSION,
     SUMMARY_PACKED,
-    SUMMARY_RUNS,
     Cells,
     cell_stats,
     merge_cells,
 )
-from kronicler.query.summary_runs import RunTable, Table
 from kronicler.query.summary_table import SummaryTable
 from kronicler.server import convert
 
@@ -39,9 +37,8 @@ def _values(rng: np.random.Generator, n: int) -> np.ndarray:
 def test_merged_cells_equal_merging_each_cell(
     seed: int, table: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Both ways of adding bucket counts: sorting the (cell, key) pairs, and a dense table (into
-    # which runs add by position).
-    monkeypatch.setattr(summary_table, "DENSE_PER_ENTRY", table)
+    # Both ways of adding bucket counts: sorting the (cell, key) pairs, and a dense table.
+    monkeypatch.setattr(summary_table, "_DENSE_PER_ENTRY", table)
     rng = np.random.default_rng(seed)
     parts: list[Cells] = []
     raw: dict[tuple[str, int], tuple[np.ndarray, int]] = {}
@@ -61,18 +58,10 @@ def test_merged_cells_equal_merging_each_cell(
             gid = (keys[c // per_key], c % per_key)
             old = raw.get(gid, (np.empty(0, np.int64), 0))
             raw[gid] = (np.concatenate([old[0], v]), old[1] + errors)
-        sums = SummaryTable.of(entries)
-        part = Cells(keys, per_key, sums)
-        # Through the wire as dense runs, as a summary block and as packed keys and counts.
-        road = len(parts) % 3
-        msg = convert.cells_to_proto(part, packed=road != 1)
-        if road == 0:  # runs, however scattered the test's few durations make them
-            columns, width = summary_runs.pack(_runs(sums))
-            msg.packed.CopyFrom(pb.PackedSummaries(count_width=width, **columns))
-        parts.append(convert.cells_from_proto(pb.PartialCells.FromString(msg.SerializeToString())))
-        assert isinstance(parts[-1].table, RunTable) is (road == 0)
+        part = Cells(keys, per_key, SummaryTable.of(entries))
+        # Through the wire, alternately as packed columns and as a summary block.
+        parts.append(convert.cells_from_proto(convert.cells_to_proto(part, packed=len(parts) != 1)))
     merged = merge_cells(parts)
-    assert isinstance(merged.table, SummaryTable)
     entries = _entries(merged.table)
     assert len(entries) == len(raw)
     for c, s, errors in entries:
@@ -90,6 +79,8 @@ def test_merged_cells_equal_merging_each_cell(
     for c, row in enumerate(rows):
         summary, e = by_id.get(c, (None, 0))
         assert row == Stats.from_summary(summary, e, key=merged.keys[c // 3], quantiles=QS)
+        # A quantile not asked for comes from the row's own merged summary.
+        assert row.quantile(0.75) == (None if summary is None else summary.quantile(0.75))
 
 
 def test_batch_quantiles_of_only_zeros_and_single_values() -> None:
@@ -98,11 +89,8 @@ def test_batch_quantiles_of_only_zeros_and_single_values() -> None:
     assert got.tolist() == [s.quantiles(QS) for s in sums]
 
 
-def _entries(table: Table) -> list[tuple[int, Summary, int]]:
-    sparse = summary_runs.sparse(table)
-    return [
-        (c, sparse.summary(i), int(sparse.errors[i])) for i, c in enumerate(sparse.cell.tolist())
-    ]
+def _entries(table: SummaryTable) -> list[tuple[int, Summary, int]]:
+    return [(c, table.summary(i), int(table.errors[i])) for i, c in enumerate(table.cell.tolist())]
 
 
 def _packed(cells: Cells) -> pb.PartialCells:
@@ -157,10 +145,9 @@ def test_a_node_answers_each_frontend_in_the_encoding_it_reads(tmp_path: Path) -
 
     rng = np.random.default_rng(3)
     with Database.open(tmp_path / "db", chunk_rows=64) as db:
-        n = 5000
+        n = 500
         db.append(names=rng.choice(["a", "b", "c"], n).tolist(),
-                  start_unix_nano=1_000 + np.arange(n, dtype=np.int64),
-                  duration_ns=rng.lognormal(12, 0.5, n).astype(np.int64),
+                  start_unix_nano=1_000 + np.arange(n, dtype=np.int64), duration_ns=_values(rng, n),
                   status=rng.choice([0, 2], n).astype(np.uint8))  # fmt: skip
         assert db.flush(30)
         for group_by in ("function", "service"):
@@ -168,13 +155,9 @@ def test_a_node_answers_each_frontend_in_the_encoding_it_reads(tmp_path: Path) -
             old = partial.answer(db, pb.PartialRequest(version=PARTIAL_VERSION, stats=stats))
             new = partial.answer(db, pb.PartialRequest(
                 version=PARTIAL_VERSION, stats=stats, summary_encoding=SUMMARY_PACKED))  # fmt: skip
-            runs = partial.answer(db, pb.PartialRequest(
-                version=PARTIAL_VERSION, stats=stats, summary_encoding=SUMMARY_RUNS))  # fmt: skip
             assert old.cells.summaries and not old.cells.HasField("packed")
             assert new.cells.HasField("packed") and not new.cells.summaries
-            assert not new.cells.packed.lo and runs.cells.packed.lo
-            a, b, c = (convert.cells_from_proto(r.cells) for r in (old, new, runs))
-            assert _same(_entries(c.table), _entries(b.table))
+            a, b = (convert.cells_from_proto(r.cells) for r in (old, new))
             assert a.keys == b.keys and len(a.table) == len(b.table) > 0
             for (c1, s1, e1), (c2, s2, e2) in zip(
                 _entries(a.table), _entries(b.table), strict=True
@@ -183,63 +166,3 @@ def test_a_node_answers_each_frontend_in_the_encoding_it_reads(tmp_path: Path) -
                     c2, e2, s2.count, s2.sum, s2.m2, s2.min, s2.max)  # fmt: skip
                 assert s1.keys.tolist() == s2.keys.tolist()
                 assert s1.counts.tolist() == s2.counts.tolist()
-
-
-def test_runs_round_trip_bit_for_bit_and_are_the_smaller_road() -> None:
-    # A latency distribution fills most keys of its range: a node sends runs. Durations spread
-    # from nanoseconds to hours fill few: it sends the keys.
-    rng = np.random.default_rng(11)
-    dense = [Summary.from_values(rng.lognormal(12, 0.4, 5_000).astype(np.int64)),
-             Summary.from_values([0, 0]), Summary.from_values(np.full(300, 12_345))]  # fmt: skip
-    cells = Cells(("a", "b"), 2, SummaryTable.of([(0, dense[0], 3), (1, dense[1], 0),
-                                                  (3, dense[2], 1)]))  # fmt: skip
-    msg = convert.cells_to_proto(cells, packed=True, runs=True)
-    assert msg.packed.lo and not msg.packed.keys
-    assert msg.ByteSize() < convert.cells_to_proto(cells, packed=True).ByteSize()
-    back = convert.cells_from_proto(pb.PartialCells.FromString(msg.SerializeToString()))
-    assert isinstance(back.table, RunTable)
-    got = _entries(back.table)
-    assert [(c, e) for c, _, e in got] == [(0, 3), (1, 0), (3, 1)]
-    for (_, s, _), want in zip(got, dense, strict=True):
-        assert (s.count, s.sum, s.m2, s.min, s.max, s.zero_count) == (
-            want.count, want.sum, want.m2, want.min, want.max, want.zero_count)  # fmt: skip
-        assert s.keys.tolist() == want.keys.tolist() and s.counts.tolist() == want.counts.tolist()
-    scattered = Summary.from_values([1, 10**4, 10**8, 10**12])
-    msg = convert.cells_to_proto(Cells(("a",), 1, SummaryTable.of([(0, scattered, 0)])),
-                                 packed=True, runs=True)  # fmt: skip
-    assert not msg.packed.lo and msg.packed.keys
-
-
-def test_runs_that_do_not_line_up_are_refused() -> None:
-    s = Summary.from_values([5, 6, 7, 9])
-    table = SummaryTable.of([(0, s, 0), (1, s, 0)])
-    columns, width = summary_runs.pack(_runs(table))
-    msg = pb.PartialCells(keys=["a", "b"], per_key=1)
-    msg.packed.CopyFrom(pb.PackedSummaries(count_width=width, **columns))
-    assert convert.cells_from_proto(msg).table.count.tolist() == [4, 4]
-    p = msg.packed
-    for field, raw in [
-        ("lo", p.lo[:2]),  # one entry short
-        ("lo", np.array([0, 65535], "<u2").tobytes()),  # a run beyond the largest key
-        ("counts", p.counts[:-2]),  # runs shorter than their lengths
-        ("counts", p.counts[2:] + p.counts[:2]),  # shifted: counts still add, cells do not
-        ("count", np.array([4, 5], "<i8").tobytes()),  # disagrees with its run
-        ("keys", np.array([1], "<u2").tobytes()),  # runs and keys at once
-    ]:
-        with pytest.raises(CorruptPageError):
-            convert.cells_from_proto(_damaged(msg, field, raw))
-
-
-def _same(a: list[tuple[int, Summary, int]], b: list[tuple[int, Summary, int]]) -> bool:
-    return len(a) == len(b) and all(
-        (c1, e1, s1.count, s1.sum, s1.m2, s1.min, s1.max, s1.zero_count, s1.keys.tolist(),
-         s1.counts.tolist()) == (c2, e2, s2.count, s2.sum, s2.m2, s2.min, s2.max, s2.zero_count,
-                                 s2.keys.tolist(), s2.counts.tolist())
-        for (c1, s1, e1), (c2, s2, e2) in zip(a, b, strict=True)
-    )  # fmt: skip
-
-
-def _runs(table: SummaryTable) -> RunTable:
-    runs = summary_runs.runs_of(table, 10**9)
-    assert runs is not None
-    return runs

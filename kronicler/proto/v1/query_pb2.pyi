@@ -521,7 +521,7 @@ class ListFunctionsResponse(_message.Message):
     def __init__(self, functions: _Optional[_Iterable[_Union[FunctionInfo, _Mapping]]] = ..., first_start_unix_nano: _Optional[int] = ..., last_start_unix_nano: _Optional[int] = ...) -> None: ...
 
 class PackedSummaries(_message.Message):
-    __slots__ = ["cell", "count", "count_width", "counts", "errors", "keys", "lengths", "lo", "m2", "max", "min", "sum", "zero"]
+    __slots__ = ["cell", "count", "count_width", "counts", "errors", "keys", "lengths", "m2", "max", "min", "sum", "zero"]
     CELL_FIELD_NUMBER: _ClassVar[int]
     COUNTS_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -529,7 +529,6 @@ class PackedSummaries(_message.Message):
     ERRORS_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
     LENGTHS_FIELD_NUMBER: _ClassVar[int]
-    LO_FIELD_NUMBER: _ClassVar[int]
     M2_FIELD_NUMBER: _ClassVar[int]
     MAX_FIELD_NUMBER: _ClassVar[int]
     MIN_FIELD_NUMBER: _ClassVar[int]
@@ -542,13 +541,12 @@ class PackedSummaries(_message.Message):
     errors: bytes
     keys: bytes
     lengths: bytes
-    lo: bytes
     m2: bytes
     max: bytes
     min: bytes
     sum: bytes
     zero: bytes
-    def __init__(self, cell: _Optional[bytes] = ..., errors: _Optional[bytes] = ..., count: _Optional[bytes] = ..., sum: _Optional[bytes] = ..., m2: _Optional[bytes] = ..., min: _Optional[bytes] = ..., max: _Optional[bytes] = ..., zero: _Optional[bytes] = ..., lengths: _Optional[bytes] = ..., keys: _Optional[bytes] = ..., counts: _Optional[bytes] = ..., count_width: _Optional[int] = ..., lo: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, cell: _Optional[bytes] = ..., errors: _Optional[bytes] = ..., count: _Optional[bytes] = ..., sum: _Optional[bytes] = ..., m2: _Optional[bytes] = ..., min: _Optional[bytes] = ..., max: _Optional[bytes] = ..., zero: _Optional[bytes] = ..., lengths: _Optional[bytes] = ..., keys: _Optional[bytes] = ..., counts: _Optional[bytes] = ..., count_width: _Optional[int] = ...) -> None: ...
 
 class PartialCells(_message.Message):
     __slots__ = ["cell_ids", "durations", "errors", "exact", "keys", "packed", "per_key", "rows", "statuses", "summaries"]
