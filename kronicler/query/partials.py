@@ -264,6 +264,13 @@ def cell_stats(cells: Cells, quantiles: Sequence[float], *, every_cell: bool) ->
     table = cells.table
     values = summary_table.quantiles(table, quantiles).tolist()
     have = {c: i for i, c in enumerate(table.cell.tolist())}
+    summaries = table.summaries()
+    # The moments of every cell in one pass (the same floats as Summary's properties).
+    count = table.count.astype(np.float64)
+    mean = (table.sum / count).tolist()
+    stddev_a = np.sqrt(np.where(count > 1, table.m2 / np.maximum(count - 1, 1), 0.0))
+    stddev, stderr = stddev_a.tolist(), (stddev_a / np.sqrt(count)).tolist()
+    errors, lo, hi = table.errors.tolist(), table.min.tolist(), table.max.tolist()
     out = []
     for c in range(n) if every_cell else sorted(have):
         key = cells.keys[c // cells.per_key]
@@ -271,10 +278,9 @@ def cell_stats(cells: Cells, quantiles: Sequence[float], *, every_cell: bool) ->
         if i is None:
             out.append(Stats.empty(key, quantiles))
             continue
-        s = table.summary(i)
         qv = tuple(zip(quantiles, values[i], strict=True))
-        out.append(Stats(key, int(s.count), int(table.errors[i]), s.mean, s.stddev, s.stderr,
-                         float(s.min or 0), float(s.max or 0), qv, _summary=s))  # fmt: skip
+        out.append(Stats(key, summaries[i].count, errors[i], mean[i], stddev[i], stderr[i],
+                         float(lo[i]), float(hi[i]), qv, _summary=summaries[i]))  # fmt: skip
     return out
 
 

@@ -115,6 +115,21 @@ class SummaryTable:
         return Summary(int(self.count[i]), float(self.sum[i]), float(self.m2[i]),
                        int(self.min[i]), int(self.max[i]), int(self.zero[i]), keys, counts)  # fmt: skip
 
+    def summaries(self) -> list[Summary]:
+        """Every entry as a Summary, as :meth:`summary` gives them one by one (a batch: the
+        columns are read once, not entry by entry)."""
+        keys, counts = self.keys.view(), self.counts.view()
+        keys.setflags(write=False)
+        counts.setflags(write=False)
+        bounds = self.bounds.tolist()
+        return [
+            Summary(n, total, m2, lo, hi, zero, keys[a:b], counts[a:b])
+            for n, total, m2, lo, hi, zero, a, b in zip(
+                self.count.tolist(), self.sum.tolist(), self.m2.tolist(), self.min.tolist(),
+                self.max.tolist(), self.zero.tolist(), bounds, bounds[1:], strict=False,
+            )
+        ]  # fmt: skip
+
     def with_cells(self, cell: np.ndarray) -> SummaryTable:
         """The same entries under other cell ids (a part renumbered into the merged keys)."""
         return _replace(self, cell=cell)
@@ -174,28 +189,34 @@ def _add_buckets(
     by cell then key.
 
     Each cell's keys span a short range (one latency distribution), so the pairs are added into
-    one dense table of every cell's range (a bincount, no sort); a table much larger than the
-    entries (a cell spanning nanoseconds to hours) falls back to sorting the pairs.
+    one dense table of every cell's range (by position, no sort); a table much larger than the
+    entries (a cell spanning nanoseconds to hours) falls back to sorting the pairs. An entry's
+    keys are sorted, so its first and last bound its cell's range (no pass over every bucket),
+    and each bucket's place is its key moved by its cell's offset (one ``repeat``).
     """
-    owner = np.repeat(inv.astype(np.int64), table.lengths)  # the merged cell of every bucket
-    keys = table.keys.astype(np.int64)
-    if not len(keys):
+    lengths = table.lengths
+    if not len(table.keys):
         empty = np.empty(0, np.int64)
         return empty, empty.astype(np.int32), empty
+    has = lengths > 0
     lo = np.full(n_cells, MAX_KEY, dtype=np.int64)
     hi = np.zeros(n_cells, dtype=np.int64)
-    np.minimum.at(lo, owner, keys)
-    np.maximum.at(hi, owner, keys)
+    np.minimum.at(lo, inv[has], table.keys[table.bounds[:-1][has]])
+    np.maximum.at(hi, inv[has], table.keys[table.bounds[1:][has] - 1])
     span = np.maximum(hi - lo + 1, 0)
     total = int(span.sum())
-    if total <= _DENSE_PER_ENTRY * len(keys) and int(table.counts.sum()) < 2**53:
+    if total <= _DENSE_PER_ENTRY * len(table.keys):
         start = np.cumsum(span) - span
-        # float weights are exact below 2**53 (checked above)
-        dense = np.bincount(start[owner] + keys - lo[owner], weights=table.counts, minlength=total)
+        where = np.repeat((start - lo)[inv], lengths) + table.keys
+        # int64 positions and counts: numpy's fast path of add.at, exact (no float weights)
+        dense = np.zeros(total, np.int64)
+        np.add.at(dense, where, table.counts)
         present = np.flatnonzero(dense)
         pair_cell = np.searchsorted(start + span, present, side="right")
         pair_keys = (present - start[pair_cell] + lo[pair_cell]).astype(np.int32)
-        return pair_cell, pair_keys, dense[present].astype(np.int64)
+        return pair_cell, pair_keys, dense[present]
+    owner = np.repeat(inv.astype(np.int64), lengths)  # the merged cell of every bucket
+    keys = table.keys.astype(np.int64)
     # (cell, key) pairs folded into one int64 and added (keys lie in [0, MAX_KEY]).
     pairs, where = np.unique(owner * _KEY_SPAN + keys, return_inverse=True)
     pair_counts = np.zeros(len(pairs), dtype=np.int64)

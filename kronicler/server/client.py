@@ -156,6 +156,14 @@ class Client:
         reply: pb.PartialResponse = self._call(self._stub.Partial, request, timeout)
         return reply
 
+    def partial_call(self, request: pb.PartialRequest, timeout: float) -> pb.PartialResponse:
+        """:meth:`partial` as the frontend calls it: failures raise ``grpc.RpcError`` as they
+        are (:func:`as_local` maps them), and no budget or missing peers are read."""
+        reply: pb.PartialResponse = self._stub.Partial(
+            request, timeout=timeout, metadata=self._metadata
+        )
+        return reply
+
     def partial_future(self, request: pb.PartialRequest, timeout: float) -> Any:
         """:meth:`partial` started without waiting: a ``grpc.Future`` whose ``result()`` is the
         reply (failures raise ``grpc.RpcError``; :func:`as_local` maps them)."""

@@ -79,6 +79,8 @@ def test_merged_cells_equal_merging_each_cell(
     for c, row in enumerate(rows):
         summary, e = by_id.get(c, (None, 0))
         assert row == Stats.from_summary(summary, e, key=merged.keys[c // 3], quantiles=QS)
+        # A quantile not asked for comes from the row's own merged summary.
+        assert row.quantile(0.75) == (None if summary is None else summary.quantile(0.75))
 
 
 def test_batch_quantiles_of_only_zeros_and_single_values() -> None:
