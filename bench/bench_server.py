@@ -305,9 +305,10 @@ def bench_stock_exporter(tmp: Path) -> None:
     print(f"   baseline: stock exporter encode only        {enc:>10,.0f} spans/s")
 
 
-def stats_client(address: str, count: int, until: float) -> None:
-    """Child process: time GetStats calls (``count`` of them back to back, or one every ~10 ms
-    until the wall clock reaches ``until``) and print their seconds, then its own CPU seconds.
+def stats_client(address: str, count: int, until: float, gap: float = 0.01) -> None:
+    """Child process: time GetStats calls (``count`` of them back to back, or one every ``gap``
+    seconds until the wall clock reaches ``until``) and print their seconds, then its own CPU
+    seconds.
 
     The querying client runs apart from the server so that its work (building requests,
     decoding answers, gRPC's client threads) takes no interpreter lock the server needs: the
@@ -321,17 +322,19 @@ def stats_client(address: str, count: int, until: float) -> None:
     out = timed(client.stats, count) if count else []
     while not count and time.time() < until:
         out += timed(client.stats, 1)
-        time.sleep(0.01)
+        time.sleep(gap)
     cpu = time.process_time() - cpu
     client.close()
     print(" ".join(f"{x:.6f}" for x in out), flush=True)
     print(f"{cpu:.6f}", flush=True)
 
 
-def query_from_another_process(address: str, *, count: int = 0, until: float = 0.0) -> Popen:
+def query_from_another_process(
+    address: str, *, count: int = 0, until: float = 0.0, gap: float = 0.01
+) -> Popen:
     return subprocess.Popen(
         [sys.executable, __file__, "--stats-client", address, "--count", str(count),
-         "--until", repr(until)],
+         "--until", repr(until), "--gap", repr(gap)],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
 
@@ -416,12 +419,13 @@ def main() -> None:
     ap.add_argument("--stats-client", metavar="ADDRESS", help=argparse.SUPPRESS)
     ap.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--until", type=float, default=0.0, help=argparse.SUPPRESS)
+    ap.add_argument("--gap", type=float, default=0.01, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.ingest_client:
         ingest_client(args.ingest_client, args.seconds, args.threads, args.rate)
         return
     if args.stats_client:
-        stats_client(args.stats_client, args.count, args.until)
+        stats_client(args.stats_client, args.count, args.until, args.gap)
         return
     print(f"kronicler server benchmark; {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory(prefix="kronicler-bench-") as d:

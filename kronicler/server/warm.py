@@ -23,17 +23,22 @@ tail's summary.
 The trade-off is CPU spent on refreshes and summaries that no query may read. So a warm starts
 only when rows were stored since the last, never while a query runs (a query that begins stops a
 warm at its next step: it would take the interpreter lock from it), and at most once every
-``every`` seconds (:data:`WARM_EVERY`). At 100k spans/s into 2 workers a warm costs ~1-2 ms of CPU,
-so warming 20 times a second costs ~3% of a core; in return, the first query after a quiet
-spell finds at most ``every`` seconds of new rows to summarise, where before this, warms ran
-only after a query ended, so that query paid for everything stored since the last (~60 ms).
-With no ingest it does nothing; queries asked of the database in-process are not waited for.
+``every`` seconds (:data:`WARM_EVERY`) while queries come, or every ``every_quiet`` seconds
+(:data:`WARM_EVERY_QUIET`) once none came for :data:`QUIET_AFTER` seconds. Under ~100k spans/s
+into 2 workers a warm costs ~2-4 ms of CPU; warming every 50 ms with no query at all cost 0.4-0.9 ms
+of the server process's CPU per 1,000 spans stored (measured with ``bench_server.py --only
+otlp``: a third of what ingest costs it), hence the slower pace when nobody asks. In return, the
+first query after a quiet spell finds at most ``every_quiet`` seconds of new rows to summarise,
+where before this, warms ran only after a query ended, so that query paid for everything stored
+since the last (~60 ms). With no ingest it does nothing; queries asked of the database in-process
+are not waited for.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -49,24 +54,38 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-#: Seconds between the starts of two warms, at least (see the module docstring).
+#: Seconds between the starts of two warms, at least, while queries come (see the module
+#: docstring); and once no query came for QUIET_AFTER seconds.
 WARM_EVERY = 0.05
+WARM_EVERY_QUIET = 0.5
+QUIET_AFTER = 5.0
 
 
 class Warmer:
     """A thread refreshing a database and summarising its new tail rows between queries.
 
     Tell it of rows stored (:meth:`stored`, from any thread) and bracket each query with
-    :meth:`asking` (or serve through :meth:`interceptor`). ``every``: seconds between the starts
-    of two warms, at least. ``warms``: how many it has finished; ``stopped``: how many a query
+    :meth:`asking` (or serve through :meth:`interceptor`). ``every``, ``every_quiet``: seconds
+    between the starts of two warms, at least, while queries come and once none came for
+    ``quiet_after`` seconds. ``warms``: how many it has finished; ``stopped``: how many a query
     interrupted.
     """
 
-    def __init__(self, db: Database, *, every: float = WARM_EVERY) -> None:
-        if not every >= 0:
-            raise ValueError(f"every must be >= 0 seconds, got {every!r}")
+    def __init__(
+        self,
+        db: Database,
+        *,
+        every: float = WARM_EVERY,
+        every_quiet: float = WARM_EVERY_QUIET,
+        quiet_after: float = QUIET_AFTER,
+    ) -> None:
+        for label, value in (("every", every), ("every_quiet", every_quiet),
+                             ("quiet_after", quiet_after)):  # fmt: skip
+            if not value >= 0:
+                raise ValueError(f"{label} must be >= 0 seconds, got {value!r}")
         self._db = db
-        self._every = every
+        self._every, self._every_quiet, self._quiet_after = every, every_quiet, quiet_after
+        self._last_query = -float("inf")  # monotonic time the last query ended
         self._cond = threading.Condition()  # guards everything below
         self._stored = False  # rows acknowledged since the last warm began
         self._running = 0  # queries in progress
@@ -112,6 +131,7 @@ class Warmer:
         finally:
             with self._cond:
                 self._running -= 1
+                self._last_query = time.monotonic()
                 self._cond.notify_all()
 
     def interceptor(self, service: str) -> grpc.ServerInterceptor:
@@ -140,10 +160,20 @@ class Warmer:
             else:
                 self.warms += finished
                 self.stopped += not finished
-            with self._cond:  # a bounded rate: at most one warm per `every` seconds
+            with self._cond:
                 if not finished:
                     self._stored = True  # what it left is still to do
-                self._cond.wait_for(lambda: self._stopping, timeout=self._every)
+                self._pause()
+
+    def _pause(self) -> None:
+        """Wait (holding ``_cond``) before the next warm: a bounded rate (see the module
+        docstring); the slow pace ends early when a query ends."""
+        began = time.monotonic()
+        if began - self._last_query > self._quiet_after:
+            self._cond.wait_for(lambda: self._stopping or self._last_query > began,
+                                timeout=self._every_quiet)  # fmt: skip
+        else:
+            self._cond.wait_for(lambda: self._stopping, timeout=self._every)
 
     def _warm(self) -> bool:
         """One warm (see the module docstring); False when a query began and stopped it."""

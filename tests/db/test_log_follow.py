@@ -140,7 +140,8 @@ def test_growing_columns_built_from_pieces_have_room_for_the_next_appends() -> N
     np.testing.assert_array_equal(first, [0, 1, 2, 3, 4])
     want = np.concatenate([[0, 1, 2, 3, 4], *[[s] * s for s in range(1, 20)]])
     np.testing.assert_array_equal(cols.take()["a"], want)
-    empty = GrowingColumns.of({"a": []}, {"a": np.dtype(np.uint8)})
+    nothing: dict[str, list[np.ndarray]] = {"a": []}
+    empty = GrowingColumns.of(nothing, {"a": np.dtype(np.uint8)})
     assert empty.take()["a"].dtype == np.uint8 and len(empty.take()["a"]) == 0
 
 

@@ -96,6 +96,29 @@ def test_a_warm_waits_for_the_query_and_for_its_interval(tmp_path: Path) -> None
             writer.close()
 
 
+def test_with_no_query_asked_warms_slow_down_until_one_is(tmp_path: Path) -> None:
+    writer = Database.open(tmp_path / "db")
+    with Database.open(tmp_path / "db", readonly=True) as db:
+        warmer = Warmer(db, every=0.0, every_quiet=60.0, quiet_after=0.0).start()
+        try:
+            _store(writer, 0)
+            warmer.stored()
+            _until(lambda: warmer.warms == 1, "the first warm")
+            for first in range(10, 100, 10):
+                _store(writer, first)
+                warmer.stored()
+            time.sleep(0.3)
+            assert warmer.warms == 1  # quiet: the next waits for the slow pace...
+            assert _live_tails(db) == [(100, False)]
+            with warmer.asking():
+                pass
+            _until(lambda: warmer.warms == 2, "the warm after a query")  # ...or a query
+            assert _live_tails(db) == [(100, True)]
+        finally:
+            warmer.stop()
+            writer.close()
+
+
 def test_a_query_stops_a_warm_and_it_is_finished_later(tmp_path: Path) -> None:
     writer = Database.open(tmp_path / "db")
     with Database.open(tmp_path / "db", readonly=True) as db:
