@@ -128,7 +128,9 @@ def test_growing_columns_never_change_rows_handed_out() -> None:
 def test_growing_columns_built_from_pieces_have_room_for_the_next_appends() -> None:
     """A rebuilt tail (every seal rebuilds one) takes the next commits' rows in place: its
     buffers are neither exactly full nor read-only, so no append copies the rows before it."""
-    pieces = {"a": [np.arange(3, dtype=np.int64), np.arange(3, 5, dtype=np.int32)]}
+    pieces: dict[str, list[np.ndarray]] = {
+        "a": [np.arange(3, dtype=np.int64), np.arange(3, 5, dtype=np.int32)]
+    }
     cols = GrowingColumns.of(pieces, {"a": np.dtype(np.int64)})
     first = cols.take()["a"]
     assert first.dtype == np.int64
