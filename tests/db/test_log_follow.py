@@ -239,6 +239,13 @@ def test_rows_missing_between_appended_records_are_counted_as_a_whole_read_count
     writer.close()
 
 
+def _only_segment(path: Path) -> tuple[Path, str]:
+    """The segment folder of the database at ``path`` and the id of its one segment."""
+    segdir = path / "segments"
+    (seg_id,) = {p.stem for p in segdir.glob("*.kseg")}
+    return segdir, seg_id
+
+
 def test_a_chunk_walked_ahead_is_checked_as_a_refresh_checks_it(tmp_path: Path) -> None:
     """A damaged new chunk is not taken ahead: the refresh walks it, and finds and counts the
     damage exactly as a fresh reader does; a chunk walked ahead from a place the reader has moved
@@ -246,8 +253,7 @@ def test_a_chunk_walked_ahead_is_checked_as_a_refresh_checks_it(tmp_path: Path) 
     with Database.open(tmp_path / "db", chunk_rows=100, flush_interval=60) as db:
         db.append(["a"] * 50, BASE + np.arange(50), np.arange(50))
         db.flush()
-        segdir = tmp_path / "db" / "segments"
-        (seg_id,) = {p.stem for p in segdir.glob("*.kseg")}
+        segdir, seg_id = _only_segment(tmp_path / "db")
         reader = SegmentReader(segdir, seg_id)
         reader.refresh()
         assert not reader.prewalk()  # nothing sealed yet
@@ -269,8 +275,7 @@ def test_a_chunk_walked_ahead_is_checked_as_a_refresh_checks_it(tmp_path: Path) 
     with Database.open(tmp_path / "db2", chunk_rows=100, flush_interval=60) as db:
         db.append(["a"] * 150, BASE + np.arange(150), np.arange(150))
         db.flush()
-        segdir = tmp_path / "db2" / "segments"
-        (seg_id,) = {p.stem for p in segdir.glob("*.kseg")}
+        segdir, seg_id = _only_segment(tmp_path / "db2")
         reader = SegmentReader(segdir, seg_id)
         assert reader.prewalk()  # chunk 0, from the start
         pre = reader._prewalked

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -68,55 +69,60 @@ def _store(writer: Database, first: int, n: int = 10) -> None:
     writer.flush()
 
 
+@contextmanager
+def _warming(path: Path, **pace: float) -> Iterator[tuple[Database, Database, Warmer]]:
+    """A writer (a segment written elsewhere, as a worker's), a read-only database over the same
+    folder and a started warmer of it, paced as given."""
+    writer = Database.open(path)
+    try:
+        with Database.open(path, readonly=True) as db:
+            warmer = Warmer(db, **pace).start()
+            try:
+                yield writer, db, warmer
+            finally:
+                warmer.stop()
+    finally:
+        writer.close()
+
+
 def test_a_warm_waits_for_the_query_and_for_its_interval(tmp_path: Path) -> None:
-    writer = Database.open(tmp_path / "db")  # a segment written elsewhere, as a worker's
-    with Database.open(tmp_path / "db", readonly=True) as db:
-        every = 0.2
-        warmer = Warmer(db, every=every).start()
-        try:
-            with warmer.asking():
-                _store(writer, 0)
-                warmer.stored()
-                time.sleep(0.3)
-                assert warmer.warms == 0  # never while a query runs
-            _until(lambda: warmer.warms == 1, "the warm after the query")
-            assert _live_tails(db) == [(10, True)]
-            began, warms = time.monotonic(), warmer.warms
-            for first in range(10, 400, 10):  # rows stored all the time
-                _store(writer, first)
-                warmer.stored()
-                time.sleep(0.01)
-            _until(lambda: _live_tails(db) == [(400, True)], "a warm of the last rows")
-            spent = time.monotonic() - began
-            # at most one warm per interval (a bound the code keeps, however slow the machine)
-            assert 1 <= warmer.warms - warms <= spent / every + 1
-            assert db.stats("w.f").count == 400
-        finally:
-            warmer.stop()
-            writer.close()
+    every = 0.2
+    with _warming(tmp_path / "db", every=every) as (writer, db, warmer):
+        with warmer.asking():
+            _store(writer, 0)
+            warmer.stored()
+            time.sleep(0.3)
+            assert warmer.warms == 0  # never while a query runs
+        _until(lambda: warmer.warms == 1, "the warm after the query")
+        assert _live_tails(db) == [(10, True)]
+        began, warms = time.monotonic(), warmer.warms
+        for first in range(10, 400, 10):  # rows stored all the time
+            _store(writer, first)
+            warmer.stored()
+            time.sleep(0.01)
+        _until(lambda: _live_tails(db) == [(400, True)], "a warm of the last rows")
+        spent = time.monotonic() - began
+        # at most one warm per interval (a bound the code keeps, however slow the machine)
+        assert 1 <= warmer.warms - warms <= spent / every + 1
+        assert db.stats("w.f").count == 400
 
 
 def test_with_no_query_asked_warms_slow_down_until_one_is(tmp_path: Path) -> None:
-    writer = Database.open(tmp_path / "db")
-    with Database.open(tmp_path / "db", readonly=True) as db:
-        warmer = Warmer(db, every=0.0, every_quiet=60.0, quiet_after=0.0).start()
-        try:
-            _store(writer, 0)
+    pace = {"every": 0.0, "every_quiet": 60.0, "quiet_after": 0.0}
+    with _warming(tmp_path / "db", **pace) as (writer, db, warmer):
+        _store(writer, 0)
+        warmer.stored()
+        _until(lambda: warmer.warms == 1, "the first warm")
+        for first in range(10, 100, 10):
+            _store(writer, first)
             warmer.stored()
-            _until(lambda: warmer.warms == 1, "the first warm")
-            for first in range(10, 100, 10):
-                _store(writer, first)
-                warmer.stored()
-            time.sleep(0.3)
-            assert warmer.warms == 1  # quiet: the next waits for the slow pace...
-            assert _live_tails(db) == [(100, False)]
-            with warmer.asking():
-                pass
-            _until(lambda: warmer.warms == 2, "the warm after a query")  # ...or a query
-            assert _live_tails(db) == [(100, True)]
-        finally:
-            warmer.stop()
-            writer.close()
+        time.sleep(0.3)
+        assert warmer.warms == 1  # quiet: the next waits for the slow pace...
+        assert _live_tails(db) == [(100, False)]
+        with warmer.asking():
+            pass
+        _until(lambda: warmer.warms == 2, "the warm after a query")  # ...or a query
+        assert _live_tails(db) == [(100, True)]
 
 
 def test_a_query_stops_a_warm_and_it_is_finished_later(tmp_path: Path) -> None:
