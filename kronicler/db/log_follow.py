@@ -116,6 +116,10 @@ def _clean_records(data: bytes) -> tuple[list[wal.WalRecord], int]:
     return records, pos
 
 
+#: Rows of room a rebuilt tail gets at least: a few commits' worth under ingest.
+MIN_ROOM = 4096
+
+
 class GrowingColumns:
     """Columns that grow by appending, each an array with spare room at its end.
 
@@ -158,7 +162,3 @@ class GrowingColumns:
 
     def take(self) -> dict[str, np.ndarray]:
         return {c: b[: self._rows] for c, b in self._buf.items()}
-
-
-#: Rows of room a rebuilt tail gets at least: a few commits' worth under ingest.
-MIN_ROOM = 4096
