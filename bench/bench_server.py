@@ -18,7 +18,8 @@ Figures, each next to its named baseline measured in the same run:
 3. GetStats latency (p50/p99) while a client process ingests over OTLP (at full speed, and
    paced at ``--ingest-rate`` spans/s), against the same figures with no ingest; once with OTLP
    decoded in the server process (``ingest_workers=0``, the baseline) and once in
-   ``--ingest-workers`` worker processes (what ``kronicler serve`` does).
+   ``--ingest-workers`` worker processes (what ``kronicler serve`` does). The queries come from
+   a process of their own, which shares no interpreter lock with the server.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from subprocess import Popen
 
 import numpy as np
 
@@ -303,50 +305,96 @@ def bench_stock_exporter(tmp: Path) -> None:
     print(f"   baseline: stock exporter encode only        {enc:>10,.0f} spans/s")
 
 
-def bench_under_ingest(path: Path, seconds: float, workers: int, rate: float) -> None:
-    from kronicler.db import Database
-    from kronicler.server import Client, KroniclerServer, ServerOptions
+def stats_client(address: str, count: int, until: float, gap: float = 0.01) -> None:
+    """Child process: time GetStats calls (``count`` of them back to back, or one every ``gap``
+    seconds until the wall clock reaches ``until``) and print their seconds, then its own CPU
+    seconds.
 
-    print(f"\n3. GetStats latency while ingesting over OTLP ({seconds:g} s each)")
-    for n_workers in (0, workers):
-        for pace in (rate, 0.0):
-            with Database.open(path) as db:
-                srv = KroniclerServer(db, ServerOptions("127.0.0.1:0", ingest_workers=n_workers))
-                srv.start()
-                client = Client(srv.address)
-                client.stats()
-                idle = timed(client.stats, 100)
-                proc = subprocess.Popen(
-                    [sys.executable, __file__, "--ingest-client", srv.address, "--seconds",
-                     str(seconds), "--threads", str(max(2, 2 * n_workers)), "--rate", str(pace)],
-                    stdout=subprocess.PIPE, text=True,
-                )  # fmt: skip
-                assert proc.stdout is not None and proc.stdout.readline().strip() == "sending"
-                time.sleep(1.0)
-                busy: list[float] = []
-                pids = srv.ingest.pids if srv.ingest is not None else []
-                cpu = (time.process_time(), sum(map(cpu_seconds, pids)), cpu_seconds(proc.pid))
-                began = time.monotonic()
-                deadline = began + seconds - 1.5
-                while time.monotonic() < deadline:
-                    busy += timed(client.stats, 1)
-                    time.sleep(0.01)
-                # cores used meanwhile (this process: the server and the querying client)
-                span = time.monotonic() - began
-                cores = (time.process_time() - cpu[0], sum(map(cpu_seconds, pids)) - cpu[1],
-                         cpu_seconds(proc.pid) - cpu[2])  # fmt: skip
-                load = os.getloadavg()[0]
-                out, _ = proc.communicate(timeout=120)
-                client.close()
-                srv.stop()
-            acked, sending = int(out.split()[-2]), float(out.split()[-1])
-            where = f"{n_workers} ingest workers" if n_workers else "OTLP in the server process"
-            print(f"   {where}, {acked / sending:>9,.0f} spans/s "
-                  f"({'paced' if pace else 'flat out'}, {len(busy)} queries)")  # fmt: skip
-            print(f"      under ingest   p50 {ms(busy)}   p99 {ms(busy, 0.99)}")
-            print(f"      idle           p50 {ms(idle)}   p99 {ms(idle, 0.99)}")
-            print(f"      cores used: {cores[0] / span:.2f} server+querier, {cores[1] / span:.2f} "
-                  f"workers, {cores[2] / span:.2f} OTLP client; load average {load:.2f}")  # fmt: skip
+    The querying client runs apart from the server so that its work (building requests,
+    decoding answers, gRPC's client threads) takes no interpreter lock the server needs: the
+    latencies are the server's, plus one loopback round trip.
+    """
+    from kronicler.server import Client
+
+    client = Client(address)
+    client.stats()  # a channel, a connection and the answer's decoding warmed up
+    cpu = time.process_time()
+    out = timed(client.stats, count) if count else []
+    while not count and time.time() < until:
+        out += timed(client.stats, 1)
+        time.sleep(gap)
+    cpu = time.process_time() - cpu
+    client.close()
+    print(" ".join(f"{x:.6f}" for x in out), flush=True)
+    print(f"{cpu:.6f}", flush=True)
+
+
+def query_from_another_process(
+    address: str, *, count: int = 0, until: float = 0.0, gap: float = 0.01
+) -> Popen:
+    return subprocess.Popen(
+        [sys.executable, __file__, "--stats-client", address, "--count", str(count),
+         "--until", repr(until), "--gap", repr(gap)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def latencies(proc: Popen) -> tuple[list[float], float]:
+    """What a :func:`stats_client` process printed: its latencies and its CPU seconds."""
+    out, _ = proc.communicate(timeout=300)
+    if proc.returncode:
+        raise RuntimeError(f"the querying client failed (exit code {proc.returncode})")
+    times, cpu = out.strip().splitlines()[-2:]
+    return [float(x) for x in times.split()], float(cpu)
+
+
+def bench_under_ingest(path: Path, seconds: float, workers: int, rate: float,
+                       cases: str = "all") -> None:  # fmt: skip
+    from kronicler.db import Database
+    from kronicler.server import KroniclerServer, ServerOptions
+
+    print(f"\n3. GetStats latency while ingesting over OTLP ({seconds:g} s each; the querying "
+          "client in a process of its own)")  # fmt: skip
+    configs = [(n, p) for n in (0, workers) for p in (rate, 0.0)]
+    if cases == "paced":
+        configs = [(workers, rate)]
+    for n_workers, pace in configs:
+        with Database.open(path) as db:
+            srv = KroniclerServer(db, ServerOptions("127.0.0.1:0", ingest_workers=n_workers))
+            srv.start()
+            idle, idle_cpu = latencies(query_from_another_process(srv.address, count=100))
+            proc = subprocess.Popen(
+                [sys.executable, __file__, "--ingest-client", srv.address, "--seconds",
+                 str(seconds), "--threads", str(max(2, 2 * n_workers)), "--rate", str(pace)],
+                stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "sending"
+            querier = query_from_another_process(srv.address, until=time.time() + seconds - 0.5)
+            time.sleep(1.0)  # the querier starts timing once it is up (~1 s)
+            pids = srv.ingest.pids if srv.ingest is not None else []
+            cpu = (time.process_time(), sum(map(cpu_seconds, pids)), cpu_seconds(proc.pid))
+            began = time.monotonic()
+            busy, busy_cpu = latencies(querier)
+            # cores used meanwhile (this process is the server alone)
+            span = time.monotonic() - began
+            cores = (time.process_time() - cpu[0], sum(map(cpu_seconds, pids)) - cpu[1],
+                     cpu_seconds(proc.pid) - cpu[2])  # fmt: skip
+            load = os.getloadavg()[0]
+            out, _ = proc.communicate(timeout=120)
+            srv.stop()
+        acked, sending = int(out.split()[-2]), float(out.split()[-1])
+        where = f"{n_workers} ingest workers" if n_workers else "OTLP in the server process"
+        print(f"   {where}, {acked / sending:>9,.0f} spans/s "
+              f"({'paced' if pace else 'flat out'}, {len(busy)} queries)")  # fmt: skip
+        print(
+            f"      under ingest   p50 {ms(busy)}   p99 {ms(busy, 0.99)}   "
+            f"(p99 / idle p99: {np.quantile(busy, 0.99) / np.quantile(idle, 0.99):.2f}x)"
+        )
+        print(f"      idle           p50 {ms(idle)}   p99 {ms(idle, 0.99)}")
+        print(f"      cores used: {cores[0] / span:.2f} server, {cores[1] / span:.2f} workers, "
+              f"{cores[2] / span:.2f} OTLP client; load average {load:.2f}")  # fmt: skip
+        print(f"      querier CPU per query: idle {idle_cpu / len(idle) * 1e3:.2f} ms, under "
+              f"ingest {busy_cpu / max(len(busy), 1) * 1e3:.2f} ms")  # fmt: skip
 
 
 def main() -> None:
@@ -362,9 +410,22 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0, help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=2, help=argparse.SUPPRESS)
     ap.add_argument("--rate", type=float, default=0.0, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--ingest-cases",
+        choices=["all", "paced"],
+        default="all",
+        help="section 3: every case, or only paced ingest into the workers",
+    )
+    ap.add_argument("--stats-client", metavar="ADDRESS", help=argparse.SUPPRESS)
+    ap.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--until", type=float, default=0.0, help=argparse.SUPPRESS)
+    ap.add_argument("--gap", type=float, default=0.01, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.ingest_client:
         ingest_client(args.ingest_client, args.seconds, args.threads, args.rate)
+        return
+    if args.stats_client:
+        stats_client(args.stats_client, args.count, args.until, args.gap)
         return
     print(f"kronicler server benchmark; {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory(prefix="kronicler-bench-") as d:
@@ -377,7 +438,11 @@ def main() -> None:
             bench_otlp(tmp, args.otlp_requests, args.ingest_workers)
         if args.only in (None, "ingest"):
             bench_under_ingest(
-                tmp / "db", args.ingest_seconds, args.ingest_workers, args.ingest_rate
+                tmp / "db",
+                args.ingest_seconds,
+                args.ingest_workers,
+                args.ingest_rate,
+                args.ingest_cases,
             )
 
 

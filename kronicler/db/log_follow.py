@@ -116,17 +116,34 @@ def _clean_records(data: bytes) -> tuple[list[wal.WalRecord], int]:
     return records, pos
 
 
+#: Rows of room a rebuilt tail gets at least: a few commits' worth under ingest.
+MIN_ROOM = 4096
+
+
 class GrowingColumns:
     """Columns that grow by appending, each an array with spare room at its end.
 
     :meth:`take` returns views of the rows so far; later appends write only past them, so a view
     handed out earlier never changes. Appending ``m`` rows costs ``O(m)`` (amortised), where
-    concatenating would copy every row again.
+    concatenating would copy every row again. :meth:`of` builds the columns from pieces with room
+    to spare, so the first appends after a rebuild (a reader rebuilds its tail at every seal) do
+    not copy the rows it just joined.
     """
 
     def __init__(self, columns: dict[str, np.ndarray]) -> None:
         self._rows = len(next(iter(columns.values()))) if columns else 0
         self._buf = dict(columns)
+
+    @classmethod
+    def of(cls, pieces: dict[str, list[np.ndarray]], dtypes: dict[str, np.dtype]) -> GrowingColumns:
+        """Columns holding the pieces joined, each of dtype ``dtypes[c]``, with as much room
+        again (at least :data:`MIN_ROOM` rows) for later appends."""
+        rows = sum(len(p) for p in next(iter(pieces.values()), []))
+        room = max(2 * rows, MIN_ROOM)
+        grown = cls({c: np.empty(room, dtype=dtypes[c]) for c in pieces})
+        grown._rows = 0
+        grown.append(pieces)
+        return grown
 
     def append(self, pieces: dict[str, list[np.ndarray]]) -> None:
         added = sum(len(p) for p in next(iter(pieces.values()), []))

@@ -142,6 +142,9 @@ class SegmentReader:
         self._tail_damage = Damage()
         self._reported = LogOnce(log)
         self._condemned: list[tuple[int, str]] = []
+        # (offset, seq, chunk): the chunk after the known ones, walked and checked ahead of the
+        # refresh that takes it, without the segment set's lock (see prewalk)
+        self._prewalked: tuple[int, int, FoundChunk] | None = None
         self._view: SegmentView | None = None
         self._last_view: SegmentView | None = None  # the one before: see SegmentView.carry
         # The segment index (see index.py): tried once, on the first refresh. ``_indexed``: the
@@ -325,7 +328,10 @@ class SegmentReader:
                 if self._next_seq in self._bad:
                     got = None  # found damaged by a query (it may pass its checksums)
                 else:
-                    got = self._found(walk_chunk(fd, where, self._end, limit, self._next_seq))
+                    chunk = self._take_prewalked(limit)
+                    if chunk is None:
+                        chunk = walk_chunk(fd, where, self._end, limit, self._next_seq)
+                    got = self._found(chunk)
             except CorruptPageError as exc:
                 got, problem = None, str(exc)
             if got is None:
@@ -344,6 +350,55 @@ class SegmentReader:
         if found:
             self._rollup = rollup.extend_rollup(self._rollup, found)
         return self._end != start
+
+    def prewalk(self) -> bool:
+        """Walk and check the chunk after those known, if it is wholly written, ahead of the
+        refresh that takes it: True when one was found (now or before).
+
+        May run without the segment set's lock, while a query holds it: it reads the file
+        through a descriptor of its own and changes nothing but the one slot the refresh takes
+        the chunk from (``_prewalked``), which the refresh uses only when the chunk starts where
+        its walk would and ends within what the catalog lists. A chunk found damaged or not yet
+        written is left to the refresh, which walks it and reports it as it always does. Under
+        ingest a worker seals a chunk every second or so: walking it takes milliseconds (every
+        page read and checked, its summary decoded) that a query would wait for.
+        """
+        offset, seq = self._end, self._next_seq  # a stale pair finds nothing: see below
+        pre = self._prewalked
+        if pre is not None and pre[0] == offset:
+            return True
+        try:
+            fd = os.open(self.data_path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            size = os.fstat(fd).st_size
+            listed = self._meta_chunks.get(offset)
+            limit = size if listed is None else min(size, offset + listed[0])
+            # the chunk at offset has one number: a pair read across a refresh fails this walk
+            found = (
+                walk_chunk(fd, str(self.data_path), offset, limit, seq) if size > offset else None
+            )
+        except (CorruptPageError, OSError):
+            return False
+        finally:
+            os.close(fd)
+        if found is None:
+            return False
+        self._prewalked = (offset, seq, found)
+        return True
+
+    def _take_prewalked(self, limit: int) -> FoundChunk | None:
+        """The chunk :meth:`prewalk` found where the walk is, if it fits below ``limit``."""
+        pre, self._prewalked = self._prewalked, None
+        if pre is None:
+            return None
+        offset, seq, chunk = pre
+        if offset != self._end or seq != self._next_seq or offset + chunk.length > limit:
+            if offset > self._end:  # ahead of this walk (of a later chunk): still to come
+                self._prewalked = pre
+            return None
+        return chunk
 
     def _skip_damaged(self, offset: int, size: int, problem: str) -> bool:
         """Step over the chunk at ``offset`` if the catalog says it was wholly written."""
@@ -461,7 +516,9 @@ class SegmentReader:
             for c, arr in record.columns.items():
                 pieces[c].append(arr[max(skip, 0) :])
         self._tail_attr_entries = tuple(attr_entries)
-        tail = {c: np.concatenate(p) if p else np.zeros(0, COLUMNS[c]) for c, p in pieces.items()}
+        # joined with room to grow: the appends of the next commits copy only their own rows
+        cols = GrowingColumns.of(pieces, COLUMNS)
+        tail = cols.take()
         lost_rows = gaps + log_read.trailing_rows
         damage = Damage(log_rows=lost_rows, records=log_read.damaged)
         if log_read.damaged or self._chunk_damage.chunks:
@@ -482,9 +539,10 @@ class SegmentReader:
                 rows = np.flatnonzero(keep)
                 damage = damage + Damage(dependent_rows=int(keep.size - rows.size))
                 tail = {c: a.take(rows) for c, a in tail.items()}
+                cols = GrowingColumns(tail)
         self._tail_damage = damage
         self.tail = tail
-        self._tail_cols = GrowingColumns(tail)
+        self._tail_cols = cols
         self._tail_sealed, self._tail_expected = self.rows_sealed, expected
         self._tail_gen += 1
         self._tail_sum = None
@@ -520,20 +578,19 @@ class SegmentReader:
         return True
 
     def tail_block(self, view: SegmentView) -> Block:
-        """The summaries of ``view``'s tail rows: those of an earlier view of the same tail
-        generation (``view.tail_base``) merged with the rows appended since, when there is one;
-        kept as the base of the next view's. Under ingest a tail grows by a commit at a time."""
-        done, base = view.tail_base or (0, None)
-        if base is None or done > view.tail_rows:
-            done, base = 0, None
-        if base is None or done < view.tail_rows:
-            new = _block_of_rows({c: a[done:] for c, a in view.tail.items()})
-            base = new if base is None else rollup.merge([(None, base), (None, new)])
+        """The summaries of ``view``'s tail rows (:func:`summarise_tail`), kept as the base of
+        the next view's. Under ingest a tail grows by a commit at a time."""
+        block = summarise_tail(view)
+        self.keep_tail_block(view, block)
+        return block
+
+    def keep_tail_block(self, view: SegmentView, block: Block) -> None:
+        """Keep ``block``, the summaries of ``view``'s tail rows, as the base of later views'
+        (when the tail has not been rebuilt since and it covers more rows than the base)."""
         if view.tail_gen == self._tail_gen and (
             self._tail_sum is None or view.tail_rows > self._tail_sum[0]
         ):
-            self._tail_sum = (view.tail_rows, base)
-        return base
+            self._tail_sum = (view.tail_rows, block)
 
     # -- attribute texts ---------------------------------------------------------------------------
     def _load_attributes(self, upto: int) -> None:
@@ -716,6 +773,21 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a)
     a.setflags(write=False)
     return a
+
+
+def summarise_tail(view: SegmentView) -> Block:
+    """The summaries of ``view``'s tail rows: those of an earlier view of the same tail
+    generation (``view.tail_base``) merged with the rows appended since, when there is one.
+
+    Reads only the view, which never changes, so it needs no lock (a warming thread calls it
+    while queries hold the segment set's lock)."""
+    done, base = view.tail_base or (0, None)
+    if base is None or done > view.tail_rows:
+        done, base = 0, None
+    if base is None or done < view.tail_rows:
+        new = _block_of_rows({c: a[done:] for c, a in view.tail.items()})
+        base = new if base is None else rollup.merge([(None, base), (None, new)])
+    return base
 
 
 def _block_of_rows(cols: dict[str, np.ndarray]) -> Block:

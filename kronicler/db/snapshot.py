@@ -325,6 +325,15 @@ class SegmentView:
             self._cache[key] = make()
         return cast(T, self._cache[key])
 
+    def made(self, key: str) -> bool:
+        """Whether the memo ``key`` was made."""
+        return key in self._cache
+
+    def keep(self, key: str, value: object) -> None:
+        """Keep ``value``, made elsewhere, as the memo ``key`` (unless one was made meanwhile:
+        both are the same value, derived from this view alone)."""
+        self._cache.setdefault(key, value)
+
     def carry(self, before: SegmentView) -> None:
         """Take over the memos of an earlier view of the same segment that depend only on its
         chunks, when it had the same ones (under ingest most refreshes change only the tail)."""

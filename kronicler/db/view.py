@@ -33,10 +33,11 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import numpy as np
 
 from kronicler.db.durations import stored_runs
+from kronicler.db.reader import summarise_tail
 from kronicler.db.reads import DAMAGE_RETRIES
 from kronicler.db.scan import FunctionSummary, Scan
 from kronicler.db.schema import STATUS_ERROR
-from kronicler.db.snapshot import Damage, Snapshot
+from kronicler.db.snapshot import Damage, SegmentView, Snapshot
 from kronicler.db.stats import DEFAULT_QUANTILES, Call, Stats, exact_of_values
 from kronicler.db.summary import quantiles_of
 from kronicler.errors import ClosedError, CorruptPageError
@@ -234,15 +235,29 @@ class ReadView(ReadAPI):
         self._open()
         return self
 
-    def warm(self) -> None:
+    @property
+    def segments(self) -> tuple[SegmentView, ...]:
+        """The view's segments (immutable; read their readers holding the segment set's lock)."""
+        return self._open().segments
+
+    def warm(self, stop: Callable[[], bool] = lambda: False) -> bool:
         """Make now what a whole-history query of this view reads besides pages: each segment's
         tail summary block. The segment views keep it, so a later view of an unchanged segment
-        has it, and a later view of a grown tail summarises only the rows added since."""
-        snap = self._open()
-        with self._reads.lock:  # segment readers are not thread-safe
-            for seg in snap.segments:
-                if seg.tail_rows:
-                    seg.tail_block()
+        has it, and a later view of a grown tail summarises only the rows added since.
+
+        A summary reads only the view's immutable tail rows, so it is made without the segment
+        set's lock (queries go on meanwhile); only keeping it takes the lock. ``stop`` is asked
+        before each segment: True leaves the rest undone and returns False."""
+        for seg in self._open().segments:
+            if not seg.tail_rows or seg.made("tail_block"):
+                continue
+            if stop():
+                return False
+            block = summarise_tail(seg)
+            with self._reads.lock:  # segment readers are not thread-safe
+                seg.reader.keep_tail_block(seg, block)
+            seg.keep("tail_block", block)
+        return True
 
     def functions(self) -> list[str]:
         # Asked by every filter of a question (resolving names and globs): one walk per view.

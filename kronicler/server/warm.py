@@ -1,29 +1,44 @@
-"""Summarising the ingest workers' new rows between queries, not inside them.
+"""Refreshing and summarising the ingest workers' new rows between queries, not inside them.
 
 Under ingest every worker commits tens of times a second, so a query nearly always finds each
 live segment changed since the one before: before it can merge anything it re-reads the new
-tail-log records, and summarises the new tail rows (~1 ms a live segment, and several ms when a
-worker has just sealed a chunk). That work depends on what is stored, not on the question, so
-the server does it in a thread of its own as soon as a worker acknowledges rows
-(:meth:`Warmer.stored`): ``db.snapshot()`` refreshes every segment and
-:meth:`~kronicler.db.view.ReadView.warm` makes the tail summaries, which the segments' views keep.
+tail-log records, and summarises the new tail rows (~1 ms a live segment); when a worker has just
+sealed a chunk, it also walks and checks the chunk (up to ~7 ms). That work depends on what is
+stored, not on the question, so the server does it in a thread of its own once a worker
+acknowledges rows (:meth:`Warmer.stored`):
+
+1. *walk ahead* (:meth:`~kronicler.db.reader.SegmentReader.prewalk`): each live segment's next
+   chunk, if sealed since, is read and checked without the segment set's lock;
+2. *refresh* (``db.snapshot()``, under the lock): the walked chunks are taken as they are, the new
+   log records are read;
+3. *summarise* (:meth:`~kronicler.db.view.ReadView.warm`): each segment's tail summary is made
+   from the snapshot's immutable tail rows without the lock, then kept by the segment's views.
+
 The next query's snapshot finds those views unchanged (their summaries made), or, if a worker
 committed again meanwhile, summarises only the rows since. Answers do not change: every query
-still refreshes, so it reads everything stored before it began.
+still refreshes, so it reads everything stored before it began. A query waits for the warmer only
+while it refreshes (step 2): a lock held for the rows of one commit, not for a chunk's walk or a
+tail's summary.
 
-The trade-off is CPU spent on summaries that no query may read. So a warm runs only after a
-gRPC query has ended since the last one, and never while one runs (it would take the interpreter
-lock from it): at most one warm per query. Its refresh is work any next query would have done;
-its tail summaries, work of the next whole-history one (GetStats or ListFunctions over all time;
-a query over a time window summarises the tail rows inside it instead). Measured on 2 cores
-under 100k spans/s: a GetStats's own CPU fell from ~7 to ~5 ms p50. With no queries, it does
-nothing; queries asked of the database in-process are not waited for.
+The trade-off is CPU spent on refreshes and summaries that no query may read. So a warm starts
+only when rows were stored since the last, never while a query runs (a query that begins stops a
+warm at its next step: it would take the interpreter lock from it), and at most once every
+``every`` seconds (:data:`WARM_EVERY`) while queries come, or every ``every_quiet`` seconds
+(:data:`WARM_EVERY_QUIET`) once none came for :data:`QUIET_AFTER` seconds. Under ~100k spans/s
+into 2 workers a warm costs ~2-4 ms of CPU. Warming every 50 ms with no query at all added
+0.4-0.9 ms of the server process's CPU per 1,000 spans stored to its 1.2-1.5 ms (measured side by
+side with ``bench_server.py --only otlp``), hence the slower pace when nobody asks. In return,
+the first query after a quiet spell finds at most ``every_quiet`` seconds of new rows to
+summarise, where before this, warms ran only after a query ended, so that query paid for
+everything stored since the last (~60 ms). With no ingest it does nothing; queries asked of the
+database in-process are not waited for.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -34,26 +49,53 @@ from kronicler.server.decoding import UnaryInterceptor
 
 if TYPE_CHECKING:
     from kronicler.db import Database
+    from kronicler.db.reader import SegmentReader
 
 log = logging.getLogger(__name__)
 
 
+#: Seconds between the starts of two warms, at least, while queries come (see the module
+#: docstring); and once no query came for QUIET_AFTER seconds.
+WARM_EVERY = 0.05
+WARM_EVERY_QUIET = 0.5
+QUIET_AFTER = 5.0
+
+
 class Warmer:
-    """A thread summarising a database's new tail rows between the queries asked of it.
+    """A thread refreshing a database and summarising its new tail rows between queries.
 
     Tell it of rows stored (:meth:`stored`, from any thread) and bracket each query with
-    :meth:`asking` (or serve through :meth:`interceptor`). ``warms``: how many it has run.
+    :meth:`asking` (or serve through :meth:`interceptor`). ``every``, ``every_quiet``: seconds
+    between the starts of two warms, at least, while queries come and once none came for
+    ``quiet_after`` seconds. ``warms``: how many it has finished; ``stopped``: how many a query
+    interrupted.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        every: float = WARM_EVERY,
+        every_quiet: float = WARM_EVERY_QUIET,
+        quiet_after: float = QUIET_AFTER,
+    ) -> None:
+        for label, value in (("every", every), ("every_quiet", every_quiet),
+                             ("quiet_after", quiet_after)):  # fmt: skip
+            if not value >= 0:
+                raise ValueError(f"{label} must be >= 0 seconds, got {value!r}")
         self._db = db
+        self._every, self._every_quiet, self._quiet_after = every, every_quiet, quiet_after
         self._cond = threading.Condition()  # guards everything below
-        self._stored = False  # rows acknowledged since the last warm
-        self._asked = False  # a query ended since the last warm
+        self._last_query = -float("inf")  # monotonic time the last query ended
+        self._stored = False  # rows acknowledged since the last warm began
         self._running = 0  # queries in progress
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.warms = 0
+        self.stopped = 0
+        # The readers of the last warm's snapshot (whose next chunks are walked ahead); only the
+        # warming thread uses them.
+        self._readers: list[SegmentReader] = []
 
     def start(self) -> Warmer:
         with self._cond:
@@ -74,14 +116,14 @@ class Warmer:
             thread.join(timeout)
 
     def stored(self) -> None:
-        """Rows were acknowledged (they are in a segment's files): warm before the next query."""
+        """Rows were acknowledged (they are in a segment's files): warm soon."""
         with self._cond:
             self._stored = True
             self._cond.notify_all()
 
     @contextmanager
     def asking(self) -> Iterator[None]:
-        """Bracket one query: no warm runs meanwhile, and one may run after it."""
+        """Bracket one query: no warm starts (or goes on past its current step) meanwhile."""
         with self._cond:
             self._running += 1
         try:
@@ -89,7 +131,7 @@ class Warmer:
         finally:
             with self._cond:
                 self._running -= 1
-                self._asked = True
+                self._last_query = time.monotonic()
                 self._cond.notify_all()
 
     def interceptor(self, service: str) -> grpc.ServerInterceptor:
@@ -97,7 +139,11 @@ class Warmer:
         return _AskingInterceptor(self, f"/{service}/")
 
     def _due(self) -> bool:
-        return self._stopping or (self._stored and self._asked and not self._running)
+        return self._stopping or (self._stored and not self._running)
+
+    def _asked(self) -> bool:
+        """Whether a query runs (read without the lock: a stale answer costs one step)."""
+        return self._running > 0 or self._stopping
 
     def _run(self) -> None:
         while True:
@@ -105,14 +151,41 @@ class Warmer:
                 self._cond.wait_for(self._due)
                 if self._stopping:
                     return
-                self._stored = self._asked = False
+                self._stored = False
             try:
-                with self._db.snapshot() as view:
-                    view.warm()
+                finished = self._warm()
             except Exception:  # the database closing, a damaged page: the query will say
-                log.debug("warming the tails failed", exc_info=True)
-                continue
-            self.warms += 1
+                log.debug("warming failed", exc_info=True)
+                finished = False
+            else:
+                self.warms += finished
+                self.stopped += not finished
+            with self._cond:
+                if not finished:
+                    self._stored = True  # what it left is still to do
+                self._pause()
+
+    def _pause(self) -> None:
+        """Wait (holding ``_cond``) before the next warm: a bounded rate (see the module
+        docstring); the slow pace ends early when a query ends."""
+        began = time.monotonic()
+        if began - self._last_query > self._quiet_after:
+            self._cond.wait_for(lambda: self._stopping or self._last_query > began,
+                                timeout=self._every_quiet)  # fmt: skip
+        else:
+            self._cond.wait_for(lambda: self._stopping, timeout=self._every)
+
+    def _warm(self) -> bool:
+        """One warm (see the module docstring); False when a query began and stopped it."""
+        for reader in self._readers:  # 1. without the lock
+            if self._asked():
+                return False
+            reader.prewalk()
+        if self._asked():
+            return False
+        with self._db.snapshot() as view:  # 2. under the lock
+            self._readers = [seg.reader for seg in view.segments if not seg.closed]
+            return view.warm(stop=self._asked)  # 3. without the lock, but to keep the blocks
 
 
 class _AskingInterceptor(UnaryInterceptor):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from kronicler.db import Database, wal
 from kronicler.db.chunk import summarize
@@ -124,6 +125,28 @@ def test_growing_columns_never_change_rows_handed_out() -> None:
     np.testing.assert_array_equal(cols.take()["a"], want)
 
 
+def test_growing_columns_built_from_pieces_have_room_for_the_next_appends() -> None:
+    """A rebuilt tail (every seal rebuilds one) takes the next commits' rows in place: its
+    buffers are neither exactly full nor read-only, so no append copies the rows before it."""
+    pieces: dict[str, list[np.ndarray]] = {
+        "a": [np.arange(3, dtype=np.int64), np.arange(3, 5, dtype=np.int32)]
+    }
+    cols = GrowingColumns.of(pieces, {"a": np.dtype(np.int64)})
+    first = cols.take()["a"]
+    assert first.dtype == np.int64
+    np.testing.assert_array_equal(first, [0, 1, 2, 3, 4])
+    buffer = cols._buf["a"]
+    for step in range(1, 20):
+        cols.append({"a": [np.full(step, step, dtype=np.int64)]})
+    assert cols._buf["a"] is buffer  # 190 rows more: within the room it was built with
+    np.testing.assert_array_equal(first, [0, 1, 2, 3, 4])
+    want = np.concatenate([[0, 1, 2, 3, 4], *[[s] * s for s in range(1, 20)]])
+    np.testing.assert_array_equal(cols.take()["a"], want)
+    nothing: dict[str, list[np.ndarray]] = {"a": []}
+    empty = GrowingColumns.of(nothing, {"a": np.dtype(np.uint8)})
+    assert empty.take()["a"].dtype == np.uint8 and len(empty.take()["a"]) == 0
+
+
 def _blocks_equal(a: Block, b: Block) -> None:
     for f in ("codes", "count", "zero_count", "errors", "min", "max", "first_start",
               "last_start", "bounds", "keys", "counts"):  # fmt: skip
@@ -132,12 +155,15 @@ def _blocks_equal(a: Block, b: Block) -> None:
     np.testing.assert_allclose(a.m2, b.m2, rtol=1e-9)
 
 
+@pytest.mark.parametrize("prewalk", [False, True])
 def test_a_following_reader_holds_what_a_fresh_reader_holds_after_every_commit(
-    tmp_path: Path,
+    tmp_path: Path, prewalk: bool
 ) -> None:
     """A writer commits batches of random sizes with small chunks (so seals rewrite the log);
     after every commit the long-lived reader's tail, tail summary and statistics equal a fresh
-    reader's and brute force over every row written, and most commits are followed in place."""
+    reader's and brute force over every row written, and most commits are followed in place.
+    With ``prewalk``, the reader walks each new chunk ahead of the refresh (as the server's
+    warmer does, without the lock), and the refresh takes it from there."""
     rng = np.random.default_rng(7)
     written: list[tuple[str, int, int]] = []
     with Database.open(tmp_path / "db", chunk_rows=150, flush_interval=60) as db:
@@ -148,6 +174,7 @@ def test_a_following_reader_holds_what_a_fresh_reader_holds_after_every_commit(
         follower = SegmentReader(segdir, seg_id)
         written.append(("warm", BASE, 1))
         builds, extended = follower._tail_gen, 0
+        walked_ahead = sealed = 0
         for step in range(60):
             n = int(rng.integers(1, 60))
             names = [f"f{step // 4}.{int(x)}" for x in rng.integers(0, 3, n)]  # new ones too
@@ -157,7 +184,15 @@ def test_a_following_reader_holds_what_a_fresh_reader_holds_after_every_commit(
             written += zip(names, starts.tolist(), durations.tolist(), strict=True)
             db.flush()
             before = follower._tail_gen
-            follower.refresh()
+            if prewalk:
+                ahead = follower._end
+                walked_ahead += follower.prewalk()
+                follower.refresh()
+                assert follower._prewalked is None or follower._prewalked[0] > ahead
+            else:
+                follower.refresh()
+            chunks = len(follower.chunks)
+            sealed = max(sealed, chunks)
             extended += follower._tail_gen == before
             view = follower.view()
             fresh = SegmentReader(segdir, seg_id)
@@ -181,6 +216,8 @@ def test_a_following_reader_holds_what_a_fresh_reader_holds_after_every_commit(
         follower.close()
     assert extended >= 30, f"only {extended} of 60 commits were followed in place"
     assert follower._tail_gen - builds >= 3  # and seals rebuilt it
+    if prewalk:  # a commit seals one chunk at most here: each was walked ahead of its refresh
+        assert walked_ahead == sealed >= 3
 
 
 def test_rows_missing_between_appended_records_are_counted_as_a_whole_read_counts_them(
@@ -200,3 +237,54 @@ def test_rows_missing_between_appended_records_are_counted_as_a_whole_read_count
     for c in COLUMNS:
         np.testing.assert_array_equal(reader.view().tail[c], fresh.view().tail[c])
     writer.close()
+
+
+def _only_segment(path: Path) -> tuple[Path, str]:
+    """The segment folder of the database at ``path`` and the id of its one segment."""
+    segdir = path / "segments"
+    (seg_id,) = {p.stem for p in segdir.glob("*.kseg")}
+    return segdir, seg_id
+
+
+def test_a_chunk_walked_ahead_is_checked_as_a_refresh_checks_it(tmp_path: Path) -> None:
+    """A damaged new chunk is not taken ahead: the refresh walks it, and finds and counts the
+    damage exactly as a fresh reader does; a chunk walked ahead from a place the reader has moved
+    past is not used."""
+    with Database.open(tmp_path / "db", chunk_rows=100, flush_interval=60) as db:
+        db.append(["a"] * 50, BASE + np.arange(50), np.arange(50))
+        db.flush()
+        segdir, seg_id = _only_segment(tmp_path / "db")
+        reader = SegmentReader(segdir, seg_id)
+        reader.refresh()
+        assert not reader.prewalk()  # nothing sealed yet
+        db.append(["b"] * 120, BASE + 100 + np.arange(120), np.arange(120))
+        db.flush()  # chunk 0 sealed: 100 rows
+        kseg = segdir / f"{seg_id}.kseg"
+        data = bytearray(kseg.read_bytes())
+        data[len(data) // 2] ^= 0xFF  # inside chunk 0's pages
+        kseg.write_bytes(bytes(data))
+        assert not reader.prewalk()  # its checksum fails: left to the refresh
+        assert reader._prewalked is None
+        reader.refresh()
+        fresh = SegmentReader(segdir, seg_id)
+        fresh.refresh()
+        assert reader.damage == fresh.damage and reader.damage.chunk_rows == 100
+        assert reader.view().rows == fresh.view().rows == 70
+        reader.close()
+        fresh.close()
+    with Database.open(tmp_path / "db2", chunk_rows=100, flush_interval=60) as db:
+        db.append(["a"] * 150, BASE + np.arange(150), np.arange(150))
+        db.flush()
+        segdir, seg_id = _only_segment(tmp_path / "db2")
+        reader = SegmentReader(segdir, seg_id)
+        assert reader.prewalk()  # chunk 0, from the start
+        pre = reader._prewalked
+        reader.refresh()  # takes it
+        assert reader._prewalked is None and len(reader.chunks) == 1
+        reader._prewalked = pre  # a stale slot: from a place the walk has left behind
+        db.append(["a"] * 100, BASE + 200 + np.arange(100), np.arange(100))
+        db.flush()  # chunk 1 sealed
+        reader.refresh()
+        assert reader._prewalked is None  # dropped, and chunk 1 walked as usual
+        assert [c.seq for c in reader.chunks] == [0, 1] and reader.view().rows == 250
+        reader.close()
