@@ -49,7 +49,7 @@ from kronicler.db.chunk import BLOCK_COLUMNS, summarize
 from kronicler.db.chunk_table import NONE as NO_CALL
 from kronicler.db.page_guard import PinnedPages
 from kronicler.db.reader import SegmentReader
-from kronicler.db.rollup import Block, ChunkSlices, SliceRows
+from kronicler.db.rollup import Block, ChunkSlices
 from kronicler.db.scan import FunctionSummary, Scan, TimeRange, merge_scans, top_k
 from kronicler.db.schema import COLUMNS, otlp_kind, parse_attributes
 from kronicler.db.snapshot import ChunkInfo, Damage, SegmentView, Snapshot
@@ -70,6 +70,14 @@ _SEEN_REMEMBERED = 1 << 16  # chunks cut and plans asked, remembered (~64 bytes 
 # Rows of cut chunks a query gathers before summarising them (~25 bytes each): one pass over
 # many chunks' edges, with the query's own memory bounded to a few MB.
 _EDGE_ROWS = 1 << 18
+# Rows of a live tail past its last summary that a whole-history question summarises with its
+# edge rows rather than making the tail's own summary (see _tail_base).
+_TAIL_ROWS_PAST_BASE = 1 << 14
+# A closed segment's roll-up node of at least this many chunks is a *stable* part of a range:
+# it changes only when an edge of the window crosses a node of FANOUT chunks (hours of data at
+# a billion rows), so the stable parts of every segment are one kept merge that a moving window
+# reuses, and each ask merges that entry plus the few small parts of its edges per segment.
+_STABLE_CHUNKS = rollup.FANOUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,13 +297,6 @@ class SegmentSet:
         if isinstance(key, _PlanKey):
             return self._load_plan(key)
         reader, chunk = key.reader, key.chunk
-        if key.column == "slice_rows":  # one slice's rows, in start order (see _cut_rows)
-            assert key.block is not None and chunk.code_ends is not None
-            with PinnedPages() as pins:
-                slices = pins.pin(self.pool, replace(key, column="slices", block=None))
-                cols = {c: pins.pin(self.pool, _key(reader, chunk, c), count=False)
-                        for c in _ORDERED_COLUMNS}  # fmt: skip
-                return SliceRows.of(cols, chunk.code_ends, slices.window(key.block[0]))
         if key.column == "slices" and key.block is not None:  # a run of slices, merged
             with self.pool.read_page(replace(key, block=None)) as guard:
                 return guard.data.joined(*key.block)
@@ -545,6 +546,7 @@ class SegmentSet:
         # merged through the tree of kept merges (see merged.py), live ones' beside it.
         sealed: list[merged.Part] = []
         live: list[merged.Part] = []
+        stable: list[merged.Part] = []  # for a range: the parts that stay as a window moves
 
         def settle() -> None:
             """Merge what the pieces hold into one block of the query's own, then unpin."""
@@ -598,8 +600,16 @@ class SegmentSet:
                             tails.append(seg)
                 for part in self._whole(sealed, live):
                     take(part)  # first: the query takes its numbering over
-                for seg in tails:  # summarised once per view, growing with the tail
-                    pieces.append((num.lookup(seg.names), seg.tail_block()))
+                for seg in tails:
+                    lookup = num.lookup(seg.names)
+                    summed, done = _tail_base(seg)
+                    if summed is not None:
+                        pieces.append((lookup, summed))
+                    if done < seg.tail_rows:  # rows since: summarised with every tail's in one pass
+                        assert lookup is not None  # a tail's lookup follows the kept merge's
+                        tail = seg.tail
+                        edges.add(lookup[tail["name"][done:]],
+                                  {c: tail[c][done:] for c in _ORDERED_COLUMNS})  # fmt: skip
             for seg in () if window.everything else snap.segments:
                 codes = _wanted_codes(seg, wanted)
                 if codes is not None and codes.size == 0:
@@ -610,15 +620,20 @@ class SegmentSet:
                     block = seg.memo("rollup_block", partial(_whole_block, seg))
                     if len(block):
                         part = merged.part_of(seg.id, merged.BlockKey(seg.id, block), seg.names)
-                        (sealed if seg.closed else live).append(part)
+                        (stable if seg.closed else live).append(part)
                 else:
                     plan = tree.plan(window)
                     # What the window holds whole, as pool entries: nodes, chunks, and runs of
-                    # the slices of the chunks it cuts; merged into one entry (see _PlanKey).
+                    # the slices of the chunks it cuts; merged into one entry (see _PlanKey),
+                    # but for a closed segment's large nodes, which go to the stable set.
                     whole: list[_PageKey | _NodeKey] = []
                     for node in plan.nodes:
                         budget.check()  # stop when the caller's deadline passed
-                        whole.append(_node_key(seg.reader, node))
+                        node_key = _node_key(seg.reader, node)
+                        if seg.closed and node.last - node.first + 1 >= _STABLE_CHUNKS:
+                            stable.append(merged.part_of(seg.id, node_key, seg.names))
+                        else:
+                            whole.append(node_key)
                     for pos in plan.whole:
                         budget.check()
                         chunk = seg.chunks[pos]
@@ -657,20 +672,22 @@ class SegmentSet:
                         edges.add(lookup[tail["name"][rows]],
                                   {c: tail[c][rows] for c in _ORDERED_COLUMNS})  # fmt: skip
             if not window.everything:
-                root = merged.tree(sealed, _segment_of)
-                # Kept from the second time a window is asked (its parts then differ from the
-                # first time's: a chunk cut again answers from its slices), so a range asked
-                # twice merges one entry from the third time on; a moving window keeps nothing.
+                # The stable set (closed segments held whole, and closed segments' large
+                # nodes) is kept from its first use: a window that moves changes only its
+                # edges' parts, so the next window merges the same kept entry.
+                root = merged.tree(stable, _segment_of)
+                base = [root] if root is not None and self._fits(root.key) else stable
+                # The whole closed part of a window is kept from the second time the window
+                # is asked (its parts then differ from the first time's: a chunk cut again
+                # answers from its slices), so a range asked twice merges one entry from the
+                # third time on.
                 asked = self._seen_before(("window", window.since, window.until))
-                again = (
-                    root is not None
-                    and isinstance(root.key, merged.SetKey)
-                    and (asked or root.key in self.pool)
-                    and self._fits(root.key)
-                )
-                if root is not None and again:
-                    take(root)  # a range asked again: the closed segments' parts in one entry
+                top = merged.SetKey.of(base + sealed) if len(base) + len(sealed) > 1 else None
+                if top is not None and (asked or top in self.pool) and self._fits(top):
+                    take(top.part())
                 else:
+                    for part in base:
+                        take(part)
                     for part in sealed:
                         take_plan(part)
                 for part in live:
@@ -723,9 +740,9 @@ class SegmentSet:
         pool entries of what it holds whole.
 
         The first time a window cuts the chunk, all its rows in the window, from its columns;
-        from the second on, only those of the time slices the window cuts, each slice's rows
-        one small pool entry in start order (``SliceRows``), the slices it holds whole coming
-        from blocks kept in the pool (``ChunkSlices``, runs of them merged once).
+        from the second on, only those of the time slices the window cuts, from the rows in
+        start order the chunk's slices keep (``ChunkSlices``), the slices it holds whole coming
+        from their blocks (runs of them merged once, kept in the pool).
         """
         key = _key(seg.reader, chunk, "slices")
         again = key in self.pool or self._seen_before((seg.reader.id, chunk.seq))
@@ -742,16 +759,15 @@ class SegmentSet:
                 slices = pins.pin(self.pool, key)
                 runs, cut = slices.cut(window)
                 for i in cut:
-                    part = pins.pin(self.pool, replace(key, column="slice_rows", block=(i, i + 1)))
+                    part = slices.slice_rows(i)
                     a, b = part.within(window)
                     edges.add(groups[part.code[a:b]], {"start": part.start[a:b].copy(),
                               "duration": part.duration[a:b].copy(),
                               "status": part.status[a:b].copy()})  # fmt: skip
             except CorruptPageError as exc:
                 raise _Damaged(seg.reader, chunk.seq, exc) from None
-        # The slices and the rows of the slices cut now stand in for the columns: let them go
-        # (1.1 MB a chunk, which would crowd out the roll-up blocks a range merges; a window
-        # that later cuts another slice reads them again).
+        # The slices and their rows now stand in for the columns: let them go (1.1 MB a chunk,
+        # which would crowd out the roll-up blocks a range merges).
         for c in _ORDERED_COLUMNS:
             self.pool.drop_page(_key(seg.reader, chunk, c))
         return [replace(key, block=run) for run in runs]
@@ -1044,6 +1060,23 @@ class _Numbering:
 def _whole_block(seg: SegmentView) -> Block:
     """The segment's roll-up of every sealed chunk as one block."""
     return rollup.rollup_block(seg.rollup)
+
+
+def _tail_base(seg: SegmentView) -> tuple[Block | None, int]:
+    """The summaries of the tail's first rows, and how many: the view's whole tail block when
+    made (by a warm, or an earlier question of this view); else an earlier view's block of the
+    same tail (``tail_base``), the rows after it left to the query's one pass over edge rows.
+
+    Under ingest a worker commits ~1,000 rows before nearly every query: summarising them per
+    live segment (then merging with the base) cost ~0.6 ms a segment of per-call numpy work,
+    the query's edge rows one pass for all. Once the rows past the base reach
+    ``_TAIL_ROWS_PAST_BASE`` the view's own block is made, which becomes the next view's base,
+    so a query with no warm between summarises at most that many rows a segment again."""
+    if not seg.made("tail_block"):
+        done, base = seg.tail_base or (0, None)
+        if base is not None and done <= seg.tail_rows <= done + _TAIL_ROWS_PAST_BASE:
+            return base, done
+    return seg.tail_block(), seg.tail_rows
 
 
 def _chunk_tree(seg: SegmentView) -> rollup.ChunkTree:

@@ -325,6 +325,10 @@ class SegmentView:
             self._cache[key] = make()
         return cast(T, self._cache[key])
 
+    def made(self, key: str) -> bool:
+        """Whether the memo ``key`` was made already."""
+        return key in self._cache
+
     def carry(self, before: SegmentView) -> None:
         """Take over the memos of an earlier view of the same segment that depend only on its
         chunks, when it had the same ones (under ingest most refreshes change only the tail)."""
