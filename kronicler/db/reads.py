@@ -72,7 +72,7 @@ _SEEN_REMEMBERED = 1 << 16  # chunks cut and plans asked, remembered (~64 bytes 
 _EDGE_ROWS = 1 << 18
 # Rows of a live tail past its last summary that a whole-history question summarises with its
 # edge rows rather than making the tail's own summary (see _tail_base).
-_TAIL_ROWS_PAST_BASE = 1 << 14
+_TAIL_ROWS_PAST_BASE = 1 << 12
 # A closed segment's roll-up node of at least this many chunks is a *stable* part of a range:
 # it changes only when an edge of the window crosses a node of FANOUT chunks (hours of data at
 # a billion rows), so the stable parts of every segment are one kept merge that a moving window
