@@ -117,9 +117,10 @@ def test_the_stable_parts_are_kept_once_and_reused_as_the_window_moves(
 
 def test_a_growing_live_tail_is_merged_with_its_rows_since_in_one_pass(tmp_path: Path) -> None:
     """Closed segments and two live writers committing a few rows before each question: all of
-    history equal to the brute force and the merge without kept sets after every commit; the
-    rows since a tail's last summary are summarised with the query's edge rows, so the view's
-    own tail summary is not made, until the rows since it pass the bound."""
+    history, and a window moving with the tails, equal to the brute force and the merge without
+    kept sets after every commit; for all of history the rows since a tail's last summary are
+    summarised with the query's edge rows, so the view's own tail summary is not made, until
+    the rows since it pass the bound."""
     rng = np.random.default_rng(5)
     path = tmp_path / "db"
     base = time.time_ns() - DAY
@@ -143,6 +144,10 @@ def test_a_growing_live_tail_is_merged_with_its_rows_since_in_one_pass(tmp_path:
                 _ask(db, truth, None, None)
                 _same(db.summaries(), _uncached(ref, None, None), f"step {step}")
                 _ask(db, truth, None, None, ("a.one", "c.four"))
+                starts = np.sort(truth.start)  # a window moving with the tails' growth
+                s, u = int(starts[len(starts) // 4 + step]), int(starts[-1]) + 1
+                _ask(db, truth, s, u)
+                _same(db.summaries(since=s, until=u), _uncached(ref, s, u), f"step {step} {s}..")
                 tails = [s for s in db._reads.snapshot().segments if s.tail_rows]
                 assert len(tails) == 2
                 if step == 0:  # no summary yet: the first question makes the tails' own
