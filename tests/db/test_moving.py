@@ -6,8 +6,8 @@ parts of every closed segment) and merges it with the few small parts of its edg
 whole-history question passes a live tail's summary so far and its rows since as pieces of its
 one merge. Every answer equals the brute force over the same rows, and the merge made without
 any kept set (each segment asked alone, merged the slow way), through segments whose time
-ranges overlap, chunk edges, pools tiny and roomy, retention and compaction under a long-lived
-reader, and a damaged page.
+ranges overlap, chunk edges, and pools tiny and roomy (retention, compaction and a damaged page
+under a long-lived reader moving its window: ``test_merged.py``).
 """
 
 from __future__ import annotations
@@ -22,17 +22,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kronicler.db import Database, merged, reads
-from kronicler.db.page import HEADER_SIZE
-from tests.db.test_merged import CHUNK, DAY, FEW, FUNCTIONS, _ask, _kept, _rows, _same, _uncached
+from tests.db.test_merged import (
+    CHUNK,
+    DAY,
+    FEW,
+    FUNCTIONS,
+    _ask,
+    _kept,
+    _rows,
+    _same,
+    _segment,
+    _uncached,
+    with_live,
+)
 from tests.oracle.truth import Rows
 
 LANES = 3
-
-
-def _segment(path: Path, rows: Rows) -> None:
-    with Database.open(path, chunk_rows=CHUNK, flush_interval=0.05) as db:
-        assert db.append(**rows.append_kwargs()) == len(rows)
-        assert db.flush(30)
 
 
 @pytest.fixture(scope="module")
@@ -43,20 +48,9 @@ def lanes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Rows
     rng = np.random.default_rng(23)
     path = tmp_path_factory.mktemp("moving") / "db"
     base = time.time_ns() - DAY
-    parts = []
-    for i in range(9):
-        rows = _rows(rng, int(rng.integers(12, 30)) * CHUNK + int(rng.integers(0, CHUNK)),
-                     i % LANES, base + (i // LANES) * 10**10, FUNCTIONS)  # fmt: skip
-        _segment(path, rows)
-        parts.append(rows)
-    parts.append(_rows(rng, 20 * CHUNK + 7, LANES, base + 10**10, FUNCTIONS))
-    live = Database.open(path, chunk_rows=CHUNK, flush_interval=0.05)
-    assert live.append(**parts[-1].append_kwargs()) == len(parts[-1])
-    assert live.flush(30)
-    try:
-        yield path, Rows.concat(parts)
-    finally:
-        live.close()
+    parts = [_rows(rng, int(rng.integers(12, 30)) * CHUNK + int(rng.integers(0, CHUNK)),
+                   i % LANES, base + (i // LANES) * 10**10, FUNCTIONS) for i in range(9)]  # fmt: skip
+    yield from with_live(path, parts, _rows(rng, 20 * CHUNK + 7, LANES, base + 10**10, FUNCTIONS))
 
 
 @FEW
@@ -167,62 +161,3 @@ def test_a_growing_live_tail_is_merged_with_its_rows_since_in_one_pass(tmp_path:
     finally:
         for w in writers:
             w.close()
-
-
-def test_moving_windows_through_retention_compaction_and_a_damaged_page(tmp_path: Path) -> None:
-    """One long-lived reader moves a window after every change: old segments deleted by
-    retention, the rest compacted into fewer, a chunk's page damaged (the chunk is refused and
-    the answer is the brute force without its rows)."""
-    rng = np.random.default_rng(11)
-    path = tmp_path / "db"
-    now = time.time_ns()
-    old = [_rows(rng, 30, i, now - 40 * DAY + i * 10**9, FUNCTIONS) for i in range(3)]
-    new = [_rows(rng, int(rng.integers(10, 20)) * CHUNK, i % LANES,
-                 now - DAY + (i // LANES) * 10**10, FUNCTIONS) for i in range(6)]  # fmt: skip
-    for rows in old + new:
-        _segment(path, rows)
-    truth = Rows.concat(old + new)
-    moves = [0]
-
-    def move() -> None:
-        starts = np.sort(truth.start)
-        n = len(starts)
-        lo, hi = int(starts[n // 5]), int(starts[n - n // 5])
-        step = int(starts[n // 5 + 5] - starts[n // 5])
-        for _ in range(3):
-            s, u = lo + moves[0] * step, hi + moves[0] * step
-            moves[0] += 1
-            _ask(db, truth, s, u)
-            _same(db.summaries(since=s, until=u), _uncached(ref, s, u), f"{s}..{u}")
-
-    with Database.open(path, readonly=True) as db, Database.open(path, readonly=True) as ref:
-        move()
-        with Database.open(path) as admin:
-            assert admin.retain(max_age_ns=30 * DAY) == 3
-        truth = Rows.concat(new)
-        move()
-        with Database.open(path, chunk_rows=CHUNK) as admin:
-            assert admin.compact(small_rows=1 << 20, group_rows=1 << 20) > 1
-        move()
-        # a chunk in the middle of the window: its duration page damaged
-        seg = max(db._reads.snapshot().segments, key=lambda v: len(v.chunks))
-        pos = len(seg.chunks) // 2
-        chunk = seg.chunks[pos]
-        with Database.open(path, readonly=True) as other:  # its rows, read by another reader
-            (twin,) = [v for v in other._reads.snapshot().segments if v.id == seg.id]
-            wanted = ["name", "start", "duration"]
-            with other._reads.chunk_columns(twin, twin.chunks[pos], wanted) as (cols, _):
-                names = [seg.names[c] for c in cols["name"].tolist()]
-                gone = list(zip(names, cols["start"].tolist(), cols["duration"].tolist(),
-                                strict=True))  # fmt: skip
-        with open(seg.reader.data_path, "r+b") as fh:
-            fh.seek(chunk.pages["duration"][0] + HEADER_SIZE + 2)
-            fh.write(b"\x00\x01\x02\x03")
-        for reader in (db, ref):  # the first to decode the page finds the damage
-            assert len(reader.scan(["duration"])) == len(truth) - chunk.rows
-        keep = np.ones(len(truth), bool)
-        for name, start, duration in gone:
-            at = (truth.name == name) & (truth.start == start) & (truth.duration == duration) & keep
-            keep[np.flatnonzero(at)[0]] = False
-        truth = truth.take(np.flatnonzero(keep))
-        move()
