@@ -9,7 +9,10 @@ chunks), zone maps and per-chunk summaries, decoding column pages only where a t
 chunk or raw rows are asked for. Decoded pages, chunk summaries and roll-up blocks are cached in
 one byte-bounded bufferpool, and so are merges of many segments' summaries
 (:mod:`kronicler.db.merged`): all of history, or a range asked again, is one kept merge plus what
-live writers and the range's edges add. Segments a compaction has replaced, or is still writing,
+live writers and the range's edges add; a window that moves reuses the kept merge of what stays
+as it moves (whole segments and large roll-up nodes) and merges its edges' parts beside it. A
+live tail's summary so far and its rows since go into the query's one merge, the rows summarised
+in one pass with every other tail's and edge's. Segments a compaction has replaced, or is still writing,
 are left out. Each query method takes ``snapshot=`` to read a given snapshot; a pinned one
 (``pin``/``unpin``) keeps its segments readable between calls, which is what
 :mod:`kronicler.db.view` builds on.
