@@ -28,9 +28,9 @@ kept from its first use: a window that moves (a dashboard's "last N hours", a ne
 ask) changes only its edges' parts, so the next window finds the same groups and root, and
 merges that one entry with the small parts of its edges (the slices and chunks they cut, small
 nodes: one block per cut segment). At a billion rows a 57% window moved by 8 s merged 41 blocks
-of 1.37M buckets at each ask, and now 18 of 0.32M (CPU per ask, same run, load ~5-9: 12-24 ms
-against 20-56 ms). The whole window (stable root and every segment's edge parts) is kept from the
-second time the same window is asked, as before.
+of 1.37M buckets at each ask, and now 18 of 0.32M (median CPU per ask, five runs at load 2-9,
+each beside the code before: 12-25 ms against 20-56 ms). The whole window (stable root and
+every segment's edge parts) is kept from the second time the same window is asked, as before.
 
 Codes are local to a segment, so a kept merge carries its own names (:class:`NamedBlock`);
 a query maps them to its own numbering (the reader's, so the map is made once per merge).
