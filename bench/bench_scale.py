@@ -6,6 +6,7 @@ Run by hand (it prints its figures):
     python bench/bench_scale.py --rows 1B                # full (~5 GB + Parquet + DuckDB)
     python bench/bench_scale.py --reuse DIR              # skip the build, query DIR again
     python bench/bench_scale.py --rows 100M --compare /work/wt-old   # old code, same run
+    python bench/bench_scale.py --reuse DIR --moving 7 --compare /work/main  # moving windows only
 
 The database is built the way deployments fill one: ``--writers`` (8) writer processes, each
 appending its own share of the traffic over 30 days through ``Database.append_batch`` (numpy
@@ -41,6 +42,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +221,24 @@ def child_query(path: str, mode: str, repeat: int) -> None:
         out["first_ms"], _ = _ms(lambda: db.stats(ONE_PERCENT, exact=True))
     elif mode == "cold-slowest":
         out["first_ms"], _ = _ms(lambda: db.slowest(ONE_PERCENT))
+    elif mode.startswith("moving:"):
+        # A window moving by a step at each ask (a dashboard's "last N days"): every ask is a
+        # new window, so no kept merge of a window helps; one ask first loads the range's pages.
+        asks, step = (int(v) for v in mode.split(":")[1:])
+        db.stats()
+        for label, (since, until) in ranges.items():
+            if label == "100%":
+                continue
+            db.stats(since=since, until=until)
+            wall, cpu = [], []
+            for i in range(asks):
+                shift = (i + 1) * step
+                c = time.process_time()
+                wall.append(_ms(partial(db.stats, since=since + shift, until=until + shift))[0])
+                cpu.append((time.process_time() - c) * 1e3)
+            out[f"moving:{label}"] = {"median_ms": statistics.median(wall), "max_ms": max(wall),
+                                      "median_cpu_ms": statistics.median(cpu),
+                                      "max_cpu_ms": max(cpu)}  # fmt: skip
     elif mode == "warm":
 
         def measure(key: str, fn: Callable[[], Any], times: int) -> Any:
@@ -446,6 +466,25 @@ def query_session(checkout: Path, db: Path, repeat: int) -> dict[str, Any]:
     return got
 
 
+def moving_session(checkout: Path, db: Path, asks: int, step_ns: int) -> dict[str, Any]:
+    return _child(checkout, "--child-query", str(db), f"moving:{asks}:{step_ns}")
+
+
+def print_moving(cols: dict[str, dict[str, Any]], asks: int, step_ns: int) -> None:
+    print(f"\n== moving windows: {asks} asks, each window {step_ns / 1e9:g} s later than the "
+          "one before (after one ask that loads the range's pages); wall / CPU ms ==")  # fmt: skip
+    print(f"{'range':<8}" + "".join(f"{k:>44}" for k in cols))
+    for label, _, _ in RANGES[:-1]:
+        cells = []
+        for got in cols.values():
+            r = got.get(f"moving:{label}", {})
+            cells.append(f"median {r.get('median_ms', float('nan')):6.1f} / "
+                         f"{r.get('median_cpu_ms', float('nan')):5.1f}, max "
+                         f"{r.get('max_ms', float('nan')):6.1f} / "
+                         f"{r.get('max_cpu_ms', float('nan')):5.1f}")  # fmt: skip
+        print(f"{label:<8}" + "".join(f"{c:>44}" for c in cells))
+
+
 def export_parquet(streams: list[dict[str, int]], out: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -623,12 +662,31 @@ def main() -> None:
         help="with --reuse: copy DIR's database without its live writer's segment (the newest) "
         "to a temporary folder and reopen that writer there, so the live case runs too",
     )
+    ap.add_argument("--moving", type=int, metavar="N",
+                    help="with --reuse: only ask N windows moving by --step each (0.1%%, 25%%, "
+                    "57%%) and print their median and max")  # fmt: skip
+    ap.add_argument("--step", type=float, default=7.919, help="seconds a moving window moves")
     ap.add_argument("--no-duckdb", action="store_true")
     ap.add_argument("--duckdb-memory", default="6GB")
     ap.add_argument("--duckdb-timeout", type=float, default=300.0, help="seconds per query")
     args = ap.parse_args()
 
     reuse = args.reuse is not None
+    if args.moving is not None:
+        if not reuse or args.moving < 1:
+            ap.error("--moving N needs N >= 1 and --reuse DIR")
+        step_ns = int(args.step * 1e9)
+        checkouts = {"this": args.checkout}
+        if args.compare is not None:
+            checkouts[f"compare ({args.compare.name})"] = args.compare
+        print(f"load average {os.getloadavg()[0]:.1f} (a shared machine: compare columns of "
+              "one run)")  # fmt: skip
+        moving = {k: moving_session(c, args.reuse / "db", args.moving, step_ns)
+                  for k, c in checkouts.items()}  # fmt: skip
+        print_moving(moving, args.moving, step_ns)
+        if args.save is not None:
+            args.save.write_text(json.dumps(moving, indent=1))
+        return
     root = args.reuse or args.dir or Path(tempfile.mkdtemp(prefix="kscale-"))
     root.mkdir(parents=True, exist_ok=True)
     if reuse:

@@ -22,8 +22,18 @@ whatever the hashes. Only sealed content goes in the tree: a live writer's roll-
 every seal, so the reader merges it beside the root (and a whole-history question keeps that
 merge too, until the next seal; see ``SegmentSet._summaries``).
 
+A range keeps two such merges. Its *stable* set (closed segments the window holds whole, and
+closed segments' roll-up nodes of at least ``FANOUT`` chunks) goes through the same tree and is
+kept from its first use: a window that moves (a dashboard's "last N hours", a new window each
+ask) changes only its edges' parts, so the next window finds the same groups and root, and
+merges that one entry with the small parts of its edges (the slices and chunks they cut, small
+nodes: one block per cut segment). At a billion rows a 57% window moved by 8 s merged 41 blocks
+of 1.37M buckets at each ask, and now 18 of 0.32M (median CPU per ask, five runs at load 2-9,
+each beside the code before: 12-25 ms against 20-56 ms). The whole window (stable root and
+every segment's edge parts) is kept from the second time the same window is asked, as before.
+
 Codes are local to a segment, so a kept merge carries its own names (:class:`NamedBlock`);
-a query maps them to its own numbering (or takes them as its numbering: no renumbering at all).
+a query maps them to its own numbering (the reader's, so the map is made once per merge).
 It holds every function, whatever the question asked for, so one entry serves them all.
 
 Measured at a billion rows (59 closed segments, 100 functions; CPU time, as the shared machine
@@ -41,7 +51,7 @@ memory); a stale one stays alive until its entry leaves the pool.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -62,12 +72,10 @@ class NamedBlock:
 
     Fields:
         names: the function names, in the merge's own numbering.
-        index: name -> its number (the inverse of ``names``).
         block: the merged summaries.
     """
 
     names: tuple[str, ...]
-    index: Mapping[str, int]
     block: Block
 
     @property
@@ -159,4 +167,4 @@ def merge_named(items: Sequence[tuple[tuple[str, ...], Block]]) -> NamedBlock:
                 names.append(n)
             lookup[code] = g
         pieces.append((lookup, block))
-    return NamedBlock(tuple(names), index, rollup.merge(pieces))
+    return NamedBlock(tuple(names), rollup.merge(pieces))

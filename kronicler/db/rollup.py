@@ -238,6 +238,21 @@ class Block:
             counts=self.counts[at],
         )  # fmt: skip
 
+    def rows(self, a: int, b: int) -> Block:
+        """Rows ``a`` to ``b - 1`` (views of this block's arrays, read-only as they are)."""
+        lo, hi = int(self.bounds[a]), int(self.bounds[b])
+        bounds = self.bounds[a : b + 1] - lo
+        bounds.flags.writeable = False
+        keys = self.keys[lo:hi]
+        return Block(
+            codes=self.codes[a:b], count=self.count[a:b], zero_count=self.zero_count[a:b],
+            errors=self.errors[a:b], min=self.min[a:b], max=self.max[a:b],
+            first_start=self.first_start[a:b], last_start=self.last_start[a:b],
+            sum=self.sum[a:b], m2=self.m2[a:b], bounds=bounds, keys=keys,
+            counts=self.counts[lo:hi],
+            key_range=(int(keys.min()), int(keys.max())) if keys.size else (0, -1),
+        )  # fmt: skip
+
     def summary(self, i: int) -> Summary:
         """Row ``i`` as a Summary (sharing this block's read-only bucket arrays)."""
         a, b = int(self.bounds[i]), int(self.bounds[i + 1])
@@ -279,7 +294,7 @@ SLICES: Final = 16
 @dataclass(frozen=True, slots=True, eq=False)
 class ChunkSlices:
     """The summaries of a sealed chunk's rows cut into time slices, for the ranges whose edges
-    cut the chunk.
+    cut the chunk, and the chunk's rows in start order.
 
     A range's edge cuts about one chunk per segment, and summarising a cut chunk's rows in the
     range costs ~40 numpy passes over up to the whole chunk: at 10M rows in 9 segments, 18
@@ -287,25 +302,36 @@ class ChunkSlices:
     are cut at ``SLICES`` values into runs of about equal rows (equal starts stay in one
     slice), each with its summaries as a Block; a range merges the slices it holds whole (a
     run of them merged once and kept, :meth:`joined`), and needs rows only of the (at most
-    two) slices its edges cut: those come from :class:`SliceRows`, one small pool entry per
-    slice, so neither the chunk's columns nor a row order over the whole chunk stay in the
-    pool. Built once per chunk and kept in the bufferpool like a page.
+    two) slices its edges cut: a contiguous run of ``rows``, found by two binary searches.
+    Built once per chunk and kept in the bufferpool like a page.
+
+    Keeping the rows here (19 bytes a row, 1.2 MB at 64k rows, beside 0.6 MB of slices) is the
+    trade-off for a window that moves: its edges enter a new slice of some segment's chunk
+    every question or two at a billion rows, and each such slice's rows were read from the
+    chunk's three columns decoded again (1.1 MB, ~3 ms), as those do not stay in the pool.
+    Every slice's summaries come from one pass over the chunk (rows ordered by slice, then by
+    function as stored), not one pass per slice: the same values, bit for bit.
 
     Fields:
         edges: per slice, the smallest start it holds (int64, ascending); slice ``i`` holds
             the rows with ``edges[i] <= start < edges[i + 1]``, the last one every later start.
         hi: per slice, its largest start (int64).
         blocks: per slice, the summaries of its rows (the chunk's name codes).
+        rows: the chunk's rows in start order; slice ``i``'s are ``at[i]:at[i + 1]``.
+        at: per slice, where its rows begin in ``rows`` (int64, one more than the slices).
     """
 
     edges: np.ndarray
     hi: np.ndarray
     blocks: tuple[Block, ...]
+    rows: SliceRows
+    at: np.ndarray
 
     @property
     def nbytes(self) -> int:
         """What the slices cost a bufferpool."""
-        return 128 + self.edges.nbytes + self.hi.nbytes + sum(b.nbytes for b in self.blocks)
+        return (128 + self.edges.nbytes + self.hi.nbytes + self.at.nbytes + self.rows.nbytes
+                + sum(b.nbytes for b in self.blocks))  # fmt: skip
 
     @classmethod
     def of(
@@ -314,26 +340,48 @@ class ChunkSlices:
     ) -> ChunkSlices:  # fmt: skip
         """Slices of a chunk's rows ordered by function (``ends`` as in Block.of_ordered)."""
         start = cols["start"]
+        n = start.size
         order = np.argsort(start, kind="stable")
         ordered = start[order]
-        bounds = np.linspace(0, start.size, min(slices, max(1, start.size)) + 1).astype(np.int64)
+        bounds = np.linspace(0, n, min(slices, max(1, n)) + 1).astype(np.int64)
         edges = np.unique(ordered[bounds[:-1]]).astype(np.int64)
-        at = np.append(np.searchsorted(ordered, edges), start.size)
-        blocks = tuple(Block.of_ordered(cols, codes, ends, np.sort(order[a:b]))
-                       for a, b in zip(at[:-1].tolist(), at[1:].tolist(), strict=True))  # fmt: skip
+        at = np.append(np.searchsorted(ordered, edges), n).astype(np.int64)
         hi = ordered[at[1:] - 1].astype(np.int64)
-        for x in (edges, hi):
+        # Each row's slice, then rows ordered by (slice, function): a stable sort of the slice
+        # numbers keeps each function's rows in their stored order within a slice.
+        k, m = int(edges.size), int(np.asarray(codes).size)
+        slice_of = np.empty(n, np.int64)
+        slice_of[order] = np.repeat(np.arange(k, dtype=np.int64), np.diff(at))
+        by = np.argsort(slice_of.astype(np.uint8) if k <= 1 << 8 else slice_of, kind="stable")
+        code_of = np.repeat(np.arange(m, dtype=np.int64), np.diff(ends, prepend=0))
+        sizes = np.bincount(slice_of * m + code_of, minlength=k * m)
+        every = Block._of_runs(np.tile(np.asarray(codes, np.int64), k), sizes,
+                               {c: cols[c][by] for c in ("start", "duration", "status")})  # fmt: skip
+        # the block's rows are its (slice, function) runs with rows, in order: cut per slice
+        cuts = np.searchsorted(np.flatnonzero(sizes) // max(m, 1), np.arange(k + 1))
+        blocks = tuple(every.rows(a, b) for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist(),
+                                                          strict=True))  # fmt: skip
+        code = code_of[order]
+        rows = SliceRows(ordered, cols["duration"][order], cols["status"][order],
+                         code.astype(np.uint16) if ends.size <= 1 << 16 else code)  # fmt: skip
+        for x in (edges, hi, at, *(getattr(rows, f) for f in SliceRows.__slots__)):
             x.flags.writeable = False
-        return cls(edges, hi, blocks)
+        return cls(edges, hi, blocks, rows, at)
 
     def window(self, i: int) -> TimeRange:
         """The starts slice ``i`` holds."""
         return TimeRange(int(self.edges[i]),
                          int(self.edges[i + 1]) if i + 1 < self.edges.size else None)  # fmt: skip
 
+    def slice_rows(self, i: int) -> SliceRows:
+        """Slice ``i``'s rows, in start order (views of ``rows``)."""
+        a, b = int(self.at[i]), int(self.at[i + 1])
+        r = self.rows
+        return SliceRows(r.start[a:b], r.duration[a:b], r.status[a:b], r.code[a:b])
+
     def cut(self, window: TimeRange) -> tuple[list[tuple[int, int]], list[int]]:
         """What ``window`` holds of the chunk: the runs ``[i, j)`` of slices it holds whole
-        (their blocks are ``joined(i, j)``), and the slices it cuts (see :class:`SliceRows`)."""
+        (their blocks are ``joined(i, j)``), and the slices it cuts (see :meth:`slice_rows`)."""
         runs: list[tuple[int, int]] = []
         cut: list[int] = []
         for i, (lo, hi) in enumerate(zip(self.edges.tolist(), self.hi.tolist(), strict=True)):
@@ -355,11 +403,8 @@ class ChunkSlices:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class SliceRows:
-    """The rows of one time slice of a chunk (see ChunkSlices), in start order: what a range
-    whose edge cuts the slice reads, a contiguous run found by two binary searches.
-
-    19 bytes a row, 1/16 of the chunk's rows: at 64k-row chunks ~75 KB, against the 1.1 MB of
-    the chunk's start, duration and status pages a cut would otherwise keep pinned and cached.
+    """Rows of a chunk in start order (see ChunkSlices): what a range whose edge cuts a slice
+    reads, a contiguous run found by two binary searches. 19 bytes a row.
 
     Fields:
         start, duration: per row (int64), start ascending.
@@ -375,19 +420,6 @@ class SliceRows:
     @property
     def nbytes(self) -> int:
         return 128 + sum(getattr(self, f).nbytes for f in self.__slots__)
-
-    @classmethod
-    def of(cls, cols: Mapping[str, np.ndarray], ends: np.ndarray, window: TimeRange) -> SliceRows:
-        """The rows of ``cols`` (a chunk ordered by function, ``ends`` as in Block.of_ordered)
-        whose start lies in ``window`` (the slice's)."""
-        rows = np.flatnonzero(window.mask(cols["start"]))
-        rows = rows[np.argsort(cols["start"][rows], kind="stable")]
-        code = np.searchsorted(ends, rows, side="right")
-        out = cls(cols["start"][rows], cols["duration"][rows], cols["status"][rows],
-                  code.astype(np.uint16) if ends.size <= 1 << 16 else code)  # fmt: skip
-        for f in cls.__slots__:
-            getattr(out, f).flags.writeable = False
-        return out
 
     def within(self, window: TimeRange) -> tuple[int, int]:
         """The run ``[a, b)`` of rows whose start lies in ``window``."""

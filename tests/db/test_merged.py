@@ -8,7 +8,7 @@ and pools roomy or tiny.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +91,34 @@ def _ask(db: Database, truth: Rows, since: int | None, until: int | None,
     check_table(got, "function", expected_stats(truth, q), QS, False, q.label())
 
 
+def damage_a_chunk(
+    path: Path, readers: tuple[Database, Database], truth: Rows, at: Callable[[int], int]
+) -> Rows:
+    """Damage the duration page of chunk ``at(chunks)`` of the segment with the most chunks;
+    each of ``readers`` must then leave its rows out. Returns ``truth`` without them."""
+    db = readers[0]
+    seg = max(db._reads.snapshot().segments, key=lambda v: len(v.chunks))
+    pos = at(len(seg.chunks))
+    chunk = seg.chunks[pos]
+    with Database.open(path, readonly=True) as other:  # its rows, read by another reader
+        (twin,) = [v for v in other._reads.snapshot().segments if v.id == seg.id]
+        wanted = ["name", "start", "duration"]
+        with other._reads.chunk_columns(twin, twin.chunks[pos], wanted) as (cols, _):
+            names = [seg.names[c] for c in cols["name"].tolist()]
+            gone = list(zip(names, cols["start"].tolist(), cols["duration"].tolist(),
+                            strict=True))  # fmt: skip
+    with open(seg.reader.data_path, "r+b") as fh:
+        fh.seek(chunk.pages["duration"][0] + HEADER_SIZE + 2)
+        fh.write(b"\x00\x01\x02\x03")
+    for reader in readers:  # the first to decode the page finds the damage
+        assert len(reader.scan(["duration"])) == len(truth) - chunk.rows
+    keep = np.ones(len(truth), bool)
+    for name, start, duration in gone:
+        hit = (truth.name == name) & (truth.start == start) & (truth.duration == duration) & keep
+        keep[np.flatnonzero(hit)[0]] = False
+    return truth.take(np.flatnonzero(keep))
+
+
 def _kept(db: Database) -> list[merged.SetKey]:
     return [k for k in db._reads.pool._frames if isinstance(k, merged.SetKey)]
 
@@ -102,18 +130,21 @@ def many(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Rows]
     rng = np.random.default_rng(41)
     path = tmp_path_factory.mktemp("merged") / "db"
     base = time.time_ns() - DAY
-    parts = []
-    for i in range(18):
-        names = FUNCTIONS[i % 3 : i % 3 + 3]
-        rows = _rows(rng, int(rng.integers(20, 120)), i % 3, base + (i // 3) * 10**9, names)
+    parts = [_rows(rng, int(rng.integers(20, 120)), i % 3, base + (i // 3) * 10**9,
+                   FUNCTIONS[i % 3 : i % 3 + 3]) for i in range(18)]  # fmt: skip
+    yield from with_live(path, parts, _rows(rng, 5 * CHUNK + 5, 3, base + 2 * 10**9, FUNCTIONS))
+
+
+def with_live(path: Path, closed: list[Rows], live: Rows) -> Iterator[tuple[Path, Rows]]:
+    """A database of ``closed`` (a segment each) and ``live`` (a writer left open, closed when
+    the caller is done): yields its path and every row (a module fixture's body)."""
+    for rows in closed:
         _segment(path, rows)
-        parts.append(rows)
-    parts.append(_rows(rng, 5 * CHUNK + 5, 3, base + 2 * 10**9, FUNCTIONS))
-    live = _segment(path, parts[-1], close=False)
+    writer = _segment(path, live, close=False)
     try:
-        yield path, Rows.concat(parts)
+        yield path, Rows.concat([*closed, live])
     finally:
-        live.close()
+        writer.close()
 
 
 @FEW
@@ -186,21 +217,32 @@ def test_a_pool_too_small_to_keep_the_merge_merges_the_segments_flat(
 
 
 def test_kept_merges_follow_compaction_retention_and_a_condemned_chunk(tmp_path: Path) -> None:
-    """One long-lived reader asks all of history and a range, twice each, after every change:
-    segments compacted into one, old ones deleted by retention, a chunk found damaged."""
+    """One long-lived reader asks all of history and a range, twice each, and a window that
+    moves at every question, after every change: segments compacted into one, old ones deleted
+    by retention, a chunk found damaged (in the middle of the windows)."""
     rng = np.random.default_rng(3)
     path = tmp_path / "db"
     now = time.time_ns()
     old = [_rows(rng, 30, i, now - 40 * DAY + i * 10**9, FUNCTIONS) for i in range(3)]
-    new = [_rows(rng, int(rng.integers(30, 90)), i % 4, now - DAY + i * 10**9, FUNCTIONS)
-           for i in range(9)]  # fmt: skip
+    # 10-20 chunks a segment: a window holds roll-up nodes of 8 chunks (its stable parts)
+    new = [_rows(rng, int(rng.integers(10, 20)) * CHUNK, i % 4, now - DAY + (i // 4) * 10**10,
+                 FUNCTIONS) for i in range(9)]  # fmt: skip
     for rows in old + new:
         _segment(path, rows)
     truth = Rows.concat(old + new)
     mid = int(np.sort(truth.start)[len(truth) // 2])
 
+    moved = [0]
+
     def check() -> None:
-        for s, u in [(None, None), (None, None), (mid, None), (mid, None), (mid, None)]:
+        starts = np.sort(truth.start)
+        n = len(starts)
+        lo, hi, step = int(starts[n // 5]), int(starts[-n // 5]), int(starts[5] - starts[0])
+        moving = []
+        for _ in range(3):  # a window moved by a few rows at each question
+            moving.append((lo + moved[0] * step, hi + moved[0] * step))
+            moved[0] += 1
+        for s, u in [(None, None), (None, None), (mid, None), (mid, None), (mid, None), *moving]:
             _ask(db, truth, s, u)
             _same(db.summaries(since=s, until=u), _uncached(ref, s, u), f"{s}..{u}")
 
@@ -215,25 +257,7 @@ def test_kept_merges_follow_compaction_retention_and_a_condemned_chunk(tmp_path:
         check()
         assert len(db._reads.snapshot().segments) < len(new)
         # a chunk's duration page damaged: the query that meets it drops the chunk and asks again
-        seg = max(db._reads.snapshot().segments, key=lambda v: len(v.chunks))
-        chunk = seg.chunks[1]
-        with Database.open(path, readonly=True) as other:  # its rows, read by another reader
-            (twin,) = [v for v in other._reads.snapshot().segments if v.id == seg.id]
-            wanted = ["name", "start", "duration"]
-            with other._reads.chunk_columns(twin, twin.chunks[1], wanted) as (cols, _):
-                names = [seg.names[c] for c in cols["name"].tolist()]
-                gone = list(zip(names, cols["start"].tolist(), cols["duration"].tolist(),
-                                strict=True))  # fmt: skip
-        with open(seg.reader.data_path, "r+b") as fh:
-            fh.seek(chunk.pages["duration"][0] + HEADER_SIZE + 2)
-            fh.write(b"\x00\x01\x02\x03")
-        for reader in (db, ref):  # the first to decode the page finds the damage
-            assert len(reader.scan(["duration"])) == len(truth) - chunk.rows
-        keep = np.ones(len(truth), bool)
-        for name, start, duration in gone:
-            at = (truth.name == name) & (truth.start == start) & (truth.duration == duration) & keep
-            keep[np.flatnonzero(at)[0]] = False
-        truth = truth.take(np.flatnonzero(keep))
+        truth = damage_a_chunk(path, (db, ref), truth, lambda n: n // 2)
         check()
 
 

@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kronicler.db import Database, index, rollup
+from kronicler.db import Database, index, merged, rollup
 from kronicler.db.chunk import ChunkSummary, summarize
 from kronicler.db.chunk_table import Chunks
 from kronicler.db.page import HEADER_SIZE
@@ -257,9 +257,9 @@ def test_one_reader_asked_many_ranges_reuses_slices_and_joined_runs(
         if pool > 1 << 20:
             frames = list(db._reads.pool._frames)
             kinds = {(k.column, k.block is not None) for k in frames
-                     if isinstance(k, _PageKey) and k.column in ("slices", "slice_rows")}  # fmt: skip
-            # slices, joined runs of them, one slice's rows; a segment's whole parts as one
-            assert kinds == {("slices", False), ("slices", True), ("slice_rows", True)}
+                     if isinstance(k, _PageKey) and k.column == "slices"}  # fmt: skip
+            # slices (with their rows), joined runs of them; a segment's whole parts as one
+            assert kinds == {("slices", False), ("slices", True)}
             assert any(isinstance(k, _PlanKey) for k in frames)
 
 
@@ -355,8 +355,9 @@ def test_a_range_holding_whole_segments_answers_from_their_roll_ups(tmp_path: Pa
                 q = Query((), None, since, until)
                 got = PythonApi(db).stats(q, quantiles=QS)
                 check_table(got, "function", expected_stats(truth, q), QS, False, q.label())
-                if i == 0:
-                    assert db._reads.pool.stats.misses == 0  # no page, record or summary read
+                if i == 0:  # no page, record or summary read: the pool holds only the
+                    # kept merge of the two closed segments' roll-ups (made, not read)
+                    assert all(isinstance(k, merged.SetKey) for k in db._reads.pool._frames)
             assert db._reads.pool.stats.misses > 0  # the windows that cut a segment read some
     finally:
         live.close()
@@ -621,9 +622,17 @@ def test_a_cut_chunk_summarised_in_its_order_or_by_slices_equals_summarize(
     cut = rollup.ChunkSlices.of(cols, codes, ends, slices)
     assert 1 <= len(cut.blocks) <= min(slices, n)
     assert cut.edges.size == len(cut.blocks) and bool((np.diff(cut.edges) > 0).all())
-    rows = [rollup.SliceRows.of(cols, ends, cut.window(i)) for i in range(len(cut.blocks))]
-    for r, blk in zip(rows, cut.blocks, strict=True):  # each row in one slice, none empty
+    rows = [cut.slice_rows(i) for i in range(len(cut.blocks))]
+    for i, (r, blk) in enumerate(zip(rows, cut.blocks, strict=True)):  # none empty
         assert r.start.size == int(blk.count.sum()) > 0 and bool((np.diff(r.start) >= 0).all())
+        # the slice's rows in start order (stored order among equal starts), and its
+        # summaries bit for bit those of its rows summarised alone
+        at = np.flatnonzero(cut.window(i).mask(cols["start"]))
+        at = at[np.argsort(cols["start"][at], kind="stable")]
+        for c in ("start", "duration", "status"):
+            np.testing.assert_array_equal(getattr(r, c), cols[c][at])
+        np.testing.assert_array_equal(codes[r.code], names[at])
+        _same_blocks(blk, Block.of_ordered(cols, codes, ends, np.sort(at)), bitwise=True)
     assert sum(r.start.size for r in rows) == n
     runs, partial = cut.cut(window)
     assert all(j > i for i, j in runs) and len(partial) <= 2  # cut slices: at the edges
