@@ -122,12 +122,18 @@ class AttributeMemo:
         if differ.any():
             stale.update(np.repeat(np.arange(n), sizes)[differ].tolist())
         for i in sorted(stale):
-            texts[i] = self._text(names[i], sets[i])
+            texts[i] = self.text(names[i], sets[i])
         return texts
 
-    def _text(self, name: str, attrs: dict[str, Any]) -> str:
-        """Stages 2 and 3 for one set, against the name's current entry (an earlier span of the
-        same batch may have just remembered this very set)."""
+    @property
+    def entries(self) -> dict[str, _Entry]:
+        """Span name -> its entry ``(size, keys, values, types, text)``: read (never written) by
+        the C conversion loop (:mod:`kronicler.otel._fastrows`), which runs stage 1 per span."""
+        return self._by_name
+
+    def text(self, name: str, attrs: dict[str, Any]) -> str:
+        """Stage 2 for one set, against the name's current entry (an earlier span of the same
+        batch may have just remembered this very set); then remembered."""
         entry = self._by_name.get(name, _UNSEEN)
         values = tuple(attrs.values())
         if (
