@@ -24,6 +24,11 @@ gain is in never building a tuple or a ``zip`` pair per span. An identity-only f
 tried and dropped: sets repeat with equal but new value objects (strings built per call, tuples
 the SDK rebuilds), and then every span took the per-span road.
 
+The C conversion loop (:mod:`kronicler.otel._fastrows`) runs stage 1 span by span instead, on
+the same entries (:attr:`AttributeMemo.entries`, read only) with the same tests (type identity,
+keys in order, ``==`` on flat values, tuples element by element), and hands the other spans to
+:meth:`AttributeMemo.text`.
+
 Trade-off: only the last set per name is kept, so a name that alternates between sets takes
 stage 2 for each span; the memo is bounded (:data:`_CACHE_LIMIT` names). Entries are immutable
 tuples, replaced whole, and a batch compares against the entries it read at its start, so

@@ -83,7 +83,7 @@ def convert_both(batches: Sequence[Sequence[Any]], *, c_loop: bool = True) -> li
 
 def truth(span: ReadableSpan) -> dict[str, Any]:
     """What the row contract says a span becomes, read from the span's public fields."""
-    attrs = dict(span.attributes or {})
+    attrs: dict[str, Any] = dict(span.attributes or {})
     exc = [e for e in span.events if e.name == "exception"]
     if exc:
         attrs["exception.type"] = str(exc[-1].attributes["exception.type"])  # type: ignore[index]
@@ -212,11 +212,14 @@ def hand_made(attrs: dict[str, Any], n: int, first_id: int) -> list[ReadableSpan
     parent = SpanContext(trace_id=(1 << 127) | 7, span_id=1, is_remote=False)
     return [
         ReadableSpan(
-            "shared", context=SpanContext(trace_id=(1 << 127) | 7, span_id=first_id + i,
-                                          is_remote=False),
-            parent=parent if i % 2 else None, attributes=attrs, start_time=10 * i,
-            end_time=10 * i + 5, resource=RESOURCES[0],
-        )  # fmt: skip
+            "shared",
+            context=SpanContext(trace_id=(1 << 127) | 7, span_id=first_id + i, is_remote=False),
+            parent=parent if i % 2 else None,
+            attributes=attrs,
+            start_time=10 * i,
+            end_time=10 * i + 5,
+            resource=RESOURCES[0],
+        )
         for i in range(n)
     ]
 
