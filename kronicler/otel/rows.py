@@ -384,7 +384,7 @@ def _load_fastrows() -> Any:
     if pure_python():
         return None
     try:
-        from kronicler.otel import _fastrows as module
+        import kronicler.otel._fastrows as module
     except ImportError:
         return None
     # The loop codes a kind or status code as its index in these tuples.
