@@ -21,7 +21,10 @@ Figures, all from this one run:
    counted even when it runs on another core); on a shared machine CPU time is the steadier.
 2. ``KroniclerSpanExporter.export`` throughput on real SDK ``ReadableSpan`` batches of 512
    (the final flush is inside the timing), and ``spans_to_batch`` alone. Batches are made just
-   before they are exported, as in a BatchSpanProcessor; making them is not timed.
+   before they are exported, as in a BatchSpanProcessor; making them is not timed. The
+   conversion is the C loop (``kronicler.otel._fastrows``) where it is built, the pure-Python
+   one otherwise or with ``KRONICLER_PURE_PYTHON=1``; the section's first line says which.
+   ``--only exporter`` runs this section alone.
 3. 8 threads x 100,000 captured calls: rows in the database, rows dropped. For reference the
    SDK's BatchSpanProcessor with its default queue runs the same loop shape (fewer calls, it is
    ~15x slower) and reports how many spans reached its exporter.
@@ -213,6 +216,19 @@ def bench_exporter(workdir: Path, batches: int) -> dict[str, float]:
             "convert": total / convert_s, "convert_cpu": total / convert_cpu}  # fmt: skip
 
 
+def report_exporter(workdir: Path, batches: int) -> None:
+    from kronicler.otel import rows
+
+    e = bench_exporter(workdir, batches)
+    accelerated = getattr(rows, "ACCELERATED", False)  # absent in checkouts before the C loop
+    print(f"\n2. KroniclerSpanExporter on {batches} real ReadableSpan batches of 512 "
+          f"(conversion: {'C loop' if accelerated else 'pure Python'})")  # fmt: skip
+    for label, key in (("export + final flush", "export"), ("spans_to_batch alone", "convert")):
+        print(f"   {label:20s} wall {e[key]:10,.0f} spans/s ({1e6 / e[key]:.2f} us/span); "
+              f"CPU {e[key + '_cpu']:10,.0f} spans/s ({1e6 / e[key + '_cpu']:.2f} us/span)"
+              + ("   (target >= 500,000/s)" if key == "export" else ""))  # fmt: skip
+
+
 def run_threads(fn: Callable[[int], Any], threads: int, calls: int) -> float:
     def loop() -> None:
         for i in range(calls):
@@ -300,6 +316,7 @@ def main() -> None:
     parser.add_argument("--thread-calls", type=int, default=100_000)
     parser.add_argument("--sdk-thread-calls", type=int, default=25_000)
     parser.add_argument("--bytes-calls", type=int, default=200_000)
+    parser.add_argument("--only", choices=["exporter"], help="run one section alone")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="kronicler-bench-"))
@@ -310,6 +327,9 @@ def main() -> None:
     accelerated = getattr(tracer, "ACCELERATED", False)  # absent in checkouts before the C path
     print("capture wrapper: " + ("C (kronicler.otel._fastcall)" if accelerated else "pure Python"))
     try:
+        if args.only == "exporter":
+            report_exporter(workdir, args.batches)
+            return
         wall, cpu = bench_overhead(workdir, args.calls, args.sdk_calls, args.rounds)
         print(f"\n1. per-call cost of a no-op (median of {args.rounds} rounds; "
               f"flush inside each round)")  # fmt: skip
@@ -329,12 +349,7 @@ def main() -> None:
             print(f"   SDK total / Kronicler total        {o['sdk'] / o['kronicler']:9.2f} x"
                   f"   (target >= 12x)")  # fmt: skip
 
-        e = bench_exporter(workdir, args.batches)
-        print(f"\n2. KroniclerSpanExporter on {args.batches} real ReadableSpan batches of 512")
-        for label, key in (("export + final flush", "export"), ("spans_to_batch alone", "convert")):
-            print(f"   {label:20s} wall {e[key]:10,.0f} spans/s ({1e6 / e[key]:.2f} us/span); "
-                  f"CPU {e[key + '_cpu']:10,.0f} spans/s ({1e6 / e[key + '_cpu']:.2f} us/span)"
-                  + ("   (target >= 500,000/s)" if key == "export" else ""))  # fmt: skip
+        report_exporter(workdir, args.batches)
 
         t = bench_threads(workdir, args.threads, args.thread_calls, args.sdk_thread_calls)
         total = args.threads * args.thread_calls

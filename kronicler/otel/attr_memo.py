@@ -24,6 +24,11 @@ gain is in never building a tuple or a ``zip`` pair per span. An identity-only f
 tried and dropped: sets repeat with equal but new value objects (strings built per call, tuples
 the SDK rebuilds), and then every span took the per-span road.
 
+The C conversion loop (:mod:`kronicler.otel._fastrows`) runs stage 1 span by span instead, on
+the same entries (:attr:`AttributeMemo.entries`, read only) with the same tests (type identity,
+keys in order, ``==`` on flat values, tuples element by element), and hands the other spans to
+:meth:`AttributeMemo.text`.
+
 Trade-off: only the last set per name is kept, so a name that alternates between sets takes
 stage 2 for each span; the memo is bounded (:data:`_CACHE_LIMIT` names). Entries are immutable
 tuples, replaced whole, and a batch compares against the entries it read at its start, so
@@ -122,12 +127,18 @@ class AttributeMemo:
         if differ.any():
             stale.update(np.repeat(np.arange(n), sizes)[differ].tolist())
         for i in sorted(stale):
-            texts[i] = self._text(names[i], sets[i])
+            texts[i] = self.text(names[i], sets[i])
         return texts
 
-    def _text(self, name: str, attrs: dict[str, Any]) -> str:
-        """Stages 2 and 3 for one set, against the name's current entry (an earlier span of the
-        same batch may have just remembered this very set)."""
+    @property
+    def entries(self) -> dict[str, _Entry]:
+        """Span name -> its entry ``(size, keys, values, types, text)``: read (never written) by
+        the C conversion loop (:mod:`kronicler.otel._fastrows`), which runs stage 1 per span."""
+        return self._by_name
+
+    def text(self, name: str, attrs: dict[str, Any]) -> str:
+        """Stage 2 for one set, against the name's current entry (an earlier span of the same
+        batch may have just remembered this very set); then remembered."""
         entry = self._by_name.get(name, _UNSEEN)
         values = tuple(attrs.values())
         if (
