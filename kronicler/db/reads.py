@@ -1047,7 +1047,7 @@ def _whole_block(seg: SegmentView) -> Block:
 
 
 def _chunk_tree(seg: SegmentView) -> rollup.ChunkTree:
-    return rollup.ChunkTree(seg.chunks, closed=seg.closed)
+    return rollup.ChunkTree(seg.chunks, closed=seg.closed, records=seg.reader.rollups.records)
 
 
 def _check_names(names: Iterable[str]) -> list[str]:
