@@ -16,11 +16,10 @@ lists; one of the new index finds them written and synced).
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-
-from dataclasses import replace
 
 from kronicler.db import index, rollup
 from kronicler.db.compaction import open_readers

@@ -617,9 +617,11 @@ class ChunkTree:
         seqs = self.seqs
         p = n if bool(whole.all()) else int(np.argmin(whole))  # chunks 0 .. p-1 held whole
         e = p // f * f  # the prefix record's end (exclusive)
-        if e >= 2 * f and int(seqs[e - 1]) == e - 1 and not self._dirty[e]:
-            if (0, e - 1) in self.records:
-                nodes, chunks = self._replace(nodes, chunks, edge_node(0, e - 1, f), 0, e)
+        if (
+            e >= 2 * f and int(seqs[e - 1]) == e - 1 and not self._dirty[e]
+            and (0, e - 1) in self.records
+        ):  # fmt: skip
+            nodes, chunks = self._replace(nodes, chunks, edge_node(0, e - 1, f), 0, e)
         back = whole[::-1]
         q = n - (0 if not back[0] else n if bool(back.all()) else int(np.argmin(back)))
         if self.closed and q < n:  # chunks q .. n-1 held whole

@@ -131,7 +131,7 @@ def test_an_upgrade_killed_midway_leaves_bytes_that_the_next_one_cuts(
     roll = sorted(segdir.glob(f"*{rollup.SUFFIX}"))[0]
     size = roll.stat().st_size
     with open(roll, "ab") as fh:  # what a killed run left past the records the index lists
-        fh.write(b"\x07" * 300 if left == "garbage" else roll.read_bytes()[:HEADER_SIZE + 40])
+        fh.write(b"\x07" * 300 if left == "garbage" else roll.read_bytes()[: HEADER_SIZE + 40])
     assert len(backfill.add_edge_records(segdir)) == 2
     idx = index.load(segdir, roll.stem)
     assert idx is not None and roll.stat().st_size == idx.records_end > size

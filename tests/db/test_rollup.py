@@ -511,6 +511,22 @@ def test_a_plan_stands_for_exactly_the_chunks_in_range(
         covered += plan.whole + plan.cut
         want = [p for p, c in enumerate(chunks) if window.covers(c.start_min, c.start_max)]
         assert sorted(covered) == want  # each chunk once, and only those the window touches
+        if edges == "all":  # what the window holds from either end is one record there
+            whole = [window.covers(c.start_min, c.start_max) == 2 for c in chunks] + [False]
+            e = whole.index(False) // FANOUT * FANOUT
+            if e >= 2 * FANOUT and seqs[e - 1] == e - 1 and not dirty & set(range(e)):
+                below = [x for x in plan.nodes if x.first < e] + [
+                    p for p in plan.whole if chunks[p].seq < e]  # fmt: skip
+                assert len(below) == 1, (e, plan)
+            q = len(chunks) - whole[-2::-1].index(False) if False in whole[:-1] else 0
+            s = -(-int(seqs[q]) // FANOUT) * FANOUT if q < len(chunks) else n
+            at = len(chunks) - 1 - (n - 1 - s)
+            if closed and 0 < s < n - 1 and q <= at and seqs[at] == s and n - 1 == seqs[-1] and (
+                not dirty & set(range(s, n))
+            ):  # fmt: skip
+                above = [x for x in plan.nodes if x.last >= s] + [
+                    p for p in plan.whole if chunks[p].seq >= s]  # fmt: skip
+                assert len(above) == 1, (s, plan)
 
 
 # -- a writer killed at any moment ------------------------------------------------------------
