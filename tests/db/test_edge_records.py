@@ -10,6 +10,7 @@ rebuilt from the nodes under it. Every answer is checked against brute force ove
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from kronicler.db import Database, backfill, index, rollup
 from kronicler.db.page import HEADER_SIZE
 from kronicler.db.rollup import FANOUT, ChunkTree
 from kronicler.db.scan import TimeRange
-from tests.oracle.interfaces import PythonApi
+from tests.oracle.interfaces import CliApi, PythonApi
+from tests.oracle.layouts import writer_env
 from tests.oracle.truth import Query, Rows, check_table, expected_stats
 
 sys.path.insert(0, str(Path(__file__).parent / "data" / "rollup_v1"))
@@ -141,3 +143,26 @@ def test_an_upgrade_killed_midway_leaves_bytes_that_the_next_one_cuts(
     reads.close()
     with Database.open(path, readonly=True) as db:
         _check(db, Rows.concat(rows()))
+
+
+def test_kronicler_upgrade_adds_them_and_the_cli_answers_the_same(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    shutil.copytree(FIXTURE, path)
+    truth = Rows.concat(rows())
+    cli = CliApi(path=path)
+    second = 10**9  # the CLI's --since and --until are whole seconds
+    base = int(truth.start.min()) // second * second
+    queries = [Query((), None, since, until) for since, until in
+               [(None, base + 4 * second), (base + 3 * second, None), (base + 2 * second,
+                base + 8 * second)]]  # fmt: skip
+    before = [cli.stats(q, quantiles=QS) for q in queries]
+    out = subprocess.run(
+        [sys.executable, "-m", "kronicler", "upgrade", "--path", str(path)], capture_output=True,
+        text=True, env=writer_env(), check=True, timeout=120,
+    )  # fmt: skip
+    assert "edge roll-ups to 2 segment(s)" in out.stdout
+    assert all(_edge_keys(path / "segments").values())
+    for q, was in zip(queries, before, strict=True):
+        got = cli.stats(q, quantiles=QS)
+        assert got == was
+        check_table(got, "function", expected_stats(truth, q), QS, False, q.label())
