@@ -23,7 +23,11 @@ chunk's other rows widens that chunk's range and the nodes above it, so windows 
 Compaction writes rows in start order, which leaves no such stragglers.
 
 Persistence. The writer appends a record to ``<segment>.roll`` whenever a node is complete (its
-last chunk sealed), and at close the right-edge nodes clipped to the last chunk. Records are pages
+last chunk sealed), and at close the right-edge nodes clipped to the last chunk. Beside them, the
+edge records: chunks 0 to ``k * FANOUT - 1`` as each level-1 node completes, and ``k * FANOUT``
+to the last chunk at close (:func:`suffixes`), so a window holding a segment from one end reads
+one record there instead of a few per level; segments from before them get them from
+``kronicler upgrade`` (:func:`kronicler.db.backfill.add_edge_records`), and read without them. Records are pages
 (:mod:`kronicler.db.page`: magic, version, checksum) whose payload is a chunk summary page
 (:func:`kronicler.db.chunk.encode_summary`) and whose header names the chunks summarised (``min``
 and ``max`` hold the first and last chunk number). A record is a fact about a run of chunks,
