@@ -4,9 +4,10 @@ first on the path:
 
     PYTHONPATH=/path/to/that/checkout:. python tests/db/data/rollup_v1/make_fixture.py
 
-Two closed segments of rows from ``rows()`` (700 and 500 rows in roughly increasing start
-order, their time ranges overlapping), chunks of 16 rows: 44 and 32 chunks. The test
-(tests/db/test_edge_records.py) makes the same rows to compare against.
+Two closed segments of rows from ``rows()`` (700 and 520 rows in roughly increasing start
+order, their time ranges overlapping), chunks of 16 rows: 44 and 33 chunks (the last one alone
+in its level-1 node). The test (tests/db/test_edge_records.py) makes the same rows to compare
+against.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def rows() -> list[Rows]:
     """The fixture's rows, one Rows per segment."""
     rng = np.random.default_rng(41)
     out = []
-    for lane, n in enumerate((700, 500)):
+    for lane, n in enumerate((700, 520)):
         part = generate(rng, n, FUNCTIONS, base=BASE, span=10**10, lane=lane)
         order = np.argsort(part.start, kind="stable")
         swap = np.flatnonzero(rng.random(n - 1) < 0.3)  # neighbours swapped: chunks overlap
