@@ -684,9 +684,10 @@ def compact(args: argparse.Namespace) -> int:
 
 
 def upgrade(args: argparse.Namespace) -> int:
-    """Rewrite closed segments' older-format indexes (:func:`kronicler.db.index.upgrade`) and
+    """Rewrite closed segments' older-format indexes (:func:`kronicler.db.index.upgrade`),
     add the sorted-duration files segments from before them lack
-    (:func:`kronicler.db.backfill.backfill`). Both hold the maintenance lock and replace or add
+    (:func:`kronicler.db.backfill.backfill`) and their prefix and suffix roll-up records
+    (:func:`kronicler.db.backfill.add_edge_records`). Both hold the maintenance lock and replace or add
     whole files atomically, so writers and readers go on meanwhile; running it again does
     nothing more."""
     from kronicler.db import backfill, index
@@ -698,8 +699,10 @@ def upgrade(args: argparse.Namespace) -> int:
     segments = args.path / "segments"
     indexes = index.upgrade(segments, wait=args.wait)
     durations = backfill.backfill(segments, wait=args.wait)
+    edges = backfill.add_edge_records(segments, wait=args.wait)
     print(f"rewrote {len(indexes)} segment index(es) in the current format; added sorted "
-          f"durations to {len(durations)} segment(s) in {args.path}")  # fmt: skip
+          f"durations to {len(durations)} segment(s) and edge roll-ups to {len(edges)} "
+          f"segment(s) in {args.path}")  # fmt: skip
     return 0
 
 

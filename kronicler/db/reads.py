@@ -1097,7 +1097,7 @@ def _tail_base(seg: SegmentView) -> tuple[Block | None, int]:
 
 
 def _chunk_tree(seg: SegmentView) -> rollup.ChunkTree:
-    return rollup.ChunkTree(seg.chunks, closed=seg.closed)
+    return rollup.ChunkTree(seg.chunks, closed=seg.closed, records=seg.reader.rollups.records)
 
 
 def _check_names(names: Iterable[str]) -> list[str]:

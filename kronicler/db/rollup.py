@@ -23,7 +23,11 @@ chunk's other rows widens that chunk's range and the nodes above it, so windows 
 Compaction writes rows in start order, which leaves no such stragglers.
 
 Persistence. The writer appends a record to ``<segment>.roll`` whenever a node is complete (its
-last chunk sealed), and at close the right-edge nodes clipped to the last chunk. Records are pages
+last chunk sealed), and at close the right-edge nodes clipped to the last chunk. Beside them, the
+edge records: chunks 0 to ``k * FANOUT - 1`` as each level-1 node completes, and ``k * FANOUT``
+to the last chunk at close (:func:`suffixes`), so a window holding a segment from one end reads
+one record there instead of a few per level; segments from before them get them from
+``kronicler upgrade`` (:func:`kronicler.db.backfill.add_edge_records`), and read without them. Records are pages
 (:mod:`kronicler.db.page`: magic, version, checksum) whose payload is a chunk summary page
 (:func:`kronicler.db.chunk.encode_summary`) and whose header names the chunks summarised (``min``
 and ``max`` hold the first and last chunk number). A record is a fact about a run of chunks,
@@ -48,7 +52,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
@@ -579,9 +583,13 @@ class ChunkTree:
     nodes are merged whole, so what a node's summary holds is exactly what its chunks hold.
     """
 
-    def __init__(self, chunks: Chunks, *, closed: bool, fanout: int = FANOUT) -> None:
+    def __init__(
+        self, chunks: Chunks, *, closed: bool, fanout: int = FANOUT,
+        records: Container[tuple[int, int]] = (),
+    ) -> None:  # fmt: skip
         self.fanout = fanout
         self.closed = closed
+        self.records = records  # the runs of chunks with a record (see _edged)
         # columns over every chunk: no ChunkInfo made (see chunk_table.py)
         self.seqs = chunks.column("seq")
         self.lo = chunks.column("start_min")
@@ -631,7 +639,53 @@ class ChunkTree:
             return self._joined(out)
         for j in range(int(self.seqs[-1]) // self.fanout**self.top + 1):
             self._visit(self.top, j, window, out)
-        return self._joined(out)
+        return self._edged(window, self._joined(out))
+
+    def _edged(self, window: TimeRange, plan: Plan) -> Plan:
+        """The plan with what the window holds from the segment's first chunk on, and from
+        its last back, as one prefix and one suffix record (see :func:`suffixes`) where the
+        segment has them: what they stand for is every node and chunk of the plan before
+        (after) the record's end, which the plan holds whole. A record stands only for a run
+        of present chunks with no rows dropped, and only replaces items wholly on its side."""
+        n, f = self.seqs.size, self.fanout
+        whole = window.mask(self.lo) & window.mask(self.hi)
+        nodes, chunks = list(plan.nodes), list(plan.whole)
+        seqs = self.seqs
+        p = n if bool(whole.all()) else int(np.argmin(whole))  # chunks 0 .. p-1 held whole
+        e = p // f * f  # the prefix record's end (exclusive)
+        if (
+            e >= 2 * f and int(seqs[e - 1]) == e - 1 and not self._dirty[e]
+            and (0, e - 1) in self.records
+        ):  # fmt: skip
+            nodes, chunks = self._replace(nodes, chunks, edge_node(0, e - 1, f), 0, e)
+        back = whole[::-1]
+        q = n - (0 if not back[0] else n if bool(back.all()) else int(np.argmin(back)))
+        if self.closed and q < n:  # chunks q .. n-1 held whole
+            last = int(seqs[-1])
+            s = -(-int(seqs[q]) // f) * f  # the suffix record's first chunk
+            at = n - 1 - (last - s)  # its position, when every chunk after it is present
+            if (
+                0 < s < last and q <= at and int(seqs[at]) == s
+                and self._dirty[n] == self._dirty[at] and (s, last) in self.records
+            ):  # fmt: skip
+                nodes, chunks = self._replace(nodes, chunks, edge_node(s, last, f), s, last + 1)
+        if len(nodes) == len(plan.nodes) and chunks == plan.whole:
+            return plan
+        return Plan(nodes, chunks, plan.cut)
+
+    def _replace(
+        self, nodes: list[Node], chunks: list[int], edge: Node, a: int, b: int
+    ) -> tuple[list[Node], list[int]]:
+        """``nodes`` and ``chunks`` (positions) with those of chunk numbers ``a`` to ``b - 1``
+        replaced by ``edge``; unchanged unless at least two go and none lies across ``a`` or
+        ``b``."""
+        keep = [x for x in nodes if x.last < a or x.first >= b]
+        inside = [x for x in nodes if a <= x.first and x.last < b]
+        stay = [pos for pos in chunks if not a <= int(self.seqs[pos]) < b]
+        gone = len(inside) + len(chunks) - len(stay)
+        if len(keep) + len(inside) != len(nodes) or gone < 2:
+            return nodes, chunks
+        return [edge, *keep] if a == 0 else [*keep, edge], stay
 
     def _joined(self, plan: Plan) -> Plan:
         """The plan with each run of whole siblings (nodes, or chunks) as one node: a window
@@ -707,6 +761,59 @@ class ChunkTree:
                 out.cut.append(pos)
 
 
+def edge_node(first: int, last: int, fanout: int = FANOUT) -> Node:
+    """The node of an edge record (a prefix or a suffix of a segment's chunks, see
+    :func:`suffixes`): at the level whose children (:func:`children`) are at least two shorter
+    runs, which rebuild it when its record is unreadable (a pool entry is keyed by its run
+    alone: a child of the same run would wait for itself)."""
+    level = 1
+    while first // fanout**level != last // fanout**level:
+        level += 1
+    return Node(level, first, last)
+
+
+def suffixes(
+    group: Callable[[int, int], Block | None], last: int, tail: Block | None,
+    fanout: int = FANOUT,
+) -> Iterator[tuple[Node, Block]]:  # fmt: skip
+    """The suffix records of a closed segment whose last chunk is ``last``: chunks ``k *
+    fanout`` to ``last`` for every ``k >= 1``, each merged from the next one and the level-1
+    node before it (``group(first, last)``: a record's summaries, None when unreadable, which
+    ends the chain); ``tail``: the summaries of the last, partial level-1 node's chunks (None:
+    its record, or it is complete).
+
+    Why prefixes and suffixes. A window that cuts a segment holds, at each edge, up to
+    ``FANOUT - 1`` nodes per level of the tree, each a record to read and merge: 5-10 records
+    per cut segment, a third of a cold 25% range at 1B rows. A window usually holds a segment
+    from one of its ends: the records of chunks 0 to ``k * FANOUT - 1`` (written as the nodes
+    complete) and of ``k * FANOUT`` to the last (at close) make that one record plus the
+    chunks of one level-1 node. They cost two records per ``FANOUT`` chunks (~0.1 B/row).
+    """
+    top = last // fanout
+    block = tail if tail is not None else group(top * fanout, last)
+    for k in range(top - 1, 0, -1):
+        part = group(k * fanout, k * fanout + fanout - 1)
+        if block is None or part is None:
+            return
+        block = merge([(None, part), (None, block)])
+        yield edge_node(k * fanout, last, fanout), block
+
+
+def prefixes(
+    group: Callable[[int, int], Block | None], last: int, fanout: int = FANOUT
+) -> Iterator[tuple[Node, Block]]:
+    """The prefix records of a segment whose last chunk is ``last`` (what the writer writes as
+    each level-1 node completes, see :func:`suffixes`): chunks 0 to ``k * fanout - 1`` for
+    every ``k >= 2`` with ``k * fanout - 1 <= last``."""
+    block = group(0, fanout - 1)
+    for k in range(2, (last + 1) // fanout + 1):
+        part = group((k - 1) * fanout, k * fanout - 1)
+        if block is None or part is None:
+            return
+        block = merge([(None, block), (None, part)])
+        yield edge_node(0, k * fanout - 1, fanout), block
+
+
 def top_level(last_seq: int, fanout: int = FANOUT) -> int:
     """The level a query starts from: the lowest with at most ``fanout`` nodes (0: one chunk)."""
     top = 0
@@ -734,6 +841,13 @@ def path_of(directory: Path, segment: str) -> Path:
     return directory / f"{segment}{SUFFIX}"
 
 
+def record_page(node: Node, block: Block) -> bytes:
+    """The record of ``node``'s summaries, as appended to the ``.roll`` file."""
+    payload = encode_summary(block.chunk_summary())
+    return build_page(ROLLUP_PAGE, node.level, node.last - node.first + 1, payload, node.first,
+                      node.last)  # fmt: skip
+
+
 class RollupWriter:
     """Appends a record for every node the writer's sealed chunks complete. One thread at a time.
 
@@ -750,6 +864,7 @@ class RollupWriter:
         # Per level: (first chunk, summary) of the completed nodes not yet merged into a parent.
         self._pending: list[list[tuple[int, Block]]] = [[]]
         self._chunks = 0
+        self._prefix: Block | None = None  # every chunk of the completed level-1 nodes, merged
         #: (first, last) -> (offset, size) of every record written: the segment index keeps them
         self.records: dict[tuple[int, int], tuple[int, int]] = {}
 
@@ -773,16 +888,24 @@ class RollupWriter:
         self._chunks += 1
         self._pending[0].append((seq, Block.of(summary)))
         level = 0
+        group: Block | None = None  # the level-1 node this chunk completes, if any
         while len(self._pending[level]) == self.fanout:
             items = self._pending[level]
             node = Node(level + 1, items[0][0], seq)
             block = merge([(None, b) for _, b in items])
             self._write(node, block)
+            group = block if level == 0 else group
             items.clear()
             if len(self._pending) == level + 1:
                 self._pending.append([])
             self._pending[level + 1].append((node.first, block))
             level += 1
+        if group is not None and not self._broken:
+            # the prefix record: chunks 0 to ``seq`` (after the nodes: an aligned node is one)
+            self._prefix = group if self._prefix is None else merge([(None, self._prefix),
+                                                                     (None, group)])  # fmt: skip
+            if (0, seq) not in self.records:
+                self._write(edge_node(0, seq, self.fanout), self._prefix)
 
     def close(self) -> None:
         """The segment is closing: write the right-edge nodes, clipped to its last chunk.
@@ -803,7 +926,29 @@ class RollupWriter:
             if last > first and (first, last) not in written:
                 self._write(Node(level + 1, first, last), block)
                 written.add((first, last))
+        if not self._broken and last >= self.fanout:
+            tail = self._pending[0]  # the chunks after the last complete level-1 node
+            first_block = merge([(None, b) for _, b in tail]) if tail else None
+            for node, block in suffixes(self._read_record, last, first_block, self.fanout):
+                if (node.first, node.last) not in self.records:
+                    self._write(node, block)
         self.abandon()
+
+    def _read_record(self, first: int, last: int) -> Block | None:
+        """The summaries of a record this writer wrote (None: unreadable, or never written)."""
+        where = self.records.get((first, last))
+        if where is None:
+            return None
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                raw = os.pread(fd, where[1], where[0])
+            finally:
+                os.close(fd)
+            return Block.from_page(verified_payload(raw, f"{self.path}@{where[0]}")[1])
+        except (CorruptPageError, OSError) as exc:
+            log.warning("roll-up record %d-%d of %s unreadable: %s", first, last, self.path, exc)
+            return None
 
     def abandon(self) -> None:
         """Let go of the file without writing more."""
@@ -815,9 +960,7 @@ class RollupWriter:
     def _write(self, node: Node, block: Block) -> None:
         if self._broken:
             return
-        payload = encode_summary(block.chunk_summary())
-        page = build_page(ROLLUP_PAGE, node.level, node.last - node.first + 1, payload,
-                          node.first, node.last)  # fmt: skip
+        page = record_page(node, block)
         try:
             if self._fd < 0:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

@@ -307,7 +307,14 @@ def test_a_closed_segment_has_every_node_a_reader_starts_from(tmp_path: Path) ->
     idx.refresh(final=True)
     full = {(j * 8, j * 8 + 7) for j in range(9)} | {(0, 63)}
     clipped = {(72, 75), (64, 75)}  # the right edge at levels 1 and 2
-    assert set(idx.records) == full | clipped
+    prefixes = {(0, k * 8 - 1) for k in range(2, 10)}  # as each level-1 node completes
+    suffixes = {(k * 8, 75) for k in range(1, 10)}  # at close
+    assert set(idx.records) == full | clipped | prefixes | suffixes
+    for first, last in prefixes | suffixes:
+        block = idx.load(rollup.edge_node(first, last))
+        assert block is not None
+        assert int(block.count.sum()) == len(rows.take(np.arange(first * CHUNK, min(
+            (last + 1) * CHUNK, len(rows)))))  # fmt: skip
     node = Node(2, 64, 75)
     block = idx.load(node)
     assert block is not None and int(block.count.sum()) == 11 * CHUNK + 3
@@ -454,9 +461,10 @@ def test_merged_blocks_equal_merge_all(sizes: list[int], seed: int) -> None:
     closed=st.booleans(),
     lost=st.integers(0, 3),
     dropped=st.integers(0, 2),
+    edges=st.sampled_from(["none", "some", "all"]),
 )
 def test_a_plan_stands_for_exactly_the_chunks_in_range(
-    n: int, seed: int, closed: bool, lost: int, dropped: int
+    n: int, seed: int, closed: bool, lost: int, dropped: int, edges: str
 ) -> None:
     rng = np.random.default_rng(seed)
     seqs = np.arange(n)
@@ -470,7 +478,12 @@ def test_a_plan_stands_for_exactly_the_chunks_in_range(
                   keep=np.zeros(0, np.int64) if int(s) in dirty else None)
         for s, a, b in zip(seqs.tolist(), lo.tolist(), hi.tolist(), strict=True)
     ]  # fmt: skip
-    tree = ChunkTree(Chunks(None, chunks), closed=closed)
+    # the prefix and suffix records a segment of n chunks has (some lost)
+    runs = [(0, k * FANOUT - 1) for k in range(2, n // FANOUT + 1)]
+    runs += [(k * FANOUT, n - 1) for k in range(1, (n - 1) // FANOUT + 1) if k * FANOUT < n - 1]
+    kept = {"none": 0.0, "some": 0.5, "all": 1.0}[edges]
+    records = {r for r in runs if rng.random() < kept}
+    tree = ChunkTree(Chunks(None, chunks), closed=closed, records=records)
     for since, until in [(None, None), *rng.integers(-5000, 10**6 + 5000, (8, 2)).tolist()]:
         if since is not None and since > until:
             since, until = until, since
@@ -482,6 +495,10 @@ def test_a_plan_stands_for_exactly_the_chunks_in_range(
             assert [chunks[p].seq for p in run] == list(range(node.first, node.last + 1))
             # a node, or a run of whole sibling nodes (chunks at level 1) within one parent,
             # joined: made of whole children, clipped only at a closed segment's end
+            assert all(chunks[p].keep is None for p in run)
+            if (node.first, node.last) in records and (node.first == 0 or closed):
+                covered += run  # a prefix or suffix record (or a run the tree joined, the same)
+                continue
             width, child = FANOUT**node.level, FANOUT ** (node.level - 1)
             assert node.first // width == node.last // width, node
             whole_children = node.first % child == 0 and (node.last + 1) % child == 0
@@ -495,6 +512,22 @@ def test_a_plan_stands_for_exactly_the_chunks_in_range(
         covered += plan.whole + plan.cut
         want = [p for p, c in enumerate(chunks) if window.covers(c.start_min, c.start_max)]
         assert sorted(covered) == want  # each chunk once, and only those the window touches
+        if edges == "all":  # what the window holds from either end is one record there
+            whole = [window.covers(c.start_min, c.start_max) == 2 for c in chunks] + [False]
+            e = whole.index(False) // FANOUT * FANOUT
+            if e >= 2 * FANOUT and seqs[e - 1] == e - 1 and not dirty & set(range(e)):
+                below = [x for x in plan.nodes if x.first < e] + [
+                    p for p in plan.whole if chunks[p].seq < e]  # fmt: skip
+                assert len(below) == 1, (e, plan)
+            q = len(chunks) - whole[-2::-1].index(False) if False in whole[:-1] else 0
+            s = -(-int(seqs[q]) // FANOUT) * FANOUT if q < len(chunks) else n
+            at = len(chunks) - 1 - (n - 1 - s)
+            if closed and 0 < s < n - 1 and q <= at and seqs[at] == s and n - 1 == seqs[-1] and (
+                not dirty & set(range(s, n))
+            ):  # fmt: skip
+                above = [x for x in plan.nodes if x.last >= s] + [
+                    p for p in plan.whole if chunks[p].seq >= s]  # fmt: skip
+                assert len(above) == 1, (s, plan)
 
 
 # -- a writer killed at any moment ------------------------------------------------------------
