@@ -9,10 +9,12 @@ rebuilt from the nodes under it. Every answer is checked against brute force ove
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -147,6 +149,17 @@ def test_an_upgrade_killed_midway_leaves_bytes_that_the_next_one_cuts(
         _check(db, Rows.concat(rows()))
 
 
+def _same_rows(got: list[dict[str, Any]], was: list[dict[str, Any]]) -> None:
+    """Equal rows; moments merged in another order may differ in their last bit."""
+    assert [sorted(r) for r in got] == [sorted(r) for r in was]
+    for g, w in zip(got, was, strict=True):
+        for key, value in w.items():
+            if isinstance(value, float):
+                assert math.isclose(g[key], value, rel_tol=1e-12), (key, g, w)
+            else:
+                assert g[key] == value, (key, g, w)
+
+
 def test_kronicler_upgrade_adds_them_and_the_cli_answers_the_same(tmp_path: Path) -> None:
     path = tmp_path / "db"
     shutil.copytree(FIXTURE, path)
@@ -166,5 +179,5 @@ def test_kronicler_upgrade_adds_them_and_the_cli_answers_the_same(tmp_path: Path
     assert all(_edge_keys(path / "segments").values())
     for q, was in zip(queries, before, strict=True):
         got = cli.stats(q, quantiles=QS)
-        assert got == was
+        _same_rows(got, was)
         check_table(got, "function", expected_stats(truth, q), QS, False, q.label())
