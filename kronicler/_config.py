@@ -105,8 +105,8 @@ class Settings:
 
 
 def pure_python(environ: Mapping[str, str] | None = None) -> bool:
-    """``KRONICLER_PURE_PYTHON=1``: capture with the pure-Python wrapper even where the optional
-    C fast path is built (read once, when Kronicler is imported)."""
+    """``KRONICLER_PURE_PYTHON=1``: the pure-Python roads even where the optional C extensions
+    are built: the capture wrapper and the exporter's span conversion (read once, at import)."""
     return _parse_bool(os.environ if environ is None else environ, "KRONICLER_PURE_PYTHON", False)
 
 
