@@ -40,8 +40,7 @@ def _until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
 def _live_tails(db: Database) -> list[tuple[int, bool]]:
     """(tail rows, tail summary made) of each segment holding tail rows, in a fresh snapshot."""
     with db.snapshot() as view:
-        segments = view._open().segments
-        return [(s.tail_rows, "tail_block" in s._cache) for s in segments if s.tail_rows]
+        return [(s.tail_rows, s.made("tail_block")) for s in view.segments if s.tail_rows]
 
 
 def test_stored_rows_are_summarised_for_the_next_query_without_one_asked(
