@@ -31,14 +31,32 @@ from __future__ import annotations
 import bisect
 import struct
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import zstandard
 
+from kronicler._config import pure_python
 from kronicler.db import zstd
 from kronicler.db.idmix import mix64, unmix64
 from kronicler.errors import CorruptPageError
+
+
+
+def _load_fast() -> Any:
+    """The C decoding loop's module, or None (not built, or ``KRONICLER_PURE_PYTHON`` set)."""
+    if pure_python():
+        return None
+    try:
+        import kronicler.db._fastdecode as module
+    except ImportError:
+        return None
+    return module
+
+
+_fast = _load_fast()
+#: True when integer pages are decoded by the C loop (``kronicler/db/_fastdecode.c``).
+ACCELERATED = _fast is not None
 
 CODEC_RAW: Final = 0
 CODEC_CONST: Final = 1
@@ -318,7 +336,24 @@ def _check_count(data: bytes | memoryview, rows: int | None) -> None:
         raise CorruptPageError(f"column page holds {n} values, its header says {rows}")
 
 
+#: Page forms the C loop decodes (the others, and empty pages, are decoded in Python).
+_FAST_FORMS = frozenset({CODEC_RAW, CODEC_CONST, CODEC_NARROW, CODEC_DELTA, CODEC_BLOCKS,
+                         CODEC_NARROW_PLANES, CODEC_DELTA_PLANES})  # fmt: skip
+
+
 def _decode(data: bytes | memoryview, dtype: np.dtype) -> np.ndarray:
+    """One page by the C loop where it is built and takes the page's form, else in Python."""
+    if _fast is not None and dtype.kind in "iu":
+        codec, _, n = _HEAD.unpack_from(data, 0)
+        if n and codec in _FAST_FORMS:
+            out = np.empty(n, dtype=dtype)
+            if _fast.decode(data, out, zstd.decompressor().decompress):
+                return out
+    return _decode_py(data, dtype)
+
+
+def _decode_py(data: bytes | memoryview, dtype: np.dtype) -> np.ndarray:
+    """The reference decoder (and the only one where the C loop is not built)."""
     codec, flags, n = _HEAD.unpack_from(data, 0)
     body = memoryview(data)[_HEAD.size :]
     if codec == CODEC_BLOCKS:
@@ -326,7 +361,7 @@ def _decode(data: bytes | memoryview, dtype: np.dtype) -> np.ndarray:
         out = np.empty(n, dtype=dtype)
         lo = 0
         for (a, b), hi in zip(spans, ends, strict=True):
-            out[lo:hi] = _decode(_block(body[a:b], hi - lo), dtype)
+            out[lo:hi] = _decode_py(_block(body[a:b], hi - lo), dtype)
             lo = hi
         return out
     width = flags >> 4
