@@ -341,15 +341,35 @@ _FAST_FORMS = frozenset({CODEC_RAW, CODEC_CONST, CODEC_NARROW, CODEC_DELTA, CODE
                          CODEC_NARROW_PLANES, CODEC_DELTA_PLANES})  # fmt: skip
 
 
+def decode_into(data: bytes | memoryview, out: np.ndarray) -> None:
+    """:func:`decode` written into ``out``, a contiguous integer array of the page's length (a
+    slice of a bigger array: many pages decoded side by side with no copy). Bad bytes, or a
+    page of another length, raise CorruptPageError (``out`` then holds anything)."""
+    try:
+        _check_count(data, out.size)
+        if not _fast_into(data, out):
+            out[...] = _decode_py(data, out.dtype)
+    except BAD_BYTES as exc:
+        raise CorruptPageError(f"column page does not decode: {exc}") from None
+
+
 def _decode(data: bytes | memoryview, dtype: np.dtype) -> np.ndarray:
     """One page by the C loop where it is built and takes the page's form, else in Python."""
     if _fast is not None and dtype.kind in "iu":
-        codec, _, n = _HEAD.unpack_from(data, 0)
-        if n and codec in _FAST_FORMS:
-            out = np.empty(n, dtype=dtype)
-            if _fast.decode(data, out, zstd.decompressor().decompress):
-                return out
+        out = np.empty(_HEAD.unpack_from(data, 0)[2], dtype=dtype)
+        if _fast_into(data, out):
+            return out
     return _decode_py(data, dtype)
+
+
+def _fast_into(data: bytes | memoryview, out: np.ndarray) -> bool:
+    """Whether the C loop decoded the page into ``out`` (of its length): False where it is not
+    built, or leaves the page's form (or an empty page) to Python."""
+    if _fast is None or out.dtype.kind not in "iu" or not out.size:
+        return False
+    if _HEAD.unpack_from(data, 0)[0] not in _FAST_FORMS:
+        return False
+    return bool(_fast.decode(data, out, zstd.decompressor().decompress))
 
 
 def _decode_py(data: bytes | memoryview, dtype: np.dtype) -> np.ndarray:

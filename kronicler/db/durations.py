@@ -166,30 +166,42 @@ def read_groups(path: Path) -> tuple[Group, ...]:
     return out
 
 
-def read_runs(path: Path, wanted: list[tuple[Group, int]]) -> list[np.ndarray | None]:
-    """The sorted durations of entry ``i`` of each ``(group, i)``: one ``pread`` each; None for
-    a run whose bytes do not check (its chunks are then read from their pages)."""
-    out: list[np.ndarray | None] = []
+def read_runs(path: Path, wanted: list[tuple[Group, int]]) -> tuple[np.ndarray, list[bool]]:
+    """The sorted durations of entry ``i`` of each ``(group, i)``, one ``pread`` each, decoded
+    side by side into one array (each run sorted, the runs one after another), and which runs
+    it holds: a run whose bytes do not check is left out (its chunks are then read from their
+    pages).
+
+    Why one array: a function with 1% of a billion calls has ~1,900 runs; decoded into their
+    own arrays they cost an allocation each, a copy when joined, and a few numpy calls each in
+    every pass of the exact statistics (~60 ms of the ~0.8 s cold answer, measured).
+    """
+    out = np.empty(sum(int(g.counts[i]) for g, i in wanted), dtype=np.int64)
+    good: list[bool] = []
+    pos = 0
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
-        return [None] * len(wanted)
+        return out[:0], [False] * len(wanted)
     try:
         for group, i in wanted:
             length, count = int(group.lengths[i]), int(group.counts[i])
             data = os.pread(fd, length, int(group.offsets[i]))
             if len(data) != length or zlib.crc32(data) != int(group.crcs[i]):
                 log.warning("%s: a run of chunks %d-%d is damaged", path, group.first, group.last)
-                out.append(None)
+                good.append(False)
                 continue
             try:
-                out.append(codec.decode(data, np.dtype(np.int64), count))
+                codec.decode_into(data, out[pos : pos + count])
             except CorruptPageError as exc:
                 log.warning("%s: a run of chunks %d-%d: %s", path, group.first, group.last, exc)
-                out.append(None)
+                good.append(False)
+                continue
+            pos += count
+            good.append(True)
     finally:
         os.close(fd)
-    return out
+    return out[:pos], good
 
 
 class DurationWriter:
@@ -276,7 +288,8 @@ class StoredRuns:
     """What a segment's records give of one function (see :func:`stored_runs`).
 
     Fields:
-        runs: its sorted durations, one array per usable record; errors: their error calls.
+        runs: its durations in the usable records (one array, each record's run sorted, the
+            runs one after another; none when they hold none); errors: their error calls.
         covered: the chunks those records cover (the function's rows there are all in ``runs``).
     """
 
@@ -314,15 +327,12 @@ def stored_runs(seg: SegmentView, code: int) -> StoredRuns:
             wanted.append((g, k))
         else:
             empty.append(g)
-    runs: list[np.ndarray] = []
+    joined, good = read_runs(path_of(seg.reader.data_path.parent, seg.id), wanted)
     errors, covered = 0, set[int]()
-    for (g, k), run in zip(wanted, read_runs(path_of(seg.reader.data_path.parent, seg.id),
-                                            wanted), strict=True):  # fmt: skip
-        if run is None:
-            continue
-        runs.append(run)
-        errors += int(g.errors[k])
-        covered.update(range(g.first, g.last + 1))
+    for (g, k), ok in zip(wanted, good, strict=True):
+        if ok:
+            errors += int(g.errors[k])
+            covered.update(range(g.first, g.last + 1))
     for g in empty:
         covered.update(range(g.first, g.last + 1))
-    return StoredRuns(runs, errors, frozenset(covered))
+    return StoredRuns([joined] if joined.size else [], errors, frozenset(covered))

@@ -236,3 +236,28 @@ def test_damaged_counter_id_pages_raise_only_corrupt_page_errors():
     assert _page_codec(data) == codec.CODEC_SEQ
     outcomes = damage_outcomes(data, lambda b: codec.decode(b, np.dtype(np.uint64), rows=3000), 8)
     assert outcomes["corrupt"] > 0
+
+
+@pytest.mark.parametrize("road", ["c", "python"])
+def test_pages_decode_side_by_side_into_one_array(
+    road: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if road == "c" and not codec.ACCELERATED:
+        pytest.skip("the C decoding loop is not built")
+    if road == "python":
+        monkeypatch.setattr(codec, "_fast", None)
+    rng = np.random.default_rng(8)
+    parts = [np.sort(rng.lognormal(13, 2, n).astype(np.int64)) for n in (1, 5000, 3, 20000)]
+    parts.append(np.full(7, 2**63 - 1, dtype=np.int64))  # a constant page
+    pages = [codec.encode(p, codec.CODEC_DELTA) for p in parts]
+    out = np.full(sum(p.size for p in parts) + 2, -1, dtype=np.int64)
+    pos = 0
+    for page, part in zip(pages, parts, strict=True):
+        codec.decode_into(page, out[pos : pos + part.size])
+        pos += part.size
+    assert np.array_equal(out[:pos], np.concatenate(parts))
+    assert (out[pos:] == -1).all()  # nothing written past the pages
+    with pytest.raises(CorruptPageError):  # a slice of another length than the page's
+        codec.decode_into(pages[1], out[:4999])
+    with pytest.raises(CorruptPageError):
+        codec.decode_into(pages[1][:-3], out[:5000])
