@@ -327,9 +327,9 @@ def stored_runs(seg: SegmentView, code: int) -> StoredRuns:
             wanted.append((g, k))
         else:
             empty.append(g)
-    joined, good = read_runs(path_of(seg.reader.data_path.parent, seg.id), wanted)
+    joined, read = read_runs(path_of(seg.reader.data_path.parent, seg.id), wanted)
     errors, covered = 0, set[int]()
-    for (g, k), ok in zip(wanted, good, strict=True):
+    for (g, k), ok in zip(wanted, read, strict=True):
         if ok:
             errors += int(g.errors[k])
             covered.update(range(g.first, g.last + 1))

@@ -32,15 +32,28 @@ TAKEN = [codec.CODEC_RAW, codec.CODEC_NARROW, codec.CODEC_DELTA]
 DTYPES = [np.int64, np.uint64, np.uint32, np.int32, np.uint16, np.uint8, np.int8]
 EXTREMES = [0, 1, 2**8 - 1, 2**16, 2**32 - 1, 2**32, 2**63 - 1, -(2**63), -1]
 
+
+def _constant(n: int, v: int) -> np.ndarray:
+    return np.full(n, v, np.int64)
+
+
+def _ordered_starts(n: int, step: int, seed: int) -> np.ndarray:
+    """Start times of one function's rows: small ascending steps (pages of byte planes)."""
+    steps = np.random.default_rng(seed).integers(0, step, n)
+    return np.cumsum(steps).astype(np.int64) + 10**18
+
+
 values_st = st.one_of(
     hnp.arrays(np.int64, st.integers(0, 3000), elements=st.integers(-(2**63), 2**63 - 1)),
     hnp.arrays(np.int64, st.integers(0, 3000), elements=st.sampled_from(EXTREMES)),
     hnp.arrays(np.int64, st.integers(0, 3000), elements=st.integers(0, 300)),
-    st.builds(lambda n, v: np.full(n, v, np.int64), st.integers(0, 50),
-              st.sampled_from(EXTREMES)),  # fmt: skip
-    st.builds(lambda n, step, seed: np.cumsum(  # ordered starts: small steps, planes
-        np.random.default_rng(seed).integers(0, step, n)).astype(np.int64) + 10**18,
-        st.integers(1, 3000), st.sampled_from([2, 300, 70_000, 2**33]), st.integers(0, 99)),
+    st.builds(_constant, st.integers(0, 50), st.sampled_from(EXTREMES)),
+    st.builds(
+        _ordered_starts,
+        st.integers(1, 3000),
+        st.sampled_from([2, 300, 70_000, 2**33]),
+        st.integers(0, 99),
+    ),
 )
 
 
@@ -129,8 +142,9 @@ def test_every_page_form_is_met() -> None:
     [
         codec.encode(np.arange(50, dtype=np.uint64) * 7919, codec.CODEC_TABLE),
         codec.encode_ids(np.repeat(np.arange(1, 40, dtype=np.uint64) * 2**40, 3)),
-        codec.encode_blocks(np.arange(200, dtype=np.int64) % 7, codec.CODEC_TABLE,
-                            np.array([100, 200])),  # fmt: skip
+        codec.encode_blocks(
+            np.arange(200, dtype=np.int64) % 7, codec.CODEC_TABLE, np.array([100, 200])
+        ),
     ],
     ids=["table", "ids", "blocks-of-tables"],
 )
@@ -145,8 +159,7 @@ def test_forms_left_to_python_are_declined(data: bytes) -> None:
     which=st.sampled_from(TAKEN),
     wide=st.booleans(),
     blocked=st.booleans(),
-    damage=st.lists(st.tuples(st.integers(0, 2**31), st.integers(0, 255)), min_size=1,
-                    max_size=3),  # fmt: skip
+    damage=st.lists(st.tuples(st.integers(0, 2**31), st.integers(0, 255)), min_size=1, max_size=3),
     near_head=st.booleans(),
     cut=st.integers(0, 3),
 )

@@ -96,9 +96,9 @@ def _answers(db: Database, rows: dict[str, np.ndarray]) -> list[object]:
     for name in ("f0", "f3"):
         m = rows["names"] == name
         errors = int(np.count_nonzero(rows["status"][m] == 2))
-        got = db.stats(name, exact=True)
-        _check(got, rows["duration"][m], errors, exact=True)
-        out.append(got.to_dict())
+        one = db.stats(name, exact=True)
+        _check(one, rows["duration"][m], errors, exact=True)
+        out.append(one.to_dict())
         slow = db.slowest(name, k=7)
         idx = np.flatnonzero(m)
         want = idx[np.lexsort((rows["start"][idx], -rows["duration"][idx]))][:7]
