@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -307,3 +309,38 @@ def test_stats_read_the_records(tmp_path: Path, small_groups: None) -> None:
         len(want), errors, float(want[0]), float(want[-1])
     )  # fmt: skip
     db.close()
+
+
+def test_record_directories_are_parsed_together_and_checked(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Records read in one pass: a directory longer than one read takes, the runs found where
+    they are, and reading stops at a record whose directory (its checksum good) does not add
+    up to its rows."""
+    rng = np.random.default_rng(11)
+    codes = np.arange(0, 600, 2)  # 300 functions: a directory of 8.4 KB
+    runs = [np.sort(rng.integers(0, 10**9, int(rng.integers(1, 9)))) for _ in codes]
+    big = durations.encode_group(0, 4, codes, runs, np.arange(len(codes)))
+    small = durations.encode_group(5, 9, np.array([1, 7]), [np.array([5]), np.array([1, 2])],
+                                   np.array([0, 1]))  # fmt: skip
+    # the small record once more, its span claiming a row its runs do not hold
+    head = struct.Struct("<4sIIQ")
+    magic, dir_len, _, body_len = head.unpack_from(small, 0)
+    directory = bytearray(small[head.size : head.size + dir_len])
+    first, last, rows = struct.unpack_from("<IIQ", directory, 0)
+    struct.pack_into("<IIQ", directory, 0, 10, 14, rows + 1)
+    wrong = (head.pack(magic, dir_len, zlib.crc32(directory), body_len) + bytes(directory)
+             + small[head.size + dir_len :])  # fmt: skip
+    path = tmp_path / f"x{SUFFIX}"
+    path.write_bytes(big + small + wrong + big)
+    durations._groups_cache.clear()
+    with caplog.at_level("WARNING"):
+        groups = read_groups(path)
+    assert [(g.first, g.last, g.rows) for g in groups] == [(0, 4, sum(map(len, runs))), (5, 9, 3)]
+    assert "does not add up" in caplog.text
+    assert np.array_equal(groups[0].codes, codes) and groups[1].codes.tolist() == [1, 7]
+    assert groups[1].errors.tolist() == [0, 1]
+    wanted = [(groups[0], i) for i in range(len(codes))] + [(groups[1], 0), (groups[1], 1)]
+    joined, read = durations.read_runs(path, wanted)
+    assert all(read)
+    assert np.array_equal(joined, np.concatenate([*runs, [5], [1, 2]]))
