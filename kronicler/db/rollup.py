@@ -1002,7 +1002,7 @@ class RollupIndex:
         self._end = 0
         self._size_seen = -1
         self._final = False
-        self.records: dict[tuple[int, int], tuple[int, int]] = {}
+        self.records: Mapping[tuple[int, int], tuple[int, int]] = {}
         self.headers_read = 0  # record headers walked so far (what an index spares)
 
     def refresh(self, *, final: bool = False) -> None:
@@ -1028,7 +1028,9 @@ class RollupIndex:
         A listed record the file lost (a crash before the page cache reached the disk) fails
         its checksum when loaded and is rebuilt, like any damaged record.
         """
-        self.records = dict(records)
+        # a closed segment's records are final: kept as given (an index's stay arrays until
+        # looked up); a live one's grow as the file is walked
+        self.records = records if final else dict(records)
         self._end = end
         self._final = final
         if self._fd < 0:
@@ -1040,13 +1042,15 @@ class RollupIndex:
     def _walk(self, size: int) -> None:
         if self._fd < 0:
             self._fd = os.open(self.path, os.O_RDONLY)
+        records = self.records if isinstance(self.records, dict) else dict(self.records)
+        self.records = records
         while self._end + HEADER_SIZE <= size:
             header = parse_header(os.pread(self._fd, HEADER_SIZE, self._end))
             self.headers_read += 1
             if header is None or self._end + header.size > size:
                 return  # torn, damaged, or still being written: records past it are rebuilt
             if header.column == ROLLUP_PAGE and 0 <= header.min <= header.max:
-                self.records[(header.min, header.max)] = (self._end, header.size)
+                records[(header.min, header.max)] = (self._end, header.size)
             self._end += header.size
 
     def load(self, node: Node) -> Block | None:

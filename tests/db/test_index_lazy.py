@@ -143,12 +143,16 @@ def test_opening_makes_no_chunk_object_and_decodes_no_list_or_roll_up(tmp_path):
             fn: int((t["names"] == fn).sum()) for fn in set(t["names"].tolist())
         }
         assert (made(), decoded()) == (0, (0, 2))
+        # the roll-up record locations stay the index's array until a plan looks one up
+        records = [r.rollups.records for r in readers]
+        assert all(isinstance(x, index.Records) and len(x) and not x.made for x in records)
         lo, hi = int(t["start"][100]), int(t["start"][900])  # the first segment's chunks 0-4
         window = db.summaries(since=lo, until=hi)
         inside = (t["start"] >= lo) & (t["start"] < hi)
         assert sum(s.summary.count for s in window.values()) == int(inside.sum())
         assert 0 < made() <= 5  # of the 24: only chunks the window holds or cuts
         assert decoded()[0] == 1  # the other segment holds nothing of the window
+        assert [x.made for x in records] == [True, False]
         _check(db, t)  # then every question, against brute force
 
 
