@@ -267,6 +267,28 @@ def test_chunks_select_and_answer_columns_like_their_objects():
         chunks[5]  # noqa: B018
 
 
+
+def test_chunks_made_one_by_one_equal_what_a_walk_finds(tmp_path):
+    """A range's edge chunks are made a few at a time (from their own rows of the table), later
+    ones from the whole table's: every ChunkInfo equals what a walk of the segment finds, in
+    any order of asking, and so does the table making them all at once."""
+    db_dir = tmp_path / "db"
+    _write(db_dir, make_rows(6000, seed=9, functions=6, base=BASE), 150)  # 40 chunks
+    (seg,) = _segments(db_dir)
+    walked = _walked(db_dir, seg, tmp_path)
+    try:
+        theirs = walked.view().chunks
+        raw = index.path_of(db_dir / "segments", seg).read_bytes()
+        table = index.decode(raw, seg).chunks.table
+        assert table is not None and len(theirs) == 40
+        for i in [39, 0, 17, 5, 6, *range(40)]:  # a few alone, then one by one past 1/8
+            _same_chunk(table.info(i), theirs[i])
+        for a, b in zip(index.decode(raw, seg).chunks, theirs, strict=True):
+            _same_chunk(a, b)
+    finally:
+        walked.close()
+
+
 # -- damage and lies ---------------------------------------------------------------------------
 def _frames(raw: bytes) -> list[bytes]:
     lengths = index.HEADER.unpack_from(raw, 0)[3::2]
