@@ -451,9 +451,7 @@ def _rollup(
     return Rollup.stored(codes.tolist(), load)
 
 
-def _records(
-    a: np.ndarray, n: int, end: int, segment: str
-) -> dict[tuple[int, int], tuple[int, int]]:
+def _records(a: np.ndarray, n: int, end: int, segment: str) -> Records:
     """The roll-up record locations, checked: runs of the indexed chunks, within ``end``."""
     if a.size % _RECORD_FIELDS:
         raise CorruptPageError(f"index of {segment}: roll-up records of the wrong length")

@@ -152,7 +152,7 @@ def test_opening_makes_no_chunk_object_and_decodes_no_list_or_roll_up(tmp_path):
         assert sum(s.summary.count for s in window.values()) == int(inside.sum())
         assert 0 < made() <= 5  # of the 24: only chunks the window holds or cuts
         assert decoded()[0] == 1  # the other segment holds nothing of the window
-        assert [x.made for x in records] == [True, False]
+        assert [isinstance(x, index.Records) and x.made for x in records] == [True, False]
         _check(db, t)  # then every question, against brute force
 
 
@@ -267,7 +267,6 @@ def test_chunks_select_and_answer_columns_like_their_objects():
         chunks[5]  # noqa: B018
 
 
-
 def test_chunks_made_one_by_one_equal_what_a_walk_finds(tmp_path):
     """A range's edge chunks are made a few at a time (from their own rows of the table), later
     ones from the whole table's: every ChunkInfo equals what a walk of the segment finds, in
@@ -279,8 +278,9 @@ def test_chunks_made_one_by_one_equal_what_a_walk_finds(tmp_path):
     try:
         theirs = walked.view().chunks
         raw = index.path_of(db_dir / "segments", seg).read_bytes()
-        table = index.decode(raw, seg).chunks.table
-        assert table is not None and len(theirs) == 40
+        chunks = index.decode(raw, seg).chunks
+        assert isinstance(chunks, Chunks) and chunks.table is not None and len(theirs) == 40
+        table = chunks.table
         for i in [39, 0, 17, 5, 6, *range(40)]:  # a few alone, then one by one past 1/8
             _same_chunk(table.info(i), theirs[i])
         for a, b in zip(index.decode(raw, seg).chunks, theirs, strict=True):
