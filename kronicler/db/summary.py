@@ -437,7 +437,11 @@ def summarize_runs(values: np.ndarray, sizes: np.ndarray) -> Runs:
     rows already ordered by function (a sealed chunk's) are summarised with no sort.
 
     Vectorised: min/max/sum/m2 by ``reduceat`` over the run starts, and (run, key) pairs folded
-    into one int64 counted with ``bincount``.
+    into one int64 counted with ``bincount``. The keys are :func:`bucket_keys`' values, worked
+    out in one float buffer over every row (a zero duration, taken as 0.5 there, lands below
+    every positive key and is counted in slot 0): at a billion rows a cold range summarises
+    ~0.5M edge rows, and the gathers and scatters of the positive rows (a mask, a gather, a
+    scatter, a where) cost a third of the time.
     """
     sizes = np.asarray(sizes, dtype=np.int64)
     present = np.flatnonzero(sizes)
@@ -452,18 +456,28 @@ def summarize_runs(values: np.ndarray, sizes: np.ndarray) -> Runs:
     mins = np.minimum.reduceat(values, starts)
     maxs = np.maximum.reduceat(values, starts)
     means = sums / counts_p
-    m2s = np.add.reduceat(np.square(vf - np.repeat(means, counts_p)), starts)
+    dev = vf - np.repeat(means, counts_p)
+    m2s = np.add.reduceat(np.square(dev, out=dev), starts)
 
-    # (run, key) counts; slot 0 stands for the zero durations.
+    # Bucket keys as floats (exact: |key| < 2**12): ceil(log(v) / log(gamma)), as bucket_keys.
+    buf = np.maximum(vf, 0.5, out=vf)
+    np.log(buf, out=buf)
+    np.divide(buf, _LOG_GAMMA, out=buf)
+    np.ceil(buf, out=buf)
+    smallest = int(mins.min())
+    if smallest > 0:  # no zero duration: keys rise with values, the smallest is min's key
+        kmin = int(bucket_keys(np.array([smallest], np.int64))[0])
+    elif int(maxs.max()) > 0:
+        kmin = int(np.min(buf, where=values > 0, initial=np.inf))
+    else:
+        kmin = 0
+    # slot: key - kmin + 1 for positive durations, 0 for zeros (whose keys lie below kmin)
+    np.subtract(buf, kmin - 1, out=buf)
+    np.maximum(buf, 0.0, out=buf)
+    span = int(buf.max()) + 1
     m = int(present.size)
-    run = np.repeat(np.arange(m, dtype=np.int64), counts_p)
-    positive = values > 0
-    keys = np.zeros(values.size, dtype=np.int64)
-    keys[positive] = bucket_keys(values[positive])
-    kmin = int(keys[positive].min()) if positive.any() else 0
-    shifted = np.where(positive, keys - kmin + 1, 0)
-    span = int(shifted.max()) + 1
-    combined = run * span + shifted
+    combined = np.repeat(np.arange(m, dtype=np.int64) * span, counts_p)
+    combined += buf.astype(np.int64)
     # A dense table costs a pass over each of its slots, a sort ~20 ns per value: the table
     # wins up to ~8 slots a value. (A chunk's time slices, 1,600 runs x ~700 keys for 65,536
     # values, took 8 ms as a table, most of it ``flatnonzero`` over int64 counts, 1.1 ms
@@ -475,13 +489,14 @@ def summarize_runs(values: np.ndarray, sizes: np.ndarray) -> Runs:
     else:  # very many runs: a dense table would be larger than sorting
         pairs, pair_counts = np.unique(combined, return_counts=True)
     pair_run = pairs // span
-    pair_slot = pairs % span
+    pair_slot = pairs - pair_run * span
     zeros = np.zeros(m, dtype=np.int64)
     is_zero = pair_slot == 0
     zeros[pair_run[is_zero]] = pair_counts[is_zero]
-    all_keys = _readonly((pair_slot[~is_zero] - 1 + kmin).astype(np.int32))
-    all_counts = _readonly(pair_counts[~is_zero].astype(np.int64))
-    bounds = np.searchsorted(pair_run[~is_zero], np.arange(m + 1)).astype(np.int64)
+    positive = ~is_zero
+    all_keys = _readonly((pair_slot[positive] - 1 + kmin).astype(np.int32))
+    all_counts = _readonly(pair_counts[positive].astype(np.int64))
+    bounds = np.searchsorted(pair_run[positive], np.arange(m + 1)).astype(np.int64)
     return Runs(present, counts_p, sums, m2s, mins, maxs, zeros, bounds, all_keys, all_counts)
 
 

@@ -143,12 +143,16 @@ def test_opening_makes_no_chunk_object_and_decodes_no_list_or_roll_up(tmp_path):
             fn: int((t["names"] == fn).sum()) for fn in set(t["names"].tolist())
         }
         assert (made(), decoded()) == (0, (0, 2))
+        # the roll-up record locations stay the index's array until a plan looks one up
+        records = [r.rollups.records for r in readers]
+        assert all(isinstance(x, index.Records) and len(x) and not x.made for x in records)
         lo, hi = int(t["start"][100]), int(t["start"][900])  # the first segment's chunks 0-4
         window = db.summaries(since=lo, until=hi)
         inside = (t["start"] >= lo) & (t["start"] < hi)
         assert sum(s.summary.count for s in window.values()) == int(inside.sum())
         assert 0 < made() <= 5  # of the 24: only chunks the window holds or cuts
         assert decoded()[0] == 1  # the other segment holds nothing of the window
+        assert [isinstance(x, index.Records) and x.made for x in records] == [True, False]
         _check(db, t)  # then every question, against brute force
 
 
@@ -261,6 +265,28 @@ def test_chunks_select_and_answer_columns_like_their_objects():
     assert chunks[1:3] == (infos[1], infos[2])
     with pytest.raises(IndexError):
         chunks[5]  # noqa: B018
+
+
+def test_chunks_made_one_by_one_equal_what_a_walk_finds(tmp_path):
+    """A range's edge chunks are made a few at a time (from their own rows of the table), later
+    ones from the whole table's: every ChunkInfo equals what a walk of the segment finds, in
+    any order of asking, and so does the table making them all at once."""
+    db_dir = tmp_path / "db"
+    _write(db_dir, make_rows(6000, seed=9, functions=6, base=BASE), 150)  # 40 chunks
+    (seg,) = _segments(db_dir)
+    walked = _walked(db_dir, seg, tmp_path)
+    try:
+        theirs = walked.view().chunks
+        raw = index.path_of(db_dir / "segments", seg).read_bytes()
+        chunks = index.decode(raw, seg).chunks
+        assert isinstance(chunks, Chunks) and chunks.table is not None and len(theirs) == 40
+        table = chunks.table
+        for i in [39, 0, 17, 5, 6, *range(40)]:  # a few alone, then one by one past 1/8
+            _same_chunk(table.info(i), theirs[i])
+        for a, b in zip(index.decode(raw, seg).chunks, theirs, strict=True):
+            _same_chunk(a, b)
+    finally:
+        walked.close()
 
 
 # -- damage and lies ---------------------------------------------------------------------------

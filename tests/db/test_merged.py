@@ -16,10 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kronicler.db import Database, merged
+from kronicler.db import Database, merged, rollup
 from kronicler.db.page import HEADER_SIZE
+from kronicler.db.reads import _NodeKey
 from kronicler.db.rollup import Block, merge
-from kronicler.db.scan import FunctionSummary
+from kronicler.db.scan import FunctionSummary, TimeRange
 from kronicler.db.snapshot import Snapshot
 from kronicler.db.summary import Summary
 from tests.db.test_rollup import _bounds, _time_ordered
@@ -325,3 +326,64 @@ def test_a_block_taken_and_merged_leaves_out_exactly_the_functions_not_wanted(se
         np.testing.assert_array_equal(getattr(got, f), getattr(want, f), err_msg=f)
     np.testing.assert_allclose(got.sum, want.sum, rtol=1e-12)
     np.testing.assert_allclose(got.m2, want.m2, rtol=1e-9)
+
+
+def _joined_node_window(db: Database) -> tuple[int, int, tuple[int, int]]:
+    """A window over the only segment whose plan holds a run of whole chunks joined into a
+    node no record holds (some of chunks 9-12, within one level-1 node: the window cuts 8 and
+    13, and the chunks whose time ranges overlap theirs)."""
+    (seg,) = db._reads.snapshot().segments
+    lo, hi = seg.chunks.column("start_min"), seg.chunks.column("start_max")
+    since, until = int(hi[8]), int(lo[13]) + 1  # cuts chunks 8 and 13 (a row of each inside)
+    plan = rollup.ChunkTree(seg.chunks, closed=True, records=seg.reader.rollups.records).plan(
+        TimeRange.of(since, until)
+    )
+    joined = [(n.first, n.last) for n in plan.nodes if n.level == 1 and 8 <= n.first < n.last < 13]
+    assert len(joined) == 1 and joined[0] not in seg.reader.rollups.records
+    return since, until, joined[0]
+
+
+def _nodes_kept(db: Database) -> set[tuple[int, int]]:
+    return {(k.first, k.last) for k in db._reads.pool._frames if isinstance(k, _NodeKey)}
+
+
+def test_a_joined_run_asked_first_merges_its_chunks_with_the_rest(tmp_path: Path) -> None:
+    """The first time a window is asked, a run of whole chunks the plan joins into one node
+    (no record holds it) gives its chunks' blocks to the query's one merge; the node itself is
+    merged, and kept, when the window's plan is asked again. Every answer equals the brute
+    force."""
+    rng = np.random.default_rng(11)
+    rows = _time_ordered(generate(rng, 40 * CHUNK, FUNCTIONS, base=DAY, span=10**10), rng)
+    _segment(tmp_path, rows)
+    with Database.open(tmp_path, readonly=True) as db:
+        since, until, run = _joined_node_window(db)
+        _ask(db, rows, since, until)
+        assert run not in _nodes_kept(db)  # its chunks were merged with the rest
+        # asked again, the cut chunks answer from their slices: another plan, asked first
+        _ask(db, rows, since, until)
+        assert run not in _nodes_kept(db)
+        _ask(db, rows, since, until)
+        assert run in _nodes_kept(db)  # that plan asked again: the node merged and kept
+        _ask(db, rows, since, until)
+
+
+def test_a_damaged_chunk_of_a_joined_run_asked_first_costs_its_rows(tmp_path: Path) -> None:
+    """A chunk of such a run whose summary page is damaged: the first question finds it, the
+    chunk is condemned and the question answered again without its rows."""
+    rng = np.random.default_rng(12)
+    rows = _time_ordered(generate(rng, 40 * CHUNK, FUNCTIONS, base=DAY, span=10**10), rng)
+    _segment(tmp_path, rows)
+    with Database.open(tmp_path, readonly=True) as db:
+        since, until, (first, _) = _joined_node_window(db)
+        (seg,) = db._reads.snapshot().segments
+        chunk = seg.chunks[first]
+        with db._reads.chunk_columns(seg, chunk, ["start"]) as (cols, _):
+            gone = set(cols["start"].tolist())
+    with open(seg.reader.data_path, "r+b") as fh:
+        fh.seek(chunk.pages["summary"][0] + HEADER_SIZE + 2)
+        fh.write(b"\x00\x01\x02\x03")
+    keep = np.flatnonzero(~np.isin(rows.start, list(gone)))
+    with Database.open(tmp_path, readonly=True) as db:
+        _ask(db, rows.take(keep), since, until)
+        assert db._reads.damage().chunks == 1
+        _ask(db, rows.take(keep), since, until)

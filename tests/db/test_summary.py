@@ -11,12 +11,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kronicler.db.summary import (
+    GAMMA,
     MAX_KEY,
     RELATIVE_ACCURACY,
     Summary,
     bucket_keys,
     bucket_representatives,
     summarize_groups,
+    summarize_runs,
 )
 from kronicler.db.summary_codec import decode_columns, decode_summaries, encode_summaries
 from kronicler.errors import CorruptPageError, SchemaVersionError
@@ -276,6 +278,38 @@ def test_summarize_groups_equals_per_group_summaries(
             got = grouped[g]
             assert got is not None
             assert_same_buckets(got, Summary.from_values(mine))
+
+
+@given(durations(min_size=0, max_size=500), st.lists(st.integers(0, 80), max_size=12))
+def test_summarize_runs_equals_each_runs_summary(values: np.ndarray, cuts: list[int]) -> None:
+    """Consecutive runs (some empty, some all zeros, the last taking what is left) summarised
+    at once give each run's own summary: buckets, zeros, min and max exactly."""
+    sizes = [0 if sum(cuts[:i]) >= values.size else c for i, c in enumerate(cuts)]
+    sizes = [*sizes, max(0, values.size - sum(sizes))]
+    if sum(sizes) != values.size:  # the cuts ran past the values: one run of them all
+        sizes = [values.size]
+    runs = summarize_runs(values, np.array(sizes))
+    present = [i for i, k in enumerate(sizes) if k]
+    assert runs.present.tolist() == present
+    at = np.concatenate(([0], np.cumsum(sizes)))
+    for row, i in enumerate(present):
+        a, b = int(runs.bounds[row]), int(runs.bounds[row + 1])
+        got = Summary(int(runs.rows[row]), float(runs.sum[row]), float(runs.m2[row]),
+                      int(runs.min[row]), int(runs.max[row]), int(runs.zero_count[row]),
+                      runs.keys[a:b], runs.counts[a:b])  # fmt: skip
+        assert_same_buckets(got, Summary.from_values(values[at[i] : at[i + 1]]))
+
+
+def test_summarize_runs_keys_are_bucket_keys_at_the_extremes() -> None:
+    """1 ns, the largest int64 and values at bucket boundaries, beside zeros, in one run."""
+    edges = np.ceil(GAMMA ** np.arange(0, 40, dtype=np.float64)).astype(np.int64)
+    values = np.concatenate(([0, 1, 2, 2**63 - 1, 0], edges, edges - 1, edges + 1))
+    values = values[values >= 0]
+    runs = summarize_runs(values, np.array([values.size]))
+    want = Summary.from_values(values)
+    np.testing.assert_array_equal(runs.keys, want.keys)
+    np.testing.assert_array_equal(runs.counts, want.counts)
+    assert int(runs.zero_count[0]) == want.zero_count == int((values == 0).sum())
 
 
 def test_summarize_groups_handles_many_groups_without_a_dense_table() -> None:
