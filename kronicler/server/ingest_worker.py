@@ -92,14 +92,16 @@ class Listen:
 
 
 class _Round:
-    """The requests one flush covers; ``ok`` is known once ``done`` is set."""
+    """The requests one flush covers; ``ok`` is known once ``done`` is set; ``direct``: some
+    came to the worker's own OTLP port."""
 
-    __slots__ = ("done", "members", "ok")
+    __slots__ = ("direct", "done", "members", "ok")
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.members = 0
         self.ok = False
+        self.direct = False
 
 
 class GroupCommit:
@@ -120,9 +122,10 @@ class GroupCommit:
         self._thread = threading.Thread(target=self._run, name="kronicler-commit", daemon=True)
         self._thread.start()
 
-    def join(self) -> _Round:
+    def join(self, *, direct: bool = False) -> _Round:
         with self._cond:
             self._open.members += 1
+            self._open.direct = self._open.direct or direct
             self._cond.notify()
             return self._open
 
@@ -215,15 +218,13 @@ class _Direct:
         self._db = db
         self._commit = commit
         self._slots = threading.BoundedSemaphore(max_in_flight)
-        self.stored = False  # a direct request joined the open round (read by the flusher)
 
     def export(self, payload: bytes, context: grpc.ServicerContext) -> bytes:
         if not self._slots.acquire(blocking=False):
             return answer_export(Outcome("retry", message="ingest busy"), context)
         try:
             outcome = store_one(self._db, payload)
-            round_ = self._commit.join() if outcome.code == "ok" else None
-            self.stored = self.stored or round_ is not None
+            round_ = self._commit.join(direct=True) if outcome.code == "ok" else None
             return answer_export(committed(outcome, round_, context.time_remaining()), context)
         finally:
             self._slots.release()
@@ -270,19 +271,15 @@ def worker_main(path: str, conn: Connection, nice: int, listen: Listen | None = 
         except (OSError, ValueError):  # the server went away
             pass
 
-    direct: _Direct | None = None
-
     def after(round_: _Round) -> None:
-        if direct is not None and direct.stored and round_.ok:
-            direct.stored = False
+        if round_.direct and round_.ok:
             send((STORED, None))
 
     commit = GroupCommit(db, after)
     server = None
     port = 0
     if listen is not None:
-        direct = _Direct(db, commit, listen.max_in_flight)
-        server, port = _listen(listen, direct)
+        server, port = _listen(listen, _Direct(db, commit, listen.max_in_flight))
     send((READY, port))
     answers: queue.SimpleQueue[tuple[int, Outcome, _Round | None] | None] = queue.SimpleQueue()
     answerer = threading.Thread(target=_answer, args=(answers, send), name="kronicler-ack")
