@@ -133,7 +133,10 @@ def ingest_client(address: str, seconds: float, threads: int, rate: float) -> No
     per_thread = rate / threads if rate else 0.0
 
     def loop(t: int) -> None:
-        with grpc.insecure_channel(address) as ch:
+        # a connection per thread, as separate exporters have (gRPC would share one between
+        # channels to the same address): the kernel spreads connections, not calls, over the
+        # processes listening on one port (the ingest workers with their own port)
+        with grpc.insecure_channel(address, [("grpc.use_local_subchannel_pool", 1)]) as ch:
             export = raw_export_stub(ch)
             i = 0
             while time.monotonic() < stop:

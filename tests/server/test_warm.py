@@ -217,6 +217,37 @@ def test_after_a_seal_a_warm_makes_the_merge_the_next_query_reads(tmp_path: Path
             writer.close()
 
 
+def test_a_sealed_chunk_ends_the_pause_between_warms(tmp_path: Path) -> None:
+    """Between queries, a warm comes at once when a worker seals a chunk (its walk ahead then
+    done before the next query), not after the interval; commits alone wait for it."""
+    writer = Database.open(tmp_path / "db", chunk_rows=64, flush_interval=60)
+    with Database.open(tmp_path / "db", readonly=True) as db:
+        warmer = Warmer(db, every=60.0, quiet_after=600.0).start()
+        try:
+            with warmer.asking():  # a query came: the fast pace
+                _store(writer, 0)
+            warmer.stored()
+            _until(lambda: warmer.warms == 1, "the first warm")
+            _store(writer, 10)  # a commit, no seal: waits for the interval
+            warmer.stored()
+            time.sleep(0.3)
+            assert warmer.warms == 1 and warmer.sealed == 0
+            _store(writer, 20, n=60)  # seals a chunk of 64 rows
+            warmer.stored()
+            _until(lambda: warmer.warms == 2, "the warm after the seal")
+            assert warmer.sealed == 1 and warmer.merges >= 1
+            # the warm may have come between the chunk's pages and the commit after them; the
+            # roll-up block of the chunks it saw is made either way, with no query asked
+            with db.snapshot() as view:
+                assert [(len(s.chunks), s.made("rollup_block")) for s in view.segments] == [
+                    (1, True)
+                ]
+                assert view.stats("w.f").count == 80
+        finally:
+            warmer.stop()
+            writer.close()
+
+
 @pytest.mark.parametrize("workers", [0, 1])
 def test_only_a_server_with_ingest_workers_warms(tmp_path: Path, workers: int) -> None:
     from kronicler.server import ServerOptions
