@@ -11,7 +11,9 @@ bound to loopback unless the address says otherwise, with optional TLS and beare
 limits that keep one client from exhausting the process: message sizes, concurrent RPCs (excess
 calls get ``RESOURCE_EXHAUSTED``) and worker threads. Query cost is capped in the query layer.
 With ingest workers, a thread summarises their new rows between queries
-(:mod:`kronicler.server.warm`), so a query under ingest does not.
+(:mod:`kronicler.server.warm`), so a query under ingest does not; with ``otlp_address`` the
+workers also take OTLP/gRPC on a port of their own (:mod:`kronicler.server.ingest_worker`), so
+this process's interpreter carries only the queries.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as otl
 
 from kronicler.db import Database
 from kronicler.server import Client, KroniclerServer, ServerOptions
-from tests.server.test_ingest import request, stored_span_ids
+from tests.server.test_ingest import export_until_taken, request, stored_span_ids
 
 
 def _listening_pids(port: int) -> set[int]:
@@ -85,16 +85,7 @@ def test_a_worker_killed_mid_stream_loses_no_acknowledged_span_and_health_stays_
         for i in range(60):
             if i in (15, 35):
                 os.kill(pool.pids[i // 30], signal.SIGKILL)
-            req = request(first, 200)
-            for _ in range(400):  # the exporter's retry loop, without its backoff
-                try:
-                    stub.Export(req, timeout=30)
-                    break
-                except grpc.RpcError as exc:
-                    assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc.details()
-                    time.sleep(0.05)
-            else:
-                pytest.fail("no worker took the request again")
+            export_until_taken(stub, request(first, 200))
             acknowledged.extend(range(first, first + 200))
             first += 200
             reply = health.Check(health_pb2.HealthCheckRequest(), timeout=10)
