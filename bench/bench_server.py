@@ -133,7 +133,10 @@ def ingest_client(address: str, seconds: float, threads: int, rate: float) -> No
     per_thread = rate / threads if rate else 0.0
 
     def loop(t: int) -> None:
-        with grpc.insecure_channel(address) as ch:
+        # a connection per thread, as separate exporters have (gRPC would share one between
+        # channels to the same address): the kernel spreads connections, not calls, over the
+        # processes listening on one port (the ingest workers with their own port)
+        with grpc.insecure_channel(address, [("grpc.use_local_subchannel_pool", 1)]) as ch:
             export = raw_export_stub(ch)
             i = 0
             while time.monotonic() < stop:
@@ -207,10 +210,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_otlp(tmp: Path, requests: int, workers: int) -> None:
+def serve_options(n_workers: int, direct: bool):  # type: ignore[no-untyped-def]
+    """The bench's server options: with ``direct`` (and workers), the workers take OTLP on a
+    port of their own (``ServerOptions.otlp_address``)."""
+    from kronicler.server import ServerOptions
+
+    direct = direct and n_workers > 0
+    return ServerOptions("127.0.0.1:0", ingest_workers=n_workers,
+                         otlp_address="127.0.0.1:0" if direct else None)  # fmt: skip
+
+
+def otlp_target(srv) -> str:  # type: ignore[no-untyped-def]
+    """Where OTLP goes: the workers' own port when they have one, else the server's."""
+    return srv.otlp_address or srv.address
+
+
+def bench_otlp(tmp: Path, requests: int, workers: int, direct: bool = False) -> None:
     from kronicler.db import Database
     from kronicler.otel.otlp_rows import convert_request
-    from kronicler.server import KroniclerServer, ServerOptions
+    from kronicler.server import KroniclerServer
 
     reqs = encoded_requests(requests)
     spans = requests * SPANS_PER_REQUEST
@@ -233,14 +251,14 @@ def bench_otlp(tmp: Path, requests: int, workers: int) -> None:
         print(f"      per CPU-second (less skewed by other load) {spans / cpu:>8,.0f} spans")
     for n_workers in (0, workers):
         with Database.open(tmp / f"otlp-b{n_workers}") as db:
-            srv = KroniclerServer(db, ServerOptions("127.0.0.1:0", ingest_workers=n_workers))
+            srv = KroniclerServer(db, serve_options(n_workers, direct))
             srv.start()
             pids = srv.ingest.pids if srv.ingest is not None else []
             cpu = time.process_time(), sum(map(cpu_seconds, pids))
             # as many requests at once as the server admits (as a Collector's sending queue does)
             threads = srv.ingest.max_in_flight if srv.ingest is not None else 2
             proc = subprocess.Popen(
-                [sys.executable, __file__, "--ingest-client", srv.address, "--seconds", "6",
+                [sys.executable, __file__, "--ingest-client", otlp_target(srv), "--seconds", "6",
                  "--threads", str(threads)],
                 stdout=subprocess.PIPE, text=True,
             )  # fmt: skip
@@ -254,6 +272,7 @@ def bench_otlp(tmp: Path, requests: int, workers: int) -> None:
         # first); an acknowledged span is already stored, and "stored" is counted after stop
         acked, dt = int(out.split()[-2]), float(out.split()[-1])
         where = f"{n_workers} ingest workers" if n_workers else "in the server process"
+        where += " (own port)" if direct and n_workers else ""
         print(f"   over gRPC, pre-encoded, {where:<22} {acked / dt:>10,.0f} spans/s "
               f"({acked:,} acknowledged, {stored:,} stored)")  # fmt: skip
         print(f"      CPU per 1,000 spans: {used[0] / acked * 1e6:6.2f} ms server process, "
@@ -349,9 +368,9 @@ def latencies(proc: Popen) -> tuple[list[float], float]:
 
 
 def bench_under_ingest(path: Path, seconds: float, workers: int, rate: float,
-                       cases: str = "all") -> None:  # fmt: skip
+                       cases: str = "all", direct: bool = False) -> None:  # fmt: skip
     from kronicler.db import Database
-    from kronicler.server import KroniclerServer, ServerOptions
+    from kronicler.server import KroniclerServer
 
     print(f"\n3. GetStats latency while ingesting over OTLP ({seconds:g} s each; the querying "
           "client in a process of its own)")  # fmt: skip
@@ -360,11 +379,11 @@ def bench_under_ingest(path: Path, seconds: float, workers: int, rate: float,
         configs = [(workers, rate)]
     for n_workers, pace in configs:
         with Database.open(path) as db:
-            srv = KroniclerServer(db, ServerOptions("127.0.0.1:0", ingest_workers=n_workers))
+            srv = KroniclerServer(db, serve_options(n_workers, direct))
             srv.start()
             idle, idle_cpu = latencies(query_from_another_process(srv.address, count=100))
             proc = subprocess.Popen(
-                [sys.executable, __file__, "--ingest-client", srv.address, "--seconds",
+                [sys.executable, __file__, "--ingest-client", otlp_target(srv), "--seconds",
                  str(seconds), "--threads", str(max(2, 2 * n_workers)), "--rate", str(pace)],
                 stdout=subprocess.PIPE, text=True,
             )  # fmt: skip
@@ -384,6 +403,7 @@ def bench_under_ingest(path: Path, seconds: float, workers: int, rate: float,
             srv.stop()
         acked, sending = int(out.split()[-2]), float(out.split()[-1])
         where = f"{n_workers} ingest workers" if n_workers else "OTLP in the server process"
+        where += " taking OTLP on their own port" if direct and n_workers else ""
         print(f"   {where}, {acked / sending:>9,.0f} spans/s "
               f"({'paced' if pace else 'flat out'}, {len(busy)} queries)")  # fmt: skip
         print(
@@ -416,6 +436,9 @@ def main() -> None:
         default="all",
         help="section 3: every case, or only paced ingest into the workers",
     )
+    ap.add_argument("--otlp-direct", action="store_true",
+                    help="sections 2 and 3: the ingest workers take OTLP on their own port "
+                         "(ServerOptions.otlp_address), not relayed by the server process")  # fmt: skip
     ap.add_argument("--stats-client", metavar="ADDRESS", help=argparse.SUPPRESS)
     ap.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--until", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -435,7 +458,7 @@ def main() -> None:
         if args.only in (None, "stats"):
             bench_get_stats(tmp / "db", args.spans, args.repeat)
         if args.only in (None, "otlp"):
-            bench_otlp(tmp, args.otlp_requests, args.ingest_workers)
+            bench_otlp(tmp, args.otlp_requests, args.ingest_workers, args.otlp_direct)
         if args.only in (None, "ingest"):
             bench_under_ingest(
                 tmp / "db",
@@ -443,6 +466,7 @@ def main() -> None:
                 args.ingest_workers,
                 args.ingest_rate,
                 args.ingest_cases,
+                args.otlp_direct,
             )
 
 

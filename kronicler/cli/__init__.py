@@ -154,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--address has port 0)",
     )
     p.add_argument(
+        "--otlp-address",
+        metavar="HOST:PORT",
+        help="also take OTLP/gRPC here, in the ingest workers themselves (off the query "
+        "process entirely; OTLP on --address keeps working); port 0 picks one",
+    )
+    p.add_argument(
         "--cors-origin",
         action="append",
         default=[],
@@ -518,6 +524,7 @@ def serve(args: argparse.Namespace) -> int:
         max_receive_bytes=args.max_message_bytes,
         otlp=not args.no_otlp,
         ingest_workers=args.ingest_workers,
+        otlp_address=None if args.no_otlp else args.otlp_address,
         cors_origins=tuple(args.cors_origin),
         compact_every=args.compact_every,
     )
@@ -537,7 +544,7 @@ def serve_frontend(args: argparse.Namespace, options: Any) -> int:
 
     from kronicler.server.frontend import Frontend
 
-    options = replace(options, otlp=False, otlp_http=None, ingest_workers=0)
+    options = replace(options, otlp=False, otlp_http=None, otlp_address=None, ingest_workers=0)
     _checked(options)
     peers = [p.strip() for p in args.peers.split(",") if p.strip()]
     frontend = Frontend(
@@ -555,6 +562,8 @@ def _checked(options: Any) -> None:
 
     options.check()
     _warn(exposure_warning(split_address(options.address)[0], options.token))
+    if options.otlp_address is not None:
+        _warn(exposure_warning(split_address(options.otlp_address)[0], options.token))
 
 
 def _serve_until_stopped(
@@ -579,6 +588,9 @@ def _serve_until_stopped(
             f"{', token required' if options.token else ''}); Ctrl-C to stop",
             flush=True,
         )
+        if server.otlp_address is not None:
+            print(f"kronicler: OTLP/gRPC in the ingest workers on {server.otlp_address}",
+                  flush=True)  # fmt: skip
         if server.otlp_http is not None:
             print(f"kronicler: OTLP/HTTP on {server.otlp_http.url}", flush=True)
         if args.http:

@@ -11,7 +11,9 @@ bound to loopback unless the address says otherwise, with optional TLS and beare
 limits that keep one client from exhausting the process: message sizes, concurrent RPCs (excess
 calls get ``RESOURCE_EXHAUSTED``) and worker threads. Query cost is capped in the query layer.
 With ingest workers, a thread summarises their new rows between queries
-(:mod:`kronicler.server.warm`), so a query under ingest does not.
+(:mod:`kronicler.server.warm`), so a query under ingest does not; with ``otlp_address`` the
+workers also take OTLP/gRPC on a port of their own (:mod:`kronicler.server.ingest_worker`), so
+this process's interpreter carries only the queries.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from kronicler.server.ingest import (
     DEFAULT_NICE,
     IngestPool,
     IngestServicer,
+    Listen,
     LocalIngest,
     check_nice,
 )
@@ -74,6 +77,10 @@ class ServerOptions:
             own segment), off the query process's GIL; 0 does it in the server process.
         ingest_nice: how much lower the ingest workers' CPU priority is (0-19; the default, 19,
             gives queries the cores first: see :mod:`kronicler.server.ingest`).
+        otlp_address: with ingest workers, a second ``host:port`` for OTLP/gRPC that the
+            workers listen on themselves (one port shared with ``SO_REUSEPORT``), so the
+            server process's interpreter carries queries only; OTLP on ``address`` still works
+            (relayed through this process). Port 0 picks a free port. None: no such port.
         otlp_http: ``host:port`` for OTLP/HTTP (``POST /v1/traces``), or None for none.
         cors_origins: browser origins allowed to send OTLP/HTTP (``*`` for any).
         compact_every: merge small finished segments in a background process every this many
@@ -92,6 +99,7 @@ class ServerOptions:
     otlp: bool = True
     ingest_workers: int = 0
     ingest_nice: int = DEFAULT_NICE
+    otlp_address: str | None = None
     otlp_http: str | None = None
     cors_origins: tuple[str, ...] = ()
     compact_every: float = 0.0
@@ -100,6 +108,13 @@ class ServerOptions:
         split_address(self.address)
         if self.otlp_http is not None:
             split_address(self.otlp_http)
+        if self.otlp_address is not None:
+            split_address(self.otlp_address)
+            if not (self.otlp and self.ingest_workers):
+                raise ValueError(
+                    f"an OTLP address ({shorten(self.otlp_address)}) is taken by ingest workers: "
+                    "give ingest_workers >= 1 (and keep OTLP on)"
+                )
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TLS needs both a certificate and a key (--tls-cert and --tls-key)")
         if self.tls_client_ca is not None and self.tls_cert is None:
@@ -127,6 +142,25 @@ def split_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def add_port(
+    server: grpc.Server,
+    address: str,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_client_ca: Path | None,
+) -> int:
+    """Listen on ``address`` (TLS when given a certificate and key; client certificates
+    required when given a CA); the port bound, 0 when it could not be."""
+    if tls_cert is None or tls_key is None:
+        return int(server.add_insecure_port(address))
+    creds = grpc.ssl_server_credentials(
+        [(Path(tls_key).read_bytes(), Path(tls_cert).read_bytes())],
+        root_certificates=None if tls_client_ca is None else Path(tls_client_ca).read_bytes(),
+        require_client_auth=tls_client_ca is not None,
+    )
+    return int(server.add_secure_port(address, creds))
+
+
 class KroniclerServer:
     """A running (after :meth:`start`) gRPC server over one open database, or over a query
     backend that stores nothing (a cluster frontend, :mod:`kronicler.server.frontend`).
@@ -141,8 +175,9 @@ class KroniclerServer:
         self.options = options or ServerOptions()
         if not isinstance(db, Database):  # a frontend stores nothing: no ingest, no compaction
             self.options = replace(
-                self.options, otlp=False, ingest_workers=0, otlp_http=None, compact_every=0
-            )
+                self.options, otlp=False, ingest_workers=0, otlp_address=None, otlp_http=None,
+                compact_every=0,
+            )  # fmt: skip
         self.options.check()
         opts = self.options
         if opts.compact_every and isinstance(db, Database) and db.readonly:
@@ -156,8 +191,15 @@ class KroniclerServer:
         if opts.otlp and opts.ingest_workers and isinstance(db, Database):
             self.warmer = Warmer(db)
             interceptors.append(self.warmer.interceptor(QUERY_SERVICE_NAME))
+            listen = None
+            if opts.otlp_address is not None:
+                listen = Listen(
+                    opts.otlp_address, token=opts.token, tls_cert=opts.tls_cert,
+                    tls_key=opts.tls_key, tls_client_ca=opts.tls_client_ca,
+                    max_receive_bytes=opts.max_receive_bytes,
+                )  # fmt: skip
             self.ingest = IngestPool(db.path, opts.ingest_workers, nice=opts.ingest_nice,
-                                     on_stored=self.warmer.stored)  # fmt: skip
+                                     on_stored=self.warmer.stored, listen=listen)  # fmt: skip
         self.otlp_http: OTLPHTTPServer | None = None
         if opts.otlp and opts.otlp_http is not None and isinstance(db, Database):
             http_host, http_port = split_address(opts.otlp_http)
@@ -199,22 +241,23 @@ class KroniclerServer:
         self.compaction: CompactionScheduler | None = None
         if opts.compact_every and isinstance(db, Database):
             self.compaction = CompactionScheduler(db.path, opts.compact_every)
-        if opts.tls_cert is not None and opts.tls_key is not None:
-            client_ca = opts.tls_client_ca
-            creds = grpc.ssl_server_credentials(
-                [(Path(opts.tls_key).read_bytes(), Path(opts.tls_cert).read_bytes())],
-                root_certificates=None if client_ca is None else Path(client_ca).read_bytes(),
-                require_client_auth=client_ca is not None,
-            )
-            self.port = self._server.add_secure_port(opts.address, creds)
-        else:
-            self.port = self._server.add_insecure_port(opts.address)
+        self.port = add_port(
+            self._server, opts.address, opts.tls_cert, opts.tls_key, opts.tls_client_ca
+        )
         if not self.port:
             if self.otlp_http is not None:
                 self.otlp_http.stop()
             raise OSError(f"cannot listen on {opts.address}")
         host, _ = split_address(opts.address)
         self.address = f"{host}:{self.port}"
+
+    @property
+    def otlp_address(self) -> str | None:
+        """Where the ingest workers take OTLP/gRPC themselves (once started), or None."""
+        if self.ingest is None or not self.ingest.otlp_port or self.options.otlp_address is None:
+            return None
+        host, _ = split_address(self.options.otlp_address)
+        return f"{host}:{self.ingest.otlp_port}"
 
     @property
     def tls(self) -> bool:

@@ -8,11 +8,13 @@ receives the request undecoded and hands it through a pipe to one of ``N`` worke
 database directory and writes its own segment, as any writing process does, so readers see its
 rows after its next commit (every second) with no coordination. The worker answers with the
 request's outcome (stored, rejected with reasons, or "retry later"), which the handler turns into
-the OTLP response or status.
+the OTLP response or status. With ``ServerOptions(otlp_address=...)`` the workers also take
+OTLP/gRPC on a port of their own, and the server process sees those requests not at all
+(:mod:`kronicler.server.ingest_worker`: the worker side, both ways).
 
 Failure behaviour: a request is answered only once its rows are in the worker's segment files
-(a worker's acknowledging thread flushes once for every request stored since its last flush,
-while the worker goes on converting the next ones: a group commit), so a worker killed at any
+(a worker's flushing thread flushes once for every request stored since its last flush, while
+the worker goes on converting the next ones: a group commit), so a worker killed at any
 moment loses no acknowledged span. A request whose worker dies first gets ``UNAVAILABLE`` and
 the exporter retries it (it may then be stored twice, the at-least-once delivery every OTLP
 receiver has), and a supervisor thread starts a replacement. Requests beyond ``4 x workers`` in
@@ -36,132 +38,44 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import queue
-import struct
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
-from multiprocessing.connection import Connection
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from kronicler.server.ingest_worker import (
+    EXPORT_METHOD,
+    HEADER,
+    IN_FLIGHT_PER_WORKER,
+    READY,
+    STOP,
+    STORED,
+    Listen,
+    Outcome,
+    answer_export,
+    export_handler,
+    store_one,
+    worker_main,
+)
+
 if TYPE_CHECKING:
     from kronicler.db.sink import SpanSink
 
+__all__ = ["EXPORT_METHOD", "IngestPool", "IngestServicer", "Listen", "LocalIngest", "Outcome"]
+
 log = logging.getLogger(__name__)
 
-EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-_HEADER = struct.Struct("<Q")  # request id before the request bytes
-_STOP = b""  # an empty message tells a worker to finish
-_READY = 0  # the request id of the message a worker sends once its database is open
 _START_TIMEOUT = 60.0
 _RESTART_DELAY = 0.5  # seconds between a worker's death and its replacement
-_FLUSH_TIMEOUT = 30.0
 #: How much lower than the server's the workers' CPU priority is (``nice`` increment; see the
 #: module docstring); ``IngestPool(nice=...)`` / ``ServerOptions(ingest_nice=...)`` change it.
 DEFAULT_NICE = 19
-#: Requests a worker may hold at once: one being converted, the rest waiting for the flush that
-#: covers them. With 2 (one converted, one flushing) nearly every request paid a flush of its
-#: own; with 4 a flush covers ~3 under load (measured: see bench_server.py).
-_IN_FLIGHT_PER_WORKER = 4
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What a worker did with one request.
-
-    Fields:
-        code: ``"ok"``, ``"invalid"`` (undecodable bytes), ``"retry"`` (nothing stored: full
-            or shutting down; the exporter should retry) or ``"error"`` (a bug, logged).
-        rejected: malformed spans left out; message: why (for ``partial_success``).
-    """
-
-    code: str
-    rejected: int = 0
-    message: str = ""
-
-
-def _worker_main(path: str, conn: Connection, nice: int = DEFAULT_NICE) -> None:
-    """A worker process: decode, convert and store requests until the end marker.
-
-    This thread converts and appends; an acknowledging thread flushes and answers. While one
-    flush waits for the disk, the next requests are converted, and the flush after it covers
-    all of them (a group commit that needs no waiting for company).
-    """
-    from kronicler.db import Database
-
-    try:  # the kernel then favours the query process when both want a core
-        os.nice(nice)
-    except OSError:
-        pass
-    db = Database.open(path)
-    conn.send((_READY, Outcome("ok")))
-    stored: queue.SimpleQueue[tuple[int, Outcome] | None] = queue.SimpleQueue()
-    acker = threading.Thread(target=_acknowledge, args=(db, conn, stored), name="kronicler-ack")
-    acker.start()
-    try:
-        while True:
-            try:
-                message = conn.recv_bytes()
-            except EOFError:  # the server went away
-                break
-            if message == _STOP:
-                break
-            stored.put(_store_one(db, message))
-    finally:
-        stored.put(None)
-        acker.join()
-        db.close()
-        conn.close()
-
-
-def _acknowledge(
-    db: SpanSink, conn: Connection, stored: queue.SimpleQueue[tuple[int, Outcome] | None]
-) -> None:
-    """Answer requests once a flush that began after they were appended has ended."""
-    done = False
-    while not done:
-        answers = [stored.get()]
-        while not stored.empty():
-            answers.append(stored.get())
-        done = None in answers
-        outcomes = [a for a in answers if a is not None]
-        if any(o.code == "ok" for _, o in outcomes) and not db.flush(timeout=_FLUSH_TIMEOUT):
-            # not known to be on disk: the exporter must send it again
-            outcomes = [(i, Outcome("retry", message="the spans could not be written yet")
-                         if o.code == "ok" else o) for i, o in outcomes]  # fmt: skip
-        try:
-            for answer in outcomes:
-                conn.send(answer)
-        except (OSError, ValueError):  # the server went away
-            return
-
-
-def _store_one(db: SpanSink, message: bytes) -> tuple[int, Outcome]:
-    """Decode, convert and store one request (its id, then its serialized bytes)."""
-    from google.protobuf.message import DecodeError
-
-    from kronicler.otel.otlp_rows import convert_request
-    from kronicler.otel.receiver import store_converted
-
-    (request_id,) = _HEADER.unpack_from(message)
-    try:
-        converted = convert_request(memoryview(message)[_HEADER.size :])
-    except (DecodeError, RecursionError, UnicodeDecodeError) as exc:
-        return request_id, Outcome("invalid", message=f"{type(exc).__name__}: {str(exc)[:200]}")
-    except Exception:
-        log.exception("OTLP conversion failed in ingest worker %d", os.getpid())
-        return request_id, Outcome("error")
-    try:
-        return request_id, Outcome(*store_converted(db, converted))
-    except Exception:
-        log.exception("OTLP export failed in ingest worker %d", os.getpid())
-        return request_id, Outcome("error")
 
 
 def check_nice(nice: int) -> None:
@@ -174,17 +88,24 @@ class _Worker:
     """One worker process, its pipe, and the requests it has not answered yet."""
 
     def __init__(
-        self, ctx: Any, path: str, nice: int, on_stored: Callable[[], None] | None = None
+        self,
+        ctx: Any,
+        path: str,
+        nice: int,
+        on_stored: Callable[[], None] | None = None,
+        listen: Listen | None = None,
     ) -> None:
         self.on_stored = on_stored
         self.conn, child = ctx.Pipe(duplex=True)
         self.process = ctx.Process(
-            target=_worker_main, args=(path, child, nice), name="kronicler-ingest", daemon=True
-        )
+            target=worker_main, args=(path, child, nice, listen), name="kronicler-ingest",
+            daemon=True,
+        )  # fmt: skip
         self.process.start()
         child.close()
         self.pending: dict[int, Future[Outcome]] = {}
         self.ready = threading.Event()  # set once the worker opened its database
+        self.port = 0  # the port it takes OTLP on itself, once ready (0: none)
         self.send_lock = threading.Lock()  # one message on the pipe at a time
         self.reader = threading.Thread(target=self._read, name="kronicler-ingest-read", daemon=True)
         self.reader.start()
@@ -195,8 +116,13 @@ class _Worker:
                 request_id, outcome = self.conn.recv()
             except (EOFError, OSError):
                 break
-            if request_id == _READY:
+            if request_id == READY:
+                self.port = outcome
                 self.ready.set()
+                continue
+            if request_id == STORED:  # rows of requests it took directly
+                if self.on_stored is not None:
+                    self.on_stored()
                 continue
             future = self.pending.pop(request_id, None)
             if future is not None:
@@ -216,7 +142,7 @@ class _Worker:
         self.pending[request_id] = future
         try:
             with self.send_lock:
-                self.conn.send_bytes(_HEADER.pack(request_id) + payload)
+                self.conn.send_bytes(HEADER.pack(request_id) + payload)
         except (OSError, ValueError):
             self.pending.pop(request_id, None)
             future.set_result(Outcome("retry", message="ingest worker unavailable"))
@@ -225,7 +151,7 @@ class _Worker:
     def stop(self, timeout: float) -> None:
         try:
             with self.send_lock:
-                self.conn.send_bytes(_STOP)
+                self.conn.send_bytes(STOP)
         except (OSError, ValueError):
             pass
         self.process.join(timeout)
@@ -242,6 +168,8 @@ class IngestPool:
 
     ``nice``: how much lower the workers' CPU priority is than this process's (0 to 19).
     ``on_stored``: called (from a reader thread) each time a worker has stored a request's rows.
+    ``listen``: the workers also take OTLP/gRPC themselves there (all on one port, see
+    :mod:`kronicler.server.ingest_worker`); port 0 picks one, then in :attr:`otlp_port`.
     """
 
     def __init__(
@@ -251,15 +179,17 @@ class IngestPool:
         *,
         nice: int = DEFAULT_NICE,
         on_stored: Callable[[], None] | None = None,
+        listen: Listen | None = None,
     ) -> None:
         if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
             raise ValueError(f"ingest workers must be a positive integer, got {workers!r}")
         self.path = os.fspath(Path(path))
         self.size = workers
         check_nice(nice)
-        self.max_in_flight = _IN_FLIGHT_PER_WORKER * workers
+        self.max_in_flight = IN_FLIGHT_PER_WORKER * workers
         self._nice = nice
         self._on_stored = on_stored
+        self._listen = listen
         self._ctx = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()  # protects _workers, _next_id, _in_flight, _closed
         self._workers: list[_Worker] = []
@@ -269,27 +199,42 @@ class IngestPool:
         self.restarts = 0
         self._stop = threading.Event()
         self._supervisor: threading.Thread | None = None
+        #: The port the workers take OTLP/gRPC on themselves (with ``listen``), once started.
+        self.otlp_port = 0
 
     def start(self, timeout: float = _START_TIMEOUT) -> IngestPool:
         """Start the workers and wait (up to ``timeout``) until each has opened the database."""
-        with self._lock:
-            self._workers = [
-                _Worker(self._ctx, self.path, self._nice, self._on_stored) for _ in range(self.size)
-            ]
         deadline = time.monotonic() + timeout
+        if self._listen is not None:
+            # The first worker picks the OTLP port (when asked for port 0); the rest join it.
+            first = self._new_worker()
+            with self._lock:
+                self._workers = [first]
+            self._wait_ready(first, deadline)
+            host, _ = self._listen.address.rsplit(":", 1)
+            self._listen = replace(self._listen, address=f"{host}:{first.port}")
+            self.otlp_port = first.port
+        with self._lock:
+            self._workers += [self._new_worker() for _ in range(self.size - len(self._workers))]
         for w in self._workers:
-            while not w.ready.wait(0.05):
-                if not w.process.is_alive() or time.monotonic() > deadline:
-                    self.close(timeout=5.0)
-                    raise RuntimeError(
-                        f"ingest worker did not start (exit code {w.process.exitcode}); "
-                        "see the log above"
-                    )
+            self._wait_ready(w, deadline)
         self._supervisor = threading.Thread(
             target=self._supervise, name="kronicler-ingest-supervisor", daemon=True
         )
         self._supervisor.start()
         return self
+
+    def _new_worker(self) -> _Worker:
+        return _Worker(self._ctx, self.path, self._nice, self._on_stored, self._listen)
+
+    def _wait_ready(self, w: _Worker, deadline: float) -> None:
+        while not w.ready.wait(0.05):
+            if not w.process.is_alive() or time.monotonic() > deadline:
+                self.close(timeout=5.0)
+                raise RuntimeError(
+                    f"ingest worker did not start (exit code {w.process.exitcode}); "
+                    "see the log above"
+                )
 
     @property
     def pids(self) -> list[int]:
@@ -317,7 +262,7 @@ class IngestPool:
                 with self._lock:
                     if self._closed:
                         return
-                    self._workers[i] = _Worker(self._ctx, self.path, self._nice, self._on_stored)
+                    self._workers[i] = self._new_worker()
                     self.restarts += 1
 
     def submit(self, payload: bytes, timeout: float | None) -> Outcome:
@@ -369,7 +314,7 @@ class LocalIngest:
         self.db = db
 
     def submit(self, payload: bytes, timeout: float | None) -> Outcome:
-        return _store_one(self.db, _HEADER.pack(0) + payload)[1]
+        return store_one(self.db, payload)
 
 
 class IngestServicer:
@@ -379,26 +324,8 @@ class IngestServicer:
         self.pool = pool
 
     def export(self, payload: bytes, context: grpc.ServicerContext) -> bytes:
-        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
-
-        outcome = self.pool.submit(payload, context.time_remaining())
-        if outcome.code == "invalid":
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"malformed request message ({outcome.message})"
-            )
-        if outcome.code == "retry":
-            context.abort(grpc.StatusCode.UNAVAILABLE, f"{outcome.message}; retry with backoff")
-        if outcome.code != "ok":
-            context.abort(grpc.StatusCode.INTERNAL, "internal error storing spans")
-        response = otlp.ExportTraceServiceResponse()
-        if outcome.rejected:
-            response.partial_success.rejected_spans = outcome.rejected
-            response.partial_success.error_message = outcome.message
-        return response.SerializeToString()
+        return answer_export(self.pool.submit(payload, context.time_remaining()), context)
 
     def handler(self) -> grpc.GenericRpcHandler:
         """A generic handler for ``Export`` that leaves the request undecoded."""
-        method = grpc.unary_unary_rpc_method_handler(self.export)  # bytes in, bytes out
-        return grpc.method_handlers_generic_handler(
-            EXPORT_METHOD.split("/")[1], {EXPORT_METHOD.split("/")[2]: method}
-        )
+        return export_handler(self.export)

@@ -20,3 +20,16 @@ def served(tmp_path: Path) -> Iterator[tuple[Database, KroniclerServer]]:
     finally:
         server.stop()
         db.close()
+
+
+@pytest.fixture
+def served_direct(tmp_path: Path) -> Iterator[tuple[Database, KroniclerServer]]:
+    """As ``served``, with the 2 workers also taking OTLP/gRPC on a port of their own."""
+    db = Database.open(tmp_path / "db")
+    options = ServerOptions(address="127.0.0.1:0", ingest_workers=2, otlp_address="127.0.0.1:0")
+    server = KroniclerServer(db, options).start()
+    try:
+        yield db, server
+    finally:
+        server.stop()
+        db.close()

@@ -47,6 +47,19 @@ def request(first: int, n: int, *, name: str = "ingest.f") -> otlp.ExportTraceSe
     )  # fmt: skip
 
 
+def export_until_taken(stub: otlp_grpc.TraceServiceStub, req: otlp.ExportTraceServiceRequest,
+                       tries: int = 400) -> None:  # fmt: skip
+    """The exporter's retry loop, without its backoff: again while the answer is UNAVAILABLE."""
+    for _ in range(tries):
+        try:
+            stub.Export(req, timeout=30)
+            return
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc.details()
+            time.sleep(0.05)
+    pytest.fail("the server never took the request again")
+
+
 def stored_span_ids(path: Path) -> np.ndarray:
     with Database.open(path) as db:
         return np.sort(db.scan(["span_id"]).columns["span_id"].astype(np.int64))
@@ -127,16 +140,7 @@ def test_a_killed_worker_is_replaced_and_acknowledged_spans_are_all_stored(
         for i in range(60):
             if i == 20:
                 os.kill(pool.pids[0], signal.SIGKILL)
-            req = request(first, 200)
-            for _ in range(200):  # the exporter's retry loop, without its backoff
-                try:
-                    stub.Export(req, timeout=30)
-                    break
-                except grpc.RpcError as exc:
-                    assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc.details()
-                    time.sleep(0.05)
-            else:
-                pytest.fail("the server never took the request again")
+            export_until_taken(stub, request(first, 200))
             acknowledged.extend(range(first, first + 200))
             first += 200
     deadline = time.monotonic() + 30

@@ -24,7 +24,7 @@ from kronicler.query.results import StatsTable
 from kronicler.server import Client, KroniclerServer
 from kronicler.server.ingest import EXPORT_METHOD
 from tests.oracle.truth import exact_quantile
-from tests.server.test_ingest import request
+from tests.server.test_ingest import request as otlp_request
 
 NAMES = [f"live.f{i}" for i in range(7)]
 
@@ -54,10 +54,15 @@ def _check(table: StatsTable, names: list[str], durations: list[int], where: str
     return total
 
 
+@pytest.mark.parametrize("fixture", ["served", "served_direct"])
 def test_stats_under_a_live_worker_equal_brute_force_over_the_spans_stored_then(
-    served: tuple[Database, KroniclerServer],
+    fixture: str, request: pytest.FixtureRequest
 ) -> None:
+    """Through the server's address (relayed to the workers) and the workers' own port."""
+    served: tuple[Database, KroniclerServer] = request.getfixturevalue(fixture)
     db, server = served
+    otlp_at = server.otlp_address or server.address
+    assert (server.otlp_address is not None) == (fixture == "served_direct")
     rng = np.random.default_rng(3)
     names: list[str] = []  # of every span sent, in order; a span's duration is its id
     durations: list[int] = []
@@ -68,7 +73,7 @@ def test_stats_under_a_live_worker_equal_brute_force_over_the_spans_stored_then(
 
     def send() -> None:
         try:
-            with raw_export(server.address) as export:
+            with raw_export(otlp_at) as export:
                 first = 1
                 for i in range(40):
                     n = int(rng.integers(1, 300))
@@ -76,7 +81,7 @@ def test_stats_under_a_live_worker_equal_brute_force_over_the_spans_stored_then(
                     names.extend([name] * n)
                     durations.extend(range(first, first + n))
                     sent[0] += n
-                    export(request(first, n, name=name).SerializeToString(), timeout=30)
+                    export(otlp_request(first, n, name=name).SerializeToString(), timeout=30)
                     acked[0] += n
                     first += n
         except BaseException as exc:  # reported by the test thread

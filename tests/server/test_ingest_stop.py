@@ -20,6 +20,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import pytest
 
 from kronicler.db import Database
 from kronicler.server import Client
@@ -45,12 +46,15 @@ def _workers(pid: int) -> list[int]:
     return found
 
 
-def test_sigterm_mid_ingest_keeps_every_acknowledged_span(tmp_path: Path) -> None:
+@pytest.mark.parametrize("direct", [False, True], ids=["relayed", "workers-port"])
+def test_sigterm_mid_ingest_keeps_every_acknowledged_span(tmp_path: Path, direct: bool) -> None:
+    """OTLP through the server's address, or (``--otlp-address``) the workers' own port."""
     path = tmp_path / "db"
     Database.open(path).close()
     proc = subprocess.Popen(
         [sys.executable, "-m", "kronicler", "serve", "--path", str(path), "--address",
-         "127.0.0.1:0", "--ingest-workers", "2"],
+         "127.0.0.1:0", "--ingest-workers", "2",
+         *(["--otlp-address", "127.0.0.1:0"] if direct else [])],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
@@ -63,10 +67,15 @@ def test_sigterm_mid_ingest_keeps_every_acknowledged_span(tmp_path: Path) -> Non
         line = proc.stdout.readline()
         m = re.search(r"on (127\.0\.0\.1:\d+)", line)
         assert m, (line, proc.stderr.read() if proc.poll() is not None else "")
-        address = m.group(1)
+        address = otlp_at = m.group(1)
+        if direct:
+            line = proc.stdout.readline()
+            m = re.search(r"OTLP/gRPC in the ingest workers on (127\.0\.0\.1:\d+)", line)
+            assert m, line
+            otlp_at = m.group(1)
 
         def send() -> None:
-            with grpc.insecure_channel(address) as channel:
+            with grpc.insecure_channel(otlp_at) as channel:
                 export = channel.unary_unary(EXPORT_METHOD)
                 first = 1
                 while not stop.is_set():

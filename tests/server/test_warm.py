@@ -189,6 +189,65 @@ def test_answers_taken_while_the_warmer_runs_equal_brute_force_over_their_snapsh
     assert warmer.warms >= 3 and checked >= 10
 
 
+def test_after_a_seal_a_warm_makes_the_merge_the_next_query_reads(tmp_path: Path) -> None:
+    """A writer seals chunks; with no query asked, the warm after it makes each segment's roll-up
+    block and the kept whole-history merge, and the answers equal brute force."""
+    writer = Database.open(tmp_path / "db", chunk_rows=16, flush_interval=60)
+    durations: list[int] = []
+    with Database.open(tmp_path / "db", readonly=True) as db:
+        warmer = Warmer(db, every=0.0).start()
+        try:
+            for first in (0, 40, 80):  # each store seals two chunks (and leaves 8 tail rows)
+                durations += [3 * (first + i) + 1 for i in range(40)]
+                writer.append_batch(SpanBatch.build(["w.f"] * 40, list(range(first, first + 40)),
+                                                    durations[-40:]))  # fmt: skip
+                writer.flush()
+                merges = warmer.merges
+                warmer.stored()
+                _until(lambda: warmer.merges > merges, "a merge after the seal")  # noqa: B023
+                with db.snapshot() as view:
+                    segs = [s for s in view.segments if len(s.chunks)]
+                    assert segs and all(s.made("rollup_block") for s in segs)
+                    st = view.stats("w.f")
+                assert (st.count, st.min, st.max) == (len(durations), min(durations),
+                                                      max(durations))  # fmt: skip
+                assert st.mean == pytest.approx(np.mean(durations), rel=1e-12)
+        finally:
+            warmer.stop()
+            writer.close()
+
+
+def test_a_sealed_chunk_ends_the_pause_between_warms(tmp_path: Path) -> None:
+    """Between queries, a warm comes at once when a worker seals a chunk (its walk ahead then
+    done before the next query), not after the interval; commits alone wait for it."""
+    writer = Database.open(tmp_path / "db", chunk_rows=64, flush_interval=60)
+    with Database.open(tmp_path / "db", readonly=True) as db:
+        warmer = Warmer(db, every=60.0, quiet_after=600.0).start()
+        try:
+            with warmer.asking():  # a query came: the fast pace
+                _store(writer, 0)
+            warmer.stored()
+            _until(lambda: warmer.warms == 1, "the first warm")
+            _store(writer, 10)  # a commit, no seal: waits for the interval
+            warmer.stored()
+            time.sleep(0.3)
+            assert warmer.warms == 1 and warmer.sealed == 0
+            _store(writer, 20, n=60)  # seals a chunk of 64 rows
+            warmer.stored()
+            _until(lambda: warmer.warms == 2, "the warm after the seal")
+            assert warmer.sealed == 1 and warmer.merges >= 1
+            # the warm may have come between the chunk's pages and the commit after them; the
+            # roll-up block of the chunks it saw is made either way, with no query asked
+            with db.snapshot() as view:
+                assert [(len(s.chunks), s.made("rollup_block")) for s in view.segments] == [
+                    (1, True)
+                ]
+                assert view.stats("w.f").count == 80
+        finally:
+            warmer.stop()
+            writer.close()
+
+
 @pytest.mark.parametrize("workers", [0, 1])
 def test_only_a_server_with_ingest_workers_warms(tmp_path: Path, workers: int) -> None:
     from kronicler.server import ServerOptions
