@@ -303,9 +303,9 @@ class Frontend:
             if bad:
                 missing[peer] = f"answered in partial format version {bad[0]}"
                 continue
-            failed = next((p for r in got if isinstance(p := decoded.get(id(r)), Exception)), None)
-            if failed is not None:  # bytes that do not decode
-                missing[peer] = f"{type(failed).__name__}: {shorten(str(failed), 200)}"
+            broken = next((p for r in got if isinstance(p := decoded.get(id(r)), Exception)), None)
+            if broken is not None:  # bytes that do not decode
+                missing[peer] = f"{type(broken).__name__}: {shorten(str(broken), 200)}"
                 continue
             replies.append(got)
         if refusal is not None:
