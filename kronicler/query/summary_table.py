@@ -176,8 +176,7 @@ def merge(table: SummaryTable) -> SummaryTable:
         np.add.at(out, inv, column)
         return out
 
-    pair_cell, keys, counts = _add_buckets(inv, m, table)
-    bounds = np.searchsorted(pair_cell, np.arange(m + 1)).astype(np.int64)
+    bounds, keys, counts = _add_buckets(inv, m, table)
     return SummaryTable(cells.astype(np.int64), added(table.errors), added(table.count), total,
                         m2, lo, hi, added(table.zero), bounds, keys, counts)  # fmt: skip
 
@@ -185,19 +184,21 @@ def merge(table: SummaryTable) -> SummaryTable:
 def _add_buckets(
     inv: np.ndarray, n_cells: int, table: SummaryTable
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Bucket counts added per (cell, key): the cell, key and count of every non-empty pair,
-    by cell then key.
+    """Bucket counts added per (cell, key): the merged cells' ``bounds`` (n_cells + 1) and the
+    key and count of every non-empty pair, by cell then key.
 
     Each cell's keys span a short range (one latency distribution), so the pairs are added into
     one dense table of every cell's range (by position, no sort); a table much larger than the
     entries (a cell spanning nanoseconds to hours) falls back to sorting the pairs. An entry's
     keys are sorted, so its first and last bound its cell's range (no pass over every bucket),
-    and each bucket's place is its key moved by its cell's offset (one ``repeat``).
+    and each bucket's place is its key moved by its cell's offset (one ``repeat``). A cell's
+    pairs are the non-empty places of its range, so their running count gives the bounds (no
+    search for each pair's cell).
     """
     lengths = table.lengths
     if not len(table.keys):
         empty = np.empty(0, np.int64)
-        return empty, empty.astype(np.int32), empty
+        return np.zeros(n_cells + 1, np.int64), empty.astype(np.int32), empty
     has = lengths > 0
     lo = np.full(n_cells, MAX_KEY, dtype=np.int64)
     hi = np.zeros(n_cells, dtype=np.int64)
@@ -206,22 +207,26 @@ def _add_buckets(
     span = np.maximum(hi - lo + 1, 0)
     total = int(span.sum())
     if total <= _DENSE_PER_ENTRY * len(table.keys):
-        start = np.cumsum(span) - span
-        where = np.repeat((start - lo)[inv], lengths) + table.keys
+        ends = np.cumsum(span)
+        shift = ends - span - lo  # a cell's key k sits at place k + shift
+        where = np.repeat(shift[inv], lengths) + table.keys
         # int64 positions and counts: numpy's fast path of add.at, exact (no float weights)
         dense = np.zeros(total, np.int64)
         np.add.at(dense, where, table.counts)
         present = np.flatnonzero(dense)
-        pair_cell = np.searchsorted(start + span, present, side="right")
-        pair_keys = (present - start[pair_cell] + lo[pair_cell]).astype(np.int32)
-        return pair_cell, pair_keys, dense[present]
+        running = np.zeros(total + 1, np.int64)
+        np.cumsum(dense != 0, out=running[1:])
+        bounds = running[np.concatenate(([0], ends))]
+        pair_keys = (present - np.repeat(shift, np.diff(bounds))).astype(np.int32)
+        return bounds, pair_keys, dense[present]
     owner = np.repeat(inv.astype(np.int64), lengths)  # the merged cell of every bucket
     keys = table.keys.astype(np.int64)
     # (cell, key) pairs folded into one int64 and added (keys lie in [0, MAX_KEY]).
     pairs, where = np.unique(owner * _KEY_SPAN + keys, return_inverse=True)
     pair_counts = np.zeros(len(pairs), dtype=np.int64)
     np.add.at(pair_counts, where, table.counts)
-    return pairs // _KEY_SPAN, (pairs % _KEY_SPAN).astype(np.int32), pair_counts
+    bounds = np.searchsorted(pairs // _KEY_SPAN, np.arange(n_cells + 1)).astype(np.int64)
+    return bounds, (pairs % _KEY_SPAN).astype(np.int32), pair_counts
 
 
 def quantiles(table: SummaryTable, qs: Sequence[float]) -> np.ndarray:
@@ -288,7 +293,8 @@ def unpack(columns: Mapping[str, bytes], count_width: int, n_cells: int) -> Summ
         raise CorruptPageError("packed summary buckets do not line up with their cells")
     cell = cols.pop("cell").astype(np.int64)
     table = SummaryTable(cell=cell, bounds=bounds, keys=keys, counts=counts,
-                         **{k: v.astype(v.dtype.newbyteorder("=")) for k, v in cols.items()})  # fmt: skip
+                         **{k: v.astype(v.dtype.newbyteorder("="), copy=False)
+                            for k, v in cols.items()})  # fmt: skip
     if n and (int(cell[-1]) >= n_cells or not bool((np.diff(cell) > 0).all())):
         raise CorruptPageError("packed summary cell ids are out of range or out of order")
     cumulative = np.concatenate(([0], np.cumsum(counts)))

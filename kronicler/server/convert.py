@@ -86,14 +86,20 @@ def _opt(msg: Any, **values: float | int | None) -> None:
 
 
 def group_to_proto(row: Stats) -> pb.GroupStats:
-    msg = pb.GroupStats(key=row.key, count=row.count, errors=row.errors)
-    _opt(msg, mean_ns=row.mean, stddev_ns=row.stddev, stderr_ns=row.stderr, min_ns=row.min,
-         max_ns=row.max)  # fmt: skip
-    for q, v in row.quantiles:
-        qm = msg.quantiles.add(q=q)
-        if v is not None:
-            qm.value_ns = v
-    return msg
+    # Every field given to the constructor at once: setting them one by one after (an
+    # attribute or an ``add()`` each) cost ~3x as much, ~0.5 ms of a 50-group reply.
+    quantiles = [pb.Quantile(q=q) if v is None else pb.Quantile(q=q, value_ns=v)
+                 for q, v in row.quantiles]  # fmt: skip
+    figures = (row.mean, row.stddev, row.stderr, row.min, row.max)
+    if None in figures:  # absent on the wire (an empty row's, or a single call's stddev)
+        msg = pb.GroupStats(key=row.key, count=row.count, errors=row.errors, quantiles=quantiles)
+        _opt(msg, **dict(zip(_FIGURES, figures, strict=True)))
+        return msg
+    return pb.GroupStats(key=row.key, count=row.count, errors=row.errors,
+                         quantiles=quantiles, **dict(zip(_FIGURES, figures, strict=True)))  # fmt: skip
+
+
+_FIGURES = ("mean_ns", "stddev_ns", "stderr_ns", "min_ns", "max_ns")
 
 
 def stats_to_proto(table: StatsTable) -> pb.GetStatsResponse:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from kronicler.db.schema import canonical_attributes
 from kronicler.errors import NotFoundError, UnavailableError
 from kronicler.otel.contract import resource_text
 from kronicler.proto.v1 import query_pb2 as pb
+from kronicler.proto.v1 import query_pb2_grpc as pb_grpc
 from kronicler.query.backend import QueryBackend
 from kronicler.query.local import Local
 from kronicler.server import Client, KroniclerServer, ServerOptions
@@ -337,6 +339,39 @@ def test_no_peer_answering_is_an_error_naming_them(tmp_path: Path) -> None:
         ):
             Client(server.address).stats()
     assert err.value.code() is grpc.StatusCode.UNAVAILABLE
+
+
+class _Garbled(pb_grpc.QueryServiceServicer):
+    """A peer of the right version whose summaries do not decode (an impossible count width)."""
+
+    def Partial(self, request: pb.PartialRequest, context: grpc.ServicerContext) -> Any:
+        cells = pb.PartialCells(keys=["api.get"], per_key=1,
+                                packed=pb.PackedSummaries(count_width=3))  # fmt: skip
+        return pb.PartialResponse(version=request.version, cells=cells)
+
+
+@pytest.mark.parametrize("place", ["first", "last"])
+def test_a_peer_whose_summaries_do_not_decode_is_named_and_the_rest_answer(
+    cluster: Cluster, place: str
+) -> None:
+    """Each reply is decoded by the thread that received it (an asker for the first peers, the
+    question's own thread for the last): either way the peer is named and left out."""
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    pb_grpc.add_QueryServiceServicer_to_server(_Garbled(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    bad = f"127.0.0.1:{port}"
+    peers = [bad, *cluster.peers[:2]] if place == "first" else [*cluster.peers[:2], bad]
+    try:
+        with Frontend(peers, timeout=10) as front:
+            got = front.stats(quantiles=(0.5, 0.99))
+            (missing,) = front.missing_peers()
+            assert missing.startswith(f"{bad}: CorruptPageError") and "count width 3" in missing
+            check_table(got.to_dict()["rows"], "function",
+                        expected_stats(_two_nodes_truth(cluster), Query()), (0.5, 0.99), False,
+                        "two of three")  # fmt: skip
+    finally:
+        server.stop(None)
 
 
 def test_bad_peers_are_refused() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +167,36 @@ def test_a_node_answers_each_frontend_in_the_encoding_it_reads(tmp_path: Path) -
                     c2, e2, s2.count, s2.sum, s2.m2, s2.min, s2.max)  # fmt: skip
                 assert s1.keys.tolist() == s2.keys.tolist()
                 assert s1.counts.tolist() == s2.counts.tolist()
+
+
+def test_the_stats_reply_is_the_one_built_field_by_field() -> None:
+    """GetStats replies are built in one constructor call per group: the bytes equal setting
+    each field in turn, for a full row, a single call's row and an empty row (absent figures)."""
+    rows = [
+        Stats.from_summary(Summary.from_values(np.array([5, 900, 70_000])), 1, key="a"),
+        Stats.from_summary(Summary.from_values(np.array([1234])), 0, key="b", quantiles=QS),
+        Stats.empty("c", QS, errors=2),
+        Stats("d", 3, 0, 10.0, None, None, 1.0, 20.0, ((0.5, 9.0), (0.99, None))),
+    ]
+    for row in rows:
+        want = pb.GroupStats(key=row.key, count=row.count, errors=row.errors)
+        for name, value in (
+            ("mean_ns", row.mean),
+            ("stddev_ns", row.stddev),
+            ("stderr_ns", row.stderr),
+            ("min_ns", row.min),
+            ("max_ns", row.max),
+        ):
+            if value is not None:
+                setattr(want, name, value)
+        for q, v in row.quantiles:
+            qm = want.quantiles.add(q=q)
+            if v is not None:
+                qm.value_ns = v
+        got = convert.group_to_proto(row)
+        assert got.SerializeToString(deterministic=True) == want.SerializeToString(
+            deterministic=True
+        ), row.key
+        assert convert.stats_from_proto(pb.GetStatsResponse(groups=[got])).rows[0] == replace(
+            row, exact=False
+        )

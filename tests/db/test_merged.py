@@ -182,25 +182,48 @@ def test_whole_history_is_one_kept_entry_and_a_new_segment_merges_only_its_group
     rng = np.random.default_rng(7)
     path = tmp_path / "db"
     base = time.time_ns() - DAY
-    parts = [_rows(rng, 40, i % 4, base + i * 10**9, FUNCTIONS) for i in range(24)]
-    for rows in parts:
-        _segment(path, rows)
+    parts: list[Rows] = []
+    # A group ends after a segment whose id (its time and a random token) hashes to a boundary,
+    # 1 in merged.FANOUT: 24 segments are all one group in (7/8)**23 ~ 4.7% of runs, and the
+    # question below needs groups. So segments are added until the history spans two (a group
+    # ends after merged.MAX_GROUP segments at the latest).
+    while len(parts) < 24 or (
+        len(parts) <= merged.MAX_GROUP and not any(map(merged._boundary, _segment_ids(path)[:-1]))
+    ):
+        parts.append(_rows(rng, 40, len(parts) % 4, base + len(parts) * 10**9, FUNCTIONS))
+        _segment(path, parts[-1])
     with Database.open(path, readonly=True) as db:
         pool = db._reads.pool
         _ask(db, Rows.concat(parts), None, None)
         misses = pool.stats.misses
+        before = _views(db)
         _ask(db, Rows.concat(parts), None, None)
-        assert pool.stats.misses == misses  # one kept entry, already there
+        # one kept entry, already there (else: evicted, or which segments' views were new)
+        assert pool.stats.misses == misses, (pool.stats, _changed(before, _views(db)))
         (root,) = db._reads._whole_keys
         groups = [p.key for p in root.parts]  # a group of one segment is that segment's block
-        assert 1 < len(groups) < 24 and any(isinstance(g, merged.SetKey) for g in groups)
+        assert 1 < len(groups) < len(parts) and any(isinstance(g, merged.SetKey) for g in groups)
         for i in range(3):
-            parts.append(_rows(rng, 40, i, base + (30 + i) * 10**9, FUNCTIONS))
+            parts.append(_rows(rng, 40, i, base + (40 + i) * 10**9, FUNCTIONS))
             _segment(path, parts[-1])
             misses = pool.stats.misses
             _ask(db, Rows.concat(parts), None, None)
             assert pool.stats.misses - misses <= 2  # the last group (or a new one) and the root
             assert len(_kept(db)) <= len(groups) + 2 + i  # old roots leave the pool
+
+
+def _segment_ids(path: Path) -> list[str]:
+    """The segments' ids, in the order a snapshot holds them."""
+    return sorted(p.stem for p in (path / "segments").glob("*.kseg"))
+
+
+def _views(db: Database) -> dict[str, object]:
+    """The reader's current view of each segment (the same object until the segment changes)."""
+    return {r.id: r.view() for r in db._reads.readers.values()}
+
+
+def _changed(before: dict[str, object], after: dict[str, object]) -> list[str]:
+    return [s for s in sorted({*before, *after}) if before.get(s) is not after.get(s)]
 
 
 def test_a_pool_too_small_to_keep_the_merge_merges_the_segments_flat(
