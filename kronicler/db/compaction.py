@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +50,7 @@ from kronicler.db.lock import MaintenanceLock
 from kronicler.db.metadata import load_json
 from kronicler.db.reader import SegmentReader
 from kronicler.db.schema import COLUMNS, SpanBatch
+from kronicler.db.snapshot import ChunkInfo
 from kronicler.db.writer import TEXT_COLUMNS, SegmentWriter
 
 #: A segment's files: the data file first (readers find segments by it), then its side files.
@@ -82,13 +83,15 @@ class Merge:
     """One published compaction output.
 
     Fields:
-        output: the new segment's id; sources: the ids of the segments it replaces;
-        rows: rows it holds.
+        output: the new segment's id (of a time-disjoint rewrite: the last segment, which
+            publishes the group); sources: the ids of the segments it replaces; rows: rows it
+            holds (with its parts); parts: a time-disjoint rewrite's other output segments.
     """
 
     output: str
     sources: tuple[str, ...]
     rows: int
+    parts: tuple[str, ...] = ()
 
 
 def _process_alive(pid: int | None) -> bool:
@@ -108,23 +111,55 @@ def finished(reader: SegmentReader) -> bool:
     return reader.closed or not _process_alive(reader.pid)
 
 
-def _published(reader: SegmentReader) -> bool:
-    return bool(reader.replaces) and reader.closed
+def _whole(reader: SegmentReader, ids: Collection[str]) -> bool:
+    """True when every segment of ``reader``'s group is in the listing ``ids``, or when none of
+    the segments it replaces is any more (from then on its parts stand on their own)."""
+    return all(p in ids for p in reader.parts) or not any(s in ids for s in reader.replaces)
 
 
-def _unpublished(reader: SegmentReader) -> bool:
-    return bool(reader.replaces) and not reader.closed
+def _published(reader: SegmentReader, ids: Collection[str]) -> bool:
+    """A compaction output (alone, or the last of a group) that readers take: closed, and its
+    group whole in the listing (a listing taken while the group was written may miss a part)."""
+    return (
+        bool(reader.replaces) and reader.part_of is None and reader.closed
+        and _whole(reader, ids)
+    )  # fmt: skip
+
+
+def _part_shown(part: SegmentReader, by_id: Mapping[str, SegmentReader], losers: set[str]) -> bool:
+    """Whether a part of a group (``part_of`` its last segment) is read.
+
+    While the last segment is not published, its parts are not. Once the replaced segments are
+    all gone, a part is read whether or not its last segment still is (a later compaction or
+    retention may remove that one alone): the group was published, or it would still have them.
+    """
+    if not part.closed:
+        return False
+    leader = by_id.get(part.part_of or "")
+    if leader is None:
+        return not any(s in by_id for s in part.replaces)
+    return _published(leader, by_id) and leader.id not in losers
+
+
+def _unpublished(reader: SegmentReader, by_id: Mapping[str, SegmentReader]) -> bool:
+    """An output (or part of one) readers do not take: still written, or left by a dead run."""
+    if reader.part_of is not None:
+        return not _part_shown(reader, by_id, set())
+    return bool(reader.replaces) and not _published(reader, by_id)
 
 
 def claims(readers: Iterable[SegmentReader]) -> tuple[dict[str, str], set[str]]:
     """(replaced segment -> the published output that replaces it, losing outputs).
 
     Outputs are taken in id order (creation time); one that claims a segment an earlier output
-    already claims loses, whole: its rows are all in the winner or in segments still visible.
+    already claims loses, whole (with its parts): its rows are all in the winner or in segments
+    still visible. A group claims through its last segment.
     """
+    readers = list(readers)
+    ids = {r.id for r in readers}
     owner: dict[str, str] = {}
     losers: set[str] = set()
-    for r in sorted((r for r in readers if _published(r)), key=lambda r: r.id):
+    for r in sorted((r for r in readers if _published(r, ids)), key=lambda r: r.id):
         if any(old in owner for old in r.replaces):
             losers.add(r.id)
         else:
@@ -135,8 +170,18 @@ def claims(readers: Iterable[SegmentReader]) -> tuple[dict[str, str], set[str]]:
 def visible(readers: Iterable[SegmentReader]) -> list[SegmentReader]:
     """The segments a query should read: unpublished, losing and replaced segments left out."""
     readers = list(readers)
+    by_id = {r.id: r for r in readers}
     owner, losers = claims(readers)
-    return [r for r in readers if r.id not in owner and r.id not in losers and not _unpublished(r)]
+    out = []
+    for r in readers:
+        if r.id in owner or r.id in losers:
+            continue
+        shown = (
+            _part_shown(r, by_id, losers) if r.part_of is not None else not _unpublished(r, by_id)
+        )
+        if shown:
+            out.append(r)
+    return out
 
 
 def rows_of(reader: SegmentReader) -> int:
@@ -201,12 +246,18 @@ def plan(
     return [g for g in groups if len(g) >= 2]
 
 
+def chunk_columns(reader: SegmentReader, chunk: ChunkInfo) -> dict[str, np.ndarray]:
+    """Every column of the chunk's kept rows (text columns as the segment's codes)."""
+    span_ids = reader.decode_page(chunk, "span_id")
+    return {c: span_ids if c == "span_id" else reader.decode_page(chunk, c, span_ids)
+            for c in COLUMNS}  # fmt: skip
+
+
 def _segment_rows(reader: SegmentReader) -> dict[str, np.ndarray]:
     pieces: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
     for chunk in reader.chunks:
-        span_ids = reader.decode_page(chunk, "span_id")
-        for c in COLUMNS:
-            pieces[c].append(span_ids if c == "span_id" else reader.decode_page(chunk, c, span_ids))
+        for c, a in chunk_columns(reader, chunk).items():
+            pieces[c].append(a)
     for c in COLUMNS:
         pieces[c].append(reader.tail[c])
     return {c: np.concatenate(p).astype(COLUMNS[c]) for c, p in pieces.items()}
@@ -217,7 +268,7 @@ def _texts(reader: SegmentReader, kind: str, codes: np.ndarray) -> list[str]:
     return list(table[codes]) if len(codes) else []
 
 
-def _conflict(directory: Path, sources: set[str], output: str) -> str | None:
+def conflict(directory: Path, sources: set[str], output: str) -> str | None:
     """Why publishing ``output`` (replacing ``sources``) would be wrong now, or None."""
     for seg in sorted(sources):
         if not (directory / f"{seg}.kseg").exists():
@@ -228,7 +279,7 @@ def _conflict(directory: Path, sources: set[str], output: str) -> str | None:
             continue
         doc = load_json(meta) or {}
         taken = sources.intersection(str(x) for x in doc.get("replaces", ()))
-        if doc.get("closed") and taken:
+        if doc.get("closed") and taken and doc.get("part_of") is None:  # a group claims by its last
             return f"segment {other} already replaces {sorted(taken)}"
     return None
 
@@ -284,7 +335,7 @@ def rewrite(
                 merged["parent_span_id"][idx], text["attributes"], text["resource"],
             ))  # fmt: skip
             writer.seal_full()
-        why = _conflict(directory, {r.id for r in group}, writer.id)
+        why = conflict(directory, {r.id for r in group}, writer.id)
         if why is not None:
             log.warning("compaction output %s not published: %s", writer.id, why)
             writer.abandon()
@@ -336,7 +387,7 @@ def sweep(directory: Path, readers: Mapping[str, SegmentReader]) -> list[str]:
     gone: dict[str, None] = {}  # ordered set
     me = os.getpid()
     for r in readers.values():
-        if _unpublished(r) and (r.pid == me or not _process_alive(r.pid)):
+        if _unpublished(r, readers) and (r.pid == me or not _process_alive(r.pid)):
             delete_segment(directory, r.id)
             gone[r.id] = None
     live = {k: v for k, v in readers.items() if k not in gone}
@@ -346,8 +397,9 @@ def sweep(directory: Path, readers: Mapping[str, SegmentReader]) -> list[str]:
             gone.update(dict.fromkeys(delete_tree(directory, old, live)))
     for loser in sorted(losers):
         if all(old in owner or old in live for old in live[loser].replaces):
-            delete_segment(directory, loser)
-            gone[loser] = None
+            for seg in (loser, *live[loser].parts):  # the last segment first: the group goes
+                delete_segment(directory, seg)
+                gone[seg] = None
         else:
             log.warning("keeping segment %s: it alone holds rows of a deleted segment", loser)
     _sweep_orphans(directory)
@@ -396,26 +448,38 @@ def compact(
                         ("group_span_ns", group_span_ns)):  # fmt: skip
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ValueError(f"{what} must be a positive integer, got {value!r}")
+
+    def work(readers: dict[str, SegmentReader]) -> int:
+        merged = 0
+        groups = plan(readers, own_segment, small_rows=small_rows, group_rows=group_rows,
+                      group_span_ns=group_span_ns)  # fmt: skip
+        for group in groups:
+            if stop is not None and stop():
+                break
+            output = rewrite(directory, group, chunk_rows, stop)
+            if output is None:
+                continue
+            merged += len(group)
+            if report is not None:
+                report(Merge(output, tuple(r.id for r in group), sum(map(rows_of, group))))
+            for r in group:
+                delete_tree(directory, r.id, readers)
+        return merged
+
+    return maintain(directory, work, wait=wait)
+
+
+def maintain(
+    directory: Path, work: Callable[[dict[str, SegmentReader]], int], *, wait: float = 0.0
+) -> int:
+    """Run ``work`` on fresh readers of every segment, holding the maintenance lock, after
+    sweeping what earlier maintenance left; returns what ``work`` returns."""
     with MaintenanceLock(directory, wait=wait):
         readers = open_readers(directory)
         try:
             for seg in sweep(directory, readers):
                 readers.pop(seg).close()
-            merged = 0
-            groups = plan(readers, own_segment, small_rows=small_rows, group_rows=group_rows,
-                          group_span_ns=group_span_ns)  # fmt: skip
-            for group in groups:
-                if stop is not None and stop():
-                    break
-                output = rewrite(directory, group, chunk_rows, stop)
-                if output is None:
-                    continue
-                merged += len(group)
-                if report is not None:
-                    report(Merge(output, tuple(r.id for r in group), sum(map(rows_of, group))))
-                for r in group:
-                    delete_tree(directory, r.id, readers)
-            return merged
+            return work(readers)
         finally:
             for reader in readers.values():
                 reader.close()
