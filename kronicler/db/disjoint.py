@@ -73,9 +73,9 @@ log = logging.getLogger(__name__)
 #: Rows of one output segment (the last of a group holds up to this many more).
 DEFAULT_OUTPUT_ROWS = 1 << 25
 #: Rows the merge sorts and writes at a time (and between two questions to ``stop``).
-DEFAULT_SLICE_ROWS = 1 << 20
+DEFAULT_SLICE_ROWS = 1 << 19
 #: Rows carried from one slice to the next before pieces are dropped and decoded again later.
-DEFAULT_CARRY_ROWS = 1 << 22
+DEFAULT_CARRY_ROWS = 1 << 20
 
 
 def time_range(reader: SegmentReader) -> tuple[int, int] | None:
@@ -151,20 +151,25 @@ class Slice:
         return len(self.columns["start"])
 
 
-def _bounds(pieces: list[_Piece], rows: list[int], slice_rows: int) -> list[int]:
-    """Slice ends: starts of pieces (sorted by ``lo``), about ``slice_rows`` rows apart."""
-    ends: list[int] = []
-    held = 0
-    for p, n in zip(pieces, rows, strict=True):
-        if held >= slice_rows and (not ends or p.lo > ends[-1]):
-            ends.append(p.lo)
-            held = 0
-        held += n
-    return ends
+def _bounds(lo: np.ndarray, hi: np.ndarray, rows: np.ndarray, slice_rows: int) -> list[int]:
+    """Slice ends about ``slice_rows`` rows apart, taking each piece's rows as spread evenly over
+    its time range ``[lo, hi]`` (a zone map says no more): each piece is cut into grains of at
+    most an eighth of a slice, placed evenly over its range."""
+    grain = max(1, slice_rows // 8)
+    per = np.maximum(1, -(-rows // grain))  # grains per piece
+    piece = np.repeat(np.arange(len(rows)), per)
+    k = np.arange(len(piece)) - np.repeat(np.cumsum(per) - per, per)  # grain number in its piece
+    at = lo[piece] + ((hi - lo)[piece] * ((k + 0.5) / per[piece])).astype(np.int64)
+    weight = (rows / per)[piece]
+    order = np.argsort(at, kind="stable")
+    at, held = at[order], np.cumsum(weight[order])
+    marks = np.arange(slice_rows, held[-1] if len(held) else 0, slice_rows)
+    ends = np.unique(at[np.minimum(np.searchsorted(held, marks), len(at) - 1)])
+    return ends[ends > lo.min()].tolist() if len(lo) else []
 
 
 def _take(cols: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
-    return {c: a[mask] for c, a in cols.items()}
+    return cols if mask.all() else {c: a[mask] for c, a in cols.items()}
 
 
 def merged_slices(
@@ -175,21 +180,22 @@ def merged_slices(
 ) -> Iterator[Slice]:
     """The rows of ``group``'s segments, ordered by start, a slice at a time (see the docstring)."""
     pieces: list[_Piece] = []
-    sizes: list[int] = []
+    ranges: list[tuple[int, int, int]] = []  # per piece: oldest, newest start, rows
     for src, reader in enumerate(group):
         for chunk in reader.chunks:
             pieces.append(_Piece(chunk.start_min, src, chunk))
-            sizes.append(chunk.rows)
+            ranges.append((chunk.start_min, chunk.start_max, chunk.rows))
         tail = reader.tail["start"]
         if len(tail):
             pieces.append(_Piece(int(tail.min()), src, None))
-            sizes.append(len(tail))
-    order = sorted(range(len(pieces)), key=lambda i: pieces[i].lo)
-    pieces, sizes = [pieces[i] for i in order], [sizes[i] for i in order]
+            ranges.append((int(tail.min()), int(tail.max()), len(tail)))
+    lo, hi, rows = np.array(ranges, dtype=np.int64).reshape(-1, 3).T
+    ends = _bounds(lo, hi, rows, slice_rows)
+    pieces.sort(key=lambda p: p.lo)
     texts = {k: _Texts.of(group, k) for k in TEXT_COLUMNS}
     queue = list(pieces)  # sorted, so a heap already
     carried: list[tuple[_Piece, dict[str, np.ndarray]]] = []
-    for end in [*_bounds(pieces, sizes, slice_rows), None]:
+    for end in [*ends, None]:
         active = carried
         while queue and (end is None or queue[0].lo < end):
             p = heapq.heappop(queue)
@@ -201,13 +207,17 @@ def merged_slices(
         taken: list[tuple[int, dict[str, np.ndarray]]] = []
         carried = []
         for p, cols in active:
-            early = cols["start"] < end if end is not None else np.ones(len(cols["start"]), bool)
-            taken.append((p.src, _take(cols, early)))
-            if not early.all():
-                carried.append((p, _take(cols, ~early)))
+            later = cols["start"] >= end if end is not None else None
+            if later is None or not later.any():
+                taken.append((p.src, cols))
+            else:
+                taken.append((p.src, _take(cols, ~later)))
+                carried.append((p, _take(cols, later)))
+        del active
         if end is not None:
             carried = _bound_carried(carried, queue, end, carry_rows)
         out = _slice(taken, texts)
+        del taken
         if len(out):
             yield out
 
@@ -261,11 +271,13 @@ def _slice(taken: list[tuple[int, dict[str, np.ndarray]]], texts: dict[str, _Tex
     if not taken:
         return Slice({c: np.zeros(0, d) for c, d in COLUMNS.items()}, {k: [] for k in TEXT_COLUMNS})
     srcs = np.concatenate([np.full(len(cols["start"]), src, np.int64) for src, cols in taken])
-    merged = {c: np.concatenate([cols[c] for _, cols in taken]).astype(d, copy=False)
-              for c, d in COLUMNS.items()}  # fmt: skip
-    order = np.argsort(merged["start"], kind="stable")
+    order = np.argsort(np.concatenate([cols["start"] for _, cols in taken]), kind="stable")
     srcs = srcs[order]
-    columns = {c: a[order] for c, a in merged.items()}
+    columns = {}
+    for c, d in COLUMNS.items():  # a column at a time: one column's copy at the peak, not all
+        columns[c] = np.concatenate([cols[c] for _, cols in taken]).astype(d, copy=False)[order]
+        for _, cols in taken:
+            del cols[c]
     tables: dict[str, list[str]] = {}
     for k in TEXT_COLUMNS:
         tables[k], columns[k] = texts[k].table(srcs, columns[k])

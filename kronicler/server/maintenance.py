@@ -14,7 +14,7 @@ segment directory (``time_disjoint=False``: :func:`kronicler.db.compaction.compa
 small segments of similar age into one). Merging decodes and re-encodes millions of rows; in a thread of the server it
 would hold the interpreter lock that queries and in-process ingest need, so it gets a process of
 its own, at the ingest workers' priority (``nice 19``: queries get the CPU first), and its memory
-(a slice of about a million rows and the rows carried between slices, ~70 B each) goes back to the system when the run ends.
+(a slice of about half a million rows and the rows carried between slices, ~70 B each) goes back to the system when the run ends.
 The price is the process start (~0.3-1 s of imports) per run, small beside the interval. A
 thread of the server schedules runs, one at a time, and logs what each merged.
 
@@ -26,7 +26,7 @@ segments are left alone; queries see either the old segments or the published ou
 both (see ``compaction.py`` for the publishing rules).
 
 Stopping. ``stop()`` (on server shutdown or SIGTERM) writes a line to the run's stdin; the run
-asks for it between groups and between the slices of about a million rows it merges, then
+asks for it between groups and between the slices of about half a million rows it merges, then
 deletes its unpublished outputs and exits, so shutdown leaves no partial files and waits for at
 most one slice's merging (about a second), bounded
 by ``stop_timeout`` (after which the run is killed: a killed run's leftover is deleted by the
