@@ -8,6 +8,11 @@ segment, rows ordered by start time, then deletes the old ones.
 Publishing. The new segment's catalog names the segments it ``replaces`` and is written before its
 data. Readers ignore an output until it is closed; from the moment it is closed (one atomic catalog
 replace) they ignore the replaced segments instead. The replaced files are deleted afterwards.
+An output written as several segments (the time-disjoint rewrite, ``disjoint.py``) is published
+the same way by its last segment: the others are written ``part_of`` it and readers take them only
+once it is published, and only while the listing holds every part it names (its ``parts``) or no
+longer any segment it replaces; a part whose last segment is gone stands alone once the segments
+it replaces are gone too.
 
 The rules that make it exclusive and exact (compaction and retention share them):
 
@@ -25,8 +30,9 @@ The rules that make it exclusive and exact (compaction and retention share them)
   the loser. Never both, so never duplicated rows.
 * **Leaves first.** A segment is deleted only after every segment it replaces is gone (data file
   first: readers find segments by it), so a crash at any point leaves no replaced rows uncovered.
-* **Leftovers.** Under the lock nobody else compacts, so an unpublished output whose process is
-  gone (or is this process) is a leftover of a killed compaction: the next run deletes it.
+* **Leftovers.** Under the lock nobody else compacts, so an unpublished output (or part of one)
+  whose process is gone (or is this process) is a leftover of a killed compaction: the next run
+  deletes it.
 * **Age is kept.** Only segments whose newest rows are within ``group_span_ns`` (an hour by
   default) are merged together, so a merged segment does not keep old rows past their retention.
 * **Stopping.** A caller may pass ``stop`` (asked between groups, between the segments a rewrite
@@ -42,12 +48,14 @@ import os
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from kronicler.db import attr_keys, durations, index, rollup
 from kronicler.db.lock import MaintenanceLock
 from kronicler.db.metadata import load_json
+from kronicler.db.page import CHUNK_ROWS
 from kronicler.db.reader import SegmentReader
 from kronicler.db.schema import COLUMNS, SpanBatch
 from kronicler.db.snapshot import ChunkInfo
@@ -65,6 +73,7 @@ SEGMENT_SUFFIXES = (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Segments with fewer rows than this are "small" and may be merged.
 DEFAULT_SMALL_ROWS = 1 << 20
@@ -316,8 +325,8 @@ def rewrite(
                 columns[c].append(rows[c])
     merged = {c: np.concatenate(p) for c, p in columns.items() if p}
     order = np.argsort(merged["start"], kind="stable")
-    options = {} if chunk_rows is None else {"chunk_rows": chunk_rows}
-    writer = SegmentWriter(directory, replaces=tuple(r.id for r in group), **options)
+    writer = SegmentWriter(directory, replaces=tuple(r.id for r in group),
+                           chunk_rows=CHUNK_ROWS if chunk_rows is None else chunk_rows)  # fmt: skip
     try:
         text_arrays = {k: np.array(texts[k], dtype=object) for k in TEXT_COLUMNS}
         for lo in range(0, len(order), _STEP_ROWS):
@@ -470,8 +479,8 @@ def compact(
 
 
 def maintain(
-    directory: Path, work: Callable[[dict[str, SegmentReader]], int], *, wait: float = 0.0
-) -> int:
+    directory: Path, work: Callable[[dict[str, SegmentReader]], T], *, wait: float = 0.0
+) -> T:
     """Run ``work`` on fresh readers of every segment, holding the maintenance lock, after
     sweeping what earlier maintenance left; returns what ``work`` returns."""
     with MaintenanceLock(directory, wait=wait):

@@ -63,6 +63,7 @@ from pathlib import Path
 import numpy as np
 
 from kronicler.db import compaction
+from kronicler.db.page import CHUNK_ROWS
 from kronicler.db.reader import SegmentReader
 from kronicler.db.schema import COLUMNS
 from kronicler.db.snapshot import ChunkInfo
@@ -296,7 +297,7 @@ class _Outputs:
         self.leader = new_segment_id()
         self.left = total  # rows the sources say they hold: what is yet to come, at most
         self.output_rows = output_rows
-        self.options = {} if chunk_rows is None else {"chunk_rows": chunk_rows}
+        self.chunk_rows = CHUNK_ROWS if chunk_rows is None else chunk_rows
         self.parts: list[str] = []
         self.writer: SegmentWriter | None = None
         self.rows = 0  # in the current writer
@@ -307,10 +308,10 @@ class _Outputs:
             if self.left <= self.output_rows:
                 self.writer = SegmentWriter(self.directory, replaces=self.sources,
                                             segment_id=self.leader, parts=tuple(self.parts),
-                                            **self.options)  # fmt: skip
+                                            chunk_rows=self.chunk_rows)  # fmt: skip
             else:
                 self.writer = SegmentWriter(self.directory, replaces=self.sources,
-                                            part_of=self.leader, **self.options)  # fmt: skip
+                                            part_of=self.leader, chunk_rows=self.chunk_rows)  # fmt: skip
             self.rows = 0
         return self.writer
 

@@ -58,7 +58,7 @@ def _deployment(work: Path) -> tuple[Path, Rows]:
         options: dict[str, object] = {"chunk_rows": 64}
         if lane == 0:
             options["segment_rows"] = 300
-        write(path, rows, work, f"lane{lane}", **options)
+        write(path, rows, work, f"lane{lane}", **options)  # type: ignore[arg-type]
         parts.append(rows)
     killed = generate(rng, 400, FUNCTIONS, base=BASE + HOUR // 3, span=HOUR // 3, lane=6)
     write(path, killed, work, "killed", chunk_rows=64, batches=3, then="kill")
@@ -298,9 +298,15 @@ def test_a_reader_holding_a_view_during_the_switch_counts_every_row_once(
             return False
 
         merges: list[compaction.Merge] = []
-        done = threading.Thread(target=lambda: (disjoint.compact(
-            path / SEGMENTS, output_rows=OUTPUT_ROWS, slice_rows=250, stop=stop,
-            report=merges.append), switched.set()))  # fmt: skip
+
+        def run() -> None:
+            try:
+                disjoint.compact(path / SEGMENTS, output_rows=OUTPUT_ROWS, slice_rows=250,
+                                 stop=stop, report=merges.append)  # fmt: skip
+            finally:
+                switched.set()
+
+        done = threading.Thread(target=run)
         done.start()
         while not switched.is_set():
             views.append(sum(s.count for s in reader.stats().values()))

@@ -396,8 +396,8 @@ def test_serve_rewrites_overlapping_segments_while_ingesting_and_answers_exactly
     assert not failure, failure
     assert not before & segment_ids(path), "the overlapping segments were not rewritten"
     readers = compaction.open_readers(path / "segments")
-    spans = sorted(span for r in compaction.visible(readers.values())
-                   if (span := disjoint.time_range(r)) is not None and span[0] >= BASE)  # fmt: skip
+    spans = sorted(covered for r in compaction.visible(readers.values())
+                   if (covered := disjoint.time_range(r)) is not None and covered[0] >= BASE)  # fmt: skip
     assert spans and all(a[1] < b[0] for a, b in pairwise(spans)), spans
     table = query.stats(db)
     live = replace(table, rows=tuple(r for r in table.rows if r.key in NAMES))
