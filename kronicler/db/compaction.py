@@ -453,10 +453,7 @@ def compact(
     ``wait`` seconds. ``stop`` is asked between groups and pieces (see the module docstring);
     ``report`` is told of every published output.
     """
-    for what, value in (("small_rows", small_rows), ("group_rows", group_rows),
-                        ("group_span_ns", group_span_ns)):  # fmt: skip
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    check_positive(small_rows=small_rows, group_rows=group_rows, group_span_ns=group_span_ns)
 
     def work(readers: dict[str, SegmentReader]) -> int:
         merged = 0
@@ -476,6 +473,13 @@ def compact(
         return merged
 
     return maintain(directory, work, wait=wait)
+
+
+def check_positive(**values: object) -> None:
+    """ValueError naming the first of ``values`` that is not a positive integer."""
+    for what, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{what} must be a positive integer, got {value!r}")
 
 
 def maintain(

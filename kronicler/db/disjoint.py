@@ -432,10 +432,7 @@ def compact(
     ``wait`` seconds. ``stop`` is asked between groups and slices; ``report`` is told of every
     published group.
     """
-    for what, value in (("output_rows", output_rows), ("small_rows", small_rows),
-                        ("slice_rows", slice_rows)):  # fmt: skip
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    compaction.check_positive(output_rows=output_rows, small_rows=small_rows, slice_rows=slice_rows)
 
     def work(readers: dict[str, SegmentReader]) -> int:
         merged = 0
