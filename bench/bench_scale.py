@@ -7,6 +7,7 @@ Run by hand (it prints its figures):
     python bench/bench_scale.py --reuse DIR              # skip the build, query DIR again
     python bench/bench_scale.py --rows 100M --compare /work/wt-old   # old code, same run
     python bench/bench_scale.py --reuse DIR --moving 7 --compare /work/main  # moving windows only
+    python bench/bench_scale.py --reuse DIR --compact COPY   # time-disjoint compaction of a copy
 
 The database is built the way deployments fill one: ``--writers`` (8) writer processes, each
 appending its own share of the traffic over 30 days through ``Database.append_batch`` (numpy
@@ -27,6 +28,12 @@ is not dropped, as that would disturb everyone else on a shared machine. "Warm" 
 ``--repeat`` runs after a first one in the same process. DuckDB (native table loaded from a
 Parquet file written once, ``--duckdb-memory`` limit, 2 threads) answers the same questions
 exactly; its per-function counts are checked against Kronicler's.
+
+``--compact COPY`` (with ``--reuse DIR``) hard-links DIR's database into COPY (compaction writes
+new files and deletes old ones, never changing one in place, so DIR stays as it was), rewrites
+the copy time-disjoint with ``kronicler compact --time-disjoint`` in a child process (its wall
+and CPU time, rows/s and peak RSS printed), then asks the questions of both, side by side. A COPY
+compacted by an earlier run is asked again without compacting.
 """
 
 from __future__ import annotations
@@ -354,6 +361,31 @@ def _child(checkout: Path, *args: str, timeout: float | None = None) -> dict[str
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
+def compact_copy(checkout: Path, src: Path, dst: Path, rows: int) -> dict[str, Any]:
+    """Hard-link ``src`` into ``dst`` and compact ``dst`` time-disjoint in a child process;
+    the compaction's own cost. The maintenance lock file is copied, not linked (it is written)."""
+    for f in src.rglob("*"):
+        to = dst / f.relative_to(src)
+        if f.is_dir():
+            to.mkdir(parents=True, exist_ok=True)
+        elif f.name != "maintenance.lock":
+            to.parent.mkdir(parents=True, exist_ok=True)
+            os.link(f, to)
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "kronicler", "compact", "--path", str(dst),
+                             "--time-disjoint"], env=_env(checkout), stdout=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    said = proc.stdout.read().strip() if proc.stdout is not None else ""
+    if status != 0:
+        raise RuntimeError(f"compaction failed ({status}): {said}")
+    seconds = usage.ru_utime + usage.ru_stime
+    return {"wall_s": wall, "cpu_s": seconds, "rows_per_s": rows / wall,
+            "rows_per_cpu_s": rows / seconds, "peak_rss_mb": usage.ru_maxrss / 1024,
+            "said": said}  # fmt: skip
+
+
 def dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -533,9 +565,12 @@ def _fmt_ms(v: float | None) -> str:
     return f"{v / 1e3:.2f} s" if v >= 1000 else f"{v:.1f} ms" if v >= 10 else f"{v:.2f} ms"
 
 
-def _cold(got: dict[str, Any], mode: str) -> float | None:
+def _cold(got: dict[str, Any], mode: str, which: str = "") -> float | None:
+    """A cold figure: open and first answer (``which`` "cpu_ms": their CPU time)."""
     r = got.get(mode, {})
-    return None if "error" in r else r["open_ms"] + r["first_ms"]
+    if "error" in r:
+        return None
+    return float(r[which]) if which else r["open_ms"] + r["first_ms"]
 
 
 def _warm(got: dict[str, Any], key: str, which: str = "warm_ms") -> float | None:
@@ -560,6 +595,7 @@ def table(columns: dict[str, dict[str, Any]], duck: dict[str, Any] | None) -> st
         [_cold(g, "cold-all") for g in columns.values()],
         None if not duck else (duck.get("open_ms", 0) + (dk("stats_all", "first_ms") or 0)),
     )
+    line("  ... CPU", [_cold(g, "cold-all", "cpu_ms") for g in columns.values()])
     line("warm stats() all", [_warm(g, "stats_all") for g in columns.values()], dk("stats_all"))
     # CPU beside wall time: on a shared machine the wall time is mostly waiting for a core
     line("  ... CPU", [_warm(g, "stats_all", "warm_cpu_ms") for g in columns.values()])
@@ -575,6 +611,7 @@ def table(columns: dict[str, dict[str, Any]], duck: dict[str, Any] | None) -> st
             [_cold(g, f"cold-range:{label}") for g in columns.values()],
             dk(f"range:{label}", "first_ms"),
         )
+        line("  ... CPU", [_cold(g, f"cold-range:{label}", "cpu_ms") for g in columns.values()])
     line(
         f"stats({ONE_PERCENT}, exact) warm",
         [_warm(g, "exact") for g in columns.values()],
@@ -666,12 +703,17 @@ def main() -> None:
                     help="with --reuse: only ask N windows moving by --step each (0.1%%, 25%%, "
                     "57%%) and print their median and max")  # fmt: skip
     ap.add_argument("--step", type=float, default=7.919, help="seconds a moving window moves")
+    ap.add_argument("--compact", type=Path, metavar="COPY",
+                    help="with --reuse: compact a hard-linked copy of DIR time-disjoint in COPY, "
+                    "then ask both (see above)")  # fmt: skip
     ap.add_argument("--no-duckdb", action="store_true")
     ap.add_argument("--duckdb-memory", default="6GB")
     ap.add_argument("--duckdb-timeout", type=float, default=300.0, help="seconds per query")
     args = ap.parse_args()
 
     reuse = args.reuse is not None
+    if args.compact is not None and not reuse:
+        ap.error("--compact COPY needs --reuse DIR")
     if args.moving is not None:
         if not reuse or args.moving < 1:
             ap.error("--moving N needs N >= 1 and --reuse DIR")
@@ -715,6 +757,17 @@ def main() -> None:
         builds["this"].db = copy_without_live(root / "db", copy / "db")
         print(f"live case on a copy in {copy}: the newest day written again by a live writer")
         builds["this"].start_live()
+    if args.compact is not None:
+        compacted = args.compact / "db"
+        if compacted.exists():
+            print(f"[compacted] {compacted} exists: asked as it is")
+        else:
+            got = compact_copy(args.checkout, root / "db", compacted, n)
+            results["compaction"] = got
+            print(f"[compacted] {got['said']}: {got['wall_s']:.0f} s wall, {got['cpu_s']:.0f} s "
+                  f"CPU, {got['rows_per_s']:,.0f} rows/s ({got['rows_per_cpu_s']:,.0f} per CPU "
+                  f"second), peak RSS {got['peak_rss_mb']:.0f} MB", flush=True)  # fmt: skip
+        builds["compacted"] = Build(args.checkout, compacted, n, args.writers, args.jobs)
     try:
         for key, b in builds.items():
             if reuse and (b.db / "bench-build.json").exists():
@@ -760,6 +813,9 @@ def main() -> None:
                 continue
             cols: dict[str, dict[str, Any]] = {}
             cols["this"] = query_session(args.checkout, builds["this"].db, args.repeat)
+            if "compacted" in builds:
+                cols["compacted"] = query_session(args.checkout, builds["compacted"].db,
+                                                  args.repeat)  # fmt: skip
             if args.compare is not None:
                 db = builds.get("compare", builds["this"]).db
                 cols[f"compare ({args.compare.name})"] = query_session(

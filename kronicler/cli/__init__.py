@@ -331,6 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_PATH,
         help="database directory (default: $KRONICLER_PATH or ./.kronicler)",
     )
+    p.add_argument("--time-disjoint", action="store_true",
+                   help="rewrite finished segments whose times overlap as segments covering "
+                        "disjoint times, as serve does in the background")  # fmt: skip
+    p.add_argument("--output-rows", type=int, default=None, metavar="N",
+                   help="rows per segment written by --time-disjoint (default: 2^25)")  # fmt: skip
+    p.add_argument("--wait", type=float, default=0.0,
+                   help="seconds to wait for a compaction or retention running now (default: 0)")  # fmt: skip
 
     p = sub.add_parser(
         "upgrade",
@@ -688,8 +695,13 @@ def retain(args: argparse.Namespace) -> int:
 def compact(args: argparse.Namespace) -> int:
     from kronicler.db import Database
 
+    if not math.isfinite(args.wait) or args.wait < 0:
+        raise ValueError(f"bad --wait {args.wait!r}: seconds, 0 or more")
+    if args.output_rows is not None and not args.time_disjoint:
+        raise ValueError("--output-rows goes with --time-disjoint")
+    options = {} if args.output_rows is None else {"output_rows": args.output_rows}
     with Database.open(args.path, create=False) as db:
-        merged = db.compact()
+        merged = db.compact(wait=args.wait, time_disjoint=args.time_disjoint, **options)
         left = len(list((args.path / "segments").glob("*.kseg")))
         print(f"merged {merged} segment(s); {left} segment(s) now in {args.path}")
     return 0

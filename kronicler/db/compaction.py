@@ -8,6 +8,11 @@ segment, rows ordered by start time, then deletes the old ones.
 Publishing. The new segment's catalog names the segments it ``replaces`` and is written before its
 data. Readers ignore an output until it is closed; from the moment it is closed (one atomic catalog
 replace) they ignore the replaced segments instead. The replaced files are deleted afterwards.
+An output written as several segments (the time-disjoint rewrite, ``disjoint.py``) is published
+the same way by its last segment: the others are written ``part_of`` it and readers take them only
+once it is published, and only while the listing holds every part it names (its ``parts``) or no
+longer any segment it replaces; a part whose last segment is gone stands alone once the segments
+it replaces are gone too.
 
 The rules that make it exclusive and exact (compaction and retention share them):
 
@@ -25,8 +30,9 @@ The rules that make it exclusive and exact (compaction and retention share them)
   the loser. Never both, so never duplicated rows.
 * **Leaves first.** A segment is deleted only after every segment it replaces is gone (data file
   first: readers find segments by it), so a crash at any point leaves no replaced rows uncovered.
-* **Leftovers.** Under the lock nobody else compacts, so an unpublished output whose process is
-  gone (or is this process) is a leftover of a killed compaction: the next run deletes it.
+* **Leftovers.** Under the lock nobody else compacts, so an unpublished output (or part of one)
+  whose process is gone (or is this process) is a leftover of a killed compaction: the next run
+  deletes it.
 * **Age is kept.** Only segments whose newest rows are within ``group_span_ns`` (an hour by
   default) are merged together, so a merged segment does not keep old rows past their retention.
 * **Stopping.** A caller may pass ``stop`` (asked between groups, between the segments a rewrite
@@ -39,17 +45,20 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from kronicler.db import attr_keys, durations, index, rollup
 from kronicler.db.lock import MaintenanceLock
 from kronicler.db.metadata import load_json
+from kronicler.db.page import CHUNK_ROWS
 from kronicler.db.reader import SegmentReader
 from kronicler.db.schema import COLUMNS, SpanBatch
+from kronicler.db.snapshot import ChunkInfo
 from kronicler.db.writer import TEXT_COLUMNS, SegmentWriter
 
 #: A segment's files: the data file first (readers find segments by it), then its side files.
@@ -64,6 +73,7 @@ SEGMENT_SUFFIXES = (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Segments with fewer rows than this are "small" and may be merged.
 DEFAULT_SMALL_ROWS = 1 << 20
@@ -82,13 +92,15 @@ class Merge:
     """One published compaction output.
 
     Fields:
-        output: the new segment's id; sources: the ids of the segments it replaces;
-        rows: rows it holds.
+        output: the new segment's id (of a time-disjoint rewrite: the last segment, which
+            publishes the group); sources: the ids of the segments it replaces; rows: rows it
+            holds (with its parts); parts: a time-disjoint rewrite's other output segments.
     """
 
     output: str
     sources: tuple[str, ...]
     rows: int
+    parts: tuple[str, ...] = ()
 
 
 def _process_alive(pid: int | None) -> bool:
@@ -108,23 +120,55 @@ def finished(reader: SegmentReader) -> bool:
     return reader.closed or not _process_alive(reader.pid)
 
 
-def _published(reader: SegmentReader) -> bool:
-    return bool(reader.replaces) and reader.closed
+def _whole(reader: SegmentReader, ids: Collection[str]) -> bool:
+    """True when every segment of ``reader``'s group is in the listing ``ids``, or when none of
+    the segments it replaces is any more (from then on its parts stand on their own)."""
+    return all(p in ids for p in reader.parts) or not any(s in ids for s in reader.replaces)
 
 
-def _unpublished(reader: SegmentReader) -> bool:
-    return bool(reader.replaces) and not reader.closed
+def _published(reader: SegmentReader, ids: Collection[str]) -> bool:
+    """A compaction output (alone, or the last of a group) that readers take: closed, and its
+    group whole in the listing (a listing taken while the group was written may miss a part)."""
+    return (
+        bool(reader.replaces) and reader.part_of is None and reader.closed
+        and _whole(reader, ids)
+    )  # fmt: skip
+
+
+def _part_shown(part: SegmentReader, by_id: Mapping[str, SegmentReader], losers: set[str]) -> bool:
+    """Whether a part of a group (``part_of`` its last segment) is read.
+
+    While the last segment is not published, its parts are not. Once the replaced segments are
+    all gone, a part is read whether or not its last segment still is (a later compaction or
+    retention may remove that one alone): the group was published, or it would still have them.
+    """
+    if not part.closed:
+        return False
+    leader = by_id.get(part.part_of or "")
+    if leader is None:
+        return not any(s in by_id for s in part.replaces)
+    return _published(leader, by_id) and leader.id not in losers
+
+
+def _unpublished(reader: SegmentReader, by_id: Mapping[str, SegmentReader]) -> bool:
+    """An output (or part of one) readers do not take: still written, or left by a dead run."""
+    if reader.part_of is not None:
+        return not _part_shown(reader, by_id, set())
+    return bool(reader.replaces) and not _published(reader, by_id)
 
 
 def claims(readers: Iterable[SegmentReader]) -> tuple[dict[str, str], set[str]]:
     """(replaced segment -> the published output that replaces it, losing outputs).
 
     Outputs are taken in id order (creation time); one that claims a segment an earlier output
-    already claims loses, whole: its rows are all in the winner or in segments still visible.
+    already claims loses, whole (with its parts): its rows are all in the winner or in segments
+    still visible. A group claims through its last segment.
     """
+    readers = list(readers)
+    ids = {r.id for r in readers}
     owner: dict[str, str] = {}
     losers: set[str] = set()
-    for r in sorted((r for r in readers if _published(r)), key=lambda r: r.id):
+    for r in sorted((r for r in readers if _published(r, ids)), key=lambda r: r.id):
         if any(old in owner for old in r.replaces):
             losers.add(r.id)
         else:
@@ -135,8 +179,18 @@ def claims(readers: Iterable[SegmentReader]) -> tuple[dict[str, str], set[str]]:
 def visible(readers: Iterable[SegmentReader]) -> list[SegmentReader]:
     """The segments a query should read: unpublished, losing and replaced segments left out."""
     readers = list(readers)
+    by_id = {r.id: r for r in readers}
     owner, losers = claims(readers)
-    return [r for r in readers if r.id not in owner and r.id not in losers and not _unpublished(r)]
+    out = []
+    for r in readers:
+        if r.id in owner or r.id in losers:
+            continue
+        shown = (
+            _part_shown(r, by_id, losers) if r.part_of is not None else not _unpublished(r, by_id)
+        )
+        if shown:
+            out.append(r)
+    return out
 
 
 def rows_of(reader: SegmentReader) -> int:
@@ -201,12 +255,18 @@ def plan(
     return [g for g in groups if len(g) >= 2]
 
 
+def chunk_columns(reader: SegmentReader, chunk: ChunkInfo) -> dict[str, np.ndarray]:
+    """Every column of the chunk's kept rows (text columns as the segment's codes)."""
+    span_ids = reader.decode_page(chunk, "span_id")
+    return {c: span_ids if c == "span_id" else reader.decode_page(chunk, c, span_ids)
+            for c in COLUMNS}  # fmt: skip
+
+
 def _segment_rows(reader: SegmentReader) -> dict[str, np.ndarray]:
     pieces: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
     for chunk in reader.chunks:
-        span_ids = reader.decode_page(chunk, "span_id")
-        for c in COLUMNS:
-            pieces[c].append(span_ids if c == "span_id" else reader.decode_page(chunk, c, span_ids))
+        for c, a in chunk_columns(reader, chunk).items():
+            pieces[c].append(a)
     for c in COLUMNS:
         pieces[c].append(reader.tail[c])
     return {c: np.concatenate(p).astype(COLUMNS[c]) for c, p in pieces.items()}
@@ -217,7 +277,7 @@ def _texts(reader: SegmentReader, kind: str, codes: np.ndarray) -> list[str]:
     return list(table[codes]) if len(codes) else []
 
 
-def _conflict(directory: Path, sources: set[str], output: str) -> str | None:
+def conflict(directory: Path, sources: set[str], output: str) -> str | None:
     """Why publishing ``output`` (replacing ``sources``) would be wrong now, or None."""
     for seg in sorted(sources):
         if not (directory / f"{seg}.kseg").exists():
@@ -228,7 +288,7 @@ def _conflict(directory: Path, sources: set[str], output: str) -> str | None:
             continue
         doc = load_json(meta) or {}
         taken = sources.intersection(str(x) for x in doc.get("replaces", ()))
-        if doc.get("closed") and taken:
+        if doc.get("closed") and taken and doc.get("part_of") is None:  # a group claims by its last
             return f"segment {other} already replaces {sorted(taken)}"
     return None
 
@@ -265,8 +325,8 @@ def rewrite(
                 columns[c].append(rows[c])
     merged = {c: np.concatenate(p) for c, p in columns.items() if p}
     order = np.argsort(merged["start"], kind="stable")
-    options = {} if chunk_rows is None else {"chunk_rows": chunk_rows}
-    writer = SegmentWriter(directory, replaces=tuple(r.id for r in group), **options)
+    writer = SegmentWriter(directory, replaces=tuple(r.id for r in group),
+                           chunk_rows=CHUNK_ROWS if chunk_rows is None else chunk_rows)  # fmt: skip
     try:
         text_arrays = {k: np.array(texts[k], dtype=object) for k in TEXT_COLUMNS}
         for lo in range(0, len(order), _STEP_ROWS):
@@ -284,7 +344,7 @@ def rewrite(
                 merged["parent_span_id"][idx], text["attributes"], text["resource"],
             ))  # fmt: skip
             writer.seal_full()
-        why = _conflict(directory, {r.id for r in group}, writer.id)
+        why = conflict(directory, {r.id for r in group}, writer.id)
         if why is not None:
             log.warning("compaction output %s not published: %s", writer.id, why)
             writer.abandon()
@@ -336,7 +396,7 @@ def sweep(directory: Path, readers: Mapping[str, SegmentReader]) -> list[str]:
     gone: dict[str, None] = {}  # ordered set
     me = os.getpid()
     for r in readers.values():
-        if _unpublished(r) and (r.pid == me or not _process_alive(r.pid)):
+        if _unpublished(r, readers) and (r.pid == me or not _process_alive(r.pid)):
             delete_segment(directory, r.id)
             gone[r.id] = None
     live = {k: v for k, v in readers.items() if k not in gone}
@@ -346,8 +406,9 @@ def sweep(directory: Path, readers: Mapping[str, SegmentReader]) -> list[str]:
             gone.update(dict.fromkeys(delete_tree(directory, old, live)))
     for loser in sorted(losers):
         if all(old in owner or old in live for old in live[loser].replaces):
-            delete_segment(directory, loser)
-            gone[loser] = None
+            for seg in (loser, *live[loser].parts):  # the last segment first: the group goes
+                delete_segment(directory, seg)
+                gone[seg] = None
         else:
             log.warning("keeping segment %s: it alone holds rows of a deleted segment", loser)
     _sweep_orphans(directory)
@@ -392,30 +453,46 @@ def compact(
     ``wait`` seconds. ``stop`` is asked between groups and pieces (see the module docstring);
     ``report`` is told of every published output.
     """
-    for what, value in (("small_rows", small_rows), ("group_rows", group_rows),
-                        ("group_span_ns", group_span_ns)):  # fmt: skip
+    check_positive(small_rows=small_rows, group_rows=group_rows, group_span_ns=group_span_ns)
+
+    def work(readers: dict[str, SegmentReader]) -> int:
+        merged = 0
+        groups = plan(readers, own_segment, small_rows=small_rows, group_rows=group_rows,
+                      group_span_ns=group_span_ns)  # fmt: skip
+        for group in groups:
+            if stop is not None and stop():
+                break
+            output = rewrite(directory, group, chunk_rows, stop)
+            if output is None:
+                continue
+            merged += len(group)
+            if report is not None:
+                report(Merge(output, tuple(r.id for r in group), sum(map(rows_of, group))))
+            for r in group:
+                delete_tree(directory, r.id, readers)
+        return merged
+
+    return maintain(directory, work, wait=wait)
+
+
+def check_positive(**values: object) -> None:
+    """ValueError naming the first of ``values`` that is not a positive integer."""
+    for what, value in values.items():
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ValueError(f"{what} must be a positive integer, got {value!r}")
+
+
+def maintain(
+    directory: Path, work: Callable[[dict[str, SegmentReader]], T], *, wait: float = 0.0
+) -> T:
+    """Run ``work`` on fresh readers of every segment, holding the maintenance lock, after
+    sweeping what earlier maintenance left; returns what ``work`` returns."""
     with MaintenanceLock(directory, wait=wait):
         readers = open_readers(directory)
         try:
             for seg in sweep(directory, readers):
                 readers.pop(seg).close()
-            merged = 0
-            groups = plan(readers, own_segment, small_rows=small_rows, group_rows=group_rows,
-                          group_span_ns=group_span_ns)  # fmt: skip
-            for group in groups:
-                if stop is not None and stop():
-                    break
-                output = rewrite(directory, group, chunk_rows, stop)
-                if output is None:
-                    continue
-                merged += len(group)
-                if report is not None:
-                    report(Merge(output, tuple(r.id for r in group), sum(map(rows_of, group))))
-                for r in group:
-                    delete_tree(directory, r.id, readers)
-            return merged
+            return work(readers)
         finally:
             for reader in readers.values():
                 reader.close()

@@ -33,7 +33,7 @@ import numpy as np
 
 from kronicler._config import DEFAULT_PATH
 from kronicler._log import LogOnce
-from kronicler.db import compaction, retention
+from kronicler.db import compaction, disjoint, retention
 from kronicler.db.metadata import ensure_catalog, load_catalog, remove_stale_temporaries
 from kronicler.db.origins import LossCallback, Tagged, TailOrigins
 from kronicler.db.queue import DEFAULT_CAPACITY_ROWS, DEFAULT_FLUSH_INTERVAL, WriteQueue
@@ -498,9 +498,14 @@ class Database(ReadAPI):
         small_rows: int = compaction.DEFAULT_SMALL_ROWS,
         group_rows: int = compaction.DEFAULT_GROUP_ROWS,
         wait: float = 0.0,
+        time_disjoint: bool = False,
+        output_rows: int = disjoint.DEFAULT_OUTPUT_ROWS,
     ) -> int:
         """Merge small finished segments into larger ones; returns how many were replaced.
 
+        With ``time_disjoint``, finished segments whose time ranges overlap (and small ones
+        that follow each other) are rewritten instead as segments of about ``output_rows``
+        rows that cover disjoint times (see disjoint.py), as ``serve`` does in the background.
         Safe to run while other processes write and read the directory, and exclusive with
         other compactions and retention: when one runs, waits up to ``wait`` seconds, then
         raises MaintenanceBusyError (see compaction.py).
@@ -512,6 +517,11 @@ class Database(ReadAPI):
         self._check_writable()
         self._open_reads()
         own = None if self._writer is None else self._writer.id
+        if time_disjoint:
+            return disjoint.compact(
+                self._segdir, own, output_rows=output_rows, small_rows=small_rows,
+                chunk_rows=self._chunk_rows, wait=wait,
+            )  # fmt: skip
         return compaction.compact(
             self._segdir, own, small_rows=small_rows, group_rows=group_rows,
             chunk_rows=self._chunk_rows, wait=wait,

@@ -115,7 +115,7 @@ class SegmentIndex:
 
     Fields:
         segment: the segment id; closed: written by ``close`` (nothing follows ``end``);
-        replaces, pid: as in the segment's ``.meta`` (see compaction.py).
+        replaces, pid, part_of, parts: as in the segment's ``.meta`` (see compaction.py).
         end: bytes of the segment file its chunks cover; rows: rows in them.
         names, services, resources: texts of the name, service and resource codes those chunks
             define (code = position); attribute texts stay in the dictionary pages (read lazily).
@@ -139,6 +139,8 @@ class SegmentIndex:
     records: Mapping[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
     records_end: int = 0
     resources: tuple[str, ...] = ()
+    part_of: str | None = None
+    parts: tuple[str, ...] = ()
 
 
 def encode(idx: SegmentIndex) -> bytes:
@@ -180,6 +182,8 @@ def encode(idx: SegmentIndex) -> bytes:
         "names": list(idx.names), "services": list(idx.services), "resources": list(idx.resources),
         "sections": [len(b) for b in head_blobs], "lists": [len(b) for b in list_blobs],
         "records_end": idx.records_end,
+        **({"part_of": idx.part_of} if idx.part_of is not None else {}),
+        **({"parts": list(idx.parts)} if idx.parts else {}),
     }, separators=(",", ":")).encode()  # fmt: skip
     compressor = zstd.compressor(3)
     frames = (
@@ -343,11 +347,13 @@ def _assemble(
     rollup = _rollup(arrays, summaries, len(names), segment)
     records_end = int(meta["records_end"])
     records = _records(arrays["records"], n, records_end, segment)
-    pid = meta["pid"]
+    pid, part_of = meta["pid"], meta.get("part_of")
     return SegmentIndex(
         segment, bool(meta["closed"]), tuple(str(x) for x in meta["replaces"]),
         pid if isinstance(pid, int) else None, end, rows, names, services, Chunks(table),
         rollup, records, records_end, resources,
+        str(part_of) if part_of is not None else None,
+        tuple(str(x) for x in meta.get("parts", ())),
     )  # fmt: skip
 
 

@@ -120,6 +120,9 @@ class SegmentReader:
         self._next_seq = 0
         self.closed = False
         self.replaces: tuple[str, ...] = ()  # segments this one (a compaction's output) replaces
+        # an output written in several segments: the last one's id, or (in the last) the others'
+        self.part_of: str | None = None
+        self.parts: tuple[str, ...] = ()
         self.pid: int | None = None
         self.version = 0  # bumped whenever what the segment holds changes
         self._end = 0  # bytes of the segment file covered by known chunks
@@ -276,6 +279,7 @@ class SegmentReader:
         self.rows_sealed, self._end = idx.rows, idx.end
         if idx.closed:  # a closed segment's catalog no longer changes: no need to read it
             self.closed, self.replaces, self.pid = True, idx.replaces, idx.pid
+            self.part_of, self.parts = idx.part_of, idx.parts
         return True
 
     def _read_meta(self, *, force: bool = False) -> bool:
@@ -289,10 +293,13 @@ class SegmentReader:
         if meta_sig == self._meta_sig:
             return False
         self._meta_sig = meta_sig
-        before = (self.closed, self.replaces, self.pid)
+        before = (self.closed, self.replaces, self.pid, self.part_of, self.parts)
         meta = load_json(self.meta_path) or {}
         self.closed = bool(meta.get("closed"))
         self.replaces = tuple(str(x) for x in meta.get("replaces", ()))
+        part_of = meta.get("part_of")
+        self.part_of = str(part_of) if part_of is not None else None
+        self.parts = tuple(str(x) for x in meta.get("parts", ()))
         pid = meta.get("pid")
         self.pid = pid if isinstance(pid, int) else None
         chunks = meta.get("chunks")
@@ -306,7 +313,7 @@ class SegmentReader:
                 ):
                     found[entry[0]] = (entry[1], entry[2], entry[3])
             self._meta_chunks = found
-        return before != (self.closed, self.replaces, self.pid)
+        return before != (self.closed, self.replaces, self.pid, self.part_of, self.parts)
 
     def _refresh_chunks(self) -> bool:
         try:

@@ -2,7 +2,9 @@
 
 A segment's age is its newest row's start time, whether a writer or a compaction made it
 (compaction only merges segments of similar age, so a merged segment does not keep old rows much
-longer). Only finished segments are deleted: closed ones, and those whose writer process is gone; a
+longer; a time-disjoint compaction's outputs each cover their own stretch of time, so the one
+holding the oldest rows goes first and no row outlives ``max_age`` by more than one output's
+span, see ``disjoint.py``). Only finished segments are deleted: closed ones, and those whose writer process is gone; a
 live writer's segment is never touched (a long-running writer closes its segment every hour or
 2^24 rows, so its old rows become deletable too). Deleting a segment removes its data file first
 (readers find segments by it), then its log and catalog; a reader in another process that still has
@@ -24,7 +26,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from kronicler.db import compaction
-from kronicler.db.lock import MaintenanceLock
 from kronicler.db.reader import SegmentReader
 
 #: Seconds retention waits for a running compaction to finish.
@@ -67,15 +68,11 @@ def retain(
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                   or value < 0):  # fmt: skip
             raise ValueError(f"{what} must be an integer >= 0, got {value!r}")
-    with MaintenanceLock(directory, wait=wait):
-        readers = compaction.open_readers(directory)
-        try:
-            for seg in compaction.sweep(directory, readers):
-                readers.pop(seg).close()
-            return _retain(directory, readers, own_segment, max_age_ns, max_bytes)
-        finally:
-            for reader in readers.values():
-                reader.close()
+    return compaction.maintain(
+        directory,
+        lambda readers: _retain(directory, readers, own_segment, max_age_ns, max_bytes),
+        wait=wait,
+    )
 
 
 def _retain(

@@ -55,13 +55,18 @@ class SegmentWriter:
     """Buffers, seals and persists the rows of one segment. Used by one thread at a time."""
 
     def __init__(
-        self, directory: Path, *, chunk_rows: int = CHUNK_ROWS, replaces: tuple[str, ...] = ()
-    ) -> None:
+        self, directory: Path, *, chunk_rows: int = CHUNK_ROWS, replaces: tuple[str, ...] = (),
+        segment_id: str | None = None, part_of: str | None = None, parts: tuple[str, ...] = (),
+    ) -> None:  # fmt: skip
         directory.mkdir(parents=True, exist_ok=True)
-        self.id = new_segment_id()
+        self.id = new_segment_id() if segment_id is None else segment_id
         # A compaction's output names the segments it replaces; readers ignore it until it is
-        # closed, then ignore the replaced segments instead (see compaction.py).
+        # closed, then ignore the replaced segments instead. An output written in several
+        # segments names its group: the earlier ones (``part_of`` the last) stay invisible until
+        # the last, which lists them (``parts``), is closed (see compaction.py).
         self.replaces = replaces
+        self.part_of = part_of
+        self.parts = parts
         self.data_path = directory / f"{self.id}.kseg"
         self.meta_path = directory / f"{self.id}.meta"
         if chunk_rows <= 0:
@@ -122,6 +127,11 @@ class SegmentWriter:
         for column in ("start", "duration", "status", "kind", "trace_hi", "trace_lo", "span_id",
                        "parent_span_id"):  # fmt: skip
             coded[column] = getattr(batch, column)
+        self.add_coded(coded, n)
+
+    def add_coded(self, coded: dict[str, np.ndarray], n: int) -> None:
+        """Buffer ``n`` rows whose text columns are already this writer's dictionary codes
+        (given in order of first use, as ``Dictionary.encode_indexed`` gives them)."""
         for column, values in coded.items():
             if len(values) != n:
                 raise ValueError(f"column {column} has {len(values)} rows, not {n}")
@@ -265,6 +275,8 @@ class SegmentWriter:
             "segment": self.id, "pid": os.getpid(), "schema_version": SCHEMA_VERSION,
             "chunk_rows": self._chunk_rows, "closed": closed, "chunks": self._chunks,
             "replaces": list(self.replaces),
+            **({"part_of": self.part_of} if self.part_of is not None else {}),
+            **({"parts": list(self.parts)} if self.parts else {}),
         })  # fmt: skip
         self._meta_stale = False
 
@@ -276,6 +288,7 @@ class SegmentWriter:
             tuple(self.dicts["service"].values[: self._in_chunks["service"]]),
             tuple(self._infos), self._rollup.total().rollup(), dict(self._rollup.records),
             self._rollup.end, tuple(self.dicts["resource"].values[: self._in_chunks["resource"]]),
+            self.part_of, self.parts,
         )  # fmt: skip
         try:
             index.save(self.meta_path.parent, idx)

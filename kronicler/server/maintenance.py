@@ -1,16 +1,20 @@
 """Compaction in the background of ``serve``: scheduled, exclusive, stoppable, crash-safe.
 
 Short-lived writers (scripts, cron jobs, restarted or recycled workers, ingest workers) each leave
-a segment, and every query pays a little for each one. ``serve --compact-every SECONDS`` merges
-them into large sorted segments while it serves, so that cost stays flat.
+a segment, and every query pays a little for each one; writers that run at the same time leave
+segments that cover the same hours, and a time range cuts every one of them. ``serve
+--compact-every SECONDS`` rewrites finished segments whose times overlap (and small ones that
+follow each other) as large sorted segments that cover disjoint times
+(:mod:`kronicler.db.disjoint`) while it serves, so that cost stays flat.
 
 Where it runs. Each run is a fresh Python process (a new interpreter, not a fork: gRPC's threads
 do not survive ``fork``, and unlike ``multiprocessing``'s spawn it needs no ``__main__`` guard in
-an embedding program) that calls :func:`kronicler.db.compaction.compact` on the database's
-segment directory. Merging decodes and re-encodes millions of rows; in a thread of the server it
+an embedding program) that calls :func:`kronicler.db.disjoint.compact` on the database's
+segment directory (``time_disjoint=False``: :func:`kronicler.db.compaction.compact`, which merges
+small segments of similar age into one). Merging decodes and re-encodes millions of rows; in a thread of the server it
 would hold the interpreter lock that queries and in-process ingest need, so it gets a process of
 its own, at the ingest workers' priority (``nice 19``: queries get the CPU first), and its memory
-(a group of up to ``group_rows`` rows, ~100 B each) goes back to the system when the run ends.
+(a slice of about half a million rows and the rows carried between slices, ~70 B each) goes back to the system when the run ends.
 The price is the process start (~0.3-1 s of imports) per run, small beside the interval. A
 thread of the server schedules runs, one at a time, and logs what each merged.
 
@@ -22,9 +26,9 @@ segments are left alone; queries see either the old segments or the published ou
 both (see ``compaction.py`` for the publishing rules).
 
 Stopping. ``stop()`` (on server shutdown or SIGTERM) writes a line to the run's stdin; the run
-asks for it between groups, between the segments it reads and between the pieces of 64Ki rows
-it writes, then deletes its unpublished output and exits, so shutdown leaves no partial files
-and waits for at most one segment's reading or one piece's writing (about a second), bounded
+asks for it between groups and between the slices of about half a million rows it merges, then
+deletes its unpublished outputs and exits, so shutdown leaves no partial files and waits for at
+most one slice's merging (about a second), bounded
 by ``stop_timeout`` (after which the run is killed: a killed run's leftover is deleted by the
 next run, which finds its writer process gone). The run also stops when its stdin closes, which
 happens when the server dies however it dies. It runs in a session of its own and ignores SIGINT
@@ -48,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kronicler.db import compaction
+from kronicler.db import compaction, disjoint
 from kronicler.db.database import SEGMENTS
 from kronicler.errors import MaintenanceBusyError
 
@@ -86,8 +90,9 @@ class CompactionRun:
         if self.outcome == "busy":
             return "compaction skipped: another compaction or retention holds the lock"
         sources = sum(len(m.sources) for m in self.merges)
+        outputs = sum(1 + len(m.parts) for m in self.merges)
         rows = sum(m.rows for m in self.merges)
-        merged = (f"merged {sources} segment(s) into {len(self.merges)} ({rows:,} rows)"
+        merged = (f"merged {sources} segment(s) into {outputs} ({rows:,} rows)"
                   if self.merges else "found nothing to merge")  # fmt: skip
         stopped = "stopped; " if self.outcome == "stopped" else ""
         return f"compaction {stopped}{merged} in {self.seconds:.1f} s"
@@ -95,12 +100,13 @@ class CompactionRun:
 
 def _to_json(run: CompactionRun) -> str:
     return json.dumps({"outcome": run.outcome, "error": run.error,
-                       "merges": [[m.output, list(m.sources), m.rows] for m in run.merges]})  # fmt: skip
+                       "merges": [[m.output, list(m.sources), m.rows, list(m.parts)]
+                                  for m in run.merges]})  # fmt: skip
 
 
 def _from_json(text: str, seconds: float) -> CompactionRun:
     doc = json.loads(text)
-    merges = tuple(compaction.Merge(o, tuple(s), r) for o, s, r in doc["merges"])
+    merges = tuple(compaction.Merge(o, tuple(s), r, tuple(p)) for o, s, r, p in doc["merges"])
     return CompactionRun(doc["outcome"], merges, seconds, doc["error"])
 
 
@@ -114,6 +120,7 @@ def main(argv: list[str]) -> int:
     with contextlib.suppress(OSError):
         os.nice(19)  # background work, as ingest workers: queries get the CPU first
     segments, options = Path(argv[0]), json.loads(argv[1])
+    run_compaction = disjoint.compact if options.pop("time_disjoint", True) else compaction.compact
     stop = threading.Event()
 
     def watch() -> None:
@@ -123,7 +130,7 @@ def main(argv: list[str]) -> int:
     threading.Thread(target=watch, daemon=True).start()
     merges: list[compaction.Merge] = []
     try:
-        compaction.compact(segments, stop=stop.is_set, report=merges.append, **options)
+        run_compaction(segments, stop=stop.is_set, report=merges.append, **options)
         run = CompactionRun("stopped" if stop.is_set() else "merged", tuple(merges))
     except MaintenanceBusyError:
         run = CompactionRun("busy")
@@ -137,8 +144,9 @@ class CompactionScheduler:
     """Runs compaction of the database at ``path`` every ``every`` seconds, in a background process.
 
     ``on_run`` (if given) is called with each :class:`CompactionRun`, in the scheduler's thread,
-    besides the log line. ``small_rows``, ``group_rows`` and ``chunk_rows`` are passed to
-    :func:`kronicler.db.compaction.compact`.
+    besides the log line. ``small_rows``, ``output_rows`` and ``chunk_rows`` are passed to
+    :func:`kronicler.db.disjoint.compact`; with ``time_disjoint=False``, ``small_rows``,
+    ``group_rows`` and ``chunk_rows`` to :func:`kronicler.db.compaction.compact` instead.
     """
 
     def __init__(
@@ -148,7 +156,9 @@ class CompactionScheduler:
         *,
         small_rows: int = compaction.DEFAULT_SMALL_ROWS,
         group_rows: int = compaction.DEFAULT_GROUP_ROWS,
+        output_rows: int = disjoint.DEFAULT_OUTPUT_ROWS,
         chunk_rows: int | None = None,
+        time_disjoint: bool = True,
         stop_timeout: float = DEFAULT_STOP_TIMEOUT,
         on_run: Callable[[CompactionRun], None] | None = None,
     ) -> None:
@@ -157,7 +167,9 @@ class CompactionScheduler:
             raise ValueError("every must be > 0 for a scheduler (0 means: do not schedule)")
         self.segments = Path(path) / SEGMENTS
         self.every = float(every)
-        self._options: dict[str, Any] = {"small_rows": small_rows, "group_rows": group_rows}
+        self._options: dict[str, Any] = {"small_rows": small_rows, "time_disjoint": time_disjoint}
+        self._options.update({"output_rows": output_rows} if time_disjoint
+                             else {"group_rows": group_rows})  # fmt: skip
         if chunk_rows is not None:
             self._options["chunk_rows"] = chunk_rows
         self._stop_timeout = stop_timeout

@@ -9,9 +9,15 @@ import pytest
 
 from kronicler.db import Database
 from kronicler.server import Client, KroniclerServer, ServerOptions
-from tests.oracle.layouts import Layout, build_compacted, build_deployment, build_retained
+from tests.oracle.layouts import (
+    Layout,
+    build_compacted,
+    build_deployment,
+    build_disjoint,
+    build_retained,
+)
 
-LAYOUTS = ("deployment", "compacted", "retained")
+LAYOUTS = ("deployment", "compacted", "disjoint", "retained")
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +35,11 @@ def deployment(oracle_work: Path) -> Iterator[Layout]:
 @pytest.fixture(scope="session")
 def compacted(deployment: Layout, oracle_work: Path) -> Layout:
     return build_compacted(deployment, oracle_work)
+
+
+@pytest.fixture(scope="session")
+def disjoint(deployment: Layout, oracle_work: Path) -> Layout:
+    return build_disjoint(deployment, oracle_work)
 
 
 @pytest.fixture(scope="session")

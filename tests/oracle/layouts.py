@@ -15,7 +15,9 @@ lane  writer                                                 shape
 ====  =====================================================  ===================================
 
 Chunks are small (50-100 rows) so that every time range cuts chunks. ``compacted`` is a copy
-merged by ``Database.compact()`` (same truth); ``retained`` is a copy after
+merged by ``Database.compact()`` (same truth); ``disjoint`` a copy whose finished segments
+``Database.compact(time_disjoint=True)`` rewrote as time-disjoint segments of 400 rows (same
+truth); ``retained`` is a copy after
 ``Database.retain(max_age_ns=30 days)``: its truth is the deployment's minus lane 6, the only
 segments older than the cut-off.
 """
@@ -152,6 +154,17 @@ def build_compacted(deployment: Layout, work: Path) -> Layout:
         merged = db.compact()
     assert merged >= 2, f"compaction merged {merged} segments"
     return Layout("compacted", path, deployment.truth)
+
+
+def build_disjoint(deployment: Layout, work: Path) -> Layout:
+    """A copy after the time-disjoint compaction, in outputs of 400 rows: many of them, so
+    every time range starts and ends inside one."""
+    path = work / "disjoint"
+    shutil.copytree(deployment.path, path)
+    with Database.open(path) as db:
+        merged = db.compact(time_disjoint=True, output_rows=400)
+    assert merged >= 2, f"compaction merged {merged} segments"
+    return Layout("disjoint", path, deployment.truth)
 
 
 def build_retained(deployment: Layout, work: Path) -> Layout:

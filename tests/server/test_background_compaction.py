@@ -2,9 +2,10 @@
 
 The story: nine short-lived writer processes (a parent and eight forked workers, each rotating
 its segment every 1,000 rows) and one writer SIGKILLed after a flush leave ~40 small segments
-over 18 hours. A real ``kronicler serve`` subprocess merges them in the background (hour by hour,
-as compaction groups by age) while the test asks it questions over gRPC; every answer must equal
+over 18 hours. A real ``kronicler serve`` subprocess merges them in the background (time-disjoint,
+see ``disjoint.py``) while the test asks it questions over gRPC; every answer must equal
 the brute force over the rows written, and the rows stored afterwards must be exactly those rows.
+A server that ingests OTLP meanwhile rewrites overlapping writers' segments and answers exactly.
 Then the ways it must stop: another maintainer holding the lock (skipped, tried again later),
 SIGTERM mid-compaction (no partial file, nothing lost or doubled) and SIGKILL of the server (the
 run notices and cleans up after itself).
@@ -20,12 +21,15 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from kronicler.db import Database, compaction
+from kronicler import query
+from kronicler.db import Database, compaction, disjoint
 from kronicler.db.lock import LOCK_FILE, MaintenanceLock
 from kronicler.server import Client, KroniclerServer, ServerOptions
 from kronicler.server.maintenance import CompactionScheduler
@@ -33,8 +37,12 @@ from tests.oracle.interfaces import CliApi, GrpcApi
 from tests.oracle.layouts import ROOT, segment_ids, write, writer_env
 from tests.oracle.test_ingest import as_set, stored
 from tests.oracle.truth import Query, Rows, check_table, expected_slowest, expected_stats, generate
+from tests.server.test_ingest import request
+from tests.server.test_ingest_queries import NAMES, raw_export
+from tests.server.test_ingest_queries import _check as check_live
 
 HOUR = 3600 * 10**9
+MINUTE = 60 * 10**9
 BASE = 1_790_000_000 * 10**9
 FUNCTIONS = ("shop.cart", "shop.pay", "shop.search")
 
@@ -167,8 +175,9 @@ def test_serve_compacts_in_the_background_and_answers_exactly_meanwhile(
     line = server.wait_for(r"compaction merged (\d+) segment\(s\) into (\d+)")
     merged, outputs = map(int, re.findall(r"merged (\d+) segment\(s\) into (\d+)", line)[0])
     after = segment_ids(path)
-    # Hour by hour: ~40 segments over 18 hours become ~18; the killed writer's unsealed
-    # segment is finished (its process is gone), so it is merged too.
+    # Small segments that follow each other in time are joined (time-disjoint, see
+    # disjoint.py); the killed writer's unsealed segment is finished (its process is gone), so
+    # it is merged too.
     assert merged >= 30 and outputs < merged
     assert len(after) == len(before) - merged + outputs
     assert len(before & after) == len(before) - merged  # the rest were left as they were
@@ -309,3 +318,90 @@ def test_serve_refuses_a_bad_interval(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 1 and "compact_every" in proc.stderr and "-5" in proc.stderr
     assert not (tmp_path / "db").exists()
+
+
+def test_serve_rewrites_overlapping_segments_while_ingesting_and_answers_exactly(
+    tmp_path: Path,
+) -> None:
+    """Five writers that ran at the same time left overlapping segments; a server with OTLP
+    ingest workers rewrites them time-disjoint in the background while spans arrive and
+    questions are asked: the old rows' answers equal the brute force throughout, the ingested
+    spans' answers a prefix of what was sent, and afterwards the segments are disjoint."""
+    path = tmp_path / "db"
+    rng = np.random.default_rng(4)
+    parts = []
+    # a long writer over three hours, two more in its last 20 minutes and two in its first
+    # (merging by age alone would leave the early two apart, overlapping the rest)
+    for lane, (start, span) in enumerate([(0, 3 * HOUR), (2 * HOUR + 40 * MINUTE, 20 * MINUTE),
+                                          (2 * HOUR + 40 * MINUTE, 20 * MINUTE),
+                                          (0, 20 * MINUTE), (0, 20 * MINUTE)]):  # fmt: skip
+        rows = generate(rng, 1_200, FUNCTIONS, base=BASE + start, span=span, lane=lane)
+        with Database.open(path, chunk_rows=100) as db:
+            db.append(**rows.append_kwargs())
+        parts.append(rows)
+    truth = Rows.concat(parts)
+    before = segment_ids(path)
+    everything = Query()
+    want = expected_stats(truth, everything)
+    db = Database.open(path)
+    options = ServerOptions(address="127.0.0.1:0", ingest_workers=2, compact_every=0.2)
+    server = KroniclerServer(db, options).start()
+    names: list[str] = []
+    durations: list[int] = []
+    sent, acked = [0], [0]
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            with raw_export(server.address) as export:
+                first = 1
+                for i in range(60):
+                    n = 50 + 10 * (i % 7)
+                    name = NAMES[i % len(NAMES)]
+                    names.extend([name] * n)
+                    durations.extend(range(first, first + n))
+                    sent[0] += n
+                    export(request(first, n, name=name).SerializeToString(), timeout=30)
+                    acked[0] += n
+                    first += n
+                    time.sleep(0.02)
+        except BaseException as exc:  # reported by the test thread
+            failure.append(exc)
+        finally:
+            done.set()
+
+    sender = threading.Thread(target=send)
+    client = Client(server.address)
+    asked = 0
+    try:
+        sender.start()
+        assert server.compaction is not None
+        while not (done.is_set() and server.compaction.runs >= 1 and asked >= 5):
+            for ask, where in ((client.stats, "gRPC"), (lambda: query.stats(db), "local")):
+                low = acked[0]
+                table = ask()
+                high = sent[0]
+                old = [r.to_dict("function") for r in table.rows if r.key in FUNCTIONS]
+                check_table(old, "function", want, (0.5, 0.9, 0.99), exact=False,
+                            where=f"{where} question {asked}")  # fmt: skip
+                live = replace(table, rows=tuple(r for r in table.rows if r.key in NAMES))
+                assert low <= check_live(live, names, durations, where) <= high
+            asked += 1
+            assert asked < 5000
+    finally:
+        sender.join()
+        client.close()
+        server.stop()
+    assert not failure, failure
+    assert not before & segment_ids(path), "the overlapping segments were not rewritten"
+    readers = compaction.open_readers(path / "segments")
+    spans = sorted(covered for r in compaction.visible(readers.values())
+                   if (covered := disjoint.time_range(r)) is not None and covered[0] >= BASE)  # fmt: skip
+    assert spans and all(a[1] < b[0] for a, b in pairwise(spans)), spans
+    table = query.stats(db)
+    live = replace(table, rows=tuple(r for r in table.rows if r.key in NAMES))
+    assert check_live(live, names, durations, "end") == sent[0]
+    old = [r.to_dict("function") for r in table.rows if r.key in FUNCTIONS]
+    check_table(old, "function", want, (0.5, 0.9, 0.99), exact=False, where="end")
+    db.close()
