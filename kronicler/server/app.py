@@ -33,7 +33,7 @@ from kronicler.errors import shorten
 from kronicler.otel.receiver import TRACE_SERVICE_NAME, add_to_server
 from kronicler.proto.v1 import query_pb2 as pb
 from kronicler.proto.v1 import query_pb2_grpc as pb_grpc
-from kronicler.server.auth import TokenInterceptor
+from kronicler.server.auth import TokenInterceptor, add_port
 from kronicler.server.decoding import DecodeGuardInterceptor
 from kronicler.server.ingest import (
     DEFAULT_NICE,
@@ -140,25 +140,6 @@ def split_address(address: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise ValueError(f"address must be HOST:PORT, got {address!r}")
     return host, int(port)
-
-
-def add_port(
-    server: grpc.Server,
-    address: str,
-    tls_cert: Path | None,
-    tls_key: Path | None,
-    tls_client_ca: Path | None,
-) -> int:
-    """Listen on ``address`` (TLS when given a certificate and key; client certificates
-    required when given a CA); the port bound, 0 when it could not be."""
-    if tls_cert is None or tls_key is None:
-        return int(server.add_insecure_port(address))
-    creds = grpc.ssl_server_credentials(
-        [(Path(tls_key).read_bytes(), Path(tls_cert).read_bytes())],
-        root_certificates=None if tls_client_ca is None else Path(tls_client_ca).read_bytes(),
-        require_client_auth=tls_client_ca is not None,
-    )
-    return int(server.add_secure_port(address, creds))
 
 
 class KroniclerServer:

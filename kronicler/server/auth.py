@@ -1,4 +1,5 @@
-"""Bearer-token check for every RPC except health, as one server interceptor; one token rule.
+"""Who may connect: the bearer-token check for every RPC except health (one server interceptor,
+one token rule), and the listening port with its TLS settings.
 
 Clients send the metadata ``authorization: Bearer <token>`` (the HTTP API takes the same
 header); the scheme is case-insensitive as HTTP says (``bearer`` works too), the token is not. Health stays open so that load
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -87,3 +89,22 @@ def _denying(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     if handler.response_streaming:
         return grpc.unary_stream_rpc_method_handler(_deny, **kwargs)
     return grpc.unary_unary_rpc_method_handler(_deny, **kwargs)
+
+
+def add_port(
+    server: grpc.Server,
+    address: str,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_client_ca: Path | None,
+) -> int:
+    """Listen on ``address`` (TLS when given a certificate and key; client certificates
+    required when given a CA); the port bound, 0 when it could not be."""
+    if tls_cert is None or tls_key is None:
+        return int(server.add_insecure_port(address))
+    creds = grpc.ssl_server_credentials(
+        [(Path(tls_key).read_bytes(), Path(tls_cert).read_bytes())],
+        root_certificates=None if tls_client_ca is None else Path(tls_client_ca).read_bytes(),
+        require_client_auth=tls_client_ca is not None,
+    )
+    return int(server.add_secure_port(address, creds))

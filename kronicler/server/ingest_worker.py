@@ -231,8 +231,7 @@ class _Direct:
 
 
 def _listen(listen: Listen, direct: _Direct) -> tuple[grpc.Server, int]:
-    from kronicler.server.app import add_port
-    from kronicler.server.auth import TokenInterceptor
+    from kronicler.server.auth import TokenInterceptor, add_port
 
     interceptors = [TokenInterceptor(listen.token)] if listen.token else []
     server = grpc.server(
