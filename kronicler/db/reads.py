@@ -78,6 +78,9 @@ _LOOKUPS_KEPT = 1 << 12  # names tuples whose numbering is remembered (one per s
 # Rows of a live tail past its last summary that a whole-history question summarises with its
 # edge rows rather than making the tail's own summary (see _tail_base).
 _TAIL_ROWS_PAST_BASE = 1 << 12
+# Kept merges of the whole-history entry with the live tails' summaries remembered at once: a
+# few questions of different functions (whose live tails differ) each find theirs.
+_TAIL_KEYS_KEPT = 4
 # A closed segment's roll-up node of at least this many chunks is a *stable* part of a range:
 # it changes only when an edge of the window crosses a node of FANOUT chunks (hours of data at
 # a billion rows), so the stable parts of every segment are one kept merge that a moving window
@@ -205,6 +208,8 @@ class SegmentSet:
         # those that did not stay in the pool (see _fits); under lock.
         self._whole_keys: set[merged.SetKey] = set()
         self._unkept: set[int] = set()
+        # The last kept merges of the whole-history entry with the live tails (see _with_tails).
+        self._tail_keys: list[merged.SetKey] = []
         self._names = _Names()  # the queries' numbering of function names (under lock)
 
     def forget(self, segment: str) -> None:
@@ -613,12 +618,19 @@ class SegmentSet:
                         codes = _wanted_codes(seg, wanted)
                         if codes is None or codes.size:
                             tails.append(seg)
-                for part in self._whole(sealed, live):
+                history = self._whole(sealed, live)
+                bases = [(seg, *_tail_base(seg)) for seg in tails]
+                summed_parts = [
+                    merged.part_of(seg.id, merged.BlockKey(seg.id, summed), seg.names)
+                    for seg, summed, _ in bases
+                    if summed is not None
+                ]
+                joined = self._with_tails(history, summed_parts)
+                for part in history if joined is None else [joined]:
                     take(part)
-                for seg in tails:
+                for seg, summed, done in bases:
                     lookup = num.lookup(seg.names)
-                    summed, done = _tail_base(seg)
-                    if summed is not None:
+                    if summed is not None and joined is None:
                         pieces.append((lookup, summed))
                     if done < seg.tail_rows:  # rows since: summarised with every tail's in one pass
                         tail = seg.tail
@@ -728,6 +740,26 @@ class SegmentSet:
         if root is not None and self._fits(root.key):
             return parts
         return sealed + live
+
+    def _with_tails(self, whole: list[merged.Part], tails: list[merged.Part]) -> merged.Part | None:
+        """The kept merge of the whole-history entry with the live tails' summarised parts, or
+        None when there is no such single entry to keep (no tail part, or ``_whole`` fell back
+        to its parts).
+
+        Between two seals the whole-history entry stays, and a tail's summarised part (its
+        block object: ``tail_block`` or the ``tail_base`` a later view inherits) stays until a
+        warm or ``_TAIL_ROWS_PAST_BASE`` more rows make a new one, so queries in between merge
+        this one entry plus the rows appended since, not the entry and every tail's block again
+        (~2 ms of a GetStats under ingest). The warmer makes it after each warm, outside the
+        query path. The last few such keys are remembered; older ones leave the pool."""
+        if len(whole) != 1 or not tails:
+            return None
+        key = merged.SetKey.of(whole + tails)
+        if key not in self._tail_keys:
+            self._tail_keys.append(key)
+            while len(self._tail_keys) > _TAIL_KEYS_KEPT:
+                self.pool.drop_page(self._tail_keys.pop(0))
+        return key.part() if self._fits(key) else None
 
     def _fits(self, key: Hashable) -> bool:
         """Whether a kept merge may be used: one that did not stay in the pool (it was larger

@@ -13,12 +13,14 @@ acknowledges rows (:meth:`Warmer.stored`):
    log records are read;
 3. *summarise* (:meth:`~kronicler.db.view.ReadView.warm`): each segment's tail summary is made
    from the snapshot's immutable tail rows without the lock, then kept by the segment's views;
-4. *merge after a seal*: when a segment's chunks changed (a worker sealed one), the whole-history
-   summaries are asked once (under the lock), which makes the sealed segment's roll-up block and
-   the kept merge of every segment's (``SegmentSet._whole``) that queries read until the next
-   seal. A query that comes meanwhile waits for that merge, which it would otherwise do itself.
-   Measured before this step: the 3% of queries that came first after a seal (one seal every
-   ~0.7 s at 100k spans/s into 2 workers) were the p99 under ingest, ~2-3x the p50.
+4. *merge*: the whole-history summaries are asked once (under the lock). After a seal this makes
+   the sealed segment's roll-up block and the kept merge of every segment's
+   (``SegmentSet._whole``) that queries read until the next seal; after every warm, the kept
+   merge of that entry with the tails' new summaries (``SegmentSet._with_tails``), so a query
+   merges one entry plus the rows committed since. A query that comes meanwhile waits for that
+   merge, which it would otherwise do itself. Measured before the step after a seal: the 3% of
+   queries that came first after a seal (one seal every ~0.7 s at 100k spans/s into 2 workers)
+   were the p99 under ingest, ~2-3x the p50.
 
 The next query's snapshot finds those views unchanged (their summaries made), or, if a worker
 committed again meanwhile, summarises only the rows since. Answers do not change: every query
@@ -211,12 +213,13 @@ class Warmer:
             self._readers = [seg.reader for seg in view.segments if not seg.closed]
             if not view.warm(stop=self._asked):  # 3. without the lock, but to keep the blocks
                 return False
-            # 4. after a seal: the whole-history merge the next query would redo (step 4 of
-            # the module docstring)
-            if self._asked() or all(seg.made("rollup_block") for seg in view.segments):
-                return not self._asked()
+            # 4. the whole-history merge the next query would redo (step 4 of the module
+            # docstring): after a seal, and with the tails' new summaries after every warm
+            if self._asked():
+                return False
+            sealed = not all(seg.made("rollup_block") for seg in view.segments)
             view.summaries()
-            self.merges += 1
+            self.merges += sealed
             return True
 
 

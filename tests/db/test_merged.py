@@ -410,3 +410,54 @@ def test_a_damaged_chunk_of_a_joined_run_asked_first_costs_its_rows(tmp_path: Pa
         _ask(db, rows.take(keep), since, until)
         assert db._reads.damage().chunks == 1
         _ask(db, rows.take(keep), since, until)
+
+
+@settings(max_examples=8, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(data=st.data(), tiny=st.booleans())
+def test_whole_history_with_live_tails_appended_between_asks(
+    tmp_path_factory: pytest.TempPathFactory, data: st.DataObject, tiny: bool
+) -> None:
+    """Two live writers append between asks (tails growing past and within their last summary,
+    chunks sealed now and then), the reader warming its view or not: all of history, of every
+    function and of a few, equals the brute force and the merge without kept sets, asked once
+    and again; with a roomy pool the merge of the whole-history entry with the tails' summaries
+    is kept, so the next ask merges that entry plus only the rows appended since."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16), label="seed"))
+    path = tmp_path_factory.mktemp("tails") / "db"
+    base = time.time_ns() - DAY
+    closed = [_rows(rng, 40, i, base + i * 10**9, FUNCTIONS) for i in range(3)]
+    for rows in closed:
+        _segment(path, rows)
+    pool = (48 << 10) if tiny else 64 << 20
+    writers = [Database.open(path, chunk_rows=CHUNK, flush_interval=0.05) for _ in range(2)]
+    try:
+        written: list[Rows] = []
+        with (
+            Database.open(path, readonly=True, bufferpool_bytes=pool) as db,
+            Database.open(path, readonly=True) as ref,
+        ):
+            for step in range(data.draw(st.integers(2, 5), label="steps")):
+                lane = data.draw(st.integers(0, 1), label="writer")
+                rows = _rows(rng, data.draw(st.integers(1, 2 * CHUNK), label="rows"), 3 + lane,
+                             base + (10 + step) * 10**9, FUNCTIONS)  # fmt: skip
+                assert writers[lane].append(**rows.append_kwargs()) == len(rows)
+                assert writers[lane].flush(30)
+                written.append(rows)
+                truth = Rows.concat(closed + written)
+                if data.draw(st.booleans(), label="warm"):
+                    with db.snapshot() as view:
+                        assert view.warm()
+                names = data.draw(st.sampled_from([(), ("a.one",), ("b.three", "d.five")]))
+                wanted = list(names) if names else None
+                for _ in range(2):
+                    _ask(db, truth, None, None, names)
+                    got = db.summaries(wanted)
+                    _same(got, _uncached(ref, None, None, wanted), f"{step} {names}")
+                reads = db._reads
+                if not tiny:  # the kept merge with the tails' summaries, in the pool
+                    assert reads._tail_keys and reads._tail_keys[-1] in reads.pool
+                assert len(reads._tail_keys) <= 4
+    finally:
+        for w in writers:
+            w.close()
