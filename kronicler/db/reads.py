@@ -538,8 +538,16 @@ class SegmentSet:
         wanted = None if names is None else set(_check_names(names))
         return self._run(snapshot, partial(self._summaries, window=window, wanted=wanted))
 
+    def merge_whole(self, *, snapshot: Snapshot | None = None) -> None:
+        """Make the kept merges a whole-history question of every function reads (of the
+        segments' roll-ups, and of those with the live tails' summaries), without the rows
+        since the tails' summaries or the answer: what a warm does after summarising the tails
+        (:mod:`kronicler.server.warm`), so the next queries find them made."""
+        self._run(snapshot, partial(self._summaries, window=TimeRange.of(None, None),
+                                    wanted=None, answer=False))  # fmt: skip
+
     def _summaries(
-        self, snap: Snapshot, *, window: TimeRange, wanted: set[str] | None
+        self, snap: Snapshot, *, window: TimeRange, wanted: set[str] | None, answer: bool = True
     ) -> dict[str, FunctionSummary]:
         if len(self._names.names) > _NAMES_KEPT:  # names of deleted segments pile up
             self._names = _Names()
@@ -628,6 +636,8 @@ class SegmentSet:
                 joined = self._with_tails(history, summed_parts)
                 for part in history if joined is None else [joined]:
                     take(part)
+                if not answer:  # merge_whole: the kept merges are made
+                    return {}
                 for seg, summed, done in bases:
                     lookup = num.lookup(seg.names)
                     if summed is not None and joined is None:

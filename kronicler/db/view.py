@@ -259,6 +259,12 @@ class ReadView(ReadAPI):
             seg.keep("tail_block", block)
         return True
 
+    def merge_whole(self) -> None:
+        """Make the kept merges a whole-history question of this view reads: the segments'
+        roll-ups merged (after a seal), and that merge with the tails' summaries (after a warm);
+        held by the segment set's lock (``SegmentSet.merge_whole``)."""
+        self._reads.merge_whole(snapshot=self._open())
+
     def functions(self) -> list[str]:
         # Asked by every filter of a question (resolving names and globs): one walk per view.
         if self._functions is None:

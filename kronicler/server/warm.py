@@ -13,8 +13,8 @@ acknowledges rows (:meth:`Warmer.stored`):
    log records are read;
 3. *summarise* (:meth:`~kronicler.db.view.ReadView.warm`): each segment's tail summary is made
    from the snapshot's immutable tail rows without the lock, then kept by the segment's views;
-4. *merge*: the whole-history summaries are asked once (under the lock). After a seal this makes
-   the sealed segment's roll-up block and the kept merge of every segment's
+4. *merge*: the whole-history merges are made (``ReadView.merge_whole``, under the lock). After a
+   seal this makes the sealed segment's roll-up block and the kept merge of every segment's
    (``SegmentSet._whole``) that queries read until the next seal; after every warm, the kept
    merge of that entry with the tails' new summaries (``SegmentSet._with_tails``), so a query
    merges one entry plus the rows committed since. A query that comes meanwhile waits for that
@@ -218,7 +218,7 @@ class Warmer:
             if self._asked():
                 return False
             sealed = not all(seg.made("rollup_block") for seg in view.segments)
-            view.summaries()
+            view.merge_whole()
             self.merges += sealed
             return True
 

@@ -445,16 +445,22 @@ def test_whole_history_with_live_tails_appended_between_asks(
                 assert writers[lane].flush(30)
                 written.append(rows)
                 truth = Rows.concat(closed + written)
-                if data.draw(st.booleans(), label="warm"):
+                reads = db._reads
+                if data.draw(st.booleans(), label="warm"):  # as the server's warmer does
                     with db.snapshot() as view:
                         assert view.warm()
+                        view.merge_whole()
+                    if not tiny:  # made before any question, and the next one finds it
+                        made = reads._tail_keys[-1]
+                        assert made in reads.pool
+                        db.summaries()
+                        assert reads._tail_keys[-1] is made
                 names = data.draw(st.sampled_from([(), ("a.one",), ("b.three", "d.five")]))
                 wanted = list(names) if names else None
                 for _ in range(2):
                     _ask(db, truth, None, None, names)
                     got = db.summaries(wanted)
                     _same(got, _uncached(ref, None, None, wanted), f"{step} {names}")
-                reads = db._reads
                 if not tiny:  # the kept merge with the tails' summaries, in the pool
                     assert reads._tail_keys and reads._tail_keys[-1] in reads.pool
                 assert len(reads._tail_keys) <= 4
