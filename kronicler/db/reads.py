@@ -11,8 +11,8 @@ one byte-bounded bufferpool, and so are merges of many segments' summaries
 (:mod:`kronicler.db.merged`): all of history, or a range asked again, is one kept merge plus what
 live writers and the range's edges add; a window that moves reuses the kept merge of what stays
 as it moves (whole segments and large roll-up nodes) and merges its edges' parts beside it. A
-live tail's summary so far and its rows since go into the query's one merge, the rows summarised
-in one pass with every other tail's and edge's. Segments a compaction has replaced, or is still writing,
+live tail's summary so far is kept merged with that entry until the next warm or seal, and its
+rows since go into the query's one merge, summarised in one pass with every other tail's and edge's. Segments a compaction has replaced, or is still writing,
 are left out. Each query method takes ``snapshot=`` to read a given snapshot; a pinned one
 (``pin``/``unpin``) keeps its segments readable between calls, which is what
 :mod:`kronicler.db.view` builds on.
@@ -760,8 +760,11 @@ class SegmentSet:
         block object: ``tail_block`` or the ``tail_base`` a later view inherits) stays until a
         warm or ``_TAIL_ROWS_PAST_BASE`` more rows make a new one, so queries in between merge
         this one entry plus the rows appended since, not the entry and every tail's block again
-        (~2 ms of a GetStats under ingest). The warmer makes it after each warm, outside the
-        query path. The last few such keys are remembered; older ones leave the pool."""
+        at every question. The warmer makes it after each warm, outside the query path (under
+        ~100k spans/s into 2 workers, 2M spans stored: GetStats p99 under ingest 20-30 ms
+        against 25-36 ms before, beside it at load 2.5-4.9). The last few such keys are
+        remembered; older ones leave the pool. In a pool too small to keep it, each new key
+        costs one merge more (then ``_fits`` says no until the tails' summaries change)."""
         if len(whole) != 1 or not tails:
             return None
         key = merged.SetKey.of(whole + tails)
