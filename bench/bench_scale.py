@@ -26,9 +26,9 @@ database with that checkout's writer first, for when the formats differ).
 "Cold" means a new process (the interpreter's and numpy's imports excluded; Kronicler's imports,
 compiled once as an installed package's are, and the open included); the operating system's
 page cache is not dropped, as that would disturb everyone else on a shared machine. "Warm" is
-the median of ``--repeat`` runs after a first one in the same process. DuckDB (native table loaded from a
-Parquet file written once, ``--duckdb-memory`` limit, 2 threads) answers the same questions
-exactly; its per-function counts are checked against Kronicler's.
+the median of ``--repeat`` runs after a first one in the same process. DuckDB (native table
+loaded from a Parquet file written once, ``--duckdb-memory`` limit, 2 threads) answers the same
+questions exactly; its per-function counts are checked against Kronicler's.
 
 ``--compact COPY`` (with ``--reuse DIR``) hard-links DIR's database into COPY (compaction writes
 new files and deletes old ones, never changing one in place, so DIR stays as it was), rewrites
