@@ -11,22 +11,31 @@ The public face::
     kronicler.flush()          # make everything captured so far readable
     kronicler.shutdown()       # flush and stop (also done at normal interpreter exit)
     db = kronicler.open("./.kronicler")                               # read it back
+
+The decorator and its pipeline load on first use of ``kronicler.capture`` (or ``configure``,
+``flush``, ``shutdown``, ``status``, ``PipelineStatus``), not at ``import kronicler``: a process
+that only reads a database (``kronicler.db``, the CLI, ``serve``) imports this package too, and
+the capture side (OpenTelemetry's API, the tracer, multiprocessing, ~35-40 ms) was most of a cold
+reader's import time, against a 200 ms budget for a cold time range at a billion rows.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+import sys
+import types
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kronicler._config import DEFAULT_PATH
 from kronicler._version import __version__
-from kronicler.capture import capture
-from kronicler.otel import tracer as _tracer
-from kronicler.otel.pipeline import PipelineStatus
 
 if TYPE_CHECKING:
+    from kronicler.capture import capture
     from kronicler.db import Database
+    from kronicler.otel.pipeline import PipelineStatus
 
 # A library leaves output to the application's logging setup. Calls that cannot be stored are
 # also issued as warnings (kronicler.errors.DataLossWarning), which reach stderr without it.
@@ -42,6 +51,36 @@ __all__ = [
     "shutdown",
     "status",
 ]
+
+
+class _Package(types.ModuleType):
+    """This package's module type: ``capture`` is the decorator, loaded on first use.
+
+    A property, not a module ``__getattr__``: importing the submodule ``kronicler.capture``
+    (``pytest.importorskip``, a user's ``from kronicler.capture import ...``) makes the import
+    system bind the submodule to the package's ``capture`` attribute, which would then shadow the
+    decorator; the property keeps the name the decorator's whatever imported first."""
+
+    @property
+    def capture(self) -> Callable[..., Any]:
+        decorator: Callable[..., Any] = importlib.import_module("kronicler.capture").capture
+        return decorator
+
+    @capture.setter
+    def capture(self, value: object) -> None:
+        pass  # the import system binding the submodule: the name stays the decorator's
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PipelineStatus":
+        from kronicler.otel.pipeline import PipelineStatus
+
+        globals()[name] = PipelineStatus  # found once; later lookups are plain attributes
+        return PipelineStatus
+    raise AttributeError(f"module 'kronicler' has no attribute {name!r}")
 
 
 def configure(
@@ -70,6 +109,8 @@ def configure(
     Records captured before the change are stored under the old settings first. Calling
     ``configure`` after ``shutdown`` starts capturing again. Bad values raise ``ValueError``.
     """
+    from kronicler.otel import tracer as _tracer
+
     pipeline = _tracer.PIPELINE
     settings = pipeline.settings.updated(
         path=path,
@@ -89,17 +130,23 @@ def configure(
 
 def flush(timeout: float | None = None) -> bool:
     """Store everything captured so far; True when it is durable and readable. Never raises."""
+    from kronicler.otel import tracer as _tracer
+
     return _tracer.PIPELINE.flush(timeout)
 
 
 def shutdown(timeout: float | None = 5.0) -> bool:
     """Flush, stop the background thread and close the database. Later calls run uncaptured."""
+    from kronicler.otel import tracer as _tracer
+
     _tracer.set_shut(True)
     return _tracer.PIPELINE.shutdown(timeout)
 
 
 def status() -> PipelineStatus:
     """Counters of the default pipeline: rows stored, dropped, pending; last error."""
+    from kronicler.otel import tracer as _tracer
+
     return _tracer.PIPELINE.status()
 
 

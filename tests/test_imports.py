@@ -153,7 +153,55 @@ def test_import_kronicler_loads_no_database_reader_or_writer() -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     loaded = set(json.loads(done.stdout))
-    assert "kronicler.capture" in loaded
+    assert "kronicler.capture" not in loaded  # loaded on first use of kronicler.capture
     assert {m for m in loaded if m.startswith("kronicler.db")} <= CAPTURE_DB_MODULES
     assert not {m for m in loaded if m.split(".")[1:2] in (["query"], ["server"], ["web"],
                                                                ["cli"])}  # fmt: skip
+
+
+def _loaded_after(script: str) -> set[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    script += "\nprint(json.dumps(sorted(sys.modules)))\n"
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_the_decorator_loads_the_capture_side_and_stays_the_decorator(tmp_path: Path) -> None:
+    """``kronicler.capture`` is the decorator whichever import came first, the submodule's
+    (which binds the submodule to the package's name) included."""
+    for first in ("import kronicler", "import kronicler.capture"):
+        loaded = _loaded_after(
+            "import json, sys, os\n"
+            f"os.environ['KRONICLER_PATH'] = {str(tmp_path / 'db')!r}\n"
+            f"{first}\nimport kronicler\n"
+            "assert callable(kronicler.capture) and kronicler.capture.__module__ == "
+            "'kronicler.capture', kronicler.capture\n"
+            "f = kronicler.capture(lambda: 7)\nassert f() == 7\n"
+            "assert kronicler.PipelineStatus is type(kronicler.status())\n"
+        )  # fmt: skip
+        assert {"kronicler.capture", "kronicler.otel.tracer"} <= loaded
+
+
+def test_a_reader_loads_neither_the_capture_side_nor_multiprocessing(tmp_path: Path) -> None:
+    """A process that only reads (a cold query, the CLI) pays for no OpenTelemetry, tracer or
+    multiprocessing import; one that writes arms multiprocessing's exit hook."""
+    from kronicler.db import Database
+
+    with Database.open(tmp_path / "db") as db:
+        db.append(names=["f"], start_unix_nano=[1], duration_ns=[2])
+        assert db.flush()
+    read = (
+        "import json, sys\nfrom kronicler.db import Database\n"
+        f"db = Database.open({str(tmp_path / 'db')!r}, readonly=True)\n"
+        "assert db.stats()['f'].count == 1 and db.stats(since=0, until=5)['f'].count == 1\n"
+    )
+    loaded = _loaded_after(read)
+    assert not {m for m in loaded if m.startswith(("kronicler.otel", "opentelemetry",
+                                                   "multiprocessing"))}  # fmt: skip
+    assert "kronicler.capture" not in loaded
+    write = read.replace("readonly=True", "create=False")
+    assert "multiprocessing" in _loaded_after(write)

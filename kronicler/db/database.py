@@ -116,6 +116,7 @@ class Database(ReadAPI):
             ensure_catalog(self.path)
             for directory in (self.path, self._segdir):
                 remove_stale_temporaries(directory)
+            _arm_fork_hook()
         self._flush_interval = flush_interval
         self._queue_rows = queue_rows
         self._chunk_rows = chunk_rows
@@ -597,12 +598,29 @@ class _ForkHook:
 
 
 _FORK_HOOK = _ForkHook()
+_fork_hook_armed = False
+
+
+def _arm_fork_hook() -> None:
+    """Make multiprocessing workers close this process's databases on their exit; called when a
+    database first opens for writing, not at import: multiprocessing costs a read-only process
+    ~10 ms of imports (a cold time range at a billion rows has 200 ms), and a reader has nothing
+    to flush.
+
+    A worker forked after this call runs the hook (multiprocessing clears its finalisers in a new
+    child after os-level fork hooks have run, then calls its own after-fork hooks: registered
+    there, the finaliser survives). A database first opened for writing inside a worker (forked
+    or spawned before any was) registers the finaliser in that worker at once."""
+    global _fork_hook_armed
+    if _fork_hook_armed:
+        return
+    _fork_hook_armed = True
+    from multiprocessing import process, util
+
+    util.register_after_fork(_FORK_HOOK, _FORK_HOOK)
+    if process.parent_process() is not None:  # this is a worker: its exit skips atexit
+        _FORK_HOOK(None)
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-    # multiprocessing clears its finalisers in a new child after os-level fork hooks have run, then
-    # calls its own after-fork hooks: register there so the finaliser survives.
-    from multiprocessing import util as _mp_util
-
-    _mp_util.register_after_fork(_FORK_HOOK, _FORK_HOOK)

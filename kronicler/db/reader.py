@@ -268,9 +268,7 @@ class SegmentReader:
         for kind, texts in (
             ("name", idx.names), ("service", idx.services), ("resource", idx.resources)
         ):  # fmt: skip
-            d = self.dicts[kind]
-            for code, text in enumerate(texts):
-                d.define(code, text)
+            self.dicts[kind].define_all(texts)
         self._table, self._walked = table, []
         self._rollup = self._index_rollup = idx.rollup
         # where the roll-up records are: a closed segment's file is then never walked

@@ -27,3 +27,24 @@ def test_new_texts_are_numbered_by_first_use_even_far_into_a_big_batch():
         "site2", "site0", "site1", "site4", "site3", "site5"
     ]  # fmt: skip
     assert np.array_equal(np.array(d.values)[codes], np.array(table)[index])
+
+
+def _state(d: Dictionary) -> tuple[list[str], dict[str, int], set[int]]:
+    return d.values, d.codes, d.missing
+
+
+def test_defining_all_texts_at_once_equals_defining_them_one_by_one():
+    """A segment index's texts go into a fresh dictionary in one step: the same entries,
+    repeated texts included, as a ``define`` per code; into one that holds entries already
+    (read from a walk), the same as those ``define`` calls too."""
+    texts = ["a", "b", "a", "", "c", "b"]
+    for before in ([], [(0, "z"), (4, "y")]):
+        one, each = Dictionary(), Dictionary()
+        for d in (one, each):
+            for code, text in before:
+                d.define(code, text)
+        one.define_all(texts)
+        for code, text in enumerate(texts):
+            each.define(code, text)
+        assert _state(one) == _state(each)
+        assert one.codes["a"] == (2 if not before else 0) and one.values == texts

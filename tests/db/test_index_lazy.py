@@ -163,6 +163,57 @@ def test_decoded_chunks_and_roll_up_equal_what_a_walk_finds(tmp_path):
     _equal_to_the_walk(db_dir, tmp_path, index.VERSION)
 
 
+def _read_in_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read indexes as a large one is read (a few KB here, read whole at once otherwise): the
+    header first, then the head and the roll-up frames, the function lists on first use."""
+    monkeypatch.setattr(index, "_FIRST_READ", index.HEADER.size)
+
+
+def test_an_index_read_in_parts_equals_the_walk_and_brute_force(tmp_path, monkeypatch):
+    _read_in_parts(monkeypatch)
+    db_dir = tmp_path / "db"
+    parts = [make_rows(n, seed=s, functions=7, base=BASE + s * 10**10)
+             for s, n in enumerate((3000, 1300, 700))]  # fmt: skip
+    for p, cr in zip(parts, (170, 1300, 60), strict=True):
+        _write(db_dir, p, cr)
+    _equal_to_the_walk(db_dir, tmp_path, index.VERSION)
+    with Database.open(db_dir, readonly=True) as db:
+        _check(db, _truth(parts))
+        assert all(r._indexed and not r.index_failures for r in db._open_reads().readers.values())
+
+
+@pytest.mark.parametrize("change", ["same chunks", "other chunks", "gone"])
+def test_an_index_changed_after_the_open_gives_its_lists_only_with_the_same_chunks(
+    tmp_path, change, monkeypatch
+):  # fmt: skip
+    """The lists of a closed segment's index are read when first needed, from the file the
+    open read. Maintenance that rewrites it keeping its chunks (more roll-up records listed)
+    gives the same lists; a file gone or with other chunks is refused and the segment walked:
+    either way every answer equals brute force."""
+    _read_in_parts(monkeypatch)
+    path, seg, truth = _one_segment(tmp_path)
+    with Database.open(tmp_path, readonly=True) as db:
+        (reader,) = db._open_reads().refresh()
+        table = reader.chunks.table
+        assert reader._indexed and table is not None and not table.decoded  # lists not read yet
+        idx = index.decode(path.read_bytes(), seg)
+        if change == "same chunks":
+            fewer = dict(list(idx.records.items())[:-1])  # another file, the same chunks
+            assert fewer != dict(idx.records)
+            index.save(path.parent, dataclasses.replace(idx, records=fewer))
+        elif change == "other chunks":
+            chunks = list(idx.chunks)
+            index.save(path.parent, dataclasses.replace(
+                idx, chunks=chunks[:-1], end=chunks[-1].offset, rows=chunks[-1].first_row,
+                records={}, records_end=0))  # fmt: skip
+        else:
+            path.unlink()
+        _check(db, truth)
+        assert (reader.index_failures, reader._indexed > 0) == (
+            (0, True) if change == "same chunks" else (1, False))  # fmt: skip
+        _check(db, truth)
+
+
 def test_an_index_of_format_2_still_reads(tmp_path):
     """Written by the build before format 3 (data/index_v2/make_fixture.py): read as it is,
     equal to the walk, every answer equal to brute force; re-encoded, format 3, the same."""
@@ -312,8 +363,13 @@ def _one_segment(tmp_path: Path) -> tuple[Path, str, dict[str, np.ndarray]]:
     return path, path.stem, _truth([rows])
 
 
+@pytest.mark.parametrize("in_parts", [False, True])
 @pytest.mark.parametrize("where", ["header", "head", "lists", "roll-up", "truncated", "longer"])
-def test_damage_in_any_part_is_refused_counted_once_and_walked_around(tmp_path, where, caplog):
+def test_damage_in_any_part_is_refused_counted_once_and_walked_around(
+    tmp_path, where, in_parts, caplog, monkeypatch
+):  # fmt: skip
+    if in_parts:  # read as a large index is: header and head first, the lists when first needed
+        monkeypatch.setattr(index, "_FIRST_READ", index.HEADER.size)
     path, seg, truth = _one_segment(tmp_path)
     raw = bytearray(path.read_bytes())
     lengths = index.HEADER.unpack_from(raw, 0)[3::2]
