@@ -76,7 +76,8 @@ class ServerOptions:
         ingest_workers: decode and store OTLP in this many worker processes (each writes its
             own segment), off the query process's GIL; 0 does it in the server process.
         ingest_nice: how much lower the ingest workers' CPU priority is (0-19; the default, 19,
-            gives queries the cores first: see :mod:`kronicler.server.ingest`).
+            also Linux's idle scheduling class, gives queries the cores first: see
+            :mod:`kronicler.server.ingest`).
         otlp_address: with ingest workers, a second ``host:port`` for OTLP/gRPC that the
             workers listen on themselves (one port shared with ``SO_REUSEPORT``), so the
             server process's interpreter carries queries only; OTLP on ``address`` still works
@@ -248,7 +249,15 @@ class KroniclerServer:
         if self.warmer is not None:
             self.warmer.start()
         if self.ingest is not None:
-            self.ingest.start()
+            try:
+                self.ingest.start()
+            except BaseException:  # the OTLP port taken, a worker that cannot open the database
+                if self.warmer is not None:
+                    self.warmer.stop()
+                if self.otlp_http is not None:
+                    self.otlp_http.stop()
+                self._server.stop(None)  # lets the bound port go
+                raise
         self._server.start()
         if self.otlp_http is not None:
             self.otlp_http.start()
