@@ -76,8 +76,7 @@ class ServerOptions:
         ingest_workers: decode and store OTLP in this many worker processes (each writes its
             own segment), off the query process's GIL; 0 does it in the server process.
         ingest_nice: how much lower the ingest workers' CPU priority is (0-19; the default, 19,
-            also Linux's idle scheduling class, gives queries the cores first: see
-            :mod:`kronicler.server.ingest`).
+            gives queries the cores first: see :mod:`kronicler.server.ingest`).
         otlp_address: with ingest workers, a second ``host:port`` for OTLP/gRPC that the
             workers listen on themselves (one port shared with ``SO_REUSEPORT``), so the
             server process's interpreter carries queries only; OTLP on ``address`` still works

@@ -26,11 +26,11 @@ Priority: workers run at ``nice 19``. A query is short and rare next to ingest, 
 work; at ``nice 5`` a worker still held a core for ~25% of the time a query wanted it (on 2 cores
 under 100k spans/s, a GetStats waited ~5 ms p50 and ~20 ms p99 for a core, measured with
 ``/proc/thread-self/schedstat``); at 19 those waits fell to ~0.2 ms p50, and the paced
-100k spans/s were still acknowledged, the cores having room for both. At 19 they also take
-Linux's idle scheduling class (:func:`~kronicler.server.ingest_worker.lower_priority`): under
-the EEVDF scheduler a waking query thread could otherwise wait out a worker's time slice
-(GetStats's run-queue wait 3.7-4.9 ms at p99 under 100k spans/s). The price is paid when
-other processes fill the cores: ingest then takes what they and the queries leave, and
+100k spans/s were still acknowledged, the cores having room for both. (Linux's idle
+scheduling class, ``SCHED_IDLE``, on top of nice 19 was tried: in three pairs of runs beside
+nice 19 alone, under 100k spans/s with other work on the machine, it lowered neither a
+GetStats's run-queue wait nor its p99, and flat-out OTLP acknowledged 18-26% less.) The price
+is paid when other processes fill the cores: ingest then takes what they and the queries leave, and
 exporters get backpressure ("retry later") sooner (at a load average of 8-13 from other work,
 15-79k spans/s were acknowledged instead of 47-92k at ``nice 5``). A host whose cores other
 work fills can give ingest a higher priority (``ServerOptions(ingest_nice=5)``).

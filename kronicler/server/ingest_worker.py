@@ -55,9 +55,6 @@ FLUSH_TIMEOUT = 30.0
 IN_FLIGHT_PER_WORKER = 4
 #: Seconds a stopping worker lets its direct OTLP calls finish.
 _STOP_GRACE = 5.0
-#: The ``nice`` increment at which a worker also takes Linux's idle scheduling class (see
-#: :func:`lower_priority`).
-IDLE_NICE = 19
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,36 +251,15 @@ def _listen(listen: Listen, direct: _Direct) -> tuple[grpc.Server, int]:
     return server, port
 
 
-def lower_priority(nice: int) -> None:
-    """Lower this process's CPU priority by ``nice`` (0-19), so that the kernel favours the
-    query process when both want a core; at :data:`IDLE_NICE` also put it in Linux's idle
-    scheduling class (``SCHED_IDLE``), which any other thread that wakes preempts at once.
-
-    At nice 19 alone a query thread that woke while a worker ran could still wait out the
-    worker's time slice (Linux's EEVDF scheduler lets the running task reach its slice before
-    a waking one preempts it, whatever their weights): measured in the server process under
-    100k spans/s, the run-queue wait of a GetStats was 3.7-4.9 ms at p99 (0.07 ms idle).
-    The idle class is preempted at once instead. Ingest still gets every core no other
-    thread wants; where other work fills the cores it gets even less than at nice 19
-    (exporters then see "retry later" sooner): give such hosts a lower ``nice``.
-    Threads started afterwards (gRPC's, the flusher) inherit both."""
-    try:
-        os.nice(nice)
-    except OSError:
-        pass
-    if nice >= IDLE_NICE and hasattr(os, "SCHED_IDLE"):
-        try:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        except OSError:
-            pass
-
-
 def worker_main(path: str, conn: Connection, nice: int, listen: Listen | None = None) -> None:
     """A worker process: store requests from the pipe (and, with ``listen``, from its own OTLP
     port) until the end marker; then finish the calls in progress and close the database."""
     from kronicler.db import Database
 
-    lower_priority(nice)
+    try:  # the kernel then favours the query process when both want a core
+        os.nice(nice)
+    except OSError:
+        pass
     db = Database.open(path)
     send_lock = threading.Lock()  # one message on the pipe at a time
 
