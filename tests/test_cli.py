@@ -242,7 +242,8 @@ def test_serve_with_http_runs_grpc_and_dashboard_with_one_token(shop_path: Path)
                    "127.0.0.1:0"], {"KRONICLER_TOKEN": "s3cret"})  # fmt: skip
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(3)]  # gRPC, OTLP/HTTP, dashboard
+        # gRPC, the ingest workers' own OTLP/gRPC port, OTLP/HTTP, dashboard
+        lines = [proc.stdout.readline() for _ in range(4)]
         grpc_line, web_line = lines[0], next(x for x in lines if "dashboard" in x)
         address = re.search(r"on (127\.0\.0\.1:\d+)", grpc_line)
         url = re.search(r"on (http://127\.0\.0\.1:\d+)", web_line)

@@ -157,7 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--otlp-address",
         metavar="HOST:PORT",
         help="also take OTLP/gRPC here, in the ingest workers themselves (off the query "
-        "process entirely; OTLP on --address keeps working); port 0 picks one",
+        "process entirely; OTLP on --address keeps working); port 0 picks one (default: the "
+        "--address host, port 4319; port 0 when --address has port 0)",
+    )
+    p.add_argument(
+        "--no-otlp-address",
+        action="store_true",
+        help="take OTLP/gRPC on --address only (relayed to the ingest workers by the server "
+        "process)",
     )
     p.add_argument(
         "--cors-origin",
@@ -531,12 +538,16 @@ def serve(args: argparse.Namespace) -> int:
         max_receive_bytes=args.max_message_bytes,
         otlp=not args.no_otlp,
         ingest_workers=args.ingest_workers,
-        otlp_address=None if args.no_otlp else args.otlp_address,
+        otlp_address=None if args.no_otlp or args.no_otlp_address else args.otlp_address,
         cors_origins=tuple(args.cors_origin),
         compact_every=args.compact_every,
     )
     if not args.no_otlp:
         options = replace(options, otlp_http=args.otlp_http or default_otlp_http(options.address))
+        if options.ingest_workers and not args.no_otlp_address and args.otlp_address is None:
+            # the workers' own port by default: the query process then carries no OTLP
+            # (docs/server.md, "Ingest workers")
+            options = replace(options, otlp_address=default_otlp_grpc(options.address))
     if args.peers:
         return serve_frontend(args, options)
     _checked(options)
@@ -638,11 +649,22 @@ def _print_log(logger: str) -> None:
 
 def default_otlp_http(grpc_address: str) -> str:
     """OTLP/HTTP beside gRPC: the same host, port 4318 (0 when the gRPC port is 0)."""
+    return _beside(grpc_address, 4318)
+
+
+def default_otlp_grpc(grpc_address: str) -> str:
+    """The ingest workers' own OTLP/gRPC beside the server's: the same host, port 4319 (0 when
+    the server's port is 0)."""
+    return _beside(grpc_address, 4319)
+
+
+def _beside(grpc_address: str, port: int) -> str:
+    """``port`` on ``grpc_address``'s host (0 when that address's port is 0)."""
     from kronicler.server.app import split_address
 
-    host, port = split_address(grpc_address)
+    host, own = split_address(grpc_address)
     host = f"[{host.strip('[]')}]" if ":" in host.strip("[]") else host
-    return f"{host}:{0 if port == 0 else 4318}"
+    return f"{host}:{0 if own == 0 else port}"
 
 
 def exposure_warning(host: str, token: str | None) -> str | None:

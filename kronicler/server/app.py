@@ -248,7 +248,15 @@ class KroniclerServer:
         if self.warmer is not None:
             self.warmer.start()
         if self.ingest is not None:
-            self.ingest.start()
+            try:
+                self.ingest.start()
+            except BaseException:  # the OTLP port taken, a worker that cannot open the database
+                if self.warmer is not None:
+                    self.warmer.stop()
+                if self.otlp_http is not None:
+                    self.otlp_http.stop()
+                self._server.stop(None)  # lets the bound port go
+                raise
         self._server.start()
         if self.otlp_http is not None:
             self.otlp_http.start()

@@ -26,8 +26,11 @@ Priority: workers run at ``nice 19``. A query is short and rare next to ingest, 
 work; at ``nice 5`` a worker still held a core for ~25% of the time a query wanted it (on 2 cores
 under 100k spans/s, a GetStats waited ~5 ms p50 and ~20 ms p99 for a core, measured with
 ``/proc/thread-self/schedstat``); at 19 those waits fell to ~0.2 ms p50, and the paced
-100k spans/s were still acknowledged, the cores having room for both. The price is paid when
-other processes fill the cores: ingest then takes what they and the queries leave, and
+100k spans/s were still acknowledged, the cores having room for both. (Linux's idle
+scheduling class, ``SCHED_IDLE``, on top of nice 19 was tried: in three pairs of runs beside
+nice 19 alone, under 100k spans/s with other work on the machine, it lowered neither a
+GetStats's run-queue wait nor its p99, and flat-out OTLP acknowledged 18-26% less.) The price
+is paid when other processes fill the cores: ingest then takes what they and the queries leave, and
 exporters get backpressure ("retry later") sooner (at a load average of 8-13 from other work,
 15-79k spans/s were acknowledged instead of 47-92k at ``nice 5``). A host whose cores other
 work fills can give ingest a higher priority (``ServerOptions(ingest_nice=5)``).
@@ -35,9 +38,11 @@ work fills can give ingest a higher priority (``ServerOptions(ingest_nice=5)``).
 
 from __future__ import annotations
 
+import errno
 import logging
 import multiprocessing
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -49,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from kronicler.errors import shorten
 from kronicler.server.ingest_worker import (
     EXPORT_METHOD,
     HEADER,
@@ -82,6 +88,37 @@ def check_nice(nice: int) -> None:
     """``nice`` is a ``nice`` increment from 0 (the server's priority) to 19 (the lowest)."""
     if isinstance(nice, bool) or not isinstance(nice, int) or not 0 <= nice <= 19:
         raise ValueError(f"ingest nice must be an integer from 0 to 19, got {nice!r}")
+
+
+def check_free(address: str) -> None:
+    """Raise ``OSError`` (EADDRINUSE) when something already listens on ``address``'s port.
+
+    The workers bind their OTLP port with ``SO_REUSEPORT``, so a second server given the same
+    port (``serve``'s default one, say) would not fail: its workers would join the first's
+    port, and the kernel would hand them half of its exporters' connections, storing their
+    spans in the other database. A plain bind (``SO_REUSEADDR`` only, so that connections
+    left in TIME_WAIT do not count) fails while any socket listens there. Port 0 is always
+    free; a host that does not resolve is left to the workers' own bind to report.
+    """
+    host, _, port = address.rpartition(":")
+    if not port.isdigit() or int(port) == 0:
+        return
+    try:
+        found = socket.getaddrinfo(host.strip("[]") or None, int(port),
+                                   type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)  # fmt: skip
+    except OSError:
+        return
+    for family, kind, proto, _, sockaddr in found:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(sockaddr)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise OSError(
+                        errno.EADDRINUSE,
+                        f"cannot take OTLP on {shorten(address)}: the port is in use",
+                    ) from None
 
 
 class _Worker:
@@ -206,6 +243,7 @@ class IngestPool:
         """Start the workers and wait (up to ``timeout``) until each has opened the database."""
         deadline = time.monotonic() + timeout
         if self._listen is not None:
+            check_free(self._listen.address)
             # The first worker picks the OTLP port (when asked for port 0); the rest join it.
             first = self._new_worker()
             with self._lock:

@@ -43,11 +43,24 @@ the first query after a quiet spell finds at most ``every_quiet`` seconds of new
 summarise, where before this, warms ran only after a query ended, so that query paid for
 everything stored since the last (~60 ms). With no ingest it does nothing; queries asked of the
 database in-process are not waited for.
+
+Sharing the interpreter. A query that arrives while a warm is under way still shares the
+interpreter lock with it until the warm's next step, and so does each of gRPC's threads that
+receive the query and send its reply: each time one of them lets the lock go (a system call, a
+numpy loop) the warm takes it, and CPython hands it back only after its switch interval (5 ms):
+a convoy. Measured per GetStats in the server process under 100k spans/s (wall time less CPU,
+run-queue and lock waits), the slowest queries of one run waited so for up to 26 ms; and a
+reply took 8-11 ms at p99 to leave the handler and reach the client, against 4-5 ms idle. So
+while a warmer runs, the process's switch interval is :data:`SWITCH_INTERVAL` (set by
+:meth:`Warmer.start`, put back by the last :meth:`Warmer.stop`), and a warm starts
+:data:`AFTER_QUERY` seconds after a query's handler returned at the soonest, once its reply
+has left. The price is more hand-overs of the lock while a warm and a query overlap.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -72,6 +85,11 @@ WARM_EVERY_QUIET = 0.5
 QUIET_AFTER = 5.0
 #: Seconds between two looks for a sealed chunk while the fast pace waits (see ``_pause``).
 SEAL_POLL = 0.005
+#: Seconds a warm waits after a query's handler returned: gRPC still serialises and sends its
+#: reply in this process (see "Sharing the interpreter" in the module docstring).
+AFTER_QUERY = 0.002
+#: The interpreter's thread switch interval while a warmer runs (seconds; CPython's is 0.005).
+SWITCH_INTERVAL = 0.0005
 
 
 class Warmer:
@@ -116,6 +134,7 @@ class Warmer:
         with self._cond:
             if self._thread is None:
                 self._stopping = False
+                _switching.enter()
                 self._thread = threading.Thread(
                     target=self._run, name="kronicler-warm", daemon=True
                 )
@@ -129,6 +148,7 @@ class Warmer:
             self._cond.notify_all()
         if thread is not None:
             thread.join(timeout)
+            _switching.leave()
 
     def stored(self) -> None:
         """Rows were acknowledged (they are in a segment's files): warm soon."""
@@ -156,6 +176,11 @@ class Warmer:
     def _due(self) -> bool:
         return self._stopping or (self._stored and not self._running)
 
+    def _replied(self, now: float) -> float:
+        """Seconds from ``now`` (monotonic) until the last query's reply has surely left (0
+        when it has; see :data:`AFTER_QUERY`); read with ``_cond`` held."""
+        return max(self._last_query + AFTER_QUERY - now, 0.0)
+
     def _asked(self) -> bool:
         """Whether a query runs (read without the lock: a stale answer costs one step)."""
         return self._running > 0 or self._stopping
@@ -163,7 +188,11 @@ class Warmer:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(self._due)
+                while not self._stopping:
+                    self._cond.wait_for(self._due)
+                    if (wait := self._replied(time.monotonic())) == 0.0:
+                        break
+                    self._cond.wait(wait)  # a query may begin meanwhile: _due again
                 if self._stopping:
                     return
                 self._stored = False
@@ -221,6 +250,33 @@ class Warmer:
             view.merge_whole()
             self.merges += sealed
             return True
+
+
+class _Switching:
+    """The process's thread switch interval while warmers run (see the module docstring):
+    :data:`SWITCH_INTERVAL` from the first :meth:`enter`, the one before back at the last
+    :meth:`leave` (unless something else changed it meanwhile)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # guards _users and _before
+        self._users = 0
+        self._before = 0.0
+
+    def enter(self) -> None:
+        with self._lock:
+            if not self._users:
+                self._before = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._before, SWITCH_INTERVAL))
+            self._users += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if not self._users and sys.getswitchinterval() == min(self._before, SWITCH_INTERVAL):
+                sys.setswitchinterval(self._before)
+
+
+_switching = _Switching()
 
 
 class _AskingInterceptor(UnaryInterceptor):

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,9 +22,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as otlp_grpc
 
+from kronicler.cli import default_otlp_grpc
 from kronicler.db import Database
 from kronicler.server import Client, KroniclerServer, ServerOptions
 from tests.server.test_ingest import export_until_taken, request, stored_span_ids
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _listening_pids(port: int) -> set[int]:
@@ -133,6 +138,49 @@ def test_an_otlp_address_needs_ingest_workers_and_a_free_port(tmp_path: Path) ->
         port = taken.getsockname()[1]
         options = ServerOptions("127.0.0.1:0", ingest_workers=1, otlp_address=f"127.0.0.1:{port}")
         server = KroniclerServer(db, options)
-        with pytest.raises(RuntimeError, match="ingest worker did not start"):
+        with pytest.raises(OSError, match=f"127.0.0.1:{port}'?: the port is in use"):
             server.start()
+        assert server.warmer is not None and server.warmer._thread is None
         server.stop()
+
+
+def test_a_second_server_cannot_join_the_workers_port_of_another(
+    served_direct: tuple[Database, KroniclerServer], tmp_path: Path
+) -> None:
+    """The workers bind their port with SO_REUSEPORT, which would let a second server's
+    workers (given the same port, as ``serve``'s default one) share it silently and take part
+    of the first's exporters' connections into another database: it is refused instead."""
+    db, server = served_direct
+    assert server.otlp_address is not None and server.ingest is not None
+    with Database.open(tmp_path / "other") as other:
+        options = ServerOptions("127.0.0.1:0", ingest_workers=1, otlp_address=server.otlp_address)
+        second = KroniclerServer(other, options)
+        with pytest.raises(OSError, match="the port is in use"):
+            second.start()
+        second.stop()
+        assert second.ingest is not None and second.ingest.pids == []  # no worker started
+    assert _listening_pids(int(server.otlp_address.rsplit(":", 1)[1])) == set(server.ingest.pids)
+
+
+def test_serve_opens_the_workers_port_beside_its_address_by_default() -> None:
+    assert default_otlp_grpc("127.0.0.1:4317") == "127.0.0.1:4319"
+    assert default_otlp_grpc("[::1]:5000") == "[::1]:4319"
+    assert default_otlp_grpc("0.0.0.0:0") == "0.0.0.0:0"  # a free port, as the server's
+
+
+def test_serve_says_in_one_line_that_the_otlp_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "kronicler", "serve", "--path", str(tmp_path / "db"),
+             "--address", "127.0.0.1:0", "--ingest-workers", "1", "--otlp-address",
+             f"127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=120,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert f"127.0.0.1:{port}" in proc.stderr and "the port is in use" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in proc.stderr

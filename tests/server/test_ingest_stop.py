@@ -48,13 +48,13 @@ def _workers(pid: int) -> list[int]:
 
 @pytest.mark.parametrize("direct", [False, True], ids=["relayed", "workers-port"])
 def test_sigterm_mid_ingest_keeps_every_acknowledged_span(tmp_path: Path, direct: bool) -> None:
-    """OTLP through the server's address, or (``--otlp-address``) the workers' own port."""
+    """OTLP through the server's address (``--no-otlp-address``: only there), or the workers'
+    own port, which ``serve`` opens by default (port 0 here, as ``--address`` has port 0)."""
     path = tmp_path / "db"
     Database.open(path).close()
     proc = subprocess.Popen(
         [sys.executable, "-m", "kronicler", "serve", "--path", str(path), "--address",
-         "127.0.0.1:0", "--ingest-workers", "2",
-         *(["--otlp-address", "127.0.0.1:0"] if direct else [])],
+         "127.0.0.1:0", "--ingest-workers", "2", *([] if direct else ["--no-otlp-address"])],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
@@ -73,6 +73,8 @@ def test_sigterm_mid_ingest_keeps_every_acknowledged_span(tmp_path: Path, direct
             m = re.search(r"OTLP/gRPC in the ingest workers on (127\.0\.0\.1:\d+)", line)
             assert m, line
             otlp_at = m.group(1)
+        else:  # no port of the workers' own: the next line is OTLP/HTTP's
+            assert "OTLP/HTTP on" in proc.stdout.readline()
 
         def send() -> None:
             with grpc.insecure_channel(otlp_at) as channel:

@@ -216,9 +216,11 @@ def test_serve_listens_on_both_ports(tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(2)]
-        assert "OTLP/HTTP on http://127.0.0.1:" in lines[1], lines
-        url = lines[1].split(" on ", 1)[1].strip()
+        # serving, the workers' own OTLP/gRPC port (serve's default), then OTLP/HTTP
+        lines = [proc.stdout.readline() for _ in range(3)]
+        assert "OTLP/gRPC in the ingest workers on 127.0.0.1:" in lines[1], lines
+        assert "OTLP/HTTP on http://127.0.0.1:" in lines[2], lines
+        url = lines[2].split(" on ", 1)[1].strip()
         host_port = url.removeprefix("http://").split("/")[0]
         conn = http.client.HTTPConnection(host_port, timeout=30)
         conn.request("POST", "/v1/traces", body=otlp.ExportTraceServiceRequest().SerializeToString(),

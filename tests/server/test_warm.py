@@ -9,6 +9,7 @@ test_ingest_queries.py, where queries and warms interleave).
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +25,7 @@ from kronicler.db.chunk import summarize
 from kronicler.db.rollup import Block
 from kronicler.server import Client, KroniclerServer
 from kronicler.server.ingest import EXPORT_METHOD
-from kronicler.server.warm import Warmer
+from kronicler.server.warm import AFTER_QUERY, SWITCH_INTERVAL, Warmer
 from tests.db.test_log_follow import _blocks_equal
 from tests.server.test_ingest import request
 
@@ -122,6 +123,41 @@ def test_with_no_query_asked_warms_slow_down_until_one_is(tmp_path: Path) -> Non
             pass
         _until(lambda: warmer.warms == 2, "the warm after a query")  # ...or a query
         assert _live_tails(db) == [(100, True)]
+
+
+def test_the_switch_interval_is_short_while_warmers_run_and_put_back_after(
+    tmp_path: Path,
+) -> None:
+    """A query's threads wait at most this long for the interpreter lock a warm holds."""
+    original = sys.getswitchinterval()
+    sys.setswitchinterval(0.004)
+    try:
+        with Database.open(tmp_path / "db") as db:
+            first, second = Warmer(db).start(), Warmer(db).start()
+            try:
+                assert sys.getswitchinterval() == SWITCH_INTERVAL
+                first.stop()
+                assert sys.getswitchinterval() == SWITCH_INTERVAL  # the second still runs
+                first.stop()  # stopping twice leaves the count alone
+                assert sys.getswitchinterval() == SWITCH_INTERVAL
+            finally:
+                second.stop()
+        assert sys.getswitchinterval() == 0.004
+    finally:
+        sys.setswitchinterval(original)
+
+
+def test_no_warm_starts_while_the_last_query_s_reply_may_be_on_its_way(tmp_path: Path) -> None:
+    with Database.open(tmp_path / "db") as db:
+        warmer = Warmer(db)
+        assert warmer._replied(time.monotonic()) == 0.0  # no query yet
+        with warmer.asking():
+            pass
+        ended = warmer._last_query
+        assert ended > -float("inf")
+        assert warmer._replied(ended) == pytest.approx(AFTER_QUERY)
+        assert warmer._replied(ended + AFTER_QUERY / 2) == pytest.approx(AFTER_QUERY / 2)
+        assert warmer._replied(ended + 2 * AFTER_QUERY) == 0.0
 
 
 def test_a_query_stops_a_warm_and_it_is_finished_later(tmp_path: Path) -> None:
