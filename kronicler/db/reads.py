@@ -630,9 +630,9 @@ class SegmentSet:
                 tails = []
                 for seg in snap.segments:
                     if seg.id in across:  # closed, so no tail
-                        node = across[seg.id]
-                        if node is not None:
-                            sealed.append(node)
+                        first = across[seg.id]
+                        if first is not None:
+                            sealed.append(first)
                         continue
                     block = seg.memo("rollup_block", partial(_whole_block, seg))
                     if len(block):
@@ -664,9 +664,9 @@ class SegmentSet:
                                   {c: tail[c][done:] for c in _ORDERED_COLUMNS})  # fmt: skip
             for seg in () if window.everything else snap.segments:
                 if seg.id in across:  # closed and held whole, so no tail and no edge
-                    node = across[seg.id]
-                    if node is not None:
-                        stable.append(node)
+                    first = across[seg.id]
+                    if first is not None:
+                        stable.append(first)
                     continue
                 codes = _wanted_codes(seg, wanted)
                 if codes is not None and codes.size == 0:
@@ -780,6 +780,7 @@ class SegmentSet:
         while True:
             nodes = tree.choose(usable)
             for node in nodes:
+                budget.check()  # stop when the caller's deadline passed
                 key = tree.key(node)
                 if key in self.pool:
                     continue
