@@ -25,6 +25,7 @@ from kronicler.db import Database, compaction, segment_tree
 from kronicler.db.database import SEGMENTS
 from kronicler.db.merged import Part
 from kronicler.db.scan import FunctionSummary, TimeRange
+from tests.db.test_corruption import _flip, _pages
 from tests.oracle.interfaces import PythonApi
 from tests.oracle.layouts import ROOT, writer_env
 from tests.oracle.truth import Query, Rows, check_table, expected_stats, generate
@@ -224,6 +225,28 @@ def test_a_stale_tree_is_used_only_where_it_still_holds(db_copy: tuple[Path, Row
         got, reads = _summaries(path, *w)
         assert reads == 0
         _same(got, _without_tree(path, *w), f"compacted {w}")
+
+
+def test_a_member_damaged_since_is_left_to_its_own_roll_up(db_copy: tuple[Path, Rows]) -> None:
+    """A segment the tree summarised whole that has since lost a chunk (found damaged by a
+    walk of the segment) differs from its member: no node holding it is used, so its lost rows
+    are not counted, as without the file."""
+    path, _ = db_copy
+    segdir = _segdir(path)
+    assert _write_tree(path)
+    tree = segment_tree.TreeFile.open(segdir / segment_tree.FILE)
+    assert tree is not None
+    victim = tree.members[len(tree.members) // 2].id
+    (segdir / f"{victim}.kidx").unlink()  # its reader walks it, checking every page
+    offset, size = _pages(segdir, victim, 1)["duration"]
+    _flip(segdir / f"{victim}.kseg", offset + size - 3)
+    used = _used(path, None, None)
+    assert used and all(victim not in ids for ids in used)
+    for w in _windows(path):
+        got, _ = _summaries(path, *w)
+        _same(got, _without_tree(path, *w), f"damaged member {w}")
+    everything, _ = _summaries(path, None, None)
+    assert sum(s.summary.count for s in everything.values()) < len(db_copy[1])  # rows lost
 
 
 @pytest.mark.parametrize("damage", ["directory", "root", "truncated", "garbage"])
