@@ -206,18 +206,25 @@ def newest_start(reader: SegmentReader) -> int | None:
     return max(ends) if ends else None
 
 
+def segment_ids(directory: Path) -> set[str]:
+    """The ids of the segments in ``directory`` (by their data files)."""
+    try:
+        return {f[:-5] for f in os.listdir(directory) if f.endswith(".kseg")}
+    except FileNotFoundError:
+        return set()
+
+
 def open_readers(
     directory: Path, known: Mapping[str, SegmentReader] | None = None
 ) -> dict[str, SegmentReader]:
     """A fresh reader of every segment in ``directory`` (maintenance's own view, not the
     cache's); ``known``: readers opened earlier by the caller, refreshed and reused."""
-    try:
-        ids = sorted(f[:-5] for f in os.listdir(directory) if f.endswith(".kseg"))
-    except FileNotFoundError:
-        ids = []
     readers = {}
-    for seg_id in ids:
-        reader = (known or {}).get(seg_id) or SegmentReader(directory, seg_id)
+    known = known or {}
+    for seg_id in sorted(segment_ids(directory)):
+        reader = known.get(seg_id)
+        if reader is None:
+            reader = SegmentReader(directory, seg_id)
         try:
             reader.refresh()
         except OSError as exc:  # deleted meanwhile (by an older Kronicler without the lock)
@@ -490,14 +497,17 @@ def maintain(
     directory: Path, work: Callable[[dict[str, SegmentReader]], T], *, wait: float = 0.0
 ) -> T:
     """Run ``work`` on fresh readers of every segment, holding the maintenance lock, after
-    sweeping what earlier maintenance left; returns what ``work`` returns."""
+    sweeping what earlier maintenance left; returns what ``work`` returns. When the segments
+    changed meanwhile, the roll-up across segments is brought up to date before the lock goes."""
     with MaintenanceLock(directory, wait=wait):
         readers = open_readers(directory)
+        before = set(readers)
         try:
             for seg in sweep(directory, readers):
                 readers.pop(seg).close()
             out = work(readers)
-            update_tree(directory, readers)
+            if segment_ids(directory) != before:
+                update_tree(directory, readers)
             return out
         finally:
             for reader in readers.values():

@@ -22,13 +22,14 @@ damaged file, or a node whose record fails its checksum, is ignored (logged), an
 same merges of the same summaries (integer fields exact; sums up to float rounding, as every
 grouping of a merge).
 
-Writing. Whoever holds the maintenance lock after changing the segment set (compaction, the
-time-disjoint compaction, retention: ``compaction.maintain``, hence ``serve --compact-every``) and
-``kronicler upgrade`` call :func:`update`, which rewrites the file only when its members differ
-from the closed segments now or a record is damaged (one read of the file otherwise). The file is written whole:
-temporary file, fsync, rename, fsync of the folder (``metadata.atomic_write``), so a reader sees
-the old file or the new one; a writer killed midway leaves the old one. Segments closed by live
-writers since are leaves until the next maintenance run.
+Writing. Whoever holds the maintenance lock and changed the segment set (compaction, the
+time-disjoint compaction, retention: ``compaction.maintain``, hence ``serve --compact-every``)
+calls :func:`update` before letting the lock go, and so does ``kronicler upgrade``
+(``compaction.write_tree``); it rewrites the file only when its members differ from the closed
+segments now or a record is damaged. The file is written whole: temporary file, fsync, rename,
+fsync of the folder (``metadata.atomic_write``), so a reader sees the old file or the new one,
+and a writer killed midway leaves the old one (its temporary file goes with the next writable
+open). Segments closed by live writers since are leaves until the next such run.
 
 Format: checksummed pages (:mod:`kronicler.db.page`). The first is the directory (JSON: members,
 and per node its run of members and where its record lies after the directory); each node record

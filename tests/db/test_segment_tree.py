@@ -335,10 +335,16 @@ def test_maintenance_and_upgrade_write_the_tree(db_copy: tuple[Path, Rows]) -> N
     assert file.exists()
     file.unlink()
     with Database.open(path) as db:
-        db.compact(small_rows=1, wait=10)  # nothing to merge; the tree is written all the same
-    assert file.exists()
-    members = segment_tree.TreeFile.open(file)
-    assert members is not None
+        db.compact(small_rows=1, wait=10)  # nothing merged, nothing changed: not written
+    assert not file.exists()
+    spans = _spans(path)
+    with Database.open(path) as db:  # retention retires the oldest segment: written
+        total = sum(f.stat().st_size for f in _segdir(path).iterdir()
+                    if f.name.endswith(compaction.SEGMENT_SUFFIXES))  # fmt: skip
+        assert db.retain(max_bytes=total - 1, wait=10) == 1
+    tree = segment_tree.TreeFile.open(file)
+    assert tree is not None and len(tree.members) == len(spans) - 1
+    assert (tree.members[0].start_min, tree.members[0].start_max) == spans[1]
     with Database.open(path) as db:
-        db.retain(max_age_ns=0, max_bytes=None, wait=10)  # every segment is old: all retired
+        db.retain(max_age_ns=0, wait=10)  # every segment is old: all retired, the file too
     assert not file.exists()
