@@ -771,14 +771,19 @@ class SegmentSet:
         by_id = {s.id: s for s in snap.segments}
 
         def usable(m: segment_tree.Member) -> bool:
-            seg = by_id.get(m.id)
-            if seg is None or seg.memo("tree_member", partial(segment_tree.member_of, seg)) != m:
+            # the member's time range is the segment's once the member matches: the window is
+            # checked first, so a segment the window does not hold costs no more than this
+            held = window.everything or window.covers(m.start_min, m.start_max) == 2
+            if not held and wanted is None:
                 return False
-            codes = _wanted_codes(seg, wanted)
-            if codes is not None and codes.size == 0:
-                return True  # no row of the segment is wanted: a node holding it adds none
-            return window.everything or seg.memo("chunk_tree",
-                                                 partial(_chunk_tree, seg)).holds_all(window)  # fmt: skip
+            seg = by_id.get(m.id)
+            if seg is None:
+                return False
+            if not held:  # usable only when no row of the segment is wanted: a node adds none
+                codes = _wanted_codes(seg, wanted)
+                if codes is None or codes.size:
+                    return False
+            return seg.memo("tree_member", partial(segment_tree.member_of, seg)) == m
 
         while True:
             nodes = tree.choose(usable)

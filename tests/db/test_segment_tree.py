@@ -249,6 +249,44 @@ def test_a_member_damaged_since_is_left_to_its_own_roll_up(db_copy: tuple[Path, 
     assert sum(s.summary.count for s in everything.values()) < len(db_copy[1])  # rows lost
 
 
+def test_a_question_of_a_few_functions_takes_nodes_over_segments_without_them(
+    tmp_path: Path,
+) -> None:
+    """Segments that hold none of the functions asked add nothing, whether or not the window
+    holds them whole: a node holding them and segments the window holds whole serves."""
+    rng = np.random.default_rng(8)
+    common = generate(rng, 900, FUNCTIONS, base=BASE, span=HOUR, lane=0)
+    late = generate(rng, 300, ("late.job",), base=BASE + 3 * HOUR // 4, span=HOUR // 4, lane=1)
+    truth = Rows.concat([common, late])
+    path = tmp_path / "db"
+    _write(path, truth)
+    assert _write_tree(path)
+    s = _spans(path)
+    assert len(s) >= 6
+    cut = (s[0][0] + 1, s[-1][1] + 1)  # cuts the first segment, which holds no late.job
+    with Database.open(path, readonly=True) as db:
+        snap = db._reads.snapshot()
+        across = db._reads._across(snap, TimeRange.of(*cut), {"late.job"})
+        used = [p.key.ids for p in across.values() if isinstance(p, Part)
+                and isinstance(p.key, segment_tree.NodeKey)]  # fmt: skip
+    first = min(snap.segments, key=lambda v: int(v.chunks.column("start_min").min())).id
+    assert any(first in ids for ids in used)  # the cut segment without late.job is in a node
+    assert not _used(path, *cut) or all(first not in ids for ids in _used(path, *cut))
+    for w in [cut, (None, None), (s[1][0], s[-2][1] + 1), (BASE + HOUR // 3, BASE + HOUR)]:
+        for names in (("late.job",), ("late.job", "shop.cart")):
+            got, _ = _summaries(path, *w, names=names)
+            file = _segdir(path) / segment_tree.FILE
+            file.rename(tmp_path / "aside")
+            want, reads = _summaries(path, *w, names=names)
+            (tmp_path / "aside").rename(file)
+            assert reads == 0
+            _same(got, want, f"{w} {names}")
+            q = Query(functions=names, since=w[0], until=w[1])
+            with Database.open(path, readonly=True) as db:
+                check_table(PythonApi(db).stats(q), "function", expected_stats(truth, q),
+                            (0.5, 0.99), exact=False, where=f"{w} {names}")  # fmt: skip
+
+
 @pytest.mark.parametrize("damage", ["directory", "root", "truncated", "garbage"])
 def test_a_damaged_or_torn_tree_is_ignored(db_copy: tuple[Path, Rows], damage: str) -> None:
     path, truth = db_copy
