@@ -12,10 +12,10 @@ one byte-bounded bufferpool, and so are merges of many segments' summaries
 live writers and the range's edges add; a window that moves reuses the kept merge of what stays
 as it moves (whole segments and large roll-up nodes) and merges its edges' parts beside it. A
 live tail's summary so far is kept merged with that entry until the next warm or seal, and its
-rows since go into the query's one merge, summarised in one pass with every other tail's and edge's. A run of
-closed segments a window holds whole reads a few nodes of the roll-up across segments that
-maintenance writes (:mod:`kronicler.db.segment_tree`), where it still holds, instead of each
-segment's roll-up. Segments a compaction has replaced, or is still writing,
+rows since go into the query's one merge, summarised in one pass with every other tail's and
+edge's. A run of closed segments a window holds whole reads a few nodes of the roll-up across
+segments that maintenance writes (:mod:`kronicler.db.segment_tree`), where it still holds,
+instead of each segment's roll-up. Segments a compaction has replaced, or is still writing,
 are left out. Each query method takes ``snapshot=`` to read a given snapshot; a pinned one
 (``pin``/``unpin``) keeps its segments readable between calls, which is what
 :mod:`kronicler.db.view` builds on.
