@@ -733,10 +733,11 @@ def upgrade(args: argparse.Namespace) -> int:
     """Rewrite closed segments' older-format indexes (:func:`kronicler.db.index.upgrade`),
     add the sorted-duration files segments from before them lack
     (:func:`kronicler.db.backfill.backfill`) and their prefix and suffix roll-up records
-    (:func:`kronicler.db.backfill.add_edge_records`). Both hold the maintenance lock and replace or add
-    whole files atomically, so writers and readers go on meanwhile; running it again does
+    (:func:`kronicler.db.backfill.add_edge_records`), and write the roll-up across segments
+    (:func:`kronicler.db.compaction.write_tree`). Each holds the maintenance lock and replaces or
+    adds whole files atomically, so writers and readers go on meanwhile; running it again does
     nothing more."""
-    from kronicler.db import backfill, index
+    from kronicler.db import backfill, compaction, index
     from kronicler.db.metadata import load_catalog
 
     if not math.isfinite(args.wait) or args.wait < 0:
@@ -746,9 +747,11 @@ def upgrade(args: argparse.Namespace) -> int:
     indexes = index.upgrade(segments, wait=args.wait)
     durations = backfill.backfill(segments, wait=args.wait)
     edges = backfill.add_edge_records(segments, wait=args.wait)
+    tree = compaction.write_tree(segments, wait=args.wait)
     print(f"rewrote {len(indexes)} segment index(es) in the current format; added sorted "
           f"durations to {len(durations)} segment(s) and edge roll-ups to {len(edges)} "
-          f"segment(s) in {args.path}")  # fmt: skip
+          f"segment(s) in {args.path}"
+          f"{'; wrote the roll-up across segments' if tree else ''}")  # fmt: skip
     return 0
 
 

@@ -52,7 +52,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from kronicler.db import attr_keys, durations, index, rollup
+from kronicler.db import attr_keys, durations, index, rollup, segment_tree
 from kronicler.db.lock import MaintenanceLock
 from kronicler.db.metadata import load_json
 from kronicler.db.page import CHUNK_ROWS
@@ -60,6 +60,7 @@ from kronicler.db.reader import SegmentReader
 from kronicler.db.schema import COLUMNS, SpanBatch
 from kronicler.db.snapshot import ChunkInfo
 from kronicler.db.writer import TEXT_COLUMNS, SegmentWriter
+from kronicler.errors import KroniclerError
 
 #: A segment's files: the data file first (readers find segments by it), then its side files.
 SEGMENT_SUFFIXES = (
@@ -205,15 +206,25 @@ def newest_start(reader: SegmentReader) -> int | None:
     return max(ends) if ends else None
 
 
-def open_readers(directory: Path) -> dict[str, SegmentReader]:
-    """A fresh reader of every segment in ``directory`` (maintenance's own view, not the cache's)."""
+def segment_ids(directory: Path) -> set[str]:
+    """The ids of the segments in ``directory`` (by their data files)."""
     try:
-        ids = sorted(f[:-5] for f in os.listdir(directory) if f.endswith(".kseg"))
+        return {f[:-5] for f in os.listdir(directory) if f.endswith(".kseg")}
     except FileNotFoundError:
-        ids = []
+        return set()
+
+
+def open_readers(
+    directory: Path, known: Mapping[str, SegmentReader] | None = None
+) -> dict[str, SegmentReader]:
+    """A fresh reader of every segment in ``directory`` (maintenance's own view, not the
+    cache's); ``known``: readers opened earlier by the caller, refreshed and reused."""
     readers = {}
-    for seg_id in ids:
-        reader = SegmentReader(directory, seg_id)
+    known = known or {}
+    for seg_id in sorted(segment_ids(directory)):
+        reader = known.get(seg_id)
+        if reader is None:
+            reader = SegmentReader(directory, seg_id)
         try:
             reader.refresh()
         except OSError as exc:  # deleted meanwhile (by an older Kronicler without the lock)
@@ -486,13 +497,46 @@ def maintain(
     directory: Path, work: Callable[[dict[str, SegmentReader]], T], *, wait: float = 0.0
 ) -> T:
     """Run ``work`` on fresh readers of every segment, holding the maintenance lock, after
-    sweeping what earlier maintenance left; returns what ``work`` returns."""
+    sweeping what earlier maintenance left; returns what ``work`` returns. When the segments
+    changed meanwhile, the roll-up across segments is brought up to date before the lock goes."""
     with MaintenanceLock(directory, wait=wait):
         readers = open_readers(directory)
+        before = set(readers)
         try:
             for seg in sweep(directory, readers):
                 readers.pop(seg).close()
-            return work(readers)
+            out = work(readers)
+            if segment_ids(directory) != before:
+                update_tree(directory, readers)
+            return out
         finally:
+            for reader in readers.values():
+                reader.close()
+
+
+def write_tree(directory: Path, *, wait: float = 0.0) -> bool:
+    """Bring the roll-up across segments up to date, as a maintenance step of its own (``kronicler
+    upgrade``): under the maintenance lock (MaintenanceBusyError after ``wait`` seconds)."""
+    with MaintenanceLock(directory, wait=wait):
+        return update_tree(directory)
+
+
+def update_tree(directory: Path, readers: dict[str, SegmentReader] | None = None) -> bool:
+    """Rewrite the roll-up across segments (``segment_tree.py``) for the segments now, when
+    they changed; ``readers``: the caller's, reused (new ones are added to it for the caller to
+    close). Call holding the maintenance lock. Never fails the maintenance: the file is only a
+    shortcut, so a failure is logged and the old file (or none) stays."""
+    own = readers is None
+    readers = {} if readers is None else readers
+    try:
+        now = open_readers(directory, known=readers)
+        for seg_id, reader in now.items():
+            readers.setdefault(seg_id, reader)
+        return segment_tree.update(directory, [r.view() for r in visible(now.values())])
+    except (OSError, KroniclerError) as exc:
+        log.warning("roll-up across segments of %s not written: %s", directory, exc)
+        return False
+    finally:
+        if own:
             for reader in readers.values():
                 reader.close()

@@ -12,7 +12,10 @@ one byte-bounded bufferpool, and so are merges of many segments' summaries
 live writers and the range's edges add; a window that moves reuses the kept merge of what stays
 as it moves (whole segments and large roll-up nodes) and merges its edges' parts beside it. A
 live tail's summary so far is kept merged with that entry until the next warm or seal, and its
-rows since go into the query's one merge, summarised in one pass with every other tail's and edge's. Segments a compaction has replaced, or is still writing,
+rows since go into the query's one merge, summarised in one pass with every other tail's and
+edge's. A run of closed segments a window holds whole reads a few nodes of the roll-up across
+segments that maintenance writes (:mod:`kronicler.db.segment_tree`), where it still holds,
+instead of each segment's roll-up. Segments a compaction has replaced, or is still writing,
 are left out. Each query method takes ``snapshot=`` to read a given snapshot; a pinned one
 (``pin``/``unpin``) keeps its segments readable between calls, which is what
 :mod:`kronicler.db.view` builds on.
@@ -46,7 +49,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from kronicler import budget
-from kronicler.db import compaction, merged, rollup
+from kronicler.db import compaction, merged, rollup, segment_tree
 from kronicler.db.bufferpool import BufferPool
 from kronicler.db.chunk import BLOCK_COLUMNS, summarize
 from kronicler.db.chunk_table import NONE as NO_CALL
@@ -211,6 +214,8 @@ class SegmentSet:
         # The last kept merges of the whole-history entry with the live tails (see _with_tails).
         self._tail_keys: list[merged.SetKey] = []
         self._names = _Names()  # the queries' numbering of function names (under lock)
+        # The roll-up across segments (segment_tree.py), reopened when it changes; under lock.
+        self.tree = segment_tree.TreeReader(directory)
 
     def forget(self, segment: str) -> None:
         """Drop a deleted segment's reader and cached pages (call with ``lock`` held).
@@ -249,6 +254,7 @@ class SegmentSet:
                 reader.refresh()
             except OSError as exc:  # deleted under us by retention in another process
                 log.debug("segment %s unreadable: %s", reader.id, exc)
+        self.tree.refresh()
         return compaction.visible(self.readers[i] for i in sorted(self.readers))
 
     def snapshot(self) -> Snapshot:
@@ -298,9 +304,13 @@ class SegmentSet:
                         raise
             raise AssertionError("unreachable")
 
-    def _load_page(self, key: _PageKey | _NodeKey | _RunsKey | _PlanKey | merged.SetKey) -> Any:
+    def _load_page(
+        self, key: _PageKey | _NodeKey | _RunsKey | _PlanKey | merged.SetKey | segment_tree.NodeKey
+    ) -> Any:
         if isinstance(key, merged.SetKey):
             return self._load_set(key)
+        if isinstance(key, segment_tree.NodeKey):
+            return key.file.load(key.node)
         if isinstance(key, _NodeKey):
             return self._load_node(key)
         if isinstance(key, _RunsKey):
@@ -356,9 +366,9 @@ class SegmentSet:
                     page = pins.pin(self.pool, k)
                 except CorruptPageError as exc:
                     raise _damaged(k, exc) from None
-                if isinstance(page, merged.NamedBlock):
-                    assert isinstance(k, merged.SetKey)
+                if isinstance(k, merged.SetKey):
                     self._kept(k)
+                if isinstance(page, merged.NamedBlock):  # a kept merge, or a segment tree node
                     items.append((page.names, page.block))
                 else:
                     assert part.names is not None
@@ -582,9 +592,10 @@ class SegmentSet:
 
         def take(part: merged.Part) -> None:
             key = part.key
-            if isinstance(key, merged.SetKey):
+            if isinstance(key, (merged.SetKey, segment_tree.NodeKey)):
                 nb = hold(key)
-                self._kept(key)
+                if isinstance(key, merged.SetKey):
+                    self._kept(key)
                 pieces.append((num.lookup(nb.names), nb.block))
                 return
             assert part.names is not None
@@ -614,10 +625,18 @@ class SegmentSet:
                 else:  # the rest of a plan asked for the first time: merged with the rest
                     take(replace(part, key=sub))
 
+        # Runs of closed segments held whole that a node of the roll-up across segments stands
+        # for: the node's part where the run begins, None for the rest of it
+        across = self._across(snap, window, wanted)
         with held:
             if window.everything:
                 tails = []
                 for seg in snap.segments:
+                    if seg.id in across:  # closed, so no tail
+                        first = across[seg.id]
+                        if first is not None:
+                            sealed.append(first)
+                        continue
                     block = seg.memo("rollup_block", partial(_whole_block, seg))
                     if len(block):
                         part = merged.part_of(seg.id, merged.BlockKey(seg.id, block), seg.names)
@@ -647,6 +666,11 @@ class SegmentSet:
                         edges.add(lookup[tail["name"][done:]],
                                   {c: tail[c][done:] for c in _ORDERED_COLUMNS})  # fmt: skip
             for seg in () if window.everything else snap.segments:
+                if seg.id in across:  # closed and held whole, so no tail and no edge
+                    first = across[seg.id]
+                    if first is not None:
+                        stable.append(first)
+                    continue
                 codes = _wanted_codes(seg, wanted)
                 if codes is not None and codes.size == 0:
                     continue
@@ -730,6 +754,62 @@ class SegmentSet:
             out = rollup.merge(pieces)  # the query's own arrays: no pin needed past here
         names = num.names
         return {names[g]: out.function_summary(i) for i, g in enumerate(out.codes.tolist())}
+
+    def _across(
+        self, snap: Snapshot, window: TimeRange, wanted: set[str] | None
+    ) -> dict[str, merged.Part | None]:
+        """The nodes of the roll-up across segments (``segment_tree.py``) a question uses: per
+        segment id of a run one node stands for, the node's part at the run's first segment
+        (in snapshot order) and None at the others. A node is used only when every segment it
+        names is in the snapshot as the tree saw it (closed, clean, same rows and chunks) and
+        either lies whole in the window or holds no function asked. A node whose record does
+        not load is left out (logged), and the question takes its children, or the segments'
+        own roll-ups, instead."""
+        tree = self.tree.current
+        if tree is None or len(snap.segments) < 2:
+            return {}
+        by_id = {s.id: s for s in snap.segments}
+
+        def usable(m: segment_tree.Member) -> bool:
+            # the member's time range is the segment's once the member matches: the window is
+            # checked first, so a segment the window does not hold costs no more than this
+            held = window.everything or window.covers(m.start_min, m.start_max) == 2
+            if not held and wanted is None:
+                return False
+            seg = by_id.get(m.id)
+            if seg is None:
+                return False
+            if not held:  # usable only when no row of the segment is wanted: a node adds none
+                codes = _wanted_codes(seg, wanted)
+                if codes is None or codes.size:
+                    return False
+            return seg.memo("tree_member", partial(segment_tree.member_of, seg)) == m
+
+        while True:
+            nodes = tree.choose(usable)
+            for node in nodes:
+                budget.check()  # stop when the caller's deadline passed
+                key = tree.key(node)
+                if key in self.pool:
+                    continue
+                try:
+                    with self.pool.read_page(key):  # loaded now, so damage costs only the node
+                        pass
+                except CorruptPageError as exc:
+                    log.warning("roll-up across segments: node of %d segments unusable: %s",
+                                node.width, exc)  # fmt: skip
+                    tree.bad.add(node)
+                    break
+            else:
+                break
+        order = {s.id: i for i, s in enumerate(snap.segments)}
+        out: dict[str, merged.Part | None] = {}
+        for node in nodes:
+            key = tree.key(node)
+            ids = sorted(key.ids, key=order.__getitem__)
+            out[ids[0]] = merged.Part(key, None, key.segments)
+            out.update(dict.fromkeys(ids[1:]))
+        return out
 
     def _whole(self, sealed: list[merged.Part], live: list[merged.Part]) -> list[merged.Part]:
         """What every segment's roll-up merged is, as one part: the tree over the closed
@@ -1071,16 +1151,17 @@ def _children(key: _NodeKey) -> list[_PageKey | _NodeKey]:
 
 
 def _in_segment(
-    segment: str, key: _PageKey | _NodeKey | _RunsKey | _PlanKey | merged.SetKey
+    segment: str,
+    key: _PageKey | _NodeKey | _RunsKey | _PlanKey | merged.SetKey | segment_tree.NodeKey,
 ) -> bool:
-    if isinstance(key, merged.SetKey):
+    if isinstance(key, (merged.SetKey, segment_tree.NodeKey)):
         return segment in key.segments
     return key.segment == segment
 
 
 def _segment_of(part: merged.Part) -> str:
-    (segment,) = part.segments
-    return segment
+    """The segment a part's group boundary is decided by (a node across segments: its last)."""
+    return max(part.segments)
 
 
 def _damaged(key: Hashable, exc: CorruptPageError) -> Exception:

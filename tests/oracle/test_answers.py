@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from kronicler import query as kq
-from kronicler.db import Database
+from kronicler.db import Database, segment_tree
+from kronicler.db.database import SEGMENTS
 from tests.oracle.interfaces import QUANTILES, PythonApi, to_filter
 from tests.oracle.layouts import Layout
 from tests.oracle.queries import Failures, standard_queries, time_bounds
@@ -33,6 +34,25 @@ from tests.oracle.truth import (
 )
 
 ALL_QUANTILES = (0.0, 0.001, 0.25, *QUANTILES, 1.0)
+
+
+def test_maintained_layouts_read_the_roll_up_across_segments(layout: Layout) -> None:
+    """Compaction, the time-disjoint one and retention leave a roll-up across the closed
+    segments (``segment_tree.py``), which the layout's answers here and through every interface
+    (``test_interfaces.py``) read: a fresh reader's whole-history answer takes its nodes, and
+    its answers over time ranges equal the brute force."""
+    file = layout.path / SEGMENTS / segment_tree.FILE
+    if layout.name == "deployment":
+        assert not file.exists()  # no maintenance ran
+        return
+    assert file.exists()
+    with Database.open(layout.path, readonly=True) as fresh:
+        for since, until in [(None, None), *time_bounds(layout.truth).values()]:
+            q = Query(since=since, until=until)
+            check_table(PythonApi(fresh).stats(q), "function", expected_stats(layout.truth, q),
+                        QUANTILES, exact=False, where=f"{layout.name} {q.label()}")  # fmt: skip
+        tree = fresh._reads.tree.current
+        assert tree is not None and tree.reads >= 1
 
 
 @pytest.mark.parametrize("exact", [False, True], ids=["summaries", "exact"])
