@@ -148,10 +148,9 @@ class TreeFile:
     ``bad`` (mutable, under the segment set's lock): nodes whose record failed to load."""
 
     def __init__(self, fd: int, members: tuple[Member, ...], nodes: tuple[TreeNode, ...],
-                 base: int, identity: tuple[int, ...]) -> None:  # fmt: skip
+                 base: int) -> None:  # fmt: skip
         self.members = members
         self.nodes = nodes  # largest first (see choose)
-        self.identity = identity  # (inode, device, size, mtime): a changed file is a new one
         self.bad: set[TreeNode] = set()
         self.reads = 0  # node records loaded (what tests and benchmarks look at)
         self._fd = fd
@@ -166,7 +165,6 @@ class TreeFile:
         except FileNotFoundError:
             return None
         try:
-            st = os.fstat(fd)
             head = parse_header(os.pread(fd, HEADER_SIZE, 0))
             if head is None or head.column != DIRECTORY_PAGE:
                 raise CorruptPageError("no directory page")
@@ -182,8 +180,7 @@ class TreeFile:
             log.warning("segment tree %s unreadable, ignored: %s", path, exc)
             return None
         order = tuple(sorted(nodes, key=lambda n: (-n.width, n.first)))
-        identity = (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
-        return cls(fd, members, order, head.size, identity)
+        return cls(fd, members, order, head.size)
 
     def key(self, node: TreeNode) -> NodeKey:
         ids = tuple(m.id for m in self.members[node.first : node.last + 1])
