@@ -465,6 +465,7 @@ def compact(
     ``report`` is told of every published output.
     """
     check_positive(small_rows=small_rows, group_rows=group_rows, group_span_ns=group_span_ns)
+    stop = latch(stop)
 
     def work(readers: dict[str, SegmentReader]) -> int:
         merged = 0
@@ -483,7 +484,24 @@ def compact(
                 delete_tree(directory, r.id, readers)
         return merged
 
-    return maintain(directory, work, wait=wait)
+    return maintain(directory, work, wait=wait, stop=stop)
+
+
+def latch(stop: Callable[[], bool] | None) -> Callable[[], bool] | None:
+    """``stop`` that, once it answered True, answers True without asking again (a caller's
+    ``stop`` may count or block; maintenance asks it once more before the roll-up across
+    segments)."""
+    if stop is None:
+        return None
+    asked = stop
+    stopped = False
+
+    def latched() -> bool:
+        nonlocal stopped
+        stopped = stopped or asked()
+        return stopped
+
+    return latched
 
 
 def check_positive(**values: object) -> None:
@@ -494,20 +512,24 @@ def check_positive(**values: object) -> None:
 
 
 def maintain(
-    directory: Path, work: Callable[[dict[str, SegmentReader]], T], *, wait: float = 0.0
+    directory: Path,
+    work: Callable[[dict[str, SegmentReader]], T],
+    *,
+    wait: float = 0.0,
+    stop: Callable[[], bool] | None = None,
 ) -> T:
     """Run ``work`` on fresh readers of every segment, holding the maintenance lock, after
-    sweeping what earlier maintenance left; returns what ``work`` returns. When the segments
-    changed meanwhile, the roll-up across segments is brought up to date before the lock goes."""
+    sweeping what earlier maintenance left; returns what ``work`` returns. Before the lock goes
+    the roll-up across segments is brought up to date (rewritten only when the closed segments
+    differ from its members, so also after an earlier update was stopped), unless ``stop()``."""
     with MaintenanceLock(directory, wait=wait):
         readers = open_readers(directory)
-        before = set(readers)
         try:
             for seg in sweep(directory, readers):
                 readers.pop(seg).close()
             out = work(readers)
-            if segment_ids(directory) != before:
-                update_tree(directory, readers)
+            if stop is None or not stop():
+                update_tree(directory, readers, stop)
             return out
         finally:
             for reader in readers.values():
@@ -521,10 +543,15 @@ def write_tree(directory: Path, *, wait: float = 0.0) -> bool:
         return update_tree(directory)
 
 
-def update_tree(directory: Path, readers: dict[str, SegmentReader] | None = None) -> bool:
+def update_tree(
+    directory: Path,
+    readers: dict[str, SegmentReader] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> bool:
     """Rewrite the roll-up across segments (``segment_tree.py``) for the segments now, when
     they changed; ``readers``: the caller's, reused (new ones are added to it for the caller to
-    close). Call holding the maintenance lock. Never fails the maintenance: the file is only a
+    close); ``stop``: asked between node merges (stopped: nothing written). Call holding the
+    maintenance lock. Never fails the maintenance: the file is only a
     shortcut, so a failure is logged and the old file (or none) stays."""
     own = readers is None
     readers = {} if readers is None else readers
@@ -532,7 +559,7 @@ def update_tree(directory: Path, readers: dict[str, SegmentReader] | None = None
         now = open_readers(directory, known=readers)
         for seg_id, reader in now.items():
             readers.setdefault(seg_id, reader)
-        return segment_tree.update(directory, [r.view() for r in visible(now.values())])
+        return segment_tree.update(directory, [r.view() for r in visible(now.values())], stop)
     except (OSError, KroniclerError) as exc:
         log.warning("roll-up across segments of %s not written: %s", directory, exc)
         return False

@@ -433,6 +433,7 @@ def compact(
     published group.
     """
     compaction.check_positive(output_rows=output_rows, small_rows=small_rows, slice_rows=slice_rows)
+    stop = compaction.latch(stop)
 
     def work(readers: dict[str, SegmentReader]) -> int:
         merged = 0
@@ -450,4 +451,4 @@ def compact(
                 compaction.delete_tree(directory, r.id, readers)
         return merged
 
-    return compaction.maintain(directory, work, wait=wait)
+    return compaction.maintain(directory, work, wait=wait, stop=stop)

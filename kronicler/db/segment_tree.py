@@ -22,14 +22,17 @@ damaged file, or a node whose record fails its checksum, is ignored (logged), an
 same merges of the same summaries (integer fields exact; sums up to float rounding, as every
 grouping of a merge).
 
-Writing. Whoever holds the maintenance lock and changed the segment set (compaction, the
-time-disjoint compaction, retention: ``compaction.maintain``, hence ``serve --compact-every``)
-calls :func:`update` before letting the lock go, and so does ``kronicler upgrade``
-(``compaction.write_tree``); it rewrites the file only when its members differ from the closed
-segments now or a record is damaged. The file is written whole: temporary file, fsync, rename,
-fsync of the folder (``metadata.atomic_write``), so a reader sees the old file or the new one,
-and a writer killed midway leaves the old one (its temporary file goes with the next writable
-open). Segments closed by live writers since are leaves until the next such run.
+Writing. Every maintenance run (compaction, the time-disjoint compaction, retention:
+``compaction.maintain``, hence ``serve --compact-every``) calls :func:`update` before letting
+the maintenance lock go, and so does ``kronicler upgrade`` (``compaction.write_tree``); it
+rewrites the file only when its members differ from the closed segments now or a record is
+damaged. A segment whose own roll-up fails to decode is left out of the members. The run's
+``stop`` is asked between node merges (about 1 s of merging at a billion rows): a stopped update
+writes nothing, and the next run finds the file stale and writes it. The file is written whole:
+temporary file, fsync, rename, fsync of the folder (``metadata.atomic_write``), so a reader sees
+the old file or the new one, and a writer killed midway leaves the old one (its temporary file
+goes with the next writable open). Segments closed by live writers since are leaves until the
+next run.
 
 Format: checksummed pages (:mod:`kronicler.db.page`). The first is the directory (JSON: members,
 and per node its run of members and where its record lies after the directory); each node record
@@ -255,14 +258,27 @@ class TreeReader:
 # -- writing ------------------------------------------------------------------------------------
 
 
-def update(directory: Path, views: Iterable[SegmentView]) -> bool:
+def update(
+    directory: Path, views: Iterable[SegmentView], stop: Callable[[], bool] | None = None
+) -> bool:
     """Rewrite the folder's file for the closed segments among ``views`` (the visible ones, as
     maintenance sees them under its lock) when its members differ; True when written (or
-    removed: fewer than two members). Call holding the maintenance lock."""
+    removed: fewer than two members). A segment whose own roll-up fails to decode is left out
+    (it answers from its chunks, as a segment closed since does). ``stop`` is asked between
+    node merges: when it answers True nothing is written (the old file stays, used where it
+    still holds) and False is returned. Call holding the maintenance lock."""
     path = Path(directory) / FILE
-    found = [(m, v) for v in views if (m := member_of(v)) is not None]
-    found.sort(key=lambda mv: (mv[0].start_min, mv[0].start_max, mv[0].id))
-    members = tuple(m for m, _ in found)
+    found: list[tuple[Member, tuple[str, ...], Block]] = []
+    for v in views:
+        m = member_of(v)
+        if m is None:
+            continue
+        try:
+            found.append((m, v.names, rollup.rollup_block(v.rollup)))
+        except CorruptPageError as exc:
+            log.warning("segment %s left out of the roll-up across segments: %s", v.id, exc)
+    found.sort(key=lambda f: (f[0].start_min, f[0].start_max, f[0].id))
+    members = tuple(f[0] for f in found)
     old = TreeFile.open(path)
     if old is not None and old.members == members and old.intact():
         return False
@@ -271,13 +287,20 @@ def update(directory: Path, views: Iterable[SegmentView]) -> bool:
             return False
         path.unlink(missing_ok=True)
         return True
-    leaves = [(v.names, rollup.rollup_block(v.rollup)) for _, v in found]
-    atomic_write(path, encode(members, leaves))
+    data = encode(members, [(names, block) for _, names, block in found], stop)
+    if data is None:
+        return False
+    atomic_write(path, data)
     return True
 
 
-def encode(members: Sequence[Member], leaves: Sequence[tuple[tuple[str, ...], Block]]) -> bytes:
-    """The file of ``members`` (in order) whose summaries are ``leaves`` (names, block)."""
+def encode(
+    members: Sequence[Member],
+    leaves: Sequence[tuple[tuple[str, ...], Block]],
+    stop: Callable[[], bool] | None = None,
+) -> bytes | None:
+    """The file of ``members`` (in order) whose summaries are ``leaves`` (names, block); None
+    when ``stop`` (asked before each node's merge) answered True."""
     records: list[bytes] = []
     nodes: list[list[int]] = []
     offset = 0
@@ -291,6 +314,8 @@ def encode(members: Sequence[Member], leaves: Sequence[tuple[tuple[str, ...], Bl
             if len(pair) == 1:
                 up.append(pair[0])  # the same run one level up: no record of its own
                 continue
+            if stop is not None and stop():
+                return None
             first, last = pair[0][0], pair[1][1]
             nb = merged.merge_named([(p[2].names, p[2].block) for p in pair])
             page = _record(first, last, nb)

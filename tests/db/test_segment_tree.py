@@ -9,6 +9,7 @@ without the file, for windows that hold runs of segments whole and windows that 
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kronicler.db import Database, compaction, segment_tree
+from kronicler.db import Database, compaction, index, segment_tree
 from kronicler.db.database import SEGMENTS
 from kronicler.db.merged import Part
 from kronicler.db.scan import FunctionSummary, TimeRange
@@ -373,8 +374,12 @@ def test_maintenance_and_upgrade_write_the_tree(db_copy: tuple[Path, Rows]) -> N
     assert file.exists()
     file.unlink()
     with Database.open(path) as db:
-        db.compact(small_rows=1, wait=10)  # nothing merged, nothing changed: not written
-    assert not file.exists()
+        db.compact(small_rows=1, wait=10)  # nothing merged, but the file was missing: written
+    assert file.exists()
+    stamp = file.stat().st_mtime_ns, file.stat().st_ino
+    with Database.open(path) as db:
+        db.compact(small_rows=1, wait=10)  # nothing changed: not rewritten
+    assert (file.stat().st_mtime_ns, file.stat().st_ino) == stamp
     spans = _spans(path)
     with Database.open(path) as db:  # retention retires the oldest segment: written
         total = sum(f.stat().st_size for f in _segdir(path).iterdir()
@@ -386,3 +391,58 @@ def test_maintenance_and_upgrade_write_the_tree(db_copy: tuple[Path, Rows]) -> N
     with Database.open(path) as db:
         db.retain(max_age_ns=0, wait=10)  # every segment is old: all retired, the file too
     assert not file.exists()
+
+
+def test_a_stopped_update_writes_nothing_and_the_next_run_catches_up(
+    db_copy: tuple[Path, Rows],
+) -> None:
+    path, truth = db_copy
+    segdir = _segdir(path)
+    file = segdir / segment_tree.FILE
+    asked = []
+
+    def stop_at_second() -> bool:
+        asked.append(1)
+        return len(asked) >= 2
+
+    assert not compaction.update_tree(segdir, stop=stop_at_second)
+    assert len(asked) == 2 and not file.exists()  # stopped between two node merges
+    assert not [f for f in os.listdir(segdir) if f.endswith(".tmp")]
+    # a stopped run leaves the update to the next one
+    assert compaction.compact(segdir, small_rows=1, wait=10, stop=lambda: True) == 0
+    assert not file.exists()
+    with Database.open(path) as db:
+        assert db.compact(small_rows=1, wait=10) == 0
+    tree = segment_tree.TreeFile.open(file)
+    assert tree is not None and len(tree.members) == len(_spans(path))
+    _check_brute(path, truth, None, None, where="after the catch-up")
+
+
+def test_a_segment_whose_roll_up_fails_to_decode_is_left_out(
+    db_copy: tuple[Path, Rows], caplog: pytest.LogCaptureFixture
+) -> None:
+    path, truth = db_copy
+    segdir = _segdir(path)
+    first = min(compaction.visible(compaction.open_readers(segdir).values()),
+                key=lambda r: min(c.start_min for c in r.chunks))  # fmt: skip
+    victim = first.id
+    first.close()
+    idx = segdir / f"{victim}{index.SUFFIX}"
+    raw = bytearray(idx.read_bytes())
+    lengths = index.HEADER.unpack_from(raw, 0)[3::2]
+    starts = np.cumsum([index.HEADER.size, *lengths])
+    raw[int(starts[2] + starts[3]) // 2] ^= 0x20  # inside the roll-up frame
+    idx.write_bytes(bytes(raw))
+    with caplog.at_level(logging.WARNING, logger="kronicler"):
+        assert _write_tree(path)
+    assert any(victim in r.getMessage() and "left out" in r.getMessage() for r in caplog.records)
+    tree = segment_tree.TreeFile.open(segdir / segment_tree.FILE)
+    assert tree is not None
+    assert victim not in {m.id for m in tree.members}
+    assert len(tree.members) == len(_spans(path)) - 1
+    for since, until in _windows(path):
+        where = f"{since}..{until}"
+        got, _ = _summaries(path, since, until)
+        _same(got, _without_tree(path, since, until), where)
+        _check_brute(path, truth, since, until, where)
+    assert _used(path, None, None)  # the others still answer from nodes
