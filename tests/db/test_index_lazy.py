@@ -163,14 +163,9 @@ def test_decoded_chunks_and_roll_up_equal_what_a_walk_finds(tmp_path):
     _equal_to_the_walk(db_dir, tmp_path, index.VERSION)
 
 
-def _read_in_parts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Read indexes as a large one is read (a few KB here, read whole at once otherwise): the
-    header first, then the head and the roll-up frames, the function lists on first use."""
-    monkeypatch.setattr(index, "_FIRST_READ", index.HEADER.size)
-
-
-def test_an_index_read_in_parts_equals_the_walk_and_brute_force(tmp_path, monkeypatch):
-    _read_in_parts(monkeypatch)
+def test_an_index_read_in_parts_equals_the_walk_and_brute_force(tmp_path):
+    # a closed segment's index is read in parts: the header and the head, the chunk directory
+    # checked on first use, the roll-up and the function lists read on first use
     db_dir = tmp_path / "db"
     parts = [make_rows(n, seed=s, functions=7, base=BASE + s * 10**10)
              for s, n in enumerate((3000, 1300, 700))]  # fmt: skip
@@ -184,13 +179,12 @@ def test_an_index_read_in_parts_equals_the_walk_and_brute_force(tmp_path, monkey
 
 @pytest.mark.parametrize("change", ["same chunks", "other chunks", "gone"])
 def test_an_index_changed_after_the_open_gives_its_lists_only_with_the_same_chunks(
-    tmp_path, change, monkeypatch
+    tmp_path, change
 ):  # fmt: skip
     """The lists of a closed segment's index are read when first needed, from the file the
     open read. Maintenance that rewrites it keeping its chunks (more roll-up records listed)
     gives the same lists; a file gone or with other chunks is refused and the segment walked:
     either way every answer equals brute force."""
-    _read_in_parts(monkeypatch)
     path, seg, truth = _one_segment(tmp_path)
     with Database.open(tmp_path, readonly=True) as db:
         (reader,) = db._open_reads().refresh()
@@ -363,13 +357,8 @@ def _one_segment(tmp_path: Path) -> tuple[Path, str, dict[str, np.ndarray]]:
     return path, path.stem, _truth([rows])
 
 
-@pytest.mark.parametrize("in_parts", [False, True])
 @pytest.mark.parametrize("where", ["header", "head", "lists", "roll-up", "truncated", "longer"])
-def test_damage_in_any_part_is_refused_counted_once_and_walked_around(
-    tmp_path, where, in_parts, caplog, monkeypatch
-):  # fmt: skip
-    if in_parts:  # read as a large index is: header and head first, the lists when first needed
-        monkeypatch.setattr(index, "_FIRST_READ", index.HEADER.size)
+def test_damage_in_any_part_is_refused_counted_once_and_walked_around(tmp_path, where, caplog):
     path, seg, truth = _one_segment(tmp_path)
     raw = bytearray(path.read_bytes())
     lengths = index.HEADER.unpack_from(raw, 0)[3::2]
@@ -452,6 +441,38 @@ def test_a_lie_behind_the_checksums_is_refused_when_first_read(tmp_path, how, ca
         _check(db, truth)
         reader = next(iter(db._open_reads().readers.values()))
         assert (reader.index_failures, reader._indexed) == (1, 0)
+        assert len([r for r in caplog.records if "index unusable" in r.getMessage()]) == 1
+
+
+@pytest.mark.parametrize("how", ["rows", "a gap", "pages"])
+def test_a_chunk_directory_that_lies_is_refused_when_first_used(tmp_path, how, caplog):
+    """A closed segment's chunk directory is checked when a question first uses it, not at
+    open: one that passes its checksum but does not tile the segment (a writer's bug) opens,
+    is refused there, and the segment is walked; every answer is still brute force's."""
+    path, seg, truth = _one_segment(tmp_path)
+    idx = index.decode(path.read_bytes(), seg)
+    c0, c1 = idx.chunks[0], idx.chunks[1]
+    pages = dict(c0.pages)
+    pages["start"] = (pages["start"][0], pages["start"][1] + 1)
+    lie = {
+        "rows": dataclasses.replace(idx, rows=idx.rows + 1),
+        "a gap": dataclasses.replace(idx, chunks=(
+            c0, dataclasses.replace(c1, offset=c1.offset + 1), *idx.chunks[2:])),
+        "pages": dataclasses.replace(idx, chunks=(
+            dataclasses.replace(c0, pages=pages), *idx.chunks[1:])),
+    }[how]  # fmt: skip
+    path.write_bytes(index.encode(lie))
+    with pytest.raises(CorruptPageError):
+        index.decode(path.read_bytes(), seg)  # decoded whole, it is refused at once
+    with caplog.at_level(logging.WARNING, logger="kronicler"), Database.open(tmp_path) as db:
+        reader = next(iter(db._open_reads().refresh()))
+        table = reader.chunks.table
+        assert reader._indexed and not reader.index_failures  # opened from its head
+        assert table is not None and not table.checked
+        _check(db, truth)
+        assert (reader.index_failures, reader._indexed) == (1, 0)
+        assert table.failed is not None
+        _check(db, truth)
         assert len([r for r in caplog.records if "index unusable" in r.getMessage()]) == 1
 
 
