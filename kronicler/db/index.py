@@ -80,6 +80,8 @@ assert HEADER.size == 44
 HEADER_V2 = Struct("<4sH2xIQ")
 assert HEADER_V2.size == 20
 _PREFIX = Struct("<4sH")
+#: bytes an open reads first: the header and the head frame fit (~21 KB at 2^25 rows)
+_FIRST_READ: Final = 1 << 16
 #: page kinds of a chunk in file order: its columns, then its dictionary and summary pages
 PAGE_KINDS: Final = (*COLUMNS, "dictionary", "summary")
 _CHUNK_FIELDS = len(FIELDS)  # offset, length, rows, first_row, start_min, start_max
@@ -221,7 +223,7 @@ def load(directory: Path, segment: str) -> SegmentIndex | None:
 
 
 def _load(f: BinaryIO, path: Path, segment: str) -> SegmentIndex:
-    first = f.read(HEADER.size)
+    first = f.read(_FIRST_READ)
     if len(first) < HEADER.size or first[: _PREFIX.size] != _PREFIX.pack(MAGIC, VERSION):
         return decode(first + f.read(), segment)  # short, format 2 or no index: as a whole
     checks = HEADER.unpack_from(first, 0)[2:]
@@ -229,24 +231,30 @@ def _load(f: BinaryIO, path: Path, segment: str) -> SegmentIndex:
     stat = os.fstat(f.fileno())
     if HEADER.size + sum(lengths) != stat.st_size:
         return decode(first + f.read(), segment)  # damaged: decode says how
-    # The head and the roll-up (~20 and ~40 KB at 2^25 rows), not the function lists between
-    # them: fresh memory for those cost a cold process more than the read
-    head = f.read(lengths[0])
-    f.seek(HEADER.size + lengths[0] + lengths[1])
-    rollup_frame = f.read(lengths[2])
+    whole = len(first) == stat.st_size  # a small index: every frame read already
+    head_end = HEADER.size + lengths[0]
+    raw = first if len(first) >= head_end else first + f.read(head_end - len(first))
+    if whole:
+        rollup_frame = memoryview(raw)[head_end + lengths[1] :]
+    else:
+        f.seek(head_end + lengths[1])
+        rollup_frame = memoryview(f.read(lengths[2]))
     frames: list[_Frame] = [
-        partial(_checked, memoryview(head), crcs[0], segment),
+        partial(_checked, memoryview(raw)[HEADER.size : head_end], crcs[0], segment),
         _no_frame,  # set below, once the head says whether the segment is closed
-        partial(_checked, memoryview(rollup_frame), crcs[2], segment),
+        partial(_checked, rollup_frame, crcs[2], segment),
     ]
     meta, arrays, lists, summaries = _parts(frames, segment)
     closed = bool(meta.get("closed"))
-    if not closed:  # a live writer saves its index again: take the lists now
-        f.seek(HEADER.size + lengths[0])
+    if whole:
+        frames[1] = partial(_checked, memoryview(raw)[head_end : head_end + lengths[1]], crcs[1],
+                            segment)  # fmt: skip
+    elif not closed:  # a live writer saves its index again: take the lists now
+        f.seek(head_end)
         frames[1] = partial(_checked, memoryview(f.read(lengths[1])), crcs[1], segment)
     else:
         frames[1] = partial(_lists_later, path, (stat.st_ino, stat.st_size, stat.st_mtime_ns),
-                            segment, arrays, HEADER.size + lengths[0], lengths[1], crcs[1])  # fmt: skip
+                            segment, arrays, head_end, lengths[1], crcs[1])  # fmt: skip
     try:
         return _assemble(meta, arrays, lists, summaries, segment, later=closed)
     except (*codec.BAD_BYTES, AttributeError, RecursionError, SchemaVersionError) as exc:

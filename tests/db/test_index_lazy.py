@@ -163,9 +163,14 @@ def test_decoded_chunks_and_roll_up_equal_what_a_walk_finds(tmp_path):
     _equal_to_the_walk(db_dir, tmp_path, index.VERSION)
 
 
-def test_an_index_read_in_parts_equals_the_walk_and_brute_force(tmp_path):
-    # a closed segment's index is read in parts: the header and the head, the chunk directory
-    # checked on first use, the roll-up and the function lists read on first use
+def _read_in_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read indexes as a large one is read (a few KB here, read whole at once otherwise): the
+    header first, then the head and the roll-up frames, the function lists on first use."""
+    monkeypatch.setattr(index, "_FIRST_READ", index.HEADER.size)
+
+
+def test_an_index_read_in_parts_equals_the_walk_and_brute_force(tmp_path, monkeypatch):
+    _read_in_parts(monkeypatch)
     db_dir = tmp_path / "db"
     parts = [make_rows(n, seed=s, functions=7, base=BASE + s * 10**10)
              for s, n in enumerate((3000, 1300, 700))]  # fmt: skip
@@ -179,12 +184,13 @@ def test_an_index_read_in_parts_equals_the_walk_and_brute_force(tmp_path):
 
 @pytest.mark.parametrize("change", ["same chunks", "other chunks", "gone"])
 def test_an_index_changed_after_the_open_gives_its_lists_only_with_the_same_chunks(
-    tmp_path, change
+    tmp_path, change, monkeypatch
 ):  # fmt: skip
     """The lists of a closed segment's index are read when first needed, from the file the
     open read. Maintenance that rewrites it keeping its chunks (more roll-up records listed)
     gives the same lists; a file gone or with other chunks is refused and the segment walked:
     either way every answer equals brute force."""
+    _read_in_parts(monkeypatch)
     path, seg, truth = _one_segment(tmp_path)
     with Database.open(tmp_path, readonly=True) as db:
         (reader,) = db._open_reads().refresh()
@@ -357,8 +363,13 @@ def _one_segment(tmp_path: Path) -> tuple[Path, str, dict[str, np.ndarray]]:
     return path, path.stem, _truth([rows])
 
 
+@pytest.mark.parametrize("in_parts", [False, True])
 @pytest.mark.parametrize("where", ["header", "head", "lists", "roll-up", "truncated", "longer"])
-def test_damage_in_any_part_is_refused_counted_once_and_walked_around(tmp_path, where, caplog):
+def test_damage_in_any_part_is_refused_counted_once_and_walked_around(
+    tmp_path, where, in_parts, caplog, monkeypatch
+):  # fmt: skip
+    if in_parts:  # read as a large index is: header and head first, the lists when first needed
+        monkeypatch.setattr(index, "_FIRST_READ", index.HEADER.size)
     path, seg, truth = _one_segment(tmp_path)
     raw = bytearray(path.read_bytes())
     lengths = index.HEADER.unpack_from(raw, 0)[3::2]
