@@ -4,7 +4,9 @@ A reader follows a segment that another thread or process may still be writing. 
 takes the chunk directory, the name and service texts and the roll-up from the segment's index
 (:mod:`kronicler.db.index`) when it has a usable one, reading no chunk page; the directory stays
 the index's arrays (:mod:`kronicler.db.chunk_table`), the function lists and the roll-up are
-decoded when first needed. After that, ``refresh``
+decoded when first needed, and a closed segment's directory is checked when first used: till then
+its views carry what the index's head says (``SegmentView.extent``), which is all a question that
+holds the segment whole or not at all needs. After that, ``refresh``
 looks at the file sizes: new complete chunks (past the index) are discovered by walking page headers
 from where the previous refresh stopped, and a changed log is re-read: only its new records when it
 just grew (:mod:`kronicler.db.log_follow`), which are then added to the tail in place, so a
