@@ -28,6 +28,8 @@ from kronicler.db.snapshot import ChunkInfo, Deferred
 
 #: (codes, max_duration, code_ends): flat over the chunks, cut at ``ChunkTable.cuts``
 Lists = tuple[np.ndarray, np.ndarray, np.ndarray]
+#: (table, sizes, ordered, cuts): see ChunkTable
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 #: columns of the table: offset, length, rows, first_row, start_min, start_max
 FIELDS: Final = ("offset", "length", "rows", "first_row", "start_min", "start_max")
 #: what :meth:`Chunks.largest` gives a chunk that holds none of the functions asked
@@ -42,26 +44,53 @@ class ChunkTable:
     """The chunks a segment index lists, as arrays; ChunkInfo objects made on first use.
 
     Chunk ``i`` of the table is the segment's chunk number ``i``. Immutable in what it answers;
-    it caches what it made. ``lists`` decodes and checks the function lists, raising
-    CorruptPageError when they are bad; the table then remembers the failure (``failed``).
+    it caches what it made. ``arrays`` gives the table's arrays (or is them), checked: a
+    closed segment's are checked when first used, not at open (a segment that a node of the
+    roll-up across segments answers whole never needs them; see ``SegmentView.extent``).
+    ``lists`` decodes and checks the function lists. Either raises CorruptPageError when bad;
+    the table then remembers the failure (``failed``) and raises IndexUnusableError.
     """
 
-    __slots__ = ("kinds", "table", "sizes", "ordered", "cuts", "_lists", "_made", "_ints",
-                 "_asked")  # fmt: skip
+    __slots__ = ("kinds", "_arrays", "_lists", "_made", "_ints", "_asked")
 
     def __init__(
-        self, kinds: Sequence[str], table: np.ndarray, sizes: np.ndarray, ordered: np.ndarray,
-        cuts: np.ndarray, lists: Callable[[], Lists],
+        self, kinds: Sequence[str], n: int, arrays: Arrays | Callable[[], Arrays],
+        lists: Callable[[Arrays], Lists],
     ) -> None:  # fmt: skip
         self.kinds = tuple(kinds)
-        self.table = table  # (n, len(FIELDS)) int64
-        self.sizes = sizes  # (n, len(kinds)) int64: page sizes, header included
-        self.ordered = ordered  # (n,) bool: rows ordered by function (code_ends known)
-        self.cuts = cuts  # (n + 1,) int64: chunk i's lists are [cuts[i], cuts[i + 1])
-        self._lists = Deferred(lists)
-        self._made: list[ChunkInfo | None] = [None] * len(table)
+        # (table (n, len(FIELDS)) int64; sizes (n, len(kinds)) int64: page sizes, header
+        # included; ordered (n,) bool: rows ordered by function (code_ends known); cuts
+        # (n + 1,) int64: chunk i's lists are [cuts[i], cuts[i + 1]))
+        self._arrays: Deferred[Arrays] = Deferred(arrays if callable(arrays) else lambda: arrays)
+        self._lists = Deferred(lambda: lists(self._arrays.get()))
+        self._made: list[ChunkInfo | None] = [None] * n
         self._ints: _Ints | None = None  # the arrays as Python ints, for making ChunkInfo
         self._asked = 0  # chunks made so far: past 1/_FEW of them, the whole table's ints
+
+    @property
+    def table(self) -> np.ndarray:
+        return self._arrays.get()[0]
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return self._arrays.get()[1]
+
+    @property
+    def ordered(self) -> np.ndarray:
+        return self._arrays.get()[2]
+
+    @property
+    def cuts(self) -> np.ndarray:
+        return self._arrays.get()[3]
+
+    @property
+    def checked(self) -> bool:
+        """Whether the table's arrays were made (and checked)."""
+        return self._arrays.done
+
+    def check(self) -> None:
+        """Make and check the arrays now (IndexUnusableError when they are bad)."""
+        self._arrays.get()
 
     def __len__(self) -> int:
         return len(self._made)
@@ -82,8 +111,8 @@ class ChunkTable:
 
     @property
     def failed(self) -> str | None:
-        """Why the function lists did not decode, once they were tried."""
-        return self._lists.failed
+        """Why the table's arrays or its function lists did not check, once they were tried."""
+        return self._arrays.failed or self._lists.failed
 
     @property
     def decoded(self) -> bool:

@@ -30,9 +30,17 @@ roll-up when a whole-history question first needs it (straight into a
 :class:`~kronicler.db.rollup.Block`, no ``Summary`` objects). At a billion rows (59 segments,
 15,301 chunks, 100 functions) the open took ~0.7 s of CPU building every chunk's object and
 decoding 29 MB of lists and 5,900 summaries; it now decodes ~1 MB of heads, ~0.07 s.
-The price: damage or an inconsistency in the lists or the roll-up is found when they are first
-read, not at open. It is refused then as at open (IndexUnusableError; the reader forgets the index
-and walks the segment, and the query is asked again), the same trade-off as for chunk pages.
+A closed segment's chunk directory is also checked (that its chunks tile the file, its rows add
+up, its pages tile each chunk) when first used, not at open: a time range that a node of the roll-up
+across segments (:mod:`kronicler.db.segment_tree`) answers for holds most segments whole, and
+needs of each only what the head says (rows, chunks, their time range: ``SegmentIndex.extent``).
+At a billion rows (35 compacted segments) that spared ~4 ms of every cold range's ~15 ms of index
+reading (a segment's checks are ~0.1 ms of numpy calls); the two segments a range cuts are checked.
+The price: damage or an inconsistency in the lists, the roll-up or a closed segment's directory is
+found when first read, not at open. It is refused then as at open (IndexUnusableError; the reader
+forgets the index and walks the segment, and the query is asked again), the same trade-off as for
+chunk pages. What the checks guard (a read pointed outside a chunk) needs the directory, so it
+cannot happen before them; the head that gives the time range is behind its checksum.
 
 Format 2 (one compressed body, one checksum) still reads, decompressing and checking everything at
 open (about twice the open of format 3); :func:`upgrade` rewrites closed segments' indexes of
@@ -59,7 +67,7 @@ import numpy as np
 
 from kronicler.db import codec, zstd
 from kronicler.db.chunk import ChunkSummary
-from kronicler.db.chunk_table import FIELDS, Chunks, ChunkTable, Lists
+from kronicler.db.chunk_table import FIELDS, Arrays, Chunks, ChunkTable, Lists
 from kronicler.db.lock import MaintenanceLock
 from kronicler.db.metadata import atomic_write
 from kronicler.db.rollup import Block
@@ -127,6 +135,8 @@ class SegmentIndex:
         rollup: per-function statistics merged over every chunk (decoded: on first use).
         records: ``(first, last) -> (offset, size)`` of the roll-up records in the ``.roll``
             file, which they cover up to ``records_end`` bytes (see ``rollup.RollupIndex``).
+        extent: None, or (of a closed segment's index, whose chunk directory is checked when
+            first used) the time range of its chunks' rows, ``(start_min, start_max)``.
     """
 
     segment: str
@@ -144,6 +154,7 @@ class SegmentIndex:
     resources: tuple[str, ...] = ()
     part_of: str | None = None
     parts: tuple[str, ...] = ()
+    extent: tuple[int, int] | None = None
 
 
 def encode(idx: SegmentIndex) -> bytes:
@@ -207,9 +218,10 @@ def load(directory: Path, segment: str) -> SegmentIndex | None:
     """The segment's index; None when it has none. A damaged one raises CorruptPageError.
 
     Of a closed segment's index (format 3) it reads the header, the head and the roll-up
-    frames; the function lists (~90% of the bytes, 12 MB at a billion rows) when first needed
-    (see :func:`_lists_later`): reading them at open cost a cold process ~10 ms of fresh
-    memory, while a time range needs the lists of the two segments it cuts."""
+    frames, and checks the chunk directory when it is first used; the function lists (~90% of
+    the bytes, 12 MB at a billion rows) when first needed (see :func:`_lists_later`): a time
+    range needs the lists of the two segments it cuts, and a segment that a node of the
+    roll-up across segments answers whole needs neither (``SegmentIndex.extent``)."""
     path = path_of(directory, segment)
     try:
         with open(path, "rb") as f:
@@ -225,26 +237,34 @@ def _load(f: BinaryIO, path: Path, segment: str) -> SegmentIndex:
     checks = HEADER.unpack_from(first, 0)[2:]
     crcs, lengths = checks[0::2], checks[1::2]
     stat = os.fstat(f.fileno())
-    if len(first) == stat.st_size or HEADER.size + sum(lengths) != stat.st_size:
-        return decode(first + f.read(), segment)  # read whole already, or damaged: decode says
+    if HEADER.size + sum(lengths) != stat.st_size:
+        return decode(first + f.read(), segment)  # damaged: decode says how
+    whole = len(first) == stat.st_size  # a small index: every frame read already
     head_end = HEADER.size + lengths[0]
     raw = first if len(first) >= head_end else first + f.read(head_end - len(first))
-    f.seek(head_end + lengths[1])
-    rollup_frame = f.read(lengths[2])
+    if whole:
+        rollup_frame = memoryview(raw)[head_end + lengths[1] :]
+    else:
+        f.seek(head_end + lengths[1])
+        rollup_frame = memoryview(f.read(lengths[2]))
     frames: list[_Frame] = [
         partial(_checked, memoryview(raw)[HEADER.size : head_end], crcs[0], segment),
         _no_frame,  # set below, once the head says whether the segment is closed
-        partial(_checked, memoryview(rollup_frame), crcs[2], segment),
+        partial(_checked, rollup_frame, crcs[2], segment),
     ]
     meta, arrays, lists, summaries = _parts(frames, segment)
-    if not meta.get("closed"):  # a live writer saves its index again: take the lists now
+    closed = bool(meta.get("closed"))
+    if whole:
+        frames[1] = partial(_checked, memoryview(raw)[head_end : head_end + lengths[1]], crcs[1],
+                            segment)  # fmt: skip
+    elif not closed:  # a live writer saves its index again: take the lists now
         f.seek(head_end)
         frames[1] = partial(_checked, memoryview(f.read(lengths[1])), crcs[1], segment)
     else:
         frames[1] = partial(_lists_later, path, (stat.st_ino, stat.st_size, stat.st_mtime_ns),
                             segment, arrays, head_end, lengths[1], crcs[1])  # fmt: skip
     try:
-        return _assemble(meta, arrays, lists, summaries, segment)
+        return _assemble(meta, arrays, lists, summaries, segment, later=closed)
     except (*codec.BAD_BYTES, AttributeError, RecursionError, SchemaVersionError) as exc:
         raise CorruptPageError(f"index of {segment} does not decode: {exc}") from None
 
@@ -425,12 +445,18 @@ def _sections(
 def _assemble(
     meta: dict[str, Any], arrays: dict[str, np.ndarray],
     lists: Callable[[], dict[str, np.ndarray]], summaries: Callable[[], bytes | memoryview],
-    segment: str,
+    segment: str, *, later: bool = False,
 ) -> SegmentIndex:  # fmt: skip
+    """The index of the decoded parts; ``later``: the chunk directory is checked when first
+    used (a closed segment's: see ``SegmentIndex.extent``), not now."""
     names, services = _texts(meta["names"]), _texts(meta["services"])
     resources = _texts(meta.get("resources", []))
     n, end, rows = int(meta["chunks"]), int(meta["end"]), int(meta["rows"])
-    table = _table(arrays, n, end, rows, segment, lists, len(names))
+    table = _table(arrays, n, end, rows, segment, lists, len(names), later=later)
+    extent = None
+    if later and n:  # behind the head's checksum; the table's checks are of how chunks tile
+        starts = arrays["chunks"].reshape(n, _CHUNK_FIELDS)
+        extent = (int(starts[:, 4].min()), int(starts[:, 5].max()))
     rollup = _rollup(arrays, summaries, len(names), segment)
     records_end = int(meta["records_end"])
     records = _records(arrays["records"], n, records_end, segment)
@@ -440,46 +466,49 @@ def _assemble(
         pid if isinstance(pid, int) else None, end, rows, names, services, Chunks(table),
         rollup, records, records_end, resources,
         str(part_of) if part_of is not None else None,
-        tuple(str(x) for x in meta.get("parts", ())),
+        tuple(str(x) for x in meta.get("parts", ())), extent,
     )  # fmt: skip
 
 
 def _table(
     a: dict[str, np.ndarray], n: int, end: int, rows: int, segment: str,
-    lists: Callable[[], dict[str, np.ndarray]], n_names: int,
+    lists: Callable[[], dict[str, np.ndarray]], n_names: int, *, later: bool = False,
 ) -> ChunkTable:  # fmt: skip
-    """The chunk directory, checked now; its function lists checked when first decoded."""
-    table = a["chunks"].reshape(n, _CHUNK_FIELDS)
-    sizes = a["pages"].reshape(n, len(PAGE_KINDS))
-    n_codes = a["n_codes"].astype(np.int64)
-    if a["ordered"].size != n or n_codes.size != n:
-        raise CorruptPageError(f"index of {segment}: per-chunk arrays of the wrong length")
-    offset, length, count, first = (table[:, i] for i in range(4))
-    # The chunks tile the file from 0 to ``end``, their rows number from 0 to ``rows``, and
-    # their pages tile each chunk: a damaged index cannot point a read anywhere else.
-    bounds = _starts(length)
-    if (n and (not np.array_equal(offset, bounds[:-1]) or np.any(length <= 0))) or bounds[
-        -1
-    ] != end:
-        raise CorruptPageError(f"index of {segment}: chunks do not tile the segment")
-    row_bounds = _starts(count)
-    if not np.array_equal(first, row_bounds[:-1]) or int(row_bounds[-1]) != rows:
-        raise CorruptPageError(f"index of {segment}: chunk row counts do not add up")
-    if np.any(sizes <= 0) or not np.array_equal(sizes.sum(axis=1), length):
-        raise CorruptPageError(f"index of {segment}: pages do not tile their chunks")
-    cuts = _starts(n_codes)
-    ordered = a["ordered"].astype(bool)
+    """The chunk directory, checked now (``later``: when first used); its function lists
+    checked when first decoded."""
 
-    def checked() -> Lists:
+    def arrays() -> Arrays:
+        table = a["chunks"].reshape(n, _CHUNK_FIELDS)
+        sizes = a["pages"].reshape(n, len(PAGE_KINDS))
+        n_codes = a["n_codes"].astype(np.int64)
+        if a["ordered"].size != n or n_codes.size != n:
+            raise CorruptPageError(f"index of {segment}: per-chunk arrays of the wrong length")
+        offset, length, count, first = (table[:, i] for i in range(4))
+        # The chunks tile the file from 0 to ``end``, their rows number from 0 to ``rows``, and
+        # their pages tile each chunk: a damaged index cannot point a read anywhere else.
+        bounds = _starts(length)
+        if (n and (not np.array_equal(offset, bounds[:-1]) or np.any(length <= 0))) or bounds[
+            -1
+        ] != end:
+            raise CorruptPageError(f"index of {segment}: chunks do not tile the segment")
+        row_bounds = _starts(count)
+        if not np.array_equal(first, row_bounds[:-1]) or int(row_bounds[-1]) != rows:
+            raise CorruptPageError(f"index of {segment}: chunk row counts do not add up")
+        if np.any(sizes <= 0) or not np.array_equal(sizes.sum(axis=1), length):
+            raise CorruptPageError(f"index of {segment}: pages do not tile their chunks")
+        ordered = a["ordered"].astype(bool)
+        return _frozen(table), _frozen(sizes), _frozen(ordered), _frozen(_starts(n_codes))
+
+    def checked(got: Arrays) -> Lists:
+        table, _, ordered, cuts = got
         try:
             found = lists()
         except codec.BAD_BYTES as exc:
             raise CorruptPageError(f"index of {segment}: its function lists do not decode: "
                                    f"{exc}") from None  # fmt: skip
-        return _lists(found, n_codes, cuts, ordered, count, n_names, segment)
+        return _lists(found, np.diff(cuts), cuts, ordered, table[:, 2], n_names, segment)
 
-    return ChunkTable(PAGE_KINDS, _frozen(table), _frozen(sizes), _frozen(ordered),
-                      _frozen(cuts), checked)  # fmt: skip
+    return ChunkTable(PAGE_KINDS, n, arrays if later else arrays(), checked)
 
 
 def _lists(

@@ -4,7 +4,9 @@ A reader follows a segment that another thread or process may still be writing. 
 takes the chunk directory, the name and service texts and the roll-up from the segment's index
 (:mod:`kronicler.db.index`) when it has a usable one, reading no chunk page; the directory stays
 the index's arrays (:mod:`kronicler.db.chunk_table`), the function lists and the roll-up are
-decoded when first needed. After that, ``refresh``
+decoded when first needed, and a closed segment's directory is checked when first used: till then
+its views carry what the index's head says (``SegmentView.extent``), which is all a question that
+holds the segment whole or not at all needs. After that, ``refresh``
 looks at the file sizes: new complete chunks (past the index) are discovered by walking page headers
 from where the previous refresh stopped, and a changed log is re-read: only its new records when it
 just grew (:mod:`kronicler.db.log_follow`), which are then added to the tail in place, so a
@@ -91,6 +93,10 @@ def _readonly(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
+#: the tail of a segment with no log record (read-only: an append grows it into new arrays)
+_NO_TAIL: dict[str, np.ndarray] = _readonly({c: np.zeros(0, d) for c, d in COLUMNS.items()})
+
+
 class SegmentReader:
     """Read access to one segment; ``refresh`` picks up what was written since, ``view`` is the
     immutable state as of the last refresh. Not thread-safe: the segment set's lock guards it."""
@@ -154,6 +160,9 @@ class SegmentReader:
         # leading chunks it gave; ``_bad``: chunks found damaged, skipped by any later walk.
         self._index_tried = False
         self._indexed = 0
+        # (table, rows, time range) of a closed segment's index whose table is not checked
+        # yet: what SegmentView.extent says while the chunks are exactly that table's
+        self._extent: tuple[ChunkTable, int, int, int] | None = None
         self.index_failures = 0
         self._bad: dict[int, str] = {}
         self.rollups = rollup.RollupIndex(rollup.path_of(directory, segment_id))
@@ -236,11 +245,21 @@ class SegmentReader:
                 dict_pages=self._dict_count(), tail_attributes=self._tail_attr_entries,
                 closed=self.closed,
                 replaces=self.replaces, pid=self.pid, damage=self.damage,
-                tail_gen=self._tail_gen, tail_base=self._tail_sum,
+                tail_gen=self._tail_gen, tail_base=self._tail_sum, extent=self._extent_now(),
             )  # fmt: skip
             if self._last_view is not None:
                 self._view.carry(self._last_view)
         return self._view
+
+    def _extent_now(self) -> tuple[int, int, int, int] | None:
+        """(rows, chunks, start_min, start_max) of the index's chunks, while they are all the
+        chunks this closed segment has (none walked past it, none dropped: a rewalk or a
+        dropped chunk replaces the table)."""
+        got = self._extent
+        if got is None or got[0] is not self._table or self._walked or not self.closed:
+            return None
+        table, rows, lo, hi = got
+        return rows, len(table), lo, hi
 
     def _open(self) -> int:
         if self._fd < 0:
@@ -259,12 +278,15 @@ class SegmentReader:
             idx = index.load(self.data_path.parent, self.id)
             if idx is not None and idx.end > size:
                 raise CorruptPageError(f"index of {self.id} covers {idx.end} bytes of {size}")
+            table = idx.chunks.table if idx is not None and isinstance(idx.chunks, Chunks) else None
+            if idx is not None and table is not None and idx.end < size:
+                table.check()  # chunks past it are walked from its end: checked first (a
+                # closed segment's directory is otherwise checked when first used)
         except (CorruptPageError, OSError) as exc:
             self._index_unusable(str(exc))
             return False
-        if idx is None or not isinstance(idx.chunks, Chunks) or not idx.chunks.table:
+        if idx is None or table is None or not len(table):
             return False
-        table = idx.chunks.table
         for kind, texts in (
             ("name", idx.names), ("service", idx.services), ("resource", idx.resources)
         ):  # fmt: skip
@@ -275,6 +297,8 @@ class SegmentReader:
         self.rollups.seed(idx.records, idx.records_end, final=idx.closed)
         self._indexed = self._next_seq = len(table)
         self.rows_sealed, self._end = idx.rows, idx.end
+        if idx.extent is not None:
+            self._extent = (table, idx.rows, *idx.extent)
         if idx.closed:  # a closed segment's catalog no longer changes: no need to read it
             self.closed, self.replaces, self.pid = True, idx.replaces, idx.pid
             self.part_of, self.parts = idx.part_of, idx.parts
@@ -521,8 +545,9 @@ class SegmentReader:
             for c, arr in record.columns.items():
                 pieces[c].append(arr[max(skip, 0) :])
         self._tail_attr_entries = tuple(attr_entries)
-        # joined with room to grow: the appends of the next commits copy only their own rows
-        cols = GrowingColumns.of(pieces, COLUMNS)
+        # joined with room to grow: the appends of the next commits copy only their own rows;
+        # no record (a closed segment's log is gone): no room, and no fresh memory per segment
+        cols = GrowingColumns.of(pieces, COLUMNS) if log_read.records else GrowingColumns(_NO_TAIL)
         tail = cols.take()
         lost_rows = gaps + log_read.trailing_rows
         damage = Damage(log_rows=lost_rows, records=log_read.damaged)

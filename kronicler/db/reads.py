@@ -671,11 +671,15 @@ class SegmentSet:
                     if first is not None:
                         stable.append(first)
                     continue
+                # a closed segment's time range without its chunk directory (unread till then)
+                span = None if seg.extent is None else window.covers(*seg.extent[2:])
+                if span == 0:  # closed, so no tail: nothing of it is in the window
+                    continue
                 codes = _wanted_codes(seg, wanted)
                 if codes is not None and codes.size == 0:
                     continue
-                tree = seg.memo("chunk_tree", partial(_chunk_tree, seg))
-                if tree.holds_all(window):
+                tree = None if span == 2 else seg.memo("chunk_tree", partial(_chunk_tree, seg))
+                if tree is None or tree.holds_all(window):
                     # every chunk whole: the segment's own roll-up, read at open, no record
                     block = seg.memo("rollup_block", partial(_whole_block, seg))
                     if len(block):

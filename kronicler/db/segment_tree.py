@@ -102,6 +102,11 @@ class Member:
 def member_of(seg: SegmentView) -> Member | None:
     """The segment as a member of the tree, or None when it cannot be one: not closed, with a
     tail, damage or dropped rows, a chunk missing, or no rows."""
+    if seg.extent is not None:  # the index's own chunks, all of them: its directory unread
+        rows, n, lo, hi = seg.extent
+        if not seg.closed or seg.tail_rows or seg.damage != Damage() or not (n and rows):
+            return None
+        return Member(seg.id, rows, n, lo, hi)
     chunks = seg.chunks
     n = len(chunks)
     if not seg.closed or seg.tail_rows or not n or seg.damage != Damage():

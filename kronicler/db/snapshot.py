@@ -284,6 +284,10 @@ class SegmentView:
         tail_gen, tail_base: the tail's generation (it only grows by appends within one) and
             None or (rows, block of the first rows' summaries) from a view of the same
             generation: the tail summary then summarises only the rows after them.
+        extent: None, or (rows, chunks, start_min, start_max) of a closed segment opened from
+            its index whose chunk directory is not checked yet, the chunks being exactly the
+            index's: what a question that holds the segment whole or not at all needs to know
+            of it, without the directory (see ``segment_tree.member_of``).
     """
 
     reader: SegmentReader
@@ -304,6 +308,7 @@ class SegmentView:
     damage: Damage
     tail_gen: int = 0
     tail_base: tuple[int, Block] | None = None
+    extent: tuple[int, int, int, int] | None = None
     _cache: dict[str, object] = field(default_factory=dict, repr=False)
 
     @property
@@ -317,6 +322,8 @@ class SegmentView:
     @property
     def rows(self) -> int:
         """Rows this view holds (readable chunk rows plus tail rows)."""
+        if self.extent is not None:  # closed: no tail
+            return self.extent[0]
         return int(self.chunks.column("kept_rows").sum()) + self.tail_rows
 
     def memo(self, key: str, make: Callable[[], T]) -> T:

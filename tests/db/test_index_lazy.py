@@ -455,6 +455,38 @@ def test_a_lie_behind_the_checksums_is_refused_when_first_read(tmp_path, how, ca
         assert len([r for r in caplog.records if "index unusable" in r.getMessage()]) == 1
 
 
+@pytest.mark.parametrize("how", ["rows", "a gap", "pages"])
+def test_a_chunk_directory_that_lies_is_refused_when_first_used(tmp_path, how, caplog):
+    """A closed segment's chunk directory is checked when a question first uses it, not at
+    open: one that passes its checksum but does not tile the segment (a writer's bug) opens,
+    is refused there, and the segment is walked; every answer is still brute force's."""
+    path, seg, truth = _one_segment(tmp_path)
+    idx = index.decode(path.read_bytes(), seg)
+    c0, c1 = idx.chunks[0], idx.chunks[1]
+    pages = dict(c0.pages)
+    pages["start"] = (pages["start"][0], pages["start"][1] + 1)
+    lie = {
+        "rows": dataclasses.replace(idx, rows=idx.rows + 1),
+        "a gap": dataclasses.replace(idx, chunks=(
+            c0, dataclasses.replace(c1, offset=c1.offset + 1), *idx.chunks[2:])),
+        "pages": dataclasses.replace(idx, chunks=(
+            dataclasses.replace(c0, pages=pages), *idx.chunks[1:])),
+    }[how]  # fmt: skip
+    path.write_bytes(index.encode(lie))
+    with pytest.raises(CorruptPageError):
+        index.decode(path.read_bytes(), seg)  # decoded whole, it is refused at once
+    with caplog.at_level(logging.WARNING, logger="kronicler"), Database.open(tmp_path) as db:
+        reader = next(iter(db._open_reads().refresh()))
+        table = reader.chunks.table
+        assert reader._indexed and not reader.index_failures  # opened from its head
+        assert table is not None and not table.checked
+        _check(db, truth)
+        assert (reader.index_failures, reader._indexed) == (1, 0)
+        assert table.failed is not None
+        _check(db, truth)
+        assert len([r for r in caplog.records if "index unusable" in r.getMessage()]) == 1
+
+
 def test_a_chunk_condemned_by_a_bad_index_is_not_lost(tmp_path):
     """A roll-up node built from chunks meets the bad lists (``reader.chunk``): the query that
     met it condemns that chunk, but only the index was bad, so the walk keeps the chunk."""
