@@ -21,6 +21,7 @@ def test_every_row_of_an_answered_request_is_visible_to_a_reader_opened_then(
         def client(t: int) -> None:
             for i in range(25):
                 first = (t * 25 + i) * 4
+                commit.begin()
                 db.append_batch(SpanBatch.build([f"f{t}"] * 4, list(range(first, first + 4)),
                                                 [1, 2, 3, 4]))  # fmt: skip
                 outcome = committed(Outcome("ok"), commit.join(direct=t == 0), 30.0)
@@ -41,3 +42,42 @@ def test_every_row_of_an_answered_request_is_visible_to_a_reader_opened_then(
     assert not failures, failures[:5]
     assert sum(rounds) == 100  # every request was in exactly one round
     assert committed(Outcome("invalid", message="x"), None, 0.0) == Outcome("invalid", message="x")
+
+
+def test_a_flush_waits_for_the_requests_being_stored_then_covers_them(tmp_path: Path) -> None:
+    # A flush costs CPU of its own: one due while another request is being stored waits for
+    # that request (up to ``gather``), so both are answered by the one flush.
+    rounds: list[int] = []
+    with Database.open(tmp_path / "db", flush_interval=60) as db:
+        commit = GroupCommit(db, after=lambda r: rounds.append(r.members), gather=30.0)
+        commit.begin()
+        commit.begin()
+        db.append_batch(SpanBatch.build(["f"], [1], [1]))
+        first = commit.join()
+        assert first is not None
+        # the flush is due now; without the wait it would cover the first request alone
+        assert not first.done.wait(0.2)
+        db.append_batch(SpanBatch.build(["f"], [2], [1]))
+        second = commit.join()
+        assert second is first
+        assert committed(Outcome("ok"), second, 30.0) == Outcome("ok")
+        with Database.open(tmp_path / "db", readonly=True) as reader:
+            assert reader.stats("f").count == 2
+        commit.close()
+    assert rounds == [2]
+
+
+def test_the_wait_is_bounded_and_a_request_that_stored_nothing_is_not_waited_on(
+    tmp_path: Path,
+) -> None:
+    with Database.open(tmp_path / "db", flush_interval=60) as db:
+        commit = GroupCommit(db, gather=0.05)
+        commit.begin()
+        assert commit.join(False) is None  # rejected whole: nothing to flush, nothing to wait
+        commit.begin()  # a request that never joins (its store is stuck)
+        commit.begin()
+        db.append_batch(SpanBatch.build(["f"], [1], [1]))
+        round_ = commit.join()
+        # the flush went ahead after ``gather`` although a request was still being stored
+        assert committed(Outcome("ok"), round_, 30.0) == Outcome("ok")
+        commit.close()
