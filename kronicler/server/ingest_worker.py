@@ -13,7 +13,8 @@ its own segment. Requests reach it two ways:
 
 Either way a request is answered only after a flush that began once its rows were appended has
 ended (:class:`GroupCommit`): one flush covers every request stored while the previous flush
-ran, so the disk waits are shared and a worker killed at any moment loses no acknowledged span.
+ran (and waits a few milliseconds for one being stored when it is due), so the disk waits and
+the flushes' CPU are shared and a worker killed at any moment loses no acknowledged span.
 A request on a worker that dies first fails (``UNAVAILABLE`` or a broken connection) and the
 exporter sends it again. After each flush that stored direct requests the worker tells the
 server process (one small message: its warmer then summarises the new rows).
