@@ -576,6 +576,14 @@ typedef struct {
     int held;
 } held_buffer;
 
+static void
+release(held_buffer *b, int count)
+{
+    for (int j = 0; j < count; j++)
+        if (b[j].held)
+            PyBuffer_Release(&b[j].view);
+}
+
 static int
 take(PyObject *obj, held_buffer *b, Py_ssize_t itemsize, Py_ssize_t count, int writable)
 {
@@ -692,9 +700,7 @@ scan_spans(PyObject *Py_UNUSED(module), PyObject *args)
     result = Py_None;
     Py_INCREF(result);
 done:
-    for (int j = 0; j < 10; j++)
-        if (b[j].held)
-            PyBuffer_Release(&b[j].view);
+    release(b, 10);
     return result;
 }
 
@@ -730,9 +736,7 @@ slices(PyObject *Py_UNUSED(module), PyObject *args)
         PyList_SET_ITEM(out, i, piece);
     }
 done:
-    for (int j = 0; j < 3; j++)
-        if (b[j].held)
-            PyBuffer_Release(&b[j].view);
+    release(b, 3);
     return out;
 }
 
@@ -763,9 +767,7 @@ gather(PyObject *Py_UNUSED(module), PyObject *args)
     result = Py_None;
     Py_INCREF(result);
 done:
-    for (int j = 0; j < 3; j++)
-        if (b[j].held)
-            PyBuffer_Release(&b[j].view);
+    release(b, 3);
     return result;
 }
 
