@@ -28,6 +28,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <string.h>
 
 #define N_ROWS 9 /* start, duration, trace_hi, trace_lo, span_id, parent, status, kind, resource */
 #define N_KINDS 5
@@ -538,10 +539,249 @@ done:
     return result;
 }
 
+/* ---- OTLP: where each field of many serialized ``Span`` messages lies ---------------------
+ *
+ * :func:`scan_spans` is :func:`kronicler.otel.otlp_wire.scan_spans` (the reference, numpy) span
+ * by span: it walks each span's fields once instead of in numpy rounds over all spans (~0.4 ms a
+ * request of 1,000 spans there, ~15 us here). Same tables, same rules for what is sent to the
+ * per-span parser (``slow``), except that no span is slow for its tag being rare in a round (the
+ * numpy scan's bound on its cost; here the cost is linear anyway). Unlike the reference it does
+ * not trust the structure: a varint, length or field running past its span makes the span slow
+ * (upb, which parsed the request first, has the last word). */
+
+#define SPAN_ROWS 18 /* field numbers 0..16 and one row for the others */
+#define ROW_KIND 6
+#define ROW_ATTRIBUTES 9
+#define ROW_EVENTS 11
+#define ROW_STATUS 15
+static const int span_wire[SPAN_ROWS] = {-1, 2, 2, 2, 2, 2, 0, 1, 1, 2, 0, 2, 0, 2, 0, 2, 5, -1};
+
+/* The varint at p (before limit): its value and length; 0 length when it does not end there. */
+static Py_ssize_t
+varint(const unsigned char *p, const unsigned char *limit, uint64_t *value)
+{
+    uint64_t v = 0;
+    for (Py_ssize_t k = 0; k < 10 && p + k < limit; k++) {
+        v |= (uint64_t)(p[k] & 0x7F) << (7 * k);
+        if (p[k] < 0x80) {
+            *value = v;
+            return k + 1;
+        }
+    }
+    return 0;
+}
+
+typedef struct {
+    Py_buffer view;
+    int held;
+} held_buffer;
+
+static void
+release(held_buffer *b, int count)
+{
+    for (int j = 0; j < count; j++)
+        if (b[j].held)
+            PyBuffer_Release(&b[j].view);
+}
+
+static int
+take(PyObject *obj, held_buffer *b, Py_ssize_t itemsize, Py_ssize_t count, int writable)
+{
+    if (PyObject_GetBuffer(obj, &b->view, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0)
+        return -1;
+    b->held = 1;
+    if (count >= 0 && b->view.len != itemsize * count) {
+        PyErr_SetString(PyExc_ValueError, "scan_spans: an array of the wrong size");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+scan_spans(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *o_data, *o_start, *o_end, *o_offset, *o_size, *o_kind, *o_events, *o_astart,
+        *o_aend, *o_slow;
+    Py_ssize_t n, max_fields;
+    if (!PyArg_ParseTuple(args, "OOOnnOOOOOOO", &o_data, &o_start, &o_end, &n, &max_fields,
+                          &o_offset, &o_size, &o_kind, &o_events, &o_astart, &o_aend, &o_slow))
+        return NULL;
+    held_buffer b[10] = {{{0}}};
+    PyObject *result = NULL;
+    if (n < 0 || take(o_data, &b[0], 1, -1, 0) < 0 || take(o_start, &b[1], 8, n, 0) < 0 ||
+        take(o_end, &b[2], 8, n, 0) < 0 || take(o_offset, &b[3], 8, SPAN_ROWS * n, 1) < 0 ||
+        take(o_size, &b[4], 8, SPAN_ROWS * n, 1) < 0 || take(o_kind, &b[5], 8, n, 1) < 0 ||
+        take(o_events, &b[6], 1, n, 1) < 0 || take(o_astart, &b[7], 8, n, 1) < 0 ||
+        take(o_aend, &b[8], 8, n, 1) < 0 || take(o_slow, &b[9], 1, n, 1) < 0)
+        goto done;
+    const unsigned char *data = b[0].view.buf;
+    const Py_ssize_t data_len = b[0].view.len;
+    const int64_t *start = b[1].view.buf, *end = b[2].view.buf;
+    int64_t *offset = b[3].view.buf, *size = b[4].view.buf;
+    uint64_t *kind = b[5].view.buf;
+    unsigned char *events = b[6].view.buf, *slow = b[9].view.buf;
+    int64_t *astart = b[7].view.buf, *aend = b[8].view.buf;
+    memset(offset, 0, (size_t)(SPAN_ROWS * n) * 8);
+    memset(size, 0, (size_t)(SPAN_ROWS * n) * 8);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t pos = start[i], stop = end[i], a_start = -1, a_end = 0;
+        uint64_t k = 0;
+        int bad = pos < 0 || stop < pos || stop > data_len, evented = 0;
+        const unsigned char *limit = data + (bad ? 0 : stop);
+        for (Py_ssize_t fields = 0; !bad && pos < stop; fields++) {
+            if (fields == max_fields) { /* more fields than the reference reads */
+                bad = 1;
+                break;
+            }
+            uint64_t tag, value;
+            Py_ssize_t w = varint(data + pos, limit, &tag);
+            if (w == 0 || w > 2) { /* a field number past 2047 (or no tag) */
+                bad = 1;
+                break;
+            }
+            uint64_t field = tag >> 3;
+            int wire = (int)(tag & 7);
+            int row = field < SPAN_ROWS - 1 ? (int)field : SPAN_ROWS - 1;
+            if ((wire != 0 && wire != 1 && wire != 2 && wire != 5) ||
+                (span_wire[row] != -1 && span_wire[row] != wire) ||
+                (row == ROW_STATUS && size[row * n + i] > 0)) { /* a second status: upb merges */
+                bad = 1;
+                break;
+            }
+            int64_t at = pos + w, next;
+            if (wire == 0) {
+                Py_ssize_t vw = varint(data + at, limit, &value);
+                if (vw == 0) {
+                    bad = 1;
+                    break;
+                }
+                if (row == ROW_KIND)
+                    k = value;
+                next = at + vw;
+            }
+            else if (wire == 2) {
+                Py_ssize_t vw = varint(data + at, limit, &value);
+                if (vw == 0 || value > (uint64_t)(stop - at - vw)) {
+                    bad = 1;
+                    break;
+                }
+                at += vw;
+                next = at + (int64_t)value;
+            }
+            else
+                next = at + (wire == 1 ? 8 : 4);
+            if (next > stop) {
+                bad = 1;
+                break;
+            }
+            if (row == ROW_ATTRIBUTES) {
+                if (a_start < 0)
+                    a_start = pos;
+                a_end = next;
+            }
+            else if (row == ROW_EVENTS)
+                evented = 1;
+            offset[row * n + i] = at;
+            size[row * n + i] = next - at;
+            pos = next;
+        }
+        slow[i] = (unsigned char)bad;
+        if (bad) { /* the per-span parser fills these in */
+            for (int r = 0; r < SPAN_ROWS; r++)
+                offset[r * n + i] = size[r * n + i] = 0;
+            k = 0;
+            evented = 0;
+        }
+        kind[i] = k;
+        events[i] = (unsigned char)evented;
+        astart[i] = (a_start >= 0 && !bad) ? a_start : 0;
+        aend[i] = (a_start >= 0 && !bad) ? a_end : 0;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    release(b, 10);
+    return result;
+}
+
+/* ``[data[a:b] for a, b in zip(start, end)]`` as bytes objects, without a Python loop. */
+static PyObject *
+slices(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *o_data, *o_start, *o_end;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "OOOn", &o_data, &o_start, &o_end, &n))
+        return NULL;
+    held_buffer b[3] = {{{0}}};
+    PyObject *out = NULL;
+    if (n < 0 || take(o_data, &b[0], 1, -1, 0) < 0 || take(o_start, &b[1], 8, n, 0) < 0 ||
+        take(o_end, &b[2], 8, n, 0) < 0)
+        goto done;
+    const char *data = b[0].view.buf;
+    const int64_t *start = b[1].view.buf, *end = b[2].view.buf;
+    out = PyList_New(n);
+    if (out == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (start[i] < 0 || end[i] < start[i] || end[i] > b[0].view.len) {
+            PyErr_SetString(PyExc_ValueError, "slices: a slice out of the buffer");
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyObject *piece = PyBytes_FromStringAndSize(data + start[i], end[i] - start[i]);
+        if (piece == NULL) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, i, piece);
+    }
+done:
+    release(b, 3);
+    return out;
+}
+
+/* ``width`` bytes at each of ``n`` places of ``data`` into ``out`` (n x width, C order): numpy's
+ * ``data[at[:, None] + arange(width)]`` without its index matrix (~20 times faster). */
+static PyObject *
+gather(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *o_data, *o_at, *o_out;
+    Py_ssize_t n, width;
+    if (!PyArg_ParseTuple(args, "OOnnO", &o_data, &o_at, &n, &width, &o_out))
+        return NULL;
+    held_buffer b[3] = {{{0}}};
+    PyObject *result = NULL;
+    if (n < 0 || width < 0 || take(o_data, &b[0], 1, -1, 0) < 0 ||
+        take(o_at, &b[1], 8, n, 0) < 0 || take(o_out, &b[2], width, n, 1) < 0)
+        goto done;
+    const char *data = b[0].view.buf;
+    const int64_t *at = b[1].view.buf;
+    char *out = b[2].view.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (at[i] < 0 || at[i] > b[0].view.len - width) {
+            PyErr_SetString(PyExc_ValueError, "gather: a place out of the buffer");
+            goto done;
+        }
+        memcpy(out + i * width, data + at[i], (size_t)width);
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    release(b, 3);
+    return result;
+}
+
 static PyMethodDef module_methods[] = {
     {"read_spans", read_spans, METH_VARARGS,
      "read_spans(spans, cls, entries, kinds, codes, out) -> (names, texts, stale, resources, "
      "described, evented) | None: see the source's opening comment."},
+    {"scan_spans", scan_spans, METH_VARARGS,
+     "scan_spans(data, start, end, n, max_fields, offset, size, kind, events, attrs_start, "
+     "attrs_end, slow) -> None: kronicler.otel.otlp_wire.scan_spans's tables, span by span."},
+    {"gather", gather, METH_VARARGS,
+     "gather(data, at, n, width, out) -> None: out[i] = data[at[i]:at[i] + width]."},
+    {"slices", slices, METH_VARARGS,
+     "slices(data, start, end, n) -> list of bytes data[start[i]:end[i]]."},
     {NULL, NULL, 0, NULL},
 };
 
