@@ -58,6 +58,9 @@ SUFFIX: Final = ".kdur"
 #: Rows of the chunks one record covers (at least; a record closes at the chunk that passes it).
 GROUP_ROWS: Final = 1 << 19  # 4 MB of durations held; 4M rows would be 32 MB
 
+#: Values per block of a run longer than this (:func:`encode_run`).
+RUN_BLOCK_ROWS: Final = 1 << 20
+
 _MAGIC = b"KDU1"
 _HEAD = struct.Struct("<4sIIQ")  # magic, directory bytes, crc32 of the directory, bytes of runs
 _SPAN = struct.Struct("<IIQ")  # first chunk, last chunk (inclusive), rows covered
@@ -102,13 +105,26 @@ def encode_group(
     durations (``runs``, made one at a time) and ``errors[i]``."""
     parts, entries = [], np.zeros(len(codes), _ENTRY)
     for i, run in enumerate(runs):
-        data = codec.encode(run, codec.CODEC_DELTA)
+        data = encode_run(run)
         parts.append(data)
         entries[i] = (int(codes[i]), len(run), int(errors[i]), len(data), zlib.crc32(data))
     rows = int(entries["count"].sum())
     directory = _SPAN.pack(first, last, rows) + entries.tobytes()
     body = b"".join(parts)
     return _HEAD.pack(_MAGIC, len(directory), zlib.crc32(directory), len(body)) + directory + body
+
+
+def encode_run(run: np.ndarray) -> bytes:
+    """One function's sorted durations, delta-coded; a long run (a merged record's, see
+    :mod:`kronicler.db.durations_merge`) in blocks of :data:`RUN_BLOCK_ROWS`, so encoding it
+    needs a block's temporaries, not the whole run's several copies (the blocks cost ~10 bytes
+    each; the reader decodes either form, ``codec.decode_into``)."""
+    if len(run) <= RUN_BLOCK_ROWS:
+        return codec.encode(run, codec.CODEC_DELTA)
+    ends = list(range(RUN_BLOCK_ROWS, len(run), RUN_BLOCK_ROWS)) + [len(run)]
+    bounds = [0, *ends]
+    return codec.join_blocks(ends, [codec.encode(run[lo:hi], codec.CODEC_DELTA)
+                                    for lo, hi in zip(bounds, ends, strict=False)])  # fmt: skip
 
 
 #: Directory bytes read with each record's head (one ``pread`` for both when the directory is
@@ -308,8 +324,15 @@ class DurationWriter:
         self._file.append(data)  # if it fails, these chunks are read from their pages
 
     def close(self) -> None:
+        """Append the last record; then, the segment being closed, merge the records into
+        coarser ones (:mod:`kronicler.db.durations_merge`: about half the bytes)."""
         self.flush()
         self._file.close()
+        if not self._file.abandoned:
+            # imported here: the merge is built on this module's records
+            from kronicler.db.durations_merge import coarsen
+
+            coarsen(self.path)
 
     def abandon(self) -> None:
         self._file.abandon()

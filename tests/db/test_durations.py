@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kronicler import query
-from kronicler.db import Database, durations
+from kronicler.db import Database, durations, durations_merge
 from kronicler.db.backfill import backfill
 from kronicler.db.durations import SUFFIX, read_groups, stored_runs
 from kronicler.db.lock import MaintenanceLock
@@ -92,7 +92,9 @@ def _covered(db: Database, name: str) -> list[int]:
 
 @pytest.fixture
 def small_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records of ~300 rows, left as written at close (merged records: test_durations_merge)."""
     monkeypatch.setattr(durations, "GROUP_ROWS", 300)
+    monkeypatch.setattr(durations_merge, "RECORD_ROWS", 1)
 
 
 @settings(max_examples=20, deadline=None, derandomize=True,
@@ -101,14 +103,19 @@ def small_groups(monkeypatch: pytest.MonkeyPatch) -> None:
     sizes=st.lists(st.integers(1, 900), min_size=1, max_size=4),
     chunk_rows=st.integers(1, 97),
     group_rows=st.integers(1, 500),
+    merged=st.tuples(st.integers(1, 2000), st.integers(1, 1000)),
     live=st.booleans(),
     wide=st.booleans(),
 )
 def test_exact_stats_equal_brute_force(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
-    sizes: list[int], chunk_rows: int, group_rows: int, live: bool, wide: bool,
+    sizes: list[int], chunk_rows: int, group_rows: int, merged: tuple[int, int], live: bool,
+    wide: bool,
 ) -> None:  # fmt: skip
     monkeypatch.setattr(durations, "GROUP_ROWS", group_rows)
+    # records merged at close into records of up to ``merged`` rows and calls of a function
+    monkeypatch.setattr(durations_merge, "RECORD_ROWS", merged[0])
+    monkeypatch.setattr(durations_merge, "RUN_ROWS", merged[1])
     path = tmp_path_factory.mktemp("kdur")
     written = []
     db = None
@@ -260,16 +267,24 @@ def test_the_writer_holds_one_group_of_durations(tmp_path: Path) -> None:
     """A record per ``group_rows``: the writer never keeps more than a group (plus a chunk)."""
     w = durations.DurationWriter(tmp_path / f"x{SUFFIX}", group_rows=100)
     rng = np.random.default_rng(0)
+    written = []
     for seq in range(10):
         d = rng.integers(0, 1000, 40)
+        written.append(d)
         w.add(seq, np.array([1, 5]), np.array([15, 40]), np.array([2, 0]), d)
         assert w._rows < 100
-    w.close()
+    w.flush()
     groups = read_groups(tmp_path / f"x{SUFFIX}")
     assert [(g.first, g.last, g.rows) for g in groups] == [(0, 2, 120), (3, 5, 120), (6, 8, 120),
                                                            (9, 9, 40)]  # fmt: skip
     assert [g.errors.tolist() for g in groups] == [[6, 0], [6, 0], [6, 0], [2, 0]]
-    assert os.path.getsize(tmp_path / f"x{SUFFIX}") > 0
+    w.close()  # the segment closed: its records merged into one
+    (merged,) = read_groups(tmp_path / f"x{SUFFIX}")
+    assert (merged.first, merged.last, merged.rows, merged.errors.tolist()) == (0, 9, 400, [20, 0])
+    runs, good = durations.read_runs(tmp_path / f"x{SUFFIX}", [(merged, 0), (merged, 1)])
+    assert good == [True, True]
+    assert runs[:150].tolist() == np.sort(np.concatenate([d[:15] for d in written])).tolist()
+    assert runs[150:].tolist() == np.sort(np.concatenate([d[15:] for d in written])).tolist()
 
 
 def test_stats_read_the_records(tmp_path: Path, small_groups: None) -> None:
