@@ -1,0 +1,196 @@
+"""Merged sorted-duration records (``durations_merge``): a closed segment's ``.kdur`` records are
+rewritten into coarser ones; exact statistics stay equal to brute force over the rows written,
+with merged and unmerged records side by side, damaged merged records, and merges refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kronicler.db import Database, durations, durations_merge
+from kronicler.db.durations import SUFFIX, Group, read_groups, read_runs
+from tests.db.test_durations import _append, _brute, _check, _covered, _rows, _same_as_scan
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMES = ("f0", "f1", "f2", "f4")
+
+
+@pytest.fixture
+def small(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records of ~300 rows as written, merged at close into records of up to 2,000 rows, runs
+    encoded in blocks of 64 values (so merged runs hold several)."""
+    monkeypatch.setattr(durations, "GROUP_ROWS", 300)
+    monkeypatch.setattr(durations_merge, "RECORD_ROWS", 2000)
+    monkeypatch.setattr(durations, "RUN_BLOCK_ROWS", 64)
+
+
+def _files(path: Path) -> list[Path]:
+    return sorted((path / "segments").glob(f"*{SUFFIX}"))
+
+
+def _cli_exact(path: Path, name: str) -> dict[str, object]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-m", "kronicler", "stats", "--path", str(path),
+                          "--function", name, "--exact", "--json"], capture_output=True,
+                         text=True, env=env, timeout=120, check=True).stdout  # fmt: skip
+    rows: list[dict[str, object]] = json.loads(out)
+    assert len(rows) == 1
+    return rows[0]
+
+
+def test_old_and_merged_records_side_by_side(
+    tmp_path: Path, small: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A segment as written before the merge (its records as they were appended), a merged one,
+    and a live one: exact stats equal brute force through Python and the CLI."""
+    written = []
+    monkeypatch.setattr(durations_merge, "RECORD_ROWS", 1)  # as an older Kronicler left it
+    db = Database(tmp_path, chunk_rows=50)
+    written.append(_rows(5000, 1, 6))
+    _append(db, written[-1])
+    db.close()
+    (old,) = _files(tmp_path)
+    old_groups = read_groups(old)
+    assert len(old_groups) > 10 and max(g.rows for g in old_groups) <= 350
+    monkeypatch.setattr(durations_merge, "RECORD_ROWS", 2000)
+    db = Database(tmp_path, chunk_rows=50)
+    written.append(_rows(7000, 2, 6))
+    _append(db, written[-1])
+    db.close()
+    (new,) = [f for f in _files(tmp_path) if f != old]
+    merged = read_groups(new)
+    # 7,000 rows in records of <= 2,000 rows: 4 records of ~1,750, each chunks adjacent
+    assert len(merged) == 4 and all(1500 <= g.rows <= 2000 for g in merged)
+    assert [g.first for g in merged[1:]] == [g.last + 1 for g in merged[:-1]]
+    assert sum(g.rows for g in merged) == 7000
+    assert read_groups(old) == old_groups  # the other segment's file is not touched
+    assert new.stat().st_size < 0.8 * sum(g.rows for g in merged) / 5000 * old.stat().st_size
+    live = Database(tmp_path, chunk_rows=50)
+    written.append(_rows(900, 3, 6))
+    _append(live, written[-1])
+    live.flush()
+    for name in (*NAMES, "absent"):
+        want, errors = _brute(written, name)
+        _check(live.stats(name, exact=True), want, errors, name)
+        _same_as_scan(live, name)
+    assert _covered(live, "f0")[:2] == [100, 140]  # every chunk of both closed segments
+    live.close()
+    written_all = written
+    for name in ("f0", "f4"):
+        want, errors = _brute(written_all, name)
+        got = _cli_exact(tmp_path, name)
+        assert (got["count"], got["errors"], got["min_ns"], got["max_ns"], got["p50_ns"]) == (
+            len(want), errors, int(want[0]), int(want[-1]),
+            int(want[int((len(want) - 1) * 0.5)]))  # fmt: skip
+
+
+def test_merged_runs_hold_each_functions_sorted_durations(tmp_path: Path, small: None) -> None:
+    written = _rows(6000, 5, 4)
+    db = Database(tmp_path, chunk_rows=64)
+    _append(db, written)
+    db.close()
+    (f,) = _files(tmp_path)
+    groups = read_groups(f)
+    assert len(groups) == 4  # 20 records of 300 rows: 4 of 1,500
+    durations_all = np.concatenate([
+        read_runs(f, [(g, k)])[0] for g in groups for k in range(len(g.codes))])  # fmt: skip
+    assert sorted(durations_all.tolist()) == sorted(written["duration_ns"].tolist())
+    for g in groups:  # each run sorted, long ones in blocks
+        for k in range(len(g.codes)):
+            run, good = read_runs(f, [(g, k)])
+            assert good == [True] and (np.diff(run) >= 0).all() and len(run) == g.counts[k]
+    assert any(c > 64 for g in groups for c in g.counts)
+
+
+@pytest.mark.parametrize("damage", ["run", "block", "directory"])
+def test_damaged_merged_records_are_read_around(tmp_path: Path, small: None, damage: str) -> None:
+    """A damaged byte of a merged record is found by its checksums; its chunks are read from
+    their pages, and the answers stay those of brute force."""
+    written = [_rows(6000, 7, 3)]
+    db = Database(tmp_path, chunk_rows=50)
+    _append(db, written[0])
+    db.close()
+    (f,) = _files(tmp_path)
+    groups = read_groups(f)
+    assert len(groups) == 4  # 20 records of 300 rows: 4 of 1,500
+    data = bytearray(f.read_bytes())
+    g = groups[1]
+    if damage == "run":  # the first bytes of every run of the second record
+        for k in range(len(g.codes)):
+            data[int(g.offsets[k]) + 3] ^= 0xFF
+    elif damage == "block":  # the last byte of each run: inside its last block
+        for k in range(len(g.codes)):
+            data[int(g.offsets[k] + g.lengths[k]) - 1] ^= 0x01
+    else:  # the second record's directory: reading stops there
+        data[int(g.offsets[0]) - 30] ^= 0xFF
+    f.write_bytes(bytes(data))
+    durations._groups_cache.clear()  # same size and time stamp possible within a test
+    db = Database(tmp_path)
+    for name in ("f0", "f1", "f2"):
+        want, errors = _brute(written, name)
+        _check(db.stats(name, exact=True), want, errors, name)
+        _same_as_scan(db, name)
+    chunks = 6000 // 50
+    lost = g.last - g.first + 1 if damage != "directory" else chunks - groups[0].last - 1
+    assert _covered(db, "f0") == [chunks - lost]
+    db.close()
+
+
+def test_a_merge_that_cannot_read_a_run_leaves_the_file(
+    tmp_path: Path, small: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(durations_merge, "RECORD_ROWS", 1)
+    written = [_rows(3000, 9, 3)]
+    db = Database(tmp_path, chunk_rows=50)
+    _append(db, written[0])
+    db.close()
+    (f,) = _files(tmp_path)
+    groups = read_groups(f)
+    data = bytearray(f.read_bytes())
+    data[int(groups[2].offsets[0]) + 2] ^= 0xFF
+    f.write_bytes(bytes(data))
+    durations._groups_cache.clear()
+    assert not durations_merge.coarsen(f, record_rows=2000)
+    assert f.read_bytes() == bytes(data)
+    assert not [p for p in f.parent.iterdir() if p.name.endswith(".tmp")]
+    assert durations_merge.coarsen(f, record_rows=1) is False  # nothing to merge
+    shutil.copy(f, tmp_path / "copy")
+    data[int(groups[2].offsets[0]) + 2] ^= 0xFF  # repaired: now it merges
+    f.write_bytes(bytes(data))
+    durations._groups_cache.clear()
+    assert durations_merge.coarsen(f, record_rows=2000)
+    db = Database(tmp_path)
+    want, errors = _brute(written, "f1")
+    _check(db.stats("f1", exact=True), want, errors, "f1")
+    db.close()
+
+
+def _group(first: int, last: int, rows: int, counts: list[int]) -> Group:
+    n = len(counts)
+    z = np.zeros(n, dtype=np.int64)
+    return Group(first, last, rows, np.arange(n, dtype=np.uint32), np.array(counts), z, z, z, z)
+
+
+def test_plan_cuts_adjacent_records_evenly_within_both_bounds() -> None:
+    g = [_group(i * 10, i * 10 + 9, 100, [60, 40]) for i in range(10)]
+    parts = durations_merge.plan(g, record_rows=450, run_rows=10**6)
+    assert [len(p) for p in parts] == [4, 3, 3] or [len(p) for p in parts] == [3, 4, 3] or [
+        len(p) for p in parts] == [3, 3, 4]  # fmt: skip
+    assert [x for p in parts for x in p] == g
+    # one function's calls bound the record too: 60 a record, at most 130 in a merged one
+    parts = durations_merge.plan(g, record_rows=10**6, run_rows=130)
+    assert all(sum(x.counts[0] for x in p) <= 130 for p in parts) and len(parts) == 5
+    # a gap in the chunks (a record lost, a chunk skipped) starts a new part
+    gap = g[:3] + [_group(35, 39, 100, [60, 40])] + g[4:6]
+    parts = durations_merge.plan(gap, record_rows=10**6, run_rows=10**6)
+    assert [len(p) for p in parts] == [3, 3]
+    # a record bigger than the bounds is kept as it is
+    assert durations_merge.plan([_group(0, 9, 5000, [5000])], 10, 10) == [
+        [_group(0, 9, 5000, [5000])]]  # fmt: skip
