@@ -6,7 +6,6 @@ damaged, missing or backfilled files, compaction)."""
 from __future__ import annotations
 
 import math
-import os
 import struct
 import zlib
 from pathlib import Path
