@@ -99,32 +99,39 @@ class Group:
 
 
 def encode_group(
-    first: int, last: int, codes: np.ndarray, runs: Iterable[np.ndarray], errors: np.ndarray
-) -> bytes:
+    first: int, last: int, codes: np.ndarray, runs: Iterable[np.ndarray | Iterable[np.ndarray]],
+    errors: np.ndarray,
+) -> bytes:  # fmt: skip
     """One record covering chunks ``first..last``: per code ``codes[i]`` (ascending) its sorted
-    durations (``runs``, made one at a time) and ``errors[i]``."""
+    durations (``runs``, made one at a time; a run may come as pieces, each sorted and each
+    beginning at or above the last one's end) and ``errors[i]``."""
     parts, entries = [], np.zeros(len(codes), _ENTRY)
     for i, run in enumerate(runs):
-        data = encode_run(run)
+        count, data = encode_run([run] if isinstance(run, np.ndarray) else run)
         parts.append(data)
-        entries[i] = (int(codes[i]), len(run), int(errors[i]), len(data), zlib.crc32(data))
+        entries[i] = (int(codes[i]), count, int(errors[i]), len(data), zlib.crc32(data))
     rows = int(entries["count"].sum())
     directory = _SPAN.pack(first, last, rows) + entries.tobytes()
     body = b"".join(parts)
     return _HEAD.pack(_MAGIC, len(directory), zlib.crc32(directory), len(body)) + directory + body
 
 
-def encode_run(run: np.ndarray) -> bytes:
-    """One function's sorted durations, delta-coded; a long run (a merged record's, see
-    :mod:`kronicler.db.durations_merge`) in blocks of :data:`RUN_BLOCK_ROWS`, so encoding it
-    needs a block's temporaries, not the whole run's several copies (the blocks cost ~10 bytes
-    each; the reader decodes either form, ``codec.decode_into``)."""
-    if len(run) <= RUN_BLOCK_ROWS:
-        return codec.encode(run, codec.CODEC_DELTA)
-    ends = list(range(RUN_BLOCK_ROWS, len(run), RUN_BLOCK_ROWS)) + [len(run)]
-    bounds = [0, *ends]
-    return codec.join_blocks(ends, [codec.encode(run[lo:hi], codec.CODEC_DELTA)
-                                    for lo, hi in zip(bounds, ends, strict=False)])  # fmt: skip
+def encode_run(pieces: Iterable[np.ndarray]) -> tuple[int, bytes]:
+    """One function's sorted durations (in ``pieces`` that follow each other), delta-coded, and
+    their count. A run longer than :data:`RUN_BLOCK_ROWS` (a merged record's, see
+    :mod:`kronicler.db.durations_merge`) is cut into blocks of at most that many, so encoding it
+    needs a block's temporaries, not the whole run's several copies, and never the run whole (a
+    block costs ~10 bytes; the reader decodes either form, ``codec.decode_into``)."""
+    ends: list[int] = []
+    blocks: list[bytes] = []
+    for piece in pieces:
+        for lo in range(0, len(piece), RUN_BLOCK_ROWS):
+            block = piece[lo : lo + RUN_BLOCK_ROWS]
+            blocks.append(codec.encode(block, codec.CODEC_DELTA))
+            ends.append((ends[-1] if ends else 0) + len(block))
+    if not blocks:
+        return 0, codec.encode(np.zeros(0, np.int64), codec.CODEC_DELTA)
+    return ends[-1], blocks[0] if len(blocks) == 1 else codec.join_blocks(ends, blocks)
 
 
 #: Directory bytes read with each record's head (one ``pread`` for both when the directory is

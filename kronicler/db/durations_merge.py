@@ -18,9 +18,9 @@ a record is a fact about a run of chunks, whatever its size, so every reader (ol
 reads merged and unmerged records alike, side by side in one database.
 
 Trade-offs:
-- Memory at close: one function's durations of one merged record (8 bytes each), bounded by
-  :data:`RUN_ROWS` (64 MB), plus one block's temporaries; a record closes early rather than
-  exceed it (a function with most of the calls makes smaller records).
+- Memory at close: up to :data:`PASS_ROWS` durations (8 bytes each: 32 MB) plus one block's
+  temporaries, whatever the record's size: a function with more calls is merged in passes over
+  ranges of its values, each pass decoding its runs again (decoding is the cheap part).
 - Time at close: decoding, sorting and encoding every duration once more, ~1-2 s per 10M rows
   on this machine's loaded cores; the writer's append rate pays it once per segment.
 - A record is used only when every chunk it covers is readable: one damaged chunk now sends the
@@ -49,8 +49,8 @@ from kronicler.errors import KroniclerError
 
 #: Rows a merged record covers at most (records are split evenly below it).
 RECORD_ROWS: Final = 1 << 26
-#: Calls of one function a merged record holds at most: what the merge holds in memory (8 B each).
-RUN_ROWS: Final = 1 << 23
+#: Durations the merge holds at a time (8 B each): a function with more is merged in passes.
+PASS_ROWS: Final = 1 << 22
 
 log = logging.getLogger(__name__)
 
@@ -59,47 +59,32 @@ class _RunLost(KroniclerError):
     """A run of a record does not check: the file is left as it is."""
 
 
-def plan(groups: Sequence[Group], record_rows: int, run_rows: int) -> list[list[Group]]:
+def plan(groups: Sequence[Group], record_rows: int) -> list[list[Group]]:
     """``groups`` cut into consecutive parts, each merged into one record: records of adjacent
-    chunks (a record after a gap, or after a skipped chunk, starts a new part), each part within
-    ``record_rows`` rows and ``run_rows`` calls of any function, of about equal rows."""
+    chunks (a record after a gap, or after a skipped chunk, starts a new part), cut into the
+    fewest parts of about equal rows within ``record_rows`` (a record bigger than that alone)."""
     parts: list[list[Group]] = []
     stretch: list[Group] = []  # records of adjacent chunks
-    for g in groups:
-        if stretch and g.first != stretch[-1].last + 1:
-            parts.extend(_split(stretch, record_rows, run_rows))
+    for g in [*groups, None]:
+        if stretch and (g is None or g.first != stretch[-1].last + 1):
+            parts.extend(_even(stretch, record_rows))
             stretch = []
-        stretch.append(g)
-    if stretch:
-        parts.extend(_split(stretch, record_rows, run_rows))
+        if g is not None:
+            stretch.append(g)
     return parts
 
 
-def _split(stretch: list[Group], record_rows: int, run_rows: int) -> list[list[Group]]:
-    """Adjacent records cut into the fewest parts of about equal rows within both bounds."""
-    rows = np.array([g.rows for g in stretch], dtype=np.int64)
-    codes = np.concatenate([g.codes for g in stretch]).astype(np.int64)
-    counts = np.concatenate([g.counts for g in stretch])
-    per_code = np.bincount(codes, weights=counts) if codes.size else np.zeros(1)
-    want = max(-(-int(rows.sum()) // record_rows), -(-int(per_code.max()) // run_rows), 1)
-    while True:
-        # cut where the running rows pass each 1/want of the total
-        marks = np.cumsum(rows) * want // max(int(rows.sum()), 1)
-        cuts = np.flatnonzero(np.diff(marks, prepend=0)) + 1
-        bounds = sorted({0, *cuts[cuts < len(stretch)].tolist(), len(stretch)})
-        parts = [stretch[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
-        if want >= len(stretch) or all(_fits(p, record_rows, run_rows) for p in parts):
-            return parts
-        want += 1
-
-
-def _fits(part: list[Group], record_rows: int, run_rows: int) -> bool:
-    if len(part) == 1:
-        return True  # a record as written: kept whatever its size
-    codes = np.concatenate([g.codes for g in part]).astype(np.int64)
-    counts = np.concatenate([g.counts for g in part])
-    most = int(np.bincount(codes, weights=counts).max()) if codes.size else 0
-    return sum(g.rows for g in part) <= record_rows and most <= run_rows
+def _even(stretch: list[Group], record_rows: int) -> list[list[Group]]:
+    """Adjacent records cut into the fewest parts of about equal rows within ``record_rows``."""
+    rows = np.cumsum([g.rows for g in stretch])
+    total = max(int(rows[-1]), 1)
+    for want in range(max(-(-total // record_rows), 1), len(stretch) + 1):
+        marks = rows * want // total  # cut where the running rows pass each 1/want of them
+        bounds = sorted({0, *(np.flatnonzero(np.diff(marks, prepend=0)) + 1).tolist()})
+        cut = [stretch[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+        if all(len(c) == 1 or sum(g.rows for g in c) <= record_rows for c in cut):
+            return cut
+    return [[g] for g in stretch]
 
 
 def _merged(path: Path, part: list[Group]) -> bytes:
@@ -109,29 +94,58 @@ def _merged(path: Path, part: list[Group]) -> bytes:
     for g in part:
         errors[np.searchsorted(present, g.codes)] += g.errors
 
-    def runs() -> Iterator[np.ndarray]:
+    def runs() -> Iterator[Iterator[np.ndarray]]:
         for code in present.tolist():
             wanted = []
             for g in part:
                 k = int(np.searchsorted(g.codes, code))
                 if k < len(g.codes) and int(g.codes[k]) == code:
                     wanted.append((g, k))
-            joined, good = read_runs(path, wanted)
-            if not all(good):
-                raise _RunLost(f"{path}: a run of function code {code} does not check")
-            joined.sort()  # in place: a few sorted runs, no second copy
-            yield joined
+            yield _sorted_pieces(path, wanted)
 
     return encode_group(part[0].first, part[-1].last, present, runs(), errors)
 
 
-def coarsen(path: Path, *, record_rows: int | None = None, run_rows: int | None = None) -> bool:
-    """Rewrite the ``.kdur`` file at ``path`` with its consecutive records merged (see the
-    module docstring); True when it was rewritten. A file with nothing to merge is left alone;
-    records after the first that does not check are dropped (no reader uses them)."""
-    groups = read_groups(path)
-    parts = plan(groups, RECORD_ROWS if record_rows is None else record_rows,
-                 RUN_ROWS if run_rows is None else run_rows)  # fmt: skip
+def _read(path: Path, wanted: list[tuple[Group, int]]) -> np.ndarray:
+    runs, good = read_runs(path, wanted)
+    if not all(good):
+        raise _RunLost(f"{path}: a run of chunks {wanted[0][0].first}- does not check")
+    return runs
+
+
+def _sorted_pieces(path: Path, wanted: list[tuple[Group, int]]) -> Iterator[np.ndarray]:
+    """The durations of the runs ``wanted`` (one function's), sorted, in pieces of about
+    :data:`PASS_ROWS` (more only where one value repeats): one piece when they fit, else one
+    pass over the runs per piece, each run decoded again and its values in the piece's range
+    kept (the passes' bounds are quantiles of a sample of every run)."""
+    count = sum(int(g.counts[k]) for g, k in wanted)
+    if count <= PASS_ROWS:
+        joined = _read(path, wanted)
+        joined.sort()  # in place: a few sorted runs, no second copy
+        yield joined
+        return
+    step = max(count // max(PASS_ROWS // 4, 1), 1)  # runs are sorted: every step-th samples
+    sample = np.sort(np.concatenate([_read(path, [w])[::step] for w in wanted]))
+    per_pass = max(len(sample) * PASS_ROWS // count, 1)
+    bounds = np.unique(sample[per_pass::per_pass]).tolist()
+    for lo, hi in zip([None, *bounds], [*bounds, None], strict=True):
+        pieces = []
+        for w in wanted:
+            run = _read(path, [w])
+            a = 0 if lo is None else int(np.searchsorted(run, lo))
+            b = len(run) if hi is None else int(np.searchsorted(run, hi))
+            pieces.append(run[a:b].copy())  # a copy: the run is let go
+        piece = np.concatenate(pieces)
+        piece.sort()
+        yield piece
+
+
+def coarsen(path: Path, *, record_rows: int | None = None) -> bool:
+    """Rewrite the ``.kdur`` file at ``path`` with its consecutive records merged into records
+    of up to ``record_rows`` (:data:`RECORD_ROWS`) rows; True when it was rewritten. A file with
+    nothing to merge is left alone; records after the first that does not check are dropped
+    (no reader uses them)."""
+    parts = plan(read_groups(path), RECORD_ROWS if record_rows is None else record_rows)
     if all(len(p) == 1 for p in parts):
         return False
     try:

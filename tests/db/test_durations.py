@@ -102,7 +102,7 @@ def small_groups(monkeypatch: pytest.MonkeyPatch) -> None:
     sizes=st.lists(st.integers(1, 900), min_size=1, max_size=4),
     chunk_rows=st.integers(1, 97),
     group_rows=st.integers(1, 500),
-    merged=st.tuples(st.integers(1, 2000), st.integers(1, 1000)),
+    merged=st.tuples(st.integers(1, 2000), st.integers(1, 500)),
     live=st.booleans(),
     wide=st.booleans(),
 )
@@ -112,9 +112,11 @@ def test_exact_stats_equal_brute_force(
     wide: bool,
 ) -> None:  # fmt: skip
     monkeypatch.setattr(durations, "GROUP_ROWS", group_rows)
-    # records merged at close into records of up to ``merged`` rows and calls of a function
+    # records merged at close into records of up to ``merged[0]`` rows, a function's durations
+    # merged ``merged[1]`` at a time (in passes), its runs encoded in blocks of 50
     monkeypatch.setattr(durations_merge, "RECORD_ROWS", merged[0])
-    monkeypatch.setattr(durations_merge, "RUN_ROWS", merged[1])
+    monkeypatch.setattr(durations_merge, "PASS_ROWS", merged[1])
+    monkeypatch.setattr(durations, "RUN_BLOCK_ROWS", 50)
     path = tmp_path_factory.mktemp("kdur")
     written = []
     db = None

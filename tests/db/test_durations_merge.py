@@ -178,19 +178,38 @@ def _group(first: int, last: int, rows: int, counts: list[int]) -> Group:
     return Group(first, last, rows, np.arange(n, dtype=np.uint32), np.array(counts), z, z, z, z)
 
 
-def test_plan_cuts_adjacent_records_evenly_within_both_bounds() -> None:
+def test_plan_cuts_adjacent_records_evenly_within_the_bound() -> None:
     g = [_group(i * 10, i * 10 + 9, 100, [60, 40]) for i in range(10)]
-    parts = durations_merge.plan(g, record_rows=450, run_rows=10**6)
-    assert [len(p) for p in parts] == [4, 3, 3] or [len(p) for p in parts] == [3, 4, 3] or [
-        len(p) for p in parts] == [3, 3, 4]  # fmt: skip
+    parts = durations_merge.plan(g, record_rows=450)
+    assert sorted(len(p) for p in parts) == [3, 3, 4]
     assert [x for p in parts for x in p] == g
-    # one function's calls bound the record too: 60 a record, at most 130 in a merged one
-    parts = durations_merge.plan(g, record_rows=10**6, run_rows=130)
-    assert all(sum(x.counts[0] for x in p) <= 130 for p in parts) and len(parts) == 5
+    assert [len(p) for p in durations_merge.plan(g, record_rows=10**6)] == [10]
     # a gap in the chunks (a record lost, a chunk skipped) starts a new part
     gap = g[:3] + [_group(35, 39, 100, [60, 40])] + g[4:6]
-    parts = durations_merge.plan(gap, record_rows=10**6, run_rows=10**6)
-    assert [len(p) for p in parts] == [3, 3]
-    # a record bigger than the bounds is kept as it is
-    assert durations_merge.plan([_group(0, 9, 5000, [5000])], 10, 10) == [
-        [_group(0, 9, 5000, [5000])]]  # fmt: skip
+    assert [len(p) for p in durations_merge.plan(gap, record_rows=10**6)] == [3, 3]
+    # a record bigger than the bound stays alone; uneven records still fit the bound
+    odd = [_group(0, 9, 5000, [5000]), *(_group(10 + i, 10 + i, 1, [1]) for i in range(5))]
+    parts = durations_merge.plan(odd, record_rows=3)
+    assert parts[0] == [odd[0]] and [x for p in parts for x in p] == odd
+    assert all(len(p) == 1 or sum(x.rows for x in p) <= 3 for p in parts)
+
+
+def test_a_function_with_more_durations_than_a_pass_is_merged_in_passes(
+    tmp_path: Path, small: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ties across pass bounds, and values repeated more than a pass holds: every duration
+    once, sorted."""
+    monkeypatch.setattr(durations_merge, "PASS_ROWS", 100)
+    written = _rows(5000, 11, 2, wide=True)
+    db = Database(tmp_path, chunk_rows=64)
+    _append(db, written)
+    db.close()
+    (f,) = _files(tmp_path)
+    groups = read_groups(f)
+    assert len(groups) == 3 and max(int(c) for g in groups for c in g.counts) > 1000
+    db = Database(tmp_path)
+    for name in ("f0", "f1"):
+        want, errors = _brute([written], name)
+        _check(db.stats(name, exact=True), want, errors, name)
+    assert _covered(db, "f0") == [-(-5000 // 64)]
+    db.close()
