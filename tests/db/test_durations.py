@@ -81,6 +81,20 @@ def _segments(path: Path) -> Path:
     return path / "segments"
 
 
+def _reopened_answers_hold(
+    path: Path, written: list[dict[str, np.ndarray]], names: tuple[str, ...]
+) -> Database:
+    """The database at ``path`` opened afresh (its files changed by the test): exact stats of
+    ``names`` equal brute force and the scan; returns it open."""
+    durations._groups_cache.clear()  # same size and time stamp possible within a test
+    db = Database(path)
+    for name in names:
+        want, errors = _brute(written, name)
+        _check(db.stats(name, exact=True), want, errors, name)
+        _same_as_scan(db, name)
+    return db
+
+
 def _covered(db: Database, name: str) -> list[int]:
     """How many chunks of each segment the records cover for ``name``."""
     with db.snapshot() as view:
@@ -193,12 +207,7 @@ def test_damaged_records_are_read_around(tmp_path: Path, small_groups: None, dam
         f.unlink()
     else:
         f.write_bytes(bytes(data))
-    durations._groups_cache.clear()  # same size and time stamp possible within a test
-    db = Database(tmp_path)
-    for name in ("f0", "f1", "f2"):
-        want, errors = _brute(written, name)
-        _check(db.stats(name, exact=True), want, errors, name)
-        _same_as_scan(db, name)
+    db = _reopened_answers_hold(tmp_path, written, ("f0", "f1", "f2"))
     chunks = 4000 // 50
     expect = {"torn": chunks - (groups[-1].last - groups[-1].first + 1), "missing": 0,
               "run": chunks - (groups[2].last - groups[2].first + 1),

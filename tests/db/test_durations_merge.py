@@ -16,7 +16,15 @@ import pytest
 
 from kronicler.db import Database, durations, durations_merge
 from kronicler.db.durations import SUFFIX, Group, read_groups, read_runs
-from tests.db.test_durations import _append, _brute, _check, _covered, _rows, _same_as_scan
+from tests.db.test_durations import (
+    _append,
+    _brute,
+    _check,
+    _covered,
+    _reopened_answers_hold,
+    _rows,
+    _same_as_scan,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ("f0", "f1", "f2", "f4")
@@ -33,6 +41,19 @@ def small(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _files(path: Path) -> list[Path]:
     return sorted((path / "segments").glob(f"*{SUFFIX}"))
+
+
+def _written(
+    path: Path, n: int, seed: int
+) -> tuple[list[dict[str, np.ndarray]], Path, tuple[Group, ...]]:
+    """``n`` rows of 3 functions written and closed in chunks of 50: the rows, the segment's
+    ``.kdur`` file and its records."""
+    written = [_rows(n, seed, 3)]
+    db = Database(path, chunk_rows=50)
+    _append(db, written[0])
+    db.close()
+    (f,) = _files(path)
+    return written, f, read_groups(f)
 
 
 def _cli_exact(path: Path, name: str) -> dict[str, object]:
@@ -113,12 +134,7 @@ def test_merged_runs_hold_each_functions_sorted_durations(tmp_path: Path, small:
 def test_damaged_merged_records_are_read_around(tmp_path: Path, small: None, damage: str) -> None:
     """A damaged byte of a merged record is found by its checksums; its chunks are read from
     their pages, and the answers stay those of brute force."""
-    written = [_rows(6000, 7, 3)]
-    db = Database(tmp_path, chunk_rows=50)
-    _append(db, written[0])
-    db.close()
-    (f,) = _files(tmp_path)
-    groups = read_groups(f)
+    written, f, groups = _written(tmp_path, 6000, 7)
     assert len(groups) == 4  # 20 records of 300 rows: 4 of 1,500
     data = bytearray(f.read_bytes())
     g = groups[1]
@@ -131,12 +147,7 @@ def test_damaged_merged_records_are_read_around(tmp_path: Path, small: None, dam
     else:  # the second record's directory: reading stops there
         data[int(g.offsets[0]) - 30] ^= 0xFF
     f.write_bytes(bytes(data))
-    durations._groups_cache.clear()  # same size and time stamp possible within a test
-    db = Database(tmp_path)
-    for name in ("f0", "f1", "f2"):
-        want, errors = _brute(written, name)
-        _check(db.stats(name, exact=True), want, errors, name)
-        _same_as_scan(db, name)
+    db = _reopened_answers_hold(tmp_path, written, ("f0", "f1", "f2"))
     chunks = 6000 // 50
     lost = g.last - g.first + 1 if damage != "directory" else chunks - groups[0].last - 1
     assert _covered(db, "f0") == [chunks - lost]
@@ -146,13 +157,8 @@ def test_damaged_merged_records_are_read_around(tmp_path: Path, small: None, dam
 def test_a_merge_that_cannot_read_a_run_leaves_the_file(
     tmp_path: Path, small: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(durations_merge, "RECORD_ROWS", 1)
-    written = [_rows(3000, 9, 3)]
-    db = Database(tmp_path, chunk_rows=50)
-    _append(db, written[0])
-    db.close()
-    (f,) = _files(tmp_path)
-    groups = read_groups(f)
+    monkeypatch.setattr(durations_merge, "RECORD_ROWS", 1)  # the records as written
+    written, f, groups = _written(tmp_path, 3000, 9)
     data = bytearray(f.read_bytes())
     data[int(groups[2].offsets[0]) + 2] ^= 0xFF
     f.write_bytes(bytes(data))
