@@ -4,14 +4,14 @@ A writer appends a ``.kdur`` record per :data:`~kronicler.db.durations.GROUP_ROW
 because it holds their durations until then (4 MB). Sorted durations cost less the more calls
 of a function one record holds: the delta-coded steps between them shrink. Measured on
 ``bench_db.py``'s rows (100 Zipf functions, lognormal durations), bytes per row of the records:
-512K rows 1.35, 4M 0.92, 8M 0.79, 16M 0.67, 32M 0.55 (about 3 bits fewer per row each time
-the record grows 8x). At 512K the file was a fifth of the database (1.35 of 6.77 B/row at 100M
-rows); that is what kept the database above 6 B/row.
+512K rows 1.35, 4M 0.92, 8M 0.79, 16M 0.67, 32M 0.55, 64M 0.49 (about 3 bits fewer per row
+each time the record grows 8x). At 512K the file was a fifth of the database (1.35 of 6.77
+B/row, 100M rows by one writer).
 
 So when a segment is closed (the writer's close, which compaction's outputs and backfill go
 through too), :func:`coarsen` rewrites its file with the consecutive records merged into
-records of up to :data:`RECORD_ROWS` rows, split evenly (records of 33M, 33M, 33M rather than
-64M and 36M). Per function, its runs of the merged records are read into one array, sorted in
+records of up to :data:`RECORD_ROWS` rows, split evenly: in practice one record per segment
+(a writer's segment holds 16.8M rows by default, a time-disjoint compaction's output 33.5M). Per function, its runs of the merged records are read into one array, sorted in
 place (introsort on a few sorted runs: 0.2 s per 8M values) and encoded in blocks
 (:func:`~kronicler.db.durations.encode_run`), one function at a time. The format is the same:
 a record is a fact about a run of chunks, whatever its size, so every reader (older ones too)
@@ -21,10 +21,13 @@ Trade-offs:
 - Memory at close: up to :data:`PASS_ROWS` durations (8 bytes each: 32 MB) plus one block's
   temporaries, whatever the record's size: a function with more calls is merged in passes over
   ranges of its values, each pass decoding its runs again (decoding is the cheap part).
-- Time at close: decoding, sorting and encoding every duration once more, ~1-2 s per 10M rows
-  on this machine's loaded cores; the writer's append rate pays it once per segment.
+- Time at close: decoding, sorting and encoding every duration once more, 0.6-1.3 s per 10M
+  rows on this machine under others' load. The writer thread pays it when it rotates to a new
+  segment (the 250K-row queue takes appends meanwhile): 100M rows by one writer appended at
+  1.43M rows/s against 1.71M without the merge (``bench/bench_index.py``, same run).
+- Memory at close: the merge of a 10M-row segment took 46 MB beyond the process's own.
 - A record is used only when every chunk it covers is readable: one damaged chunk now sends the
-  exact statistics of a merged record's rows (up to 64M) to the pages, not 512K's.
+  exact statistics of a merged record's rows (a segment's) to the pages, not 512K's.
 - A reader that read the directories of the old file and then opens the new one finds runs
   that do not check: it reads those chunks from their pages (the same answer, slower, logged)
   until it reads the new directories, at its next question.
@@ -48,7 +51,7 @@ from kronicler.db.metadata import atomic_write
 from kronicler.errors import KroniclerError
 
 #: Rows a merged record covers at most (records are split evenly below it).
-RECORD_ROWS: Final = 1 << 26
+RECORD_ROWS: Final = 1 << 27
 #: Durations the merge holds at a time (8 B each): a function with more is merged in passes.
 PASS_ROWS: Final = 1 << 22
 
