@@ -14,8 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kronicler import query as q
 from kronicler.db import Database, durations, durations_merge
 from kronicler.db.durations import SUFFIX, Group, read_groups, read_runs
+from kronicler.db.stats import DEFAULT_QUANTILES
+from kronicler.server import Client, KroniclerServer, ServerOptions
 from tests.db.test_durations import (
     _append,
     _brute,
@@ -70,7 +73,7 @@ def test_old_and_merged_records_side_by_side(
     tmp_path: Path, small: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A segment as written before the merge (its records as they were appended), a merged one,
-    and a live one: exact stats equal brute force through Python and the CLI."""
+    and a live one: exact stats equal brute force through Python, gRPC and the CLI."""
     written = []
     monkeypatch.setattr(durations_merge, "RECORD_ROWS", 1)  # as an older Kronicler left it
     db = Database(tmp_path, chunk_rows=50)
@@ -102,10 +105,17 @@ def test_old_and_merged_records_side_by_side(
         _check(live.stats(name, exact=True), want, errors, name)
         _same_as_scan(live, name)
     assert _covered(live, "f0")[:2] == [100, 140]  # every chunk of both closed segments
+    with KroniclerServer(live, ServerOptions(address="127.0.0.1:0")) as srv, Client(
+        srv.address, timeout=10
+    ) as client:  # fmt: skip
+        for name in ("f0", "f4"):
+            want, errors = _brute(written, name)
+            asked = (*DEFAULT_QUANTILES, 0.0, 0.37, 1.0)  # what _check reads
+            (row,) = client.stats(q.Filter.make(name), exact=True, quantiles=asked).rows
+            _check(row, want, errors, name)
     live.close()
-    written_all = written
     for name in ("f0", "f4"):
-        want, errors = _brute(written_all, name)
+        want, errors = _brute(written, name)
         got = _cli_exact(tmp_path, name)
         assert (got["count"], got["errors"], got["min_ns"], got["max_ns"], got["p50_ns"]) == (
             len(want), errors, int(want[0]), int(want[-1]),
