@@ -333,15 +333,10 @@ class DurationWriter:
         self._file.append(data)  # if it fails, these chunks are read from their pages
 
     def close(self) -> None:
-        """Append the last record; then, the segment being closed, merge the records into
-        coarser ones (:mod:`kronicler.db.durations_merge`: about half the bytes)."""
+        """Append the last record (the segment's owner then merges the records into coarser
+        ones: :func:`kronicler.db.durations_merge.coarsen`)."""
         self.flush()
         self._file.close()
-        if not self._file.abandoned:
-            # imported here: the merge is built on this module's records
-            from kronicler.db.durations_merge import coarsen
-
-            coarsen(self.path)
 
     def abandon(self) -> None:
         self._file.abandon()

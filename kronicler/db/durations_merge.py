@@ -8,11 +8,12 @@ of a function one record holds: the delta-coded steps between them shrink. Measu
 each time the record grows 8x). At 512K the file was a fifth of the database (1.35 of 6.77
 B/row, 100M rows by one writer).
 
-So when a segment is closed (the writer's close, which compaction's outputs and backfill go
-through too), :func:`coarsen` rewrites its file with the consecutive records merged into
+So when a segment is closed (``SegmentWriter.close``, which compaction's outputs go through;
+and ``backfill``), :func:`coarsen` rewrites its file with the consecutive records merged into
 records of up to :data:`RECORD_ROWS` rows, split evenly: in practice one record per segment
-(a writer's segment holds 16.8M rows by default, a time-disjoint compaction's output 33.5M). Per function, its runs of the merged records are read into one array, sorted in
-place (introsort on a few sorted runs: 0.2 s per 8M values) and encoded in blocks
+(a writer's segment holds 16.8M rows by default, a time-disjoint compaction's output 33.5M).
+Per function, its runs of the merged records are read into one array, sorted in place
+(introsort on a few sorted runs: 0.2 s per 8M values) and encoded in blocks
 (:func:`~kronicler.db.durations.encode_run`), one function at a time. The format is the same:
 a record is a fact about a run of chunks, whatever its size, so every reader (older ones too)
 reads merged and unmerged records alike, side by side in one database.

@@ -288,7 +288,8 @@ def test_the_writer_holds_one_group_of_durations(tmp_path: Path) -> None:
     assert [(g.first, g.last, g.rows) for g in groups] == [(0, 2, 120), (3, 5, 120), (6, 8, 120),
                                                            (9, 9, 40)]  # fmt: skip
     assert [g.errors.tolist() for g in groups] == [[6, 0], [6, 0], [6, 0], [2, 0]]
-    w.close()  # the segment closed: its records merged into one
+    w.close()
+    assert durations_merge.coarsen(tmp_path / f"x{SUFFIX}")  # as the segment's close does
     (merged,) = read_groups(tmp_path / f"x{SUFFIX}")
     assert (merged.first, merged.last, merged.rows, merged.errors.tolist()) == (0, 9, 400, [20, 0])
     runs, good = durations.read_runs(tmp_path / f"x{SUFFIX}", [(merged, 0), (merged, 1)])
