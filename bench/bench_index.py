@@ -23,6 +23,8 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+#: Files whose bytes per row are printed apart: segment pages, sorted durations, roll-ups, index.
+PARTS = (".kseg", ".kdur", ".roll", ".kidx")
 NAME = "service.module.function_18"  # Zipf rank 19 of 100: ~1.0% of the calls
 
 WRITE = """
@@ -89,8 +91,13 @@ def _run(root: Path, code: str, *args: str) -> dict[str, object]:
     return result
 
 
-def _size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+def _sizes(path: Path) -> dict[str, int]:
+    """Bytes on disk per kind of file (suffix): segment pages, sorted durations, roll-ups..."""
+    out: dict[str, int] = {}
+    for p in path.rglob("*"):
+        if p.is_file():
+            out[p.suffix] = out.get(p.suffix, 0) + p.stat().st_size
+    return out
 
 
 def main() -> None:
@@ -105,7 +112,10 @@ def main() -> None:
         written = {}
         for label, root in roots.items():
             w = _run(root, WRITE, str(args.rows), str(tmp / label), str(HERE))
-            w["bytes_per_row"] = _size(tmp / label) / args.rows
+            sizes = _sizes(tmp / label)
+            w["bytes_per_row"] = sum(sizes.values()) / args.rows
+            for suffix in PARTS:
+                w[f"  {suffix}"] = sizes.get(suffix, 0) / args.rows
             written[label] = w
         reads: dict[str, list[dict[str, object]]] = {label: [] for label in roots}
         for _ in range(args.repeat):
@@ -117,7 +127,7 @@ def main() -> None:
         print(f"rows: {args.rows:,}; function {NAME}: {a['exact_count']:,} calls")
         print("code read:", ", ".join(f"{k} {reads[k][0]['code']}" for k in roots))
         print(f"{'':28}{'this':>14}{'baseline':>14}")
-        for key in ("append_rows_per_s", "bytes_per_row"):
+        for key in ("append_rows_per_s", "bytes_per_row", *(f"  {s}" for s in PARTS)):
             print(f"{key:28}" + "".join(f"{written[k][key]:>14,.2f}" for k in roots))
         for key in ("open_first_stats_s", "stats_warm_s", "exact_first_s", "exact_warm_s",
                     "slowest_first_s", "slowest_warm_s"):  # fmt: skip

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kronicler.db import index, rollup
+from kronicler.db import durations_merge, index, rollup
 from kronicler.db.compaction import open_readers
 from kronicler.db.durations import SUFFIX, DurationWriter, path_of
 from kronicler.db.fileio import append_all
@@ -63,6 +63,7 @@ def backfill(directory: Path, *, wait: float = 0.0, group_rows: int | None = Non
                         writer.add(chunk.seq, chunk.codes, chunk.code_ends, errors,
                                    reader.decode_stored(chunk, "duration"))  # fmt: skip
                     writer.close()
+                    durations_merge.coarsen(temp)  # as a writer's close does
                     if temp.exists():
                         os.replace(temp, final)
                         done.append(seg_id)

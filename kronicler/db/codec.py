@@ -458,6 +458,14 @@ def encode_blocks(values: np.ndarray, codec: int, ends: np.ndarray) -> bytes:
         return encode(values, codec)  # one block, or a constant page: any block is a slice of it
     bounds = [0, *ends.tolist()]
     parts = [encode(values[lo:hi], codec) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    return join_blocks(ends.tolist(), parts)
+
+
+def join_blocks(ends: list[int], parts: list[bytes]) -> bytes:
+    """A blocks page of encoded ``parts`` (two or more) holding rows up to ``ends`` (ascending):
+    for blocks made one at a time, where the whole array is never held (see
+    :mod:`kronicler.db.durations_merge`)."""
+    n = ends[-1]
     table = np.array([ends, [len(p) for p in parts]], dtype="<u4").tobytes()
     head = _HEAD.pack(CODEC_BLOCKS, 0, n) + _BLOCK_COUNT.pack(len(parts))
     return head + table + b"".join(parts)

@@ -22,9 +22,11 @@ CRC, so reading one function checks only its own bytes.
 Trade-offs, measured (``bench/bench_seal.py``, ``bench/bench_scale.py``'s rows): the writer holds
 up to :data:`GROUP_ROWS` durations (8 bytes each: 4 MB; a writer of 3M rows must not grow by
 40 MB, ``tests/db/test_durability.py``) and sorts them function by function once per group;
-see the README's Performance section for its append CPU and bytes on disk (~1 B/row, against
-2.7 B/row for the duration column itself: fewer calls per function in a record make wider
-sorted steps). The file is best-effort, like the index: a record that is torn,
+see the README's Performance section for its append CPU. Records of 512K rows take 1.35 B/row
+on ``bench_db.py``'s rows (against 2.7 B/row for the duration column itself): fewer calls per
+function in a record make wider sorted steps. So when the segment is closed its records are
+merged into records of up to a whole segment (:mod:`kronicler.db.durations_merge`: 0.67 B/row
+for a 16.8M-row segment); the format is the same, and a reader takes records of any size. The file is best-effort, like the index: a record that is torn,
 damaged, a copy, or names chunks the reader does not hold (a crash between chunk and catalog, a
 damaged chunk) is not used, and the chunks no good record covers (the live tail, older segments
 without the file, lost records) are read from the chunks as before, so every answer is the same
@@ -57,6 +59,9 @@ if TYPE_CHECKING:
 SUFFIX: Final = ".kdur"
 #: Rows of the chunks one record covers (at least; a record closes at the chunk that passes it).
 GROUP_ROWS: Final = 1 << 19  # 4 MB of durations held; 4M rows would be 32 MB
+
+#: Values per block of a run longer than this (:func:`encode_run`).
+RUN_BLOCK_ROWS: Final = 1 << 20
 
 _MAGIC = b"KDU1"
 _HEAD = struct.Struct("<4sIIQ")  # magic, directory bytes, crc32 of the directory, bytes of runs
@@ -96,19 +101,39 @@ class Group:
 
 
 def encode_group(
-    first: int, last: int, codes: np.ndarray, runs: Iterable[np.ndarray], errors: np.ndarray
-) -> bytes:
+    first: int, last: int, codes: np.ndarray, runs: Iterable[np.ndarray | Iterable[np.ndarray]],
+    errors: np.ndarray,
+) -> bytes:  # fmt: skip
     """One record covering chunks ``first..last``: per code ``codes[i]`` (ascending) its sorted
-    durations (``runs``, made one at a time) and ``errors[i]``."""
+    durations (``runs``, made one at a time; a run may come as pieces, each sorted and each
+    beginning at or above the last one's end) and ``errors[i]``."""
     parts, entries = [], np.zeros(len(codes), _ENTRY)
     for i, run in enumerate(runs):
-        data = codec.encode(run, codec.CODEC_DELTA)
+        count, data = encode_run([run] if isinstance(run, np.ndarray) else run)
         parts.append(data)
-        entries[i] = (int(codes[i]), len(run), int(errors[i]), len(data), zlib.crc32(data))
+        entries[i] = (int(codes[i]), count, int(errors[i]), len(data), zlib.crc32(data))
     rows = int(entries["count"].sum())
     directory = _SPAN.pack(first, last, rows) + entries.tobytes()
     body = b"".join(parts)
     return _HEAD.pack(_MAGIC, len(directory), zlib.crc32(directory), len(body)) + directory + body
+
+
+def encode_run(pieces: Iterable[np.ndarray]) -> tuple[int, bytes]:
+    """One function's sorted durations (in ``pieces`` that follow each other), delta-coded, and
+    their count. A run longer than :data:`RUN_BLOCK_ROWS` (a merged record's, see
+    :mod:`kronicler.db.durations_merge`) is cut into blocks of at most that many, so encoding it
+    needs a block's temporaries, not the whole run's several copies, and never the run whole (a
+    block costs ~10 bytes; the reader decodes either form, ``codec.decode_into``)."""
+    ends: list[int] = []
+    blocks: list[bytes] = []
+    for piece in pieces:
+        for lo in range(0, len(piece), RUN_BLOCK_ROWS):
+            block = piece[lo : lo + RUN_BLOCK_ROWS]
+            blocks.append(codec.encode(block, codec.CODEC_DELTA))
+            ends.append((ends[-1] if ends else 0) + len(block))
+    if not blocks:
+        return 0, codec.encode(np.zeros(0, np.int64), codec.CODEC_DELTA)
+    return ends[-1], blocks[0] if len(blocks) == 1 else codec.join_blocks(ends, blocks)
 
 
 #: Directory bytes read with each record's head (one ``pread`` for both when the directory is
@@ -308,6 +333,8 @@ class DurationWriter:
         self._file.append(data)  # if it fails, these chunks are read from their pages
 
     def close(self) -> None:
+        """Append the last record (the segment's owner then merges the records into coarser
+        ones: :func:`kronicler.db.durations_merge.coarsen`)."""
         self.flush()
         self._file.close()
 

@@ -21,6 +21,7 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +39,19 @@ _TEMPORARY = re.compile(r"^\..+\.(\d+)\.[0-9a-f]+\.tmp$|^[0-9a-f]+-(\d+)-[0-9a-f
 _STALE_SECONDS = 600.0  # a temporary file this old is stale even if its pid runs (pid reuse)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that readers never see a partial file.
+def atomic_write(path: Path, data: bytes | Iterable[bytes]) -> None:
+    """Replace ``path`` with ``data`` (or its pieces, made one at a time: a big file is never
+    held whole) so that readers never see a partial file.
 
-    On failure (disk full) the temporary file is removed and the old ``path`` left as it was.
+    On failure (disk full, or an error making a piece) the temporary file is removed and the
+    old ``path`` left as it was.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            write_all(fd, data)  # os.write alone may write part of it on a nearly full disk
+            for piece in [data] if isinstance(data, bytes) else data:
+                write_all(fd, piece)  # os.write alone may write part of it on a full disk
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -6,7 +6,6 @@ damaged, missing or backfilled files, compaction)."""
 from __future__ import annotations
 
 import math
-import os
 import struct
 import zlib
 from pathlib import Path
@@ -17,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kronicler import query
-from kronicler.db import Database, durations
+from kronicler.db import Database, durations, durations_merge
 from kronicler.db.backfill import backfill
 from kronicler.db.durations import SUFFIX, read_groups, stored_runs
 from kronicler.db.lock import MaintenanceLock
@@ -82,6 +81,20 @@ def _segments(path: Path) -> Path:
     return path / "segments"
 
 
+def _reopened_answers_hold(
+    path: Path, written: list[dict[str, np.ndarray]], names: tuple[str, ...]
+) -> Database:
+    """The database at ``path`` opened afresh (its files changed by the test): exact stats of
+    ``names`` equal brute force and the scan; returns it open."""
+    durations._groups_cache.clear()  # same size and time stamp possible within a test
+    db = Database(path)
+    for name in names:
+        want, errors = _brute(written, name)
+        _check(db.stats(name, exact=True), want, errors, name)
+        _same_as_scan(db, name)
+    return db
+
+
 def _covered(db: Database, name: str) -> list[int]:
     """How many chunks of each segment the records cover for ``name``."""
     with db.snapshot() as view:
@@ -92,7 +105,9 @@ def _covered(db: Database, name: str) -> list[int]:
 
 @pytest.fixture
 def small_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records of ~300 rows, left as written at close (merged records: test_durations_merge)."""
     monkeypatch.setattr(durations, "GROUP_ROWS", 300)
+    monkeypatch.setattr(durations_merge, "RECORD_ROWS", 1)
 
 
 @settings(max_examples=20, deadline=None, derandomize=True,
@@ -101,14 +116,21 @@ def small_groups(monkeypatch: pytest.MonkeyPatch) -> None:
     sizes=st.lists(st.integers(1, 900), min_size=1, max_size=4),
     chunk_rows=st.integers(1, 97),
     group_rows=st.integers(1, 500),
+    merged=st.tuples(st.integers(1, 2000), st.integers(1, 500)),
     live=st.booleans(),
     wide=st.booleans(),
 )
 def test_exact_stats_equal_brute_force(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
-    sizes: list[int], chunk_rows: int, group_rows: int, live: bool, wide: bool,
+    sizes: list[int], chunk_rows: int, group_rows: int, merged: tuple[int, int], live: bool,
+    wide: bool,
 ) -> None:  # fmt: skip
     monkeypatch.setattr(durations, "GROUP_ROWS", group_rows)
+    # records merged at close into records of up to ``merged[0]`` rows, a function's durations
+    # merged ``merged[1]`` at a time (in passes), its runs encoded in blocks of 50
+    monkeypatch.setattr(durations_merge, "RECORD_ROWS", merged[0])
+    monkeypatch.setattr(durations_merge, "PASS_ROWS", merged[1])
+    monkeypatch.setattr(durations, "RUN_BLOCK_ROWS", 50)
     path = tmp_path_factory.mktemp("kdur")
     written = []
     db = None
@@ -185,12 +207,7 @@ def test_damaged_records_are_read_around(tmp_path: Path, small_groups: None, dam
         f.unlink()
     else:
         f.write_bytes(bytes(data))
-    durations._groups_cache.clear()  # same size and time stamp possible within a test
-    db = Database(tmp_path)
-    for name in ("f0", "f1", "f2"):
-        want, errors = _brute(written, name)
-        _check(db.stats(name, exact=True), want, errors, name)
-        _same_as_scan(db, name)
+    db = _reopened_answers_hold(tmp_path, written, ("f0", "f1", "f2"))
     chunks = 4000 // 50
     expect = {"torn": chunks - (groups[-1].last - groups[-1].first + 1), "missing": 0,
               "run": chunks - (groups[2].last - groups[2].first + 1),
@@ -260,16 +277,25 @@ def test_the_writer_holds_one_group_of_durations(tmp_path: Path) -> None:
     """A record per ``group_rows``: the writer never keeps more than a group (plus a chunk)."""
     w = durations.DurationWriter(tmp_path / f"x{SUFFIX}", group_rows=100)
     rng = np.random.default_rng(0)
+    written = []
     for seq in range(10):
         d = rng.integers(0, 1000, 40)
+        written.append(d)
         w.add(seq, np.array([1, 5]), np.array([15, 40]), np.array([2, 0]), d)
         assert w._rows < 100
-    w.close()
+    w.flush()
     groups = read_groups(tmp_path / f"x{SUFFIX}")
     assert [(g.first, g.last, g.rows) for g in groups] == [(0, 2, 120), (3, 5, 120), (6, 8, 120),
                                                            (9, 9, 40)]  # fmt: skip
     assert [g.errors.tolist() for g in groups] == [[6, 0], [6, 0], [6, 0], [2, 0]]
-    assert os.path.getsize(tmp_path / f"x{SUFFIX}") > 0
+    w.close()
+    assert durations_merge.coarsen(tmp_path / f"x{SUFFIX}")  # as the segment's close does
+    (merged,) = read_groups(tmp_path / f"x{SUFFIX}")
+    assert (merged.first, merged.last, merged.rows, merged.errors.tolist()) == (0, 9, 400, [20, 0])
+    runs, good = durations.read_runs(tmp_path / f"x{SUFFIX}", [(merged, 0), (merged, 1)])
+    assert good == [True, True]
+    assert runs[:150].tolist() == np.sort(np.concatenate([d[:15] for d in written])).tolist()
+    assert runs[150:].tolist() == np.sort(np.concatenate([d[15:] for d in written])).tolist()
 
 
 def test_stats_read_the_records(tmp_path: Path, small_groups: None) -> None:
