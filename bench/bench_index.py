@@ -3,7 +3,9 @@
 Run by hand:  python bench/bench_index.py [--rows 10000000] [--baseline /work/main]
 
 For each checkout a subprocess (with that checkout first on ``PYTHONPATH``) writes the same rows
-(bench_db.py's workload, timing columns) to its own database, so each reads the format it writes.
+(bench_db.py's workload, timing columns) to its own database, so each reads the format it writes,
+and runs one maintenance step on it (what ``serve`` runs in the background); bytes per row are
+printed as written and after it.
 Then, per checkout and per repetition, a fresh process times: open + the first ``stats()`` of
 every function (cold process; the files are in the page cache), ``stats(name, exact=True)`` and
 ``slowest(name)`` for a function with ~1% of the calls, first call and again (warm). The two
@@ -51,6 +53,17 @@ t0 = time.perf_counter()
 db.close()
 spent += time.perf_counter() - t0
 print(json.dumps({"append_rows_per_s": n / spent}))
+"""
+
+#: The maintenance step ``serve`` runs in the background and ``kronicler upgrade`` runs by hand:
+#: it merges closed segments' sorted-duration records (and writes the roll-up across segments).
+MAINTAIN = """
+import sys, time, json
+from pathlib import Path
+from kronicler.db import compaction
+t0 = time.perf_counter()
+compaction.write_tree(Path(sys.argv[1]) / "segments")
+print(json.dumps({"maintain_s": time.perf_counter() - t0}))
 """
 
 READ = """
@@ -112,6 +125,8 @@ def main() -> None:
         written = {}
         for label, root in roots.items():
             w = _run(root, WRITE, str(args.rows), str(tmp / label), str(HERE))
+            w["bytes_per_row_as_written"] = sum(_sizes(tmp / label).values()) / args.rows
+            w.update(_run(root, MAINTAIN, str(tmp / label)))
             sizes = _sizes(tmp / label)
             w["bytes_per_row"] = sum(sizes.values()) / args.rows
             for suffix in PARTS:
@@ -127,7 +142,8 @@ def main() -> None:
         print(f"rows: {args.rows:,}; function {NAME}: {a['exact_count']:,} calls")
         print("code read:", ", ".join(f"{k} {reads[k][0]['code']}" for k in roots))
         print(f"{'':28}{'this':>14}{'baseline':>14}")
-        for key in ("append_rows_per_s", "bytes_per_row", *(f"  {s}" for s in PARTS)):
+        for key in ("append_rows_per_s", "bytes_per_row_as_written", "maintain_s",
+                    "bytes_per_row", *(f"  {s}" for s in PARTS)):  # fmt: skip
             print(f"{key:28}" + "".join(f"{written[k][key]:>14,.2f}" for k in roots))
         for key in ("open_first_stats_s", "stats_warm_s", "exact_first_s", "exact_warm_s",
                     "slowest_first_s", "slowest_warm_s"):  # fmt: skip

@@ -63,7 +63,9 @@ def backfill(directory: Path, *, wait: float = 0.0, group_rows: int | None = Non
                         writer.add(chunk.seq, chunk.codes, chunk.code_ends, errors,
                                    reader.decode_stored(chunk, "duration"))  # fmt: skip
                     writer.close()
-                    durations_merge.coarsen(temp)  # as a writer's close does
+                    durations_merge.coarsen(
+                        temp
+                    )  # as every maintenance run does (compaction.settle)
                     if temp.exists():
                         os.replace(temp, final)
                         done.append(seg_id)

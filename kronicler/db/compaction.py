@@ -521,15 +521,15 @@ def maintain(
     """Run ``work`` on fresh readers of every segment, holding the maintenance lock, after
     sweeping what earlier maintenance left; returns what ``work`` returns. Before the lock goes
     the roll-up across segments is brought up to date (rewritten only when the closed segments
-    differ from its members, so also after an earlier update was stopped), unless ``stop()``."""
+    differ from its members, so also after an earlier update was stopped), and the closed
+    segments' sorted-duration records are merged (:func:`settle`), unless ``stop()``."""
     with MaintenanceLock(directory, wait=wait):
         readers = open_readers(directory)
         try:
             for seg in sweep(directory, readers):
                 readers.pop(seg).close()
             out = work(readers)
-            if stop is None or not stop():
-                update_tree(directory, readers, stop)
+            settle(directory, readers, stop)
             return out
         finally:
             for reader in readers.values():
@@ -537,10 +537,47 @@ def maintain(
 
 
 def write_tree(directory: Path, *, wait: float = 0.0) -> bool:
-    """Bring the roll-up across segments up to date, as a maintenance step of its own (``kronicler
-    upgrade``): under the maintenance lock (MaintenanceBusyError after ``wait`` seconds)."""
+    """Merge the closed segments' sorted-duration records and bring the roll-up across segments
+    up to date (:func:`settle`), as a maintenance step of its own (``kronicler upgrade``): under
+    the maintenance lock (MaintenanceBusyError after ``wait`` seconds). True when the roll-up
+    across segments was written."""
     with MaintenanceLock(directory, wait=wait):
-        return update_tree(directory)
+        readers: dict[str, SegmentReader] = {}
+        try:
+            return settle(directory, readers)
+        finally:
+            for reader in readers.values():
+                reader.close()
+
+
+def settle(
+    directory: Path, readers: dict[str, SegmentReader], stop: Callable[[], bool] | None = None
+) -> bool:
+    """What every maintenance run leaves: each visible closed segment's sorted-duration records
+    merged into records of up to a segment (:func:`kronicler.db.durations_merge.coarsen`: about
+    half their bytes; a no-op, a read of the record heads, once done), then the roll-up across
+    segments brought up to date (:func:`update_tree`; True when written). A writer closes its
+    segment with one record per 512K rows, so that the merge (about 1 s per 10M rows) is paid
+    here, in the background, and never on a writer's thread. ``stop`` is asked between segments
+    and node merges. ``readers``: the caller's, reused (new ones are added for it to close).
+    Call holding the maintenance lock."""
+    from kronicler.db import durations_merge  # maintenance only: kept off a reader's import
+
+    try:
+        now = open_readers(directory, known=readers)
+    except (OSError, KroniclerError) as exc:
+        log.warning("maintenance of %s left unfinished: %s", directory, exc)
+        return False
+    for seg_id, reader in now.items():
+        readers.setdefault(seg_id, reader)
+    for reader in visible(now.values()):
+        if stop is not None and stop():
+            return False
+        if reader.closed:
+            durations_merge.coarsen(durations.path_of(directory, reader.id))
+    if stop is not None and stop():
+        return False
+    return update_tree(directory, readers, stop)
 
 
 def update_tree(

@@ -24,10 +24,12 @@ up to :data:`GROUP_ROWS` durations (8 bytes each: 4 MB; a writer of 3M rows must
 40 MB, ``tests/db/test_durability.py``) and sorts them function by function once per group;
 see the README's Performance section for its append CPU. Records of 512K rows take 1.35 B/row
 on ``bench_db.py``'s rows (against 2.7 B/row for the duration column itself): fewer calls per
-function in a record make wider sorted steps. So when the segment is closed its records are
-merged into records of up to a whole segment (:mod:`kronicler.db.durations_merge`: 0.67 B/row
-for a 16.8M-row segment); the format is the same, and a reader takes records of any size. The file is best-effort, like the index: a record that is torn,
-damaged, a copy, or names chunks the reader does not hold (a crash between chunk and catalog, a
+function in a record make wider sorted steps. So once the segment is closed, maintenance
+merges its records into records of up to a whole segment (:mod:`kronicler.db.durations_merge`:
+0.67 B/row for a 16.8M-row segment); the format is the same, and a reader takes records of any
+size, reading a segment's directories and runs through one open file, so a file replaced by
+its merged one meanwhile is never mixed with it. The file is best-effort, like the index: a
+record that is torn, damaged, a copy, or names chunks the reader does not hold (a crash between chunk and catalog, a
 damaged chunk) is not used, and the chunks no good record covers (the live tail, older segments
 without the file, lost records) are read from the chunks as before, so every answer is the same
 either way (the mean and deviations may differ in the last bits: summed in another order).
@@ -172,23 +174,27 @@ def _parse(records: list[tuple[bytes, int, int]]) -> tuple[list[Group], int]:
     return out, good
 
 
-_groups_cache: OrderedDict[tuple[str, int, int], tuple[Group, ...]] = OrderedDict()
+_groups_cache: OrderedDict[tuple[str, int, int, int], tuple[Group, ...]] = OrderedDict()
 
 
-def read_groups(path: Path) -> tuple[Group, ...]:
+def read_groups(path: Path, fd: int | None = None) -> tuple[Group, ...]:
     """The good records' directories, up to the first bad one (none when the file is missing).
 
     One ``pread`` per record for its head and directory (two when the directory is longer than
-    guessed); the runs are not read. Remembered per file size and modification time, so a
-    closed segment's directories are read once.
+    guessed); the runs are not read. Remembered per file (inode), size and modification time, so
+    a closed segment's directories are read once. ``fd``: the file already open (then left open),
+    so that the runs are read from the very file these directories describe (maintenance may
+    replace it by a merged one meanwhile: :mod:`kronicler.db.durations_merge`).
     """
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return ()
+    own = fd is None
+    if fd is None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return ()
     try:
         st = os.fstat(fd)
-        key = (str(path), st.st_size, st.st_mtime_ns)
+        key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
         found = _groups_cache.get(key)
         if found is not None:
             _groups_cache.move_to_end(key)
@@ -213,7 +219,8 @@ def read_groups(path: Path) -> tuple[Group, ...]:
             heads.append(at)
             at = end
     finally:
-        os.close(fd)
+        if own:
+            os.close(fd)
     groups, good = _parse(records)
     if good < len(records):
         log.warning("%s: record at byte %d does not add up", path, heads[good])
@@ -224,7 +231,9 @@ def read_groups(path: Path) -> tuple[Group, ...]:
     return out
 
 
-def read_runs(path: Path, wanted: list[tuple[Group, int]]) -> tuple[np.ndarray, list[bool]]:
+def read_runs(
+    path: Path, wanted: list[tuple[Group, int]], fd: int | None = None
+) -> tuple[np.ndarray, list[bool]]:
     """The sorted durations of entry ``i`` of each ``(group, i)``, one ``pread`` each, decoded
     side by side into one array (each run sorted, the runs one after another), and which runs
     it holds: a run whose bytes do not check is left out (its chunks are then read from their
@@ -237,10 +246,12 @@ def read_runs(path: Path, wanted: list[tuple[Group, int]]) -> tuple[np.ndarray, 
     out = np.empty(sum(int(g.counts[i]) for g, i in wanted), dtype=np.int64)
     good: list[bool] = []
     pos = 0
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return out[:0], [False] * len(wanted)
+    own = fd is None
+    if fd is None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return out[:0], [False] * len(wanted)
     try:
         for group, i in wanted:
             length, count = int(group.lengths[i]), int(group.counts[i])
@@ -258,7 +269,8 @@ def read_runs(path: Path, wanted: list[tuple[Group, int]]) -> tuple[np.ndarray, 
             pos += count
             good.append(True)
     finally:
-        os.close(fd)
+        if own:
+            os.close(fd)
     return out[:pos], good
 
 
@@ -333,8 +345,8 @@ class DurationWriter:
         self._file.append(data)  # if it fails, these chunks are read from their pages
 
     def close(self) -> None:
-        """Append the last record (the segment's owner then merges the records into coarser
-        ones: :func:`kronicler.db.durations_merge.coarsen`)."""
+        """Append the last record (maintenance later merges the closed segment's records into
+        coarser ones: :func:`kronicler.db.durations_merge.coarsen`)."""
         self.flush()
         self._file.close()
 
@@ -365,7 +377,19 @@ def stored_runs(seg: SegmentView, code: int) -> StoredRuns:
     the rows it counted, and its run of this function checks; any other chunk is left to the
     caller (the live tail, chunks sealed after the last record, lost or damaged records).
     """
-    groups = read_groups(path_of(seg.reader.data_path.parent, seg.id))
+    path = path_of(seg.reader.data_path.parent, seg.id)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return StoredRuns([], 0, frozenset())
+    try:  # directories and runs from one file, even if maintenance replaces it meanwhile
+        return _stored_runs(seg, code, path, fd)
+    finally:
+        os.close(fd)
+
+
+def _stored_runs(seg: SegmentView, code: int, path: Path, fd: int) -> StoredRuns:
+    groups = read_groups(path, fd)
     if not groups:
         return StoredRuns([], 0, frozenset())
     chunks = seg.chunks  # columns: no ChunkInfo made
@@ -387,7 +411,7 @@ def stored_runs(seg: SegmentView, code: int) -> StoredRuns:
             wanted.append((g, k))
         else:
             empty.append(g)
-    joined, read = read_runs(path_of(seg.reader.data_path.parent, seg.id), wanted)
+    joined, read = read_runs(path, wanted, fd)
     errors, covered = 0, set[int]()
     for (g, k), ok in zip(wanted, read, strict=True):
         if ok:

@@ -1,4 +1,4 @@
-"""Coarser sorted-duration records for a closed segment: the ``.kdur`` file rewritten at close.
+"""Coarser sorted-duration records for a closed segment: its ``.kdur`` file rewritten in maintenance.
 
 A writer appends a ``.kdur`` record per :data:`~kronicler.db.durations.GROUP_ROWS` (512K) rows,
 because it holds their durations until then (4 MB). Sorted durations cost less the more calls
@@ -8,10 +8,13 @@ of a function one record holds: the delta-coded steps between them shrink. Measu
 each time the record grows 8x). At 512K the file was a fifth of the database (1.35 of 6.77
 B/row, 100M rows by one writer).
 
-So when a segment is closed (``SegmentWriter.close``, which compaction's outputs go through;
-and ``backfill``), :func:`coarsen` rewrites its file with the consecutive records merged into
-records of up to :data:`RECORD_ROWS` rows, split evenly: in practice one record per segment
-(a writer's segment holds 16.8M rows by default, a time-disjoint compaction's output 33.5M).
+So once a segment is closed, every maintenance run (``kronicler.db.compaction.settle``:
+compaction, the time-disjoint one, retention, hence ``serve --compact-every``; ``kronicler
+upgrade``; and ``backfill``), holding the maintenance lock, has :func:`coarsen` rewrite its
+file with the consecutive records merged into records of up to :data:`RECORD_ROWS` rows, split
+evenly: in practice one record per segment (a writer's segment holds 16.8M rows by default, a
+time-disjoint compaction's output 33.5M). A writer never pays it: its thread would stall
+1-2 s at each segment rotation, and a capturing application would shed rows meanwhile.
 Per function, its runs of the merged records are read into one array, sorted in place
 (introsort on a few sorted runs: 0.2 s per 8M values) and encoded in blocks
 (:func:`~kronicler.db.durations.encode_run`), one function at a time. The format is the same:
@@ -19,19 +22,18 @@ a record is a fact about a run of chunks, whatever its size, so every reader (ol
 reads merged and unmerged records alike, side by side in one database.
 
 Trade-offs:
-- Memory at close: up to :data:`PASS_ROWS` durations (8 bytes each: 32 MB) plus one block's
+- Memory: up to :data:`PASS_ROWS` durations (8 bytes each: 32 MB) plus one block's
   temporaries, whatever the record's size: a function with more calls is merged in passes over
   ranges of its values, each pass decoding its runs again (decoding is the cheap part).
-- Time at close: decoding, sorting and encoding every duration once more, 0.6-1.3 s per 10M
-  rows on this machine under others' load. The writer thread pays it when it rotates to a new
-  segment (the 250K-row queue takes appends meanwhile): 100M rows by one writer appended at
-  1.43M rows/s against 1.71M without the merge (``bench/bench_index.py``, same run).
-- Memory at close: the merge of a 10M-row segment took 46 MB beyond the process's own.
+- Time: decoding, sorting and encoding every duration once more, 0.6-1.3 s per 10M rows on
+  this machine under others' load, in the maintenance run (a background process of ``serve``).
+  Until it runs, a closed segment keeps its 512K-row records (1.35 B/row).
+- Memory: the merge of a 10M-row segment took 46 MB beyond the process's own.
 - A record is used only when every chunk it covers is readable: one damaged chunk now sends the
   exact statistics of a merged record's rows (a segment's) to the pages, not 512K's.
-- A reader that read the directories of the old file and then opens the new one finds runs
-  that do not check: it reads those chunks from their pages (the same answer, slower, logged)
-  until it reads the new directories, at its next question.
+- A reader replaced under: it reads a segment's record directories and runs through one
+  open file (:func:`kronicler.db.durations.stored_runs`), so it reads the old file or the new
+  one whole, never the one's directories with the other's runs.
 
 The rewrite is atomic (:func:`kronicler.db.metadata.atomic_write`): a crash leaves the old file
 (and a temporary one that the next writable open removes). Anything that goes wrong (a run that

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kronicler.db import attr_keys, durations, durations_merge, index, rollup, wal
+from kronicler.db import attr_keys, durations, index, rollup, wal
 from kronicler.db.chunk import by_function, encode_chunk, summarize
 from kronicler.db.dictionary import Dictionary
 from kronicler.db.fileio import append_all
@@ -306,10 +306,7 @@ class SegmentWriter:
         if self._meta_stale:
             os.fsync(self._fd)
         self._keys.close()
-        self._durations.close()
-        # a record per segment rather than per 512K rows: about half the bytes (before the
-        # catalog says closed, so no compaction takes the segment meanwhile)
-        durations_merge.coarsen(self._durations.path)
+        self._durations.close()  # maintenance merges its records later (compaction.settle)
         self._rollup.close()  # before the catalog says closed: readers then take the file as final
         self._save_meta(closed=True)
         self._save_index(closed=True)

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kronicler import query
-from kronicler.db import Database, durations, durations_merge
+from kronicler.db import Database, compaction, durations, durations_merge
 from kronicler.db.backfill import backfill
 from kronicler.db.durations import SUFFIX, read_groups, stored_runs
 from kronicler.db.lock import MaintenanceLock
@@ -105,7 +105,7 @@ def _covered(db: Database, name: str) -> list[int]:
 
 @pytest.fixture
 def small_groups(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Records of ~300 rows, left as written at close (merged records: test_durations_merge)."""
+    """Records of ~300 rows, left as written (merged records: test_durations_merge)."""
     monkeypatch.setattr(durations, "GROUP_ROWS", 300)
     monkeypatch.setattr(durations_merge, "RECORD_ROWS", 1)
 
@@ -119,14 +119,15 @@ def small_groups(monkeypatch: pytest.MonkeyPatch) -> None:
     merged=st.tuples(st.integers(1, 2000), st.integers(1, 500)),
     live=st.booleans(),
     wide=st.booleans(),
+    maintained=st.booleans(),
 )
 def test_exact_stats_equal_brute_force(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
     sizes: list[int], chunk_rows: int, group_rows: int, merged: tuple[int, int], live: bool,
-    wide: bool,
+    wide: bool, maintained: bool,
 ) -> None:  # fmt: skip
     monkeypatch.setattr(durations, "GROUP_ROWS", group_rows)
-    # records merged at close into records of up to ``merged[0]`` rows, a function's durations
+    # records merged by maintenance (when ``maintained``) into records of up to ``merged[0]`` rows, a function's durations
     # merged ``merged[1]`` at a time (in passes), its runs encoded in blocks of 50
     monkeypatch.setattr(durations_merge, "RECORD_ROWS", merged[0])
     monkeypatch.setattr(durations_merge, "PASS_ROWS", merged[1])
@@ -143,6 +144,8 @@ def test_exact_stats_equal_brute_force(
             db.flush()  # sealed chunks, a record or not, and a tail
         else:
             db.close()
+    if maintained:
+        compaction.write_tree(path / "segments")  # merges the closed segments' records
     reader = Database(path) if not live else db
     assert reader is not None
     for name in ("f0", "f1", "f3", "absent"):
@@ -289,7 +292,7 @@ def test_the_writer_holds_one_group_of_durations(tmp_path: Path) -> None:
                                                            (9, 9, 40)]  # fmt: skip
     assert [g.errors.tolist() for g in groups] == [[6, 0], [6, 0], [6, 0], [2, 0]]
     w.close()
-    assert durations_merge.coarsen(tmp_path / f"x{SUFFIX}")  # as the segment's close does
+    assert durations_merge.coarsen(tmp_path / f"x{SUFFIX}")  # as maintenance does
     (merged,) = read_groups(tmp_path / f"x{SUFFIX}")
     assert (merged.first, merged.last, merged.rows, merged.errors.tolist()) == (0, 9, 400, [20, 0])
     runs, good = durations.read_runs(tmp_path / f"x{SUFFIX}", [(merged, 0), (merged, 1)])

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from kronicler import query as q
-from kronicler.db import Database, durations, durations_merge
+from kronicler.db import Database, compaction, durations, durations_merge
 from kronicler.db.durations import SUFFIX, Group, read_groups, read_runs
 from kronicler.db.stats import DEFAULT_QUANTILES
 from kronicler.server import Client, KroniclerServer, ServerOptions
@@ -35,11 +35,17 @@ NAMES = ("f0", "f1", "f2", "f4")
 
 @pytest.fixture
 def small(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Records of ~300 rows as written, merged at close into records of up to 2,000 rows, runs
+    """Records of ~300 rows as written, merged by maintenance into records of up to 2,000 rows, runs
     encoded in blocks of 64 values (so merged runs hold several)."""
     monkeypatch.setattr(durations, "GROUP_ROWS", 300)
     monkeypatch.setattr(durations_merge, "RECORD_ROWS", 2000)
     monkeypatch.setattr(durations, "RUN_BLOCK_ROWS", 64)
+
+
+def _maintained(db: Database, path: Path) -> None:
+    """``db`` closed, then a maintenance step run (it merges every closed segment's records)."""
+    db.close()
+    compaction.write_tree(path / "segments")
 
 
 def _files(path: Path) -> list[Path]:
@@ -54,7 +60,7 @@ def _written(
     written = [_rows(n, seed, 3)]
     db = Database(path, chunk_rows=50)
     _append(db, written[0])
-    db.close()
+    _maintained(db, path)
     (f,) = _files(path)
     return written, f, read_groups(f)
 
@@ -89,6 +95,7 @@ def test_old_and_merged_records_side_by_side(
     _append(db, written[-1])
     db.close()
     (new,) = [f for f in _files(tmp_path) if f != old]
+    assert durations_merge.coarsen(new)  # as maintenance does
     merged = read_groups(new)
     # 7,000 rows in records of <= 2,000 rows: 4 records of ~1,750, each chunks adjacent
     assert len(merged) == 4 and all(1500 <= g.rows <= 2000 for g in merged)
@@ -126,7 +133,7 @@ def test_merged_runs_hold_each_functions_sorted_durations(tmp_path: Path, small:
     written = _rows(6000, 5, 4)
     db = Database(tmp_path, chunk_rows=64)
     _append(db, written)
-    db.close()
+    _maintained(db, tmp_path)
     (f,) = _files(tmp_path)
     groups = read_groups(f)
     assert len(groups) == 4  # 20 records of 300 rows: 4 of 1,500
@@ -219,7 +226,7 @@ def test_a_function_with_more_durations_than_a_pass_is_merged_in_passes(
     written = _rows(5000, 11, 2, wide=True)
     db = Database(tmp_path, chunk_rows=64)
     _append(db, written)
-    db.close()
+    _maintained(db, tmp_path)
     (f,) = _files(tmp_path)
     groups = read_groups(f)
     assert len(groups) == 3 and max(int(c) for g in groups for c in g.counts) > 1000
@@ -228,4 +235,65 @@ def test_a_function_with_more_durations_than_a_pass_is_merged_in_passes(
         want, errors = _brute([written], name)
         _check(db.stats(name, exact=True), want, errors, name)
     assert _covered(db, "f0") == [-(-5000 // 64)]
+    db.close()
+
+
+def test_a_writer_leaves_its_records_to_maintenance(tmp_path: Path, small: None) -> None:
+    """Closing a segment does not merge (a writer's thread never pays it); every maintenance
+    step merges each closed segment once, never the live one, and answers stay brute force's."""
+    written = []
+    for seed in (1, 2):
+        db = Database(tmp_path, chunk_rows=50)
+        written.append(_rows(3000, seed, 3))
+        _append(db, written[-1])
+        db.close()
+    closed = _files(tmp_path)
+    assert all(len(read_groups(f)) == 10 for f in closed)  # as written: 300 rows each
+    live = Database(tmp_path, chunk_rows=50)
+    written.append(_rows(1000, 3, 3))
+    _append(live, written[-1])
+    live.flush()  # sealed chunks and a record of the live segment
+    (mine,) = [f for f in _files(tmp_path) if f not in closed]
+    before = read_groups(mine)
+    assert live.retain(max_age_ns=10**18, wait=10) == 0  # nothing retired, maintenance ran
+    assert [len(read_groups(f)) for f in closed] == [2, 2]  # 3,000 rows: 2 of 1,500
+    assert read_groups(mine) == before  # the live segment is left alone
+    stamps = [f.stat().st_ino for f in closed]
+    compaction.write_tree(tmp_path / "segments")  # once merged, not rewritten again
+    assert [f.stat().st_ino for f in closed] == stamps
+    for name in ("f0", "f1", "f2"):
+        want, errors = _brute(written, name)
+        _check(live.stats(name, exact=True), want, errors, name)
+    live.close()
+
+
+def test_a_file_merged_between_reading_its_directories_and_its_runs(
+    tmp_path: Path, small: None, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """Maintenance replaces a segment's file while a question reads it: the question reads the
+    old file whole (directories and runs from one open file), not damage."""
+    written = [_rows(4000, 4, 3)]
+    db = Database(tmp_path, chunk_rows=50)
+    _append(db, written[0])
+    db.close()
+    (f,) = _files(tmp_path)
+    real = durations.read_groups
+    merged: list[bool] = []
+
+    def then_merged(path: Path, fd: int | None = None) -> tuple[Group, ...]:
+        out = real(path, fd)
+        if not merged:
+            merged.append(durations_merge.coarsen(f))  # right after the directories were read
+        return out
+
+    monkeypatch.setattr(durations, "read_groups", then_merged)
+    db = Database(tmp_path)
+    with caplog.at_level("WARNING", logger="kronicler"):
+        want, errors = _brute(written, "f0")
+        _check(db.stats("f0", exact=True), want, errors, "f0")
+        assert merged == [True]
+        assert _covered(db, "f0") == [4000 // 50]  # every chunk from the records
+    assert not [r for r in caplog.records if "damaged" in r.getMessage()]
+    assert len(real(f)) == 3  # 14 records of ~300 rows merged into 3 of <= 2,000
     db.close()
