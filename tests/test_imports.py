@@ -30,6 +30,10 @@ ALLOWED = {
 CAPTURE_DB_MODULES = {"kronicler.db", "kronicler.db.schema", "kronicler.db.site_batch",
                       "kronicler.db.sink", "kronicler.db.idmix"}  # fmt: skip
 
+#: What only writing and maintenance need: loaded on first use, so a process that only reads
+#: (a cold query, the CLI) pays for none of their imports.
+WRITE_SIDE_MODULES = {"kronicler.db.origins", "kronicler.db.retention", "kronicler.db.disjoint"}
+
 
 def module_names() -> dict[str, tuple[Path, bool]]:
     out = {}
@@ -205,3 +209,33 @@ def test_a_reader_loads_neither_the_capture_side_nor_multiprocessing(tmp_path: P
     assert "kronicler.capture" not in loaded
     write = read.replace("readonly=True", "create=False")
     assert "multiprocessing" in _loaded_after(write)
+
+
+def test_a_read_only_range_loads_no_write_bookkeeping_or_maintenance(tmp_path: Path) -> None:
+    """A read-only open answering a range imports none of the write side's bookkeeping nor the
+    maintenance modules; a writer that retains and compacts loads them, defaults and all."""
+    from kronicler.db import Database
+
+    path = str(tmp_path / "db")
+    with Database.open(path, chunk_rows=4) as db:
+        for start in (1, 10):
+            db.append(names=["f", "g"], start_unix_nano=[start, start + 1], duration_ns=[2, 3])
+            assert db.flush()
+    loaded = _loaded_after(
+        "import json, sys\nfrom kronicler.db import Database\n"
+        f"db = Database.open({path!r}, readonly=True)\n"
+        "got = {k: v.count for k, v in db.stats(since=0, until=5).items()}\n"
+        "assert got == {'f': 1, 'g': 1}, got\n"
+    )  # fmt: skip
+    assert "kronicler.db.database" in loaded
+    assert not loaded & WRITE_SIDE_MODULES, sorted(loaded & WRITE_SIDE_MODULES)
+    loaded = _loaded_after(
+        "import json, sys\nfrom kronicler.db import Database\n"
+        f"db = Database.open({path!r}, create=False, chunk_rows=4)\n"
+        "db.append(names=['f'], start_unix_nano=[20], duration_ns=[4])\nassert db.flush()\n"
+        "assert db.retain(max_age_ns=1 << 62) == 0\n"
+        "db.compact(time_disjoint=True, small_rows=1 << 20)\ndb.close()\n"
+        "got = {k: v.count for k, v in Database.open(db.path, readonly=True).stats().items()}\n"
+        "assert got == {'f': 3, 'g': 2}, got\n"
+    )  # fmt: skip
+    assert loaded >= WRITE_SIDE_MODULES

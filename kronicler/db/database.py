@@ -27,20 +27,18 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from kronicler._config import DEFAULT_PATH
 from kronicler._log import LogOnce
-from kronicler.db import compaction, disjoint, retention
+from kronicler.db import compaction
 from kronicler.db.metadata import ensure_catalog, load_catalog, remove_stale_temporaries
-from kronicler.db.origins import LossCallback, Tagged, TailOrigins
 from kronicler.db.queue import DEFAULT_CAPACITY_ROWS, DEFAULT_FLUSH_INTERVAL, WriteQueue
 from kronicler.db.reads import SegmentSet
 from kronicler.db.scan import FunctionSummary, Scan
 from kronicler.db.schema import OPTIONAL_COLUMNS, SpanBatch
-from kronicler.db.site_batch import SiteBatch
 from kronicler.db.snapshot import Damage
 from kronicler.db.stats import Call
 from kronicler.db.view import ReadAPI, ReadView
@@ -52,6 +50,14 @@ from kronicler.errors import (
     WriteTimeoutError,
     warn_data_loss,
 )
+
+if TYPE_CHECKING:
+    # The writer's bookkeeping of whose rows it holds (origins) and maintenance (retention,
+    # time-disjoint compaction) load on first use: a process that only reads (a cold query, the
+    # CLI) never pays for their imports. The writer itself stays a module attribute (tests swap
+    # it); the segment set loads it anyway (compaction.visible decides what a read sees).
+    from kronicler.db.origins import LossCallback, Tagged, TailOrigins
+    from kronicler.db.site_batch import SiteBatch
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +134,8 @@ class Database(ReadAPI):
         self._failures = 0  # failed writes and commits (see flush)
         self._failures_seen = 0
         self._lost_rows = 0  # rows given up after writes kept failing
-        self._origins = TailOrigins()  # whose rows the writer's tail holds (writer thread only)
+        # Whose rows the writer's tail holds (writer thread only), made by the first write.
+        self._origins: TailOrigins | None = None
         self._sources: dict[Callable[[], Sequence[SiteBatch]], _TaggingSource] = {}
         self._log_once = LogOnce(log)
         self._queue = self._new_queue()
@@ -258,6 +265,8 @@ class Database(ReadAPI):
         # Never raises: whatever fails (a full disk, a batch that cannot be coded, a bug, no
         # memory) is counted here, each lost row told once to the source it came from. An
         # exception left to the queue would be counted there, with no source to tell.
+        from kronicler.db.origins import Tagged
+
         if self._writer is None:
             try:
                 self._writer = SegmentWriter(self._segdir, **self._writer_options())
@@ -266,7 +275,7 @@ class Database(ReadAPI):
                 for item in batches:
                     self._lose(item.on_loss if isinstance(item, Tagged) else None, len(item))
                 return
-        origins = self._origins
+        origins = self._tail_origins()
         for item in batches:
             batch, on_loss = (
                 (item.batch, item.on_loss) if isinstance(item, Tagged) else (item, None)
@@ -338,12 +347,20 @@ class Database(ReadAPI):
             return
         self._abandon(writer)
 
+    def _tail_origins(self) -> TailOrigins:
+        if self._origins is None:
+            from kronicler.db.origins import TailOrigins
+
+            self._origins = TailOrigins()
+        return self._origins
+
     def _abandon(self, writer: SegmentWriter) -> None:
         """Give up ``writer``: its rows in the tail log stay readable, the rest are lost."""
-        self._origins.keep_newest(writer.tail_rows)
-        for on_loss, rows in self._origins.take_newest(writer.tail_rows - writer.tail_in_wal):
+        origins = self._tail_origins()
+        origins.keep_newest(writer.tail_rows)
+        for on_loss, rows in origins.take_newest(writer.tail_rows - writer.tail_in_wal):
             self._lose(on_loss, rows)
-        self._origins.clear()
+        origins.clear()
         writer.abandon()
         self._writer = None
 
@@ -388,7 +405,7 @@ class Database(ReadAPI):
                 self._abandon(writer)
                 warn_data_loss(f"kronicler could not close segment {writer.id}: {exc}", log)
             self._writer = None
-            self._origins.clear()
+            self._tail_origins().clear()
         self._reads.close()
         _open_databases.discard(self)
 
@@ -411,7 +428,7 @@ class Database(ReadAPI):
         if self._writer is not None:
             self._writer.abandon()
             self._writer = None
-        self._origins = TailOrigins()
+        self._origins = None
         self._sources = {}
         self._queue = self._new_queue()
         self._reads = SegmentSet(self._segdir, self._bufferpool_bytes)
@@ -481,12 +498,17 @@ class Database(ReadAPI):
         *,
         max_age_ns: int | None = None,
         max_bytes: int | None = None,
-        wait: float = retention.DEFAULT_WAIT_SECONDS,
+        wait: float | None = None,
     ) -> int:
         """Delete closed segments older than ``max_age_ns`` or beyond ``max_bytes``; returns count.
 
-        Waits up to ``wait`` seconds for a running compaction (MaintenanceBusyError after that).
+        Waits up to ``wait`` seconds for a running compaction (MaintenanceBusyError after that;
+        None: ``retention.DEFAULT_WAIT_SECONDS``).
         """
+        from kronicler.db import retention
+
+        if wait is None:
+            wait = retention.DEFAULT_WAIT_SECONDS
         self._check_writable()
         self._open_reads()
         own = None if self._writer is None else self._writer.id
@@ -500,13 +522,14 @@ class Database(ReadAPI):
         group_rows: int = compaction.DEFAULT_GROUP_ROWS,
         wait: float = 0.0,
         time_disjoint: bool = False,
-        output_rows: int = disjoint.DEFAULT_OUTPUT_ROWS,
+        output_rows: int | None = None,
     ) -> int:
         """Merge small finished segments into larger ones; returns how many were replaced.
 
         With ``time_disjoint``, finished segments whose time ranges overlap (and small ones
         that follow each other) are rewritten instead as segments of about ``output_rows``
-        rows that cover disjoint times (see disjoint.py), as ``serve`` does in the background.
+        rows that cover disjoint times (see disjoint.py; None: ``disjoint.DEFAULT_OUTPUT_ROWS``),
+        as ``serve`` does in the background.
         Safe to run while other processes write and read the directory, and exclusive with
         other compactions and retention: when one runs, waits up to ``wait`` seconds, then
         raises MaintenanceBusyError (see compaction.py).
@@ -519,6 +542,10 @@ class Database(ReadAPI):
         self._open_reads()
         own = None if self._writer is None else self._writer.id
         if time_disjoint:
+            from kronicler.db import disjoint
+
+            if output_rows is None:
+                output_rows = disjoint.DEFAULT_OUTPUT_ROWS
             return disjoint.compact(
                 self._segdir, own, output_rows=output_rows, small_rows=small_rows,
                 chunk_rows=self._chunk_rows, wait=wait,
@@ -543,15 +570,18 @@ class Database(ReadAPI):
 class _TaggingSource:
     """An attached source as the write queue sees it: its batches come tagged with ``on_loss``."""
 
-    __slots__ = ("on_loss", "source")
+    __slots__ = ("on_loss", "source", "tagged")
 
     def __init__(self, source: Callable[[], Sequence[SiteBatch]], on_loss: LossCallback | None):
+        from kronicler.db.origins import Tagged
+
         self.source = source
         self.on_loss = on_loss
+        self.tagged = Tagged
 
     def __call__(self) -> list[Tagged[SiteBatch]]:
-        on_loss = self.on_loss
-        return [Tagged(batch, on_loss) for batch in self.source()]
+        on_loss, tagged = self.on_loss, self.tagged
+        return [tagged(batch, on_loss) for batch in self.source()]
 
     def __repr__(self) -> str:
         return repr(self.source)
