@@ -733,8 +733,8 @@ def upgrade(args: argparse.Namespace) -> int:
     """Rewrite closed segments' older-format indexes (:func:`kronicler.db.index.upgrade`),
     add the sorted-duration files segments from before them lack
     (:func:`kronicler.db.backfill.backfill`) and their prefix and suffix roll-up records
-    (:func:`kronicler.db.backfill.add_edge_records`), and write the roll-up across segments
-    (:func:`kronicler.db.compaction.write_tree`). Each holds the maintenance lock and replaces or
+    (:func:`kronicler.db.backfill.add_edge_records`), merge closed segments' sorted-duration
+    records and write the roll-up across segments (:func:`kronicler.db.compaction.write_tree`). Each holds the maintenance lock and replaces or
     adds whole files atomically, so writers and readers go on meanwhile; running it again does
     nothing more."""
     from kronicler.db import backfill, compaction, index
