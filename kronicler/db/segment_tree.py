@@ -273,18 +273,21 @@ def update(
     node merges: when it answers True nothing is written (the old file stays, used where it
     still holds) and False is returned. Call holding the maintenance lock."""
     path = Path(directory) / FILE
-    found: list[tuple[Member, tuple[str, ...], Block]] = []
-    for v in views:
-        m = member_of(v)
-        if m is None:
-            continue
+    found = [(m, v) for v in views if (m := member_of(v)) is not None]
+    found.sort(key=lambda mv: (mv[0].start_min, mv[0].start_max, mv[0].id))
+    old = TreeFile.open(path)
+    if old is not None and old.members == tuple(m for m, _ in found) and old.intact():
+        return False  # its records are its own: a member's roll-up is not needed to keep it
+    kept: list[Member] = []
+    leaves: list[tuple[tuple[str, ...], Block]] = []
+    for m, v in found:
         try:
-            found.append((m, v.names, rollup.rollup_block(v.rollup)))
+            leaves.append((v.names, rollup.rollup_block(v.rollup)))
         except CorruptPageError as exc:
             log.warning("segment %s left out of the roll-up across segments: %s", v.id, exc)
-    found.sort(key=lambda f: (f[0].start_min, f[0].start_max, f[0].id))
-    members = tuple(f[0] for f in found)
-    old = TreeFile.open(path)
+            continue
+        kept.append(m)
+    members = tuple(kept)
     if old is not None and old.members == members and old.intact():
         return False
     if len(members) < 2:
@@ -292,7 +295,7 @@ def update(
             return False
         path.unlink(missing_ok=True)
         return True
-    data = encode(members, [(names, block) for _, names, block in found], stop)
+    data = encode(members, leaves, stop)
     if data is None:
         return False
     atomic_write(path, data)
