@@ -455,8 +455,9 @@ def _assemble(
     table = _table(arrays, n, end, rows, segment, lists, len(names), later=later)
     extent = None
     if later and n:  # behind the head's checksum; the table's checks are of how chunks tile
-        starts = arrays["chunks"].reshape(n, _CHUNK_FIELDS)
-        extent = (int(starts[:, 4].min()), int(starts[:, 5].max()))
+        chunks = arrays["chunks"].reshape(n, _CHUNK_FIELDS)
+        lo, hi = FIELDS.index("start_min"), FIELDS.index("start_max")
+        extent = (int(chunks[:, lo].min()), int(chunks[:, hi].max()))
     rollup = _rollup(arrays, summaries, len(names), segment)
     records_end = int(meta["records_end"])
     records = _records(arrays["records"], n, records_end, segment)
