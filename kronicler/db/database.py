@@ -405,7 +405,8 @@ class Database(ReadAPI):
                 self._abandon(writer)
                 warn_data_loss(f"kronicler could not close segment {writer.id}: {exc}", log)
             self._writer = None
-            self._tail_origins().clear()
+            if self._origins is not None:
+                self._origins.clear()
         self._reads.close()
         _open_databases.discard(self)
 
