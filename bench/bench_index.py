@@ -8,7 +8,8 @@ and runs one maintenance step on it (what ``serve`` runs in the background); byt
 printed as written and after it.
 Then, per checkout and per repetition, a fresh process times: open + the first ``stats()`` of
 every function (cold process; the files are in the page cache), ``stats(name, exact=True)`` and
-``slowest(name)`` for a function with ~1% of the calls, first call and again (warm). The two
+``slowest(name)`` for a function with ~1% of the calls, first call and again (warm), and three
+time ranges (0.1%, 25%, 57% of the rows; first ask, then the median of five). The two
 checkouts alternate, so a busy machine skews both alike; compare within one run only.
 """
 
@@ -83,6 +84,21 @@ for what, run in (("exact", lambda: db.stats(name, exact=True)),
         t0 = time.perf_counter()
         got = run()
         out[f"{what}_{when}_s"] = time.perf_counter() - t0
+# time ranges (bench_scale.py's): rows start ~1 us apart from T0, so a fraction of the rows
+# is a fraction of the span; the first ask of a window, then the median of five more
+T0, span = 1_760_000_000_000_000_000, int(sys.argv[3]) * 1000
+for label, a, b in (("0.1%", 0.4000, 0.4010), ("25%", 0.1003, 0.3503), ("57%", 0.2311, 0.8011)):
+    since, until = T0 + int(a * span), T0 + int(b * span)
+    t0 = time.perf_counter()
+    got = db.stats(since=since, until=until)
+    out[f"range_{label}_first_s"] = time.perf_counter() - t0
+    warm = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        db.stats(since=since, until=until)
+        warm.append(time.perf_counter() - t0)
+    out[f"range_{label}_warm_s"] = sorted(warm)[2]
+    out[f"range_{label}_counts"] = sorted((k, v.count) for k, v in got.items())
 out["exact_count"] = db.stats(name, exact=True).count
 out["slowest"] = [c.duration for c in db.slowest(name, k=10)]
 t0 = time.perf_counter()
@@ -135,9 +151,10 @@ def main() -> None:
         reads: dict[str, list[dict[str, object]]] = {label: [] for label in roots}
         for _ in range(args.repeat):
             for label, root in roots.items():
-                reads[label].append(_run(root, READ, str(tmp / label), NAME))
+                reads[label].append(_run(root, READ, str(tmp / label), NAME, str(args.rows)))
         a, b = (reads[k][0] for k in roots)
-        if (a["exact_count"], a["slowest"]) != (b["exact_count"], b["slowest"]):
+        answers = [k for k in a if k.endswith("_counts") or k in ("exact_count", "slowest")]
+        if [a[k] for k in answers] != [b[k] for k in answers]:
             raise SystemExit(f"answers differ: {a} / {b}")
         print(f"rows: {args.rows:,}; function {NAME}: {a['exact_count']:,} calls")
         print("code read:", ", ".join(f"{k} {reads[k][0]['code']}" for k in roots))
@@ -145,8 +162,11 @@ def main() -> None:
         for key in ("append_rows_per_s", "bytes_per_row_as_written", "maintain_s",
                     "bytes_per_row", *(f"  {s}" for s in PARTS)):  # fmt: skip
             print(f"{key:28}" + "".join(f"{written[k][key]:>14,.2f}" for k in roots))
+        ranges = [
+            f"range_{w}_{when}_s" for w in ("0.1%", "25%", "57%") for when in ("first", "warm")
+        ]
         for key in ("open_first_stats_s", "stats_warm_s", "exact_first_s", "exact_warm_s",
-                    "slowest_first_s", "slowest_warm_s"):  # fmt: skip
+                    "slowest_first_s", "slowest_warm_s", *ranges):  # fmt: skip
             cells = []
             for k in roots:
                 vals = [float(r[key]) for r in reads[k]]  # type: ignore[arg-type]

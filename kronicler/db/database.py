@@ -67,7 +67,11 @@ log = logging.getLogger(__name__)
 # and a warm 57% range cost ~0.6 s of CPU, with 256 MB ~50 ms.
 DEFAULT_BUFFERPOOL_BYTES = 256 << 20
 _MAX_TAIL_CHUNKS = 4  # unwritten rows held while writes fail, in chunks
-DEFAULT_SEGMENT_ROWS = 1 << 24  # ~16.8M rows, ~90-280 MB; then the writer starts a new segment
+# ~33.5M rows, ~180-560 MB; then the writer starts a new segment. The size of a time-disjoint
+# compaction's output too (disjoint.DEFAULT_OUTPUT_ROWS). A segment's sorted-duration record
+# (merged by maintenance, see durations_merge) costs ~1 bit/row less each time it doubles:
+# bench_index.py at 100M rows, 6.09 B/row with 16.8M-row segments, see the README.
+DEFAULT_SEGMENT_ROWS = 1 << 25
 DEFAULT_SEGMENT_SECONDS = 3600.0  # ...or after an hour, so retention by age can reach it
 _MAX_ATTRIBUTE_SETS = 200_000  # ...or when this many distinct attribute sets are held in memory
 _MAX_ATTRIBUTE_CHARS = 32 << 20  # ...or when their text passes this size (a few huge values)

@@ -12,9 +12,10 @@ So once a segment is closed, every maintenance run (``kronicler.db.compaction.se
 compaction, the time-disjoint one, retention, hence ``serve --compact-every``; ``kronicler
 upgrade``; and ``backfill``), holding the maintenance lock, has :func:`coarsen` rewrite its
 file with the consecutive records merged into records of up to :data:`RECORD_ROWS` rows, split
-evenly: in practice one record per segment (a writer's segment holds 16.8M rows by default, a
-time-disjoint compaction's output 33.5M). A writer never pays it: its thread would stall
-1-2 s at each segment rotation, and a capturing application would shed rows meanwhile.
+evenly: in practice one record per segment (a writer's segment and a time-disjoint
+compaction's output both hold up to 33.5M rows by default). A writer never pays it: its thread
+would stall 1-2 s at each segment rotation, and a capturing application would shed rows
+meanwhile.
 Per function, its runs of the merged records are read into one array, sorted in place
 (introsort on a few sorted runs: 0.2 s per 8M values) and encoded in blocks
 (:func:`~kronicler.db.durations.encode_run`), one function at a time. The format is the same:
