@@ -17,12 +17,12 @@ import contextvars
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
+from kronicler._record import record
 from kronicler.errors import DeadlineExceededError
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Budget:
     ends: float  # time.monotonic() at which the caller gives up; inf when unbounded
     gone: Callable[[], bool] | None  # True once the caller cancelled or disconnected

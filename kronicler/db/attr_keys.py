@@ -37,12 +37,12 @@ import operator
 import struct
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
+from kronicler._record import record
 from kronicler.db.fileio import SideFile
 
 SUFFIX: Final = ".kkey"
@@ -83,7 +83,7 @@ def distinct_count(values: np.ndarray) -> int:
     return 1 + int(np.count_nonzero(s[1:] != s[:-1]))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class KeyBlock:
     """Attribute sets split per key.
 

@@ -46,12 +46,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 
+from kronicler._record import record
 from kronicler.db import attr_keys, durations, index, rollup, segment_tree
 from kronicler.db.lock import MaintenanceLock
 from kronicler.db.metadata import load_json
@@ -88,7 +88,7 @@ DEFAULT_GROUP_SPAN_NS = 3600 * 10**9
 _STEP_ROWS = 1 << 16
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Merge:
     """One published compaction output.
 

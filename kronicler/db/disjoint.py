@@ -62,6 +62,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kronicler._record import record
 from kronicler.db import compaction
 from kronicler.db.page import CHUNK_ROWS
 from kronicler.db.reader import SegmentReader
@@ -136,7 +137,7 @@ class _Piece:
         return self.lo < other.lo
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Slice:
     """Rows of one slice of time, ordered by start.
 
@@ -240,7 +241,7 @@ def _bound_carried(
     return carried
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Texts:
     """One text column of every source segment: their dictionaries one after the other."""
 

@@ -57,7 +57,7 @@ import json
 import os
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import partial
 from pathlib import Path
 from struct import Struct
@@ -65,6 +65,7 @@ from typing import Any, BinaryIO, Final
 
 import numpy as np
 
+from kronicler._record import record
 from kronicler.db import codec, zstd
 from kronicler.db.chunk import ChunkSummary
 from kronicler.db.chunk_table import FIELDS, Arrays, Chunks, ChunkTable, Lists
@@ -120,7 +121,7 @@ def path_of(directory: Path, segment: str) -> Path:
     return directory / f"{segment}{SUFFIX}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SegmentIndex:
     """What a segment's index records.
 

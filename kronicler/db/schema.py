@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from kronicler._record import record
 
 #: Version 2 added the ``resource`` column; version 1 databases are read (the column reads as
 #: "no resource") and upgraded when opened for writing.
@@ -107,7 +108,7 @@ def stored_kind(otlp: np.ndarray) -> np.ndarray:
     return np.maximum(np.asarray(otlp, dtype=np.int64) - 1, 0).astype(np.uint8)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SpanBatch:
     """A validated batch of span rows, column by column.
 

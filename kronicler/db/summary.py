@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from kronicler._record import record
 
 #: The guarantee: every quantile is within this relative error of the exact one.
 RELATIVE_ACCURACY = 0.01
@@ -103,7 +104,7 @@ _EMPTY_KEYS = _readonly(np.empty(0, dtype=np.int32))
 _EMPTY_COUNTS = _readonly(np.empty(0, dtype=np.int64))
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@record(eq=False)
 class Summary:
     """A mergeable summary of durations (ns). Immutable; build with the class methods.
 

@@ -39,7 +39,6 @@ import re
 import struct
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from struct import Struct
 from typing import Final
@@ -47,6 +46,7 @@ from typing import Final
 import numpy as np
 import zstandard
 
+from kronicler._record import record
 from kronicler.db import zstd
 from kronicler.db.fileio import append_all, write_all
 from kronicler.db.schema import COLUMNS, LATER_COLUMNS
@@ -76,7 +76,7 @@ def _padded(n: int) -> int:
     return (n + 7) & ~7
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class WalRecord:
     """One decoded log record.
 
@@ -225,7 +225,7 @@ def read_records(path: Path) -> Iterator[WalRecord]:
     yield from read_log(path).records
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class WalLog:
     """What a read of the log found.
 
