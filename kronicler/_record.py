@@ -69,6 +69,8 @@ def _make(cls: type[T], eq: bool) -> type[T]:
     # Python sets __hash__ to None in a class that defines __eq__ alone: that is not a choice.
     explicit_hash = "__hash__" in own and not (own["__hash__"] is None and "__eq__" in own)
     keep = {name for name in ("__eq__", "__repr__") if name in own}
+    if not cls.__doc__:  # else dataclasses writes one from inspect.signature, at a cost
+        cls.__doc__ = f"{cls.__name__}({', '.join(own.get('__annotations__', ()))})"
     cls = dataclasses.dataclass(cls, init=False, repr=False, eq=False, slots=True)
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
     defaulted = None

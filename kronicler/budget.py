@@ -24,6 +24,8 @@ from kronicler.errors import DeadlineExceededError
 
 @record
 class _Budget:
+    """The time a caller gives a request, and how to tell it has gone."""
+
     ends: float  # time.monotonic() at which the caller gives up; inf when unbounded
     gone: Callable[[], bool] | None  # True once the caller cancelled or disconnected
 

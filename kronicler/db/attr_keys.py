@@ -30,7 +30,6 @@ the tail log, a damaged or lost record) are split from their texts at query time
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import operator
@@ -66,6 +65,8 @@ def value_text(value: Any) -> str:
 
 def hash_texts(texts: Sequence[str]) -> np.ndarray:
     """A stable 64-bit hash of each text (uint64, never 0: 0 marks "absent")."""
+    import hashlib  # here: loading OpenSSL costs a cold question that hashes nothing ~7M instructions
+
     out = np.fromiter(
         (int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little")
          for t in texts), np.uint64, len(texts),

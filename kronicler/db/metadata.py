@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -46,7 +45,7 @@ def atomic_write(path: Path, data: bytes | Iterable[bytes]) -> None:
     On failure (disk full, or an error making a piece) the temporary file is removed and the
     old ``path`` left as it was.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:

@@ -50,7 +50,7 @@ import numpy as np
 
 from kronicler import budget
 from kronicler._record import record
-from kronicler.db import compaction, merged, rollup, segment_tree
+from kronicler.db import merged, published, rollup, segment_tree
 from kronicler.db.bufferpool import BufferPool
 from kronicler.db.chunk import BLOCK_COLUMNS, summarize
 from kronicler.db.chunk_table import NONE as NO_CALL
@@ -256,7 +256,7 @@ class SegmentSet:
             except OSError as exc:  # deleted under us by retention in another process
                 log.debug("segment %s unreadable: %s", reader.id, exc)
         self.tree.refresh()
-        return compaction.visible(self.readers[i] for i in sorted(self.readers))
+        return published.visible(self.readers[i] for i in sorted(self.readers))
 
     def snapshot(self) -> Snapshot:
         """Refresh once and return every visible segment's state as of now (immutable)."""

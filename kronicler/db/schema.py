@@ -58,6 +58,8 @@ COLUMNS: dict[str, np.dtype[Any]] = {
     "resource": np.dtype(np.uint32),
 }
 COLUMN_IDS: dict[str, int] = {name: i for i, name in enumerate(COLUMNS)}
+#: The columns of dictionary codes, each with its own dictionary per segment.
+TEXT_COLUMNS = ("name", "service", "attributes", "resource")
 #: Columns that segments (chunks, log records) written by an older schema lack: they read as
 #: code 0, which each segment's dictionary of that column defines as the empty text.
 LATER_COLUMNS = ("resource",)
