@@ -12,7 +12,7 @@ import dataclasses
 import pickle
 from collections.abc import Callable
 from dataclasses import FrozenInstanceError, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -158,7 +158,43 @@ def test_eq_false_compares_by_identity_and_a_class_hash_is_kept() -> None:
     assert hash(Hashed((1, 2), 99)) == 99 and Hashed((1,), 1) == Hashed((1,), 2)
 
 
+def test_dataclasses_sees_the_fields_it_would_have_made() -> None:
+    ours, theirs = make_point(record), make_point(FROZEN)
+    assert "__dataclass_fields__" in vars(ours)  # made on first use, by dataclasses itself
+    attrs = ("name", "type", "default", "default_factory", "init", "repr", "compare", "hash")
+    assert [[getattr(f, a) for a in attrs] for f in dataclasses.fields(ours)] == [
+        [getattr(f, a) for a in attrs] for f in dataclasses.fields(theirs)
+    ]
+    assert dataclasses.fields(ours(1)) == dataclasses.fields(ours)
+
+
 def test_what_a_record_refuses() -> None:
+    with pytest.raises(TypeError, match="ClassVar"):
+
+        @record
+        class Shared:
+            """A class variable among the fields."""
+
+            a: int
+            every: ClassVar[int] = 3
+
+    Point = make_point(record)
+    with pytest.raises(TypeError, match="extend"):
+
+        @record
+        class Labelled(Point):  # type: ignore[valid-type,misc]
+            """Fields on top of a record's."""
+
+            extra: int = 0
+
+    with pytest.raises(ValueError, match="mutable default"):
+
+        @record
+        class Shared2:
+            """A list as a default: one list for every instance."""
+
+            items: list[int] = []
+
     with pytest.raises(TypeError, match="follows"):
 
         @record
