@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kronicler._record import record
-from kronicler.db.attr_scan import LocalTexts
 from kronicler.db.schema import COLUMNS
 from kronicler.db.stats import DEFAULT_QUANTILES, Stats, exact_group_stats
 from kronicler.db.summary import Summary
@@ -139,7 +138,11 @@ def merge_scans(
     mapped: dict[str, list[np.ndarray]] = {c: [] for c in columns}
     lookups: dict[tuple[str, str], np.ndarray] = {}
     unindexed: set[str] = set()
-    shifted = LocalTexts.of(pieces, lock) if local_attributes and "attributes" in columns else None
+    shifted = None
+    if local_attributes and "attributes" in columns:
+        from kronicler.db.attr_scan import LocalTexts  # here: most questions read no texts
+
+        shifted = LocalTexts.of(pieces, lock)
     for seg, cols in pieces:
         for c in columns:
             arr = cols[c]
