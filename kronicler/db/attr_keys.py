@@ -65,7 +65,7 @@ def value_text(value: Any) -> str:
 
 def hash_texts(texts: Sequence[str]) -> np.ndarray:
     """A stable 64-bit hash of each text (uint64, never 0: 0 marks "absent")."""
-    import hashlib  # here: loading OpenSSL costs a cold question that hashes nothing ~7M instructions
+    import hashlib  # here: loading OpenSSL costs ~7M instructions a question may not need
 
     out = np.fromiter(
         (int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little")

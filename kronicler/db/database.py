@@ -607,7 +607,7 @@ def _writer_class() -> type[SegmentWriter]:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "SegmentWriter":  # importable from here, as before it loaded on first use
+    if name == "SegmentWriter":  # still importable from here, though loaded on first use
         return _writer_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
