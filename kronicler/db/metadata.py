@@ -34,7 +34,8 @@ CATALOG = "catalog.json"
 FORMAT_NAME = "kronicler"
 #: ``.<name>.<pid>.<token>.tmp`` (atomic_write) and ``<segment id>.wal.tmp`` (the tail log's
 #: rewrite; a segment id is ``<time>-<pid>-<tag>``): the pid of the process writing it.
-_TEMPORARY = re.compile(r"^\..+\.(\d+)\.[0-9a-f]+\.tmp$|^[0-9a-f]+-(\d+)-[0-9a-f]+\.wal\.tmp$")
+#: Compiled (``re``'s cache) by the first writable open, not at import: readers never need it.
+_TEMPORARY = r"^\..+\.(\d+)\.[0-9a-f]+\.tmp$|^[0-9a-f]+-(\d+)-[0-9a-f]+\.wal\.tmp$"
 _STALE_SECONDS = 600.0  # a temporary file this old is stale even if its pid runs (pid reuse)
 
 
@@ -140,12 +141,13 @@ def remove_stale_temporaries(directory: Path, *, now: float | None = None) -> in
     """
     now = time.time() if now is None else now
     removed = 0
+    temporary = re.compile(_TEMPORARY)
     try:
         names = os.listdir(directory)
     except OSError:
         return 0
     for name in names:
-        m = _TEMPORARY.match(name)
+        m = temporary.match(name)
         if m is None:
             continue
         path = directory / name

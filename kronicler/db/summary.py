@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -395,7 +395,9 @@ def summarize_groups(
     sort_codes = codes.astype(np.uint16) if n_groups <= 1 << 16 else codes
     order = np.argsort(sort_codes, kind="stable")
     runs = summarize_runs(v[order], np.bincount(codes, minlength=n_groups))
-    present, sizes, sums, m2s, mins, maxs, zeros, bounds, all_keys, all_counts = runs
+    present, sizes, sums, m2s, mins, maxs = (runs.present, runs.rows, runs.sum, runs.m2,
+                                             runs.min, runs.max)  # fmt: skip
+    zeros, bounds, all_keys, all_counts = runs.zero_count, runs.bounds, runs.keys, runs.counts
     for i, g in enumerate(present.tolist()):
         a, b = int(bounds[i]), int(bounds[i + 1])
         out[g] = Summary(
@@ -411,7 +413,8 @@ def summarize_groups(
     return out
 
 
-class Runs(NamedTuple):
+@record(eq=False)
+class Runs:
     """Summaries of consecutive runs of values, as columns (the non-empty runs only).
 
     Fields: present: which runs have values (their positions among all runs); count, sum, m2,

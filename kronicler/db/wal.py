@@ -55,7 +55,8 @@ from kronicler.db.schema import COLUMNS, LATER_COLUMNS
 MAGIC: Final = b"KWLR"
 #: A record whose payload is zstd-compressed, columns unpadded (written before; still read).
 ZSTD_MAGIC: Final = b"KWAL"
-_ANY_MAGIC: Final = re.compile(re.escape(MAGIC) + b"|" + re.escape(ZSTD_MAGIC))
+#: Either magic: compiled (``re``'s cache) only when damage is skipped, not at import.
+_ANY_MAGIC: Final = re.escape(MAGIC) + b"|" + re.escape(ZSTD_MAGIC)
 #: magic, first row number, rows, payload length, crc32 (of the fields before it and the payload)
 RECORD = Struct("<4sQIII")
 assert RECORD.size == 24 and RECORD.size % 8 == 0  # so payload offsets align as file offsets do
@@ -285,7 +286,7 @@ def read_log(path: Path) -> WalLog:
             continue
         if bad is None:
             bad = (magic_ok, end, rows)
-        found = _ANY_MAGIC.search(data, pos + 1)
+        found = re.compile(_ANY_MAGIC).search(data, pos + 1)
         if found is None:
             break
         pos = found.start()
