@@ -131,16 +131,34 @@ def _make(cls: type[T], eq: bool) -> type[T]:
 _NOT_COPIED = ("__dict__", "__weakref__")
 
 
-def _fields(cls: type, where: str) -> list[tuple[str, Field[Any]]]:
+class _Plain:
+    """A field declared by its annotation alone or with a plain default: what
+    ``dataclasses.field`` would say of it, without making a Field (~10K instructions each)."""
+
+    __slots__ = ("default",)
+    default_factory: Any = MISSING
+    init = repr = compare = True
+    hash: bool | None = None
+    kw_only: Any = MISSING
+
+    def __init__(self, default: Any) -> None:
+        self.default = default
+
+
+_REQUIRED = _Plain(MISSING)
+_Spec = list[tuple[str, "Field[Any] | _Plain"]]
+
+
+def _fields(cls: type, where: str) -> _Spec:
     """(name, field) of the class's own annotated fields, checked as dataclasses checks them."""
-    out = []
+    out: _Spec = []
     defaulted = None
     for name, kind in cls.__dict__.get("__annotations__", {}).items():
         text = kind if isinstance(kind, str) else repr(kind)
         if text.startswith(_PSEUDO):
             raise TypeError(f"{where}: {name!r} is a {text.split('[')[0]}, not supported")
         value = cls.__dict__.get(name, MISSING)
-        f = value if isinstance(value, Field) else dataclasses.field(default=value)
+        f = value if isinstance(value, Field) else _REQUIRED if value is MISSING else _Plain(value)
         if f.default is not MISSING and f.default.__class__.__hash__ is None:
             raise ValueError(f"{where}: mutable default {type(f.default)} for field {name!r} "
                              "is not allowed: use default_factory")  # fmt: skip
@@ -171,17 +189,17 @@ class _LazyFields:
 
     __slots__ = ("_annotations", "_fields", "_made", "_module")
 
-    def __init__(
-        self, module: str, annotations: dict[str, Any], fields: list[tuple[str, Field[Any]]]
-    ) -> None:
-        self._module, self._annotations, self._fields = module, annotations, fields
+    def __init__(self, module: str, annotations: dict[str, Any], fields: _Spec) -> None:
+        self._module, self._annotations = module, annotations
+        self._fields = {n: f if isinstance(f, Field) else f.default for n, f in fields
+                        if f is not _REQUIRED}  # fmt: skip
         self._made: dict[str, Field[Any]] | None = None
 
     def __get__(self, obj: object, owner: type) -> dict[str, Field[Any]]:
         if self._made is None:
             stand_in: Any = type(owner.__name__, (), {
                 "__module__": self._module, "__annotations__": self._annotations,
-                "__doc__": owner.__doc__, **dict(self._fields),
+                "__doc__": owner.__doc__, **self._fields,
             })  # fmt: skip
             dataclasses.dataclass(stand_in, init=False, repr=False, eq=False)
             self._made = stand_in.__dataclass_fields__
@@ -234,7 +252,7 @@ def _hash_source(names: list[str]) -> _Source:
     return f"def __hash__(self):\n    return hash({_tuple('self', names)})\n", {}
 
 
-def _init_source(cls: type, fields: list[tuple[str, Field[Any]]]) -> _Source:
+def _init_source(cls: type, fields: _Spec) -> _Source:
     """The ``__init__`` ``dataclasses`` would write for a frozen class: same signature, same
     ``object.__setattr__`` per field, factories called per instance, then ``__post_init__``."""
     env: dict[str, Any] = {_SET: object.__setattr__, _MISSING: MISSING}
