@@ -24,7 +24,7 @@ records it used.
 
 What it supports is what the package's records use: ``field(default=, default_factory=, init=,
 repr=, compare=, hash=)``, ``__post_init__``, a class-defined ``__hash__``, ``__eq__`` or
-``__repr__`` (kept), ``eq=False`` (identity equality, as with dataclasses). It refuses the rest
+``__repr__`` or ``__init__`` (kept), ``eq=False`` (identity equality, as with dataclasses). It refuses the rest
 rather than half support it: ``ClassVar``, ``InitVar`` and ``KW_ONLY`` annotations, ``kw_only``
 fields, a base class with fields, a class that defines ``__setattr__``. What differs from a
 frozen slotted dataclass: there is no ``__dataclass_params__``, ``__repr__`` has no recursion
@@ -95,12 +95,13 @@ def _make(cls: type[T], eq: bool) -> type[T]:
             object.__setattr__(self, n, value)
 
     methods: dict[str, Callable[..., Any]] = {
-        "__init__": _lazy(made, "__init__", lambda: _init_source(made[0], fields)),
         "__setattr__": __setattr__,
         "__delattr__": __delattr__,
         "__getstate__": __getstate__,
         "__setstate__": __setstate__,
     }
+    if "__init__" not in own:
+        methods["__init__"] = _lazy(made, "__init__", lambda: _init_source(made[0], fields))
     if "__repr__" not in own:
         methods["__repr__"] = _repr([n for n, f in fields if f.repr])
     if eq:

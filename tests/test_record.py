@@ -157,6 +157,20 @@ def test_eq_false_compares_by_identity_and_a_class_hash_is_kept() -> None:
 
     assert hash(Hashed((1, 2), 99)) == 99 and Hashed((1,), 1) == Hashed((1,), 2)
 
+    @record
+    class Parsed:
+        """Keeps its own __init__ (which sets the fields around the frozen guard)."""
+
+        low: int
+        high: int
+
+        def __init__(self, text: str) -> None:
+            low, high = text.split("-")
+            object.__setattr__(self, "low", int(low))
+            object.__setattr__(self, "high", int(high))
+
+    assert Parsed("3-7") == Parsed("3-7") and (Parsed("3-7").low, Parsed("3-7").high) == (3, 7)
+
 
 def test_dataclasses_sees_the_fields_it_would_have_made() -> None:
     ours, theirs = make_point(record), make_point(FROZEN)
