@@ -16,11 +16,12 @@ their first call, so a process pays only for the methods it uses and they then r
 before; ``__dataclass_fields__`` is made by dataclasses itself on first use, so
 ``dataclasses.fields``, ``replace``, ``asdict`` and ``is_dataclass`` answer as before.
 
-Measured under callgrind, per class of six fields: ~4.2M instructions with dataclasses, ~0.27M
-with ``@record`` (a plain class ~0.08M). A cold read-only ``stats()`` over a small database
-(``/tmp``, bytecode cached) went from ~722M to ~554M instructions with this and the deferred
-imports of the read path (``tests/test_imports.py``); it compiled ~23 methods (~19M) of the
-records it used.
+Measured under callgrind (``python bench/bench_cold_imports.py --callgrind 3``, bytecode
+cached): a class of six fields costs ~4.2M instructions more than a plain class with dataclasses,
+~0.22M with ``@record``. A cold read-only ``stats()`` over a small database went from ~728M to
+~555M instructions, its imports (numpy's aside) from ~268M to ~81M, with this and the imports
+the read path defers (``tests/test_imports.py``); its question itself grew by ~15M, the ~23
+methods it compiled on first use.
 
 What it supports is what the package's records use: ``field(default=, default_factory=, init=,
 repr=, compare=, hash=)``, ``__post_init__``, a class-defined ``__hash__``, ``__eq__`` or
