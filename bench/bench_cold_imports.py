@@ -109,6 +109,8 @@ def main() -> None:
     args = parser.parse_args()
     checkouts = {"this": ROOT, "baseline": args.baseline.resolve()}
     tmp = Path(tempfile.mkdtemp(prefix="kronicler-cold-"))
+    here = os.getcwd()
+    os.chdir(tmp)  # ``python -c`` puts the working directory first on sys.path: no checkout here
     try:
         cache, db = tmp / "pycache", tmp / "db"
         scripts = {}
@@ -149,6 +151,7 @@ def main() -> None:
                       f"{q / 1e6:6.1f}M instructions; Kronicler's imports (with the standard "
                       f"modules they load) {kron / 1e6:6.1f}M; import numpy {bare / 1e6:6.1f}M")  # fmt: skip
     finally:
+        os.chdir(here)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
