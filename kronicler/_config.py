@@ -13,7 +13,9 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
+
+from kronicler._record import record
 
 _log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ def default_service_name(environ: Mapping[str, str] | None = None) -> str:
     return f"{base}:{os.path.basename(sys.executable)}" if sys.executable else base
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Settings:
     """How the default pipeline behaves.
 

@@ -17,13 +17,15 @@ import contextvars
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
+from kronicler._record import record
 from kronicler.errors import DeadlineExceededError
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Budget:
+    """The time a caller gives a request, and how to tell it has gone."""
+
     ends: float  # time.monotonic() at which the caller gives up; inf when unbounded
     gone: Callable[[], bool] | None  # True once the caller cancelled or disconnected
 

@@ -30,19 +30,18 @@ the tail log, a damaged or lost record) are split from their texts at query time
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import operator
 import struct
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
+from kronicler._record import record
 from kronicler.db.fileio import SideFile
 
 SUFFIX: Final = ".kkey"
@@ -66,6 +65,8 @@ def value_text(value: Any) -> str:
 
 def hash_texts(texts: Sequence[str]) -> np.ndarray:
     """A stable 64-bit hash of each text (uint64, never 0: 0 marks "absent")."""
+    import hashlib  # here: loading OpenSSL costs ~7M instructions a question may not need
+
     out = np.fromiter(
         (int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little")
          for t in texts), np.uint64, len(texts),
@@ -83,7 +84,7 @@ def distinct_count(values: np.ndarray) -> int:
     return 1 + int(np.count_nonzero(s[1:] != s[:-1]))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class KeyBlock:
     """Attribute sets split per key.
 

@@ -46,11 +46,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
+from kronicler._record import record
 from kronicler.db.page_guard import CACHED, DROPPED, ONE_OFF, Frame, ReadGuard
 from kronicler.db.replacer import LRUKReplacer
 
@@ -62,7 +63,7 @@ Loader = Callable[[Any], Page]
 __all__ = ["BufferPool", "BufferPoolStats", "PageKey", "ReadGuard"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BufferPoolStats:
     """A snapshot of the pool's counters.
 

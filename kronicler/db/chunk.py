@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sized
-from dataclasses import dataclass
 from struct import Struct
 from typing import TypeVar
 
 import numpy as np
 
+from kronicler._record import record
 from kronicler.db import codec, zstd
 from kronicler.db.page import DICT_PAGE, ORDERED_BY_FUNCTION, SUMMARY_PAGE, build_page
 from kronicler.db.schema import COLUMN_IDS, COLUMNS, STATUS_ERROR
@@ -40,7 +40,7 @@ BLOCK_COLUMNS = frozenset({"name", "start", "duration", "status", "kind", "servi
 TIMED_COLUMNS = frozenset({"trace_hi", "trace_lo", "span_id", "parent_span_id"})
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ChunkSummary:
     """Per-function statistics of one chunk, in local name codes.
 

@@ -16,8 +16,8 @@ past its end", so a page reaching past ``limit`` is reported as None.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
+from kronicler._record import record
 from kronicler.db.chunk import ChunkSummary, decode_entries, decode_summary
 from kronicler.db.page import (
     DICT_PAGE,
@@ -40,7 +40,7 @@ _REQUIRED = frozenset(COLUMNS).difference(LATER_COLUMNS) | {"dictionary"}
 Entries = dict[str, list[tuple[int, str]]]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class FoundChunk:
     """A complete chunk whose every page passed its checksum.
 

@@ -45,21 +45,22 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 
+from kronicler._record import record
 from kronicler.db import attr_keys, durations, index, rollup, segment_tree
 from kronicler.db.lock import MaintenanceLock
 from kronicler.db.metadata import load_json
 from kronicler.db.page import CHUNK_ROWS
+from kronicler.db.published import claims, unpublished, visible
 from kronicler.db.reader import SegmentReader
-from kronicler.db.schema import COLUMNS, SpanBatch
+from kronicler.db.schema import COLUMNS, TEXT_COLUMNS, SpanBatch
 from kronicler.db.snapshot import ChunkInfo
-from kronicler.db.writer import TEXT_COLUMNS, SegmentWriter
+from kronicler.db.writer import SegmentWriter
 from kronicler.errors import KroniclerError
 
 #: A segment's files: the data file first (readers find segments by it), then its side files.
@@ -88,7 +89,7 @@ DEFAULT_GROUP_SPAN_NS = 3600 * 10**9
 _STEP_ROWS = 1 << 16
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Merge:
     """One published compaction output.
 
@@ -119,79 +120,6 @@ def _process_alive(pid: int | None) -> bool:
 def finished(reader: SegmentReader) -> bool:
     """True when nobody writes the segment any more (closed, or its writer process is gone)."""
     return reader.closed or not _process_alive(reader.pid)
-
-
-def _whole(reader: SegmentReader, ids: Collection[str]) -> bool:
-    """True when every segment of ``reader``'s group is in the listing ``ids``, or when none of
-    the segments it replaces is any more (from then on its parts stand on their own)."""
-    return all(p in ids for p in reader.parts) or not any(s in ids for s in reader.replaces)
-
-
-def _published(reader: SegmentReader, ids: Collection[str]) -> bool:
-    """A compaction output (alone, or the last of a group) that readers take: closed, and its
-    group whole in the listing (a listing taken while the group was written may miss a part)."""
-    return (
-        bool(reader.replaces) and reader.part_of is None and reader.closed
-        and _whole(reader, ids)
-    )  # fmt: skip
-
-
-def _part_shown(part: SegmentReader, by_id: Mapping[str, SegmentReader], losers: set[str]) -> bool:
-    """Whether a part of a group (``part_of`` its last segment) is read.
-
-    While the last segment is not published, its parts are not. Once the replaced segments are
-    all gone, a part is read whether or not its last segment still is (a later compaction or
-    retention may remove that one alone): the group was published, or it would still have them.
-    """
-    if not part.closed:
-        return False
-    leader = by_id.get(part.part_of or "")
-    if leader is None:
-        return not any(s in by_id for s in part.replaces)
-    return _published(leader, by_id) and leader.id not in losers
-
-
-def _unpublished(reader: SegmentReader, by_id: Mapping[str, SegmentReader]) -> bool:
-    """An output (or part of one) readers do not take: still written, or left by a dead run."""
-    if reader.part_of is not None:
-        return not _part_shown(reader, by_id, set())
-    return bool(reader.replaces) and not _published(reader, by_id)
-
-
-def claims(readers: Iterable[SegmentReader]) -> tuple[dict[str, str], set[str]]:
-    """(replaced segment -> the published output that replaces it, losing outputs).
-
-    Outputs are taken in id order (creation time); one that claims a segment an earlier output
-    already claims loses, whole (with its parts): its rows are all in the winner or in segments
-    still visible. A group claims through its last segment.
-    """
-    readers = list(readers)
-    ids = {r.id for r in readers}
-    owner: dict[str, str] = {}
-    losers: set[str] = set()
-    for r in sorted((r for r in readers if _published(r, ids)), key=lambda r: r.id):
-        if any(old in owner for old in r.replaces):
-            losers.add(r.id)
-        else:
-            owner.update(dict.fromkeys(r.replaces, r.id))
-    return owner, losers
-
-
-def visible(readers: Iterable[SegmentReader]) -> list[SegmentReader]:
-    """The segments a query should read: unpublished, losing and replaced segments left out."""
-    readers = list(readers)
-    by_id = {r.id: r for r in readers}
-    owner, losers = claims(readers)
-    out = []
-    for r in readers:
-        if r.id in owner or r.id in losers:
-            continue
-        shown = (
-            _part_shown(r, by_id, losers) if r.part_of is not None else not _unpublished(r, by_id)
-        )
-        if shown:
-            out.append(r)
-    return out
 
 
 def rows_of(reader: SegmentReader) -> int:
@@ -407,7 +335,7 @@ def sweep(directory: Path, readers: Mapping[str, SegmentReader]) -> list[str]:
     gone: dict[str, None] = {}  # ordered set
     me = os.getpid()
     for r in readers.values():
-        if _unpublished(r, readers) and (r.pid == me or not _process_alive(r.pid)):
+        if unpublished(r, readers) and (r.pid == me or not _process_alive(r.pid)):
             delete_segment(directory, r.id)
             gone[r.id] = None
     live = {k: v for k, v in readers.items() if k not in gone}

@@ -33,7 +33,6 @@ import numpy as np
 
 from kronicler._config import DEFAULT_PATH
 from kronicler._log import LogOnce
-from kronicler.db import compaction
 from kronicler.db.metadata import ensure_catalog, load_catalog, remove_stale_temporaries
 from kronicler.db.queue import DEFAULT_CAPACITY_ROWS, DEFAULT_FLUSH_INTERVAL, WriteQueue
 from kronicler.db.reads import SegmentSet
@@ -42,7 +41,6 @@ from kronicler.db.schema import OPTIONAL_COLUMNS, SpanBatch
 from kronicler.db.snapshot import Damage
 from kronicler.db.stats import Call
 from kronicler.db.view import ReadAPI, ReadView
-from kronicler.db.writer import SegmentWriter
 from kronicler.errors import (
     ClosedError,
     DatabaseError,
@@ -52,12 +50,13 @@ from kronicler.errors import (
 )
 
 if TYPE_CHECKING:
-    # The writer's bookkeeping of whose rows it holds (origins) and maintenance (retention,
-    # time-disjoint compaction) load on first use: a process that only reads (a cold query, the
-    # CLI) never pays for their imports. The writer itself stays a module attribute (tests swap
-    # it); the segment set loads it anyway (compaction.visible decides what a read sees).
+    # The writer, its bookkeeping of whose rows it holds (origins) and maintenance (compaction,
+    # retention) load on first use: a process that only reads (a cold query, the CLI) never
+    # pays for their imports. The writer class is then this module's ``SegmentWriter`` (tests
+    # swap it): see ``_writer_class``.
     from kronicler.db.origins import LossCallback, Tagged, TailOrigins
     from kronicler.db.site_batch import SiteBatch
+    from kronicler.db.writer import SegmentWriter
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +272,7 @@ class Database(ReadAPI):
 
         if self._writer is None:
             try:
-                self._writer = SegmentWriter(self._segdir, **self._writer_options())
+                self._writer = _writer_class()(self._segdir, **self._writer_options())
             except Exception as exc:  # the directory went away, no space for a new segment
                 self._failed("write", exc)
                 for item in batches:
@@ -523,8 +522,8 @@ class Database(ReadAPI):
     def compact(
         self,
         *,
-        small_rows: int = compaction.DEFAULT_SMALL_ROWS,
-        group_rows: int = compaction.DEFAULT_GROUP_ROWS,
+        small_rows: int | None = None,
+        group_rows: int | None = None,
         wait: float = 0.0,
         time_disjoint: bool = False,
         output_rows: int | None = None,
@@ -537,8 +536,16 @@ class Database(ReadAPI):
         as ``serve`` does in the background.
         Safe to run while other processes write and read the directory, and exclusive with
         other compactions and retention: when one runs, waits up to ``wait`` seconds, then
-        raises MaintenanceBusyError (see compaction.py).
+        raises MaintenanceBusyError (see compaction.py). ``small_rows`` and ``group_rows``
+        (None: ``compaction.DEFAULT_SMALL_ROWS``, ``DEFAULT_GROUP_ROWS``) are as in
+        :func:`kronicler.db.compaction.compact`.
         """
+        from kronicler.db import compaction
+
+        if small_rows is None:
+            small_rows = compaction.DEFAULT_SMALL_ROWS
+        if group_rows is None:
+            group_rows = compaction.DEFAULT_GROUP_ROWS
         if small_rows <= 0 or group_rows <= 0:
             raise ValueError(
                 f"small_rows and group_rows must be positive, got {small_rows}, {group_rows}"
@@ -590,6 +597,23 @@ class _TaggingSource:
 
     def __repr__(self) -> str:
         return repr(self.source)
+
+
+def _writer_class() -> type[SegmentWriter]:
+    """The segment writer class, imported on the first write; this module's ``SegmentWriter``
+    from then on, so that a test can put another in its place."""
+    cls: type[SegmentWriter] | None = globals().get("SegmentWriter")
+    if cls is None:
+        from kronicler.db import writer
+
+        cls = globals()["SegmentWriter"] = writer.SegmentWriter
+    return cls
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SegmentWriter":  # still importable from here, though loaded on first use
+        return _writer_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def close_all() -> None:

@@ -32,7 +32,7 @@ written ``part_of`` the last one, whose id is chosen before the first is written
 the others (``parts``). Readers take none of them until the last is closed (one atomic catalog
 replace); from then on they take all of them and none of the replaced segments. A reader whose
 listing of the directory misses a part (taken while the parts were written) keeps reading the
-replaced segments for that one refresh (see ``compaction._published``). Once every replaced
+replaced segments for that one refresh (see ``published.py``). Once every replaced
 segment is deleted, each output stands alone: a later compaction or retention may remove any of
 them. The rest is compaction's rules (``compaction.py``): one maintainer under the lock, the re-check
 before publishing, leaves first, leftovers of a killed run swept by the next (its parts included:
@@ -62,12 +62,13 @@ from pathlib import Path
 
 import numpy as np
 
+from kronicler._record import record
 from kronicler.db import compaction
 from kronicler.db.page import CHUNK_ROWS
 from kronicler.db.reader import SegmentReader
-from kronicler.db.schema import COLUMNS
+from kronicler.db.schema import COLUMNS, TEXT_COLUMNS
 from kronicler.db.snapshot import ChunkInfo
-from kronicler.db.writer import TEXT_COLUMNS, SegmentWriter, new_segment_id
+from kronicler.db.writer import SegmentWriter, new_segment_id
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ class _Piece:
         return self.lo < other.lo
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Slice:
     """Rows of one slice of time, ordered by start.
 
@@ -240,7 +241,7 @@ def _bound_carried(
     return carried
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Texts:
     """One text column of every source segment: their dictionaries one after the other."""
 

@@ -45,12 +45,12 @@ import struct
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
+from kronicler._record import record
 from kronicler.db import codec
 from kronicler.db.fileio import SideFile
 from kronicler.errors import CorruptPageError
@@ -81,7 +81,7 @@ def path_of(directory: Path, segment_id: str) -> Path:
     return directory / f"{segment_id}{SUFFIX}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Group:
     """One record's directory: which chunks it covers and where each function's run lies.
 
@@ -355,7 +355,7 @@ class DurationWriter:
         self._parts = []
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StoredRuns:
     """What a segment's records give of one function (see :func:`stored_runs`).
 

@@ -57,7 +57,7 @@ import json
 import os
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import partial
 from pathlib import Path
 from struct import Struct
@@ -65,10 +65,10 @@ from typing import Any, BinaryIO, Final
 
 import numpy as np
 
+from kronicler._record import record
 from kronicler.db import codec, zstd
 from kronicler.db.chunk import ChunkSummary
 from kronicler.db.chunk_table import FIELDS, Arrays, Chunks, ChunkTable, Lists
-from kronicler.db.lock import MaintenanceLock
 from kronicler.db.metadata import atomic_write
 from kronicler.db.rollup import Block
 from kronicler.db.schema import COLUMNS
@@ -120,7 +120,7 @@ def path_of(directory: Path, segment: str) -> Path:
     return directory / f"{segment}{SUFFIX}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SegmentIndex:
     """What a segment's index records.
 
@@ -308,6 +308,8 @@ def upgrade(directory: Path, *, wait: float = 0.0) -> list[str]:
     under the maintenance lock (MaintenanceBusyError after ``wait`` seconds), each file
     replaced atomically. Only closed segments' indexes, which no writer saves again; one that
     does not decode is left as it is (the reader walks that segment)."""
+    from kronicler.db.lock import MaintenanceLock  # maintenance only: readers never lock
+
     done: list[str] = []
     with MaintenanceLock(directory, wait=wait):
         for path in sorted(Path(directory).glob(f"*{SUFFIX}")):

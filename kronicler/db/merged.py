@@ -52,11 +52,12 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Final
 
 import numpy as np
 
+from kronicler._record import record
 from kronicler.db import rollup
 from kronicler.db.rollup import Block
 
@@ -66,7 +67,7 @@ FANOUT: Final = 8
 MAX_GROUP: Final = 4 * FANOUT
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@record(eq=False)
 class NamedBlock:
     """A merge of several segments' summaries: ``block.codes`` index ``names``.
 
@@ -84,7 +85,7 @@ class NamedBlock:
         return self.block.nbytes + 100 * len(self.names)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BlockKey:
     """A block the query holds (a segment view's whole roll-up) as a part of a set: equal only
     to a key of the same block object (blocks compare by identity)."""
@@ -93,7 +94,7 @@ class BlockKey:
     block: Block
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Part:
     """One segment's part of a set: a pool entry's key (or a :class:`BlockKey`) and the names
     of its codes (the segment's names: a code's text never changes once defined, so any view's
@@ -104,7 +105,7 @@ class Part:
     segments: frozenset[str] = field(compare=False, hash=False)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SetKey:
     """The merge of ``parts`` as one bufferpool entry (a :class:`NamedBlock`).
 

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -35,7 +34,8 @@ CATALOG = "catalog.json"
 FORMAT_NAME = "kronicler"
 #: ``.<name>.<pid>.<token>.tmp`` (atomic_write) and ``<segment id>.wal.tmp`` (the tail log's
 #: rewrite; a segment id is ``<time>-<pid>-<tag>``): the pid of the process writing it.
-_TEMPORARY = re.compile(r"^\..+\.(\d+)\.[0-9a-f]+\.tmp$|^[0-9a-f]+-(\d+)-[0-9a-f]+\.wal\.tmp$")
+#: Compiled (``re``'s cache) by the first writable open, not at import: readers never need it.
+_TEMPORARY = r"^\..+\.(\d+)\.[0-9a-f]+\.tmp$|^[0-9a-f]+-(\d+)-[0-9a-f]+\.wal\.tmp$"
 _STALE_SECONDS = 600.0  # a temporary file this old is stale even if its pid runs (pid reuse)
 
 
@@ -46,7 +46,7 @@ def atomic_write(path: Path, data: bytes | Iterable[bytes]) -> None:
     On failure (disk full, or an error making a piece) the temporary file is removed and the
     old ``path`` left as it was.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
@@ -141,12 +141,13 @@ def remove_stale_temporaries(directory: Path, *, now: float | None = None) -> in
     """
     now = time.time() if now is None else now
     removed = 0
+    temporary = re.compile(_TEMPORARY)
     try:
         names = os.listdir(directory)
     except OSError:
         return 0
     for name in names:
-        m = _TEMPORARY.match(name)
+        m = temporary.match(name)
         if m is None:
             continue
         path = directory / name

@@ -21,13 +21,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from kronicler._record import record
+
 LossCallback = Callable[[int], None]
 """Told the number of rows of its source that the writer lost (called on the writer thread)."""
 
 B = TypeVar("B")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Tagged(Generic[B]):
     """A batch taken from an attached source, with the callback its losses are reported to."""
 

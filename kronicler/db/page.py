@@ -19,10 +19,10 @@ size would pad small or well-compressed pages and cost more than the data itself
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
 from struct import Struct
 from typing import Final
 
+from kronicler._record import record
 from kronicler.errors import CorruptPageError
 
 MAGIC: Final = b"KPG1"
@@ -43,7 +43,7 @@ assert HEADER_SIZE == 40
 _CRC_OFFSET: Final = HEADER_SIZE - 4
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PageHeader:
     """Decoded page header.
 

@@ -74,9 +74,8 @@ from kronicler.db.log_follow import GrowingColumns, LogFollower
 from kronicler.db.metadata import load_json
 from kronicler.db.page import verified_payload
 from kronicler.db.rollup import Block
-from kronicler.db.schema import COLUMNS
+from kronicler.db.schema import COLUMNS, TEXT_COLUMNS
 from kronicler.db.snapshot import ChunkInfo, Damage, Rollup, SegmentView
-from kronicler.db.writer import TEXT_COLUMNS
 from kronicler.errors import CorruptPageError, IndexUnusableError
 
 __all__ = ["ChunkInfo", "Rollup", "SegmentReader"]

@@ -41,7 +41,7 @@ import os
 import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,7 +49,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from kronicler import budget
-from kronicler.db import compaction, merged, rollup, segment_tree
+from kronicler._record import record
+from kronicler.db import merged, published, rollup, segment_tree
 from kronicler.db.bufferpool import BufferPool
 from kronicler.db.chunk import BLOCK_COLUMNS, summarize
 from kronicler.db.chunk_table import NONE as NO_CALL
@@ -91,7 +92,7 @@ _TAIL_KEYS_KEPT = 4
 _STABLE_CHUNKS = rollup.FANOUT
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _PageKey:
     """A page in the bufferpool; carries its reader and chunk so a snapshot can load it later."""
 
@@ -103,7 +104,7 @@ class _PageKey:
     block: tuple[int, int] | None = None  # rows [lo, hi) of a page cut into blocks; None: all
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _NodeKey:
     """A roll-up node's block in the bufferpool: chunks ``first`` to ``last`` of a segment.
 
@@ -118,7 +119,7 @@ class _NodeKey:
     node: rollup.Node = field(compare=False, hash=False, repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _PlanKey:
     """What a time window holds whole of one segment, merged as one bufferpool entry: roll-up
     nodes, whole chunks, and runs of the time slices of the chunks it cuts (``parts``).
@@ -137,7 +138,7 @@ class _PlanKey:
 _Runs = tuple[ChunkInfo, np.ndarray, list[tuple[int, int]]]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _RunsKey:
     """One column of some functions' rows over a run of a segment's ordered chunks, as one
     bufferpool entry (see ``SegmentSet._runs_piece``); ``seqs`` are the chunk numbers."""
@@ -255,7 +256,7 @@ class SegmentSet:
             except OSError as exc:  # deleted under us by retention in another process
                 log.debug("segment %s unreadable: %s", reader.id, exc)
         self.tree.refresh()
-        return compaction.visible(self.readers[i] for i in sorted(self.readers))
+        return published.visible(self.readers[i] for i in sorted(self.readers))
 
     def snapshot(self) -> Snapshot:
         """Refresh once and return every visible segment's state as of now (immutable)."""

@@ -53,12 +53,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Final
 
 import numpy as np
 
+from kronicler._record import record
 from kronicler.db.chunk import (
     ChunkSummary,
     decode_summary,
@@ -93,7 +94,7 @@ _EXACT_FLOAT = 1 << 53  # integers below this add exactly in float64
 # -- blocks: many per-function summaries as columns --------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@record(eq=False)
 class Block:
     """Per-function summaries of a run of rows, as columns. Immutable (arrays read-only).
 
@@ -123,7 +124,7 @@ class Block:
     @property
     def nbytes(self) -> int:
         """What the block costs a bufferpool."""
-        return 128 + sum(getattr(self, f).nbytes for f in self.__slots__ if f != "key_range")
+        return 128 + sum(getattr(self, f).nbytes for f in self.__match_args__ if f != "key_range")
 
     def __len__(self) -> int:
         return int(self.codes.size)
@@ -297,7 +298,7 @@ class Block:
 SLICES: Final = 16
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@record(eq=False)
 class ChunkSlices:
     """The summaries of a sealed chunk's rows cut into time slices, for the ranges whose edges
     cut the chunk, and the chunk's rows in start order.
@@ -370,7 +371,7 @@ class ChunkSlices:
         code = code_of[order]
         rows = SliceRows(ordered, cols["duration"][order], cols["status"][order],
                          code.astype(np.uint16) if ends.size <= 1 << 16 else code)  # fmt: skip
-        for x in (edges, hi, at, *(getattr(rows, f) for f in SliceRows.__slots__)):
+        for x in (edges, hi, at, *(getattr(rows, f) for f in SliceRows.__match_args__)):
             x.flags.writeable = False
         return cls(edges, hi, blocks, rows, at)
 
@@ -407,7 +408,7 @@ class ChunkSlices:
         return self.blocks[i] if j == i + 1 else merge([(None, b) for b in self.blocks[i:j]])
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@record(eq=False)
 class SliceRows:
     """Rows of a chunk in start order (see ChunkSlices): what a range whose edge cuts a slice
     reads, a contiguous run found by two binary searches. 19 bytes a row.
@@ -425,7 +426,7 @@ class SliceRows:
 
     @property
     def nbytes(self) -> int:
-        return 128 + sum(getattr(self, f).nbytes for f in self.__slots__)
+        return 128 + sum(getattr(self, f).nbytes for f in self.__match_args__)
 
     def within(self, window: TimeRange) -> tuple[int, int]:
         """The run ``[a, b)`` of rows whose start lies in ``window``."""
@@ -556,7 +557,7 @@ _EMPTY = _empty()
 # -- the tree over a segment's chunks ---------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Node:
     """A run of chunks merged as one: chunk numbers ``first`` to ``last``, at ``level`` >= 1."""
 
@@ -565,7 +566,7 @@ class Node:
     last: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Plan:
     """What a window needs from one segment: nodes merged whole, and chunks (positions in the
     view's chunk list) whole or cut by the window."""

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from itertools import repeat
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kronicler.db.attr_scan import LocalTexts
+from kronicler._record import record
 from kronicler.db.schema import COLUMNS
 from kronicler.db.stats import DEFAULT_QUANTILES, Stats, exact_group_stats
 from kronicler.db.summary import Summary
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
 _TEXT = ("name", "service", "attributes", "resource")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TimeRange:
     """Rows with ``since <= start < until``; either bound may be open (None)."""
 
@@ -71,7 +70,7 @@ class TimeRange:
         return mask
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class FunctionSummary:
     """Merged statistics of one function over a query's range.
 
@@ -86,7 +85,7 @@ class FunctionSummary:
     last_start: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Scan:
     """Decoded rows (all the rows read, or those a filter selected). ``name``/``service``/
     ``attributes``/``resource`` columns hold codes into the lists.
@@ -139,7 +138,11 @@ def merge_scans(
     mapped: dict[str, list[np.ndarray]] = {c: [] for c in columns}
     lookups: dict[tuple[str, str], np.ndarray] = {}
     unindexed: set[str] = set()
-    shifted = LocalTexts.of(pieces, lock) if local_attributes and "attributes" in columns else None
+    shifted = None
+    if local_attributes and "attributes" in columns:
+        from kronicler.db.attr_scan import LocalTexts  # here: most questions read no texts
+
+        shifted = LocalTexts.of(pieces, lock)
     for seg, cols in pieces:
         for c in columns:
             arr = cols[c]

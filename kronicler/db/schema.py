@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from kronicler._record import record
 
 #: Version 2 added the ``resource`` column; version 1 databases are read (the column reads as
 #: "no resource") and upgraded when opened for writing.
@@ -57,6 +58,8 @@ COLUMNS: dict[str, np.dtype[Any]] = {
     "resource": np.dtype(np.uint32),
 }
 COLUMN_IDS: dict[str, int] = {name: i for i, name in enumerate(COLUMNS)}
+#: The columns of dictionary codes, each with its own dictionary per segment.
+TEXT_COLUMNS = ("name", "service", "attributes", "resource")
 #: Columns that segments (chunks, log records) written by an older schema lack: they read as
 #: code 0, which each segment's dictionary of that column defines as the empty text.
 LATER_COLUMNS = ("resource",)
@@ -107,7 +110,7 @@ def stored_kind(otlp: np.ndarray) -> np.ndarray:
     return np.maximum(np.asarray(otlp, dtype=np.int64) - 1, 0).astype(np.uint8)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SpanBatch:
     """A validated batch of span rows, column by column.
 

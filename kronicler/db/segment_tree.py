@@ -50,12 +50,13 @@ import os
 import struct
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Final
 
 import numpy as np
 
+from kronicler._record import record
 from kronicler.db import merged, rollup
 from kronicler.db.chunk import encode_summary
 from kronicler.db.metadata import atomic_write
@@ -73,7 +74,7 @@ NODE_PAGE: Final = 121
 _NAMES = struct.Struct("<I")  # bytes of the node's names (JSON) before its summary page
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Member:
     """A segment as the tree summarised it: what a reader's view must still show to use it.
 
@@ -118,7 +119,7 @@ def member_of(seg: SegmentView) -> Member | None:
     return Member(seg.id, rows, n, lo, hi) if rows else None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TreeNode:
     """A node of the file: members ``first`` to ``last`` (positions), its record's bytes at
     ``offset`` (after the directory page), ``size`` long."""
@@ -133,7 +134,7 @@ class TreeNode:
         return self.last - self.first + 1
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NodeKey:
     """A node's merged summaries in the bufferpool (a :class:`~kronicler.db.merged.NamedBlock`).
 

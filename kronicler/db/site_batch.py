@@ -16,17 +16,17 @@ call) takes a table entry of its own; such calls are rare on the capture path.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
+from kronicler._record import record
 from kronicler.db.schema import SpanBatch
 
 _ROW_COLUMNS = ("site", "start", "duration", "status", "kind", "trace_hi", "trace_lo", "span_id",
                 "parent_span_id")  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SiteBatch:
     """Columns of rows plus per-site text tables (see the module docstring).
 

@@ -17,11 +17,12 @@ Chunk pages never change once written, so a view can read them later without see
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 import numpy as np
 
+from kronicler._record import record
 from kronicler.db.chunk import ChunkSummary, block_ends
 from kronicler.db.dictionary import Dictionary
 from kronicler.db.summary import Summary
@@ -38,7 +39,7 @@ T = TypeVar("T")
 _CHUNK_MEMOS = ("rollup_block", "chunk_tree")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ChunkInfo:
     """Where a chunk lives and what it holds (its zone map).
 
@@ -228,7 +229,7 @@ class Rollup:
 _Maps = tuple[Mapping[int, Summary], Mapping[int, int], Mapping[int, int], Mapping[int, int]]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Damage:
     """Rows a segment (or a whole snapshot) lost to damaged bytes.
 
@@ -265,7 +266,7 @@ class Damage:
         }  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@record(eq=False)
 class SegmentView:
     """One segment as of one refresh. Immutable; read its pages through ``reader``.
 
@@ -381,7 +382,7 @@ class SegmentView:
         return cached
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Snapshot:
     """The visible segments of a database as of one refresh: what one query reads.
 

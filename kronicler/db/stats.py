@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any
 
 import numpy as np
 
+from kronicler._record import record
 from kronicler.db.schema import STATUS_ERROR
 from kronicler.db.summary import Summary
 
@@ -37,7 +38,7 @@ def quantile_label(q: float) -> str:
     return "p" + f"{q * 100:.10g}".replace(".", "")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Stats:
     """Latency statistics of one set of calls (a function, a service, an attribute value...).
 
@@ -275,7 +276,7 @@ def _f(v: float | int | None) -> float | None:
     return None if v is None else float(v)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Call:
     """One stored call (a span row, or an exemplar): enough to find the trace in any trace viewer.
 

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
+
+from kronicler._record import record
 
 #: The guarantee: every quantile is within this relative error of the exact one.
 RELATIVE_ACCURACY = 0.01
@@ -103,7 +104,7 @@ _EMPTY_KEYS = _readonly(np.empty(0, dtype=np.int32))
 _EMPTY_COUNTS = _readonly(np.empty(0, dtype=np.int64))
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@record(eq=False)
 class Summary:
     """A mergeable summary of durations (ns). Immutable; build with the class methods.
 
@@ -394,7 +395,9 @@ def summarize_groups(
     sort_codes = codes.astype(np.uint16) if n_groups <= 1 << 16 else codes
     order = np.argsort(sort_codes, kind="stable")
     runs = summarize_runs(v[order], np.bincount(codes, minlength=n_groups))
-    present, sizes, sums, m2s, mins, maxs, zeros, bounds, all_keys, all_counts = runs
+    present, sizes, sums, m2s, mins, maxs = (runs.present, runs.rows, runs.sum, runs.m2,
+                                             runs.min, runs.max)  # fmt: skip
+    zeros, bounds, all_keys, all_counts = runs.zero_count, runs.bounds, runs.keys, runs.counts
     for i, g in enumerate(present.tolist()):
         a, b = int(bounds[i]), int(bounds[i + 1])
         out[g] = Summary(
@@ -410,7 +413,8 @@ def summarize_groups(
     return out
 
 
-class Runs(NamedTuple):
+@record(eq=False)
+class Runs:
     """Summaries of consecutive runs of values, as columns (the non-empty runs only).
 
     Fields: present: which runs have values (their positions among all runs); count, sum, m2,

@@ -45,12 +45,12 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import zstandard
 
+from kronicler._record import record
 from kronicler.db import zstd
 from kronicler.db.summary import MAX_KEY, Summary
 from kronicler.errors import CorruptPageError, SchemaVersionError
@@ -178,7 +178,7 @@ def encode_summaries(entries: Sequence[tuple[int, Summary]]) -> bytes:
     return header + b"".join(frames)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SummaryColumns:
     """A decoded block as columns, one entry per summary (no Summary objects built).
 

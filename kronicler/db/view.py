@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import numpy as np
 
-from kronicler.db.durations import stored_runs
 from kronicler.db.reader import summarise_tail
 from kronicler.db.reads import DAMAGE_RETRIES
 from kronicler.db.scan import FunctionSummary, Scan
@@ -321,6 +320,8 @@ def exact_one(view: ReadView, name: str, quantiles: Sequence[float] = DEFAULT_QU
     rows, see :mod:`kronicler.db.durations`); the chunks no usable record covers, and the tail
     rows, are scanned as before, restricted to those chunks. The union is every row once.
     """
+    from kronicler.db.durations import stored_runs  # exact statistics only
+
     snap = view._open()
     runs: list[np.ndarray] = []
     errors = 0

@@ -39,7 +39,6 @@ import re
 import struct
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from struct import Struct
 from typing import Final
@@ -47,6 +46,7 @@ from typing import Final
 import numpy as np
 import zstandard
 
+from kronicler._record import record
 from kronicler.db import zstd
 from kronicler.db.fileio import append_all, write_all
 from kronicler.db.schema import COLUMNS, LATER_COLUMNS
@@ -55,7 +55,8 @@ from kronicler.db.schema import COLUMNS, LATER_COLUMNS
 MAGIC: Final = b"KWLR"
 #: A record whose payload is zstd-compressed, columns unpadded (written before; still read).
 ZSTD_MAGIC: Final = b"KWAL"
-_ANY_MAGIC: Final = re.compile(re.escape(MAGIC) + b"|" + re.escape(ZSTD_MAGIC))
+#: Either magic: compiled (``re``'s cache) only when damage is skipped, not at import.
+_ANY_MAGIC: Final = re.escape(MAGIC) + b"|" + re.escape(ZSTD_MAGIC)
 #: magic, first row number, rows, payload length, crc32 (of the fields before it and the payload)
 RECORD = Struct("<4sQIII")
 assert RECORD.size == 24 and RECORD.size % 8 == 0  # so payload offsets align as file offsets do
@@ -76,7 +77,7 @@ def _padded(n: int) -> int:
     return (n + 7) & ~7
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class WalRecord:
     """One decoded log record.
 
@@ -225,7 +226,7 @@ def read_records(path: Path) -> Iterator[WalRecord]:
     yield from read_log(path).records
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class WalLog:
     """What a read of the log found.
 
@@ -285,7 +286,7 @@ def read_log(path: Path) -> WalLog:
             continue
         if bad is None:
             bad = (magic_ok, end, rows)
-        found = _ANY_MAGIC.search(data, pos + 1)
+        found = re.compile(_ANY_MAGIC).search(data, pos + 1)
         if found is None:
             break
         pos = found.start()

@@ -36,11 +36,10 @@ from kronicler.db.dictionary import Dictionary
 from kronicler.db.fileio import append_all
 from kronicler.db.metadata import save_json
 from kronicler.db.page import CHUNK_ROWS
-from kronicler.db.schema import COLUMNS, SCHEMA_VERSION, SpanBatch
+from kronicler.db.schema import COLUMNS, SCHEMA_VERSION, TEXT_COLUMNS, SpanBatch
 from kronicler.db.site_batch import SiteBatch
 from kronicler.db.snapshot import ChunkInfo
 
-TEXT_COLUMNS = ("name", "service", "attributes", "resource")
 #: Chunks sealed since the last index save that make a commit save it again (see above).
 INDEX_EVERY = 32
 

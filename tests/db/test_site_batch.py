@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -107,4 +108,4 @@ def test_inconsistent_batches_are_refused() -> None:
 
 
 def _fields(batch: SiteBatch) -> dict:
-    return {name: getattr(batch, name) for name in SiteBatch.__slots__}
+    return {name: getattr(batch, name) for name in (f.name for f in dataclasses.fields(SiteBatch))}

@@ -8,6 +8,7 @@ OTLP over gRPC) are compared in ``test_contract_roads.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from typing import Any
@@ -39,7 +40,9 @@ T0 = 1_700_000_000_000_000_000
 def columns(batch: SpanBatch) -> dict[str, list[Any]]:
     return {
         f: (v.tolist() if isinstance(v, np.ndarray) else list(v))
-        for f, v in ((f, getattr(batch, f)) for f in SpanBatch.__slots__)
+        for f, v in (
+            (f, getattr(batch, f)) for f in (x.name for x in dataclasses.fields(SpanBatch))
+        )
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from kronicler.db.schema import SpanBatch, canonical_attributes
@@ -23,7 +25,9 @@ SITES = [
 def _fields(batch: SpanBatch) -> dict:
     return {
         name: (value.tolist() if isinstance(value, np.ndarray) else list(value))
-        for name, value in ((f, getattr(batch, f)) for f in SpanBatch.__slots__)
+        for name, value in (
+            (f, getattr(batch, f)) for f in (x.name for x in dataclasses.fields(SpanBatch))
+        )
     }
 
 

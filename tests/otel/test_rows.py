@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -97,7 +99,7 @@ def test_fast_assembly_equals_a_validated_batch() -> None:
         span_id=batch.span_id, parent_span_id=batch.parent_span_id, attributes=batch.attributes,
         resource=batch.resources,
     )  # fmt: skip
-    for field in SpanBatch.__slots__:
+    for field in (f.name for f in dataclasses.fields(SpanBatch)):
         a, b = getattr(batch, field), getattr(again, field)
         assert type(a) is type(b), field
         if hasattr(a, "dtype"):
